@@ -1,0 +1,140 @@
+"""The data contract: four tables, column by column (rendered in ``data/README.md``).
+
+Types are logical: ``string``, ``integer``, ``float``, ``date`` (calendar day), ``timestamp``,
+``boolean``. ``nullable=False`` means every row must have a value. ``min``/``max`` bound numbers
+(inclusive); ``allowed`` lists the permitted values of a categorical column. ``references`` names a
+foreign key as ``"table.column"``.
+
+The four tables and how they join::
+
+    org (person_id) <── tickets.agent_id
+    customers (customer_id) <── responses.customer_id, tickets.customer_id
+
+Attribute ratings (the drivers of satisfaction) are the ``responses`` columns whose names start with
+``attr_`` (``attr_speed``, ``attr_resolution``...); the standard six are listed here, and a user's data
+may add more ``attr_*`` columns (each a 1-5 rating) without changing code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("director", "manager", "representative")
+ATTRIBUTE_PREFIX = "attr_"
+STANDARD_ATTRIBUTES = ("speed", "resolution", "knowledge", "courtesy", "ease", "value")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # string | integer | float | date | timestamp | boolean
+    description: str
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    unique: bool = False
+    references: str | None = None  # "table.column"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: str
+    description: str
+    columns: tuple[Column, ...]
+    # pairs (earlier, later): the later timestamp/date must not come before the earlier one
+    ordered: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # column-name prefix for open-ended extra columns that are allowed (e.g. attr_ ratings)
+    extra_prefix: str | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+CUSTOMERS = Table(
+    name="customers",
+    key="customer_id",
+    description="One row per customer (account). A customer has churned when end_date is set.",
+    columns=(
+        Column("customer_id", "string", "Customer identifier.", nullable=False, unique=True),
+        Column("signup_date", "date", "First day as a customer; defines the monthly cohort.", nullable=False),
+        Column("end_date", "date", "Last day as a customer (churn date); empty while still active."),
+        Column("segment", "string", "Customer segment, e.g. consumer, small_business, enterprise.",
+               nullable=False),
+        Column("region", "string", "Sales region, e.g. north, south, east, west."),
+        Column("monthly_revenue", "float", "Average monthly revenue (margin basis for CLV), >= 0.", min=0),
+        Column("purchases", "integer", "Number of purchases/orders to date (repeat purchase rate), >= 0.",
+               min=0),
+    ),
+    ordered=(("signup_date", "end_date"),),
+)
+
+RESPONSES = Table(
+    name="responses",
+    key="response_id",
+    description="One row per survey response (transactional survey after a contact with a department).",
+    columns=(
+        Column("response_id", "string", "Response identifier.", nullable=False, unique=True),
+        Column("customer_id", "string", "Who answered.", nullable=False, references="customers.customer_id"),
+        Column("response_date", "date", "Day the survey was answered.", nullable=False),
+        Column("department", "string", "Department the customer dealt with (as in org.department).",
+               nullable=False),
+        Column("channel", "string", "Contact channel, e.g. phone, email, chat, web, store."),
+        Column("csat", "integer", "Overall satisfaction, 1 (very dissatisfied) to 5 (very satisfied); "
+               "top-2-box (4-5) counts as satisfied.", min=1, max=5),
+        Column("nps", "integer", "Likelihood to recommend, 0-10 (9-10 promoter, 7-8 passive, 0-6 detractor).",
+               min=0, max=10),
+        Column("ces", "integer", "Customer effort, 1 (very easy) to 7 (very difficult).", min=1, max=7),
+        *(Column(f"{ATTRIBUTE_PREFIX}{a}", "integer", f"Attribute rating '{a}', 1 (poor) to 5 (excellent).",
+                 min=1, max=5) for a in STANDARD_ATTRIBUTES),
+        Column("comment", "string", "Free-text comment (customer's words; always HTML-escaped on output)."),
+    ),
+    extra_prefix=ATTRIBUTE_PREFIX,
+)
+
+TICKETS = Table(
+    name="tickets",
+    key="ticket_id",
+    description="One row per support/service ticket (case).",
+    columns=(
+        Column("ticket_id", "string", "Ticket identifier.", nullable=False, unique=True),
+        Column("customer_id", "string", "Customer who opened it.", nullable=False,
+               references="customers.customer_id"),
+        Column("department", "string", "Department that owns the ticket.", nullable=False),
+        Column("team", "string", "Team within the department."),
+        Column("agent_id", "string", "Representative who handled it.", references="org.person_id"),
+        Column("channel", "string", "Contact channel, e.g. phone, email, chat, web."),
+        Column("created_at", "timestamp", "When the ticket was opened.", nullable=False),
+        Column("first_response_at", "timestamp", "First reply to the customer; empty if none yet."),
+        Column("resolved_at", "timestamp", "When it was resolved; empty while open."),
+        Column("contacts_to_resolve", "integer", "Customer contacts needed to resolve (1 = first-contact "
+               "resolution), >= 1.", min=1),
+        Column("reopened", "boolean", "Whether the ticket was reopened after resolution."),
+    ),
+    ordered=(("created_at", "first_response_at"), ("created_at", "resolved_at")),
+)
+
+ORG = Table(
+    name="org",
+    key="person_id",
+    description="The organisation: department -> team -> person, each with a role.",
+    columns=(
+        Column("person_id", "string", "Person identifier (agents in tickets.agent_id).", nullable=False,
+               unique=True),
+        Column("name", "string", "Display name (HTML-escaped on output).", nullable=False),
+        Column("role", "string", "director, manager or representative.", nullable=False, allowed=ROLES),
+        Column("department", "string", "Department name, as used in responses and tickets.", nullable=False),
+        Column("team", "string", "Team name; empty for directors."),
+        Column("manager_id", "string", "The person's manager (a person_id); empty for directors.",
+               references="org.person_id"),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (CUSTOMERS, RESPONSES, TICKETS, ORG)}
