@@ -1,0 +1,692 @@
+"""Drivers of satisfaction: exact relative importance of attribute ratings for an overall rating.
+
+The question is "what should we fix to raise satisfaction?". The answer is a decomposition of the
+explained variance R^2 of a linear regression ``outcome ~ drivers`` into one share per driver.
+
+Methods (``method=``), all computed from the (weighted) correlation matrix ``R`` of outcome and drivers,
+with ``R_SS`` the drivers' block for a subset ``S`` and ``r_S`` their correlations with the outcome:
+
+* ``"shapley"`` - LMG (Lindeman, Merenda & Gold 1980), Shapley value regression, general dominance
+  (Budescu 1993; Azen & Budescu 2003). With ``v(S) = r_S' R_SS^-1 r_S`` the R^2 of subset S,
+  ``phi_j = sum_{S not containing j} |S|! (p-|S|-1)! / p! * (v(S u {j}) - v(S))``; the phi_j sum to R^2.
+  All 2^p subset R^2 come from batched linear solves on ``R`` (one pass over the rows, then a cost that
+  does not depend on the number of rows). Exact up to ``max_exact`` drivers (20); above that the result
+  falls back to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``).
+* ``"relative_weights"`` - Johnson (2000): ``R_xx = V L V'``, ``Lambda = V L^1/2 V'``,
+  ``beta* = Lambda^-1 r_xy``, ``eps_j = sum_k Lambda_jk^2 beta*_k^2``; sums to R^2.
+* ``"first"`` - squared zero-order correlation ``r_j^2`` (R^2 of the driver alone).
+* ``"last"`` - ``R^2 - R^2(without j)`` (usefulness, Darlington 1968).
+* ``"betasq"`` - squared standardized coefficient ``beta_j^2`` with ``beta = R_xx^-1 r_xy``.
+* ``"pratt"`` - ``beta_j * r_j`` (Pratt 1987); sums to R^2, can be negative.
+
+These are the definitions of R's relaimpo ``calc.relimp`` (Groemping 2006, JSS 17(1)), which the tests
+reproduce on its published outputs.
+
+Case weights (survey weights) enter the weighted means and covariances. Missing data: ``"listwise"``
+(complete cases, relaimpo's default) or ``"pairwise"`` (each correlation from the rows where both values
+are present); the choice is stated in the result. A non-numeric driver is a categorical factor: it is
+dummy-coded (first level as reference) and entered as a group, so it gets one importance for the whole
+factor (relaimpo's ``groups=``). Constant, all-missing and aliased (perfectly collinear) drivers are
+dropped and named in ``attrs["dropped"]``; fewer usable rows than drivers + 2 or a non-numeric outcome
+raise :class:`DriverInputError`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from helpers.errors import KitError
+
+METHODS = ("shapley", "relative_weights", "first", "last", "betasq", "pratt")
+MISSING = ("listwise", "pairwise")
+MAX_EXACT = 20
+_ALIAS_TOL = 1e-10
+
+
+class DriverInputError(KitError):
+    """The data or arguments given to a driver analysis cannot give a meaningful result.
+
+    The message names the column(s), the number of rows and what was expected.
+    """
+
+
+# ----------------------------------------------------------------------------------------------------
+# Design: turning a DataFrame into a numeric matrix and "players" (drivers or groups of dummy columns)
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class _Design:
+    X: np.ndarray                 # n x (1 + q): outcome first, then q numeric driver columns (NaN = missing)
+    w: np.ndarray                 # n case weights (>0)
+    columns: list[str]            # q driver column names (dummies named "factor[level]")
+    players: list[str]            # P player names (driver or factor)
+    player_cols: list[np.ndarray]  # for each player, indices into the q columns
+    categorical: list[bool]       # per player
+    dropped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _as_weights(data: pd.DataFrame, weights) -> np.ndarray:
+    if weights is None:
+        return np.ones(len(data))
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise DriverInputError(f"weights column {weights!r} is not in the data "
+                                   f"(columns: {', '.join(map(str, data.columns))})")
+        w = pd.to_numeric(data[weights], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    else:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (len(data),):
+            raise DriverInputError(f"weights has {w.size} values; expected one per row ({len(data)})")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        raise DriverInputError(f"weights: {int(bad.sum())} rows are missing, negative or infinite; "
+                               "expected non-negative case weights")
+    return w
+
+
+def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: str) -> _Design:
+    if not isinstance(data, pd.DataFrame):
+        raise DriverInputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if missing not in MISSING:
+        raise DriverInputError(f"missing={missing!r}; expected one of {MISSING}")
+    drivers = list(drivers)
+    if not drivers:
+        raise DriverInputError("no drivers given; expected at least one driver column")
+    if len(set(drivers)) != len(drivers):
+        raise DriverInputError(f"drivers are listed twice: {sorted({d for d in drivers if drivers.count(d) > 1})}")
+    absent = [c for c in [outcome, *drivers] if c not in data.columns]
+    if absent:
+        raise DriverInputError(f"columns not in the data: {absent}; available: {list(map(str, data.columns))}")
+    if outcome in drivers:
+        raise DriverInputError(f"the outcome {outcome!r} is also listed as a driver")
+    y_raw = data[outcome]
+    if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
+        raise DriverInputError(f"outcome {outcome!r} has dtype {y_raw.dtype}; expected a numeric rating "
+                               "(e.g. csat 1-5 or nps 0-10)")
+    y = y_raw.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(y).all():
+        raise DriverInputError(f"outcome {outcome!r} is missing in all {len(y)} rows")
+    w = _as_weights(data, weights)
+
+    cols, mats, players, pcols, categorical, dropped = [], [], [], [], [], {}
+    for d in drivers:
+        s = data[d]
+        if s.isna().all():
+            dropped[d] = "all values missing"
+            continue
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            x = s.astype(float).to_numpy(dtype=float, na_value=np.nan)
+            start = len(cols)
+            cols.append(d)
+            mats.append(x[:, None])
+            players.append(d)
+            pcols.append(np.array([start]))
+            categorical.append(False)
+        else:
+            levels = sorted(pd.unique(s.dropna().astype(str)))
+            if len(levels) < 2:
+                dropped[d] = f"categorical with a single level ({levels[0]!r})"
+                continue
+            codes = s.astype("string")
+            miss = codes.isna().to_numpy()
+            start = len(cols)
+            block = np.empty((len(s), len(levels) - 1))
+            for k, lev in enumerate(levels[1:]):
+                block[:, k] = (codes == lev).fillna(False).to_numpy(dtype=float)
+                cols.append(f"{d}[{lev}]")
+            block[miss, :] = np.nan
+            mats.append(block)
+            players.append(d)
+            pcols.append(np.arange(start, start + len(levels) - 1))
+            categorical.append(True)
+    if not players:
+        raise DriverInputError(f"none of the drivers {drivers} is usable: {dropped}")
+    X = np.column_stack([y[:, None], *mats])
+    keep = w > 0
+    if missing == "listwise":
+        keep &= ~np.isnan(X).any(axis=1)
+    else:
+        keep &= ~np.isnan(y)
+    X, w = X[keep], w[keep]
+    return _Design(X=X, w=w, columns=cols, players=players, player_cols=pcols, categorical=categorical,
+                   dropped=dropped)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Weighted correlation matrices (single or a stack of bootstrap replicates)
+# ----------------------------------------------------------------------------------------------------
+def _weighted_corr(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Pearson correlation of the columns of a complete matrix X, and the column SDs.
+
+    ``m = sum w x / sum w``, ``C = (X - m)' diag(w) (X - m) / sum w``, ``R = D^-1/2 C D^-1/2``.
+    """
+    sw = w.sum()
+    m = (w @ X) / sw
+    Xc = X - m
+    C = (Xc * w[:, None]).T @ Xc / sw if not np.all(w == 1) else (Xc.T @ Xc) / sw
+    sd = np.sqrt(np.clip(np.diag(C), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R = C / np.outer(sd, sd)
+    return R, sd
+
+
+def _pairwise_corr_stack(X: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted pairwise-complete correlations for a stack of weight vectors.
+
+    ``X`` is n x k with NaN for missing, ``W`` is B x n (replicate weights). For each pair (i, j) the
+    moments use only rows where both are present: with M the presence mask and Xz = X with 0 for NaN,
+    ``N_ij = W (M_i M_j)``, ``S_ij = W (Xz_i M_j)``, ``Q_ij = W (Xz_i^2 M_j)``, ``P_ij = W (Xz_i Xz_j)``;
+    ``cov_ij = P/N - (S_ij/N)(S_ji/N)``, ``var_i|j = Q_ij/N - (S_ij/N)^2``. Computed as matrix products
+    (one GEMM per moment), so B replicates cost about as much as a few passes over the data.
+    Returns (R of shape B x k x k, N of shape B x k x k).
+    """
+    n, k = X.shape
+    M = ~np.isnan(X)
+    # centre by the overall weighted means to limit cancellation in the raw moments
+    mu = np.nanmean(X, axis=0)
+    Xz = np.where(M, X - mu, 0.0)
+    Mf = M.astype(float)
+    B = W.shape[0]
+    N = np.zeros((B, k * k))
+    S = np.zeros((B, k * k))
+    Q = np.zeros((B, k * k))
+    P = np.zeros((B, k * k))
+    step = max(1, int(4_000_000 // max(k * k, 1)))
+    for a in range(0, n, step):
+        sl = slice(a, min(n, a + step))
+        m_, x_ = Mf[sl], Xz[sl]
+        Wb = W[:, sl]
+        N += Wb @ (m_[:, :, None] * m_[:, None, :]).reshape(-1, k * k)
+        S += Wb @ (x_[:, :, None] * m_[:, None, :]).reshape(-1, k * k)
+        Q += Wb @ ((x_ ** 2)[:, :, None] * m_[:, None, :]).reshape(-1, k * k)
+        P += Wb @ (x_[:, :, None] * x_[:, None, :]).reshape(-1, k * k)
+    N, S, Q, P = (a.reshape(B, k, k) for a in (N, S, Q, P))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mi = S / N
+        mj = np.swapaxes(S, 1, 2) / N
+        cov = P / N - mi * mj
+        vi = Q / N - mi ** 2
+        vj = np.swapaxes(Q, 1, 2) / N - mj ** 2
+        R = cov / np.sqrt(vi * vj)
+    idx = np.arange(k)
+    R[:, idx, idx] = 1.0
+    return R, N
+
+
+def _complete_corr_stack(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted correlations of a complete matrix X for a stack of replicate weights W (B x n).
+
+    Second moments of the centred data for all replicates in one GEMM: ``W @ (x_i x_j)``.
+    """
+    n, k = X.shape
+    Xc = X - X.mean(axis=0)
+    B = W.shape[0]
+    S0 = W.sum(axis=1)
+    S1 = W @ Xc
+    S2 = np.zeros((B, k * k))
+    step = max(1, int(4_000_000 // max(k * k, 1)))
+    for a in range(0, n, step):
+        x_ = Xc[a:a + step]
+        S2 += W[:, a:a + step] @ (x_[:, :, None] * x_[:, None, :]).reshape(-1, k * k)
+    m = S1 / S0[:, None]
+    C = S2.reshape(B, k, k) / S0[:, None, None] - m[:, :, None] * m[:, None, :]
+    sd = np.sqrt(np.clip(np.einsum("bii->bi", C), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return C / (sd[:, :, None] * sd[:, None, :])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The engine on correlation matrices (stacked: leading axis = replicate)
+# ----------------------------------------------------------------------------------------------------
+def _popcount(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.int64)
+    c = np.zeros_like(a)
+    while np.any(a):
+        c += a & 1
+        a >>= 1
+    return c
+
+
+def subset_r2(corr: np.ndarray, player_cols: list[np.ndarray], chunk_elems: int = 4_000_000) -> np.ndarray:
+    """R^2 of every subset of players, from correlation matrices with the outcome in row/column 0.
+
+    ``corr`` is (q+1) x (q+1) or a stack B x (q+1) x (q+1); ``player_cols[i]`` are the driver columns
+    (0-based, excluding the outcome) of player i. Returns v of shape (B, 2^P) with
+    ``v[:, mask] = r_S' R_SS^-1 r_S`` where S is the union of the columns of the players in ``mask``
+    (bit i = player i). Subsets are solved in batches of equal size with ``numpy.linalg.solve``.
+    """
+    corr = np.asarray(corr, dtype=float)
+    if corr.ndim == 2:
+        corr = corr[None]
+    B = corr.shape[0]
+    Rxx = corr[:, 1:, 1:]
+    rxy = corr[:, 1:, 0]
+    P = len(player_cols)
+    q = Rxx.shape[1]
+    masks = np.arange(1 << P)
+    colsel = np.zeros((1 << P, q), dtype=bool)
+    for i, cols in enumerate(player_cols):
+        has = (masks >> i) & 1 == 1
+        colsel[np.ix_(has, cols)] = True
+    ncols = colsel.sum(axis=1)
+    v = np.zeros((B, 1 << P))
+    for k in np.unique(ncols):
+        if k == 0:
+            continue
+        idx = np.nonzero(ncols == k)[0]
+        cols = np.nonzero(colsel[idx])[1].reshape(len(idx), k)
+        step = max(1, int(chunk_elems // max(B * k * k, 1)))
+        for a in range(0, len(idx), step):
+            c = cols[a:a + step]
+            A = Rxx[:, c[:, :, None], c[:, None, :]]       # B x m x k x k
+            b = rxy[:, c]                                  # B x m x k
+            sol = np.linalg.solve(A, b[..., None])[..., 0]
+            v[:, idx[a:a + step]] = np.einsum("bmk,bmk->bm", b, sol)
+    return v
+
+
+def _shapley_weights(P: int) -> np.ndarray:
+    return np.array([math.factorial(s) * math.factorial(P - s - 1) / math.factorial(P) for s in range(P)])
+
+
+def shapley_from_subsets(v: np.ndarray) -> np.ndarray:
+    """Shapley values (B x P) from subset values v (B x 2^P):
+    ``phi_j = sum_{S not containing j} |S|!(P-|S|-1)!/P! (v(S+j) - v(S))``."""
+    v = np.atleast_2d(v)
+    P = int(round(math.log2(v.shape[1])))
+    masks = np.arange(1 << P)
+    size = _popcount(masks)
+    wts = _shapley_weights(P)
+    phi = np.empty((v.shape[0], P))
+    for j in range(P):
+        m = masks[(masks >> j) & 1 == 0]
+        phi[:, j] = (v[:, m | (1 << j)] - v[:, m]) @ wts[size[m]]
+    return phi
+
+
+def conditional_dominance_from_subsets(v: np.ndarray) -> np.ndarray:
+    """Average increment of R^2 from adding player j to subsets of size s (Azen & Budescu 2003):
+    returns (P x P): row j, column s = mean over |S| = s, j not in S of v(S+j) - v(S)."""
+    v = np.asarray(v).reshape(-1)
+    P = int(round(math.log2(v.size)))
+    masks = np.arange(1 << P)
+    size = _popcount(masks)
+    out = np.empty((P, P))
+    for j in range(P):
+        m = masks[(masks >> j) & 1 == 0]
+        inc = v[m | (1 << j)] - v[m]
+        for s in range(P):
+            out[j, s] = inc[size[m] == s].mean()
+    return out
+
+
+def _sym_sqrt(Rxx: np.ndarray) -> np.ndarray:
+    vals, vecs = np.linalg.eigh(Rxx)
+    vals = np.clip(vals, 0, None)
+    return (vecs * np.sqrt(vals)[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+
+
+def _relative_weights_cols(corr: np.ndarray) -> np.ndarray:
+    """Johnson's (2000) raw relative weights per driver column (B x q)."""
+    Rxx = corr[:, 1:, 1:]
+    rxy = corr[:, 1:, 0]
+    Lam = _sym_sqrt(Rxx)
+    beta_star = np.linalg.solve(Lam, rxy[..., None])[..., 0]
+    return np.einsum("bjk,bk->bj", Lam ** 2, beta_star ** 2)
+
+
+def _importance_stack(corr: np.ndarray, player_cols: list[np.ndarray], method: str,
+                      categorical: list[bool], max_exact: int = MAX_EXACT) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Importance per player for a stack of correlation matrices. Returns (imp B x P, r2 B, info)."""
+    corr = np.asarray(corr, dtype=float)
+    if corr.ndim == 2:
+        corr = corr[None]
+    Rxx = corr[:, 1:, 1:]
+    rxy = corr[:, 1:, 0]
+    beta = np.linalg.solve(Rxx, rxy[..., None])[..., 0]
+    r2 = np.einsum("bj,bj->b", beta, rxy)
+    P = len(player_cols)
+    info = {"exact": True, "fallback": None, "method_used": method}
+    if method == "shapley" and P > max_exact:
+        info.update(exact=False, method_used="relative_weights",
+                    fallback=f"{P} drivers exceed the exact Shapley limit of {max_exact}; "
+                             "relative weights (Johnson 2000) used instead")
+        method = "relative_weights"
+    if method in ("betasq", "pratt") and any(categorical):
+        names = [i for i, c in enumerate(categorical) if c]
+        raise DriverInputError(f"method {method!r} is not defined for a categorical driver entered as a group "
+                               f"(player positions {names}); use 'shapley', 'relative_weights', 'first' or 'last'")
+    if method == "shapley":
+        v = subset_r2(corr, player_cols)
+        imp = shapley_from_subsets(v)
+    elif method == "relative_weights":
+        rw = _relative_weights_cols(corr)
+        imp = np.stack([rw[:, cols].sum(axis=1) for cols in player_cols], axis=1)
+    elif method == "first":
+        imp = np.empty((corr.shape[0], P))
+        for i, cols in enumerate(player_cols):
+            imp[:, i] = subset_r2(corr, [cols])[:, 1]
+    elif method == "last":
+        imp = np.empty((corr.shape[0], P))
+        q = Rxx.shape[1]
+        for i, cols in enumerate(player_cols):
+            rest = np.setdiff1d(np.arange(q), cols)
+            imp[:, i] = r2 - (subset_r2(corr, [rest])[:, 1] if rest.size else 0.0)
+    elif method == "betasq":
+        imp = np.stack([beta[:, cols[0]] ** 2 for cols in player_cols], axis=1)
+    elif method == "pratt":
+        imp = np.stack([beta[:, cols[0]] * rxy[:, cols[0]] for cols in player_cols], axis=1)
+    else:
+        raise DriverInputError(f"method={method!r}; expected one of {METHODS}")
+    return imp, r2, info
+
+
+def _player_signs(corr: np.ndarray, player_cols, categorical) -> np.ndarray:
+    Rxx = corr[1:, 1:]
+    beta = np.linalg.solve(Rxx, corr[1:, 0])
+    return np.array([0.0 if cat else float(np.sign(beta[c[0]])) for c, cat in zip(player_cols, categorical)])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cleaning: constant and aliased drivers
+# ----------------------------------------------------------------------------------------------------
+def _drop_degenerate(corr: np.ndarray, design: _Design, sd: np.ndarray) -> tuple[np.ndarray, _Design]:
+    """Drop constant columns, then aliased players (R^2 on the previously kept columns > 1 - 1e-10,
+    as R's ``lm`` gives NA coefficients), in the order given. Returns the reduced correlation matrix."""
+    q = len(design.columns)
+    keep_players = []
+    kept_cols: list[int] = []
+    for i, (name, cols) in enumerate(zip(design.players, design.player_cols)):
+        if np.any(~np.isfinite(sd[1 + cols])) or np.any(sd[1 + cols] <= 1e-12 * max(1.0, np.nanmax(sd))):
+            design.dropped[name] = "constant (no variation)"
+            continue
+        if kept_cols:
+            A = corr[1:, 1:][np.ix_(kept_cols, kept_cols)]
+            ok = True
+            for c in cols:
+                b = corr[1:, 1:][kept_cols, c]
+                try:
+                    r2 = b @ np.linalg.solve(A, b)
+                except np.linalg.LinAlgError:
+                    r2 = 1.0
+                if r2 > 1 - _ALIAS_TOL:
+                    ok = False
+            if ok and len(cols) > 1:
+                B_ = corr[1:, 1:][np.ix_(list(cols), list(cols))]
+                ok = np.linalg.eigvalsh(B_).min() > _ALIAS_TOL
+            if not ok:
+                design.dropped[name] = "aliased: a perfect linear combination of drivers kept before it"
+                continue
+        elif len(cols) > 1 and np.linalg.eigvalsh(corr[1:, 1:][np.ix_(list(cols), list(cols))]).min() <= _ALIAS_TOL:
+            design.dropped[name] = "aliased: its levels are perfectly collinear"
+            continue
+        keep_players.append(i)
+        kept_cols.extend(int(c) for c in cols)
+    if not keep_players:
+        raise DriverInputError(f"no usable driver left: {design.dropped}")
+    new_cols, new_pcols, pos = [], [], 0
+    for i in keep_players:
+        cols = design.player_cols[i]
+        new_cols.extend(design.columns[c] for c in cols)
+        new_pcols.append(np.arange(pos, pos + len(cols)))
+        pos += len(cols)
+    sel = np.array([0] + [1 + c for i in keep_players for c in design.player_cols[i]])
+    corr = corr[np.ix_(sel, sel)]
+    design.X = design.X[:, sel]
+    design.columns = new_cols
+    design.players = [design.players[i] for i in keep_players]
+    design.categorical = [design.categorical[i] for i in keep_players]
+    design.player_cols = new_pcols
+    assert len(new_cols) <= q
+    return corr, design
+
+
+def _corr_of_design(design: _Design, missing: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Correlation matrix, SDs and the n behind it (pairwise: the smallest pairwise n)."""
+    X, w = design.X, design.w
+    if missing == "listwise" or not np.isnan(X).any():
+        R, sd = _weighted_corr(X, w)
+        return R, sd, X.shape[0]
+    R, _ = _pairwise_corr_stack(X, w[None])
+    M = ~np.isnan(X)
+    npair = (M.astype(float).T @ M.astype(float))
+    sd = np.sqrt(np.nanvar(X, axis=0))
+    return R[0], sd, int(npair.min())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------
+def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
+                        n_boot: int = 0, ci: float = 0.95, seed=None, missing: str = "listwise",
+                        max_exact: int = MAX_EXACT, ci_method: str = "percentile") -> pd.DataFrame:
+    """Relative importance of ``drivers`` for ``outcome`` (see the module docstring for the formulas).
+
+    Returns a DataFrame indexed by driver (factor name for a categorical driver) with columns
+    ``importance`` (units of R^2), ``share`` (importance / R^2), ``rank`` (1 = most important), ``sign``
+    (+1/-1: direction of the full-model coefficient; 0 for a factor), ``signed_importance``, and
+    ``ci_low``/``ci_high`` (bootstrap, units of R^2) when ``n_boot > 0``. ``.attrs`` holds ``r2``, ``n``,
+    ``method`` (as asked), ``method_used``, ``exact``, ``fallback``, ``missing``, ``dropped``
+    ({driver: reason}), ``weighted``, ``ci``, ``ci_method``, ``n_boot``, ``warnings``.
+
+    Bootstrap: ``n_boot`` resamples of the rows (keeping each row's case weight), all replicates'
+    correlation matrices from one matrix product, importances from batched solves; ``ci_method``
+    "percentile" or "bca" (bias-corrected and accelerated, Efron 1987, acceleration from a grouped
+    jackknife of 20 groups).
+    """
+    if method not in METHODS:
+        raise DriverInputError(f"method={method!r}; expected one of {METHODS}")
+    if not 0 < ci < 1:
+        raise DriverInputError(f"ci={ci}; expected a confidence level between 0 and 1, e.g. 0.95")
+    design = _build_design(data, outcome, drivers, weights, missing)
+    n_rows = design.X.shape[0]
+    if n_rows < 3:
+        raise DriverInputError(f"only {n_rows} usable rows for outcome {outcome!r} and drivers "
+                               f"{list(drivers)} ({missing} deletion); expected at least drivers + 2")
+    corr, sd, n = _corr_of_design(design, missing)
+    if not np.isfinite(sd[0]) or sd[0] <= 0:
+        raise DriverInputError(f"outcome {outcome!r} is constant in the {n_rows} usable rows; "
+                               "nothing to explain")
+    corr, design = _drop_degenerate(corr, design, sd)
+    q = len(design.columns)
+    if n < q + 2:
+        raise DriverInputError(f"{n} usable rows for {q} driver columns ({missing} deletion); expected at "
+                               f"least {q + 2} (drivers + 2)")
+    if missing == "pairwise" and np.linalg.eigvalsh(corr).min() < -1e-10:
+        raise DriverInputError("the pairwise-complete correlation matrix is not positive semi-definite "
+                               "(too much missing data in different rows); use missing='listwise'")
+    imp, r2, info = _importance_stack(corr, design.player_cols, method, design.categorical, max_exact)
+    imp, r2 = imp[0], float(r2[0])
+    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
+        raise DriverInputError("the importances could not be computed (singular correlation matrix); "
+                               f"check drivers {design.players} for collinearity")
+    signs = _player_signs(corr, design.player_cols, design.categorical)
+    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
+                         index=pd.Index(design.players, name="driver"))
+    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
+    table["sign"] = signs.astype(int)
+    table["signed_importance"] = table["importance"] * np.where(signs == 0, 1.0, signs)
+    warnings = list(design.warnings)
+    if info["fallback"]:
+        warnings.append(info["fallback"])
+    if n < 10 * q:
+        warnings.append(f"only {n} responses for {q} driver columns (fewer than 10 per driver): "
+                        "importances are unstable, read the intervals")
+    draws = None
+    if n_boot and n_boot > 0:
+        draws, r2_draws = _bootstrap(design, method, missing, n_boot, seed, info["method_used"], max_exact)
+        lo, hi = _intervals(draws, imp, ci, ci_method, design, method, missing, info["method_used"], max_exact)
+        table["ci_low"], table["ci_high"] = lo, hi
+        table.attrs["r2_ci"] = tuple(np.nanquantile(r2_draws, [(1 - ci) / 2, (1 + ci) / 2]))
+    table.attrs.update(r2=r2, n=int(n), method=method, method_used=info["method_used"], exact=info["exact"],
+                       fallback=info["fallback"], missing=missing, dropped=dict(design.dropped),
+                       weighted=weights is not None, ci=ci, ci_method=ci_method, n_boot=int(n_boot or 0),
+                       warnings=warnings, outcome=outcome, columns=list(design.columns))
+    if draws is not None:
+        table.attrs["boot_draws"] = draws
+    return table
+
+
+def _resample_weights(n: int, w: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    return counts * w[None, :]
+
+
+def _boot_corr(design: _Design, W: np.ndarray, missing: str) -> np.ndarray:
+    X = design.X
+    if missing == "listwise" or not np.isnan(X).any():
+        return _complete_corr_stack(X, W)
+    return _pairwise_corr_stack(X, W)[0]
+
+
+def _bootstrap(design: _Design, method, missing, n_boot, seed, method_used, max_exact):
+    rng = np.random.default_rng(seed)
+    n = design.X.shape[0]
+    draws, r2s = [], []
+    per_chunk = max(1, min(n_boot, int(2e7 // max(n, 1))))
+    done = 0
+    while done < n_boot:
+        b = min(per_chunk, n_boot - done)
+        W = _resample_weights(n, design.w, b, rng)
+        corr = _boot_corr(design, W, missing)
+        ok = np.all(np.isfinite(corr.reshape(b, -1)), axis=1)
+        imp = np.full((b, len(design.players)), np.nan)
+        r2 = np.full(b, np.nan)
+        if ok.any():
+            try:
+                imp[ok], r2[ok], _ = _importance_stack(corr[ok], design.player_cols, method_used,
+                                                       design.categorical, max_exact)
+            except np.linalg.LinAlgError:
+                for i in np.nonzero(ok)[0]:
+                    try:
+                        a, r, _ = _importance_stack(corr[i], design.player_cols, method_used,
+                                                    design.categorical, max_exact)
+                        imp[i], r2[i] = a[0], r[0]
+                    except np.linalg.LinAlgError:
+                        pass
+        draws.append(imp)
+        r2s.append(r2)
+        done += b
+    draws = np.vstack(draws)
+    good = np.all(np.isfinite(draws), axis=1)
+    if good.sum() < max(10, 0.9 * n_boot):
+        raise DriverInputError(f"only {int(good.sum())} of {n_boot} bootstrap samples gave a usable model "
+                               "(singular in the others): too few rows or categories too rare")
+    return draws[good], np.concatenate(r2s)[good]
+
+
+def _intervals(draws, est, ci, ci_method, design, method, missing, method_used, max_exact):
+    alpha = (1 - ci) / 2
+    if ci_method == "percentile":
+        return np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0)
+    if ci_method != "bca":
+        raise DriverInputError(f"ci_method={ci_method!r}; expected 'percentile' or 'bca'")
+    from scipy.stats import norm
+    B = draws.shape[0]
+    prop = (draws < est[None, :]).mean(axis=0) + 0.5 * (draws == est[None, :]).mean(axis=0)
+    z0 = norm.ppf(np.clip(prop, 1 / (B + 1), B / (B + 1)))
+    # grouped jackknife for the acceleration
+    n = design.X.shape[0]
+    G = min(20, n)
+    groups = np.arange(n) % G
+    jack = []
+    for g in range(G):
+        W = (design.w * (groups != g))[None, :]
+        corr = _boot_corr(design, W, missing)
+        a, _, _ = _importance_stack(corr, design.player_cols, method_used, design.categorical, max_exact)
+        jack.append(a[0])
+    jack = np.array(jack)
+    d = jack.mean(axis=0) - jack
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = (d ** 3).sum(axis=0) / (6 * ((d ** 2).sum(axis=0)) ** 1.5)
+    acc = np.nan_to_num(acc)
+    lo, hi = [], []
+    for zq in (norm.ppf(alpha), norm.ppf(1 - alpha)):
+        adj = norm.cdf(z0 + (z0 + zq) / (1 - acc * (z0 + zq)))
+        (lo if zq < 0 else hi).append(np.array([np.quantile(draws[:, j], adj[j]) for j in range(draws.shape[1])]))
+    return lo[0], hi[0]
+
+
+def relative_importance_from_corr(corr, outcome: str, drivers, method: str = "shapley",
+                                  max_exact: int = MAX_EXACT, n: int | None = None) -> pd.DataFrame:
+    """The same analysis from a correlation (or covariance) matrix alone, e.g. a published table.
+
+    ``corr`` is a DataFrame with row and column labels including ``outcome`` and ``drivers`` (or a square
+    array ordered [outcome, *drivers]). All drivers are numeric (no groups); no bootstrap. ``n`` (optional)
+    is recorded in ``attrs``.
+    """
+    drivers = list(drivers)
+    if isinstance(corr, pd.DataFrame):
+        names = [outcome, *drivers]
+        absent = [c for c in names if c not in corr.index or c not in corr.columns]
+        if absent:
+            raise DriverInputError(f"correlation matrix has no row/column {absent}")
+        C = corr.loc[names, names].to_numpy(dtype=float)
+    else:
+        C = np.asarray(corr, dtype=float)
+        if C.shape != (len(drivers) + 1,) * 2:
+            raise DriverInputError(f"correlation matrix is {C.shape}; expected {(len(drivers) + 1,) * 2} "
+                                   "ordered [outcome, *drivers]")
+    if not np.allclose(C, C.T, atol=1e-12) or not np.all(np.isfinite(C)):
+        raise DriverInputError("the correlation matrix must be finite and symmetric")
+    sd = np.sqrt(np.diag(C))
+    if np.any(sd <= 0):
+        raise DriverInputError("the correlation matrix has a zero variance on its diagonal")
+    C = C / np.outer(sd, sd)
+    design = _Design(X=np.empty((0, len(drivers) + 1)), w=np.empty(0), columns=drivers, players=list(drivers),
+                     player_cols=[np.array([i]) for i in range(len(drivers))], categorical=[False] * len(drivers))
+    C, design = _drop_degenerate(C, design, np.ones(len(drivers) + 1))
+    imp, r2, info = _importance_stack(C, design.player_cols, method, design.categorical, max_exact)
+    imp, r2 = imp[0], float(r2[0])
+    signs = _player_signs(C, design.player_cols, design.categorical)
+    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
+                         index=pd.Index(design.players, name="driver"))
+    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
+    table["sign"] = signs.astype(int)
+    table["signed_importance"] = table["importance"] * signs
+    table.attrs.update(r2=r2, n=n, method=method, method_used=info["method_used"], exact=info["exact"],
+                       fallback=info["fallback"], missing="n/a (correlation matrix)",
+                       dropped=dict(design.dropped), weighted=False,
+                       warnings=[info["fallback"]] if info["fallback"] else [])
+    return table
+
+
+def conditional_dominance(data_or_corr, outcome: str, drivers, from_corr: bool = False,
+                          weights=None, missing: str = "listwise") -> pd.DataFrame:
+    """Conditional dominance statistics (Azen & Budescu 2003): the average R^2 increment of each driver
+    over all subsets of the other drivers of each size (columns 0..p-1). Size 0 is ``first``, size p-1
+    is ``last``, and the row mean is the Shapley/LMG value (general dominance)."""
+    if from_corr:
+        names = [outcome, *drivers]
+        C = data_or_corr.loc[names, names].to_numpy(dtype=float) if isinstance(data_or_corr, pd.DataFrame) \
+            else np.asarray(data_or_corr, dtype=float)
+        players = list(drivers)
+        pcols = [np.array([i]) for i in range(len(drivers))]
+    else:
+        design = _build_design(data_or_corr, outcome, drivers, weights, missing)
+        C, sd, _ = _corr_of_design(design, missing)
+        C, design = _drop_degenerate(C, design, sd)
+        players, pcols = design.players, design.player_cols
+    v = subset_r2(C, pcols)[0]
+    cd = conditional_dominance_from_subsets(v)
+    return pd.DataFrame(cd, index=pd.Index(players, name="driver"),
+                        columns=pd.Index(range(len(players)), name="subset_size"))
+
+
+def vif(data: pd.DataFrame, drivers, weights=None) -> pd.Series:
+    """Variance inflation factors ``VIF_j = [R_xx^-1]_jj`` (listwise complete rows, numeric drivers)."""
+    drivers = list(drivers)
+    design = _build_design(data.assign(_one=1.0), "_one", drivers, weights, "listwise")
+    X = design.X[:, 1:]
+    R, sd = _weighted_corr(X, design.w)
+    if np.any(sd <= 0):
+        raise DriverInputError(f"constant driver(s) {[c for c, s in zip(design.columns, sd) if s <= 0]}: VIF undefined")
+    try:
+        inv = np.linalg.inv(R)
+    except np.linalg.LinAlgError:
+        raise DriverInputError(f"drivers {design.columns} are perfectly collinear: VIF is infinite") from None
+    return pd.Series(np.diag(inv), index=pd.Index(design.columns, name="driver"), name="vif")
