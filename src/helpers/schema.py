@@ -138,3 +138,76 @@ ORG = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (CUSTOMERS, RESPONSES, TICKETS, ORG)}
+
+
+# --- helpers over the contract (types in DuckDB and pandas, the markdown of data/README.md) ---------------
+
+DUCKDB_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date": "DATE",
+                "timestamp": "TIMESTAMP", "boolean": "BOOLEAN"}
+"""The DuckDB column type of each logical type (the tables of ``Dataset.con``)."""
+
+PANDAS_DTYPES = {"string": "str", "integer": "float64", "float": "float64", "date": "datetime64[us]",
+                 "timestamp": "datetime64[us]", "boolean": "boolean"}
+"""The pandas dtype of each logical type in ``Dataset`` frames (numbers are float64 with NaN for missing)."""
+
+
+def attribute_column(table: Table, name: str) -> Column | None:
+    """The contract of an extra ``attr_*`` column of ``table`` (a 1-5 rating), or None if not allowed."""
+    if table.extra_prefix and name.startswith(table.extra_prefix) and len(name) > len(table.extra_prefix):
+        label = name[len(table.extra_prefix):]
+        return Column(name, "integer", f"Attribute rating '{label}', 1 (poor) to 5 (excellent).", min=1, max=5)
+    return None
+
+
+def allowed_values_text(column: Column) -> str:
+    """Plain-text rule of a column's values: ``1-5``, ``>= 0``, ``director, manager, representative``."""
+    if column.allowed:
+        return ", ".join(column.allowed)
+    fmt = (lambda v: str(int(v)) if float(v).is_integer() else str(v))
+    if column.min is not None and column.max is not None:
+        return f"{fmt(column.min)}-{fmt(column.max)}"
+    if column.min is not None:
+        return f">= {fmt(column.min)}"
+    if column.max is not None:
+        return f"<= {fmt(column.max)}"
+    notes = []
+    if column.unique:
+        notes.append("unique")
+    if column.references:
+        notes.append(f"a {column.references}")
+    if column.dtype == "date":
+        notes.append("YYYY-MM-DD")
+    if column.dtype == "timestamp":
+        notes.append("YYYY-MM-DD HH:MM[:SS]")
+    if column.dtype == "boolean":
+        notes.append("true/false (also yes/no, 1/0)")
+    return "; ".join(notes) or "any"
+
+
+def contract_markdown() -> str:
+    """The contract as markdown tables, one per table (the generated part of ``data/README.md``)."""
+    out: list[str] = []
+    for table in TABLES.values():
+        out.append(f"### `{table.name}`\n")
+        out.append(f"{table.description} Key: `{table.key}`.")
+        if table.ordered:
+            pairs = ", ".join(f"`{b}` >= `{a}`" for a, b in table.ordered)
+            out.append(f" Order rules: {pairs} (when both are set).")
+        if table.extra_prefix:
+            out.append(f" Extra `{table.extra_prefix}*` columns are allowed (each a 1-5 rating).")
+        out.append("\n\n| column | type | allowed values | nullable | meaning |\n|---|---|---|---|---|\n")
+        for c in table.columns:
+            extra = []
+            if c.unique and (c.min is not None or c.allowed):
+                extra.append("unique")
+            if c.references and (c.min is not None or c.allowed or c.unique):
+                extra.append(f"a {c.references}")
+            rule = allowed_values_text(c) + ("; " + "; ".join(extra) if extra else "")
+            out.append(f"| `{c.name}` | {c.dtype} | {rule} | {'yes' if c.nullable else 'no'} | "
+                       f"{c.description.replace('|', '/')} |\n")
+        out.append("\n")
+    return "".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # python -m helpers.schema > the tables of data/README.md
+    print(contract_markdown(), end="")

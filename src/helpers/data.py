@@ -1,0 +1,582 @@
+"""Loading and validating the four tables of the data contract (``data/README.md``, ``helpers.schema``).
+
+>>> ds = load_dataset("data/demo")                       # folder of <table>.parquet / <table>.csv files
+>>> ds = load_dataset("exports/cx.duckdb")               # DuckDB file with tables customers, responses, ...
+>>> ds.con.sql("SELECT department, avg(csat) FROM responses GROUP BY ALL").df()   # aggregate in DuckDB
+>>> ds.responses                                          # pandas frame (cached), contract dtypes
+>>> ds.snapshot("build/run/data.duckdb")                  # validated tables in one file ...
+>>> load_dataset("build/run/data.duckdb", validate=False)  # ... read back fast, no re-validation
+
+How it works: DuckDB (embedded, in memory) reads the files; the column mapping renames the user's columns
+to the contract's names; validation runs as SQL aggregates over the raw columns (one scan per table for
+types, missing values, ranges and order rules; one aggregate each for duplicate keys and foreign keys), so
+a million customers and ten million tickets validate in seconds without building pandas frames. The typed
+tables are then views (Parquet, DuckDB) or in-memory tables (CSV, parsed once) named ``customers``,
+``responses``, ``tickets`` and ``org`` in ``Dataset.con``; pandas frames are built on first access.
+
+Hard problems raise :class:`helpers.errors.DataContractError` naming the table, file, column, number of
+rows, up to five example ids (the table's key; ``row N`` when the key itself is missing) and what was
+expected. Soft problems (a department with fewer than ``min_responses`` responses, tickets without an
+agent, mostly-missing ratings, departments unknown to ``org``) are collected in ``Dataset.warnings`` and
+emitted as :class:`DataQualityWarning`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import warnings as _warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from helpers.errors import DataContractError, ParamsError
+from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, allowed_values_text,
+                            attribute_column)
+
+TABLE_ORDER = ("customers", "responses", "tickets", "org")
+FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
+META_TABLE = "_kit_meta"
+CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+_TRUE = ("true", "t", "yes", "y", "1", "1.0")
+_FALSE = ("false", "f", "no", "n", "0", "0.0")
+MISSING_SHARE_WARNING = 0.5
+FINGERPRINT_CHUNK = 1 << 22
+
+
+class DataQualityWarning(UserWarning):
+    """A soft data problem: the data loads, but some results may be unreliable (see ``Dataset.warnings``)."""
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier, quoted for DuckDB (user column names may hold spaces, quotes, keywords)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    # local files only: no extension auto-install/-load (e.g. httpfs), timestamps read in UTC
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+# --- typed expressions over raw columns ------------------------------------------------------------------
+
+def _typed_expr(col: Column, raw: str, raw_type: str) -> str:
+    """SQL turning the raw column ``raw`` (DuckDB type ``raw_type``) into the contract type, NULL when it
+    cannot be converted (the type check compares: raw set but typed NULL = wrong type)."""
+    t = raw_type.upper()
+    numeric_raw = any(k in t for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC"))
+    if col.dtype == "string":
+        if "DOUBLE" in t or "FLOAT" in t or "DECIMAL" in t or "REAL" in t:
+            # ids exported as floats (1.0) read back as '1'
+            return (f"CASE WHEN {raw} = trunc({raw}) THEN CAST(CAST({raw} AS HUGEINT) AS VARCHAR) "
+                    f"ELSE CAST({raw} AS VARCHAR) END")
+        return f"CAST({raw} AS VARCHAR)"
+    if col.dtype in ("integer", "float"):
+        v = f"TRY_CAST({raw} AS DOUBLE)"
+        v = f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
+        if col.dtype == "integer":
+            return f"(CASE WHEN {v} = trunc({v}) AND NOT isinf({v}) THEN CAST({v} AS BIGINT) END)"
+        return v
+    if col.dtype == "date":
+        if t == "VARCHAR":
+            return f"COALESCE(TRY_CAST({raw} AS DATE), CAST(TRY_CAST({raw} AS TIMESTAMP) AS DATE))"
+        return f"TRY_CAST({raw} AS DATE)"
+    if col.dtype == "timestamp":
+        if t == "VARCHAR":
+            return (f"COALESCE(TRY_CAST({raw} AS TIMESTAMP), "
+                    f"CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP))")
+        return f"TRY_CAST({raw} AS TIMESTAMP)"
+    if col.dtype == "boolean":
+        if t == "BOOLEAN":
+            return raw
+        if numeric_raw:
+            return f"(CASE WHEN {raw} = 1 THEN TRUE WHEN {raw} = 0 THEN FALSE END)"
+        s = f"lower(trim(CAST({raw} AS VARCHAR)))"
+        return (f"(CASE WHEN {s} IN ({', '.join(map(_lit, _TRUE))}) THEN TRUE "
+                f"WHEN {s} IN ({', '.join(map(_lit, _FALSE))}) THEN FALSE END)")
+    raise AssertionError(col.dtype)
+
+
+_TYPE_WORDS = {"string": "text", "integer": "whole numbers", "float": "numbers", "date": "dates (YYYY-MM-DD)",
+               "timestamp": "timestamps (YYYY-MM-DD HH:MM:SS)", "boolean": "true/false values"}
+
+
+@dataclass
+class _Check:
+    column: str | None
+    condition: str  # SQL over the raw relation, true for offending rows
+    problem: str
+    expected: str
+
+
+@dataclass
+class _RawTable:
+    spec: Table
+    file: str             # shown in errors
+    relation: str         # SQL relation with the raw rows
+    raw_types: dict[str, str]  # contract column -> raw DuckDB type
+    raw_names: dict[str, str]  # contract column -> raw column name
+    columns: tuple[Column, ...]  # contract columns present (incl. extra attr_*), in contract order
+
+
+# --- locating the tables ---------------------------------------------------------------------------------
+
+def _is_duckdb_file(path: Path) -> bool:
+    if path.suffix.lower() in DUCKDB_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+        return head[8:12] == b"DUCK"
+    except OSError:
+        return False
+
+
+def _find_table_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for name in TABLE_ORDER:
+        candidates = [folder / f"{name}{s}" for s in FILE_SUFFIXES if (folder / f"{name}{s}").is_file()]
+        if not candidates:
+            raise DataContractError(name, "file not found", source=str(folder),
+                                    expected=f"{name}.parquet or {name}.csv in the data folder "
+                                             f"(found: {', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'})")
+        if len(candidates) > 1:
+            raise DataContractError(name, f"two files for one table ({', '.join(p.name for p in candidates)})",
+                                    source=str(folder), expected="exactly one file per table; remove the other")
+        found[name] = candidates[0]
+    return found
+
+
+def _check_mapping(column_mapping: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
+    if not column_mapping:
+        return {}
+    from pydantic import ValidationError
+
+    from helpers.config import ReportConfig
+    try:
+        return ReportConfig(column_mapping={k: dict(v) for k, v in column_mapping.items()}).column_mapping
+    except ValidationError as exc:
+        raise ParamsError("column_mapping", exc.errors()[0]["msg"].removeprefix("Value error, "),
+                          field="column_mapping") from None
+    except (TypeError, AttributeError):
+        raise ParamsError("column_mapping", "expected {table: {their column: contract column}}",
+                          field="column_mapping") from None
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation: str,
+               mapping: dict[str, str]) -> _RawTable:
+    described = _describe(con, relation)
+    for theirs in mapping:
+        if theirs not in described:
+            raise DataContractError(spec.name, "from the column mapping (params/report.yaml) is not in the file",
+                                    source=file, column=theirs,
+                                    expected=f"one of the file's columns: {', '.join(described)}")
+    renamed: dict[str, str] = {}  # contract name -> raw name
+    for raw in described:
+        ours = mapping.get(raw, raw)
+        if ours in renamed:
+            raise DataContractError(spec.name, f"appears twice after the column mapping "
+                                    f"({renamed[ours]!r} and {raw!r})", source=file, column=ours,
+                                    expected="one column per contract column; drop or rename one")
+        renamed[ours] = raw
+    missing = [c for c in spec.column_names if c not in renamed]
+    if missing:
+        raise DataContractError(
+            spec.name, f"is missing (missing columns: {', '.join(map(repr, missing))})", source=file,
+            column=missing[0],
+            expected=f"the contract columns {', '.join(spec.column_names)} (see data/README.md); add the column "
+                     "(it may be empty) or map one of your columns to it in params/report.yaml column_mapping")
+    extra = [c for c in renamed if c not in spec.column_names and attribute_column(spec, c) is None]
+    if extra:
+        raise DataContractError(
+            spec.name, f"is not in the contract (extra columns: {', '.join(map(repr, extra))})", source=file,
+            column=extra[0],
+            expected=f"only the contract columns {', '.join(spec.column_names)}"
+                     + (f" and {spec.extra_prefix}* ratings" if spec.extra_prefix else "")
+                     + "; drop the column or map it to a contract column in params/report.yaml column_mapping")
+    columns = list(spec.columns) + [attribute_column(spec, c) for c in renamed
+                                    if c not in spec.column_names]
+    return _RawTable(spec=spec, file=file, relation=relation,
+                     raw_types={c.name: described[renamed[c.name]] for c in columns},
+                     raw_names={c.name: renamed[c.name] for c in columns}, columns=tuple(columns))
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+def _checks(rt: _RawTable) -> list[_Check]:
+    checks: list[_Check] = []
+    typed = {c.name: _typed_expr(c, quote_ident(rt.raw_names[c.name]), rt.raw_types[c.name]) for c in rt.columns}
+    for c in rt.columns:
+        raw = quote_ident(rt.raw_names[c.name])
+        what = f"{_TYPE_WORDS[c.dtype]}" + (f" {allowed_values_text(c)}" if c.min is not None or
+                                             c.max is not None else "")
+        meaning = c.description.split(";")[0].split(",")[0].rstrip(".")
+        if c.dtype != "string":
+            checks.append(_Check(c.name, f"{raw} IS NOT NULL AND {typed[c.name]} IS NULL",
+                                 "has values of the wrong type", f"{what} ({meaning})"))
+        if not c.nullable:
+            checks.append(_Check(c.name, f"{typed[c.name]} IS NULL" if c.dtype != "string"
+                                 else f"({raw} IS NULL OR trim(CAST({raw} AS VARCHAR)) = '')",
+                                 "is empty", f"a value in every row ({meaning})"))
+        if c.min is not None or c.max is not None:
+            conds = ([f"{typed[c.name]} < {c.min}"] if c.min is not None else []) + \
+                    ([f"{typed[c.name]} > {c.max}"] if c.max is not None else [])
+            checks.append(_Check(c.name, "(" + " OR ".join(conds) + ")",
+                                 "has values out of range", f"{what} ({meaning})"))
+        if c.allowed:
+            checks.append(_Check(c.name, f"{typed[c.name]} NOT IN ({', '.join(map(_lit, c.allowed))})",
+                                 "has values not allowed", f"one of {', '.join(c.allowed)}"))
+    for earlier, later in rt.spec.ordered:
+        checks.append(_Check(later, f"{typed[later]} < {typed[earlier]}", f"is before {earlier!r}",
+                             f"{later} on or after {earlier}"))
+    return checks
+
+
+def _key_examples(con, rt: _RawTable, condition: str, limit: int = 5) -> list[str]:
+    key = quote_ident(rt.raw_names[rt.spec.key])
+    rows = con.execute(
+        f"SELECT CAST({key} AS VARCHAR), rn FROM (SELECT row_number() OVER () AS rn, * FROM {rt.relation}) "
+        f"WHERE {condition} LIMIT {limit}").fetchall()
+    return [k if k not in (None, "") else f"row {rn}" for k, rn in rows]
+
+
+def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
+    """Run the per-table checks in one scan; raise on the first failing one. Returns the row count."""
+    checks = _checks(rt)
+    aggs = ", ".join(f"count(*) FILTER (WHERE {ch.condition})" for ch in checks)
+    counts = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {rt.relation}").fetchone()
+    n = counts[0]
+    if n == 0:
+        raise DataContractError(rt.spec.name, "has no rows", source=rt.file, n_rows=0,
+                                expected=f"at least one {rt.spec.name} row")
+    for ch, bad in zip(checks, counts[1:]):
+        if bad:
+            raise DataContractError(rt.spec.name, ch.problem, source=rt.file, column=ch.column, n_rows=bad,
+                                    examples=_key_examples(con, rt, ch.condition), expected=ch.expected)
+    key = quote_ident(rt.raw_names[rt.spec.key])
+    key_s = f"CAST({key} AS VARCHAR)"
+    dup = con.execute(f"SELECT count(*), sum(n) FROM (SELECT {key_s} AS k, count(*) AS n FROM {rt.relation} "
+                      f"GROUP BY k HAVING count(*) > 1)").fetchone()
+    if dup[0]:
+        examples = [r[0] for r in con.execute(
+            f"SELECT {key_s} AS k FROM {rt.relation} GROUP BY k HAVING count(*) > 1 ORDER BY k LIMIT 5").fetchall()]
+        raise DataContractError(rt.spec.name, f"has duplicate ids ({dup[0]} ids used more than once)",
+                                source=rt.file, column=rt.spec.key, n_rows=int(dup[1]), examples=examples,
+                                expected=f"each {rt.spec.key} exactly once")
+    return n
+
+
+def _typed_select(rt: _RawTable) -> str:
+    cols = ", ".join(f"{_typed_expr(c, quote_ident(rt.raw_names[c.name]), rt.raw_types[c.name])} "
+                     f"AS {quote_ident(c.name)}" for c in rt.columns)
+    return f"SELECT {cols} FROM {rt.relation}"
+
+
+def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str]) -> None:
+    for spec in (TABLES[t] for t in TABLE_ORDER):
+        for c in spec.columns:
+            if not c.references:
+                continue
+            parent, parent_col = c.references.split(".")
+            cond = (f"c.{quote_ident(c.name)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
+                    f"WHERE p.{quote_ident(parent_col)} = c.{quote_ident(c.name)})")
+            n = con.execute(f"SELECT count(*) FROM {spec.name} c WHERE {cond}").fetchone()[0]
+            if n:
+                ex = con.execute(f"SELECT c.{quote_ident(spec.key)}, c.{quote_ident(c.name)} FROM {spec.name} c "
+                                 f"WHERE {cond} LIMIT 5").fetchall()
+                raise DataContractError(
+                    spec.name, f"refers to ids missing from {parent}.{parent_col} (e.g. {ex[0][1]!r})",
+                    source=files[spec.name], column=c.name, n_rows=n, examples=[r[0] for r in ex],
+                    expected=f"every {c.name} to be a {parent}.{parent_col} (in {files[parent]})")
+
+
+def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attributes: list[str]) -> list[str]:
+    out: list[str] = []
+    small = con.execute("SELECT department, count(*) AS n FROM responses GROUP BY department "
+                        "HAVING count(*) < ? ORDER BY department", [min_responses]).fetchall()
+    for dept, n in small:
+        out.append(f"responses: department {dept!r} has only {n} survey responses (fewer than "
+                   f"min_responses={min_responses}); its KPIs and drivers are unreliable")
+    n_tickets, no_agent = con.execute("SELECT count(*), count(*) FILTER (WHERE agent_id IS NULL) "
+                                      "FROM tickets").fetchone()
+    if no_agent:
+        out.append(f"tickets: {no_agent} of {n_tickets} tickets ({no_agent / n_tickets:.1%}) have no agent_id; "
+                   "they count for their department but for no representative")
+    ratings = ["csat", "nps", "ces", *attributes]
+    row = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(r)})" for r in ratings)
+                      + " FROM responses").fetchone()
+    for r, present in zip(ratings, row[1:]):
+        missing = 1 - present / row[0]
+        if missing > MISSING_SHARE_WARNING:
+            out.append(f"responses: {missing:.0%} of the responses have no {r!r} answer; results on {r} rest "
+                       f"on {present} answers")
+    org_depts = {d for (d,) in con.execute("SELECT DISTINCT department FROM org").fetchall()}
+    for table in ("responses", "tickets"):
+        unknown = [d for (d,) in con.execute(f"SELECT DISTINCT department FROM {table} ORDER BY 1").fetchall()
+                   if d not in org_depts]
+        if unknown:
+            out.append(f"{table}: department{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown[:5]))} not in org.department; they have no people "
+                       "to assign objectives to")
+    return out
+
+
+# --- fingerprint -----------------------------------------------------------------------------------------
+
+def _hash_files(paths: Mapping[str, Path], extra: object = None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name, p in paths.items():
+        h.update(f"{name}\0{p.suffix}\0".encode())
+        with p.open("rb") as fh:
+            while chunk := fh.read(FINGERPRINT_CHUNK):
+                h.update(chunk)
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+# --- the dataset -----------------------------------------------------------------------------------------
+
+class Dataset:
+    """The four contract tables: in DuckDB (``.con``: tables/views customers, responses, tickets, org) and
+    as pandas frames built on first access (``.customers`` ...; ids str, dates datetime64, numbers float64
+    with NaN, ``reopened`` boolean). ``.warnings`` lists soft data problems, ``.fingerprint`` hashes the
+    inputs (file bytes and column mapping), ``.source`` is where the data came from."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str, fingerprint: str, warnings: list[str],
+                 files: dict[str, str]):
+        self.con = con
+        self.source = source
+        self.fingerprint = fingerprint
+        self.warnings = list(warnings)
+        self.files = files
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{t}={self.count(t):,}" for t in TABLE_ORDER)
+        return f"<Dataset {self.source!r} {counts}; {len(self.warnings)} warnings>"
+
+    def count(self, table: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {_table_name(table)}").fetchone()[0]
+
+    def columns(self, table: str) -> list[str]:
+        return list(_describe(self.con, _table_name(table)))
+
+    def frame(self, table: str) -> pd.DataFrame:
+        """A table as a pandas frame with the contract's dtypes (a fresh frame; prefer the cached attributes)."""
+        spec = TABLES[_table_name(table)]
+        df = self.con.execute(f"SELECT * FROM {spec.name}").df()
+        dtypes = {}
+        for name in df.columns:
+            col = spec.column(name) if name in spec.column_names else attribute_column(spec, name)
+            dtypes[name] = PANDAS_DTYPES[col.dtype]
+        return df.astype(dtypes)
+
+    @cached_property
+    def customers(self) -> pd.DataFrame:
+        return self.frame("customers")
+
+    @cached_property
+    def responses(self) -> pd.DataFrame:
+        return self.frame("responses")
+
+    @cached_property
+    def tickets(self) -> pd.DataFrame:
+        return self.frame("tickets")
+
+    @cached_property
+    def org(self) -> pd.DataFrame:
+        return self.frame("org")
+
+    @cached_property
+    def departments(self) -> list[str]:
+        """Sorted department names found in org, responses and tickets."""
+        rows = self.con.execute("SELECT department FROM org UNION SELECT department FROM responses "
+                                "UNION SELECT department FROM tickets").fetchall()
+        return sorted(r[0] for r in rows if r[0] is not None)
+
+    @cached_property
+    def attributes(self) -> list[str]:
+        """The attribute-rating (``attr_*``) columns of responses, in table order."""
+        prefix = TABLES["responses"].extra_prefix or "attr_"
+        return [c for c in self.columns("responses") if c.startswith(prefix)]
+
+    def date_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last day with responses or tickets (the default ``as_of`` is the last)."""
+        lo, hi = self.con.execute(
+            "SELECT min(d), max(d) FROM (SELECT response_date AS d FROM responses "
+            "UNION ALL SELECT CAST(created_at AS DATE) FROM tickets)").fetchone()
+        return pd.Timestamp(lo), pd.Timestamp(hi)
+
+    def snapshot(self, path: str | os.PathLike[str]) -> Path:
+        """Write the loaded, validated, column-mapped tables (and fingerprint, warnings) into one DuckDB file,
+        atomically (a temporary file renamed into place). ``load_dataset(path, validate=False)`` reads it
+        back without re-validating; its fingerprint is this dataset's."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        for p in (tmp, Path(str(tmp) + ".wal")):
+            p.unlink(missing_ok=True)
+        alias = "__kit_snapshot"
+        self.con.execute(f"ATTACH {_lit(str(tmp))} AS {alias}")
+        try:
+            for t in TABLE_ORDER:
+                self.con.execute(f"CREATE TABLE {alias}.main.{t} AS SELECT * FROM {t}")
+            self.con.execute(f"CREATE TABLE {alias}.main.{META_TABLE} (key VARCHAR, value VARCHAR)")
+            meta = {"fingerprint": self.fingerprint, "source": self.source,
+                    "warnings": json.dumps(self.warnings), "files": json.dumps(self.files),
+                    "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+            self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
+        finally:
+            self.con.execute(f"DETACH {alias}")
+        os.replace(tmp, path)
+        return path
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _table_name(table: str) -> str:
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; the tables are {', '.join(TABLE_ORDER)}")
+    return table
+
+
+def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Mapping[str, str]] | None = None,
+                 validate: bool = True, *, min_responses: int = 30, emit_warnings: bool = True) -> Dataset:
+    """Load the four contract tables from a folder (``<table>.parquet`` or ``<table>.csv``) or a DuckDB
+    file (tables ``customers``, ``responses``, ``tickets``, ``org``; or a kit snapshot).
+
+    ``column_mapping`` (``{table: {their column: contract column}}``, as in ``params/report.yaml``) renames
+    the user's columns before validation; it is ignored for snapshots (already mapped). With
+    ``validate=True`` every check of ``data/README.md`` runs and the first failure raises
+    :class:`DataContractError`; soft problems go to ``Dataset.warnings`` (and ``warnings.warn`` with
+    :class:`DataQualityWarning` unless ``emit_warnings=False``). ``validate=False`` only checks the
+    columns: use it for snapshots written by :meth:`Dataset.snapshot`.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise DataContractError("dataset", "data source not found", source=str(src),
+                                expected="a folder of table files (.parquet/.csv) or a .duckdb file "
+                                         "(for the demo data run `make data`)")
+    mapping = _check_mapping(column_mapping)
+    con = _connect()
+    try:
+        return _load(con, src, mapping, validate, min_responses, emit_warnings)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool) -> Dataset:
+    raw_tables: dict[str, _RawTable] = {}
+    files: dict[str, str] = {}
+    if src.is_dir():
+        paths = _find_table_files(src)
+        for name, p in paths.items():
+            files[name] = str(p)
+            rel = f"__raw_{name}"
+            if p.name.endswith((".csv", ".csv.gz")):
+                nulls = "[" + ", ".join(map(_lit, CSV_NULLS)) + "]"
+                try:
+                    con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(str(p))}, "
+                                f"all_varchar = true, header = true, nullstr = {nulls})")
+                except duckdb.Error as exc:
+                    raise DataContractError(name, f"cannot be read as CSV: {str(exc).splitlines()[0]}",
+                                            source=str(p), expected="a comma-separated file with a header row") \
+                        from None
+            else:
+                try:
+                    con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(str(p))})")
+                except duckdb.Error as exc:
+                    raise DataContractError(name, f"cannot be read as Parquet: {str(exc).splitlines()[0]}",
+                                            source=str(p), expected="a Parquet file") from None
+            raw_tables[name] = _raw_table(con, TABLES[name], str(p), rel, mapping.get(name, {}))
+        fingerprint = _hash_files(paths, mapping)
+        meta: dict[str, str] = {}
+    elif _is_duckdb_file(src):
+        try:
+            con.execute(f"ATTACH {_lit(str(src))} AS __src (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise DataContractError("dataset", f"cannot open the DuckDB file: {str(exc).splitlines()[0]}",
+                                    source=str(src), expected="a DuckDB database file") from None
+        present = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = '__src' AND schema_name = 'main' "
+            "UNION SELECT view_name FROM duckdb_views() WHERE database_name = '__src' "
+            "AND schema_name = 'main'").fetchall()}
+        meta = dict(con.execute(f"SELECT key, value FROM __src.main.{META_TABLE}").fetchall()) \
+            if META_TABLE in present else {}
+        for name in TABLE_ORDER:
+            if name not in present:
+                raise DataContractError(name, "table not found in the DuckDB file", source=str(src),
+                                        expected=f"tables {', '.join(TABLE_ORDER)} (found: "
+                                                 f"{', '.join(sorted(present)) or 'none'})")
+            files[name] = f"{src}:{name}"
+            raw_tables[name] = _raw_table(con, TABLES[name], files[name], f"__src.main.{name}",
+                                          {} if meta else mapping.get(name, {}))
+        fingerprint = meta.get("fingerprint") or _hash_files({"duckdb": src}, mapping)
+    else:
+        raise DataContractError("dataset", "is neither a folder nor a DuckDB file", source=str(src),
+                                expected="a folder with customers, responses, tickets and org as .parquet/.csv "
+                                         "files, or a .duckdb file with those tables")
+
+    for name, rt in raw_tables.items():
+        if validate:
+            _validate_table(con, rt)
+        kind = "TABLE" if rt.relation.startswith("__raw_") and files[name].endswith((".csv", ".csv.gz")) \
+            else "VIEW"
+        select = f"SELECT * FROM {rt.relation}" if meta else _typed_select(rt)
+        con.execute(f"CREATE {kind} {name} AS {select}")
+        if kind == "TABLE":
+            con.execute(f"DROP TABLE {rt.relation}")
+
+    if validate:
+        _check_foreign_keys(con, files)
+    attributes = [c.name for c in raw_tables["responses"].columns if attribute_column(TABLES["responses"], c.name)]
+    if validate:
+        found = _soft_warnings(con, min_responses, attributes)
+    else:
+        found = json.loads(meta.get("warnings", "[]"))
+    if emit_warnings:
+        for w in found:
+            _warnings.warn(w, DataQualityWarning, stacklevel=3)
+    return Dataset(con, str(src), fingerprint, found, files)
+
+
+# --- data quality summary --------------------------------------------------------------------------------
+
+def data_quality_summary(dataset: Dataset) -> pd.DataFrame:
+    """One row per table and column: rows, missing values and share, smallest and largest value (dates as
+    ISO text), computed in DuckDB. For the data-health section of notebooks."""
+    rows = []
+    for t in TABLE_ORDER:
+        cols = dataset.columns(t)
+        aggs = ", ".join(f"count({quote_ident(c)}), CAST(min({quote_ident(c)}) AS VARCHAR), "
+                         f"CAST(max({quote_ident(c)}) AS VARCHAR)" for c in cols)
+        res = dataset.con.execute(f"SELECT count(*), {aggs} FROM {t}").fetchone()
+        n = res[0]
+        spec = TABLES[t]
+        for i, c in enumerate(cols):
+            present, lo, hi = res[1 + 3 * i: 4 + 3 * i]
+            col = spec.column(c) if c in spec.column_names else attribute_column(spec, c)
+            show_range = col.dtype not in ("string", "boolean")
+            rows.append({"table": t, "column": c, "type": col.dtype, "rows": n, "missing": n - present,
+                         "missing_share": (n - present) / n if n else float("nan"),
+                         "min": lo if show_range else None, "max": hi if show_range else None})
+    return pd.DataFrame(rows)
