@@ -1,0 +1,1257 @@
+"""KPIs with confidence intervals, period-over-period tests and KPI series computed in DuckDB.
+
+Every KPI returns an :class:`Estimate` (value, interval, n) and every "went up / went down" sentence comes
+from a :class:`Comparison` (difference, interval, p-value) that only says "rose"/"fell" when the change is
+statistically significant.
+
+Methods (``confidence`` defaults to 0.95, ``z`` is the standard-normal quantile ``1 - alpha/2``):
+
+* **NPS** (-100..100): ``100 * (P - D) / n`` with promoters 9-10, detractors 0-6. Interval: the adjusted-Wald
+  interval recommended by Rocks (2016, *The American Statistician* 70(4)) and by Lewis & Sauro
+  (MeasuringU, "Confidence intervals for Net Promoter Scores", 2021): add 3/4 to promoters and to detractors
+  and 3 to n, ``p' = (P + 3/4)/(n + 3)``, ``d' = (D + 3/4)/(n + 3)``,
+  ``Var = p' + d' - (p' - d')^2``, interval ``100 * ((p' - d') +/- z * sqrt(Var / (n + 3)))``, clipped to
+  [-100, 100]. The point estimate stays the observed NPS.
+* **Proportions** (top-2-box CSAT = share of 4-5 on the 1-5 scale, first-contact resolution = share of tickets
+  with ``contacts_to_resolve == 1``, reopen rate, repeat purchase rate, retention): Wilson score interval
+  (Wilson 1927; identical to ``statsmodels.stats.proportion.proportion_confint(method="wilson")``), reported
+  in percent.
+* **Means** (CES on 1-7, mean handling times): Student t interval ``mean +/- t_{n-1} * s / sqrt(n)``.
+* **Medians** (first-response and resolution hours, the headline time KPIs because durations are skewed):
+  the distribution-free interval from order statistics (e.g. Conover, *Practical Nonparametric Statistics*,
+  3rd ed., sec. 3.2): with ``B ~ Binomial(n, 1/2)``, ``l = F_B^{-1}(alpha/2)`` and ``u = n - l + 1``, the
+  interval ``[x_(l), x_(u)]`` has coverage ``1 - 2 P(B <= l - 1) >= 1 - alpha``. For ``n < 6`` (95%) no
+  pair of order statistics reaches the level; the interval is then ``[min, max]`` and ``method`` says so.
+* **Counts** (response count, ticket volume): exact Poisson (Garwood 1936) interval from chi-square
+  quantiles.
+* **Retention** for a period (Kumar & Reinartz's customer retention rate): ``(E - N) / S`` with S customers
+  active at the period start, N customers acquired during the period, E customers active at the period
+  end (see :func:`retention_counts` for the exact day rules); Wilson interval treating ``E - N`` as
+  successes out of S. ``churn = 1 - retention`` (interval mirrored). Note ``E - N`` counts customers of S
+  still active minus new customers who churned within the period, so it is slightly below the survivor
+  share when new customers churn quickly (the published formula, kept as specified).
+* **CLV** with constant per-period retention ``r``, margin ``m`` and discount rate ``d`` per period, margin
+  received at the start of each period: simple ``m / (1 - r)`` (margin times expected lifetime in periods)
+  and discounted ``m * sum_{t>=0} r^t / (1 + d)^t = m (1 + d) / (1 + d - r)``; this equals
+  ``m * (1 + r / (1 + d - r))``, i.e. one margin now plus Gupta & Lehmann's (2003, *J. Interactive
+  Marketing* 17(1)) margin multiple ``r / (1 + i - r)`` for margins received at the end of each period.
+  Interval by the delta method from the standard errors of the mean margin and of the retention rate.
+
+Comparisons (``b`` is the later/current group, ``a`` the baseline; difference = ``b - a``):
+
+* :func:`compare_nps`: difference of adjusted NPS with the adjusted-Wald variances added (Rocks 2016;
+  Lewis & Sauro's two-sample NPS test); z-test p-value on the same statistic, so the interval excludes 0
+  exactly when ``p < alpha``.
+* :func:`compare_proportions` / :func:`compare_csat`: Newcombe's hybrid score interval (Newcombe 1998,
+  *Stat. Med.* 17, method 10; statsmodels ``confint_proportions_2indep(method="newcomb")``) and the pooled
+  two-proportion z-test p-value (``statsmodels.stats.proportion.proportions_ztest``).
+* :func:`compare_means`: Welch's t-test and interval (``scipy.stats.ttest_ind(equal_var=False)``).
+* :func:`compare_medians`: percentile bootstrap of the difference of medians (seeded, ``n_boot``
+  resamples); the p-value is the two-sided bootstrap p ``2 * min(P*(diff <= 0), P*(diff >= 0))``.
+* :func:`compare_rates`: exact conditional (binomial) test for the ratio of two Poisson counts, reported as
+  the difference of counts per period with a Wald interval.
+
+:func:`kpi_series` computes any KPI by month/quarter/year and by department/team/agent (or any column of
+the table) in DuckDB SQL: counts, sums and sums of squares are aggregated in SQL and the interval is
+computed from the aggregates with the same vectorised formulas as the one-sample estimators; medians come
+from DuckDB's ``quantile_cont`` and the order-statistic bounds from the sorted per-group list
+(``list_sort(list(x))``) at the exact binomial ranks.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.errors import KitError
+
+__all__ = [
+    "KPIError", "Estimate", "Comparison", "KPI", "KPIS",
+    "wilson_interval", "nps_interval", "t_interval", "median_order_interval", "poisson_interval",
+    "nps", "csat", "ces", "fcr", "reopen_rate", "proportion", "mean_estimate", "median_estimate",
+    "ticket_hours", "first_response_time", "resolution_time", "retention_counts", "retention_rate",
+    "churn_rate", "repeat_purchase_rate", "clv_simple", "clv_discounted", "clv", "count_estimate",
+    "compare_nps", "compare_proportions", "compare_csat", "compare_means", "compare_medians",
+    "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview",
+]
+
+
+class KPIError(KitError):
+    """A KPI cannot be computed from the given input; the message names the metric and the problem."""
+
+    def __init__(self, metric: str, problem: str):
+        self.metric, self.problem = metric, problem
+        super().__init__(f"KPI {metric!r}: {problem}")
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise KPIError("confidence", f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Result objects
+# ---------------------------------------------------------------------------------------------------------
+
+def _fmt_number(x: float, unit: str, signed: bool = False) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if unit == "points":  # NPS
+        s = f"{x:+.0f}" if signed else f"{x:.0f}"
+        return s.replace("-0", "0") if s in ("-0", "+0") else s
+    if unit == "%":
+        return f"{x:+.1f}" if signed else f"{x:.1f}"
+    if unit in ("count", "currency"):
+        return f"{x:+,.0f}" if signed else f"{x:,.0f}"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+def _fmt_with_unit(x: float, unit: str, signed: bool = False) -> str:
+    s = _fmt_number(x, unit, signed)
+    if s == "n/a":
+        return s
+    if unit == "%":
+        return s + "%"
+    if unit in ("points", "count", "currency", "score"):
+        return s
+    return f"{s} {unit}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A KPI value with its confidence interval and sample size.
+
+    ``value`` is on the KPI's reporting scale (NPS -100..100, proportions in percent, times in hours).
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    metric: str = ""
+    unit: str = ""
+    method: str = ""
+    confidence: float = 0.95
+
+    @property
+    def label(self) -> str:
+        kpi = KPIS.get(self.metric)
+        return kpi.label if kpi else (self.metric or "Estimate")
+
+    def format(self, label: bool = True) -> str:
+        """E.g. ``"NPS +23 (95% CI +18 to +28, n = 1,204)"``."""
+        signed = self.unit == "points"
+        lo, hi = _fmt_number(self.ci_low, self.unit, signed), _fmt_with_unit(self.ci_high, self.unit, signed)
+        head = (self.label + " ") if label else ""
+        return (f"{head}{_fmt_with_unit(self.value, self.unit, signed)} "
+                f"({self.confidence * 100:.0f}% CI {lo} to {hi}, n = {self.n:,})")
+
+    def summary(self) -> str:
+        return self.format() + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "n": self.n, "unit": self.unit, "method": self.method, "confidence": self.confidence}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([self.to_dict()])
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Difference ``b - a`` between two estimates (``a`` = baseline/earlier, ``b`` = current/later)."""
+
+    a: Estimate
+    b: Estimate
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    method: str
+    confidence: float = 0.95
+
+    @property
+    def metric(self) -> str:
+        return self.b.metric or self.a.metric
+
+    def significant(self, alpha: float | None = None) -> bool:
+        alpha = 1 - self.confidence if alpha is None else alpha
+        return bool(np.isfinite(self.p_value) and self.p_value < alpha)
+
+    def describe(self, alpha: float | None = None, label: str | None = None) -> str:
+        """A plain sentence; says "rose"/"fell" only when the change is significant."""
+        kpi = KPIS.get(self.metric)
+        name = label or (kpi.label if kpi else self.metric or "The KPI")
+        unit = self.b.unit or self.a.unit
+        diff_unit = "points" if unit in ("%", "points") else unit
+        a_s, b_s = _fmt_with_unit(self.a.value, unit, unit == "points"), _fmt_with_unit(
+            self.b.value, unit, unit == "points")
+        lo = _fmt_number(self.ci_low, "points" if unit == "points" else unit, True)
+        hi = _fmt_number(self.ci_high, "points" if unit == "points" else unit, True)
+        hi_u = hi + (" points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
+            "count", "currency", "score", "") else ""))
+        ci = f"{self.confidence * 100:.0f}% CI {lo} to {hi_u}"
+        p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
+        if self.significant(alpha):
+            verb = "rose" if self.difference > 0 else "fell"
+            mag = _fmt_number(abs(self.difference), "points" if unit == "points" else unit)
+            mag += " points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
+                "count", "currency", "score", "") else "")
+            return f"{name} {verb} by {mag}, from {a_s} to {b_s} ({ci}; {p})."
+        d_s = _fmt_number(self.difference, "points" if unit == "points" else unit, True)
+        d_s += " points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
+            "count", "currency", "score", "") else "")
+        return f"{name}: no significant change ({a_s} then {b_s}; difference {d_s}, {ci}; {p})."
+
+    def summary(self) -> str:
+        return self.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "a": self.a.value, "b": self.b.value, "difference": self.difference,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "p_value": self.p_value,
+                "n_a": self.a.n, "n_b": self.b.n, "method": self.method, "confidence": self.confidence}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([self.to_dict()])
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Vectorised interval formulas (shared by the estimators and by kpi_series)
+# ---------------------------------------------------------------------------------------------------------
+
+def wilson_interval(k, n, confidence: float = 0.95):
+    """Wilson score interval for ``k`` successes out of ``n`` (arrays broadcast); proportions 0..1.
+
+    ``(p + z^2/2n +/- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``  (Wilson 1927). NaN where n == 0.
+    """
+    z = _z(confidence)
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+NPS_PSEUDO_PROMOTERS = 0.75
+NPS_PSEUDO_DETRACTORS = 0.75
+NPS_PSEUDO_N = 3.0
+
+
+def nps_interval(promoters, detractors, n, confidence: float = 0.95):
+    """Adjusted-Wald NPS interval (Rocks 2016; Lewis & Sauro 2021) on the -1..1 scale.
+
+    Returns ``(centre_adj, se_adj, low, high)`` arrays; see the module docstring for the formula.
+    """
+    z = _z(confidence)
+    P = np.asarray(promoters, dtype=float)
+    D = np.asarray(detractors, dtype=float)
+    n_adj = np.asarray(n, dtype=float) + NPS_PSEUDO_N
+    p = (P + NPS_PSEUDO_PROMOTERS) / n_adj
+    d = (D + NPS_PSEUDO_DETRACTORS) / n_adj
+    centre = p - d
+    se = np.sqrt((p + d - centre ** 2) / n_adj)
+    return centre, se, np.clip(centre - z * se, -1, 1), np.clip(centre + z * se, -1, 1)
+
+
+def t_interval(mean, sd, n, confidence: float = 0.95):
+    """Student t interval ``mean +/- t_{n-1, 1-alpha/2} sd / sqrt(n)``; NaN where n < 2."""
+    mean = np.asarray(mean, dtype=float)
+    sd = np.asarray(sd, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(n >= 2, n - 1, np.nan)
+        t = stats.t.ppf(0.5 + confidence / 2, df)
+        half = t * sd / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def median_order_ranks(n: int, confidence: float = 0.95) -> tuple[int, int, float]:
+    """1-based ranks ``(l, u)`` of the distribution-free median interval and its exact coverage."""
+    if n < 1:
+        raise KPIError("median", "no observations")
+    alpha = 1 - confidence
+    l = int(stats.binom.ppf(alpha / 2, n, 0.5))
+    if l < 1:
+        l = 1
+    u = n - l + 1
+    coverage = 1 - 2 * float(stats.binom.cdf(l - 1, n, 0.5))
+    return l, u, coverage
+
+
+def median_order_interval(sorted_values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Order-statistic interval ``[x_(l), x_(u)]`` for the median of sorted values; also the coverage."""
+    n = len(sorted_values)
+    l, u, coverage = median_order_ranks(n, confidence)
+    return float(sorted_values[l - 1]), float(sorted_values[u - 1]), coverage
+
+
+def poisson_interval(count, confidence: float = 0.95):
+    """Exact (Garwood) Poisson interval: ``chi2(alpha/2, 2k)/2`` to ``chi2(1-alpha/2, 2k+2)/2``."""
+    k = np.asarray(count, dtype=float)
+    alpha = 1 - confidence
+    with np.errstate(invalid="ignore"):
+        low = np.where(k > 0, stats.chi2.ppf(alpha / 2, 2 * k) / 2, 0.0)
+        high = stats.chi2.ppf(1 - alpha / 2, 2 * k + 2) / 2
+    return low, high
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input cleaning
+# ---------------------------------------------------------------------------------------------------------
+
+def _as_float(values, metric: str, what: str) -> np.ndarray:
+    if isinstance(values, Estimate):
+        raise KPIError(metric, f"expected raw {what}, got an Estimate")
+    if isinstance(values, (str, bytes)):
+        raise KPIError(metric, f"expected a sequence of {what}, got a string {values!r}")
+    try:
+        if isinstance(values, (pd.Series, pd.Index)):
+            if pd.api.types.is_bool_dtype(values.dtype):
+                arr = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            elif pd.api.types.is_numeric_dtype(values.dtype):
+                arr = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            else:
+                raise TypeError(f"dtype {values.dtype}")
+        else:
+            arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise KPIError(metric, f"expected numeric {what}, got values that are not numbers ({exc})") from None
+    return arr.ravel()
+
+
+def _clean(values, metric: str, what: str, lo: float | None = None, hi: float | None = None,
+           integer: bool = False, scale: str = "") -> np.ndarray:
+    """Drop NaN, then check the input is non-empty, finite, integer (ratings) and within [lo, hi]."""
+    arr = _as_float(values, metric, what)
+    if arr.size == 0:
+        raise KPIError(metric, f"no {what} (empty input); at least one value is needed")
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        raise KPIError(metric, f"all {what} are missing (NaN); at least one value is needed")
+    if not np.all(np.isfinite(arr)):
+        raise KPIError(metric, f"{what} contain infinite values")
+    bad = np.zeros(arr.shape, bool)
+    if lo is not None:
+        bad |= arr < lo
+    if hi is not None:
+        bad |= arr > hi
+    if integer:
+        bad |= arr != np.round(arr)
+    if bad.any():
+        ex = ", ".join(f"{v:g}" for v in arr[bad][:5])
+        raise KPIError(metric, f"{int(bad.sum())} {what} outside the scale {scale or f'{lo}..{hi}'} "
+                               f"(e.g. {ex})")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One-sample estimators
+# ---------------------------------------------------------------------------------------------------------
+
+def _nps_counts(scores) -> tuple[int, int, int]:
+    s = _clean(scores, "nps", "NPS scores", 0, 10, integer=True, scale="0-10 (integers)")
+    return int((s >= 9).sum()), int((s <= 6).sum()), int(s.size)
+
+
+def nps_from_counts(promoters: int, detractors: int, n: int, confidence: float = 0.95) -> Estimate:
+    """NPS from counts (promoters 9-10, detractors 0-6, n answers); adjusted-Wald interval."""
+    if n <= 0:
+        raise KPIError("nps", "no NPS answers (n = 0)")
+    if promoters < 0 or detractors < 0 or promoters + detractors > n:
+        raise KPIError("nps", f"inconsistent counts: promoters={promoters}, detractors={detractors}, n={n}")
+    _, _, lo, hi = nps_interval(promoters, detractors, n, confidence)
+    return Estimate(100 * (promoters - detractors) / n, 100 * float(lo), 100 * float(hi), int(n), "nps",
+                    "points", "adjusted Wald (Rocks 2016)", confidence)
+
+
+def nps(scores, confidence: float = 0.95) -> Estimate:
+    """Net Promoter Score on -100..100 from 0-10 answers; adjusted-Wald interval (see module docstring)."""
+    P, D, n = _nps_counts(scores)
+    return nps_from_counts(P, D, n, confidence)
+
+
+def proportion(successes: int, n: int, metric: str = "proportion", confidence: float = 0.95,
+               method: str = "Wilson score") -> Estimate:
+    """Share ``successes / n`` in percent with the Wilson interval."""
+    if n <= 0:
+        raise KPIError(metric, "no observations (n = 0)")
+    lo, hi = wilson_interval(successes, n, confidence)
+    return Estimate(100 * successes / n, 100 * float(lo), 100 * float(hi), int(n), metric, "%", method,
+                    confidence)
+
+
+def csat(scores, confidence: float = 0.95, top_box: Sequence[int] = (4, 5)) -> Estimate:
+    """Top-2-box CSAT: percent of 1-5 answers in ``top_box`` (4-5), Wilson interval."""
+    s = _clean(scores, "csat", "CSAT scores", 1, 5, integer=True, scale="1-5 (integers)")
+    return proportion(int(np.isin(s, list(top_box)).sum()), s.size, "csat", confidence)
+
+
+def mean_estimate(values, metric: str = "mean", unit: str = "", confidence: float = 0.95,
+                  lo: float | None = None, hi: float | None = None, integer: bool = False,
+                  what: str = "values") -> Estimate:
+    """Mean with the Student t interval (needs n >= 2 for an interval; n = 1 gives NaN bounds)."""
+    x = _clean(values, metric, what, lo, hi, integer=integer,
+               scale=f"{lo:g}-{hi:g}" if lo is not None and hi is not None else "")
+    m = float(x.mean())
+    sd = float(x.std(ddof=1)) if x.size > 1 else np.nan
+    low, high = t_interval(m, sd, x.size, confidence)
+    return Estimate(m, float(low), float(high), int(x.size), metric, unit, "Student t", confidence)
+
+
+def ces(scores, confidence: float = 0.95) -> Estimate:
+    """Customer Effort Score: mean of 1 (very easy) - 7 (very difficult) answers; t interval. Lower is better."""
+    return mean_estimate(scores, "ces", "score", confidence, 1, 7, integer=True, what="CES scores")
+
+
+def fcr(contacts_to_resolve, confidence: float = 0.95) -> Estimate:
+    """First-contact resolution: percent of resolved tickets with ``contacts_to_resolve == 1``; Wilson."""
+    c = _clean(contacts_to_resolve, "fcr", "contacts_to_resolve values", 1, None, integer=True,
+               scale="integers >= 1")
+    return proportion(int((c == 1).sum()), c.size, "fcr", confidence)
+
+
+def reopen_rate(reopened, confidence: float = 0.95) -> Estimate:
+    """Percent of tickets reopened after resolution (missing values ignored); Wilson interval."""
+    r = _clean(reopened, "reopen_rate", "reopened flags", 0, 1, integer=True, scale="true/false")
+    return proportion(int(r.sum()), r.size, "reopen_rate", confidence)
+
+
+def median_estimate(values, metric: str = "median", unit: str = "", confidence: float = 0.95,
+                    what: str = "values", lo: float | None = None) -> Estimate:
+    """Median with the distribution-free order-statistic interval (see module docstring)."""
+    x = np.sort(_clean(values, metric, what, lo, None, scale=f">= {lo:g}" if lo is not None else ""))
+    low, high, coverage = median_order_interval(x, confidence)
+    method = "exact order statistics (binomial)"
+    if coverage < confidence:
+        method += f"; n too small, [min, max] covers only {coverage:.1%}"
+    return Estimate(float(np.median(x)), low, high, int(x.size), metric, unit, method, confidence)
+
+
+_TIME_COLUMNS = {"first_response": "first_response_at", "resolution": "resolved_at"}
+
+
+def ticket_hours(tickets: pd.DataFrame, kind: str = "resolution") -> np.ndarray:
+    """Hours from ``created_at`` to ``first_response_at`` (kind "first_response") or ``resolved_at``
+    ("resolution") for tickets where the later timestamp is set. Negative durations raise :class:`KPIError`.
+    """
+    metric = f"{kind}_hours"
+    if kind not in _TIME_COLUMNS:
+        raise KPIError(metric, f"kind must be one of {sorted(_TIME_COLUMNS)}, got {kind!r}")
+    col = _TIME_COLUMNS[kind]
+    _require_columns(tickets, "tickets", ["created_at", col], metric)
+    created = pd.to_datetime(tickets["created_at"])
+    later = pd.to_datetime(tickets[col])
+    hours = ((later - created).dt.total_seconds() / 3600.0).to_numpy(dtype=float, na_value=np.nan)
+    neg = hours < 0
+    if neg.any():
+        ids = tickets.loc[neg, "ticket_id"].head(5).tolist() if "ticket_id" in tickets else []
+        raise KPIError(metric, f"{int(neg.sum())} tickets have {col} before created_at (negative durations)"
+                               + (f", e.g. {ids}" if ids else ""))
+    return hours
+
+
+def first_response_time(tickets: pd.DataFrame, statistic: str = "median", confidence: float = 0.95) -> Estimate:
+    """Median (order-statistic interval) or mean (t interval) hours to first response."""
+    return _duration(tickets, "first_response", statistic, confidence)
+
+
+def resolution_time(tickets: pd.DataFrame, statistic: str = "median", confidence: float = 0.95) -> Estimate:
+    """Median (order-statistic interval) or mean (t interval) hours from creation to resolution."""
+    return _duration(tickets, "resolution", statistic, confidence)
+
+
+def _duration(tickets, kind, statistic, confidence):
+    hours = ticket_hours(tickets, kind)
+    if statistic == "median":
+        return median_estimate(hours, f"{kind}_hours", "hours", confidence, what="durations (hours)", lo=0)
+    if statistic == "mean":
+        return mean_estimate(hours, f"{kind}_hours_mean", "hours", confidence, lo=0, what="durations (hours)")
+    raise KPIError(f"{kind}_hours", f"statistic must be 'median' or 'mean', got {statistic!r}")
+
+
+def count_estimate(count: int, metric: str = "count", confidence: float = 0.95) -> Estimate:
+    """A count with its exact Poisson interval (e.g. ticket volume in a period)."""
+    lo, hi = poisson_interval(count, confidence)
+    return Estimate(float(count), float(lo), float(hi), int(count), metric, "count", "exact Poisson (Garwood)",
+                    confidence)
+
+
+# ---- customers: retention, churn, repeat purchases, CLV -------------------------------------------------
+
+def _to_day(x, metric: str, what: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(x)
+    except (TypeError, ValueError):
+        raise KPIError(metric, f"{what} {x!r} is not a date (use ISO 'YYYY-MM-DD')") from None
+    if ts is pd.NaT:
+        raise KPIError(metric, f"{what} is missing")
+    return ts.normalize()
+
+
+def retention_counts(customers: pd.DataFrame, start, end) -> tuple[int, int, int]:
+    """``(S, N, E)`` for the period of days ``start .. end`` (both inclusive).
+
+    S: customers active on ``start`` (``signup_date < start`` and ``end_date`` empty or ``>= start``);
+    N: customers with ``start <= signup_date <= end``;
+    E: customers still active after ``end`` (``signup_date <= end`` and ``end_date`` empty or ``> end``).
+    ``end_date`` is the last day as a customer.
+    """
+    _require_columns(customers, "customers", ["signup_date", "end_date"], "retention_rate")
+    s0 = _to_day(start, "retention_rate", "start")
+    e0 = _to_day(end, "retention_rate", "end")
+    if e0 < s0:
+        raise KPIError("retention_rate", f"end {e0.date()} is before start {s0.date()}")
+    signup = pd.to_datetime(customers["signup_date"])
+    ended = pd.to_datetime(customers["end_date"])
+    S = int(((signup < s0) & (ended.isna() | (ended >= s0))).sum())
+    N = int(((signup >= s0) & (signup <= e0)).sum())
+    E = int(((signup <= e0) & (ended.isna() | (ended > e0))).sum())
+    return S, N, E
+
+
+def retention_from_counts(S: int, N: int, E: int, confidence: float = 0.95) -> Estimate:
+    """Retention ``(E - N) / S`` in percent; Wilson interval with ``max(E - N, 0)`` successes out of S."""
+    if S <= 0:
+        raise KPIError("retention_rate", "no customers active at the period start (S = 0)")
+    kept = min(max(E - N, 0), S)
+    lo, hi = wilson_interval(kept, S, confidence)
+    return Estimate(100 * (E - N) / S, 100 * float(lo), 100 * float(hi), int(S), "retention_rate", "%",
+                    "(E - N) / S, Wilson", confidence)
+
+
+def retention_rate(customers: pd.DataFrame, start, end, confidence: float = 0.95) -> Estimate:
+    """Customer retention rate ``(E - N) / S`` for the period ``start .. end`` (see :func:`retention_counts`)."""
+    return retention_from_counts(*retention_counts(customers, start, end), confidence=confidence)
+
+
+def churn_rate(customers: pd.DataFrame, start, end, confidence: float = 0.95) -> Estimate:
+    """Churn rate ``1 - retention`` for the period, in percent (interval mirrored)."""
+    r = retention_rate(customers, start, end, confidence)
+    return _churn_from_retention(r)
+
+
+def _churn_from_retention(r: Estimate) -> Estimate:
+    return Estimate(100 - r.value, 100 - r.ci_high, 100 - r.ci_low, r.n, "churn_rate", "%",
+                    "1 - (E - N) / S, Wilson", r.confidence)
+
+
+def repeat_purchase_rate(purchases, confidence: float = 0.95) -> Estimate:
+    """Percent of purchasing customers (``purchases >= 1``) with at least two purchases; Wilson."""
+    p = _clean(purchases, "repeat_purchase_rate", "purchase counts", 0, None, integer=True,
+               scale="integers >= 0")
+    buyers = p[p >= 1]
+    if buyers.size == 0:
+        raise KPIError("repeat_purchase_rate", "no customer has a purchase (purchases >= 1)")
+    return proportion(int((buyers >= 2).sum()), buyers.size, "repeat_purchase_rate", confidence)
+
+
+def _check_clv_inputs(margin: float, retention: float, discount_rate: float) -> None:
+    if not np.isfinite(margin) or margin < 0:
+        raise KPIError("clv", f"margin per period must be a finite number >= 0, got {margin!r}")
+    if not 0 <= retention < 1:
+        raise KPIError("clv", f"retention per period must be in [0, 1) (a rate, not a percent), got {retention!r}")
+    if not np.isfinite(discount_rate) or discount_rate < 0:
+        raise KPIError("clv", f"discount rate per period must be >= 0, got {discount_rate!r}")
+
+
+def clv_simple(margin: float, retention: float) -> float:
+    """Undiscounted CLV: ``margin * expected lifetime = margin / (1 - r)`` (margin at each period's start)."""
+    _check_clv_inputs(margin, retention, 0.0)
+    return margin / (1 - retention)
+
+
+def clv_discounted(margin: float, retention: float, discount_rate: float, horizon: int | None = None) -> float:
+    """Discounted CLV ``m * sum_{t=0}^{T-1} r^t / (1+d)^t``; infinite horizon: ``m (1+d) / (1+d-r)``.
+
+    Rates are per period (e.g. monthly; convert an annual rate ``a`` with ``(1+a)^(1/12) - 1``).
+    """
+    _check_clv_inputs(margin, retention, discount_rate)
+    q = retention / (1 + discount_rate)
+    if horizon is None:
+        return margin / (1 - q)
+    if horizon < 0:
+        raise KPIError("clv", f"horizon must be >= 0 periods, got {horizon}")
+    return margin * (1 - q ** horizon) / (1 - q) if q != 1 else margin * horizon
+
+
+def clv(margins, retained: int, at_risk: int, discount_rate: float = 0.0, confidence: float = 0.95) -> Estimate:
+    """CLV from observed margins per customer-period and ``retained`` out of ``at_risk`` retention counts.
+
+    Point: :func:`clv_discounted` (``discount_rate`` 0 gives :func:`clv_simple`) at the mean margin and
+    ``r = retained / at_risk``. Interval: delta method,
+    ``Var = g(r)^2 s^2/n_m + m^2 g'(r)^2 r(1-r)/S`` with ``g(r) = (1+d)/(1+d-r)``,
+    ``g'(r) = (1+d)/(1+d-r)^2``; lower bound clipped at 0.
+    """
+    m_arr = _clean(margins, "clv", "margins", 0, None, scale=">= 0")
+    if at_risk <= 0:
+        raise KPIError("clv", "no customers at risk for the retention rate (S = 0)")
+    r = retained / at_risk
+    if r >= 1:
+        raise KPIError("clv", "retention is 100% in the data, so the expected lifetime is unbounded")
+    m = float(m_arr.mean())
+    d = discount_rate
+    value = clv_discounted(m, max(r, 0.0), d)
+    g = (1 + d) / (1 + d - r)
+    dg = (1 + d) / (1 + d - r) ** 2
+    var_m = float(m_arr.var(ddof=1)) / m_arr.size if m_arr.size > 1 else 0.0
+    var_r = r * (1 - r) / at_risk
+    se = math.sqrt(g * g * var_m + m * m * dg * dg * var_r)
+    z = _z(confidence)
+    return Estimate(value, max(value - z * se, 0.0), value + z * se, int(m_arr.size), "clv", "currency",
+                    "m (1+d)/(1+d-r), delta method", confidence)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Comparisons
+# ---------------------------------------------------------------------------------------------------------
+
+def _two_sided_p(zstat: float) -> float:
+    return float(2 * stats.norm.sf(abs(zstat)))
+
+
+def compare_nps(a, b, confidence: float = 0.95) -> Comparison:
+    """Difference NPS(b) - NPS(a) with the adjusted-Wald variances added; z-test p-value (Rocks 2016)."""
+    Pa, Da, na = _nps_counts(a)
+    Pb, Db, nb = _nps_counts(b)
+    return _compare_nps_counts((Pa, Da, na), (Pb, Db, nb), confidence)
+
+
+def _compare_nps_counts(ca, cb, confidence):
+    z = _z(confidence)
+    c_a, se_a, _, _ = nps_interval(ca[0], ca[1], ca[2], confidence)
+    c_b, se_b, _, _ = nps_interval(cb[0], cb[1], cb[2], confidence)
+    diff_adj = float(c_b - c_a)
+    se = float(np.hypot(se_a, se_b))
+    ea, eb = nps_from_counts(*ca, confidence=confidence), nps_from_counts(*cb, confidence=confidence)
+    return Comparison(ea, eb, eb.value - ea.value, 100 * max(diff_adj - z * se, -2), 100 * min(diff_adj + z * se, 2),
+                      _two_sided_p(diff_adj / se), "adjusted-Wald difference, z-test", confidence)
+
+
+def compare_proportions(k_a: int, n_a: int, k_b: int, n_b: int, metric: str = "proportion",
+                        confidence: float = 0.95) -> Comparison:
+    """Difference of two proportions (percent points, b - a): Newcombe hybrid score interval and the
+    pooled two-proportion z-test p-value (statsmodels)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    if n_a <= 0 or n_b <= 0:
+        raise KPIError(metric, f"both groups need observations (n_a = {n_a}, n_b = {n_b})")
+    ea = proportion(k_a, n_a, metric, confidence)
+    eb = proportion(k_b, n_b, metric, confidence)
+    lo, hi = confint_proportions_2indep(k_b, n_b, k_a, n_a, method="newcomb", compare="diff",
+                                        alpha=1 - confidence)
+    if k_a + k_b in (0, n_a + n_b):
+        p = 1.0  # both groups all-failure or all-success: no evidence of a difference
+    else:
+        _, p = proportions_ztest([k_b, k_a], [n_b, n_a])
+    return Comparison(ea, eb, eb.value - ea.value, 100 * float(lo), 100 * float(hi), float(p),
+                      "Newcombe hybrid score interval; pooled z-test", confidence)
+
+
+def compare_csat(a, b, confidence: float = 0.95, top_box: Sequence[int] = (4, 5)) -> Comparison:
+    """Top-2-box CSAT difference in percent points (b - a); see :func:`compare_proportions`."""
+    sa = _clean(a, "csat", "CSAT scores", 1, 5, integer=True, scale="1-5 (integers)")
+    sb = _clean(b, "csat", "CSAT scores", 1, 5, integer=True, scale="1-5 (integers)")
+    return compare_proportions(int(np.isin(sa, top_box).sum()), sa.size, int(np.isin(sb, top_box).sum()),
+                               sb.size, "csat", confidence)
+
+
+def compare_means(a, b, metric: str = "mean", unit: str = "", confidence: float = 0.95) -> Comparison:
+    """Difference of means (b - a) with Welch's t interval and p-value (scipy ``ttest_ind(equal_var=False)``)."""
+    xa = _clean(a, metric, "values")
+    xb = _clean(b, metric, "values")
+    if xa.size < 2 or xb.size < 2:
+        raise KPIError(metric, f"each group needs at least 2 values for Welch's test (got {xa.size}, {xb.size})")
+    res = stats.ttest_ind(xb, xa, equal_var=False)
+    ci = res.confidence_interval(confidence)
+    ea = mean_estimate(xa, metric, unit, confidence)
+    eb = mean_estimate(xb, metric, unit, confidence)
+    p = float(res.pvalue) if np.isfinite(res.pvalue) else (1.0 if xa.mean() == xb.mean() else 0.0)
+    return Comparison(ea, eb, eb.value - ea.value, float(ci.low), float(ci.high), p, "Welch t-test", confidence)
+
+
+def compare_medians(a, b, metric: str = "median", unit: str = "", confidence: float = 0.95,
+                    n_boot: int = 2000, seed: int = 0) -> Comparison:
+    """Difference of medians (b - a): percentile bootstrap interval and two-sided bootstrap p-value.
+
+    Each group is resampled independently (``n_boot`` times, seeded); ``p = min(1, 2 min(P*(D <= 0),
+    P*(D >= 0)))`` from the bootstrap distribution of the difference ``D`` (Efron & Tibshirani 1993, ch. 16).
+    """
+    xa = _clean(a, metric, "values")
+    xb = _clean(b, metric, "values")
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    chunk = max(1, int(2_000_000 // max(xa.size, xb.size)))
+    for i in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - i)
+        ma = np.median(xa[rng.integers(0, xa.size, (m, xa.size))], axis=1)
+        mb = np.median(xb[rng.integers(0, xb.size, (m, xb.size))], axis=1)
+        diffs[i:i + m] = mb - ma
+    alpha = 1 - confidence
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    ea = median_estimate(xa, metric, unit, confidence)
+    eb = median_estimate(xb, metric, unit, confidence)
+    return Comparison(ea, eb, eb.value - ea.value, float(lo), float(hi), float(p),
+                      f"bootstrap difference of medians ({n_boot} resamples)", confidence)
+
+
+def compare_rates(count_a: int, count_b: int, exposure_a: float = 1.0, exposure_b: float = 1.0,
+                  metric: str = "count", confidence: float = 0.95) -> Comparison:
+    """Compare two Poisson counts (e.g. ticket volume) per unit exposure: difference ``b/e_b - a/e_a`` with a
+    Wald interval; p-value from the exact conditional binomial test of equal rates
+    (``scipy.stats.binomtest(k_b, k_a + k_b, e_b / (e_a + e_b))``)."""
+    if count_a < 0 or count_b < 0 or exposure_a <= 0 or exposure_b <= 0:
+        raise KPIError(metric, "counts must be >= 0 and exposures > 0")
+    ra, rb = count_a / exposure_a, count_b / exposure_b
+    se = math.sqrt(count_a / exposure_a ** 2 + count_b / exposure_b ** 2)
+    z = _z(confidence)
+    total = count_a + count_b
+    p = 1.0 if total == 0 else float(stats.binomtest(count_b, total, exposure_b / (exposure_a + exposure_b)).pvalue)
+    ea = count_estimate(count_a, metric, confidence)
+    eb = count_estimate(count_b, metric, confidence)
+    if exposure_a != 1 or exposure_b != 1:
+        ea = Estimate(ra, ea.ci_low / exposure_a, ea.ci_high / exposure_a, ea.n, metric, "count", ea.method, confidence)
+        eb = Estimate(rb, eb.ci_low / exposure_b, eb.ci_high / exposure_b, eb.n, metric, "count", eb.method, confidence)
+    return Comparison(ea, eb, rb - ra, rb - ra - z * se, rb - ra + z * se, p,
+                      "Poisson rate difference (Wald); exact conditional test", confidence)
+
+
+def _retention_comparison(ca, cb, metric, confidence):
+    (Sa, Na, Ea), (Sb, Nb, Eb) = ca, cb
+    comp = compare_proportions(min(max(Ea - Na, 0), Sa), Sa, min(max(Eb - Nb, 0), Sb), Sb, "retention_rate",
+                               confidence)
+    ra, rb = retention_from_counts(Sa, Na, Ea, confidence), retention_from_counts(Sb, Nb, Eb, confidence)
+    if metric == "churn_rate":
+        ca_, cb_ = _churn_from_retention(ra), _churn_from_retention(rb)
+        return Comparison(ca_, cb_, cb_.value - ca_.value, -comp.ci_high, -comp.ci_low, comp.p_value,
+                          comp.method, confidence)
+    return Comparison(ra, rb, rb.value - ra.value, comp.ci_low, comp.ci_high, comp.p_value, comp.method,
+                      confidence)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KPI:
+    """A KPI the kit knows: how to label it, where its data lives and how it is estimated."""
+
+    name: str
+    label: str
+    unit: str  # "%", "points", "score", "hours", "count", "currency"
+    higher_is_better: bool
+    table: str  # responses | tickets | customers
+    kind: str  # nps | top_box | mean | share_eq1 | flag | median_hours | mean_hours | count | retention | ...
+    column: str | None
+    date_column: str | None
+    bounds: tuple[float, float] | None
+    description: str
+    periodic: bool = True  # can be computed per period by kpi_series
+    extra: dict = field(default_factory=dict)
+
+
+KPIS: dict[str, KPI] = {k.name: k for k in (
+    KPI("csat", "CSAT", "%", True, "responses", "top_box", "csat", "response_date", (0, 100),
+        "Top-2-box satisfaction: percent of survey answers 4 or 5 on the 1-5 scale (Wilson interval)."),
+    KPI("nps", "NPS", "points", True, "responses", "nps", "nps", "response_date", (-100, 100),
+        "Net Promoter Score: percent promoters (9-10) minus percent detractors (0-6), adjusted-Wald interval."),
+    KPI("ces", "CES", "score", False, "responses", "mean", "ces", "response_date", (1, 7),
+        "Customer Effort Score: mean of 1 (very easy) to 7 (very difficult); lower is better (t interval)."),
+    KPI("response_count", "Survey responses", "count", True, "responses", "count", None, "response_date",
+        (0, math.inf), "Number of survey responses (exact Poisson interval)."),
+    KPI("fcr", "First-contact resolution", "%", True, "tickets", "share_eq1", "contacts_to_resolve",
+        "created_at", (0, 100), "Percent of tickets resolved in one contact (Wilson interval)."),
+    KPI("reopen_rate", "Reopen rate", "%", False, "tickets", "flag", "reopened", "created_at", (0, 100),
+        "Percent of tickets reopened after resolution (Wilson interval)."),
+    KPI("first_response_hours", "Median first response time", "hours", False, "tickets", "median_hours",
+        "first_response", "created_at", (0, math.inf),
+        "Median hours from ticket creation to first reply (exact order-statistic interval)."),
+    KPI("resolution_hours", "Median resolution time", "hours", False, "tickets", "median_hours", "resolution",
+        "created_at", (0, math.inf),
+        "Median hours from ticket creation to resolution (exact order-statistic interval)."),
+    KPI("first_response_hours_mean", "Mean first response time", "hours", False, "tickets", "mean_hours",
+        "first_response", "created_at", (0, math.inf),
+        "Mean hours to first reply (t interval; durations are skewed, prefer the median)."),
+    KPI("resolution_hours_mean", "Mean resolution time", "hours", False, "tickets", "mean_hours",
+        "resolution", "created_at", (0, math.inf),
+        "Mean hours to resolution (t interval; durations are skewed, prefer the median)."),
+    KPI("ticket_volume", "Ticket volume", "count", False, "tickets", "count", None, "created_at",
+        (0, math.inf), "Number of tickets opened (exact Poisson interval)."),
+    KPI("retention_rate", "Retention rate", "%", True, "customers", "retention", None, "signup_date", (0, 100),
+        "Customer retention rate (E - N) / S per period (Wilson interval)."),
+    KPI("churn_rate", "Churn rate", "%", False, "customers", "churn", None, "signup_date", (0, 100),
+        "Churn rate 1 - (E - N) / S per period (Wilson interval)."),
+    KPI("repeat_purchase_rate", "Repeat purchase rate", "%", True, "customers", "repeat", "purchases", None,
+        (0, 100), "Percent of purchasing customers with two or more purchases (Wilson interval).",
+        periodic=False),
+    KPI("clv", "Customer lifetime value", "currency", True, "customers", "clv", "monthly_revenue", None,
+        (0, math.inf), "Discounted CLV m(1+d)/(1+d-r) from mean monthly revenue of active customers and the "
+        "pooled monthly retention of the window (delta-method interval).", periodic=False),
+)}
+
+
+def _kpi(name: str) -> KPI:
+    if name not in KPIS:
+        raise KPIError(str(name), f"unknown metric; known metrics: {', '.join(sorted(KPIS))}")
+    return KPIS[name]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compute_kpi: one period from pandas frames
+# ---------------------------------------------------------------------------------------------------------
+
+def _require_columns(df: pd.DataFrame, table: str, columns: Iterable[str], metric: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise KPIError(metric, f"expected the {table} table as a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KPIError(metric, f"table {table} has no column(s) {missing}; it has {list(df.columns)}")
+
+
+def _frame(data, table: str, metric: str) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, Mapping):
+        if table not in data:
+            raise KPIError(metric, f"needs the {table} table; got tables {sorted(data)}")
+        return data[table]
+    if hasattr(data, table):
+        return getattr(data, table)
+    raise KPIError(metric, f"needs the {table} table: pass a Dataset, a dict of DataFrames or the DataFrame")
+
+
+def _apply_filters(df: pd.DataFrame, table: str, filters, metric: str) -> pd.DataFrame:
+    if not filters:
+        return df
+    if not isinstance(filters, Mapping):
+        raise KPIError(metric, f"filters must be a dict column -> value or list of values, got {filters!r}")
+    _require_columns(df, table, filters.keys(), metric)
+    mask = np.ones(len(df), bool)
+    for col, val in filters.items():
+        vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
+        mask &= df[col].isin(vals).to_numpy(dtype=bool, na_value=False)
+    return df.loc[mask]
+
+
+def _apply_dates(df: pd.DataFrame, table: str, column: str, start, end, metric: str) -> pd.DataFrame:
+    if start is None and end is None:
+        return df
+    _require_columns(df, table, [column], metric)
+    d = pd.to_datetime(df[column])
+    mask = np.ones(len(df), bool)
+    if start is not None:
+        mask &= (d >= _to_day(start, metric, "start")).to_numpy(dtype=bool, na_value=False)
+    if end is not None:
+        mask &= (d < _to_day(end, metric, "end") + pd.Timedelta(days=1)).to_numpy(dtype=bool, na_value=False)
+    return df.loc[mask]
+
+
+def _estimate_from_frame(k: KPI, df: pd.DataFrame, confidence: float) -> Estimate:
+    if k.kind in ("top_box", "nps", "mean", "share_eq1", "flag"):
+        _require_columns(df, k.table, [k.column], k.name)
+    if k.kind == "top_box":
+        return csat(df[k.column], confidence)
+    if k.kind == "nps":
+        return nps(df[k.column], confidence)
+    if k.kind == "mean":
+        return ces(df[k.column], confidence)
+    if k.kind == "share_eq1":
+        return fcr(df[k.column], confidence)
+    if k.kind == "flag":
+        return reopen_rate(df[k.column], confidence)
+    if k.kind == "median_hours":
+        return _duration(df, k.column, "median", confidence)
+    if k.kind == "mean_hours":
+        return _duration(df, k.column, "mean", confidence)
+    if k.kind == "count":
+        return count_estimate(len(df), k.name, confidence)
+    if k.kind == "repeat":
+        _require_columns(df, k.table, [k.column], k.name)
+        return repeat_purchase_rate(df[k.column], confidence)
+    raise KPIError(k.name, f"kind {k.kind!r} is not computed from one frame")  # pragma: no cover
+
+
+def _month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Calendar months overlapping [start, end], each clipped to the window: [(first day, last day)]."""
+    out = []
+    m = start.to_period("M")
+    while m.start_time <= end:
+        out.append((max(m.start_time, start), min(m.end_time.normalize(), end)))
+        m += 1
+    return out
+
+
+def _customer_window(customers: pd.DataFrame, start, end, metric: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    _require_columns(customers, "customers", ["signup_date", "end_date"], metric)
+    if len(customers) == 0:
+        raise KPIError(metric, "the customers table is empty")
+    s = _to_day(start, metric, "start") if start is not None else pd.to_datetime(customers["signup_date"]).min()
+    if end is not None:
+        e = _to_day(end, metric, "end")
+    else:
+        e = max(pd.to_datetime(customers["signup_date"]).max(), pd.to_datetime(customers["end_date"]).max())
+    return s.normalize(), e.normalize()
+
+
+def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start=None, end=None,
+                confidence: float = 0.95, discount_rate: float = 0.0) -> Estimate:
+    """One KPI for one period, from a ``Dataset``, a dict of DataFrames or the KPI's own DataFrame.
+
+    ``start``/``end`` (inclusive days) select rows by the KPI's date column (responses: ``response_date``,
+    tickets: ``created_at``). Retention/churn for a window spanning several months pool the monthly
+    ``(E - N)`` and ``S`` counts (per-month retention, then ``sum(E - N) / sum(S)``); a window inside one
+    month is one period. CLV uses the mean ``monthly_revenue`` of customers active at the window end, the
+    pooled monthly retention and ``discount_rate`` per month.
+    """
+    k = _kpi(name)
+    df = _frame(data, k.table, name)
+    df = _apply_filters(df, k.table, filters, name)
+    if k.kind in ("retention", "churn", "clv"):
+        if len(df) == 0:
+            raise KPIError(name, "no customers match the filters")
+        S, N, E = _pooled_retention_counts(df, start, end, name)
+        if k.kind == "clv":
+            _, e = _customer_window(df, start, end, name)
+            signup, ended = pd.to_datetime(df["signup_date"]), pd.to_datetime(df["end_date"])
+            active = (signup <= e) & (ended.isna() | (ended >= e))
+            _require_columns(df, "customers", ["monthly_revenue"], name)
+            return clv(df.loc[active, "monthly_revenue"], max(E - N, 0), S, discount_rate, confidence)
+        r = retention_from_counts(S, N, E, confidence)
+        return r if k.kind == "retention" else _churn_from_retention(r)
+    if k.date_column is not None:
+        df = _apply_dates(df, k.table, k.date_column, start, end, name)
+    if len(df) == 0 and k.kind != "count":
+        raise KPIError(name, f"no {k.table} rows in the selected period/filters")
+    return _estimate_from_frame(k, df, confidence)
+
+
+def _pooled_retention_counts(customers, start, end, metric):
+    s, e = _customer_window(customers, start, end, metric)
+    S = N = E = 0
+    for a, b in _month_starts(s, e):
+        s_, n_, e_ = retention_counts(customers, a, b)
+        S, N, E = S + s_, N + n_, E + e_
+    return S, N, E
+
+
+def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, period_a=(None, None),
+                period_b=(None, None), confidence: float = 0.95) -> Comparison:
+    """Compare one KPI between two data selections (e.g. last quarter vs this quarter), b - a.
+
+    ``data_a``/``data_b`` may be the same Dataset with different ``period_*`` = (start, end) or filters.
+    """
+    k = _kpi(name)
+    if k.kind in ("retention", "churn"):
+        ca = _pooled_retention_counts(_apply_filters(_frame(data_a, "customers", name), "customers", filters_a,
+                                                     name), *period_a, name)
+        cb = _pooled_retention_counts(_apply_filters(_frame(data_b, "customers", name), "customers", filters_b,
+                                                     name), *period_b, name)
+        return _retention_comparison(ca, cb, name, confidence)
+
+    def rows(data, filters, period):
+        df = _apply_filters(_frame(data, k.table, name), k.table, filters, name)
+        if k.date_column is not None:
+            df = _apply_dates(df, k.table, k.date_column, period[0], period[1], name)
+        if len(df) == 0 and k.kind != "count":
+            raise KPIError(name, f"no {k.table} rows in the selected period/filters {period}")
+        return df
+
+    da, db = rows(data_a, filters_a, period_a), rows(data_b, filters_b, period_b)
+    if k.kind == "nps":
+        return compare_nps(da[k.column], db[k.column], confidence)
+    if k.kind == "top_box":
+        return compare_csat(da[k.column], db[k.column], confidence)
+    if k.kind == "mean":
+        return compare_means(_clean(da[k.column], name, "CES scores", 1, 7, True),
+                             _clean(db[k.column], name, "CES scores", 1, 7, True), name, k.unit, confidence)
+    if k.kind in ("share_eq1", "flag", "repeat"):
+        ea, eb = _estimate_from_frame(k, da, confidence), _estimate_from_frame(k, db, confidence)
+        ka, kb = round(ea.value * ea.n / 100), round(eb.value * eb.n / 100)
+        return compare_proportions(ka, ea.n, kb, eb.n, name, confidence)
+    if k.kind == "median_hours":
+        return compare_medians(ticket_hours(da, k.column), ticket_hours(db, k.column), name, "hours",
+                               confidence)
+    if k.kind == "mean_hours":
+        return compare_means(ticket_hours(da, k.column), ticket_hours(db, k.column), name, "hours", confidence)
+    if k.kind == "count":
+        return compare_rates(len(da), len(db), metric=name, confidence=confidence)
+    raise KPIError(name, "comparison is not available for this metric")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# kpi_series: DuckDB
+# ---------------------------------------------------------------------------------------------------------
+
+_FREQS = {"month": "month", "quarter": "quarter", "year": "year", None: None}
+_SERIES_COLUMNS = ["period", "value", "ci_low", "ci_high", "n"]
+
+
+def _quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _table_columns(con, table: str, metric: str) -> list[str]:
+    try:
+        return [r[0] for r in con.execute(f"DESCRIBE {_quote(table)}").fetchall()]
+    except Exception as exc:  # duckdb.CatalogException etc.
+        raise KPIError(metric, f"the DuckDB connection has no table {table!r} ({type(exc).__name__})") from None
+
+
+def _as_list(by) -> list[str]:
+    if by is None:
+        return []
+    if isinstance(by, str):
+        return [by]
+    return list(by)
+
+
+def _where(filters, start, end, date_expr, columns, table, metric, params, alias: str = "") -> str:
+    clauses = []
+    if filters:
+        if not isinstance(filters, Mapping):
+            raise KPIError(metric, f"filters must be a dict column -> value or list of values, got {filters!r}")
+        for col, val in filters.items():
+            if col not in columns:
+                raise KPIError(metric, f"filter column {col!r} is not in table {table} (columns: {columns})")
+            vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
+            clauses.append(f"{alias}{_quote(col)} IN ({', '.join('?' for _ in vals)})")
+            params.extend(vals)
+    if date_expr is not None:
+        if start is not None:
+            clauses.append(f"{date_expr} >= ?")
+            params.append(_to_day(start, metric, "start").to_pydatetime())
+        if end is not None:
+            clauses.append(f"{date_expr} < ?")
+            params.append((_to_day(end, metric, "end") + pd.Timedelta(days=1)).to_pydatetime())
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _check_range(con, k: KPI, expr: str, where: str, params: list, lo, hi, integer: bool, scale: str):
+    cond = [f"{expr} < {lo}"] if lo is not None else []
+    if hi is not None:
+        cond.append(f"{expr} > {hi}")
+    if integer:
+        cond.append(f"{expr} <> round({expr})")
+    sql = (f"SELECT count(*), list({expr})[1:5] FROM {_quote(k.table)} {where} "
+           f"{'AND' if where else 'WHERE'} ({' OR '.join(cond)})")
+    n_bad, examples = con.execute(sql, params).fetchone()
+    if n_bad:
+        raise KPIError(k.name, f"{n_bad} values of {k.table}.{k.column or expr} outside the scale {scale} "
+                               f"(e.g. {examples})")
+
+
+def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=None, start=None, end=None,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """A KPI per period (and per group) computed in DuckDB from the tables of ``con``.
+
+    Returns a DataFrame with columns ``period`` (timestamp of the period start; the window start or the
+    first data date when ``freq=None``), the ``by`` columns, ``value``, ``ci_low``, ``ci_high``, ``n``
+    (plus ``metric``), sorted by the by-columns and period. ``by`` is a column (or list of columns) of the
+    KPI's table, e.g. "department", "team", "agent_id", "channel" (customers: "segment", "region").
+    ``filters`` is a dict column -> value or list of values; ``start``/``end`` are inclusive days on the
+    KPI's date column. Groups without data in a period are absent. Intervals are computed from SQL aggregates
+    with the formulas of the one-sample estimators.
+    """
+    k = _kpi(metric)
+    if freq not in _FREQS:
+        raise KPIError(metric, f"freq must be 'month', 'quarter', 'year' or None, got {freq!r}")
+    if not k.periodic:
+        raise KPIError(metric, "has no time dimension in the data contract; use compute_kpi for one period")
+    by_cols = _as_list(by)
+    columns = _table_columns(con, k.table, metric)
+    for c in by_cols:
+        if c not in columns:
+            hint = " (responses have no team/agent; use department or channel)" if k.table == "responses" else ""
+            raise KPIError(metric, f"cannot group by {c!r}: table {k.table} has no such column{hint}; "
+                                   f"columns: {columns}")
+    if k.kind in ("retention", "churn"):
+        return _retention_series(con, k, freq, by_cols, filters, start, end, confidence, columns)
+
+    params: list = []
+    date_expr = _quote(k.date_column)
+    where = _where(filters, start, end, date_expr, columns, k.table, metric, params)
+    group_sel = "".join(f", {_quote(c)}" for c in by_cols)
+    if k.column and k.kind not in ("median_hours", "mean_hours"):
+        if k.column not in columns:
+            raise KPIError(metric, f"table {k.table} has no column {k.column!r}")
+    col = _quote(k.column) if k.column else None
+    if k.kind == "nps":
+        _check_range(con, k, col, where, params, 0, 10, True, "0-10 (integers)")
+        aggs = f"count({col}) AS n, count_if({col} >= 9) AS a, count_if({col} <= 6) AS b"
+    elif k.kind == "top_box":
+        _check_range(con, k, col, where, params, 1, 5, True, "1-5 (integers)")
+        aggs = f"count({col}) AS n, count_if({col} >= 4) AS a, 0 AS b"
+    elif k.kind == "mean":
+        _check_range(con, k, col, where, params, 1, 7, True, "1-7 (integers)")
+        aggs = f"count({col}) AS n, avg({col}) AS a, stddev_samp({col}) AS b"
+    elif k.kind == "share_eq1":
+        _check_range(con, k, col, where, params, 1, None, True, "integers >= 1")
+        aggs = f"count({col}) AS n, count_if({col} = 1) AS a, 0 AS b"
+    elif k.kind == "flag":
+        aggs = f"count({col}) AS n, count_if({col}) AS a, 0 AS b"
+    elif k.kind in ("median_hours", "mean_hours"):
+        later = _quote(_TIME_COLUMNS[k.column])
+        hours = f"(epoch(CAST({later} AS TIMESTAMP) - CAST({date_expr} AS TIMESTAMP)) / 3600.0)"
+        _check_range(con, k, hours, where, params, 0, None, False, ">= 0 hours (" + _TIME_COLUMNS[k.column]
+                     + " before created_at)")
+        if k.kind == "median_hours":
+            aggs = (f"count({hours}) AS n, quantile_cont({hours}, 0.5) AS a, "
+                    f"list_sort(list({hours}) FILTER (WHERE {hours} IS NOT NULL)) AS b")
+        else:
+            aggs = f"count({hours}) AS n, avg({hours}) AS a, stddev_samp({hours}) AS b"
+    elif k.kind == "count":
+        aggs = "count(*) AS n, count(*) AS a, 0 AS b"
+    else:  # pragma: no cover - registry kinds are all handled
+        raise KPIError(metric, f"kind {k.kind!r} not supported in kpi_series")
+
+    if freq is None:
+        if start is not None:
+            period_value = _to_day(start, metric, "start")
+        else:
+            first = con.execute(f"SELECT min(CAST({date_expr} AS DATE)) FROM {_quote(k.table)} {where}",
+                                params).fetchone()[0]
+            period_value = pd.Timestamp(first) if first is not None else pd.NaT
+        group_by = ("GROUP BY " + ", ".join(_quote(c) for c in by_cols)) if by_cols else ""
+        sql = f"SELECT {aggs}{group_sel} FROM {_quote(k.table)} {where} {group_by}"
+        df = con.execute(sql, params).df()
+        df.insert(0, "period", period_value)
+    else:
+        period_expr = f"CAST(date_trunc('{freq}', {date_expr}) AS TIMESTAMP)"
+        sql = f"SELECT {period_expr} AS period{group_sel}, {aggs} FROM {_quote(k.table)} {where} GROUP BY ALL"
+        df = con.execute(sql, params).df()
+    df = df[df["n"] > 0].copy() if k.kind != "count" else df.copy()
+    out = _finish_series(df, k, by_cols, confidence)
+    return out
+
+
+def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: float) -> pd.DataFrame:
+    n = df["n"].to_numpy(dtype=float)
+    if k.kind == "nps":
+        P, D = df["a"].to_numpy(dtype=float), df["b"].to_numpy(dtype=float)
+        _, _, lo, hi = nps_interval(P, D, n, confidence)
+        value, lo, hi = 100 * (P - D) / n, 100 * lo, 100 * hi
+    elif k.kind in ("top_box", "share_eq1", "flag"):
+        a = df["a"].to_numpy(dtype=float)
+        lo, hi = wilson_interval(a, n, confidence)
+        value, lo, hi = 100 * a / n, 100 * lo, 100 * hi
+    elif k.kind in ("mean", "mean_hours"):
+        value = df["a"].to_numpy(dtype=float)
+        lo, hi = t_interval(value, df["b"].to_numpy(dtype=float), n, confidence)
+    elif k.kind == "median_hours":
+        value = df["a"].to_numpy(dtype=float)
+        lo = np.empty(len(df))
+        hi = np.empty(len(df))
+        for i, xs in enumerate(df["b"]):
+            lo[i], hi[i], _ = median_order_interval(np.asarray(xs, dtype=float), confidence)
+    elif k.kind == "count":
+        value = n.copy()
+        lo, hi = poisson_interval(n, confidence)
+    else:  # pragma: no cover
+        raise KPIError(k.name, f"kind {k.kind!r}")
+    out = df[["period", *by_cols]].copy()
+    out["period"] = pd.to_datetime(out["period"])
+    out["value"], out["ci_low"], out["ci_high"] = value, np.asarray(lo, float), np.asarray(hi, float)
+    out["n"] = df["n"].to_numpy(dtype="int64")
+    out["metric"] = k.name
+    return out.sort_values([*by_cols, "period"], kind="stable").reset_index(drop=True)
+
+
+def _retention_series(con, k: KPI, freq, by_cols, filters, start, end, confidence, columns) -> pd.DataFrame:
+    """Retention/churn per period: S, N, E counted per period in SQL (see :func:`retention_counts`)."""
+    params: list = []
+    where = _where(filters, None, None, None, columns, "customers", k.name, params)
+    bounds = con.execute(f"SELECT min(signup_date), greatest(max(signup_date), max(end_date)) FROM customers "
+                         f"{where}", params).fetchone()
+    if bounds[0] is None:
+        raise KPIError(k.name, "no customers match the filters")
+    s = _to_day(start, k.name, "start") if start is not None else pd.Timestamp(bounds[0])
+    e = _to_day(end, k.name, "end") if end is not None else pd.Timestamp(bounds[1])
+    if e < s:
+        raise KPIError(k.name, f"end {e.date()} is before start {s.date()}")
+    unit = freq or "month"
+    # periods: [p_start, p_end] days, clipped to the window; freq=None -> monthly periods pooled at the end
+    grid = pd.period_range(s, e, freq={"month": "M", "quarter": "Q", "year": "Y"}[unit])
+    periods = pd.DataFrame({
+        "period": [max(p.start_time, s) for p in grid],
+        "p_start": [max(p.start_time, s) for p in grid],
+        "p_end": [min(p.end_time.normalize(), e) for p in grid],
+    })
+    if freq is None:  # pool monthly periods
+        grid = pd.period_range(s, e, freq="M")
+        periods = pd.DataFrame({"period": s, "p_start": [max(p.start_time, s) for p in grid],
+                                "p_end": [min(p.end_time.normalize(), e) for p in grid]})
+    con_periods = periods.assign(p_start=periods["p_start"].dt.date, p_end=periods["p_end"].dt.date)
+    group_sel = "".join(f", c.{_quote(c)}" for c in by_cols)
+    where_c = _where(filters, None, None, None, columns, "customers", k.name, [], alias="c.")
+    sql = f"""
+        SELECT p.period{group_sel},
+               count_if(c.signup_date < p.p_start AND (c.end_date IS NULL OR c.end_date >= p.p_start)) AS S,
+               count_if(c.signup_date >= p.p_start AND c.signup_date <= p.p_end) AS N,
+               count_if(c.signup_date <= p.p_end AND (c.end_date IS NULL OR c.end_date > p.p_end)) AS E
+        FROM __kpi_periods p CROSS JOIN customers c
+        {where_c}
+        GROUP BY ALL
+    """
+    con.register("__kpi_periods", con_periods)
+    try:
+        df = con.execute(sql, params).df()
+    finally:
+        con.unregister("__kpi_periods")
+    if by_cols:
+        df = df.groupby(["period", *by_cols], as_index=False, dropna=False)[["S", "N", "E"]].sum()
+    else:
+        df = df.groupby(["period"], as_index=False)[["S", "N", "E"]].sum()
+    df = df[df["S"] > 0].copy()
+    S = df["S"].to_numpy(dtype=float)
+    kept = np.clip(df["E"].to_numpy(dtype=float) - df["N"].to_numpy(dtype=float), 0, S)
+    value = 100 * (df["E"].to_numpy(dtype=float) - df["N"].to_numpy(dtype=float)) / S
+    lo, hi = wilson_interval(kept, S, confidence)
+    lo, hi = 100 * lo, 100 * hi
+    if k.kind == "churn":
+        value, lo, hi = 100 - value, 100 - hi, 100 - lo
+    out = df[["period", *by_cols]].copy()
+    out["period"] = pd.to_datetime(out["period"])
+    out["value"], out["ci_low"], out["ci_high"] = value, lo, hi
+    out["n"] = df["S"].to_numpy(dtype="int64")
+    out["metric"] = k.name
+    return out.sort_values([*by_cols, "period"], kind="stable").reset_index(drop=True)
+
+
+def kpi_overview(con, metrics: Sequence[str] = ("csat", "nps", "ces", "fcr", "first_response_hours",
+                                                "resolution_hours"),
+                 by: str | Sequence[str] | None = "department", start=None, end=None,
+                 confidence: float = 0.95) -> pd.DataFrame:
+    """One row per group and metric for the whole window (``kpi_series(freq=None)``): label, value,
+    interval, n, unit, ``higher_is_better`` and a formatted cell (e.g. ``"+23 (+18 to +28)"``) for notebook
+    tables. Every metric must have the ``by`` column in its table (customer KPIs have no department)."""
+    frames = []
+    for m in metrics:
+        s = kpi_series(con, m, freq=None, by=by, start=start, end=end, confidence=confidence)
+        k = KPIS[m]
+        s["label"], s["unit"], s["higher_is_better"] = k.label, k.unit, k.higher_is_better
+        signed = k.unit == "points"
+        s["formatted"] = [f"{_fmt_with_unit(v, k.unit, signed)} ({_fmt_number(lo, k.unit, signed)} to "
+                          f"{_fmt_number(hi, k.unit, signed)})" for v, lo, hi in
+                          zip(s["value"], s["ci_low"], s["ci_high"])]
+        frames.append(s)
+    out = pd.concat(frames, ignore_index=True)
+    return out[[*_as_list(by), "metric", "label", "value", "ci_low", "ci_high", "n", "unit",
+                "higher_is_better", "formatted"]]
