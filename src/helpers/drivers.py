@@ -107,51 +107,70 @@ def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: s
     if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
         raise DriverInputError(f"outcome {outcome!r} has dtype {y_raw.dtype}; expected a numeric rating "
                                "(e.g. csat 1-5 or nps 0-10)")
-    y = y_raw.astype(float).to_numpy(dtype=float, na_value=np.nan)
-    if np.isnan(y).all():
-        raise DriverInputError(f"outcome {outcome!r} is missing in all {len(y)} rows")
     w = _as_weights(data, weights)
+    is_num = {d: pd.api.types.is_numeric_dtype(data[d]) or pd.api.types.is_bool_dtype(data[d]) for d in drivers}
+    numeric = [d for d in drivers if is_num[d]]
+    # one block copy for the outcome and all numeric drivers
+    Xnum = data[[outcome, *numeric]].to_numpy(dtype=float, na_value=np.nan)
+    nanmask = np.isnan(Xnum)
+    if nanmask[:, 0].all():
+        raise DriverInputError(f"outcome {outcome!r} is missing in all {len(Xnum)} rows")
+    allmiss = dict(zip(numeric, nanmask[:, 1:].all(axis=0)))
+    pos_num = {d: i + 1 for i, d in enumerate(numeric)}
 
-    cols, mats, players, pcols, categorical, dropped = [], [], [], [], [], {}
+    cols, blocks, players, pcols, categorical, dropped = [], [], [], [], [], {}
+    num_sel = [0]
     for d in drivers:
+        if is_num[d]:
+            if allmiss[d]:
+                dropped[d] = "all values missing"
+                continue
+            players.append(d)
+            pcols.append(np.array([len(cols)]))
+            cols.append(d)
+            num_sel.append(pos_num[d])
+            categorical.append(False)
+            continue
         s = data[d]
         if s.isna().all():
             dropped[d] = "all values missing"
             continue
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            x = s.astype(float).to_numpy(dtype=float, na_value=np.nan)
-            start = len(cols)
-            cols.append(d)
-            mats.append(x[:, None])
-            players.append(d)
-            pcols.append(np.array([start]))
-            categorical.append(False)
-        else:
-            levels = sorted(pd.unique(s.dropna().astype(str)))
-            if len(levels) < 2:
-                dropped[d] = f"categorical with a single level ({levels[0]!r})"
-                continue
-            codes = s.astype("string")
-            miss = codes.isna().to_numpy()
-            start = len(cols)
-            block = np.empty((len(s), len(levels) - 1))
-            for k, lev in enumerate(levels[1:]):
-                block[:, k] = (codes == lev).fillna(False).to_numpy(dtype=float)
-                cols.append(f"{d}[{lev}]")
-            block[miss, :] = np.nan
-            mats.append(block)
-            players.append(d)
-            pcols.append(np.arange(start, start + len(levels) - 1))
-            categorical.append(True)
+        levels = sorted(pd.unique(s.dropna().astype(str)))
+        if len(levels) < 2:
+            dropped[d] = f"categorical with a single level ({levels[0]!r})"
+            continue
+        codes = s.astype("string")
+        miss = codes.isna().to_numpy()
+        block = np.empty((len(s), len(levels) - 1))
+        names = []
+        for k, lev in enumerate(levels[1:]):
+            block[:, k] = (codes == lev).fillna(False).to_numpy(dtype=float)
+            names.append(f"{d}[{lev}]")
+        block[miss, :] = np.nan
+        players.append(d)
+        pcols.append(np.arange(len(cols), len(cols) + len(names)))
+        cols.extend(names)
+        blocks.append((len(num_sel) - 1, block))  # inserted after the numeric columns seen so far
+        categorical.append(True)
     if not players:
         raise DriverInputError(f"none of the drivers {drivers} is usable: {dropped}")
-    X = np.column_stack([y[:, None], *mats])
-    keep = w > 0
-    if missing == "listwise":
-        keep &= ~np.isnan(X).any(axis=1)
+    if not blocks:
+        X = Xnum if num_sel == list(range(Xnum.shape[1])) else Xnum[:, num_sel]
+        miss_rows = nanmask[:, num_sel].any(axis=1) if missing == "listwise" else nanmask[:, 0]
     else:
-        keep &= ~np.isnan(y)
-    X, w = X[keep], w[keep]
+        parts, last = [], 0
+        for after, block in blocks:
+            parts.append(Xnum[:, num_sel[last:after + 1]])
+            parts.append(block)
+            last = after + 1
+        parts.append(Xnum[:, num_sel[last:]])
+        X = np.column_stack(parts)
+        miss_rows = np.isnan(X).any(axis=1) if missing == "listwise" else nanmask[:, 0]
+    keep = ~miss_rows
+    if not np.all(w > 0):
+        keep &= w > 0
+    if not keep.all():
+        X, w = X[keep], w[keep]
     return _Design(X=X, w=w, columns=cols, players=players, player_cols=pcols, categorical=categorical,
                    dropped=dropped)
 
@@ -163,11 +182,27 @@ def _weighted_corr(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """Weighted Pearson correlation of the columns of a complete matrix X, and the column SDs.
 
     ``m = sum w x / sum w``, ``C = (X - m)' diag(w) (X - m) / sum w``, ``R = D^-1/2 C D^-1/2``.
+    Unweighted data take one pass: ``C = X'X/n - m m'`` (a single BLAS product on the uncentred data),
+    recomputed on centred data when the means are so large relative to the SDs that more than 6 of the
+    16 digits would cancel.
     """
-    sw = w.sum()
-    m = (w @ X) / sw
-    Xc = X - m
-    C = (Xc * w[:, None]).T @ Xc / sw if not np.all(w == 1) else (Xc.T @ Xc) / sw
+    unweighted = bool(np.all(w == w[0]))
+    if unweighted:
+        n = X.shape[0]
+        m = X.sum(axis=0) / n
+        S = (X.T @ X) / n
+        C = S - np.outer(m, m)
+        d = np.diag(C)
+        if np.all(d > 0) and np.all(np.diag(S) / d < 1e6):
+            sd = np.sqrt(d)
+            return C / np.outer(sd, sd), sd
+        Xc = X - m
+        C = (Xc.T @ Xc) / n
+    else:
+        sw = w.sum()
+        m = (w @ X) / sw
+        Xc = X - m
+        C = (Xc * w[:, None]).T @ Xc / sw
     sd = np.sqrt(np.clip(np.diag(C), 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         R = C / np.outer(sd, sd)
@@ -436,7 +471,8 @@ def _drop_degenerate(corr: np.ndarray, design: _Design, sd: np.ndarray) -> tuple
         pos += len(cols)
     sel = np.array([0] + [1 + c for i in keep_players for c in design.player_cols[i]])
     corr = corr[np.ix_(sel, sel)]
-    design.X = design.X[:, sel]
+    if design.X.shape[1] != len(sel) or np.any(sel != np.arange(len(sel))):
+        design.X = design.X[:, sel]
     design.columns = new_cols
     design.players = [design.players[i] for i in keep_players]
     design.categorical = [design.categorical[i] for i in keep_players]
