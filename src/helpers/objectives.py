@@ -1,0 +1,835 @@
+"""Department objectives: SMART objectives from params, cascading goals, status forecasts.
+
+A department's objectives live in ``params/departments/<slug>.yaml`` (format in ``params/README.md``).
+This module
+
+- loads and validates them (:func:`load_objectives`, :func:`load_department`) into an
+  :class:`ObjectivePlan`; any schema problem raises :class:`helpers.errors.ObjectiveError` naming the file,
+  the objective id and the field;
+- lints them for SMART problems (:func:`lint_objectives`: warnings, not errors);
+- evaluates them on a monthly KPI series (:func:`evaluate_objectives` -> :class:`ObjectiveEvaluation`):
+  current value with its interval and n, OKR progress, expected progress, a forecast at the deadline with a
+  prediction interval, and a status by the rule documented in :mod:`helpers.objectives_status`.
+
+The KPI values come from ``helpers.kpis.kpi_series`` (computed in DuckDB) by default; any callable
+``series_provider(metric, filters, start, end) -> DataFrame[period, value, ci_low, ci_high, n]`` can be
+passed instead (tests use constructed series). One objective failing (metric absent from the data, no data
+in its period) becomes a row with status ``"no data"`` and a message; it never stops the others.
+"""
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from helpers.errors import KitError, ObjectiveError
+from helpers.objectives_status import (DEFAULT_LEVEL, STATUSES, Forecast, classify_status, expected_progress,
+                                       forecast_at, forecast_path, meets, month_start, months_between,
+                                       progress_score)
+
+ROLES = ("director", "manager", "representative")
+DIRECTIONS = ("raise", "lower")
+FILTER_KEYS = ("channel", "team", "segment", "region", "agent")
+TOP_LEVEL_KEYS = ("department", "people", "objectives")
+OBJECTIVE_KEYS = ("id", "title", "metric", "filters", "baseline", "target", "direction", "start", "deadline",
+                  "owner", "parent", "note")
+REQUIRED_OBJECTIVE_KEYS = ("id", "title", "metric", "baseline", "target", "start", "deadline", "owner")
+MAX_OBJECTIVES_PER_OWNER = 2
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What the objectives need to know about a KPI."""
+
+    name: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    bounds: tuple[float | None, float | None]
+
+
+def metric_registry() -> dict[str, MetricInfo]:
+    """The KPIs an objective may use: the registry ``helpers.kpis.KPIS`` (label, unit, direction, bounds)."""
+    from helpers.kpis import KPIS  # noqa: PLC0415 (imported late: kpis is heavy and optional for parsing tests)
+
+    out = {}
+    for name, spec in KPIS.items():
+        get = spec.get if isinstance(spec, Mapping) else (lambda key, default=None, s=spec: getattr(s, key, default))
+        bounds = get("bounds", None) or (None, None)
+        out[name] = MetricInfo(name, str(get("label", name)), str(get("unit", "")),
+                               bool(get("higher_is_better", True)), tuple(bounds))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class Owner:
+    """Who owns an objective: a person id from ``org`` (preferred) or a plain name, and a role."""
+
+    role: str
+    person: str | None = None
+    name: str | None = None
+
+    def label(self, names: Mapping[str, str] | None = None) -> str:
+        """"Name (role)" using ``names`` (person_id -> display name) when the person is known."""
+        who = (names or {}).get(self.person or "", None) or self.name or self.person or "unassigned"
+        return f"{who} ({self.role})"
+
+    @property
+    def key(self) -> str:
+        return self.person or self.name or ""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A fixed value, or a period (start, end) whose KPI value is the baseline."""
+
+    value: float | None = None
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+
+    def describe(self) -> str:
+        if self.value is not None:
+            return f"{self.value:g}"
+        return f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One SMART objective (see ``params/README.md`` for each field)."""
+
+    id: str
+    title: str
+    metric: str
+    target: float
+    direction: str
+    start: pd.Timestamp
+    deadline: pd.Timestamp
+    owner: Owner
+    baseline: Baseline
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    parent: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectivePlan:
+    """A department's objectives as loaded from its params file."""
+
+    path: str
+    department: str
+    objectives: tuple[Objective, ...]
+    people: Mapping[str, object] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> list[str]:
+        return [o.id for o in self.objectives]
+
+    def get(self, objective_id: str) -> Objective:
+        for o in self.objectives:
+            if o.id == objective_id:
+                return o
+        raise KeyError(f"{self.path}: no objective {objective_id!r}; objectives are {self.ids}")
+
+    def children(self, objective_id: str | None) -> list[Objective]:
+        """Objectives whose parent is ``objective_id`` (``None``: the top-level ones), in file order."""
+        return [o for o in self.objectives if o.parent == objective_id]
+
+    def depth(self, objective_id: str) -> int:
+        d, o = 0, self.get(objective_id)
+        while o.parent is not None:
+            d, o = d + 1, self.get(o.parent)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _as_timestamp(value, path, oid, fld) -> pd.Timestamp:
+    if isinstance(value, (date, datetime)):
+        return pd.Timestamp(value).normalize()
+    if isinstance(value, str):
+        try:
+            return pd.Timestamp(date.fromisoformat(value.strip()))
+        except ValueError:
+            pass
+    raise ObjectiveError(path, f"expected a date as YYYY-MM-DD, got {value!r}", objective_id=oid, field=fld)
+
+
+def _as_number(value, path, oid, fld) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ObjectiveError(path, f"expected a number, got {value!r} ({type(value).__name__})",
+                             objective_id=oid, field=fld)
+    return float(value)
+
+
+def _as_text(value, path, oid, fld, *, required=True) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise ObjectiveError(path, f"expected non-empty text, got {value!r}", objective_id=oid, field=fld)
+    return value.strip()
+
+
+def _parse_owner(raw, path, oid) -> Owner:
+    if not isinstance(raw, Mapping):
+        raise ObjectiveError(path, "expected a mapping like {person: <org person_id>, role: manager}, "
+                             f"got {raw!r}", objective_id=oid, field="owner")
+    unknown = set(raw) - {"person", "name", "role"}
+    if unknown:
+        raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; expected person, name, role",
+                             objective_id=oid, field="owner")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise ObjectiveError(path, f"role must be one of {list(ROLES)}, got {role!r}", objective_id=oid,
+                             field="owner.role")
+    person = raw.get("person")
+    name = raw.get("name")
+    if person is None and name is None:
+        raise ObjectiveError(path, "give the owner's org person id (person) or a name", objective_id=oid,
+                             field="owner.person")
+    if person is not None:
+        person = _as_text(str(person) if isinstance(person, int) else person, path, oid, "owner.person")
+    if name is not None:
+        name = _as_text(name, path, oid, "owner.name")
+    return Owner(role=role, person=person, name=name)
+
+
+def _parse_baseline(raw, path, oid) -> Baseline:
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - {"value", "start", "end"}
+        if unknown:
+            raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; give a number, {{value: x}} or "
+                                 "{start: date, end: date}", objective_id=oid, field="baseline")
+        if "value" in raw:
+            return Baseline(value=_as_number(raw["value"], path, oid, "baseline.value"))
+        if "start" not in raw or "end" not in raw:
+            raise ObjectiveError(path, "a baseline period needs both start and end", objective_id=oid,
+                                 field="baseline")
+        start = _as_timestamp(raw["start"], path, oid, "baseline.start")
+        end = _as_timestamp(raw["end"], path, oid, "baseline.end")
+        if end < start:
+            raise ObjectiveError(path, f"baseline end {end:%Y-%m-%d} is before its start {start:%Y-%m-%d}",
+                                 objective_id=oid, field="baseline.end")
+        return Baseline(start=start, end=end)
+    return Baseline(value=_as_number(raw, path, oid, "baseline"))
+
+
+def _parse_filters(raw, path, oid) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ObjectiveError(path, f"expected a mapping like {{channel: phone}}, got {raw!r}", objective_id=oid,
+                             field="filters")
+    out = {}
+    for key, val in raw.items():
+        if key not in FILTER_KEYS:
+            raise ObjectiveError(path, f"unknown filter {key!r}; filters are {list(FILTER_KEYS)}",
+                                 objective_id=oid, field=f"filters.{key}")
+        vals = val if isinstance(val, list) else [val]
+        if not vals or not all(isinstance(v, str) and v for v in vals):
+            raise ObjectiveError(path, f"expected text or a list of text, got {val!r}", objective_id=oid,
+                                 field=f"filters.{key}")
+        out[key] = tuple(vals)
+    return out
+
+
+def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInfo]) -> Objective:
+    if not isinstance(raw, Mapping):
+        raise ObjectiveError(path, f"objective #{index + 1} must be a mapping of fields, got {raw!r}",
+                             field="objectives")
+    oid = raw.get("id")
+    if not isinstance(oid, str) or not _ID_PATTERN.match(oid):
+        raise ObjectiveError(path, f"objective #{index + 1} needs an id of letters, digits, '-', '_' or '.', "
+                             f"got {oid!r}", field="id")
+    unknown = sorted(set(raw) - set(OBJECTIVE_KEYS))
+    if unknown:
+        raise ObjectiveError(path, f"unknown field(s) {unknown}; allowed fields are {list(OBJECTIVE_KEYS)}",
+                             objective_id=oid, field=unknown[0])
+    for key in REQUIRED_OBJECTIVE_KEYS:
+        if raw.get(key) is None:
+            raise ObjectiveError(path, "is missing (required)", objective_id=oid, field=key)
+    metric = _as_text(raw["metric"], path, oid, "metric")
+    if metric not in metrics:
+        raise ObjectiveError(path, f"unknown metric {metric!r}; known metrics are {sorted(metrics)}",
+                             objective_id=oid, field="metric")
+    direction = raw.get("direction")
+    if direction is None:
+        direction = "raise" if metrics[metric].higher_is_better else "lower"
+    elif direction not in DIRECTIONS:
+        raise ObjectiveError(path, f"direction must be 'raise' or 'lower', got {direction!r}", objective_id=oid,
+                             field="direction")
+    start = _as_timestamp(raw["start"], path, oid, "start")
+    deadline = _as_timestamp(raw["deadline"], path, oid, "deadline")
+    if deadline <= start:
+        raise ObjectiveError(path, f"deadline {deadline:%Y-%m-%d} is not after start {start:%Y-%m-%d}",
+                             objective_id=oid, field="deadline")
+    target = _as_number(raw["target"], path, oid, "target")
+    baseline = _parse_baseline(raw["baseline"], path, oid)
+    if baseline.value is not None and baseline.value == target:
+        raise ObjectiveError(path, f"target equals the baseline ({target:g}): nothing to achieve",
+                             objective_id=oid, field="target")
+    if baseline.value is not None and meets(baseline.value, target, direction):
+        raise ObjectiveError(path, f"target {target:g} is already met by the baseline {baseline.value:g} "
+                             f"for direction {direction!r}", objective_id=oid, field="target")
+    parent = raw.get("parent")
+    if parent is not None and not isinstance(parent, str):
+        raise ObjectiveError(path, f"expected the id of another objective, got {parent!r}", objective_id=oid,
+                             field="parent")
+    return Objective(id=oid, title=_as_text(raw["title"], path, oid, "title"), metric=metric, target=target,
+                     direction=direction, start=start, deadline=deadline, owner=_parse_owner(raw["owner"], path, oid),
+                     baseline=baseline, filters=_parse_filters(raw.get("filters"), path, oid), parent=parent,
+                     note=_as_text(raw.get("note"), path, oid, "note", required=False))
+
+
+def _check_tree(objectives: list[Objective], path: str) -> None:
+    by_id: dict[str, Objective] = {}
+    for o in objectives:
+        if o.id in by_id:
+            raise ObjectiveError(path, "duplicate id (each objective needs its own)", objective_id=o.id, field="id")
+        by_id[o.id] = o
+    for o in objectives:
+        if o.parent is not None and o.parent not in by_id:
+            raise ObjectiveError(path, f"parent {o.parent!r} does not exist; objectives are {list(by_id)}",
+                                 objective_id=o.id, field="parent")
+    for o in objectives:
+        seen, cur = [o.id], o
+        while cur.parent is not None:
+            if cur.parent in seen:
+                cycle = " -> ".join(seen[seen.index(cur.parent):] + [cur.parent])
+                raise ObjectiveError(path, f"parents form a cycle: {cycle}", objective_id=o.id, field="parent")
+            seen.append(cur.parent)
+            cur = by_id[cur.parent]
+
+
+def _parse_people(raw, path) -> dict[str, object]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ObjectiveError(path, f"expected a mapping (director, managers, representatives), got {raw!r}",
+                             field="people")
+    unknown = set(raw) - {"director", "managers", "representatives"}
+    if unknown:
+        raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; expected director, managers, "
+                             "representatives", field="people")
+    people: dict[str, object] = {}
+    if raw.get("director") is not None:
+        if not isinstance(raw["director"], str):
+            raise ObjectiveError(path, f"expected a person id, got {raw['director']!r}", field="people.director")
+        people["director"] = raw["director"]
+    for key in ("managers", "representatives"):
+        val = raw.get(key)
+        if val is None:
+            continue
+        if val == "org":
+            people[key] = "org"
+        elif isinstance(val, list) and all(isinstance(v, str) for v in val):
+            people[key] = tuple(val)
+        else:
+            raise ObjectiveError(path, f"expected a list of person ids or 'org' (take them from the org table), "
+                                 f"got {val!r}", field=f"people.{key}")
+    return people
+
+
+def parse_objectives(document, path: str = "<objectives>", *,
+                     metrics: Mapping[str, MetricInfo] | None = None) -> ObjectivePlan:
+    """Validate an already-parsed YAML document (a dict) into an :class:`ObjectivePlan`."""
+    metrics = metric_registry() if metrics is None else metrics
+    if not isinstance(document, Mapping):
+        raise ObjectiveError(path, f"expected a mapping with keys {list(TOP_LEVEL_KEYS)}, got "
+                             f"{type(document).__name__}")
+    unknown = sorted(set(document) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ObjectiveError(path, f"unknown key(s) {unknown}; expected {list(TOP_LEVEL_KEYS)}", field=unknown[0])
+    department = document.get("department")
+    if not isinstance(department, str) or not department.strip():
+        raise ObjectiveError(path, f"expected the department's name as in the data, got {department!r}",
+                             field="department")
+    raw_objectives = document.get("objectives")
+    if not isinstance(raw_objectives, list) or not raw_objectives:
+        raise ObjectiveError(path, "expected a non-empty list of objectives", field="objectives")
+    objectives = [_parse_objective(raw, i, path, metrics) for i, raw in enumerate(raw_objectives)]
+    _check_tree(objectives, path)
+    plan = ObjectivePlan(path=path, department=department.strip(), objectives=tuple(objectives),
+                         people=_parse_people(document.get("people"), path))
+    return ObjectivePlan(path=plan.path, department=plan.department, objectives=plan.objectives,
+                         people=plan.people, warnings=tuple(lint_objectives(plan, metrics=metrics)))
+
+
+def load_objectives(path) -> ObjectivePlan:
+    """Read and validate ``params/departments/<slug>.yaml``; raises ``ObjectiveError`` naming file/id/field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ObjectiveError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ObjectiveError(path, f"malformed YAML{where}: {problem}") from None
+    return parse_objectives(document, str(path))
+
+
+def department_slug(name: str) -> str:
+    """``"Technical Support"`` -> ``"technical_support"`` (the params file name)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def load_department(slug: str, params_dir="params/departments") -> ObjectivePlan:
+    """Load ``<params_dir>/<slug>.yaml``; an unknown department lists the ones that exist."""
+    params_dir = Path(params_dir)
+    path = params_dir / f"{slug}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in params_dir.glob("*.yaml"))
+        raise ObjectiveError(path, f"unknown department {slug!r}: no such params file; departments with "
+                             f"objectives are {known}", field="department")
+    return load_objectives(path)
+
+
+# ------------------------------------------------------------------------------------------------- lint
+def lint_objectives(plan: ObjectivePlan, *, metrics: Mapping[str, MetricInfo] | None = None) -> list[str]:
+    """SMART warnings that need no data: perfect-score targets, too many objectives for one owner, a child
+    whose deadline is after its parent's, a direction against the metric's good direction."""
+    metrics = metric_registry() if metrics is None else metrics
+    out = []
+    for o in plan.objectives:
+        info = metrics.get(o.metric)
+        if info is not None:
+            best = info.bounds[1] if info.higher_is_better else info.bounds[0]
+            if best is not None and o.direction == ("raise" if info.higher_is_better else "lower") and \
+                    meets(o.target, best, o.direction):
+                out.append(f"{plan.path}: objective {o.id!r}: target {o.target:g} is the best possible "
+                           f"{info.label} ({best:g}); a perfect score is not achievable, set a stretch but "
+                           "realistic target")
+            if o.direction != ("raise" if info.higher_is_better else "lower"):
+                out.append(f"{plan.path}: objective {o.id!r}: direction {o.direction!r} works against "
+                           f"{info.label}, where {'higher' if info.higher_is_better else 'lower'} is better")
+        if o.parent is not None:
+            parent = plan.get(o.parent)
+            if o.deadline > parent.deadline:
+                out.append(f"{plan.path}: objective {o.id!r}: deadline {o.deadline:%Y-%m-%d} is after its "
+                           f"parent {parent.id!r}'s deadline {parent.deadline:%Y-%m-%d}")
+    counts: dict[str, list[str]] = {}
+    for o in plan.objectives:
+        counts.setdefault(o.owner.key, []).append(o.id)
+    for owner, ids in counts.items():
+        if len(ids) > MAX_OBJECTIVES_PER_OWNER:
+            out.append(f"{plan.path}: owner {owner!r} has {len(ids)} objectives ({', '.join(ids)}); more than "
+                       f"{MAX_OBJECTIVES_PER_OWNER} dilutes focus")
+    return out
+
+
+def plausibility_warning(objective: Objective, series: pd.DataFrame, baseline: float, path: str = "") -> str | None:
+    """Warn when the improvement needed per month exceeds the best month-over-month change in ``series``.
+
+    Needed per month: ``|target - baseline| / months(start -> deadline)``; best change: the largest
+    month-over-month move in the objective's direction over the whole history (consecutive months only).
+    """
+    s = series.dropna(subset=["value"]).sort_values("period")
+    if len(s) < 3 or not np.isfinite(baseline):
+        return None
+    periods = pd.to_datetime(s["period"]).map(month_start)
+    gaps = np.array([months_between(a, b) for a, b in zip(periods.iloc[:-1], periods.iloc[1:])])
+    diffs = np.diff(s["value"].to_numpy(dtype=float))[gaps == 1]
+    if diffs.size == 0:
+        return None
+    best = float(diffs.max() if objective.direction == "raise" else -diffs.min())
+    months = max(months_between(objective.start, objective.deadline), 1)
+    needed = abs(objective.target - baseline) / months
+    if best <= 0 or needed > best:
+        return (f"{path}: objective {objective.id!r}: needs {needed:.3g} per month from {baseline:.3g} to "
+                f"{objective.target:g} over {months} month(s), more than the best month-over-month change "
+                f"ever seen ({max(best, 0):.3g}); the target is not plausible from history")
+    return None
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+SeriesProvider = Callable[[str, Mapping[str, object], "pd.Timestamp | None", "pd.Timestamp | None"], pd.DataFrame]
+
+TABLE_COLUMNS = ["id", "parent", "level", "title", "owner", "owner_role", "metric", "metric_label", "direction",
+                 "start", "deadline", "current", "ci_low", "ci_high", "n", "current_period", "baseline", "target",
+                 "progress", "expected_progress", "forecast", "forecast_low", "forecast_high", "forecast_method",
+                 "status", "sentence", "change", "message"]
+
+
+FILTER_COLUMNS = {"agent": "agent_id"}
+"""Filter keys of the params file that have a different column name in the data contract."""
+
+
+class KpiSource:
+    """KPI values for one department from a ``helpers.data.Dataset`` via ``helpers.kpis``.
+
+    ``series`` (monthly, computed in DuckDB by ``kpi_series``), ``estimate`` (one pooled value for a
+    period, ``compute_kpi``) and ``compare`` (period-over-period test, ``compare_kpi``). The department
+    filter applies to the KPIs of responses and tickets; customers carry no department, so customer KPIs
+    (retention, churn) are company-wide unless the objective filters them by segment or region.
+    """
+
+    def __init__(self, dataset, department: str, *, freq: str = "month"):
+        from helpers import kpis  # noqa: PLC0415
+
+        self.kpis, self.dataset, self.department, self.freq = kpis, dataset, department, freq
+
+    def filters(self, metric: str, filters: Mapping[str, tuple[str, ...]]) -> dict:
+        table = self.kpis.KPIS[metric].table
+        merged: dict = {} if table == "customers" else {"department": self.department}
+        for key, vals in filters.items():
+            merged[FILTER_COLUMNS.get(key, key)] = list(vals) if len(vals) > 1 else vals[0]
+        return merged
+
+    def series(self, metric, filters, start, end) -> pd.DataFrame:
+        return self.kpis.kpi_series(self.dataset.con, metric, freq=self.freq, by=None,
+                                    filters=self.filters(metric, filters), start=start, end=end)
+
+    def __call__(self, metric, filters, start, end) -> pd.DataFrame:
+        return self.series(metric, filters, start, end)
+
+    def estimate(self, metric, filters, start, end):
+        return self.kpis.compute_kpi(metric, self.dataset, filters=self.filters(metric, filters), start=start,
+                                     end=end)
+
+    def compare(self, metric, filters, period_a, period_b):
+        f = self.filters(metric, filters)
+        return self.kpis.compare_kpi(metric, self.dataset, self.dataset, filters_a=f, filters_b=f,
+                                     period_a=period_a, period_b=period_b)
+
+
+def kpi_series_provider(dataset, department: str, *, freq: str = "month") -> KpiSource:
+    """The default KPI source for ``evaluate_objectives`` (kept for callers that want a callable)."""
+    return KpiSource(dataset, department, freq=freq)
+
+
+def _fmt(value: float, info: MetricInfo | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    unit = info.unit if info else ""
+    if unit in ("share", "proportion", "rate", "fraction"):
+        return f"{100 * value:.1f}%"
+    if unit in ("hours", "h"):
+        return f"{value:.1f} h"
+    if unit in ("percent", "%"):
+        return f"{value:.1f}%"
+    if unit == "points":
+        return f"{value:+.0f}" if abs(value) >= 10 else f"{value:+.1f}"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+@dataclass
+class ObjectiveEvaluation:
+    """Every objective of a plan evaluated as of a date: ``.table`` (one row per objective), charts, tree."""
+
+    plan: ObjectivePlan
+    as_of: pd.Timestamp
+    table: pd.DataFrame
+    series: dict[str, pd.DataFrame]
+    forecasts: dict[str, pd.DataFrame]
+    warnings: list[str]
+    level: float = DEFAULT_LEVEL
+    metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
+    """objective id -> ``helpers.kpis.Comparison`` of the last month with the month before (or None)."""
+
+    def status_counts(self) -> dict[str, int]:
+        """Objectives per status, every status present (zeros included), best first."""
+        counts = self.table["status"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in STATUSES}
+
+    def row(self, objective_id: str) -> pd.Series:
+        rows = self.table[self.table["id"] == objective_id]
+        if rows.empty:
+            raise KeyError(f"no objective {objective_id!r}; objectives are {list(self.table['id'])}")
+        return rows.iloc[0]
+
+    def plot_objective(self, objective_id: str, ax=None):
+        """Trend with its confidence band, target line, deadline marker and forecast band."""
+        from helpers.charts import kpi_trend  # noqa: PLC0415
+
+        r = self.row(objective_id)
+        o = self.plan.get(objective_id)
+        info = self.metrics.get(o.metric)
+        return kpi_trend(self.series.get(objective_id), target=o.target, deadline=o.deadline, start=o.start,
+                         forecast=self.forecasts.get(objective_id), status=r["status"],
+                         title=f"{o.title} ({r['owner']})", ylabel=info.label if info else o.metric,
+                         percent=(100.0 if info and info.unit in ("%", "percent") else
+                                  1.0 if info and info.unit in ("share", "proportion", "rate", "fraction")
+                                  else None), ax=ax)
+
+    def cascade(self) -> pd.DataFrame:
+        """The objective tree in depth-first order: id, parent, level, title, owner, status, label."""
+        order: list[str] = []
+
+        def walk(parent):  # depth-first, file order among siblings
+            for child in self.plan.children(parent):
+                order.append(child.id)
+                walk(child.id)
+
+        walk(None)
+        t = self.table.set_index("id").loc[order].reset_index()
+        return t[["id", "parent", "level", "title", "owner", "status", "metric_label", "target", "current"]]
+
+    def plot_cascade(self, ax=None):
+        """The cascade tree (director -> managers -> representatives), each node coloured by status."""
+        from helpers.charts import cascade_tree  # noqa: PLC0415
+
+        return cascade_tree(self.cascade(), ax=ax)
+
+    def status_table_html(self) -> str:
+        """The executive summary table (HTML, every free text escaped) with coloured status badges."""
+        from helpers.charts import status_table_html  # noqa: PLC0415
+
+        return status_table_html(self.table)
+
+    def summary(self) -> str:
+        """One paragraph for the director: how many objectives are where, and what needs attention first."""
+        c = self.status_counts()
+        n = len(self.table)
+        parts = [f"{v} {k}" for k, v in c.items() if v]
+        text = f"{self.plan.department}, as of {self.as_of:%d %B %Y}: {n} objective{'s' if n != 1 else ''} - " \
+               + ", ".join(parts) + "."
+        worst = self.table[self.table["status"].isin(["off track", "missed", "at risk"])]
+        if not worst.empty:
+            rank = {"missed": 0, "off track": 1, "at risk": 2}
+            worst = worst.assign(_r=worst["status"].map(rank)).sort_values(["_r", "level"])
+            first = worst.iloc[0]
+            text += f" Look first at \"{first['title']}\" ({first['owner']}): {first['sentence']}"
+        else:
+            text += " No objective is at risk."
+        return text
+
+
+def _row_for(o: Objective, plan: ObjectivePlan, names: Mapping[str, str], info: MetricInfo | None,
+             as_of: pd.Timestamp) -> dict:
+    return {"id": o.id, "parent": o.parent, "level": plan.depth(o.id), "title": o.title,
+            "owner": o.owner.label(names), "owner_role": o.owner.role, "metric": o.metric,
+            "metric_label": info.label if info else o.metric, "direction": o.direction, "start": o.start,
+            "deadline": o.deadline, "current": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": np.nan,
+            "current_period": pd.NaT, "baseline": o.baseline.value if o.baseline.value is not None else np.nan,
+            "target": o.target, "progress": np.nan, "expected_progress": expected_progress(o.start, o.deadline, as_of),
+            "forecast": np.nan, "forecast_low": np.nan, "forecast_high": np.nan, "forecast_method": "",
+            "status": "no data", "sentence": "", "change": "", "message": ""}
+
+
+def _baseline_value(o: Objective, series: pd.DataFrame, source=None) -> tuple[float, str]:
+    """The fixed baseline, or the KPI over the baseline period: pooled by ``source.estimate`` when the
+    source has it (``helpers.kpis.compute_kpi``), else the n-weighted mean of the monthly values."""
+    if o.baseline.value is not None:
+        return o.baseline.value, ""
+    if hasattr(source, "estimate"):
+        try:
+            est = source.estimate(o.metric, dict(o.filters), o.baseline.start, o.baseline.end)
+            if np.isfinite(est.value):
+                return float(est.value), ""
+        except (KitError, ValueError, KeyError) as exc:
+            return float("nan"), f"cannot compute the baseline for {o.baseline.describe()}: {exc}"
+    s = series[(series["period"] >= month_start(o.baseline.start)) & (series["period"] <= o.baseline.end)]
+    s = s[np.isfinite(s["value"].astype(float))]
+    if s.empty:
+        return float("nan"), (f"no data in the baseline period {o.baseline.describe()}")
+    w = s["n"].astype(float).fillna(0).to_numpy() if "n" in s else np.ones(len(s))
+    if w.sum() <= 0:
+        w = np.ones(len(s))
+    return float(np.average(s["value"].astype(float), weights=w)), ""
+
+
+def _month_over_month(o: Objective, s: pd.DataFrame, as_of: pd.Timestamp, source):
+    """The last month with data against the month before it (``source.compare``), or None."""
+    if not hasattr(source, "compare") or len(s) < 2:
+        return None
+    cur, prev = s["period"].iloc[-1], s["period"].iloc[-2]
+    if months_between(prev, cur) != 1:
+        return None
+    end_of = (lambda p: min(p + pd.offsets.MonthEnd(0), as_of))
+    try:
+        return source.compare(o.metric, dict(o.filters), (prev, end_of(prev)), (cur, end_of(cur)))
+    except (KitError, ValueError, KeyError):
+        return None
+
+
+def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> str:
+    fmt = (lambda v: _fmt(v, info))
+    status = r["status"]
+    if status == "no data":
+        return f"No data to judge this objective: {r['message']}" if r["message"] else "No data to judge this objective."
+    cur = f"{fmt(r['current'])} in {r['current_period']:%b %Y}"
+    if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
+        cur += f" (95% CI {fmt(r['ci_low'])}-{fmt(r['ci_high'])})"
+    tgt = f"the target of {fmt(o.target)} by {o.deadline:%d %b %Y}"
+    if status in ("achieved", "missed") and r["forecast_method"] == "observed":
+        verb = "reached" if status == "achieved" else "missed"
+        return f"{verb.capitalize()} {tgt}: {fmt(r['forecast'])} at the deadline."
+    if status == "achieved":
+        return f"Already at {cur}, beyond {tgt}."
+    fc = (f"the forecast for {o.deadline:%b %Y} is {fmt(r['forecast'])} ({level:.0%} prediction interval "
+          f"{fmt(r['forecast_low'])}-{fmt(r['forecast_high'])})")
+    if r["forecast_method"] == "last value":
+        fc += ", assuming no change (too little history for a trend)"
+    lead = {"on track": "On track", "at risk": "At risk", "off track": "Off track"}[status]
+    tail = {"on track": "which clears", "at risk": "which straddles", "off track": "which falls short of"}[status]
+    return f"{lead}: now {cur}; {fc}, {tail} {tgt}."
+
+
+def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], level: float) -> pd.DataFrame:
+    """Add the formatted ``*_text`` columns the status table shows."""
+    def text(row, what):
+        info = metrics.get(row["metric"])
+        if what == "current":
+            if not np.isfinite(row["current"]):
+                return "n/a"
+            ci = (f" ({_fmt(row['ci_low'], info)}-{_fmt(row['ci_high'], info)})"
+                  if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
+            n = f", n={int(row['n'])}" if np.isfinite(row["n"]) else ""
+            return f"{_fmt(row['current'], info)}{ci}{n}"
+        if what == "forecast":
+            if not np.isfinite(row["forecast"]):
+                return "n/a"
+            if row["forecast_method"] == "observed":
+                return f"{_fmt(row['forecast'], info)} (observed)"
+            return f"{_fmt(row['forecast'], info)} ({_fmt(row['forecast_low'], info)}-{_fmt(row['forecast_high'], info)})"
+        if what == "target":
+            return f"{_fmt(row['target'], info)} (from {_fmt(row['baseline'], info)})"
+        if what == "progress":
+            if not np.isfinite(row["progress"]):
+                return "n/a"
+            return f"{row['progress']:.0%} (expected {row['expected_progress']:.0%})"
+        return ""
+
+    extra = {f"{w}_text": [text(r, w) for _, r in table.iterrows()] for w in ("current", "target", "forecast",
+                                                                           "progress")}
+    extra["deadline_text"] = [f"{d:%d %b %Y}" for d in table["deadline"]]
+    return table.assign(**extra)
+
+
+def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series_provider: SeriesProvider | None = None,
+                        level: float = DEFAULT_LEVEL, window: int = 24, min_n: int = 1,
+                        names: Mapping[str, str] | None = None,
+                        metrics: Mapping[str, MetricInfo] | None = None) -> ObjectiveEvaluation:
+    """Evaluate every objective of ``plan`` as of ``as_of`` (default: the last period with data).
+
+    ``dataset`` is a ``helpers.data.Dataset`` (its ``org`` gives owners' names; its connection feeds
+    ``helpers.kpis.kpi_series``); ``series_provider`` replaces the KPI engine (see module docstring).
+    Months with fewer than ``min_n`` observations are ignored. Never raises for one objective's data
+    problem: that objective gets status ``"no data"`` and a message naming the file, objective and field.
+    """
+    metrics = metric_registry() if metrics is None else metrics
+    warnings = list(plan.warnings)
+    if names is None:
+        names = {}
+        org = getattr(dataset, "org", None)
+        if org is not None and {"person_id", "name"} <= set(org.columns):
+            names = dict(zip(org["person_id"].astype(str), org["name"].astype(str)))
+    department_known = True
+    known = getattr(dataset, "departments", None)
+    if known is not None and plan.department not in known:
+        department_known = False
+        warnings.append(f"{plan.path}: field 'department': {plan.department!r} is not in the data; departments "
+                        f"in the data are {list(known)}")
+    if series_provider is None and dataset is not None and department_known:
+        try:
+            series_provider = kpi_series_provider(dataset, plan.department)
+        except ImportError:
+            warnings.append("helpers.kpis is not available: objectives cannot be computed")
+    if names:
+        for o in plan.objectives:
+            if o.owner.person and o.owner.person not in names:
+                warnings.append(f"{plan.path}: objective {o.id!r}, field 'owner.person': {o.owner.person!r} is "
+                                "not in the org table")
+
+    fetched: dict[str, pd.DataFrame] = {}
+    errors: dict[str, str] = {}
+    for o in plan.objectives:
+        if series_provider is None:
+            errors[o.id] = "no KPI data source" if department_known else \
+                f"department {plan.department!r} is not in the data"
+            continue
+        try:
+            s = series_provider(o.metric, dict(o.filters), None, pd.Timestamp(as_of) if as_of is not None else None)
+            s = pd.DataFrame(s).copy()
+            missing = {"period", "value"} - set(s.columns)
+            if missing:
+                raise KitError(f"the KPI series lacks columns {sorted(missing)}")
+            for col in ("ci_low", "ci_high", "n"):
+                if col not in s.columns:
+                    s[col] = np.nan
+            s["period"] = pd.to_datetime(s["period"]).map(month_start)
+            for col in ("value", "ci_low", "ci_high", "n"):
+                s[col] = pd.to_numeric(s[col], errors="coerce").astype(float)
+            s = s[np.isfinite(s["value"]) & ~(s["n"] < min_n)].sort_values("period").reset_index(drop=True)
+            fetched[o.id] = s
+        except (KitError, ValueError, KeyError, LookupError) as exc:  # one objective's failure stays its own
+            errors[o.id] = f"metric {o.metric!r} cannot be computed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - e.g. a duckdb error for a column absent from the data
+            errors[o.id] = f"metric {o.metric!r} cannot be computed ({type(exc).__name__}: {exc})"
+
+    if as_of is None:
+        lasts = [s["period"].max() for s in fetched.values() if not s.empty]
+        as_of = (max(lasts) + pd.offsets.MonthEnd(0)) if lasts else pd.Timestamp.today().normalize()
+    as_of = pd.Timestamp(as_of).normalize()
+
+    rows, series_out, forecasts, changes = [], {}, {}, {}
+    for o in plan.objectives:
+        info = metrics.get(o.metric)
+        r = _row_for(o, plan, names, info, as_of)
+        s = fetched.get(o.id)
+        if s is not None:
+            s = s[s["period"] <= month_start(as_of)]
+        series_out[o.id] = s if s is not None else pd.DataFrame(columns=["period", "value", "ci_low", "ci_high", "n"])
+        if o.id in errors:
+            r["message"] = f"{plan.path}: objective {o.id!r}, field 'metric': {errors[o.id]}"
+        elif s is None or s.empty:
+            r["message"] = (f"{plan.path}: objective {o.id!r}, field 'metric': no {o.metric} data for this "
+                            f"department{' with filters ' + str(dict(o.filters)) if o.filters else ''} "
+                            f"up to {as_of:%Y-%m-%d}")
+        elif s["period"].max() < month_start(o.start) - pd.DateOffset(months=1) and as_of >= o.start:
+            r["message"] = (f"{plan.path}: objective {o.id!r}, field 'start': no {o.metric} data since "
+                            f"{s['period'].max():%Y-%m}, before the objective's period starting {o.start:%Y-%m-%d}")
+        else:
+            last = s.iloc[-1]
+            r.update(current=float(last["value"]), ci_low=float(last["ci_low"]), ci_high=float(last["ci_high"]),
+                     n=float(last["n"]), current_period=last["period"])
+            baseline, msg = _baseline_value(o, fetched[o.id], series_provider)
+            r["baseline"] = baseline
+            if msg:
+                warnings.append(f"{plan.path}: objective {o.id!r}, field 'baseline': {msg}")
+            r["progress"] = progress_score(r["current"], baseline, o.target)
+            bounds = info.bounds if info else (None, None)
+            f = forecast_at(s, o.deadline, as_of, level=level, window=window, bounds=bounds)
+            if f is not None:
+                r.update(forecast=f.value, forecast_low=f.low, forecast_high=f.high, forecast_method=f.method)
+                forecasts[o.id] = forecast_path(s, o.deadline, as_of, level=level, window=window, bounds=bounds)
+            r["status"] = classify_status(target=o.target, direction=o.direction, deadline=o.deadline, as_of=as_of,
+                                          current=r["current"], current_low=r["ci_low"], current_high=r["ci_high"],
+                                          forecast=f)
+            warn = plausibility_warning(o, fetched[o.id], baseline, plan.path)
+            if warn:
+                warnings.append(warn)
+            changes[o.id] = _month_over_month(o, s, as_of, series_provider)
+            if changes[o.id] is not None:
+                r["change"] = changes[o.id].describe()
+        if r["message"]:
+            warnings.append(r["message"])
+        r["sentence"] = _sentence(o, r, info, level)
+        rows.append(r)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = _with_display_text(table, metrics, level)
+    return ObjectiveEvaluation(plan=plan, as_of=as_of, table=table, series=series_out, forecasts=forecasts,
+                               warnings=warnings, level=level, metrics=metrics, changes=changes)
+
+
+def escape(text) -> str:
+    """HTML-escape any free text (names, titles, comments) before it goes into a report."""
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+__all__ = ["Baseline", "DEFAULT_LEVEL", "Forecast", "MetricInfo", "Objective", "ObjectiveEvaluation", "ObjectivePlan",
+           "Owner", "STATUSES", "classify_status", "department_slug", "evaluate_objectives", "forecast_at",
+           "kpi_series_provider", "lint_objectives", "load_department", "load_objectives", "metric_registry",
+           "parse_objectives", "plausibility_warning", "progress_score"]
