@@ -186,7 +186,7 @@ def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation:
     described = _describe(con, relation)
     for theirs in mapping:
         if theirs not in described:
-            raise DataContractError(spec.name, "from the column mapping (params/report.yaml) is not in the file",
+            raise DataContractError(spec.name, "named in column_mapping (params/report.yaml) is not in the file",
                                     source=file, column=theirs,
                                     expected=f"one of the file's columns: {', '.join(described)}")
     renamed: dict[str, str] = {}  # contract name -> raw name

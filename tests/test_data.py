@@ -1,0 +1,412 @@
+"""helpers.data: loading (CSV, Parquet, DuckDB), the column mapping, validation errors, snapshots."""
+from __future__ import annotations
+
+import re
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.data import DataQualityWarning, Dataset, data_quality_summary, load_dataset
+from helpers.errors import DataContractError, ParamsError
+
+TABLES = ("customers", "responses", "tickets", "org")
+ATTRS = ("speed", "resolution", "knowledge", "courtesy", "ease", "value")
+
+
+def valid_tables(n_responses: int = 4) -> dict[str, pd.DataFrame]:
+    """Small tables that satisfy the contract (written as text, like a CSV export)."""
+    customers = pd.DataFrame({
+        "customer_id": ["C1", "C2", "C3"],
+        "signup_date": ["2024-01-05", "2024-02-01", "2024-03-10"],
+        "end_date": [None, "2024-06-30", None],
+        "segment": ["consumer", "enterprise", "small_business"],
+        "region": ["north", None, "west"],
+        "monthly_revenue": [10.5, 200.0, None],
+        "purchases": [1, 4, None]})
+    k = n_responses
+    responses = pd.DataFrame({
+        "response_id": [f"R{i + 1}" for i in range(k)],
+        "customer_id": [["C1", "C2", "C2", "C3"][i % 4] for i in range(k)],
+        "response_date": [f"2024-0{2 + i % 4}-01" for i in range(k)],
+        "department": [["Sales", "Billing"][i % 2] for i in range(k)],
+        "channel": [["phone", "email", None, "chat"][i % 4] for i in range(k)],
+        "csat": [[5, 3, None, 4][i % 4] for i in range(k)],
+        "nps": [[10, 6, 7, None][i % 4] for i in range(k)],
+        "ces": [[1, 4, 7, 2][i % 4] for i in range(k)],
+        **{f"attr_{a}": [[5, 2, 3, 4][i % 4] for i in range(k)] for a in ATTRS},
+        "comment": [["great", None, "<b>meh</b>", "ok"][i % 4] for i in range(k)]})
+    tickets = pd.DataFrame({
+        "ticket_id": ["T1", "T2", "T3"],
+        "customer_id": ["C1", "C2", "C3"],
+        "department": ["Sales", "Billing", "Sales"],
+        "team": ["A", "B", "A"],
+        "agent_id": ["sales-rep001", "billing-rep001", "sales-rep001"],
+        "channel": ["phone", "email", "chat"],
+        "created_at": ["2024-02-01 09:00:00", "2024-03-01 10:00:00", "2024-04-01 11:00:00"],
+        "first_response_at": ["2024-02-01 09:30:00", None, "2024-04-01 12:00:00"],
+        "resolved_at": ["2024-02-02 09:00:00", None, "2024-04-03 11:00:00"],
+        "contacts_to_resolve": [1, None, 2],
+        "reopened": [False, None, True]})
+    org = pd.DataFrame({
+        "person_id": ["sales-dir", "sales-mgr1", "sales-rep001", "billing-dir", "billing-rep001"],
+        "name": ["Ann", "Bob", "Cy", "Di", "Ed"],
+        "role": ["director", "manager", "representative", "director", "representative"],
+        "department": ["Sales", "Sales", "Sales", "Billing", "Billing"],
+        "team": [None, "A", "A", None, "B"],
+        "manager_id": [None, "sales-dir", "sales-mgr1", None, "billing-dir"]})
+    return {"customers": customers, "responses": responses, "tickets": tickets, "org": org}
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Native types (as a Parquet export from pandas would have them)."""
+    out = df.copy()
+    for c in out.columns:
+        if c.endswith(("_date", "_at")):
+            out[c] = pd.to_datetime(out[c])
+        elif c == "reopened":
+            out[c] = out[c].astype("boolean")
+        elif c in ("purchases", "contacts_to_resolve", "csat", "nps", "ces") or c.startswith("attr_"):
+            out[c] = out[c].astype("Int64")
+    return out
+
+
+def write(folder, tables=None, fmt="csv", **changes):
+    """Write the valid tables (or ``tables``) to ``folder`` as csv/parquet, applying per-table edits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = tables or valid_tables()
+    for name, df in tables.items():
+        df = changes[name](df.copy()) if name in changes else df
+        if fmt == "csv":
+            df.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            _typed(df).to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def load_quiet(source, **kw) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return load_dataset(source, **kw)
+
+
+def set_value(column, row, value):
+    def edit(df):
+        df[column] = df[column].astype(object)
+        df.loc[row, column] = value
+        return df
+    return edit
+
+
+def contract_error(folder, **changes) -> DataContractError:
+    write(folder, **changes)
+    with pytest.raises(DataContractError) as info:
+        load_quiet(folder)
+    return info.value
+
+
+# --- round trips ----------------------------------------------------------------------------------------
+
+EXPECTED_DTYPES = {
+    "customers": {"customer_id": "str", "signup_date": "datetime64[us]", "end_date": "datetime64[us]",
+                  "segment": "str", "region": "str", "monthly_revenue": "float64", "purchases": "float64"},
+    "tickets": {"ticket_id": "str", "created_at": "datetime64[us]", "contacts_to_resolve": "float64",
+                "reopened": "boolean", "agent_id": "str"},
+    "responses": {"csat": "float64", "nps": "float64", "attr_value": "float64", "response_date": "datetime64[us]"},
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "duckdb"])
+def test_round_trip_keeps_values_and_contract_dtypes(tmp_path, fmt):
+    src = tmp_path / "data"
+    if fmt == "duckdb":
+        src = tmp_path / "cx.duckdb"
+        con = duckdb.connect(str(src))
+        for name, df in valid_tables().items():
+            typed = _typed(df)  # noqa: F841 (used by DuckDB's replacement scan)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM typed")
+        con.close()
+    else:
+        write(src, fmt=fmt)
+    ds = load_quiet(src)
+    for table, dtypes in EXPECTED_DTYPES.items():
+        frame = getattr(ds, table)
+        for col, dtype in dtypes.items():
+            assert str(frame[col].dtype) == dtype, (table, col, frame[col].dtype)
+    assert ds.customers["customer_id"].tolist() == ["C1", "C2", "C3"]
+    assert ds.customers["end_date"].isna().tolist() == [True, False, True]
+    assert ds.customers.loc[1, "end_date"] == pd.Timestamp("2024-06-30")
+    assert ds.responses["csat"].tolist()[:2] == [5.0, 3.0] and np.isnan(ds.responses["csat"][2])
+    assert ds.tickets["reopened"].tolist()[0] is False and ds.tickets["reopened"].isna().tolist()[1]
+    assert ds.tickets.loc[0, "resolved_at"] == pd.Timestamp("2024-02-02 09:00:00")
+    assert ds.departments == ["Billing", "Sales"]
+    assert ds.attributes == [f"attr_{a}" for a in ATTRS]
+    # the tables are in DuckDB for SQL aggregation
+    means = dict(ds.con.execute("SELECT department, avg(csat) FROM responses GROUP BY 1").fetchall())
+    assert means == {"Sales": 5.0, "Billing": 3.5}  # R1 (R3 unanswered); R2, R4
+
+
+def test_csv_and_parquet_give_equal_frames(tmp_path):
+    a = load_quiet(write(tmp_path / "a", fmt="csv"))
+    b = load_quiet(write(tmp_path / "b", fmt="parquet"))
+    for t in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, t), getattr(b, t))
+
+
+def test_snapshot_reloads_identically_with_the_same_fingerprint(tmp_path):
+    ds = load_quiet(write(tmp_path / "d"))
+    path = ds.snapshot(tmp_path / "run" / "data.duckdb")
+    assert path.is_file() and not list(path.parent.glob(".*tmp"))
+    again = load_quiet(path, validate=False)
+    assert again.fingerprint == ds.fingerprint
+    assert again.warnings == ds.warnings
+    for t in TABLES:
+        pd.testing.assert_frame_equal(getattr(again, t), getattr(ds, t))
+    # a snapshot also validates cleanly (it holds contract tables)
+    assert load_quiet(path).customers.shape == ds.customers.shape
+
+
+def test_fingerprint_changes_with_the_data_and_not_otherwise(tmp_path):
+    a = load_quiet(write(tmp_path / "a"))
+    b = load_quiet(write(tmp_path / "b"))
+    c = load_quiet(write(tmp_path / "c", customers=set_value("region", 0, "south")))
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+
+
+def test_soft_problems_are_warnings_not_errors(tmp_path):
+    folder = write(tmp_path / "d", tickets=set_value("agent_id", 1, None))
+    with pytest.warns(DataQualityWarning) as record:
+        ds = load_dataset(folder, min_responses=3)
+    messages = [str(w.message) for w in record]
+    assert messages == ds.warnings
+    assert any("'Billing' has only 2 survey responses" in m and "min_responses=3" in m for m in messages)
+    assert any("1 of 3 tickets" in m and "agent_id" in m for m in messages)
+    # nothing about departments with enough responses
+    ds = load_quiet(write(tmp_path / "e", tables=valid_tables(n_responses=8)), min_responses=4)
+    assert not any("only" in w for w in ds.warnings)
+
+
+def test_mostly_missing_ratings_and_unknown_departments_warn(tmp_path):
+    def edit(df):
+        df["nps"] = None
+        df.loc[0, "department"] = "Logistics"
+        return df
+    ds = load_quiet(write(tmp_path / "d", responses=edit), min_responses=1)
+    assert any("100% of the responses have no 'nps'" in w for w in ds.warnings)
+    assert any("'Logistics' not in org.department" in w for w in ds.warnings)
+
+
+def test_extra_attribute_columns_are_allowed_and_validated(tmp_path):
+    def add(value):
+        def edit(df):
+            df["attr_price"] = [4, 5, value, 1]
+            return df
+        return edit
+    ds = load_quiet(write(tmp_path / "ok", responses=add(3)))
+    assert "attr_price" in ds.attributes and ds.responses["attr_price"].dtype == "float64"
+    err = contract_error(tmp_path / "bad", responses=add(9))
+    assert err.column == "attr_price" and err.examples == ["R3"]
+
+
+def test_data_quality_summary(tmp_path):
+    ds = load_quiet(write(tmp_path / "d"))
+    summary = data_quality_summary(ds)
+    row = summary.set_index(["table", "column"]).loc[("customers", "end_date")]
+    assert row["rows"] == 3 and row["missing"] == 2 and row["missing_share"] == pytest.approx(2 / 3)
+    assert (row["min"], row["max"]) == ("2024-06-30", "2024-06-30")
+    assert set(summary["table"]) == set(TABLES)
+    nps = summary.set_index(["table", "column"]).loc[("responses", "nps")]
+    assert nps["missing"] == 1 and nps["max"] == "10"
+
+
+# --- the column mapping ---------------------------------------------------------------------------------
+
+HELPDESK = {"Ticket ID": "ticket_id", "Requester": "customer_id", "Dept": "department", "Group": "team",
+            "Assignee": "agent_id", "Via": "channel", "Created at": "created_at",
+            "First reply at": "first_response_at", "Solved at": "resolved_at", "Contacts": "contacts_to_resolve",
+            "Reopened?": "reopened"}
+
+
+def helpdesk_export(df):
+    out = df.rename(columns={v: k for k, v in HELPDESK.items()})
+    out["Reopened?"] = ["No", "", "Yes"]  # a helpdesk's yes/no flag
+    return out
+
+
+def test_column_mapping_reads_a_helpdesk_export(tmp_path):
+    folder = write(tmp_path / "d", tickets=helpdesk_export)
+    ds = load_quiet(folder, column_mapping={"tickets": HELPDESK})
+    reference = load_quiet(write(tmp_path / "ref"))
+    pd.testing.assert_frame_equal(ds.tickets, reference.tickets)
+    assert ds.fingerprint != reference.fingerprint
+    # without the mapping the export breaks the contract, naming a missing column
+    with pytest.raises(DataContractError, match=r"tickets \(.*tickets.csv\): column 'ticket_id' is missing"):
+        load_quiet(folder)
+
+
+def test_mapping_to_an_unknown_contract_column_is_a_params_error(tmp_path):
+    folder = write(tmp_path / "d")
+    with pytest.raises(ParamsError, match="'Requester'.*'client_id'.*not a column of the tickets contract"):
+        load_quiet(folder, column_mapping={"tickets": {"Requester": "client_id"}})
+    with pytest.raises(ParamsError, match="unknown table 'ticket'"):
+        load_quiet(folder, column_mapping={"ticket": {"Requester": "customer_id"}})
+
+
+def test_mapping_a_column_the_file_does_not_have(tmp_path):
+    err = contract_error_with_mapping(tmp_path, {"tickets": {"Requester": "customer_id"}})
+    assert err.table == "tickets" and err.column == "Requester" and "column_mapping" in str(err)
+    assert "tickets.csv" in str(err)
+
+
+def contract_error_with_mapping(tmp_path, mapping):
+    folder = write(tmp_path / "d")
+    with pytest.raises(DataContractError) as info:
+        load_quiet(folder, column_mapping=mapping)
+    return info.value
+
+
+# --- one test per bad input -----------------------------------------------------------------------------
+
+def assert_names(err: DataContractError, table: str, file: str, column: str | None, n_rows: int | None,
+                 examples: list[str] | None):
+    msg = str(err)
+    assert err.table == table and msg.startswith(f"{table} (")
+    assert file in err.source and file in msg
+    if column:
+        assert err.column == column and repr(column) in msg
+    if n_rows is not None:
+        assert err.n_rows == n_rows and re.search(rf"\b{n_rows} rows?\b", msg)
+    if examples is not None:
+        assert err.examples == examples
+        for e in examples:
+            assert repr(e) in msg
+    assert "expected" in msg
+
+
+def test_missing_column(tmp_path):
+    err = contract_error(tmp_path / "d", customers=lambda df: df.drop(columns=["segment"]))
+    assert_names(err, "customers", "customers.csv", "segment", None, None)
+    assert "missing" in str(err) and "column_mapping" in str(err)
+
+
+def test_extra_column(tmp_path):
+    def add(df):
+        df["Loyalty tier"] = "gold"
+        return df
+    err = contract_error(tmp_path / "d", customers=add)
+    assert_names(err, "customers", "customers.csv", "Loyalty tier", None, None)
+    assert "not in the contract" in str(err)
+
+
+def test_text_in_a_rating_column(tmp_path):
+    err = contract_error(tmp_path / "d", responses=set_value("csat", 1, "abc"))
+    assert_names(err, "responses", "responses.csv", "csat", 1, ["R2"])
+    assert "wrong type" in str(err) and "whole numbers 1-5" in str(err)
+
+
+def test_fraction_in_an_integer_column(tmp_path):
+    err = contract_error(tmp_path / "d", responses=set_value("ces", 0, 2.5))
+    assert_names(err, "responses", "responses.csv", "ces", 1, ["R1"])
+
+
+def test_bad_date(tmp_path):
+    err = contract_error(tmp_path / "d", customers=set_value("signup_date", 2, "31/12/2024"))
+    assert_names(err, "customers", "customers.csv", "signup_date", 1, ["C3"])
+    assert "YYYY-MM-DD" in str(err)
+
+
+@pytest.mark.parametrize("column,value,expected", [("nps", 11, "0-10"), ("csat", 0, "1-5"), ("ces", 8, "1-7")])
+def test_rating_out_of_range(tmp_path, column, value, expected):
+    def edit(df):
+        df[column] = df[column].astype(object)
+        df.loc[[0, 3], column] = value
+        return df
+    err = contract_error(tmp_path / "d", responses=edit)
+    assert_names(err, "responses", "responses.csv", column, 2, ["R1", "R4"])
+    assert "out of range" in str(err) and expected in str(err)
+
+
+def test_out_of_range_in_parquet(tmp_path):
+    folder = write(tmp_path / "d", fmt="parquet", responses=set_value("nps", 2, 11))
+    with pytest.raises(DataContractError) as info:
+        load_quiet(folder)
+    assert_names(info.value, "responses", "responses.parquet", "nps", 1, ["R3"])
+
+
+def test_resolved_before_created(tmp_path):
+    err = contract_error(tmp_path / "d", tickets=set_value("resolved_at", 2, "2024-03-31 08:00:00"))
+    assert_names(err, "tickets", "tickets.csv", "resolved_at", 1, ["T3"])
+    assert "before 'created_at'" in str(err)
+
+
+def test_end_date_before_signup(tmp_path):
+    err = contract_error(tmp_path / "d", customers=set_value("end_date", 1, "2023-12-31"))
+    assert_names(err, "customers", "customers.csv", "end_date", 1, ["C2"])
+
+
+def test_negative_revenue(tmp_path):
+    err = contract_error(tmp_path / "d", customers=set_value("monthly_revenue", 0, -5))
+    assert_names(err, "customers", "customers.csv", "monthly_revenue", 1, ["C1"])
+
+
+def test_duplicate_ids(tmp_path):
+    def dup(df):
+        df.loc[2, "ticket_id"] = "T1"
+        return df
+    err = contract_error(tmp_path / "d", tickets=dup)
+    assert_names(err, "tickets", "tickets.csv", "ticket_id", 2, ["T1"])
+    assert "duplicate" in str(err)
+
+
+def test_missing_id(tmp_path):
+    err = contract_error(tmp_path / "d", customers=set_value("customer_id", 1, None))
+    assert_names(err, "customers", "customers.csv", "customer_id", 1, ["row 2"])
+
+
+def test_role_not_allowed(tmp_path):
+    err = contract_error(tmp_path / "d", org=set_value("role", 2, "agent"))
+    assert_names(err, "org", "org.csv", "role", 1, ["sales-rep001"])
+    assert "director, manager, representative" in str(err)
+
+
+def test_orphan_customer_id(tmp_path):
+    err = contract_error(tmp_path / "d", responses=set_value("customer_id", 3, "C99"))
+    assert_names(err, "responses", "responses.csv", "customer_id", 1, ["R4"])
+    assert "'C99'" in str(err) and "customers.customer_id" in str(err)
+
+
+def test_orphan_agent_id(tmp_path):
+    err = contract_error(tmp_path / "d", tickets=set_value("agent_id", 0, "sales-rep999"))
+    assert_names(err, "tickets", "tickets.csv", "agent_id", 1, ["T1"])
+    assert "org.person_id" in str(err)
+
+
+def test_empty_table(tmp_path):
+    err = contract_error(tmp_path / "d", tickets=lambda df: df.iloc[:0])
+    assert_names(err, "tickets", "tickets.csv", None, 0, None)
+    assert "no rows" in str(err)
+
+
+def test_missing_table_file(tmp_path):
+    folder = write(tmp_path / "d")
+    (folder / "org.csv").unlink()
+    with pytest.raises(DataContractError, match=r"org \(.*\): file not found.*org.parquet or org.csv"):
+        load_quiet(folder)
+
+
+def test_missing_table_in_duckdb(tmp_path):
+    path = tmp_path / "cx.duckdb"
+    con = duckdb.connect(str(path))
+    customers = valid_tables()["customers"]  # noqa: F841
+    con.execute("CREATE TABLE customers AS SELECT * FROM customers")
+    con.close()
+    with pytest.raises(DataContractError, match=r"responses \(.*cx.duckdb\): table not found"):
+        load_quiet(path)
+
+
+def test_missing_source(tmp_path):
+    with pytest.raises(DataContractError, match="not found"):
+        load_dataset(tmp_path / "nowhere")
