@@ -386,8 +386,8 @@ def test_orphan_agent_id(tmp_path):
 
 def test_empty_table(tmp_path):
     err = contract_error(tmp_path / "d", tickets=lambda df: df.iloc[:0])
-    assert_names(err, "tickets", "tickets.csv", None, 0, None)
-    assert "no rows" in str(err)
+    assert_names(err, "tickets", "tickets.csv", None, None, None)
+    assert "has no rows" in str(err)
 
 
 def test_missing_table_file(tmp_path):

@@ -200,14 +200,16 @@ def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation:
     missing = [c for c in spec.column_names if c not in renamed]
     if missing:
         raise DataContractError(
-            spec.name, f"is missing (missing columns: {', '.join(map(repr, missing))})", source=file,
+            spec.name, "is missing" + (f" (all missing: {', '.join(map(repr, missing))})" if len(missing) > 1 else ""),
+            source=file,
             column=missing[0],
             expected=f"the contract columns {', '.join(spec.column_names)} (see data/README.md); add the column "
                      "(it may be empty) or map one of your columns to it in params/report.yaml column_mapping")
     extra = [c for c in renamed if c not in spec.column_names and attribute_column(spec, c) is None]
     if extra:
         raise DataContractError(
-            spec.name, f"is not in the contract (extra columns: {', '.join(map(repr, extra))})", source=file,
+            spec.name, "is not in the contract" + (f" (all extra: {', '.join(map(repr, extra))})" if len(extra) > 1 else ""),
+            source=file,
             column=extra[0],
             expected=f"only the contract columns {', '.join(spec.column_names)}"
                      + (f" and {spec.extra_prefix}* ratings" if spec.extra_prefix else "")
@@ -265,7 +267,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
     counts = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {rt.relation}").fetchone()
     n = counts[0]
     if n == 0:
-        raise DataContractError(rt.spec.name, "has no rows", source=rt.file, n_rows=0,
+        raise DataContractError(rt.spec.name, "has no rows (an empty table)", source=rt.file,
                                 expected=f"at least one {rt.spec.name} row")
     for ch, bad in zip(checks, counts[1:]):
         if bad:
@@ -278,7 +280,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
     if dup[0]:
         examples = [r[0] for r in con.execute(
             f"SELECT {key_s} AS k FROM {rt.relation} GROUP BY k HAVING count(*) > 1 ORDER BY k LIMIT 5").fetchall()]
-        raise DataContractError(rt.spec.name, f"has duplicate ids ({dup[0]} ids used more than once)",
+        raise DataContractError(rt.spec.name, f"has duplicate ids ({dup[0]} id{'s' if dup[0] > 1 else ''} used more than once)",
                                 source=rt.file, column=rt.spec.key, n_rows=int(dup[1]), examples=examples,
                                 expected=f"each {rt.spec.key} exactly once")
     return n
@@ -305,7 +307,7 @@ def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str]) -
                 raise DataContractError(
                     spec.name, f"refers to ids missing from {parent}.{parent_col} (e.g. {ex[0][1]!r})",
                     source=files[spec.name], column=c.name, n_rows=n, examples=[r[0] for r in ex],
-                    expected=f"every {c.name} to be a {parent}.{parent_col} (in {files[parent]})")
+                    expected=f"every {c.name} to match a {parent}.{parent_col} (in {files[parent]})")
 
 
 def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attributes: list[str]) -> list[str]:
