@@ -527,11 +527,12 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
     if not np.isfinite(sd[0]) or sd[0] <= 0:
         raise DriverInputError(f"outcome {outcome!r} is constant in the {n_rows} usable rows; "
                                "nothing to explain")
-    corr, design = _drop_degenerate(corr, design, sd)
     q = len(design.columns)
     if n < q + 2:
         raise DriverInputError(f"{n} usable rows for {q} driver columns ({missing} deletion); expected at "
                                f"least {q + 2} (drivers + 2)")
+    corr, design = _drop_degenerate(corr, design, sd)
+    q = len(design.columns)
     if missing == "pairwise" and np.linalg.eigvalsh(corr).min() < -1e-10:
         raise DriverInputError("the pairwise-complete correlation matrix is not positive semi-definite "
                                "(too much missing data in different rows); use missing='listwise'")
