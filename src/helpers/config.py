@@ -81,7 +81,12 @@ class RetentionConfig(_Strict):
     @classmethod
     def _texts(cls, v: Any) -> Any:
         if isinstance(v, (list, tuple)):
-            return [str(x).lower() for x in v]
+            out: list[str] = []
+            for x in v:
+                # YAML 1.1 reads an unquoted Yes/No/On as a boolean: keep the words it may have been
+                texts = (["true", "yes"] if x else ["false", "no"]) if isinstance(x, bool) else [str(x).lower()]
+                out += [t for t in texts if t not in out]
+            return out
         return v
 
     @model_validator(mode="after")
