@@ -83,6 +83,12 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
             ax.plot([pd.Timestamp(deadline)], [target], marker="D", color=TARGET, markersize=7, zorder=5)
     if percent:
         _percent_axis(ax, float(percent))
+    if has_data or (forecast is not None and len(forecast) > 0):
+        import matplotlib.dates as mdates  # noqa: PLC0415
+
+        locator = mdates.AutoDateLocator(maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     if title:
         ax.set_title(title)
     ax.set_xlabel("")

@@ -431,7 +431,8 @@ def lint_objectives(plan: ObjectivePlan, *, metrics: Mapping[str, MetricInfo] | 
 def plausibility_warning(objective: Objective, series: pd.DataFrame, baseline: float, path: str = "") -> str | None:
     """Warn when the improvement needed per month exceeds the best month-over-month change in ``series``.
 
-    Needed per month: ``|target - baseline| / months(start -> deadline)``; best change: the largest
+    Needed per month: ``|target - baseline| / months(start -> deadline)`` (calendar months, the
+    deadline's day counted, so 1 Jul - 30 Sep is 3 months); best change: the largest
     month-over-month move in the objective's direction over the whole history (consecutive months only).
     """
     s = series.dropna(subset=["value"]).sort_values("period")
@@ -443,7 +444,7 @@ def plausibility_warning(objective: Objective, series: pd.DataFrame, baseline: f
     if diffs.size == 0:
         return None
     best = float(diffs.max() if objective.direction == "raise" else -diffs.min())
-    months = max(months_between(objective.start, objective.deadline), 1)
+    months = max(months_between(objective.start, objective.deadline + pd.Timedelta(days=1)), 1)
     needed = abs(objective.target - baseline) / months
     if best <= 0 or needed > best:
         return (f"{path}: objective {objective.id!r}: needs {needed:.3g} per month from {baseline:.3g} to "
