@@ -1,0 +1,169 @@
+"""Stakeholder HTML: an executed notebook -> one self-contained page with no code.
+
+The body comes from nbconvert's ``HTMLExporter`` with the small ``basic`` template (no ``<script>``, no CDN:
+the default ``lab`` template loads require.js and MathJax from the internet) with ``exclude_input``,
+``exclude_input_prompt`` and ``exclude_output_prompt``. Before exporting, the parameters and injected-parameters
+cells, cells tagged ``remove-cell``, stderr streams (warnings, log noise) and empty code cells are removed.
+Images are already base64 PNG in the outputs and stay embedded. The page around it (header, table of contents,
+footer, inline CSS) is rendered with Jinja2 autoescaping, and a Content-Security-Policy meta tag forbids any
+external request and any script when the file is opened.
+
+Text from data: pandas escapes cell contents in its HTML tables; ``text/plain`` outputs are escaped by nbconvert;
+every ``text/html`` output additionally goes through nbconvert's ``SanitizeHTML`` (bleach), which drops
+``<script>``, event-handler attributes and ``javascript:`` links while keeping tables and images.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import html
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import nbformat
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+REMOVED_TAGS = {"parameters", "injected-parameters", "remove-cell", "remove_cell"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@lru_cache(maxsize=1)
+def _jinja():
+    import jinja2
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                              autoescape=True, trim_blocks=False, lstrip_blocks=False)
+
+
+@lru_cache(maxsize=1)
+def kit_css() -> str:
+    return (TEMPLATE_DIR / "kit.css").read_text(encoding="utf-8")
+
+
+def render_page(template: str, **context) -> str:
+    """Render one of the kit's page templates (autoescaped) with the inline CSS."""
+    return _jinja().get_template(template).render(css=kit_css(), **context)
+
+
+@lru_cache(maxsize=1)
+def _exporter():
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
+    exporter = HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True, anchor_link_text="#")
+    sanitizer = SanitizeHTML()
+    # keep what pandas tables and plots need; everything else (script, iframe, on* handlers) is dropped
+    sanitizer.tags = sorted(set(sanitizer.tags) | {"table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption",
+                                                   "colgroup", "col", "div", "span", "p", "br", "hr", "img", "h1",
+                                                   "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "pre", "code",
+                                                   "small", "sup", "sub", "figure", "figcaption", "details",
+                                                   "summary", "style"})
+    sanitizer.attributes = _allowed_attribute
+    exporter.register_preprocessor(sanitizer, enabled=True)
+    return exporter
+
+
+_COMMON_ATTRIBUTES = {"class", "id", "title", "style", "colspan", "rowspan", "align", "role", "aria-label"}
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """bleach attribute filter: layout attributes everywhere; images only from embedded ``data:image/``."""
+    if name in _COMMON_ATTRIBUTES:
+        return True
+    if tag == "a" and name == "href":
+        return True  # bleach already drops javascript: and other unsafe protocols
+    if tag == "img" and name in {"alt", "width", "height"}:
+        return True
+    if tag == "img" and name == "src":
+        return value.startswith("data:image/")
+    return False
+
+
+def _is_noise(output) -> bool:
+    if output.get("output_type") == "stream" and output.get("name") == "stderr":
+        return True
+    return False
+
+
+def clean_notebook(nb):
+    """A copy of ``nb`` ready for stakeholders: no parameters cells, no stderr/warnings, no empty code cells."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & REMOVED_TAGS:
+            continue
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not _is_noise(o)]
+            if not cell.outputs:
+                continue
+        if cell.cell_type == "raw":
+            continue
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+_HEADING = re.compile(r'<h([1-3]) id="([^"]+)"[^>]*>(.*?)</h\1>', re.S)
+
+
+def table_of_contents(body: str) -> list[tuple[int, str, str]]:
+    """``[(level, anchor, text)]`` of the h2/h3 headings nbconvert rendered (they carry ids)."""
+    toc = []
+    for level, anchor, inner in _HEADING.findall(body):
+        if level == "1":
+            continue
+        text = re.sub(r"<a class=\"anchor-link\".*?</a>", "", inner, flags=re.S)
+        text = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+        toc.append((int(level), html.unescape(anchor), text))
+    return toc
+
+
+def notebook_title(nb, default: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#\s+(.+)$", cell.source, re.M)
+            if m:
+                return m.group(1).strip()
+    return default
+
+
+def render_report(nb, *, title: str, department: str, as_of: str, freshness: str, run_id: str,
+                  fingerprint: str, company: str, notebook: str, warnings: list[str] | None = None) -> str:
+    """The stakeholder page of an executed notebook (a ``NotebookNode``)."""
+    cleaned = clean_notebook(nb)
+    body, _resources = _exporter().from_notebook_node(cleaned)
+    # the first h1 of the notebook repeats the page title: drop it from the body
+    body = re.sub(r'<h1 id="[^"]*">.*?</h1>', "", body, count=1, flags=re.S)
+    return render_page("report.html.j2", title=title, department=department, as_of=as_of, freshness=freshness,
+                       run_id=run_id, fingerprint=fingerprint[:16], company=company, notebook=notebook,
+                       toc=table_of_contents(body), body=body, warnings=list(warnings or []),
+                       generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def failure_details(nb) -> dict:
+    """What failed and where, from an executed notebook papermill stopped in."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                tb = "\n".join(_ANSI.sub("", line) for line in out.get("traceback", []))
+                return {"error_name": out.get("ename", "Error"), "error_message": out.get("evalue", ""),
+                        "cell_index": index, "failing_source": cell.source, "traceback": tb,
+                        "where": f"cell {index + 1} of {len(nb.cells)} (execution count "
+                                 f"{cell.get('execution_count')})"}
+    return {}
+
+
+def render_error(*, title: str, department: str, as_of: str, run_id: str, company: str, notebook: str,
+                 executed_notebook: str, log: str, log_tail: str, error_name: str, error_message: str,
+                 where: str, failing_source: str = "", traceback: str = "") -> str:
+    return render_page("error.html.j2", title=title, department=department, as_of=as_of, run_id=run_id,
+                       company=company, notebook=notebook, executed_notebook=executed_notebook, log=log,
+                       log_tail=log_tail, error_name=error_name, error_message=error_message, where=where,
+                       failing_source=failing_source, traceback=traceback)
+
+
+def read_notebook(path) -> "nbformat.NotebookNode":
+    return nbformat.read(str(path), as_version=4)

@@ -1,0 +1,651 @@
+"""Run every report: validate params, load data once, execute notebooks in parallel, write an immutable run folder.
+
+Stages (``run_reports``):
+
+1. **Plan** (nothing executed yet): read ``params/report.yaml`` (:func:`helpers.config.load_report_config`) and
+   every ``params/departments/*.yaml`` (:func:`helpers.objectives.load_objectives`); check each notebook has one
+   ``parameters`` cell declaring every parameter we pass, and that its kernel exists. One bad file -> a
+   :class:`~helpers.errors.ParamsError`/:class:`ReportRunError` naming it, before minutes are spent.
+2. **Data, once**: :func:`helpers.data.load_dataset` validates the data; ``Dataset.snapshot`` writes
+   ``data.duckdb`` into the run folder; every notebook gets ``data_source=<that snapshot>`` and loads it without
+   re-validating.
+3. **Execute** in ``--workers`` worker processes (forked once, papermill and nbconvert imported once): papermill's
+   Python API with a warm kernel per report (:mod:`helpers.reports.warm_kernels`: a fresh process forked from a
+   server that has already imported the scientific stack), then HTML export in the same worker.
+   A failing report gets an error page and keeps its executed notebook; the others go on.
+4. **Publish**: ``index.html`` and ``manifest.json``; the temporary folder ``reports/.tmp-<run-id>`` is renamed
+   to ``reports/<run-id>`` in one step, then ``reports/latest`` is switched (``os.replace`` of a symlink);
+   ``--keep N`` removes older complete runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from helpers.errors import KitError, ParamsError
+from helpers.reports import (STATUS_KEYS, ReportRunError, atomic_write_text, ensure_inside, safe_slug,
+                             unique_slugs)
+
+DEPARTMENT_NOTEBOOK = "department_report.ipynb"
+COMPANY_NOTEBOOKS = ("satisfaction_drivers.ipynb", "retention_forecast.ipynb")
+COMMON_PARAMETERS = ("data_source", "report_config", "as_of", "run_id", "summary_path")
+PACKAGES = ("satisfaction-kit", "pandas", "numpy", "scipy", "statsmodels", "matplotlib", "seaborn", "duckdb",
+            "pyarrow", "pydantic", "papermill", "nbconvert", "nbclient", "ipykernel", "jupyter_client")
+MANIFEST_VERSION = 1
+log = logging.getLogger("helpers.reports")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    params: Path = Path("params")
+    data: str | None = None          # folder of table files or .duckdb; None = what report.yaml says
+    out: Path = Path("reports")
+    only: list[str] | None = None    # department slugs or names
+    as_of: str | None = None
+    workers: int = 2
+    dry_run: bool = False
+    notebooks: Path | None = None    # default <repo>/notebooks/reports
+    keep: int | None = None
+    warm_kernels: bool = True
+    timeout: int | None = 1800       # seconds per cell
+    kernel_name: str | None = None   # default: the notebook's kernelspec
+    company_reports: bool = True
+    run_id: str | None = None
+    progress: bool | None = None     # None: a progress bar when stderr is a terminal
+
+
+@dataclasses.dataclass
+class ReportJob:
+    name: str                 # unique slug within the run (file stem of every output)
+    kind: str                 # "department" | "company"
+    title: str
+    department: str           # display name ("" for company-wide)
+    notebook: str             # absolute path of the input notebook
+    parameters: dict
+    html: str = ""            # paths relative to the run folder
+    executed_notebook: str = ""
+    log: str = ""
+    summary: str = ""
+
+
+@dataclasses.dataclass
+class DataInfo:
+    source: str
+    fingerprint: str
+    snapshot: str
+    first_date: str
+    last_date: str
+    warnings: list[str]
+    rows: dict[str, int]
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _repo_root() -> Path:
+    try:
+        from helpers.config import repo_root
+        return repo_root()
+    except Exception:  # noqa: BLE001 - config not importable: fall back to the source tree
+        return Path(__file__).resolve().parents[3]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def new_run_id(now: _dt.datetime | None = None) -> str:
+    now = now or _dt.datetime.now(_dt.UTC)
+    return now.strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def notebook_parameters(path: Path) -> dict[str, object]:
+    """The names (and default source) declared in the notebook's single ``parameters`` cell."""
+    import nbformat
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # noqa: BLE001
+        raise ReportRunError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ReportRunError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    import ast
+    try:
+        tree = ast.parse(cells[0].source)
+    except SyntaxError as exc:
+        raise ReportRunError(f"{path}: the parameters cell is not valid Python ({exc.msg}, line {exc.lineno})")
+    names: dict[str, object] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        for t in targets:
+            if isinstance(t, ast.Name):
+                names[t.id] = ast.unparse(node.value) if getattr(node, "value", None) is not None else None
+    names["__kernel__"] = nb.metadata.get("kernelspec", {}).get("name", "")
+    return names
+
+
+def _load_department_file(path: Path) -> str:
+    """Validate a department params file; returns the department's display name."""
+    try:
+        from helpers.objectives import load_objectives
+    except ImportError:
+        load_objectives = None
+    if load_objectives is not None:
+        plan = load_objectives(path)  # raises ObjectiveError (a ParamsError) naming file, id and field
+        return getattr(plan, "department", "") or path.stem.replace("_", " ").title()
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ParamsError(path, f"malformed YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ParamsError(path, "expected a mapping with the department's objectives")
+    return str(doc.get("department") or path.stem.replace("_", " ").title())
+
+
+# ------------------------------------------------------------------------------------------------- plan
+
+def load_report_settings(params: Path):
+    path = Path(params) / "report.yaml"
+    if not path.is_file():
+        raise ParamsError(path, "missing; every run needs params/report.yaml (see the README)")
+    from helpers.config import load_report_config
+    return path, load_report_config(path)
+
+
+def _company_parameters(cfg, declared: dict) -> dict:
+    wanted = {"department": "all", "outcome": getattr(cfg, "outcome", None),
+              "drivers": list(getattr(cfg, "drivers", []) or [])}
+    return {k: v for k, v in wanted.items() if k in declared and v is not None}
+
+
+def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: str,
+                 data_source: str, run_dir: Path) -> list[ReportJob]:
+    """Every report of the run with its exact papermill parameters; validates params and notebooks."""
+    nb_dir = Path(opts.notebooks) if opts.notebooks else _repo_root() / "notebooks" / "reports"
+    dept_dir = Path(opts.params) / "departments"
+    files = sorted(dept_dir.glob("*.yaml")) + sorted(dept_dir.glob("*.yml"))
+    departments = []
+    errors = []
+    for f in files:
+        try:
+            departments.append((f, _load_department_file(f)))
+        except KitError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ParamsError(dept_dir, "invalid department params:\n  " + "\n  ".join(errors))
+    if opts.only:
+        wanted = {w.lower() for w in opts.only} | {safe_slug(w) for w in opts.only}
+        chosen = [(f, n) for f, n in departments if f.stem.lower() in wanted or n.lower() in wanted
+                  or safe_slug(n) in wanted]
+        known = ", ".join(f.stem for f, _ in departments) or "none"
+        missing = [w for w in opts.only if not any(w.lower() in (f.stem.lower(), n.lower()) or safe_slug(w) in
+                                                   (f.stem, safe_slug(n)) for f, n in departments)]
+        if missing:
+            raise ParamsError(dept_dir, f"--only {', '.join(missing)}: no such department; known: {known}")
+        departments = chosen
+    if not departments and not opts.company_reports:
+        raise ParamsError(dept_dir, "no department params files (*.yaml) and no company-wide reports to run")
+    jobs: list[ReportJob] = []
+    slugs = unique_slugs([f.stem for f, _ in departments])
+    common = {"data_source": data_source, "report_config": str(Path(config_path).resolve()),
+              "as_of": as_of, "run_id": run_id}
+    if departments:
+        nb = nb_dir / DEPARTMENT_NOTEBOOK
+        if not nb.is_file():
+            raise ReportRunError(f"{nb}: the department report notebook is missing (--notebooks DIR to choose)")
+        for f, display in departments:
+            slug = slugs[f.stem]
+            params = dict(common, department=safe_slug(f.stem), params_file=str(f.resolve()))
+            jobs.append(ReportJob(name=f"department_{slug}", kind="department", title=f"{display} report",
+                                  department=display, notebook=str(nb.resolve()), parameters=params))
+    if opts.company_reports:
+        for name in COMPANY_NOTEBOOKS:
+            nb = nb_dir / name
+            if not nb.is_file():
+                raise ReportRunError(f"{nb}: a company-wide report notebook is missing")
+            jobs.append(ReportJob(name=safe_slug(Path(name).stem), kind="company",
+                                  title=Path(name).stem.replace("_", " ").capitalize(), department="",
+                                  notebook=str(nb.resolve()), parameters=dict(common)))
+    declared_cache: dict[str, dict] = {}
+    for job in jobs:
+        declared = declared_cache.setdefault(job.notebook, notebook_parameters(Path(job.notebook)))
+        if job.kind == "company":
+            job.parameters.update(_company_parameters(cfg, declared))
+        job.summary = f"summaries/{job.name}.summary.json"
+        job.parameters["summary_path"] = str(run_dir / job.summary)
+        unknown = [k for k in job.parameters if k not in declared]
+        if unknown:
+            raise ReportRunError(f"{job.notebook}: its parameters cell does not declare {', '.join(unknown)}; "
+                                 f"declared: {', '.join(k for k in declared if not k.startswith('__'))}")
+        job.html = f"{job.name}.html"
+        job.executed_notebook = f"notebooks/{job.name}.ipynb"
+        job.log = f"logs/{job.name}.log"
+        for rel in (job.html, job.executed_notebook, job.log, job.summary):
+            ensure_inside(run_dir / rel, run_dir)
+        job.parameters["__kernel__"] = opts.kernel_name or declared.get("__kernel__") or "python3"
+    _check_kernels({j.parameters["__kernel__"] for j in jobs})
+    return jobs
+
+
+def _check_kernels(names: set[str]) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    ksm = KernelSpecManager()
+    for name in names:
+        try:
+            ksm.get_kernel_spec(name)
+        except NoSuchKernel:
+            raise ReportRunError(f"Jupyter kernel {name!r} is not installed; run `make install` (it registers "
+                                 f"the kit's kernel) or pass --kernel NAME") from None
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+def prepare_data(source: str, cfg, run_dir: Path | None) -> DataInfo:
+    """Load and validate the data once; snapshot it into ``run_dir/data.duckdb`` (not in a dry run)."""
+    import warnings as _warnings
+    from helpers.data import load_dataset
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        ds = load_dataset(source, column_mapping=getattr(cfg, "column_mapping", None) or None,
+                          min_responses=getattr(cfg, "min_responses", 30))
+    try:
+        first, last = ds.date_range()
+        rows = {t: int(ds.count(t)) for t in ("customers", "responses", "tickets", "org")}
+        snapshot = ""
+        if run_dir is not None:
+            snapshot = str(ds.snapshot(run_dir / "data.duckdb"))
+        return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
+                        first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings),
+                        rows=rows)
+    finally:
+        ds.close()
+
+
+# ------------------------------------------------------------------------------------------------- execution (worker)
+
+_WORKER: dict = {}
+
+
+def _worker_init(socket_path: str | None) -> None:
+    _WORKER["socket"] = socket_path
+    _WORKER["km"] = None
+    if socket_path:
+        from helpers.reports.warm_kernels import fork_kernel_manager_class
+        _WORKER["km"] = fork_kernel_manager_class(socket_path)
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
+    """Execute one notebook with papermill and write its HTML (or error page). Never raises."""
+    import papermill as pm
+    from helpers.reports import export
+    t0 = time.perf_counter()
+    run_dir_p = Path(run_dir)
+    out_nb = run_dir_p / job.executed_notebook
+    log_path = run_dir_p / job.log
+    html_path = run_dir_p / job.html
+    for p in (out_nb, log_path):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    params = {k: v for k, v in job.parameters.items() if not k.startswith("__")}
+    result = {"name": job.name, "status": "ok", "error": None}
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    pm_logger = logging.getLogger("papermill")
+    pm_logger.addHandler(handler)
+    pm_logger.setLevel(logging.INFO)
+    pm_logger.propagate = False
+    try:
+        with open(log_path, "a", encoding="utf-8") as stream_log:
+            stream_log.write(f"report {job.name}: {job.notebook}\nparameters: {json.dumps(params)}\n")
+            stream_log.flush()
+            extra = {}
+            if _WORKER.get("km") is not None:
+                extra["kernel_manager_class"] = _WORKER["km"]
+            try:
+                pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
+                                    kernel_name=job.parameters["__kernel__"], progress_bar=False,
+                                    log_output=True, stdout_file=stream_log, stderr_file=stream_log,
+                                    cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
+            except pm.PapermillExecutionError as exc:
+                result.update(status="failed", error={"name": exc.ename, "message": exc.evalue,
+                                                      "cell_index": exc.cell_index})
+            except Exception as exc:  # noqa: BLE001 - kernel died, timeout, bad notebook: isolate it
+                result.update(status="failed", error={"name": type(exc).__name__, "message": str(exc)[:2000],
+                                                      "cell_index": None})
+                stream_log.write(traceback.format_exc())
+        summary = _read_summary(run_dir_p / job.summary)
+        page_ctx = dict(title=summary.get("title") or job.title, department=job.department,
+                        as_of=context["as_of"], run_id=context["run_id"], company=context["company"],
+                        notebook=os.path.relpath(job.notebook, context["cwd"]))
+        if result["status"] == "ok":
+            nb = export.read_notebook(out_nb)
+            html = export.render_report(nb, freshness=context["freshness"], fingerprint=context["fingerprint"],
+                                        warnings=summary.get("warnings", []), **page_ctx)
+        else:
+            details = {}
+            if out_nb.exists():
+                try:
+                    details = export.failure_details(export.read_notebook(out_nb))
+                except Exception:  # noqa: BLE001
+                    details = {}
+            err = result["error"]
+            html = export.render_error(
+                executed_notebook=job.executed_notebook, log=job.log, log_tail=_tail(log_path),
+                error_name=details.get("error_name", err["name"]),
+                error_message=details.get("error_message", err["message"]),
+                where=details.get("where", "before the first cell ran (kernel start-up)"),
+                failing_source=details.get("failing_source", ""), traceback=details.get("traceback", ""),
+                **page_ctx)
+            if details.get("where"):
+                result["error"]["where"] = details["where"]
+        atomic_write_text(html_path, html)
+        result["summary"] = summary
+        result["title"] = page_ctx["title"]
+    except Exception as exc:  # noqa: BLE001 - the export itself failed: still isolate
+        result.update(status="failed", error={"name": type(exc).__name__, "message": str(exc)[:2000],
+                                              "where": "HTML export"})
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        try:
+            atomic_write_text(html_path, export.render_error(
+                title=job.title, department=job.department, as_of=context["as_of"], run_id=context["run_id"],
+                company=context["company"], notebook=job.notebook, executed_notebook=job.executed_notebook,
+                log=job.log, log_tail=_tail(log_path), error_name=type(exc).__name__, error_message=str(exc),
+                where="HTML export"))
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        pm_logger.removeHandler(handler)
+        handler.close()
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+# ------------------------------------------------------------------------------------------------- publish
+
+def list_runs(out: Path) -> list[dict]:
+    """Complete runs in ``out`` (folders with a manifest), newest first."""
+    runs = []
+    if not out.is_dir():
+        return runs
+    for d in out.iterdir():
+        if d.name.startswith(".") or d.is_symlink() or not d.is_dir():
+            continue
+        m = d / "manifest.json"
+        if m.is_file():
+            try:
+                man = json.loads(m.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            runs.append({"run_id": d.name, "as_of": man.get("as_of", ""), "path": d,
+                         "failed": sum(1 for r in man.get("reports", []) if r.get("status") != "ok")})
+    runs.sort(key=lambda r: r["run_id"], reverse=True)
+    return runs
+
+
+def switch_latest(out: Path, run_id: str) -> str:
+    """Point ``out/latest`` at ``out/<run_id>`` atomically (symlink; a redirect page where symlinks fail)."""
+    link = out / "latest"
+    tmp = out / f".latest.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_id, tmp, target_is_directory=True)
+        if link.exists() and not link.is_symlink():
+            raise OSError("reports/latest exists and is not a symlink")
+        os.replace(tmp, link)
+        return "symlink"
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        atomic_write_text(out / "LATEST", run_id + "\n")
+        atomic_write_text(out / "latest.html", f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" '
+                                               f'content="0; url={run_id}/index.html"><title>Latest reports</title>'
+                                               f'<a href="{run_id}/index.html">Latest reports: {run_id}</a>')
+        return "file"
+
+
+def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
+    """Delete complete runs older than the newest ``keep`` (never ``protect``, never unfinished .tmp folders)."""
+    if keep is None:
+        return []
+    if keep < 1:
+        raise ReportRunError(f"--keep {keep}: keep at least the newest run (N >= 1)")
+    removed = []
+    for run in list_runs(out)[keep:]:
+        if run["run_id"] == protect:
+            continue
+        target = ensure_inside(run["path"], out)
+        shutil.rmtree(target)
+        removed.append(run["run_id"])
+    return removed
+
+
+def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict]) -> None:
+    from helpers.reports.export import render_page
+    rows = []
+    for r in manifest["reports"]:
+        counts = {k: int(r.get("status_counts", {}).get(k, 0)) for k in STATUS_KEYS}
+        rows.append({"title": r.get("title") or r["name"], "department": r.get("department_name", ""),
+                     "html": r["html"], "status": r["status"], "counts": counts,
+                     "has_objectives": bool(r.get("status_counts")),
+                     "label": r.get("department_name") or r.get("title") or r["name"]})
+    failures = [r for r in rows if r["status"] != "ok"]
+    html = render_page("index.html.j2", company=company, as_of=manifest["as_of"],
+                       freshness=manifest["data"].get("last_date", ""), run_id=manifest["run_id"],
+                       run_date=manifest["started_at"][:16].replace("T", " ") + " UTC",
+                       reports=rows, failures=failures, n_ok=len(rows) - len(failures),
+                       fingerprint=manifest["data"]["fingerprint"][:16], previous=previous,
+                       warnings=manifest["data"].get("warnings", [])[:20])
+    atomic_write_text(run_dir / "index.html", html)
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path | None
+    manifest: dict
+    failures: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = prepare_data,
+                echo: Callable[[str], None] | None = None) -> RunResult:
+    """The whole run (see the module docstring). Raises ``KitError`` subclasses for bad params/data."""
+    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    started = _dt.datetime.now(_dt.UTC)
+    t0 = time.perf_counter()
+    out = Path(opts.out).resolve()
+    run_id = opts.run_id or new_run_id(started)
+    if safe_slug(run_id.replace("T", "t").replace("Z", "z")) != run_id.lower().replace(":", "_"):
+        pass
+    config_path, cfg = load_report_settings(Path(opts.params))
+    if opts.as_of:
+        try:
+            _dt.date.fromisoformat(opts.as_of)
+        except ValueError:
+            raise ParamsError("--as-of", f"{opts.as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+    if opts.data:
+        source = str(Path(opts.data).resolve())
+    else:
+        from helpers.config import resolve_data_source
+        source = str(resolve_data_source(cfg))
+    # the folder the notebooks write to (renamed to out/<run_id> when complete)
+    final_dir = out / run_id
+    if final_dir.exists():
+        raise ReportRunError(f"{final_dir} already exists: runs are immutable; choose another --run-id")
+    tmp_dir = out / f".tmp-{run_id}"
+    placeholder = "" if not opts.dry_run else ""
+    # plan first (params + notebooks), with the snapshot path the notebooks will get
+    jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
+                        str(tmp_dir / "data.duckdb"), tmp_dir)
+    echo(f"planned {len(jobs)} reports: " + ", ".join(j.name for j in jobs))
+    if opts.dry_run:
+        info = data_preparer(source, cfg, None)
+        echo(f"data OK: {source} (fingerprint {info.fingerprint[:16]}, {info.rows})")
+        for j in jobs:
+            echo(f"  {j.name}: {Path(j.notebook).name} {json.dumps({k: v for k, v in j.parameters.items() if not k.startswith('__')})}")
+        echo("dry run: params, notebooks, kernels and data are valid; nothing executed" + placeholder)
+        return RunResult(run_id, None, {"dry_run": True, "reports": [dataclasses.asdict(j) for j in jobs]}, [])
+
+    # workers and the warm-kernel server start before the data is loaded, so they overlap with it
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import papermill  # noqa: F401 - imported once here, inherited by the forked workers
+    import nbconvert  # noqa: F401
+    from helpers.reports import export as _export  # noqa: F401
+    server = None
+    kernel_mode = "cold"
+    if opts.warm_kernels and hasattr(os, "fork"):
+        from helpers.reports.warm_kernels import ForkServer
+        server = ForkServer().start()
+        kernel_mode = "warm (forked from a preloaded server)"
+    tmp_dir.mkdir(parents=True, exist_ok=False)
+    for sub in ("notebooks", "logs", "summaries"):
+        (tmp_dir / sub).mkdir()
+    workers = max(1, min(int(opts.workers or 1), len(jobs)))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
+                               initializer=_worker_init, initargs=(server.socket_path if server else None,))
+    results: dict[str, dict] = {}
+    try:
+        list(pool.map(_noop, range(workers)))  # fork all workers now (before duckdb threads exist)
+        info = data_preparer(source, cfg, tmp_dir)
+        as_of = opts.as_of or info.last_date
+        for j in jobs:
+            j.parameters["as_of"] = as_of
+            j.parameters["data_source"] = info.snapshot or j.parameters["data_source"]
+        if server is not None:
+            server.wait_ready()
+        context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id,
+                   "company": getattr(cfg, "company", ""), "freshness": f"{info.first_date} to {info.last_date}",
+                   "fingerprint": info.fingerprint, "timeout": opts.timeout}
+        futures = {pool.submit(execute_report, j, str(tmp_dir), context): j for j in jobs}
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), desc="reports", unit="report", disable=(
+                None if opts.progress is None else not opts.progress), file=sys.stderr)
+        except ImportError:  # pragma: no cover
+            bar = None
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died
+                res = {"name": job.name, "status": "failed", "seconds": None,
+                       "error": {"name": type(exc).__name__, "message": str(exc)}}
+            results[job.name] = res
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{job.name}: {res['status']}")
+        if bar is not None:
+            bar.close()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    pool.shutdown(wait=True)
+    if server is not None:
+        server.stop()
+
+    finished = _dt.datetime.now(_dt.UTC)
+    reports = []
+    for j in jobs:
+        res = results[j.name]
+        params = {k: v for k, v in j.parameters.items() if not k.startswith("__")}
+        reports.append({
+            "name": j.name, "kind": j.kind, "title": res.get("title") or j.title,
+            "department": j.parameters.get("department", "") if j.kind == "department" else "",
+            "department_name": j.department,
+            "notebook": os.path.relpath(j.notebook, _repo_root()), "notebook_sha256": _sha256(Path(j.notebook)),
+            "kernel": j.parameters["__kernel__"], "parameters": params, "html": j.html,
+            "executed_notebook": j.executed_notebook, "log": j.log, "summary": j.summary,
+            "status": res["status"], "seconds": res.get("seconds"), "error": res.get("error"),
+            "status_counts": (res.get("summary") or {}).get("status_counts", {}),
+        })
+    param_files = sorted(Path(opts.params).rglob("*.y*ml"))
+    manifest = {
+        "manifest_version": MANIFEST_VERSION, "run_id": run_id, "as_of": as_of,
+        "started_at": started.isoformat(timespec="seconds"), "finished_at": finished.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "status": "complete" if all(r["status"] == "ok" for r in reports) else "complete with failures",
+        "run_dir_at_execution": str(tmp_dir),
+        "data": {"source": info.source, "fingerprint": info.fingerprint, "snapshot": "data.duckdb",
+                 "first_date": info.first_date, "last_date": info.last_date, "rows": info.rows,
+                 "warnings": info.warnings},
+        "params": {"dir": str(Path(opts.params).resolve()), "report_config": str(Path(config_path).resolve()),
+                   "files_sha256": {str(p): _sha256(p) for p in param_files}},
+        "options": {"workers": workers, "only": opts.only, "as_of": opts.as_of, "kernels": kernel_mode,
+                    "timeout": opts.timeout, "notebooks": str(opts.notebooks or "")},
+        "command": sys.argv, "packages": package_versions(), "platform": platform.platform(),
+        "reports": reports,
+    }
+    atomic_write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    previous = [{k: r[k] for k in ("run_id", "as_of", "failed")} for r in list_runs(out)]
+    write_index(tmp_dir, manifest, getattr(cfg, "company", ""), previous)
+    os.replace(tmp_dir, final_dir)  # the run appears complete, in one step
+    latest = switch_latest(out, run_id)
+    removed = prune_runs(out, opts.keep, protect=run_id) if opts.keep else []
+    failures = [r["name"] for r in reports if r["status"] != "ok"]
+    echo(f"run {run_id}: {len(reports) - len(failures)}/{len(reports)} reports in {manifest['seconds']:.1f} s "
+         f"-> {final_dir}/index.html (latest: {latest})")
+    if removed:
+        echo(f"removed old runs (--keep {opts.keep}): {', '.join(removed)}")
+    for r in reports:
+        if r["status"] != "ok":
+            e = r["error"] or {}
+            echo(f"FAILED {r['name']}: {e.get('name')}: {str(e.get('message', ''))[:300]} "
+                 f"[{e.get('where', '')}] see {final_dir / r['html']} and {final_dir / r['log']}")
+    return RunResult(run_id, final_dir, manifest, failures)

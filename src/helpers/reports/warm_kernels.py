@@ -1,0 +1,249 @@
+"""Warm kernels: a fork server that has imported the scientific stack once and forks a fresh kernel per report.
+
+Why: in a cold start every report pays for a new Python process importing ipykernel, pandas, numpy, scipy,
+statsmodels, matplotlib and seaborn (several seconds each time on a laptop). The fork server imports them once;
+each report then gets a *fresh process* forked from it (copy-on-write memory), so reports stay isolated from
+each other exactly as with separate cold kernels: no variables, open files, matplotlib state or random state is
+shared between two reports, and a crash in one kernel cannot touch another.
+
+How it plugs into Jupyter: :class:`ForkKernelManager` is a ``jupyter_client.KernelManager`` whose kernel command
+is the tiny stdlib-only script ``fork_kernel_client.py``. That process asks the server (over a Unix socket,
+passing its stdin/stdout/stderr file descriptors) to fork a kernel with the given connection file, working
+directory and environment; it forwards signals (interrupt, terminate) to the kernel and exits with the kernel's
+exit status, so jupyter_client manages it like any kernel process. papermill/nbclient talk to the kernel over
+ZeroMQ exactly as usual, so the executed notebook is the one papermill would produce.
+
+In the child: the random modules are re-seeded from the OS (as a new process would be), ``sys.argv``,
+``sys.path[0]``, the environment and the working directory are set as for ``python -m ipykernel_launcher``.
+Only Linux/macOS (``os.fork``); elsewhere the runner uses cold kernels.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLIENT_SCRIPT = Path(__file__).with_name("fork_kernel_client.py")
+
+# Modules imported once in the server; a module that fails to import is skipped (reported in the log).
+PRELOAD_MODULES = (
+    "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython",
+    "numpy", "pandas", "scipy.stats", "scipy.optimize", "statsmodels.api", "statsmodels.formula.api",
+    "matplotlib.pyplot", "seaborn", "pyarrow", "pyarrow.parquet", "duckdb", "yaml", "pydantic",
+)
+# Deliberately not preloaded: the kit's own modules (helpers.*). Some have import-time side effects on shared
+# libraries (helpers.charts selects a matplotlib backend); in a cold kernel those happen when the notebook
+# imports them, after the kernel has started, and they must happen at the same moment here.
+
+
+def _recv_json_line(conn: socket.socket, fds: list[int] | None = None, maxfds: int = 0) -> dict:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        if maxfds and fds is not None and not buf:
+            msg, got, _flags, _addr = socket.recv_fds(conn, 65536, maxfds)
+            fds.extend(got)
+            chunk = msg
+        else:
+            chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("fork server connection closed")
+        buf += chunk
+    return json.loads(buf.decode())
+
+
+def _child_main(conn: socket.socket, listener: socket.socket, request: dict, fds: list[int]) -> None:
+    """Runs in the forked child: become a fresh ipykernel."""
+    try:
+        listener.close()
+        conn.close()
+        os.setsid()  # own process group: the server's signals do not reach it
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        sys.argv = [sys.executable] + request["argv"]
+        sys.path[0] = ""  # as `python -m ipykernel_launcher` from the working directory
+        import random
+        random.seed()
+        try:
+            import numpy as np
+            np.random.seed()
+        except Exception:  # pragma: no cover - numpy is in the venv
+            pass
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        from ipykernel.kernelapp import IPKernelApp
+        parent = int(os.environ.get("JPY_PARENT_PID") or 0)  # the trait default was read in the server
+        IPKernelApp.launch_instance(argv=request["argv"], parent_handle=parent)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:  # noqa: BLE001 - report and exit, never return into the server loop
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush() if sys.stdout else None
+        sys.stderr.flush() if sys.stderr else None
+    os._exit(code)
+
+
+def serve(socket_path: str, ready_fd: int | None = None) -> None:
+    """Fork-server main loop: preload, then fork one kernel per request until stdin closes."""
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    skipped = []
+    for name in PRELOAD_MODULES:
+        try:
+            __import__(name)
+        except Exception as exc:  # noqa: BLE001 - an optional module; the kernel imports it itself
+            skipped.append(f"{name} ({type(exc).__name__})")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "skipped": skipped}) + "\n")
+    sys.stdout.flush()
+    children: dict[int, socket.socket] = {}  # kernel pid -> client connection
+    while True:
+        readable = [listener, sys.stdin] + list(children.values())
+        r, _, _ = select.select(readable, [], [], 0.05)
+        if sys.stdin in r and not sys.stdin.buffer.read1(1):
+            break  # the runner went away: stop
+        if listener in r:
+            conn, _ = listener.accept()
+            fds: list[int] = []
+            try:
+                request = _recv_json_line(conn, fds, maxfds=3)
+            except Exception:  # noqa: BLE001
+                conn.close()
+                for fd in fds:
+                    os.close(fd)
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _child_main(conn, listener, request, fds)
+            for fd in fds:
+                os.close(fd)
+            conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
+            children[pid] = conn
+        for pid, conn in list(children.items()):
+            if conn in r:  # client closed (killed): kill its kernel
+                try:
+                    if not conn.recv(1):
+                        os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            conn = children.pop(pid, None)
+            if conn is not None:
+                try:
+                    conn.sendall((json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+                except OSError:
+                    pass
+                conn.close()
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class ForkServer:
+    """Start/stop the fork server process; use as a context manager."""
+
+    def __init__(self, python: str | None = None, start_timeout: float = 120.0):
+        self.python = python or sys.executable
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+        self.socket_path = ""
+        self.skipped: list[str] = []
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def start(self) -> "ForkServer":
+        self._tmp = tempfile.TemporaryDirectory(prefix="kit-forksrv-")
+        self.socket_path = os.path.join(self._tmp.name, "s")
+        env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [self.python, "-Xfrozen_modules=off", "-m", "helpers.reports.warm_kernels", self.socket_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        return self
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if r:
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                info = json.loads(line)
+                self.skipped = info.get("skipped", [])
+                return
+            if self.proc.poll() is not None:
+                break
+        raise RuntimeError("the warm-kernel fork server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "ForkServer":
+        self.start()
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def fork_kernel_manager_class(socket_path: str):
+    """A ``KernelManager`` subclass whose kernels are forked by the server listening on ``socket_path``."""
+    from jupyter_client.manager import KernelManager
+
+    class ForkKernelManager(KernelManager):
+        @property
+        def kernel_spec(self):
+            spec = super().kernel_spec
+            if spec is not None and not getattr(spec, "_kit_forked", False):
+                argv = list(spec.argv)
+                # `python [-X...] -m ipykernel_launcher -f {connection_file}` -> the fork client
+                if "ipykernel_launcher" in argv:
+                    tail = argv[argv.index("ipykernel_launcher") + 1:]
+                    spec.argv = [sys.executable, "-I", "-S", str(CLIENT_SCRIPT), socket_path] + tail
+                spec._kit_forked = True
+            return spec
+
+    ForkKernelManager.__name__ = "ForkKernelManager"
+    return ForkKernelManager
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
