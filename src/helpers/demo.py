@@ -1,0 +1,725 @@
+"""Demo data with known ground truth: a fictional company's customers, surveys, tickets and organisation.
+
+Command line::
+
+    python -m helpers.demo --out data/demo --customers 20000 --seed 42
+
+writes ``customers.parquet``, ``responses.parquet``, ``tickets.parquet``, ``org.parquet`` (the four
+contract tables of :mod:`helpers.schema`), ``ground_truth.json`` (the parameters the data were drawn
+from) and ``customer_truth.parquet`` (per-customer latent values: churn probability and latent
+satisfaction; ground truth, not data). The demo period is 36 months, 2023-11-01 .. 2026-10-31.
+
+The generative model (every number is in :data:`SEGMENTS`, :data:`DEPARTMENTS` and ``ground_truth.json``)
+-------------------------------------------------------------------------------------------------------
+
+**Customers and churn (shifted-beta-geometric, exact).** Customer *i* of segment *g* signs up on a
+uniform day of a monthly cohort (cohort sizes grow ~1.2 %/month with a January and autumn peak). Their
+monthly churn probability is :math:`\\theta_i \\sim \\mathrm{Beta}(\\alpha_g, \\beta_g)` and their
+lifetime in months is exponential with rate :math:`\\lambda_i = -\\log(1-\\theta_i)`, so
+:math:`P(T_i > t \\mid \\theta_i) = (1-\\theta_i)^t` at every whole month *t* and a cohort's survival is
+exactly the sBG law of Fader & Hardie (2007), *How to project customer retention*, J. Interactive
+Marketing 21(1), eq. (4): :math:`S(t) = B(\\alpha, \\beta + t) / B(\\alpha, \\beta)`. Tenure in months is
+``(end_date - signup_date).days / 30.4375`` (the lifetime is floored to whole days); customers alive on
+2026-10-31 are censored (``end_date`` empty).
+
+**Satisfaction and churn (proportional hazards, exact in the latent level).** Each customer's latent
+satisfaction is the deterministic, decreasing function of their churn rate
+
+.. math:: s_i = (c - \\log \\lambda_i) / b \\quad\\Longleftrightarrow\\quad \\lambda_i = \\exp(c - b\\, s_i),
+
+so the continuous-time hazard is exactly proportional in *s* with hazard ratio :math:`e^{-b}` per CSAT
+point and no residual frailty (all heterogeneity of :math:`\\theta` is carried by *s*). *s* is on the
+CSAT scale: it is the centre of the customer's latent overall rating (see below). A Cox model on *s*
+(from ``customer_truth.parquet``) recovers :math:`e^{-b}` exactly. No observable column can do the same:
+*s* is continuous and every rating is an integer 1-5, so a customer's observed mean CSAT is *s* plus
+measurement error and a Cox fit on it is attenuated toward 1 (regression dilution; ``ground_truth.json``
+documents the proxy and its reliability). An exact sBG per segment and an exact PH in an *integer*
+covariate cannot hold together (a finite mixture of geometrics is not a beta mixture), so the exact
+truth is stated for the latent covariate.
+
+**Drivers of satisfaction (linear latent model, exact weights).** A survey response *r* from customer *i*
+about department *d* in month *m* has latent attribute ratings
+
+.. math:: A_{rj} = s_i + a_{dj}(m) + \\delta_{\\text{agent},j} + u_{rj}, \\qquad u_r \\sim N(0, \\Sigma_u)
+
+(:math:`\\Sigma_u` equicorrelated; together with the shared :math:`s_i` the attributes correlate about
+0.6 like real ratings) and latent overall satisfaction :math:`y_r = \\sum_j w_{dj} A_{rj} + e_r` with
+:math:`\\sum_j w_{dj} = 1`, :math:`e_r \\sim N(0, \\sigma_e^2)`. Observed ratings are the latent values
+rounded and clipped to 1..5 (most answers 4-5). ``ground_truth.json`` records the weights :math:`w_{dj}`
+and the population LMG/Shapley decomposition of :math:`R^2` of *y* on *A* (Lindeman, Merenda & Gold 1980;
+Grömping 2006), computed exactly from the latent covariance of the department's responses, and its
+ranking. NPS (0-10) is a noisy increasing function of *y*, CES (1-7, low = easy) a noisy decreasing
+function of the ``ease`` attribute.
+
+**Operations (KPI trends).** Tickets arrive while the customer is active as a Poisson process whose
+rate depends on segment, department volume trend and a seasonal factor (December peak, summer dip).
+First response and resolution times are log-normal with department medians that trend log-linearly
+(some improve, some are flat, some deteriorate), first-contact resolution is logistic in time, and one
+team and one representative are notably worse than their peers. About half of the resolved tickets get
+a survey response; Sales also surveys new customers at sign-up; Marketing is small (a handful of
+responses per month) so small-sample warnings are exercised.
+
+**Determinism.** Customers are generated in fixed chunks of :data:`CHUNK_SIZE`; chunk *k* draws from
+``numpy.random.default_rng([seed, k])``, so the same ``--customers``/``--seed`` gives byte-identical
+files and memory stays bounded (1M customers stream through ``pyarrow.parquet.ParquetWriter``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy import special
+
+from helpers.demo_text import (FIRST_NAMES, HTML_SPECIAL_COMMENTS, LAST_NAMES, comment_catalogue)
+from helpers.errors import KitError
+from helpers.schema import STANDARD_ATTRIBUTES
+
+START = dt.date(2023, 11, 1)
+END = dt.date(2026, 10, 31)
+N_MONTHS = 36
+DAYS_PER_MONTH = 30.4375
+CHUNK_SIZE = 50_000
+ATTRIBUTES = tuple(f"attr_{a}" for a in STANDARD_ATTRIBUTES)
+N_ATTR = len(ATTRIBUTES)
+
+MONTH_START_DAYS = np.array(
+    [((dt.date(2023 + (10 + m) // 12, (10 + m) % 12 + 1, 1)) - START).days for m in range(N_MONTHS + 1)])
+END_DAY = int(MONTH_START_DAYS[-1])  # first day after the period (2026-11-01), as days since START
+CALENDAR_MONTH = np.array([(10 + m) % 12 + 1 for m in range(N_MONTHS)])  # 1..12 per demo month
+
+# ---------------------------------------------------------------------------------------------------
+# parameters (the ground truth)
+# ---------------------------------------------------------------------------------------------------
+SEGMENTS = {
+    #                 share  sBG alpha, beta  tickets per active month, revenue (median, log sd), purchases/month
+    "consumer": dict(share=0.70, alpha=1.4, beta=12.0, ticket_rate=0.75, revenue=(35.0, 0.5), purchase_rate=0.6),
+    "small_business": dict(share=0.22, alpha=1.8, beta=22.0, ticket_rate=1.4, revenue=(220.0, 0.6),
+                           purchase_rate=1.5),
+    "enterprise": dict(share=0.08, alpha=2.5, beta=45.0, ticket_rate=2.6, revenue=(2400.0, 0.7),
+                       purchase_rate=4.0),
+}
+REGIONS = ("north", "south", "east", "west")
+REGION_SHARES = (0.30, 0.25, 0.20, 0.25)
+
+LOG_HR = -1.2            # b: log hazard ratio per latent CSAT point  -> HR = exp(-1.2) = 0.301
+BASELINE_LOG_HAZARD = 2.18  # c: log monthly hazard at latent satisfaction 0 (so s ~ 4 for consumers)
+
+SIGMA_U = 0.75           # sd of experience-specific attribute deviations
+RHO_U = 0.35             # their equicorrelation
+SIGMA_E = 0.45           # sd of overall-satisfaction noise beyond the attributes
+
+# seasonality of ticket volume by calendar month (December peak, slower summer)
+VOLUME_SEASON = np.array([1.05, 0.95, 1.00, 0.97, 0.95, 0.88, 0.82, 0.80, 1.00, 1.02, 1.10, 1.30])
+# first-response time multiplier by calendar month (December backlog, summer holidays)
+FRT_SEASON = np.array([1.05, 1.00, 0.97, 0.97, 0.98, 1.05, 1.12, 1.12, 1.00, 0.98, 1.05, 1.30])
+# sign-ups by calendar month
+SIGNUP_SEASON = np.array([1.25, 1.05, 1.00, 0.95, 0.95, 0.90, 0.85, 0.85, 1.10, 1.10, 1.05, 0.95])
+COHORT_GROWTH = 0.012
+
+CHANNELS = ("phone", "email", "chat", "web", "store")
+
+
+@dataclass(frozen=True)
+class Department:
+    name: str
+    slug: str
+    volume_share: float           # share of ticket volume at the start
+    volume_growth: float          # log growth of ticket volume per month
+    teams: tuple[tuple[str, int], ...]   # (team name, representatives)
+    weights: dict[str, float]     # true driver weights of latent CSAT (sum 1)
+    attr_offset: dict[str, float]  # a_dj(0): department's attribute level relative to the customer
+    attr_trend: dict[str, float]   # change of a_dj per month
+    frt_hours: tuple[float, float]  # median first-response hours at 2023-11 and 2026-10 (log-linear)
+    resolution_hours: tuple[float, float]  # median hours first response -> resolved (1 contact)
+    fcr: tuple[float, float]      # first-contact resolution probability at start and end (logistic)
+    response_rate: float          # share of resolved tickets that get a survey response
+    channels: tuple[float, ...]   # probabilities over CHANNELS
+
+
+def _w(speed, resolution, knowledge, courtesy, ease, value) -> dict[str, float]:
+    return dict(zip(ATTRIBUTES, (speed, resolution, knowledge, courtesy, ease, value)))
+
+
+DEPARTMENTS: tuple[Department, ...] = (
+    Department("Customer Service", "customer_service", 0.30, 0.008,
+               (("Front Desk", 10), ("Escalations", 6), ("Retention Desk", 5)),
+               _w(0.22, 0.16, 0.08, 0.34, 0.12, 0.08), _w(-0.2, -0.1, 0.0, 0.2, 0.0, -0.2),
+               _w(0.010, 0.006, 0.0, 0.004, 0.003, 0.0),
+               (22.0, 9.0), (18.0, 12.0), (0.66, 0.78), 0.50, (0.50, 0.25, 0.20, 0.05, 0.0)),
+    Department("Sales", "sales", 0.085, 0.004,
+               (("New Business", 7), ("Account Management", 6)),
+               _w(0.06, 0.10, 0.24, 0.14, 0.08, 0.38), _w(0.0, 0.0, 0.2, 0.3, 0.0, -0.3),
+               _w(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+               (8.0, 8.0), (10.0, 10.0), (0.80, 0.80), 0.45, (0.35, 0.30, 0.10, 0.10, 0.15)),
+    Department("Marketing", "marketing", 0.008, 0.0,
+               (("Campaigns", 4), ("Customer Insights", 4)),
+               _w(0.07, 0.09, 0.20, 0.12, 0.28, 0.24), _w(0.0, -0.2, 0.0, 0.1, -0.1, -0.1),
+               _w(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+               (30.0, 38.0), (30.0, 36.0), (0.70, 0.68), 0.40, (0.05, 0.60, 0.05, 0.30, 0.0)),
+    Department("Delivery", "delivery", 0.20, 0.010,
+               (("Dispatch", 8), ("Last Mile", 9), ("Returns", 6)),
+               _w(0.40, 0.22, 0.06, 0.10, 0.15, 0.07), _w(0.1, 0.0, 0.0, 0.0, 0.1, 0.0),
+               _w(-0.016, -0.006, 0.0, 0.0, -0.004, 0.0),
+               (12.0, 21.0), (20.0, 30.0), (0.74, 0.63), 0.50, (0.35, 0.25, 0.25, 0.15, 0.0)),
+    Department("Billing", "billing", 0.15, 0.003,
+               (("Invoicing", 7), ("Collections", 5)),
+               _w(0.12, 0.30, 0.08, 0.05, 0.27, 0.18), _w(0.0, -0.1, 0.0, 0.0, -0.2, -0.3),
+               _w(0.002, 0.003, 0.0, 0.0, 0.004, 0.0),
+               (16.0, 13.0), (24.0, 20.0), (0.74, 0.78), 0.50, (0.40, 0.35, 0.15, 0.10, 0.0)),
+    Department("Technical Support", "technical_support", 0.257, 0.012,
+               (("Tier 1", 12), ("Tier 2", 8), ("Field Engineering", 5)),
+               _w(0.14, 0.36, 0.26, 0.05, 0.11, 0.08), _w(-0.3, -0.3, 0.1, 0.0, -0.1, 0.0),
+               _w(0.006, 0.012, 0.004, 0.0, 0.002, 0.0),
+               (26.0, 14.0), (60.0, 40.0), (0.55, 0.66), 0.50, (0.40, 0.20, 0.35, 0.05, 0.0)),
+)
+DEPARTMENT_NAMES = tuple(d.name for d in DEPARTMENTS)
+DEPARTMENT_SLUGS = tuple(d.slug for d in DEPARTMENTS)
+
+# one team and one representative notably worse than peers (index into the department's teams / reps)
+WORSE_TEAM = ("delivery", "Last Mile", dict(frt_multiplier=1.7, fcr_logit_shift=-0.5,
+                                             attr_shift={"attr_speed": -0.5, "attr_resolution": -0.3}))
+WORSE_AGENT = ("technical_support", "technical_support-rep004",
+               dict(frt_multiplier=2.5, fcr_logit_shift=-0.9,
+                    attr_shift={"attr_resolution": -0.8, "attr_knowledge": -0.7, "attr_courtesy": -0.4}))
+
+SALES_ONBOARDING_RATE = 0.30   # share of new customers answering the Sales onboarding survey
+SIGMA_LOG_FRT = 0.85
+SIGMA_LOG_RESOLUTION = 1.0
+
+MISSING = dict(attr=0.07, attr_value_extra=0.06, all_attrs=0.03, csat=0.015, nps=0.18, ces=0.35)
+COMMENT_RATE = dict(negative=0.60, neutral=0.35, positive=0.28)
+HTML_COMMENT_RATE = 0.004
+
+
+class DemoError(KitError):
+    """Bad arguments for the demo generator."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# arrow schemas of the written tables
+# ---------------------------------------------------------------------------------------------------
+TS = pa.timestamp("s")
+SCHEMAS = {
+    "customers": pa.schema([("customer_id", pa.string()), ("signup_date", pa.date32()),
+                            ("end_date", pa.date32()), ("segment", pa.string()), ("region", pa.string()),
+                            ("monthly_revenue", pa.float64()), ("purchases", pa.int64())]),
+    "responses": pa.schema([("response_id", pa.string()), ("customer_id", pa.string()),
+                            ("response_date", pa.date32()), ("department", pa.string()),
+                            ("channel", pa.string()), ("csat", pa.int8()), ("nps", pa.int8()),
+                            ("ces", pa.int8()), *[(a, pa.int8()) for a in ATTRIBUTES],
+                            ("comment", pa.string())]),
+    "tickets": pa.schema([("ticket_id", pa.string()), ("customer_id", pa.string()),
+                          ("department", pa.string()), ("team", pa.string()), ("agent_id", pa.string()),
+                          ("channel", pa.string()), ("created_at", TS), ("first_response_at", TS),
+                          ("resolved_at", TS), ("contacts_to_resolve", pa.int8()), ("reopened", pa.bool_())]),
+    "org": pa.schema([("person_id", pa.string()), ("name", pa.string()), ("role", pa.string()),
+                      ("department", pa.string()), ("team", pa.string()), ("manager_id", pa.string())]),
+    "customer_truth": pa.schema([("customer_id", pa.string()), ("segment", pa.string()),
+                                 ("theta", pa.float64()), ("monthly_hazard", pa.float64()),
+                                 ("latent_csat", pa.float64()), ("n_responses", pa.int32()),
+                                 ("mean_csat", pa.float64())]),
+}
+EPOCH_DAYS = (START - dt.date(1970, 1, 1)).days
+
+
+# ---------------------------------------------------------------------------------------------------
+# organisation
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Org:
+    table: pa.Table
+    rep_ids: np.ndarray          # object array of person ids, grouped by department
+    rep_team: np.ndarray         # team name per rep
+    rep_start: np.ndarray        # first rep index per department
+    rep_count: np.ndarray        # reps per department
+    rep_frt_mult: np.ndarray
+    rep_fcr_shift: np.ndarray
+    rep_attr_shift: np.ndarray   # (n_reps, N_ATTR)
+
+
+def build_org(seed: int) -> Org:
+    """The organisation: per department a director, one manager per team and its representatives."""
+    rng = np.random.default_rng([seed, 10_000_019])
+    pairs = [f"{f} {l}" for f, l in itertools.product(FIRST_NAMES, LAST_NAMES)]
+    n_people = sum(1 + len(d.teams) + sum(n for _, n in d.teams) for d in DEPARTMENTS)
+    names = iter(np.array(pairs, dtype=object)[rng.choice(len(pairs), size=n_people, replace=False)])
+    rows = []
+    rep_ids, rep_team, rep_start, rep_count, frt, fcr, attr = [], [], [], [], [], [], []
+    attr_index = {a: j for j, a in enumerate(ATTRIBUTES)}
+    for d in DEPARTMENTS:
+        director = f"{d.slug}-dir"
+        rows.append((director, next(names), "director", d.name, None, None))
+        rep_start.append(len(rep_ids))
+        k_rep = 0
+        for k, (team, n_reps) in enumerate(d.teams, start=1):
+            manager = f"{d.slug}-mgr{k}"
+            rows.append((manager, next(names), "manager", d.name, team, director))
+            for _ in range(n_reps):
+                k_rep += 1
+                pid = f"{d.slug}-rep{k_rep:03d}"
+                rows.append((pid, next(names), "representative", d.name, team, manager))
+                shift = np.zeros(N_ATTR)
+                m_frt, s_fcr = float(np.exp(rng.normal(0, 0.12))), float(rng.normal(0, 0.12))
+                for slug, who, eff in (WORSE_TEAM, WORSE_AGENT):
+                    if slug == d.slug and who in (team, pid):
+                        m_frt *= eff["frt_multiplier"]
+                        s_fcr += eff["fcr_logit_shift"]
+                        for a, v in eff["attr_shift"].items():
+                            shift[attr_index[a]] += v
+                rep_ids.append(pid)
+                rep_team.append(team)
+                frt.append(m_frt)
+                fcr.append(s_fcr)
+                attr.append(shift)
+        rep_count.append(len(rep_ids) - rep_start[-1])
+    cols = list(zip(*rows))
+    table = pa.table({name: pa.array(list(col), type=SCHEMAS["org"].field(name).type)
+                      for name, col in zip(SCHEMAS["org"].names, cols)}, schema=SCHEMAS["org"])
+    return Org(table, np.array(rep_ids, dtype=object), np.array(rep_team, dtype=object),
+               np.array(rep_start), np.array(rep_count), np.array(frt), np.array(fcr), np.array(attr))
+
+
+# ---------------------------------------------------------------------------------------------------
+# model curves
+# ---------------------------------------------------------------------------------------------------
+def _loglinear(start: float, end: float) -> np.ndarray:
+    """Value per demo month moving log-linearly from ``start`` (month 0) to ``end`` (month 35)."""
+    return start * (end / start) ** (np.arange(N_MONTHS) / (N_MONTHS - 1))
+
+
+def _logistic_path(start: float, end: float) -> np.ndarray:
+    lo, hi = special.logit(start), special.logit(end)
+    return special.expit(lo + (hi - lo) * np.arange(N_MONTHS) / (N_MONTHS - 1))
+
+
+def volume_intensity() -> np.ndarray:
+    """(department, month) relative ticket intensity: share x growth x seasonality."""
+    m = np.arange(N_MONTHS)
+    out = np.array([d.volume_share * np.exp(d.volume_growth * m) for d in DEPARTMENTS])
+    return out * VOLUME_SEASON[CALENDAR_MONTH - 1][None, :]
+
+
+def cohort_probabilities() -> np.ndarray:
+    w = np.exp(COHORT_GROWTH * np.arange(N_MONTHS)) * SIGNUP_SEASON[CALENDAR_MONTH - 1]
+    return w / w.sum()
+
+
+def sbg_survival(alpha: float, beta: float, t: np.ndarray) -> np.ndarray:
+    """sBG survival S(t) = B(alpha, beta + t) / B(alpha, beta) (Fader & Hardie 2007, eq. 4)."""
+    t = np.asarray(t, dtype=float)
+    return np.exp(special.betaln(alpha, beta + t) - special.betaln(alpha, beta))
+
+
+def lmg_importance(cov: np.ndarray) -> np.ndarray:
+    """Exact LMG/Shapley decomposition of R^2 of the last variable of ``cov`` on the others.
+
+    R^2(S) = c_S' C_SS^{-1} c_S / var(y) for every subset S; the LMG share of predictor j is the average
+    over orderings of the R^2 increase when j enters (Lindeman, Merenda & Gold 1980; Grömping 2006,
+    J. Stat. Software 17(1)), i.e. sum over S not containing j of |S|!(p-|S|-1)!/p! [R^2(S+j) - R^2(S)].
+    """
+    p = cov.shape[0] - 1
+    cxx, cxy, vy = cov[:p, :p], cov[:p, p], cov[p, p]
+    r2 = np.zeros(1 << p)
+    for mask in range(1, 1 << p):
+        idx = [j for j in range(p) if mask >> j & 1]
+        c = cxy[idx]
+        r2[mask] = c @ np.linalg.solve(cxx[np.ix_(idx, idx)], c) / vy
+    fact = [1.0]
+    for k in range(1, p + 1):
+        fact.append(fact[-1] * k)
+    out = np.zeros(p)
+    for mask in range(1 << p):
+        size = bin(mask).count("1")
+        for j in range(p):
+            if not mask >> j & 1:
+                out[j] += fact[size] * fact[p - size - 1] / fact[p] * (r2[mask | 1 << j] - r2[mask])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers for vectorised arrow columns
+# ---------------------------------------------------------------------------------------------------
+def _ids(prefix: str, start: int, n: int, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(start, start + n, dtype=np.int64)), pa.string()),
+                          width, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _choice_rows(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each i draw a category from the distribution ``probs[rows[i]]`` (vectorised)."""
+    cum = np.cumsum(probs, axis=1)
+    cum[:, -1] = 1.0
+    u = rng.random(len(rows))
+    return (u[:, None] > cum[rows]).sum(axis=1)
+
+
+def _masked_int(values: np.ndarray, missing: np.ndarray, dtype=pa.int8()) -> pa.Array:
+    return pa.array(values, type=dtype, mask=missing)
+
+
+def _dates(days: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    arr = pa.array((days + EPOCH_DAYS).astype(np.int32), type=pa.int32(), mask=missing)
+    return arr.cast(pa.date32())
+
+
+def _timestamps(days: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    secs = np.floor(days * 86400.0).astype(np.int64) + EPOCH_DAYS * 86400
+    return pa.array(secs, type=pa.int64(), mask=missing).cast(TS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# one chunk of customers and everything they did
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class ChunkStats:
+    n_responses: int
+    n_tickets: int
+    latent_moments: np.ndarray   # (department, 1 + 7 + 7*7): n, sum, sum of outer products of [A, y]
+
+
+def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tuple[int, int],
+                    comments: pa.Array) -> tuple[dict[str, pa.Table], ChunkStats]:
+    rng = np.random.default_rng([seed, k])
+    seg_names = tuple(SEGMENTS)
+    seg_par = {key: np.array([SEGMENTS[s][key] for s in seg_names]) for key in
+               ("share", "alpha", "beta", "ticket_rate", "purchase_rate")}
+
+    # --- customers -------------------------------------------------------------------------------
+    seg = rng.choice(len(seg_names), size=n, p=seg_par["share"] / seg_par["share"].sum())
+    cohort = rng.choice(N_MONTHS, size=n, p=cohort_probabilities())
+    month_len = np.diff(MONTH_START_DAYS)
+    signup = MONTH_START_DAYS[cohort] + np.floor(rng.random(n) * month_len[cohort]).astype(np.int64)
+    theta = rng.beta(seg_par["alpha"][seg], seg_par["beta"][seg])
+    lam = -np.log1p(-theta)
+    tau = rng.exponential(1.0, n) / lam                      # lifetime in months
+    life_days = np.floor(np.minimum(tau, 1e4) * DAYS_PER_MONTH).astype(np.int64)
+    end_day = signup + life_days
+    churned = end_day < END_DAY
+    stop = np.where(churned, end_day + 1, END_DAY).astype(float)  # active window [signup, stop)
+    latent = (BASELINE_LOG_HAZARD - np.log(lam)) / -LOG_HR
+    active_months = (stop - signup) / DAYS_PER_MONTH
+    region = rng.choice(len(REGIONS), size=n, p=REGION_SHARES)
+    rev_med = np.array([SEGMENTS[s]["revenue"][0] for s in seg_names])[seg]
+    rev_sd = np.array([SEGMENTS[s]["revenue"][1] for s in seg_names])[seg]
+    revenue = np.round(rev_med * np.exp(rev_sd * rng.standard_normal(n)), 2)
+    purchases = rng.poisson(seg_par["purchase_rate"][seg] * np.maximum(active_months, 0.2))
+    customer_ids = _ids("C", first + 1, n, 7)
+    region_arr = pa.array(np.array(REGIONS, dtype=object)[region], type=pa.string(),
+                          mask=rng.random(n) < 0.02)
+    customers = pa.table([customer_ids, _dates(signup), _dates(end_day, ~churned),
+                          pa.array(np.array(seg_names, dtype=object)[seg], type=pa.string()), region_arr,
+                          pa.array(revenue, mask=rng.random(n) < 0.01), pa.array(purchases, type=pa.int64())],
+                         schema=SCHEMAS["customers"])
+
+    # --- tickets (thinned Poisson process over the active window) ---------------------------------
+    intensity = volume_intensity()
+    imax = intensity.sum(axis=0).max()
+    n_cand = rng.poisson(seg_par["ticket_rate"][seg] * active_months * imax / intensity[:, 0].sum())
+    owner = np.repeat(np.arange(n), n_cand)
+    t = signup[owner] + rng.random(len(owner)) * (stop[owner] - signup[owner])
+    month = np.clip(np.searchsorted(MONTH_START_DAYS, t, side="right") - 1, 0, N_MONTHS - 1)
+    dept = _choice_rows(rng, (intensity / intensity.sum(axis=0))[:, :].T, month)
+    keep = rng.random(len(owner)) < intensity.sum(axis=0)[month] / imax
+    order = np.lexsort((t[keep], owner[keep]))
+    owner, t, month, dept = (x[keep][order] for x in (owner, t, month, dept))
+    nt = len(owner)
+    rep = org.rep_start[dept] + np.floor(rng.random(nt) * org.rep_count[dept]).astype(np.int64)
+    chan_probs = np.array([d.channels for d in DEPARTMENTS])
+    channel = _choice_rows(rng, chan_probs, dept)
+    frt_med = np.array([_loglinear(*d.frt_hours) for d in DEPARTMENTS])
+    res_med = np.array([_loglinear(*d.resolution_hours) for d in DEPARTMENTS])
+    fcr_p = np.array([_logistic_path(*d.fcr) for d in DEPARTMENTS])
+    frt_h = (frt_med[dept, month] * FRT_SEASON[CALENDAR_MONTH[month] - 1] * org.rep_frt_mult[rep]
+             * np.exp(SIGMA_LOG_FRT * rng.standard_normal(nt)))
+    p_fcr = special.expit(special.logit(fcr_p[dept, month]) + org.rep_fcr_shift[rep])
+    fcr = rng.random(nt) < p_fcr
+    contacts = np.where(fcr, 1, 2 + rng.poisson(0.6, nt))
+    res_h = res_med[dept, month] * contacts ** 0.8 * np.exp(SIGMA_LOG_RESOLUTION * rng.standard_normal(nt))
+    first_resp = t + frt_h / 24.0
+    resolved = first_resp + res_h / 24.0
+    no_first = first_resp >= END_DAY
+    unresolved = resolved >= END_DAY
+    reopened = rng.random(nt) < np.where(contacts > 1, 0.10, 0.03)
+    ticket_id0, response_id0 = offsets
+    tickets = pa.table([
+        _ids("T", ticket_id0 + 1, nt, 8), customer_ids.take(pa.array(owner)),
+        pa.array(np.array(DEPARTMENT_NAMES, dtype=object)[dept], type=pa.string()),
+        pa.array(org.rep_team[rep], type=pa.string()), pa.array(org.rep_ids[rep], type=pa.string()),
+        pa.array(np.array(CHANNELS, dtype=object)[channel], type=pa.string()),
+        _timestamps(t), _timestamps(np.minimum(first_resp, END_DAY), no_first),
+        _timestamps(np.minimum(resolved, END_DAY), unresolved),
+        _masked_int(contacts, unresolved), pa.array(reopened, mask=unresolved)],
+        schema=SCHEMAS["tickets"])
+
+    # --- survey responses: after resolved tickets, and Sales onboarding surveys -------------------
+    resp_rate = np.array([d.response_rate for d in DEPARTMENTS])
+    r_tk = np.flatnonzero(~unresolved & (rng.random(nt) < resp_rate[dept]))
+    r_day_tk = np.floor(resolved[r_tk] + rng.exponential(1.5, len(r_tk)))
+    onboard = np.flatnonzero(rng.random(n) < SALES_ONBOARDING_RATE)
+    r_day_on = np.floor(signup[onboard] + rng.exponential(7.0, len(onboard)))
+    sales = DEPARTMENT_SLUGS.index("sales")
+    r_cust = np.concatenate([owner[r_tk], onboard])
+    r_day = np.concatenate([r_day_tk, r_day_on])
+    r_dept = np.concatenate([dept[r_tk], np.full(len(onboard), sales)])
+    r_rep = np.concatenate([rep[r_tk], np.full(len(onboard), -1)])
+    r_chan = np.concatenate([channel[r_tk], np.where(rng.random(len(onboard)) < 0.5, 1, 3)])
+    ok = (r_day < END_DAY) & (r_day < stop[r_cust])
+    order = np.lexsort((r_day[ok], r_cust[ok]))
+    r_cust, r_day, r_dept, r_rep, r_chan = (x[ok][order] for x in (r_cust, r_day, r_dept, r_rep, r_chan))
+    nr = len(r_cust)
+    r_month = np.clip(np.searchsorted(MONTH_START_DAYS, r_day, side="right") - 1, 0, N_MONTHS - 1)
+
+    offset0 = np.array([[d.attr_offset[a] for a in ATTRIBUTES] for d in DEPARTMENTS])
+    trend = np.array([[d.attr_trend[a] for a in ATTRIBUTES] for d in DEPARTMENTS])
+    weights = np.array([[d.weights[a] for a in ATTRIBUTES] for d in DEPARTMENTS])
+    cov_u = SIGMA_U ** 2 * (RHO_U * np.ones((N_ATTR, N_ATTR)) + (1 - RHO_U) * np.eye(N_ATTR))
+    u = rng.standard_normal((nr, N_ATTR)) @ np.linalg.cholesky(cov_u).T
+    agent_shift = np.where(r_rep[:, None] >= 0, org.rep_attr_shift[np.maximum(r_rep, 0)], 0.0)
+    A = latent[r_cust][:, None] + offset0[r_dept] + trend[r_dept] * r_month[:, None] + agent_shift + u
+    y = (A * weights[r_dept]).sum(axis=1) + SIGMA_E * rng.standard_normal(nr)
+    csat = np.clip(np.rint(y), 1, 5).astype(np.int8)
+    attrs = np.clip(np.rint(A), 1, 5).astype(np.int8)
+    nps = np.clip(np.rint(2.3 * y - 2.0 + 1.1 * rng.standard_normal(nr)), 0, 10).astype(np.int8)
+    ease = ATTRIBUTES.index("attr_ease")
+    ces = np.clip(np.rint(7.6 - 1.25 * A[:, ease] + 0.8 * rng.standard_normal(nr)), 1, 7).astype(np.int8)
+
+    miss_attr = rng.random((nr, N_ATTR)) < MISSING["attr"]
+    miss_attr[:, ATTRIBUTES.index("attr_value")] |= rng.random(nr) < MISSING["attr_value_extra"]
+    miss_attr |= (rng.random(nr) < MISSING["all_attrs"])[:, None]
+    miss_csat = rng.random(nr) < MISSING["csat"]
+    miss_nps = rng.random(nr) < MISSING["nps"]
+    miss_ces = rng.random(nr) < MISSING["ces"]
+
+    # comments: tone from CSAT, topic from the attribute furthest from the customer's own level
+    tone = np.where(miss_csat, 1, np.where(csat <= 2, 0, np.where(csat == 3, 1, 2)))
+    dev = u + agent_shift
+    topic = np.where(tone == 2, dev.argmax(axis=1), dev.argmin(axis=1))
+    n_var = 4
+    idx = ((tone * N_ATTR + topic) * len(DEPARTMENTS) + r_dept) * n_var + rng.integers(0, n_var, nr)
+    html = rng.random(nr) < HTML_COMMENT_RATE
+    n_base = len(comments) - len(HTML_SPECIAL_COMMENTS)
+    idx = np.where(html, n_base + rng.integers(0, len(HTML_SPECIAL_COMMENTS), nr), idx)
+    rate = np.array([COMMENT_RATE["negative"], COMMENT_RATE["neutral"], COMMENT_RATE["positive"]])
+    has_comment = html | (rng.random(nr) < rate[tone])
+    comment = comments.take(pa.array(idx, mask=~has_comment))
+
+    responses = pa.table([
+        _ids("R", response_id0 + 1, nr, 8), customer_ids.take(pa.array(r_cust)), _dates(r_day),
+        pa.array(np.array(DEPARTMENT_NAMES, dtype=object)[r_dept], type=pa.string()),
+        pa.array(np.array(CHANNELS, dtype=object)[r_chan], type=pa.string()),
+        _masked_int(csat, miss_csat), _masked_int(nps, miss_nps), _masked_int(ces, miss_ces),
+        *[_masked_int(attrs[:, j], miss_attr[:, j]) for j in range(N_ATTR)], comment],
+        schema=SCHEMAS["responses"])
+
+    # --- per-customer truth and latent moments for the drivers' ground truth ----------------------
+    n_resp = np.bincount(r_cust[~miss_csat], minlength=n)
+    sum_csat = np.bincount(r_cust[~miss_csat], weights=csat[~miss_csat].astype(float), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_csat = np.where(n_resp > 0, sum_csat / np.maximum(n_resp, 1), np.nan)
+    truth = pa.table([customer_ids, pa.array(np.array(seg_names, dtype=object)[seg], type=pa.string()),
+                      pa.array(theta), pa.array(lam), pa.array(latent), pa.array(n_resp.astype(np.int32)),
+                      pa.array(mean_csat, mask=n_resp == 0)], schema=SCHEMAS["customer_truth"])
+    moments = np.zeros((len(DEPARTMENTS), 1 + 7 + 49))
+    Z = np.column_stack([A, y])
+    for d in range(len(DEPARTMENTS)):
+        zd = Z[r_dept == d]
+        moments[d, 0] = len(zd)
+        moments[d, 1:8] = zd.sum(axis=0)
+        moments[d, 8:] = (zd.T @ zd).ravel()
+    return ({"customers": customers, "tickets": tickets, "responses": responses, "customer_truth": truth},
+            ChunkStats(nr, nt, moments))
+
+
+# ---------------------------------------------------------------------------------------------------
+# ground truth
+# ---------------------------------------------------------------------------------------------------
+def _kpi_trends() -> dict:
+    out = {}
+    intensity = volume_intensity()
+    for i, d in enumerate(DEPARTMENTS):
+        def direction(start, end, higher_is_better, tol=0.03):
+            rel = (end - start) / abs(start) if start else 0.0
+            if abs(rel) < tol:
+                return "flat"
+            return "improving" if (rel > 0) == higher_is_better else "deteriorating"
+        csat_shift = sum(d.weights[a] * d.attr_trend[a] for a in ATTRIBUTES)
+        out[d.name] = {
+            "ticket_volume": {
+                "share_at_start": d.volume_share, "log_growth_per_month": d.volume_growth,
+                "seasonality_by_calendar_month": dict(zip(range(1, 13), VOLUME_SEASON.tolist())),
+                "relative_intensity_by_month": (intensity[i] / intensity[i, 0]).round(4).tolist(),
+            },
+            "first_response_hours": {
+                "distribution": "lognormal", "sigma_log": SIGMA_LOG_FRT,
+                "median_start": d.frt_hours[0], "median_end": d.frt_hours[1],
+                "log_slope_per_month": float(np.log(d.frt_hours[1] / d.frt_hours[0]) / (N_MONTHS - 1)),
+                "seasonality_by_calendar_month": dict(zip(range(1, 13), FRT_SEASON.tolist())),
+                "mean_over_median": float(np.exp(SIGMA_LOG_FRT ** 2 / 2)),
+                "direction": direction(d.frt_hours[0], d.frt_hours[1], higher_is_better=False),
+            },
+            "resolution_hours": {
+                "distribution": "lognormal (hours from first response to resolution, times contacts^0.8)",
+                "sigma_log": SIGMA_LOG_RESOLUTION,
+                "median_start": d.resolution_hours[0], "median_end": d.resolution_hours[1],
+                "direction": direction(*d.resolution_hours, higher_is_better=False),
+            },
+            "fcr": {"model": "logistic in month", "start": d.fcr[0], "end": d.fcr[1],
+                    "direction": direction(*d.fcr, higher_is_better=True, tol=0.01)},
+            "csat": {"latent_shift_per_month": float(csat_shift),
+                     "latent_shift_over_period": float(csat_shift * (N_MONTHS - 1)),
+                     "direction": ("flat" if abs(csat_shift * (N_MONTHS - 1)) < 0.05 else
+                                   "improving" if csat_shift > 0 else "deteriorating")},
+            "nps": {"model": "nps = round(2.3 * latent_csat - 2.0 + N(0, 1.1^2)), clipped 0..10",
+                    "direction": ("flat" if abs(csat_shift * (N_MONTHS - 1)) < 0.05 else
+                                  "improving" if csat_shift > 0 else "deteriorating")},
+            "response_rate": d.response_rate,
+        }
+    return out
+
+
+def _ground_truth(n_customers: int, seed: int, moments: np.ndarray, counts: dict, proxy: dict) -> dict:
+    drivers = {}
+    for i, d in enumerate(DEPARTMENTS):
+        n = moments[i, 0]
+        entry = {"weights": dict(d.weights),
+                 "ranking": sorted(ATTRIBUTES, key=lambda a: -d.weights[a]),
+                 "ranking_source": "weights (department has no responses)"}
+        if n > N_ATTR + 2:
+            mean = moments[i, 1:8] / n
+            cov = moments[i, 8:].reshape(7, 7) / n - np.outer(mean, mean)
+            lmg = lmg_importance(cov)
+            entry.update({
+                "relative_importance": dict(zip(ATTRIBUTES, (lmg / lmg.sum()).round(6).tolist())),
+                "lmg_r2": dict(zip(ATTRIBUTES, lmg.round(6).tolist())),
+                "latent_r2": round(float(lmg.sum()), 6),
+                "ranking": [ATTRIBUTES[j] for j in np.argsort(-lmg, kind="stable")],
+                "ranking_source": "population LMG/Shapley shares of the latent model",
+                "n_responses": int(n),
+            })
+        drivers[d.name] = entry
+    return {
+        "seed": seed, "n_customers": n_customers, "start": START.isoformat(), "end": END.isoformat(),
+        "departments": list(DEPARTMENT_NAMES),
+        "department_slugs": dict(zip(DEPARTMENT_NAMES, DEPARTMENT_SLUGS)),
+        "segments": {s: {"share": p["share"]} for s, p in SEGMENTS.items()},
+        "counts": counts,
+        "drivers": {
+            "outcome": "csat", "attributes": list(ATTRIBUTES),
+            "model": ("latent y = sum_j w_j * A_j + N(0, %.2f^2); A_j = s_customer + dept offset(month) + "
+                      "agent effect + N(0, Sigma_u); observed = round/clip to 1..5; weights sum to 1" % SIGMA_E),
+            "by_department": drivers,
+        },
+        "churn": {
+            "period": "month", "days_per_period": DAYS_PER_MONTH,
+            "tenure_definition": "(end_date - signup_date) in days / 30.4375; end_date empty = censored "
+                                 "at " + END.isoformat(),
+            "sbg": {s: {"alpha": p["alpha"], "beta": p["beta"]} for s, p in SEGMENTS.items()},
+            "hazard_ratio_per_csat_point": float(np.exp(LOG_HR)),
+            "log_hazard_ratio_per_csat_point": LOG_HR,
+            "baseline_log_hazard_per_month": BASELINE_LOG_HAZARD,
+            "covariate": ("latent_csat in customer_truth.parquet: the customer's latent satisfaction on the "
+                          "CSAT scale (centre of their latent overall rating); continuous-time hazard per "
+                          "month = exp(%.2f + %.2f * latent_csat) exactly, no other covariate, no frailty"
+                          % (BASELINE_LOG_HAZARD, LOG_HR)),
+            "customer_truth_file": "customer_truth.parquet",
+            "observable_proxy": proxy,
+        },
+        "kpi_trends": _kpi_trends(),
+        "notable": {
+            "small_department": "Marketing",
+            "worse_team": {"department": "Delivery", "team": WORSE_TEAM[1], **WORSE_TEAM[2]},
+            "worse_agent": {"department": "Technical Support", "person_id": WORSE_AGENT[1], **WORSE_AGENT[2]},
+        },
+    }
+
+
+def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: int = 42) -> Path:
+    """Generate the demo data set into ``out``; return the path of ``ground_truth.json``."""
+    if int(n_customers) != n_customers or n_customers < 1:
+        raise DemoError(f"--customers must be a positive integer, got {n_customers!r}")
+    if int(seed) != seed or seed < 0:
+        raise DemoError(f"--seed must be a non-negative integer, got {seed!r}")
+    n_customers, seed = int(n_customers), int(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    org = build_org(seed)
+    comments = pa.array(comment_catalogue(DEPARTMENT_SLUGS, STANDARD_ATTRIBUTES) + list(HTML_SPECIAL_COMMENTS),
+                        type=pa.string())
+    names = ("customers", "responses", "tickets", "customer_truth")
+    tmp = {t: out / f".{t}.parquet.tmp" for t in names}
+    writers = {t: pq.ParquetWriter(tmp[t], SCHEMAS[t]) for t in names}
+    moments = np.zeros((len(DEPARTMENTS), 57))
+    n_resp = n_tick = 0
+    # regression-dilution bookkeeping for the observable proxy (customers with >= 1 answered CSAT)
+    proxy_sums = np.zeros(6)  # n, sum s, sum s^2, sum m, sum m^2, sum s*m
+    try:
+        for k, first in enumerate(range(0, n_customers, CHUNK_SIZE)):
+            n = min(CHUNK_SIZE, n_customers - first)
+            tables, stats = _generate_chunk(seed, k, first, n, org, (n_tick, n_resp), comments)
+            for t in names:
+                writers[t].write_table(tables[t])
+            moments += stats.latent_moments
+            n_resp += stats.n_responses
+            n_tick += stats.n_tickets
+            tr = tables["customer_truth"]
+            m = tr["mean_csat"].to_numpy(zero_copy_only=False)
+            s = tr["latent_csat"].to_numpy()
+            ok = ~np.isnan(m)
+            s, m = s[ok], m[ok]
+            proxy_sums += [len(s), s.sum(), (s * s).sum(), m.sum(), (m * m).sum(), (s * m).sum()]
+    finally:
+        for w in writers.values():
+            w.close()
+    for t in names:
+        os.replace(tmp[t], out / f"{t}.parquet")
+    pq.write_table(org.table, out / "org.parquet")
+
+    n_, s1, s2, m1, m2, sm = proxy_sums
+    var_s, var_m = s2 / n_ - (s1 / n_) ** 2, m2 / n_ - (m1 / n_) ** 2
+    cov_sm = sm / n_ - s1 * m1 / n_ ** 2
+    proxy = {
+        "column": "per-customer mean of observed responses.csat (customers with at least one answer)",
+        "n_customers_with_answers": int(n_),
+        "correlation_with_latent": round(float(cov_sm / np.sqrt(var_s * var_m)), 4),
+        "calibration_slope_latent_on_mean": round(float(cov_sm / var_m), 4),
+        "note": ("integer ratings measure latent_csat with error, so a Cox fit on the observed mean is "
+                 "attenuated toward HR=1 (regression dilution); regression calibration multiplies its "
+                 "log-HR by roughly calibration_slope_latent_on_mean"),
+    }
+    counts = {"customers": n_customers, "responses": n_resp, "tickets": n_tick, "org": org.table.num_rows}
+    truth = _ground_truth(n_customers, seed, moments, counts, proxy)
+    path = out / "ground_truth.json"
+    tmp_json = out / ".ground_truth.json.tmp"
+    tmp_json.write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp_json, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="data/demo", help="output folder (created if missing)")
+    parser.add_argument("--customers", type=int, default=20_000, help="number of customers (default 20000)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    args = parser.parse_args(argv)
+    try:
+        path = generate_demo(args.out, args.customers, args.seed)
+    except DemoError as exc:
+        parser.error(str(exc))
+    counts = json.loads(path.read_text())["counts"]
+    print(f"wrote {counts['customers']} customers, {counts['responses']} responses, {counts['tickets']} "
+          f"tickets, {counts['org']} people to {path.parent}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
