@@ -565,6 +565,7 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
                        warnings=warnings, outcome=outcome, columns=list(design.columns))
     if draws is not None:
         table.attrs["boot_draws"] = draws
+        table.attrs["boot_r2"] = r2_draws
     return table
 
 

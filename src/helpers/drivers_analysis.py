@@ -1,0 +1,454 @@
+"""Driver reports: result objects built on the engine in :mod:`helpers.drivers`.
+
+* :func:`analyze_drivers` -> :class:`DriverAnalysis`: ranked drivers with bootstrap intervals, mean rating
+  (performance), VIF, importance-performance quadrant, and the ordinal-model check.
+* :func:`ordinal_check` -> :class:`OrdinalCheck`: proportional-odds logistic regression of the overall
+  rating on the drivers (statsmodels ``OrderedModel``, McCullagh 1980); odds ratio per one-point higher
+  driver rating, and where its ranking (by the standardized log-odds ``|b_j| * sd_j``) disagrees with the
+  Shapley ranking.
+* :func:`importance_performance` -> :class:`ImportancePerformance`: importance-performance analysis
+  (Martilla & James 1977): each driver's share of explained variance against its mean rating, split at
+  the average share (1/p) and the average of the drivers' mean ratings into "fix first" (high importance,
+  low performance), "keep up" (high, high), "low priority" (low, low) and "possible overkill" (low, high).
+* :func:`analyze_by_segment` -> :class:`SegmentDrivers`: the analysis per department/channel/segment,
+  with :meth:`SegmentDrivers.compare` giving a bootstrap interval for the difference of a driver's
+  importance between two segments (independent resamples within each segment, percentile interval of
+  the difference of the draws).
+
+Analysis only: DataFrames and plain arguments in, results out; no files, no params.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers import charts
+from helpers.drivers import DriverInputError, relative_importance, vif
+
+QUADRANTS = ("fix first", "keep up", "low priority", "possible overkill")
+QUADRANT_COLOURS = {"fix first": "#cf222e", "keep up": "#1a7f37", "low priority": "#6e7781",
+                    "possible overkill": "#d4a72c"}
+
+
+def _label(name: str) -> str:
+    """attr_resolution -> Resolution; csat -> CSAT."""
+    if name.lower() in ("csat", "nps", "ces"):
+        return name.upper()
+    return name.removeprefix("attr_").replace("_", " ").capitalize()
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ordinal check
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class OrdinalCheck:
+    """Proportional-odds model of the ordinal outcome. ``table`` indexed by driver: ``odds_ratio``
+    (per one point higher rating), ``or_low``, ``or_high``, ``p_value``, ``std_log_odds`` (b_j * sd_j),
+    ``ordinal_rank``, ``shapley_rank`` (when given) and ``agree`` (same rank)."""
+    table: pd.DataFrame
+    outcome: str
+    n: int
+    spearman: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def disagreements(self) -> list[str]:
+        if "agree" not in self.table:
+            return []
+        return self.table.index[~self.table["agree"]].tolist()
+
+    def summary(self) -> str:
+        t = self.table.sort_values("ordinal_rank")
+        top = t.index[0]
+        text = (f"An ordinal (proportional-odds) model of {_label(self.outcome)} on the same {len(t)} attributes "
+                f"({self.n:,} responses) ranks {_label(top)} first: each extra point on it multiplies the odds "
+                f"of a higher {_label(self.outcome)} rating by {t.loc[top, 'odds_ratio']:.2f} "
+                f"(95% CI {t.loc[top, 'or_low']:.2f}-{t.loc[top, 'or_high']:.2f}).")
+        if "shapley_rank" in t:
+            dis = self.disagreements
+            if not dis:
+                text += " Its ranking agrees with the variance decomposition for every attribute."
+            else:
+                text += (" The two rankings differ for " + ", ".join(
+                    f"{_label(d)} (ordinal #{t.loc[d, 'ordinal_rank']}, Shapley #{t.loc[d, 'shapley_rank']})"
+                    for d in dis) + f"; rank correlation {self.spearman:.2f}.")
+                if t["shapley_rank"].idxmin() == top:
+                    text += " Both agree on the top driver."
+        return text
+
+    def plot(self, ax=None):
+        ax = charts.new_axis(ax)
+        t = self.table.sort_values("odds_ratio")
+        y = np.arange(len(t))
+        ax.errorbar(t["odds_ratio"], y, xerr=[t["odds_ratio"] - t["or_low"], t["or_high"] - t["odds_ratio"]],
+                    fmt="o", color=charts.ACCENT, capsize=3)
+        ax.axvline(1.0, color="#6e7781", lw=1, ls="--")
+        ax.set_yticks(y, [_label(i) for i in t.index])
+        ax.set_xlabel("odds ratio per one-point higher rating (95% CI)")
+        ax.set_title(f"Ordinal model check: {_label(self.outcome)}")
+        return ax
+
+
+def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Series | None = None,
+                  ci: float = 0.95) -> OrdinalCheck:
+    """Fit ``OrderedModel(outcome ~ drivers, distr="logit")`` on complete rows (numeric drivers only).
+
+    Case weights are not supported by statsmodels' OrderedModel; the fit is unweighted and says so when
+    used next to a weighted variance decomposition."""
+    from scipy.stats import norm, spearmanr
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    drivers = [d for d in drivers if pd.api.types.is_numeric_dtype(data[d])]
+    notes = []
+    df = data[[outcome, *drivers]].apply(pd.to_numeric, errors="coerce").dropna()
+    df = df.loc[:, [outcome] + [d for d in drivers if df[d].std() > 0]]
+    drivers = list(df.columns[1:])
+    levels = np.sort(df[outcome].unique())
+    if len(levels) < 3:
+        raise DriverInputError(f"outcome {outcome!r} has {len(levels)} distinct values in the complete rows; "
+                               "an ordinal model needs at least 3")
+    if len(df) < len(drivers) + len(levels) + 5:
+        raise DriverInputError(f"{len(df)} complete rows are too few for an ordinal model with "
+                               f"{len(drivers)} drivers and {len(levels)} outcome levels")
+    y = pd.Series(pd.Categorical(df[outcome], categories=levels, ordered=True), index=df.index)
+    res = OrderedModel(y, df[drivers], distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    if not res.mle_retvals.get("converged", True):
+        notes.append("the ordinal model did not fully converge")
+    b = res.params[drivers]
+    se = res.bse[drivers]
+    z = norm.ppf(0.5 + ci / 2)
+    t = pd.DataFrame({"odds_ratio": np.exp(b), "or_low": np.exp(b - z * se), "or_high": np.exp(b + z * se),
+                      "p_value": res.pvalues[drivers], "std_log_odds": b * df[drivers].std()})
+    t.index.name = "driver"
+    t["ordinal_rank"] = t["std_log_odds"].abs().rank(ascending=False, method="min").astype(int)
+    rho = None
+    if shapley_rank is not None:
+        sr = shapley_rank.reindex(t.index)
+        # re-rank among the drivers in this model
+        t["shapley_rank"] = sr.rank(method="min").astype(int)
+        t["agree"] = t["shapley_rank"] == t["ordinal_rank"]
+        rho = float(spearmanr(t["shapley_rank"], t["ordinal_rank"]).statistic) if len(t) > 2 else None
+    return OrdinalCheck(table=t, outcome=outcome, n=len(df), spearman=rho, notes=notes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Importance-performance analysis
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class ImportancePerformance:
+    """``table`` indexed by driver: ``share`` (of explained variance), ``performance`` (mean rating),
+    ``quadrant``, ``opportunity`` (share x gap to the best rating). ``fix_first`` lists the "fix first"
+    drivers, most important first."""
+    table: pd.DataFrame
+    importance_cut: float
+    performance_cut: float
+    scale_max: float | None = None
+
+    @property
+    def fix_first(self) -> list[str]:
+        t = self.table[self.table["quadrant"] == "fix first"]
+        return t.sort_values("share", ascending=False).index.tolist()
+
+    def summary(self) -> str:
+        ff = self.fix_first
+        if not ff:
+            keep = self.table[self.table["quadrant"] == "keep up"].sort_values("share", ascending=False)
+            return ("No attribute is both more important than average and rated below average: "
+                    + (f"keep up {', '.join(_label(d) for d in keep.index)}." if len(keep) else "nothing to fix first."))
+        t = self.table
+        parts = [f"{_label(d)} ({_pct(t.loc[d, 'share'])} of explained variance, rated "
+                 f"{t.loc[d, 'performance']:.2f})" for d in ff]
+        return ("Fix first - important but rated below the attributes' average of "
+                f"{self.performance_cut:.2f}: " + "; ".join(parts) + ".")
+
+    def plot(self, ax=None):
+        ax = charts.new_axis(ax)
+        t = self.table
+        for q in QUADRANTS:
+            s = t[t["quadrant"] == q]
+            if len(s):
+                ax.scatter(s["performance"], 100 * s["share"], s=80, color=QUADRANT_COLOURS[q], label=q,
+                           zorder=3)
+        for d, row in t.iterrows():
+            ax.annotate(_label(d), (row["performance"], 100 * row["share"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=9)
+        ax.axvline(self.performance_cut, color="#6e7781", lw=1, ls="--")
+        ax.axhline(100 * self.importance_cut, color="#6e7781", lw=1, ls="--")
+        ax.set_xlabel("performance: mean rating")
+        ax.set_ylabel("importance: % of explained variance")
+        ax.set_title("Importance-performance map")
+        ax.legend(loc="best", fontsize=8, frameon=False)
+        return ax
+
+
+def importance_performance(importance: pd.DataFrame, data: pd.DataFrame, weights=None,
+                           scale_max: float | None = None) -> ImportancePerformance:
+    """Quadrants from an importance table (index = drivers, column ``share``) and the drivers' (weighted)
+    mean ratings in ``data``. Categorical drivers (no mean rating) are left out."""
+    drivers = [d for d in importance.index if d in data.columns and pd.api.types.is_numeric_dtype(data[d])]
+    if not drivers:
+        raise DriverInputError("no numeric driver to place on the importance-performance map")
+    w = np.ones(len(data)) if weights is None else (
+        data[weights].to_numpy(dtype=float) if isinstance(weights, str) else np.asarray(weights, dtype=float))
+    perf = {}
+    for d in drivers:
+        x = data[d].to_numpy(dtype=float, na_value=np.nan)
+        ok = ~np.isnan(x) & (w > 0)
+        perf[d] = float(np.average(x[ok], weights=w[ok])) if ok.any() else np.nan
+    t = pd.DataFrame({"share": importance.loc[drivers, "share"], "performance": pd.Series(perf)})
+    t.index.name = "driver"
+    icut = 1.0 / len(importance)
+    pcut = float(t["performance"].mean())
+    high_i = t["share"] >= icut
+    high_p = t["performance"] >= pcut
+    t["quadrant"] = np.select([high_i & ~high_p, high_i & high_p, ~high_i & ~high_p],
+                              ["fix first", "keep up", "low priority"], "possible overkill")
+    top = scale_max if scale_max is not None else float(np.nanmax([data[d].max() for d in drivers]))
+    t["opportunity"] = t["share"] * (top - t["performance"])
+    return ImportancePerformance(table=t, importance_cut=icut, performance_cut=pcut, scale_max=top)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The main result
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class DriverAnalysis:
+    """Drivers of ``outcome`` for one group of responses (``label``).
+
+    ``table`` indexed by driver, most important first: ``importance`` (R^2 units), ``share``, ``ci_low``/
+    ``ci_high`` (R^2 units) and ``share_low``/``share_high`` when bootstrapped, ``rank``, ``sign``,
+    ``signed_importance``, ``performance`` (mean rating), ``quadrant``, ``vif``."""
+    table: pd.DataFrame
+    outcome: str
+    label: str
+    r2: float
+    n: int
+    method: str
+    ci: float
+    warnings: list[str]
+    dropped: dict[str, str]
+    ipa: ImportancePerformance | None = None
+    ordinal: OrdinalCheck | None = None
+    draws: np.ndarray | None = None
+    r2_ci: tuple[float, float] | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def fix_first(self) -> list[str]:
+        return self.ipa.fix_first if self.ipa is not None else []
+
+    def summary(self) -> str:
+        t = self.table
+        top = t.index[0]
+        ci = int(round(100 * self.ci))
+        r2 = f"{_pct(self.r2)}" + (f" (95% CI {_pct(self.r2_ci[0])}-{_pct(self.r2_ci[1])})"
+                                   if self.r2_ci else "")
+        head = (f"For {self.label} ({self.n:,} responses), the {len(t)} attributes together explain {r2} of the "
+                f"variation in {_label(self.outcome)}. {_label(top)} is the strongest driver: "
+                f"{_pct(t.loc[top, 'share'])} of explained variance")
+        if "share_low" in t:
+            head += f" ({ci}% CI {_pct(t.loc[top, 'share_low'])}-{_pct(t.loc[top, 'share_high'])})"
+        head += "."
+        if len(t) > 1:
+            nxt = t.index[1:3]
+            head += " Next come " + " and ".join(f"{_label(d)} ({_pct(t.loc[d, 'share'])})" for d in nxt) + "."
+            if "share_low" in t and t.loc[top, "share_low"] <= t.loc[t.index[1], "share_high"]:
+                head += (f" The intervals of {_label(top)} and {_label(t.index[1])} overlap, so their order is "
+                         "not certain.")
+        ff = self.fix_first
+        if ff:
+            head += (" Fix first: " + ", ".join(_label(d) for d in ff)
+                     + " - more important than average but rated below the other attributes.")
+        neg = [d for d in t.index if t.loc[d, "sign"] < 0]
+        if neg:
+            head += (" Note: higher ratings of " + ", ".join(_label(d) for d in neg)
+                     + " go with lower overall scores once the other attributes are held fixed "
+                       "(usually overlap between attributes, not a real harm).")
+        if self.warnings:
+            head += " Caution: " + "; ".join(self.warnings) + "."
+        return head
+
+    def plot(self, ax=None):
+        """Horizontal bars: share of explained variance with the bootstrap interval; bar colour = direction."""
+        ax = charts.new_axis(ax)
+        t = self.table.iloc[::-1]
+        y = np.arange(len(t))
+        colours = [charts.TARGET if s < 0 else charts.ACCENT for s in t["sign"]]
+        ax.barh(y, 100 * t["share"], color=colours, alpha=0.85)
+        if "share_low" in t:
+            ax.errorbar(100 * t["share"], y, xerr=[100 * (t["share"] - t["share_low"]),
+                                                    100 * (t["share_high"] - t["share"])],
+                        fmt="none", ecolor="#24292f", capsize=3, lw=1)
+        ax.set_yticks(y, [_label(i) for i in t.index])
+        ax.set_xlabel(f"% of explained variance in {_label(self.outcome)}"
+                      + (f" ({int(round(100 * self.ci))}% CI)" if "share_low" in t else ""))
+        ax.set_title(f"Drivers of {_label(self.outcome)}: {self.label} (R² = {self.r2:.2f}, n = {self.n:,})")
+        return ax
+
+
+def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
+                    n_boot: int = 500, ci: float = 0.95, seed=None, missing: str = "listwise",
+                    label: str = "all responses", ordinal: bool = True, scale_max: float | None = None,
+                    min_n: int | None = None) -> DriverAnalysis:
+    """Full driver analysis of one group: :func:`helpers.drivers.relative_importance` plus performance,
+    quadrants, VIF and (``ordinal=True``) the proportional-odds check.
+
+    ``min_n`` (default ``max(30, 10 * number of drivers)``): below it a warning is added."""
+    drivers = list(drivers)
+    t = relative_importance(data, outcome, drivers, method=method, weights=weights, n_boot=n_boot, ci=ci,
+                            seed=seed, missing=missing)
+    attrs = dict(t.attrs)
+    table = t.sort_values("importance", ascending=False).copy()
+    draws = attrs.pop("boot_draws", None)
+    boot_r2 = attrs.pop("boot_r2", None)
+    if draws is not None:
+        order = [list(t.index).index(d) for d in table.index]
+        draws = draws[:, order]
+        shares = draws / boot_r2[:, None]
+        a = (1 - ci) / 2
+        table["share_low"] = np.quantile(shares, a, axis=0)
+        table["share_high"] = np.quantile(shares, 1 - a, axis=0)
+    warnings = list(attrs.get("warnings", []))
+    min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
+    if attrs["n"] < min_n and not any("fewer than 10 per driver" in w for w in warnings):
+        warnings.append(f"only {attrs['n']} responses (fewer than {min_n}): read the intervals")
+    numeric = [d for d in table.index if pd.api.types.is_numeric_dtype(data[d])]
+    if len(numeric) >= 2:
+        try:
+            table["vif"] = vif(data, numeric, weights=weights).reindex(table.index)
+        except DriverInputError:
+            table["vif"] = np.nan
+        high = table.index[table["vif"] > 5].tolist()
+        if high:
+            warnings.append("strong overlap between attributes (VIF > 5: " + ", ".join(_label(h) for h in high)
+                            + "): importance is shared between them")
+    ipa = None
+    if numeric:
+        ipa = importance_performance(table, data, weights=weights, scale_max=scale_max)
+        table["performance"] = ipa.table["performance"].reindex(table.index)
+        table["quadrant"] = ipa.table["quadrant"].reindex(table.index)
+    oc = None
+    if ordinal and len(numeric) >= 1:
+        try:
+            oc = ordinal_check(data, outcome, numeric, shapley_rank=table["rank"], ci=ci)
+            if weights is not None:
+                oc.notes.append("the ordinal model is unweighted (statsmodels OrderedModel takes no case weights)")
+        except (DriverInputError, np.linalg.LinAlgError, ValueError) as e:
+            warnings.append(f"ordinal check not available: {e}")
+    return DriverAnalysis(table=table, outcome=outcome, label=label, r2=attrs["r2"], n=attrs["n"],
+                          method=attrs["method_used"], ci=ci, warnings=warnings, dropped=attrs["dropped"],
+                          ipa=ipa, ordinal=oc, draws=draws, r2_ci=attrs.get("r2_ci"), attrs=attrs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# By segment
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class SegmentDrivers:
+    """Driver analyses per level of ``segment``. ``table`` (long): segment, driver, importance, share,
+    ci_low, ci_high, rank, n. ``sizes``: responses per segment and whether it was analysed."""
+    segment: str
+    outcome: str
+    results: dict[str, DriverAnalysis]
+    sizes: pd.DataFrame
+    warnings: list[str]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for seg, res in self.results.items():
+            t = res.table.reset_index()
+            t.insert(0, self.segment, seg)
+            t["n"] = res.n
+            t["r2"] = res.r2
+            rows.append(t)
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+    def shares(self) -> pd.DataFrame:
+        """segments x drivers matrix of shares of explained variance."""
+        t = self.table
+        return t.pivot(index=self.segment, columns="driver", values="share")
+
+    def compare(self, a: str, b: str, ci: float = 0.95) -> pd.DataFrame:
+        """Difference of importance (R^2 units) ``a - b`` per driver, with a percentile interval from the
+        two segments' independent bootstrap draws, and whether the interval excludes 0."""
+        for s in (a, b):
+            if s not in self.results:
+                raise DriverInputError(f"segment {s!r} was not analysed; available: {sorted(self.results)}")
+        ra, rb = self.results[a], self.results[b]
+        if ra.draws is None or rb.draws is None:
+            raise DriverInputError("segment comparison needs bootstrap draws: run with n_boot > 0")
+        common = [d for d in ra.table.index if d in rb.table.index]
+        da = ra.draws[:, [list(ra.table.index).index(d) for d in common]]
+        db = rb.draws[:, [list(rb.table.index).index(d) for d in common]]
+        m = min(len(da), len(db))
+        diff = da[:m] - db[:m]
+        q = (1 - ci) / 2
+        out = pd.DataFrame({"importance_" + str(a): ra.table.loc[common, "importance"].to_numpy(),
+                            "importance_" + str(b): rb.table.loc[common, "importance"].to_numpy()},
+                           index=pd.Index(common, name="driver"))
+        out["difference"] = out.iloc[:, 0] - out.iloc[:, 1]
+        out["ci_low"] = np.quantile(diff, q, axis=0)
+        out["ci_high"] = np.quantile(diff, 1 - q, axis=0)
+        out["differs"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+        return out
+
+    def summary(self) -> str:
+        if not self.results:
+            return f"No {self.segment} had enough responses for a driver analysis."
+        tops = {s: r.table.index[0] for s, r in self.results.items()}
+        common = pd.Series(tops).value_counts()
+        text = (f"Top driver of {_label(self.outcome)} by {self.segment}: "
+                + "; ".join(f"{s}: {_label(d)} ({_pct(self.results[s].table.loc[d, 'share'])})"
+                            for s, d in tops.items()) + ".")
+        if len(common) == 1 and len(tops) > 1:
+            text += f" {_label(common.index[0])} leads everywhere."
+        skipped = self.sizes.index[~self.sizes["analysed"]].tolist()
+        if skipped:
+            text += " Too few responses to analyse: " + ", ".join(map(str, skipped)) + "."
+        return text
+
+    def plot(self, ax=None):
+        """Heatmap of shares of explained variance, segments x drivers."""
+        import seaborn as sns
+        ax = charts.new_axis(ax)
+        s = self.shares() * 100
+        s.columns = [_label(c) for c in s.columns]
+        sns.heatmap(s, annot=True, fmt=".0f", cmap="Blues", cbar_kws={"label": "% of explained variance"}, ax=ax)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_title(f"Drivers of {_label(self.outcome)} by {self.segment}")
+        return ax
+
+
+def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, method: str = "shapley",
+                       weights=None, n_boot: int = 300, ci: float = 0.95, seed=None, missing: str = "listwise",
+                       min_n: int | None = None, ordinal: bool = False) -> SegmentDrivers:
+    """:func:`analyze_drivers` for each level of ``segment`` with at least ``min_n`` usable responses
+    (default ``max(30, 10 * number of drivers)``); smaller segments are listed in ``sizes`` and warned about."""
+    if segment not in data.columns:
+        raise DriverInputError(f"segment column {segment!r} is not in the data")
+    drivers = list(drivers)
+    min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
+    usable = data[[outcome, *drivers]].notna().all(axis=1) if missing == "listwise" else data[outcome].notna()
+    counts = usable.groupby(data[segment], observed=True).sum()
+    sizes = pd.DataFrame({"n": counts.astype(int), "analysed": counts >= min_n})
+    sizes.index.name = segment
+    results, warnings = {}, []
+    ss = np.random.SeedSequence(seed)
+    for (lev, ok), child in zip(sizes["analysed"].items(), ss.spawn(len(sizes))):
+        if not ok:
+            warnings.append(f"{segment} {lev!r}: only {sizes.loc[lev, 'n']} usable responses (< {min_n}); skipped")
+            continue
+        part = data[data[segment] == lev]
+        w = weights if (weights is None or isinstance(weights, str)) else np.asarray(weights)[(data[segment] == lev).to_numpy()]
+        results[str(lev)] = analyze_drivers(part, outcome, drivers, method=method, weights=w, n_boot=n_boot, ci=ci,
+                                            seed=child, missing=missing, label=f"{segment} {lev}",
+                                            ordinal=ordinal, min_n=min_n)
+    return SegmentDrivers(segment=segment, outcome=outcome, results=results, sizes=sizes, warnings=warnings)
