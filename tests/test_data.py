@@ -410,3 +410,22 @@ def test_missing_table_in_duckdb(tmp_path):
 def test_missing_source(tmp_path):
     with pytest.raises(DataContractError, match="not found"):
         load_dataset(tmp_path / "nowhere")
+
+
+# --- the demo data --------------------------------------------------------------------------------------
+
+def test_demo_data_loads_and_validates_cleanly(small_demo, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)  # the demo has no soft problems either
+        ds = load_dataset(small_demo)
+    assert ds.warnings == []
+    assert ds.departments == sorted(["Customer Service", "Sales", "Marketing", "Delivery", "Billing",
+                                     "Technical Support"])
+    assert len(ds.customers) == 2000 and ds.customers["customer_id"].is_unique
+    assert set(ds.customers["segment"]) == {"consumer", "small_business", "enterprise"}
+    assert set(ds.org["role"]) == {"director", "manager", "representative"}
+    assert len(ds.attributes) >= 6 and set(ds.attributes) >= {f"attr_{a}" for a in ATTRS}
+    first, last = ds.date_range()
+    assert first >= pd.Timestamp("2023-11-01") and last <= pd.Timestamp("2026-10-31")
+    again = load_dataset(ds.snapshot(tmp_path / "demo.duckdb"), validate=False)
+    pd.testing.assert_frame_equal(again.responses, ds.responses)
