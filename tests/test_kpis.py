@@ -223,15 +223,24 @@ def test_retention_counts_hand_computed():
     # March 2024: S = active on 1 March, signed up before: C0, C1 (ends 10 Mar), C4 (ends 1 Mar), C6 -> 4
     # N = signed up 1-31 March: C2, C3, C5 -> 3
     # E = active after 31 March: C0, C3, C6 (C2 ended 31 Mar, C5 ended 25 Mar) -> 3
-    S, N, E = K.retention_counts(_customers(), "2024-03-01", "2024-03-31")
-    assert (S, N, E) == (4, 3, 3)
+    # R = of S still active after 31 March: C0, C6 -> 2
+    S, N, E, R = K.retention_counts(_customers(), "2024-03-01", "2024-03-31")
+    assert (S, N, E, R) == (4, 3, 3, 2)
     r = K.retention_rate(_customers(), "2024-03-01", "2024-03-31")
-    assert r.value == pytest.approx(0.0)  # (E - N) / S = 0 / 4
+    # published (E - N) / S = 0 / 4 would say 0% because new customers C2, C5 left within March;
+    # the retained share of the starting customers is 2 / 4
+    assert r.value == pytest.approx(50.0) and r.n == 4
+    ref = proportion_confint(2, 4, method="wilson")
+    assert (r.ci_low, r.ci_high) == pytest.approx((100 * ref[0], 100 * ref[1]))
     c = K.churn_rate(_customers(), "2024-03-01", "2024-03-31")
-    assert c.value == pytest.approx(100.0)
+    assert c.value == pytest.approx(50.0)
     assert (c.ci_low, c.ci_high) == pytest.approx((100 - r.ci_high, 100 - r.ci_low))
-    # February: S = C0, C6 -> 2; N = C1, C4 -> 2; E = C0, C1, C4, C6 -> 4; retention (4 - 2) / 2 = 100%
-    assert K.retention_counts(_customers(), "2024-02-01", "2024-02-29") == (2, 2, 4)
+    # February: S = C0, C6 -> 2; N = C1, C4 -> 2; E = C0, C1, C4, C6 -> 4; R = 2. No new customer left in
+    # February, so the published (E - N) / S = (4 - 2) / 2 = 100% equals R / S
+    feb = K.retention_counts(_customers(), "2024-02-01", "2024-02-29")
+    assert feb == (2, 2, 4, 2)
+    assert K.retention_rate(_customers(), "2024-02-01", "2024-02-29").value == pytest.approx(
+        100 * (feb.E - feb.N) / feb.S)
 
 
 def test_clv_gupta_lehmann_margin_multiples():
@@ -476,22 +485,26 @@ def test_compute_kpi_filters_and_dates():
         K.compute_kpi("csat", responses, filters={"team": "A"})
 
 
-def test_compute_kpi_retention_pools_months():
+def test_compute_kpi_retention_window_is_one_period():
     cust = _customers()
-    # Feb (2, 2, 4) and Mar (4, 3, 3): pooled (E - N) / S = (2 + 0) / (2 + 4)
+    # 1 Feb - 31 Mar as one period: S = C0, C6 (2); both still active after 31 March -> 100%
     e = K.compute_kpi("retention_rate", cust, start="2024-02-01", end="2024-03-31")
-    assert e.value == pytest.approx(100 * 2 / 6) and e.n == 6
+    assert e.value == pytest.approx(100.0) and e.n == 2
     ch = K.compute_kpi("churn_rate", {"customers": cust}, start="2024-02-01", end="2024-03-31")
-    assert ch.value == pytest.approx(100 - e.value)
+    assert ch.value == pytest.approx(0.0)
     cmp = K.compare_kpi("retention_rate", cust, cust, period_a=("2024-02-01", "2024-02-29"),
                         period_b=("2024-03-01", "2024-03-31"))
-    assert cmp.difference == pytest.approx(-100.0)
+    assert cmp.difference == pytest.approx(-50.0)  # 100% in February, 50% in March
+    assert not cmp.significant()  # 2 and 4 customers: no evidence
+    with pytest.raises(KitError, match=r"retention_rate.*needs the period"):
+        K.compute_kpi("retention_rate", cust)
 
 
 def test_compute_kpi_clv_from_customers():
     cust = _customers()
     e = K.compute_kpi("clv", cust, start="2024-02-01", end="2024-03-31", discount_rate=0.01)
     # active on 31 March: C0 (10), C2 (30, last day 31 Mar), C3 (40), C6 (70) -> mean margin 37.5
-    r = 2 / 6
+    # pooled monthly retention: February R/S = 2/2, March 2/4 -> r = 4/6
+    r = 4 / 6
     assert e.value == pytest.approx(37.5 * 1.01 / (1.01 - r))
     assert e.ci_low < e.value < e.ci_high

@@ -24,12 +24,16 @@ Methods (``confidence`` defaults to 0.95, ``z`` is the standard-normal quantile 
   pair of order statistics reaches the level; the interval is then ``[min, max]`` and ``method`` says so.
 * **Counts** (response count, ticket volume): exact Poisson (Garwood 1936) interval from chi-square
   quantiles.
-* **Retention** for a period (Kumar & Reinartz's customer retention rate): ``(E - N) / S`` with S customers
-  active at the period start, N customers acquired during the period, E customers active at the period
-  end (see :func:`retention_counts` for the exact day rules); Wilson interval treating ``E - N`` as
-  successes out of S. ``churn = 1 - retention`` (interval mirrored). Note ``E - N`` counts customers of S
-  still active minus new customers who churned within the period, so it is slightly below the survivor
-  share when new customers churn quickly (the published formula, kept as specified).
+* **Retention** for a period: the customer retention rate ``CRR = (E - N) / S`` (S customers active at the
+  period start, N acquired during the period, E active at the period end; see :func:`retention_counts`
+  for the exact day rules) is meant to be the share of the S starting customers still active at the end.
+  The published formula equals that share only when no customer acquired during the period also left
+  during it; otherwise ``E - N`` undercounts (and over a long window can even go negative, e.g. 2 starting
+  customers, 5 new of whom 3 leave: ``(3 - 5) / 2 = -100%``). We therefore compute the quantity CRR
+  intends, ``R / S`` with ``R = |S and E|`` the starting customers still active at the end, which is
+  ``(E - N) / S`` whenever new customers do not churn within the period (tested), and a proper binomial
+  proportion, so the Wilson interval applies. ``retention_counts`` returns S, N, E and R so the published
+  figure can be shown too. ``churn = 1 - retention`` (interval mirrored).
 * **CLV** with constant per-period retention ``r``, margin ``m`` and discount rate ``d`` per period, margin
   received at the start of each period: simple ``m / (1 - r)`` (margin times expected lifetime in periods)
   and discounted ``m * sum_{t>=0} r^t / (1 + d)^t = m (1 + d) / (1 + d - r)``; this equals
@@ -62,7 +66,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -74,7 +78,8 @@ __all__ = [
     "KPIError", "Estimate", "Comparison", "KPI", "KPIS",
     "wilson_interval", "nps_interval", "t_interval", "median_order_interval", "poisson_interval",
     "nps", "csat", "ces", "fcr", "reopen_rate", "proportion", "mean_estimate", "median_estimate",
-    "ticket_hours", "first_response_time", "resolution_time", "retention_counts", "retention_rate",
+    "ticket_hours", "first_response_time", "resolution_time", "RetentionCounts", "retention_counts",
+    "retention_from_counts", "retention_rate", "nps_from_counts", "median_order_ranks",
     "churn_rate", "repeat_purchase_rate", "clv_simple", "clv_discounted", "clv", "count_estimate",
     "compare_nps", "compare_proportions", "compare_csat", "compare_means", "compare_medians",
     "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview",
@@ -505,13 +510,20 @@ def _to_day(x, metric: str, what: str) -> pd.Timestamp:
     return ts.normalize()
 
 
-def retention_counts(customers: pd.DataFrame, start, end) -> tuple[int, int, int]:
-    """``(S, N, E)`` for the period of days ``start .. end`` (both inclusive).
+class RetentionCounts(NamedTuple):
+    S: int  # active at the period start
+    N: int  # acquired during the period
+    E: int  # active at the period end
+    R: int  # of S, still active at the period end (retained)
+
+
+def retention_counts(customers: pd.DataFrame, start, end) -> RetentionCounts:
+    """``(S, N, E, R)`` for the period of days ``start .. end`` (both inclusive).
 
     S: customers active on ``start`` (``signup_date < start`` and ``end_date`` empty or ``>= start``);
     N: customers with ``start <= signup_date <= end``;
-    E: customers still active after ``end`` (``signup_date <= end`` and ``end_date`` empty or ``> end``).
-    ``end_date`` is the last day as a customer.
+    E: customers still active after ``end`` (``signup_date <= end`` and ``end_date`` empty or ``> end``);
+    R: customers counted in both S and E. ``end_date`` is the last day as a customer.
     """
     _require_columns(customers, "customers", ["signup_date", "end_date"], "retention_rate")
     s0 = _to_day(start, "retention_rate", "start")
@@ -520,25 +532,28 @@ def retention_counts(customers: pd.DataFrame, start, end) -> tuple[int, int, int
         raise KPIError("retention_rate", f"end {e0.date()} is before start {s0.date()}")
     signup = pd.to_datetime(customers["signup_date"])
     ended = pd.to_datetime(customers["end_date"])
-    S = int(((signup < s0) & (ended.isna() | (ended >= s0))).sum())
+    in_s = (signup < s0) & (ended.isna() | (ended >= s0))
+    in_e = (signup <= e0) & (ended.isna() | (ended > e0))
     N = int(((signup >= s0) & (signup <= e0)).sum())
-    E = int(((signup <= e0) & (ended.isna() | (ended > e0))).sum())
-    return S, N, E
+    return RetentionCounts(int(in_s.sum()), N, int(in_e.sum()), int((in_s & in_e).sum()))
 
 
-def retention_from_counts(S: int, N: int, E: int, confidence: float = 0.95) -> Estimate:
-    """Retention ``(E - N) / S`` in percent; Wilson interval with ``max(E - N, 0)`` successes out of S."""
+def retention_from_counts(S: int, R: int, confidence: float = 0.95) -> Estimate:
+    """Retention ``R / S`` in percent (R of the S starting customers retained); Wilson interval."""
     if S <= 0:
         raise KPIError("retention_rate", "no customers active at the period start (S = 0)")
-    kept = min(max(E - N, 0), S)
-    lo, hi = wilson_interval(kept, S, confidence)
-    return Estimate(100 * (E - N) / S, 100 * float(lo), 100 * float(hi), int(S), "retention_rate", "%",
-                    "(E - N) / S, Wilson", confidence)
+    if not 0 <= R <= S:
+        raise KPIError("retention_rate", f"retained count R = {R} must be between 0 and S = {S}")
+    lo, hi = wilson_interval(R, S, confidence)
+    return Estimate(100 * R / S, 100 * float(lo), 100 * float(hi), int(S), "retention_rate", "%",
+                    "retained / active at start, Wilson", confidence)
 
 
 def retention_rate(customers: pd.DataFrame, start, end, confidence: float = 0.95) -> Estimate:
-    """Customer retention rate ``(E - N) / S`` for the period ``start .. end`` (see :func:`retention_counts`)."""
-    return retention_from_counts(*retention_counts(customers, start, end), confidence=confidence)
+    """Customer retention rate for the period ``start .. end``: R / S (= (E - N) / S when no new customer
+    churns within the period; see the module docstring and :func:`retention_counts`)."""
+    c = retention_counts(customers, start, end)
+    return retention_from_counts(c.S, c.R, confidence=confidence)
 
 
 def churn_rate(customers: pd.DataFrame, start, end, confidence: float = 0.95) -> Estimate:
@@ -549,7 +564,7 @@ def churn_rate(customers: pd.DataFrame, start, end, confidence: float = 0.95) ->
 
 def _churn_from_retention(r: Estimate) -> Estimate:
     return Estimate(100 - r.value, 100 - r.ci_high, 100 - r.ci_low, r.n, "churn_rate", "%",
-                    "1 - (E - N) / S, Wilson", r.confidence)
+                    "1 - retained / active at start, Wilson", r.confidence)
 
 
 def repeat_purchase_rate(purchases, confidence: float = 0.95) -> Estimate:
@@ -733,11 +748,9 @@ def compare_rates(count_a: int, count_b: int, exposure_a: float = 1.0, exposure_
                       "Poisson rate difference (Wald); exact conditional test", confidence)
 
 
-def _retention_comparison(ca, cb, metric, confidence):
-    (Sa, Na, Ea), (Sb, Nb, Eb) = ca, cb
-    comp = compare_proportions(min(max(Ea - Na, 0), Sa), Sa, min(max(Eb - Nb, 0), Sb), Sb, "retention_rate",
-                               confidence)
-    ra, rb = retention_from_counts(Sa, Na, Ea, confidence), retention_from_counts(Sb, Nb, Eb, confidence)
+def _retention_comparison(ca: RetentionCounts, cb: RetentionCounts, metric, confidence):
+    comp = compare_proportions(ca.R, ca.S, cb.R, cb.S, "retention_rate", confidence)
+    ra, rb = retention_from_counts(ca.S, ca.R, confidence), retention_from_counts(cb.S, cb.R, confidence)
     if metric == "churn_rate":
         ca_, cb_ = _churn_from_retention(ra), _churn_from_retention(rb)
         return Comparison(ca_, cb_, cb_.value - ca_.value, -comp.ci_high, -comp.ci_low, comp.p_value,
@@ -796,9 +809,10 @@ KPIS: dict[str, KPI] = {k.name: k for k in (
     KPI("ticket_volume", "Ticket volume", "count", False, "tickets", "count", None, "created_at",
         (0, math.inf), "Number of tickets opened (exact Poisson interval)."),
     KPI("retention_rate", "Retention rate", "%", True, "customers", "retention", None, "signup_date", (0, 100),
-        "Customer retention rate (E - N) / S per period (Wilson interval)."),
+        "Customer retention rate per period: share of customers active at the period start still active at "
+        "its end, i.e. (E - N) / S when no new customer leaves within the period (Wilson interval)."),
     KPI("churn_rate", "Churn rate", "%", False, "customers", "churn", None, "signup_date", (0, 100),
-        "Churn rate 1 - (E - N) / S per period (Wilson interval)."),
+        "Churn rate per period: 1 - retention rate (Wilson interval)."),
     KPI("repeat_purchase_rate", "Repeat purchase rate", "%", True, "customers", "repeat", "purchases", None,
         (0, 100), "Percent of purchasing customers with two or more purchases (Wilson interval).",
         periodic=False),
@@ -916,10 +930,10 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
     """One KPI for one period, from a ``Dataset``, a dict of DataFrames or the KPI's own DataFrame.
 
     ``start``/``end`` (inclusive days) select rows by the KPI's date column (responses: ``response_date``,
-    tickets: ``created_at``). Retention/churn for a window spanning several months pool the monthly
-    ``(E - N)`` and ``S`` counts (per-month retention, then ``sum(E - N) / sum(S)``); a window inside one
-    month is one period. CLV uses the mean ``monthly_revenue`` of customers active at the window end, the
-    pooled monthly retention and ``discount_rate`` per month.
+    tickets: ``created_at``). Retention/churn treat ``start .. end`` as one period (both required): the
+    share of customers active on ``start`` still active after ``end``. CLV uses the mean ``monthly_revenue``
+    of customers active at the window end, the pooled monthly retention of the window
+    (``sum R / sum S`` over its calendar months) and ``discount_rate`` per month.
     """
     k = _kpi(name)
     df = _frame(data, k.table, name)
@@ -927,14 +941,15 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
     if k.kind in ("retention", "churn", "clv"):
         if len(df) == 0:
             raise KPIError(name, "no customers match the filters")
-        S, N, E = _pooled_retention_counts(df, start, end, name)
         if k.kind == "clv":
+            S, R = _pooled_monthly_retention(df, start, end, name)
             _, e = _customer_window(df, start, end, name)
             signup, ended = pd.to_datetime(df["signup_date"]), pd.to_datetime(df["end_date"])
             active = (signup <= e) & (ended.isna() | (ended >= e))
             _require_columns(df, "customers", ["monthly_revenue"], name)
-            return clv(df.loc[active, "monthly_revenue"], max(E - N, 0), S, discount_rate, confidence)
-        r = retention_from_counts(S, N, E, confidence)
+            return clv(df.loc[active, "monthly_revenue"], R, S, discount_rate, confidence)
+        c = _window_retention_counts(df, start, end, name)
+        r = retention_from_counts(c.S, c.R, confidence)
         return r if k.kind == "retention" else _churn_from_retention(r)
     if k.date_column is not None:
         df = _apply_dates(df, k.table, k.date_column, start, end, name)
@@ -943,13 +958,21 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
     return _estimate_from_frame(k, df, confidence)
 
 
-def _pooled_retention_counts(customers, start, end, metric):
+def _window_retention_counts(customers, start, end, metric) -> RetentionCounts:
+    if start is None or end is None:
+        raise KPIError(metric, "needs the period: pass start and end (e.g. the first and last day of a month)")
+    _require_columns(customers, "customers", ["signup_date", "end_date"], metric)
+    return retention_counts(customers, start, end)
+
+
+def _pooled_monthly_retention(customers, start, end, metric) -> tuple[int, int]:
+    """``(sum S, sum R)`` over the calendar months of the window (each clipped to the window)."""
     s, e = _customer_window(customers, start, end, metric)
-    S = N = E = 0
+    S = R = 0
     for a, b in _month_starts(s, e):
-        s_, n_, e_ = retention_counts(customers, a, b)
-        S, N, E = S + s_, N + n_, E + e_
-    return S, N, E
+        c = retention_counts(customers, a, b)
+        S, R = S + c.S, R + c.R
+    return S, R
 
 
 def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, period_a=(None, None),
@@ -960,9 +983,9 @@ def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, perio
     """
     k = _kpi(name)
     if k.kind in ("retention", "churn"):
-        ca = _pooled_retention_counts(_apply_filters(_frame(data_a, "customers", name), "customers", filters_a,
+        ca = _window_retention_counts(_apply_filters(_frame(data_a, "customers", name), "customers", filters_a,
                                                      name), *period_a, name)
-        cb = _pooled_retention_counts(_apply_filters(_frame(data_b, "customers", name), "customers", filters_b,
+        cb = _window_retention_counts(_apply_filters(_frame(data_b, "customers", name), "customers", filters_b,
                                                      name), *period_b, name)
         return _retention_comparison(ca, cb, name, confidence)
 
@@ -1052,7 +1075,7 @@ def _check_range(con, k: KPI, expr: str, where: str, params: list, lo, hi, integ
         cond.append(f"{expr} <> round({expr})")
     sql = (f"SELECT count(*), list({expr})[1:5] FROM {_quote(k.table)} {where} "
            f"{'AND' if where else 'WHERE'} ({' OR '.join(cond)})")
-    n_bad, examples = con.execute(sql, params).fetchone()
+    n_bad, examples = con.execute(sql, params).fetchall()[0]
     if n_bad:
         raise KPIError(k.name, f"{n_bad} values of {k.table}.{k.column or expr} outside the scale {scale} "
                                f"(e.g. {examples})")
@@ -1127,7 +1150,7 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
             period_value = _to_day(start, metric, "start")
         else:
             first = con.execute(f"SELECT min(CAST({date_expr} AS DATE)) FROM {_quote(k.table)} {where}",
-                                params).fetchone()[0]
+                                params).fetchall()[0][0]
             period_value = pd.Timestamp(first) if first is not None else pd.NaT
         group_by = ("GROUP BY " + ", ".join(_quote(c) for c in by_cols)) if by_cols else ""
         sql = f"SELECT {aggs}{group_sel} FROM {_quote(k.table)} {where} {group_by}"
@@ -1175,54 +1198,46 @@ def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: flo
 
 
 def _retention_series(con, k: KPI, freq, by_cols, filters, start, end, confidence, columns) -> pd.DataFrame:
-    """Retention/churn per period: S, N, E counted per period in SQL (see :func:`retention_counts`)."""
+    """Retention/churn per period: S, N, E, R counted per period in SQL (see :func:`retention_counts`).
+    The first period is clipped to ``start`` (its label stays the calendar period start)."""
     params: list = []
     where = _where(filters, None, None, None, columns, "customers", k.name, params)
     bounds = con.execute(f"SELECT min(signup_date), greatest(max(signup_date), max(end_date)) FROM customers "
-                         f"{where}", params).fetchone()
+                         f"{where}", params).fetchall()[0]
     if bounds[0] is None:
         raise KPIError(k.name, "no customers match the filters")
     s = _to_day(start, k.name, "start") if start is not None else pd.Timestamp(bounds[0])
     e = _to_day(end, k.name, "end") if end is not None else pd.Timestamp(bounds[1])
     if e < s:
         raise KPIError(k.name, f"end {e.date()} is before start {s.date()}")
-    unit = freq or "month"
-    # periods: [p_start, p_end] days, clipped to the window; freq=None -> monthly periods pooled at the end
-    grid = pd.period_range(s, e, freq={"month": "M", "quarter": "Q", "year": "Y"}[unit])
-    periods = pd.DataFrame({
-        "period": [max(p.start_time, s) for p in grid],
-        "p_start": [max(p.start_time, s) for p in grid],
-        "p_end": [min(p.end_time.normalize(), e) for p in grid],
-    })
-    if freq is None:  # pool monthly periods
-        grid = pd.period_range(s, e, freq="M")
-        periods = pd.DataFrame({"period": s, "p_start": [max(p.start_time, s) for p in grid],
+    # periods: calendar months/quarters/years [p_start, p_end] clipped to the window; freq=None: the window
+    if freq is None:
+        periods = pd.DataFrame({"period": [s], "p_start": [s], "p_end": [e]})
+    else:
+        grid = pd.period_range(s, e, freq={"month": "M", "quarter": "Q", "year": "Y"}[freq])
+        periods = pd.DataFrame({"period": [p.start_time for p in grid],
+                                "p_start": [max(p.start_time, s) for p in grid],
                                 "p_end": [min(p.end_time.normalize(), e) for p in grid]})
-    con_periods = periods.assign(p_start=periods["p_start"].dt.date, p_end=periods["p_end"].dt.date)
+    values = ", ".join(
+        f"(TIMESTAMP '{a:%Y-%m-%d}', DATE '{b:%Y-%m-%d}', DATE '{c:%Y-%m-%d}')"
+        for a, b, c in zip(periods["period"], periods["p_start"], periods["p_end"]))
     group_sel = "".join(f", c.{_quote(c)}" for c in by_cols)
     where_c = _where(filters, None, None, None, columns, "customers", k.name, [], alias="c.")
     sql = f"""
         SELECT p.period{group_sel},
                count_if(c.signup_date < p.p_start AND (c.end_date IS NULL OR c.end_date >= p.p_start)) AS S,
                count_if(c.signup_date >= p.p_start AND c.signup_date <= p.p_end) AS N,
-               count_if(c.signup_date <= p.p_end AND (c.end_date IS NULL OR c.end_date > p.p_end)) AS E
-        FROM __kpi_periods p CROSS JOIN customers c
+               count_if(c.signup_date <= p.p_end AND (c.end_date IS NULL OR c.end_date > p.p_end)) AS E,
+               count_if(c.signup_date < p.p_start AND (c.end_date IS NULL OR c.end_date > p.p_end)) AS R
+        FROM (VALUES {values}) AS p(period, p_start, p_end) CROSS JOIN customers c
         {where_c}
         GROUP BY ALL
     """
-    con.register("__kpi_periods", con_periods)
-    try:
-        df = con.execute(sql, params).df()
-    finally:
-        con.unregister("__kpi_periods")
-    if by_cols:
-        df = df.groupby(["period", *by_cols], as_index=False, dropna=False)[["S", "N", "E"]].sum()
-    else:
-        df = df.groupby(["period"], as_index=False)[["S", "N", "E"]].sum()
+    df = con.execute(sql, params).df()
     df = df[df["S"] > 0].copy()
     S = df["S"].to_numpy(dtype=float)
-    kept = np.clip(df["E"].to_numpy(dtype=float) - df["N"].to_numpy(dtype=float), 0, S)
-    value = 100 * (df["E"].to_numpy(dtype=float) - df["N"].to_numpy(dtype=float)) / S
+    kept = df["R"].to_numpy(dtype=float)
+    value = 100 * kept / S
     lo, hi = wilson_interval(kept, S, confidence)
     lo, hi = 100 * lo, 100 * hi
     if k.kind == "churn":
