@@ -1,0 +1,1286 @@
+"""Retention: cohorts, survival curves, the satisfaction-to-churn link, and forecasts checked on a holdout.
+
+Every function takes DataFrames or arrays and plain arguments (no files, no params) and returns a small
+result object with a tidy ``.table``, ``.plot(ax=None)`` and a plain-language ``.summary()``.
+
+Contents
+--------
+* :func:`survival_frame` - any customer table (start/end dates, or a tenure column such as a telecom
+  export's ``tenure`` in months with a ``Churn`` Yes/No flag) -> ``duration`` (months) and ``event`` (0/1).
+* :func:`customer_durations`, :func:`customer_satisfaction` - the data contract's customers/responses
+  tables -> durations and each customer's mean CSAT / NPS group (the Cox covariates).
+* :func:`cohort_table` - customers by signup month (or quarter) x months since signup -> share still
+  active; ``.plot`` draws the heatmap.
+* :func:`kaplan_meier`, :func:`log_rank` - statsmodels ``SurvfuncRight`` / ``survdiff`` with pointwise
+  log-log ("cloglog") 95% intervals, medians with intervals, the log-rank test. Matches R ``survfit(...,
+  conf.type="log-log")`` and ``survdiff``.
+* :func:`fit_cox` - statsmodels ``PHReg`` with Efron ties (matches R ``coxph`` and lifelines), Harrell's
+  concordance and a Schoenfeld-residual proportional-hazards check.
+* :func:`fit_sbg`, :func:`fit_sbg_durations` - the shifted-beta-geometric model of Fader & Hardie (2007)
+  by maximum likelihood (several starts, log-parameters), parametric-bootstrap intervals, survival,
+  retention, expected lifetime and discounted expected residual lifetime (CLV = margin x DERL).
+* :func:`sbg_holdout` - calibrate the sBG on the first periods of a cohort, predict the held-out ones,
+  report MAPE and prediction-interval coverage.
+* :func:`monthly_retention_rates`, :func:`forecast_retention_rate` - monthly retention rate by segment,
+  ETS vs SARIMAX chosen by holdout accuracy, with prediction intervals.
+
+Bad input raises :class:`RetentionInputError` (a :class:`helpers.errors.KitError`, hence a ``ValueError``)
+naming the table, column, rows and what was expected; a model that cannot be fitted raises
+:class:`RetentionModelError` (or is reported as a fallback), never a NaN result.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from helpers.errors import KitError, _format_examples
+
+AVG_DAYS_PER_MONTH = 365.25 / 12
+_UNIT_TO_MONTHS = {"day": 1 / AVG_DAYS_PER_MONTH, "week": 7 / AVG_DAYS_PER_MONTH, "month": 1.0, "year": 12.0}
+
+
+class RetentionInputError(KitError):
+    """Input to the retention analysis is unusable; the message names table, column, rows, expectation."""
+
+    def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
+                 n_rows: int | None = None, examples: Sequence[object] | None = None,
+                 expected: str | None = None):
+        self.table, self.column, self.n_rows = table, column, n_rows
+        what = (f"column {column!r} " if column else "") + problem
+        rows = f" in {n_rows} row{'s' if n_rows != 1 else ''}" if n_rows is not None else ""
+        msg = f"{table}: {what}{rows}{_format_examples(list(examples or []))}"
+        if expected:
+            msg += f"; expected {expected}"
+        super().__init__(msg)
+
+
+class RetentionModelError(KitError):
+    """A retention model could not be fitted (no convergence, degenerate data); says what was tried."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Durations from customer tables
+# ----------------------------------------------------------------------------------------------------
+
+def months_between(start: pd.Series, end: pd.Series) -> pd.Series:
+    """Calendar months from ``start`` to ``end`` as a float.
+
+    Whole calendar months elapsed plus the remaining days as a fraction of the next month's length, so
+    that ``start + k months`` is exactly ``k`` (a day-count / 30.44 would put monthly renewals a day off).
+    """
+    s = pd.to_datetime(start).dt.normalize()
+    e = pd.to_datetime(end).dt.normalize()
+    whole = (e.dt.year - s.dt.year) * 12 + (e.dt.month - s.dt.month)
+    anchor = s + pd.to_timedelta(0, unit="D")
+    # step back one month where the day of month was not reached yet
+    reached = _add_months(anchor, whole) <= e
+    whole = whole.where(reached, whole - 1)
+    base = _add_months(anchor, whole)
+    nxt = _add_months(anchor, whole + 1)
+    frac = (e - base).dt.days / (nxt - base).dt.days.where(lambda d: d > 0, 1)
+    return (whole + frac).astype("float64")
+
+
+def _add_months(dates: pd.Series, months: pd.Series) -> pd.Series:
+    months = pd.Series(months, index=dates.index).fillna(0).astype("int64")
+    y = dates.dt.year + (dates.dt.month - 1 + months) // 12
+    m = (dates.dt.month - 1 + months) % 12 + 1
+    first = pd.to_datetime(pd.DataFrame({"year": y, "month": m, "day": 1}))
+    dim = first.dt.days_in_month
+    day = np.minimum(dates.dt.day, dim)
+    return first + pd.to_timedelta(day - 1, unit="D")
+
+
+def _as_event(values: pd.Series, event_true: Iterable[object], *, table: str, column: str) -> pd.Series:
+    truthy = {str(v).strip().lower() for v in event_true}
+    if values.isna().any():
+        bad = values.index[values.isna()]
+        raise RetentionInputError("has missing churn flags", table=table, column=column, n_rows=len(bad),
+                                  examples=list(bad[:5]), expected="a churn flag on every row")
+    text = values.map(lambda v: str(v).strip().lower())
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        text = values.astype("float64").map(lambda v: "1" if v == 1 else ("0" if v == 0 else str(v)))
+        truthy = truthy | ({"1"} if {"true", "1", "1.0"} & truthy else set())
+    ev = text.isin(truthy)
+    seen = set(text.unique())
+    if len(seen) > 2 or (len(seen) == 2 and not (seen & truthy)):
+        raise RetentionInputError(f"has values {sorted(seen)[:6]} that do not read as a churn flag",
+                                  table=table, column=column,
+                                  expected=f"two values, churned = one of {sorted(truthy)}")
+    return ev.astype("int64")
+
+
+def survival_frame(df: pd.DataFrame, duration: str | None = None, start: str | None = None,
+                   end: str | None = None, event: str | None = None,
+                   event_true: Iterable[object] = ("Yes", 1, True), as_of: object = None, *,
+                   duration_unit: str = "month", table: str = "customers") -> pd.DataFrame:
+    """Turn a customer table into survival data: ``duration`` (months, float) and ``event`` (1 = churned).
+
+    Two layouts are accepted:
+
+    * a tenure column (``duration=``, in ``duration_unit``: day, week, month or year) and a churn flag
+      (``event=``; values in ``event_true`` - compared as case-insensitive text - mean churned), e.g. a
+      telecom export with ``tenure`` in months and ``Churn`` "Yes"/"No";
+    * start and end dates (``start=``, ``end=``; an empty end = still a customer). Durations run to the end
+      date, or to ``as_of`` (default: the latest date in the table) for active customers; an end date
+      after ``as_of`` counts as active at ``as_of``. ``event=`` may still override who churned.
+
+    Returns a copy of ``df`` (rows in the same order) with ``duration`` and ``event`` columns added.
+    Raises :class:`RetentionInputError` for missing columns, end before start, negative or missing
+    durations, or an unreadable churn flag.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise RetentionInputError(f"expected a pandas DataFrame, got {type(df).__name__}", table=table)
+    if len(df) == 0:
+        raise RetentionInputError("has no rows", table=table, expected="at least one customer")
+    needed = [c for c in (duration, start, end, event) if c]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise RetentionInputError(f"has no column(s) {missing}; it has {list(df.columns)[:12]}", table=table,
+                                  expected="the columns named in the retention settings (column mapping)")
+    if duration_unit not in _UNIT_TO_MONTHS:
+        raise RetentionInputError(f"duration unit {duration_unit!r} is unknown", table=table,
+                                  expected=f"one of {sorted(_UNIT_TO_MONTHS)}")
+    out = df.copy()
+    if duration:
+        if event is None and end is None:
+            raise RetentionInputError("a tenure column needs a churn flag column (event=)", table=table,
+                                      column=duration)
+        dur = pd.to_numeric(out[duration], errors="coerce")
+        bad = dur.isna() & out[duration].notna()
+        if bad.any():
+            idx = out.index[bad]
+            raise RetentionInputError("is not numeric", table=table, column=duration, n_rows=int(bad.sum()),
+                                      examples=[out.loc[i, duration] for i in idx[:5]],
+                                      expected=f"a number of {duration_unit}s")
+        months = dur.astype("float64") * _UNIT_TO_MONTHS[duration_unit]
+        ev = _as_event(out[event], event_true, table=table, column=event) if event else \
+            out[end].notna().astype("int64")
+    else:
+        if not start:
+            raise RetentionInputError("needs either a duration column or a start-date column", table=table)
+        st = pd.to_datetime(out[start], errors="coerce")
+        if st.isna().any():
+            idx = out.index[st.isna()]
+            raise RetentionInputError("has missing or unreadable start dates", table=table, column=start,
+                                      n_rows=len(idx), examples=list(idx[:5]), expected="a date on every row")
+        en = pd.to_datetime(out[end], errors="coerce") if end else pd.Series(pd.NaT, index=out.index)
+        if as_of is None or (isinstance(as_of, str) and not as_of):
+            as_of_ts = max(st.max(), en.max() if en.notna().any() else st.max())
+        else:
+            as_of_ts = pd.Timestamp(as_of)
+        if pd.isna(as_of_ts):
+            raise RetentionInputError("as_of date is missing", table=table)
+        before = en.notna() & (en < st)
+        if before.any():
+            idx = out.index[before]
+            raise RetentionInputError(f"has end dates before the start date ({start})", table=table,
+                                      column=end, n_rows=int(before.sum()),
+                                      examples=[_row_name(out, i) for i in idx[:5]],
+                                      expected="end on or after start")
+        late = st > as_of_ts
+        if late.any():
+            idx = out.index[late]
+            raise RetentionInputError(f"has start dates after the as-of date {as_of_ts.date()}", table=table,
+                                      column=start, n_rows=int(late.sum()),
+                                      examples=[_row_name(out, i) for i in idx[:5]],
+                                      expected="customers who started on or before as_of")
+        churned = en.notna() & (en <= as_of_ts)
+        stop = en.where(churned, as_of_ts)
+        months = months_between(st, stop)
+        if event:
+            ev = _as_event(out[event], event_true, table=table, column=event)
+        else:
+            ev = churned.astype("int64")
+    if months.isna().any():
+        idx = out.index[months.isna()]
+        raise RetentionInputError("has missing durations", table=table, column=duration or start,
+                                  n_rows=int(months.isna().sum()), examples=[_row_name(out, i) for i in idx[:5]],
+                                  expected="a duration on every row")
+    if (months < 0).any():
+        idx = out.index[months < 0]
+        raise RetentionInputError("has negative durations", table=table, column=duration or start,
+                                  n_rows=int((months < 0).sum()), examples=[_row_name(out, i) for i in idx[:5]],
+                                  expected="durations >= 0")
+    out["duration"] = months.to_numpy()
+    out["event"] = ev.to_numpy()
+    return out
+
+
+def _row_name(df: pd.DataFrame, i: object) -> object:
+    for key in ("customer_id", "customerID", "id"):
+        if key in df.columns:
+            return df.loc[i, key]
+    return i
+
+
+def survival_frame_from_settings(df: pd.DataFrame, settings: object, as_of: object = None) -> pd.DataFrame:
+    """:func:`survival_frame` driven by a retention-settings object (``helpers.config.RetentionConfig``:
+    ``duration_column``, ``duration_unit``, ``start_column``, ``end_column``, ``event_column``,
+    ``churn_values``). The caller reads params; this only uses the object's attributes."""
+    dur = getattr(settings, "duration_column", None)
+    return survival_frame(
+        df, duration=dur, start=None if dur else getattr(settings, "start_column", None),
+        end=getattr(settings, "end_column", None) if not dur or not getattr(settings, "event_column", None)
+        else None,
+        event=getattr(settings, "event_column", None),
+        event_true=tuple(getattr(settings, "churn_values", ("yes", "true", "1"))),
+        as_of=as_of, duration_unit=getattr(settings, "duration_unit", "month"))
+
+
+def customer_durations(customers: pd.DataFrame, as_of: object = None) -> pd.DataFrame:
+    """The contract's customers table -> survival frame (``duration`` months, ``event``) plus
+    ``cohort`` (signup month, a Period) and, for the sBG, ``lifetime_periods`` (the month of churn,
+    ``ceil(duration)``, for churned customers; whole months survived for active ones) and
+    ``exposure_periods`` (whole months from signup to ``as_of``: how long the customer could be seen)."""
+    frame = survival_frame(customers, start="signup_date", end="end_date", as_of=as_of)
+    st = pd.to_datetime(frame["signup_date"])
+    as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else max(
+        st.max(), pd.to_datetime(frame["end_date"]).max() if frame["end_date"].notna().any() else st.max())
+    frame["cohort"] = st.dt.to_period("M")
+    exposure = np.floor(months_between(st, pd.Series(as_of_ts, index=frame.index)) + 1e-9)
+    churn_period = np.maximum(1, np.ceil(frame["duration"] - 1e-9))
+    frame["exposure_periods"] = exposure.astype("int64").to_numpy()
+    frame["lifetime_periods"] = np.where(frame["event"] == 1, churn_period,
+                                         np.floor(frame["duration"] + 1e-9)).astype("int64")
+    return frame
+
+
+def customer_satisfaction(responses: pd.DataFrame, as_of: object = None) -> pd.DataFrame:
+    """Per-customer satisfaction from survey responses (answered on or before ``as_of``):
+    ``mean_csat`` (mean of the 1-5 ratings), ``mean_nps`` (0-10), ``nps_group`` of the mean NPS
+    (promoter >= 9, passive 7-8, detractor <= 6, as in Reichheld's NPS) and ``n_responses``."""
+    need = {"customer_id", "response_date"}
+    if not need <= set(responses.columns):
+        raise RetentionInputError(f"needs columns {sorted(need)}", table="responses")
+    r = responses
+    if as_of not in (None, ""):
+        r = r[pd.to_datetime(r["response_date"]) <= pd.Timestamp(as_of)]
+    agg = {"n_responses": ("customer_id", "size")}
+    if "csat" in r.columns:
+        agg["mean_csat"] = ("csat", "mean")
+    if "nps" in r.columns:
+        agg["mean_nps"] = ("nps", "mean")
+    out = r.groupby("customer_id").agg(**agg).reset_index()
+    if "mean_nps" in out.columns:
+        out["nps_group"] = pd.cut(out["mean_nps"], [-np.inf, 6.5, 8.5, np.inf],
+                                  labels=["detractor", "passive", "promoter"]).astype("string")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cohort table
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class CohortTable:
+    """Share of each signup cohort still active k months after signup (NaN = not observable yet)."""
+
+    table: pd.DataFrame  # index cohort (str), columns 0..K months since signup, values share active
+    sizes: pd.Series
+
+    def plot(self, ax=None, max_periods: int | None = 24):
+        import seaborn as sns
+
+        from helpers.charts import new_axis
+        ax = new_axis(ax, figsize=(10, 6))
+        data = self.table if max_periods is None else self.table.loc[:, self.table.columns <= max_periods]
+        sns.heatmap(data * 100, ax=ax, cmap="viridis", vmin=0, vmax=100, cbar_kws={"label": "% still active"})
+        ax.set_xlabel("Months since signup")
+        ax.set_ylabel("Signup cohort")
+        ax.set_title("Share of each cohort still active")
+        return ax
+
+    def summary(self) -> str:
+        col = 12 if 12 in self.table.columns else self.table.columns[-1]
+        vals = self.table[col].dropna()
+        if vals.empty:
+            return "No cohort has been observed long enough to report retention."
+        return (f"After {col} months, between {vals.min():.0%} and {vals.max():.0%} of a signup cohort were "
+                f"still customers (median {vals.median():.0%}, {len(vals)} cohorts observed that long).")
+
+
+def cohort_table(frame: pd.DataFrame, freq: str = "M", max_periods: int | None = None) -> CohortTable:
+    """Cohorts by signup month (``freq="M"``) or quarter (``"Q"``) x whole months since signup.
+
+    ``frame`` is the output of :func:`customer_durations` (or any frame with ``signup_date``,
+    ``duration``, ``event``, ``exposure_periods``). Cell (c, k) = share of cohort c with duration >= k
+    (still a customer k months after signup), shown only when every member could be observed for k months.
+    """
+    for col in ("signup_date", "duration", "exposure_periods"):
+        if col not in frame.columns:
+            raise RetentionInputError(f"has no column {col!r}", table="customers",
+                                      expected="the output of customer_durations()")
+    if freq not in ("M", "Q"):
+        raise RetentionInputError(f"cohort frequency {freq!r} is unknown", expected="'M' or 'Q'")
+    cohort = pd.to_datetime(frame["signup_date"]).dt.to_period(freq).astype(str)
+    kmax = int(frame["exposure_periods"].max())
+    if max_periods is not None:
+        kmax = min(kmax, int(max_periods))
+    ks = np.arange(kmax + 1)
+    rows, sizes = {}, {}
+    dur = frame["duration"].to_numpy()
+    expo = frame["exposure_periods"].to_numpy()
+    for c, idx in frame.groupby(cohort).indices.items():
+        d, e = dur[idx], expo[idx]
+        share = (d[:, None] >= ks[None, :] - 1e-9).mean(axis=0)
+        share = np.where(ks <= e.min(), share, np.nan)
+        rows[c], sizes[c] = share, len(idx)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=ks).sort_index()
+    table.index.name = "cohort"
+    return CohortTable(table=table, sizes=pd.Series(sizes).sort_index())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Kaplan-Meier and log-rank
+# ----------------------------------------------------------------------------------------------------
+
+def _check_survival_columns(data: pd.DataFrame, duration: str, event: str, extra: Sequence[str] = ()):
+    for col in (duration, event, *extra):
+        if col not in data.columns:
+            raise RetentionInputError(f"has no column {col!r}", table="survival data",
+                                      expected=f"columns {[duration, event, *extra]}")
+    d = pd.to_numeric(data[duration], errors="coerce")
+    if d.isna().any():
+        idx = data.index[d.isna()]
+        raise RetentionInputError("has missing durations", table="survival data", column=duration,
+                                  n_rows=len(idx), examples=list(idx[:5]), expected="a number on every row")
+    if (d < 0).any():
+        idx = data.index[d < 0]
+        raise RetentionInputError("has negative durations", table="survival data", column=duration,
+                                  n_rows=len(idx), examples=list(idx[:5]), expected="durations >= 0")
+    e = pd.to_numeric(data[event], errors="coerce")
+    if e.isna().any() or not e.isin([0, 1]).all():
+        raise RetentionInputError("is not a 0/1 churn flag", table="survival data", column=event,
+                                  expected="1 = churned, 0 = still a customer (censored)")
+    return d.to_numpy("float64"), e.to_numpy("float64")
+
+
+@dataclass
+class KaplanMeierResult:
+    """Kaplan-Meier curves: tidy ``table`` (one row per event time and group) and ``medians``."""
+
+    table: pd.DataFrame
+    medians: pd.DataFrame
+    group: str | None
+    alpha: float = 0.05
+    log_rank: LogRankResult | None = None
+
+    def survival_at(self, t: float, group: object = None) -> float:
+        tab = self.table if self.group is None else self.table[self.table[self.group] == group]
+        before = tab[tab["time"] <= t]
+        return 1.0 if before.empty else float(before["survival"].iloc[-1])
+
+    def plot(self, ax=None):
+        from helpers.charts import new_axis
+        ax = new_axis(ax)
+        groups = [None] if self.group is None else list(self.table[self.group].unique())
+        for g in groups:
+            tab = self.table if g is None else self.table[self.table[self.group] == g]
+            t = np.r_[0.0, tab["time"].to_numpy()]
+            s = np.r_[1.0, tab["survival"].to_numpy()]
+            lo = np.r_[1.0, tab["ci_low"].to_numpy()]
+            hi = np.r_[1.0, tab["ci_high"].to_numpy()]
+            line, = ax.step(t, s, where="post", label="all customers" if g is None else str(g))
+            ax.fill_between(t, lo, hi, step="post", alpha=0.2, color=line.get_color())
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("Months since signup")
+        ax.set_ylabel("Share still a customer")
+        ax.set_title("Customer survival (Kaplan-Meier, 95% intervals)")
+        if self.group is not None:
+            ax.legend(title=self.group)
+        return ax
+
+    def summary(self) -> str:
+        parts = []
+        for _, row in self.medians.iterrows():
+            who = "Customers" if self.group is None else f"{row[self.group]} customers"
+            if np.isfinite(row["median"]):
+                hi = "not yet reached" if not np.isfinite(row["ci_high"]) else f"{row['ci_high']:.0f}"
+                parts.append(f"{who}: half have left after {row['median']:.0f} months (95% CI "
+                             f"{row['ci_low']:.0f} to {hi}).")
+            else:
+                s_end = row["survival_at_end"]
+                parts.append(f"{who}: more than half are still customers after {row['last_time']:.0f} months "
+                             f"({s_end:.0%} remain), so the median lifetime is not reached yet.")
+        if self.log_rank is not None:
+            parts.append(self.log_rank.summary())
+        return " ".join(parts)
+
+
+def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "event",
+                 group: str | None = None, alpha: float = 0.05) -> KaplanMeierResult:
+    """Kaplan-Meier survival with pointwise log-log intervals, by ``group`` if given.
+
+    S(t) = prod_{t_i <= t} (1 - d_i / n_i); Greenwood variance; the interval is
+    exp(-exp(log(-log S) +/- z * se(S) / (S |log S|))) (R ``survfit(conf.type="log-log")``, Kalbfleisch &
+    Prentice 2002). Computed with statsmodels ``SurvfuncRight``; the median and its interval use
+    ``quantile_ci(method="cloglog")`` (Brookmeyer & Crowley 1982). With a group, the log-rank test
+    (statsmodels ``survdiff``, as R ``survdiff``) is attached as ``.log_rank``.
+    """
+    from statsmodels.duration.survfunc import SurvfuncRight
+
+    d, e = _check_survival_columns(data, duration, event, [group] if group else [])
+    if len(d) == 0:
+        raise RetentionInputError("has no rows", table="survival data")
+    z = stats.norm.ppf(1 - alpha / 2)
+    keys = [None] if group is None else sorted(data[group].dropna().unique(), key=str)
+    rows, meds = [], []
+    gvals = None if group is None else data[group].to_numpy()
+    for k in keys:
+        m = np.ones(len(d), bool) if k is None else (gvals == k)
+        if m.sum() == 0:
+            continue
+        sf = SurvfuncRight(d[m], e[m])
+        s = np.asarray(sf.surv_prob, float)
+        se = np.asarray(sf.surv_prob_se, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.log(-np.log(s))
+            sell = se / (s * np.abs(np.log(s)))
+            lo = np.exp(-np.exp(ll + z * sell))
+            hi = np.exp(-np.exp(ll - z * sell))
+        lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, lo))
+        hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, hi))
+        part = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
+                             "at_risk": np.asarray(sf.n_risk, "int64"),
+                             "events": np.asarray(sf.n_events, "int64")})
+        if part.empty:  # nobody churned: the curve stays at 1
+            part = pd.DataFrame({"time": [float(d[m].max())], "survival": [1.0], "ci_low": [1.0],
+                                 "ci_high": [1.0], "at_risk": [int(m.sum())], "events": [0]})
+        if group is not None:
+            part.insert(0, group, k)
+        rows.append(part)
+        med = sf.quantile(0.5) if (s <= 0.5).any() else np.nan
+        if np.isfinite(med):
+            lo_m, hi_m = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+        else:
+            lo_m, hi_m = np.nan, np.nan
+        mrow = {"n": int(m.sum()), "events": int(e[m].sum()), "median": float(med),
+                "ci_low": float(lo_m) if lo_m is not None else np.nan,
+                "ci_high": float(hi_m) if hi_m is not None else np.inf,
+                "last_time": float(d[m].max()), "survival_at_end": float(s[-1]) if len(s) else 1.0}
+        if group is not None:
+            mrow = {group: k, **mrow}
+        meds.append(mrow)
+    table = pd.concat(rows, ignore_index=True)
+    res = KaplanMeierResult(table=table, medians=pd.DataFrame(meds), group=group, alpha=alpha)
+    if group is not None and len(keys) > 1:
+        res.log_rank = log_rank(data, duration, event, group)
+    return res
+
+
+@dataclass
+class LogRankResult:
+    """Log-rank test of equal survival across groups (chi-square with k - 1 degrees of freedom)."""
+
+    statistic: float
+    df: int
+    p_value: float
+    group: str
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> str:
+        verdict = "differ" if self.p_value < 0.05 else "do not differ detectably"
+        return (f"Survival curves by {self.group} {verdict} (log-rank chi-square {self.statistic:.1f} on "
+                f"{self.df} df, p = {self.p_value:.2g}).")
+
+    def plot(self, ax=None):
+        from helpers.charts import new_axis
+        ax = new_axis(ax)
+        ax.bar(self.table[self.group].astype(str), self.table["events"], label="observed churn")
+        ax.set_title(self.summary(), fontsize=9)
+        return ax
+
+
+def log_rank(data: pd.DataFrame, duration: str, event: str, group: str) -> LogRankResult:
+    """Log-rank test (Mantel-Haenszel) via statsmodels ``survdiff``; matches R ``survdiff``."""
+    from statsmodels.duration.survfunc import survdiff
+
+    d, e = _check_survival_columns(data, duration, event, [group])
+    g = data[group].astype(str).to_numpy()
+    levels = np.unique(g)
+    if len(levels) < 2:
+        raise RetentionInputError(f"has only one group ({levels.tolist()}) - nothing to compare",
+                                  table="survival data", column=group, expected="two or more groups")
+    chi2, p = survdiff(d, e, g)
+    tab = pd.DataFrame({group: levels, "n": [int((g == lv).sum()) for lv in levels],
+                        "events": [int(e[g == lv].sum()) for lv in levels]})
+    return LogRankResult(statistic=float(chi2), df=len(levels) - 1, p_value=float(p), group=group, table=tab)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cox proportional hazards
+# ----------------------------------------------------------------------------------------------------
+
+def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's C: among comparable pairs (the shorter time is an event, times differ), the share where
+    the shorter-lived customer has the higher risk score; risk ties count 1/2. O(n log n) with a Fenwick
+    tree. Tied times are not comparable (as lifelines' ``concordance_index``)."""
+    time = np.asarray(time, float)
+    risk = np.asarray(risk, float)
+    event = np.asarray(event, bool)
+    ranks = stats.rankdata(risk, method="dense").astype(int)
+    nr = ranks.max()
+    tree = np.zeros(nr + 1, dtype=np.int64)
+
+    def add(i):
+        while i <= nr:
+            tree[i] += 1
+            i += i & -i
+
+    def prefix(i):
+        s = 0
+        while i > 0:
+            s += tree[i]
+            i -= i & -i
+        return s
+
+    order = np.argsort(-time, kind="mergesort")
+    conc = ties = comparable = 0.0
+    n_in = 0
+    i = 0
+    n = len(time)
+    while i < n:
+        j = i
+        while j < n and time[order[j]] == time[order[i]]:
+            j += 1
+        block = order[i:j]
+        for k in block:  # compare with everyone strictly later (already in the tree)
+            if event[k] and n_in:
+                below = prefix(ranks[k] - 1)
+                same = prefix(ranks[k]) - below
+                conc += below
+                ties += same
+                comparable += n_in
+        for k in block:
+            add(ranks[k])
+            n_in += 1
+        i = j
+    if comparable == 0:
+        return float("nan")
+    return float((conc + 0.5 * ties) / comparable)
+
+
+@dataclass
+class CoxResult:
+    """Cox proportional-hazards fit: ``table`` indexed by covariate with ``coef``, ``se``,
+    ``hazard_ratio``, ``ci_low``, ``ci_high`` (of the hazard ratio), ``p_value``; ``concordance``;
+    ``ph_test`` (Schoenfeld-residual check per covariate)."""
+
+    table: pd.DataFrame
+    concordance: float
+    ph_test: pd.DataFrame
+    n: int
+    n_events: int
+    loglik: float
+    alpha: float = 0.05
+
+    def hazard_change_per_unit(self, covariate: str) -> tuple[float, float, float]:
+        """Percent change of the hazard per unit of ``covariate``: (estimate, low, high)."""
+        row = self.table.loc[covariate]
+        return tuple(100 * (row[c] - 1) for c in ("hazard_ratio", "ci_low", "ci_high"))
+
+    def plot(self, ax=None):
+        from helpers.charts import ACCENT, new_axis
+        ax = new_axis(ax)
+        tab = self.table.iloc[::-1]
+        y = np.arange(len(tab))
+        ax.errorbar(tab["hazard_ratio"], y, xerr=[tab["hazard_ratio"] - tab["ci_low"],
+                                                  tab["ci_high"] - tab["hazard_ratio"]],
+                    fmt="o", color=ACCENT, capsize=3)
+        ax.axvline(1, color="grey", lw=1, ls="--")
+        ax.set_yticks(y, tab.index)
+        ax.set_xscale("log")
+        ax.set_xlabel("Hazard ratio of churn (log scale; < 1 = keeps customers longer)")
+        ax.set_title("What changes the churn hazard (Cox model, 95% CI)")
+        return ax
+
+    def summary(self) -> str:
+        parts = []
+        for cov, row in self.table.iterrows():
+            pct, lo, hi = (100 * (row[c] - 1) for c in ("hazard_ratio", "ci_low", "ci_high"))
+            way = "lowers" if pct < 0 else "raises"
+            sig = "" if row["p_value"] < 0.05 else " (not statistically distinguishable from no effect)"
+            parts.append(f"each unit of {cov} {way} the churn hazard by {abs(pct):.0f}% "
+                         f"(95% CI {lo:+.0f}% to {hi:+.0f}%){sig}")
+        ph_bad = self.ph_test.index[self.ph_test["p_value"] < 0.05].tolist() if len(self.ph_test) else []
+        text = "Holding the other factors fixed, " + "; ".join(parts) + "."
+        text += f" The model ranks who leaves first correctly {self.concordance:.0%} of the time (concordance)."
+        if ph_bad:
+            text += (f" The effect of {', '.join(ph_bad)} seems to change over time (proportional-hazards check "
+                     "p < 0.05), so read it as an average over the customer lifetime.")
+        return text
+
+
+def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[str],
+            alpha: float = 0.05) -> CoxResult:
+    """Cox proportional-hazards model h(t|x) = h0(t) exp(x'b) by partial likelihood with Efron ties
+    (statsmodels ``PHReg(ties="efron")``; same estimates as R ``coxph`` and lifelines ``CoxPHFitter``).
+
+    Categorical covariates (text/category columns) are expanded to indicator columns (first level =
+    reference). Rows with a missing covariate are dropped; if that is more than half the rows the call
+    fails with :class:`RetentionInputError`. The proportional-hazards check correlates each covariate's
+    Schoenfeld residuals (events only) with the rank of event time (Grambsch & Therneau 1994's idea with
+    the rank transform; a Pearson test per covariate, an approximation of R ``cox.zph``).
+    """
+    from statsmodels.duration.hazard_regression import PHReg
+
+    covariates = list(covariates)
+    if not covariates:
+        raise RetentionInputError("no covariates given", table="survival data", expected="one or more columns")
+    d, e = _check_survival_columns(data, duration, event, covariates)
+    X = data[covariates]
+    cat = [c for c in covariates if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])]
+    if cat:
+        X = pd.get_dummies(X, columns=cat, drop_first=True, dtype="float64")
+    X = X.astype("float64")
+    keep = X.notna().all(axis=1).to_numpy()
+    if keep.sum() < max(10, 0.5 * len(X)):
+        raise RetentionInputError(f"covariates {covariates} are missing for {int((~keep).sum())} of {len(X)} "
+                                  "rows", table="survival data", expected="a value for most customers")
+    X, d, e = X[keep], d[keep], e[keep]
+    if e.sum() < len(X.columns) + 1:
+        raise RetentionModelError(f"Cox model: only {int(e.sum())} churn events for {len(X.columns)} "
+                                  "covariates - too few to estimate hazard ratios")
+    const = [c for c in X.columns if X[c].std() == 0]
+    if const:
+        raise RetentionInputError(f"covariate(s) {const} do not vary", table="survival data",
+                                  expected="covariates that differ between customers")
+    model = PHReg(d, X.to_numpy(), status=e, ties="efron")
+    try:
+        res = model.fit(disp=False)
+    except Exception as exc:  # pragma: no cover - statsmodels' own failures
+        raise RetentionModelError(f"Cox model did not fit: {exc}") from exc
+    params = np.asarray(res.params)
+    bse = np.asarray(res.bse)
+    if not (np.all(np.isfinite(params)) and np.all(np.isfinite(bse))):
+        raise RetentionModelError("Cox model did not converge (infinite coefficient or standard error); "
+                                  "a covariate may separate churners perfectly")
+    z = stats.norm.ppf(1 - alpha / 2)
+    table = pd.DataFrame({"coef": params, "se": bse, "hazard_ratio": np.exp(params),
+                          "ci_low": np.exp(params - z * bse), "ci_high": np.exp(params + z * bse),
+                          "p_value": 2 * stats.norm.sf(np.abs(params / bse))}, index=pd.Index(X.columns,
+                                                                                                name="covariate"))
+    conc = concordance_index(d, X.to_numpy() @ params, e)  # higher risk score should mean earlier churn
+    ph_rows = []
+    sr = np.asarray(res.schoenfeld_residuals)
+    ev = e == 1
+    t_rank = stats.rankdata(d[ev])
+    for j, cov in enumerate(X.columns):
+        r = sr[ev, j]
+        ok = np.isfinite(r)
+        if ok.sum() > 3 and np.std(r[ok]) > 0:
+            rho, p = stats.pearsonr(t_rank[ok], r[ok])
+        else:
+            rho, p = np.nan, np.nan
+        ph_rows.append({"covariate": cov, "rho": rho, "p_value": p})
+    ph = pd.DataFrame(ph_rows).set_index("covariate")
+    return CoxResult(table=table, concordance=float(conc), ph_test=ph, n=len(d), n_events=int(e.sum()),
+                     loglik=float(res.llf), alpha=alpha)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shifted-beta-geometric model (Fader & Hardie 2007)
+# ----------------------------------------------------------------------------------------------------
+
+def sbg_survival(t, alpha: float, beta: float) -> np.ndarray:
+    """S(t) = B(alpha, beta + t) / B(alpha, beta): share still active after t periods."""
+    t = np.asarray(t, float)
+    return np.exp(special.betaln(alpha, beta + t) - special.betaln(alpha, beta))
+
+
+def sbg_churn_probability(t, alpha: float, beta: float) -> np.ndarray:
+    """P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta), t = 1, 2, ...: churn in period t."""
+    t = np.asarray(t, float)
+    return np.exp(special.betaln(alpha + 1, beta + t - 1) - special.betaln(alpha, beta))
+
+
+def sbg_retention(t, alpha: float, beta: float) -> np.ndarray:
+    """r(t) = S(t) / S(t - 1) = (beta + t - 1) / (alpha + beta + t - 1), t >= 1: retention rate in period t."""
+    t = np.asarray(t, float)
+    return (beta + t - 1) / (alpha + beta + t - 1)
+
+
+def sbg_derl(alpha: float, beta: float, d: float, n_renewals: int = 0) -> float:
+    """Discounted expected residual lifetime of a customer who has made ``n_renewals`` renewals (is
+    active after n periods) and is about to decide on the next one (Fader & Hardie 2010, "Customer-Base
+    Valuation in a Contractual Setting", Marketing Science 29(1), with n - 1 renewals there = n here):
+
+        DERL(d | alpha, beta, n) = (beta + n) / (alpha + beta + n)
+                                   * 2F1(1, beta + n + 1; alpha + beta + n + 1; 1 / (1 + d))
+                                 = sum_{k>=0} [S(n + 1 + k) / S(n)] / (1 + d)^k
+
+    i.e. the discounted number of future payments, the next one (made at the start of the period if the
+    customer renews) undiscounted. Expected residual value = margin x DERL; ``d`` is per period.
+    """
+    if d <= 0:
+        raise RetentionInputError(f"discount rate {d} per period is not positive", table="parameters",
+                                  expected="a discount rate > 0 (e.g. 0.01 per month)")
+    n = float(n_renewals)
+    return float((beta + n) / (alpha + beta + n)
+                 * special.hyp2f1(1.0, beta + n + 1, alpha + beta + n + 1, 1.0 / (1.0 + d)))
+
+
+def _sbg_loglik(logp: np.ndarray, lost: np.ndarray, alive: np.ndarray) -> float:
+    a, b = np.exp(logp)
+    T = len(lost)
+    t = np.arange(1, T + 1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        lp = special.betaln(a + 1, b + t - 1) - special.betaln(a, b)
+        ls = special.betaln(a, b + np.arange(0, T + 1)) - special.betaln(a, b)
+    return float(np.sum(lost * lp) + np.sum(alive * ls))
+
+
+def _fit_sbg_counts(lost: np.ndarray, alive: np.ndarray, start: Sequence[float] | None = None
+                    ) -> tuple[float, float, float, bool]:
+    """MLE of (alpha, beta) from churn counts ``lost[t-1]`` (churned in period t) and ``alive[c]``
+    (still active, last seen after c periods). Several starting points on log-parameters (or one warm
+    ``start``, used by the bootstrap); the best is polished with Nelder-Mead."""
+    starts = [tuple(start)] if start is not None else \
+        [(0.0, 0.0), (-1.0, 1.0), (1.0, 1.0), (-1.0, -1.0), (1.0, 2.5), (0.5, -0.5)]
+    best = None
+
+    def nll(p):
+        v = -_sbg_loglik(p, lost, alive)
+        return v if np.isfinite(v) else 1e300
+    for s0 in starts:
+        try:
+            r = optimize.minimize(nll, np.array(s0), method="L-BFGS-B", bounds=[(-9, 9), (-9, 9)],
+                                  options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500})
+        except (FloatingPointError, ValueError):
+            continue
+        if np.isfinite(r.fun) and r.fun < 1e299 and (best is None or r.fun < best.fun):
+            best = r
+    if best is None:
+        return np.nan, np.nan, np.nan, False
+    if start is None:
+        polished = optimize.minimize(nll, best.x, method="Nelder-Mead",
+                                     options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 1000})
+        if polished.fun <= best.fun:
+            best = polished
+    a, b = np.exp(best.x)
+    on_bound = np.any(np.abs(best.x) > 8.9)
+    return float(a), float(b), float(-best.fun), bool(np.isfinite(best.fun) and not on_bound)
+
+
+@dataclass
+class SBGResult:
+    """A fitted sBG model: ``alpha``, ``beta``, ``loglik``; intervals from a parametric bootstrap.
+
+    ``table`` holds the parameters with standard errors (observed information, delta method) and
+    bootstrap percentile intervals. ``projection(horizon)`` gives S(t) with intervals.
+    """
+
+    alpha: float
+    beta: float
+    loglik: float
+    n_customers: int
+    periods_observed: int
+    boot: np.ndarray  # (B, 2) bootstrap (alpha, beta)
+    level: float = 0.95
+    label: str = ""
+    observed: pd.DataFrame | None = None  # t, survival (observed share) for plots
+
+    @property
+    def table(self) -> pd.DataFrame:
+        q = [(1 - self.level) / 2, 1 - (1 - self.level) / 2]
+        lo = np.quantile(self.boot, q[0], axis=0) if len(self.boot) else [np.nan] * 2
+        hi = np.quantile(self.boot, q[1], axis=0) if len(self.boot) else [np.nan] * 2
+        return pd.DataFrame({"estimate": [self.alpha, self.beta], "ci_low": lo, "ci_high": hi},
+                            index=pd.Index(["alpha", "beta"], name="parameter"))
+
+    def survival(self, t) -> np.ndarray:
+        return sbg_survival(t, self.alpha, self.beta)
+
+    def retention(self, t) -> np.ndarray:
+        return sbg_retention(t, self.alpha, self.beta)
+
+    def churn_probability(self, t) -> np.ndarray:
+        return sbg_churn_probability(t, self.alpha, self.beta)
+
+    def expected_lifetime(self, horizon: int | None = None) -> float:
+        """Expected lifetime in periods of a new customer, E[T] = sum_{t>=0} S(t) = (alpha + beta - 1) /
+        (alpha - 1) when alpha > 1 (infinite otherwise: a heavy tail of very loyal customers); with a
+        ``horizon``, the expected number of periods active within the first ``horizon`` periods."""
+        if horizon is not None:
+            _check_horizon(horizon)
+            return float(self.survival(np.arange(0, horizon)).sum())
+        if self.alpha <= 1:
+            return float("inf")
+        return (self.alpha + self.beta - 1) / (self.alpha - 1)
+
+    def expected_remaining_lifetime(self, n_renewals: int = 0, horizon: int = 600) -> float:
+        """Expected further periods of a customer active after ``n_renewals`` periods (undiscounted,
+        truncated at ``horizon`` periods since infinite means are possible)."""
+        _check_horizon(horizon)
+        t = np.arange(n_renewals + 1, n_renewals + horizon + 1)
+        return float(self.survival(t).sum() / self.survival(n_renewals))
+
+    def derl(self, discount_rate: float, n_renewals: int = 0) -> float:
+        """Discounted expected residual lifetime (periods); see :func:`sbg_derl`."""
+        return sbg_derl(self.alpha, self.beta, discount_rate, n_renewals)
+
+    def derl_interval(self, discount_rate: float, n_renewals: int = 0) -> tuple[float, float]:
+        vals = np.array([sbg_derl(a, b, discount_rate, n_renewals) for a, b in self.boot])
+        q = (1 - self.level) / 2
+        return float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))
+
+    def clv(self, margin: float, discount_rate: float, n_renewals: int = 0) -> float:
+        """Expected residual customer value = margin x DERL (Fader & Hardie 2010)."""
+        return float(margin) * self.derl(discount_rate, n_renewals)
+
+    def projection(self, horizon: int) -> pd.DataFrame:
+        """S(t) and r(t) for t = 0..horizon with bootstrap ``ci_low``/``ci_high`` of S(t)."""
+        _check_horizon(horizon)
+        t = np.arange(0, horizon + 1)
+        s = self.survival(t)
+        q = (1 - self.level) / 2
+        if len(self.boot):
+            sims = np.array([sbg_survival(t, a, b) for a, b in self.boot])
+            lo, hi = np.quantile(sims, q, axis=0), np.quantile(sims, 1 - q, axis=0)
+        else:
+            lo = hi = np.full_like(s, np.nan)
+        r = np.r_[np.nan, self.retention(t[1:])]
+        return pd.DataFrame({"t": t, "survival": s, "ci_low": lo, "ci_high": hi, "retention": r})
+
+    def plot(self, ax=None, horizon: int | None = None):
+        from helpers.charts import ACCENT, new_axis
+        ax = new_axis(ax)
+        h = horizon or max(12, 2 * self.periods_observed)
+        proj = self.projection(h)
+        ax.plot(proj["t"], proj["survival"], color=ACCENT, label="sBG model")
+        ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=ACCENT, alpha=0.2,
+                        label=f"{self.level:.0%} interval")
+        if self.observed is not None:
+            ax.plot(self.observed["t"], self.observed["survival"], "o", color="black", ms=4, label="observed")
+        ax.axvline(self.periods_observed, color="grey", ls=":", lw=1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("Periods since signup")
+        ax.set_ylabel("Share still a customer")
+        ax.set_title(f"Shifted-beta-geometric projection{(' - ' + self.label) if self.label else ''}")
+        ax.legend()
+        return ax
+
+    def summary(self, horizon: int = 12, period: str = "month") -> str:
+        proj = self.projection(horizon).iloc[-1]
+        tab = self.table
+        who = f"For {self.label}, " if self.label else ""
+        return (f"{who}the shifted-beta-geometric model (alpha {self.alpha:.2f}, 95% CI "
+                f"{tab.loc['alpha', 'ci_low']:.2f}-{tab.loc['alpha', 'ci_high']:.2f}; beta {self.beta:.2f}, "
+                f"{tab.loc['beta', 'ci_low']:.2f}-{tab.loc['beta', 'ci_high']:.2f}) expects "
+                f"{proj['survival']:.0%} of a new cohort to still be customers after {horizon} {period}s "
+                f"(95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%}). Retention rises with tenure, from "
+                f"{self.retention(1):.0%} in the first {period} to {self.retention(horizon):.0%} in {period} "
+                f"{horizon}, because the customers most likely to leave leave first.")
+
+
+def _check_horizon(horizon) -> None:
+    if not isinstance(horizon, (int, np.integer)) or horizon <= 0:
+        raise RetentionInputError(f"horizon {horizon!r} is not a positive whole number of periods",
+                                  table="parameters", expected="horizon >= 1")
+
+
+def _sbg_parametric_bootstrap(alpha, beta, groups: list[tuple[int, int]], n_boot: int, seed: int,
+                              T: int) -> np.ndarray:
+    """Simulate data sets like the observed one from the fitted model and refit: groups are
+    (exposure c, n customers); each customer churns in period t <= c with P(t) or is seen alive at c."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        lost = np.zeros(T)
+        alive = np.zeros(T + 1)
+        for c, n in groups:
+            if c == 0:
+                alive[0] += n
+                continue
+            p = sbg_churn_probability(np.arange(1, c + 1), alpha, beta)
+            probs = np.r_[p, max(0.0, 1 - p.sum())]
+            draw = rng.multinomial(n, probs / probs.sum())
+            lost[:c] += draw[:c]
+            alive[c] += draw[c]
+        a, b, _, ok = _fit_sbg_counts(lost, alive, start=(np.log(alpha), np.log(beta)))
+        if ok:
+            out.append((a, b))
+    return np.array(out).reshape(-1, 2)
+
+
+def fit_sbg(survivors: Sequence[float], n_boot: int = 200, level: float = 0.95, seed: int = 0,
+            label: str = "") -> SBGResult:
+    """Fit the shifted-beta-geometric model to one cohort's survivor counts.
+
+    ``survivors[t]`` = customers still active at t = 0, 1, ..., T (``survivors[0]`` = cohort size).
+    Model (Fader & Hardie 2007, "How to Project Customer Retention", J. Interactive Marketing 21(1)):
+    each customer churns at the end of a period with probability theta ~ Beta(alpha, beta), so
+    P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta) and S(t) = B(alpha, beta + t) / B(alpha, beta).
+    LL = sum_t (n_{t-1} - n_t) log P(T = t) + n_T log S(T), maximised over log(alpha), log(beta) from
+    several starting points. Intervals: parametric bootstrap (``n_boot`` refits of data simulated from the
+    fit; ``n_boot=0`` skips them).
+
+    Raises :class:`RetentionInputError` for an empty cohort, negative, non-integer or increasing counts,
+    and :class:`RetentionModelError` when no start converges.
+    """
+    s = np.asarray(survivors, dtype="float64")
+    if s.ndim != 1 or len(s) < 2:
+        raise RetentionInputError("needs survivor counts for at least t = 0 and t = 1", table="survivors",
+                                  expected="[cohort size, active after 1 period, ...]")
+    if not np.all(np.isfinite(s)):
+        raise RetentionInputError("has missing counts", table="survivors",
+                                  examples=[int(i) for i in np.where(~np.isfinite(s))[0][:5]],
+                                  expected="a count for every period")
+    if s[0] <= 0:
+        raise RetentionInputError("cohort has size 0 at t = 0", table="survivors",
+                                  expected="a cohort with at least one customer")
+    if np.any(s < 0):
+        raise RetentionInputError("has negative counts", table="survivors", expected="counts >= 0")
+    inc = np.where(np.diff(s) > 0)[0]
+    if len(inc):
+        raise RetentionInputError("increases over time", table="survivors", n_rows=len(inc),
+                                  examples=[f"t={i}->{i + 1}: {s[i]:g}->{s[i + 1]:g}" for i in inc[:5]],
+                                  expected="a non-increasing count of the same cohort's customers")
+    if np.any(np.abs(s - np.round(s)) > 1e-9):
+        raise RetentionInputError("has non-integer counts", table="survivors",
+                                  expected="numbers of customers (pass counts, not percentages of 1)")
+    T = len(s) - 1
+    lost = -np.diff(s)
+    alive = np.zeros(T + 1)
+    alive[T] = s[T]
+    if lost.sum() == 0:
+        raise RetentionModelError("sBG: nobody in the cohort churned, so alpha and beta are not identified; "
+                                  "report the observed retention (100%) instead")
+    a, b, ll, ok = _fit_sbg_counts(lost, alive)
+    if not ok:
+        raise RetentionModelError(f"sBG did not converge from any of 6 starting points (alpha, beta "
+                                  f"ran to the bounds: {a:.3g}, {b:.3g}); the survivor curve may not "
+                                  "show the decelerating churn the model describes")
+    boot = _sbg_parametric_bootstrap(a, b, [(T, int(s[0]))], n_boot, seed, T) if n_boot else np.empty((0, 2))
+    obs = pd.DataFrame({"t": np.arange(T + 1), "survival": s / s[0]})
+    return SBGResult(alpha=a, beta=b, loglik=ll, n_customers=int(s[0]), periods_observed=T, boot=boot,
+                     level=level, label=label, observed=obs)
+
+
+def fit_sbg_durations(lifetime_periods: Sequence[int], churned: Sequence[int], exposure_periods: Sequence[int],
+                      n_boot: int = 200, level: float = 0.95, seed: int = 0, label: str = "") -> SBGResult:
+    """Fit the sBG to customers from many cohorts with right-censoring (Fader & Hardie 2007 Appendix).
+
+    For each customer: ``churned`` 1 with ``lifetime_periods`` = t (left in period t, LL term log P(T=t))
+    or 0 with ``lifetime_periods`` = c (active after c periods, LL term log S(c)); ``exposure_periods`` =
+    how many periods the customer could have been observed (from signup to the as-of date), used by the
+    parametric bootstrap to simulate data sets with the same censoring.
+    """
+    t = np.asarray(lifetime_periods, dtype="int64")
+    ev = np.asarray(churned, dtype="int64")
+    ex = np.asarray(exposure_periods, dtype="int64")
+    if len(t) == 0:
+        raise RetentionInputError("has no customers", table="customers", expected="at least one customer")
+    if not (len(t) == len(ev) == len(ex)):
+        raise RetentionInputError("lifetime, churn flag and exposure have different lengths", table="customers")
+    if np.any(t < 0) or np.any(ex < 0):
+        raise RetentionInputError("has negative periods", table="customers", expected="periods >= 0")
+    if np.any((ev == 1) & (t < 1)):
+        raise RetentionInputError("has churned customers with lifetime 0", table="customers",
+                                  column="lifetime_periods", expected="churn in period 1 or later")
+    T = int(max(t.max(), ex.max(), 1))
+    lost = np.bincount(t[ev == 1] - 1, minlength=T)[:T].astype(float)
+    alive = np.bincount(t[ev == 0], minlength=T + 1)[:T + 1].astype(float)
+    if lost.sum() == 0:
+        raise RetentionModelError("sBG: no customer churned, so alpha and beta are not identified")
+    a, b, ll, ok = _fit_sbg_counts(lost, alive)
+    if not ok:
+        raise RetentionModelError(f"sBG did not converge (parameters ran to the bounds: {a:.3g}, {b:.3g})")
+    groups = [(int(c), int(n)) for c, n in zip(*np.unique(ex, return_counts=True))]
+    boot = _sbg_parametric_bootstrap(a, b, groups, n_boot, seed, T) if n_boot else np.empty((0, 2))
+    return SBGResult(alpha=a, beta=b, loglik=ll, n_customers=len(t), periods_observed=int(np.median(ex)),
+                     boot=boot, level=level, label=label)
+
+
+def cohort_survivors(frame: pd.DataFrame, min_size: int = 30) -> pd.Series:
+    """Survivor counts n_t (t = 0..T) of the customers in ``frame`` (one cohort: output of
+    :func:`customer_durations` filtered to a signup window), up to the last period every member could be
+    observed (T = min exposure). Raises when the cohort is smaller than ``min_size`` or has T < 2."""
+    n = len(frame)
+    if n == 0:
+        raise RetentionInputError("cohort has size 0", table="customers", expected="a cohort with customers")
+    if n < min_size:
+        raise RetentionInputError(f"cohort has only {n} customers", table="customers",
+                                  expected=f"at least {min_size} for a stable sBG fit")
+    T = int(frame["exposure_periods"].min())
+    if T < 2:
+        raise RetentionInputError(f"cohort can only be followed for {T} period(s)", table="customers",
+                                  expected="at least 2 observed periods")
+    life = frame["lifetime_periods"].to_numpy()
+    ev = frame["event"].to_numpy()
+    # alive at t  <=>  not churned in periods 1..t
+    counts = [int(np.sum(~((ev == 1) & (life <= k)))) for k in range(T + 1)]
+    return pd.Series(counts, index=pd.RangeIndex(T + 1, name="t"), name="survivors")
+
+
+@dataclass
+class HoldoutResult:
+    """A forecast checked on held-out periods: ``table`` with t, actual, predicted, pi_low, pi_high."""
+
+    table: pd.DataFrame
+    mape: float
+    coverage: float
+    level: float
+    model: str
+    calibration_periods: int
+    fit: object = None
+
+    def plot(self, ax=None):
+        from helpers.charts import ACCENT, TARGET, new_axis
+        ax = new_axis(ax)
+        tab = self.table
+        cal = tab[~tab["holdout"]]
+        hold = tab[tab["holdout"]]
+        ax.plot(tab["t"], tab["predicted"], color=ACCENT, label=f"{self.model} forecast")
+        ax.fill_between(tab["t"], tab["pi_low"], tab["pi_high"], color=ACCENT, alpha=0.2,
+                        label=f"{self.level:.0%} prediction interval")
+        ax.plot(cal["t"], cal["actual"], "o", color="black", ms=4, label="calibration data")
+        ax.plot(hold["t"], hold["actual"], "s", color=TARGET, ms=5, label="held-out actual")
+        ax.axvline(self.calibration_periods + 0.5, color="grey", ls=":", lw=1)
+        ax.set_title(f"Forecast vs actual on held-out periods (MAPE {self.mape:.1f}%, "
+                     f"coverage {self.coverage:.0%})")
+        ax.legend(fontsize=8)
+        return ax
+
+    def summary(self) -> str:
+        n = int(self.table["holdout"].sum())
+        cov_ok = "as intended" if self.coverage >= self.level - 0.25 else "less often than intended"
+        return (f"Checked on {n} held-out periods the model never saw, the {self.model} forecast was off by "
+                f"{self.mape:.1f}% on average (MAPE), and the actual values fell inside the {self.level:.0%} "
+                f"prediction interval {self.coverage:.0%} of the time ({cov_ok}).")
+
+
+def sbg_holdout(survivors: Sequence[float], holdout: int, n_boot: int = 200, level: float = 0.95,
+                seed: int = 0, label: str = "") -> HoldoutResult:
+    """Calibrate the sBG on n_0..n_{T-holdout}, predict n_t for the last ``holdout`` periods.
+
+    The prediction interval of the held-out survivor share combines parameter uncertainty (parametric
+    bootstrap draws) and the cohort's own randomness: for each draw, the survivors at the end of
+    calibration get theta ~ Beta(alpha, beta + T_cal) (their churn probability given they survived T_cal
+    periods) and churn geometrically. MAPE = mean |predicted - actual| / actual x 100 over held-out periods.
+    """
+    s = np.asarray(survivors, dtype="float64")
+    _check_horizon(holdout)
+    if len(s) - 1 - holdout < 2:
+        raise RetentionInputError(f"holdout of {holdout} periods leaves fewer than 2 to calibrate on",
+                                  table="survivors", expected=f"holdout <= {len(s) - 3}")
+    Tc = len(s) - 1 - holdout
+    fit = fit_sbg(s[:Tc + 1], n_boot=n_boot, level=level, seed=seed, label=label)
+    t = np.arange(len(s))
+    pred = fit.survival(t)
+    rng = np.random.default_rng(seed + 1)
+    n_alive = int(s[Tc])
+    draws = fit.boot if len(fit.boot) else np.array([[fit.alpha, fit.beta]])
+    sims = np.empty((len(draws), holdout))
+    for i, (a, b) in enumerate(draws):
+        theta = rng.beta(a, b + Tc, size=n_alive)
+        k = rng.geometric(np.clip(theta, 1e-12, 1))  # period (after Tc) in which each survivor churns
+        sims[i] = [(k > h).sum() for h in range(1, holdout + 1)]
+    sims = sims / s[0]
+    q = (1 - level) / 2
+    lo = np.full(len(s), np.nan)
+    hi = np.full(len(s), np.nan)
+    proj = fit.projection(len(s) - 1)
+    lo[:Tc + 1], hi[:Tc + 1] = proj["ci_low"].to_numpy()[:Tc + 1], proj["ci_high"].to_numpy()[:Tc + 1]
+    lo[Tc + 1:], hi[Tc + 1:] = np.quantile(sims, q, axis=0), np.quantile(sims, 1 - q, axis=0)
+    actual = s / s[0]
+    hold = t > Tc
+    mape = float(np.mean(np.abs(pred[hold] - actual[hold]) / actual[hold]) * 100)
+    coverage = float(np.mean((actual[hold] >= lo[hold]) & (actual[hold] <= hi[hold])))
+    tab = pd.DataFrame({"t": t, "actual": actual, "predicted": pred, "pi_low": lo, "pi_high": hi,
+                        "holdout": hold})
+    return HoldoutResult(table=tab, mape=mape, coverage=coverage, level=level, model="sBG",
+                         calibration_periods=Tc, fit=fit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Retention-rate time series
+# ----------------------------------------------------------------------------------------------------
+
+def monthly_retention_rates(frame: pd.DataFrame, as_of: object = None, by: str | None = None,
+                            min_at_risk: int = 20) -> pd.DataFrame:
+    """Monthly retention rate: of the customers active at the start of calendar month m, the share still
+    active at its end. ``frame`` is the output of :func:`customer_durations`. Returns a tidy table
+    (``month`` (Timestamp, month start), [``by``], ``at_risk``, ``churned``, ``retention``); months with
+    fewer than ``min_at_risk`` customers at risk are left out (too noisy to forecast from)."""
+    for col in ("signup_date", "event", "duration"):
+        if col not in frame.columns:
+            raise RetentionInputError(f"has no column {col!r}", table="customers",
+                                      expected="the output of customer_durations()")
+    st = pd.to_datetime(frame["signup_date"])
+    end = pd.to_datetime(frame["end_date"]) if "end_date" in frame.columns else pd.Series(pd.NaT, index=frame.index)
+    as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else max(st.max(), end.max() if end.notna().any()
+                                                                      else st.max())
+    churn_date = end.where((frame["event"] == 1) & end.notna())
+    first = st.min().to_period("M").to_timestamp() + pd.offsets.MonthBegin(1)
+    last_full = (as_of_ts + pd.Timedelta(days=1)).to_period("M").to_timestamp() - pd.offsets.MonthBegin(1)
+    months = pd.date_range(first, last_full, freq="MS")
+    groups = [(None, np.ones(len(frame), bool))] if by is None else \
+        [(g, (frame[by] == g).to_numpy()) for g in sorted(frame[by].dropna().unique(), key=str)]
+    rows = []
+    stv, cdv = st.to_numpy(), churn_date.to_numpy()
+    for g, m in groups:
+        s_g, c_g = stv[m], cdv[m]
+        for mo in months:
+            mo64 = np.datetime64(mo)
+            nxt = np.datetime64(mo + pd.offsets.MonthBegin(1))
+            active = (s_g < mo64) & (pd.isna(c_g) | (c_g >= mo64))
+            n = int(active.sum())
+            churned = int((active & ~pd.isna(c_g) & (c_g < nxt)).sum())
+            row = {"month": mo, "at_risk": n, "churned": churned}
+            if by is not None:
+                row[by] = g
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out = out[out["at_risk"] >= min_at_risk].copy()
+    out["retention"] = 1 - out["churned"] / out["at_risk"]
+    cols = ["month"] + ([by] if by else []) + ["at_risk", "churned", "retention"]
+    return out[cols].reset_index(drop=True)
+
+
+@dataclass
+class RateForecast:
+    """Retention-rate forecast: ``table`` (month, actual, forecast, pi_low, pi_high, kind) and the
+    holdout comparison of the candidate models (``candidates``: model, mape, coverage)."""
+
+    table: pd.DataFrame
+    candidates: pd.DataFrame
+    model: str
+    holdout: HoldoutResult
+    level: float
+    label: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def plot(self, ax=None):
+        from helpers.charts import ACCENT, TARGET, new_axis
+        ax = new_axis(ax)
+        hist = self.table[self.table["kind"] == "history"]
+        fc = self.table[self.table["kind"] == "forecast"]
+        ax.plot(hist["month"], hist["actual"] * 100, "o-", color="black", ms=3, label="monthly retention")
+        hold = self.holdout.table[self.holdout.table["holdout"]]
+        ax.plot(hold["month"], hold["predicted"] * 100, "--", color=TARGET,
+                label=f"holdout check ({self.model}, MAPE {self.holdout.mape:.2f}%)")
+        ax.plot(fc["month"], fc["forecast"] * 100, color=ACCENT, label=f"{self.model} forecast")
+        ax.fill_between(fc["month"], fc["pi_low"] * 100, fc["pi_high"] * 100, color=ACCENT, alpha=0.2,
+                        label=f"{self.level:.0%} prediction interval")
+        ax.set_ylabel("Customers kept in the month (%)")
+        ax.set_title(f"Monthly retention rate{(' - ' + self.label) if self.label else ''}")
+        ax.legend(fontsize=8)
+        return ax
+
+    def summary(self) -> str:
+        fc = self.table[self.table["kind"] == "forecast"]
+        h = len(fc)
+        yearly = float(np.prod(fc["forecast"].iloc[:12]))
+        who = f" for {self.label}" if self.label else ""
+        txt = (f"Monthly retention{who} is forecast at {fc['forecast'].mean():.1%} on average over the next {h} "
+               f"months (95% prediction interval for a single month {fc['pi_low'].min():.1%}-"
+               f"{fc['pi_high'].max():.1%}); kept up for {min(h, 12)} months that compounds to "
+               f"{yearly:.0%} of today's customers. {self.model} was chosen because it was the more accurate "
+               f"model on the held-out months. " + self.holdout.summary())
+        if self.notes:
+            txt += " " + " ".join(self.notes)
+        return txt
+
+
+def _fit_rate_model(kind: str, y: pd.Series):
+    import warnings
+
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "ETS":
+            return ETSModel(y, error="add", trend=None).fit(disp=False)
+        return SARIMAX(y, order=(1, 0, 0), trend="c").fit(disp=False)
+
+
+def _forecast_frame(res, kind: str, steps: int, level: float) -> pd.DataFrame:
+    if kind == "ETS":
+        sf = res.get_prediction(start=res.nobs, end=res.nobs + steps - 1).summary_frame(alpha=1 - level)
+        return pd.DataFrame({"forecast": sf["mean"].to_numpy(), "pi_low": sf["pi_lower"].to_numpy(),
+                             "pi_high": sf["pi_upper"].to_numpy()})
+    fc = res.get_forecast(steps)
+    ci = np.asarray(fc.conf_int(alpha=1 - level))
+    return pd.DataFrame({"forecast": np.asarray(fc.predicted_mean), "pi_low": ci[:, 0], "pi_high": ci[:, 1]})
+
+
+def forecast_retention_rate(rates: pd.DataFrame, horizon: int, holdout: int = 6, level: float = 0.95,
+                            label: str = "") -> RateForecast:
+    """Forecast a monthly retention-rate series (``month``, ``retention``; one segment).
+
+    Candidates: ETS(A,N,N) (statsmodels ``ETSModel``; simple exponential smoothing with additive
+    errors) and SARIMAX AR(1) with a constant (statsmodels ``SARIMAX``; mean-reverting). Each is fitted
+    on all but the last ``holdout`` months and scored on them (MAPE, interval coverage); the lower-MAPE
+    model is refitted on the whole series and forecasts ``horizon`` months with prediction intervals
+    (clipped to 0-100%). When a candidate fails to fit, the other is used and the fallback is noted.
+    """
+    _check_horizon(horizon)
+    _check_horizon(holdout)
+    if not {"month", "retention"} <= set(rates.columns):
+        raise RetentionInputError("needs columns 'month' and 'retention'", table="retention rates",
+                                  expected="the output of monthly_retention_rates()")
+    r = rates.sort_values("month")
+    if r["retention"].isna().any():
+        raise RetentionInputError("has missing retention rates", table="retention rates", column="retention",
+                                  n_rows=int(r["retention"].isna().sum()), expected="a rate for every month")
+    if len(r) < holdout + 8:
+        raise RetentionInputError(f"has {len(r)} months, too few for a {holdout}-month holdout",
+                                  table="retention rates", expected=f"at least {holdout + 8} months")
+    y = pd.Series(r["retention"].to_numpy("float64"))
+    months = pd.DatetimeIndex(r["month"])
+    train, test = y.iloc[:-holdout], y.iloc[-holdout:]
+    cands, notes, fitted = [], [], {}
+    for kind in ("ETS", "SARIMAX"):
+        try:
+            res = _fit_rate_model(kind, train.reset_index(drop=True))
+            fc = _forecast_frame(res, kind, holdout, level)
+            if not np.all(np.isfinite(fc.to_numpy())):
+                raise ValueError("non-finite forecast")
+        except Exception as exc:  # noqa: BLE001 - a failed candidate is reported, not hidden
+            notes.append(f"{kind} could not be fitted ({type(exc).__name__}); the other model was used.")
+            continue
+        mape = float(np.mean(np.abs(fc["forecast"].to_numpy() - test.to_numpy()) / test.to_numpy()) * 100)
+        cov = float(np.mean((test.to_numpy() >= fc["pi_low"].to_numpy()) & (test.to_numpy() <= fc["pi_high"].to_numpy())))
+        cands.append({"model": kind, "mape": mape, "coverage": cov})
+        fitted[kind] = fc
+    if not cands:
+        raise RetentionModelError("neither ETS nor SARIMAX could be fitted to the retention-rate series: "
+                                  + " ".join(notes))
+    cand = pd.DataFrame(cands).sort_values("mape").reset_index(drop=True)
+    best = cand.loc[0, "model"]
+    hfc = fitted[best]
+    htab = pd.DataFrame({"t": np.arange(len(y)), "month": months, "actual": y.to_numpy(),
+                         "predicted": np.r_[np.full(len(train), np.nan), hfc["forecast"].to_numpy()],
+                         "pi_low": np.r_[np.full(len(train), np.nan), hfc["pi_low"].to_numpy()],
+                         "pi_high": np.r_[np.full(len(train), np.nan), hfc["pi_high"].to_numpy()],
+                         "holdout": np.r_[np.zeros(len(train), bool), np.ones(holdout, bool)]})
+    hres = HoldoutResult(table=htab, mape=float(cand.loc[0, "mape"]), coverage=float(cand.loc[0, "coverage"]),
+                         level=level, model=best, calibration_periods=len(train))
+    try:
+        full = _fit_rate_model(best, y)
+        fc = _forecast_frame(full, best, horizon, level)
+    except Exception as exc:  # noqa: BLE001
+        raise RetentionModelError(f"{best} fitted on the holdout split but not on the full series: {exc}") from exc
+    fc = fc.clip(0, 1)
+    future = pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")
+    hist = pd.DataFrame({"month": months, "actual": y.to_numpy(), "forecast": np.nan, "pi_low": np.nan,
+                         "pi_high": np.nan, "kind": "history"})
+    fut = pd.DataFrame({"month": future, "actual": np.nan, **{c: fc[c].to_numpy() for c in fc.columns},
+                        "kind": "forecast"})
+    table = pd.concat([hist, fut], ignore_index=True)
+    return RateForecast(table=table, candidates=cand, model=best, holdout=hres, level=level, label=label,
+                        notes=notes)
+
+
+def monthly_discount_rate(annual_rate: float) -> float:
+    """Monthly rate equivalent to an annual discount rate: (1 + annual)^(1/12) - 1."""
+    if not np.isfinite(annual_rate) or annual_rate <= 0:
+        raise RetentionInputError(f"annual discount rate {annual_rate!r} is not positive", table="parameters",
+                                  expected="e.g. 0.10 for 10% a year")
+    return float((1 + annual_rate) ** (1 / 12) - 1)
