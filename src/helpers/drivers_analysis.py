@@ -452,3 +452,38 @@ def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, 
                                             seed=child, missing=missing, label=f"{segment} {lev}",
                                             ordinal=ordinal, min_n=min_n)
     return SegmentDrivers(segment=segment, outcome=outcome, results=results, sizes=sizes, warnings=warnings)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Selecting the responses for a report
+# ----------------------------------------------------------------------------------------------------
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower()).strip("_")
+
+
+def select_responses(responses: pd.DataFrame, department: str = "all", period_start: str = "",
+                     period_end: str = "", date_column: str = "response_date") -> pd.DataFrame:
+    """Responses of one department (display name or slug, e.g. "Technical Support" or
+    "technical_support"; "all" = every department) answered between ``period_start`` and ``period_end``
+    (ISO dates, inclusive; "" = no bound)."""
+    out = responses
+    if department and department.lower() != "all":
+        names = pd.unique(responses["department"].dropna())
+        match = [n for n in names if n == department or _slug(n) == _slug(department)]
+        if not match:
+            raise DriverInputError(f"department {department!r} has no responses; departments in the data: "
+                                   + ", ".join(sorted(map(str, names))) + " (or 'all')")
+        out = out[out["department"] == match[0]]
+    dates = pd.to_datetime(out[date_column])
+    for bound, op in ((period_start, "ge"), (period_end, "le")):
+        if bound:
+            try:
+                day = pd.Timestamp(bound)
+            except ValueError:
+                raise DriverInputError(f"period bound {bound!r} is not an ISO date (YYYY-MM-DD)") from None
+            out = out[getattr(dates, op)(day)]
+            dates = dates.loc[out.index]
+    if out.empty:
+        raise DriverInputError(f"no responses for department {department!r} between {period_start or 'the start'} "
+                               f"and {period_end or 'the end'}")
+    return out
