@@ -159,7 +159,7 @@ def test_plausibility_compares_needed_pace_with_best_monthly_change():
     slow = pd.DataFrame({"period": periods, "value": 24 - 1.0 * np.arange(12) % 3})  # best drop 1 h/month
     fast = pd.DataFrame({"period": periods, "value": 24 - 5.0 * (np.arange(12) % 2)})  # drops of 5 h seen
     warning = plausibility_warning(frt, slow, 24.0, "cs.yaml")
-    assert warning is not None and "needs 4 per month" in warning and "(1)" in warning
+    assert warning is not None and "needs 4 per month" in warning and "(1 per month)" in warning
     assert plausibility_warning(frt, fast, 24.0, "cs.yaml") is None
 
 
@@ -308,7 +308,7 @@ def test_evaluation_gives_every_status_on_constructed_series(tmp_path):
 
     calls = []
 
-    def provider(metric, filters, start, end):
+    def provider(metric, filters, start, end, freq):
         oid = calls.pop(0)
         if oid == "broken":
             raise ValueError("table responses has no column 'csat'")
@@ -357,7 +357,7 @@ def test_unknown_department_and_missing_data_still_report(tmp_path):
     assert any("field 'department'" in w and "'Support' is not in the data" in w for w in ev.warnings)
     assert all(isinstance(s, str) and s for s in ev.table["sentence"])
 
-    def empty(metric, filters, start, end):
+    def empty(metric, filters, start, end, freq):
         return pd.DataFrame({"period": pd.to_datetime([]), "value": [], "ci_low": [], "ci_high": [], "n": []})
 
     ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=empty)

@@ -12,7 +12,7 @@ This module
   prediction interval, and a status by the rule documented in :mod:`helpers.objectives_status`.
 
 The KPI values come from ``helpers.kpis.kpi_series`` (computed in DuckDB) by default; any callable
-``series_provider(metric, filters, start, end) -> DataFrame[period, value, ci_low, ci_high, n]`` can be
+``series_provider(metric, filters, start, end, freq) -> DataFrame[period, value, ci_low, ci_high, n]`` can be
 passed instead (tests use constructed series). One objective failing (metric absent from the data, no data
 in its period) becomes a row with status ``"no data"`` and a message; it never stops the others.
 """
@@ -30,16 +30,16 @@ import pandas as pd
 import yaml
 
 from helpers.errors import KitError, ObjectiveError
-from helpers.objectives_status import (DEFAULT_LEVEL, STATUSES, Forecast, classify_status, expected_progress,
-                                       forecast_at, forecast_path, meets, month_start, months_between,
-                                       progress_score)
+from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, classify_status,
+                                       expected_progress, forecast_at, forecast_path, meets, month_start,
+                                       months_between, period_end, period_start, progress_score)
 
 ROLES = ("director", "manager", "representative")
 DIRECTIONS = ("raise", "lower")
 FILTER_KEYS = ("channel", "team", "segment", "region", "agent")
 TOP_LEVEL_KEYS = ("department", "people", "objectives")
 OBJECTIVE_KEYS = ("id", "title", "metric", "filters", "baseline", "target", "direction", "start", "deadline",
-                  "owner", "parent", "note")
+                  "owner", "parent", "frequency", "note")
 REQUIRED_OBJECTIVE_KEYS = ("id", "title", "metric", "baseline", "target", "start", "deadline", "owner")
 MAX_OBJECTIVES_PER_OWNER = 2
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -116,6 +116,7 @@ class Objective:
     baseline: Baseline
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     parent: str | None = None
+    frequency: str = "month"
     note: str = ""
 
 
@@ -278,6 +279,10 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     if baseline.value is not None and meets(baseline.value, target, direction):
         raise ObjectiveError(path, f"target {target:g} is already met by the baseline {baseline.value:g} "
                              f"for direction {direction!r}", objective_id=oid, field="target")
+    frequency = raw.get("frequency", "month")
+    if frequency not in FREQ_MONTHS:
+        raise ObjectiveError(path, f"frequency must be one of {list(FREQ_MONTHS)}, got {frequency!r}",
+                             objective_id=oid, field="frequency")
     parent = raw.get("parent")
     if parent is not None and not isinstance(parent, str):
         raise ObjectiveError(path, f"expected the id of another objective, got {parent!r}", objective_id=oid,
@@ -285,6 +290,7 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     return Objective(id=oid, title=_as_text(raw["title"], path, oid, "title"), metric=metric, target=target,
                      direction=direction, start=start, deadline=deadline, owner=_parse_owner(raw["owner"], path, oid),
                      baseline=baseline, filters=_parse_filters(raw.get("filters"), path, oid), parent=parent,
+                     frequency=frequency,
                      note=_as_text(raw.get("note"), path, oid, "note", required=False))
 
 
@@ -433,14 +439,16 @@ def plausibility_warning(objective: Objective, series: pd.DataFrame, baseline: f
 
     Needed per month: ``|target - baseline| / months(start -> deadline)`` (calendar months, the
     deadline's day counted, so 1 Jul - 30 Sep is 3 months); best change: the largest
-    month-over-month move in the objective's direction over the whole history (consecutive months only).
+    period-over-period move in the objective's direction over the whole history (consecutive periods
+    only), per month (a quarterly series' change divided by 3).
     """
     s = series.dropna(subset=["value"]).sort_values("period")
     if len(s) < 3 or not np.isfinite(baseline):
         return None
+    step = FREQ_MONTHS[objective.frequency]
     periods = pd.to_datetime(s["period"]).map(month_start)
     gaps = np.array([months_between(a, b) for a, b in zip(periods.iloc[:-1], periods.iloc[1:])])
-    diffs = np.diff(s["value"].to_numpy(dtype=float))[gaps == 1]
+    diffs = np.diff(s["value"].to_numpy(dtype=float))[gaps == step] / step
     if diffs.size == 0:
         return None
     best = float(diffs.max() if objective.direction == "raise" else -diffs.min())
@@ -448,13 +456,15 @@ def plausibility_warning(objective: Objective, series: pd.DataFrame, baseline: f
     needed = abs(objective.target - baseline) / months
     if best <= 0 or needed > best:
         return (f"{path}: objective {objective.id!r}: needs {needed:.3g} per month from {baseline:.3g} to "
-                f"{objective.target:g} over {months} month(s), more than the best month-over-month change "
-                f"ever seen ({max(best, 0):.3g}); the target is not plausible from history")
+                f"{objective.target:g} over {months} month(s), more than the best {objective.frequency}-over-"
+                f"{objective.frequency} change ever seen ({max(best, 0):.3g} per month); the target is not "
+                "plausible from history")
     return None
 
 
 # ------------------------------------------------------------------------------------------- evaluation
-SeriesProvider = Callable[[str, Mapping[str, object], "pd.Timestamp | None", "pd.Timestamp | None"], pd.DataFrame]
+SeriesProvider = Callable[..., pd.DataFrame]
+"""``provider(metric, filters, start, end, freq="month") -> DataFrame[period, value, ci_low, ci_high, n]``."""
 
 TABLE_COLUMNS = ["id", "parent", "level", "title", "owner", "owner_role", "metric", "metric_label", "direction",
                  "start", "deadline", "current", "ci_low", "ci_high", "n", "current_period", "baseline", "target",
@@ -487,12 +497,12 @@ class KpiSource:
             merged[FILTER_COLUMNS.get(key, key)] = list(vals) if len(vals) > 1 else vals[0]
         return merged
 
-    def series(self, metric, filters, start, end) -> pd.DataFrame:
-        return self.kpis.kpi_series(self.dataset.con, metric, freq=self.freq, by=None,
+    def series(self, metric, filters, start, end, freq: str | None = None) -> pd.DataFrame:
+        return self.kpis.kpi_series(self.dataset.con, metric, freq=freq or self.freq, by=None,
                                     filters=self.filters(metric, filters), start=start, end=end)
 
-    def __call__(self, metric, filters, start, end) -> pd.DataFrame:
-        return self.series(metric, filters, start, end)
+    def __call__(self, metric, filters, start, end, freq: str | None = None) -> pd.DataFrame:
+        return self.series(metric, filters, start, end, freq)
 
     def estimate(self, metric, filters, start, end):
         return self.kpis.compute_kpi(metric, self.dataset, filters=self.filters(metric, filters), start=start,
@@ -641,14 +651,14 @@ def _baseline_value(o: Objective, series: pd.DataFrame, source=None) -> tuple[fl
     return float(np.average(s["value"].astype(float), weights=w)), ""
 
 
-def _month_over_month(o: Objective, s: pd.DataFrame, as_of: pd.Timestamp, source):
-    """The last month with data against the month before it (``source.compare``), or None."""
+def _period_over_period(o: Objective, s: pd.DataFrame, as_of: pd.Timestamp, source):
+    """The last period with data against the period before it (``source.compare``), or None."""
     if not hasattr(source, "compare") or len(s) < 2:
         return None
     cur, prev = s["period"].iloc[-1], s["period"].iloc[-2]
-    if months_between(prev, cur) != 1:
+    if months_between(prev, cur) != FREQ_MONTHS[o.frequency]:
         return None
-    end_of = (lambda p: min(p + pd.offsets.MonthEnd(0), as_of))
+    end_of = (lambda p: min(period_end(p, o.frequency), as_of))
     try:
         return source.compare(o.metric, dict(o.filters), (prev, end_of(prev)), (cur, end_of(cur)))
     except (KitError, ValueError, KeyError):
@@ -752,7 +762,8 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
                 f"department {plan.department!r} is not in the data"
             continue
         try:
-            s = series_provider(o.metric, dict(o.filters), None, pd.Timestamp(as_of) if as_of is not None else None)
+            s = series_provider(o.metric, dict(o.filters), None, pd.Timestamp(as_of) if as_of is not None else None,
+                                freq=o.frequency)
             s = pd.DataFrame(s).copy()
             missing = {"period", "value"} - set(s.columns)
             if missing:
@@ -760,7 +771,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             for col in ("ci_low", "ci_high", "n"):
                 if col not in s.columns:
                     s[col] = np.nan
-            s["period"] = pd.to_datetime(s["period"]).map(month_start)
+            s["period"] = pd.to_datetime(s["period"]).map(lambda p, f=o.frequency: period_start(p, f))
             for col in ("value", "ci_low", "ci_high", "n"):
                 s[col] = pd.to_numeric(s[col], errors="coerce").astype(float)
             s = s[np.isfinite(s["value"]) & ~(s["n"] < min_n)].sort_values("period").reset_index(drop=True)
@@ -771,8 +782,8 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             errors[o.id] = f"metric {o.metric!r} cannot be computed ({type(exc).__name__}: {exc})"
 
     if as_of is None:
-        lasts = [s["period"].max() for s in fetched.values() if not s.empty]
-        as_of = (max(lasts) + pd.offsets.MonthEnd(0)) if lasts else pd.Timestamp.today().normalize()
+        lasts = [period_end(s["period"].max(), plan.get(oid).frequency) for oid, s in fetched.items() if not s.empty]
+        as_of = max(lasts) if lasts else pd.Timestamp.today().normalize()
     as_of = pd.Timestamp(as_of).normalize()
 
     rows, series_out, forecasts, changes = [], {}, {}, {}
@@ -780,8 +791,8 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
         info = metrics.get(o.metric)
         r = _row_for(o, plan, names, info, as_of)
         s = fetched.get(o.id)
-        if s is not None:
-            s = s[s["period"] <= month_start(as_of)]
+        if s is not None:  # complete periods only: a half-month (or half-quarter) is not "the current value"
+            s = s[s["period"].map(lambda p, f=o.frequency: period_end(p, f)) <= as_of]
         series_out[o.id] = s if s is not None else pd.DataFrame(columns=["period", "value", "ci_low", "ci_high", "n"])
         if o.id in errors:
             r["message"] = f"{plan.path}: objective {o.id!r}, field 'metric': {errors[o.id]}"
@@ -789,7 +800,8 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             r["message"] = (f"{plan.path}: objective {o.id!r}, field 'metric': no {o.metric} data for this "
                             f"department{' with filters ' + str(dict(o.filters)) if o.filters else ''} "
                             f"up to {as_of:%Y-%m-%d}")
-        elif s["period"].max() < month_start(o.start) - pd.DateOffset(months=1) and as_of >= o.start:
+        elif as_of >= o.start and s["period"].max() < period_start(o.start, o.frequency) - pd.DateOffset(
+                months=FREQ_MONTHS[o.frequency]):
             r["message"] = (f"{plan.path}: objective {o.id!r}, field 'start': no {o.metric} data since "
                             f"{s['period'].max():%Y-%m}, before the objective's period starting {o.start:%Y-%m-%d}")
         else:
@@ -802,17 +814,18 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
                 warnings.append(f"{plan.path}: objective {o.id!r}, field 'baseline': {msg}")
             r["progress"] = progress_score(r["current"], baseline, o.target)
             bounds = info.bounds if info else (None, None)
-            f = forecast_at(s, o.deadline, as_of, level=level, window=window, bounds=bounds)
+            f = forecast_at(s, o.deadline, as_of, level=level, window=window, bounds=bounds, freq=o.frequency)
             if f is not None:
                 r.update(forecast=f.value, forecast_low=f.low, forecast_high=f.high, forecast_method=f.method)
-                forecasts[o.id] = forecast_path(s, o.deadline, as_of, level=level, window=window, bounds=bounds)
+                forecasts[o.id] = forecast_path(s, o.deadline, as_of, level=level, window=window, bounds=bounds,
+                                                freq=o.frequency)
             r["status"] = classify_status(target=o.target, direction=o.direction, deadline=o.deadline, as_of=as_of,
                                           current=r["current"], current_low=r["ci_low"], current_high=r["ci_high"],
                                           forecast=f)
             warn = plausibility_warning(o, fetched[o.id], baseline, plan.path)
             if warn:
                 warnings.append(warn)
-            changes[o.id] = _month_over_month(o, s, as_of, series_provider)
+            changes[o.id] = _period_over_period(o, s, as_of, series_provider)
             if changes[o.id] is not None:
                 r["change"] = changes[o.id].describe()
         if r["message"]:

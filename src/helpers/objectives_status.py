@@ -76,15 +76,31 @@ def month_start(when) -> pd.Timestamp:
     return pd.Timestamp(year=ts.year, month=ts.month, day=1)
 
 
+FREQ_MONTHS = {"month": 1, "quarter": 3}
+"""Period lengths an objective can be tracked at (``frequency`` in the params file)."""
+
+
+def period_start(when, freq: str = "month") -> pd.Timestamp:
+    """The first day of the month (or quarter) containing ``when``."""
+    ts = month_start(when)
+    step = FREQ_MONTHS[freq]
+    return ts - pd.DateOffset(months=(ts.month - 1) % step)
+
+
+def period_end(start, freq: str = "month") -> pd.Timestamp:
+    """The last day of the period starting at ``start``."""
+    return pd.Timestamp(start) + pd.DateOffset(months=FREQ_MONTHS[freq]) - pd.Timedelta(days=1)
+
+
 def months_between(first, later) -> int:
     """Whole calendar months from the month of ``first`` to the month of ``later`` (may be negative)."""
     a, b = pd.Timestamp(first), pd.Timestamp(later)
     return (b.year - a.year) * 12 + (b.month - a.month)
 
 
-def _clean_series(series: pd.DataFrame) -> pd.DataFrame:
+def _clean_series(series: pd.DataFrame, freq: str = "month") -> pd.DataFrame:
     s = series.loc[:, [c for c in ("period", "value", "ci_low", "ci_high", "n") if c in series.columns]]
-    s = s.assign(period=pd.to_datetime(s["period"]).map(month_start))
+    s = s.assign(period=pd.to_datetime(s["period"]).map(lambda p: period_start(p, freq)))
     s = s[np.isfinite(s["value"].astype(float))]
     return s.sort_values("period").reset_index(drop=True)
 
@@ -94,9 +110,9 @@ def _clip(values, bounds):
     return np.clip(np.asarray(values, dtype=float), -np.inf if lo is None else lo, np.inf if hi is None else hi)
 
 
-def _observed_up_to(series: pd.DataFrame, as_of, window: int) -> pd.DataFrame:
-    s = _clean_series(series)
-    s = s[s["period"] <= month_start(as_of)]
+def _observed_up_to(series: pd.DataFrame, as_of, window: int, freq: str = "month") -> pd.DataFrame:
+    s = _clean_series(series, freq)
+    s = s[s["period"] <= period_start(as_of, freq)]
     if s.empty:
         return s
     return s[s["period"] > s["period"].iloc[-1] - pd.DateOffset(months=window)]
@@ -122,18 +138,20 @@ def _predict(s: pd.DataFrame, periods: list[pd.Timestamp], level: float, min_poi
 
 
 def forecast_at(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT_LEVEL, window: int = 24,
-                min_points: int = 4, bounds: tuple[float | None, float | None] = (None, None)) -> Forecast | None:
+                min_points: int = 4, bounds: tuple[float | None, float | None] = (None, None),
+                freq: str = "month") -> Forecast | None:
     """Forecast the metric for the deadline's month from the monthly ``series`` up to ``as_of``.
 
     Returns ``None`` when the series has no value up to ``as_of``. When the deadline month is not after
     the last observed month, the observed value of the deadline month (or the last month before it) is
     returned (``method='observed'``) with its confidence interval. The fit uses the last ``window``
-    months; see the module docstring for the model and the interval.
+    months; see the module docstring for the model and the interval. ``freq="quarter"`` works on a
+    quarterly series the same way (the deadline's quarter is forecast; the time axis stays in months).
     """
-    s = _observed_up_to(series, as_of, window=10_000)
+    s = _observed_up_to(series, as_of, window=10_000, freq=freq)
     if s.empty:
         return None
-    target_period = month_start(deadline)
+    target_period = period_start(deadline, freq)
     if target_period <= s["period"].iloc[-1]:
         upto = s[s["period"] <= target_period]
         if upto.empty:
@@ -141,23 +159,24 @@ def forecast_at(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT
         row = upto.iloc[-1]
         return Forecast(target_period, float(row["value"]), float(row.get("ci_low", np.nan)),
                         float(row.get("ci_high", np.nan)), level, "observed", len(upto))
-    s = _observed_up_to(series, as_of, window)
+    s = _observed_up_to(series, as_of, window, freq)
     method, slope, v, lo, hi = _predict(s, [target_period], level, min_points, bounds)
     return Forecast(target_period, float(v[0]), float(lo[0]), float(hi[0]), level, method, len(s), slope)
 
 
 def forecast_path(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT_LEVEL, window: int = 24,
-                  min_points: int = 4, bounds=(None, None)) -> pd.DataFrame:
+                  min_points: int = 4, bounds=(None, None), freq: str = "month") -> pd.DataFrame:
     """Monthly forecasts from the last observed month to the deadline's month (the chart's band).
 
     Columns ``period``, ``value``, ``low``, ``high``; empty when the deadline month has been observed.
     The same model as :func:`forecast_at`, so the band's last point is the deadline forecast.
     """
-    s = _observed_up_to(series, as_of, window)
-    if s.empty or month_start(deadline) <= s["period"].iloc[-1]:
+    s = _observed_up_to(series, as_of, window, freq)
+    if s.empty or period_start(deadline, freq) <= s["period"].iloc[-1]:
         return pd.DataFrame({"period": pd.Series(dtype="datetime64[ns]"), "value": pd.Series(dtype=float),
                              "low": pd.Series(dtype=float), "high": pd.Series(dtype=float)})
-    periods = list(pd.date_range(s["period"].iloc[-1], month_start(deadline), freq="MS"))
+    periods = list(pd.date_range(s["period"].iloc[-1], period_start(deadline, freq),
+                                 freq="MS" if freq == "month" else "QS"))
     _, _, v, lo, hi = _predict(s, periods, level, min_points, bounds)
     return pd.DataFrame({"period": periods, "value": v, "low": lo, "high": hi})
 
