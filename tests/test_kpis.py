@@ -41,7 +41,9 @@ def test_nps_definition_categories():
     assert K.nps([10] * 3 + [0]).value == pytest.approx(50.0)
     assert K.nps([7, 8]).value == pytest.approx(0.0)
     e = K.nps([10] * 40)
-    assert e.value == 100 and e.ci_high <= 100 and e.ci_low < 100
+    assert e.value == 100 and e.ci_high == 100 and e.ci_low < 100
+    one = K.nps([3])  # adjusted interval alone is -98.5 to +48.5; widened to contain the observed -100
+    assert one.value == -100 and one.ci_low == -100 and one.ci_high == pytest.approx(48.5, abs=0.1)
 
 
 def test_nps_ignores_nan_and_accepts_series():
@@ -135,6 +137,13 @@ def test_ces_mean_t_interval_hand_computed():
     assert e.value == pytest.approx(3.0)
     assert (e.ci_low, e.ci_high) == pytest.approx((3 - half, 3 + half))
     assert half == pytest.approx(2.364624 * 0.4629100, abs=1e-5)  # t_{0.975,7} = 2.364624
+
+
+def test_mean_interval_stays_on_the_scale():
+    e = K.ces([1, 1, 2])  # t interval 1.33 -/+ 1.43 would go below the scale minimum 1
+    assert e.ci_low == 1.0 and e.ci_high < 7
+    single = K.ces([4])
+    assert (single.value, single.ci_low, single.ci_high, single.n) == (4.0, 1.0, 7.0, 1)
 
 
 def test_t_interval_coverage_by_simulation():
@@ -391,8 +400,10 @@ def test_estimate_format():
     assert e.format() == "NPS +23 (95% CI +18 to +28, n = 1,204)"
     c = K.Estimate(82.44, 80.1, 84.57, 950, "csat", "%")
     assert c.format() == "CSAT 82.4% (95% CI 80.1 to 84.6%, n = 950)"
-    h = K.Estimate(3.25, 2.9, 3.5, 40, "resolution_hours", "hours")
-    assert h.format() == "Median resolution time 3.25 hours (95% CI 2.90 to 3.50 hours, n = 40)"
+    h = K.Estimate(3.27, 2.9, 3.5, 40, "resolution_hours", "hours")
+    assert h.format() == "Median resolution time 3.3 hours (95% CI 2.9 to 3.5 hours, n = 40)"
+    ces = K.Estimate(2.345, 2.1, 2.6, 12, "ces", "score")
+    assert ces.format() == "CES 2.35 (95% CI 2.10 to 2.60, n = 12)"
 
 
 def test_comparison_describe_only_says_rose_when_significant():

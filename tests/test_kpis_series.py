@@ -222,3 +222,34 @@ def test_series_bad_input(con):
     with pytest.raises(KitError, match=r"first_response_hours.*outside the scale >= 0 hours"):
         K.kpi_series(bad, "first_response_hours")
     bad.close()
+
+
+def test_kpi_series_on_small_demo_for_all_departments(small_demo):
+    """Every department of the demo gets a monthly series for each response/ticket KPI, with sane
+    intervals; and the DuckDB series equals the Python estimator on the demo for one department-month."""
+    from helpers.data import load_dataset
+
+    ds = load_dataset(small_demo)
+    metrics = [m for m, k in K.KPIS.items() if k.periodic and k.table != "customers"]
+    for m in metrics:
+        s = K.kpi_series(ds.con, m, freq="month", by="department")
+        assert set(s["department"]) == set(ds.departments), m
+        assert (s["n"] > 0).all()
+        if K.KPIS[m].kind == "mean_hours":  # one ticket: no spread, no interval on an unbounded scale
+            assert s.loc[s["n"] < 2, "ci_low"].isna().all()
+            s = s[s["n"] >= 2]
+        assert (s["ci_low"] <= s["value"] + 1e-9).all() and (s["value"] <= s["ci_high"] + 1e-9).all(), m
+        lo, hi = K.KPIS[m].bounds
+        assert s["ci_low"].ge(lo - 1e-9).all() and s["ci_high"].le(hi + 1e-9).all(), m
+    last = ds.responses["response_date"].max().to_period("M").start_time
+    for dept in ds.departments:
+        s = K.kpi_series(ds.con, "csat", freq="month", by="department", filters={"department": dept})
+        row = s[s["period"] == last]
+        if row.empty:
+            continue
+        e = K.compute_kpi("csat", ds, filters={"department": dept}, start=last,
+                          end=last + pd.offsets.MonthEnd(0))
+        assert (row["value"].iloc[0], row["n"].iloc[0]) == pytest.approx((e.value, e.n))
+    churn = K.kpi_series(ds.con, "churn_rate", freq="month", by="segment")
+    assert set(churn["segment"]) == set(ds.customers["segment"])
+    assert churn["value"].between(0, 100).all()

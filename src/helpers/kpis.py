@@ -11,7 +11,8 @@ Methods (``confidence`` defaults to 0.95, ``z`` is the standard-normal quantile 
   (MeasuringU, "Confidence intervals for Net Promoter Scores", 2021): add 3/4 to promoters and to detractors
   and 3 to n, ``p' = (P + 3/4)/(n + 3)``, ``d' = (D + 3/4)/(n + 3)``,
   ``Var = p' + d' - (p' - d')^2``, interval ``100 * ((p' - d') +/- z * sqrt(Var / (n + 3)))``, clipped to
-  [-100, 100]. The point estimate stays the observed NPS.
+  [-100, 100]. The point estimate stays the observed NPS; in tiny samples where the adjusted interval
+  misses it (e.g. one detractor), the interval is widened to include it.
 * **Proportions** (top-2-box CSAT = share of 4-5 on the 1-5 scale, first-contact resolution = share of tickets
   with ``contacts_to_resolve == 1``, reopen rate, repeat purchase rate, retention): Wilson score interval
   (Wilson 1927; identical to ``statsmodels.stats.proportion.proportion_confint(method="wilson")``), reported
@@ -114,6 +115,8 @@ def _fmt_number(x: float, unit: str, signed: bool = False) -> str:
         return f"{x:+.1f}" if signed else f"{x:.1f}"
     if unit in ("count", "currency"):
         return f"{x:+,.0f}" if signed else f"{x:,.0f}"
+    if unit == "hours":
+        return f"{x:+.1f}" if signed else f"{x:.1f}"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
@@ -382,7 +385,10 @@ def nps_from_counts(promoters: int, detractors: int, n: int, confidence: float =
     if promoters < 0 or detractors < 0 or promoters + detractors > n:
         raise KPIError("nps", f"inconsistent counts: promoters={promoters}, detractors={detractors}, n={n}")
     _, _, lo, hi = nps_interval(promoters, detractors, n, confidence)
-    return Estimate(100 * (promoters - detractors) / n, 100 * float(lo), 100 * float(hi), int(n), "nps",
+    value = 100 * (promoters - detractors) / n
+    # the adjusted interval is centred on the shrunken estimate; in tiny samples (e.g. n = 1) it can miss
+    # the observed NPS, so it is widened to include it (coverage only increases)
+    return Estimate(value, min(100 * float(lo), value), max(100 * float(hi), value), int(n), "nps",
                     "points", "adjusted Wald (Rocks 2016)", confidence)
 
 
@@ -411,13 +417,20 @@ def csat(scores, confidence: float = 0.95, top_box: Sequence[int] = (4, 5)) -> E
 def mean_estimate(values, metric: str = "mean", unit: str = "", confidence: float = 0.95,
                   lo: float | None = None, hi: float | None = None, integer: bool = False,
                   what: str = "values") -> Estimate:
-    """Mean with the Student t interval (needs n >= 2 for an interval; n = 1 gives NaN bounds)."""
+    """Mean with the Student t interval, clipped to the scale [lo, hi]; with n = 1 the interval is the whole
+    scale if it is bounded, else NaN."""
     x = _clean(values, metric, what, lo, hi, integer=integer,
                scale=f"{lo:g}-{hi:g}" if lo is not None and hi is not None else "")
     m = float(x.mean())
     sd = float(x.std(ddof=1)) if x.size > 1 else np.nan
     low, high = t_interval(m, sd, x.size, confidence)
-    return Estimate(m, float(low), float(high), int(x.size), metric, unit, "Student t", confidence)
+    # the mean of a bounded scale cannot leave the scale: clip the t interval to [lo, hi]; with one value
+    # (no spread) the interval is the whole scale when the scale is bounded, else undefined (NaN)
+    lo_b, hi_b = (lo if lo is not None else -np.inf), (hi if hi is not None else np.inf)
+    if x.size < 2 and np.isfinite(lo_b) and np.isfinite(hi_b):
+        low, high = lo_b, hi_b
+    low, high = float(np.clip(low, lo_b, hi_b)), float(np.clip(high, lo_b, hi_b))
+    return Estimate(m, low, high, int(x.size), metric, unit, "Student t", confidence)
 
 
 def ces(scores, confidence: float = 0.95) -> Estimate:
@@ -655,8 +668,10 @@ def _compare_nps_counts(ca, cb, confidence):
     diff_adj = float(c_b - c_a)
     se = float(np.hypot(se_a, se_b))
     ea, eb = nps_from_counts(*ca, confidence=confidence), nps_from_counts(*cb, confidence=confidence)
-    return Comparison(ea, eb, eb.value - ea.value, 100 * max(diff_adj - z * se, -2), 100 * min(diff_adj + z * se, 2),
-                      _two_sided_p(diff_adj / se), "adjusted-Wald difference, z-test", confidence)
+    diff = eb.value - ea.value
+    lo, hi = 100 * max(diff_adj - z * se, -2), 100 * min(diff_adj + z * se, 2)
+    return Comparison(ea, eb, diff, min(lo, diff), max(hi, diff), _two_sided_p(diff_adj / se),
+                      "adjusted-Wald difference, z-test", confidence)
 
 
 def compare_proportions(k_a: int, n_a: int, k_b: int, n_b: int, metric: str = "proportion",
@@ -1170,7 +1185,8 @@ def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: flo
     if k.kind == "nps":
         P, D = df["a"].to_numpy(dtype=float), df["b"].to_numpy(dtype=float)
         _, _, lo, hi = nps_interval(P, D, n, confidence)
-        value, lo, hi = 100 * (P - D) / n, 100 * lo, 100 * hi
+        value = 100 * (P - D) / n
+        lo, hi = np.minimum(100 * lo, value), np.maximum(100 * hi, value)  # as nps_from_counts
     elif k.kind in ("top_box", "share_eq1", "flag"):
         a = df["a"].to_numpy(dtype=float)
         lo, hi = wilson_interval(a, n, confidence)
@@ -1178,6 +1194,9 @@ def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: flo
     elif k.kind in ("mean", "mean_hours"):
         value = df["a"].to_numpy(dtype=float)
         lo, hi = t_interval(value, df["b"].to_numpy(dtype=float), n, confidence)
+        if all(np.isfinite(k.bounds)):
+            lo, hi = np.where(n < 2, k.bounds[0], lo), np.where(n < 2, k.bounds[1], hi)
+        lo, hi = np.clip(lo, *k.bounds), np.clip(hi, *k.bounds)
     elif k.kind == "median_hours":
         value = df["a"].to_numpy(dtype=float)
         lo = np.empty(len(df))
