@@ -928,15 +928,27 @@ def _month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Times
     return out
 
 
-def _customer_window(customers: pd.DataFrame, start, end, metric: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _customers_data_end(customers: pd.DataFrame) -> pd.Timestamp:
+    """The last day the customers table knows about: the latest signup_date or end_date."""
+    last = max(pd.to_datetime(customers["signup_date"]).max(), pd.to_datetime(customers["end_date"]).max())
+    return pd.Timestamp(last).normalize()
+
+
+def _customer_window(customers: pd.DataFrame, start, end, metric: str,
+                     data_end: pd.Timestamp | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The window ``start .. end`` with ``end`` clipped to the data end (after the last signup/churn date
+    the data cannot tell who left, so retention would be overstated)."""
     _require_columns(customers, "customers", ["signup_date", "end_date"], metric)
     if len(customers) == 0:
         raise KPIError(metric, "the customers table is empty")
+    data_end = _customers_data_end(customers) if data_end is None else data_end
     s = _to_day(start, metric, "start") if start is not None else pd.to_datetime(customers["signup_date"]).min()
-    if end is not None:
-        e = _to_day(end, metric, "end")
-    else:
-        e = max(pd.to_datetime(customers["signup_date"]).max(), pd.to_datetime(customers["end_date"]).max())
+    e = min(_to_day(end, metric, "end"), data_end) if end is not None else data_end
+    if s.normalize() > data_end:
+        raise KPIError(metric, f"the period starts {s.date()}, after the last date in the customers table "
+                               f"({data_end.date()})")
+    if e < s:
+        raise KPIError(metric, f"end {e.date()} is before start {s.date()}")
     return s.normalize(), e.normalize()
 
 
@@ -946,24 +958,28 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
 
     ``start``/``end`` (inclusive days) select rows by the KPI's date column (responses: ``response_date``,
     tickets: ``created_at``). Retention/churn treat ``start .. end`` as one period (both required): the
-    share of customers active on ``start`` still active after ``end``. CLV uses the mean ``monthly_revenue``
+    share of customers active on ``start`` still active after ``end``; ``end`` is clipped to the last date
+    of the customers table (latest signup or end date), since later churn is unknown. CLV uses the mean ``monthly_revenue``
     of customers active at the window end, the pooled monthly retention of the window
     (``sum R / sum S`` over its calendar months) and ``discount_rate`` per month.
     """
     k = _kpi(name)
     df = _frame(data, k.table, name)
+    data_end = None
+    if k.table == "customers" and len(df) and {"signup_date", "end_date"} <= set(df.columns):
+        data_end = _customers_data_end(df)  # of the whole table, before filters
     df = _apply_filters(df, k.table, filters, name)
     if k.kind in ("retention", "churn", "clv"):
         if len(df) == 0:
             raise KPIError(name, "no customers match the filters")
         if k.kind == "clv":
-            S, R = _pooled_monthly_retention(df, start, end, name)
-            _, e = _customer_window(df, start, end, name)
+            S, R = _pooled_monthly_retention(df, start, end, name, data_end)
+            _, e = _customer_window(df, start, end, name, data_end)
             signup, ended = pd.to_datetime(df["signup_date"]), pd.to_datetime(df["end_date"])
             active = (signup <= e) & (ended.isna() | (ended >= e))
             _require_columns(df, "customers", ["monthly_revenue"], name)
             return clv(df.loc[active, "monthly_revenue"], R, S, discount_rate, confidence)
-        c = _window_retention_counts(df, start, end, name)
+        c = _window_retention_counts(df, start, end, name, data_end)
         r = retention_from_counts(c.S, c.R, confidence)
         return r if k.kind == "retention" else _churn_from_retention(r)
     if k.date_column is not None:
@@ -973,16 +989,16 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
     return _estimate_from_frame(k, df, confidence)
 
 
-def _window_retention_counts(customers, start, end, metric) -> RetentionCounts:
+def _window_retention_counts(customers, start, end, metric, data_end=None) -> RetentionCounts:
     if start is None or end is None:
         raise KPIError(metric, "needs the period: pass start and end (e.g. the first and last day of a month)")
-    _require_columns(customers, "customers", ["signup_date", "end_date"], metric)
-    return retention_counts(customers, start, end)
+    s, e = _customer_window(customers, start, end, metric, data_end)
+    return retention_counts(customers, s, e)
 
 
-def _pooled_monthly_retention(customers, start, end, metric) -> tuple[int, int]:
+def _pooled_monthly_retention(customers, start, end, metric, data_end=None) -> tuple[int, int]:
     """``(sum S, sum R)`` over the calendar months of the window (each clipped to the window)."""
-    s, e = _customer_window(customers, start, end, metric)
+    s, e = _customer_window(customers, start, end, metric, data_end)
     S = R = 0
     for a, b in _month_starts(s, e):
         c = retention_counts(customers, a, b)
@@ -1218,15 +1234,20 @@ def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: flo
 
 def _retention_series(con, k: KPI, freq, by_cols, filters, start, end, confidence, columns) -> pd.DataFrame:
     """Retention/churn per period: S, N, E, R counted per period in SQL (see :func:`retention_counts`).
-    The first period is clipped to ``start`` (its label stays the calendar period start)."""
+    The first period is clipped to ``start`` and the last to the data end (latest signup/end date of the
+    customers table); labels stay the calendar period starts."""
     params: list = []
     where = _where(filters, None, None, None, columns, "customers", k.name, params)
-    bounds = con.execute(f"SELECT min(signup_date), greatest(max(signup_date), max(end_date)) FROM customers "
-                         f"{where}", params).fetchall()[0]
-    if bounds[0] is None:
+    first = con.execute(f"SELECT min(signup_date) FROM customers {where}", params).fetchall()[0][0]
+    if first is None:
         raise KPIError(k.name, "no customers match the filters")
-    s = _to_day(start, k.name, "start") if start is not None else pd.Timestamp(bounds[0])
-    e = _to_day(end, k.name, "end") if end is not None else pd.Timestamp(bounds[1])
+    last = con.execute("SELECT greatest(max(signup_date), max(end_date)) FROM customers").fetchall()[0][0]
+    data_end = pd.Timestamp(last).normalize()  # of the whole table: later churn is unknown
+    s = _to_day(start, k.name, "start") if start is not None else pd.Timestamp(first)
+    e = min(_to_day(end, k.name, "end"), data_end) if end is not None else data_end
+    if s > data_end:
+        raise KPIError(k.name, f"the period starts {s.date()}, after the last date in the customers table "
+                               f"({data_end.date()})")
     if e < s:
         raise KPIError(k.name, f"end {e.date()} is before start {s.date()}")
     # periods: calendar months/quarters/years [p_start, p_end] clipped to the window; freq=None: the window

@@ -631,10 +631,11 @@ def _row_for(o: Objective, plan: ObjectivePlan, names: Mapping[str, str], info: 
 
 def _baseline_value(o: Objective, series: pd.DataFrame, source=None) -> tuple[float, str]:
     """The fixed baseline, or the KPI over the baseline period: pooled by ``source.estimate`` when the
-    source has it (``helpers.kpis.compute_kpi``), else the n-weighted mean of the monthly values."""
+    source has it (``helpers.kpis.compute_kpi``) and the objective is monthly, else the n-weighted mean of
+    the period values (a quarterly retention rate is not the pooled monthly rate ``compute_kpi`` gives)."""
     if o.baseline.value is not None:
         return o.baseline.value, ""
-    if hasattr(source, "estimate"):
+    if hasattr(source, "estimate") and o.frequency == "month":  # pooled KPI; quarterly retention is not
         try:
             est = source.estimate(o.metric, dict(o.filters), o.baseline.start, o.baseline.end)
             if np.isfinite(est.value):

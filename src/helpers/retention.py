@@ -67,32 +67,11 @@ class RetentionModelError(KitError):
 # ----------------------------------------------------------------------------------------------------
 
 def months_between(start: pd.Series, end: pd.Series) -> pd.Series:
-    """Calendar months from ``start`` to ``end`` as a float.
-
-    Whole calendar months elapsed plus the remaining days as a fraction of the next month's length, so
-    that ``start + k months`` is exactly ``k`` (a day-count / 30.44 would put monthly renewals a day off).
-    """
+    """Months from ``start`` to ``end``: days / 30.4375 (the average Gregorian month, 365.25 / 12), the
+    tenure definition of the demo generator and of most churn exports."""
     s = pd.to_datetime(start).dt.normalize()
     e = pd.to_datetime(end).dt.normalize()
-    whole = (e.dt.year - s.dt.year) * 12 + (e.dt.month - s.dt.month)
-    anchor = s + pd.to_timedelta(0, unit="D")
-    # step back one month where the day of month was not reached yet
-    reached = _add_months(anchor, whole) <= e
-    whole = whole.where(reached, whole - 1)
-    base = _add_months(anchor, whole)
-    nxt = _add_months(anchor, whole + 1)
-    frac = (e - base).dt.days / (nxt - base).dt.days.where(lambda d: d > 0, 1)
-    return (whole + frac).astype("float64")
-
-
-def _add_months(dates: pd.Series, months: pd.Series) -> pd.Series:
-    months = pd.Series(months, index=dates.index).fillna(0).astype("int64")
-    y = dates.dt.year + (dates.dt.month - 1 + months) // 12
-    m = (dates.dt.month - 1 + months) % 12 + 1
-    first = pd.to_datetime(pd.DataFrame({"year": y, "month": m, "day": 1}))
-    dim = first.dt.days_in_month
-    day = np.minimum(dates.dt.day, dim)
-    return first + pd.to_timedelta(day - 1, unit="D")
+    return ((e - s).dt.days / AVG_DAYS_PER_MONTH).astype("float64")
 
 
 def _as_event(values: pd.Series, event_true: Iterable[object], *, table: str, column: str) -> pd.Series:
@@ -233,20 +212,33 @@ def survival_frame_from_settings(df: pd.DataFrame, settings: object, as_of: obje
 
 
 def customer_durations(customers: pd.DataFrame, as_of: object = None) -> pd.DataFrame:
-    """The contract's customers table -> survival frame (``duration`` months, ``event``) plus
-    ``cohort`` (signup month, a Period) and, for the sBG, ``lifetime_periods`` (the month of churn,
-    ``ceil(duration)``, for churned customers; whole months survived for active ones) and
-    ``exposure_periods`` (whole months from signup to ``as_of``: how long the customer could be seen)."""
+    """The contract's customers table -> survival frame (``duration`` months, ``event``) plus what the
+    cohort table and the sBG need:
+
+    * ``cohort``: signup month (a pandas Period);
+    * ``exposure_periods``: whole months from signup to ``as_of`` (how long the customer could be seen);
+    * ``lifetime_periods`` / ``sbg_churned``: the discrete-time record of the sBG. A customer who left in
+      month t (``t - 1 < duration <= t``) of a month that is fully observed (t <= exposure) churned in
+      period t; everybody else is censored after ``floor(duration)`` whole months. A churn inside the last,
+      partly observed month is censored too (otherwise that month's churners would count while its
+      survivors could not, inflating churn).
+    """
     frame = survival_frame(customers, start="signup_date", end="end_date", as_of=as_of)
     st = pd.to_datetime(frame["signup_date"])
-    as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else max(
-        st.max(), pd.to_datetime(frame["end_date"]).max() if frame["end_date"].notna().any() else st.max())
+    if as_of in (None, ""):
+        en = pd.to_datetime(frame["end_date"])
+        as_of_ts = max(st.max(), en.max()) if en.notna().any() else st.max()
+    else:
+        as_of_ts = pd.Timestamp(as_of)
     frame["cohort"] = st.dt.to_period("M")
-    exposure = np.floor(months_between(st, pd.Series(as_of_ts, index=frame.index)) + 1e-9)
-    churn_period = np.maximum(1, np.ceil(frame["duration"] - 1e-9))
-    frame["exposure_periods"] = exposure.astype("int64").to_numpy()
-    frame["lifetime_periods"] = np.where(frame["event"] == 1, churn_period,
-                                         np.floor(frame["duration"] + 1e-9)).astype("int64")
+    exposure = np.floor(months_between(st, pd.Series(as_of_ts, index=frame.index)).to_numpy() + 1e-9)
+    dur = frame["duration"].to_numpy()
+    churn_period = np.maximum(1, np.ceil(dur - 1e-9))
+    observed_churn = (frame["event"].to_numpy() == 1) & (churn_period <= exposure)
+    frame["exposure_periods"] = exposure.astype("int64")
+    frame["sbg_churned"] = observed_churn.astype("int64")
+    frame["lifetime_periods"] = np.where(observed_churn, churn_period,
+                                         np.minimum(np.floor(dur + 1e-9), exposure)).astype("int64")
     return frame
 
 
@@ -1012,7 +1004,7 @@ def cohort_survivors(frame: pd.DataFrame, min_size: int = 30) -> pd.Series:
         raise RetentionInputError(f"cohort can only be followed for {T} period(s)", table="customers",
                                   expected="at least 2 observed periods")
     life = frame["lifetime_periods"].to_numpy()
-    ev = frame["event"].to_numpy()
+    ev = frame["sbg_churned"].to_numpy()
     # alive at t  <=>  not churned in periods 1..t
     counts = [int(np.sum(~((ev == 1) & (life <= k)))) for k in range(T + 1)]
     return pd.Series(counts, index=pd.RangeIndex(T + 1, name="t"), name="survivors")

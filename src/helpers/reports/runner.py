@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -193,14 +194,16 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
     dept_dir = Path(opts.params) / "departments"
     files = sorted(dept_dir.glob("*.yaml")) + sorted(dept_dir.glob("*.yml"))
     departments = []
-    errors = []
+    errors: list[KitError] = []
     for f in files:
         try:
             departments.append((f, _load_department_file(f)))
         except KitError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise ParamsError(dept_dir, "invalid department params:\n  " + "\n  ".join(errors))
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:  # every bad file at once, so one edit-run cycle fixes them all
+        raise ParamsError(dept_dir, "invalid department params:\n  " + "\n  ".join(map(str, errors)))
     if opts.only:
         wanted = {w.lower() for w in opts.only} | {safe_slug(w) for w in opts.only}
         chosen = [(f, n) for f, n in departments if f.stem.lower() in wanted or n.lower() in wanted
@@ -302,7 +305,7 @@ def _worker_init(socket_path: str | None) -> None:
         _WORKER["km"] = fork_kernel_manager_class(socket_path)
 
 
-def _noop() -> int:
+def _noop(_index: int = 0) -> int:
     return os.getpid()
 
 
@@ -325,6 +328,14 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
     pm_logger.addHandler(handler)
     pm_logger.setLevel(logging.INFO)
     pm_logger.propagate = False
+    # the kernel process inherits this worker's stdout/stderr: send them to the report's log while it runs
+    saved_fds = (os.dup(1), os.dup(2))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     try:
         with open(log_path, "a", encoding="utf-8") as stream_log:
             stream_log.write(f"report {job.name}: {job.notebook}\nparameters: {json.dumps(params)}\n")
@@ -388,6 +399,12 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
     finally:
         pm_logger.removeHandler(handler)
         handler.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in saved_fds:
+            os.close(fd)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
 
@@ -508,8 +525,8 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     t0 = time.perf_counter()
     out = Path(opts.out).resolve()
     run_id = opts.run_id or new_run_id(started)
-    if safe_slug(run_id.replace("T", "t").replace("Z", "z")) != run_id.lower().replace(":", "_"):
-        pass
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}", run_id):
+        raise ReportRunError(f"--run-id {run_id!r}: use letters, digits, '-' and '_' only")
     config_path, cfg = load_report_settings(Path(opts.params))
     if opts.as_of:
         try:
@@ -526,7 +543,6 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     if final_dir.exists():
         raise ReportRunError(f"{final_dir} already exists: runs are immutable; choose another --run-id")
     tmp_dir = out / f".tmp-{run_id}"
-    placeholder = "" if not opts.dry_run else ""
     # plan first (params + notebooks), with the snapshot path the notebooks will get
     jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
                         str(tmp_dir / "data.duckdb"), tmp_dir)
@@ -536,7 +552,7 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         echo(f"data OK: {source} (fingerprint {info.fingerprint[:16]}, {info.rows})")
         for j in jobs:
             echo(f"  {j.name}: {Path(j.notebook).name} {json.dumps({k: v for k, v in j.parameters.items() if not k.startswith('__')})}")
-        echo("dry run: params, notebooks, kernels and data are valid; nothing executed" + placeholder)
+        echo("dry run: params, notebooks, kernels and data are valid; nothing executed")
         return RunResult(run_id, None, {"dry_run": True, "reports": [dataclasses.asdict(j) for j in jobs]}, [])
 
     # workers and the warm-kernel server start before the data is loaded, so they overlap with it

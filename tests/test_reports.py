@@ -1,0 +1,277 @@
+"""Unit tests of the report runner: slugs, paths, atomic writes, summaries, params/notebook validation, HTML."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.errors import ObjectiveError, ParamsError
+from helpers.reports import (ReportRunError, atomic_write_text, ensure_inside, safe_slug, unique_slugs,
+                             write_report_summary)
+from helpers.reports import export, runner
+from reports_support import FIXTURE_NOTEBOOKS, write_params
+
+
+# ---------------------------------------------------------------------------------------------- slugs and paths
+
+@pytest.mark.parametrize("name, slug", [
+    ("Customer Service", "customer_service"),
+    ("Technical Support", "technical_support"),
+    ("technical_support", "technical_support"),
+    ("Kundendienst Süd", "kundendienst_sud"),
+    ("../../etc/passwd", "etc_passwd"),
+    ("a/b\\c.d", "a_b_c_d"),
+    ("  Sales  & Marketing!! ", "sales_marketing"),
+    ("R&D-2", "r_d_2"),
+])
+def test_safe_slug(name, slug):
+    assert safe_slug(name) == slug
+    assert re.fullmatch(r"[a-z0-9_-]+", slug)
+
+
+@pytest.mark.parametrize("bad", ["", "../", "...", "///", "日本"])
+def test_safe_slug_refuses_names_without_letters_or_digits(bad):
+    with pytest.raises(ReportRunError, match="no letters or digits"):
+        safe_slug(bad)
+
+
+def test_unique_slugs_disambiguates_collisions():
+    assert unique_slugs(["Sales", "sales", "SALES!"]) == {"Sales": "sales", "sales": "sales_2", "SALES!": "sales_3"}
+
+
+def test_ensure_inside(tmp_path):
+    assert ensure_inside(tmp_path / "a" / "b.html", tmp_path) == (tmp_path / "a" / "b.html").resolve()
+    with pytest.raises(ReportRunError, match="would leave the run folder"):
+        ensure_inside(tmp_path / ".." / "x.html", tmp_path)
+    os.symlink("/etc", tmp_path / "link")
+    with pytest.raises(ReportRunError):
+        ensure_inside(tmp_path / "link" / "passwd", tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "r.html"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new content")
+    assert target.read_text() == "new content"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.html"
+    atomic_write_text(target, "complete old report")
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "half")
+    assert target.read_text() == "complete old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # temp file cleaned up
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+def test_write_report_summary_roundtrip_and_noop(tmp_path):
+    assert write_report_summary("", title="x") is None
+    path = tmp_path / "s" / "sales.summary.json"
+    write_report_summary(path, title="Sales", department="Sales",
+                         status_counts={"on track": 3, "at risk": 1, "off track": 0}, warnings=["few responses"])
+    data = json.loads(path.read_text())
+    assert data == {"title": "Sales", "department": "Sales",
+                    "status_counts": {"on track": 3, "at risk": 1, "off track": 0}, "warnings": ["few responses"]}
+
+
+@pytest.mark.parametrize("counts", [{"on track": -1}, {"at risk": 1.5}, {"off track": "many"}])
+def test_write_report_summary_rejects_bad_counts(tmp_path, counts):
+    with pytest.raises(ParamsError, match="status count"):
+        write_report_summary(tmp_path / "s.json", title="t", status_counts=counts)
+
+
+# ---------------------------------------------------------------------------------------------- planning / validation
+
+def _opts(tmp_path, params, **kw):
+    return runner.RunOptions(params=params, out=tmp_path / "reports", notebooks=FIXTURE_NOTEBOOKS, **kw)
+
+
+def _plan(tmp_path, params, **kw):
+    path, cfg = runner.load_report_settings(params)
+    return runner.plan_reports(_opts(tmp_path, params, **kw), cfg, path, "2026-10-31", "rid",
+                               "/data/snap.duckdb", tmp_path / "run")
+
+
+def test_plan_has_every_department_and_both_company_reports(tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales", "technical_support": "Technical Support"})
+    jobs = _plan(tmp_path, params)
+    assert [j.name for j in jobs] == ["department_sales", "department_technical_support",
+                                      "satisfaction_drivers", "retention_forecast"]
+    sales = jobs[0]
+    assert sales.department == "Sales"
+    assert sales.parameters["department"] == "sales"
+    assert sales.parameters["params_file"] == str((params / "departments" / "sales.yaml").resolve())
+    assert sales.parameters["data_source"] == "/data/snap.duckdb"
+    assert sales.parameters["summary_path"] == str(tmp_path / "run" / "summaries" / "department_sales.summary.json")
+    drivers = jobs[2]
+    assert drivers.parameters["department"] == "all" and drivers.parameters["outcome"] == "csat"
+    assert "params_file" not in drivers.parameters
+    for j in jobs:
+        assert j.parameters["as_of"] == "2026-10-31" and j.parameters["run_id"] == "rid"
+
+
+def test_only_selects_by_slug_or_name_and_rejects_unknown(tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales", "technical_support": "Technical Support"})
+    jobs = _plan(tmp_path, params, only=["Technical Support"], company_reports=False)
+    assert [j.name for j in jobs] == ["department_technical_support"]
+    with pytest.raises(ParamsError, match="--only billing: no such department; known: sales, technical_support"):
+        _plan(tmp_path, params, only=["billing"])
+
+
+def test_one_bad_department_file_is_named_before_anything_runs(tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales", "delivery": "Delivery"})
+    (params / "departments" / "delivery.yaml").write_text("department: Delivery\nobjectives: []\n")
+    data_calls = []
+
+    def data_preparer(*a):
+        data_calls.append(a)
+        raise AssertionError("data must not be loaded when params are invalid")
+
+    with pytest.raises(ParamsError, match=r"delivery\.yaml.*non-empty list") as err:
+        runner.run_reports(_opts(tmp_path, params), data_preparer=data_preparer, echo=lambda m: None)
+    assert isinstance(err.value, ValueError)
+    assert data_calls == []
+    assert not (tmp_path / "reports").exists()  # no run folder, not even a temporary one
+
+
+def test_malformed_yaml_is_a_params_error(tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales"})
+    (params / "departments" / "sales.yaml").write_text("department: Sales\nobjectives: [\n")
+    with pytest.raises(ObjectiveError, match="malformed YAML"):
+        _plan(tmp_path, params)
+
+
+def test_missing_report_yaml(tmp_path):
+    (tmp_path / "params" / "departments").mkdir(parents=True)
+    with pytest.raises(ParamsError, match="report.yaml: missing"):
+        runner.load_report_settings(tmp_path / "params")
+
+
+def _notebook(path: Path, params_source: str | None, n_params: int = 1) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for _ in range(n_params if params_source is not None else 0):
+        cell = nbformat.v4.new_code_cell(params_source)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_code_cell("print(1)"))
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_notebook_parameter_checks(tmp_path):
+    declared = runner.notebook_parameters(_notebook(tmp_path / "a.ipynb", "x = 1\ny: int = 2\n"))
+    assert set(declared) == {"x", "y", "__kernel__"}
+    with pytest.raises(ReportRunError, match="exactly one cell tagged 'parameters', found 0"):
+        runner.notebook_parameters(_notebook(tmp_path / "b.ipynb", None))
+    with pytest.raises(ReportRunError, match="found 2"):
+        runner.notebook_parameters(_notebook(tmp_path / "c.ipynb", "x = 1", n_params=2))
+    with pytest.raises(ReportRunError, match="not valid Python"):
+        runner.notebook_parameters(_notebook(tmp_path / "d.ipynb", "x = = 1"))
+
+
+def test_parameter_the_notebook_does_not_declare_is_an_error(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("department_report.ipynb", "satisfaction_drivers.ipynb", "retention_forecast.ipynb"):
+        (nbs / name).write_bytes((FIXTURE_NOTEBOOKS / name).read_bytes())
+    _notebook(nbs / "department_report.ipynb",
+              'data_source = ""\nreport_config = ""\nas_of = ""\nrun_id = ""\nsummary_path = ""\ndepartment = ""\n')
+    params = write_params(tmp_path, {"sales": "Sales"})
+    path, cfg = runner.load_report_settings(params)
+    with pytest.raises(ReportRunError, match="does not declare params_file"):
+        runner.plan_reports(runner.RunOptions(params=params, notebooks=nbs), cfg, path, "", "r", "", tmp_path)
+
+
+def test_missing_kernel_is_reported(tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales"})
+    with pytest.raises(ReportRunError, match="kernel 'no-such-kernel' is not installed"):
+        _plan(tmp_path, params, kernel_name="no-such-kernel")
+
+
+# ---------------------------------------------------------------------------------------------- latest / keep
+
+def _fake_run(out: Path, run_id: str) -> None:
+    (out / run_id).mkdir(parents=True)
+    (out / run_id / "manifest.json").write_text(json.dumps({"run_id": run_id, "as_of": "2026-10-31",
+                                                            "reports": []}))
+
+
+def test_switch_latest_and_keep(tmp_path):
+    out = tmp_path / "reports"
+    for rid in ("2026-01-01T000000Z", "2026-02-01T000000Z", "2026-03-01T000000Z"):
+        _fake_run(out, rid)
+        assert runner.switch_latest(out, rid) == "symlink"
+    assert os.readlink(out / "latest") == "2026-03-01T000000Z"
+    (out / ".tmp-2026-04-01T000000Z").mkdir()  # a run in progress
+    removed = runner.prune_runs(out, 2, protect="2026-03-01T000000Z")
+    assert removed == ["2026-01-01T000000Z"]
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-2026-04-01T000000Z", "2026-02-01T000000Z",
+                                                     "2026-03-01T000000Z", "latest"]
+    with pytest.raises(ReportRunError, match="keep at least"):
+        runner.prune_runs(out, 0, protect="x")
+
+
+# ---------------------------------------------------------------------------------------------- HTML export
+
+def _executed_like_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('department = "x"')
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('department = "sales"  # INJECTED_MARKER')
+    injected.metadata["tags"] = ["injected-parameters"]
+    injected.outputs = [nbformat.v4.new_output("stream", name="stdout", text="INJECTED_OUTPUT")]
+    body = nbformat.v4.new_code_cell("SECRET_SOURCE_MARKER = 1\nshow()")
+    body.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: NOISY_WARNING"),
+        nbformat.v4.new_output("stream", name="stdout", text="Comment: <script>alert('x')</script> & more"),
+        nbformat.v4.new_output("display_data", data={
+            "text/html": '<table><tr><td onclick="steal()">ok</td></tr></table><script>evil()</script>'
+                         '<img src="https://tracker.example/pixel.png">',
+            "text/plain": "table"}),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
+    ]
+    return nbformat.from_dict({**nb, "cells": [nbformat.v4.new_markdown_cell("# Sales report\n## Objectives"),
+                                               params, injected, body,
+                                               nbformat.v4.new_markdown_cell("### Detail")]})
+
+
+def test_report_html_has_no_code_no_params_no_warnings_and_escapes_text():
+    page = export.render_report(_executed_like_notebook(), title="Sales report", department="Sales",
+                                as_of="2026-10-31", freshness="2023-11-01 to 2026-10-31", run_id="RUN42",
+                                fingerprint="abc", company="ACME <Corp>", notebook="nb.ipynb")
+    assert "SECRET_SOURCE_MARKER" not in page and "INJECTED" not in page
+    assert "NOISY_WARNING" not in page
+    assert "&lt;script&gt;alert" in page  # data text shows as text
+    assert "<script" not in page.lower()   # and nothing executes
+    assert "onclick" not in page and "tracker.example" not in page
+    assert 'src="data:image/png;base64,iVBORw0KGgo="' in page
+    assert "ACME &lt;Corp&gt;" in page and "RUN42" in page and "2026-10-31" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    # table of contents from the headings, the h1 is the page title
+    assert export.table_of_contents(page) == [(2, "Objectives", "Objectives"), (3, "Detail", "Detail")]
+    assert re.findall(r'(?:src|href)="(https?:)?//', page) == []
+
+
+def test_error_page_escapes_the_traceback():
+    page = export.render_error(title="Broken", department="Broken <b>", as_of="2026-10-31", run_id="r",
+                               company="c", notebook="n", executed_notebook="notebooks/x.ipynb", log="logs/x.log",
+                               log_tail="<script>1</script>", error_name="ValueError", error_message="bad <i>",
+                               where="cell 3", failing_source="raise ValueError('<b>')", traceback="tb")
+    assert "<script>1" not in page and "&lt;script&gt;1" in page
+    assert "Broken &lt;b&gt;" in page and "bad &lt;i&gt;" in page
+    assert 'href="logs/x.log"' in page and 'href="notebooks/x.ipynb"' in page
