@@ -509,6 +509,12 @@ def test_compute_kpi_retention_window_is_one_period():
     assert not cmp.significant()  # 2 and 4 customers: no evidence
     with pytest.raises(KitError, match=r"retention_rate.*needs the period"):
         K.compute_kpi("retention_rate", cust)
+    # the last date of the table is 2 April 2024 (C7's signup): a window reaching into the future is clipped
+    # there instead of counting everyone without an end date as retained
+    future = K.compute_kpi("retention_rate", cust, start="2024-04-01", end="2030-12-31")
+    assert future.value == K.compute_kpi("retention_rate", cust, start="2024-04-01", end="2024-04-02").value
+    with pytest.raises(KitError, match=r"retention_rate.*after the last date in the customers table"):
+        K.compute_kpi("retention_rate", cust, start="2024-05-01", end="2024-05-31")
 
 
 def test_compute_kpi_clv_from_customers():

@@ -204,6 +204,8 @@ def test_series_bad_input(con):
         K.kpi_series(con, "csat", freq="week")
     with pytest.raises(KitError, match=r"filter column 'nope'"):
         K.kpi_series(con, "csat", filters={"nope": 1})
+    with pytest.raises(KitError, match=r"retention_rate.*starts 2030-01-01, after the last date"):
+        K.kpi_series(con, "retention_rate", start="2030-01-01", end="2030-03-31")
     with pytest.raises(KitError, match=r"repeat_purchase_rate.*no time dimension"):
         K.kpi_series(con, "repeat_purchase_rate")
     bad = duckdb.connect()
