@@ -525,3 +525,20 @@ def test_compute_kpi_clv_from_customers():
     r = 4 / 6
     assert e.value == pytest.approx(37.5 * 1.01 / (1.01 - r))
     assert e.ci_low < e.value < e.ci_high
+
+
+def test_plots_draw_intervals_on_given_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2)
+    c = K.compare_csat([5, 4, 2, 1] * 30, [5, 5, 4, 2] * 30)
+    assert c.plot(ax=axes[0]) is axes[0]
+    lines = axes[0].lines[0]
+    np.testing.assert_allclose(lines.get_ydata(), [c.a.value, c.b.value])
+    assert "difference +25.0" in axes[0].get_title()
+    e = K.nps([9, 10, 3, 7] * 20)
+    assert e.plot(ax=axes[1]) is axes[1]
+    plt.close(fig)

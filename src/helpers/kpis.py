@@ -163,6 +163,10 @@ class Estimate:
     def summary(self) -> str:
         return self.format() + "."
 
+    def plot(self, ax=None, label: str | None = None):
+        """The estimate as a point with its interval on ``ax`` (a new axis when omitted)."""
+        return _plot_estimates([self], [label or self.label], ax=ax, title=self.label)
+
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "n": self.n, "unit": self.unit, "method": self.method, "confidence": self.confidence}
@@ -224,6 +228,14 @@ class Comparison:
     def summary(self) -> str:
         return self.describe()
 
+    def plot(self, ax=None, labels: tuple[str, str] = ("before", "after")):
+        """Both estimates with their intervals; the title states the difference and its p-value."""
+        kpi = KPIS.get(self.metric)
+        p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
+        title = (f"{kpi.label if kpi else self.metric}: difference "
+                 f"{_fmt_number(self.difference, self.b.unit, True)} ({p})")
+        return _plot_estimates([self.a, self.b], list(labels), ax=ax, title=title)
+
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "a": self.a.value, "b": self.b.value, "difference": self.difference,
                 "ci_low": self.ci_low, "ci_high": self.ci_high, "p_value": self.p_value,
@@ -235,6 +247,23 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def _plot_estimates(estimates: Sequence[Estimate], labels: Sequence[str], ax=None, title: str = ""):
+    from helpers.charts import ACCENT, new_axis  # noqa: PLC0415 (matplotlib only when plotting)
+
+    ax = new_axis(ax)
+    x = np.arange(len(estimates))
+    v = np.array([e.value for e in estimates], float)
+    lo = np.array([e.ci_low for e in estimates], float)
+    hi = np.array([e.ci_high for e in estimates], float)
+    ax.errorbar(x, v, yerr=np.vstack([v - lo, hi - v]), fmt="o", color=ACCENT, capsize=6, lw=2)
+    ax.set_xticks(x, [f"{lab}\n(n = {e.n:,})" for lab, e in zip(labels, estimates)])
+    ax.set_xlim(-0.6, len(estimates) - 0.4)
+    unit = estimates[0].unit
+    ax.set_ylabel(unit if unit not in ("", "count", "score") else "")
+    ax.set_title(title)
+    return ax
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,8 +364,9 @@ def _as_float(values, metric: str, what: str) -> np.ndarray:
                 arr = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
             elif pd.api.types.is_numeric_dtype(values.dtype):
                 arr = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-            else:
-                raise TypeError(f"dtype {values.dtype}")
+            else:  # object/str columns: numbers stored as objects are fine, text is not
+                arr = pd.to_numeric(pd.Series(values), errors="raise").astype("Float64").to_numpy(
+                    dtype=float, na_value=np.nan)
         else:
             arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
