@@ -68,6 +68,10 @@ def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                              "autoload_known_extensions": False})
     con.execute("SET TimeZone = 'UTC'")
+    try:  # no progress bars in notebook outputs or logs
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside Jupyter without ipywidgets DuckDB refuses the setting; it then shows no bar anyway
     return con
 
 
@@ -582,3 +586,83 @@ def data_quality_summary(dataset: Dataset) -> pd.DataFrame:
                          "missing_share": (n - present) / n if n else float("nan"),
                          "min": lo if show_range else None, "max": hi if show_range else None})
     return pd.DataFrame(rows)
+
+
+# --- entry points driven by params/report.yaml -----------------------------------------------------------
+
+def is_snapshot(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a DuckDB file written by :meth:`Dataset.snapshot`."""
+    p = Path(path)
+    if not p.is_file() or not _is_duckdb_file(p):
+        return False
+    con = _connect()
+    try:
+        con.execute(f"ATTACH {_lit(str(p))} AS __probe (READ_ONLY)")
+        return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = '__probe' "
+                                "AND table_name = ?", [META_TABLE]).fetchone()[0])
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
+def load_report_dataset(data_source: str = "", report_config: str | os.PathLike[str] = "params/report.yaml",
+                        validate: bool | None = None, *, emit_warnings: bool = True) -> Dataset:
+    """The dataset a report notebook works on: ``data_source`` (a folder, a .duckdb file or a run's
+    snapshot; ``""`` = what ``report_config`` says) loaded with that config's column mapping and
+    ``min_responses``. ``validate=None`` validates everything except kit snapshots (validated when written).
+    """
+    from helpers.config import load_report_config, resolve_data_source
+    cfg = load_report_config(report_config)
+    source = Path(data_source) if data_source else resolve_data_source(cfg)
+    if validate is None:
+        validate = not is_snapshot(source)
+    return load_dataset(source, column_mapping=cfg.column_mapping or None, validate=validate,
+                        min_responses=cfg.min_responses, emit_warnings=emit_warnings)
+
+
+def load_retention_table(settings: object, dataset: Dataset | None = None, *,
+                         config_path: str | os.PathLike[str] = "params/report.yaml") -> pd.DataFrame:
+    """The customer table of the retention analysis, as configured in the ``retention`` section of
+    ``params/report.yaml`` (``settings`` is a ``ReportConfig`` or its ``RetentionConfig``).
+
+    Without ``retention.file`` this is ``dataset.customers``; with it, the file (CSV or Parquet; types
+    detected by DuckDB, e.g. a telecom export's ``tenure`` as a number and ``Churn`` as Yes/No text). The
+    columns the settings name must exist and the table must have rows, else :class:`DataContractError`
+    names the file and column. Turning the columns into durations and churn flags is
+    ``helpers.retention.survival_frame_from_settings``.
+    """
+    from helpers.config import ReportConfig, resolve_retention_file
+    cfg = settings if isinstance(settings, ReportConfig) else ReportConfig(retention=settings)
+    r = cfg.retention
+    path = resolve_retention_file(cfg, config_path)
+    if path is None:
+        if dataset is None:
+            raise ParamsError(config_path, "no retention.file is set, so the dataset's customers table is "
+                                           "used: pass the loaded dataset", field="retention.file")
+        frame, source = dataset.customers, dataset.files.get("customers", dataset.source)
+    else:
+        if not path.is_file():
+            raise DataContractError("retention", "file not found", source=str(path),
+                                    expected="a .csv or .parquet customer table (retention.file)")
+        con = _connect()
+        try:
+            reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
+            frame = con.execute(f"SELECT * FROM {reader}({_lit(str(path))})").df()
+        except duckdb.Error as exc:
+            raise DataContractError("retention", f"cannot be read: {str(exc).splitlines()[0]}",
+                                    source=str(path), expected="a CSV file with a header row or a Parquet file") \
+                from None
+        finally:
+            con.close()
+        source = str(path)
+    named = {"id_column": r.id_column, "start_column": r.start_column, "end_column": r.end_column,
+             "duration_column": r.duration_column, "event_column": r.event_column,
+             "segment_column": r.segment_column}
+    for key, column in named.items():
+        if column and column not in frame.columns:
+            raise DataContractError("retention", f"named by retention.{key} is not in the table", source=source,
+                                    column=column, expected=f"one of the columns {', '.join(map(str, frame.columns))}")
+    if frame.empty:
+        raise DataContractError("retention", "has no rows", source=source, expected="at least one customer")
+    return frame
