@@ -255,3 +255,22 @@ def test_kpi_series_on_small_demo_for_all_departments(small_demo):
     churn = K.kpi_series(ds.con, "churn_rate", freq="month", by="segment")
     assert set(churn["segment"]) == set(ds.customers["segment"])
     assert churn["value"].between(0, 100).all()
+
+
+@pytest.mark.parametrize("metric", ["csat", "nps", "ces", "fcr", "reopen_rate", "resolution_hours",
+                                    "first_response_hours_mean", "ticket_volume", "churn_rate"])
+def test_compare_kpi_between_quarters_matches_direct_comparison(tables, metric):
+    q1, q2 = ("2024-01-01", "2024-03-31"), ("2024-04-01", "2024-06-30")
+    c = K.compare_kpi(metric, tables, tables, filters_a={"department": "Sales"} if metric != "churn_rate" else None,
+                      filters_b={"department": "Sales"} if metric != "churn_rate" else None,
+                      period_a=q1, period_b=q2)
+    f = None if metric == "churn_rate" else {"department": "Sales"}
+    ea = K.compute_kpi(metric, tables, filters=f, start=q1[0], end=q1[1])
+    eb = K.compute_kpi(metric, tables, filters=f, start=q2[0], end=q2[1])
+    assert (c.a.value, c.b.value, c.a.n, c.b.n) == pytest.approx((ea.value, eb.value, ea.n, eb.n))
+    assert c.difference == pytest.approx(eb.value - ea.value)
+    assert 0 <= c.p_value <= 1 and c.ci_low <= c.ci_high
+    # the same data in both periods: no significant change
+    same = K.compare_kpi(metric, tables, tables, filters_a=f, filters_b=f, period_a=q1, period_b=q1)
+    assert same.difference == 0 and not same.significant()
+    assert "no significant change" in same.describe()
