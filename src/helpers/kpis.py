@@ -17,7 +17,8 @@ Methods (``confidence`` defaults to 0.95, ``z`` is the standard-normal quantile 
   with ``contacts_to_resolve == 1``, reopen rate, repeat purchase rate, retention): Wilson score interval
   (Wilson 1927; identical to ``statsmodels.stats.proportion.proportion_confint(method="wilson")``), reported
   in percent.
-* **Means** (CES on 1-7, mean handling times): Student t interval ``mean +/- t_{n-1} * s / sqrt(n)``.
+* **Means** (CES on 1-7, mean handling times): Student t interval ``mean +/- t_{n-1} * s / sqrt(n)``,
+  clipped to the scale (a single answer on a bounded scale gets the whole scale as its interval).
 * **Medians** (first-response and resolution hours, the headline time KPIs because durations are skewed):
   the distribution-free interval from order statistics (e.g. Conover, *Practical Nonparametric Statistics*,
   3rd ed., sec. 3.2): with ``B ~ Binomial(n, 1/2)``, ``l = F_B^{-1}(alpha/2)`` and ``u = n - l + 1``, the
@@ -34,7 +35,9 @@ Methods (``confidence`` defaults to 0.95, ``z`` is the standard-normal quantile 
   intends, ``R / S`` with ``R = |S and E|`` the starting customers still active at the end, which is
   ``(E - N) / S`` whenever new customers do not churn within the period (tested), and a proper binomial
   proportion, so the Wilson interval applies. ``retention_counts`` returns S, N, E and R so the published
-  figure can be shown too. ``churn = 1 - retention`` (interval mirrored).
+  figure can be shown too. ``churn = 1 - retention`` (interval mirrored). Periods are clipped to the last
+  date of the customers table (latest signup or end date): later churn is unknown, and counting everyone
+  without an end date as retained would overstate retention.
 * **CLV** with constant per-period retention ``r``, margin ``m`` and discount rate ``d`` per period, margin
   received at the start of each period: simple ``m / (1 - r)`` (margin times expected lifetime in periods)
   and discounted ``m * sum_{t>=0} r^t / (1 + d)^t = m (1 + d) / (1 + d - r)``; this equals
@@ -46,10 +49,13 @@ Comparisons (``b`` is the later/current group, ``a`` the baseline; difference = 
 
 * :func:`compare_nps`: difference of adjusted NPS with the adjusted-Wald variances added (Rocks 2016;
   Lewis & Sauro's two-sample NPS test); z-test p-value on the same statistic, so the interval excludes 0
-  exactly when ``p < alpha``.
+  exactly when ``p < alpha`` (except in tiny samples, where the interval is widened to contain the observed
+  difference).
 * :func:`compare_proportions` / :func:`compare_csat`: Newcombe's hybrid score interval (Newcombe 1998,
   *Stat. Med.* 17, method 10; statsmodels ``confint_proportions_2indep(method="newcomb")``) and the pooled
-  two-proportion z-test p-value (``statsmodels.stats.proportion.proportions_ztest``).
+  two-proportion z-test p-value (``statsmodels.stats.proportion.proportions_ztest``). Near the 5% boundary
+  the two can disagree; sentences follow the p-value. Retention/churn comparisons (:func:`compare_kpi`)
+  use the same on the retained counts ``R`` out of ``S``.
 * :func:`compare_means`: Welch's t-test and interval (``scipy.stats.ttest_ind(equal_var=False)``).
 * :func:`compare_medians`: percentile bootstrap of the difference of medians (seeded, ``n_boot``
   resamples); the p-value is the two-sided bootstrap p ``2 * min(P*(diff <= 0), P*(diff >= 0))``.
