@@ -28,6 +28,7 @@ from helpers.schema import ATTRIBUTE_PREFIX, TABLES
 
 DEMO = "demo"
 DEFAULT_CONFIG = "params/report.yaml"
+DATA_ENV = "SATISFACTION_KIT_DATA"
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -235,7 +236,12 @@ def resolve_data_source(cfg: ReportConfig | str | os.PathLike[str] | None = None
     repository root (they must stay inside it); absolute paths as given. The path need not exist yet.
 
     ``cfg`` is a :class:`ReportConfig`, a path of a report.yaml, or None (``params/report.yaml``).
+    The environment variable ``SATISFACTION_KIT_DATA`` (a folder or .duckdb file), when set, wins over the
+    config: ``make test`` points every notebook at its small seeded test data this way.
     """
+    override = os.environ.get(DATA_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
     if cfg is None or not isinstance(cfg, ReportConfig):
         path = cfg if cfg is not None else DEFAULT_CONFIG
         cfg = load_report_config(path)

@@ -143,7 +143,9 @@ class Seasonality:
         profile = self.month_profile()
         months = pd.Series(pd.to_datetime([f"2000-{m:02d}-01" for m in profile.index]).strftime("%B"),
                            index=profile.index)
-        return (f"{self.metric} varies by about {self.seasonal_amplitude:.2g} from its lowest month "
+        amplitude = self.seasonal_amplitude
+        size = f"{amplitude:,.0f}" if abs(amplitude) >= 100 else f"{amplitude:.2g}"
+        return (f"{self.metric} varies by about {size} from its lowest month "
                 f"({months[profile.idxmin()]}) to its highest ({months[profile.idxmax()]}) on average over "
                 f"{len(self.table)} months.")
 
