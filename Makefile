@@ -12,6 +12,8 @@ DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 42
 WORKERS ?= 2
 PYTEST_ARGS ?=
+# small seeded demo that the test suite and the notebooks under nbval run on (SATISFACTION_KIT_DATA)
+TEST_DEMO := build/test-demo
 
 .PHONY: help install data reports test lab bench lock browser clean
 
@@ -48,8 +50,13 @@ browser:
 		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		  echo "WARNING: could not install chromium; browser tests will be skipped"; }
 
-test: $(STAMP) browser
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+$(TEST_DEMO)/ground_truth.json: src/helpers/demo.py src/helpers/schema.py | $(STAMP)
+	rm -rf $(TEST_DEMO)
+	$(PY) -m helpers.demo --out $(TEST_DEMO) --customers 2000 --seed 7
+
+test: $(STAMP) browser $(TEST_DEMO)/ground_truth.json
+	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadgroup \
+		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
 lab: $(STAMP) data
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/exploratory/satisfaction_explorer.ipynb
