@@ -666,22 +666,28 @@ def _period_over_period(o: Objective, s: pd.DataFrame, as_of: pd.Timestamp, sour
         return None
 
 
+def period_label(when, freq: str = "month") -> str:
+    """``Jul 2026`` for a month, ``Q3 2026`` for a quarter."""
+    ts = pd.Timestamp(when)
+    return f"Q{(ts.month - 1) // 3 + 1} {ts.year}" if freq == "quarter" else f"{ts:%b %Y}"
+
+
 def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> str:
     fmt = (lambda v: _fmt(v, info))
     status = r["status"]
     if status == "no data":
         return f"No data to judge this objective: {r['message']}" if r["message"] else "No data to judge this objective."
-    cur = f"{fmt(r['current'])} in {r['current_period']:%b %Y}"
+    cur = f"{fmt(r['current'])} in {period_label(r['current_period'], o.frequency)}"
     if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
-        cur += f" (95% CI {fmt(r['ci_low'])}-{fmt(r['ci_high'])})"
+        cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])})"
     tgt = f"the target of {fmt(o.target)} by {o.deadline:%d %b %Y}"
     if status in ("achieved", "missed") and r["forecast_method"] == "observed":
         verb = "reached" if status == "achieved" else "missed"
         return f"{verb.capitalize()} {tgt}: {fmt(r['forecast'])} at the deadline."
     if status == "achieved":
         return f"Already at {cur}, beyond {tgt}."
-    fc = (f"the forecast for {o.deadline:%b %Y} is {fmt(r['forecast'])} ({level:.0%} prediction interval "
-          f"{fmt(r['forecast_low'])}-{fmt(r['forecast_high'])})")
+    fc = (f"the forecast for {period_label(o.deadline, o.frequency)} is {fmt(r['forecast'])} ({level:.0%} "
+          f"prediction interval {fmt(r['forecast_low'])} to {fmt(r['forecast_high'])})")
     if r["forecast_method"] == "last value":
         fc += ", assuming no change (too little history for a trend)"
     lead = {"on track": "On track", "at risk": "At risk", "off track": "Off track"}[status]
@@ -696,7 +702,7 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
         if what == "current":
             if not np.isfinite(row["current"]):
                 return "n/a"
-            ci = (f" ({_fmt(row['ci_low'], info)}-{_fmt(row['ci_high'], info)})"
+            ci = (f" ({_fmt(row['ci_low'], info)} to {_fmt(row['ci_high'], info)})"
                   if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
             n = f", n={int(row['n'])}" if np.isfinite(row["n"]) else ""
             return f"{_fmt(row['current'], info)}{ci}{n}"
@@ -705,7 +711,8 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
                 return "n/a"
             if row["forecast_method"] == "observed":
                 return f"{_fmt(row['forecast'], info)} (observed)"
-            return f"{_fmt(row['forecast'], info)} ({_fmt(row['forecast_low'], info)}-{_fmt(row['forecast_high'], info)})"
+            return (f"{_fmt(row['forecast'], info)} ({_fmt(row['forecast_low'], info)} to "
+                    f"{_fmt(row['forecast_high'], info)})")
         if what == "target":
             return f"{_fmt(row['target'], info)} (from {_fmt(row['baseline'], info)})"
         if what == "progress":

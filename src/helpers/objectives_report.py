@@ -1,0 +1,317 @@
+"""The department report's glue: parameters in, every section's content out (used by
+``notebooks/reports/department_report.ipynb``, which stays thin).
+
+:func:`prepare_department_report` reads ``params/report.yaml`` and the department's params file, loads the
+data, and evaluates the objectives (:func:`helpers.objectives.evaluate_objectives`). Nothing here raises
+for a bad department file, absent data or an unknown department: the problem becomes a message shown in
+the report (naming the file and field) and the remaining sections still render. The sections:
+
+- executive summary: :meth:`DepartmentReport.status_table_html` (badges; all free text escaped);
+- one section per objective: :meth:`DepartmentReport.objective_markdown` and ``plot_objective``;
+- the cascade tree: :meth:`DepartmentReport.plot_cascade`;
+- drivers and "fix first": :meth:`DepartmentReport.drivers` (``helpers.drivers_analysis``);
+- the department's customers' retention: :meth:`DepartmentReport.retention` (``helpers.retention``);
+- data quality: :meth:`DepartmentReport.data_quality` and :meth:`DepartmentReport.all_warnings`.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.errors import KitError
+from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
+                                load_objectives, period_label)
+from helpers.objectives_status import STATUSES
+
+
+def _esc(text) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _resolve(path: str | Path, root: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else root / p
+
+
+def _is_kit_snapshot(path: Path) -> bool:
+    """A DuckDB file written by ``Dataset.snapshot`` (already validated: read back without re-validating)."""
+    if not path.is_file() or path.suffix not in (".duckdb", ".ddb", ".db"):
+        return False
+    import duckdb  # noqa: PLC0415
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    except Exception:  # noqa: BLE001 - not a readable DuckDB file: let load_dataset report it
+        return False
+    return "_kit_meta" in names
+
+
+@dataclass
+class DepartmentReport:
+    """Everything the department report shows, computed once."""
+
+    slug: str
+    department: str
+    params_file: str
+    as_of: pd.Timestamp | None
+    dataset: object | None = None
+    config: object | None = None
+    plan: ObjectivePlan | None = None
+    evaluation: ObjectiveEvaluation | None = None
+    problems: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ summary
+    @property
+    def title(self) -> str:
+        company = getattr(self.config, "company", "") or ""
+        return f"{self.department} objectives" + (f" - {company}" if company else "")
+
+    def status_counts(self) -> dict[str, int]:
+        if self.evaluation is None:
+            return {s: 0 for s in STATUSES}
+        return self.evaluation.status_counts()
+
+    def headline_markdown(self) -> str:
+        """Title line, as-of date and the plain-language summary (escaped)."""
+        when = f"{self.as_of:%d %B %Y}" if self.as_of is not None else "the last date in the data"
+        lines = [f"**{_esc(self.department)}**, as of **{when}**."]
+        if self.evaluation is not None:
+            lines.append(_esc(self.evaluation.summary()))
+        for p in self.problems:
+            lines.append(f"**Could not evaluate the objectives:** {_esc(p)}")
+        return "\n\n".join(lines)
+
+    def status_table_html(self) -> str:
+        if self.evaluation is None:
+            return ('<p class="objective-status-missing">No objectives to show: '
+                    + "; ".join(_esc(p) for p in self.problems) + "</p>")
+        return self.evaluation.status_table_html()
+
+    # ------------------------------------------------------------------ objectives
+    @property
+    def objective_ids(self) -> list[str]:
+        return [] if self.evaluation is None else list(self.evaluation.table["id"])
+
+    def objective_markdown(self, objective_id: str) -> str:
+        """The objective's section text: who, what, now (interval, n), progress, forecast, change test."""
+        from helpers.charts import status_badge_html  # noqa: PLC0415
+
+        r = self.evaluation.row(objective_id)
+        o = self.plan.get(objective_id)
+        parent = f" Part of *{_esc(self.plan.get(o.parent).title)}*." if o.parent else ""
+        filters = "; ".join(f"{k}: {', '.join(v)}" for k, v in o.filters.items())
+        lines = [
+            f"### {_esc(o.title)} {status_badge_html(r['status'])}",
+            f"Owner: **{_esc(r['owner'])}**. {_esc(r['metric_label'])}"
+            + (f" ({_esc(filters)})" if filters else "")
+            + f", from {_esc(r['target_text'])} between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}.{parent}",
+            f"- **Now:** {_esc(r['current_text'])}" + (f" ({period_label(r['current_period'], o.frequency)})"
+                                                      if pd.notna(r['current_period']) else ""),
+            f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target",
+            f"- **Forecast at the deadline:** {_esc(r['forecast_text'])}",
+            f"- **Assessment:** {_esc(r['sentence'])}",
+        ]
+        if r["change"]:
+            lines.append(f"- **Last period against the one before:** {_esc(r['change'])}")
+        if o.note:
+            lines.append(f"- **Note:** {_esc(o.note)}")
+        return "\n".join(lines)
+
+    def plot_objective(self, objective_id: str, ax=None):
+        return self.evaluation.plot_objective(objective_id, ax=ax)
+
+    def plot_cascade(self, ax=None):
+        if self.evaluation is None:
+            return None
+        return self.evaluation.plot_cascade(ax=ax)
+
+    def cascade_markdown(self) -> str:
+        """The tree as an indented list (for readers of the text, and when the chart is too small)."""
+        if self.evaluation is None:
+            return "No objectives."
+        lines = []
+        for _, r in self.evaluation.cascade().iterrows():
+            lines.append("  " * int(r["level"]) + f"- {_esc(r['title'])} - {_esc(r['owner'])}: **{_esc(r['status'])}**")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ drivers and retention
+    def _period(self, months: int = 12) -> tuple[str, str]:
+        end = self.as_of if self.as_of is not None else pd.Timestamp.today().normalize()
+        start = end - pd.DateOffset(months=months) + pd.Timedelta(days=1)
+        return f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"
+
+    def drivers(self, n_boot: int = 200, months: int = 12):
+        """Drivers of the run's outcome for this department over the last ``months`` months.
+
+        Returns ``(DriverAnalysis or None, message)``; the message explains a missing analysis.
+        """
+        if self.dataset is None:
+            return None, "No data loaded."
+        from helpers.drivers_analysis import analyze_drivers, select_responses  # noqa: PLC0415
+
+        start, end = self._period(months)
+        outcome = getattr(self.config, "outcome", "csat") or "csat"
+        drivers = list(getattr(self.config, "drivers", []) or []) or list(self.dataset.attributes)
+        try:
+            data = select_responses(self.dataset.responses, self.department, start, end)
+            result = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=0,
+                                     label=f"{self.department}, {start} to {end}",
+                                     min_n=getattr(self.config, "min_responses", None))
+        except (KitError, ValueError) as exc:
+            return None, f"No driver analysis for {self.department} between {start} and {end}: {exc}"
+        return result, ""
+
+    def department_customers(self) -> pd.DataFrame:
+        """Customers who had a ticket or a survey response with this department up to the as-of date."""
+        ids = set()
+        for table, date_col in (("tickets", "created_at"), ("responses", "response_date")):
+            df = getattr(self.dataset, table)
+            df = df[df["department"] == self.department]
+            if self.as_of is not None:
+                df = df[pd.to_datetime(df[date_col]) <= self.as_of + pd.Timedelta(days=1)]
+            ids.update(df["customer_id"].astype(str))
+        customers = self.dataset.customers
+        return customers[customers["customer_id"].astype(str).isin(ids)]
+
+    def retention(self):
+        """Kaplan-Meier survival of this department's customers by segment: ``(result or None, message)``.
+
+        The customers are those who contacted the department; they were, by that selection, still
+        customers when they did, so the curve is a description of this group, not a causal effect.
+        """
+        if self.dataset is None:
+            return None, "No data loaded."
+        from helpers.retention import customer_durations, kaplan_meier  # noqa: PLC0415
+
+        try:
+            customers = self.department_customers()
+            if customers.empty:
+                return None, f"No customers contacted {self.department} up to the as-of date."
+            frame = customer_durations(customers, as_of=self.as_of)
+            group = "segment" if customers["segment"].nunique() > 1 else None
+            return kaplan_meier(frame, "duration", "event", group=group), ""
+        except (KitError, ValueError) as exc:
+            return None, f"No retention analysis for {self.department}: {exc}"
+
+    # ------------------------------------------------------------------ data quality
+    def data_quality(self) -> pd.DataFrame:
+        """Per objective: months with data, n and missing share of the metric's input in the current period."""
+        if self.evaluation is None:
+            return pd.DataFrame(columns=["objective", "metric", "periods with data", "first", "last", "n now",
+                                         "status", "message"])
+        rows = []
+        for _, r in self.evaluation.table.iterrows():
+            s = self.evaluation.series.get(r["id"])
+            has = s is not None and len(s) > 0
+            rows.append({"objective": r["title"], "metric": r["metric_label"],
+                         "periods with data": int(len(s)) if has else 0,
+                         "first": f"{s['period'].min():%Y-%m}" if has else "",
+                         "last": f"{s['period'].max():%Y-%m}" if has else "",
+                         "n now": int(r["n"]) if np.isfinite(r["n"]) else 0,
+                         "status": r["status"], "message": r["message"]})
+        return pd.DataFrame(rows)
+
+    def missing_values(self) -> pd.DataFrame:
+        """Missing share of this department's survey and ticket fields (all periods up to the as-of date)."""
+        if self.dataset is None:
+            return pd.DataFrame(columns=["table", "column", "rows", "missing", "missing share"])
+        out = []
+        for table, cols in (("responses", ["csat", "nps", "ces", *self.dataset.attributes]),
+                            ("tickets", ["team", "agent_id", "first_response_at", "resolved_at",
+                                         "contacts_to_resolve"])):
+            df = getattr(self.dataset, table)
+            df = df[df["department"] == self.department]
+            for c in cols:
+                if c in df.columns:
+                    miss = int(df[c].isna().sum())
+                    out.append({"table": table, "column": c, "rows": len(df), "missing": miss,
+                                "missing share": f"{miss / len(df):.1%}" if len(df) else "n/a"})
+        return pd.DataFrame(out)
+
+    def all_warnings(self) -> list[str]:
+        """Problems, SMART-lint and evaluation warnings, and the data's warnings about this department."""
+        out = list(self.problems)
+        if self.evaluation is not None:
+            out += self.evaluation.warnings
+        elif self.plan is not None:
+            out += list(self.plan.warnings)
+        if self.dataset is not None:
+            out += [w for w in getattr(self.dataset, "warnings", []) if self.department in w]
+        seen, unique = set(), []
+        for w in out:
+            if w not in seen:
+                seen.add(w)
+                unique.append(w)
+        return unique
+
+    def warnings_markdown(self) -> str:
+        ws = self.all_warnings()
+        return "\n".join(f"- {_esc(w)}" for w in ws) if ws else "No warnings."
+
+
+def prepare_department_report(department: str, params_file: str = "", data_source: str = "",
+                              report_config: str = "params/report.yaml", as_of: str = "",
+                              level: float | None = None) -> DepartmentReport:
+    """Load settings, objectives and data for one department and evaluate its objectives.
+
+    ``department`` is the params file's slug (``customer_service``); ``params_file`` overrides the file
+    (default ``params/departments/<slug>.yaml``); ``data_source`` "" uses report.yaml's; ``as_of`` "" = the
+    last date in the data. Relative paths are taken from the working directory, else the repository root.
+    Problems are collected in ``.problems`` (shown in the report), never raised.
+    """
+    from helpers.config import load_report_config, repo_root, resolve_data_source  # noqa: PLC0415
+    from helpers.data import load_dataset  # noqa: PLC0415
+
+    root = repo_root()
+    slug = department_slug(department) if department else ""
+    path = _resolve(params_file or f"params/departments/{slug}.yaml", root)
+    report = DepartmentReport(slug=slug, department=department.replace("_", " ").title(), params_file=str(path),
+                              as_of=pd.Timestamp(as_of) if as_of else None)
+    try:
+        report.config = load_report_config(_resolve(report_config, root))
+    except KitError as exc:
+        report.problems.append(str(exc))
+    try:
+        report.plan = load_objectives(path) if path.exists() else None
+        if report.plan is None:
+            known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+            report.problems.append(f"{path}: field 'department': unknown department {department!r}: no such params "
+                                   f"file; departments with objectives are {known}")
+        else:
+            report.department = report.plan.department
+    except KitError as exc:
+        report.problems.append(str(exc))
+    try:
+        source = Path(data_source) if data_source else resolve_data_source(report.config) if report.config \
+            else None
+        if source is not None:
+            source = _resolve(source, root)
+            mapping = getattr(report.config, "column_mapping", None) or None
+            min_responses = int(getattr(report.config, "min_responses", 30) or 30)
+            if _is_kit_snapshot(source):
+                report.dataset = load_dataset(source, validate=False, min_responses=min_responses,
+                                              emit_warnings=False)
+            else:
+                report.dataset = load_dataset(source, column_mapping=mapping, min_responses=min_responses,
+                                              emit_warnings=False)
+    except KitError as exc:
+        report.problems.append(str(exc))
+    if report.dataset is not None and report.as_of is None:
+        _, last = report.dataset.date_range()
+        report.as_of = pd.Timestamp(last).normalize()
+    if report.plan is not None and report.dataset is not None:
+        min_n = int(getattr(report.config, "min_responses", 1) or 1)
+        kwargs = {} if level is None else {"level": level}
+        report.evaluation = evaluate_objectives(report.plan, report.dataset, report.as_of, min_n=1, **kwargs)
+        thin = report.evaluation.table[(report.evaluation.table["n"] < min_n) &
+                                       report.evaluation.table["metric"].isin(["csat", "nps", "ces"])]
+        for _, r in thin.iterrows():
+            report.evaluation.warnings.append(f"{report.params_file}: objective {r['id']!r}: the current period has "
+                                              f"only {int(r['n'])} survey responses (fewer than min_responses = "
+                                              f"{min_n}); treat its value as unreliable")
+    return report
