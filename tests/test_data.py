@@ -429,3 +429,48 @@ def test_demo_data_loads_and_validates_cleanly(small_demo, tmp_path):
     assert first >= pd.Timestamp("2023-11-01") and last <= pd.Timestamp("2026-10-31")
     again = load_dataset(ds.snapshot(tmp_path / "demo.duckdb"), validate=False)
     pd.testing.assert_frame_equal(again.responses, ds.responses)
+
+
+# --- entry points driven by report.yaml -----------------------------------------------------------------
+
+def test_load_report_dataset_uses_the_config_mapping_and_skips_revalidating_snapshots(tmp_path):
+    from helpers.data import is_snapshot, load_report_dataset
+    folder = write(tmp_path / "export", tickets=helpdesk_export)
+    mapping = "\n".join(f"    '{k}': {v}" for k, v in HELPDESK.items())
+    config = tmp_path / "report.yaml"
+    config.write_text(f"data_source: {folder}\nmin_responses: 2\ncolumn_mapping:\n  tickets:\n{mapping}\n")
+    ds = load_report_dataset("", config, emit_warnings=False)
+    assert ds.source == str(folder) and ds.tickets["reopened"].tolist()[2] is True
+    assert not any("only" in w for w in ds.warnings)  # min_responses=2 from the config
+    snap = ds.snapshot(tmp_path / "run" / "data.duckdb")
+    assert is_snapshot(snap) and not is_snapshot(folder)
+    again = load_report_dataset(str(snap), config, emit_warnings=False)  # the mapping is not re-applied
+    assert again.fingerprint == ds.fingerprint
+    pd.testing.assert_frame_equal(again.tickets, ds.tickets)
+
+
+def test_retention_table_from_a_telecom_export(tmp_path):
+    from helpers.config import ReportConfig
+    from helpers.data import load_retention_table
+    export = tmp_path / "telco.csv"
+    export.write_text("customerID,tenure,Churn,Contract\n7590-VHVEG,1,No,Month-to-month\n"
+                      "5575-GNVDE,34,No,One year\n3668-QPYBK,2,Yes,Month-to-month\n")
+    cfg = ReportConfig(retention={"file": str(export), "id_column": "customerID", "start_column": None,
+                                  "end_column": None, "duration_column": "tenure", "event_column": "Churn",
+                                  "churn_values": ["yes"], "segment_column": "Contract"})
+    frame = load_retention_table(cfg)
+    assert frame["tenure"].tolist() == [1, 34, 2] and frame["Churn"].tolist() == ["No", "No", "Yes"]
+    bad = ReportConfig(retention={**cfg.retention.model_dump(), "event_column": "Churned"})
+    with pytest.raises(DataContractError) as info:
+        load_retention_table(bad)
+    assert info.value.column == "Churned" and "telco.csv" in str(info.value) and "retention.event_column" in str(info.value)
+
+
+def test_retention_table_defaults_to_the_customers_table(tmp_path):
+    from helpers.config import ReportConfig
+    from helpers.data import load_retention_table
+    ds = load_quiet(write(tmp_path / "d"))
+    frame = load_retention_table(ReportConfig(), ds)
+    pd.testing.assert_frame_equal(frame, ds.customers)
+    with pytest.raises(ParamsError, match="pass the loaded dataset"):
+        load_retention_table(ReportConfig())

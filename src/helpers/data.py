@@ -647,8 +647,15 @@ def load_retention_table(settings: object, dataset: Dataset | None = None, *,
                                     expected="a .csv or .parquet customer table (retention.file)")
         con = _connect()
         try:
-            reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
-            frame = con.execute(f"SELECT * FROM {reader}({_lit(str(path))})").df()
+            if path.suffix.lower() == ".parquet":
+                relation = f"read_parquet({_lit(str(path))})"
+            else:  # ids and the churn flag as written (Yes/No must not become booleans)
+                text = [c for c in (r.id_column, r.event_column) if c]
+                header = con.execute(f"DESCRIBE SELECT * FROM read_csv({_lit(str(path))})").fetchall()
+                known = {h[0] for h in header}
+                types = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in text if c in known) + "}"
+                relation = f"read_csv({_lit(str(path))}" + (f", types = {types})" if types != "{}" else ")")
+            frame = con.execute(f"SELECT * FROM {relation}").df()
         except duckdb.Error as exc:
             raise DataContractError("retention", f"cannot be read: {str(exc).splitlines()[0]}",
                                     source=str(path), expected="a CSV file with a header row or a Parquet file") \
