@@ -274,3 +274,37 @@ def test_compare_kpi_between_quarters_matches_direct_comparison(tables, metric):
     same = K.compare_kpi(metric, tables, tables, filters_a=f, filters_b=f, period_a=q1, period_b=q1)
     assert same.difference == 0 and not same.significant()
     assert "no significant change" in same.describe()
+
+
+def test_period_comparisons_recover_demo_ground_truth_trends(small_demo):
+    """First year vs last year of the demo, per department: a significant change never contradicts the
+    known trend direction of ground_truth.json (improving/deteriorating; flat trends are left alone, 5% of
+    them may test significant by chance), and large known changes (FCR +/- 8 points or more, median
+    hours changing by a factor 1.5 or more) with n >= 200 a year are detected as significant."""
+    import json
+
+    from helpers.data import load_dataset
+
+    ds = load_dataset(small_demo)
+    truth = json.loads((small_demo / "ground_truth.json").read_text())["kpi_trends"]
+    first, last = ("2023-11-01", "2024-10-31"), ("2025-11-01", "2026-10-31")
+    checked_large = 0
+    for dept, trends in truth.items():
+        for metric in ("fcr", "first_response_hours"):
+            t = trends.get(metric)
+            if not isinstance(t, dict) or "direction" not in t:
+                continue
+            f = {"department": dept}
+            c = K.compare_kpi(metric, ds, ds, filters_a=f, filters_b=f, period_a=first, period_b=last)
+            good_sign = 1 if metric == "fcr" else -1  # FCR up is better, hours down is better
+            if c.significant() and t["direction"] in ("improving", "deteriorating"):
+                observed = "improving" if np.sign(c.difference) == good_sign else "deteriorating"
+                assert observed == t["direction"], (dept, metric, c.describe(), t)
+            if metric == "fcr":
+                large = abs(t["end"] - t["start"]) >= 0.08
+            else:
+                large = max(t["median_end"], t["median_start"]) / min(t["median_end"], t["median_start"]) >= 1.5
+            if large and min(c.a.n, c.b.n) >= 200:
+                checked_large += 1
+                assert c.significant(), (dept, metric, c.describe(), t)
+    assert checked_large >= 2
