@@ -448,7 +448,8 @@ def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "e
         rows.append(part)
         med = sf.quantile(0.5) if (s <= 0.5).any() else np.nan
         if np.isfinite(med):
-            lo_m, hi_m = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+            with np.errstate(divide="ignore", invalid="ignore"):  # log(-log 1) at the start of the curve
+                lo_m, hi_m = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
         else:
             lo_m, hi_m = np.nan, np.nan
         mrow = {"n": int(m.sum()), "events": int(e[m].sum()), "median": float(med),
@@ -774,7 +775,9 @@ def _fit_sbg_counts(lost: np.ndarray, alive: np.ndarray, start: Sequence[float] 
     if best is None:
         return np.nan, np.nan, np.nan, False
     a, b = np.exp(best.x)
-    converged = bool(np.max(np.abs(best.jac)) < 1e-5 and np.all(np.abs(best.x) < 11.5))
+    # |log a|, |log b| >= 9 means the optimum ran off to a boundary (e.g. beta -> 0 when everybody leaves at
+    # once, or alpha, beta -> infinity when churn shows no heterogeneity): not an interior MLE
+    converged = bool(np.max(np.abs(best.jac)) < 1e-5 and np.all(np.abs(best.x) < 9))
     return float(a), float(b), float(-best.fun * scale), converged
 
 
