@@ -390,6 +390,11 @@ def _choice_rows(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) 
     return (u[:, None] > cum[rows]).sum(axis=1)
 
 
+def _labels(names, codes: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    """String column ``names[codes]`` built in Arrow (fast ``take``), empty where ``missing``."""
+    return pa.array(list(names), type=pa.string()).take(pa.array(codes, mask=missing))
+
+
 def _masked_int(values: np.ndarray, missing: np.ndarray, dtype=pa.int8()) -> pa.Array:
     return pa.array(values, type=dtype, mask=missing)
 
@@ -441,10 +446,9 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
     revenue = np.round(rev_med * np.exp(rev_sd * rng.standard_normal(n)), 2)
     purchases = rng.poisson(seg_par["purchase_rate"][seg] * np.maximum(active_months, 0.2))
     customer_ids = _ids("C", first + 1, n, 7)
-    region_arr = pa.array(np.array(REGIONS, dtype=object)[region], type=pa.string(),
-                          mask=rng.random(n) < 0.02)
+    region_arr = _labels(REGIONS, region, rng.random(n) < 0.02)
     customers = pa.table([customer_ids, _dates(signup), _dates(end_day, ~churned),
-                          pa.array(np.array(seg_names, dtype=object)[seg], type=pa.string()), region_arr,
+                          _labels(seg_names, seg), region_arr,
                           pa.array(revenue, mask=rng.random(n) < 0.01), pa.array(purchases, type=pa.int64())],
                          schema=SCHEMAS["customers"])
 
@@ -480,9 +484,9 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
     ticket_id0, response_id0 = offsets
     tickets = pa.table([
         _ids("T", ticket_id0 + 1, nt, 8), customer_ids.take(pa.array(owner)),
-        pa.array(np.array(DEPARTMENT_NAMES, dtype=object)[dept], type=pa.string()),
-        pa.array(org.rep_team[rep], type=pa.string()), pa.array(org.rep_ids[rep], type=pa.string()),
-        pa.array(np.array(CHANNELS, dtype=object)[channel], type=pa.string()),
+        _labels(DEPARTMENT_NAMES, dept),
+        _labels(org.rep_team, rep), _labels(org.rep_ids, rep),
+        _labels(CHANNELS, channel),
         _timestamps(t), _timestamps(np.minimum(first_resp, END_DAY), no_first),
         _timestamps(np.minimum(resolved, END_DAY), unresolved),
         _masked_int(contacts, unresolved), pa.array(reopened, mask=unresolved)],
@@ -542,8 +546,8 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
 
     responses = pa.table([
         _ids("R", response_id0 + 1, nr, 8), customer_ids.take(pa.array(r_cust)), _dates(r_day),
-        pa.array(np.array(DEPARTMENT_NAMES, dtype=object)[r_dept], type=pa.string()),
-        pa.array(np.array(CHANNELS, dtype=object)[r_chan], type=pa.string()),
+        _labels(DEPARTMENT_NAMES, r_dept),
+        _labels(CHANNELS, r_chan),
         _masked_int(csat, miss_csat), _masked_int(nps, miss_nps), _masked_int(ces, miss_ces),
         *[_masked_int(attrs[:, j], miss_attr[:, j]) for j in range(N_ATTR)], comment],
         schema=SCHEMAS["responses"])
@@ -553,7 +557,7 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
     sum_csat = np.bincount(r_cust[~miss_csat], weights=csat[~miss_csat].astype(float), minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_csat = np.where(n_resp > 0, sum_csat / np.maximum(n_resp, 1), np.nan)
-    truth = pa.table([customer_ids, pa.array(np.array(seg_names, dtype=object)[seg], type=pa.string()),
+    truth = pa.table([customer_ids, _labels(seg_names, seg),
                       pa.array(theta), pa.array(lam), pa.array(latent), pa.array(n_resp.astype(np.int32)),
                       pa.array(mean_csat, mask=n_resp == 0)], schema=SCHEMAS["customer_truth"])
     # moments of the department/month/agent part G of the latent attributes (per department) and of
@@ -597,6 +601,8 @@ def _kpi_trends() -> dict:
                 "seasonality_by_calendar_month": dict(zip(range(1, 13), FRT_SEASON.tolist())),
                 "mean_over_median": float(np.exp(SIGMA_LOG_FRT ** 2 / 2)),
                 "direction": direction(d.frt_hours[0], d.frt_hours[1], higher_is_better=False),
+                "note": "medians before the seasonal factor and the representatives' multipliers "
+                        "(log-normal, sd 0.12; see 'notable' for the worse team and agent)",
             },
             "resolution_hours": {
                 "distribution": "lognormal (hours from first response to resolution, times contacts^0.8)",
@@ -610,7 +616,8 @@ def _kpi_trends() -> dict:
                      "latent_shift_over_period": float(csat_shift * (N_MONTHS - 1)),
                      "direction": ("flat" if abs(csat_shift * (N_MONTHS - 1)) < 0.05 else
                                    "improving" if csat_shift > 0 else "deteriorating")},
-            "nps": {"model": "nps = round(2.3 * latent_csat - 2.0 + N(0, 1.1^2)), clipped 0..10",
+            "nps": {"model": "nps = round(2.3 * y - 2.0 + N(0, 1.1^2)) clipped to 0..10, y = the response's "
+                             "latent overall rating (csat = round(y) clipped to 1..5)",
                     "direction": ("flat" if abs(csat_shift * (N_MONTHS - 1)) < 0.05 else
                                   "improving" if csat_shift > 0 else "deteriorating")},
             "response_rate": d.response_rate,
