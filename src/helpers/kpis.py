@@ -65,8 +65,8 @@ Comparisons (``b`` is the later/current group, ``a`` the baseline; difference = 
 :func:`kpi_series` computes any KPI by month/quarter/year and by department/team/agent (or any column of
 the table) in DuckDB SQL: counts, sums and sums of squares are aggregated in SQL and the interval is
 computed from the aggregates with the same vectorised formulas as the one-sample estimators; medians come
-from DuckDB's ``quantile_cont`` and the order-statistic bounds from the sorted per-group list
-(``list_sort(list(x))``) at the exact binomial ranks.
+from DuckDB's ``quantile_cont`` and the order-statistic bounds from a ``row_number()`` window per group,
+picked at the exact binomial ranks (computed in Python for the distinct group sizes only).
 """
 from __future__ import annotations
 
@@ -1202,11 +1202,7 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
         hours = f"(epoch(CAST({later} AS TIMESTAMP) - CAST({date_expr} AS TIMESTAMP)) / 3600.0)"
         _check_range(con, k, hours, where, params, 0, None, False, ">= 0 hours (" + _TIME_COLUMNS[k.column]
                      + " before created_at)")
-        if k.kind == "median_hours":
-            aggs = (f"count({hours}) AS n, quantile_cont({hours}, 0.5) AS a, "
-                    f"list_sort(list({hours}) FILTER (WHERE {hours} IS NOT NULL)) AS b")
-        else:
-            aggs = f"count({hours}) AS n, avg({hours}) AS a, stddev_samp({hours}) AS b"
+        aggs = f"count({hours}) AS n, avg({hours}) AS a, stddev_samp({hours}) AS b"  # medians: see below
     elif k.kind == "count":
         aggs = "count(*) AS n, count(*) AS a, 0 AS b"
     else:  # pragma: no cover - registry kinds are all handled
@@ -1219,17 +1215,54 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
             first = con.execute(f"SELECT min(CAST({date_expr} AS DATE)) FROM {_quote(k.table)} {where}",
                                 params).fetchall()[0][0]
             period_value = pd.Timestamp(first) if first is not None else pd.NaT
-        group_by = ("GROUP BY " + ", ".join(_quote(c) for c in by_cols)) if by_cols else ""
-        sql = f"SELECT {aggs}{group_sel} FROM {_quote(k.table)} {where} {group_by}"
-        df = con.execute(sql, params).df()
-        df.insert(0, "period", period_value)
+        period_sql = "CAST(NULL AS TIMESTAMP)"
     else:
-        period_expr = f"CAST(date_trunc('{freq}', {date_expr}) AS TIMESTAMP)"
-        sql = f"SELECT {period_expr} AS period{group_sel}, {aggs} FROM {_quote(k.table)} {where} GROUP BY ALL"
+        period_sql = f"CAST(date_trunc('{freq}', {date_expr}) AS TIMESTAMP)"
+    if k.kind == "median_hours":
+        df = _median_groups(con, k.table, period_sql, by_cols, hours, where, params, confidence)
+    else:
+        keys = ", ".join(_quote(c) for c in ["period", *by_cols])
+        sql = (f"SELECT {period_sql} AS period{group_sel}, {aggs} FROM {_quote(k.table)} {where} "
+               f"GROUP BY {keys}")
         df = con.execute(sql, params).df()
+    if freq is None:
+        df["period"] = period_value
     df = df[df["n"] > 0].copy() if k.kind != "count" else df.copy()
     out = _finish_series(df, k, by_cols, confidence)
     return out
+
+
+def _median_groups(con, table: str, period_sql: str, by_cols: list[str], value_sql: str, where: str,
+                   params: list, confidence: float) -> pd.DataFrame:
+    """Per group: n, median (``quantile_cont``) and the exact order-statistic bounds, all in DuckDB.
+
+    The binomial ranks ``l(n)`` are computed in Python for the distinct group sizes only and passed as a
+    list; rows are ranked within their group by a window function and the bounds picked at ranks
+    ``l`` and ``n - l + 1``.
+    """
+    keys = ["period", *by_cols]
+    kq = ", ".join(_quote(c) for c in keys)
+    base = (f"SELECT {period_sql} AS period{''.join(f', {_quote(c)}' for c in by_cols)}, {value_sql} AS h "
+            f"FROM {_quote(table)} {where}")
+    sizes = con.execute(f"SELECT DISTINCT count(h) AS n FROM ({base}) GROUP BY {kq}", params).fetchall()
+    ns = np.array(sorted(int(r[0]) for r in sizes if r[0]), dtype=np.int64)
+    if ns.size == 0:
+        return pd.DataFrame(columns=[*keys, "n", "a", "lo", "hi"])
+    ls = np.maximum(stats.binom.ppf((1 - confidence) / 2, ns, 0.5).astype(np.int64), 1)
+    sql = f"""
+        WITH ranked AS (
+            SELECT {kq}, h, row_number() OVER (PARTITION BY {kq} ORDER BY h) AS _rn,
+                   count(*) OVER (PARTITION BY {kq}) AS _n
+            FROM ({base}) WHERE h IS NOT NULL),
+        ranks AS (SELECT unnest(CAST(? AS BIGINT[])) AS _n, unnest(CAST(? AS BIGINT[])) AS _l)
+        SELECT {', '.join(f'ranked.{_quote(c)}' for c in keys)}, any_value(ranked._n) AS n,
+               quantile_cont(h, 0.5) AS a,
+               min(h) FILTER (WHERE _rn = ranks._l) AS lo,
+               max(h) FILTER (WHERE _rn = ranked._n - ranks._l + 1) AS hi
+        FROM ranked JOIN ranks ON ranked._n = ranks._n
+        GROUP BY {', '.join(f'ranked.{_quote(c)}' for c in keys)}
+    """
+    return con.execute(sql, [*params, ns.tolist(), ls.tolist()]).df()
 
 
 def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: float) -> pd.DataFrame:
@@ -1250,11 +1283,7 @@ def _finish_series(df: pd.DataFrame, k: KPI, by_cols: list[str], confidence: flo
             lo, hi = np.where(n < 2, k.bounds[0], lo), np.where(n < 2, k.bounds[1], hi)
         lo, hi = np.clip(lo, *k.bounds), np.clip(hi, *k.bounds)
     elif k.kind == "median_hours":
-        value = df["a"].to_numpy(dtype=float)
-        lo = np.empty(len(df))
-        hi = np.empty(len(df))
-        for i, xs in enumerate(df["b"]):
-            lo[i], hi[i], _ = median_order_interval(np.asarray(xs, dtype=float), confidence)
+        value, lo, hi = (df[c].to_numpy(dtype=float) for c in ("a", "lo", "hi"))
     elif k.kind == "count":
         value = n.copy()
         lo, hi = poisson_interval(n, confidence)
