@@ -995,8 +995,8 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
     ``start``/``end`` (inclusive days) select rows by the KPI's date column (responses: ``response_date``,
     tickets: ``created_at``). Retention/churn treat ``start .. end`` as one period (both required): the
     share of customers active on ``start`` still active after ``end``; ``end`` is clipped to the last date
-    of the customers table (latest signup or end date), since later churn is unknown. CLV uses the mean ``monthly_revenue``
-    of customers active at the window end, the pooled monthly retention of the window
+    of the customers table (latest signup or end date), since later churn is unknown. CLV uses the mean
+    ``monthly_revenue`` of customers active at the window end, the pooled monthly retention of the window
     (``sum R / sum S`` over its calendar months) and ``discount_rate`` per month.
     """
     k = _kpi(name)
