@@ -474,3 +474,26 @@ def test_retention_table_defaults_to_the_customers_table(tmp_path):
     pd.testing.assert_frame_equal(frame, ds.customers)
     with pytest.raises(ParamsError, match="pass the loaded dataset"):
         load_retention_table(ReportConfig())
+
+
+def test_common_export_formats_are_converted(tmp_path):
+    def tickets(df):
+        df["created_at"] = ["2024-02-01T09:00:00Z", "2024-03-01 12:00:00+02:00", "2024-04-01 11:00"]
+        df["reopened"] = ["No", "", "YES"]
+        df["contacts_to_resolve"] = ["1.0", None, "2"]
+        return df
+    ds = load_quiet(write(tmp_path / "d", tickets=tickets))
+    assert ds.tickets["created_at"].tolist() == [pd.Timestamp("2024-02-01 09:00"), pd.Timestamp("2024-03-01 10:00"),
+                                                 pd.Timestamp("2024-04-01 11:00")]
+    assert ds.tickets["reopened"].tolist()[0] is False and ds.tickets["reopened"].tolist()[2] is True
+    assert ds.tickets["contacts_to_resolve"].tolist()[::2] == [1.0, 2.0]
+
+
+def test_numeric_ids_in_parquet_are_read_as_text(tmp_path):
+    tables = valid_tables()
+    tables["customers"]["customer_id"] = [1.0, 2.0, 3.0]
+    for name in ("responses", "tickets"):
+        tables[name]["customer_id"] = tables[name]["customer_id"].str[1:].astype(int)
+    ds = load_quiet(write(tmp_path / "d", tables=tables, fmt="parquet"))
+    assert ds.customers["customer_id"].tolist() == ["1", "2", "3"]
+    assert ds.tickets["customer_id"].tolist() == ["1", "2", "3"]

@@ -77,6 +77,9 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 # --- typed expressions over raw columns ------------------------------------------------------------------
 
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+
+
 def _typed_expr(col: Column, raw: str, raw_type: str) -> str:
     """SQL turning the raw column ``raw`` (DuckDB type ``raw_type``) into the contract type, NULL when it
     cannot be converted (the type check compares: raw set but typed NULL = wrong type)."""
@@ -89,6 +92,8 @@ def _typed_expr(col: Column, raw: str, raw_type: str) -> str:
                     f"ELSE CAST({raw} AS VARCHAR) END")
         return f"CAST({raw} AS VARCHAR)"
     if col.dtype in ("integer", "float"):
+        if t in _INTEGER_TYPES:  # native integers (Parquet, DuckDB): nothing to check or round
+            return f"CAST({raw} AS {'BIGINT' if col.dtype == 'integer' else 'DOUBLE'})"
         v = f"TRY_CAST({raw} AS DOUBLE)"
         v = f"(CASE WHEN isnan({v}) THEN NULL ELSE {v} END)"
         if col.dtype == "integer":
@@ -100,8 +105,9 @@ def _typed_expr(col: Column, raw: str, raw_type: str) -> str:
         return f"TRY_CAST({raw} AS DATE)"
     if col.dtype == "timestamp":
         if t == "VARCHAR":
-            return (f"COALESCE(TRY_CAST({raw} AS TIMESTAMP), "
-                    f"CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP))")
+            # via TIMESTAMPTZ first: a UTC offset (+02:00, Z) is applied, not dropped (the session is UTC)
+            return (f"COALESCE(CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP), "
+                    f"TRY_CAST({raw} AS TIMESTAMP))")
         return f"TRY_CAST({raw} AS TIMESTAMP)"
     if col.dtype == "boolean":
         if t == "BOOLEAN":
