@@ -241,7 +241,9 @@ def _executed_like_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_output("stream", name="stdout", text="Comment: <script>alert('x')</script> & more"),
         nbformat.v4.new_output("display_data", data={
             "text/html": '<table><tr><td onclick="steal()">ok</td></tr></table><script>evil()</script>'
-                         '<img src="https://tracker.example/pixel.png">',
+                         '<img src="https://tracker.example/pixel.png">'
+                         '<span class="status-badge" style="background:#d4a72c;padding:2px 10px">at risk</span>'
+                         '<span style="background:url(https://tracker.example/bg.png)">x</span>',
             "text/plain": "table"}),
         nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
     ]
@@ -258,7 +260,9 @@ def test_report_html_has_no_code_no_params_no_warnings_and_escapes_text():
     assert "NOISY_WARNING" not in page
     assert "&lt;script&gt;alert" in page  # data text shows as text
     assert "<script" not in page.lower()   # and nothing executes
-    assert "onclick" not in page and "tracker.example" not in page
+    assert "onclick" not in page and "tracker.example/pixel" not in page
+    assert not re.search(r"url\s*\(", page)  # no CSS can load anything
+    assert "background:#d4a72c" in page.replace(" ", "")  # inline badge colours survive the sanitizer
     assert 'src="data:image/png;base64,iVBORw0KGgo="' in page
     assert "ACME &lt;Corp&gt;" in page and "RUN42" in page and "2026-10-31" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page

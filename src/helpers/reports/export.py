@@ -59,10 +59,18 @@ def _exporter():
                                                    "small", "sup", "sub", "figure", "figcaption", "details",
                                                    "summary", "style"})
     sanitizer.attributes = _allowed_attribute
+    sanitizer.styles = sorted(set(sanitizer.styles) | _EXTRA_STYLES)
     exporter.register_preprocessor(sanitizer, enabled=True)
     return exporter
 
 
+# layout/colour properties report tables use inline (status badges); url() values are neutralised afterwards
+_EXTRA_STYLES = {"background", "background-color", "padding", "padding-left", "padding-right", "padding-top",
+                 "padding-bottom", "margin", "margin-left", "margin-right", "margin-top", "margin-bottom",
+                 "border", "border-left", "border-right", "border-top", "border-bottom", "border-radius",
+                 "border-collapse", "border-color", "width", "min-width", "max-width", "height", "display",
+                 "text-align", "vertical-align", "font-variant-numeric", "line-height", "opacity", "gap"}
+_CSS_URL = re.compile(r"url\s*\(", re.I)
 _COMMON_ATTRIBUTES = {"class", "id", "title", "style", "colspan", "rowspan", "align", "role", "aria-label"}
 
 
@@ -107,6 +115,17 @@ def clean_notebook(nb):
 _HEADING = re.compile(r'<h([1-3]) id="([^"]+)"[^>]*>(.*?)</h\1>', re.S)
 
 
+def toc_tree(toc: list[tuple[int, str, str]]) -> list[dict]:
+    """h2 entries with their h3 entries as children (for a nested, correctly numbered contents list)."""
+    tree: list[dict] = []
+    for level, anchor, text in toc:
+        if level == 3 and tree:
+            tree[-1]["children"].append({"anchor": anchor, "text": text})
+        else:
+            tree.append({"anchor": anchor, "text": text, "children": []})
+    return tree
+
+
 def table_of_contents(body: str) -> list[tuple[int, str, str]]:
     """``[(level, anchor, text)]`` of the h2/h3 headings nbconvert rendered (they carry ids)."""
     toc = []
@@ -133,11 +152,12 @@ def render_report(nb, *, title: str, department: str, as_of: str, freshness: str
     """The stakeholder page of an executed notebook (a ``NotebookNode``)."""
     cleaned = clean_notebook(nb)
     body, _resources = _exporter().from_notebook_node(cleaned)
+    body = _CSS_URL.sub("blocked-url(", body)  # no CSS may load anything (the CSP forbids it as well)
     # the first h1 of the notebook repeats the page title: drop it from the body
     body = re.sub(r'<h1 id="[^"]*">.*?</h1>', "", body, count=1, flags=re.S)
     return render_page("report.html.j2", title=title, department=department, as_of=as_of, freshness=freshness,
                        run_id=run_id, fingerprint=fingerprint[:16], company=company, notebook=notebook,
-                       toc=table_of_contents(body), body=body, warnings=list(warnings or []),
+                       toc=toc_tree(table_of_contents(body)), body=body, warnings=list(warnings or []),
                        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 

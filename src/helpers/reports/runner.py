@@ -488,9 +488,14 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
     from helpers.reports.export import render_page
     rows = []
     for r in manifest["reports"]:
-        counts = {k: int(r.get("status_counts", {}).get(k, 0)) for k in STATUS_KEYS}
+        raw = r.get("status_counts") or {}
+        counts = {k: int(raw.get(k, 0)) for k in STATUS_KEYS}
+        # the three main statuses always; achieved / missed / no data when there are any
+        order = ("achieved", "on track", "at risk", "off track", "missed", "no data")
+        badges = [(k, int(raw.get(k, 0))) for k in order if k in STATUS_KEYS or int(raw.get(k, 0)) > 0]
+        badges += [(str(k), int(v)) for k, v in raw.items() if k not in order and int(v) > 0]
         rows.append({"title": r.get("title") or r["name"], "department": r.get("department_name", ""),
-                     "html": r["html"], "status": r["status"], "counts": counts,
+                     "html": r["html"], "status": r["status"], "counts": counts, "badges": badges,
                      "has_objectives": bool(r.get("status_counts")),
                      "label": r.get("department_name") or r.get("title") or r["name"]})
     failures = [r for r in rows if r["status"] != "ok"]
@@ -543,9 +548,21 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     if final_dir.exists():
         raise ReportRunError(f"{final_dir} already exists: runs are immutable; choose another --run-id")
     tmp_dir = out / f".tmp-{run_id}"
-    # plan first (params + notebooks), with the snapshot path the notebooks will get
-    jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
-                        str(tmp_dir / "data.duckdb"), tmp_dir)
+    # the warm-kernel server preloads the scientific stack while this process plans and loads the data
+    server = None
+    kernel_mode = "cold"
+    if opts.warm_kernels and not opts.dry_run and hasattr(os, "fork"):
+        from helpers.reports.warm_kernels import ForkServer
+        server = ForkServer().start()
+        kernel_mode = "warm (forked from a preloaded server)"
+    try:
+        # plan first (params + notebooks), with the snapshot path the notebooks will get
+        jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
+                            str(tmp_dir / "data.duckdb"), tmp_dir)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     echo(f"planned {len(jobs)} reports: " + ", ".join(j.name for j in jobs))
     if opts.dry_run:
         info = data_preparer(source, cfg, None)
@@ -561,12 +578,6 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     import papermill  # noqa: F401 - imported once here, inherited by the forked workers
     import nbconvert  # noqa: F401
     from helpers.reports import export as _export  # noqa: F401
-    server = None
-    kernel_mode = "cold"
-    if opts.warm_kernels and hasattr(os, "fork"):
-        from helpers.reports.warm_kernels import ForkServer
-        server = ForkServer().start()
-        kernel_mode = "warm (forked from a preloaded server)"
     tmp_dir.mkdir(parents=True, exist_ok=False)
     for sub in ("notebooks", "logs", "summaries"):
         (tmp_dir / sub).mkdir()

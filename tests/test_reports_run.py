@@ -1,0 +1,189 @@
+"""The runner end to end on fixture notebooks and small demo data: failure isolation, run folder, manifest.
+
+The fixture department notebook raises for the department ``broken``; every other report must still be
+produced, the exit code must be non-zero, and the broken one must get an error page and keep its executed
+notebook. Real data: the small demo, loaded and validated once by helpers.data, snapshotted into the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.reports import runner
+from helpers.reports.__main__ import main as cli_main
+from reports_support import FIXTURE_NOTEBOOKS, demo_data, write_params
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reports_e2e")]
+
+DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Broken Dept"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    params = write_params(root, DEPARTMENTS)
+    data = demo_data(root)
+    out = root / "reports"
+    messages: list[str] = []
+    opts = runner.RunOptions(params=params, data=str(data), out=out, notebooks=FIXTURE_NOTEBOOKS, workers=2,
+                             progress=False)
+    result = runner.run_reports(opts, echo=messages.append)
+    return {"result": result, "out": out, "messages": messages, "params": params, "data": data, "root": root}
+
+
+def test_failure_is_isolated_and_reported(run):
+    result = run["result"]
+    assert result.exit_code == 1
+    assert result.failures == ["department_broken"]
+    names = {r["name"]: r for r in result.manifest["reports"]}
+    assert set(names) == {"department_sales", "department_delivery", "department_broken",
+                          "satisfaction_drivers", "retention_forecast"}
+    assert all(r["status"] == "ok" for n, r in names.items() if n != "department_broken")
+    summary = "\n".join(run["messages"])
+    assert "FAILED department_broken: RuntimeError: deliberately broken department" in summary
+    run_dir = result.run_dir
+    page = (run_dir / "department_broken.html").read_text()
+    assert "Report failed" in page and "deliberately broken department" in page
+    assert "cell 7 of" in page  # where: the failing cell
+    assert 'href="logs/department_broken.log"' in page
+    executed = nbformat.read(str(run_dir / "notebooks" / "department_broken.ipynb"), 4)
+    assert any(o.get("output_type") == "error" for c in executed.cells if c.cell_type == "code"
+               for o in c.outputs)
+    for name in ("department_sales", "department_delivery", "satisfaction_drivers", "retention_forecast"):
+        html = (run_dir / f"{name}.html").read_text()
+        assert "Report failed" not in html and "<script" not in html.lower()
+
+
+def test_run_folder_layout_is_complete_and_latest_points_to_it(run):
+    out, run_dir = run["out"], run["result"].run_dir
+    assert run_dir.parent == out and run_dir.name == run["result"].run_id
+    assert not any(p.name.startswith(".tmp-") for p in out.iterdir())  # temp folder renamed into place
+    assert os.readlink(out / "latest") == run_dir.name
+    files = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+    for name in ("department_sales", "department_delivery", "department_broken", "satisfaction_drivers",
+                 "retention_forecast"):
+        assert {f"{name}.html", f"notebooks/{name}.ipynb", f"logs/{name}.log"} <= files
+    assert {"index.html", "manifest.json", "data.duckdb"} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    # the kernel's own stderr went to the report's log, not the terminal
+    assert "report department_sales" in (run_dir / "logs" / "department_sales.log").read_text()
+
+
+def test_manifest_records_what_is_needed_to_reproduce(run):
+    m = json.loads((run["result"].run_dir / "manifest.json").read_text())
+    from helpers.data import load_dataset
+    ds = load_dataset(run["data"])
+    assert m["data"]["fingerprint"] == ds.fingerprint
+    assert m["as_of"] == str(ds.date_range()[1].date())
+    ds.close()
+    assert m["started_at"] <= m["finished_at"]
+    assert {"pandas", "papermill", "nbconvert", "statsmodels", "python"} <= set(m["packages"])
+    sales = next(r for r in m["reports"] if r["name"] == "department_sales")
+    assert sales["department"] == "sales" and sales["department_name"] == "Sales"
+    assert sales["notebook"].endswith("tests/fixtures/notebooks/department_report.ipynb")
+    assert sales["html"] == "department_sales.html" and sales["status"] == "ok" and sales["seconds"] > 0
+    p = sales["parameters"]
+    assert p["department"] == "sales" and p["as_of"] == m["as_of"] and p["run_id"] == m["run_id"]
+    assert p["data_source"] == m["run_dir_at_execution"] + "/data.duckdb"
+    assert p["params_file"].endswith("departments/sales.yaml")
+    # the parameters papermill injected are exactly the ones recorded
+    executed = nbformat.read(str(run["result"].run_dir / sales["executed_notebook"]), 4)
+    assert executed.metadata["papermill"]["parameters"] == p
+    assert sales["status_counts"] == {"on track": 2, "at risk": 0, "off track": 1}
+    for path in m["params"]["files_sha256"]:
+        assert Path(path).exists()
+
+
+def test_snapshot_is_the_validated_data(run):
+    from helpers.data import load_dataset
+    snap = load_dataset(run["result"].run_dir / "data.duckdb", validate=False)
+    orig = load_dataset(run["data"])
+    try:
+        assert snap.fingerprint == orig.fingerprint
+        for t in ("customers", "responses", "tickets", "org"):
+            assert snap.count(t) == orig.count(t)
+    finally:
+        snap.close()
+        orig.close()
+
+
+def test_index_lists_every_report_with_badges(run):
+    index = (run["result"].run_dir / "index.html").read_text()
+    for name in ("department_sales", "department_delivery", "department_broken", "satisfaction_drivers",
+                 "retention_forecast"):
+        assert f'href="{name}.html"' in index
+    assert "2 on track" in index and "1 off track" in index  # sales' summary
+    assert "1 report failed" in index and "4 of 5 produced" in index
+    assert "<script" not in index.lower()
+
+
+def test_second_run_links_previous_and_keep_prunes(run):
+    out = run["out"]
+    first = run["result"].run_id
+    opts = runner.RunOptions(params=run["params"], data=str(run["data"]), out=out, notebooks=FIXTURE_NOTEBOOKS,
+                             workers=1, only=["sales"], company_reports=False, keep=1, progress=False,
+                             run_id=first + "-b")
+    second = runner.run_reports(opts, echo=lambda m: None)
+    assert second.exit_code == 0
+    assert os.readlink(out / "latest") == second.run_id
+    index = (second.run_dir / "index.html").read_text()
+    assert f'href="../{first}/index.html"' in index
+    assert not (out / first).exists()  # --keep 1 removed the older complete run
+    with pytest.raises(runner.ReportRunError, match="already exists"):
+        runner.run_reports(opts, echo=lambda m: None)
+
+
+def test_dry_run_validates_and_executes_nothing(run, capsys):
+    out = run["root"] / "dry"
+    code = cli_main(["run", "--params", str(run["params"]), "--data", str(run["data"]), "--out", str(out),
+                     "--notebooks", str(FIXTURE_NOTEBOOKS), "--dry-run"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "dry run" in err and "department_broken" in err
+    assert not out.exists()
+
+
+def test_cli_reports_bad_params_with_exit_code_2(run, capsys, tmp_path):
+    params = write_params(tmp_path, {"sales": "Sales"})
+    (params / "departments" / "sales.yaml").write_text("department: Sales\nobjectvies: []\n")
+    code = cli_main(["run", "--params", str(params), "--data", str(run["data"]), "--out", str(tmp_path / "o"),
+                     "--notebooks", str(FIXTURE_NOTEBOOKS)])
+    assert code == 2
+    assert "sales.yaml" in capsys.readouterr().err
+
+
+def _outputs(nb, out_dir):
+    """Cell outputs without things that differ between any two executions (pids in temp paths, out folder)."""
+    import re
+    out = []
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        cell = []
+        for o in c.outputs:
+            d = {"type": o.output_type, "name": o.get("name"),
+                 "mimes": sorted(o.get("data", {})), "text": re.sub(r"ipykernel_\d+", "ipykernel_N",
+                                                                   o.get("text", ""))}
+            cell.append(d)
+        out.append((c.source.replace(str(out_dir), "OUT"), c.execution_count, cell))
+    return out
+
+
+def test_warm_kernels_execute_like_cold_papermill_kernels(run, tmp_path):
+    results = {}
+    for warm in (True, False):
+        opts = runner.RunOptions(params=run["params"], data=str(run["data"]), out=tmp_path / f"o{warm}",
+                                 notebooks=FIXTURE_NOTEBOOKS, workers=1, only=["sales"], company_reports=False,
+                                 warm_kernels=warm, progress=False, run_id="same")
+        r = runner.run_reports(opts, echo=lambda m: None)
+        results[warm] = nbformat.read(str(r.run_dir / "notebooks" / "department_sales.ipynb"), 4)
+    warm, cold = results[True], results[False]
+    assert _outputs(warm, tmp_path / "oTrue") == _outputs(cold, tmp_path / "oFalse")
+    assert warm.metadata["kernelspec"] == cold.metadata["kernelspec"]
+    assert warm.metadata["language_info"] == cold.metadata["language_info"]
+    # the figure is an embedded PNG in both
+    assert any("image/png" in o.get("data", {}) for c in warm.cells if c.cell_type == "code" for o in c.outputs)
