@@ -84,6 +84,9 @@ def test_sbg_formulas_are_consistent():
         k = np.arange(0, 20000)
         brute = np.sum(R.sbg_survival(n + 1 + k, a, b) / R.sbg_survival(n, a, b) * np.exp(-k * np.log(1.1)))
         assert R.sbg_derl(a, b, 0.1, n) == pytest.approx(brute, rel=1e-9)
+    k = np.arange(0, 20000)
+    assert R.sbg_del(a, b, 0.1) == pytest.approx(np.sum(R.sbg_survival(k, a, b) * np.exp(-k * np.log(1.1))),
+                                                 rel=1e-9)
     # expected lifetime: (alpha + beta - 1) / (alpha - 1) for alpha > 1, else infinite
     fit = R.SBGResult(alpha=2.5, beta=4.0, loglik=0, n_customers=1, periods_observed=1, boot=np.empty((0, 2)))
     brute = R.sbg_survival(np.arange(0, 200000), 2.5, 4.0).sum()

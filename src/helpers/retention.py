@@ -571,6 +571,7 @@ class CoxResult:
     n_events: int
     loglik: float
     alpha: float = 0.05
+    labels: dict[str, str] = field(default_factory=dict)  # indicator column -> "segment = enterprise"
 
     def hazard_change_per_unit(self, covariate: str) -> tuple[float, float, float]:
         """Percent change of the hazard per unit of ``covariate``: (estimate, low, high)."""
@@ -598,7 +599,8 @@ class CoxResult:
             pct, lo, hi = (100 * (row[c] - 1) for c in ("hazard_ratio", "ci_low", "ci_high"))
             way = "lowers" if pct < 0 else "raises"
             sig = "" if row["p_value"] < 0.05 else " (not statistically distinguishable from no effect)"
-            parts.append(f"each unit of {cov} {way} the churn hazard by {abs(pct):.0f}% "
+            who = f"{self.labels[cov]}" if cov in self.labels else f"each unit of {cov}"
+            parts.append(f"{who} {way} the churn hazard by {abs(pct):.0f}% "
                          f"(95% CI {lo:+.0f}% to {hi:+.0f}%){sig}")
         ph_bad = self.ph_test.index[self.ph_test["p_value"] < 0.05].tolist() if len(self.ph_test) else []
         text = "Holding the other factors fixed, " + "; ".join(parts) + "."
@@ -627,11 +629,18 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
         raise RetentionInputError("no covariates given", table="survival data", expected="one or more columns")
     d, e = _check_survival_columns(data, duration, event, covariates)
     X = data[covariates]
+    missing_any = X.isna().any(axis=1).to_numpy()
     cat = [c for c in covariates if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])]
+    labels = {}
     if cat:
-        X = pd.get_dummies(X, columns=cat, drop_first=True, dtype="float64")
+        for c in cat:
+            levels = sorted(X[c].dropna().astype(str).unique())
+            for lv in levels[1:]:
+                labels[f"{c}_{lv}"] = f"{c} = {lv} (vs {levels[0]})"
+        X = pd.get_dummies(X.astype({c: str for c in cat}).where(X.notna()), columns=cat, drop_first=True,
+                           dtype="float64")
     X = X.astype("float64")
-    keep = X.notna().all(axis=1).to_numpy()
+    keep = X.notna().all(axis=1).to_numpy() & ~missing_any
     if keep.sum() < max(10, 0.5 * len(X)):
         raise RetentionInputError(f"covariates {covariates} are missing for {int((~keep).sum())} of {len(X)} "
                                   "rows", table="survival data", expected="a value for most customers")
@@ -673,7 +682,7 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
         ph_rows.append({"covariate": cov, "rho": rho, "p_value": p})
     ph = pd.DataFrame(ph_rows).set_index("covariate")
     return CoxResult(table=table, concordance=float(conc), ph_test=ph, n=len(d), n_events=int(e.sum()),
-                     loglik=float(res.llf), alpha=alpha)
+                     loglik=float(res.llf), alpha=alpha, labels=labels)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -716,6 +725,16 @@ def sbg_derl(alpha: float, beta: float, d: float, n_renewals: int = 0) -> float:
     n = float(n_renewals)
     return float((beta + n) / (alpha + beta + n)
                  * special.hyp2f1(1.0, beta + n + 1, alpha + beta + n + 1, 1.0 / (1.0 + d)))
+
+
+def sbg_del(alpha: float, beta: float, d: float) -> float:
+    """Discounted expected lifetime of a new customer, DEL = sum_{t>=0} S(t) / (1 + d)^t
+    = 2F1(1, beta; alpha + beta; 1 / (1 + d)) (Fader & Hardie 2010): the discounted number of payments
+    including the first one at signup. Expected value of a new customer = margin x DEL."""
+    if d <= 0:
+        raise RetentionInputError(f"discount rate {d} per period is not positive", table="parameters",
+                                  expected="a discount rate > 0 (e.g. 0.01 per month)")
+    return float(special.hyp2f1(1.0, beta, alpha + beta, 1.0 / (1.0 + d)))
 
 
 def _sbg_loglik(logp: np.ndarray, lost: np.ndarray, alive: np.ndarray) -> float:
@@ -843,8 +862,18 @@ class SBGResult:
         q = (1 - self.level) / 2
         return float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))
 
+    def discounted_lifetime(self, discount_rate: float) -> float:
+        """DEL of a new customer (payments incl. the first at signup); see :func:`sbg_del`."""
+        return sbg_del(self.alpha, self.beta, discount_rate)
+
+    def discounted_lifetime_interval(self, discount_rate: float) -> tuple[float, float]:
+        vals = np.array([sbg_del(a, b, discount_rate) for a, b in self.boot])
+        q = (1 - self.level) / 2
+        return float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))
+
     def clv(self, margin: float, discount_rate: float, n_renewals: int = 0) -> float:
-        """Expected residual customer value = margin x DERL (Fader & Hardie 2010)."""
+        """Expected residual value of a customer active after ``n_renewals`` periods = margin x DERL
+        (Fader & Hardie 2010). For a new customer including the signup payment use margin x DEL."""
         return float(margin) * self.derl(discount_rate, n_renewals)
 
     def projection(self, horizon: int) -> pd.DataFrame:

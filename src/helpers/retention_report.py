@@ -1,0 +1,306 @@
+"""Everything the retention report notebook shows, prepared in one call (the notebook stays thin).
+
+Unlike :mod:`helpers.retention` (pure analysis on DataFrames), this module reads the run-wide settings
+(``params/report.yaml``: data source, column mapping, the ``retention`` section) and the data, then runs
+the analyses. Problems that stop one part of the report (too few customers, a model that does not
+converge, a tenure-only export without dates) are collected in ``.warnings`` and that part is left out;
+they never stop the whole report and never show up as NaN charts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import retention as R
+from helpers.errors import KitError
+
+
+@dataclass
+class RetentionReport:
+    segment: str
+    horizon: int
+    holdout: int
+    discount_rate: float
+    as_of: pd.Timestamp | None = None
+    source: str = ""
+    segment_column: str | None = None
+    frame: pd.DataFrame | None = None
+    has_dates: bool = False
+    cohorts: R.CohortTable | None = None
+    survival: R.KaplanMeierResult | None = None
+    hazards: R.CoxResult | None = None
+    satisfaction_covariate: str | None = None
+    sbg: dict[str, R.SBGResult] = field(default_factory=dict)
+    sbg_check: R.HoldoutResult | None = None
+    rates: R.RateForecast | None = None
+    value: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def selected(self) -> pd.DataFrame:
+        """The customers of the chosen segment (all customers for ``segment="all"``)."""
+        if self.frame is None:
+            return pd.DataFrame()
+        if self.segment == "all" or not self.segment_column:
+            return self.frame
+        return self.frame[self.frame[self.segment_column].astype(str) == self.segment]
+
+    @property
+    def segment_label(self) -> str:
+        return "all customers" if self.segment == "all" else f"{self.segment} customers"
+
+    def headline_markdown(self) -> str:
+        if self.frame is None:
+            return "**The retention analysis could not run:** " + " ".join(self.warnings)
+        sel = self.selected
+        churned = int(sel["event"].sum())
+        lines = [f"**{len(sel):,} {self.segment_label}** analysed as of {self._as_of_text()}; {churned:,} "
+                 f"have left ({churned / max(len(sel), 1):.0%})."]
+        fit = self.sbg.get(self.segment if self.segment != "all" else "all")
+        if fit is not None:
+            proj = fit.projection(12).iloc[-1]
+            lines.append(f"Of a new cohort, **{proj['survival']:.0%}** are expected to still be customers after 12 "
+                         f"months (95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%}).")
+        if self.hazards is not None and self.satisfaction_covariate:
+            pct, lo, hi = self.hazards.hazard_change_per_unit(self.satisfaction_covariate)
+            way = "lowers" if pct < 0 else "raises"
+            lines.append(f"Each extra CSAT point (customer's mean rating) **{way} the monthly churn hazard by "
+                         f"{abs(pct):.0f}%** (95% CI {abs(hi) if pct < 0 else lo:.0f}%-"
+                         f"{abs(lo) if pct < 0 else hi:.0f}%), other factors held equal.")
+        if self.rates is not None:
+            fc = self.rates.table[self.rates.table["kind"] == "forecast"]["forecast"]
+            lines.append(f"Keeping the forecast monthly retention ({fc.mean():.1%}) for a year retains about "
+                         f"**{np.prod(fc.iloc[:12]):.0%}** of today's customers.")
+        return "\n\n".join(lines)
+
+    def _as_of_text(self) -> str:
+        return self.as_of.date().isoformat() if self.as_of is not None else "the end of the data"
+
+    def plain_summary(self) -> str:
+        """Plain-language paragraph for stakeholders, with the uncertainty in it."""
+        parts = []
+        if self.survival is not None:
+            parts.append(self.survival.summary())
+        if self.hazards is not None:
+            parts.append(self.hazards.summary())
+        fit = self.sbg.get(self.segment if self.segment != "all" else "all")
+        if fit is not None:
+            parts.append(fit.summary(horizon=self.horizon))
+        if self.sbg_check is not None:
+            parts.append("Projection check on the oldest cohorts: " + self.sbg_check.summary())
+        if self.rates is not None:
+            parts.append(self.rates.summary())
+        if self.value is not None and len(self.value):
+            key = self.segment if self.segment in set(self.value["segment"]) else "all"
+            row = self.value.set_index("segment").loc[key]
+            if np.isfinite(row["clv"]):
+                parts.append(f"At a {self.discount_rate:.0%} annual discount rate, a new customer ({key}) is worth "
+                             f"about {row['clv']:,.0f} in revenue over their lifetime (95% CI {row['clv_low']:,.0f}-"
+                             f"{row['clv_high']:,.0f}): {row['del']:.1f} discounted months of revenue.")
+        if self.warnings:
+            parts.append("Left out or limited: " + " ".join(self.warnings))
+        return " ".join(parts)
+
+    def status_counts(self) -> dict[str, int]:
+        return {}
+
+
+def _load_customers(data_source: str, report_config: str, as_of: str, report: RetentionReport):
+    """Read settings and the customer table (plus responses when the dataset has them)."""
+    from helpers.config import load_report_config, repo_root, resolve_data_source, resolve_retention_file
+    from helpers.data import load_dataset
+
+    root = repo_root()
+    cfg_path = Path(report_config)
+    if not cfg_path.is_absolute():
+        cfg_path = root / cfg_path
+    cfg = load_report_config(cfg_path)
+    settings = cfg.retention
+    responses = None
+    last_date = None
+    file = resolve_retention_file(cfg, cfg_path)
+    if file is not None:
+        if not file.exists():
+            raise R.RetentionInputError(f"retention file {file} not found", table="retention.file")
+        customers = pd.read_parquet(file) if file.suffix.lower() == ".parquet" else pd.read_csv(file)
+        report.source = str(file)
+    else:
+        source = Path(data_source) if data_source else resolve_data_source(cfg)
+        if not source.is_absolute():
+            source = root / source
+        snapshot = source.is_file() and source.suffix in (".duckdb", ".ddb", ".db")
+        ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
+                          validate=not snapshot, emit_warnings=False)
+        customers, responses = ds.customers, ds.responses
+        report.source = ds.source
+        try:
+            last_date = pd.Timestamp(ds.date_range()[1]).normalize()
+        except Exception:  # noqa: BLE001 - fall back to the customers' own dates
+            last_date = None
+    if as_of:
+        report.as_of = pd.Timestamp(as_of)
+    elif last_date is not None:
+        report.as_of = last_date
+    return settings, customers, responses
+
+
+def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: int = 6,
+                             discount_rate: float = 0.10, data_source: str = "",
+                             report_config: str = "params/report.yaml", as_of: str = "",
+                             n_boot: int = 200) -> RetentionReport:
+    """Load data and settings and run every retention analysis for the report notebook.
+
+    ``segment``: "all" or a value of the retention ``segment_column``; ``horizon``: months to project;
+    ``holdout``: months held out to check the forecasts; ``discount_rate``: annual, for DERL/CLV.
+    Invalid ``horizon``/``holdout``/``discount_rate`` raise :class:`helpers.retention.RetentionInputError`;
+    data problems become ``.warnings``.
+    """
+    if not isinstance(horizon, (int, np.integer)) or horizon <= 0:
+        raise R.RetentionInputError(f"horizon {horizon!r} is not a positive number of months",
+                                    table="parameters", expected="horizon >= 1")
+    if not isinstance(holdout, (int, np.integer)) or holdout <= 0:
+        raise R.RetentionInputError(f"holdout {holdout!r} is not a positive number of months",
+                                    table="parameters", expected="holdout >= 1")
+    monthly_rate = R.monthly_discount_rate(discount_rate)
+    report = RetentionReport(segment=segment or "all", horizon=int(horizon), holdout=int(holdout),
+                             discount_rate=float(discount_rate))
+    try:
+        settings, customers, responses = _load_customers(data_source, report_config, as_of, report)
+        frame = _survival_data(customers, settings, report)
+    except KitError as exc:
+        report.warnings.append(str(exc))
+        return report
+    seg_col = settings.segment_column if settings.segment_column in frame.columns else None
+    if settings.segment_column and seg_col is None:
+        report.warnings.append(f"segment column {settings.segment_column!r} is not in the customer table; "
+                               "no segments are compared.")
+    report.segment_column = seg_col
+    if seg_col is None and report.segment != "all":
+        report.warnings.append(f"segment {report.segment!r} asked for but there are no segments: showing all.")
+        report.segment = "all"
+    if seg_col is not None and report.segment != "all" and \
+            report.segment not in set(frame[seg_col].astype(str)):
+        known = sorted(frame[seg_col].astype(str).unique())
+        report.warnings.append(f"segment {report.segment!r} is not in column {seg_col!r} (known: {known}); "
+                               "showing all customers.")
+        report.segment = "all"
+    report.frame = frame
+    sel = report.selected
+
+    _run(report, "cohort table", lambda: setattr(report, "cohorts", R.cohort_table(sel))
+         if report.has_dates else None)
+    _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
+    _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col, settings))
+    _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
+    _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
+    _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
+    _run(report, "lifetime value", lambda: _value(report, frame, seg_col, monthly_rate))
+    return report
+
+
+def _run(report: RetentionReport, what: str, step) -> None:
+    try:
+        step()
+    except KitError as exc:
+        report.warnings.append(f"{what}: {exc}")
+
+
+def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -> pd.DataFrame:
+    id_col = settings.id_column
+    if id_col not in customers.columns:
+        raise R.RetentionInputError(f"has no id column {id_col!r} (retention.id_column)", table="customers")
+    if settings.duration_column:
+        frame = R.survival_frame_from_settings(customers, settings, as_of=report.as_of)
+        # tenure-only export: whole months survived; the observation window is unknown, so exposure is
+        # taken as each customer's own tenure (censored) or the longest tenure seen (churned)
+        dur = frame["duration"].to_numpy()
+        ev = frame["event"].to_numpy()
+        frame["lifetime_periods"] = np.where(ev == 1, np.maximum(1, np.ceil(dur - 1e-9)),
+                                             np.floor(dur + 1e-9)).astype("int64")
+        frame["sbg_churned"] = ev
+        frame["exposure_periods"] = np.where(ev == 1, int(np.ceil(dur.max())), frame["lifetime_periods"])
+        report.has_dates = False
+        report.warnings.append("The customer table has a tenure column but no dates, so the cohort table, the "
+                               "holdout check of the sBG and the calendar retention-rate forecast are left out.")
+    else:
+        renamed = customers.rename(columns={settings.start_column: "signup_date",
+                                            settings.end_column: "end_date"})
+        frame = R.customer_durations(renamed, as_of=report.as_of)
+        if report.as_of is None:
+            report.as_of = max(pd.to_datetime(frame["signup_date"]).max(),
+                               pd.to_datetime(frame["end_date"]).max())
+        report.has_dates = True
+    if id_col != "customer_id":
+        frame["customer_id"] = frame[id_col].astype(str)
+    return frame
+
+
+def _hazards(report, frame, responses, seg_col, settings) -> None:
+    covs = []
+    data = frame
+    if responses is not None and len(responses) and "csat" in responses.columns:
+        sat = R.customer_satisfaction(responses, as_of=report.as_of)
+        data = frame.merge(sat[["customer_id", "mean_csat"]], on="customer_id", how="left")
+        if data["mean_csat"].notna().sum() >= 30:
+            covs.append("mean_csat")
+            report.satisfaction_covariate = "mean_csat"
+            share = data["mean_csat"].notna().mean()
+            if share < 0.9:
+                report.warnings.append(f"{1 - share:.0%} of customers never answered a CSAT survey and are "
+                                       "left out of the hazard-ratio model.")
+    if seg_col:
+        covs.append(seg_col)
+    if not covs:
+        report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
+        return
+    report.hazards = R.fit_cox(data, "duration", "event", covs)
+
+
+def _sbg_fits(report, frame, seg_col, n_boot) -> None:
+    groups = [("all", frame)]
+    if seg_col:
+        groups += [(str(k), g) for k, g in frame.groupby(seg_col)]
+    for name, g in groups:
+        try:
+            report.sbg[name] = R.fit_sbg_durations(g["lifetime_periods"], g["sbg_churned"], g["exposure_periods"],
+                                                   n_boot=n_boot, label="all customers" if name == "all" else name)
+        except KitError as exc:
+            report.warnings.append(f"sBG for {name}: {exc}")
+
+
+def _sbg_holdout(report, sel, n_boot) -> None:
+    if not report.has_dates:
+        return
+    first = sel["cohort"].min()
+    old = sel[sel["cohort"] <= first + 2]  # the first three monthly cohorts: the longest-observed customers
+    surv = R.cohort_survivors(old)
+    if len(surv) - 1 - report.holdout < 3:
+        raise R.RetentionInputError(f"the oldest cohorts are followed for {len(surv) - 1} months, too few for a "
+                                    f"{report.holdout}-month holdout", table="customers")
+    report.sbg_check = R.sbg_holdout(surv.to_numpy(), holdout=report.holdout, n_boot=n_boot,
+                                     label=f"cohorts {first}-{first + 2}")
+
+
+def _rate_forecast(report, sel) -> None:
+    if not report.has_dates:
+        return
+    rates = R.monthly_retention_rates(sel, as_of=report.as_of)
+    report.rates = R.forecast_retention_rate(rates, horizon=report.horizon, holdout=report.holdout,
+                                             label=report.segment_label)
+
+
+def _value(report, frame, seg_col, monthly_rate) -> None:
+    rows = []
+    for name, fit in report.sbg.items():
+        g = frame if name == "all" else frame[frame[seg_col].astype(str) == name]
+        margin = float(g["monthly_revenue"].mean()) if "monthly_revenue" in g.columns else np.nan
+        dl = fit.discounted_lifetime(monthly_rate)
+        lo, hi = fit.discounted_lifetime_interval(monthly_rate) if len(fit.boot) else (np.nan, np.nan)
+        rows.append({"segment": name, "customers": len(g), "alpha": fit.alpha, "beta": fit.beta,
+                     "expected_months_in_horizon": fit.expected_lifetime(horizon=report.horizon),
+                     "del": dl, "del_low": lo, "del_high": hi, "monthly_margin": margin,
+                     "clv": margin * dl, "clv_low": margin * lo, "clv_high": margin * hi})
+    report.value = pd.DataFrame(rows)
