@@ -283,6 +283,16 @@ def test_bad_input_raises_a_clear_error(swiss, mutate, match):
     assert isinstance(e.value, KitError) and isinstance(e.value, ValueError)
 
 
+def test_infinite_values_count_as_missing(swiss):
+    df = swiss.copy()
+    df["Education"] = df["Education"].astype(float)
+    df.loc[3, "Education"] = np.inf
+    t = relative_importance(df, "Fertility", SWISS_X)
+    ref = relative_importance(swiss.drop(index=3), "Fertility", SWISS_X)
+    assert t.attrs["n"] == 46
+    np.testing.assert_allclose(t["importance"], ref["importance"], rtol=1e-12)
+
+
 def test_bad_arguments(swiss):
     with pytest.raises(DriverInputError, match="method"):
         relative_importance(swiss, "Fertility", SWISS_X, method="lmg2")

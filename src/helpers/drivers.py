@@ -112,10 +112,13 @@ def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: s
     numeric = [d for d in drivers if is_num[d]]
     # one block copy for the outcome and all numeric drivers
     Xnum = data[[outcome, *numeric]].to_numpy(dtype=float, na_value=np.nan)
-    nanmask = np.isnan(Xnum)
-    if nanmask[:, 0].all():
+    # column sums are finite exactly when a column has no missing (or infinite) value: the common
+    # complete-data case then needs no missing-value mask at all
+    complete = bool(np.all(np.isfinite(Xnum.sum(axis=0))))
+    nanmask = None if complete else ~np.isfinite(Xnum)
+    if nanmask is not None and nanmask[:, 0].all():
         raise DriverInputError(f"outcome {outcome!r} is missing in all {len(Xnum)} rows")
-    allmiss = dict(zip(numeric, nanmask[:, 1:].all(axis=0)))
+    allmiss = dict(zip(numeric, nanmask[:, 1:].all(axis=0) if nanmask is not None else [False] * len(numeric)))
     pos_num = {d: i + 1 for i, d in enumerate(numeric)}
 
     cols, blocks, players, pcols, categorical, dropped = [], [], [], [], [], {}
@@ -156,7 +159,10 @@ def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: s
         raise DriverInputError(f"none of the drivers {drivers} is usable: {dropped}")
     if not blocks:
         X = Xnum if num_sel == list(range(Xnum.shape[1])) else Xnum[:, num_sel]
-        miss_rows = nanmask[:, num_sel].any(axis=1) if missing == "listwise" else nanmask[:, 0]
+        if nanmask is None:
+            miss_rows = np.zeros(len(X), dtype=bool)
+        else:
+            miss_rows = nanmask[:, num_sel].any(axis=1) if missing == "listwise" else nanmask[:, 0]
     else:
         parts, last = [], 0
         for after, block in blocks:
@@ -165,7 +171,16 @@ def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: s
             last = after + 1
         parts.append(Xnum[:, num_sel[last:]])
         X = np.column_stack(parts)
-        miss_rows = np.isnan(X).any(axis=1) if missing == "listwise" else nanmask[:, 0]
+        if missing == "listwise":
+            miss_rows = np.isnan(X).any(axis=1)
+        else:
+            miss_rows = nanmask[:, 0] if nanmask is not None else np.zeros(len(X), dtype=bool)
+    if nanmask is not None:  # infinite values count as missing
+        inf = np.isinf(X)
+        if inf.any():
+            X = np.where(inf, np.nan, X)
+            if missing == "listwise":
+                miss_rows = np.isnan(X).any(axis=1)
     keep = ~miss_rows
     if not np.all(w > 0):
         keep &= w > 0
