@@ -6,8 +6,9 @@ Command line::
 
 writes ``customers.parquet``, ``responses.parquet``, ``tickets.parquet``, ``org.parquet`` (the four
 contract tables of :mod:`helpers.schema`), ``ground_truth.json`` (the parameters the data were drawn
-from) and ``customer_truth.parquet`` (per-customer latent values: churn probability and latent
-satisfaction; ground truth, not data). The demo period is 36 months, 2023-11-01 .. 2026-10-31.
+from) and ``customer_truth.parquet`` (ground truth, not data: ``customer_id``, ``segment``, ``theta``
+(monthly churn probability), ``monthly_hazard`` (-log(1 - theta)), ``latent_csat`` (the Cox covariate of
+the true hazard ratio), ``n_responses`` and ``mean_csat`` (the observable proxy: mean answered CSAT)). The demo period is 36 months, 2023-11-01 .. 2026-10-31.
 
 The generative model (every number is in :data:`SEGMENTS`, :data:`DEPARTMENTS` and ``ground_truth.json``)
 -------------------------------------------------------------------------------------------------------
