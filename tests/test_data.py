@@ -184,6 +184,12 @@ def test_soft_problems_are_warnings_not_errors(tmp_path):
     assert messages == ds.warnings
     assert any("'Billing' has only 2 survey responses" in m and "min_responses=3" in m for m in messages)
     assert any("1 of 3 tickets" in m and "agent_id" in m for m in messages)
+    # a department of the org without any response is the extreme case
+    ds = load_quiet(write(tmp_path / "f", org=lambda df: pd.concat(
+        [df, pd.DataFrame([{"person_id": "mkt-dir", "name": "Mo", "role": "director", "department": "Marketing"}])])),
+        min_responses=1)
+    assert ds.warnings == ["responses: department 'Marketing' has only 0 survey responses (fewer than "
+                           "min_responses=1); its KPIs and drivers are unreliable"]
     # nothing about departments with enough responses
     ds = load_quiet(write(tmp_path / "e", tables=valid_tables(n_responses=8)), min_responses=4)
     assert not any("only" in w for w in ds.warnings)

@@ -179,10 +179,10 @@ def _check_mapping(column_mapping: Mapping[str, Mapping[str, str]] | None) -> di
     try:
         return ReportConfig(column_mapping={k: dict(v) for k, v in column_mapping.items()}).column_mapping
     except ValidationError as exc:
-        raise ParamsError("column_mapping", exc.errors()[0]["msg"].removeprefix("Value error, "),
+        raise ParamsError("column_mapping argument", exc.errors()[0]["msg"].removeprefix("Value error, "),
                           field="column_mapping") from None
     except (TypeError, AttributeError):
-        raise ParamsError("column_mapping", "expected {table: {their column: contract column}}",
+        raise ParamsError("column_mapping argument", "expected {table: {their column: contract column}}",
                           field="column_mapping") from None
 
 
@@ -322,8 +322,10 @@ def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str]) -
 
 def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attributes: list[str]) -> list[str]:
     out: list[str] = []
-    small = con.execute("SELECT department, count(*) AS n FROM responses GROUP BY department "
-                        "HAVING count(*) < ? ORDER BY department", [min_responses]).fetchall()
+    small = con.execute("SELECT o.department, count(r.department) AS n FROM (SELECT DISTINCT department "
+                        "FROM org UNION SELECT DISTINCT department FROM responses) o LEFT JOIN responses r "
+                        "ON r.department = o.department GROUP BY o.department HAVING count(r.department) < ? "
+                        "ORDER BY o.department", [min_responses]).fetchall()
     for dept, n in small:
         out.append(f"responses: department {dept!r} has only {n} survey responses (fewer than "
                    f"min_responses={min_responses}); its KPIs and drivers are unreliable")
