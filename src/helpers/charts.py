@@ -5,9 +5,13 @@ compose figures and tests render them headless. The kit's theme is applied by :f
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg", force=False)  # headless by default; notebooks' inline backend still works
+if not os.environ.get("MPLBACKEND") and "ipykernel" not in sys.modules:
+    matplotlib.use("Agg", force=False)  # headless scripts and tests; notebooks keep their inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -46,7 +50,7 @@ def _percent_axis(ax, xmax: float = 100.0) -> None:
 
 
 def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, status=None, title=None,
-              ylabel=None, percent=None, ax=None):
+              ylabel=None, percent=None, value_label="monthly value", ax=None):
     """A KPI's monthly trend with its confidence band, the target line, the deadline and a forecast band.
 
     ``series``: DataFrame ``period, value[, ci_low, ci_high]``; ``forecast``: DataFrame
@@ -61,7 +65,7 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
     has_data = series is not None and len(series) > 0
     if has_data:
         s = series.sort_values("period")
-        ax.plot(s["period"], s["value"], color=ACCENT, marker="o", markersize=3, linewidth=1.6, label="monthly value")
+        ax.plot(s["period"], s["value"], color=ACCENT, marker="o", markersize=3, linewidth=1.6, label=value_label)
         if {"ci_low", "ci_high"} <= set(s.columns) and s[["ci_low", "ci_high"]].notna().any().any():
             ax.fill_between(s["period"], s["ci_low"].astype(float), s["ci_high"].astype(float), color=ACCENT,
                             alpha=0.15, linewidth=0, label="95% confidence interval")
@@ -95,7 +99,7 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
     if ylabel:
         ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize="small", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return ax
 
 

@@ -569,7 +569,8 @@ class ObjectiveEvaluation:
         info = self.metrics.get(o.metric)
         return kpi_trend(self.series.get(objective_id), target=o.target, deadline=o.deadline, start=o.start,
                          forecast=self.forecasts.get(objective_id), status=r["status"],
-                         title=f"{o.title} ({r['owner']})", ylabel=info.label if info else o.metric,
+                         title=f"{o.title} - {r['owner']}", ylabel=info.label if info else o.metric,
+                         value_label=f"{'quarterly' if o.frequency == 'quarter' else 'monthly'} value",
                          percent=(100.0 if info and info.unit in ("%", "percent") else
                                   1.0 if info and info.unit in ("share", "proportion", "rate", "fraction")
                                   else None), ax=ax)

@@ -1,0 +1,91 @@
+"""The department report notebook executes with papermill on the small demo: a department with
+objectives, and one whose objectives have no data still renders (an unknown department is tested on
+helpers.objectives_report directly in test_objectives_report.py)."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import html
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "reports" / "department_report.ipynb"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("department_notebook")]
+
+NO_DATA_OBJECTIVES = textwrap.dedent("""\
+    department: Customer Service
+    objectives:
+      - id: fax-nps
+        title: "NPS of fax customers <script>alert(1)</script>"
+        metric: nps
+        filters: {channel: fax}
+        baseline: 10
+        target: 20
+        start: 2026-01-01
+        deadline: 2026-12-31
+        owner: {person: customer_service-dir, role: director}
+      - id: ghost-team-fcr
+        title: First-contact resolution of a team that does not exist
+        metric: fcr
+        filters: {team: Ghost Team}
+        baseline: 60
+        target: 70
+        start: 2026-01-01
+        deadline: 2026-12-31
+        owner: {name: "Tom & Jerry", role: manager}
+        parent: fax-nps
+    """)
+
+
+def _run(tmp_path: Path, data: Path, department: str, params_file: str = "") -> tuple[nbformat.NotebookNode, dict]:
+    out = tmp_path / f"{department}.ipynb"
+    summary = tmp_path / f"{department}.json"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(ROOT), progress_bar=False,
+                               parameters={"department": department, "params_file": params_file,
+                                           "data_source": str(data), "as_of": "2026-10-31",
+                                           "summary_path": str(summary)})
+    return nbformat.read(out, as_version=4), json.loads(summary.read_text())
+
+
+def _outputs(nb, mime: str) -> str:
+    return "\n".join(o["data"][mime] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if "data" in o and mime in o["data"])
+
+
+def test_department_report_renders_every_section(tmp_path, small_demo):
+    nb, summary = _run(tmp_path, small_demo, "customer_service")
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert summary["department"] == "Customer Service"
+    n_objectives = sum(summary["status_counts"].values())
+    assert n_objectives == 7 and summary["status_counts"]["no data"] < n_objectives
+    html_out = _outputs(nb, "text/html")
+    assert "objective-status" in html_out and "status-badge" in html_out
+    markdown = _outputs(nb, "text/markdown")
+    org = pd.read_parquet(small_demo / "org.parquet").set_index("person_id")["name"]
+    for person, role in (("customer_service-dir", "director"), ("customer_service-rep001", "representative")):
+        assert html.escape(f"{org[person]} ({role})") in markdown  # owners by their names from org
+    assert "of explained variance" in markdown  # drivers section
+    assert "still customers" in markdown or "half have left" in markdown  # retention section
+    images = _outputs(nb, "image/png")
+    assert images.count("iVBOR") >= 7 + 1 + 1  # one chart per objective, the cascade, drivers
+
+
+def test_department_without_data_still_renders_and_escapes(tmp_path, small_demo):
+    params = tmp_path / "no_data.yaml"
+    params.write_text(NO_DATA_OBJECTIVES)
+    nb, summary = _run(tmp_path, small_demo, "customer_service", str(params))
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert summary["status_counts"]["no data"] == 2
+    assert any("field 'metric'" in w and "fax-nps" in w for w in summary["warnings"])
+    html_out = _outputs(nb, "text/html") + _outputs(nb, "text/markdown")
+    assert "<script>alert(1)</script>" not in html_out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_out
+    assert "Tom &amp; Jerry" in html_out
