@@ -57,7 +57,8 @@ class RetentionReport:
             return "**The retention analysis could not run:** " + " ".join(self.warnings)
         sel = self.selected
         churned = int(sel["event"].sum())
-        lines = [f"**{len(sel):,} {self.segment_label}** analysed as of {self._as_of_text()}; {churned:,} "
+        who = "customers (all segments)" if self.segment == "all" else self.segment_label
+        lines = [f"**{len(sel):,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
                  f"have left ({churned / max(len(sel), 1):.0%})."]
         fit = self.sbg.get(self.segment if self.segment != "all" else "all")
         if fit is not None:
@@ -257,6 +258,7 @@ def _hazards(report, frame, responses, seg_col, settings) -> None:
         report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
         return
     report.hazards = R.fit_cox(data, "duration", "event", covs)
+    report.hazards.labels["mean_csat"] = "each extra point of a customer's mean CSAT"
 
 
 def _sbg_fits(report, frame, seg_col, n_boot) -> None:
