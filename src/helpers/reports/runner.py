@@ -424,6 +424,21 @@ def _tail(path: Path, n: int = 60) -> str:
     return "\n".join(lines[-n:])
 
 
+# ------------------------------------------------------------------------------------------------- reproduce
+
+def rerun_parameters(manifest: dict, report: dict, run_dir: str | os.PathLike) -> dict:
+    """The papermill parameters of ``report`` for re-executing it in ``run_dir`` (which must hold a copy of the
+    run's ``data.duckdb``): exactly the recorded ones, with the temporary run folder of the original execution
+    replaced by ``run_dir`` (snapshot path, summary path)."""
+    old = manifest["run_dir_at_execution"]
+    out = {}
+    for key, value in report["parameters"].items():
+        if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+            value = str(Path(run_dir) / os.path.relpath(value, old))
+        out[key] = value
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- publish
 
 def list_runs(out: Path) -> list[dict]:
