@@ -74,6 +74,7 @@ def test_valid_file_loads_with_tree_and_types(tmp_path):
 
 @pytest.mark.parametrize("changes, objective_id, field, words", [
     ({"0.metric": "happiness"}, "retention", "metric", "unknown metric 'happiness'"),
+    ({"0.metric": "clv"}, "retention", "metric", "no time dimension"),
     ({"1.target": DELETE}, "fcr", "target", "missing"),
     ({"2.deadline": DELETE}, "frt", "deadline", "missing"),
     ({"2.deadline": "2026-06-01"}, "frt", "deadline", "not after start"),

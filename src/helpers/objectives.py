@@ -53,6 +53,7 @@ class MetricInfo:
     unit: str
     higher_is_better: bool
     bounds: tuple[float | None, float | None]
+    periodic: bool = True  # has a time dimension (can be tracked month by month)
 
 
 def metric_registry() -> dict[str, MetricInfo]:
@@ -64,7 +65,7 @@ def metric_registry() -> dict[str, MetricInfo]:
         get = spec.get if isinstance(spec, Mapping) else (lambda key, default=None, s=spec: getattr(s, key, default))
         bounds = get("bounds", None) or (None, None)
         out[name] = MetricInfo(name, str(get("label", name)), str(get("unit", "")),
-                               bool(get("higher_is_better", True)), tuple(bounds))
+                               bool(get("higher_is_better", True)), tuple(bounds), bool(get("periodic", True)))
     return out
 
 
@@ -259,6 +260,11 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     metric = _as_text(raw["metric"], path, oid, "metric")
     if metric not in metrics:
         raise ObjectiveError(path, f"unknown metric {metric!r}; known metrics are {sorted(metrics)}",
+                             objective_id=oid, field="metric")
+    if not metrics[metric].periodic:
+        trackable = sorted(k for k, v in metrics.items() if v.periodic)
+        raise ObjectiveError(path, f"metric {metric!r} has no time dimension in the data contract, so it cannot "
+                             f"be tracked against a deadline; trackable metrics are {trackable}",
                              objective_id=oid, field="metric")
     direction = raw.get("direction")
     if direction is None:
