@@ -475,3 +475,34 @@ def test_cohort_survivors_and_holdout_on_demo(demo):
         R.cohort_survivors(frame.iloc[0:0])
     with pytest.raises(R.RetentionInputError, match="horizon"):
         R.sbg_holdout(surv.to_numpy(), holdout=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report preparation (helpers.retention_report): bad parameters fail clearly, data problems are reported
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"horizon": 0}, "horizon"), ({"horizon": -2}, "horizon"), ({"holdout": 0}, "holdout"),
+    ({"discount_rate": 0.0}, "discount"), ({"discount_rate": -0.1}, "discount"),
+])
+def test_report_rejects_bad_parameters(kwargs, match):
+    from helpers.retention_report import prepare_retention_report
+    with pytest.raises(R.RetentionInputError, match=match):
+        prepare_retention_report(**kwargs)
+
+
+def test_report_reports_a_missing_data_source(tmp_path):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(data_source=str(tmp_path / "nowhere"), n_boot=0)
+    assert rep.frame is None and rep.warnings and "not found" in rep.warnings[0]
+    assert "could not run" in rep.headline_markdown()
+
+
+def test_report_unknown_segment_falls_back_to_all(small_demo):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(segment="martians", data_source=str(small_demo), as_of="2026-10-31",
+                                   n_boot=20)
+    assert rep.segment == "all" and any("martians" in w for w in rep.warnings)
+    assert rep.survival is not None and rep.hazards is not None and rep.rates is not None
+    assert {"all", "consumer", "small_business", "enterprise"} <= set(rep.value["segment"])
+    assert np.isfinite(rep.value[["del", "clv"]].to_numpy()).all()
