@@ -82,6 +82,18 @@ class OrdinalCheck:
                     text += " Both agree on the top driver."
         return text
 
+    def report_table(self) -> pd.DataFrame:
+        """Odds ratios for people: attribute, odds ratio with interval, p-value, the two ranks."""
+        t = self.table.sort_values("ordinal_rank")
+        out = pd.DataFrame({"Attribute": [_label(d) for d in t.index],
+                            "Odds ratio per point": t["odds_ratio"].round(2).to_numpy(),
+                            "95% CI": [f"{a:.2f}-{b:.2f}" for a, b in zip(t["or_low"], t["or_high"])],
+                            "p-value": [f"{p:.3g}" if p >= 1e-4 else "<0.0001" for p in t["p_value"]],
+                            "Ordinal rank": t["ordinal_rank"].to_numpy()})
+        if "shapley_rank" in t:
+            out["Shapley rank"] = t["shapley_rank"].to_numpy()
+        return out.set_index("Attribute")
+
     def plot(self, ax=None):
         ax = charts.new_axis(ax)
         t = self.table.sort_values("odds_ratio")
@@ -273,6 +285,22 @@ class DriverAnalysis:
         if self.warnings:
             head += " Caution: " + "; ".join(self.warnings) + "."
         return head
+
+    def report_table(self) -> pd.DataFrame:
+        """The ranked table for people: attribute, share of explained variance with its interval, mean
+        rating, quadrant, direction."""
+        t = self.table
+        out = pd.DataFrame({"Attribute": [_label(d) for d in t.index], "Rank": t["rank"].to_numpy(),
+                            "Share of explained variance": [_pct(v) for v in t["share"]]})
+        if "share_low" in t:
+            out[f"{int(round(100 * self.ci))}% CI"] = [f"{_pct(a)}-{_pct(b)}" for a, b in
+                                                       zip(t["share_low"], t["share_high"])]
+        if "performance" in t:
+            out["Mean rating"] = t["performance"].round(2).to_numpy()
+            out["Quadrant"] = t["quadrant"].to_numpy()
+        out["Direction"] = ["higher is better" if s > 0 else ("higher is worse" if s < 0 else "factor")
+                            for s in t["sign"]]
+        return out.set_index("Attribute")
 
     def plot(self, ax=None):
         """Horizontal bars: share of explained variance with the bootstrap interval; bar colour = direction."""
