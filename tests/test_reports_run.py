@@ -135,6 +135,18 @@ def test_second_run_links_previous_and_keep_prunes(run):
     assert not (out / first).exists()  # --keep 1 removed the older complete run
     with pytest.raises(runner.ReportRunError, match="already exists"):
         runner.run_reports(opts, echo=lambda m: None)
+    # reproduce it from its manifest: same parameters (paths moved to the new folder), same outputs
+    repro = runner.reproduce_run(second.run_dir, echo=lambda m: None)
+    assert repro.exit_code == 0 and repro.manifest["reproduces"] == second.run_id
+    assert repro.manifest["drift"] == []
+    old = nbformat.read(str(second.run_dir / "notebooks" / "department_sales.ipynb"), 4)
+    new = nbformat.read(str(repro.run_dir / "notebooks" / "department_sales.ipynb"), 4)
+    old_p, new_p = old.metadata["papermill"]["parameters"], new.metadata["papermill"]["parameters"]
+    assert new_p["data_source"] == str(out / f".tmp-{repro.run_id}" / "data.duckdb")
+    assert {k: v for k, v in new_p.items() if k not in ("data_source", "summary_path")} == \
+        {k: v for k, v in old_p.items() if k not in ("data_source", "summary_path")}
+    strip = lambda nb, d: [(s.replace(d, "RUN"), c, o) for s, c, o in _outputs(nb, d)]  # noqa: E731
+    assert strip(new, str(out / f".tmp-{repro.run_id}")) == strip(old, str(out / f".tmp-{second.run_id}"))
 
 
 def test_dry_run_validates_and_executes_nothing(run, capsys):

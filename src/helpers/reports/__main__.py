@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", dest="kernel_name", default=None, help="Jupyter kernel (default: the notebook's)")
     run.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default: 1800)")
     run.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    rep = sub.add_parser("reproduce", help="re-execute a finished run from its manifest.json into a new folder")
+    rep.add_argument("run_dir", type=Path, help="reports/<run-id>")
+    rep.add_argument("--out", type=Path, default=None, help="where the new run folder goes (default: next to it)")
     return p
 
 
@@ -44,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return result.exit_code
+    if args.command == "reproduce":
+        from helpers.reports.runner import reproduce_run
+        try:
+            return reproduce_run(args.run_dir, args.out).exit_code
+        except (KitError, OSError, KeyError) as exc:
+            print(f"error: cannot reproduce {args.run_dir}: {exc}", file=sys.stderr)
+            return 2
     return 2
 
 

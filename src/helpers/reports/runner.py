@@ -691,3 +691,64 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
             echo(f"FAILED {r['name']}: {e.get('name')}: {str(e.get('message', ''))[:300]} "
                  f"[{e.get('where', '')}] see {final_dir / r['html']} and {final_dir / r['log']}")
     return RunResult(run_id, final_dir, manifest, failures)
+
+
+def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                  echo: Callable[[str], None] | None = None) -> RunResult:
+    """Re-execute every report of a finished run from its ``manifest.json`` into a new run folder.
+
+    Uses the run's own ``data.duckdb`` snapshot and the exact recorded papermill parameters
+    (:func:`rerun_parameters`), cold kernels, one report after another. Differences that would make the result
+    differ are reported, not hidden: a notebook or params file whose SHA-256 changed since the run, or other
+    package versions. The new run's manifest says which run it reproduces.
+    """
+    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    run_dir = Path(run_dir).resolve()
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    out = Path(out).resolve() if out else run_dir.parent
+    started = _dt.datetime.now(_dt.UTC)
+    new_id = f"{manifest['run_id']}-repro-{new_run_id(started)}"
+    tmp_dir = out / f".tmp-{new_id}"
+    for sub in ("notebooks", "logs", "summaries"):
+        (tmp_dir / sub).mkdir(parents=True)
+    shutil.copy2(run_dir / "data.duckdb", tmp_dir / "data.duckdb")
+    drift = []
+    for path, digest in manifest.get("params", {}).get("files_sha256", {}).items():
+        if not Path(path).is_file() or _sha256(Path(path)) != digest:
+            drift.append(f"params file changed since the run: {path}")
+    now_versions = package_versions()
+    for name, version in manifest.get("packages", {}).items():
+        if now_versions.get(name) != version:
+            drift.append(f"package {name}: run {version}, now {now_versions.get(name)}")
+    context = {"cwd": str(_repo_root()), "as_of": manifest["as_of"], "run_id": new_id,
+               "company": "", "freshness": f"{manifest['data']['first_date']} to {manifest['data']['last_date']}",
+               "fingerprint": manifest["data"]["fingerprint"], "timeout": manifest["options"].get("timeout")}
+    _worker_init(None)
+    reports = []
+    for r in manifest["reports"]:
+        nb = Path(r["notebook"]) if Path(r["notebook"]).is_absolute() else _repo_root() / r["notebook"]
+        if _sha256(nb) != r["notebook_sha256"]:
+            drift.append(f"notebook changed since the run: {r['notebook']}")
+        params = rerun_parameters(manifest, r, tmp_dir)
+        job = ReportJob(name=r["name"], kind=r["kind"], title=r["title"], department=r["department_name"],
+                        notebook=str(nb), parameters=dict(params, __kernel__=r["kernel"]), html=r["html"],
+                        executed_notebook=r["executed_notebook"], log=r["log"], summary=r["summary"])
+        res = execute_report(job, str(tmp_dir), context)
+        reports.append(dict(r, parameters=params, status=res["status"], seconds=res.get("seconds"),
+                            error=res.get("error"),
+                            status_counts=(res.get("summary") or {}).get("status_counts", {})))
+        echo(f"{r['name']}: {res['status']} ({res.get('seconds')} s; original run: {r['status']})")
+    new_manifest = dict(manifest, run_id=new_id, reproduces=manifest["run_id"], reports=reports,
+                        started_at=started.isoformat(timespec="seconds"),
+                        finished_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                        run_dir_at_execution=str(tmp_dir), packages=now_versions, drift=drift,
+                        command=sys.argv)
+    atomic_write_text(tmp_dir / "manifest.json", json.dumps(new_manifest, indent=2, default=str) + "\n")
+    write_index(tmp_dir, new_manifest, "", [])
+    final_dir = out / new_id
+    os.replace(tmp_dir, final_dir)
+    for d in drift:
+        echo(f"warning: {d}")
+    failures = [r["name"] for r in reports if r["status"] != "ok"]
+    echo(f"reproduced {manifest['run_id']} -> {final_dir}")
+    return RunResult(new_id, final_dir, new_manifest, failures)
