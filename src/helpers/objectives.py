@@ -525,7 +525,8 @@ def kpi_series_provider(dataset, department: str, *, freq: str = "month") -> Kpi
     return KpiSource(dataset, department, freq=freq)
 
 
-def _fmt(value: float, info: MetricInfo | None) -> str:
+def format_value(value: float, info: "MetricInfo | None") -> str:
+    """A KPI value in its unit for text: ``81.3%``, ``+32``, ``9.1 h``; ``n/a`` when missing."""
     if value is None or not np.isfinite(value):
         return "n/a"
     unit = info.unit if info else ""
@@ -680,7 +681,7 @@ def period_label(when, freq: str = "month") -> str:
 
 
 def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> str:
-    fmt = (lambda v: _fmt(v, info))
+    fmt = (lambda v: format_value(v, info))
     status = r["status"]
     if status == "no data":
         return f"No data to judge this objective: {r['message']}" if r["message"] else "No data to judge this objective."
@@ -709,19 +710,19 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
         if what == "current":
             if not np.isfinite(row["current"]):
                 return "n/a"
-            ci = (f" ({_fmt(row['ci_low'], info)} to {_fmt(row['ci_high'], info)})"
+            ci = (f" ({format_value(row['ci_low'], info)} to {format_value(row['ci_high'], info)})"
                   if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
             n = f", n={int(row['n'])}" if np.isfinite(row["n"]) else ""
-            return f"{_fmt(row['current'], info)}{ci}{n}"
+            return f"{format_value(row['current'], info)}{ci}{n}"
         if what == "forecast":
             if not np.isfinite(row["forecast"]):
                 return "n/a"
             if row["forecast_method"] == "observed":
-                return f"{_fmt(row['forecast'], info)} (observed)"
-            return (f"{_fmt(row['forecast'], info)} ({_fmt(row['forecast_low'], info)} to "
-                    f"{_fmt(row['forecast_high'], info)})")
+                return f"{format_value(row['forecast'], info)} (observed)"
+            return (f"{format_value(row['forecast'], info)} ({format_value(row['forecast_low'], info)} to "
+                    f"{format_value(row['forecast_high'], info)})")
         if what == "target":
-            return f"{_fmt(row['target'], info)} (from {_fmt(row['baseline'], info)})"
+            return f"{format_value(row['target'], info)} (from {format_value(row['baseline'], info)})"
         if what == "progress":
             if not np.isfinite(row["progress"]):
                 return "n/a"
@@ -858,7 +859,8 @@ def escape(text) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
-__all__ = ["Baseline", "DEFAULT_LEVEL", "Forecast", "MetricInfo", "Objective", "ObjectiveEvaluation", "ObjectivePlan",
-           "Owner", "STATUSES", "classify_status", "department_slug", "evaluate_objectives", "forecast_at",
-           "kpi_series_provider", "lint_objectives", "load_department", "load_objectives", "metric_registry",
-           "parse_objectives", "plausibility_warning", "progress_score"]
+__all__ = ["Baseline", "DEFAULT_LEVEL", "Forecast", "KpiSource", "MetricInfo", "Objective", "ObjectiveEvaluation",
+           "ObjectivePlan", "Owner", "STATUSES", "classify_status", "department_slug", "evaluate_objectives",
+           "forecast_at", "format_value", "kpi_series_provider", "lint_objectives", "load_department",
+           "load_objectives", "metric_registry", "parse_objectives", "period_label", "plausibility_warning",
+           "progress_score"]

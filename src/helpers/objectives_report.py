@@ -24,7 +24,7 @@ import pandas as pd
 
 from helpers.errors import KitError
 from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
-                                load_objectives, period_label)
+                                format_value, load_objectives, period_label)
 from helpers.objectives_status import STATUSES
 
 
@@ -79,9 +79,8 @@ class DepartmentReport:
     def headline_markdown(self) -> str:
         """Title line, as-of date and the plain-language summary (escaped)."""
         when = f"{self.as_of:%d %B %Y}" if self.as_of is not None else "the last date in the data"
-        lines = [f"**{_esc(self.department)}**, as of **{when}**."]
-        if self.evaluation is not None:
-            lines.append(_esc(self.evaluation.summary()))
+        lines = [_esc(self.evaluation.summary()) if self.evaluation is not None
+                 else f"**{_esc(self.department)}**, as of **{when}**."]
         for p in self.problems:
             lines.append(f"**Could not evaluate the objectives:** {_esc(p)}")
         return "\n\n".join(lines)
@@ -103,13 +102,16 @@ class DepartmentReport:
 
         r = self.evaluation.row(objective_id)
         o = self.plan.get(objective_id)
+        info = self.evaluation.metrics.get(o.metric)
         parent = f" Part of *{_esc(self.plan.get(o.parent).title)}*." if o.parent else ""
         filters = "; ".join(f"{k}: {', '.join(v)}" for k, v in o.filters.items())
         lines = [
             f"### {_esc(o.title)} {status_badge_html(r['status'])}",
             f"Owner: **{_esc(r['owner'])}**. {_esc(r['metric_label'])}"
             + (f" ({_esc(filters)})" if filters else "")
-            + f", from {_esc(r['target_text'])} between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}.{parent}",
+            + f": target {_esc(format_value(o.target, info))} from a baseline of "
+              f"{_esc(format_value(r['baseline'], info))}, "
+              f"between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}.{parent}",
             f"- **Now:** {_esc(r['current_text'])}" + (f" ({period_label(r['current_period'], o.frequency)})"
                                                       if pd.notna(r['current_period']) else ""),
             f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target",
