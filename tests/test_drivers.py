@@ -228,6 +228,35 @@ def test_pairwise_missing_uses_pairwise_complete_correlations(swiss):
     np.testing.assert_allclose(lw["importance"], ref_lw["importance"], rtol=1e-12)
 
 
+def test_weighted_pairwise_equals_duplicated_rows(swiss):
+    rng = np.random.default_rng(2)
+    df = swiss.copy().astype({c: float for c in SWISS_X})
+    for c in SWISS_X:
+        df.loc[rng.choice(len(df), 3, replace=False), c] = np.nan
+    w = np.arange(len(df)) % 2 + 1
+    dup = df.loc[df.index.repeat(w)].reset_index(drop=True)
+    a = relative_importance(df.assign(w=w), "Fertility", SWISS_X, weights="w", missing="pairwise")
+    b = relative_importance(dup, "Fertility", SWISS_X, missing="pairwise")
+    np.testing.assert_allclose(a["importance"], b["importance"], rtol=1e-10)
+
+
+def test_pairwise_bootstrap_replicates_match_pandas(swiss):
+    from helpers.drivers import _build_design, _pairwise_corr_stack, _resample_weights
+    rng = np.random.default_rng(4)
+    df = swiss.copy().astype({c: float for c in SWISS_X})
+    for c in SWISS_X:
+        df.loc[rng.choice(len(df), 4, replace=False), c] = np.nan
+    d = _build_design(df, "Fertility", SWISS_X, None, "pairwise")
+    W = _resample_weights(len(d.X), d.w, 4, np.random.default_rng(0))
+    stack, _ = _pairwise_corr_stack(d.X, W)
+    for b in range(4):
+        idx = np.repeat(np.arange(len(d.X)), W[b].astype(int))
+        ref = pd.DataFrame(d.X[idx]).corr().to_numpy()
+        np.testing.assert_allclose(stack[b], ref, rtol=1e-9, atol=1e-12)
+    t = relative_importance(df, "Fertility", SWISS_X, missing="pairwise", n_boot=100, seed=3)
+    assert np.isfinite(t[["ci_low", "ci_high"]].to_numpy()).all()
+
+
 # --- bootstrap -------------------------------------------------------------------------------------------
 def test_bootstrap_is_reproducible_and_covers_the_true_value():
     # independent standard-normal drivers: the true Shapley value of x_j is b_j^2 / var(y)

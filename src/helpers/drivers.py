@@ -585,7 +585,10 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
 
 
 def _resample_weights(n: int, w: np.ndarray, n_boot: int, rng) -> np.ndarray:
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    """Bootstrap replicate weights (n_boot x n): how often each row is drawn in n draws with replacement,
+    times the row's case weight."""
+    idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
     return counts * w[None, :]
 
 
