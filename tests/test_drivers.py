@@ -122,6 +122,18 @@ def test_dominance_from_corr_matches_azen_budescu_2003():
     assert (cd.loc["x1"] > cd.loc[["x2", "x3", "x4"]].max()).all()
 
 
+def test_invalid_correlation_matrix_is_refused():
+    bad = AB_CORR.copy()
+    bad.loc["x1", "x2"] = bad.loc["x2", "x1"] = -0.9  # with x1-x3/x2-x3 etc. no longer a correlation matrix
+    bad.loc["x1", "y"] = bad.loc["y", "x1"] = 0.95
+    bad.loc["x2", "y"] = bad.loc["y", "x2"] = 0.95
+    with pytest.raises(DriverInputError, match="not positive semi-definite"):
+        relative_importance_from_corr(bad, "y", ["x1", "x2", "x3", "x4"])
+    with pytest.raises(DriverInputError, match="symmetric"):
+        relative_importance_from_corr(AB_CORR.to_numpy() + np.triu(np.full((5, 5), 0.01), 1), "y",
+                                      ["x1", "x2", "x3", "x4"])
+
+
 def test_from_corr_equals_from_data_for_every_method(swiss):
     corr = swiss[["Fertility", *SWISS_X]].corr()
     for m in METHODS:

@@ -693,11 +693,16 @@ def relative_importance_from_corr(corr, outcome: str, drivers, method: str = "sh
     if np.any(sd <= 0):
         raise DriverInputError("the correlation matrix has a zero variance on its diagonal")
     C = C / np.outer(sd, sd)
+    if np.linalg.eigvalsh(C).min() < -1e-8:
+        raise DriverInputError("the matrix is not a valid correlation matrix (not positive semi-definite): "
+                               "check the transcribed values")
     design = _Design(X=np.empty((0, len(drivers) + 1)), w=np.empty(0), columns=drivers, players=list(drivers),
                      player_cols=[np.array([i]) for i in range(len(drivers))], categorical=[False] * len(drivers))
     C, design = _drop_degenerate(C, design, np.ones(len(drivers) + 1))
     imp, r2, info = _importance_stack(C, design.player_cols, method, design.categorical, max_exact)
     imp, r2 = imp[0], float(r2[0])
+    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
+        raise DriverInputError("the importances could not be computed from this matrix (singular)")
     signs = _player_signs(C, design.player_cols, design.categorical)
     table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
                          index=pd.Index(design.players, name="driver"))
@@ -720,6 +725,8 @@ def conditional_dominance(data_or_corr, outcome: str, drivers, from_corr: bool =
         names = [outcome, *drivers]
         C = data_or_corr.loc[names, names].to_numpy(dtype=float) if isinstance(data_or_corr, pd.DataFrame) \
             else np.asarray(data_or_corr, dtype=float)
+        sd = np.sqrt(np.diag(C))
+        C = C / np.outer(sd, sd)
         players = list(drivers)
         pcols = [np.array([i]) for i in range(len(drivers))]
     else:
