@@ -41,9 +41,12 @@ def test_sections_of_a_real_department(cs_report):
     tree = r.cascade_markdown().splitlines()
     assert tree[0].startswith("- ") and any(line.startswith("    - ") for line in tree)  # three levels
     dq = r.data_quality()
-    assert list(dq["objective"]) == list(r.evaluation.table["title"]) and (dq["periods with data"] > 0).all()
+    assert list(dq.index) == list(r.evaluation.table["title"]) and (dq["periods with data"] > 0).all()
     missing = r.missing_values()
-    assert set(missing["table"]) == {"responses", "tickets"} and (missing["rows"] > 0).all()
+    assert set(missing.index.get_level_values("table")) == {"responses", "tickets"} and (missing["rows"] > 0).all()
+    responses = r.dataset.responses
+    nps_missing = responses.loc[responses["department"] == "Customer Service", "nps"].isna().sum()
+    assert missing.loc[("responses", "nps"), "missing"] == nps_missing
     customers = r.department_customers()
     tickets = r.dataset.tickets
     expected = set(tickets.loc[tickets["department"] == "Customer Service", "customer_id"])

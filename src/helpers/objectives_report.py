@@ -202,10 +202,11 @@ class DepartmentReport:
 
     # ------------------------------------------------------------------ data quality
     def data_quality(self) -> pd.DataFrame:
-        """Per objective: months with data, n and missing share of the metric's input in the current period."""
+        """Per objective (index: title): periods with data, first and last, n in the current period, status
+        and the message of an objective without data."""
         if self.evaluation is None:
             return pd.DataFrame(columns=["objective", "metric", "periods with data", "first", "last", "n now",
-                                         "status", "message"])
+                                         "status", "message"]).set_index("objective")
         rows = []
         for _, r in self.evaluation.table.iterrows():
             s = self.evaluation.series.get(r["id"])
@@ -216,12 +217,13 @@ class DepartmentReport:
                          "last": f"{s['period'].max():%Y-%m}" if has else "",
                          "n now": int(r["n"]) if np.isfinite(r["n"]) else 0,
                          "status": r["status"], "message": r["message"]})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).set_index("objective")
 
     def missing_values(self) -> pd.DataFrame:
         """Missing share of this department's survey and ticket fields (all periods up to the as-of date)."""
         if self.dataset is None:
-            return pd.DataFrame(columns=["table", "column", "rows", "missing", "missing share"])
+            return pd.DataFrame(columns=["table", "column", "rows", "missing", "missing share"]).set_index(
+                ["table", "column"])
         out = []
         for table, cols in (("responses", ["csat", "nps", "ces", *self.dataset.attributes]),
                             ("tickets", ["team", "agent_id", "first_response_at", "resolved_at",
@@ -233,7 +235,7 @@ class DepartmentReport:
                     miss = int(df[c].isna().sum())
                     out.append({"table": table, "column": c, "rows": len(df), "missing": miss,
                                 "missing share": f"{miss / len(df):.1%}" if len(df) else "n/a"})
-        return pd.DataFrame(out)
+        return pd.DataFrame(out).set_index(["table", "column"])
 
     def all_warnings(self) -> list[str]:
         """Problems, SMART-lint and evaluation warnings, and the data's warnings about this department."""
