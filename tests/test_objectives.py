@@ -364,3 +364,33 @@ def test_unknown_department_and_missing_data_still_report(tmp_path):
     ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=empty)
     assert set(ev.table["status"]) == {"no data"}
     assert "no fcr data" in ev.row("good")["message"]
+
+
+def _flat_provider(values, start="2024-11-01"):
+    periods = pd.date_range(start, periods=len(values), freq="MS")
+    v = np.asarray(values, dtype=float)
+
+    def provider(metric, filters, start_, end, freq):
+        return pd.DataFrame({"period": periods, "value": v, "ci_low": v - 1, "ci_high": v + 1, "n": 100})
+
+    return provider
+
+
+def test_objective_without_data_in_its_period_is_no_data(tmp_path):
+    doc = yaml.safe_load(SERIES_DOC)
+    doc["objectives"] = doc["objectives"][:1]
+    plan = parse_objectives(doc, "support.yaml")
+    stale = _flat_provider([60.0] * 12)  # Nov 2024 - Oct 2025 only; the objective starts Jan 2026
+    ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=stale)
+    row = ev.row("good")
+    assert row["status"] == "no data" and "field 'start'" in row["message"] and "2025-10" in row["message"]
+
+
+def test_implausible_target_is_warned_at_evaluation():
+    doc = yaml.safe_load(SERIES_DOC)
+    doc["objectives"] = doc["objectives"][:1]  # 60 -> 70 in 12 months needs 0.83 points a month
+    plan = parse_objectives(doc, "support.yaml")
+    calm = _flat_provider(60 + 0.2 * np.sin(np.arange(24)))  # never moved more than 0.4 a month
+    ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=calm)
+    assert any("not plausible from history" in w and "'good'" in w for w in ev.warnings)
+    assert ev.row("good")["status"] == "off track"

@@ -11,6 +11,13 @@ This module
   current value with its interval and n, OKR progress, expected progress, a forecast at the deadline with a
   prediction interval, and a status by the rule documented in :mod:`helpers.objectives_status`.
 
+Status rule (full statement and the forecast model in :mod:`helpers.objectives_status`): **no data** when
+the metric cannot be measured; after the deadline **achieved** / **missed** by the deadline period's
+value; before it **achieved** when the current 95% confidence interval is past the target, else by the
+80% prediction interval of a linear-trend forecast (OLS on the last 24 months) at the deadline:
+**on track** (whole interval past the target), **off track** (whole interval short of it), **at risk**
+(straddles it). Progress is the OKR score ``(current - baseline) / (target - baseline)`` clipped to 0..1.
+
 The KPI values come from ``helpers.kpis.kpi_series`` (computed in DuckDB) by default; any callable
 ``series_provider(metric, filters, start, end, freq) -> DataFrame[period, value, ci_low, ci_high, n]`` can be
 passed instead (tests use constructed series). One objective failing (metric absent from the data, no data
@@ -594,6 +601,10 @@ class ObjectiveEvaluation:
         walk(None)
         t = self.table.set_index("id").loc[order].reset_index()
         return t[["id", "parent", "level", "title", "owner", "status", "metric_label", "target", "current"]]
+
+    def plot(self, ax=None):
+        """The result's overview chart: the cascade tree coloured by status (see :meth:`plot_cascade`)."""
+        return self.plot_cascade(ax=ax)
 
     def plot_cascade(self, ax=None):
         """The cascade tree (director -> managers -> representatives), each node coloured by status."""
