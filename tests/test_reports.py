@@ -279,3 +279,15 @@ def test_error_page_escapes_the_traceback():
     assert "<script>1" not in page and "&lt;script&gt;1" in page
     assert "Broken &lt;b&gt;" in page and "bad &lt;i&gt;" in page
     assert 'href="logs/x.log"' in page and 'href="notebooks/x.ipynb"' in page
+
+
+def test_schedule_longest_first():
+    jobs = [runner.ReportJob(name=n, kind=k, title=n, department="", notebook="", parameters={})
+            for n, k in [("department_a", "department"), ("department_b", "department"),
+                         ("satisfaction_drivers", "company"), ("retention_forecast", "company")]]
+    # no history: company-wide first, then plan order
+    assert [j.name for j in runner.schedule_order(jobs, {})] == ["satisfaction_drivers", "retention_forecast",
+                                                                 "department_a", "department_b"]
+    timings = {"department_a": 5.0, "department_b": 30.0, "satisfaction_drivers": 20.0, "retention_forecast": 2.0}
+    assert [j.name for j in runner.schedule_order(jobs, timings)] == ["department_b", "satisfaction_drivers",
+                                                                      "department_a", "retention_forecast"]
