@@ -770,6 +770,48 @@ def _sbg_nll_grad(logp: np.ndarray, lost: np.ndarray, alive: np.ndarray) -> tupl
     return -ll, -np.array([a * dla, b * dlb])
 
 
+def _sbg_newton(x0: np.ndarray, lost: np.ndarray, alive: np.ndarray, max_iter: int = 50) -> np.ndarray | None:
+    """Newton's method on (log alpha, log beta) with the analytic Hessian (trigamma terms) and step
+    halving; used for the warm-started bootstrap refits. Returns None when it does not converge (the
+    caller then falls back to BFGS)."""
+    T = len(lost)
+    t = np.arange(1, T + 1)
+    c = np.arange(0, T + 1)
+    x = np.array(x0, float)
+    f, _ = _sbg_nll_grad(x, lost, alive)
+    for _ in range(max_iter):
+        a, b = np.exp(x)
+        pg, tg = special.digamma, special.polygamma
+        t1 = lambda z: tg(1, z)  # noqa: E731 - trigamma
+        ab, abt, abc = a + b, a + b + t, a + b + c
+        # first derivatives of the log-likelihood in (a, b)
+        la = np.dot(lost, pg(a + 1) - pg(abt) - pg(a) + pg(ab)) + np.dot(alive, pg(ab) - pg(abc))
+        lb = np.dot(lost, pg(b + t - 1) - pg(abt) - pg(b) + pg(ab)) + np.dot(alive, pg(b + c) - pg(abc)
+                                                                          - pg(b) + pg(ab))
+        laa = np.dot(lost, t1(a + 1) - t1(abt) - t1(a) + t1(ab)) + np.dot(alive, t1(ab) - t1(abc))
+        lbb = np.dot(lost, t1(b + t - 1) - t1(abt) - t1(b) + t1(ab)) + np.dot(alive, t1(b + c) - t1(abc)
+                                                                            - t1(b) + t1(ab))
+        lab = np.dot(lost, t1(ab) - t1(abt)) + np.dot(alive, t1(ab) - t1(abc))
+        g = np.array([a * la, b * lb])
+        H = np.array([[a * a * laa + a * la, a * b * lab], [a * b * lab, b * b * lbb + b * lb]])
+        if not np.all(np.isfinite(H)) or np.linalg.det(H) <= 0 or H[0, 0] >= 0:
+            return None  # not locally concave: let BFGS handle it
+        step = -np.linalg.solve(H, g)
+        lam = 1.0
+        while lam > 1e-4:
+            xn = x + lam * step
+            fn, _ = _sbg_nll_grad(xn, lost, alive)
+            if fn <= f + 1e-12 * max(1.0, abs(f)):
+                break
+            lam /= 2
+        else:
+            return None
+        x, f = xn, fn
+        if np.max(np.abs(lam * step)) < 1e-9:
+            return x
+    return None
+
+
 def _fit_sbg_counts(lost: np.ndarray, alive: np.ndarray, start: Sequence[float] | None = None
                     ) -> tuple[float, float, float, bool]:
     """MLE of (alpha, beta) from churn counts ``lost[t-1]`` (churned in period t) and ``alive[c]``
@@ -783,6 +825,12 @@ def _fit_sbg_counts(lost: np.ndarray, alive: np.ndarray, start: Sequence[float] 
     def scaled(x):
         v, g = _sbg_nll_grad(x, lost, alive)
         return v / scale, g / scale
+    if start is not None:  # warm start (bootstrap): Newton converges in a few steps
+        x = _sbg_newton(np.array(start, float), lost, alive)
+        if x is not None and np.all(np.abs(x) < 12):
+            f, g = scaled(x)
+            a, b = np.exp(x)
+            return float(a), float(b), float(-f * scale), bool(np.max(np.abs(g)) < 1e-5 and np.all(np.abs(x) < 9))
     for s0 in starts:
         try:
             r = optimize.minimize(scaled, np.array(s0, float), jac=True, method="BFGS",
