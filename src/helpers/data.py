@@ -34,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from helpers.errors import DataContractError, ParamsError
 from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, allowed_values_text,
@@ -395,11 +396,17 @@ class Dataset:
     def frame(self, table: str) -> pd.DataFrame:
         """A table as a pandas frame with the contract's dtypes (a fresh frame; prefer the cached attributes)."""
         spec = TABLES[_table_name(table)]
-        df = self.con.execute(f"SELECT * FROM {spec.name}").df()
-        dtypes = {}
-        for name in df.columns:
+        dtypes, select = {}, []
+        for name in self.columns(table):
             col = spec.column(name) if name in spec.column_names else attribute_column(spec, name)
             dtypes[name] = PANDAS_DTYPES[col.dtype]
+            # numbers as DOUBLE and dates as TIMESTAMP already in DuckDB: Arrow then converts without copies
+            cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
+            select.append(f"CAST({quote_ident(name)} AS {cast}) AS {quote_ident(name)}" if cast
+                          else quote_ident(name))
+        relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name}")
+        fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+        df = fetch().to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
         return df.astype(dtypes)
 
     @cached_property
