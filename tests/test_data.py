@@ -203,6 +203,9 @@ def test_mostly_missing_ratings_and_unknown_departments_warn(tmp_path):
     ds = load_quiet(write(tmp_path / "d", responses=edit), min_responses=1)
     assert any("100% of the responses have no 'nps'" in w for w in ds.warnings)
     assert any("'Logistics' not in org.department" in w for w in ds.warnings)
+    ds = load_quiet(write(tmp_path / "t", tickets=set_value("team", 0, "Z")), min_responses=1)
+    assert ds.warnings == ["tickets: team Sales/Z not in org (department/team); their tickets count for the "
+                           "department but for no team"]
 
 
 def test_extra_attribute_columns_are_allowed_and_validated(tmp_path):

@@ -351,6 +351,13 @@ def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attribute
             out.append(f"{table}: department{'s' if len(unknown) > 1 else ''} "
                        f"{', '.join(map(repr, unknown[:5]))} not in org.department; they have no people "
                        "to assign objectives to")
+    teams = con.execute("SELECT DISTINCT t.department, t.team FROM tickets t WHERE t.team IS NOT NULL AND NOT EXISTS "
+                        "(SELECT 1 FROM org o WHERE o.department = t.department AND o.team = t.team) "
+                        "ORDER BY 1, 2").fetchall()
+    if teams:
+        shown = ", ".join(f"{d}/{t}" for d, t in teams[:5]) + (f" (+{len(teams) - 5} more)" if len(teams) > 5 else "")
+        out.append(f"tickets: team{'s' if len(teams) > 1 else ''} {shown} not in org (department/team); "
+                   "their tickets count for the department but for no team")
     return out
 
 
