@@ -506,3 +506,11 @@ def test_report_unknown_segment_falls_back_to_all(small_demo):
     assert rep.survival is not None and rep.hazards is not None and rep.rates is not None
     assert {"all", "consumer", "small_business", "enterprise"} <= set(rep.value["segment"])
     assert np.isfinite(rep.value[["del", "clv"]].to_numpy()).all()
+
+
+def test_report_as_of_in_the_past(small_demo):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(data_source=str(small_demo), as_of="2025-10-31", n_boot=0, horizon=6)
+    assert rep.frame is not None and any("after the as-of date" in w for w in rep.warnings)
+    assert pd.to_datetime(rep.frame["signup_date"]).max() <= pd.Timestamp("2025-10-31")
+    assert rep.rates is not None and rep.rates.table["month"].max() > pd.Timestamp("2025-10-31")

@@ -960,11 +960,15 @@ class SBGResult:
         proj = self.projection(horizon).iloc[-1]
         tab = self.table
         who = f"For {self.label}, " if self.label else ""
-        return (f"{who}the shifted-beta-geometric model (alpha {self.alpha:.2f}, 95% CI "
-                f"{tab.loc['alpha', 'ci_low']:.2f}-{tab.loc['alpha', 'ci_high']:.2f}; beta {self.beta:.2f}, "
-                f"{tab.loc['beta', 'ci_low']:.2f}-{tab.loc['beta', 'ci_high']:.2f}) expects "
-                f"{proj['survival']:.0%} of a new cohort to still be customers after {horizon} {period}s "
-                f"(95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%}). Retention rises with tenure, from "
+        if len(self.boot):
+            params = (f"alpha {self.alpha:.2f}, 95% CI {tab.loc['alpha', 'ci_low']:.2f}-"
+                      f"{tab.loc['alpha', 'ci_high']:.2f}; beta {self.beta:.2f}, {tab.loc['beta', 'ci_low']:.2f}-"
+                      f"{tab.loc['beta', 'ci_high']:.2f}")
+            interval = f" (95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%})"
+        else:
+            params, interval = f"alpha {self.alpha:.2f}, beta {self.beta:.2f}; no interval computed", ""
+        return (f"{who}the shifted-beta-geometric model ({params}) expects {proj['survival']:.0%} of a new cohort "
+                f"to still be customers after {horizon} {period}s{interval}. Retention rises with tenure, from "
                 f"{self.retention(1):.0%} in the first {period} to {self.retention(horizon):.0%} in {period} "
                 f"{horizon}, because the customers most likely to leave leave first.")
 

@@ -132,7 +132,7 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         source = Path(data_source) if data_source else resolve_data_source(cfg)
         if not source.is_absolute():
             source = root / source
-        snapshot = source.is_file() and source.suffix in (".duckdb", ".ddb", ".db")
+        snapshot = _is_kit_snapshot(source)
         ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
                           validate=not snapshot, emit_warnings=False)
         customers, responses = ds.customers, ds.responses
@@ -146,6 +146,20 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
     elif last_date is not None:
         report.as_of = last_date
     return settings, customers, responses
+
+
+def _is_kit_snapshot(path: Path) -> bool:
+    """A DuckDB file written by ``Dataset.snapshot`` (validated already: read back without re-validating)."""
+    if not path.is_file() or path.suffix not in (".duckdb", ".ddb", ".db"):
+        return False
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    except Exception:  # noqa: BLE001 - not a readable DuckDB file: load_dataset reports it
+        return False
+    return "_kit_meta" in names
 
 
 def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: int = 6,
@@ -229,6 +243,12 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
     else:
         renamed = customers.rename(columns={settings.start_column: "signup_date",
                                             settings.end_column: "end_date"})
+        if report.as_of is not None:
+            later = pd.to_datetime(renamed["signup_date"], errors="coerce") > report.as_of
+            if later.any():
+                renamed = renamed[~later]
+                report.warnings.append(f"{int(later.sum()):,} customers who signed up after the as-of date "
+                                       f"{report.as_of.date()} are not counted.")
         frame = R.customer_durations(renamed, as_of=report.as_of)
         if report.as_of is None:
             report.as_of = max(pd.to_datetime(frame["signup_date"]).max(),
