@@ -38,6 +38,24 @@ def test_ordinal_check_recovers_known_odds_ratios():
     assert oc.n == 6000 and "multiplies the odds" in oc.summary()
 
 
+def test_fast_ordinal_fit_equals_statsmodels_ordered_model():
+    """The analytic-score subclass gives statsmodels OrderedModel's own estimates and standard errors."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+    from statsmodels.tools.numdiff import approx_fprime
+
+    from helpers.drivers_analysis import _prop_odds_model_class
+
+    df = _ordinal_data(2000, [0.9, 0.5, 0.2, 0.0], seed=12)
+    y = pd.Series(pd.Categorical(df["csat"], ordered=True))
+    ref = OrderedModel(y, df[ATTRS], distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    fast_model = _prop_odds_model_class()(y, df[ATTRS], distr="logit")
+    fast = fast_model.fit(method="bfgs", disp=False, maxiter=500)
+    np.testing.assert_allclose(fast.params, ref.params, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fast.bse, ref.bse, rtol=1e-4)
+    p = ref.params.to_numpy()
+    np.testing.assert_allclose(fast_model.score(p), approx_fprime(p, fast_model.loglike, centered=True), atol=1e-5)
+
+
 def test_ordinal_ranking_disagreement_is_reported():
     df = _ordinal_data(3000, [0.9, 0.5, 0.2, 0.05], seed=2)
     fake_shapley = pd.Series([2, 1, 3, 4], index=ATTRS)

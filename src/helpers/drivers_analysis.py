@@ -107,6 +107,44 @@ class OrdinalCheck:
         return ax
 
 
+def _prop_odds_model_class():
+    """statsmodels' OrderedModel with the analytic score of the proportional-odds likelihood.
+
+    OrderedModel differentiates its log-likelihood numerically (k+1 likelihood passes per gradient), which
+    takes tens of seconds on 50,000 responses. With ``u_i = theta_{y_i} - x_i'b``, ``l_i = theta_{y_i - 1} -
+    x_i'b``, ``p_i = F(u_i) - F(l_i)`` and ``f = F'``: ``dlogL/db = -sum x_i (f(u_i) - f(l_i)) / p_i``,
+    ``dlogL/dtheta_k = sum_{y_i = k} f(u_i)/p_i - sum_{y_i = k+1} f(l_i)/p_i``, chained to statsmodels'
+    threshold parameters ``theta_1 = a_1``, ``theta_k = theta_{k-1} + exp(a_k)``. The Hessian for the
+    standard errors is the central difference of this score. Same likelihood, same estimates (the tests
+    compare with plain OrderedModel)."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+    from statsmodels.tools.numdiff import approx_fprime
+
+    class PropOddsModel(OrderedModel):
+        def score(self, params):
+            params = np.asarray(params, dtype=float)
+            low, upp = self._bounds(params)
+            prob = self.prob(low, upp) + 1e-20
+            fu, fl = self.pdf(upp), self.pdf(low)
+            fu = np.where(np.isfinite(upp), fu, 0.0)
+            fl = np.where(np.isfinite(low), fl, 0.0)
+            g_beta = -(self.exog * ((fu - fl) / prob)[:, None]).sum(axis=0)
+            K = self.k_levels - 1
+            code = np.asarray(self.endog, dtype=int)
+            g_theta = np.bincount(code, weights=fu / prob, minlength=K + 1)[:K]
+            g_theta -= np.bincount(code, weights=fl / prob, minlength=K + 1)[1:K + 1]
+            a = params[-K:]
+            tail = np.cumsum(g_theta[::-1])[::-1]  # sum_{j >= i} g_theta_j
+            g_a = np.concatenate(([tail[0]], np.exp(a[1:]) * tail[1:]))
+            return np.concatenate((g_beta, g_a))
+
+        def hessian(self, params):
+            h = approx_fprime(np.asarray(params, dtype=float), self.score, centered=True)
+            return (h + h.T) / 2
+
+    return PropOddsModel
+
+
 def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Series | None = None,
                   ci: float = 0.95) -> OrdinalCheck:
     """Fit ``OrderedModel(outcome ~ drivers, distr="logit")`` on complete rows (numeric drivers only).
@@ -114,7 +152,6 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
     Case weights are not supported by statsmodels' OrderedModel; the fit is unweighted and says so when
     used next to a weighted variance decomposition."""
     from scipy.stats import norm, spearmanr
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
 
     drivers = [d for d in drivers if pd.api.types.is_numeric_dtype(data[d])]
     notes = []
@@ -129,7 +166,7 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
         raise DriverInputError(f"{len(df)} complete rows are too few for an ordinal model with "
                                f"{len(drivers)} drivers and {len(levels)} outcome levels")
     y = pd.Series(pd.Categorical(df[outcome], categories=levels, ordered=True), index=df.index)
-    res = OrderedModel(y, df[drivers], distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    res = _prop_odds_model_class()(y, df[drivers], distr="logit").fit(method="bfgs", disp=False, maxiter=500)
     if not res.mle_retvals.get("converged", True):
         notes.append("the ordinal model did not fully converge")
     b = res.params[drivers]
