@@ -297,12 +297,14 @@ def prepare_data(source: str, cfg, run_dir: Path | None) -> DataInfo:
 _WORKER: dict = {}
 
 
-def _worker_init(socket_path: str | None) -> None:
-    _WORKER["socket"] = socket_path
-    _WORKER["km"] = None
-    if socket_path:
+def _kernel_manager_class(socket_path: str | None):
+    """The warm-kernel manager class for ``socket_path`` (cached per worker); None = papermill's default."""
+    if not socket_path:
+        return None
+    if _WORKER.get("socket") != socket_path:
         from helpers.reports.warm_kernels import fork_kernel_manager_class
-        _WORKER["km"] = fork_kernel_manager_class(socket_path)
+        _WORKER["socket"], _WORKER["km"] = socket_path, fork_kernel_manager_class(socket_path)
+    return _WORKER["km"]
 
 
 def _noop(_index: int = 0) -> int:
@@ -341,8 +343,9 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
             stream_log.write(f"report {job.name}: {job.notebook}\nparameters: {json.dumps(params)}\n")
             stream_log.flush()
             extra = {}
-            if _WORKER.get("km") is not None:
-                extra["kernel_manager_class"] = _WORKER["km"]
+            km_class = _kernel_manager_class(context.get("fork_socket"))
+            if km_class is not None:
+                extra["kernel_manager_class"] = km_class
             try:
                 pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
                                     kernel_name=job.parameters["__kernel__"], progress_bar=False,
@@ -623,8 +626,7 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     for sub in ("notebooks", "logs", "summaries"):
         (tmp_dir / sub).mkdir()
     workers = max(1, min(int(opts.workers or 1), len(jobs)))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
-                               initializer=_worker_init, initargs=(server.socket_path if server else None,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
     results: dict[str, dict] = {}
     try:
         list(pool.map(_noop, range(workers)))  # fork all workers now (before duckdb threads exist)
@@ -634,10 +636,16 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
             j.parameters["as_of"] = as_of
             j.parameters["data_source"] = info.snapshot or j.parameters["data_source"]
         if server is not None:
-            server.wait_ready()
+            try:
+                server.wait_ready()
+            except RuntimeError as exc:  # e.g. a preload crashed: cold kernels still work
+                echo(f"warning: {exc}; using cold kernels")
+                server.stop()
+                server, kernel_mode = None, "cold (warm-kernel server failed to start)"
         context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id,
                    "company": getattr(cfg, "company", ""), "freshness": f"{info.first_date} to {info.last_date}",
-                   "fingerprint": info.fingerprint, "timeout": opts.timeout}
+                   "fingerprint": info.fingerprint, "timeout": opts.timeout,
+                   "fork_socket": server.socket_path if server is not None else None}
         futures = {pool.submit(execute_report, j, str(tmp_dir), context): j
                    for j in schedule_order(jobs, previous_timings(out))}
         try:
@@ -750,7 +758,6 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     context = {"cwd": str(_repo_root()), "as_of": manifest["as_of"], "run_id": new_id,
                "company": "", "freshness": f"{manifest['data']['first_date']} to {manifest['data']['last_date']}",
                "fingerprint": manifest["data"]["fingerprint"], "timeout": manifest["options"].get("timeout")}
-    _worker_init(None)
     reports = []
     for r in manifest["reports"]:
         nb = Path(r["notebook"]) if Path(r["notebook"]).is_absolute() else _repo_root() / r["notebook"]
