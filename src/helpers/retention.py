@@ -587,8 +587,12 @@ class CoxResult:
                                                   tab["ci_high"] - tab["hazard_ratio"]],
                     fmt="o", color=ACCENT, capsize=3)
         ax.axvline(1, color="grey", lw=1, ls="--")
-        ax.set_yticks(y, tab.index)
+        ax.set_yticks(y, [self.labels.get(c, c) for c in tab.index])
         ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0), numticks=12))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xlabel("Hazard ratio of churn (log scale; < 1 = keeps customers longer)")
         ax.set_title("What changes the churn hazard (Cox model, 95% CI)")
         return ax
@@ -865,6 +869,7 @@ class SBGResult:
     level: float = 0.95
     label: str = ""
     observed: pd.DataFrame | None = None  # t, survival (observed share) for plots
+    single_cohort: bool = False  # fitted to one cohort's survivor counts (fit_sbg)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -942,17 +947,21 @@ class SBGResult:
         from helpers.charts import ACCENT, new_axis
         ax = new_axis(ax)
         h = horizon or max(12, 2 * self.periods_observed)
+        if self.observed is not None and len(self.observed):
+            h = max(h, int(self.observed["t"].max()))
         proj = self.projection(h)
         ax.plot(proj["t"], proj["survival"], color=ACCENT, label="sBG model")
         ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=ACCENT, alpha=0.2,
                         label=f"{self.level:.0%} interval")
         if self.observed is not None:
-            ax.plot(self.observed["t"], self.observed["survival"], "o", color="black", ms=4, label="observed")
-        ax.axvline(self.periods_observed, color="grey", ls=":", lw=1)
+            ax.plot(self.observed["t"], self.observed["survival"], "o", color="black", ms=3,
+                    label="observed (Kaplan-Meier)")
+        if self.single_cohort:
+            ax.axvline(self.periods_observed, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("Periods since signup")
         ax.set_ylabel("Share still a customer")
-        ax.set_title(f"Shifted-beta-geometric projection{(' - ' + self.label) if self.label else ''}")
+        ax.set_title(f"sBG projection{(' - ' + self.label) if self.label else ''}")
         ax.legend()
         return ax
 
@@ -1058,7 +1067,7 @@ def fit_sbg(survivors: Sequence[float], n_boot: int = 200, level: float = 0.95, 
     boot = _sbg_parametric_bootstrap(a, b, [(T, int(s[0]))], n_boot, seed, T) if n_boot else np.empty((0, 2))
     obs = pd.DataFrame({"t": np.arange(T + 1), "survival": s / s[0]})
     return SBGResult(alpha=a, beta=b, loglik=ll, n_customers=int(s[0]), periods_observed=T, boot=boot,
-                     level=level, label=label, observed=obs)
+                     level=level, label=label, observed=obs, single_cohort=True)
 
 
 def fit_sbg_durations(lifetime_periods: Sequence[int], churned: Sequence[int], exposure_periods: Sequence[int],
@@ -1092,8 +1101,15 @@ def fit_sbg_durations(lifetime_periods: Sequence[int], churned: Sequence[int], e
         raise RetentionModelError(f"sBG did not converge (parameters ran to the bounds: {a:.3g}, {b:.3g})")
     groups = [(int(c), int(n)) for c, n in zip(*np.unique(ex, return_counts=True))]
     boot = _sbg_parametric_bootstrap(a, b, groups, n_boot, seed, T) if n_boot else np.empty((0, 2))
+    # observed survival for the chart: discrete-time Kaplan-Meier, prod (1 - churned_t / at_risk_t)
+    at_risk = np.array([np.sum(t >= k) for k in range(1, T + 1)], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(at_risk > 0, 1 - lost / at_risk, 1.0)
+    km = np.r_[1.0, np.cumprod(step)]
+    keep = np.r_[True, at_risk >= 30]
+    obs = pd.DataFrame({"t": np.arange(T + 1)[keep], "survival": km[keep]})
     return SBGResult(alpha=a, beta=b, loglik=ll, n_customers=len(t), periods_observed=int(np.median(ex)),
-                     boot=boot, level=level, label=label)
+                     boot=boot, level=level, label=label, observed=obs)
 
 
 def cohort_survivors(frame: pd.DataFrame, min_size: int = 30) -> pd.Series:
@@ -1141,8 +1157,7 @@ class HoldoutResult:
         ax.plot(cal["t"], cal["actual"], "o", color="black", ms=4, label="calibration data")
         ax.plot(hold["t"], hold["actual"], "s", color=TARGET, ms=5, label="held-out actual")
         ax.axvline(self.calibration_periods + 0.5, color="grey", ls=":", lw=1)
-        ax.set_title(f"Forecast vs actual on held-out periods (MAPE {self.mape:.1f}%, "
-                     f"coverage {self.coverage:.0%})")
+        ax.set_title(f"Forecast vs held-out actuals\nMAPE {self.mape:.1f}%, interval coverage {self.coverage:.0%}")
         ax.legend(fontsize=8)
         return ax
 
