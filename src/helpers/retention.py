@@ -1112,6 +1112,76 @@ def fit_sbg_durations(lifetime_periods: Sequence[int], churned: Sequence[int], e
                      boot=boot, level=level, label=label, observed=obs)
 
 
+@dataclass
+class SBGGroups:
+    """sBG fits per group (segment or signup cohort): ``table`` (one row per group) and ``fits``."""
+
+    table: pd.DataFrame
+    fits: dict[str, SBGResult]
+    by: str
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def plot(self, ax=None, horizon: int = 24):
+        from helpers.charts import new_axis
+        ax = new_axis(ax)
+        for name, fit in self.fits.items():
+            proj = fit.projection(horizon)
+            line, = ax.plot(proj["t"], proj["survival"], label=str(name))
+            ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=line.get_color(), alpha=0.15)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("Months since signup")
+        ax.set_ylabel("Share still a customer (sBG)")
+        ax.set_title(f"sBG projections by {self.by}")
+        ax.legend(title=self.by, fontsize=8)
+        return ax
+
+    def summary(self, horizon: int = 12) -> str:
+        col = f"survival_{horizon}"
+        if col not in self.table.columns or self.table.empty:
+            return f"No {self.by} had enough customers for an sBG fit."
+        best = self.table.loc[self.table[col].idxmax()]
+        worst = self.table.loc[self.table[col].idxmin()]
+        text = (f"After {horizon} months the sBG expects {best[col]:.0%} of a new {best[self.by]} cohort to remain "
+                f"(95% CI {best[col + '_low']:.0%}-{best[col + '_high']:.0%}) against {worst[col]:.0%} for "
+                f"{worst[self.by]} ({worst[col + '_low']:.0%}-{worst[col + '_high']:.0%}).")
+        if self.skipped:
+            text += f" Not fitted: {', '.join(f'{k} ({v})' for k, v in self.skipped.items())}."
+        return text
+
+
+def fit_sbg_by(frame: pd.DataFrame, by: str = "segment", n_boot: int = 200, min_customers: int = 30,
+               horizon: int = 12, seed: int = 0) -> SBGGroups:
+    """Fit the sBG separately per value of ``by`` (a segment column, or ``"cohort"`` for signup months) of
+    the output of :func:`customer_durations`. Groups with fewer than ``min_customers`` customers, without
+    churn, or whose fit does not converge are listed in ``.skipped`` with the reason (never silently
+    dropped). ``table``: group, customers, alpha, beta (with bootstrap intervals), S(horizon) with interval."""
+    _check_horizon(horizon)
+    for col in (by, "lifetime_periods", "sbg_churned", "exposure_periods"):
+        if col not in frame.columns:
+            raise RetentionInputError(f"has no column {col!r}", table="customers",
+                                      expected="the output of customer_durations()")
+    rows, fits, skipped = [], {}, {}
+    for key, g in frame.groupby(frame[by].astype(str)):
+        if len(g) < min_customers:
+            skipped[key] = f"{len(g)} customers"
+            continue
+        try:
+            fit = fit_sbg_durations(g["lifetime_periods"], g["sbg_churned"], g["exposure_periods"],
+                                    n_boot=n_boot, seed=seed, label=key)
+        except KitError as exc:
+            skipped[key] = str(exc).split(";")[0]
+            continue
+        fits[key] = fit
+        tab = fit.table
+        proj = fit.projection(horizon).iloc[-1]
+        rows.append({by: key, "customers": len(g), "alpha": fit.alpha, "alpha_low": tab.loc["alpha", "ci_low"],
+                     "alpha_high": tab.loc["alpha", "ci_high"], "beta": fit.beta,
+                     "beta_low": tab.loc["beta", "ci_low"], "beta_high": tab.loc["beta", "ci_high"],
+                     f"survival_{horizon}": proj["survival"], f"survival_{horizon}_low": proj["ci_low"],
+                     f"survival_{horizon}_high": proj["ci_high"]})
+    return SBGGroups(table=pd.DataFrame(rows), fits=fits, by=by, skipped=skipped)
+
+
 def cohort_survivors(frame: pd.DataFrame, min_size: int = 30) -> pd.Series:
     """Survivor counts n_t (t = 0..T) of the customers in ``frame`` (one cohort: output of
     :func:`customer_durations` filtered to a signup window), up to the last period every member could be

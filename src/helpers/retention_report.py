@@ -34,6 +34,7 @@ class RetentionReport:
     hazards: R.CoxResult | None = None
     satisfaction_covariate: str | None = None
     sbg: dict[str, R.SBGResult] = field(default_factory=dict)
+    sbg_groups: R.SBGGroups | None = None
     sbg_check: R.HoldoutResult | None = None
     rates: R.RateForecast | None = None
     value: pd.DataFrame | None = None
@@ -282,15 +283,16 @@ def _hazards(report, frame, responses, seg_col, settings) -> None:
 
 
 def _sbg_fits(report, frame, seg_col, n_boot) -> None:
-    groups = [("all", frame)]
+    try:
+        report.sbg["all"] = R.fit_sbg_durations(frame["lifetime_periods"], frame["sbg_churned"],
+                                                frame["exposure_periods"], n_boot=n_boot, label="all customers")
+    except KitError as exc:
+        report.warnings.append(f"sBG for all customers: {exc}")
     if seg_col:
-        groups += [(str(k), g) for k, g in frame.groupby(seg_col)]
-    for name, g in groups:
-        try:
-            report.sbg[name] = R.fit_sbg_durations(g["lifetime_periods"], g["sbg_churned"], g["exposure_periods"],
-                                                   n_boot=n_boot, label="all customers" if name == "all" else name)
-        except KitError as exc:
-            report.warnings.append(f"sBG for {name}: {exc}")
+        report.sbg_groups = R.fit_sbg_by(frame, seg_col, n_boot=n_boot, horizon=report.horizon)
+        report.sbg.update(report.sbg_groups.fits)
+        for name, why in report.sbg_groups.skipped.items():
+            report.warnings.append(f"sBG for {name}: {why}.")
 
 
 def _sbg_holdout(report, sel, n_boot) -> None:
