@@ -393,8 +393,8 @@ class KaplanMeierResult:
             who = "Customers" if self.group is None else f"{row[self.group]} customers"
             if np.isfinite(row["median"]):
                 hi = "not yet reached" if not np.isfinite(row["ci_high"]) else f"{row['ci_high']:.0f}"
-                parts.append(f"{who}: half have left after {row['median']:.0f} months (95% CI "
-                             f"{row['ci_low']:.0f} to {hi}).")
+                lo = f"{row['ci_low']:.0f}" if np.isfinite(row["ci_low"]) else "not estimable"
+                parts.append(f"{who}: half have left after {row['median']:.0f} months (95% CI {lo} to {hi}).")
             else:
                 s_end = row["survival_at_end"]
                 parts.append(f"{who}: more than half are still customers after {row['last_time']:.0f} months "
