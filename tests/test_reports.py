@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -218,8 +219,11 @@ def test_switch_latest_and_keep(tmp_path):
         assert runner.switch_latest(out, rid) == "symlink"
     assert os.readlink(out / "latest") == "2026-03-01T000000Z"
     (out / ".tmp-2026-04-01T000000Z").mkdir()  # a run in progress
+    crashed = out / ".tmp-2025-12-01T000000Z"
+    crashed.mkdir()
+    os.utime(crashed, (time.time() - 3 * 86400, time.time() - 3 * 86400))
     removed = runner.prune_runs(out, 2, protect="2026-03-01T000000Z")
-    assert removed == ["2026-01-01T000000Z"]
+    assert removed == [".tmp-2025-12-01T000000Z", "2026-01-01T000000Z"]
     assert sorted(p.name for p in out.iterdir()) == [".tmp-2026-04-01T000000Z", "2026-02-01T000000Z",
                                                      "2026-03-01T000000Z", "latest"]
     with pytest.raises(ReportRunError, match="keep at least"):

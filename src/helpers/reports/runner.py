@@ -513,12 +513,18 @@ def switch_latest(out: Path, run_id: str) -> str:
 
 
 def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
-    """Delete complete runs older than the newest ``keep`` (never ``protect``, never unfinished .tmp folders)."""
+    """Delete complete runs older than the newest ``keep`` (never ``protect``) and ``.tmp-*`` folders of crashed
+    runs older than a day (a run in progress is never that old)."""
     if keep is None:
         return []
     if keep < 1:
         raise ReportRunError(f"--keep {keep}: keep at least the newest run (N >= 1)")
     removed = []
+    day = 24 * 3600
+    for leftover in out.glob(".tmp-*"):  # crashed runs (a running one is younger than a day)
+        if leftover.is_dir() and time.time() - leftover.stat().st_mtime > day:
+            shutil.rmtree(ensure_inside(leftover, out))
+            removed.append(leftover.name)
     for run in list_runs(out)[keep:]:
         if run["run_id"] == protect:
             continue
@@ -681,6 +687,14 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     reports = []
     for j in jobs:
         res = results[j.name]
+        if not (tmp_dir / j.html).exists():  # the worker died before writing any page: still link something
+            from helpers.reports.export import render_error
+            err = res.get("error") or {}
+            atomic_write_text(tmp_dir / j.html, render_error(
+                title=j.title, department=j.department, as_of=as_of, run_id=run_id,
+                company=getattr(cfg, "company", ""), notebook=j.notebook, executed_notebook=j.executed_notebook,
+                log=j.log, log_tail=_tail(tmp_dir / j.log), error_name=str(err.get("name", "Error")),
+                error_message=str(err.get("message", "")), where="the worker process running it"))
         params = {k: v for k, v in j.parameters.items() if not k.startswith("__")}
         reports.append({
             "name": j.name, "kind": j.kind, "title": res.get("title") or j.title,
