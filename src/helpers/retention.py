@@ -479,7 +479,7 @@ class LogRankResult:
     def summary(self) -> str:
         verdict = "differ" if self.p_value < 0.05 else "do not differ detectably"
         return (f"Survival curves by {self.group} {verdict} (log-rank chi-square {self.statistic:.1f} on "
-                f"{self.df} df, p = {self.p_value:.2g}).")
+                f"{self.df} df, {'p < 0.001' if self.p_value < 0.001 else f'p = {self.p_value:.2g}'}).")
 
     def plot(self, ax=None):
         from helpers.charts import new_axis
