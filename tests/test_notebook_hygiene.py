@@ -10,11 +10,12 @@ import nbformat
 import papermill
 import pytest
 
+from helpers.notebooks import CHECK_MARK, hygiene_problems, is_checked_cell, strip_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 REPORT_NOTEBOOKS = [p for p in NOTEBOOKS if p.parent.name == "reports"]
 EXPECTED_REPORTS = {"department_report.ipynb", "satisfaction_drivers.ipynb", "retention_forecast.ipynb"}
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 def _ids(paths):
@@ -36,14 +37,28 @@ def test_notebooks_exist():
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        assert cell.execution_count is None, f"cell {i} has an execution count: strip it (nbstripout)"
-        if cell.outputs:
-            kept = cell.metadata.get("keep_output") and CHECK_MARK in cell.source
-            assert kept, (f"cell {i} has committed outputs; only cells marked '{CHECK_MARK}' with "
-                          "metadata keep_output=true may keep theirs (run nbstripout)")
+    problems = hygiene_problems(nb)
+    assert not problems, f"{problems}: run `.venv/bin/python -m helpers.notebooks strip {path}`"
+
+
+def test_hygiene_check_catches_outputs_and_keeps_checked_cells():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1", execution_count=3,
+                                  outputs=[nbformat.v4.new_output("stream", text="noise")]),
+        nbformat.v4.new_code_cell(CHECK_MARK + "\nprint(1)", execution_count=4,
+                                  outputs=[nbformat.v4.new_output("stream", text="1\n")],
+                                  metadata={"keep_output": True}),
+    ])
+    assert hygiene_problems(nb) == ["cell 0 has committed outputs", "cell 0 has an execution count"]
+    strip_notebook(nb)
+    assert hygiene_problems(nb) == []
+    assert nb.cells[0].outputs == [] and nb.cells[0].execution_count is None
+    assert nb.cells[1].outputs[0]["text"] == "1\n" and nb.cells[1].execution_count == 4
+
+
+def test_checked_outputs_exist_somewhere():
+    checked = [c for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells if is_checked_cell(c)]
+    assert checked and all(c.outputs for c in checked), "a '# NBVAL_CHECK_OUTPUT' cell lost its stored output"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
