@@ -59,7 +59,8 @@ test: $(STAMP) browser $(TEST_DEMO)/ground_truth.json
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
 lab: $(STAMP) data
-	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/exploratory/satisfaction_explorer.ipynb
+	IPYTHONDIR=$(CURDIR)/etc/ipython $(VENV)/bin/jupyter lab --notebook-dir=. \
+		notebooks/exploratory/satisfaction_explorer.ipynb
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,0 +1,6 @@
+# `make lab` points IPYTHONDIR here: every kernel started from JupyterLab reloads edited helpers modules
+# automatically (edit src/helpers/*.py, re-run the cell). Report runs and tests do not use this profile.
+ip = get_ipython()  # noqa: F821 (defined by IPython in startup files)
+if ip is not None:
+    ip.run_line_magic("load_ext", "autoreload")
+    ip.run_line_magic("autoreload", "2")
