@@ -57,7 +57,8 @@ def make_large(src: Path, dest: Path, responses: int, tickets: int) -> Path:
     """Replicate responses/tickets of ``src`` under new ids up to the requested row counts."""
     import duckdb
     dest.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     for table in ("customers", "org"):
         shutil.copy(src / f"{table}.parquet", dest / f"{table}.parquet")
     for table, key, target in (("responses", "response_id", responses), ("tickets", "ticket_id", tickets)):

@@ -19,7 +19,7 @@ from reports_support import FIXTURE_NOTEBOOKS, demo_data, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reports_e2e")]
 
-DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Broken Dept"}
+DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Broken Dept", "crash": "Crash Dept"}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,14 @@ def run(tmp_path_factory):
 def test_failure_is_isolated_and_reported(run):
     result = run["result"]
     assert result.exit_code == 1
-    assert result.failures == ["department_broken"]
+    assert sorted(result.failures) == ["department_broken", "department_crash"]
     names = {r["name"]: r for r in result.manifest["reports"]}
-    assert set(names) == {"department_sales", "department_delivery", "department_broken",
+    assert set(names) == {"department_sales", "department_delivery", "department_broken", "department_crash",
                           "satisfaction_drivers", "retention_forecast"}
-    assert all(r["status"] == "ok" for n, r in names.items() if n != "department_broken")
+    assert all(r["status"] == "ok" for n, r in names.items() if n not in result.failures)
+    # a kernel that dies is isolated too, with its own error page
+    crash = (result.run_dir / "department_crash.html").read_text()
+    assert "Report failed" in crash and "DeadKernelError" in crash
     summary = "\n".join(run["messages"])
     assert "FAILED department_broken: RuntimeError: deliberately broken department" in summary
     run_dir = result.run_dir
@@ -117,7 +120,7 @@ def test_index_lists_every_report_with_badges(run):
                  "retention_forecast"):
         assert f'href="{name}.html"' in index
     assert "2 on track" in index and "1 off track" in index  # sales' summary
-    assert "1 report failed" in index and "4 of 5 produced" in index
+    assert "2 reports failed" in index and "4 of 6 produced" in index
     assert "<script" not in index.lower()
 
 
