@@ -618,6 +618,7 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         info = data_preparer(source, cfg, None)
         echo(f"data OK: {source} (fingerprint {info.fingerprint[:16]}, {info.rows})")
         for j in jobs:
+            j.parameters["as_of"] = opts.as_of or info.last_date
             echo(f"  {j.name}: {Path(j.notebook).name} {json.dumps({k: v for k, v in j.parameters.items() if not k.startswith('__')})}")
         echo("dry run: params, notebooks, kernels and data are valid; nothing executed")
         return RunResult(run_id, None, {"dry_run": True, "reports": [dataclasses.asdict(j) for j in jobs]}, [])
