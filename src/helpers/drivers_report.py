@@ -85,7 +85,7 @@ class DriversReport:
 
 def _load(data_source: str, report_config: str):
     from helpers.config import load_report_config, repo_root, resolve_data_source
-    from helpers.data import load_dataset
+    from helpers.data import is_snapshot, load_dataset
 
     root = repo_root()
     cfg_path = Path(report_config)
@@ -95,7 +95,7 @@ def _load(data_source: str, report_config: str):
     source = Path(data_source) if data_source else resolve_data_source(cfg)
     if not source.is_absolute():
         source = root / source
-    snapshot = source.is_file() and source.suffix in (".duckdb", ".ddb", ".db")
+    snapshot = is_snapshot(source)  # a run's snapshot is validated already; a user's DuckDB file is not
     ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
                       validate=not snapshot)
     return cfg, ds

@@ -37,20 +37,6 @@ def _resolve(path: str | Path, root: Path) -> Path:
     return p if p.is_absolute() or p.exists() else root / p
 
 
-def _is_kit_snapshot(path: Path) -> bool:
-    """A DuckDB file written by ``Dataset.snapshot`` (already validated: read back without re-validating)."""
-    if not path.is_file() or path.suffix not in (".duckdb", ".ddb", ".db"):
-        return False
-    import duckdb  # noqa: PLC0415
-
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    except Exception:  # noqa: BLE001 - not a readable DuckDB file: let load_dataset report it
-        return False
-    return "_kit_meta" in names
-
-
 @dataclass
 class DepartmentReport:
     """Everything the department report shows, computed once."""
@@ -269,7 +255,7 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     Problems are collected in ``.problems`` (shown in the report), never raised.
     """
     from helpers.config import load_report_config, repo_root, resolve_data_source  # noqa: PLC0415
-    from helpers.data import load_dataset  # noqa: PLC0415
+    from helpers.data import is_snapshot, load_dataset  # noqa: PLC0415
 
     root = repo_root()
     slug = department_slug(department) if department else ""
@@ -297,7 +283,7 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
             source = _resolve(source, root)
             mapping = getattr(report.config, "column_mapping", None) or None
             min_responses = int(getattr(report.config, "min_responses", 30) or 30)
-            if _is_kit_snapshot(source):
+            if is_snapshot(source):
                 report.dataset = load_dataset(source, validate=False, min_responses=min_responses,
                                               emit_warnings=False)
             else:

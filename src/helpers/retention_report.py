@@ -113,7 +113,7 @@ class RetentionReport:
 def _load_customers(data_source: str, report_config: str, as_of: str, report: RetentionReport):
     """Read settings and the customer table (plus responses when the dataset has them)."""
     from helpers.config import load_report_config, repo_root, resolve_data_source, resolve_retention_file
-    from helpers.data import load_dataset
+    from helpers.data import is_snapshot, load_dataset, load_retention_table
 
     root = repo_root()
     cfg_path = Path(report_config)
@@ -127,13 +127,13 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
     if file is not None:
         if not file.exists():
             raise R.RetentionInputError(f"retention file {file} not found", table="retention.file")
-        customers = pd.read_parquet(file) if file.suffix.lower() == ".parquet" else pd.read_csv(file)
+        customers = load_retention_table(cfg, config_path=cfg_path)  # checks the configured columns exist
         report.source = str(file)
     else:
         source = Path(data_source) if data_source else resolve_data_source(cfg)
         if not source.is_absolute():
             source = root / source
-        snapshot = _is_kit_snapshot(source)
+        snapshot = is_snapshot(source)
         ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
                           validate=not snapshot, emit_warnings=False)
         customers, responses = ds.customers, ds.responses
@@ -147,20 +147,6 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
     elif last_date is not None:
         report.as_of = last_date
     return settings, customers, responses
-
-
-def _is_kit_snapshot(path: Path) -> bool:
-    """A DuckDB file written by ``Dataset.snapshot`` (validated already: read back without re-validating)."""
-    if not path.is_file() or path.suffix not in (".duckdb", ".ddb", ".db"):
-        return False
-    import duckdb
-
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    except Exception:  # noqa: BLE001 - not a readable DuckDB file: load_dataset reports it
-        return False
-    return "_kit_meta" in names
 
 
 def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: int = 6,
