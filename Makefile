@@ -55,7 +55,7 @@ $(TEST_DEMO)/ground_truth.json: src/helpers/demo.py src/helpers/schema.py | $(ST
 	$(PY) -m helpers.demo --out $(TEST_DEMO) --customers 2000 --seed 7
 
 test: $(STAMP) browser $(TEST_DEMO)/ground_truth.json
-	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadgroup \
+	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadfile \
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
 lab: $(STAMP) data
