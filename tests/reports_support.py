@@ -1,8 +1,6 @@
 """Shared set-up for the report-runner tests: params folders with real department files, demo data."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -32,11 +30,3 @@ def write_params(root: Path, departments: dict[str, str]) -> Path:
         (params / "departments" / f"{slug}.yaml").write_text(yaml.safe_dump(department_doc(name, slug),
                                                                              sort_keys=False))
     return params
-
-
-def demo_data(root: Path, customers: int = 2000, seed: int = 7) -> Path:
-    out = root / "demo"
-    if not (out / "ground_truth.json").exists():
-        subprocess.run([sys.executable, "-m", "helpers.demo", "--out", str(out), "--customers", str(customers),
-                        "--seed", str(seed)], check=True, capture_output=True)
-    return out

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.reports import runner
 from helpers.reports.__main__ import main as cli_main
-from reports_support import FIXTURE_NOTEBOOKS, demo_data, write_params
+from reports_support import FIXTURE_NOTEBOOKS, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reports_e2e")]
 
@@ -23,10 +23,10 @@ DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Broken Dept"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, small_demo):
     root = tmp_path_factory.mktemp("run")
     params = write_params(root, DEPARTMENTS)
-    data = demo_data(root)
+    data = small_demo
     out = root / "reports"
     messages: list[str] = []
     opts = runner.RunOptions(params=params, data=str(data), out=out, notebooks=FIXTURE_NOTEBOOKS, workers=2,
