@@ -225,10 +225,11 @@ class ForkServer:
 
 
 def fork_kernel_manager_class(socket_path: str):
-    """A ``KernelManager`` subclass whose kernels are forked by the server listening on ``socket_path``."""
-    from jupyter_client.manager import KernelManager
+    """A ``jupyter_client`` ``AsyncKernelManager`` subclass whose kernels are forked by the server listening on ``socket_path``."""
+    # the async manager is what nbclient/papermill use by default (its client polls liveness via the manager)
+    from jupyter_client.manager import AsyncKernelManager
 
-    class ForkKernelManager(KernelManager):
+    class ForkKernelManager(AsyncKernelManager):
         @property
         def kernel_spec(self):
             spec = super().kernel_spec
