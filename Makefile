@@ -11,6 +11,7 @@ DEMO_DIR := data/demo
 DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 42
 WORKERS ?= 2
+KEEP ?= 12
 PYTEST_ARGS ?=
 # small seeded demo that the test suite and the notebooks under nbval run on (SATISFACTION_KIT_DATA)
 TEST_DEMO := build/test-demo
@@ -42,7 +43,7 @@ data: $(STAMP) $(DEMO_DIR)/ground_truth.json
 reports: $(STAMP)
 	@if $(PY) -c "import helpers.config as c, sys; sys.exit(0 if c.uses_demo_data() else 1)"; then \
 		$(MAKE) --no-print-directory data; fi
-	$(PY) -m helpers.reports run --workers $(WORKERS)
+	$(PY) -m helpers.reports run --workers $(WORKERS) --keep $(KEEP)
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

@@ -386,6 +386,7 @@ class Dataset:
                  files: dict[str, str]):
         self.con = con
         self.source = source
+        self.origin = source  # the original data location (a snapshot keeps its source's)
         self.fingerprint = fingerprint
         self.warnings = list(warnings)
         self.files = files
@@ -467,7 +468,7 @@ class Dataset:
             for t in TABLE_ORDER:
                 self.con.execute(f"CREATE TABLE {alias}.main.{t} AS SELECT * FROM {t}")
             self.con.execute(f"CREATE TABLE {alias}.main.{META_TABLE} (key VARCHAR, value VARCHAR)")
-            meta = {"fingerprint": self.fingerprint, "source": self.source,
+            meta = {"fingerprint": self.fingerprint, "source": self.origin,
                     "warnings": json.dumps(self.warnings), "files": json.dumps(self.files),
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
@@ -584,7 +585,11 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
     if emit_warnings:
         for w in found:
             _warnings.warn(w, DataQualityWarning, stacklevel=3)
-    return Dataset(con, str(src), fingerprint, found, files)
+    dataset = Dataset(con, str(src), fingerprint, found, files)
+    # where the data originally came from (a snapshot remembers its source; shown to readers, not the
+    # temporary path of a run folder)
+    dataset.origin = (meta or {}).get("source", str(src))
+    return dataset
 
 
 # --- data quality summary --------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     except KitError as exc:
         report.warnings.append(str(exc))
         return report
-    report.company, report.source = cfg.company, ds.source
+    report.company, report.source = cfg.company, ds.origin
     report.outcome = outcome or cfg.outcome
     report.drivers = list(drivers or cfg.drivers or ds.attributes)
     responses = ds.responses

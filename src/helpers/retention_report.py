@@ -137,7 +137,7 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
                           validate=not snapshot, emit_warnings=False)
         customers, responses = ds.customers, ds.responses
-        report.source = ds.source
+        report.source = ds.origin
         try:
             last_date = pd.Timestamp(ds.date_range()[1]).normalize()
         except Exception:  # noqa: BLE001 - fall back to the customers' own dates
