@@ -153,14 +153,17 @@ def notebook_parameters(path: Path) -> dict[str, object]:
     return names
 
 
-def _load_department_file(path: Path) -> str:
-    """Validate a department params file; returns the department's display name."""
+def _load_department_file(path: Path, lint: list[str] | None = None) -> str:
+    """Validate a department params file; returns the department's display name. The file's SMART-lint
+    warnings (helpers.objectives) are appended to ``lint``."""
     try:
         from helpers.objectives import load_objectives
     except ImportError:
         load_objectives = None
     if load_objectives is not None:
         plan = load_objectives(path)  # raises ObjectiveError (a ParamsError) naming file, id and field
+        if lint is not None:
+            lint.extend(str(w) for w in getattr(plan, "warnings", ()) or ())
         return getattr(plan, "department", "") or path.stem.replace("_", " ").title()
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -195,11 +198,14 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
     files = sorted(dept_dir.glob("*.yaml")) + sorted(dept_dir.glob("*.yml"))
     departments = []
     errors: list[KitError] = []
+    lint: list[str] = []
     for f in files:
         try:
-            departments.append((f, _load_department_file(f)))
+            departments.append((f, _load_department_file(f, lint)))
         except KitError as exc:
             errors.append(exc)
+    for warning in lint:  # SMART lint: printed here, and shown again in each department's report
+        print(f"objectives warning: {warning}", file=sys.stderr, flush=True)
     if len(errors) == 1:
         raise errors[0]
     if errors:  # every bad file at once, so one edit-run cycle fixes them all
