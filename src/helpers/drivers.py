@@ -44,6 +44,7 @@ from helpers.errors import KitError
 METHODS = ("shapley", "relative_weights", "first", "last", "betasq", "pratt")
 MISSING = ("listwise", "pairwise")
 MAX_EXACT = 20
+COLLAPSE_MIN_ROWS = 100_000  # above this many complete rows the bootstrap draws counts of distinct rows
 _ALIAS_TOL = 1e-10
 
 
@@ -599,16 +600,47 @@ def _boot_corr(design: _Design, W: np.ndarray, missing: str) -> np.ndarray:
     return _pairwise_corr_stack(X, W)[0]
 
 
+def _collapsed_rows(design: _Design):
+    """For a large complete design: the distinct rows (values and case weight) and how often each occurs,
+    or None when the rows are not complete or too few repeat (fewer than half as many distinct rows)."""
+    n = design.X.shape[0]
+    if n <= COLLAPSE_MIN_ROWS or np.isnan(design.X).any():
+        return None
+    keys = np.column_stack([design.X, design.w])
+    uniq, counts = np.unique(keys, axis=0, return_counts=True)
+    if len(uniq) > n // 2:
+        return None
+    return uniq[:, :-1], uniq[:, -1], counts
+
+
 def _bootstrap(design: _Design, method, missing, n_boot, seed, method_used, max_exact):
+    """Bootstrap replicates of the importances (rows resampled with replacement, n draws per replicate).
+
+    Above ``COLLAPSE_MIN_ROWS`` complete rows, when ratings repeat (survey ratings on 1-5 or 0-10 scales
+    mostly do), the rows are collapsed into their distinct patterns (values and case weight) with counts
+    ``c_u``; a replicate then draws the pattern counts from ``Multinomial(n, c_u / n)``, which is exactly
+    the distribution of the row-resampling counts summed within patterns, so the replicates follow the same
+    bootstrap distribution while the cost scales with the number of patterns instead of the rows. (The
+    random stream differs from the row-level scheme, so it is only used for large data; smaller data keep
+    the row-level draws exactly.)"""
     rng = np.random.default_rng(seed)
     n = design.X.shape[0]
     draws, r2s = [], []
-    per_chunk = max(1, min(n_boot, int(2e7 // max(n, 1))))
+    collapsed = _collapsed_rows(design)
+    if collapsed is not None:
+        X_u, w_u, counts = collapsed
+        p_u = counts / counts.sum()
+    rows = n if collapsed is None else len(counts)
+    per_chunk = max(1, min(n_boot, int(2e7 // max(rows, 1))))
     done = 0
     while done < n_boot:
         b = min(per_chunk, n_boot - done)
-        W = _resample_weights(n, design.w, b, rng)
-        corr = _boot_corr(design, W, missing)
+        if collapsed is None:
+            W = _resample_weights(n, design.w, b, rng)
+            corr = _boot_corr(design, W, missing)
+        else:
+            W = rng.multinomial(n, p_u, size=b).astype(float) * w_u[None, :]
+            corr = _complete_corr_stack(X_u, W)
         ok = np.all(np.isfinite(corr.reshape(b, -1)), axis=1)
         imp = np.full((b, len(design.players)), np.nan)
         r2 = np.full(b, np.nan)

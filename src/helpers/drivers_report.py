@@ -79,7 +79,9 @@ class DriversReport:
             dis = m.ordinal.disagreements
             out.append("- A second model that treats the rating as ordered categories "
                        + ("gives the same order of attributes." if not dis else
-                          "broadly agrees; it orders " + ", ".join(_label(d) for d in dis) + " differently."))
+                          "broadly agrees; it orders " + ", ".join(_label(d) for d in dis) + " differently.")
+                       + (f" (Fitted on a seeded random subsample of {m.ordinal.n:,} of the "
+                          f"{m.ordinal.n_available:,} complete responses.)" if m.ordinal.subsampled else ""))
         return "\n".join(out)
 
 

@@ -32,6 +32,76 @@ def _esc(text) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
+_NOT_FOR_KPIS = ("response_id", "ticket_id", "customer_id", "comment")
+
+
+class DepartmentData:
+    """One department's slice of a ``helpers.data.Dataset``: ``.responses`` and ``.tickets`` hold only the
+    department's rows, selected in DuckDB (``WHERE department = ?``) before any pandas frame is built, with
+    the same columns, dtypes and row order as the full frames (``Dataset.frame``). Everything else
+    (``.con``, ``.customers``, ``.org``, ``.departments``, ``.warnings``...) is the full dataset's.
+
+    The objectives of a department only use its own responses and tickets (``KpiSource`` always filters
+    them by department), so evaluating them on this slice gives the same numbers while the large tables
+    are never materialised in full (at 5,000,000 tickets the full frame alone takes seconds and gigabytes).
+    """
+
+    def __init__(self, dataset, department: str):
+        self._dataset = dataset
+        self.department = department
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._source: DepartmentData | None = None
+
+    def for_kpis(self) -> DepartmentData:
+        """A lean copy for the KPI engine: without the columns no KPI or objective filter reads (the row
+        ids, customer id, free-text comment) and with the remaining text columns (department, team,
+        agent_id, channel) as pandas categoricals, so the engine's row selections move integer codes
+        instead of strings. Same rows, same values: the KPIs come out identical."""
+        lean = DepartmentData(self._dataset, self.department)
+        lean._source = self
+        return lean
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._dataset, name)
+
+    def _department_frame(self, table: str) -> pd.DataFrame:
+        if table not in self._frames and self._source is not None:
+            df = self._source._department_frame(table)
+            df = df.drop(columns=[c for c in _NOT_FOR_KPIS if c in df.columns])
+            text = [c for c in df.columns if pd.api.types.is_string_dtype(df[c].dtype)]
+            self._frames[table] = df.astype({c: "category" for c in text})
+        if table not in self._frames:
+            from helpers.data import quote_ident  # noqa: PLC0415
+            from helpers.schema import PANDAS_DTYPES, TABLES, attribute_column  # noqa: PLC0415
+
+            spec = TABLES[table]
+            dtypes, select = {}, []
+            for name in self._dataset.columns(table):
+                col = spec.column(name) if name in spec.column_names else attribute_column(spec, name)
+                dtypes[name] = PANDAS_DTYPES[col.dtype]
+                cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
+                select.append(f"CAST({quote_ident(name)} AS {cast}) AS {quote_ident(name)}" if cast
+                              else quote_ident(name))
+            result = self._dataset.con.sql(
+                f"SELECT {', '.join(select)} FROM {spec.name} WHERE department = $department",
+                params={"department": self.department})
+            arrow = (getattr(result, "to_arrow_table", None) or result.arrow)()
+            import pyarrow as pa  # noqa: PLC0415
+            df = arrow.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+            self._frames[table] = df.astype(dtypes)
+        return self._frames[table]
+
+    @property
+    def responses(self) -> pd.DataFrame:
+        return self._department_frame("responses")
+
+    @property
+    def tickets(self) -> pd.DataFrame:
+        return self._department_frame("tickets")
+
+
 def _resolve(path: str | Path, root: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() or p.exists() else root / p
@@ -50,6 +120,17 @@ class DepartmentReport:
     plan: ObjectivePlan | None = None
     evaluation: ObjectiveEvaluation | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def department_data(self) -> DepartmentData | None:
+        """The dataset restricted (in DuckDB) to this department's responses and tickets; built once."""
+        if self.dataset is None:
+            return None
+        view = self.__dict__.get("_department_data")
+        if view is None or view.department != self.department or view._dataset is not self.dataset:
+            view = DepartmentData(self.dataset, self.department)
+            self.__dict__["_department_data"] = view
+        return view
 
     # ------------------------------------------------------------------ summary
     @property
@@ -146,7 +227,7 @@ class DepartmentReport:
         outcome = getattr(self.config, "outcome", "csat") or "csat"
         drivers = list(getattr(self.config, "drivers", []) or []) or list(self.dataset.attributes)
         try:
-            data = select_responses(self.dataset.responses, self.department, start, end)
+            data = select_responses(self.department_data.responses, self.department, start, end)
             result = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=0,
                                      label=f"{self.department}, {start} to {end}",
                                      min_n=getattr(self.config, "min_responses", None))
@@ -155,16 +236,19 @@ class DepartmentReport:
         return result, ""
 
     def department_customers(self) -> pd.DataFrame:
-        """Customers who had a ticket or a survey response with this department up to the as-of date."""
-        ids = set()
-        for table, date_col in (("tickets", "created_at"), ("responses", "response_date")):
-            df = getattr(self.dataset, table)
-            df = df[df["department"] == self.department]
-            if self.as_of is not None:
-                df = df[pd.to_datetime(df[date_col]) <= self.as_of + pd.Timedelta(days=1)]
-            ids.update(df["customer_id"].astype(str))
+        """Customers who had a ticket or a survey response with this department up to the as-of date
+        (the customer ids are selected in DuckDB; the customers keep the table's order)."""
+        params = {"department": self.department}
+        until = ""
+        if self.as_of is not None:
+            params["until"] = (self.as_of + pd.Timedelta(days=1)).to_pydatetime()
+            until = " AND CAST({col} AS TIMESTAMP) <= $until"
+        sql = " UNION ".join(f"SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM {table} "
+                             f"WHERE department = $department" + until.format(col=col)
+                             for table, col in (("tickets", "created_at"), ("responses", "response_date")))
+        ids = self.dataset.con.sql(sql, params=params).fetchnumpy()["customer_id"]
         customers = self.dataset.customers
-        return customers[customers["customer_id"].astype(str).isin(ids)]
+        return customers[customers["customer_id"].astype(str).isin(set(ids.tolist()))]
 
     def retention(self):
         """Kaplan-Meier survival of this department's customers by segment: ``(result or None, message)``.
@@ -214,8 +298,7 @@ class DepartmentReport:
         for table, cols in (("responses", ["csat", "nps", "ces", *self.dataset.attributes]),
                             ("tickets", ["team", "agent_id", "first_response_at", "resolved_at",
                                          "contacts_to_resolve"])):
-            df = getattr(self.dataset, table)
-            df = df[df["department"] == self.department]
+            df = getattr(self.department_data, table)
             for c in cols:
                 if c in df.columns:
                     miss = int(df[c].isna().sum())
@@ -297,7 +380,8 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     if report.plan is not None and report.dataset is not None:
         min_n = int(getattr(report.config, "min_responses", 1) or 1)
         kwargs = {} if level is None else {"level": level}
-        report.evaluation = evaluate_objectives(report.plan, report.dataset, report.as_of, min_n=1, **kwargs)
+        report.evaluation = evaluate_objectives(report.plan, report.department_data.for_kpis(), report.as_of, min_n=1,
+                                                **kwargs)
         thin = report.evaluation.table[(report.evaluation.table["n"] < min_n) &
                                        report.evaluation.table["metric"].isin(["csat", "nps", "ces"])]
         for _, r in thin.iterrows():
