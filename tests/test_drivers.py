@@ -300,6 +300,62 @@ def test_bootstrap_vectorised_replicates_match_a_loop(swiss):
         np.testing.assert_allclose(stack[b], np.corrcoef(d.X[idx].T), rtol=1e-10, atol=1e-12)
 
 
+def _rating_data(n, seed):
+    """Survey-like data: drivers and outcome on 1-5 scales, so rows repeat."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(1, 6, size=(n, 3)).astype(float)
+    y = np.clip(np.round(0.6 * X[:, 0] + 0.3 * X[:, 1] + 0.1 * X[:, 2] + rng.normal(0, 0.8, n)), 1, 5)
+    return pd.DataFrame(X, columns=list("abc")).assign(y=y, w=rng.integers(1, 3, n).astype(float))
+
+
+@pytest.mark.parametrize("weights", [None, "w"])
+def test_large_data_bootstrap_on_distinct_rows_matches_row_resampling(monkeypatch, weights):
+    """Above COLLAPSE_MIN_ROWS the replicates draw multinomial counts of the distinct rows; that is the
+    same bootstrap distribution as resampling rows, so means and spreads of the draws agree (checked here
+    by lowering the threshold so both schemes run on the same data), and a fixed seed reproduces it."""
+    import helpers.drivers as drivers_engine
+
+    df = _rating_data(3000, seed=8)
+    row_level = relative_importance(df, "y", list("abc"), weights=weights, n_boot=1500, seed=3)
+    collapsed_calls = []
+    original = drivers_engine._collapsed_rows
+
+    def spy(design):
+        out = original(design)
+        collapsed_calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(drivers_engine, "COLLAPSE_MIN_ROWS", 1000)
+    monkeypatch.setattr(drivers_engine, "_collapsed_rows", spy)
+    collapsed = relative_importance(df, "y", list("abc"), weights=weights, n_boot=1500, seed=3)
+    again = relative_importance(df, "y", list("abc"), weights=weights, n_boot=1500, seed=3)
+    assert collapsed_calls == [True, True]
+    pd.testing.assert_frame_equal(collapsed, again)
+    pd.testing.assert_series_equal(collapsed["importance"], row_level["importance"])
+    assert not np.allclose(collapsed["ci_low"], row_level["ci_low"], rtol=0, atol=1e-12)  # other draws
+    d_row, d_col = row_level.attrs["boot_draws"], collapsed.attrs["boot_draws"]
+    se_row, se_col = d_row.std(axis=0), d_col.std(axis=0)
+    np.testing.assert_allclose(se_col, se_row, rtol=0.12)  # SE of an SE from 1500 draws is about 2%
+    np.testing.assert_allclose(d_col.mean(axis=0), d_row.mean(axis=0), atol=0.15 * se_row.max())
+    np.testing.assert_allclose(collapsed["ci_low"], row_level["ci_low"], atol=0.3 * se_row.max())
+    np.testing.assert_allclose(collapsed["ci_high"], row_level["ci_high"], atol=0.3 * se_row.max())
+
+
+def test_distinct_rows_are_not_used_when_rows_do_not_repeat(monkeypatch):
+    import helpers.drivers as drivers_engine
+    from helpers.drivers import _build_design, _collapsed_rows
+
+    monkeypatch.setattr(drivers_engine, "COLLAPSE_MIN_ROWS", 100)
+    rng = np.random.default_rng(1)
+    continuous = pd.DataFrame(rng.normal(size=(500, 3)), columns=list("aby"))
+    assert _collapsed_rows(_build_design(continuous, "y", ["a", "b"], None, "listwise")) is None
+    ratings = _rating_data(3000, seed=2)  # at most 5^4 = 625 distinct rows
+    X_u, w_u, counts = _collapsed_rows(_build_design(ratings, "y", list("abc"), None, "listwise"))
+    assert counts.sum() == 3000 and (w_u == 1).all() and X_u.shape == (len(counts), 4) and len(counts) == len(ratings[["y", "a", "b", "c"]].drop_duplicates())
+    monkeypatch.setattr(drivers_engine, "COLLAPSE_MIN_ROWS", 3000)  # at the threshold: row-level draws
+    assert _collapsed_rows(_build_design(ratings, "y", list("abc"), None, "listwise")) is None
+
+
 # --- bad input -----------------------------------------------------------------------------------------
 def test_constant_all_missing_and_aliased_drivers_are_dropped_and_named(swiss):
     df = swiss.assign(const=3.0, empty=np.nan, alias=swiss["Agriculture"] + 2 * swiss["Education"])

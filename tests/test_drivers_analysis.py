@@ -56,6 +56,36 @@ def test_fast_ordinal_fit_equals_statsmodels_ordered_model():
     np.testing.assert_allclose(fast_model.score(p), approx_fprime(p, fast_model.loglike, centered=True), atol=1e-5)
 
 
+def test_ordinal_check_on_large_data_uses_a_seeded_subsample_and_says_so():
+    b = np.array([0.9, 0.5, 0.2, 0.0])
+    df = _ordinal_data(12000, b, seed=21)
+    full = ordinal_check(df, "csat", ATTRS)
+    assert full.n == 12000 and full.n_available is None and not full.subsampled
+    assert "subsample" not in full.summary()
+    sub = ordinal_check(df, "csat", ATTRS, max_rows=4000, seed=7)
+    assert sub.n == 4000 and sub.n_available == 12000 and sub.subsampled
+    assert "random subsample of 4,000 of the 12,000 complete responses" in sub.summary()
+    assert any("subsample" in note for note in sub.notes)
+    pd.testing.assert_frame_equal(sub.table, ordinal_check(df, "csat", ATTRS, max_rows=4000, seed=7).table)
+    other = ordinal_check(df, "csat", ATTRS, max_rows=4000, seed=8)
+    assert not np.allclose(other.table["odds_ratio"], sub.table["odds_ratio"])
+    # the subsample estimates the same model: the true odds ratios lie in its (wider) intervals
+    t = sub.table.loc[ATTRS]
+    assert ((t["or_low"] <= np.exp(b)) & (np.exp(b) <= t["or_high"])).all(), t
+    assert (t["or_high"] - t["or_low"]).gt(full.table.loc[ATTRS, "or_high"] - full.table.loc[ATTRS, "or_low"]).all()
+    # below the limit nothing changes (the default limit is 100,000 rows)
+    pd.testing.assert_frame_equal(ordinal_check(df, "csat", ATTRS, max_rows=12000, seed=7).table, full.table)
+
+
+def test_driver_analysis_passes_its_seed_to_the_ordinal_subsample():
+    df = _ordinal_data(8000, [0.9, 0.5, 0.2, 0.0], seed=5)
+    a = analyze_drivers(df, "csat", ATTRS, n_boot=0, seed=11, ordinal_max_rows=3000)
+    b = analyze_drivers(df, "csat", ATTRS, n_boot=0, seed=11, ordinal_max_rows=3000)
+    assert analyze_drivers(df, "csat", ATTRS, n_boot=0, seed=11).ordinal.n == 8000  # default limit 100,000
+    assert a.ordinal.n == 3000 and a.ordinal.n_available == 8000
+    pd.testing.assert_frame_equal(a.ordinal.table, b.ordinal.table)
+
+
 def test_ordinal_ranking_disagreement_is_reported():
     df = _ordinal_data(3000, [0.9, 0.5, 0.2, 0.05], seed=2)
     fake_shapley = pd.Series([2, 1, 3, 4], index=ATTRS)
@@ -167,3 +197,15 @@ def test_demo_recovers_true_driver_ranking_per_department(small_demo):
         assert est.idxmax() in tops, (dept, true.round(3).to_dict(), est.round(3).to_dict())
         checked += 1
     assert checked >= 4
+
+
+def test_drivers_report_text_mentions_the_ordinal_subsample():
+    from helpers.drivers_report import DriversReport
+
+    df = _ordinal_data(8000, [0.9, 0.5, 0.2, 0.0], seed=6)
+    report = DriversReport(department="all", outcome="csat", drivers=ATTRS, period=("2025-01-01", "2025-12-31"),
+                           n_boot=0)
+    report.main = analyze_drivers(df, "csat", ATTRS, n_boot=0, seed=1, ordinal_max_rows=3000)
+    assert "seeded random subsample of 3,000 of the 8,000 complete responses" in report.what_to_fix_markdown()
+    report.main = analyze_drivers(df, "csat", ATTRS, n_boot=0, seed=1)
+    assert "subsample" not in report.what_to_fix_markdown()

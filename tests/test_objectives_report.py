@@ -51,3 +51,35 @@ def test_sections_of_a_real_department(cs_report):
     tickets = r.dataset.tickets
     expected = set(tickets.loc[tickets["department"] == "Customer Service", "customer_id"])
     assert expected <= set(customers["customer_id"])
+
+
+def test_department_rows_selected_in_duckdb_equal_the_full_frames(small_demo):
+    """The report reads only its department's rows from DuckDB; the frames, the objectives' evaluation and
+    the department's customers equal what the full pandas tables give."""
+    from helpers.objectives import evaluate_objectives
+
+    report = prepare_department_report("technical_support", data_source=str(small_demo), as_of="2026-06-30")
+    ds, view = report.dataset, report.department_data
+    assert view.department == "Technical Support"
+    for table in ("responses", "tickets"):
+        full = getattr(ds, table)
+        expected = full[full["department"] == "Technical Support"].reset_index(drop=True)
+        assert len(expected) > 0
+        pd.testing.assert_frame_equal(getattr(view, table), expected)
+    lean = view.for_kpis()
+    assert "ticket_id" not in lean.tickets.columns and "comment" not in lean.responses.columns
+    assert isinstance(lean.tickets["team"].dtype, pd.CategoricalDtype)
+    assert lean.customers is ds.customers and lean.departments == ds.departments
+    reference = evaluate_objectives(report.plan, ds, report.as_of, min_n=1)
+    pd.testing.assert_frame_equal(report.evaluation.table, reference.table)
+    for key, series in reference.series.items():
+        pd.testing.assert_frame_equal(report.evaluation.series[key], series)
+    ids = set()
+    for table, date_col in (("tickets", "created_at"), ("responses", "response_date")):
+        df = getattr(ds, table)
+        df = df[(df["department"] == "Technical Support")
+                & (df[date_col] <= report.as_of + pd.Timedelta(days=1))]
+        ids.update(df["customer_id"])
+    expected = ds.customers[ds.customers["customer_id"].isin(ids)]
+    assert 0 < len(expected) < len(ds.customers)
+    pd.testing.assert_frame_equal(report.department_customers(), expected)

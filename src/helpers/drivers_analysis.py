@@ -386,11 +386,15 @@ class DriverAnalysis:
 def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
                     n_boot: int = 500, ci: float = 0.95, seed=None, missing: str = "listwise",
                     label: str = "all responses", ordinal: bool = True, scale_max: float | None = None,
-                    min_n: int | None = None) -> DriverAnalysis:
+                    min_n: int | None = None, ordinal_max_rows: int | None = ORDINAL_MAX_ROWS) -> DriverAnalysis:
     """Full driver analysis of one group: :func:`helpers.drivers.relative_importance` plus performance,
     quadrants, VIF and (``ordinal=True``) the proportional-odds check.
 
-    ``min_n`` (default ``max(30, 10 * number of drivers)``): below it a warning is added."""
+    ``min_n`` (default ``max(30, 10 * number of drivers)``): below it a warning is added.
+    ``ordinal_max_rows``: above this many complete rows the ordinal check is fitted on a random subsample of
+    that size drawn with ``seed`` (see :func:`ordinal_check`; the result and its summary say so).
+    Large data: the bootstrap of :func:`helpers.drivers.relative_importance` draws counts of distinct rows
+    above ``helpers.drivers.COLLAPSE_MIN_ROWS`` rows (the same bootstrap distribution, see there)."""
     drivers = list(drivers)
     t = relative_importance(data, outcome, drivers, method=method, weights=weights, n_boot=n_boot, ci=ci,
                             seed=seed, missing=missing)
@@ -427,7 +431,8 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
     oc = None
     if ordinal and len(numeric) >= 1:
         try:
-            oc = ordinal_check(data, outcome, numeric, shapley_rank=table["rank"], ci=ci, seed=seed)
+            oc = ordinal_check(data, outcome, numeric, shapley_rank=table["rank"], ci=ci, seed=seed,
+                               max_rows=ordinal_max_rows)
             if weights is not None:
                 oc.notes.append("the ordinal model is unweighted (statsmodels OrderedModel takes no case weights)")
         except (DriverInputError, np.linalg.LinAlgError, ValueError) as e:
