@@ -217,7 +217,9 @@ class DepartmentReport:
     def drivers(self, n_boot: int = 200, months: int = 12):
         """Drivers of the run's outcome for this department over the last ``months`` months.
 
-        Returns ``(DriverAnalysis or None, message)``; the message explains a missing analysis.
+        Returns ``(DriverAnalysis or None, message)``; the message explains a missing analysis. The
+        proportional-odds check (``DriverAnalysis.ordinal``) is not fitted here: the department report does
+        not show it (the satisfaction-drivers report does), and on large data it is the slowest part.
         """
         if self.dataset is None:
             return None, "No data loaded."
@@ -228,7 +230,7 @@ class DepartmentReport:
         drivers = list(getattr(self.config, "drivers", []) or []) or list(self.dataset.attributes)
         try:
             data = select_responses(self.department_data.responses, self.department, start, end)
-            result = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=0,
+            result = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=0, ordinal=False,
                                      label=f"{self.department}, {start} to {end}",
                                      min_n=getattr(self.config, "min_responses", None))
         except (KitError, ValueError) as exc:
