@@ -37,25 +37,20 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from helpers.errors import KitError, _format_examples
+from helpers.errors import DataContractError, KitError
 
 AVG_DAYS_PER_MONTH = 365.25 / 12
 _UNIT_TO_MONTHS = {"day": 1 / AVG_DAYS_PER_MONTH, "week": 7 / AVG_DAYS_PER_MONTH, "month": 1.0, "year": 12.0}
 
 
-class RetentionInputError(KitError):
-    """Input to the retention analysis is unusable; the message names table, column, rows, expectation."""
+class RetentionInputError(DataContractError):
+    """Input to the retention analysis is unusable; the message names table, column, rows, expectation
+    (formatted as :class:`helpers.errors.DataContractError`, which it is)."""
 
     def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
                  n_rows: int | None = None, examples: Sequence[object] | None = None,
                  expected: str | None = None):
-        self.table, self.column, self.n_rows = table, column, n_rows
-        what = (f"column {column!r} " if column else "") + problem
-        rows = f" in {n_rows} row{'s' if n_rows != 1 else ''}" if n_rows is not None else ""
-        msg = f"{table}: {what}{rows}{_format_examples(list(examples or []))}"
-        if expected:
-            msg += f"; expected {expected}"
-        super().__init__(msg)
+        super().__init__(table, problem, column=column, n_rows=n_rows, examples=examples, expected=expected)
 
 
 class RetentionModelError(KitError):
