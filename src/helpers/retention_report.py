@@ -314,3 +314,49 @@ def _value(report, frame, seg_col, monthly_rate) -> None:
                      "del": dl, "del_low": lo, "del_high": hi, "monthly_margin": margin,
                      "clv": margin * dl, "clv_low": margin * lo, "clv_high": margin * hi})
     report.value = pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables as stakeholders read them (the result objects' .table stay tidy for analysts)
+# ---------------------------------------------------------------------------------------------------
+
+def format_p_value(p: float) -> str:
+    """A p-value as readers expect it: "<0.001" below one in a thousand, otherwise three decimals."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _interval(low: float, high: float, digits: int = 1) -> str:
+    fmt = f"{{:,.{digits}f}}"
+    lo = fmt.format(low) if np.isfinite(low) else "n/a"
+    hi = fmt.format(high) if np.isfinite(high) else "not reached"
+    return f"{lo} to {hi}"
+
+
+def survival_display(medians: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan-Meier medians per segment with readable headers: customers, churned, median months and its
+    95% interval, share still a customer at the last observed month."""
+    rows = {}
+    for _, r in medians.iterrows():
+        rows[str(r.iloc[0])] = {
+            "customers": f"{int(r['n']):,}", "churned": f"{int(r['events']):,}",
+            "median months as a customer": f"{r['median']:.1f}" if np.isfinite(r["median"]) else "not reached",
+            "95% CI": _interval(r["ci_low"], r["ci_high"]),
+            "still a customer at the end": f"{r['survival_at_end']:.0%} after {r['last_time']:.0f} months"}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = medians.columns[0]
+    return out
+
+
+def hazard_display(cox) -> pd.DataFrame:
+    """The Cox table with the chart's labels, hazard ratios with their 95% interval and readable p-values."""
+    t = cox.table
+    out = pd.DataFrame({
+        "hazard ratio": [f"{v:.2f}" for v in t["hazard_ratio"]],
+        "95% CI": [_interval(lo, hi, 2) for lo, hi in zip(t["ci_low"], t["ci_high"])],
+        "change in monthly churn hazard": [f"{100 * (v - 1):+.0f}%" for v in t["hazard_ratio"]],
+        "p-value": [format_p_value(p) for p in t["p_value"]],
+    }, index=[cox.labels.get(c, c) for c in t.index])
+    out.index.name = "factor"
+    return out
