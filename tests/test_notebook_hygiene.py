@@ -10,7 +10,7 @@ import nbformat
 import papermill
 import pytest
 
-from helpers.notebooks import CHECK_MARK, hygiene_problems, is_checked_cell, strip_notebook
+from helpers.notebooks import hygiene_problems, strip_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
@@ -41,24 +41,16 @@ def test_committed_without_outputs(path):
     assert not problems, f"{problems}: run `.venv/bin/python -m helpers.notebooks strip {path}`"
 
 
-def test_hygiene_check_catches_outputs_and_keeps_checked_cells():
+def test_hygiene_check_catches_outputs_and_strip_removes_them():
     nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"),
         nbformat.v4.new_code_cell("x = 1", execution_count=3,
                                   outputs=[nbformat.v4.new_output("stream", text="noise")]),
-        nbformat.v4.new_code_cell(CHECK_MARK + "\nprint(1)", execution_count=4,
-                                  outputs=[nbformat.v4.new_output("stream", text="1\n")],
-                                  metadata={"keep_output": True}),
     ])
-    assert hygiene_problems(nb) == ["cell 0 has committed outputs", "cell 0 has an execution count"]
+    assert hygiene_problems(nb) == ["cell 1 has committed outputs", "cell 1 has an execution count"]
     strip_notebook(nb)
     assert hygiene_problems(nb) == []
-    assert nb.cells[0].outputs == [] and nb.cells[0].execution_count is None
-    assert nb.cells[1].outputs[0]["text"] == "1\n" and nb.cells[1].execution_count == 4
-
-
-def test_checked_outputs_exist_somewhere():
-    checked = [c for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells if is_checked_cell(c)]
-    assert checked and all(c.outputs for c in checked), "a '# NBVAL_CHECK_OUTPUT' cell lost its stored output"
+    assert nb.cells[1].outputs == [] and nb.cells[1].execution_count is None and nb.cells[1].source == "x = 1"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))

@@ -1,9 +1,5 @@
-"""Notebook hygiene: notebooks are committed without outputs or execution counts.
-
-The one exception is a cell whose source starts with ``# NBVAL_CHECK_OUTPUT`` and whose metadata has
-``keep_output: true``: nbval compares its stored output with a fresh run on the seeded test data (``make
-test``), so it keeps its output and an execution count (nbval ignores stored outputs of "unrun" cells).
-nbstripout cannot keep one cell's count, hence this small equivalent, used by the pre-commit hook::
+"""Notebook hygiene: notebooks are committed without outputs or execution counts (reports are built, not
+committed). The pre-commit hook runs this small nbstripout equivalent::
 
     python -m helpers.notebooks strip notebooks/**/*.ipynb   # rewrite in place
     python -m helpers.notebooks check notebooks/**/*.ipynb   # exit 1 and name the cells if not clean
@@ -16,37 +12,23 @@ from pathlib import Path
 
 import nbformat
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-
-
-def is_checked_cell(cell) -> bool:
-    """A cell whose output nbval checks: marked in its source and in its metadata."""
-    return (cell.cell_type == "code" and cell.source.lstrip().startswith(CHECK_MARK)
-            and bool(cell.metadata.get("keep_output")))
-
 
 def strip_notebook(nb):
-    """Remove outputs and execution counts (in place) except on checked cells; returns ``nb``."""
+    """Remove outputs, execution counts and execution timing metadata (in place); returns ``nb``."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
-        if is_checked_cell(cell):
-            cell.execution_count = cell.execution_count or 1
-            for out in cell.outputs:
-                if "execution_count" in out:
-                    out["execution_count"] = cell.execution_count
-            continue
         cell.outputs = []
         cell.execution_count = None
     return nb
 
 
 def hygiene_problems(nb) -> list[str]:
-    """What a committed notebook must not have: outputs or counts outside checked cells."""
+    """What a committed notebook must not have: outputs or execution counts."""
     problems = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or is_checked_cell(cell):
+        if cell.cell_type != "code":
             continue
         if cell.outputs:
             problems.append(f"cell {i} has committed outputs")
