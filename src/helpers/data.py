@@ -453,6 +453,10 @@ class Dataset:
             "UNION ALL SELECT CAST(created_at AS DATE) FROM tickets)").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)
 
+    def default_as_of(self, today: object = None) -> pd.Timestamp:
+        """The as-of date a report uses when none is given: :func:`default_as_of` of the data's last date."""
+        return default_as_of(self.date_range()[1], today=today)
+
     def snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Write the loaded, validated, column-mapped tables (and fingerprint, warnings) into one DuckDB file,
         atomically (a temporary file renamed into place). ``load_dataset(path, validate=False)`` reads it
@@ -479,6 +483,21 @@ class Dataset:
 
     def close(self) -> None:
         self.con.close()
+
+
+def default_as_of(last_date: object, today: object = None) -> pd.Timestamp:
+    """The last day of the last *complete* calendar month in the data, never after ``today``.
+
+    ``last_date`` is the data's last day (rows after ``today`` do not count: they are future-dated errors).
+    When that day is a month's last day the month is complete and it is the answer; otherwise the month is only
+    partly observed and the answer is the last day of the month before. So the default report never treats a
+    half-observed month (or quarter) as a finished period, and never lets one future-dated row move "now".
+    """
+    today_ts = pd.Timestamp(today if today is not None else _dt.date.today()).normalize()
+    last = min(pd.Timestamp(last_date).normalize(), today_ts)
+    if last.is_month_end:
+        return last
+    return (last - pd.offsets.MonthEnd(1)).normalize()
 
 
 def _table_name(table: str) -> str:

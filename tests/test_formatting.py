@@ -1,0 +1,44 @@
+"""md_escape / shorten (helpers.formatting) and the default as-of date (helpers.data.default_as_of)."""
+import pandas as pd
+import pytest
+
+from helpers.data import default_as_of
+from helpers.formatting import md_escape, shorten
+
+HOSTILE = ["[click](javascript:alert(3))", "![x](http://host/x.png)", "<img src=x onerror=alert(1)>",
+           "<javascript:alert(1)>", "a *b* _c_", "# heading", "1. item", "line\n# head", "$x^2$", "`code`",
+           "| a | b |", "C:\\path", "&amp; literal"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_md_escape_renders_as_the_same_characters(text):
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    rendered = markdown2html_mistune(md_escape(text))
+    assert "<a " not in rendered and "<img" not in rendered and "<em>" not in rendered
+    assert "<h1" not in rendered and "<ol" not in rendered and "<code>" not in rendered
+    import html
+    import re
+    visible = html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+    assert visible == " ".join(text.split())
+
+
+def test_md_escape_none_and_numbers():
+    assert md_escape(None) == ""
+    assert md_escape(12) == "12"
+
+
+def test_shorten_bounds_long_and_nested_values():
+    assert len(shorten("x" * 10_000, 40)) <= 40
+    bomb = [[["lol"] * 9] * 9] * 9
+    assert shorten(bomb) == "<list of 9 items>"
+    assert shorten("ok") == "'ok'"
+
+
+@pytest.mark.parametrize("last, today, expected", [
+    ("2025-12-31", "2026-06-01", "2025-12-31"),   # a complete month
+    ("2025-12-15", "2026-06-01", "2025-11-30"),   # a partly observed month counts from the month before
+    ("2099-01-01", "2026-03-10", "2026-02-28"),   # future-dated rows never move "now" past today
+    ("2024-02-29", "2026-01-01", "2024-02-29"),
+])
+def test_default_as_of_is_the_last_complete_month(last, today, expected):
+    assert default_as_of(last, today=today) == pd.Timestamp(expected)
