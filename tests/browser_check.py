@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -49,7 +50,7 @@ class Chromium:
 
     def __init__(self, binary: str):
         self.binary = binary
-        self.profile = tempfile.TemporaryDirectory(prefix="kit-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="kit-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}",
                                       "--remote-debugging-port=0", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -151,6 +152,12 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # chromium's helper processes may still write into the profile for a moment after the browser exits
+        for _ in range(20):
+            shutil.rmtree(self.profile.name, ignore_errors=True)
+            if not os.path.exists(self.profile.name):
+                break
+            time.sleep(0.25)
         self.profile.cleanup()
 
     def __enter__(self):
