@@ -3,7 +3,9 @@
 Targets (the issue "Report runner"), each checked here, exit code 1 when one is missed:
 
 1. Whole run (every department + the two company-wide reports) on the default demo data (20,000 customers,
-   seed 42) at least 4x faster than the naive loop: for each report in the run's manifest, the ``papermill``
+   seed 42), started as an operator starts it (``python -m helpers.reports run`` into a fresh output folder,
+   interpreter start-up included), at least 4x faster than the naive loop (the in-process runner's ratio is
+   printed too): for each report in the run's manifest, the ``papermill``
    CLI with the same parameters, then ``jupyter nbconvert --to html --no-input``, one after another.
 2. Cost per extra department well below one notebook's cold start: (time with all departments - time with
    one) / (departments - 1), against the ``papermill`` CLI running a notebook that only imports the stack
@@ -87,6 +89,20 @@ def run_ours(params: Path, data: Path, out: Path, notebooks: Path, workers: int,
     return seconds, result.manifest
 
 
+def run_cli(params: Path, data: Path, out: Path, notebooks: Path, workers: int) -> tuple[float, dict]:
+    """The run as an operator starts it: ``python -m helpers.reports run`` into a fresh output folder, timed from
+    the process start (interpreter start-up, imports, planning, data load, reports, publishing)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "helpers.reports", "run", "--params", str(params), "--data",
+                           str(data), "--out", str(out), "--notebooks", str(notebooks), "--workers", str(workers)],
+                          cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f"    (CLI exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] })")
+    manifest = json.loads((out / "latest" / "manifest.json").read_text()) if (out / "latest").exists() else {}
+    return seconds, manifest
+
+
 def run_naive(manifest: dict, work: Path) -> float:
     """papermill CLI + nbconvert CLI per report, sequentially, with the manifest's exact parameters."""
     from helpers.reports.runner import rerun_parameters
@@ -157,13 +173,17 @@ def main() -> int:
         manifest["_run_dir"] = str(work / "ours" / manifest["run_id"])
         print(f"   runner: {t_ours:.1f} s for {len(manifest['reports'])} reports")
         if "1" in parts:
+            print("   command line (python -m helpers.reports run, fresh output folder) ...", flush=True)
+            t_cli, _ = run_cli(params, data, work / "cli", notebooks, args.workers)
+            print(f"   command line: {t_cli:.1f} s")
             print("   naive loop (papermill CLI + nbconvert CLI per report) ...", flush=True)
             t_naive = run_naive(manifest, work / "naive")
             ratio = t_naive / t_ours
-            target1 = ratio >= 4.0
+            ratio_cli = t_naive / t_cli
+            target1 = ratio_cli >= 4.0
             ok &= target1
-            print(f"   naive: {t_naive:.1f} s; speed-up {ratio:.2f}x (target >= 4x) "
-                  f"{'OK' if target1 else 'MISSED'}")
+            print(f"   naive: {t_naive:.1f} s; speed-up of the command line {ratio_cli:.2f}x (target >= 4x) "
+                  f"{'OK' if target1 else 'MISSED'}; in-process runner {ratio:.2f}x")
             fixed = sum((r["seconds"] or 0) for r in manifest["reports"])
             print(f"   (sum of the runner's per-report seconds {fixed:.1f} s: the notebooks' own work; "
                   f"naive minus that = {t_naive - fixed:.1f} s of start-up and export overhead)")
