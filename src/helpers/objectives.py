@@ -700,7 +700,7 @@ def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> s
     if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
         cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])})"
     tgt = f"the target of {fmt(o.target)} by {o.deadline:%d %b %Y}"
-    if status in ("achieved", "missed") and r["forecast_method"] == "observed":
+    if status in ("achieved", "missed"):
         verb = "reached" if status == "achieved" else "missed"
         return f"{verb.capitalize()} {tgt}: {fmt(r['forecast'])} at the deadline."
     if status == "achieved":
@@ -712,6 +712,22 @@ def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> s
     lead = {"on track": "On track", "at risk": "At risk", "off track": "Off track"}[status]
     tail = {"on track": "which clears", "at risk": "which straddles", "off track": "which falls short of"}[status]
     return f"{lead}: now {cur}; {fc}, {tail} {tgt}."
+
+
+def _default_as_of(dataset, fetched: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """The default as-of date: the last day of the last complete calendar month in the data, never after
+    today (``helpers.data.default_as_of``); from the dataset when there is one, else from the series."""
+    from helpers.data import default_as_of  # noqa: PLC0415
+
+    if hasattr(dataset, "date_range"):
+        try:
+            return default_as_of(dataset.date_range()[1])
+        except (KitError, ValueError, TypeError):
+            pass
+    lasts = [pd.Timestamp(s["period"].max()) for s in fetched.values() if not s.empty]
+    if not lasts:
+        return default_as_of(pd.Timestamp.today())
+    return default_as_of(max(lasts) + pd.offsets.MonthEnd(0))
 
 
 def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], level: float) -> pd.DataFrame:
@@ -809,8 +825,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             errors[o.id] = f"metric {o.metric!r} cannot be computed ({type(exc).__name__}: {exc})"
 
     if as_of is None:
-        lasts = [period_end(s["period"].max(), plan.get(oid).frequency) for oid, s in fetched.items() if not s.empty]
-        as_of = max(lasts) if lasts else pd.Timestamp.today().normalize()
+        as_of = _default_as_of(dataset, fetched)
     as_of = pd.Timestamp(as_of).normalize()
 
     rows, series_out, forecasts, changes = [], {}, {}, {}
@@ -849,6 +864,10 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             r["status"] = classify_status(target=o.target, direction=o.direction, deadline=o.deadline, as_of=as_of,
                                           current=r["current"], current_low=r["ci_low"], current_high=r["ci_high"],
                                           forecast=f)
+            if r["status"] == "no data":
+                r["message"] = (f"{plan.path}: objective {o.id!r}, field 'deadline': the deadline "
+                                f"{o.deadline:%Y-%m-%d} has passed but its period has no {o.metric} data (the data "
+                                f"ends in {period_label(s['period'].max(), o.frequency)})")
             warn = plausibility_warning(o, fetched[o.id], baseline, plan.path)
             if warn:
                 warnings.append(warn)

@@ -115,6 +115,7 @@ class DepartmentReport:
     department: str
     params_file: str
     as_of: pd.Timestamp | None
+    as_of_note: str = ""
     dataset: object | None = None
     config: object | None = None
     plan: ObjectivePlan | None = None
@@ -148,6 +149,8 @@ class DepartmentReport:
         when = f"{self.as_of:%d %B %Y}" if self.as_of is not None else "the last date in the data"
         lines = [_esc(self.evaluation.summary()) if self.evaluation is not None
                  else f"**{_esc(self.department)}**, as of **{when}**."]
+        if self.as_of_note:
+            lines.append(f"*As of {when}: {_esc(self.as_of_note)}.*")
         for p in self.problems:
             lines.append(f"**Could not evaluate the objectives:** {_esc(p)}")
         return "\n\n".join(lines)
@@ -336,7 +339,7 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
 
     ``department`` is the params file's slug (``customer_service``); ``params_file`` overrides the file
     (default ``params/departments/<slug>.yaml``); ``data_source`` "" uses report.yaml's; ``as_of`` "" = the
-    last date in the data. Relative paths are taken from the working directory, else the repository root.
+    last day of the last complete month in the data (``Dataset.default_as_of``). Relative paths are taken from the working directory, else the repository root.
     Problems are collected in ``.problems`` (shown in the report), never raised.
     """
     from helpers.config import load_report_config, repo_root, resolve_data_source  # noqa: PLC0415
@@ -377,8 +380,9 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     except KitError as exc:
         report.problems.append(str(exc))
     if report.dataset is not None and report.as_of is None:
-        _, last = report.dataset.date_range()
-        report.as_of = pd.Timestamp(last).normalize()
+        report.as_of = report.dataset.default_as_of()
+        report.as_of_note = ("the last day of the last complete month in the data (the default; a partly "
+                             "observed month is not treated as finished)")
     if report.plan is not None and report.dataset is not None:
         min_n = int(getattr(report.config, "min_responses", 1) or 1)
         kwargs = {} if level is None else {"level": level}

@@ -213,6 +213,8 @@ def classify_status(*, target: float, direction: str, deadline, as_of, current: 
     if current is None or not np.isfinite(current) or forecast is None or not np.isfinite(forecast.value):
         return "no data"
     if pd.Timestamp(as_of) >= pd.Timestamp(deadline):
+        if forecast.method != "observed":  # the deadline's period has no data: nothing to judge it on
+            return "no data"
         return "achieved" if meets(forecast.value, target, direction) else "missed"
     good_side_low = current_low if direction == "raise" else current_high
     if good_side_low is not None and np.isfinite(good_side_low) and meets(good_side_low, target, direction):
