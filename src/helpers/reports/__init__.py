@@ -8,24 +8,121 @@ The runner knows nothing about statistics: notebooks compute, and hand the porta
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import signal
+import sys
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from helpers.errors import KitError, ParamsError
 
-__all__ = ["ReportRunError", "atomic_write_bytes", "atomic_write_text", "ensure_inside", "safe_slug",
-           "unique_slugs", "write_report_summary", "STATUS_KEYS"]
+__all__ = ["ReportRunError", "RunEnvironmentError", "RunInterrupted", "atomic_write_bytes", "atomic_write_text",
+           "die_with_parent", "ensure_inside", "environment_fault", "safe_slug", "unique_slugs",
+           "write_report_summary", "STATUS_KEYS", "EXIT_OK", "EXIT_REPORT_FAILED", "EXIT_INVALID_INPUT",
+           "EXIT_ENVIRONMENT"]
 
 STATUS_KEYS = ("on track", "at risk", "off track")
+
+# Exit codes of ``python -m helpers.reports`` (README "Exit codes"); interrupted runs exit 128 + signal number
+# (130 for SIGINT / Ctrl-C, 143 for SIGTERM), as shells do.
+EXIT_OK = 0               # every report produced
+EXIT_REPORT_FAILED = 1    # the run completed, one or more reports failed (each has an error page)
+EXIT_INVALID_INPUT = 2    # invalid params, data or options: nothing was executed
+EXIT_ENVIRONMENT = 3      # environment fault: disk full, read-only output folder, another run holds the lock
 
 
 class ReportRunError(KitError):
     """The report run cannot go ahead (bad params, bad notebook, unsafe path); names the file and the fix."""
+
+
+class RunEnvironmentError(Exception):
+    """The machine, not the input, stopped the run (disk full, read-only output folder, output folder locked).
+
+    Not a :class:`KitError`: nothing is wrong with the params or the data; the CLI exits with
+    :data:`EXIT_ENVIRONMENT`. The message is one line naming the folder and the fix."""
+
+
+class RunInterrupted(BaseException):
+    """SIGINT/SIGTERM arrived during a run (raised by the runner's signal handler; a ``BaseException`` so no
+    ``except Exception`` swallows it). ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+# errno values that mean "the output folder cannot take our files" (not a bug in a report)
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
+                      errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+if hasattr(errno, "EDQUOT"):
+    ENVIRONMENT_ERRNOS[errno.EDQUOT] = "disk quota exceeded"
+_ENVIRONMENT_TEXT = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", getattr(errno, "EDQUOT", 0)),
+                     ("Read-only file system", errno.EROFS))
+
+
+def environment_fault(exc: BaseException | None) -> tuple[int, str] | None:
+    """``(errno, reason)`` when ``exc`` (or an exception it was raised from) is a disk-full / quota / read-only /
+    permission fault of the file system, else None. Also recognises libraries that re-raise such faults as
+    their own exception type with the OS message (DuckDB's ``IOException``)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            return exc.errno, ENVIRONMENT_ERRNOS[exc.errno]
+        text = str(exc)
+        for marker, code in _ENVIRONMENT_TEXT:
+            if code and marker in text:
+                return code, ENVIRONMENT_ERRNOS[code]
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None, on_parent_death=None,
+                    interval: float = 0.5) -> None:
+    """Make this process end when its parent process ends (orphans must not keep running after the runner is
+    killed with SIGKILL).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, sig)`` via ctypes (the kernel sends ``sig`` the moment the parent exits).
+    Everywhere: a daemon watchdog thread that polls ``os.getppid()`` every ``interval`` seconds and, when the
+    parent changed (re-parented to init or a subreaper), calls ``on_parent_death()`` if given, then sends
+    ``sig`` to this process. Call it in the child right after the fork; ``parent`` is the pid the parent had
+    before forking (so a parent that died in between is noticed too; default: the current parent).
+    """
+    parent = int(parent or os.getppid())
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - the watchdog below still works
+            pass
+
+    def watch() -> None:
+        import time
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                try:
+                    if on_parent_death is not None:
+                        on_parent_death()
+                finally:
+                    os.kill(os.getpid(), sig)  # a handler for ``sig`` may clean up; then exit regardless
+                    time.sleep(5)
+                    os._exit(128 + int(sig))
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os.kill(os.getpid(), sig)
 
 
 _SLUG_BAD = re.compile(r"[^a-z0-9_-]+")

@@ -161,8 +161,75 @@ def render_report(nb, *, title: str, department: str, as_of: str, freshness: str
                        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def failure_details(nb) -> dict:
-    """What failed and where, from an executed notebook papermill stopped in."""
+# cells papermill adds to the executed notebook; the reader's original notebook does not have them
+PAPERMILL_ADDED_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+_TIMEOUT_SECONDS = re.compile(r"after (\d+(?:\.\d+)?) seconds")
+
+
+def original_cell_numbers(nb) -> tuple[dict[int, int], int]:
+    """``({executed cell index: 1-based cell number in the original notebook}, cells in the original notebook)``.
+
+    papermill inserts an ``injected-parameters`` cell after the parameters cell and, on an error, two marker
+    cells; a reader opening the original notebook counts neither."""
+    numbers: dict[int, int] = {}
+    n = 0
+    for index, cell in enumerate(nb.cells):
+        if set(cell.get("metadata", {}).get("tags", [])) & PAPERMILL_ADDED_TAGS:
+            continue
+        n += 1
+        numbers[index] = n
+    return numbers, n
+
+
+def _cell_label(nb, index: int) -> str:
+    numbers, total = original_cell_numbers(nb)
+    if index not in numbers:  # the injected-parameters cell itself
+        return "the parameters papermill injected"
+    return f"cell {numbers[index]} of {total}"
+
+
+def _last_started_code_cell(nb) -> int | None:
+    """Index of the last code cell papermill started (its ``start_time`` is set): the one running when the
+    kernel died or the timeout struck (papermill marks even that cell 'completed')."""
+    last = None
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and (cell.get("metadata", {}).get("papermill", {}) or {}).get("start_time"):
+            last = index
+    return last
+
+
+def failure_details(nb, error: dict | None = None, timeout: float | None = None) -> dict:
+    """What failed and where, from the executed notebook papermill stopped in and papermill's exception.
+
+    ``error`` is the runner's record of the exception: ``{"name", "message", "kind"}`` with kind ``"error"``
+    (an exception in a cell: papermill's ``PapermillExecutionError``), ``"dead kernel"`` (nbclient's
+    ``DeadKernelError``), ``"timeout"`` (``CellTimeoutError``; the kernel was then interrupted, so the cell's
+    own error output is a ``KeyboardInterrupt`` that must not be shown as the cause) or anything else. Cell
+    numbers count the cells of the original notebook, as its reader does (:func:`original_cell_numbers`).
+    Returns ``{}`` when the notebook gives no clue."""
+    error = error or {}
+    kind = error.get("kind", "")
+    if kind in ("dead kernel", "timeout"):
+        index = _last_started_code_cell(nb)
+        if index is None:
+            return {"error_name": error.get("name", "Error"), "error_message": error.get("message", ""),
+                    "where": "kernel start-up (before the first cell ran)"}
+        cell = nb.cells[index]
+        label = _cell_label(nb, index)
+        if kind == "timeout":
+            m = _TIMEOUT_SECONDS.search(str(error.get("message", "")))
+            seconds = m.group(1) if m else (f"{timeout:g}" if timeout else "?")
+            return {"error_name": "Timeout",
+                    "error_message": f"{label} ran longer than the {seconds} s allowed per cell (--timeout) and "
+                                     "was stopped",
+                    "cell_index": index, "failing_source": cell.source, "traceback": "",
+                    "where": f"timed out after {seconds} s in {label}"}
+        return {"error_name": "Kernel died",
+                "error_message": f"the kernel process ended while running {label} (out of memory, a crash in a "
+                                 "native library or an exit call); the output up to then is in the executed "
+                                 "notebook",
+                "cell_index": index, "failing_source": cell.source, "traceback": "",
+                "where": f"kernel died in {label}"}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -171,8 +238,10 @@ def failure_details(nb) -> dict:
                 tb = "\n".join(_ANSI.sub("", line) for line in out.get("traceback", []))
                 return {"error_name": out.get("ename", "Error"), "error_message": out.get("evalue", ""),
                         "cell_index": index, "failing_source": cell.source, "traceback": tb,
-                        "where": f"cell {index + 1} of {len(nb.cells)} (execution count "
-                                 f"{cell.get('execution_count')})"}
+                        "where": _cell_label(nb, index)}
+    if _last_started_code_cell(nb) is None and error:
+        return {"error_name": error.get("name", "Error"), "error_message": error.get("message", ""),
+                "where": "kernel start-up (before the first cell ran)"}
     return {}
 
 

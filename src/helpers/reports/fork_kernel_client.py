@@ -8,10 +8,36 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
+
+
+def die_with_parent() -> None:
+    """End this process (SIGKILL) when its parent, the worker running papermill, ends; the server then kills
+    the kernel. prctl(PR_SET_PDEATHSIG) on Linux plus a portable thread polling os.getppid() (a stdlib-only copy
+    of helpers.reports.die_with_parent: this script runs with -I -S)."""
+    parent = os.getppid()
+    if str(parent) != os.environ.get("JPY_PARENT_PID", str(parent)) and parent == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker died before we got here
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - the thread below still works
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> int:
     sock_path, argv = sys.argv[1], sys.argv[2:]
+    die_with_parent()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(sock_path)
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}

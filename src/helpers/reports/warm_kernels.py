@@ -16,15 +16,20 @@ ZeroMQ exactly as usual, so the executed notebook is the one papermill would pro
 In the child: the random modules are re-seeded from the OS (as a new process would be), ``sys.argv``,
 ``sys.path[0]``, the environment and the working directory are set as for ``python -m ipykernel_launcher``.
 Only Linux/macOS (``os.fork``); elsewhere the runner uses cold kernels.
+
+Nothing outlives the runner: the server ends when its stdin closes, on SIGTERM, and when its parent (the
+runner) dies, even by SIGKILL (:func:`helpers.reports.die_with_parent`); on the way out it kills its kernels and
+removes its ``kit-forksrv-*`` temporary folder. Every forked kernel dies with the server, and the fork client
+dies with the worker that started it (the server then kills that client's kernel).
 """
 from __future__ import annotations
 
 import json
 import os
 import select
+import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -62,9 +67,12 @@ def _recv_json_line(conn: socket.socket, fds: list[int] | None = None, maxfds: i
 def _child_main(conn: socket.socket, listener: socket.socket, request: dict, fds: list[int]) -> None:
     """Runs in the forked child: become a fresh ipykernel."""
     try:
+        server_pid = os.getppid()
         listener.close()
         conn.close()
         os.setsid()  # own process group: the server's signals do not reach it
+        from helpers.reports import die_with_parent
+        die_with_parent(signal.SIGKILL, parent=request.get("server_pid") or server_pid)  # no orphan kernels
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -100,8 +108,33 @@ def _child_main(conn: socket.socket, listener: socket.socket, request: dict, fds
     os._exit(code)
 
 
-def serve(socket_path: str, ready_fd: int | None = None) -> None:
-    """Fork-server main loop: preload, then fork one kernel per request until stdin closes."""
+def serve(socket_path: str, parent_pid: int | None = None) -> None:
+    """Fork-server main loop: preload, then fork one kernel per request until stdin closes, SIGTERM arrives or
+    the parent process (pid ``parent_pid``, the runner) dies; then kill the kernels and remove the socket's
+    ``kit-forksrv-*`` folder."""
+    from helpers.reports import die_with_parent
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides; Ctrl-C reaches it, not us
+    die_with_parent(signal.SIGTERM, parent=parent_pid)
+    children: dict[int, socket.socket] = {}  # kernel pid -> client connection
+    try:
+        _serve(socket_path, children)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        folder = os.path.dirname(socket_path)
+        if os.path.basename(folder).startswith("kit-forksrv-"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve(socket_path: str, children: dict[int, socket.socket]) -> None:
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     skipped = []
@@ -115,7 +148,6 @@ def serve(socket_path: str, ready_fd: int | None = None) -> None:
     listener.listen(64)
     sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "skipped": skipped}) + "\n")
     sys.stdout.flush()
-    children: dict[int, socket.socket] = {}  # kernel pid -> client connection
     while True:
         readable = [listener, sys.stdin] + list(children.values())
         r, _, _ = select.select(readable, [], [], 0.05)
@@ -131,6 +163,7 @@ def serve(socket_path: str, ready_fd: int | None = None) -> None:
                 for fd in fds:
                     os.close(fd)
                 continue
+            request["server_pid"] = os.getpid()
             pid = os.fork()
             if pid == 0:
                 _child_main(conn, listener, request, fds)
@@ -159,11 +192,11 @@ def serve(socket_path: str, ready_fd: int | None = None) -> None:
                 except OSError:
                     pass
                 conn.close()
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+
+
+# ForkServer instances of this process: pool workers forked from the runner close their copies of the servers'
+# stdin pipes (helpers.reports.runner), so that the server sees EOF as soon as the runner is gone.
+RUNNING: "list[ForkServer]" = []
 
 
 class ForkServer:
@@ -175,16 +208,27 @@ class ForkServer:
         self.proc: subprocess.Popen | None = None
         self.socket_path = ""
         self.skipped: list[str] = []
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._tmp: str | None = None
 
     def start(self) -> "ForkServer":
-        self._tmp = tempfile.TemporaryDirectory(prefix="kit-forksrv-")
-        self.socket_path = os.path.join(self._tmp.name, "s")
+        self._tmp = tempfile.mkdtemp(prefix="kit-forksrv-")
+        self.socket_path = os.path.join(self._tmp, "s")
         env = dict(os.environ)
         self.proc = subprocess.Popen(
-            [self.python, "-Xfrozen_modules=off", "-m", "helpers.reports.warm_kernels", self.socket_path],
+            [self.python, "-Xfrozen_modules=off", "-m", "helpers.reports.warm_kernels", self.socket_path,
+             str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        RUNNING.append(self)
         return self
+
+    def close_inherited_pipes(self) -> None:
+        """In a process forked from the one that started the server: drop the copies of its pipes."""
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     def wait_ready(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -202,17 +246,24 @@ class ForkServer:
                 break
         raise RuntimeError("the warm-kernel fork server did not start")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to end (stdin closed, then SIGTERM; SIGKILL after ``timeout`` s); it kills its kernels."""
         if self.proc is not None:
             try:
                 self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-                self.proc.wait()
+                self.proc.wait(timeout=min(timeout, 2.0))
+            except Exception:  # noqa: BLE001 - still running (or the pipe is gone): terminate it
+                try:
+                    self.proc.terminate()
+                    self.proc.wait(timeout=timeout)
+                except Exception:  # noqa: BLE001
+                    self.proc.kill()
+                    self.proc.wait()
             self.proc = None
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self._tmp is not None:
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
     def __enter__(self) -> "ForkServer":
@@ -247,4 +298,4 @@ def fork_kernel_manager_class(socket_path: str):
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
