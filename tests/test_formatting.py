@@ -30,8 +30,13 @@ def test_md_escape_none_and_numbers():
 def test_shorten_bounds_long_and_nested_values():
     assert len(shorten("x" * 10_000, 40)) <= 40
     bomb = [[["lol"] * 9] * 9] * 9
-    assert shorten(bomb) == "<list of 9 items>"
+    for _ in range(20):  # 9**23 leaves if expanded: only a bounded prefix is ever looked at
+        bomb = [bomb] * 9
+    assert len(shorten(bomb)) <= 80 and shorten(bomb).startswith("[[[")
     assert shorten("ok") == "'ok'"
+    assert shorten(["attr_a", "speed"]) == "['attr_a', 'speed']"
+    assert shorten({"k": list(range(100))}, 200) == "{'k': [0, 1, 2, 3, 4, 5, ...]}"
+    assert shorten(10 ** 200).startswith("1000") and len(shorten(10 ** 200)) <= 80
 
 
 @pytest.mark.parametrize("last, today, expected", [

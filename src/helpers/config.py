@@ -20,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from helpers.errors import ParamsError
+from helpers.formatting import shorten
+from helpers.params_yaml import load_params_yaml
 from helpers.schema import ATTRIBUTE_PREFIX, TABLES
 
 DEMO = "demo"
@@ -130,16 +131,16 @@ class ReportConfig(_Strict):
     def _mapping(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for table, columns in v.items():
             if table not in TABLES:
-                raise ValueError(f"unknown table {table!r}; the tables are {', '.join(TABLES)}")
+                raise ValueError(f"unknown table {shorten(table)}; the tables are {', '.join(TABLES)}")
             targets: dict[str, str] = {}
             for theirs, ours in columns.items():
                 if not is_contract_column(table, ours):
                     raise ValueError(
-                        f"{table}: {theirs!r} is mapped to {ours!r}, which is not a column of the {table} "
+                        f"{table}: {shorten(theirs)} is mapped to {shorten(ours)}, which is not a column of the {table} "
                         f"contract; the columns are {', '.join(TABLES[table].column_names)}"
                         + (f" (and {ATTRIBUTE_PREFIX}* ratings)" if TABLES[table].extra_prefix else ""))
                 if ours in targets:
-                    raise ValueError(f"{table}: {targets[ours]!r} and {theirs!r} are both mapped to {ours!r}")
+                    raise ValueError(f"{table}: {shorten(targets[ours])} and {shorten(theirs)} are both mapped to {shorten(ours)}")
                 targets[ours] = theirs
         return v
 
@@ -147,7 +148,7 @@ class ReportConfig(_Strict):
     @classmethod
     def _outcome(cls, v: str) -> str:
         if v not in ("csat", "nps", "ces") and not is_contract_column("responses", v):
-            raise ValueError(f"{v!r} is not a rating column; use csat, nps, ces or an {ATTRIBUTE_PREFIX}* column")
+            raise ValueError(f"{shorten(v)} is not a rating column; use csat, nps, ces or an {ATTRIBUTE_PREFIX}* column")
         return v
 
     @field_validator("drivers")
@@ -155,7 +156,7 @@ class ReportConfig(_Strict):
     def _drivers(cls, v: list[str]) -> list[str]:
         bad = [d for d in v if not d.startswith(ATTRIBUTE_PREFIX)]
         if bad:
-            raise ValueError(f"drivers must be {ATTRIBUTE_PREFIX}* columns of responses, got {bad}")
+            raise ValueError(f"drivers must be {ATTRIBUTE_PREFIX}* columns of responses, got {shorten(bad)}")
         if len(set(v)) != len(v):
             raise ValueError("drivers lists a column twice")
         return v
@@ -175,15 +176,7 @@ def load_report_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> ReportC
         p = repo_root() / p
     if not p.is_file():
         raise ParamsError(path, "file not found (copy params/report.yaml from the kit and edit it)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ParamsError(p, f"malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError as exc:
-        raise ParamsError(p, f"not UTF-8 text ({exc.reason})") from None
+    raw = load_params_yaml(p)  # bounded size, no anchors/aliases; ParamsError naming file and line
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -199,7 +192,7 @@ def load_report_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> ReportC
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {shorten(err['input'])})"
         more = len(exc.errors()) - 1
         if more:
             msg += f" (+{more} more problem{'s' if more > 1 else ''})"
@@ -226,7 +219,7 @@ def _safe_path(value: str, *, path: object, field: str) -> Path:
     root = repo_root()
     full = Path(os.path.normpath(root / p))
     if full != root and root not in full.parents:
-        raise ParamsError(path, f"relative path {value!r} leaves the repository ({root}); write an absolute "
+        raise ParamsError(path, f"relative path {shorten(value)} leaves the repository ({root}); write an absolute "
                                 "path to use data outside it", field=field)
     return full
 

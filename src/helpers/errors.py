@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from helpers.formatting import shorten
+
 
 class KitError(ValueError):
     """Base class of the kit's input errors."""
@@ -15,7 +17,7 @@ class KitError(ValueError):
 def _format_examples(examples: Sequence[object] | None, limit: int = 5) -> str:
     if not examples:
         return ""
-    shown = ", ".join(repr(e) for e in list(examples)[:limit])
+    shown = ", ".join(shorten(e, 60) for e in list(examples)[:limit])
     more = len(examples) - limit
     return f" e.g. {shown}" + (f" (+{more} more)" if more > 0 else "")
 
@@ -36,7 +38,7 @@ class DataContractError(KitError):
         self.table, self.source, self.column = table, source, column
         self.n_rows, self.examples, self.expected = n_rows, list(examples or []), expected
         where = table + (f" ({source})" if source else "")
-        what = (f"column {column!r} " if column else "") + problem
+        what = (f"column {shorten(column)} " if column else "") + problem
         rows = f" in {n_rows} row{'s' if n_rows != 1 else ''}" if n_rows is not None else ""
         msg = f"{where}: {what}{rows}{_format_examples(self.examples)}"
         if expected:
@@ -49,7 +51,7 @@ class ParamsError(KitError):
 
     def __init__(self, path: object, problem: str, *, field: str | None = None):
         self.path, self.field = str(path), field
-        super().__init__(f"{path}: " + (f"field {field!r}: " if field else "") + problem)
+        super().__init__(f"{path}: " + (f"field {shorten(field)}: " if field else "") + problem)
 
 
 class ObjectiveError(ParamsError):
@@ -59,5 +61,5 @@ class ObjectiveError(ParamsError):
                  field: str | None = None):
         self.objective_id = objective_id
         self.path, self.field = str(path), field
-        where = f"{path}: objective {objective_id!r}" if objective_id else f"{path}"
-        KitError.__init__(self, where + (f", field {field!r}" if field else "") + f": {problem}")
+        where = f"{path}: objective {shorten(objective_id)}" if objective_id else f"{path}"
+        KitError.__init__(self, where + (f", field {shorten(field)}" if field else "") + f": {problem}")

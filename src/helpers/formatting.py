@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import reprlib
 
 __all__ = ["html_escape", "md_escape", "shorten"]
 
@@ -42,16 +43,23 @@ def md_escape(text: object) -> str:
 def shorten(value: object, limit: int = 80) -> str:
     """``repr``-like display of a value for an error message, at most ``limit`` characters.
 
-    Containers are never expanded in full (a YAML alias bomb stays one short line): the text is built from at most
-    ``limit`` characters of the value's ``repr`` of a bounded prefix.
+    Containers are never expanded in full (a YAML alias bomb stays one short line): :mod:`reprlib` shows at
+    most 3 levels and the first 6 items of each (``[[1, 2, ...], ...]``), and the result is cut to ``limit``.
     """
     if isinstance(value, str):
         shown = repr(value[: limit + 1])
-    elif isinstance(value, (list, tuple, set, dict)):
-        shown = f"<{type(value).__name__} of {len(value)} items>"
     else:
         try:
-            shown = repr(value)
+            shown = _BOUNDED_REPR.repr(value)
         except Exception:  # noqa: BLE001 - a value whose repr fails still gets a message
             shown = f"<{type(value).__name__}>"
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel = 3
+_BOUNDED_REPR.maxlist = _BOUNDED_REPR.maxtuple = _BOUNDED_REPR.maxset = _BOUNDED_REPR.maxfrozenset = 6
+_BOUNDED_REPR.maxdeque = _BOUNDED_REPR.maxarray = 6
+_BOUNDED_REPR.maxdict = 4
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = 60
+_BOUNDED_REPR.maxlong = 40

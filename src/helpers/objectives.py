@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from helpers.errors import KitError, ObjectiveError
+from helpers.formatting import shorten
+from helpers.params_yaml import load_params_yaml
 from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, classify_status,
                                        expected_progress, forecast_at, forecast_path, meets, month_start,
                                        months_between, period_end, period_start, progress_score)
@@ -168,12 +169,12 @@ def _as_timestamp(value, path, oid, fld) -> pd.Timestamp:
             return pd.Timestamp(date.fromisoformat(value.strip()))
         except ValueError:
             pass
-    raise ObjectiveError(path, f"expected a date as YYYY-MM-DD, got {value!r}", objective_id=oid, field=fld)
+    raise ObjectiveError(path, f"expected a date as YYYY-MM-DD, got {shorten(value)}", objective_id=oid, field=fld)
 
 
 def _as_number(value, path, oid, fld) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ObjectiveError(path, f"expected a number, got {value!r} ({type(value).__name__})",
+        raise ObjectiveError(path, f"expected a number, got {shorten(value)} ({type(value).__name__})",
                              objective_id=oid, field=fld)
     return float(value)
 
@@ -182,21 +183,21 @@ def _as_text(value, path, oid, fld, *, required=True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or not value.strip():
-        raise ObjectiveError(path, f"expected non-empty text, got {value!r}", objective_id=oid, field=fld)
+        raise ObjectiveError(path, f"expected non-empty text, got {shorten(value)}", objective_id=oid, field=fld)
     return value.strip()
 
 
 def _parse_owner(raw, path, oid) -> Owner:
     if not isinstance(raw, Mapping):
         raise ObjectiveError(path, "expected a mapping like {person: <org person_id>, role: manager}, "
-                             f"got {raw!r}", objective_id=oid, field="owner")
+                             f"got {shorten(raw)}", objective_id=oid, field="owner")
     unknown = set(raw) - {"person", "name", "role"}
     if unknown:
-        raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; expected person, name, role",
+        raise ObjectiveError(path, f"unknown key(s) {shorten(sorted(unknown, key=str), 200)}; expected person, name, role",
                              objective_id=oid, field="owner")
     role = raw.get("role")
     if role not in ROLES:
-        raise ObjectiveError(path, f"role must be one of {list(ROLES)}, got {role!r}", objective_id=oid,
+        raise ObjectiveError(path, f"role must be one of {list(ROLES)}, got {shorten(role)}", objective_id=oid,
                              field="owner.role")
     person = raw.get("person")
     name = raw.get("name")
@@ -214,7 +215,7 @@ def _parse_baseline(raw, path, oid) -> Baseline:
     if isinstance(raw, Mapping):
         unknown = set(raw) - {"value", "start", "end"}
         if unknown:
-            raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; give a number, {{value: x}} or "
+            raise ObjectiveError(path, f"unknown key(s) {shorten(sorted(unknown, key=str), 200)}; give a number, {{value: x}} or "
                                  "{start: date, end: date}", objective_id=oid, field="baseline")
         if "value" in raw:
             return Baseline(value=_as_number(raw["value"], path, oid, "baseline.value"))
@@ -234,16 +235,16 @@ def _parse_filters(raw, path, oid) -> dict[str, tuple[str, ...]]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ObjectiveError(path, f"expected a mapping like {{channel: phone}}, got {raw!r}", objective_id=oid,
+        raise ObjectiveError(path, f"expected a mapping like {{channel: phone}}, got {shorten(raw)}", objective_id=oid,
                              field="filters")
     out = {}
     for key, val in raw.items():
         if key not in FILTER_KEYS:
-            raise ObjectiveError(path, f"unknown filter {key!r}; filters are {list(FILTER_KEYS)}",
+            raise ObjectiveError(path, f"unknown filter {shorten(key)}; filters are {list(FILTER_KEYS)}",
                                  objective_id=oid, field=f"filters.{key}")
         vals = val if isinstance(val, list) else [val]
         if not vals or not all(isinstance(v, str) and v for v in vals):
-            raise ObjectiveError(path, f"expected text or a list of text, got {val!r}", objective_id=oid,
+            raise ObjectiveError(path, f"expected text or a list of text, got {shorten(val)}", objective_id=oid,
                                  field=f"filters.{key}")
         out[key] = tuple(vals)
     return out
@@ -251,22 +252,22 @@ def _parse_filters(raw, path, oid) -> dict[str, tuple[str, ...]]:
 
 def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInfo]) -> Objective:
     if not isinstance(raw, Mapping):
-        raise ObjectiveError(path, f"objective #{index + 1} must be a mapping of fields, got {raw!r}",
+        raise ObjectiveError(path, f"objective #{index + 1} must be a mapping of fields, got {shorten(raw)}",
                              field="objectives")
     oid = raw.get("id")
     if not isinstance(oid, str) or not _ID_PATTERN.match(oid):
         raise ObjectiveError(path, f"objective #{index + 1} needs an id of letters, digits, '-', '_' or '.', "
-                             f"got {oid!r}", field="id")
-    unknown = sorted(set(raw) - set(OBJECTIVE_KEYS))
+                             f"got {shorten(oid)}", field="id")
+    unknown = sorted(set(raw) - set(OBJECTIVE_KEYS), key=str)
     if unknown:
-        raise ObjectiveError(path, f"unknown field(s) {unknown}; allowed fields are {list(OBJECTIVE_KEYS)}",
-                             objective_id=oid, field=unknown[0])
+        raise ObjectiveError(path, f"unknown field(s) {shorten(unknown, 200)}; allowed fields are {list(OBJECTIVE_KEYS)}",
+                             objective_id=oid, field=shorten(unknown[0]).strip("'"))
     for key in REQUIRED_OBJECTIVE_KEYS:
         if raw.get(key) is None:
             raise ObjectiveError(path, "is missing (required)", objective_id=oid, field=key)
     metric = _as_text(raw["metric"], path, oid, "metric")
     if metric not in metrics:
-        raise ObjectiveError(path, f"unknown metric {metric!r}; known metrics are {sorted(metrics)}",
+        raise ObjectiveError(path, f"unknown metric {shorten(metric)}; known metrics are {sorted(metrics)}",
                              objective_id=oid, field="metric")
     if not metrics[metric].periodic:
         trackable = sorted(k for k, v in metrics.items() if v.periodic)
@@ -277,7 +278,7 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     if direction is None:
         direction = "raise" if metrics[metric].higher_is_better else "lower"
     elif direction not in DIRECTIONS:
-        raise ObjectiveError(path, f"direction must be 'raise' or 'lower', got {direction!r}", objective_id=oid,
+        raise ObjectiveError(path, f"direction must be 'raise' or 'lower', got {shorten(direction)}", objective_id=oid,
                              field="direction")
     start = _as_timestamp(raw["start"], path, oid, "start")
     deadline = _as_timestamp(raw["deadline"], path, oid, "deadline")
@@ -294,11 +295,11 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
                              f"for direction {direction!r}", objective_id=oid, field="target")
     frequency = raw.get("frequency", "month")
     if frequency not in FREQ_MONTHS:
-        raise ObjectiveError(path, f"frequency must be one of {list(FREQ_MONTHS)}, got {frequency!r}",
+        raise ObjectiveError(path, f"frequency must be one of {list(FREQ_MONTHS)}, got {shorten(frequency)}",
                              objective_id=oid, field="frequency")
     parent = raw.get("parent")
     if parent is not None and not isinstance(parent, str):
-        raise ObjectiveError(path, f"expected the id of another objective, got {parent!r}", objective_id=oid,
+        raise ObjectiveError(path, f"expected the id of another objective, got {shorten(parent)}", objective_id=oid,
                              field="parent")
     return Objective(id=oid, title=_as_text(raw["title"], path, oid, "title"), metric=metric, target=target,
                      direction=direction, start=start, deadline=deadline, owner=_parse_owner(raw["owner"], path, oid),
@@ -315,7 +316,7 @@ def _check_tree(objectives: list[Objective], path: str) -> None:
         by_id[o.id] = o
     for o in objectives:
         if o.parent is not None and o.parent not in by_id:
-            raise ObjectiveError(path, f"parent {o.parent!r} does not exist; objectives are {list(by_id)}",
+            raise ObjectiveError(path, f"parent {shorten(o.parent)} does not exist; objectives are {list(by_id)}",
                                  objective_id=o.id, field="parent")
     for o in objectives:
         seen, cur = [o.id], o
@@ -331,16 +332,16 @@ def _parse_people(raw, path) -> dict[str, object]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ObjectiveError(path, f"expected a mapping (director, managers, representatives), got {raw!r}",
+        raise ObjectiveError(path, f"expected a mapping (director, managers, representatives), got {shorten(raw)}",
                              field="people")
     unknown = set(raw) - {"director", "managers", "representatives"}
     if unknown:
-        raise ObjectiveError(path, f"unknown key(s) {sorted(unknown)}; expected director, managers, "
+        raise ObjectiveError(path, f"unknown key(s) {shorten(sorted(unknown, key=str), 200)}; expected director, managers, "
                              "representatives", field="people")
     people: dict[str, object] = {}
     if raw.get("director") is not None:
         if not isinstance(raw["director"], str):
-            raise ObjectiveError(path, f"expected a person id, got {raw['director']!r}", field="people.director")
+            raise ObjectiveError(path, f"expected a person id, got {shorten(raw['director'])}", field="people.director")
         people["director"] = raw["director"]
     for key in ("managers", "representatives"):
         val = raw.get(key)
@@ -352,7 +353,7 @@ def _parse_people(raw, path) -> dict[str, object]:
             people[key] = tuple(val)
         else:
             raise ObjectiveError(path, f"expected a list of person ids or 'org' (take them from the org table), "
-                                 f"got {val!r}", field=f"people.{key}")
+                                 f"got {shorten(val)}", field=f"people.{key}")
     return people
 
 
@@ -363,12 +364,13 @@ def parse_objectives(document, path: str = "<objectives>", *,
     if not isinstance(document, Mapping):
         raise ObjectiveError(path, f"expected a mapping with keys {list(TOP_LEVEL_KEYS)}, got "
                              f"{type(document).__name__}")
-    unknown = sorted(set(document) - set(TOP_LEVEL_KEYS))
+    unknown = sorted(set(document) - set(TOP_LEVEL_KEYS), key=str)
     if unknown:
-        raise ObjectiveError(path, f"unknown key(s) {unknown}; expected {list(TOP_LEVEL_KEYS)}", field=unknown[0])
+        raise ObjectiveError(path, f"unknown key(s) {shorten(unknown, 200)}; expected {list(TOP_LEVEL_KEYS)}",
+                             field=shorten(unknown[0]).strip("'"))
     department = document.get("department")
     if not isinstance(department, str) or not department.strip():
-        raise ObjectiveError(path, f"expected the department's name as in the data, got {department!r}",
+        raise ObjectiveError(path, f"expected the department's name as in the data, got {shorten(department)}",
                              field="department")
     raw_objectives = document.get("objectives")
     if not isinstance(raw_objectives, list) or not raw_objectives:
@@ -384,17 +386,8 @@ def parse_objectives(document, path: str = "<objectives>", *,
 def load_objectives(path) -> ObjectivePlan:
     """Read and validate ``params/departments/<slug>.yaml``; raises ``ObjectiveError`` naming file/id/field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ObjectiveError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ObjectiveError(path, f"malformed YAML{where}: {problem}") from None
+    # bounded size, UTF-8, no YAML anchors/aliases (an alias bomb is refused, not expanded); names file and line
+    document = load_params_yaml(path, error=ObjectiveError)
     return parse_objectives(document, str(path))
 
 
@@ -409,7 +402,7 @@ def load_department(slug: str, params_dir="params/departments") -> ObjectivePlan
     path = params_dir / f"{slug}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in params_dir.glob("*.yaml"))
-        raise ObjectiveError(path, f"unknown department {slug!r}: no such params file; departments with "
+        raise ObjectiveError(path, f"unknown department {shorten(slug)}: no such params file; departments with "
                              f"objectives are {known}", field="department")
     return load_objectives(path)
 
@@ -784,7 +777,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     known = getattr(dataset, "departments", None)
     if known is not None and plan.department not in known:
         department_known = False
-        warnings.append(f"{plan.path}: field 'department': {plan.department!r} is not in the data; departments "
+        warnings.append(f"{plan.path}: field 'department': {shorten(plan.department)} is not in the data; departments "
                         f"in the data are {list(known)}")
     if series_provider is None and dataset is not None and department_known:
         try:
@@ -794,7 +787,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     if names:
         for o in plan.objectives:
             if o.owner.person and o.owner.person not in names:
-                warnings.append(f"{plan.path}: objective {o.id!r}, field 'owner.person': {o.owner.person!r} is "
+                warnings.append(f"{plan.path}: objective {o.id!r}, field 'owner.person': {shorten(o.owner.person)} is "
                                 "not in the org table")
 
     fetched: dict[str, pd.DataFrame] = {}
@@ -802,7 +795,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     for o in plan.objectives:
         if series_provider is None:
             errors[o.id] = "no KPI data source" if department_known else \
-                f"department {plan.department!r} is not in the data"
+                f"department {shorten(plan.department)} is not in the data"
             continue
         try:
             s = series_provider(o.metric, dict(o.filters), None, pd.Timestamp(as_of) if as_of is not None else None,

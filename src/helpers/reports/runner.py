@@ -165,10 +165,8 @@ def _load_department_file(path: Path, lint: list[str] | None = None) -> str:
         if lint is not None:
             lint.extend(str(w) for w in getattr(plan, "warnings", ()) or ())
         return getattr(plan, "department", "") or path.stem.replace("_", " ").title()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(path, f"malformed YAML: {exc}") from None
+    from helpers.params_yaml import load_params_yaml
+    doc = load_params_yaml(path)  # bounded, no anchors/aliases; ParamsError naming file and line
     if not isinstance(doc, dict):
         raise ParamsError(path, "expected a mapping with the department's objectives")
     return str(doc.get("department") or path.stem.replace("_", " ").title())
