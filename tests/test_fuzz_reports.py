@@ -1,0 +1,181 @@
+"""Fuzz harness: hostile but contract-valid data and params never crash a report with an internal error.
+
+Each report notebook (department, satisfaction drivers, retention forecast) is replayed in-process
+(``fuzz_support.run_notebook``: the notebook's own code cells, parameters injected after its parameters cell,
+figures drawn on Agg) on data built by ``fuzz_support.DataSpec`` (future-dated rows, constant, all-missing and
+skewed ratings, 1 to 20 attributes, a department with one response, months without data, no or full churn,
+one segment) and params drawn by Hypothesis (objectives with deadlines anywhere and targets at the metric's
+bounds, report settings, as-of dates anywhere in and around the data). The data go through the runner's own
+load-and-snapshot step (``runner.prepare_data``) first, as in a real run.
+
+Every example must either complete or raise a kit error (``helpers.errors.KitError``) with a readable
+message; anything else (a KeyError, a bare ValueError from pandas/numpy, an IndexError, a matplotlib error)
+fails with Hypothesis' smallest failing input. Seeded (``derandomize=True``) and bounded in examples.
+The ``@example`` cases are the crashes found by hand (issue 16) and by this harness.
+
+One end-to-end test runs the real runner CLI on fixed hostile data sets (``-k runner``).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from fuzz_support import (BASE_SEEDS, DEPARTMENTS, DataSpec, ObjectiveSpec, ReportSettings, as_of_dates,
+                          base_date_range, data_specs, department_document, objective_specs, report_settings,
+                          run_notebook, strict_and_small, write_data)
+from helpers.errors import KitError
+
+FUZZ = settings(max_examples=10, deadline=None, derandomize=True, database=None, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.filter_too_much])
+SMALL_BOOT = 10
+MAX_DRIVERS = 12
+FIRST, LAST = (f"{d:%Y-%m-%d}" for d in base_date_range(BASE_SEEDS[0]))
+
+
+def assert_clear_kit_error(exc: BaseException) -> None:
+    """A kit error whose message reads as a sentence (not a bare key, not a traceback, not a megabyte)."""
+    assert isinstance(exc, KitError), f"{type(exc).__name__} is not a kit error: {exc}"
+    message = str(exc)
+    assert len(message.split()) >= 4, f"kit error message too terse to act on: {message!r}"
+    assert len(message) <= 5000, f"kit error message of {len(message)} characters"
+    assert "Traceback (most recent call last)" not in message
+
+
+def renders_or_kit_error(step) -> object:
+    """Run ``step()``; a kit error is an accepted outcome (checked for a clear message), anything else fails."""
+    try:
+        return step()
+    except KitError as exc:
+        assert_clear_kit_error(exc)
+        return None
+
+
+class Run:
+    """One example's run folder: the hostile data, loaded and snapshotted as the runner does, and params."""
+
+    def __init__(self, root: Path, data: DataSpec, report: ReportSettings):
+        from helpers.config import load_report_config
+        from helpers.reports.runner import prepare_data
+
+        self.root = root
+        self.config = report.write(root / "params")
+        cfg = load_report_config(self.config)
+        source = write_data(data, root / "data")
+        run_dir = root / "run"
+        run_dir.mkdir()
+        info = renders_or_kit_error(lambda: prepare_data(str(source), cfg, run_dir))
+        self.snapshot = info.snapshot if info is not None else None
+
+    def common(self, as_of: str) -> dict:
+        return {"data_source": self.snapshot, "report_config": str(self.config), "as_of": as_of,
+                "run_id": "fuzz", "summary_path": str(self.root / "run" / "summary.json")}
+
+
+def run_department(data: DataSpec, department: str, objectives: tuple[ObjectiveSpec, ...],
+                   report: ReportSettings, as_of: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="fuzz-department-") as tmp:
+        run = Run(Path(tmp), data, report)
+        if run.snapshot is None:
+            return
+        slug = department.lower().replace(" ", "_")
+        params_file = Path(tmp) / "params" / "departments" / f"{slug}.yaml"
+        params_file.parent.mkdir(parents=True)
+        params_file.write_text(yaml.safe_dump(department_document(department, objectives), sort_keys=False))
+        with strict_and_small(SMALL_BOOT):
+            renders_or_kit_error(lambda: run_notebook("department_report", dict(
+                run.common(as_of), department=slug, params_file=str(params_file))))
+
+
+def run_drivers(data: DataSpec, report: ReportSettings, notebook: dict, as_of: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="fuzz-drivers-") as tmp:
+        run = Run(Path(tmp), data, report)
+        if run.snapshot is None:
+            return
+        with strict_and_small(SMALL_BOOT):
+            renders_or_kit_error(lambda: run_notebook("satisfaction_drivers", dict(run.common(as_of), **notebook)))
+
+
+def run_retention(data: DataSpec, notebook: dict, as_of: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="fuzz-retention-") as tmp:
+        run = Run(Path(tmp), data, ReportSettings())
+        if run.snapshot is None:
+            return
+        with strict_and_small(SMALL_BOOT):
+            renders_or_kit_error(lambda: run_notebook("retention_forecast", dict(run.common(as_of), **notebook)))
+
+
+# ------------------------------------------------------------------------------------------------ department
+
+DEFAULT_OBJECTIVES = (ObjectiveSpec("csat", target=85.0, baseline=70.0),
+                      ObjectiveSpec("first_response_hours", target=10.0, baseline=20.0, parent=True),
+                      ObjectiveSpec("retention_rate", target=95.0, baseline=(FIRST, LAST), frequency="quarter"))
+
+
+@FUZZ
+@given(data=data_specs(max_drivers=MAX_DRIVERS), department=st.sampled_from((*DEPARTMENTS, "Ghost Department")),
+       objectives=st.lists(objective_specs(), min_size=1, max_size=4).map(tuple), report=report_settings(),
+       as_of=as_of_dates())
+@example(data=DataSpec(future_responses=3, future_days=27_000), department="Billing",
+         objectives=DEFAULT_OBJECTIVES, report=ReportSettings(), as_of="")  # issue 16 item 1
+@example(data=DataSpec(), department="Sales", objectives=DEFAULT_OBJECTIVES, report=ReportSettings(),
+         as_of="2027-01-31")  # issue 16 item 1: as-of after the data
+@example(data=DataSpec(thin_department="Delivery", future_tickets=1), department="Delivery",
+         objectives=DEFAULT_OBJECTIVES, report=ReportSettings(min_responses=1), as_of="")
+@example(data=DataSpec(n_drivers=10), department="Customer Service", objectives=DEFAULT_OBJECTIVES,
+         report=ReportSettings(), as_of=LAST)  # issue 16 item 2: noise attributes
+def test_department_report_renders_or_fails_with_a_kit_error(data, department, objectives, report, as_of):
+    run_department(data, department, objectives, report, as_of)
+
+
+# ------------------------------------------------------------------------------------------------ drivers
+
+def _drivers_notebook_params():
+    period = st.none() | st.integers(-60, 1200).map(lambda d: f"{pd.Timestamp(FIRST) + pd.Timedelta(days=d):%Y-%m-%d}")
+    return st.fixed_dictionaries({
+        "department": st.sampled_from(("all", "all", "Billing", "technical_support", "Marketing", "Ghost")),
+        "outcome": st.sampled_from(("", "csat", "nps")),
+        "period_start": period.map(lambda v: v or ""),
+        "period_end": period.map(lambda v: v or ""),
+        "n_boot": st.sampled_from((1, 2, SMALL_BOOT)),
+    })
+
+
+@FUZZ
+@given(data=data_specs(max_drivers=MAX_DRIVERS), report=report_settings(), notebook=_drivers_notebook_params(), as_of=as_of_dates())
+@example(data=DataSpec(n_drivers=10), report=ReportSettings(),
+         notebook={"department": "all", "outcome": "", "period_start": "", "period_end": "", "n_boot": SMALL_BOOT},
+         as_of="")  # issue 16 item 2: negative xerr with noise attributes
+@example(data=DataSpec(future_responses=3, future_days=27_000, all_missing=("attr_speed",)),
+         report=ReportSettings(),
+         notebook={"department": "Billing", "outcome": "csat", "period_start": "", "period_end": "",
+                   "n_boot": SMALL_BOOT}, as_of="")
+def test_drivers_report_renders_or_fails_with_a_kit_error(data, report, notebook, as_of):
+    run_drivers(data, report, notebook, as_of)
+
+
+# ------------------------------------------------------------------------------------------------ retention
+
+def _retention_notebook_params():
+    return st.fixed_dictionaries({
+        "segment": st.sampled_from(("all", "all", "consumer", "enterprise", "no such segment")),
+        "horizon": st.integers(1, 36),
+        "holdout": st.integers(1, 14),
+        "discount_rate": st.sampled_from((0.0, 0.1, 0.99)),
+    })
+
+
+@FUZZ
+@given(data=data_specs(max_drivers=MAX_DRIVERS), notebook=_retention_notebook_params(), as_of=as_of_dates())
+@example(data=DataSpec(), notebook={"segment": "all", "horizon": 12, "holdout": 6, "discount_rate": 0.1},
+         as_of="2023-12-15")  # issue 16 item 1: KeyError 'at_risk' for an early as-of
+@example(data=DataSpec(future_responses=3, future_tickets=1, future_days=27_000, churn="none"),
+         notebook={"segment": "all", "horizon": 12, "holdout": 6, "discount_rate": 0.1}, as_of="")
+def test_retention_report_renders_or_fails_with_a_kit_error(data, notebook, as_of):
+    run_retention(data, notebook, as_of)
