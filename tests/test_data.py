@@ -506,3 +506,132 @@ def test_numeric_ids_in_parquet_are_read_as_text(tmp_path):
     ds = load_quiet(write(tmp_path / "d", tables=tables, fmt="parquet"))
     assert ds.customers["customer_id"].tolist() == ["1", "2", "3"]
     assert ds.tickets["customer_id"].tolist() == ["1", "2", "3"]
+
+
+# --- dates beyond the as-of date (issue 16, item 1) -------------------------------------------------------
+
+TODAY = "2024-12-31"  # a fixed "today" for the small tables (dated 2024-01 .. 2024-06)
+
+
+def test_future_dated_rows_are_a_finding_left_out_of_every_view_and_the_snapshot(tmp_path):
+    # three answers dated 2099 used to move the data's last date (and so the run's as-of) to 2099
+    def future(df):
+        df["response_date"] = ["2099-01-01", "2024-03-01", "2099-01-01", "2099-01-01"]
+        return df
+    folder = write(tmp_path / "d", tables=valid_tables(n_responses=4), responses=future)
+    with pytest.warns(DataQualityWarning, match=r"3 rows dated after today \(2024-12-31\) in column 'response_date'"):
+        ds = load_dataset(folder, today=TODAY, min_responses=0)
+    assert ds.responses["response_id"].tolist() == ["R2"]
+    assert ds.count("responses") == 1
+    assert ds.con.execute("SELECT max(response_date) FROM responses").fetchone()[0] == pd.Timestamp("2024-03-01").date()
+    assert ds.date_range()[1] == pd.Timestamp("2024-04-01")  # the last ticket, not 2099
+    assert ds.default_as_of(today=TODAY) == pd.Timestamp("2024-03-31")
+    [finding] = ds.excluded
+    assert (finding.table, finding.column, finding.kind, finding.action, finding.n_rows) == (
+        "responses", "response_date", "future", "row left out", 3)
+    assert finding.examples == (("R1", "2099-01-01"), ("R3", "2099-01-01"), ("R4", "2099-01-01"))
+    assert ds.warnings[0] == finding.message() and "'R1' (2099-01-01)" in finding.message()
+    assert "responses.csv" in finding.message() and "data error" in finding.message()
+    table = ds.excluded_table()
+    assert table.loc[0, "rows"] == 3 and table.loc[0, "examples"].startswith("R1 (2099-01-01)")
+    # the snapshot holds only the included rows and remembers the finding
+    again = load_quiet(ds.snapshot(tmp_path / "run" / "data.duckdb"), validate=False, today=TODAY)
+    assert again.count("responses") == 1 and again.warnings == ds.warnings
+    assert again.excluded == ds.excluded
+
+
+def test_one_future_ticket_and_a_future_signup_are_left_out(tmp_path):
+    folder = write(tmp_path / "d", tickets=set_value("created_at", 1, "2099-01-01 10:00:00"),
+                   customers=lambda df: set_value("end_date", 1, None)(set_value("signup_date", 1, "2099-06-01")(df)))
+    ds = load_quiet(folder, today=TODAY)
+    assert ds.tickets["ticket_id"].tolist() == ["T1", "T3"]
+    assert ds.customers["customer_id"].tolist() == ["C1", "C3"]
+    found = {(f.table, f.column): f for f in ds.excluded}
+    assert found[("tickets", "created_at")].examples == (("T2", "2099-01-01 10:00:00"),)
+    assert found[("customers", "signup_date")].examples == (("C2", "2099-06-01"),)
+    assert set(found) == {("tickets", "created_at"), ("customers", "signup_date")}
+
+
+def test_later_events_after_today_read_as_empty(tmp_path):
+    folder = write(tmp_path / "d", customers=set_value("end_date", 0, "2030-01-31"),
+                   tickets=set_value("resolved_at", 0, "2030-01-01 00:00:00"))
+    ds = load_quiet(folder, today=TODAY)
+    assert ds.count("customers") == 3 and ds.count("tickets") == 3  # rows kept
+    assert pd.isna(ds.customers.loc[0, "end_date"]) and pd.isna(ds.tickets.loc[0, "resolved_at"])
+    msgs = {(f.table, f.column): f.message() for f in ds.excluded}
+    assert "planned end date counts as still a customer" in msgs[("customers", "end_date")]
+    assert "read as empty" in msgs[("tickets", "resolved_at")] and "data error" in msgs[("tickets", "resolved_at")]
+
+
+def test_as_of_inside_the_data_cuts_there_and_censors_later_events(tmp_path):
+    folder = write(tmp_path / "d", tables=valid_tables(n_responses=8))
+    ds = load_quiet(folder, as_of="2024-03-05", today=TODAY)
+    assert ds.as_of == pd.Timestamp("2024-03-05")
+    assert ds.customers["customer_id"].tolist() == ["C1", "C2"]  # C3 signed up 2024-03-10
+    assert pd.isna(ds.customers.loc[1, "end_date"])  # C2 left 2024-06-30: still a customer on 2024-03-05
+    assert ds.tickets["ticket_id"].tolist() == ["T1", "T2"]
+    assert ds.responses["response_date"].max() == pd.Timestamp("2024-03-01")
+    kinds = {(f.table, f.column): (f.kind, f.action, f.n_rows, f.cutoff) for f in ds.excluded}
+    assert kinds == {("customers", "signup_date"): ("after_as_of", "row left out", 1, "2024-03-05"),
+                     ("customers", "end_date"): ("after_as_of", "read as empty", 1, "2024-03-05"),
+                     ("responses", "response_date"): ("after_as_of", "row left out", 4, "2024-03-05"),
+                     ("tickets", "created_at"): ("after_as_of", "row left out", 1, "2024-03-05")}
+    assert any("after the as-of date 2024-03-05" in w for w in ds.warnings)
+    # the same cut on the snapshot finds nothing new; an earlier cut adds its own findings
+    snap = ds.snapshot(tmp_path / "run.duckdb")
+    assert load_quiet(snap, validate=False, as_of="2024-03-05", today=TODAY).excluded == ds.excluded
+    earlier = load_quiet(snap, validate=False, as_of="2024-02-15", today=TODAY)
+    assert earlier.count("responses") == 2 and len(earlier.excluded) > len(ds.excluded)
+
+
+def test_as_of_after_today_still_cuts_at_today(tmp_path):
+    folder = write(tmp_path / "d", responses=set_value("response_date", 0, "2099-01-01"))
+    ds = load_quiet(folder, as_of="2099-12-31", today=TODAY)
+    assert ds.count("responses") == 3
+    assert [(f.kind, f.cutoff) for f in ds.excluded] == [("future", TODAY)]
+    assert ds.as_of == pd.Timestamp("2099-12-31")  # the report date stays what was asked for
+
+
+def test_as_of_before_the_data_is_too_little_history(tmp_path):
+    folder = write(tmp_path / "d")
+    with pytest.raises(DataContractError, match=r"too little history before 2023-12-15.*on or after 2024-01-05") as info:
+        load_quiet(folder, as_of="2023-12-15", today=TODAY)
+    assert info.value.table == "customers" and info.value.column == "signup_date"
+    with pytest.raises(ParamsError, match="'someday' is not a date"):
+        load_quiet(folder, as_of="someday")
+
+
+def test_last_complete_month_cut_leaves_out_a_partial_month(tmp_path):
+    from helpers.data import LAST_COMPLETE_MONTH
+    folder = write(tmp_path / "d", tables=valid_tables(n_responses=8),
+                   responses=set_value("response_date", 0, "2099-01-01"))
+    ds = load_quiet(folder, as_of=LAST_COMPLETE_MONTH, today=TODAY)
+    # last real date: answers on 2024-05-01 (a partly observed May) -> April; 2099 does not count
+    assert ds.as_of == pd.Timestamp("2024-04-30")
+    assert ds.date_range()[1] == pd.Timestamp("2024-04-01")
+    assert {(f.column, f.kind, f.n_rows) for f in ds.excluded} == {
+        ("response_date", "future", 1), ("response_date", "after_as_of", 2),  # R4, R8 on 2024-05-01
+        ("end_date", "after_as_of", 1)}  # C2 left on 2024-06-30: still a customer on 2024-04-30
+
+
+def test_the_runner_takes_the_as_of_from_the_included_data(tmp_path):
+    """Regression (issue 16): three answers dated 2099 in the demo made the run's as-of 2099-01-01."""
+    import shutil
+
+    from helpers.config import ReportConfig
+    from helpers.demo import generate_demo
+    from helpers.reports.runner import prepare_data
+    folder = tmp_path / "demo"
+    generate_demo(folder, n_customers=300, seed=3)
+    responses = pd.read_parquet(folder / "responses.parquet")
+    responses.loc[[5, 50, 100], "response_date"] = pd.Timestamp("2099-01-01")
+    responses.to_parquet(folder / "responses.parquet", index=False)
+    info = prepare_data(str(folder), ReportConfig(), tmp_path / "run")
+    assert info.as_of == "2026-10-31" and info.last_date == "2026-10-31"
+    assert info.excluded[0]["n_rows"] == 3 and info.excluded[0]["column"] == "response_date"
+    assert any("3 rows dated after today" in w for w in info.warnings)
+    snap = load_dataset(info.snapshot, validate=False, emit_warnings=False)
+    assert snap.count("responses") == len(responses) - 3 and snap.warnings == info.warnings
+    inside = prepare_data(str(folder), ReportConfig(), None, "2025-06-15")
+    assert inside.as_of == "2025-06-15" and inside.last_date == "2025-06-15"
+    shutil.rmtree(tmp_path / "run")

@@ -64,3 +64,14 @@ def test_attribute_columns_only_where_allowed():
     assert extra is not None and (extra.min, extra.max, extra.dtype) == (1, 5, "integer")
     assert attribute_column(TABLES["responses"], "attr_") is None
     assert attribute_column(TABLES["customers"], "attr_price") is None
+
+
+def test_dated_tables_name_a_date_column_and_its_later_events():
+    dated = {t.name: (t.dated_by, t.later_dates) for t in TABLES.values() if t.dated_by}
+    assert dated == {"customers": ("signup_date", ("end_date",)), "responses": ("response_date", ()),
+                     "tickets": ("created_at", ("first_response_at", "resolved_at"))}
+    for name, (column, later) in dated.items():
+        for c in (column, *later):
+            assert TABLES[name].column(c).dtype in ("date", "timestamp")
+        assert not TABLES[name].column(column).nullable
+    assert "Dated by `created_at`" in contract_markdown()

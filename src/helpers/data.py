@@ -19,6 +19,15 @@ rows, up to five example ids (the table's key; ``row N`` when the key itself is 
 expected. Soft problems (a department with fewer than ``min_responses`` responses, tickets without an
 agent, mostly-missing ratings, departments unknown to ``org``) are collected in ``Dataset.warnings`` and
 emitted as :class:`DataQualityWarning`.
+
+Dates beyond the as-of date. ``load_dataset(source, as_of=None)`` reads the data as it was on ``as_of``
+(default: today). A row dated (``Table.dated_by``: signup, answer, ticket opened) after that day is left out
+of every table view and snapshot; a later event of a kept row (``end_date``, ``first_response_at``,
+``resolved_at``) after it reads as empty, i.e. not yet happened (a churn after the as-of is censored there).
+Nothing after *today* can be real, so the cut-off is never later than today, whatever ``as_of`` says. Each cut
+is a :class:`DateFinding` (table, column, count, example ids with their dates) in ``Dataset.excluded`` and a
+line in ``Dataset.warnings``, so the reports' data-quality sections show it; a table left with no rows is a
+:class:`DataContractError` ("too little history before <date>").
 """
 from __future__ import annotations
 
@@ -37,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from helpers.errors import DataContractError, ParamsError
+from helpers.formatting import shorten
 from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, allowed_values_text,
                             attribute_column)
 
@@ -49,6 +59,8 @@ _TRUE = ("true", "t", "yes", "y", "1", "1.0")
 _FALSE = ("false", "f", "no", "n", "0", "0.0")
 MISSING_SHARE_WARNING = 0.5
 FINGERPRINT_CHUNK = 1 << 22
+LAST_COMPLETE_MONTH = "last complete month"  # load_dataset(as_of=...): cut at :func:`default_as_of` of the data
+_TYPED = "__typed_"  # every contract table typed, before the as-of cut; the views without prefix are after it
 
 
 class DataQualityWarning(UserWarning):
@@ -309,14 +321,14 @@ def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str]) -
             if not c.references:
                 continue
             parent, parent_col = c.references.split(".")
-            cond = (f"c.{quote_ident(c.name)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
+            cond = (f"c.{quote_ident(c.name)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {_TYPED}{parent} p "
                     f"WHERE p.{quote_ident(parent_col)} = c.{quote_ident(c.name)})")
-            n = con.execute(f"SELECT count(*) FROM {spec.name} c WHERE {cond}").fetchone()[0]
+            n = con.execute(f"SELECT count(*) FROM {_TYPED}{spec.name} c WHERE {cond}").fetchone()[0]
             if n:
-                ex = con.execute(f"SELECT c.{quote_ident(spec.key)}, c.{quote_ident(c.name)} FROM {spec.name} c "
-                                 f"WHERE {cond} LIMIT 5").fetchall()
+                ex = con.execute(f"SELECT c.{quote_ident(spec.key)}, c.{quote_ident(c.name)} "
+                                 f"FROM {_TYPED}{spec.name} c WHERE {cond} LIMIT 5").fetchall()
                 raise DataContractError(
-                    spec.name, f"refers to ids missing from {parent}.{parent_col} (e.g. {ex[0][1]!r})",
+                    spec.name, f"refers to ids missing from {parent}.{parent_col} (e.g. {shorten(ex[0][1])})",
                     source=files[spec.name], column=c.name, n_rows=n, examples=[r[0] for r in ex],
                     expected=f"every {c.name} to match a {parent}.{parent_col} (in {files[parent]})")
 
@@ -361,6 +373,124 @@ def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attribute
     return out
 
 
+# --- dates beyond the as-of date -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DateFinding:
+    """Rows (or values) dated after the cut-off of :func:`load_dataset`, per table and column.
+
+    ``kind`` is ``"future"`` (after today: impossible, a data error to fix in the source) or ``"after_as_of"``
+    (real, but later than the report's as-of date); ``action`` is ``"row left out"`` (the row's own date,
+    ``Table.dated_by``) or ``"read as empty"`` (a later event of a kept row: not yet happened on the cut-off).
+    ``examples`` are up to five ``(row id, date)`` pairs, latest first.
+    """
+
+    table: str
+    column: str
+    kind: str
+    action: str
+    n_rows: int
+    cutoff: str
+    examples: tuple[tuple[str, str], ...] = ()
+    source: str = ""
+
+    def message(self) -> str:
+        when = f"after today ({self.cutoff})" if self.kind == "future" else f"after the as-of date {self.cutoff}"
+        rows = f"{self.n_rows:,} row{'s' if self.n_rows != 1 else ''}"
+        shown = ", ".join(f"{shorten(k, 40)} ({d})" for k, d in self.examples)
+        more = f" (+{self.n_rows - len(self.examples):,} more)" if self.n_rows > len(self.examples) else ""
+        where = self.table + (f" ({self.source})" if self.source else "")
+        if self.action == "row left out":
+            what = (f"{rows} dated {when} in column {self.column!r} e.g. {shown}{more}; "
+                    "they are left out of the analyses")
+        else:
+            what = (f"column {self.column!r} is {when} in {rows} e.g. {shown}{more}; "
+                    f"read as empty (not yet happened on {self.cutoff})")
+        if self.kind == "future":
+            what += ("; a date in the future is a data error: check the export"
+                     if not (self.table == "customers" and self.column == "end_date")
+                     else "; a planned end date counts as still a customer")
+        return f"{where}: {what}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"table": self.table, "column": self.column, "kind": self.kind, "action": self.action,
+                "n_rows": self.n_rows, "cutoff": self.cutoff, "examples": [list(e) for e in self.examples],
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> "DateFinding":
+        return cls(table=str(d["table"]), column=str(d["column"]), kind=str(d["kind"]), action=str(d["action"]),
+                   n_rows=int(d["n_rows"]), cutoff=str(d["cutoff"]),
+                   examples=tuple((str(a), str(b)) for a, b in d.get("examples", ())),
+                   source=str(d.get("source", "")))
+
+
+def _day(value: object) -> _dt.date:
+    return pd.Timestamp(value).date()
+
+
+def _last_day_until(con: duckdb.DuckDBPyConnection, today: _dt.date) -> _dt.date | None:
+    """The last day with responses or tickets, not counting rows after ``today``."""
+    lit = f"DATE '{today.isoformat()}'"
+    last = con.execute(
+        f"SELECT max(d) FROM (SELECT response_date AS d FROM {_TYPED}responses WHERE response_date <= {lit} "
+        f"UNION ALL SELECT CAST(created_at AS DATE) FROM {_TYPED}tickets WHERE CAST(created_at AS DATE) <= {lit})"
+    ).fetchone()[0]
+    return None if last is None else _day(last)
+
+
+def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of: _dt.date | None,
+                 today: _dt.date) -> list[DateFinding]:
+    """Create the views ``customers``, ``responses``, ``tickets``, ``org`` over the typed tables, without rows
+    dated after the cut-off (``min(as_of, today)``) and with later events after it read as empty; return what
+    was cut. Raises :class:`DataContractError` when a dated table is left without rows."""
+    cutoff = today if as_of is None else min(as_of, today)
+    lit_cut, lit_today = f"DATE '{cutoff.isoformat()}'", f"DATE '{today.isoformat()}'"
+    findings: list[DateFinding] = []
+    for name in TABLE_ORDER:
+        spec, typed = TABLES[name], f"{_TYPED}{name}"
+        if not spec.dated_by:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {typed}")
+            continue
+        day = f"CAST({quote_ident(spec.dated_by)} AS DATE)"
+        kept = f"({day} IS NULL OR {day} <= {lit_cut})"
+        # (column, action, kind, condition)
+        conds: list[tuple[str, str, str, str]] = [
+            (spec.dated_by, "row left out", "future", f"{day} > {lit_today}"),
+            (spec.dated_by, "row left out", "after_as_of", f"{day} > {lit_cut} AND {day} <= {lit_today}")]
+        for later in spec.later_dates:
+            lday = f"CAST({quote_ident(later)} AS DATE)"
+            conds += [(later, "read as empty", "future", f"{kept} AND {lday} > {lit_today}"),
+                      (later, "read as empty", "after_as_of",
+                       f"{kept} AND {lday} > {lit_cut} AND {lday} <= {lit_today}")]
+        if cutoff == today:
+            conds = [c for c in conds if c[2] == "future"]
+        counts = con.execute("SELECT count(*), count(*) FILTER (WHERE " + kept + "), "
+                             + ", ".join(f"count(*) FILTER (WHERE {c[3]})" for c in conds)
+                             + f" FROM {typed}").fetchone()
+        n_all, n_kept = counts[0], counts[1]
+        for (column, action, kind, cond), n in zip(conds, counts[2:]):
+            if not n:
+                continue
+            ex = con.execute(f"SELECT CAST({quote_ident(spec.key)} AS VARCHAR), CAST({quote_ident(column)} AS VARCHAR) "
+                             f"FROM {typed} WHERE {cond} ORDER BY {quote_ident(column)} DESC, 1 LIMIT 5").fetchall()
+            findings.append(DateFinding(name, column, kind, action, int(n),
+                                        today.isoformat() if kind == "future" else cutoff.isoformat(),
+                                        tuple((str(k), str(d)) for k, d in ex), files.get(name, "")))
+        if n_all and not n_kept:
+            first = con.execute(f"SELECT CAST(min({day}) AS VARCHAR) FROM {typed}").fetchone()[0]
+            when = f"today ({cutoff})" if cutoff == today else f"the as-of date {cutoff}"
+            raise DataContractError(
+                name, f"has no rows dated on or before {when}: too little history before {cutoff} "
+                      f"(all {n_all:,} rows are later)", source=files.get(name), column=spec.dated_by,
+                expected=f"an as-of date on or after {first}, the first {spec.dated_by}")
+        replace = ", ".join(f"CASE WHEN CAST({quote_ident(c)} AS DATE) > {lit_cut} THEN NULL "
+                            f"ELSE {quote_ident(c)} END AS {quote_ident(c)}" for c in spec.later_dates)
+        con.execute(f"CREATE VIEW {name} AS SELECT *{f' REPLACE ({replace})' if replace else ''} "
+                    f"FROM {typed} WHERE {kept}")
+    return findings
+
+
 # --- fingerprint -----------------------------------------------------------------------------------------
 
 def _hash_files(paths: Mapping[str, Path], extra: object = None) -> str:
@@ -380,16 +510,29 @@ class Dataset:
     """The four contract tables: in DuckDB (``.con``: tables/views customers, responses, tickets, org) and
     as pandas frames built on first access (``.customers`` ...; ids str, dates datetime64, numbers float64
     with NaN, ``reopened`` boolean). ``.warnings`` lists soft data problems, ``.fingerprint`` hashes the
-    inputs (file bytes and column mapping), ``.source`` is where the data came from."""
+    inputs (file bytes and column mapping), ``.source`` is where the data came from. ``.excluded`` lists the
+    rows and values dated after the cut-off (:class:`DateFinding`; ``.excluded_table()`` as a frame), ``.as_of``
+    the as-of date the data was cut at (None: today)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, fingerprint: str, warnings: list[str],
-                 files: dict[str, str]):
+                 files: dict[str, str], excluded: list[DateFinding] | None = None,
+                 as_of: pd.Timestamp | None = None):
         self.con = con
         self.source = source
         self.origin = source  # the original data location (a snapshot keeps its source's)
         self.fingerprint = fingerprint
         self.warnings = list(warnings)
         self.files = files
+        self.excluded = list(excluded or [])
+        self.as_of = as_of
+
+    def excluded_table(self) -> pd.DataFrame:
+        """One row per table, column and kind of cut: rows, what was done, the cut-off date, example ids."""
+        cols = ["table", "column", "kind", "action", "rows", "cutoff", "examples"]
+        return pd.DataFrame([{"table": f.table, "column": f.column, "kind": f.kind, "action": f.action,
+                              "rows": f.n_rows, "cutoff": f.cutoff,
+                              "examples": ", ".join(f"{k} ({d})" for k, d in f.examples)} for f in self.excluded],
+                            columns=cols)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{t}={self.count(t):,}" for t in TABLE_ORDER)
@@ -447,7 +590,7 @@ class Dataset:
         return [c for c in self.columns("responses") if c.startswith(prefix)]
 
     def date_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """First and last day with responses or tickets (the default ``as_of`` is the last)."""
+        """First and last day with responses or tickets (rows after the cut-off are not counted)."""
         lo, hi = self.con.execute(
             "SELECT min(d), max(d) FROM (SELECT response_date AS d FROM responses "
             "UNION ALL SELECT CAST(created_at AS DATE) FROM tickets)").fetchone()
@@ -455,7 +598,11 @@ class Dataset:
 
     def default_as_of(self, today: object = None) -> pd.Timestamp:
         """The as-of date a report uses when none is given: :func:`default_as_of` of the data's last date."""
-        return default_as_of(self.date_range()[1], today=today)
+        last = self.date_range()[1]
+        if pd.isna(last):
+            raise DataContractError("dataset", "has no responses or tickets", source=self.origin,
+                                    expected="dated rows to take the as-of date from")
+        return default_as_of(last, today=today)
 
     def snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Write the loaded, validated, column-mapped tables (and fingerprint, warnings) into one DuckDB file,
@@ -474,6 +621,8 @@ class Dataset:
             self.con.execute(f"CREATE TABLE {alias}.main.{META_TABLE} (key VARCHAR, value VARCHAR)")
             meta = {"fingerprint": self.fingerprint, "source": self.origin,
                     "warnings": json.dumps(self.warnings), "files": json.dumps(self.files),
+                    "excluded": json.dumps([f.to_dict() for f in self.excluded]),
+                    "as_of": "" if self.as_of is None else self.as_of.date().isoformat(),
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
         finally:
@@ -507,7 +656,8 @@ def _table_name(table: str) -> str:
 
 
 def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Mapping[str, str]] | None = None,
-                 validate: bool = True, *, min_responses: int = 30, emit_warnings: bool = True) -> Dataset:
+                 validate: bool = True, *, min_responses: int = 30, emit_warnings: bool = True,
+                 as_of: object = None, today: object = None) -> Dataset:
     """Load the four contract tables from a folder (``<table>.parquet`` or ``<table>.csv``) or a DuckDB
     file (tables ``customers``, ``responses``, ``tickets``, ``org``; or a kit snapshot).
 
@@ -517,8 +667,21 @@ def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Ma
     :class:`DataContractError`; soft problems go to ``Dataset.warnings`` (and ``warnings.warn`` with
     :class:`DataQualityWarning` unless ``emit_warnings=False``). ``validate=False`` only checks the
     columns: use it for snapshots written by :meth:`Dataset.snapshot`.
+
+    ``as_of`` (a date; None or "" = today) cuts the data as it was on that day: rows dated later are left out
+    and later events read as empty (see the module docstring); never later than ``today`` (default: the
+    machine's date), since nothing after today can be real. ``as_of=LAST_COMPLETE_MONTH`` cuts at
+    :func:`default_as_of` of the data up to today (what a report run uses by default; a partly observed last
+    month is left out). The cuts are in ``Dataset.excluded`` and ``Dataset.warnings``; ``Dataset.as_of`` is
+    the date cut at.
     """
     src = Path(source)
+    try:
+        today_day = _day(today if today is not None else _dt.date.today())
+        as_of_day = None if as_of is None or (isinstance(as_of, str) and not as_of.strip()) else \
+            as_of if as_of == LAST_COMPLETE_MONTH else _day(as_of)
+    except (ValueError, TypeError):
+        raise ParamsError("as_of", f"{shorten(as_of)} is not a date (YYYY-MM-DD)", field="as_of") from None
     if not src.exists():
         raise DataContractError("dataset", "data source not found", source=str(src),
                                 expected="a folder of table files (.parquet/.csv) or a .duckdb file "
@@ -526,13 +689,14 @@ def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Ma
     mapping = _check_mapping(column_mapping)
     con = _connect()
     try:
-        return _load(con, src, mapping, validate, min_responses, emit_warnings)
+        return _load(con, src, mapping, validate, min_responses, emit_warnings, as_of_day, today_day)
     except BaseException:
         con.close()
         raise
 
 
-def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool) -> Dataset:
+def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool,
+          as_of: _dt.date | None, today: _dt.date) -> Dataset:
     raw_tables: dict[str, _RawTable] = {}
     files: dict[str, str] = {}
     if src.is_dir():
@@ -590,21 +754,30 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
         kind = "TABLE" if rt.relation.startswith("__raw_") and files[name].endswith((".csv", ".csv.gz")) \
             else "VIEW"
         select = f"SELECT * FROM {rt.relation}" if meta else _typed_select(rt)
-        con.execute(f"CREATE {kind} {name} AS {select}")
+        con.execute(f"CREATE {kind} {_TYPED}{name} AS {select}")
         if kind == "TABLE":
             con.execute(f"DROP TABLE {rt.relation}")
 
     if validate:
         _check_foreign_keys(con, files)
+    excluded = [DateFinding.from_dict(d) for d in json.loads(meta.get("excluded", "[]"))]
+    if as_of == LAST_COMPLETE_MONTH:
+        last = _last_day_until(con, today)
+        as_of = None if last is None else default_as_of(last, today=today).date()
+    # messages name the original files (a snapshot remembers them)
+    new_cuts = _cut_by_date(con, json.loads(meta["files"]) if meta.get("files") else files, as_of, today)
+    excluded += new_cuts
     attributes = [c.name for c in raw_tables["responses"].columns if attribute_column(TABLES["responses"], c.name)]
     if validate:
-        found = _soft_warnings(con, min_responses, attributes)
+        found = [f.message() for f in excluded] + _soft_warnings(con, min_responses, attributes)
     else:
-        found = json.loads(meta.get("warnings", "[]"))
+        found = json.loads(meta.get("warnings", "[]")) + [f.message() for f in new_cuts]
     if emit_warnings:
         for w in found:
             _warnings.warn(w, DataQualityWarning, stacklevel=3)
-    dataset = Dataset(con, str(src), fingerprint, found, files)
+    kept_as_of = pd.Timestamp(as_of) if as_of is not None else (
+        pd.Timestamp(meta["as_of"]) if meta.get("as_of") else None)
+    dataset = Dataset(con, str(src), fingerprint, found, files, excluded=excluded, as_of=kept_as_of)
     # where the data originally came from (a snapshot remembers its source; shown to readers, not the
     # temporary path of a run folder)
     dataset.origin = (meta or {}).get("source", str(src))

@@ -46,6 +46,14 @@ class Table:
     ordered: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # column-name prefix for open-ended extra columns that are allowed (e.g. attr_ ratings)
     extra_prefix: str | None = None
+    # the date a row happened (signup, answer, ticket opened): rows dated after the as-of date are left out;
+    # the ``ordered`` columns after it (end_date, resolved_at...) are events that had not happened yet then
+    dated_by: str | None = None
+
+    @property
+    def later_dates(self) -> tuple[str, ...]:
+        """Date columns that must not come before ``dated_by`` (events later in the row's life)."""
+        return tuple(later for earlier, later in self.ordered if earlier == self.dated_by)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -74,6 +82,7 @@ CUSTOMERS = Table(
                min=0),
     ),
     ordered=(("signup_date", "end_date"),),
+    dated_by="signup_date",
 )
 
 RESPONSES = Table(
@@ -97,6 +106,7 @@ RESPONSES = Table(
         Column("comment", "string", "Free-text comment (customer's words; always HTML-escaped on output)."),
     ),
     extra_prefix=ATTRIBUTE_PREFIX,
+    dated_by="response_date",
 )
 
 TICKETS = Table(
@@ -119,6 +129,7 @@ TICKETS = Table(
         Column("reopened", "boolean", "Whether the ticket was reopened after resolution."),
     ),
     ordered=(("created_at", "first_response_at"), ("created_at", "resolved_at")),
+    dated_by="created_at",
 )
 
 ORG = Table(
@@ -195,6 +206,12 @@ def contract_markdown() -> str:
             out.append(f" Order rules: {pairs} (when both are set).")
         if table.extra_prefix:
             out.append(f" Extra `{table.extra_prefix}*` columns are allowed (each a 1-5 rating).")
+        if table.dated_by:
+            out.append(f" Dated by `{table.dated_by}`: rows after the as-of date are left out of a report")
+            if table.later_dates:
+                out.append(f"; a later {' or '.join(f'`{c}`' for c in table.later_dates)} reads as empty "
+                           "(not yet happened then)")
+            out.append(".")
         out.append("\n\n| column | type | allowed values | nullable | meaning |\n|---|---|---|---|---|\n")
         for c in table.columns:
             extra = []
