@@ -91,6 +91,8 @@ class DataInfo:
     last_date: str
     warnings: list[str]
     rows: dict[str, int]
+    as_of: str = ""  # the run's as-of date: --as-of, else the last complete month of the data (data cut there)
+    excluded: list[dict] = dataclasses.field(default_factory=list)  # rows/values dated after it (DateFinding)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -275,14 +277,16 @@ def _check_kernels(names: set[str]) -> None:
 
 # ------------------------------------------------------------------------------------------------- data
 
-def prepare_data(source: str, cfg, run_dir: Path | None) -> DataInfo:
-    """Load and validate the data once; snapshot it into ``run_dir/data.duckdb`` (not in a dry run)."""
+def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = None) -> DataInfo:
+    """Load and validate the data once, cut at the run's as-of date (``as_of``, else the last complete month
+    of the data: rows dated later are left out and listed in the warnings); snapshot it into
+    ``run_dir/data.duckdb`` (not in a dry run)."""
     import warnings as _warnings
-    from helpers.data import load_dataset
+    from helpers.data import LAST_COMPLETE_MONTH, load_dataset
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         ds = load_dataset(source, column_mapping=getattr(cfg, "column_mapping", None) or None,
-                          min_responses=getattr(cfg, "min_responses", 30))
+                          min_responses=getattr(cfg, "min_responses", 30), as_of=as_of or LAST_COMPLETE_MONTH)
     try:
         first, last = ds.date_range()
         rows = {t: int(ds.count(t)) for t in ("customers", "responses", "tickets", "org")}
@@ -291,7 +295,8 @@ def prepare_data(source: str, cfg, run_dir: Path | None) -> DataInfo:
             snapshot = str(ds.snapshot(run_dir / "data.duckdb"))
         return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
                         first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings),
-                        rows=rows)
+                        rows=rows, as_of=as_of or str(ds.as_of.date()),
+                        excluded=[f.to_dict() for f in ds.excluded])
     finally:
         ds.close()
 
@@ -619,10 +624,10 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         raise
     echo(f"planned {len(jobs)} reports: " + ", ".join(j.name for j in jobs))
     if opts.dry_run:
-        info = data_preparer(source, cfg, None)
+        info = data_preparer(source, cfg, None, opts.as_of or None)
         echo(f"data OK: {source} (fingerprint {info.fingerprint[:16]}, {info.rows})")
         for j in jobs:
-            j.parameters["as_of"] = opts.as_of or info.last_date
+            j.parameters["as_of"] = opts.as_of or info.as_of or info.last_date
             echo(f"  {j.name}: {Path(j.notebook).name} {json.dumps({k: v for k, v in j.parameters.items() if not k.startswith('__')})}")
         echo("dry run: params, notebooks, kernels and data are valid; nothing executed")
         return RunResult(run_id, None, {"dry_run": True, "reports": [dataclasses.asdict(j) for j in jobs]}, [])
@@ -641,8 +646,8 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     results: dict[str, dict] = {}
     try:
         list(pool.map(_noop, range(workers)))  # fork all workers now (before duckdb threads exist)
-        info = data_preparer(source, cfg, tmp_dir)
-        as_of = opts.as_of or info.last_date
+        info = data_preparer(source, cfg, tmp_dir, opts.as_of or None)
+        as_of = opts.as_of or info.as_of or info.last_date
         for j in jobs:
             j.parameters["as_of"] = as_of
             j.parameters["data_source"] = info.snapshot or j.parameters["data_source"]
