@@ -32,6 +32,7 @@ raise :class:`DriverInputError`.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -271,20 +272,19 @@ def _pairwise_corr_stack(X: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.n
 def _complete_corr_stack(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Weighted correlations of a complete matrix X for a stack of replicate weights W (B x n).
 
-    Second moments of the centred data for all replicates in one GEMM: ``W @ (x_i x_j)``.
+    Means for all replicates in one product ``W @ Xc``; second moments per replicate as one BLAS product
+    ``Xc' (w * Xc)`` on the centred data (memory n x k per replicate, no n x k^2 intermediate).
     """
     n, k = X.shape
     Xc = X - X.mean(axis=0)
     B = W.shape[0]
     S0 = W.sum(axis=1)
     S1 = W @ Xc
-    S2 = np.zeros((B, k * k))
-    step = max(1, int(4_000_000 // max(k * k, 1)))
-    for a in range(0, n, step):
-        x_ = Xc[a:a + step]
-        S2 += W[:, a:a + step] @ (x_[:, :, None] * x_[:, None, :]).reshape(-1, k * k)
+    S2 = np.empty((B, k, k))
+    for b in range(B):
+        S2[b] = Xc.T @ (Xc * W[b][:, None])
     m = S1 / S0[:, None]
-    C = S2.reshape(B, k, k) / S0[:, None, None] - m[:, :, None] * m[:, None, :]
+    C = S2 / S0[:, None, None] - m[:, :, None] * m[:, None, :]
     sd = np.sqrt(np.clip(np.einsum("bii->bi", C), 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         return C / (sd[:, :, None] * sd[:, None, :])
@@ -294,22 +294,154 @@ def _complete_corr_stack(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 # The engine on correlation matrices (stacked: leading axis = replicate)
 # ----------------------------------------------------------------------------------------------------
 def _popcount(a: np.ndarray) -> np.ndarray:
-    a = a.astype(np.int64)
-    c = np.zeros_like(a)
-    while np.any(a):
-        c += a & 1
-        a >>= 1
-    return c
+    return np.bitwise_count(np.asarray(a, dtype=np.int64)).astype(np.int64)
 
 
-def subset_r2(corr: np.ndarray, player_cols: list[np.ndarray], chunk_elems: int = 4_000_000) -> np.ndarray:
+# --- exact subset R^2 by sweeping the players one at a time -------------------------------------------
+# A state matrix is stored packed (upper triangle, row-major) with the entries first and the states last,
+# shape (m(m+1)/2, b, s), so every update is a long contiguous vector operation. Layout of the m x m
+# matrix: the remaining players' driver columns in order, then the outcome last. The outcome's diagonal
+# entry starts at 0 instead of 1, so after sweeping the columns of a subset S it holds -R^2(S) exactly
+# (no 1 - (1 - R^2) cancellation); the driver block holds the residual correlations given S.
+SWEEP_BUDGET = 16_000_000  # float64 elements (128 MB) live at once in the sweep, whatever p and B
+_PIVOT_TINY = 1e-14        # a residual variance below this (correlation units) is a singular subset
+
+
+@functools.lru_cache(maxsize=256)
+def _tri_index(m: int) -> np.ndarray:
+    """Position of entry (i, j) of a symmetric m x m matrix in the packed upper triangle (i <= j)."""
+    idx = np.zeros((m, m), dtype=np.intp)
+    i, j = np.triu_indices(m)
+    idx[i, j] = np.arange(len(i))
+    idx[j, i] = idx[i, j]
+    return idx
+
+
+@functools.lru_cache(maxsize=256)
+def _tri_plan(m: int, c: int):
+    """Index arrays to drop the first c rows/columns of a packed m x m matrix (``keep``), and for a sweep
+    of the first one: its row ``first`` and, for each kept entry, the two row positions (``ai``, ``aj``)."""
+    idx = _tri_index(m)
+    i, j = np.triu_indices(m - c)
+    keep = idx[i + c, j + c]
+    first = idx[0, 1:]
+    return keep, first, i + c - 1, j + c - 1
+
+
+def _sweep_one(E: np.ndarray, m: int) -> np.ndarray:
+    """Sweep the first column of packed matrices E (tri(m), b, s): ``M[1:,1:] - a a' / a_00``."""
+    keep, first, ai, aj = _tri_plan(m, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        piv = E[0]
+        a = E[first] / np.sqrt(np.where(piv > _PIVOT_TINY, piv, np.nan))
+        return E[keep] - a[ai] * a[aj]
+
+
+def _sweep_level(E: np.ndarray, m: int, c: int) -> np.ndarray:
+    """One player decided for every state: ``E`` is (tri(m), b, s) with the player's c columns first.
+    Returns (tri(m-c), b, 2s): the states without the player (its rows/columns removed), then with it
+    (its columns swept: ``M - a a' / a_jj`` per column; Goodnight 1979, "A tutorial on the SWEEP operator")."""
+    _, b, s = E.shape
+    keep, first, ai, aj = _tri_plan(m, c)
+    out = np.empty((len(keep), b, 2 * s))
+    without, with_ = out[:, :, :s], out[:, :, s:]
+    np.take(E, keep, axis=0, out=without)
+    if c == 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            piv = E[0]
+            a = E[first] / np.sqrt(np.where(piv > _PIVOT_TINY, piv, np.nan))
+        np.multiply(a[ai], a[aj], out=with_)
+        np.subtract(without, with_, out=with_)
+    else:
+        T = E
+        for k in range(c):
+            T = _sweep_one(T, m - k)
+        with_[...] = T
+    return out
+
+
+def _tri(m: int) -> int:
+    return m * (m + 1) // 2
+
+
+def _sweep_plan(counts: list[int], B: int, budget: int) -> tuple[int, int, int]:
+    """(replicates per batch b, split level h, states per block g) so that about ``budget`` elements at
+    most are live: the first h players are swept for all 2^h states, then blocks of g of those states are
+    swept through the remaining players (each block ends as g * 2^(P-h) subset values)."""
+    P = len(counts)
+    m = [1 + sum(counts[l:]) for l in range(P + 1)]
+
+    def peak(h):  # elements per replicate and per state from level h on (input, output, temporaries)
+        return max(_tri(m[l]) * 2 ** (l - h) + 4 * _tri(m[l + 1]) * 2 ** (l - h) for l in range(h, P)) if h < P else 1
+
+    if peak(0) <= budget:
+        return max(1, min(B, budget // peak(0))), 0, 1
+    h = next(h for h in range(P + 1) if peak(h) <= budget and 2 ** h * _tri(m[h]) <= budget // 4)
+    g = 1
+    while 2 * g <= 2 ** h and 2 * g * peak(h) <= budget:
+        g *= 2
+    return 1, h, g
+
+
+def _sweep_blocks(corr: np.ndarray, player_cols: list[np.ndarray], budget: int = SWEEP_BUDGET):
+    """Yield ``(rows, h, s0, g, v)``: for replicates ``rows`` (a slice), ``v`` (b x g*2^(P-h)) holds the
+    R^2 of the subsets ``(s0 + j) + 2^h * t`` at position ``j + g*t`` (bit i of a mask = player i).
+
+    All 2^P subset R^2 of a correlation matrix by sweeping the players one after the other: each state
+    (a subset of the players decided so far) splits into "without" and "with" the next player, and the
+    sweep of the next player's columns (a rank-one update per column) gives the residual correlations of
+    the remaining columns and the outcome given the subset. A subset's R^2 costs O(1) amortised updates of
+    size (remaining columns)^2, about 6 * 2^P multiply-adds in all (packed), instead of a k x k solve per
+    subset. Memory is bounded by ``budget`` elements: replicates are taken in batches and, for large P, the
+    states after the first h players are swept through the rest in blocks of g states."""
+    corr = np.asarray(corr, dtype=float)
+    if corr.ndim == 2:
+        corr = corr[None]
+    B = corr.shape[0]
+    counts = [len(c) for c in player_cols]
+    P = len(counts)
+    order = np.concatenate([np.asarray(c, dtype=int) + 1 for c in player_cols] + [np.array([0])])
+    m0 = len(order)
+    iu, ju = np.triu_indices(m0)
+    b, h, g = _sweep_plan(counts, B, budget)
+    for a in range(0, B, b):
+        rows = slice(a, min(B, a + b))
+        full = corr[rows][:, order[:, None], order[None, :]].copy()
+        full[:, -1, -1] = 0.0
+        E = np.ascontiguousarray(full[:, iu, ju].T)[:, :, None]   # (tri, b, 1)
+        m = m0
+        for l in range(h):
+            E = _sweep_level(E, m, counts[l])
+            m -= counts[l]
+        for s0 in range(0, 2 ** h, g):
+            X, mx = E[:, :, s0:s0 + g], m
+            for l in range(h, P):
+                X = _sweep_level(X, mx, counts[l])
+                mx -= counts[l]
+            yield rows, h, s0, g, -X[0]
+
+
+def subset_r2(corr: np.ndarray, player_cols: list[np.ndarray], budget: int = SWEEP_BUDGET) -> np.ndarray:
     """R^2 of every subset of players, from correlation matrices with the outcome in row/column 0.
 
     ``corr`` is (q+1) x (q+1) or a stack B x (q+1) x (q+1); ``player_cols[i]`` are the driver columns
     (0-based, excluding the outcome) of player i. Returns v of shape (B, 2^P) with
     ``v[:, mask] = r_S' R_SS^-1 r_S`` where S is the union of the columns of the players in ``mask``
-    (bit i = player i). Subsets are solved in batches of equal size with ``numpy.linalg.solve``.
+    (bit i = player i). Computed by the sweep of :func:`_sweep_blocks`; a singular subset gives NaN.
     """
+    corr = np.asarray(corr, dtype=float)
+    B = 1 if corr.ndim == 2 else corr.shape[0]
+    P = len(player_cols)
+    v = np.empty((B, 1 << P))
+    for rows, h, s0, g, vb in _sweep_blocks(corr, player_cols, budget):
+        masks = (s0 + np.arange(g))[None, :] + (np.arange(1 << (P - h)) << h)[:, None]
+        v[rows, masks.ravel()] = vb
+    return v
+
+
+def _subset_r2_solve(corr: np.ndarray, player_cols: list[np.ndarray], chunk_elems: int = 4_000_000) -> np.ndarray:
+    """The former engine (kept as the benchmark's baseline and as an independent check of the sweep): every
+    subset's R^2 by a batched ``numpy.linalg.solve`` of its k x k system, all subsets materialised at once."""
     corr = np.asarray(corr, dtype=float)
     if corr.ndim == 2:
         corr = corr[None]
@@ -342,6 +474,48 @@ def subset_r2(corr: np.ndarray, player_cols: list[np.ndarray], chunk_elems: int 
 
 def _shapley_weights(P: int) -> np.ndarray:
     return np.array([math.factorial(s) * math.factorial(P - s - 1) / math.factorial(P) for s in range(P)])
+
+
+@functools.lru_cache(maxsize=4)
+def _shapley_block_coefs(P: int, h: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per block of :func:`_sweep_blocks`: the coefficient of v(S) in ``sum_{S contains j} u(S)``
+    (``w(|S|-1) + w(|S|)``) and in the constant ``sum_S w(|S|) v(S)``, laid out (blocks, 2^(P-h), g), and
+    the prefix bits (2^h, h)."""
+    w = _shapley_weights(P)
+    w_at = np.concatenate([w, [0.0]])                 # w(|S|), 0 for the full set
+    w_before = np.concatenate([[0.0], w])             # w(|S|-1), 0 for the empty set
+    L = P - h
+    pre = np.arange(2 ** h)
+    size = _popcount(np.arange(2 ** L))[None, :, None] + _popcount(pre).reshape(-1, 1, g)
+    bits = ((pre[:, None] >> np.arange(h)) & 1).astype(float)
+    return (w_before + w_at)[size], w_at[size], bits
+
+
+def _shapley_sweep(corr: np.ndarray, player_cols: list[np.ndarray], budget: int = SWEEP_BUDGET) -> np.ndarray:
+    """Exact Shapley values (B x P) of the R^2 game without materialising v:
+    ``phi_j = sum_{S not containing j} w(|S|) (v(S+j) - v(S)) = sum_{S containing j} (w(|S|-1) + w(|S|)) v(S)
+    - sum_S w(|S|) v(S)`` with ``w(s) = s!(P-s-1)!/P!``, accumulated block by block from the sweep."""
+    corr = np.asarray(corr, dtype=float)
+    if corr.ndim == 2:
+        corr = corr[None]
+    B, P = corr.shape[0], len(player_cols)
+    phi = np.zeros((B, P))
+    const = np.zeros(B)
+    for rows, h, s0, g, v in _sweep_blocks(corr, player_cols, budget):
+        coef, wconst, bits = _shapley_block_coefs(P, h, g)
+        k = s0 // g
+        L = P - h
+        b = v.shape[0]
+        x = v.reshape(b, 2 ** L, g)
+        const[rows] += np.einsum("btg,tg->b", x, wconst[k])
+        y = x * coef[k]
+        for i in reversed(range(L)):  # fold the highest remaining bit: player h + i
+            y = y.reshape(b, 2, -1, g)
+            phi[rows, h + i] += y[:, 1].sum(axis=(1, 2))
+            y = y[:, 0] + y[:, 1]
+        if h:
+            phi[rows, :h] += y.reshape(b, g) @ bits[s0:s0 + g]
+    return phi - const[:, None]
 
 
 def shapley_from_subsets(v: np.ndarray) -> np.ndarray:
@@ -412,8 +586,7 @@ def _importance_stack(corr: np.ndarray, player_cols: list[np.ndarray], method: s
         raise DriverInputError(f"method {method!r} is not defined for a categorical driver entered as a group "
                                f"(player positions {names}); use 'shapley', 'relative_weights', 'first' or 'last'")
     if method == "shapley":
-        v = subset_r2(corr, player_cols)
-        imp = shapley_from_subsets(v)
+        imp = _shapley_sweep(corr, player_cols)
     elif method == "relative_weights":
         rw = _relative_weights_cols(corr)
         imp = np.stack([rw[:, cols].sum(axis=1) for cols in player_cols], axis=1)
@@ -511,6 +684,68 @@ def _corr_of_design(design: _Design, missing: str) -> tuple[np.ndarray, np.ndarr
 
 
 # ----------------------------------------------------------------------------------------------------
+# Cost bound of the bootstrap, and intervals consistent with their estimate
+# ----------------------------------------------------------------------------------------------------
+MIN_BOOT = 200                # fewer re-samples than this are never chosen (unless fewer were asked for)
+BOOT_SUBSET_BUDGET = 2 ** 28  # subset R^2 evaluations per bootstrap (exact Shapley): ~15 s CPU here
+BOOT_ROW_BUDGET = 2e11        # rows x (columns + 1)^2 multiply-adds per bootstrap (replicate correlations)
+NONNEGATIVE_METHODS = ("shapley", "relative_weights", "first", "last", "betasq")
+
+
+def bootstrap_draws(n_boot: int, players: int, rows: int, columns: int, method_used: str = "shapley",
+                    missing: str = "listwise") -> tuple[int, str]:
+    """How many bootstrap re-samples an analysis draws, and why: ``(n_used, reason)``, reason "" when all
+    ``n_boot`` requested are drawn.
+
+    Cost bound. One replicate costs ``rows * (columns + 1)^2`` multiply-adds for its correlation matrix
+    (4x for pairwise deletion) plus, for exact Shapley, the R^2 of all ``2^players`` subsets (about 55 ns
+    each here with the sweep). The draws are capped so that a bootstrap stays within
+    ``BOOT_SUBSET_BUDGET`` subset evaluations (2^28: about 15 s CPU on this 2-core machine) and
+    ``BOOT_ROW_BUDGET`` row products (2e11), but never below ``MIN_BOOT`` (200) re-samples: a 95% percentile
+    interval needs its 2.5% tails resolved by several draws. With at most 2^20 subsets per replicate
+    (``MAX_EXACT``) an analysis therefore costs at most max(budget, 200 replicates). Deterministic (no clock),
+    so a report is reproducible on any machine. Fewer than 200 requested are drawn as asked.
+    """
+    n_boot = int(n_boot)
+    if n_boot <= MIN_BOOT:
+        return n_boot, ""
+    subsets = 2 ** players if method_used == "shapley" else 0
+    row_work = float(rows) * (columns + 1) ** 2 * (4 if missing == "pairwise" else 1)
+    cap_subsets = BOOT_SUBSET_BUDGET // subsets if subsets else n_boot
+    cap_rows = int(BOOT_ROW_BUDGET // row_work) if row_work else n_boot
+    n_used = min(n_boot, max(MIN_BOOT, min(cap_subsets, cap_rows)))
+    if n_used == n_boot:
+        return n_boot, ""
+    if cap_subsets <= cap_rows:
+        why = (f"with {players} attributes each re-sample computes the R² of {subsets:,} attribute subsets, "
+               f"and an analysis is bounded to about {BOOT_SUBSET_BUDGET:,} subset evaluations")
+    else:
+        why = (f"each re-sample recomputes the correlations of {columns} attribute columns over {rows:,} responses, "
+               f"and an analysis is bounded to about {BOOT_ROW_BUDGET:,.0f} row operations")
+    return n_used, f"{n_used} of the {n_boot} requested bootstrap re-samples were drawn: {why}"
+
+
+def consistent_interval(est, low, high, nonnegative: bool = True):
+    """A bootstrap interval made to contain its estimate: ``(low, high, at_zero)``.
+
+    A percentile interval (and BCa) of a statistic that cannot be negative lies entirely above the estimate
+    when the estimate is near 0 (an attribute that barely matters): in the sample a noise attribute still
+    explains a little R^2, and each re-sample adds its own chance fit, so the re-sampled values sit above the
+    estimate. The bootstrap is not consistent for a parameter on the boundary of its space (Andrews 2000,
+    Econometrica 68(2)), and BCa cannot repair it (its bias correction ``z0 = Phi^-1(share of draws below
+    the estimate)`` is -infinity when none is). Such an importance cannot be told apart from zero, so its
+    interval is reported as ``[0, upper]`` (``at_zero`` True). For a signed statistic (Pratt) the interval
+    is extended to the estimate instead. Intervals that contain the estimate are returned unchanged.
+    """
+    est, low, high = (np.asarray(a, dtype=float) for a in (est, low, high))
+    above = low > est
+    low = np.where(above, 0.0 if nonnegative else est, low)
+    high = np.where(high < est, est, high)
+    at_zero = above if nonnegative else np.zeros_like(above)
+    return low, high, at_zero
+
+
+# ----------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------
 def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
@@ -570,14 +805,20 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
         warnings.append(f"only {n} responses for {q} driver columns (fewer than 10 per driver): "
                         "importances are unstable, read the intervals")
     draws = None
+    n_used, boot_reason, at_zero = 0, "", []
     if n_boot and n_boot > 0:
-        draws, r2_draws = _bootstrap(design, method, missing, n_boot, seed, info["method_used"], max_exact)
+        n_used, boot_reason = bootstrap_draws(n_boot, len(design.players), n_rows, q, info["method_used"], missing)
+        draws, r2_draws = _bootstrap(design, method, missing, n_used, seed, info["method_used"], max_exact)
         lo, hi = _intervals(draws, imp, ci, ci_method, design, method, missing, info["method_used"], max_exact)
+        lo, hi, zero = consistent_interval(imp, lo, hi, info["method_used"] in NONNEGATIVE_METHODS)
+        at_zero = [p for p, z in zip(design.players, zero) if z]
         table["ci_low"], table["ci_high"] = lo, hi
         table.attrs["r2_ci"] = tuple(np.nanquantile(r2_draws, [(1 - ci) / 2, (1 + ci) / 2]))
     table.attrs.update(r2=r2, n=int(n), method=method, method_used=info["method_used"], exact=info["exact"],
                        fallback=info["fallback"], missing=missing, dropped=dict(design.dropped),
-                       weighted=weights is not None, ci=ci, ci_method=ci_method, n_boot=int(n_boot or 0),
+                       weighted=weights is not None, ci=ci, ci_method=ci_method, n_boot=int(n_used),
+                       n_boot_requested=int(n_boot or 0), n_boot_reason=boot_reason,
+                       n_boot_usable=0 if draws is None else int(draws.shape[0]), ci_at_zero=at_zero,
                        warnings=warnings, outcome=outcome, columns=list(design.columns))
     if draws is not None:
         table.attrs["boot_draws"] = draws
@@ -602,14 +843,28 @@ def _boot_corr(design: _Design, W: np.ndarray, missing: str) -> np.ndarray:
 
 def _collapsed_rows(design: _Design):
     """For a large complete design: the distinct rows (values and case weight) and how often each occurs,
-    or None when the rows are not complete or too few repeat (fewer than half as many distinct rows)."""
+    or None when the rows are not complete or too few repeat (fewer than half as many distinct rows).
+
+    Rows are grouped by a 64-bit hash of their values (``pandas.util.hash_pandas_object``, one pass) and the
+    grouping is verified exactly (every row equals its group's first row; on a hash collision the exact
+    ``numpy.unique`` is used)."""
     n = design.X.shape[0]
     if n <= COLLAPSE_MIN_ROWS or np.isnan(design.X).any():
         return None
     keys = np.column_stack([design.X, design.w])
-    uniq, counts = np.unique(keys, axis=0, return_counts=True)
-    if len(uniq) > n // 2:
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(keys), index=False).to_numpy()
+    codes, uniq_hash = pd.factorize(hashes)
+    if len(uniq_hash) > n // 2:
         return None
+    first = np.full(len(uniq_hash), n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n))
+    uniq = keys[first]
+    if np.array_equal(uniq[codes], keys):
+        counts = np.bincount(codes, minlength=len(uniq))
+    else:  # a hash collision: group exactly
+        uniq, counts = np.unique(keys, axis=0, return_counts=True)
+        if len(uniq) > n // 2:
+            return None
     return uniq[:, :-1], uniq[:, -1], counts
 
 
@@ -631,7 +886,7 @@ def _bootstrap(design: _Design, method, missing, n_boot, seed, method_used, max_
         X_u, w_u, counts = collapsed
         p_u = counts / counts.sum()
     rows = n if collapsed is None else len(counts)
-    per_chunk = max(1, min(n_boot, int(2e7 // max(rows, 1))))
+    per_chunk = max(1, min(n_boot, int(1e7 // max(rows, 1))))  # replicate weights: at most 80 MB at once
     done = 0
     while done < n_boot:
         b = min(per_chunk, n_boot - done)

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from helpers import charts
-from helpers.drivers import DriverInputError, relative_importance, vif
+from helpers.drivers import NONNEGATIVE_METHODS, DriverInputError, consistent_interval, relative_importance, vif
+from helpers.formatting import md_escape
 
 ORDINAL_MAX_ROWS = 100_000  # the ordinal check is fitted on a seeded random subsample above this
 QUADRANTS = ("fix first", "keep up", "low priority", "possible overkill")
@@ -38,6 +39,24 @@ def _label(name: str) -> str:
     if name.lower() in ("csat", "nps", "ces"):
         return name.upper()
     return name.removeprefix("attr_").replace("_", " ").capitalize()
+
+
+def _md(name: str) -> str:
+    """An attribute's label for Markdown text (escaped: the name comes from the data)."""
+    return md_escape(_label(name))
+
+
+def _names(names) -> str:
+    return ", ".join(_md(n) for n in names)
+
+
+def _chart_text(text: str) -> str:
+    """Free text for a matplotlib label: ``$`` would start mathtext (and can fail to parse)."""
+    return str(text).replace("$", r"\$")
+
+
+def _chart_label(name: str) -> str:
+    return _chart_text(_label(name))
 
 
 def _pct(x: float) -> str:
@@ -313,41 +332,70 @@ class DriverAnalysis:
     draws: np.ndarray | None = None
     r2_ci: tuple[float, float] | None = None
     attrs: dict = field(default_factory=dict)
+    boot_r2: np.ndarray | None = None  # R^2 of each bootstrap replicate (rows of ``draws``)
 
     @property
     def fix_first(self) -> list[str]:
         return self.ipa.fix_first if self.ipa is not None else []
 
     def summary(self) -> str:
+        """Plain-language Markdown: R^2, the top drivers with intervals, fix first, and the notes (attributes
+        left out, attributes indistinguishable from zero, bootstrap draws). Free text is escaped."""
         t = self.table
         top = t.index[0]
         ci = int(round(100 * self.ci))
-        r2 = f"{_pct(self.r2)}" + (f" (95% CI {_pct(self.r2_ci[0])}-{_pct(self.r2_ci[1])})"
+        r2 = f"{_pct(self.r2)}" + (f" ({ci}% CI {_pct(self.r2_ci[0])}-{_pct(self.r2_ci[1])})"
                                    if self.r2_ci else "")
-        head = (f"For {self.label} ({self.n:,} responses), the {len(t)} attributes together explain {r2} of the "
-                f"variation in {_label(self.outcome)}. {_label(top)} is the strongest driver: "
+        head = (f"For {md_escape(self.label)} ({self.n:,} responses), the {len(t)} attributes together explain {r2} "
+                f"of the variation in {_md(self.outcome)}. {_md(top)} is the strongest driver: "
                 f"{_pct(t.loc[top, 'share'])} of explained variance")
         if "share_low" in t:
             head += f" ({ci}% CI {_pct(t.loc[top, 'share_low'])}-{_pct(t.loc[top, 'share_high'])})"
         head += "."
         if len(t) > 1:
             nxt = t.index[1:3]
-            head += " Next come " + " and ".join(f"{_label(d)} ({_pct(t.loc[d, 'share'])})" for d in nxt) + "."
+            head += " Next come " + " and ".join(f"{_md(d)} ({_pct(t.loc[d, 'share'])})" for d in nxt) + "."
             if "share_low" in t and t.loc[top, "share_low"] <= t.loc[t.index[1], "share_high"]:
-                head += (f" The intervals of {_label(top)} and {_label(t.index[1])} overlap, so their order is "
+                head += (f" The intervals of {_md(top)} and {_md(t.index[1])} overlap, so their order is "
                          "not certain.")
         ff = self.fix_first
         if ff:
-            head += (" Fix first: " + ", ".join(_label(d) for d in ff)
+            head += (" Fix first: " + ", ".join(_md(d) for d in ff)
                      + " - more important than average but rated below the other attributes.")
         neg = [d for d in t.index if t.loc[d, "sign"] < 0]
         if neg:
-            head += (" Note: higher ratings of " + ", ".join(_label(d) for d in neg)
+            head += (" Note: higher ratings of " + ", ".join(_md(d) for d in neg)
                      + " go with lower overall scores once the other attributes are held fixed "
                        "(usually overlap between attributes, not a real harm).")
+        notes = self.notes()
+        if notes:
+            head += " " + " ".join(notes)
         if self.warnings:
-            head += " Caution: " + "; ".join(self.warnings) + "."
+            head += " Caution: " + "; ".join(md_escape(w) for w in self.warnings) + "."
         return head
+
+    def notes(self) -> list[str]:
+        """Markdown sentences: attributes left out (and why), attributes whose importance cannot be told
+        apart from zero, and how many bootstrap re-samples gave the intervals (and why, when capped)."""
+        out = []
+        if self.dropped:
+            out.append("Left out of the analysis: " + "; ".join(f"{_md(k)} ({md_escape(v)})"
+                                                                for k, v in self.dropped.items()) + ".")
+        zero = [d for d in self.attrs.get("ci_at_zero", []) if d in self.table.index]
+        if zero:
+            out.append(f"{_names(zero)} {'adds' if len(zero) == 1 else 'add'} almost nothing: the importance "
+                       "cannot be told apart from zero, so the interval is shown from 0 (a re-sampled importance "
+                       "near zero lies above the estimate; see the method notes).")
+        n_boot = self.attrs.get("n_boot", 0)
+        if n_boot:
+            text = f"Intervals from {n_boot:,} bootstrap re-samples of the responses"
+            reason = self.attrs.get("n_boot_reason", "")
+            if reason:
+                text += f" ({md_escape(reason.split(': ', 1)[-1])}; {self.attrs.get('n_boot_requested', n_boot):,} were requested)"
+            out.append(text + ".")
+        if not self.attrs.get("exact", True) and self.attrs.get("fallback"):
+            out.append(md_escape(self.attrs["fallback"]) + ".")
+        return out
 
     def report_table(self) -> pd.DataFrame:
         """The ranked table for people: attribute, share of explained variance with its interval, mean
@@ -365,21 +413,29 @@ class DriverAnalysis:
                             for s in t["sign"]]
         return out.set_index("Attribute")
 
-    def plot(self, ax=None):
-        """Horizontal bars: share of explained variance with the bootstrap interval; bar colour = direction."""
-        ax = charts.new_axis(ax)
-        t = self.table.iloc[::-1]
-        y = np.arange(len(t))
-        colours = [charts.TARGET if s < 0 else charts.ACCENT for s in t["sign"]]
-        ax.barh(y, 100 * t["share"], color=colours, alpha=0.85)
-        if "share_low" in t:
-            ax.errorbar(100 * t["share"], y, xerr=[100 * (t["share"] - t["share_low"]),
-                                                    100 * (t["share_high"] - t["share"])],
-                        fmt="none", ecolor="#24292f", capsize=3, lw=1)
-        ax.set_yticks(y, [_label(i) for i in t.index])
-        ax.set_xlabel(f"% of explained variance in {_label(self.outcome)}"
-                      + (f" ({int(round(100 * self.ci))}% CI)" if "share_low" in t else ""))
-        ax.set_title(f"Drivers of {_label(self.outcome)}: {self.label} (R² = {self.r2:.2f}, n = {self.n:,})")
+    def plot(self, ax=None, max_attributes: int = 30):
+        """Horizontal bars: share of explained variance with the bootstrap interval (a segment from its
+        lower to its upper bound, so an interval that starts at 0 is drawn as it is); bar colour = direction.
+        With more than ``max_attributes`` attributes the most important ones are drawn and the title says so."""
+        t = self.table
+        shown = t.iloc[:max_attributes] if max_attributes and len(t) > max_attributes else t
+        if ax is None:
+            ax = charts.new_axis(None, figsize=(9, max(4.5, 0.28 * len(shown) + 1.5)))
+        shown = shown.iloc[::-1]
+        y = np.arange(len(shown))
+        colours = [charts.TARGET if s < 0 else charts.ACCENT for s in shown["sign"]]
+        ax.barh(y, 100 * shown["share"], color=colours, alpha=0.85)
+        if "share_low" in shown:
+            low, high = 100 * shown["share_low"].to_numpy(), 100 * shown["share_high"].to_numpy()
+            ax.hlines(y, low, high, color="#24292f", lw=1, zorder=3)
+            for end in (low, high):
+                ax.plot(end, y, marker="|", linestyle="none", color="#24292f", markersize=7, zorder=3)
+        ax.set_yticks(y, [_chart_label(i) for i in shown.index], fontsize=9 if len(shown) <= 20 else 7)
+        ax.set_xlabel(f"% of explained variance in {_chart_label(self.outcome)}"
+                      + (f" ({int(round(100 * self.ci))}% CI)" if "share_low" in shown else ""))
+        more = f", top {len(shown)} of {len(t)}" if len(shown) < len(t) else ""
+        ax.set_title(f"Drivers of {_chart_label(self.outcome)}: {_chart_text(self.label)} "
+                     f"(R² = {self.r2:.2f}, n = {self.n:,}{more})")
         return ax
 
 
@@ -407,8 +463,14 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
         draws = draws[:, order]
         shares = draws / boot_r2[:, None]
         a = (1 - ci) / 2
-        table["share_low"] = np.quantile(shares, a, axis=0)
-        table["share_high"] = np.quantile(shares, 1 - a, axis=0)
+        low, high, zero = consistent_interval(table["share"], np.quantile(shares, a, axis=0),
+                                              np.quantile(shares, 1 - a, axis=0),
+                                              attrs["method_used"] in NONNEGATIVE_METHODS)
+        # one rule for both columns: an importance that cannot be told apart from 0 starts at 0 in both
+        at_zero = [d for d, z in zip(table.index, zero) if z or d in attrs.get("ci_at_zero", [])]
+        table["share_low"], table["share_high"] = low, high
+        table.loc[at_zero, ["share_low", "ci_low"]] = 0.0
+        attrs["ci_at_zero"] = at_zero
     warnings = list(attrs.get("warnings", []))
     min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
     if attrs["n"] < min_n and not any("fewer than 10 per driver" in w for w in warnings):
@@ -439,7 +501,7 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
             warnings.append(f"ordinal check not available: {e}")
     return DriverAnalysis(table=table, outcome=outcome, label=label, r2=attrs["r2"], n=attrs["n"],
                           method=attrs["method_used"], ci=ci, warnings=warnings, dropped=attrs["dropped"],
-                          ipa=ipa, ordinal=oc, draws=draws, r2_ci=attrs.get("r2_ci"), attrs=attrs)
+                          ipa=ipa, ordinal=oc, draws=draws, r2_ci=attrs.get("r2_ci"), attrs=attrs, boot_r2=boot_r2)
 
 
 # ----------------------------------------------------------------------------------------------------
