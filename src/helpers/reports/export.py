@@ -41,8 +41,10 @@ def kit_css() -> str:
 
 
 def render_page(template: str, **context) -> str:
-    """Render one of the kit's page templates (autoescaped) with the inline CSS."""
-    return _jinja().get_template(template).render(css=kit_css(), **context)
+    """Render one of the kit's page templates (autoescaped) with the inline CSS, then make the whole page safe
+    on its own (:func:`helpers.reports.safe_html.sanitize_html`: no script URL, no external href/src)."""
+    from helpers.reports.safe_html import sanitize_html
+    return sanitize_html(_jinja().get_template(template).render(css=kit_css(), **context))
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,274 @@
+"""Safe text on stakeholder pages (issue 16, item 6): hostile params and data never become a live link or an
+external image. Two layers: free text is escaped where it enters Markdown (helpers.formatting.md_escape, in each
+report module), and every finished page is sanitised (helpers.reports.safe_html). The end-to-end test runs the
+real runner on hostile params and data and sweeps every page of the run."""
+from __future__ import annotations
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from helpers.reports import export
+from helpers.reports.safe_html import is_embedded_image, is_safe_href, sanitize_html
+
+LINK = "[click](javascript:alert(3))"
+IMAGE = "![x](http://host/x.png)"
+RAW = "<img src=http://host/y.png onerror=alert(4)><a href='javascript:alert(5)'>raw</a>"
+URL_ATTRIBUTES = {"href", "src", "srcset", "action", "formaction", "poster", "background", "xlink:href", "data",
+                  "srcdoc", "ping", "cite", "longdesc"}
+SCRIPT_SCHEME = re.compile(r"(?:java|vb|live)script:|data:text/html")
+
+
+def payload(tag: str) -> str:
+    return f"{tag} {LINK} {IMAGE} {RAW}"
+
+
+class PageSweep(HTMLParser):
+    """Every attribute problem of a page, and its visible text (outside style/script)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.problems: list[tuple[str, str, str]] = []
+        self.text: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._hidden += 1
+        for name, value in attrs:
+            value = value or ""
+            browser_view = re.sub(r"[\x00-\x20\x7f]", "", value).lower()
+            if SCRIPT_SCHEME.search(browser_view):
+                self.problems.append(("script scheme", f"<{tag} {name}>", value[:100]))
+            if name.startswith("on"):
+                self.problems.append(("event handler", f"<{tag} {name}>", value[:100]))
+            if name in URL_ATTRIBUTES and not (
+                    browser_view.startswith("#")
+                    or (tag == "img" and name == "src" and browser_view.startswith("data:image/"))
+                    or (tag == "a" and name == "href" and not re.match(r"^([^/?#]*:|/|\\)", browser_view)
+                        and ".." not in browser_view)):
+                self.problems.append(("external or unsafe URL", f"<{tag} {name}>", value[:100]))
+        if tag == "img" and not (dict(attrs).get("src") or "").startswith("data:image/"):
+            self.problems.append(("img without an embedded image", "<img>", str(dict(attrs))[:100]))
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._hidden -= 1
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.text.append(data)
+
+
+def sweep(page: str) -> PageSweep:
+    parser = PageSweep()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def visible_text(parser: PageSweep) -> str:
+    return " ".join(" ".join(parser.text).split())
+
+
+# ------------------------------------------------------------------------------------- the sanitiser alone
+HOSTILE_HTML = [
+    '<a href="javascript:alert(1)">x</a>',
+    '<a href="JaVaScRiPt:alert(1)">x</a>',
+    '<a href="java&#x09;script:alert(1)">x</a>',
+    '<a href="&#106;avascript:alert(1)">x</a>',
+    '<a href=" \x01javascript:alert(1)">x</a>',
+    '<a href="vbscript:msgbox(1)">x</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD4=">x</a>',
+    '<a href="http://host/">x</a>',
+    '<a href="//host/x">x</a>',
+    '<a href="\\\\host\\x">x</a>',
+    '<a href="/etc/passwd">x</a>',
+    '<a href="../other-run/x.html">x</a>',
+    '<a href="%2e%2e/x.html">x</a>',
+    '<a href="a/%5c%5chost">x</a>',
+    '<a/href="javascript:alert(1)">x</a>',
+    '<a href=javascript:alert(1)>x</a>',
+    '<img src="http://host/x.png">',
+    '<img src="x.png">',
+    '<img src="data:text/html,<script>alert(1)</script>">',
+    '<img src="data:image/png;base64,AAAA" onerror="alert(1)">',
+    '<img srcset="http://host/x.png 2x" src="data:image/png;base64,AAAA">',
+    '<video poster="http://host/p.png"></video>',
+    '<iframe srcdoc="<script>alert(1)</script>" src="http://host/"></iframe>',
+    '<form action="javascript:alert(1)"><button formaction="http://host/">b</button></form>',
+    '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a><image href="http://host/x.png"/></svg>',
+    '<svg><animate attributeName="href" to="javascript:alert(1)"/></svg>',
+    '<meta http-equiv="refresh" content="0;url=http://host/">',
+    '<link rel="stylesheet" href="http://host/x.css">',
+    '<base href="http://host/">',
+    '<div style="background:url(http://host/x.png)">x</div>',
+    '<div title="javascript:alert(1)" id="javascript:x">x</div>',
+    '<!-- --!><a href="javascript:alert(1)">x</a> -->',
+    '<body onload="alert(1)"><p onclick=alert(1)>x</p></body>',
+]
+
+
+@pytest.mark.parametrize("snippet", HOSTILE_HTML)
+def test_sanitiser_leaves_no_script_url_and_no_external_request(snippet):
+    cleaned = sanitize_html(snippet)
+    assert sweep(cleaned).problems == [] or all(p[0] == "img without an embedded image"
+                                                for p in sweep(cleaned).problems)
+    assert "http://host" not in cleaned.replace("blocked-url(http://host", "")  # nothing points outside
+    assert not re.search(r"(?i)\son\w+\s*=", cleaned)
+
+
+@pytest.mark.parametrize("snippet", HOSTILE_HTML)
+def test_sanitiser_also_catches_what_browsers_see_after_the_comment_trick(snippet):
+    # a browser ends a comment at --!>: whatever follows must have been sanitised too
+    cleaned = sanitize_html(snippet)
+    assert "javascript:alert" not in cleaned.split("-->", 1)[-1].replace("javascript∶", "")
+
+
+def test_sanitiser_keeps_safe_pages_byte_for_byte():
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><style>a{color:red}</style></head><body>'
+            '<nav><a href="#section-1">One</a> <a href="index.html">All reports</a> '
+            '<a href="logs/department_x.log">log</a> <a href="department_x.html#top">x</a></nav>'
+            '<h2 id="section-1">One &amp; two</h2><p>Text with javascript:alert(1) as text &lt;b&gt;</p>'
+            '<img alt="chart" src="data:image/png;base64,iVBORw0KGgo="/>'
+            '<img src="data:image/svg+xml;base64,PHN2Zz4=" alt="svg">'
+            '<table><tr><td style="padding:4px 8px">1</td></tr></table></body></html>')
+    assert sanitize_html(page) == page
+
+
+def test_defused_anchor_and_its_id_still_match():
+    page = '<a href="#t-javascript:x">t</a><h2 id="t-javascript:x">t</h2>'
+    cleaned = sanitize_html(page)
+    href = re.search(r'href="#([^"]*)"', cleaned).group(1)
+    assert re.search(r'id="([^"]*)"', cleaned).group(1) == href and "javascript:" not in cleaned
+
+
+def test_style_elements_cannot_fetch():
+    cleaned = sanitize_html("<style>@import 'http://host/x.css'; p{background:url(http://host/x.png)}</style>")
+    assert "@import" not in cleaned and not re.search(r"(?<!blocked-)url\(", cleaned)
+
+
+@pytest.mark.parametrize("value, ok", [("#a", True), ("index.html", True), ("logs/a.log", True),
+                                       ("a.html?x=1#b", True), ("http://h/", False), ("mailto:x@y", False),
+                                       ("../a", False), ("/a", False), ("\\\\h\\a", False), ("a:b", False),
+                                       ("%2E%2E/a", False), ("", False)])
+def test_safe_href_rule(value, ok):
+    assert is_safe_href(value) is ok
+
+
+def test_embedded_image_rule():
+    assert is_embedded_image("data:image/png;base64,AAAA") and is_embedded_image(" DATA:image/svg+xml,<svg/>")
+    assert not is_embedded_image("data:text/html;base64,AAAA") and not is_embedded_image("http://h/x.png")
+
+
+# ------------------------------------------------------------------------ render_report on a hostile notebook
+def test_render_report_of_a_hostile_notebook_is_safe_and_shows_the_text():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Page\n\n## Section {LINK}\n\n{IMAGE} {LINK}"),
+                nbformat.v4.new_code_cell("x", outputs=[
+                    nbformat.v4.new_output("display_data", data={"text/markdown": f"{LINK} {IMAGE} {RAW}",
+                                                                 "text/plain": "x"}),
+                    nbformat.v4.new_output("display_data", data={"text/html": f"<p>{RAW}</p>"}),
+                    nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "x"}),
+                ])]
+    page = export.render_report(nb, title=payload("Title"), department=payload("Dept"), as_of="2026-01-31",
+                                freshness="2026-01-31", run_id="r1", fingerprint="f" * 16,
+                                company=payload("Company"), notebook="x.ipynb", warnings=[payload("Warning")])
+    result = sweep(page)
+    assert [p for p in result.problems if p[0] != "img without an embedded image"] == []
+    text = visible_text(result)
+    for tag in ("Title", "Dept", "Company", "Warning"):
+        assert payload(tag) in text
+    assert 'src="data:image/png;base64,iVBORw0KGgo="' in page  # embedded charts stay
+
+
+# --------------------------------------------------------------------------- end to end: a real hostile run
+DEPARTMENT = f"Billing {LINK}"
+
+
+def hostile_data(source: Path, target: Path) -> Path:
+    """A copy of the demo data whose Billing department, one segment, one team, one person's name and every
+    comment carry the payloads (Markdown link and image, raw HTML, javascript: URLs)."""
+    target.mkdir(parents=True)
+    customers = pd.read_parquet(source / "customers.parquet")
+    customers.loc[customers["segment"] == "consumer", "segment"] = payload("Segment")
+    customers.to_parquet(target / "customers.parquet")
+    responses = pd.read_parquet(source / "responses.parquet")
+    responses.loc[responses["department"] == "Billing", "department"] = DEPARTMENT
+    has_comment = responses["comment"].notna()
+    responses.loc[has_comment, "comment"] = responses.loc[has_comment, "comment"] + " " + payload("Comment")
+    responses.to_parquet(target / "responses.parquet")
+    tickets = pd.read_parquet(source / "tickets.parquet")
+    tickets.loc[tickets["department"] == "Billing", "department"] = DEPARTMENT
+    tickets.loc[tickets["team"] == "Collections", "team"] = payload("Team")
+    tickets.to_parquet(target / "tickets.parquet")
+    org = pd.read_parquet(source / "org.parquet")
+    org.loc[org["department"] == "Billing", "department"] = DEPARTMENT
+    org.loc[org["team"] == "Collections", "team"] = payload("Team")
+    org.loc[org["person_id"] == "billing-dir", "name"] = payload("Person")
+    org.to_parquet(target / "org.parquet")
+    for extra in source.glob("*.json"):
+        shutil.copy(extra, target / extra.name)
+    return target
+
+
+def hostile_params(repo: Path, target: Path) -> Path:
+    (target / "departments").mkdir(parents=True)
+    report = yaml.safe_load((repo / "params" / "report.yaml").read_text())
+    report["company"] = payload("Company")
+    (target / "report.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
+    doc = yaml.safe_load((repo / "params" / "departments" / "billing.yaml").read_text())
+    doc["department"] = DEPARTMENT
+    for objective in doc["objectives"]:
+        objective["title"] = payload("Title")
+        objective["note"] = payload("Note")
+        if (objective.get("filters") or {}).get("team") == "Collections":
+            objective["filters"]["team"] = payload("Team")
+    doc["objectives"][0]["owner"]["name"] = payload("Owner")
+    (target / "departments" / "billing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return target
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory, small_demo):
+    from helpers.reports import runner
+    from reports_support import REPO
+
+    root = tmp_path_factory.mktemp("hostile")
+    data = hostile_data(small_demo, root / "data")
+    params = hostile_params(REPO, root / "params")
+    messages: list[str] = []
+    opts = runner.RunOptions(params=params, data=str(data), out=root / "reports", only=["billing"], workers=2,
+                             progress=False)
+    result = runner.run_reports(opts, echo=messages.append)
+    return result, messages
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("reports_e2e")
+def test_hostile_run_pages_have_no_live_link_and_show_the_text(hostile_run):
+    result, messages = hostile_run
+    assert result.exit_code == 0, "\n".join(messages)
+    pages = sorted(result.run_dir.glob("*.html"))
+    assert {p.stem for p in pages} >= {"index", "department_billing", "satisfaction_drivers", "retention_forecast"}
+    texts = {}
+    for page in pages:
+        found = sweep(page.read_text(encoding="utf-8"))
+        assert found.problems == [], (page.name, found.problems[:5])
+        texts[page.stem] = visible_text(found)
+    # the payloads are shown as the characters they are, not dropped and not rendered
+    department_page = texts["department_billing"]
+    for tag in ("Title", "Note", "Team", "Company"):
+        assert payload(tag) in department_page, tag
+    assert DEPARTMENT in department_page and (payload("Owner") in department_page
+                                              or payload("Person") in department_page)
+    assert payload("Segment") in texts["retention_forecast"]
+    assert DEPARTMENT in texts["satisfaction_drivers"] and payload("Company") in texts["index"]
