@@ -14,6 +14,7 @@ from helpers.errors import ObjectiveError, ParamsError
 from helpers.reports import (ReportRunError, atomic_write_text, ensure_inside, safe_slug, unique_slugs,
                              write_report_summary)
 from helpers.reports import export, runner
+from helpers.reports.__main__ import main as cli_main
 from reports_support import FIXTURE_NOTEBOOKS, write_params
 
 
@@ -149,6 +150,26 @@ def test_one_bad_department_file_is_named_before_anything_runs(tmp_path):
     assert not (tmp_path / "reports").exists()  # no run folder, not even a temporary one
 
 
+@pytest.mark.parametrize("second", ["marketing.yml", "Marketing.yaml"])
+def test_two_files_for_one_department_are_a_params_error_naming_both(tmp_path, second):
+    """Regression (issue 16 item 8): marketing.yaml next to marketing.yml gave two jobs writing the same files
+    and the index listed Marketing more than once."""
+    params = write_params(tmp_path, {"marketing": "Marketing", "sales": "Sales"})
+    (params / "departments" / second).write_text((params / "departments" / "marketing.yaml").read_text())
+    with pytest.raises(ParamsError, match=rf"marketing\.yaml and {re.escape(second)}|{re.escape(second)} and "
+                                          rf"marketing\.yaml"):
+        _plan(tmp_path, params)
+    code = cli_main(["run", "--params", str(params), "--out", str(tmp_path / "o"),
+                     "--notebooks", str(FIXTURE_NOTEBOOKS), "--data", str(tmp_path / "unused")])
+    assert code == 2 and not (tmp_path / "o").exists()
+
+
+def test_two_files_declaring_the_same_department_name(tmp_path):
+    params = write_params(tmp_path, {"marketing": "Marketing", "mkt": "Marketing"})
+    with pytest.raises(ParamsError, match=r"marketing\.yaml and mkt\.yaml both declare department 'Marketing'"):
+        _plan(tmp_path, params)
+
+
 def test_malformed_yaml_is_a_params_error(tmp_path):
     params = write_params(tmp_path, {"sales": "Sales"})
     (params / "departments" / "sales.yaml").write_text("department: Sales\nobjectives: [\n")
@@ -206,9 +227,11 @@ def test_missing_kernel_is_reported(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- latest / keep
 
-def _fake_run(out: Path, run_id: str) -> None:
+def _fake_run(out: Path, run_id: str, started_at: str | None = None) -> None:
     (out / run_id).mkdir(parents=True)
+    started_at = started_at or run_id.replace("T000000Z", "T00:00:00+00:00")
     (out / run_id / "manifest.json").write_text(json.dumps({"run_id": run_id, "as_of": "2026-10-31",
+                                                            "started_at": started_at, "finished_at": started_at,
                                                             "reports": []}))
 
 
@@ -218,16 +241,67 @@ def test_switch_latest_and_keep(tmp_path):
         _fake_run(out, rid)
         assert runner.switch_latest(out, rid) == "symlink"
     assert os.readlink(out / "latest") == "2026-03-01T000000Z"
-    (out / ".tmp-2026-04-01T000000Z").mkdir()  # a run in progress
-    crashed = out / ".tmp-2025-12-01T000000Z"
-    crashed.mkdir()
-    os.utime(crashed, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    (out / ".tmp-2026-04-01T000000Z").mkdir()  # a run in progress: --keep never touches .tmp folders
     removed = runner.prune_runs(out, 2, protect="2026-03-01T000000Z")
-    assert removed == [".tmp-2025-12-01T000000Z", "2026-01-01T000000Z"]
+    assert removed == ["2026-01-01T000000Z"]
     assert sorted(p.name for p in out.iterdir()) == [".tmp-2026-04-01T000000Z", "2026-02-01T000000Z",
                                                      "2026-03-01T000000Z", "latest"]
-    with pytest.raises(ReportRunError, match="keep at least"):
+    with pytest.raises(ParamsError, match="keep at least"):
         runner.prune_runs(out, 0, protect="x")
+
+
+def test_keep_orders_runs_by_when_they_ran_not_by_name(tmp_path):
+    """Regression (issue 16 item 10): with custom --run-ids, --keep 1 kept the run whose name sorts last."""
+    out = tmp_path / "reports"
+    _fake_run(out, "zz-first", started_at="2026-11-01T06:00:00+00:00")
+    _fake_run(out, "aa-second", started_at="2026-11-08T06:00:00+00:00")
+    assert [r["run_id"] for r in runner.list_runs(out)] == ["aa-second", "zz-first"]
+    assert runner.prune_runs(out, 1, protect="aa-second") == ["zz-first"]
+    assert (out / "aa-second").is_dir() and not (out / "zz-first").exists()
+    assert runner.previous_timings(out) == {}  # reads the newest run (no reports) without error
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("keep", 0, "--keep"), ("keep", -1, "--keep"), ("workers", 0, "--workers"), ("timeout", 0, "--timeout"),
+    ("if_locked", "sometimes", "--if-locked"), ("as_of", "31/10/2026", "--as-of"),
+    ("run_id", "../x", "--run-id"),
+])
+def test_options_are_validated_before_anything_runs(tmp_path, option, value, message):
+    """Regression (item 10): --keep -1 was only rejected after the run had been published."""
+    params = write_params(tmp_path, {"sales": "Sales"})
+
+    def data_preparer(*a):
+        raise AssertionError("nothing may run with invalid options")
+
+    opts = _opts(tmp_path, params, **{option: value})
+    with pytest.raises(ParamsError if option != "run_id" else ReportRunError, match=re.escape(message)):
+        runner.run_reports(opts, data_preparer=data_preparer, echo=lambda m: None)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_remove_stale_runs_only_touches_leftovers(tmp_path):
+    out = tmp_path / "reports"
+    _fake_run(out, "2026-01-01T000000Z")
+    (out / ".tmp-2026-02-01T000000Z" / "logs").mkdir(parents=True)
+    os.symlink("2026-01-01T000000Z", out / ".latest.123.tmp")
+    os.symlink("2026-01-01T000000Z", out / "latest")
+    assert sorted(runner.remove_stale_runs(out)) == [".latest.123.tmp", ".tmp-2026-02-01T000000Z"]
+    assert sorted(p.name for p in out.iterdir()) == ["2026-01-01T000000Z", "latest"]
+
+
+def test_unique_run_id_within_one_second(tmp_path):
+    """Regression (item 7): two runs started in the same second crashed with FileExistsError."""
+    import datetime as dt
+    out = tmp_path / "reports"
+    now = dt.datetime(2026, 11, 30, 6, 0, 0, tzinfo=dt.UTC)
+    first = runner.unique_run_id(out, None, now)
+    assert first == "2026-11-30T060000Z"
+    (out / first).mkdir(parents=True)
+    assert runner.unique_run_id(out, None, now) == "2026-11-30T060000Z-2"
+    (out / ".tmp-2026-11-30T060000Z-2").mkdir()
+    assert runner.unique_run_id(out, None, now) == "2026-11-30T060000Z-3"
+    with pytest.raises(ReportRunError, match="already exists"):
+        runner.unique_run_id(out, first, now)
 
 
 # ---------------------------------------------------------------------------------------------- HTML export

@@ -19,7 +19,9 @@ from reports_support import FIXTURE_NOTEBOOKS, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reports_e2e")]
 
-DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Broken Dept", "crash": "Crash Dept"}
+# every department exists in the demo data (by its display name; a department without rows gets a failure page
+# without running its notebook, see test_runner_faults); the fixture notebook fails for the slugs broken/crash
+DEPARTMENTS = {"sales": "Sales", "delivery": "Delivery", "broken": "Billing", "crash": "Marketing"}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,16 @@ def test_failure_is_isolated_and_reported(run):
     assert all(r["status"] == "ok" for n, r in names.items() if n not in result.failures)
     # a kernel that dies is isolated too, with its own error page
     crash = (result.run_dir / "department_crash.html").read_text()
-    assert "Report failed" in crash and "DeadKernelError" in crash
+    # diagnosed from the executed notebook (issue 16 item 9): the cell it died in, counted as in the original
+    assert "Report failed" in crash and "Kernel died" in crash and "kernel died in cell 4 of 9" in crash
+    assert "before the first cell ran" not in crash
+    assert names["department_crash"]["error"]["where"] == "kernel died in cell 4 of 9"
     summary = "\n".join(run["messages"])
     assert "FAILED department_broken: RuntimeError: deliberately broken department" in summary
     run_dir = result.run_dir
     page = (run_dir / "department_broken.html").read_text()
     assert "Report failed" in page and "deliberately broken department" in page
-    assert "cell 7 of" in page  # where: the failing cell
+    assert "cell 4 of 9" in page  # where: the failing cell, counted without papermill's injected cells
     assert 'href="logs/department_broken.log"' in page
     executed = nbformat.read(str(run_dir / "notebooks" / "department_broken.ipynb"), 4)
     assert any(o.get("output_type") == "error" for c in executed.cells if c.cell_type == "code"

@@ -16,11 +16,19 @@ Stages (``run_reports``):
 4. **Publish**: ``index.html`` and ``manifest.json``; the temporary folder ``reports/.tmp-<run-id>`` is renamed
    to ``reports/<run-id>`` in one step, then ``reports/latest`` is switched (``os.replace`` of a symlink);
    ``--keep N`` removes older complete runs.
+
+Faults (README "Exit codes"): options are checked before anything runs; a lock on ``out/.lock`` keeps two runs
+out of one output folder (``--if-locked wait|fail``), and the run that holds it removes ``.tmp-*`` folders left
+by a killed run at once. SIGINT/SIGTERM stop workers, kernels and the fork server, remove the temporary folder and
+exit 130/143; after SIGKILL every helper process notices its parent is gone and exits within seconds
+(:func:`helpers.reports.die_with_parent`). Disk full / read-only output gives a one-line error, removes the
+partial output and exits 3. ``latest`` is switched only after a complete run, so it always points at one.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno as _errno
 import hashlib
 import json
 import logging
@@ -28,17 +36,20 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from helpers.errors import KitError, ParamsError
-from helpers.reports import (STATUS_KEYS, ReportRunError, atomic_write_text, ensure_inside, safe_slug,
-                             unique_slugs)
+from helpers.reports import (STATUS_KEYS, ReportRunError, RunEnvironmentError, RunInterrupted, atomic_write_text,
+                             die_with_parent, ensure_inside, environment_fault, safe_slug, unique_slugs)
 
 DEPARTMENT_NOTEBOOK = "department_report.ipynb"
 COMPANY_NOTEBOOKS = ("satisfaction_drivers.ipynb", "retention_forecast.ipynb")
@@ -66,6 +77,7 @@ class RunOptions:
     company_reports: bool = True
     run_id: str | None = None
     progress: bool | None = None     # None: a progress bar when stderr is a terminal
+    if_locked: str = "fail"          # another run holds out/.lock: "fail" at once or "wait" for it
 
 
 @dataclasses.dataclass
@@ -93,6 +105,7 @@ class DataInfo:
     rows: dict[str, int]
     as_of: str = ""  # the run's as-of date: --as-of, else the last complete month of the data (data cut there)
     excluded: list[dict] = dataclasses.field(default_factory=list)  # rows/values dated after it (DateFinding)
+    departments: list[str] = dataclasses.field(default_factory=list)  # department names found in the data
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -190,12 +203,31 @@ def _company_parameters(cfg, declared: dict) -> dict:
     return {k: v for k, v in wanted.items() if k in declared and v is not None}
 
 
+def department_files(dept_dir: Path) -> list[Path]:
+    """The department params files (``*.yaml``/``*.yml``, any case), one per department: two files whose names
+    give the same department (``marketing.yaml`` and ``marketing.yml``) are a :class:`ParamsError` naming both,
+    not two reports writing the same files."""
+    files = sorted(p for p in dept_dir.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file()) \
+        if dept_dir.is_dir() else []
+    by_slug: dict[str, list[Path]] = {}
+    for f in files:
+        by_slug.setdefault(safe_slug(f.stem), []).append(f)
+    clashes = [fs for fs in by_slug.values() if len(fs) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(f.name for f in fs) for fs in clashes)
+        raise ParamsError(dept_dir, f"more than one params file for the same department: {listed}; keep one "
+                                    "file per department (a department's report is made from exactly one)")
+    return files
+
+
 def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: str,
-                 data_source: str, run_dir: Path) -> list[ReportJob]:
-    """Every report of the run with its exact papermill parameters; validates params and notebooks."""
+                 data_source: str, run_dir: Path, catalog: dict | None = None) -> list[ReportJob]:
+    """Every report of the run with its exact papermill parameters; validates params and notebooks.
+    ``catalog["departments"]`` receives ``[(slug, display name)]`` of every department params file (also
+    those --only leaves out)."""
     nb_dir = Path(opts.notebooks) if opts.notebooks else _repo_root() / "notebooks" / "reports"
     dept_dir = Path(opts.params) / "departments"
-    files = sorted(dept_dir.glob("*.yaml")) + sorted(dept_dir.glob("*.yml"))
+    files = department_files(dept_dir)
     departments = []
     errors: list[KitError] = []
     lint: list[str] = []
@@ -210,6 +242,17 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
         raise errors[0]
     if errors:  # every bad file at once, so one edit-run cycle fixes them all
         raise ParamsError(dept_dir, "invalid department params:\n  " + "\n  ".join(map(str, errors)))
+    by_name: dict[str, list[Path]] = {}
+    for f, display in departments:
+        by_name.setdefault(display.strip().lower(), []).append(f)
+    same = [(display, by_name[display.strip().lower()]) for _f, display in departments
+            if len(by_name[display.strip().lower()]) > 1]
+    if same:
+        display, fs = same[0]
+        raise ParamsError(dept_dir, f"{' and '.join(f.name for f in fs)} both declare department {display!r}; "
+                                    "keep one file per department")
+    if catalog is not None:
+        catalog["departments"] = [(safe_slug(f.stem), display) for f, display in departments]
     if opts.only:
         wanted = {w.lower() for w in opts.only} | {safe_slug(w) for w in opts.only}
         chosen = [(f, n) for f, n in departments if f.stem.lower() in wanted or n.lower() in wanted
@@ -296,7 +339,7 @@ def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = Non
         return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
                         first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings),
                         rows=rows, as_of=as_of or str(ds.as_of.date()),
-                        excluded=[f.to_dict() for f in ds.excluded])
+                        excluded=[f.to_dict() for f in ds.excluded], departments=list(ds.departments))
     finally:
         ds.close()
 
@@ -304,16 +347,65 @@ def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = Non
 # ------------------------------------------------------------------------------------------------- execution (worker)
 
 _WORKER: dict = {}
+_KERNEL_MANAGERS: "weakref.WeakSet" = weakref.WeakSet()  # this worker's kernels, killed when it is stopped
 
 
 def _kernel_manager_class(socket_path: str | None):
-    """The warm-kernel manager class for ``socket_path`` (cached per worker); None = papermill's default."""
-    if not socket_path:
-        return None
-    if _WORKER.get("socket") != socket_path:
-        from helpers.reports.warm_kernels import fork_kernel_manager_class
-        _WORKER["socket"], _WORKER["km"] = socket_path, fork_kernel_manager_class(socket_path)
+    """The kernel manager class papermill uses (cached per worker): warm (forked by the server at
+    ``socket_path``) or jupyter_client's own ``AsyncKernelManager``; either way every instance is recorded so
+    that a stopped worker can kill its kernel (:func:`_worker_stop`)."""
+    key = socket_path or ""
+    if _WORKER.get("socket") != key or "km" not in _WORKER:
+        if socket_path:
+            from helpers.reports.warm_kernels import fork_kernel_manager_class
+            base = fork_kernel_manager_class(socket_path)
+        else:
+            from jupyter_client.manager import AsyncKernelManager as base
+
+        class TrackedKernelManager(base):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                _KERNEL_MANAGERS.add(self)
+
+        TrackedKernelManager.__name__ = base.__name__
+        _WORKER["socket"], _WORKER["km"] = key, TrackedKernelManager
     return _WORKER["km"]
+
+
+def _kill_kernels() -> None:
+    """SIGKILL this worker's kernel processes (each runs in its own session: kill the whole group)."""
+    for km in list(_KERNEL_MANAGERS):
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if not pid:
+            continue
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _worker_stop(signum, _frame) -> None:
+    """SIGTERM in a worker (from the runner, or from the kernel when the runner died): kill its kernel, exit."""
+    _kill_kernels()
+    os._exit(128 + signum)
+
+
+def _worker_init(runner_pid: int) -> None:
+    """Runs first in every pool worker: Ctrl-C is the runner's to handle; SIGTERM kills the worker's kernel and
+    ends it; the worker ends with the runner (even after SIGKILL); it holds no copy of the fork server's
+    stdin pipe, so the server sees EOF as soon as the runner is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+    warm = sys.modules.get("helpers.reports.warm_kernels")
+    if warm is not None:
+        for server in list(warm.RUNNING):
+            server.close_inherited_pipes()
+        warm.RUNNING.clear()
+    die_with_parent(signal.SIGTERM, parent=runner_pid)
 
 
 def _noop(_index: int = 0) -> int:
@@ -362,10 +454,12 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                                     cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
             except pm.PapermillExecutionError as exc:
                 result.update(status="failed", error={"name": exc.ename, "message": exc.evalue,
-                                                      "cell_index": exc.cell_index})
+                                                      "cell_index": exc.cell_index, "kind": "error"})
             except Exception as exc:  # noqa: BLE001 - kernel died, timeout, bad notebook: isolate it
+                if environment_fault(exc):
+                    raise
                 result.update(status="failed", error={"name": type(exc).__name__, "message": str(exc)[:2000],
-                                                      "cell_index": None})
+                                                      "cell_index": None, "kind": _failure_kind(exc)})
                 stream_log.write(traceback.format_exc())
         summary = _read_summary(run_dir_p / job.summary)
         page_ctx = dict(title=summary.get("title") or job.title, department=job.department,
@@ -377,12 +471,12 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                                         warnings=summary.get("warnings", []), **page_ctx)
         else:
             details = {}
+            err = result["error"]
             if out_nb.exists():
                 try:
-                    details = export.failure_details(export.read_notebook(out_nb))
+                    details = export.failure_details(export.read_notebook(out_nb), err, context.get("timeout"))
                 except Exception:  # noqa: BLE001
                     details = {}
-            err = result["error"]
             html = export.render_error(
                 executed_notebook=job.executed_notebook, log=job.log, log_tail=_tail(log_path),
                 error_name=details.get("error_name", err["name"]),
@@ -391,11 +485,19 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                 failing_source=details.get("failing_source", ""), traceback=details.get("traceback", ""),
                 **page_ctx)
             if details.get("where"):
-                result["error"]["where"] = details["where"]
+                result["error"].update(where=details["where"], name=details["error_name"],
+                                       message=details["error_message"])
         atomic_write_text(html_path, html)
         result["summary"] = summary
         result["title"] = page_ctx["title"]
     except Exception as exc:  # noqa: BLE001 - the export itself failed: still isolate
+        fault = environment_fault(exc)
+        if fault:  # disk full / read-only: not this report's fault; the runner stops the run (exit 3)
+            result.update(status="environment", error={
+                "name": type(exc).__name__, "message": str(exc)[:2000], "errno": fault[0],
+                "filename": str(getattr(exc, "filename", "") or ""), "where": "writing the report's files"})
+            result["seconds"] = round(time.perf_counter() - t0, 3)
+            return result
         result.update(status="failed", error={"name": type(exc).__name__, "message": str(exc)[:2000],
                                               "where": "HTML export"})
         with open(log_path, "a", encoding="utf-8") as fh:
@@ -419,6 +521,17 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
             os.close(fd)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """How papermill stopped: "dead kernel" (nbclient's DeadKernelError), "timeout" (CellTimeoutError) or
+    "other" (the kernel did not start, a bad notebook...)."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "DeadKernelError" in names:
+        return "dead kernel"
+    if "CellTimeoutError" in names:
+        return "timeout"
+    return "other"
 
 
 def _read_summary(path: Path) -> dict:
@@ -494,8 +607,10 @@ def list_runs(out: Path) -> list[dict]:
             except ValueError:
                 continue
             runs.append({"run_id": d.name, "as_of": man.get("as_of", ""), "path": d,
+                         "started_at": str(man.get("started_at", "")), "finished_at": str(man.get("finished_at", "")),
                          "failed": sum(1 for r in man.get("reports", []) if r.get("status") != "ok")})
-    runs.sort(key=lambda r: r["run_id"], reverse=True)
+    # by when they ran (the manifest's UTC timestamps), not by name: --run-id names need not sort by time
+    runs.sort(key=lambda r: (r["started_at"], r["finished_at"], r["run_id"]), reverse=True)
     return runs
 
 
@@ -522,18 +637,13 @@ def switch_latest(out: Path, run_id: str) -> str:
 
 
 def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
-    """Delete complete runs older than the newest ``keep`` (never ``protect``) and ``.tmp-*`` folders of crashed
-    runs older than a day (a run in progress is never that old)."""
+    """Delete complete runs older than the newest ``keep`` (by start time, :func:`list_runs`; never ``protect``).
+    ``.tmp-*`` folders of killed runs are removed at the start of the next run (:func:`remove_stale_runs`)."""
     if keep is None:
         return []
     if keep < 1:
-        raise ReportRunError(f"--keep {keep}: keep at least the newest run (N >= 1)")
+        raise ParamsError("--keep", f"{keep}: keep at least the newest run (N >= 1)")
     removed = []
-    day = 24 * 3600
-    for leftover in out.glob(".tmp-*"):  # crashed runs (a running one is younger than a day)
-        if leftover.is_dir() and time.time() - leftover.stat().st_mtime > day:
-            shutil.rmtree(ensure_inside(leftover, out))
-            removed.append(leftover.name)
     for run in list_runs(out)[keep:]:
         if run["run_id"] == protect:
             continue
@@ -563,7 +673,7 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
                        run_date=manifest["started_at"][:16].replace("T", " ") + " UTC",
                        reports=rows, failures=failures, n_ok=len(rows) - len(failures),
                        fingerprint=manifest["data"]["fingerprint"][:16], previous=previous,
-                       warnings=manifest["data"].get("warnings", [])[:20])
+                       warnings=(list(manifest.get("warnings", [])) + list(manifest["data"].get("warnings", [])))[:20])
     atomic_write_text(run_dir / "index.html", html)
 
 
@@ -578,25 +688,312 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        from helpers.reports import EXIT_OK, EXIT_REPORT_FAILED
+        return EXIT_REPORT_FAILED if self.failures else EXIT_OK
 
 
-def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = prepare_data,
-                echo: Callable[[str], None] | None = None) -> RunResult:
-    """The whole run (see the module docstring). Raises ``KitError`` subclasses for bad params/data."""
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    started = _dt.datetime.now(_dt.UTC)
-    t0 = time.perf_counter()
-    out = Path(opts.out).resolve()
-    run_id = opts.run_id or new_run_id(started)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}", run_id):
-        raise ReportRunError(f"--run-id {run_id!r}: use letters, digits, '-' and '_' only")
-    config_path, cfg = load_report_settings(Path(opts.params))
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}"
+
+
+def validate_options(opts: RunOptions) -> None:
+    """Check every option before anything runs (:class:`ParamsError`/:class:`ReportRunError`, exit code 2)."""
+    if opts.run_id is not None and not re.fullmatch(RUN_ID_PATTERN, opts.run_id):
+        raise ReportRunError(f"--run-id {opts.run_id!r}: use letters, digits, '-' and '_' only (at most 80)")
+    if opts.keep is not None and (isinstance(opts.keep, bool) or int(opts.keep) < 1):
+        raise ParamsError("--keep", f"{opts.keep}: keep at least the newest run (N >= 1)")
+    if opts.workers is not None and int(opts.workers) < 1:
+        raise ParamsError("--workers", f"{opts.workers}: at least 1 worker process")
+    if opts.timeout is not None and opts.timeout <= 0:
+        raise ParamsError("--timeout", f"{opts.timeout}: seconds per cell must be > 0")
+    if opts.if_locked not in ("wait", "fail"):
+        raise ParamsError("--if-locked", f"{opts.if_locked!r}: expected 'wait' or 'fail'")
     if opts.as_of:
         try:
             _dt.date.fromisoformat(opts.as_of)
         except ValueError:
             raise ParamsError("--as-of", f"{opts.as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+class OutputLock:
+    """An exclusive ``fcntl.flock`` on ``out/.lock`` held for the whole run (released by the OS if the process
+    dies, even by SIGKILL). The file says who holds it (pid, run id) for the message of the run that waits."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out / ".lock"
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            return f"pid {info.get('pid', '?')}, run {info.get('run_id', '?')}, started {info.get('started_at', '?')}"
+        except (OSError, ValueError):
+            return "pid unknown"
+
+    def acquire(self, if_locked: str, echo: Callable[[str], None]) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock (documented)
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if if_locked != "wait":
+                    raise RunEnvironmentError(
+                        f"{self.out}: another report run is writing there ({self.holder()}); wait for it to "
+                        "finish, or pass --if-locked wait to queue behind it") from None
+                echo(f"waiting for the other run in {self.out} to finish ({self.holder()}) ...")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def record(self, run_id: str, started: str) -> None:
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps({"pid": os.getpid(), "run_id": run_id, "started_at": started}).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def remove_stale_runs(out: Path) -> list[str]:
+    """Remove what a killed run left in ``out`` (``.tmp-<run>`` folders, ``.latest.*.tmp`` links). Only called
+    while holding ``out/.lock``: then no other run can be writing there."""
+    removed = []
+    if not out.is_dir():
+        return removed
+    for leftover in out.iterdir():
+        if leftover.name.startswith(".tmp-") and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(ensure_inside(leftover, out))
+            removed.append(leftover.name)
+        elif leftover.name.startswith(".latest.") and leftover.name.endswith(".tmp"):
+            leftover.unlink()
+            removed.append(leftover.name)
+    return removed
+
+
+def unique_run_id(out: Path, wanted: str | None, started: _dt.datetime) -> str:
+    """``wanted`` (``--run-id``: must be new, runs are immutable) or the UTC start time; a second run started in
+    the same second gets ``-2``, ``-3``... (only called while holding the lock, so the choice is final)."""
+    if wanted:
+        if (out / wanted).exists():
+            raise ReportRunError(f"{out / wanted} already exists: runs are immutable; choose another --run-id")
+        return wanted
+    base = new_run_id(started)
+    run_id, k = base, 2
+    while (out / run_id).exists() or (out / f".tmp-{run_id}").exists():
+        run_id, k = f"{base}-{k}", k + 1
+    return run_id
+
+
+class _SignalGuard:
+    """While a run executes, SIGINT and SIGTERM raise :class:`RunInterrupted` (once) in the main thread, so the
+    runner can stop its workers, kernels and fork server and remove its temporary folder. ``disarm()`` before
+    steps that must not be cut in half (cleanup, the final rename)."""
+
+    def __init__(self):
+        self.saved: dict = {}
+        self.armed = False
+        self.received: int | None = None
+
+    def _handle(self, signum, _frame):
+        if self.received is None:
+            self.received = signum
+        if self.armed:
+            self.armed = False
+            raise RunInterrupted(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        self.armed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.armed = False
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class _RunState:
+    """What a run has started so far, for the clean-up after a fault or a signal."""
+    started: _dt.datetime
+    t0: float
+    out: Path
+    run_id: str = ""
+    guard: _SignalGuard | None = None
+    server: object = None
+    pool: object = None
+    tmp_dir: Path | None = None
+    published: Path | None = None   # out/<run_id> after the rename, until latest points at it
+    bar: object = None
+    lock: OutputLock | None = None
+
+
+def _stop_workers(pool, grace: float = 5.0) -> None:
+    """SIGTERM every pool worker (each kills its kernel, :func:`_worker_stop`), SIGKILL what is left."""
+    procs = [p for p in list((getattr(pool, "_processes", None) or {}).values()) if p is not None]
+    for p in procs:
+        try:
+            if p.is_alive():
+                p.terminate()
+        except (OSError, ValueError, AssertionError):
+            pass
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        except (OSError, ValueError, AssertionError):
+            pass
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _rmtree(path: Path, attempts: int = 5) -> None:
+    """Remove ``path``; retries briefly in case a dying kernel still writes into it."""
+    for i in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.2 * (i + 1))
+
+
+def _clean_up(state: _RunState) -> None:
+    """Stop workers, kernels and the fork server; remove the unfinished run folder."""
+    if state.bar is not None:
+        try:
+            state.bar.close()
+        except Exception:  # noqa: BLE001
+            pass
+    if state.pool is not None:
+        _stop_workers(state.pool)
+        state.pool = None
+    if state.server is not None:
+        state.server.stop(timeout=5.0)
+        state.server = None
+    for folder in (state.tmp_dir, state.published):
+        if folder is not None and folder.exists():
+            _rmtree(folder)
+
+
+def _latest_target(out: Path) -> str:
+    try:
+        return os.readlink(out / "latest")
+    except OSError:
+        try:
+            return (out / "LATEST").read_text(encoding="utf-8").strip() or "nothing"
+        except OSError:
+            return "nothing"
+
+
+def _environment_message(exc: BaseException, fault: tuple[int, str], state: _RunState) -> str:
+    code, reason = fault
+    name = _errno.errorcode.get(code, str(code))
+    where = ""
+    inner: BaseException | None = exc
+    while inner is not None and not where:
+        where = str(getattr(inner, "filename", "") or "")
+        inner = inner.__cause__ or inner.__context__
+    fix = ("free space (or choose another --out) and run again" if code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1))
+           else "make it writable or choose another --out")
+    at = f" at {where}" if where else ""
+    unfinished = f"; the unfinished run {state.run_id} was removed" if state.run_id else ""
+    return (f"{reason} ({name}){at}: the output folder {state.out} cannot take the reports; {fix}{unfinished}; "
+            f"{state.out / 'latest'} still points at {_latest_target(state.out)}")
+
+
+def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = prepare_data,
+                echo: Callable[[str], None] | None = None) -> RunResult:
+    """The whole run (see the module docstring).
+
+    Raises ``KitError`` subclasses for bad options/params/data (exit code 2), :class:`RunEnvironmentError` for
+    disk full / read-only output / a locked output folder (exit 3) and :class:`RunInterrupted` for SIGINT/SIGTERM
+    (exit 130/143); in the last two cases nothing of the run is left behind and ``latest`` is unchanged.
+    """
+    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    validate_options(opts)
+    state = _RunState(started=_dt.datetime.now(_dt.UTC), t0=time.perf_counter(), out=Path(opts.out).resolve())
+    if opts.dry_run:  # writes nothing: no lock
+        state.run_id = opts.run_id or new_run_id(state.started)
+        return _run(opts, state, data_preparer, echo)
+    state.run_id = opts.run_id or new_run_id(state.started)  # provisional until the lock is held
+    with _SignalGuard() as guard:
+        state.guard = guard
+        try:
+            return _run(opts, state, data_preparer, echo)
+        except BaseException as exc:
+            guard.disarm()
+            _clean_up(state)
+            if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
+                interrupted = exc if isinstance(exc, RunInterrupted) else RunInterrupted(signal.SIGINT)
+                interrupted.detail = (
+                    f"interrupted ({signal.Signals(interrupted.signum).name}): run {state.run_id or '-'} stopped, its "
+                    f"workers, kernels and unfinished folder removed; {state.out / 'latest'} still points at "
+                    f"{_latest_target(state.out)}")
+                if interrupted is exc:
+                    raise
+                raise interrupted from None
+            fault = environment_fault(exc) if isinstance(exc, Exception) else None
+            if fault is not None:
+                raise RunEnvironmentError(_environment_message(exc, fault, state)) from exc
+            raise
+        finally:
+            if state.lock is not None:
+                state.lock.release()
+
+
+def _lock_output(opts: RunOptions, state: _RunState, jobs: list[ReportJob], echo: Callable[[str], None]) -> str:
+    """Take ``out/.lock`` (or wait for it / fail, ``--if-locked``), choose the final run id, remove what a
+    killed run left behind. Jobs planned under a provisional run id are moved to the final one."""
+    state.lock = OutputLock(state.out)
+    state.lock.acquire(opts.if_locked, echo)
+    provisional = state.run_id
+    state.run_id = unique_run_id(state.out, opts.run_id, state.started)
+    state.lock.record(state.run_id, state.started.isoformat(timespec="seconds"))
+    stale = remove_stale_runs(state.out)
+    if stale:
+        echo(f"removed what an interrupted run left in {state.out}: {', '.join(stale)}")
+    if state.run_id != provisional:
+        old, new = str(state.out / f".tmp-{provisional}"), str(state.out / f".tmp-{state.run_id}")
+        for job in jobs:
+            for key, value in job.parameters.items():
+                if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+                    job.parameters[key] = new + value[len(old):]
+            job.parameters["run_id"] = state.run_id
+    return state.run_id
+
+
+def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataInfo],
+         echo: Callable[[str], None]) -> RunResult:
+    """The stages of :func:`run_reports`; every process and folder it starts is recorded in ``state``."""
+    started = state.started
+    t0 = state.t0
+    out = state.out
+    run_id = state.run_id
+    config_path, cfg = load_report_settings(Path(opts.params))
     if opts.data:
         source = str(Path(opts.data).resolve())
     else:
@@ -604,24 +1001,14 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         source = str(resolve_data_source(cfg))
     # the folder the notebooks write to (renamed to out/<run_id> when complete)
     final_dir = out / run_id
-    if final_dir.exists():
+    if opts.run_id and final_dir.exists():  # an automatic run id is made unique once the lock is held
         raise ReportRunError(f"{final_dir} already exists: runs are immutable; choose another --run-id")
     tmp_dir = out / f".tmp-{run_id}"
-    # the warm-kernel server preloads the scientific stack while this process plans and loads the data
-    server = None
-    kernel_mode = "cold"
-    if opts.warm_kernels and not opts.dry_run and hasattr(os, "fork"):
-        from helpers.reports.warm_kernels import ForkServer
-        server = ForkServer().start()
-        kernel_mode = "warm (forked from a preloaded server)"
-    try:
-        # plan first (params + notebooks), with the snapshot path the notebooks will get
-        jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
-                            str(tmp_dir / "data.duckdb"), tmp_dir)
-    except BaseException:
-        if server is not None:
-            server.stop()
-        raise
+    catalog: dict = {}
+    # plan first (params + notebooks), with the snapshot path the notebooks will get: bad input stops the run
+    # before the output folder is touched
+    jobs = plan_reports(opts, cfg, config_path, opts.as_of or "", run_id,
+                        str(tmp_dir / "data.duckdb"), tmp_dir, catalog)
     echo(f"planned {len(jobs)} reports: " + ", ".join(j.name for j in jobs))
     if opts.dry_run:
         info = data_preparer(source, cfg, None, opts.as_of or None)
@@ -632,18 +1019,33 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         echo("dry run: params, notebooks, kernels and data are valid; nothing executed")
         return RunResult(run_id, None, {"dry_run": True, "reports": [dataclasses.asdict(j) for j in jobs]}, [])
 
+    # the output folder's lock (one run at a time); then the run id is final (unique, even within one second)
+    run_id = _lock_output(opts, state, jobs, echo)
+    final_dir, tmp_dir = out / run_id, out / f".tmp-{run_id}"
+    # the warm-kernel server preloads the scientific stack while this process loads the data
+    server = None
+    kernel_mode = "cold"
+    if opts.warm_kernels and hasattr(os, "fork"):
+        from helpers.reports.warm_kernels import ForkServer
+        server = state.server = ForkServer().start()
+        kernel_mode = "warm (forked from a preloaded server)"
+
     # workers and the warm-kernel server start before the data is loaded, so they overlap with it
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import papermill  # noqa: F401 - imported once here, inherited by the forked workers
     import nbconvert  # noqa: F401
     from helpers.reports import export as _export  # noqa: F401
+    state.tmp_dir = tmp_dir
     tmp_dir.mkdir(parents=True, exist_ok=False)
     for sub in ("notebooks", "logs", "summaries"):
         (tmp_dir / sub).mkdir()
     workers = max(1, min(int(opts.workers or 1), len(jobs)))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    pool = state.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
+                                            initializer=_worker_init, initargs=(os.getpid(),))
     results: dict[str, dict] = {}
+    run_warnings: list[str] = []
+    bar = None
     try:
         list(pool.map(_noop, range(workers)))  # fork all workers now (before duckdb threads exist)
         info = data_preparer(source, cfg, tmp_dir, opts.as_of or None)
@@ -651,6 +1053,13 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         for j in jobs:
             j.parameters["as_of"] = as_of
             j.parameters["data_source"] = info.snapshot or j.parameters["data_source"]
+        no_data, unreported = check_departments(jobs, catalog.get("departments", []), info.departments)
+        if unreported:
+            run_warnings.append(f"Departments in the data without a params file (no report): "
+                                f"{', '.join(unreported)}. Add params/departments/<slug>.yaml to report on them.")
+            echo(f"warning: {run_warnings[-1]}")
+        for j in no_data:  # a clear failure page, without executing the notebook
+            results[j.name] = _no_data_failure(j, tmp_dir, info.departments, cfg, as_of, run_id)
         if server is not None:
             try:
                 server.wait_ready()
@@ -658,15 +1067,16 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
                 echo(f"warning: {exc}; using cold kernels")
                 server.stop()
                 server, kernel_mode = None, "cold (warm-kernel server failed to start)"
+                state.server = None
         context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id,
                    "company": getattr(cfg, "company", ""), "freshness": f"{info.first_date} to {info.last_date}",
                    "fingerprint": info.fingerprint, "timeout": opts.timeout,
                    "fork_socket": server.socket_path if server is not None else None}
         futures = {pool.submit(execute_report, j, str(tmp_dir), context): j
-                   for j in schedule_order(jobs, previous_timings(out))}
+                   for j in schedule_order([j for j in jobs if j.name not in results], previous_timings(out))}
         try:
             from tqdm import tqdm
-            bar = tqdm(total=len(jobs), desc="reports", unit="report", disable=(
+            bar = state.bar = tqdm(total=len(jobs), initial=len(results), desc="reports", unit="report", disable=(
                 None if opts.progress is None else not opts.progress), file=sys.stderr)
         except ImportError:  # pragma: no cover
             bar = None
@@ -675,23 +1085,27 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
             try:
                 res = fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker died
+                if environment_fault(exc):
+                    raise  # e.g. the log could not be created: disk full
                 res = {"name": job.name, "status": "failed", "seconds": None,
                        "error": {"name": type(exc).__name__, "message": str(exc)}}
+            if res["status"] == "environment":  # disk full / read-only while writing this report: stop the run
+                err = res["error"]
+                raise OSError(err["errno"], err["message"], err.get("filename") or None)
             results[job.name] = res
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{job.name}: {res['status']}")
         if bar is not None:
             bar.close()
+            state.bar = None
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        if server is not None:
-            server.stop()
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+        raise  # run_reports stops the workers, kernels and fork server and removes the temporary folder
     pool.shutdown(wait=True)
+    state.pool = None
     if server is not None:
         server.stop()
+        state.server = None
 
     finished = _dt.datetime.now(_dt.UTC)
     reports = []
@@ -725,7 +1139,8 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         "run_dir_at_execution": str(tmp_dir),
         "data": {"source": info.source, "fingerprint": info.fingerprint, "snapshot": "data.duckdb",
                  "first_date": info.first_date, "last_date": info.last_date, "rows": info.rows,
-                 "warnings": info.warnings},
+                 "warnings": info.warnings, "departments": list(info.departments)},
+        "warnings": run_warnings,
         "params": {"dir": str(Path(opts.params).resolve()), "report_config": str(Path(config_path).resolve()),
                    "files_sha256": {str(p): _sha256(p) for p in param_files}},
         "options": {"workers": workers, "only": opts.only, "as_of": opts.as_of, "kernels": kernel_mode,
@@ -736,8 +1151,12 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     atomic_write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     previous = [{k: r[k] for k in ("run_id", "as_of", "failed")} for r in list_runs(out)]
     write_index(tmp_dir, manifest, getattr(cfg, "company", ""), previous)
+    if state.guard is not None:
+        state.guard.disarm()  # a signal now no longer cuts the run in half: it is published, then we exit
     os.replace(tmp_dir, final_dir)  # the run appears complete, in one step
+    state.tmp_dir, state.published = None, final_dir
     latest = switch_latest(out, run_id)
+    state.published = None  # latest points at it: complete, whatever happens next
     removed = prune_runs(out, opts.keep, protect=run_id) if opts.keep else []
     failures = [r["name"] for r in reports if r["status"] != "ok"]
     echo(f"run {run_id}: {len(reports) - len(failures)}/{len(reports)} reports in {manifest['seconds']:.1f} s "
@@ -749,7 +1168,54 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
             e = r["error"] or {}
             echo(f"FAILED {r['name']}: {e.get('name')}: {str(e.get('message', ''))[:300]} "
                  f"[{e.get('where', '')}] see {final_dir / r['html']} and {final_dir / r['log']}")
+    if state.guard is not None and state.guard.received:
+        echo(f"{signal.Signals(state.guard.received).name} arrived while the run was being published; "
+             "it was completed first")
     return RunResult(run_id, final_dir, manifest, failures)
+
+
+def check_departments(jobs: list[ReportJob], params_departments: list[tuple[str, str]],
+                      data_departments: list[str]) -> tuple[list[ReportJob], list[str]]:
+    """``(department jobs whose department has no rows in the data, data departments no params file
+    reports on)``. A department matches by slug of its file name or of its display name (``customer_service``
+    = "Customer Service"). Nothing is checked when the data lists no departments."""
+    if not data_departments:
+        return [], []
+
+    def slug(name: str) -> str:
+        try:
+            return safe_slug(str(name))
+        except ReportRunError:
+            return ""
+
+    in_data = {slug(d) for d in data_departments}
+    no_data = [j for j in jobs if j.kind == "department"
+               and not ({j.parameters.get("department", ""), slug(j.department)} & in_data)]
+    known = {s for pair in params_departments for s in (pair[0], slug(pair[1]))}
+    known |= {s for j in jobs if j.kind == "department" for s in (j.parameters.get("department", ""),
+                                                                  slug(j.department))}
+    unreported = [d for d in data_departments if slug(d) not in known]
+    return no_data, unreported
+
+
+def _no_data_failure(job: ReportJob, run_dir: Path, data_departments: list[str], cfg, as_of: str,
+                     run_id: str) -> dict:
+    """The failure page (and log) of a department that has no rows in the data; its notebook is not run."""
+    from helpers.formatting import shorten
+    from helpers.reports.export import render_error
+    shown = ", ".join(shorten(d, 40) for d in data_departments[:20])
+    more = f" and {len(data_departments) - 20} more" if len(data_departments) > 20 else ""
+    message = f"department {shorten(job.department)} has no rows in the data; departments in the data: {shown}{more}"
+    where = "the runner's data check, before execution (the notebook was not run)"
+    atomic_write_text(run_dir / job.log, f"report {job.name}: not executed\n{message}\n")
+    job.executed_notebook = ""
+    atomic_write_text(run_dir / job.html, render_error(
+        title=job.title, department=job.department, as_of=as_of, run_id=run_id,
+        company=getattr(cfg, "company", ""), notebook=os.path.relpath(job.notebook, _repo_root()),
+        executed_notebook="", log=job.log, log_tail=message, error_name="No data for this department",
+        error_message=message, where=where))
+    return {"name": job.name, "status": "failed", "seconds": 0.0, "title": job.title,
+            "error": {"name": "NoDataForDepartment", "message": message, "where": where, "kind": "no data"}}
 
 
 def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
