@@ -64,3 +64,119 @@ def test_interval_rule_on_synthetic_null_drivers():
         assert ((t["ci_low"] <= t["importance"]) & (t["importance"] <= t["ci_high"])).all(), method
         for d in t.attrs["ci_at_zero"]:
             assert t.loc[d, "ci_low"] == 0.0 and d in {f"x{i}" for i in range(3, 8)}
+
+
+# --- item 3: exact Shapley by the sweep, memory and draws bounded ------------------------------------------
+def _random_corr_stack(B, q, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(B):
+        X = rng.normal(size=(150, q + 1)) + rng.normal(size=(150, 1))
+        out.append(np.corrcoef(X.T))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("counts, budget", [([1] * 9, 10**7), ([1] * 9, 500), ([2, 1, 3, 1, 1], 10**7),
+                                            ([1, 1, 2, 1, 1, 1, 1, 1, 1, 1], 200)])
+def test_sweep_equals_the_former_solve_engine_in_any_block_layout(counts, budget):
+    """The sweep (packed, batched, split into blocks when the budget is small) gives the same subset R^2
+    and Shapley values as solving every subset's normal equations (the former engine)."""
+    from helpers.drivers import _shapley_sweep, _subset_r2_solve, shapley_from_subsets, subset_r2
+    pcols, pos = [], 0
+    for c in counts:
+        pcols.append(np.arange(pos, pos + c))
+        pos += c
+    C = _random_corr_stack(5, pos, seed=len(counts) + budget)
+    v_ref = _subset_r2_solve(C, pcols)
+    np.testing.assert_allclose(subset_r2(C, pcols, budget=budget), v_ref, rtol=1e-10, atol=1e-14)
+    phi = _shapley_sweep(C, pcols, budget=budget)
+    np.testing.assert_allclose(phi, shapley_from_subsets(v_ref), rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(phi.sum(axis=1), v_ref[:, -1], rtol=1e-12)
+
+
+def test_sweep_memory_stays_within_its_budget():
+    """Regression (issue 16 item 3): the former engine held all 2^p subset matrices of all replicates (9.3 GB
+    at p = 20 with 500 draws). The sweep's peak allocation stays near its budget whatever p and B."""
+    import tracemalloc
+
+    from helpers.drivers import _shapley_sweep
+    P, B, budget = 16, 40, 1_000_000
+    C = _random_corr_stack(B, P, seed=3)
+    pcols = [np.array([i]) for i in range(P)]
+    tracemalloc.start()
+    phi = _shapley_sweep(C, pcols, budget=budget)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2 * 8 * budget + 4 * 8 * 2 ** P, peak  # the budget plus a few per-block 2^p vectors
+    assert phi.shape == (B, P) and np.isfinite(phi).all()
+
+
+def test_bootstrap_draws_follow_the_documented_cost_bound(monkeypatch):
+    import helpers.drivers as engine
+    from helpers.drivers import MIN_BOOT, bootstrap_draws
+
+    assert bootstrap_draws(500, 6, 10_000, 6) == (500, "")
+    n, why = bootstrap_draws(500, 20, 10_000, 20)
+    assert n == engine.BOOT_SUBSET_BUDGET // 2 ** 20 and "20 attributes" in why and "1,048,576" in why
+    assert bootstrap_draws(500, 24, 10_000, 24)[0] == MIN_BOOT  # never below the floor
+    assert bootstrap_draws(100, 24, 10_000, 24) == (100, "")    # never more than asked
+    n, why = bootstrap_draws(500, 30, 1_000_000, 80, method_used="relative_weights")
+    assert n == MIN_BOOT and "1,000,000 responses" in why
+    # the analysis uses and reports the capped number
+    monkeypatch.setattr(engine, "BOOT_SUBSET_BUDGET", 2 ** 8 * 250)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 8))
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(y=X @ np.linspace(1, 0.1, 8) + rng.normal(size=400))
+    t = relative_importance(df, "y", [f"x{i}" for i in range(8)], n_boot=400, seed=1)
+    assert t.attrs["n_boot"] == 250 and t.attrs["n_boot_requested"] == 400 and t.attrs["boot_draws"].shape[0] == 250
+    assert "250 of the 400 requested" in t.attrs["n_boot_reason"]
+    res = analyze_drivers(df, "y", [f"x{i}" for i in range(8)], n_boot=400, seed=1, ordinal=False)
+    assert "Intervals from 250 bootstrap re-samples" in res.summary() and "400 were requested" in res.summary()
+
+
+# --- 1 to 60 attributes, constant, all-missing and near-zero ones render ------------------------------------
+@pytest.mark.parametrize("k_noise", [0, 1, 14, 60])
+def test_driver_analysis_renders_with_1_to_60_attributes(small_demo, k_noise):
+    responses = pd.read_parquet(small_demo / "responses.parquet")
+    part = responses[responses["department"] == "Technical Support"]
+    data, noise = _with_noise(part, k_noise, seed=k_noise)
+    data = data.assign(attr_constant=3.0, attr_empty=np.nan)
+    drivers = (["attr_speed"] if k_noise == 0 else ["attr_speed", "attr_resolution", *noise]) + ["attr_constant",
+                                                                                                 "attr_empty"]
+    res = analyze_drivers(data, "csat", drivers, n_boot=200, seed=0, ordinal=k_noise <= 14)
+    assert set(res.dropped) == {"attr_constant", "attr_empty"}
+    s = res.summary()
+    assert "Left out of the analysis: " in s and "Constant (constant \\(no variation\\))" in s
+    assert "Empty (all values missing)" in s
+    assert "bootstrap re-samples" in s
+    t = res.table
+    assert ((t["share_low"] <= t["share"]) & (t["share"] <= t["share_high"])).all()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    res.plot(ax=axes[0])
+    if res.ipa is not None:
+        res.ipa.plot(ax=axes[1])
+        assert res.ipa.summary()
+    if res.ordinal is not None:
+        res.ordinal.plot(ax=axes[2])
+    fig.canvas.draw()
+    plt.close(fig)
+    assert len(res.report_table()) == len(t)
+    if len(t) > 20:  # more than the exact limit: the fallback is stated
+        assert not res.attrs["exact"] and "relative weights" in s
+    ax = res.plot()  # its own figure, sized for the number of attributes
+    assert len(ax.get_yticklabels()) == min(30, len(t))
+    plt.close(ax.figure)
+
+
+def test_markdown_text_is_escaped():
+    rng = np.random.default_rng(4)
+    X = rng.integers(1, 6, size=(500, 3)).astype(float)
+    names = ["attr_[click](javascript:alert(1))", "attr_ok", "attr_price_$"]
+    df = pd.DataFrame(X, columns=names).assign(csat=np.clip(np.round(X.mean(axis=1) + rng.normal(0, .5, 500)), 1, 5))
+    res = analyze_drivers(df, "csat", names, n_boot=0, ordinal=False, label="*Dept* <b>")
+    s = res.summary()
+    assert "](javascript" not in s and "<b>" not in s and "\\*Dept\\*" in s
+    fig, ax = plt.subplots()
+    res.plot(ax=ax)
+    fig.canvas.draw()  # "$" in a label must not start mathtext
+    plt.close(fig)

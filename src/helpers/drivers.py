@@ -376,7 +376,10 @@ def _sweep_plan(counts: list[int], B: int, budget: int) -> tuple[int, int, int]:
 
     if peak(0) <= budget:
         return max(1, min(B, budget // peak(0))), 0, 1
-    h = next(h for h in range(P + 1) if peak(h) <= budget and 2 ** h * _tri(m[h]) <= budget // 4)
+    # the smallest split level whose blocks and whose level-h states both fit (best effort for a tiny budget)
+    h = min(range(P + 1), key=lambda h: (max(peak(h), 4 * 2 ** h * _tri(m[h])) > budget, h if
+                                         max(peak(h), 4 * 2 ** h * _tri(m[h])) <= budget else
+                                         max(peak(h), 4 * 2 ** h * _tri(m[h]))))
     g = 1
     while 2 * g <= 2 ** h and 2 * g * peak(h) <= budget:
         g *= 2

@@ -91,9 +91,9 @@ class OrdinalCheck:
     def summary(self) -> str:
         t = self.table.sort_values("ordinal_rank")
         top = t.index[0]
-        text = (f"An ordinal (proportional-odds) model of {_label(self.outcome)} on the same {len(t)} attributes "
-                f"({self._rows_text()}) ranks {_label(top)} first: each extra point on it multiplies the odds "
-                f"of a higher {_label(self.outcome)} rating by {t.loc[top, 'odds_ratio']:.2f} "
+        text = (f"An ordinal (proportional-odds) model of {_md(self.outcome)} on the same {len(t)} attributes "
+                f"({self._rows_text()}) ranks {_md(top)} first: each extra point on it multiplies the odds "
+                f"of a higher {_md(self.outcome)} rating by {t.loc[top, 'odds_ratio']:.2f} "
                 f"(95% CI {t.loc[top, 'or_low']:.2f}-{t.loc[top, 'or_high']:.2f}).")
         if "shapley_rank" in t:
             dis = self.disagreements
@@ -101,7 +101,7 @@ class OrdinalCheck:
                 text += " Its ranking agrees with the variance decomposition for every attribute."
             else:
                 text += (" The two rankings differ for " + ", ".join(
-                    f"{_label(d)} (ordinal #{t.loc[d, 'ordinal_rank']}, Shapley #{t.loc[d, 'shapley_rank']})"
+                    f"{_md(d)} (ordinal #{t.loc[d, 'ordinal_rank']}, Shapley #{t.loc[d, 'shapley_rank']})"
                     for d in dis) + f"; rank correlation {self.spearman:.2f}.")
                 if t["shapley_rank"].idxmin() == top:
                     text += " Both agree on the top driver."
@@ -132,9 +132,9 @@ class OrdinalCheck:
         ax.errorbar(t["odds_ratio"], y, xerr=[t["odds_ratio"] - t["or_low"], t["or_high"] - t["odds_ratio"]],
                     fmt="o", color=charts.ACCENT, capsize=3)
         ax.axvline(1.0, color="#6e7781", lw=1, ls="--")
-        ax.set_yticks(y, [_label(i) for i in t.index])
+        ax.set_yticks(y, [_chart_label(i) for i in t.index])
         ax.set_xlabel("odds ratio per one-point higher rating (95% CI)")
-        ax.set_title(f"Ordinal model check: {_label(self.outcome)}")
+        ax.set_title(f"Ordinal model check: {_chart_label(self.outcome)}")
         return ax
 
 
@@ -254,9 +254,9 @@ class ImportancePerformance:
         if not ff:
             keep = self.table[self.table["quadrant"] == "keep up"].sort_values("share", ascending=False)
             return ("No attribute is both more important than average and rated below average: "
-                    + (f"keep up {', '.join(_label(d) for d in keep.index)}." if len(keep) else "nothing to fix first."))
+                    + (f"keep up {', '.join(_md(d) for d in keep.index)}." if len(keep) else "nothing to fix first."))
         t = self.table
-        parts = [f"{_label(d)} ({_pct(t.loc[d, 'share'])} of explained variance, rated "
+        parts = [f"{_md(d)} ({_pct(t.loc[d, 'share'])} of explained variance, rated "
                  f"{t.loc[d, 'performance']:.2f})" for d in ff]
         return ("Fix first - important but rated below the attributes' average of "
                 f"{self.performance_cut:.2f}: " + "; ".join(parts) + ".")
@@ -270,7 +270,7 @@ class ImportancePerformance:
                 ax.scatter(s["performance"], 100 * s["share"], s=80, color=QUADRANT_COLOURS[q], label=q,
                            zorder=3)
         for d, row in t.iterrows():
-            ax.annotate(_label(d), (row["performance"], 100 * row["share"]), textcoords="offset points",
+            ax.annotate(_chart_label(d), (row["performance"], 100 * row["share"]), textcoords="offset points",
                         xytext=(6, 4), fontsize=9)
         ax.axvline(self.performance_cut, color="#6e7781", lw=1, ls="--")
         ax.axhline(100 * self.importance_cut, color="#6e7781", lw=1, ls="--")
@@ -346,7 +346,8 @@ class DriverAnalysis:
         ci = int(round(100 * self.ci))
         r2 = f"{_pct(self.r2)}" + (f" ({ci}% CI {_pct(self.r2_ci[0])}-{_pct(self.r2_ci[1])})"
                                    if self.r2_ci else "")
-        head = (f"For {md_escape(self.label)} ({self.n:,} responses), the {len(t)} attributes together explain {r2} "
+        who = f"the {len(t)} attributes together explain" if len(t) > 1 else f"{_md(top)}, the only attribute, explains"
+        head = (f"For {md_escape(self.label)} ({self.n:,} responses), {who} {r2} "
                 f"of the variation in {_md(self.outcome)}. {_md(top)} is the strongest driver: "
                 f"{_pct(t.loc[top, 'share'])} of explained variance")
         if "share_low" in t:
@@ -559,17 +560,17 @@ class SegmentDrivers:
 
     def summary(self) -> str:
         if not self.results:
-            return f"No {self.segment} had enough responses for a driver analysis."
+            return f"No {md_escape(self.segment)} had enough responses for a driver analysis."
         tops = {s: r.table.index[0] for s, r in self.results.items()}
         common = pd.Series(tops).value_counts()
-        text = (f"Top driver of {_label(self.outcome)} by {self.segment}: "
-                + "; ".join(f"{s}: {_label(d)} ({_pct(self.results[s].table.loc[d, 'share'])})"
+        text = (f"Top driver of {_md(self.outcome)} by {md_escape(self.segment)}: "
+                + "; ".join(f"{md_escape(s)}: {_md(d)} ({_pct(self.results[s].table.loc[d, 'share'])})"
                             for s, d in tops.items()) + ".")
         if len(common) == 1 and len(tops) > 1:
-            text += f" {_label(common.index[0])} leads everywhere."
+            text += f" {_md(common.index[0])} leads everywhere."
         skipped = self.sizes.index[~self.sizes["analysed"]].tolist()
         if skipped:
-            text += " Too few responses to analyse: " + ", ".join(map(str, skipped)) + "."
+            text += " Too few responses to analyse: " + ", ".join(md_escape(x) for x in skipped) + "."
         return text
 
     def plot(self, ax=None):
@@ -577,11 +578,12 @@ class SegmentDrivers:
         import seaborn as sns
         ax = charts.new_axis(ax)
         s = self.shares() * 100
-        s.columns = [_label(c) for c in s.columns]
-        sns.heatmap(s, annot=True, fmt=".0f", cmap="Blues", cbar_kws={"label": "% of explained variance"}, ax=ax)
+        s.columns = [_chart_label(c) for c in s.columns]
+        s.index = [_chart_text(i) for i in s.index]
+        sns.heatmap(s, annot=s.shape[1] <= 20, fmt=".0f", cmap="Blues", cbar_kws={"label": "% of explained variance"}, ax=ax)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.set_title(f"Drivers of {_label(self.outcome)} by {self.segment}")
+        ax.set_title(f"Drivers of {_chart_label(self.outcome)} by {_chart_text(self.segment)}")
         return ax
 
 

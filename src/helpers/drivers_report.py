@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _pct, analyze_by_segment,
+from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _md, _pct, analyze_by_segment,
                                       analyze_drivers, select_responses)
 from helpers.errors import KitError
+from helpers.formatting import md_escape
 
 SEED = 20261125  # fixed so a report run is reproducible
 
@@ -36,16 +37,26 @@ class DriversReport:
 
     @property
     def title(self) -> str:
+        """Plain text (escape it for Markdown with :func:`helpers.formatting.md_escape`)."""
         who = "all departments" if self.department.lower() == "all" else self.department
         return f"Drivers of {_label(self.outcome)}: {who}"
 
     def headline_markdown(self) -> str:
-        lines = [f"**Period:** {self.period[0]} to {self.period[1]} · **Outcome:** {_label(self.outcome)} · "
-                 f"**Attributes:** {', '.join(_label(d) for d in self.drivers)}"]
+        """Period, outcome, attributes, data source and the notes; all free text escaped for Markdown."""
+        lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
+                 f"**Outcome:** {_md(self.outcome)} · "
+                 f"**Attributes ({len(self.drivers)}):** {', '.join(_md(d) for d in self.drivers)}"]
         if self.source:
-            lines.append(f"**Data:** {self.source}")
+            lines.append(f"**Data:** {md_escape(self.source)}")
+        if self.main is not None and self.main.attrs.get("n_boot"):
+            a = self.main.attrs
+            text = f"**Intervals:** {a['n_boot']:,} bootstrap re-samples of the responses"
+            if a.get("n_boot_reason"):
+                text += f" ({a.get('n_boot_requested', a['n_boot']):,} requested; " + md_escape(
+                    a["n_boot_reason"].split(": ", 1)[-1]) + ")"
+            lines.append(text + ".")
         if self.warnings:
-            lines.append("**Please note:**\n\n" + "\n".join(f"- {w}" for w in self.warnings))
+            lines.append("**Please note:**\n\n" + "\n".join(f"- {md_escape(w)}" for w in self.warnings))
         return "\n\n".join(lines)
 
     def what_to_fix_markdown(self) -> str:
@@ -55,31 +66,31 @@ class DriversReport:
             return "*No driver analysis could be made for this selection (see the notes above).*"
         t = m.table
         top = t.index[0]
-        out = [f"- **{_label(top)} matters most** for {_label(self.outcome)}: "
+        out = [f"- **{_md(top)} matters most** for {_md(self.outcome)}: "
                f"{_pct(t.loc[top, 'share'])} of what the attributes explain"
                + (f" (95% CI {_pct(t.loc[top, 'share_low'])}-{_pct(t.loc[top, 'share_high'])})" if "share_low" in t
                   else "") + "."]
         ff = m.fix_first
         if ff:
             out.append("- **Fix first:** " + ", ".join(
-                f"{_label(d)} (rated {t.loc[d, 'performance']:.2f}, {_pct(t.loc[d, 'share'])} of importance)"
+                f"{_md(d)} (rated {t.loc[d, 'performance']:.2f}, {_pct(t.loc[d, 'share'])} of importance)"
                 for d in ff) + ". These matter more than average and are rated below the other attributes.")
         else:
             out.append("- No attribute is both important and rated below average: protect the strongest ones.")
         keep = [d for d in t.index if t.loc[d].get("quadrant") == "keep up"]
         if keep:
-            out.append("- **Keep up:** " + ", ".join(_label(d) for d in keep) + " (important and already rated well).")
+            out.append("- **Keep up:** " + ", ".join(_md(d) for d in keep) + " (important and already rated well).")
         over = [d for d in t.index if t.loc[d].get("quadrant") == "possible overkill"]
         if over:
-            out.append("- **Possible overkill:** " + ", ".join(_label(d) for d in over)
+            out.append("- **Possible overkill:** " + ", ".join(_md(d) for d in over)
                        + " (rated well but matter less; do not add effort here first).")
-        out.append(f"- Together the attributes explain {_pct(m.r2)} of the differences in {_label(self.outcome)} "
+        out.append(f"- Together the attributes explain {_pct(m.r2)} of the differences in {_md(self.outcome)} "
                    f"between {m.n:,} responses; the rest depends on things the survey does not ask about.")
         if m.ordinal is not None:
             dis = m.ordinal.disagreements
             out.append("- A second model that treats the rating as ordered categories "
                        + ("gives the same order of attributes." if not dis else
-                          "broadly agrees; it orders " + ", ".join(_label(d) for d in dis) + " differently.")
+                          "broadly agrees; it orders " + ", ".join(_md(d) for d in dis) + " differently.")
                        + (f" (Fitted on a seeded random subsample of {m.ordinal.n:,} of the "
                           f"{m.ordinal.n_available:,} complete responses.)" if m.ordinal.subsampled else ""))
         return "\n".join(out)
@@ -145,7 +156,8 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                                       min_n=max(cfg.min_responses, 10 * len(report.drivers)))
         report.warnings.extend(report.main.warnings)
         if report.main.dropped:
-            report.warnings.append("left out: " + "; ".join(f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
+            report.warnings.append("left out of the analysis: " + "; ".join(
+                f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
     except KitError as exc:
         report.warnings.append(f"{report.department}: {exc}")
     try:
