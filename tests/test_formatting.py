@@ -7,7 +7,9 @@ from helpers.formatting import md_escape, shorten
 
 HOSTILE = ["[click](javascript:alert(3))", "![x](http://host/x.png)", "<img src=x onerror=alert(1)>",
            "<javascript:alert(1)>", "a *b* _c_", "# heading", "1. item", "line\n# head", "$x^2$", "`code`",
-           "| a | b |", "C:\\path", "&amp; literal"]
+           "| a | b |", "C:\\path", "&amp; literal",
+           "it's \"quoted\" <a href='javascript:alert(5)'>raw</a>", "> quoted block", "a > b & c < d", "&#x27; &lt;",
+           "\\[not a link\\](x)", "<!-- comment -->", "<https://host/>", "www.host.com/x", "http://host/x.png"]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -16,6 +18,7 @@ def test_md_escape_renders_as_the_same_characters(text):
     rendered = markdown2html_mistune(md_escape(text))
     assert "<a " not in rendered and "<img" not in rendered and "<em>" not in rendered
     assert "<h1" not in rendered and "<ol" not in rendered and "<code>" not in rendered
+    assert "<blockquote" not in rendered and "<table" not in rendered and "<!--" not in rendered
     import html
     import re
     visible = html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()

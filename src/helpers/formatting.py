@@ -16,8 +16,9 @@ import reprlib
 __all__ = ["html_escape", "md_escape", "shorten"]
 
 # CommonMark lets a backslash escape any ASCII punctuation; these are the ones that can start or form Markdown
-# syntax (links, images, emphasis, code, headings, lists, tables, math) once HTML-special characters are entities.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
+# syntax (links, images, emphasis, code, headings, lists, tables, math); the HTML-special characters (& < > " ')
+# become entities instead (a blockquote's ">" too: "&gt;" starts no block).
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
@@ -37,7 +38,9 @@ def md_escape(text: object) -> str:
     if text is None:
         return ""
     one_line = _WHITESPACE_RUN.sub(" ", str(text)).strip()
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=True))
+    # backslashes first, entities second: an entity the escaping produces (``&#x27;`` for ``'``) stays whole,
+    # and ``<``, ``>``, ``&`` and quotes are handled by the entities alone (a ``\\`` before ``&gt;`` would show)
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line), quote=True)
 
 
 def shorten(value: object, limit: int = 80) -> str:

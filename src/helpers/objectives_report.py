@@ -15,7 +15,6 @@ the report (naming the file and field) and the remaining sections still render. 
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from helpers.errors import KitError
+from helpers.formatting import html_escape, md_escape
 from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
                                 format_value, load_objectives, period_label)
 from helpers.objectives_status import STATUSES
 
 
 def _esc(text) -> str:
-    return html.escape("" if text is None else str(text), quote=True)
+    """Free text for the Markdown this module builds: inert as Markdown and as HTML (helpers.formatting)."""
+    return md_escape(text)
 
 
 _NOT_FOR_KPIS = ("response_id", "ticket_id", "customer_id", "comment")
@@ -158,7 +159,7 @@ class DepartmentReport:
     def status_table_html(self) -> str:
         if self.evaluation is None:
             return ('<p class="objective-status-missing">No objectives to show: '
-                    + "; ".join(_esc(p) for p in self.problems) + "</p>")
+                    + "; ".join(html_escape(p) for p in self.problems) + "</p>")
         return self.evaluation.status_table_html()
 
     # ------------------------------------------------------------------ objectives
