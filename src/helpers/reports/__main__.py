@@ -11,8 +11,9 @@ EXIT_CODES_HELP = """exit codes:
   2    invalid input: options, params files, notebooks or data (nothing was executed)
   3    environment fault: disk full, read-only or unwritable output folder, or another run holds the
        output folder's lock (--if-locked fail); the unfinished run is removed, latest is unchanged
-  130  interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM: workers, kernels and the
-       unfinished run folder are removed, latest is unchanged
+  130  interrupted by SIGINT (Ctrl-C)
+  143  terminated by SIGTERM
+       (130/143: workers, kernels and the unfinished run folder are removed, latest is unchanged)
 """
 
 
