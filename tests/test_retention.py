@@ -531,3 +531,95 @@ def test_sbg_per_segment_and_cohort(demo):
     fig, ax = plt.subplots()
     assert by_seg.plot(ax=ax) is ax and "sBG expects" in by_seg.summary()
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# As-of dates before, inside and after the data (issue 16): fewer points or a clear message, never a crash
+# ---------------------------------------------------------------------------------------------------
+
+def test_monthly_rates_before_the_first_full_month_are_empty_not_a_key_error():
+    frame = R.customer_durations(pd.DataFrame({
+        "customer_id": ["a", "b"], "signup_date": pd.to_datetime(["2024-01-03", "2024-01-20"]),
+        "end_date": pd.to_datetime([None, "2024-01-25"])}), as_of="2024-01-31")
+    rates = R.monthly_retention_rates(frame, as_of="2024-01-31")  # was KeyError: 'at_risk'
+    assert rates.empty and list(rates.columns) == ["month", "at_risk", "churned", "retention"]
+    by = R.monthly_retention_rates(frame.assign(segment="x"), as_of="2024-01-31", by="segment")
+    assert by.empty and "segment" in by.columns
+
+
+def test_log_rank_without_enough_events_is_a_clear_error_and_km_still_draws():
+    data = pd.DataFrame({"duration": [1.0, 2.0, 3.0, 1.5], "event": [0, 0, 0, 0], "g": ["a", "a", "b", "b"]})
+    with pytest.raises(R.RetentionInputError, match="no churn events"):
+        R.log_rank(data, "duration", "event", "g")
+    km = R.kaplan_meier(data, group="g")
+    assert km.log_rank is None and "No log-rank test" in km.summary()
+    # one event, all in one group at a time nobody else is at risk: singular variance -> model error, no LinAlgError
+    single = pd.DataFrame({"duration": [0.5, 0.5], "event": [1, 0], "g": ["a", "b"]})
+    km = R.kaplan_meier(single, group="g")
+    assert km.table["survival"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def report_at_data_end(small_demo):
+    from helpers.retention_report import prepare_retention_report
+    return prepare_retention_report(data_source=str(small_demo), as_of="2026-10-31", n_boot=0, horizon=6)
+
+
+@pytest.mark.parametrize("as_of", ["2027-01-31", "2099-01-01"])
+def test_report_as_of_after_the_data_follows_customers_to_the_data_end(small_demo, report_at_data_end, as_of):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(data_source=str(small_demo), as_of=as_of, n_boot=0, horizon=6)
+    assert rep.as_of == pd.Timestamp(as_of) and rep.observed_to == pd.Timestamp("2026-10-31")
+    assert "the data end on 2026-10-31" in rep.headline_markdown()
+    # nothing is known after the data's last day: the same estimates as at that day (before the fix, active
+    # customers were counted as surviving to 2099 and the sBG projection rose from 41% to 64%)
+    end = report_at_data_end
+    assert rep.sbg["all"].alpha == pytest.approx(end.sbg["all"].alpha)
+    assert rep.sbg["all"].beta == pytest.approx(end.sbg["all"].beta)
+    pd.testing.assert_frame_equal(rep.survival.medians, end.survival.medians)
+    assert rep.rates is not None and rep.hazards is not None
+
+
+@pytest.mark.parametrize("as_of, left_out", [
+    ("2023-11-14", {"sBG holdout check", "retention-rate forecast"}),
+    ("2023-12-15", {"sBG holdout check", "retention-rate forecast"}),  # was KeyError: 'at_risk'
+    ("2024-06-30", {"sBG holdout check", "retention-rate forecast"}),
+])
+def test_report_as_of_early_in_the_data_says_too_little_history(small_demo, as_of, left_out):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(data_source=str(small_demo), as_of=as_of, n_boot=0, horizon=6)
+    assert rep.frame is not None and rep.survival is not None
+    assert pd.to_datetime(rep.frame["signup_date"]).max() <= pd.Timestamp(as_of)
+    assert (rep.frame["duration"] <= (pd.Timestamp(as_of) - pd.Timestamp("2023-11-01")).days / 30.4375 + 1e-9).all()
+    for what in left_out:
+        [msg] = [w for w in rep.warnings if w.startswith(what)]
+        assert f"too little history before {as_of}" in msg
+    assert rep.rates is None and rep.sbg_check is None
+    rep.headline_markdown(), rep.plain_summary()
+
+
+def test_report_as_of_before_the_data(small_demo):
+    from helpers.retention_report import prepare_retention_report
+    rep = prepare_retention_report(data_source=str(small_demo), as_of="2023-10-01", n_boot=0)
+    assert rep.frame is None
+    assert "too little history before 2023-10-01" in rep.warnings[0] and "2023-11-01" in rep.warnings[0]
+    assert "could not run" in rep.headline_markdown()
+    with pytest.raises(R.RetentionInputError, match="not a date"):
+        prepare_retention_report(data_source=str(small_demo), as_of="last tuesday")
+
+
+def test_report_escapes_segment_values_in_markdown(small_demo, tmp_path):
+    import shutil
+
+    from helpers.retention_report import prepare_retention_report
+    folder = tmp_path / "data"
+    shutil.copytree(small_demo, folder)
+    customers = pd.read_parquet(folder / "customers.parquet")
+    evil = "[click](javascript:alert(1)) <img src=x>"
+    customers["segment"] = customers["segment"].replace({"consumer": evil})
+    customers.to_parquet(folder / "customers.parquet", index=False)
+    rep = prepare_retention_report(data_source=str(folder), segment=evil, as_of="2026-10-31", n_boot=0, horizon=6)
+    assert rep.segment == evil
+    for text in (rep.headline_markdown(), rep.summary_markdown()):
+        assert "](javascript" not in text and "<img" not in text
+    assert r"\[click\]\(javascript\:alert\(1\)\) &lt;img src=x&gt; customers" in rep.headline_markdown()

@@ -3,7 +3,9 @@ and on a telecom-style churn export (tenure + Churn Yes/No) configured through r
 section, where the date-based sections are left out with a stated reason instead of failing."""
 from __future__ import annotations
 
+import html
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -28,8 +30,11 @@ def _run(tmp_path: Path, **parameters) -> tuple[nbformat.NotebookNode, dict]:
 
 
 def _outputs(nb, mime: str) -> str:
-    return "\n".join(o["data"][mime] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    text = "\n".join(o["data"][mime] for c in nb.cells if c.cell_type == "code" for o in c.outputs
                      if "data" in o and mime in o["data"])
+    if mime == "text/markdown":  # as a reader sees it: text from the data is escaped (helpers.formatting.md_escape)
+        text = html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text))
+    return text
 
 
 def test_retention_notebook_on_demo(tmp_path, small_demo):
@@ -83,3 +88,17 @@ def test_retention_notebook_on_a_telecom_export(tmp_path):
     assert "180 customers (all segments)" in markdown.replace(",", "")
     assert "half have left" in markdown or "still customers" in markdown
     assert "No cohort table" in markdown
+
+
+@pytest.mark.parametrize("as_of, expected", [
+    ("2023-12-15", "too little history before 2023-12-15"),  # was KeyError: 'at_risk' (issue 16)
+    ("2027-01-31", "the data end on 2026-10-31"),  # after the data: followed up to its last day
+])
+def test_retention_notebook_before_and_after_the_data(tmp_path, small_demo, as_of, expected):
+    nb, summary = _run(tmp_path, data_source=str(small_demo), as_of=as_of)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    markdown = _outputs(nb, "text/markdown")
+    assert f"analysed as of {as_of}" in markdown
+    assert expected in markdown.lower() or expected in " ".join(summary["warnings"]).lower()
+    assert "nan%" not in markdown.lower()

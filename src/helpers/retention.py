@@ -356,6 +356,7 @@ class KaplanMeierResult:
     group: str | None
     alpha: float = 0.05
     log_rank: LogRankResult | None = None
+    log_rank_note: str = ""  # why there is no log-rank test (e.g. too few churn events to compare groups)
 
     def survival_at(self, t: float, group: object = None) -> float:
         tab = self.table if self.group is None else self.table[self.table[self.group] == group]
@@ -396,6 +397,8 @@ class KaplanMeierResult:
                              f"({s_end:.0%} remain), so the median lifetime is not reached yet.")
         if self.log_rank is not None:
             parts.append(self.log_rank.summary())
+        elif self.log_rank_note:
+            parts.append(f"No log-rank test: {self.log_rank_note}.")
         return " ".join(parts)
 
 
@@ -457,7 +460,10 @@ def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "e
     table = pd.concat(rows, ignore_index=True)
     res = KaplanMeierResult(table=table, medians=pd.DataFrame(meds), group=group, alpha=alpha)
     if group is not None and len(keys) > 1:
-        res.log_rank = log_rank(data, duration, event, group)
+        try:
+            res.log_rank = log_rank(data, duration, event, group)
+        except KitError as exc:  # the curves stand on their own; say why the groups are not compared
+            res.log_rank_note = str(exc).split(";")[0]
     return res
 
 
@@ -494,7 +500,14 @@ def log_rank(data: pd.DataFrame, duration: str, event: str, group: str) -> LogRa
     if len(levels) < 2:
         raise RetentionInputError(f"has only one group ({levels.tolist()}) - nothing to compare",
                                   table="survival data", column=group, expected="two or more groups")
-    chi2, p = survdiff(d, e, g)
+    if e.sum() == 0:
+        raise RetentionInputError("has no churn events - nothing to compare", table="survival data",
+                                  column=event, expected="customers who left in at least one group")
+    try:
+        chi2, p = survdiff(d, e, g)
+    except np.linalg.LinAlgError:
+        raise RetentionModelError(f"the log-rank variance is singular ({int(e.sum())} churn events across "
+                                  f"{len(levels)} groups are too few to compare them)") from None
     tab = pd.DataFrame({group: levels, "n": [int((g == lv).sum()) for lv in levels],
                         "events": [int(e[g == lv].sum()) for lv in levels]})
     return LogRankResult(statistic=float(chi2), df=len(levels) - 1, p_value=float(p), group=group, table=tab)
@@ -1286,7 +1299,9 @@ def monthly_retention_rates(frame: pd.DataFrame, as_of: object = None, by: str |
     """Monthly retention rate: of the customers active at the start of calendar month m, the share still
     active at its end. ``frame`` is the output of :func:`customer_durations`. Returns a tidy table
     (``month`` (Timestamp, month start), [``by``], ``at_risk``, ``churned``, ``retention``); months with
-    fewer than ``min_at_risk`` customers at risk are left out (too noisy to forecast from)."""
+    fewer than ``min_at_risk`` customers at risk are left out (too noisy to forecast from). Only months that
+    end on or before ``as_of`` count; an ``as_of`` before the first full month gives an empty table (with the
+    same columns), never an error."""
     for col in ("signup_date", "event", "duration"):
         if col not in frame.columns:
             raise RetentionInputError(f"has no column {col!r}", table="customers",
@@ -1315,10 +1330,10 @@ def monthly_retention_rates(frame: pd.DataFrame, as_of: object = None, by: str |
             if by is not None:
                 row[by] = g
             rows.append(row)
-    out = pd.DataFrame(rows)
+    cols = ["month"] + ([by] if by else []) + ["at_risk", "churned", "retention"]
+    out = pd.DataFrame(rows, columns=[c for c in cols if c != "retention"])
     out = out[out["at_risk"] >= min_at_risk].copy()
     out["retention"] = 1 - out["churned"] / out["at_risk"]
-    cols = ["month"] + ([by] if by else []) + ["at_risk", "churned", "retention"]
     return out[cols].reset_index(drop=True)
 
 

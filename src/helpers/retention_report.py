@@ -5,6 +5,12 @@ Unlike :mod:`helpers.retention` (pure analysis on DataFrames), this module reads
 the analyses. Problems that stop one part of the report (too few customers, a model that does not
 converge, a tenure-only export without dates) are collected in ``.warnings`` and that part is left out;
 they never stop the whole report and never show up as NaN charts.
+
+The as-of date may lie before, inside or after the data. Customers are followed up to ``observed_to``, the
+earlier of the as-of date and the data's last day (nothing is known after it, so an as-of in 2099 does not
+make still-active customers survive until 2099); customers who signed up later are not counted, and a churn
+after it is censored there (the data layer already reads it as empty). An analysis without enough history
+before that day says so ("too little history before <date>: ...") instead of failing.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import pandas as pd
 
 from helpers import retention as R
 from helpers.errors import KitError
+from helpers.formatting import md_escape, shorten
 
 
 @dataclass
@@ -25,6 +32,8 @@ class RetentionReport:
     holdout: int
     discount_rate: float
     as_of: pd.Timestamp | None = None
+    data_end: pd.Timestamp | None = None  # the data's last day (responses, tickets, customers' dates)
+    observed_to: pd.Timestamp | None = None  # customers are followed up to min(as_of, data_end)
     source: str = ""
     segment_column: str | None = None
     frame: pd.DataFrame | None = None
@@ -55,10 +64,10 @@ class RetentionReport:
 
     def headline_markdown(self) -> str:
         if self.frame is None:
-            return "**The retention analysis could not run:** " + " ".join(self.warnings)
+            return "**The retention analysis could not run:** " + " ".join(md_escape(w) for w in self.warnings)
         sel = self.selected
         churned = int(sel["event"].sum())
-        who = "customers (all segments)" if self.segment == "all" else self.segment_label
+        who = "customers (all segments)" if self.segment == "all" else md_escape(self.segment_label)
         lines = [f"**{len(sel):,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
                  f"have left ({churned / max(len(sel), 1):.0%})."]
         fit = self.sbg.get(self.segment if self.segment != "all" else "all")
@@ -79,7 +88,18 @@ class RetentionReport:
         return "\n\n".join(lines)
 
     def _as_of_text(self) -> str:
-        return self.as_of.date().isoformat() if self.as_of is not None else "the end of the data"
+        if self.as_of is None:
+            return "the end of the data"
+        text = self.as_of.date().isoformat()
+        if self.observed_to is not None and self.observed_to < self.as_of:
+            text += f" (the data end on {self.observed_to.date().isoformat()}: customers are followed up to then)"
+        return text
+
+    def too_little_history(self, detail: str) -> R.RetentionInputError:
+        """The error of an analysis that the history before the as-of date cannot support."""
+        day = self.observed_to if self.observed_to is not None else self.as_of
+        when = f" before {day.date().isoformat()}" if day is not None else ""
+        return R.RetentionInputError(f"too little history{when}: {detail}", table="customers")
 
     def plain_summary(self) -> str:
         """Plain-language paragraph for stakeholders, with the uncertainty in it."""
@@ -105,6 +125,10 @@ class RetentionReport:
         if self.warnings:
             parts.append("Left out or limited: " + " ".join(self.warnings))
         return " ".join(parts)
+
+    def summary_markdown(self) -> str:
+        """:meth:`plain_summary` made inert for Markdown (segment names and messages come from the data)."""
+        return md_escape(self.plain_summary())
 
     def status_counts(self) -> dict[str, int]:
         return {}
@@ -134,18 +158,21 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         if not source.is_absolute():
             source = root / source
         snapshot = is_snapshot(source)
+        # the data as of the report date: later signups, answers and tickets left out, later churn censored
         ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
-                          validate=not snapshot, emit_warnings=False)
-        customers, responses = ds.customers, ds.responses
-        report.source = ds.origin
+                          validate=not snapshot, emit_warnings=False, as_of=as_of or None)
         try:
-            last_date = pd.Timestamp(ds.date_range()[1]).normalize()
-        except Exception:  # noqa: BLE001 - fall back to the customers' own dates
-            last_date = None
+            customers, responses = ds.customers, ds.responses
+            report.source = ds.origin
+            report.warnings.extend(f.message() for f in ds.excluded)
+            last_date = ds.date_range()[1]
+            if not as_of:
+                report.as_of = ds.default_as_of()
+        finally:
+            ds.close()
     if as_of:
         report.as_of = pd.Timestamp(as_of)
-    elif last_date is not None:
-        report.as_of = last_date
+    report.data_end = None if last_date is None or pd.isna(last_date) else pd.Timestamp(last_date).normalize()
     return settings, customers, responses
 
 
@@ -166,6 +193,13 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
     if not isinstance(holdout, (int, np.integer)) or holdout <= 0:
         raise R.RetentionInputError(f"holdout {holdout!r} is not a positive number of months",
                                     table="parameters", expected="holdout >= 1")
+    if as_of:
+        try:
+            pd.Timestamp(str(as_of))
+        except ValueError:
+            raise R.RetentionInputError(f"as_of {shorten(as_of)} is not a date", table="parameters",
+                                        expected="an ISO date YYYY-MM-DD, or empty for the last complete month") \
+                from None
     monthly_rate = R.monthly_discount_rate(discount_rate)
     report = RetentionReport(segment=segment or "all", horizon=int(horizon), holdout=int(holdout),
                              discount_rate=float(discount_rate))
@@ -230,16 +264,29 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
     else:
         renamed = customers.rename(columns={settings.start_column: "signup_date",
                                             settings.end_column: "end_date"})
-        if report.as_of is not None:
-            later = pd.to_datetime(renamed["signup_date"], errors="coerce") > report.as_of
-            if later.any():
-                renamed = renamed[~later]
-                report.warnings.append(f"{int(later.sum()):,} customers who signed up after the as-of date "
-                                       f"{report.as_of.date()} are not counted.")
-        frame = R.customer_durations(renamed, as_of=report.as_of)
+        signup = pd.to_datetime(renamed["signup_date"], errors="coerce")
+        ends = pd.to_datetime(renamed["end_date"], errors="coerce") if "end_date" in renamed.columns else signup
+        # the last day the data covers: answers/tickets (dataset) or the customers' own dates
+        data_end = max(d for d in (report.data_end, signup.max(), ends.max()) if d is not None and not pd.isna(d))
+        report.data_end = pd.Timestamp(data_end).normalize()
         if report.as_of is None:
-            report.as_of = max(pd.to_datetime(frame["signup_date"]).max(),
-                               pd.to_datetime(frame["end_date"]).max())
+            report.as_of = report.data_end
+        report.observed_to = min(report.as_of, report.data_end)
+        if report.observed_to < report.as_of:
+            report.warnings.append(f"The data end on {report.data_end.date()}, before the as-of date "
+                                   f"{report.as_of.date()}: customers without an end date are counted as customers "
+                                   f"up to {report.data_end.date()} only (nothing is known after it).")
+        later = signup > report.observed_to
+        if later.all():
+            first = signup.min()
+            raise report.too_little_history(
+                f"all {len(renamed):,} customers signed up later"
+                + (f" (the first on {first.date()})" if not pd.isna(first) else ""))
+        if later.any():
+            renamed = renamed[~later]
+            report.warnings.append(f"{int(later.sum()):,} customers who signed up after the as-of date "
+                                   f"{report.observed_to.date()} are not counted.")
+        frame = R.customer_durations(renamed, as_of=report.observed_to)
         report.has_dates = True
     if id_col != "customer_id":
         frame["customer_id"] = frame[id_col].astype(str)
@@ -250,7 +297,7 @@ def _hazards(report, frame, responses, seg_col, settings) -> None:
     covs = []
     data = frame
     if responses is not None and len(responses) and "csat" in responses.columns:
-        sat = R.customer_satisfaction(responses, as_of=report.as_of)
+        sat = R.customer_satisfaction(responses, as_of=report.observed_to)
         data = frame.merge(sat[["customer_id", "mean_csat"]], on="customer_id", how="left")
         if data["mean_csat"].notna().sum() >= 30:
             covs.append("mean_csat")
@@ -286,10 +333,11 @@ def _sbg_holdout(report, sel, n_boot) -> None:
         return
     first = sel["cohort"].min()
     old = sel[sel["cohort"] <= first + 2]  # the first three monthly cohorts: the longest-observed customers
+    months = int(old["exposure_periods"].min())
+    if months - report.holdout < 3:
+        raise report.too_little_history(f"the oldest cohorts are followed for {months} months, too few for a "
+                                        f"{report.holdout}-month holdout (needs {report.holdout + 3})")
     surv = R.cohort_survivors(old)
-    if len(surv) - 1 - report.holdout < 3:
-        raise R.RetentionInputError(f"the oldest cohorts are followed for {len(surv) - 1} months, too few for a "
-                                    f"{report.holdout}-month holdout", table="customers")
     report.sbg_check = R.sbg_holdout(surv.to_numpy(), holdout=report.holdout, n_boot=n_boot,
                                      label=f"cohorts {first}-{first + 2}")
 
@@ -297,7 +345,11 @@ def _sbg_holdout(report, sel, n_boot) -> None:
 def _rate_forecast(report, sel) -> None:
     if not report.has_dates:
         return
-    rates = R.monthly_retention_rates(sel, as_of=report.as_of)
+    rates = R.monthly_retention_rates(sel, as_of=report.observed_to)
+    need = report.holdout + 8
+    if len(rates) < need:
+        raise report.too_little_history(f"{len(rates)} full months with at least 20 customers, the forecast and "
+                                        f"its {report.holdout}-month holdout check need {need}")
     report.rates = R.forecast_retention_rate(rates, horizon=report.horizon, holdout=report.holdout,
                                              label=report.segment_label)
 
