@@ -125,9 +125,9 @@ lab: $(READY_lab) data
 bench: $(READY_reports)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# minutes: clones the repository twice into a temporary folder (see README, Development)
+# minutes: `make reports` in fresh clones, cold and warm package cache (BASELINE=REV: also REV's set-up)
 bench-setup:
-	bash bench/bench_setup.sh
+	bash bench/bench_setup.sh $(if $(BASELINE),--baseline $(BASELINE))
 
 # Re-resolve pyproject.toml (all extras) plus uv into the lock, keeping the current pins where they still fit
 # (UPGRADE=1 moves everything to the newest versions). Needs uv: run `make install` first.
