@@ -635,3 +635,64 @@ def test_the_runner_takes_the_as_of_from_the_included_data(tmp_path):
     inside = prepare_data(str(folder), ReportConfig(), None, "2025-06-15")
     assert inside.as_of == "2025-06-15" and inside.last_date == "2025-06-15"
     shutil.rmtree(tmp_path / "run")
+
+
+# --- CSV files in another dialect (issue 16, item 12): the message says what is wrong and what to do ---
+
+def test_semicolon_file_with_decimal_commas_names_the_delimiter_and_decimal_mark(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name, df in valid_tables().items():  # as Excel in a German locale saves "CSV"
+        df.to_csv(folder / f"{name}.csv", index=False, sep=";", decimal=",")
+    with pytest.raises(DataContractError) as info:
+        load_quiet(folder)
+    msg = str(info.value)
+    assert info.value.column == "monthly_revenue" and "customers.csv" in msg
+    assert "('10,5', '200,0')" in msg  # the offending values, shortened
+    assert "decimal comma" in msg and "semicolon-delimited" in msg and "decimal point" in msg
+    from helpers.data import csv_delimiter
+    assert csv_delimiter(folder / "customers.csv") == ";"
+
+
+def test_wrong_type_without_decimal_commas_has_no_such_hint(tmp_path):
+    msg = str(contract_error(tmp_path / "d", customers=set_value("monthly_revenue", 0, "ten")))
+    assert "('ten')" in msg and "decimal comma" not in msg
+
+
+@pytest.mark.parametrize("table", ["customers", "org"])
+def test_latin1_file_says_it_is_not_utf8_with_offset_line_and_fix(tmp_path, table):
+    folder = tmp_path / "d"
+    tables = valid_tables()
+    tables["customers"].loc[1, "region"] = "Zürich"
+    tables["org"].loc[2, "name"] = "Anaïs"
+    write(folder, tables=tables)
+    path = folder / f"{table}.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.encode("latin-1"))
+    offset = text.encode("latin-1").index(b"\xfc" if table == "customers" else b"\xef")
+    line = text.encode("latin-1")[:offset].count(b"\n") + 1
+    with pytest.raises(DataContractError) as info:
+        load_quiet(folder)
+    msg = str(info.value)
+    assert f"{table}.csv" in msg and "not UTF-8" in msg and "CSV Error" not in msg
+    assert f"byte offset {offset:,} (line {line})" in msg and "iconv" in msg
+    assert ("'ü'" if table == "customers" else "'ï'") in msg
+
+
+def test_first_non_utf8_finds_a_byte_across_chunks(tmp_path):
+    from helpers.data import first_non_utf8
+    path = tmp_path / "x.csv"
+    data = ("a,b\n" + "é,1\n" * 10).encode("utf-8") + b"caf\xe9,2\n"
+    path.write_bytes(data)
+    expected = (data.index(b"\xe9,2"), 12, b"\xe9,2\n")
+    for chunk in (3, 5, 1 << 20):  # a two-byte 'é' split between chunks is not an error
+        got = first_non_utf8(path, chunk=chunk)
+        assert got[:2] == expected[:2] and got[2][:1] == b"\xe9"
+    path.write_bytes("a,b\né,1\n".encode("utf-8"))
+    assert first_non_utf8(path, chunk=3) is None
+
+
+def test_values_in_messages_are_shortened(tmp_path):
+    long_text = "x" * 5000
+    msg = str(contract_error(tmp_path / "d", responses=set_value("csat", 0, long_text)))
+    assert long_text not in msg and len(msg) < 800 and "…" in msg

@@ -32,9 +32,11 @@ line in ``Dataset.warnings``, so the reports' data-quality sections show it; a t
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
 import hashlib
 import json
 import os
+import re
 import warnings as _warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +76,20 @@ def quote_ident(name: str) -> str:
 
 def _lit(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _plain(value: object, limit: int = 60) -> str:
+    """Text from a file for a message, unquoted, at most ``limit`` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(values, limit: int = 12, quote: bool = True) -> str:
+    """Values from a file for a message: each shortened, at most ``limit`` of them, then how many more."""
+    values = list(values)
+    shown = [shorten(v, 60) if quote else _plain(v) for v in values[:limit]]
+    more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(shown) + more
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -211,19 +227,19 @@ def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation:
         if theirs not in described:
             raise DataContractError(spec.name, "named in column_mapping (params/report.yaml) is not in the file",
                                     source=file, column=theirs,
-                                    expected=f"one of the file's columns: {', '.join(described)}")
+                                    expected=f"one of the file's columns: {_shown(described, quote=False)}")
     renamed: dict[str, str] = {}  # contract name -> raw name
     for raw in described:
         ours = mapping.get(raw, raw)
         if ours in renamed:
             raise DataContractError(spec.name, f"appears twice after the column mapping "
-                                    f"({renamed[ours]!r} and {raw!r})", source=file, column=ours,
+                                    f"({shorten(renamed[ours])} and {shorten(raw)})", source=file, column=ours,
                                     expected="one column per contract column; drop or rename one")
         renamed[ours] = raw
     missing = [c for c in spec.column_names if c not in renamed]
     if missing:
         raise DataContractError(
-            spec.name, "is missing" + (f" (all missing: {', '.join(map(repr, missing))})" if len(missing) > 1 else ""),
+            spec.name, "is missing" + (f" (all missing: {_shown(missing)})" if len(missing) > 1 else ""),
             source=file,
             column=missing[0],
             expected=f"the contract columns {', '.join(spec.column_names)} (see data/README.md); add the column "
@@ -231,7 +247,7 @@ def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation:
     extra = [c for c in renamed if c not in spec.column_names and attribute_column(spec, c) is None]
     if extra:
         raise DataContractError(
-            spec.name, "is not in the contract" + (f" (all extra: {', '.join(map(repr, extra))})" if len(extra) > 1 else ""),
+            spec.name, "is not in the contract" + (f" (all extra: {_shown(extra)})" if len(extra) > 1 else ""),
             source=file,
             column=extra[0],
             expected=f"only the contract columns {', '.join(spec.column_names)}"
@@ -242,6 +258,97 @@ def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation:
     return _RawTable(spec=spec, file=file, relation=relation,
                      raw_types={c.name: described[renamed[c.name]] for c in columns},
                      raw_names={c.name: renamed[c.name] for c in columns}, columns=tuple(columns))
+
+
+# --- hints for CSV files that are not what the kit expects (delimiter, decimal mark, encoding) -------------
+
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*$")
+
+
+def _header_line(path: Path, limit: int = 65536) -> str:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(limit)
+    return head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+
+
+def csv_delimiter(path: str | os.PathLike[str]) -> str:
+    """The likely delimiter of a CSV file: the candidate (``, ; tab |``) that occurs most often in its header
+    line (ties go to the comma). A header line is short and has no quoted numbers, so counting is enough."""
+    line = _header_line(Path(path))
+    counts = {d: line.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def first_non_utf8(path: str | os.PathLike[str], chunk: int = 1 << 20) -> tuple[int, int, bytes] | None:
+    """Where a file stops being UTF-8: ``(byte offset, line number, the offending bytes)``, or None when it
+    is valid UTF-8 throughout (read in chunks; an incremental decoder so a character split between chunks
+    is not an error)."""
+    import codecs
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                # exc.start counts from the decoder's buffered bytes + this block; locate it in this block
+                pending = len(exc.object) - len(block)
+                at = max(0, exc.start - pending)
+                bad = exc.object[exc.start: exc.start + 4]
+                return offset + at, lines + block[:at].count(b"\n"), bytes(bad)
+            if not block:
+                return None
+            offset += len(block)
+            lines += block.count(b"\n")
+
+
+def _encoding_hint(path: Path) -> str | None:
+    """A sentence saying the file is not UTF-8 (where, which bytes, what to do), or None if it is."""
+    where = first_non_utf8(path)
+    if where is None:
+        return None
+    offset, line, bad = where
+    try:
+        as_latin = bad[:1].decode("cp1252")
+    except UnicodeDecodeError:
+        as_latin = ""
+    guess = (f" (in Latin-1/Windows-1252 the byte 0x{bad[0]:02X} is {as_latin!r}: the file is probably "
+             "Latin-1 or Windows-1252)") if as_latin else ""
+    return (f"the file is not UTF-8: byte 0x{bad[0]:02X} at byte offset {offset:,} (line {line}){guess}; "
+            f"save it as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 {path.name} > {path.stem}.utf8.csv`, or "
+            "\"CSV UTF-8\" in Excel's Save As)")
+
+
+def _csv_read_error(name: str, path: Path, exc: Exception) -> DataContractError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    encoding = _encoding_hint(path)
+    if encoding:
+        return DataContractError(name, f"cannot be read as CSV: {encoding}", source=str(path),
+                                 expected="a UTF-8 text file with a header row")
+    delim = csv_delimiter(path)
+    sep = f"; its header line looks {_DELIMITERS[delim]}-delimited ({delim!r})" if delim != "," else ""
+    return DataContractError(name, f"cannot be read as CSV: {first}{sep}", source=str(path),
+                             expected="a UTF-8 CSV file with a header row, comma- (or semicolon-) delimited")
+
+
+def _decimal_comma_hint(rt: "_RawTable", column: Column, values: list[object]) -> str:
+    """For a number column whose bad values look like ``10,5``: say so, with the file's delimiter."""
+    if column.dtype not in ("integer", "float") or not rt.file.endswith((".csv", ".csv.gz")):
+        return ""
+    texts = [str(v) for v in values if v is not None]
+    if not texts or not all(_DECIMAL_COMMA.match(t) for t in texts):
+        return ""
+    delim = csv_delimiter(rt.file)
+    return (f"; the values use a decimal comma (e.g. {shorten(texts[0], 30)}) in a "
+            f"{_DELIMITERS[delim]}-delimited file ({delim!r} in the header line), as a spreadsheet set to a "
+            "European locale writes them: export the numbers with a decimal point (10.5), e.g. save as "
+            "\"CSV UTF-8 (comma delimited)\" with English number formats")
 
 
 # --- validation ------------------------------------------------------------------------------------------
@@ -275,6 +382,17 @@ def _checks(rt: _RawTable) -> list[_Check]:
     return checks
 
 
+def _column(rt: _RawTable, name: str) -> Column:
+    return next(c for c in rt.columns if c.name == name)
+
+
+def _bad_values(con, rt: _RawTable, check: _Check, limit: int = 5) -> list[object]:
+    """Up to ``limit`` distinct offending raw values of a check's column (shown, shortened, in the message)."""
+    raw = quote_ident(rt.raw_names[check.column])
+    return [r[0] for r in con.execute(f"SELECT DISTINCT {raw} FROM {rt.relation} WHERE {check.condition} "
+                                      f"LIMIT {limit}").fetchall()]
+
+
 def _key_examples(con, rt: _RawTable, condition: str, limit: int = 5) -> list[str]:
     key = quote_ident(rt.raw_names[rt.spec.key])
     rows = con.execute(
@@ -294,8 +412,13 @@ def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
                                 expected=f"at least one {rt.spec.name} row")
     for ch, bad in zip(checks, counts[1:]):
         if bad:
-            raise DataContractError(rt.spec.name, ch.problem, source=rt.file, column=ch.column, n_rows=bad,
-                                    examples=_key_examples(con, rt, ch.condition), expected=ch.expected)
+            problem, expected = ch.problem, ch.expected
+            if ch.problem == "has values of the wrong type":
+                values = _bad_values(con, rt, ch)
+                problem += f" ({_shown(values, 5)})"
+                expected += _decimal_comma_hint(rt, _column(rt, ch.column), values)
+            raise DataContractError(rt.spec.name, problem, source=rt.file, column=ch.column, n_rows=bad,
+                                    examples=_key_examples(con, rt, ch.condition), expected=expected)
     key = quote_ident(rt.raw_names[rt.spec.key])
     key_s = f"CAST({key} AS VARCHAR)"
     dup = con.execute(f"SELECT count(*), sum(n) FROM (SELECT {key_s} AS k, count(*) AS n FROM {rt.relation} "
@@ -340,7 +463,7 @@ def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attribute
                         "ON r.department = o.department GROUP BY o.department HAVING count(r.department) < ? "
                         "ORDER BY o.department", [min_responses]).fetchall()
     for dept, n in small:
-        out.append(f"responses: department {dept!r} has only {n} survey responses (fewer than "
+        out.append(f"responses: department {shorten(dept)} has only {n} survey responses (fewer than "
                    f"min_responses={min_responses}); its KPIs and drivers are unreliable")
     n_tickets, no_agent = con.execute("SELECT count(*), count(*) FILTER (WHERE agent_id IS NULL) "
                                       "FROM tickets").fetchone()
@@ -353,7 +476,7 @@ def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attribute
     for r, present in zip(ratings, row[1:]):
         missing = 1 - present / row[0]
         if missing > MISSING_SHARE_WARNING:
-            out.append(f"responses: {missing:.0%} of the responses have no {r!r} answer; results on {r} rest "
+            out.append(f"responses: {missing:.0%} of the responses have no {shorten(r)} answer; results on it rest "
                        f"on {present} answers")
     org_depts = {d for (d,) in con.execute("SELECT DISTINCT department FROM org").fetchall()}
     for table in ("responses", "tickets"):
@@ -361,13 +484,13 @@ def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attribute
                    if d not in org_depts]
         if unknown:
             out.append(f"{table}: department{'s' if len(unknown) > 1 else ''} "
-                       f"{', '.join(map(repr, unknown[:5]))} not in org.department; they have no people "
+                       f"{_shown(unknown)} not in org.department; they have no people "
                        "to assign objectives to")
     teams = con.execute("SELECT DISTINCT t.department, t.team FROM tickets t WHERE t.team IS NOT NULL AND NOT EXISTS "
                         "(SELECT 1 FROM org o WHERE o.department = t.department AND o.team = t.team) "
                         "ORDER BY 1, 2").fetchall()
     if teams:
-        shown = ", ".join(f"{d}/{t}" for d, t in teams[:5]) + (f" (+{len(teams) - 5} more)" if len(teams) > 5 else "")
+        shown = ", ".join(_plain(f"{d}/{t}") for d, t in teams[:5]) + (f" (+{len(teams) - 5} more)" if len(teams) > 5 else "")
         out.append(f"tickets: team{'s' if len(teams) > 1 else ''} {shown} not in org (department/team); "
                    "their tickets count for the department but for no team")
     return out
@@ -401,10 +524,10 @@ class DateFinding:
         more = f" (+{self.n_rows - len(self.examples):,} more)" if self.n_rows > len(self.examples) else ""
         where = self.table + (f" ({self.source})" if self.source else "")
         if self.action == "row left out":
-            what = (f"{rows} dated {when} in column {self.column!r} e.g. {shown}{more}; "
+            what = (f"{rows} dated {when} in column {shorten(self.column)} e.g. {shown}{more}; "
                     "they are left out of the analyses")
         else:
-            what = (f"column {self.column!r} is {when} in {rows} e.g. {shown}{more}; "
+            what = (f"column {shorten(self.column)} is {when} in {rows} e.g. {shown}{more}; "
                     f"read as empty (not yet happened on {self.cutoff})")
         if self.kind == "future":
             what += ("; a date in the future is a data error: check the export"
@@ -651,7 +774,7 @@ def default_as_of(last_date: object, today: object = None) -> pd.Timestamp:
 
 def _table_name(table: str) -> str:
     if table not in TABLES:
-        raise KeyError(f"unknown table {table!r}; the tables are {', '.join(TABLE_ORDER)}")
+        raise KeyError(f"unknown table {shorten(table)}; the tables are {', '.join(TABLE_ORDER)}")
     return table
 
 
@@ -710,9 +833,7 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
                     con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(str(p))}, "
                                 f"all_varchar = true, header = true, nullstr = {nulls})")
                 except duckdb.Error as exc:
-                    raise DataContractError(name, f"cannot be read as CSV: {str(exc).splitlines()[0]}",
-                                            source=str(p), expected="a comma-separated file with a header row") \
-                        from None
+                    raise _csv_read_error(name, p, exc) from None
             else:
                 try:
                     con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(str(p))})")
@@ -876,6 +997,8 @@ def load_retention_table(settings: object, dataset: Dataset | None = None, *,
                 relation = f"read_csv({_lit(str(path))}" + (f", types = {types})" if types != "{}" else ")")
             frame = con.execute(f"SELECT * FROM {relation}").df()
         except duckdb.Error as exc:
+            if path.suffix.lower() != ".parquet":
+                raise _csv_read_error("retention", path, exc) from None
             raise DataContractError("retention", f"cannot be read: {str(exc).splitlines()[0]}",
                                     source=str(path), expected="a CSV file with a header row or a Parquet file") \
                 from None
@@ -888,7 +1011,7 @@ def load_retention_table(settings: object, dataset: Dataset | None = None, *,
     for key, column in named.items():
         if column and column not in frame.columns:
             raise DataContractError("retention", f"named by retention.{key} is not in the table", source=source,
-                                    column=column, expected=f"one of the columns {', '.join(map(str, frame.columns))}")
+                                    column=column, expected=f"one of the columns {_shown(frame.columns, quote=False)}")
     if frame.empty:
         raise DataContractError("retention", "has no rows", source=source, expected="at least one customer")
     return frame

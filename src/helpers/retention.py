@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from helpers.errors import DataContractError, KitError
+from helpers.formatting import shorten
 
 AVG_DAYS_PER_MONTH = 365.25 / 12
 _UNIT_TO_MONTHS = {"day": 1 / AVG_DAYS_PER_MONTH, "week": 7 / AVG_DAYS_PER_MONTH, "month": 1.0, "year": 12.0}
@@ -82,7 +83,7 @@ def _as_event(values: pd.Series, event_true: Iterable[object], *, table: str, co
     ev = text.isin(truthy)
     seen = set(text.unique())
     if len(seen) > 2 or (len(seen) == 2 and not (seen & truthy)):
-        raise RetentionInputError(f"has values {sorted(seen)[:6]} that do not read as a churn flag",
+        raise RetentionInputError(f"has values {', '.join(shorten(v, 30) for v in sorted(seen)[:6])}{' ...' if len(seen) > 6 else ''} that do not read as a churn flag",
                                   table=table, column=column,
                                   expected=f"two values, churned = one of {sorted(truthy)}")
     return ev.astype("int64")
@@ -114,10 +115,12 @@ def survival_frame(df: pd.DataFrame, duration: str | None = None, start: str | N
     needed = [c for c in (duration, start, end, event) if c]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise RetentionInputError(f"has no column(s) {missing}; it has {list(df.columns)[:12]}", table=table,
+        raise RetentionInputError(f"has no column(s) {', '.join(shorten(c, 40) for c in missing)}; it has "
+                                  f"{', '.join(shorten(c, 40) for c in list(df.columns)[:12])}"
+                                  f"{' ...' if len(df.columns) > 12 else ''}", table=table,
                                   expected="the columns named in the retention settings (column mapping)")
     if duration_unit not in _UNIT_TO_MONTHS:
-        raise RetentionInputError(f"duration unit {duration_unit!r} is unknown", table=table,
+        raise RetentionInputError(f"duration unit {shorten(duration_unit)} is unknown", table=table,
                                   expected=f"one of {sorted(_UNIT_TO_MONTHS)}")
     out = df.copy()
     if duration:
@@ -303,7 +306,7 @@ def cohort_table(frame: pd.DataFrame, freq: str = "M", max_periods: int | None =
             raise RetentionInputError(f"has no column {col!r}", table="customers",
                                       expected="the output of customer_durations()")
     if freq not in ("M", "Q"):
-        raise RetentionInputError(f"cohort frequency {freq!r} is unknown", expected="'M' or 'Q'")
+        raise RetentionInputError(f"cohort frequency {shorten(freq)} is unknown", expected="'M' or 'Q'")
     cohort = pd.to_datetime(frame["signup_date"]).dt.to_period(freq).astype(str)
     kmax = int(frame["exposure_periods"].max())
     if max_periods is not None:
@@ -992,7 +995,7 @@ class SBGResult:
 
 def _check_horizon(horizon) -> None:
     if not isinstance(horizon, (int, np.integer)) or horizon <= 0:
-        raise RetentionInputError(f"horizon {horizon!r} is not a positive whole number of periods",
+        raise RetentionInputError(f"horizon {shorten(horizon)} is not a positive whole number of periods",
                                   table="parameters", expected="horizon >= 1")
 
 
@@ -1475,6 +1478,6 @@ def forecast_retention_rate(rates: pd.DataFrame, horizon: int, holdout: int = 6,
 def monthly_discount_rate(annual_rate: float) -> float:
     """Monthly rate equivalent to an annual discount rate: (1 + annual)^(1/12) - 1."""
     if not np.isfinite(annual_rate) or annual_rate <= 0:
-        raise RetentionInputError(f"annual discount rate {annual_rate!r} is not positive", table="parameters",
+        raise RetentionInputError(f"annual discount rate {shorten(annual_rate)} is not positive", table="parameters",
                                   expected="e.g. 0.10 for 10% a year")
     return float((1 + annual_rate) ** (1 / 12) - 1)

@@ -188,10 +188,10 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
     data problems become ``.warnings``.
     """
     if not isinstance(horizon, (int, np.integer)) or horizon <= 0:
-        raise R.RetentionInputError(f"horizon {horizon!r} is not a positive number of months",
+        raise R.RetentionInputError(f"horizon {shorten(horizon)} is not a positive number of months",
                                     table="parameters", expected="horizon >= 1")
     if not isinstance(holdout, (int, np.integer)) or holdout <= 0:
-        raise R.RetentionInputError(f"holdout {holdout!r} is not a positive number of months",
+        raise R.RetentionInputError(f"holdout {shorten(holdout)} is not a positive number of months",
                                     table="parameters", expected="holdout >= 1")
     if as_of:
         try:
@@ -211,16 +211,17 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
         return report
     seg_col = settings.segment_column if settings.segment_column in frame.columns else None
     if settings.segment_column and seg_col is None:
-        report.warnings.append(f"segment column {settings.segment_column!r} is not in the customer table; "
+        report.warnings.append(f"segment column {shorten(settings.segment_column)} is not in the customer table; "
                                "no segments are compared.")
     report.segment_column = seg_col
     if seg_col is None and report.segment != "all":
-        report.warnings.append(f"segment {report.segment!r} asked for but there are no segments: showing all.")
+        report.warnings.append(f"segment {shorten(report.segment)} asked for but there are no segments: showing all.")
         report.segment = "all"
     if seg_col is not None and report.segment != "all" and \
             report.segment not in set(frame[seg_col].astype(str)):
         known = sorted(frame[seg_col].astype(str).unique())
-        report.warnings.append(f"segment {report.segment!r} is not in column {seg_col!r} (known: {known}); "
+        report.warnings.append(f"segment {shorten(report.segment)} is not in column {shorten(seg_col)} (known: "
+                               f"{', '.join(shorten(k, 40) for k in known[:12])}{' ...' if len(known) > 12 else ''}); "
                                "showing all customers.")
         report.segment = "all"
     report.frame = frame
@@ -247,7 +248,7 @@ def _run(report: RetentionReport, what: str, step) -> None:
 def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -> pd.DataFrame:
     id_col = settings.id_column
     if id_col not in customers.columns:
-        raise R.RetentionInputError(f"has no id column {id_col!r} (retention.id_column)", table="customers")
+        raise R.RetentionInputError(f"has no id column {shorten(id_col)} (retention.id_column)", table="customers")
     if settings.duration_column:
         frame = R.survival_frame_from_settings(customers, settings, as_of=report.as_of)
         # tenure-only export: whole months survived; the observation window is unknown, so exposure is
