@@ -696,3 +696,29 @@ def test_values_in_messages_are_shortened(tmp_path):
     long_text = "x" * 5000
     msg = str(contract_error(tmp_path / "d", responses=set_value("csat", 0, long_text)))
     assert long_text not in msg and len(msg) < 800 and "…" in msg
+
+
+def test_future_dated_rows_reach_the_department_drivers_and_retention_reports(small_demo, tmp_path):
+    """Each report's data-quality section lists the future-dated rows of a run's snapshot."""
+    import shutil
+
+    from helpers.config import ReportConfig
+    from helpers.drivers_report import prepare_drivers_report
+    from helpers.objectives_report import prepare_department_report
+    from helpers.reports.runner import prepare_data
+    from helpers.retention_report import prepare_retention_report
+    folder = tmp_path / "data"
+    shutil.copytree(small_demo, folder)
+    tickets = pd.read_parquet(folder / "tickets.parquet")
+    tickets.loc[7, ["created_at", "first_response_at", "resolved_at"]] = [pd.Timestamp("2099-01-01 08:00"), None, None]
+    tickets.to_parquet(folder / "tickets.parquet", index=False)
+    ticket_id = tickets.loc[7, "ticket_id"]
+    info = prepare_data(str(folder), ReportConfig(), tmp_path / "run")
+    assert info.as_of == "2026-10-31"
+    expected = f"'{ticket_id}' (2099-01-01 08:00:00)"
+    drivers = prepare_drivers_report("Billing", data_source=info.snapshot, n_boot=0, as_of=info.as_of)
+    assert any(expected in w for w in drivers.warnings)
+    dept = prepare_department_report("billing", data_source=info.snapshot, as_of=info.as_of)
+    assert any(expected in w for w in dept.all_warnings())
+    retention = prepare_retention_report(data_source=info.snapshot, as_of=info.as_of, n_boot=0, horizon=6)
+    assert any(expected in w for w in retention.warnings)

@@ -525,7 +525,7 @@ class DateFinding:
         where = self.table + (f" ({self.source})" if self.source else "")
         if self.action == "row left out":
             what = (f"{rows} dated {when} in column {shorten(self.column)} e.g. {shown}{more}; "
-                    "they are left out of the analyses")
+                    f"{'they are' if self.n_rows != 1 else 'it is'} left out of the analyses")
         else:
             what = (f"column {shorten(self.column)} is {when} in {rows} e.g. {shown}{more}; "
                     f"read as empty (not yet happened on {self.cutoff})")
@@ -648,6 +648,11 @@ class Dataset:
         self.files = files
         self.excluded = list(excluded or [])
         self.as_of = as_of
+
+    def excluded_messages(self, future_only: bool = False) -> list[str]:
+        """The cuts as sentences for a report's data-quality section (``future_only``: only the dates after
+        today, i.e. the data errors, not the rows a past as-of date leaves out)."""
+        return [f.message() for f in self.excluded if f.kind == "future" or not future_only]
 
     def excluded_table(self) -> pd.DataFrame:
         """One row per table, column and kind of cut: rows, what was done, the cut-off date, example ids."""

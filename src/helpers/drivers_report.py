@@ -128,6 +128,7 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
         report.warnings.append(str(exc))
         return report
     report.company, report.source = cfg.company, ds.origin
+    report.warnings.extend(ds.excluded_messages(future_only=True))  # future-dated rows left out (helpers.data)
     report.outcome = outcome or cfg.outcome
     report.drivers = list(drivers or cfg.drivers or ds.attributes)
     responses = ds.responses

@@ -321,6 +321,7 @@ class DepartmentReport:
             out += list(self.plan.warnings)
         if self.dataset is not None:
             out += [w for w in getattr(self.dataset, "warnings", []) if self.department in w]
+            out += [f.message() for f in getattr(self.dataset, "excluded", []) if f.kind == "future"]
         seen, unique = set(), []
         for w in out:
             if w not in seen:
