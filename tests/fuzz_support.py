@@ -77,7 +77,7 @@ class DataSpec:
     """How to make the base demo hostile. Every field's default leaves the data as generated."""
 
     seed: int = BASE_SEEDS[0]
-    n_drivers: int = 6                      # attr_* columns: fewer drops some, more adds noise attributes
+    n_drivers: int = 6                      # attr_* columns: above the contract's six, noise attributes
     future_responses: int = 0               # responses moved after the data's last day ...
     future_tickets: int = 0                 # ... and tickets (all their timestamps shifted together)
     future_days: int = 40                   # ... by this many days after the last day
@@ -89,6 +89,8 @@ class DataSpec:
     churn: str = "as generated"             # "none": nobody left; "all": every customer left
     one_segment: bool = False               # every customer in the same segment
     keep_responses: int | None = None       # keep only this many responses (a tiny survey)
+    future_signups: int = 0                 # customers who sign up after the data's last day
+    unresolved_tickets: bool = False        # no ticket has a first response, a resolution or contacts yet
 
 
 def _as_day(values) -> pd.Series:
@@ -109,10 +111,9 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
     resp, tick, cust = t["responses"], t["tickets"], t["customers"]
     first, last = base_date_range(spec.seed)
 
-    # attribute columns: keep the first n, or add independent noise attributes (a driver that barely matters)
+    # more attribute columns: independent noise attributes (drivers that barely matter); the six standard
+    # attributes are contract columns, so fewer drivers come from report.yaml's `drivers` (ReportSettings)
     attrs = [c for c in resp.columns if c.startswith("attr_")]
-    if spec.n_drivers < len(attrs):
-        resp = resp.drop(columns=attrs[spec.n_drivers:])
     for k in range(len(attrs), spec.n_drivers):
         noise = rng.integers(1, 6, size=len(resp)).astype(float)
         noise[rng.random(len(resp)) < 0.1] = np.nan
@@ -169,6 +170,12 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
             values.iloc[rows] = values.iloc[rows] + shift.to_numpy()
             tick[col] = values
 
+    if spec.unresolved_tickets:
+        for col in ("first_response_at", "resolved_at"):
+            tick[col] = pd.NaT
+        tick["contacts_to_resolve"] = np.nan
+        tick["reopened"] = None
+
     signup = pd.to_datetime(cust["signup_date"])
     if spec.churn == "none":
         cust["end_date"] = None
@@ -178,6 +185,14 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
         cust["end_date"] = _dates_out(end)
     if spec.one_segment:
         cust["segment"] = "consumer"
+    if spec.future_signups:
+        rows = rng.choice(len(cust), size=min(spec.future_signups, len(cust)), replace=False)
+        signup = pd.to_datetime(cust["signup_date"])
+        signup.iloc[rows] = future
+        cust["signup_date"] = _dates_out(signup)
+        ends = pd.to_datetime(cust["end_date"])
+        ends.iloc[rows] = pd.NaT
+        cust["end_date"] = _dates_out(ends)
 
     t.update(responses=resp, tickets=tick, customers=cust)
     return t
@@ -258,24 +273,39 @@ def _iso(day: pd.Timestamp) -> str:
     return f"{pd.Timestamp(day):%Y-%m-%d}"
 
 
+HOSTILITIES = ("future rows", "drivers", "constant", "all missing", "skewed", "thin department", "gap", "churn",
+               "one segment", "tiny survey", "future signups", "unresolved tickets")
+
+
 @st.composite
 def data_specs(draw, max_drivers: int = 20) -> DataSpec:
-    ratings = st.sampled_from(RATINGS)
-    return DataSpec(
-        seed=draw(st.sampled_from(BASE_SEEDS)),
-        n_drivers=draw(st.integers(1, max_drivers)),
-        future_responses=draw(st.sampled_from((0, 0, 1, 3))),
-        future_tickets=draw(st.sampled_from((0, 0, 1))),
-        future_days=draw(st.sampled_from(FUTURE_DAYS)),
-        constant=tuple(draw(st.lists(ratings, max_size=2, unique=True))),
-        all_missing=tuple(draw(st.lists(ratings, max_size=2, unique=True))),
-        skewed=tuple(draw(st.lists(ratings, max_size=2, unique=True))),
-        thin_department=draw(st.none() | st.sampled_from(DEPARTMENTS)),
-        gap=draw(st.none() | st.tuples(st.integers(0, 38), st.integers(1, 14))),
-        churn=draw(st.sampled_from(("as generated", "as generated", "none", "all"))),
-        one_segment=draw(st.booleans()),
-        keep_responses=draw(st.none() | st.none() | st.sampled_from((1, 5, 40))),
-    )
+    """A base seed and up to three hostilities (Hypothesis shrinks towards fewer and milder ones)."""
+    chosen = set(draw(st.lists(st.sampled_from(HOSTILITIES), max_size=3, unique=True)))
+    ratings = st.lists(st.sampled_from(RATINGS), min_size=1, max_size=2, unique=True).map(tuple)
+    spec = {"seed": draw(st.sampled_from(BASE_SEEDS))}
+    if "future rows" in chosen:
+        spec.update(future_responses=draw(st.sampled_from((0, 1, 3))), future_tickets=draw(st.sampled_from((0, 1))),
+                    future_days=draw(st.sampled_from(FUTURE_DAYS)))
+    if "drivers" in chosen:
+        spec["n_drivers"] = draw(st.integers(len(STANDARD_ATTRIBUTES) + 1, max_drivers))
+    for name, field in (("constant", "constant"), ("all missing", "all_missing"), ("skewed", "skewed")):
+        if name in chosen:
+            spec[field] = draw(ratings)
+    if "thin department" in chosen:
+        spec["thin_department"] = draw(st.sampled_from(DEPARTMENTS))
+    if "gap" in chosen:
+        spec["gap"] = draw(st.tuples(st.integers(0, 38), st.integers(1, 14)))
+    if "churn" in chosen:
+        spec["churn"] = draw(st.sampled_from(("none", "all")))
+    if "one segment" in chosen:
+        spec["one_segment"] = True
+    if "tiny survey" in chosen:
+        spec["keep_responses"] = draw(st.sampled_from((1, 5, 40)))
+    if "future signups" in chosen:
+        spec["future_signups"] = 2
+    if "unresolved tickets" in chosen:
+        spec["unresolved_tickets"] = True
+    return DataSpec(**spec)
 
 
 def as_of_dates(seed: int = BASE_SEEDS[0]):
@@ -316,10 +346,11 @@ def objective_specs(draw) -> ObjectiveSpec:
                          parent=draw(st.booleans()))
 
 
-def report_settings(max_drivers: int = 6):
+def report_settings():
+    """report.yaml settings; ``drivers`` () = every attr_* column of the data, else 1 to 5 of them."""
     return st.builds(ReportSettings,
                      outcome=st.sampled_from(("csat", "csat", "nps", "ces", "attr_speed")),
-                     drivers=st.sampled_from(((), (), ("attr_speed",), ("attr_speed", "attr_value"))),
+                     drivers=st.sampled_from(((), ()) + tuple(STANDARD_ATTRIBUTES[:k] for k in range(1, 6))),
                      min_responses=st.sampled_from((1, 30, 30, 400)))
 
 

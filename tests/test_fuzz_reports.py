@@ -79,36 +79,38 @@ class Run:
 
 
 def run_department(data: DataSpec, department: str, objectives: tuple[ObjectiveSpec, ...],
-                   report: ReportSettings, as_of: str) -> None:
+                   report: ReportSettings, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-department-") as tmp:
         run = Run(Path(tmp), data, report)
         if run.snapshot is None:
-            return
+            return None
         slug = department.lower().replace(" ", "_")
         params_file = Path(tmp) / "params" / "departments" / f"{slug}.yaml"
         params_file.parent.mkdir(parents=True)
         params_file.write_text(yaml.safe_dump(department_document(department, objectives), sort_keys=False))
         with strict_and_small(SMALL_BOOT):
-            renders_or_kit_error(lambda: run_notebook("department_report", dict(
+            return renders_or_kit_error(lambda: run_notebook("department_report", dict(
                 run.common(as_of), department=slug, params_file=str(params_file))))
 
 
-def run_drivers(data: DataSpec, report: ReportSettings, notebook: dict, as_of: str) -> None:
+def run_drivers(data: DataSpec, report: ReportSettings, notebook: dict, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-drivers-") as tmp:
         run = Run(Path(tmp), data, report)
         if run.snapshot is None:
-            return
+            return None
         with strict_and_small(SMALL_BOOT):
-            renders_or_kit_error(lambda: run_notebook("satisfaction_drivers", dict(run.common(as_of), **notebook)))
+            return renders_or_kit_error(lambda: run_notebook("satisfaction_drivers",
+                                                             dict(run.common(as_of), **notebook)))
 
 
-def run_retention(data: DataSpec, notebook: dict, as_of: str) -> None:
+def run_retention(data: DataSpec, notebook: dict, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-retention-") as tmp:
         run = Run(Path(tmp), data, ReportSettings())
         if run.snapshot is None:
-            return
+            return None
         with strict_and_small(SMALL_BOOT):
-            renders_or_kit_error(lambda: run_notebook("retention_forecast", dict(run.common(as_of), **notebook)))
+            return renders_or_kit_error(lambda: run_notebook("retention_forecast",
+                                                             dict(run.common(as_of), **notebook)))
 
 
 # ------------------------------------------------------------------------------------------------ department
@@ -137,13 +139,14 @@ def test_department_report_renders_or_fails_with_a_kit_error(data, department, o
 # ------------------------------------------------------------------------------------------------ drivers
 
 def _drivers_notebook_params():
-    period = st.none() | st.integers(-60, 1200).map(lambda d: f"{pd.Timestamp(FIRST) + pd.Timedelta(days=d):%Y-%m-%d}")
+    period = st.just("") | st.just("") | st.integers(-60, 1200).map(
+        lambda d: f"{pd.Timestamp(FIRST) + pd.Timedelta(days=d):%Y-%m-%d}")
     return st.fixed_dictionaries({
         "department": st.sampled_from(("all", "all", "Billing", "technical_support", "Marketing", "Ghost")),
         "outcome": st.sampled_from(("", "csat", "nps")),
-        "period_start": period.map(lambda v: v or ""),
-        "period_end": period.map(lambda v: v or ""),
-        "n_boot": st.sampled_from((1, 2, SMALL_BOOT)),
+        "period_start": period,
+        "period_end": period,
+        "n_boot": st.sampled_from((SMALL_BOOT, SMALL_BOOT, SMALL_BOOT, 1)),
     })
 
 
@@ -179,3 +182,65 @@ def _retention_notebook_params():
          notebook={"segment": "all", "horizon": 12, "holdout": 6, "discount_rate": 0.1}, as_of="")
 def test_retention_report_renders_or_fails_with_a_kit_error(data, notebook, as_of):
     run_retention(data, notebook, as_of)
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+def kit_error_names() -> set[str]:
+    """Names of every kit error class (``KitError`` and its subclasses in the kit's modules)."""
+    import importlib
+    import pkgutil
+
+    import helpers
+
+    for module in pkgutil.walk_packages(helpers.__path__, "helpers."):
+        if module.name.split(".")[-1] not in ("__main__", "demo_text"):
+            importlib.import_module(module.name)
+    names, todo = set(), [KitError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+HOSTILE_RUNS = {  # name: (data, --only department, --as-of or None)
+    "future_dates": (DataSpec(future_responses=3, future_tickets=1, future_days=27_000), "billing", None),
+    "single_response_department": (DataSpec(thin_department="Delivery", n_drivers=10), "delivery", None),
+    "as_of_after_the_data": (DataSpec(gap=(30, 3), churn="none"), "sales",
+                             f"{pd.Timestamp(LAST) + pd.Timedelta(days=75):%Y-%m-%d}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(HOSTILE_RUNS))
+def test_runner_on_hostile_data_renders_every_page_or_names_a_kit_error(case, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from reports_support import REPO
+
+    data, department, as_of = HOSTILE_RUNS[case]
+    source = write_data(data, tmp_path / "data")
+    out = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "helpers.reports", "run", "--params", str(REPO / "params"), "--data", str(source),
+           "--out", str(out), "--only", department, "--workers", "2"] + (["--as-of", as_of] if as_of else [])
+    env = {k: v for k, v in os.environ.items() if k != "SATISFACTION_KIT_DATA"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode in (0, 1), f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    run_dir = out / "latest"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    reports = {r["name"]: r for r in manifest["reports"]}
+    assert set(reports) == {f"department_{department}", "satisfaction_drivers", "retention_forecast"}
+    kit_errors = kit_error_names()
+    for name, report in reports.items():
+        page = (run_dir / report["html"]).read_text()
+        if report["status"] == "ok":
+            assert "Report failed" not in page
+            continue
+        error = report.get("error") or {}
+        assert error.get("name") in kit_errors, (
+            f"{case}: {name} failed with an internal error {error.get('name')}: {error.get('message')}")
+        assert error["name"] in page
