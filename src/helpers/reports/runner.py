@@ -1225,14 +1225,43 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     Uses the run's own ``data.duckdb`` snapshot and the exact recorded papermill parameters
     (:func:`rerun_parameters`), cold kernels, one report after another. Differences that would make the result
     differ are reported, not hidden: a notebook or params file whose SHA-256 changed since the run, or other
-    package versions. The new run's manifest says which run it reproduces.
+    package versions. The new run's manifest says which run it reproduces. Holds ``out/.lock`` like a run
+    (and fails at once when another run holds it); faults and signals remove the unfinished folder.
     """
     echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     run_dir = Path(run_dir).resolve()
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     out = Path(out).resolve() if out else run_dir.parent
-    started = _dt.datetime.now(_dt.UTC)
-    new_id = f"{manifest['run_id']}-repro-{new_run_id(started)}"
+    state = _RunState(started=_dt.datetime.now(_dt.UTC), t0=time.perf_counter(), out=out)
+    with _SignalGuard() as guard:
+        state.guard = guard
+        try:
+            state.lock = OutputLock(out)
+            state.lock.acquire("fail", echo)
+            state.run_id = unique_run_id(out, None, state.started)
+            state.run_id = f"{manifest['run_id']}-repro-{state.run_id}"
+            state.lock.record(state.run_id, state.started.isoformat(timespec="seconds"))
+            remove_stale_runs(out)
+            state.tmp_dir = out / f".tmp-{state.run_id}"
+            result = _reproduce(run_dir, manifest, out, state.started, state.run_id, echo)
+            state.tmp_dir = None
+            return result
+        except BaseException as exc:
+            guard.disarm()
+            _clean_up(state)
+            if isinstance(exc, KeyboardInterrupt):
+                raise RunInterrupted(signal.SIGINT) from None
+            fault = environment_fault(exc) if isinstance(exc, Exception) else None
+            if fault is not None:
+                raise RunEnvironmentError(_environment_message(exc, fault, state)) from exc
+            raise
+        finally:
+            if state.lock is not None:
+                state.lock.release()
+
+
+def _reproduce(run_dir: Path, manifest: dict, out: Path, started: _dt.datetime, new_id: str,
+               echo: Callable[[str], None]) -> RunResult:
     tmp_dir = out / f".tmp-{new_id}"
     for sub in ("notebooks", "logs", "summaries"):
         (tmp_dir / sub).mkdir(parents=True)
