@@ -7,12 +7,12 @@ import json
 import textwrap
 from pathlib import Path
 
-import html
-
 import nbformat
 import pandas as pd
 import papermill
 import pytest
+
+from helpers.formatting import md_escape
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "reports" / "department_report.ipynb"
@@ -71,7 +71,7 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     markdown = _outputs(nb, "text/markdown")
     org = pd.read_parquet(small_demo / "org.parquet").set_index("person_id")["name"]
     for person, role in (("customer_service-dir", "director"), ("customer_service-rep001", "representative")):
-        assert html.escape(f"{org[person]} ({role})") in markdown  # owners by their names from org
+        assert md_escape(f"{org[person]} ({role})") in markdown  # owners by their names from org
     assert "of explained variance" in markdown  # drivers section
     assert "still customers" in markdown or "half have left" in markdown  # retention section
     images = _outputs(nb, "image/png")
