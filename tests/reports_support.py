@@ -40,12 +40,14 @@ if department in ("billing", "slow"):
     (run_folder / f"started-{department}").write_text(str(os.getpid()))  # the kernel is running
     time.sleep(600)
 if department == "delivery":
-    os._exit(3)  # the kernel process dies in this cell (cell 4 of the original notebook)'''
+    os._exit(3)  # the kernel process dies in this cell (cell 4 of the original notebook)
+if department == "full":
+    raise OSError(28, "No space left on device", summary_path)  # the notebook's own write fails'''
 
 
 def write_fake_notebooks(folder: Path) -> Path:
     """A tiny department report notebook for runner fault tests (no scientific imports, runs in a second):
-    ``sales`` succeeds, ``delivery`` kills its kernel in cell 4, ``billing``/``slow`` write
+    ``sales`` succeeds, ``delivery`` kills its kernel in cell 4, ``full`` meets a full disk, ``billing``/``slow`` write
     ``<run folder>/started-<dept>`` (the kernel's pid) and then sleep for 10 minutes."""
     import nbformat
     nb = nbformat.v4.new_notebook()

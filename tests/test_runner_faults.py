@@ -273,6 +273,26 @@ def test_disk_full_is_one_line_exit_3_and_removes_partial_output(setup, monkeypa
     _assert_clean_environment_fault(setup, code, capsys.readouterr().err, "disk full (ENOSPC)")
 
 
+def test_disk_full_inside_the_notebook_is_an_environment_fault(setup, capsys):
+    """A cell that cannot write (ENOSPC inside the kernel) stops the run like any other disk-full fault."""
+    params = write_params(setup["root"] / "p2", {"full": "Sales"})  # file "full", data department "Sales"
+    args = _cli_args(setup, "--cold-kernels")
+    args[args.index("--params") + 1] = str(params)
+    code = cli_main(args)
+    _assert_clean_environment_fault(setup, code, capsys.readouterr().err, "disk full (ENOSPC)")
+
+
+def test_environment_message_names_a_file_outside_the_output_folder(tmp_path):
+    state = runner._RunState(started=None, t0=0.0, out=tmp_path / "reports", run_id="r1")
+    exc = PermissionError(errno.EACCES, "Permission denied", "/srv/data/responses.parquet")
+    message = runner._environment_message(exc, (errno.EACCES, "permission denied"), state)
+    assert message.startswith("permission denied (EACCES) at /srv/data/responses.parquet: check its permissions")
+    assert "output folder" not in message and "the unfinished run r1 was removed" in message
+    inside = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "reports" / ".tmp-r1" / "x.html"))
+    message = runner._environment_message(inside, (errno.ENOSPC, "disk full"), state)
+    assert f"the output folder {tmp_path / 'reports'} cannot take the reports; free space" in message
+
+
 def test_unwritable_output_folder_injected_eacces(setup, monkeypatch, capsys):
     real_mkdir = Path.mkdir
 

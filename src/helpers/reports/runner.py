@@ -453,6 +453,8 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                                     log_output=True, stdout_file=stream_log, stderr_file=stream_log,
                                     cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
             except pm.PapermillExecutionError as exc:
+                if environment_fault(exc):  # e.g. the notebook could not write its summary: disk full
+                    raise
                 result.update(status="failed", error={"name": exc.ename, "message": exc.evalue,
                                                       "cell_index": exc.cell_index, "kind": "error"})
             except Exception as exc:  # noqa: BLE001 - kernel died, timeout, bad notebook: isolate it
@@ -917,12 +919,17 @@ def _environment_message(exc: BaseException, fault: tuple[int, str], state: _Run
     while inner is not None and not where:
         where = str(getattr(inner, "filename", "") or "")
         inner = inner.__cause__ or inner.__context__
-    fix = ("free space (or choose another --out) and run again" if code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1))
-           else "make it writable or choose another --out")
+    space = code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1))
     at = f" at {where}" if where else ""
     unfinished = f"; the unfinished run {state.run_id} was removed" if state.run_id else ""
-    return (f"{reason} ({name}){at}: the output folder {state.out} cannot take the reports; {fix}{unfinished}; "
-            f"{state.out / 'latest'} still points at {_latest_target(state.out)}")
+    latest = f"; {state.out / 'latest'} still points at {_latest_target(state.out)}"
+    inside = not where or Path(where).resolve() == state.out or state.out in Path(where).resolve().parents
+    if inside:
+        fix = ("free space (or choose another --out) and run again" if space
+               else "make it writable or choose another --out")
+        return f"{reason} ({name}){at}: the output folder {state.out} cannot take the reports; {fix}{unfinished}{latest}"
+    fix = "free space there and run again" if space else "check its permissions (or the folder it is in)"
+    return f"{reason} ({name}){at}: {fix}{unfinished}{latest}"
 
 
 def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = prepare_data,
@@ -1188,10 +1195,10 @@ def check_departments(jobs: list[ReportJob], params_departments: list[tuple[str,
         except ReportRunError:
             return ""
 
-    in_data = {slug(d) for d in data_departments}
+    in_data = {slug(d) for d in data_departments} - {""}
     no_data = [j for j in jobs if j.kind == "department"
                and not ({j.parameters.get("department", ""), slug(j.department)} & in_data)]
-    known = {s for pair in params_departments for s in (pair[0], slug(pair[1]))}
+    known = {s for pair in params_departments for s in (pair[0], slug(pair[1]))} - {""}
     known |= {s for j in jobs if j.kind == "department" for s in (j.parameters.get("department", ""),
                                                                   slug(j.department))}
     unreported = [d for d in data_departments if slug(d) not in known]
