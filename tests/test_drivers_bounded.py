@@ -180,3 +180,21 @@ def test_markdown_text_is_escaped():
     res.plot(ax=ax)
     fig.canvas.draw()  # "$" in a label must not start mathtext
     plt.close(fig)
+
+
+def test_segments_ignore_an_attribute_missing_in_a_whole_segment(small_demo):
+    """Regression: one all-missing attribute made every department 'only 0 usable responses' in the
+    comparison (listwise deletion across it) although each department's own analysis drops it."""
+    from helpers.drivers_analysis import analyze_by_segment
+
+    r = pd.read_parquet(small_demo / "responses.parquet")
+    attrs = [c for c in r.columns if c.startswith("attr_")]
+    r = r.assign(attr_empty=np.nan, attr_billing_only=np.where(r["department"] == "Billing", 3.0, np.nan))
+    r.loc[(r["department"] == "Billing") & (r.index % 2 == 0), "attr_billing_only"] = 4.0
+    seg = analyze_by_segment(r, "csat", [*attrs, "attr_empty", "attr_billing_only"], "department", n_boot=0,
+                             min_n=100)
+    assert len(seg.results) >= 4
+    assert set(seg.results["Billing"].dropped) == {"attr_empty"}
+    assert set(seg.results["Sales"].dropped) == {"attr_empty", "attr_billing_only"}
+    ref = analyze_by_segment(r, "csat", attrs, "department", n_boot=0, min_n=100)
+    assert seg.sizes.drop(index="Billing")["n"].equals(ref.sizes.drop(index="Billing")["n"])

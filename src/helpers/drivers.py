@@ -272,17 +272,26 @@ def _pairwise_corr_stack(X: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.n
 def _complete_corr_stack(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Weighted correlations of a complete matrix X for a stack of replicate weights W (B x n).
 
-    Means for all replicates in one product ``W @ Xc``; second moments per replicate as one BLAS product
-    ``Xc' (w * Xc)`` on the centred data (memory n x k per replicate, no n x k^2 intermediate).
+    Means for all replicates in one product ``W @ Xc`` of the centred data. Second moments: for many
+    replicates one GEMM ``W @ (x_i x_j)`` over row chunks of the products (4M elements at a time); for
+    a few replicates (large data, where W holds few rows) one product ``Xc' (w * Xc)`` per replicate.
     """
     n, k = X.shape
     Xc = X - X.mean(axis=0)
     B = W.shape[0]
     S0 = W.sum(axis=1)
     S1 = W @ Xc
-    S2 = np.empty((B, k, k))
-    for b in range(B):
-        S2[b] = Xc.T @ (Xc * W[b][:, None])
+    if B < 32:
+        S2 = np.empty((B, k, k))
+        for b in range(B):
+            S2[b] = Xc.T @ (Xc * W[b][:, None])
+    else:
+        S2 = np.zeros((B, k * k))
+        step = max(1, int(4_000_000 // max(k * k, 1)))
+        for a in range(0, n, step):
+            x_ = Xc[a:a + step]
+            S2 += W[:, a:a + step] @ (x_[:, :, None] * x_[:, None, :]).reshape(-1, k * k)
+        S2 = S2.reshape(B, k, k)
     m = S1 / S0[:, None]
     C = S2 / S0[:, None, None] - m[:, :, None] * m[:, None, :]
     sd = np.sqrt(np.clip(np.einsum("bii->bi", C), 0, None))

@@ -46,8 +46,11 @@ def _md(name: str) -> str:
     return md_escape(_label(name))
 
 
-def _names(names) -> str:
-    return ", ".join(_md(n) for n in names)
+def _names(names, limit: int = 6) -> str:
+    """Escaped labels joined for text; beyond ``limit`` names: "A, B, ... and 12 more"."""
+    names = list(names)
+    shown = ", ".join(_md(n) for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def _chart_text(text: str) -> str:
@@ -100,9 +103,9 @@ class OrdinalCheck:
             if not dis:
                 text += " Its ranking agrees with the variance decomposition for every attribute."
             else:
-                text += (" The two rankings differ for " + ", ".join(
-                    f"{_md(d)} (ordinal #{t.loc[d, 'ordinal_rank']}, Shapley #{t.loc[d, 'shapley_rank']})"
-                    for d in dis) + f"; rank correlation {self.spearman:.2f}.")
+                shown = ", ".join(f"{_md(d)} (ordinal #{t.loc[d, 'ordinal_rank']}, Shapley #{t.loc[d, 'shapley_rank']})"
+                                  for d in dis[:6]) + (f" and {len(dis) - 6} more" if len(dis) > 6 else "")
+                text += f" The two rankings differ for {shown}; rank correlation {self.spearman:.2f}."
                 if t["shapley_rank"].idxmin() == top:
                     text += " Both agree on the top driver."
         return text
@@ -254,7 +257,7 @@ class ImportancePerformance:
         if not ff:
             keep = self.table[self.table["quadrant"] == "keep up"].sort_values("share", ascending=False)
             return ("No attribute is both more important than average and rated below average: "
-                    + (f"keep up {', '.join(_md(d) for d in keep.index)}." if len(keep) else "nothing to fix first."))
+                    + (f"keep up {_names(keep.index, 10)}." if len(keep) else "nothing to fix first."))
         t = self.table
         parts = [f"{_md(d)} ({_pct(t.loc[d, 'share'])} of explained variance, rated "
                  f"{t.loc[d, 'performance']:.2f})" for d in ff]
@@ -361,11 +364,12 @@ class DriverAnalysis:
                          "not certain.")
         ff = self.fix_first
         if ff:
-            head += (" Fix first: " + ", ".join(_md(d) for d in ff)
+            head += (" Fix first: " + _names(ff, 10)
                      + " - more important than average but rated below the other attributes.")
-        neg = [d for d in t.index if t.loc[d, "sign"] < 0]
+        # a negative direction is worth a note only for an attribute that matters (1% of R^2 or more)
+        neg = [d for d in t.index if t.loc[d, "sign"] < 0 and t.loc[d, "share"] >= 0.01]
         if neg:
-            head += (" Note: higher ratings of " + ", ".join(_md(d) for d in neg)
+            head += (" Note: higher ratings of " + _names(neg)
                      + " go with lower overall scores once the other attributes are held fixed "
                        "(usually overlap between attributes, not a real harm).")
         notes = self.notes()
@@ -394,7 +398,8 @@ class DriverAnalysis:
             if reason:
                 text += f" ({md_escape(reason.split(': ', 1)[-1])}; {self.attrs.get('n_boot_requested', n_boot):,} were requested)"
             out.append(text + ".")
-        if not self.attrs.get("exact", True) and self.attrs.get("fallback"):
+        if (not self.attrs.get("exact", True) and self.attrs.get("fallback")
+                and self.attrs["fallback"] not in self.warnings):
             out.append(md_escape(self.attrs["fallback"]) + ".")
         return out
 
@@ -596,7 +601,14 @@ def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, 
         raise DriverInputError(f"segment column {segment!r} is not in the data")
     drivers = list(drivers)
     min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
-    usable = data[[outcome, *drivers]].notna().all(axis=1) if missing == "listwise" else data[outcome].notna()
+    if missing == "listwise":
+        # a driver with no answer at all in a segment is dropped from that segment's analysis, so it does
+        # not count against the segment's complete rows (e.g. an attribute asked in one department only)
+        present = data[drivers].notna()
+        answered = present.groupby(data[segment], observed=True).transform("any")
+        usable = data[outcome].notna() & (present | ~answered).all(axis=1)
+    else:
+        usable = data[outcome].notna()
     counts = usable.groupby(data[segment], observed=True).sum()
     sizes = pd.DataFrame({"n": counts.astype(int), "analysed": counts >= min_n})
     sizes.index.name = segment

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _md, _pct, analyze_by_segment,
-                                      analyze_drivers, select_responses)
+from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _md, _names, _pct,
+                                      analyze_by_segment, analyze_drivers, select_responses)
 from helpers.errors import KitError
 from helpers.formatting import md_escape
 
@@ -79,10 +79,10 @@ class DriversReport:
             out.append("- No attribute is both important and rated below average: protect the strongest ones.")
         keep = [d for d in t.index if t.loc[d].get("quadrant") == "keep up"]
         if keep:
-            out.append("- **Keep up:** " + ", ".join(_md(d) for d in keep) + " (important and already rated well).")
+            out.append("- **Keep up:** " + _names(keep, 10) + " (important and already rated well).")
         over = [d for d in t.index if t.loc[d].get("quadrant") == "possible overkill"]
         if over:
-            out.append("- **Possible overkill:** " + ", ".join(_md(d) for d in over)
+            out.append("- **Possible overkill:** " + _names(over, 10)
                        + " (rated well but matter less; do not add effort here first).")
         out.append(f"- Together the attributes explain {_pct(m.r2)} of the differences in {_md(self.outcome)} "
                    f"between {m.n:,} responses; the rest depends on things the survey does not ask about.")
@@ -90,7 +90,7 @@ class DriversReport:
             dis = m.ordinal.disagreements
             out.append("- A second model that treats the rating as ordered categories "
                        + ("gives the same order of attributes." if not dis else
-                          "broadly agrees; it orders " + ", ".join(_md(d) for d in dis) + " differently.")
+                          "broadly agrees; it orders " + _names(dis) + " differently.")
                        + (f" (Fitted on a seeded random subsample of {m.ordinal.n:,} of the "
                           f"{m.ordinal.n_available:,} complete responses.)" if m.ordinal.subsampled else ""))
         return "\n".join(out)
