@@ -11,8 +11,7 @@ from scipy import stats
 from helpers.errors import ObjectiveError, ParamsError
 from helpers.objectives import (evaluate_objectives, lint_objectives, load_department, load_objectives,
                                 parse_objectives, plausibility_warning)
-from helpers.objectives_status import (Forecast, classify_status, expected_progress, forecast_at, forecast_path,
-                                       progress_score)
+from helpers.objectives_status import classify_status, expected_progress, forecast_at, forecast_path, progress_score
 
 BASE = {
     "department": "Customer Service",
@@ -165,13 +164,23 @@ def test_plausibility_compares_needed_pace_with_best_monthly_change():
 
 
 # ------------------------------------------------------------------------------------------ progress
-def test_progress_is_share_of_the_way_clipped():
+def test_progress_is_signed_and_never_clipped():
     assert progress_score(18, 24, 12) == pytest.approx(0.5)  # lowering: 24 -> 12, at 18
     assert progress_score(77, 70, 80) == pytest.approx(0.7)
-    assert progress_score(65, 70, 80) == 0.0 and progress_score(85, 70, 80) == 1.0
+    assert progress_score(65, 70, 80) == pytest.approx(-0.5)  # moved the wrong way: negative, not 0
+    assert progress_score(85, 70, 80) == pytest.approx(1.5)  # beyond the target: above 1, not 1
+    assert progress_score(30, 24, 12, "lower") == pytest.approx(-0.5)
     assert np.isnan(progress_score(np.nan, 70, 80))
     assert expected_progress("2026-01-01", "2026-12-31", "2026-07-02") == pytest.approx(182 / 364)
     assert expected_progress("2026-01-01", "2026-12-31", "2025-01-01") == 0.0
+
+
+def test_progress_with_the_target_on_the_wrong_side_of_the_baseline_stays_negative():
+    """Issue 10: FCR now 64.1%, target 70.0% from a baseline of 71.7% showed "100%" (two negatives divided, then
+    clipped). The KPI is to be raised and fell by 7.6 points: progress is -7.6 / 1.7 = -447%."""
+    assert progress_score(64.1, 71.7, 70.0, "raise") == pytest.approx(-7.6 / 1.7)
+    assert progress_score(72.5, 71.7, 70.0, "raise") == pytest.approx(0.8 / 1.7)  # rose: positive
+    assert progress_score(13.0, 12.0, 14.0, "lower") == pytest.approx(-0.5)  # hours rose: negative
 
 
 # ------------------------------------------------------------------------------------------ forecast
@@ -234,41 +243,28 @@ def test_forecast_falls_back_to_last_value_and_uses_observed_after_deadline():
 
 
 # ------------------------------------------------------------------------------------------ status rule
-def _fc(value, low, high, method="linear trend"):
-    return Forecast(pd.Timestamp("2026-12-01"), value, low, high, 0.8, method, 12)
-
-
 @pytest.mark.parametrize("kwargs, expected", [
-    # raise 70 -> 80, deadline ahead
-    (dict(current=81, current_low=80.5, current_high=81.5, forecast=_fc(82, 79, 85)), "achieved"),
-    (dict(current=80.2, current_low=79.0, current_high=81.4, forecast=_fc(81, 80.0, 82)), "on track"),
-    (dict(current=78, current_low=77, current_high=79, forecast=_fc(80, 78, 82)), "at risk"),
-    (dict(current=74, current_low=73, current_high=75, forecast=_fc(75, 73, 77)), "off track"),
-    (dict(current=None, forecast=None), "no data"),
-    (dict(current=78, current_low=77, current_high=79, forecast=None), "no data"),
+    (dict(p_met=0.99, current_clears=True), ("achieved", "early")),
+    (dict(p_met=0.95, current_clears=True), ("on track", "")),   # the window forecast does not clear enough
+    (dict(p_met=0.99, current_clears=False), ("on track", "")),  # clears in the forecast only
+    (dict(p_met=0.80), ("on track", "")),
+    (dict(p_met=0.79), ("at risk", "ahead but uncertain")),
+    (dict(p_met=0.50), ("at risk", "ahead but uncertain")),
+    (dict(p_met=0.49), ("at risk", "behind")),
+    (dict(p_met=0.20), ("at risk", "behind")),
+    (dict(p_met=0.19), ("off track", "")),
+    (dict(p_met=float("nan")), ("no data", "")),
+    (dict(p_met=0.9, too_little_data=True), ("too little data", "")),
 ])
-def test_status_rule_raise(kwargs, expected):
-    assert classify_status(target=80, direction="raise", deadline="2026-12-31", as_of="2026-10-31",
-                           **kwargs) == expected
+def test_status_rule_thresholds_on_p_met(kwargs, expected):
+    assert classify_status(deadline_passed=False, **kwargs) == expected
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    # lower 24 h -> 12 h, deadline ahead
-    (dict(current=11, current_low=10, current_high=11.8, forecast=_fc(10, 8, 12)), "achieved"),
-    (dict(current=14, current_low=13, current_high=15, forecast=_fc(10, 8, 12)), "on track"),
-    (dict(current=15, current_low=14, current_high=16, forecast=_fc(12.5, 10, 15)), "at risk"),
-    (dict(current=20, current_low=19, current_high=21, forecast=_fc(18, 15, 21)), "off track"),
-])
-def test_status_rule_lower_mirrors_raise(kwargs, expected):
-    assert classify_status(target=12, direction="lower", deadline="2026-12-31", as_of="2026-10-31",
-                           **kwargs) == expected
-
-
-def test_status_after_deadline_is_achieved_or_missed():
-    kw = dict(target=80, direction="raise", deadline="2026-06-30", as_of="2026-10-31", current=85,
-              current_low=84, current_high=86)
-    assert classify_status(**kw, forecast=_fc(80.5, 79, 82, "observed")) == "achieved"
-    assert classify_status(**kw, forecast=_fc(79.5, 78, 81, "observed")) == "missed"
+def test_status_after_deadline_is_achieved_or_missed_on_the_observed_window():
+    assert classify_status(p_met=float("nan"), deadline_passed=True, met=True) == ("achieved", "")
+    assert classify_status(p_met=float("nan"), deadline_passed=True, met=False, target_in_ci=True) == \
+        ("missed", "within the margin of error")
+    assert classify_status(p_met=0.99, deadline_passed=True, met=None) == ("no data", "")
 
 
 SERIES_DOC = textwrap.dedent("""\
@@ -293,13 +289,16 @@ SERIES_DOC = textwrap.dedent("""\
 
 def test_evaluation_gives_every_status_on_constructed_series(tmp_path):
     """One constructed monthly series per objective, chosen so the rule must give each status."""
-    plan = load_objectives(_write(tmp_path, SERIES_DOC, "support.yaml"))
+    doc = yaml.safe_load(SERIES_DOC)
+    for o in doc["objectives"]:
+        o["filters"] = {"channel": o["id"]}
+    plan = load_objectives(_write(tmp_path, doc, "support.yaml"))
     periods = pd.date_range("2024-11-01", "2026-10-01", freq="MS")
     t = np.arange(len(periods), dtype=float)
     wiggle = 0.3 * np.sin(t)  # deterministic noise so the trend's interval has width
     shapes = {
         "good": 52 + 0.8 * t + wiggle,                  # 70.4 (CI 69.4-71.4) in Oct, ~72 by Dec 2026
-        "close": 48 + 0.8 * t + 3 * np.sin(1.7 * t),    # ~67 by Dec, wide interval around 70
+        "close": 70 + np.random.default_rng(3).normal(0, 1.5, len(t)),  # flat at the target: a coin toss
         "bad": 60 + 0.05 * t + wiggle,                  # flat around 61
         "done": np.where(periods >= "2026-03-01", 71.0, 60.0) + wiggle,  # 71 at the deadline month
         "late": 60 + 0.1 * t + wiggle,                  # 61.7 at the deadline month
@@ -307,16 +306,15 @@ def test_evaluation_gives_every_status_on_constructed_series(tmp_path):
     }
     names = {"p1": "Dana <Director>", "p2": "Max", "p3": "Ivy", "p4": "Sam", "p5": "Lee", "p6": "Ola"}
 
-    calls = []
+    n = 3000  # tickets a month: each month's sampling error is about +/- 1.6 points
 
     def provider(metric, filters, start, end, freq):
-        oid = calls.pop(0)
-        if oid == "broken":
+        if metric == "csat":
             raise ValueError("table responses has no column 'csat'")
-        v = shapes[oid]
-        return pd.DataFrame({"period": periods, "value": v, "ci_low": v - 1, "ci_high": v + 1, "n": 300})
+        v = shapes[filters["channel"][0]]  # each objective asks for its own channel
+        half = 1.96 * np.sqrt(v * (100 - v) / n)
+        return pd.DataFrame({"period": periods, "value": v, "ci_low": v - half, "ci_high": v + half, "n": n})
 
-    calls.extend(plan.ids)
     ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=provider, names=names)
     status = dict(zip(ev.table["id"], ev.table["status"]))
     assert status == {"good": "on track", "close": "at risk", "bad": "off track", "done": "achieved",
@@ -325,11 +323,13 @@ def test_evaluation_gives_every_status_on_constructed_series(tmp_path):
     assert "support.yaml" in broken["message"] and "'broken'" in broken["message"]
     assert "field 'metric'" in broken["message"] and "no column 'csat'" in broken["message"]
     assert ev.status_counts() == {"achieved": 2, "on track": 1, "at risk": 1, "off track": 1, "missed": 1,
+                                  "too little data": 0,
                                   "no data": 1}
     good = ev.row("good")
-    assert good["owner"] == "Dana <Director> (director)" and good["n"] == 300
+    assert good["owner"] == "Dana <Director> (director)" and good["n"] == n
     assert good["current"] == pytest.approx(shapes["good"][-1])
-    assert good["progress"] == 1.0  # 70.4 is past the target: the score is clipped at 1
+    assert good["progress"] == pytest.approx((shapes["good"][-1] - 60) / 10)  # past the target: above 1, signed
+    assert good["p_met"] >= 0.8 and ev.row("bad")["p_met"] < 0.2 and 0.2 <= ev.row("close")["p_met"] < 0.8
     assert ev.row("bad")["progress"] == pytest.approx((shapes["bad"][-1] - 60) / 10)
     assert good["expected_progress"] == pytest.approx(303 / 364)
     assert good["forecast_low"] > 70 and "On track" in good["sentence"] and "80% prediction interval" in \
@@ -341,7 +341,8 @@ def test_evaluation_gives_every_status_on_constructed_series(tmp_path):
     assert "Bad &lt;b&gt;bold&lt;/b&gt;" in html_table and "<b>bold" not in html_table
     assert "Dana &lt;Director&gt;" in html_table
     text = ev.summary()
-    assert "7 objectives" in text and "1 missed" in text and "Late" in text
+    assert "7 objectives" in text and "1 missed" in text
+    assert 'Look first at "Bad <b>bold</b>"' in text  # the open objective least likely to be met, not "Late"
     assert not set(ev.forecasts) - set(plan.ids)
 
 

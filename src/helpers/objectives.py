@@ -1,4 +1,4 @@
-"""Department objectives: SMART objectives from params, cascading goals, status forecasts.
+"""Department objectives: SMART objectives from params, cascading goals, verdicts with a probability.
 
 A department's objectives live in ``params/departments/<slug>.yaml`` (format in ``params/README.md``).
 This module
@@ -6,22 +6,24 @@ This module
 - loads and validates them (:func:`load_objectives`, :func:`load_department`) into an
   :class:`ObjectivePlan`; any schema problem raises :class:`helpers.errors.ObjectiveError` naming the file,
   the objective id and the field;
-- lints them for SMART problems (:func:`lint_objectives`: warnings, not errors);
-- evaluates them on a monthly KPI series (:func:`evaluate_objectives` -> :class:`ObjectiveEvaluation`):
-  current value with its interval and n, OKR progress, expected progress, a forecast at the deadline with a
-  prediction interval, and a status by the rule documented in :mod:`helpers.objectives_status`.
+- lints them for SMART problems (:func:`lint_objectives`: warnings, not errors; a target on the wrong side
+  of a computed baseline is warned at evaluation);
+- evaluates them (:func:`evaluate_objectives` -> :class:`ObjectiveEvaluation`), each on its own window
+  (``Objective.judged_on``: the deadline's month or quarter, the year to the deadline, the objective's span or
+  a rolling window; :mod:`helpers.objectives_status`): the window's value computed from its rows with its
+  interval and n ("now": the window so far, or the latest period before it begins), signed OKR progress,
+  a calendar-aware forecast of the window with P(target met) (:mod:`helpers.objectives_forecast`), and a
+  status by explicit thresholds on that probability (or, after the deadline, on the observed window).
 
-Status rule (full statement and the forecast model in :mod:`helpers.objectives_status`): **no data** when
-the metric cannot be measured; after the deadline **achieved** / **missed** by the deadline period's
-value; before it **achieved** when the current 95% confidence interval is past the target, else by the
-80% prediction interval of a linear-trend forecast (OLS on the last 24 months) at the deadline:
-**on track** (whole interval past the target), **off track** (whole interval short of it), **at risk**
-(straddles it). Progress is the OKR score ``(current - baseline) / (target - baseline)`` clipped to 0..1.
+Counts (ticket volume, responses) are judged per day, since months differ in length. The default as-of date
+is the last day of the last complete month in the data (:func:`helpers.data.default_as_of`).
 
 The KPI values come from ``helpers.kpis.kpi_series`` (computed in DuckDB) by default; any callable
 ``series_provider(metric, filters, start, end, freq) -> DataFrame[period, value, ci_low, ci_high, n]`` can be
-passed instead (tests use constructed series). One objective failing (metric absent from the data, no data
-in its period) becomes a row with status ``"no data"`` and a message; it never stops the others.
+passed instead (tests use constructed series; called with ``freq=None`` it should return the one value of the
+window ``start .. end``, else the window is approximated by the n-weighted mean of its periods). One objective
+failing (metric absent from the data, no data in its period) becomes a row with status ``"no data"`` and a
+message; it never stops the others.
 """
 from __future__ import annotations
 
@@ -36,18 +38,19 @@ import numpy as np
 import pandas as pd
 
 from helpers.errors import KitError, ObjectiveError
+from helpers.formatting import md_escape, shorten
 from helpers.formatting import shorten
 from helpers.params_yaml import load_params_yaml
-from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, classify_status,
-                                       expected_progress, forecast_at, forecast_path, meets, month_start,
-                                       months_between, period_end, period_start, progress_score)
+from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, Window, classify_status,
+                                       expected_progress, forecast_at, infer_window, make_window, meets,
+                                       month_start, months_between, period_end, period_start, progress_score)
 
 ROLES = ("director", "manager", "representative")
 DIRECTIONS = ("raise", "lower")
 FILTER_KEYS = ("channel", "team", "segment", "region", "agent")
 TOP_LEVEL_KEYS = ("department", "people", "objectives")
 OBJECTIVE_KEYS = ("id", "title", "metric", "filters", "baseline", "target", "direction", "start", "deadline",
-                  "owner", "parent", "frequency", "note")
+                  "owner", "parent", "frequency", "window", "note")
 REQUIRED_OBJECTIVE_KEYS = ("id", "title", "metric", "baseline", "target", "start", "deadline", "owner")
 MAX_OBJECTIVES_PER_OWNER = 2
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -62,6 +65,13 @@ class MetricInfo:
     higher_is_better: bool
     bounds: tuple[float | None, float | None]
     periodic: bool = True  # has a time dimension (can be tracked month by month)
+    kind: str = ""  # the KPI's estimator kind in helpers.kpis ("count" KPIs are judged per day)
+    table: str = ""  # responses | tickets | customers
+
+    @property
+    def per_day(self) -> bool:
+        """Counts are compared and forecast per day (periods differ in length)."""
+        return self.kind == "count"
 
 
 def metric_registry() -> dict[str, MetricInfo]:
@@ -73,7 +83,8 @@ def metric_registry() -> dict[str, MetricInfo]:
         get = spec.get if isinstance(spec, Mapping) else (lambda key, default=None, s=spec: getattr(s, key, default))
         bounds = get("bounds", None) or (None, None)
         out[name] = MetricInfo(name, str(get("label", name)), str(get("unit", "")),
-                               bool(get("higher_is_better", True)), tuple(bounds), bool(get("periodic", True)))
+                               bool(get("higher_is_better", True)), tuple(bounds), bool(get("periodic", True)),
+                               str(get("kind", "") or ""), str(get("table", "") or ""))
     return out
 
 
@@ -127,6 +138,12 @@ class Objective:
     parent: str | None = None
     frequency: str = "month"
     note: str = ""
+    window: Window | None = None
+
+    @property
+    def judged_on(self) -> Window:
+        """The window the objective is judged on (declared, or inferred; ``helpers.objectives_status``)."""
+        return self.window if self.window is not None else infer_window(self.start, self.deadline, self.frequency)
 
 
 @dataclass(frozen=True)
@@ -297,6 +314,7 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     if frequency not in FREQ_MONTHS:
         raise ObjectiveError(path, f"frequency must be one of {list(FREQ_MONTHS)}, got {shorten(frequency)}",
                              objective_id=oid, field="frequency")
+    window = _parse_window(raw.get("window"), start, deadline, frequency, path, oid)
     parent = raw.get("parent")
     if parent is not None and not isinstance(parent, str):
         raise ObjectiveError(path, f"expected the id of another objective, got {shorten(parent)}", objective_id=oid,
@@ -304,8 +322,32 @@ def _parse_objective(raw, index: int, path: str, metrics: Mapping[str, MetricInf
     return Objective(id=oid, title=_as_text(raw["title"], path, oid, "title"), metric=metric, target=target,
                      direction=direction, start=start, deadline=deadline, owner=_parse_owner(raw["owner"], path, oid),
                      baseline=baseline, filters=_parse_filters(raw.get("filters"), path, oid), parent=parent,
-                     frequency=frequency,
+                     frequency=frequency, window=window,
                      note=_as_text(raw.get("note"), path, oid, "note", required=False))
+
+
+_ROLLING = re.compile(r"^rolling\s+(\d+)\s+months?$")
+
+
+def _parse_window(raw, start, deadline, frequency, path, oid) -> Window | None:
+    """``window:`` of the params file: month, quarter, year, objective or "rolling N months" (None: inferred)."""
+    if raw is None:
+        return None
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    match = _ROLLING.match(text or "")
+    if text not in ("month", "quarter", "year", "objective") and not match:
+        raise ObjectiveError(path, f"window must be month, quarter, year, objective or 'rolling N months', got "
+                             f"{shorten(raw)}", objective_id=oid, field="window")
+    if frequency == "quarter" and (text == "month" or (match and int(match.group(1)) % 3)):
+        raise ObjectiveError(path, f"window {shorten(raw)} is shorter than the objective's frequency (quarter)",
+                             objective_id=oid, field="window")
+    if match:
+        months = int(match.group(1))
+        if not 1 <= months <= 36:
+            raise ObjectiveError(path, f"a rolling window needs 1 to 36 months, got {months}", objective_id=oid,
+                                 field="window")
+        return make_window("rolling", start, deadline, months=months, declared=True)
+    return make_window(text, start, deadline, declared=True)
 
 
 def _check_tree(objectives: list[Objective], path: str) -> None:
@@ -473,9 +515,10 @@ SeriesProvider = Callable[..., pd.DataFrame]
 """``provider(metric, filters, start, end, freq="month") -> DataFrame[period, value, ci_low, ci_high, n]``."""
 
 TABLE_COLUMNS = ["id", "parent", "level", "title", "owner", "owner_role", "metric", "metric_label", "direction",
-                 "start", "deadline", "current", "ci_low", "ci_high", "n", "current_period", "baseline", "target",
-                 "progress", "expected_progress", "forecast", "forecast_low", "forecast_high", "forecast_method",
-                 "status", "sentence", "change", "message"]
+                 "start", "deadline", "window", "window_start", "window_end", "current", "ci_low", "ci_high", "n",
+                 "current_period", "current_label", "baseline", "target", "progress", "expected_progress",
+                 "forecast", "forecast_low", "forecast_high", "forecast_method", "p_met", "status",
+                 "status_detail", "sentence", "change", "message"]
 
 
 FILTER_COLUMNS = {"agent": "agent_id"}
@@ -485,10 +528,11 @@ FILTER_COLUMNS = {"agent": "agent_id"}
 class KpiSource:
     """KPI values for one department from a ``helpers.data.Dataset`` via ``helpers.kpis``.
 
-    ``series`` (monthly, computed in DuckDB by ``kpi_series``), ``estimate`` (one pooled value for a
-    period, ``compute_kpi``) and ``compare`` (period-over-period test, ``compare_kpi``). The department
-    filter applies to the KPIs of responses and tickets; customers carry no department, so customer KPIs
-    (retention, churn) are company-wide unless the objective filters them by segment or region.
+    ``series`` (per period, computed in DuckDB by ``kpi_series``), ``window_value`` (one value for a window,
+    from its rows: ``kpi_series(freq=None)``), ``estimate`` (one pooled value for a period, ``compute_kpi``)
+    and ``compare`` (period-over-period test, ``compare_kpi``; counts per day). The department filter applies
+    to the KPIs of responses and tickets; customers carry no department, so customer KPIs (retention, churn)
+    are company-wide unless the objective filters them by segment or region.
     """
 
     def __init__(self, dataset, department: str, *, freq: str = "month"):
@@ -503,12 +547,16 @@ class KpiSource:
             merged[FILTER_COLUMNS.get(key, key)] = list(vals) if len(vals) > 1 else vals[0]
         return merged
 
-    def series(self, metric, filters, start, end, freq: str | None = None) -> pd.DataFrame:
-        return self.kpis.kpi_series(self.dataset.con, metric, freq=freq or self.freq, by=None,
+    def series(self, metric, filters, start, end, freq: str | None = "") -> pd.DataFrame:
+        return self.kpis.kpi_series(self.dataset.con, metric, freq=(freq if freq != "" else self.freq), by=None,
                                     filters=self.filters(metric, filters), start=start, end=end)
 
-    def __call__(self, metric, filters, start, end, freq: str | None = None) -> pd.DataFrame:
+    def __call__(self, metric, filters, start, end, freq: str | None = "") -> pd.DataFrame:
         return self.series(metric, filters, start, end, freq)
+
+    def window_value(self, metric, filters, start, end) -> pd.DataFrame:
+        """The KPI over ``start .. end`` from its rows (one row: period, value, ci_low, ci_high, n)."""
+        return self.series(metric, filters, start, end, freq=None)
 
     def estimate(self, metric, filters, start, end):
         return self.kpis.compute_kpi(metric, self.dataset, filters=self.filters(metric, filters), start=start,
@@ -526,10 +574,12 @@ def kpi_series_provider(dataset, department: str, *, freq: str = "month") -> Kpi
 
 
 def format_value(value: float, info: "MetricInfo | None") -> str:
-    """A KPI value in its unit for text: ``81.3%``, ``+32``, ``9.1 h``; ``n/a`` when missing."""
+    """A KPI value in its unit for text: ``81.3%``, ``+32``, ``9.1 h``, ``41.2 per day``; ``n/a`` when missing."""
     if value is None or not np.isfinite(value):
         return "n/a"
     unit = info.unit if info else ""
+    if info is not None and info.per_day:
+        return f"{value:,.1f} per day"
     if unit in ("share", "proportion", "rate", "fraction"):
         return f"{100 * value:.1f}%"
     if unit in ("hours", "h"):
@@ -539,6 +589,10 @@ def format_value(value: float, info: "MetricInfo | None") -> str:
     if unit == "points":
         return f"{value:+.0f}" if abs(value) >= 10 else f"{value:+.1f}"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+OPEN_STATUSES = ("on track", "at risk", "off track")
+"""Statuses of objectives still open (deadline ahead, not yet achieved): the candidates for "look first"."""
 
 
 @dataclass
@@ -554,7 +608,9 @@ class ObjectiveEvaluation:
     level: float = DEFAULT_LEVEL
     metrics: Mapping[str, MetricInfo] = field(default_factory=dict)
     changes: dict = field(default_factory=dict)
-    """objective id -> ``helpers.kpis.Comparison`` of the last month with the month before (or None)."""
+    """objective id -> ``helpers.kpis.Comparison`` of the last period with the period before (or None)."""
+    as_of_note: str = ""
+    """How the as-of date was chosen, when it was not given (stated in the summary)."""
 
     def status_counts(self) -> dict[str, int]:
         """Objectives per status, every status present (zeros included), best first."""
@@ -574,10 +630,12 @@ class ObjectiveEvaluation:
         r = self.row(objective_id)
         o = self.plan.get(objective_id)
         info = self.metrics.get(o.metric)
+        per = "quarterly" if o.frequency == "quarter" else "monthly"
         return kpi_trend(self.series.get(objective_id), target=o.target, deadline=o.deadline, start=o.start,
                          forecast=self.forecasts.get(objective_id), status=r["status"],
-                         title=f"{o.title} - {r['owner']}", ylabel=info.label if info else o.metric,
-                         value_label=f"{'quarterly' if o.frequency == 'quarter' else 'monthly'} value",
+                         title=f"{o.title} - {r['owner']}",
+                         ylabel=(info.label + (" per day" if info.per_day else "")) if info else o.metric,
+                         value_label=f"{per} value",
                          percent=(100.0 if info and info.unit in ("%", "percent") else
                                   1.0 if info and info.unit in ("share", "proportion", "rate", "fraction")
                                   else None), ax=ax)
@@ -609,7 +667,20 @@ class ObjectiveEvaluation:
         """The executive summary table (HTML, every free text escaped) with coloured status badges."""
         from helpers.charts import status_table_html  # noqa: PLC0415
 
-        return status_table_html(self.table)
+        columns = {"title": "Objective", "owner": "Owner", "window_text": "Judged on", "current_text": "Now",
+                   "target_text": "Target", "deadline_text": "Deadline", "forecast_text": "Forecast for the window",
+                   "chance_text": "Chance to meet it", "progress_text": "Progress", "status": "Status",
+                   "sentence": "In one sentence"}
+        return status_table_html(self.table, columns)
+
+    def look_first(self) -> pd.Series | None:
+        """The open objective with the lowest P(met) (ties: the higher level in the cascade, then file order);
+        never one already achieved, missed or without data. ``None`` when no objective is open."""
+        open_ = self.table[self.table["status"].isin(OPEN_STATUSES) & np.isfinite(self.table["p_met"].astype(float))]
+        if open_.empty:
+            return None
+        order = open_.assign(_order=range(len(open_))).sort_values(["p_met", "level", "_order"], kind="stable")
+        return order.iloc[0]
 
     def summary(self) -> str:
         """One paragraph for the director: how many objectives are where, and what needs attention first."""
@@ -618,54 +689,91 @@ class ObjectiveEvaluation:
         parts = [f"{v} {k}" for k, v in c.items() if v]
         text = f"{self.plan.department}, as of {self.as_of:%d %B %Y}: {n} objective{'s' if n != 1 else ''} - " \
                + ", ".join(parts) + "."
-        worst = self.table[self.table["status"].isin(["off track", "missed", "at risk"])]
-        if not worst.empty:
-            rank = {"missed": 0, "off track": 1, "at risk": 2}
-            worst = worst.assign(_r=worst["status"].map(rank)).sort_values(["_r", "level"])
-            first = worst.iloc[0]
-            text += f" Look first at \"{first['title']}\" ({first['owner']}): {first['sentence']}"
+        first = self.look_first()
+        if first is not None:
+            text += (f" Look first at \"{first['title']}\" ({first['owner']}): {first['p_met']:.0%} chance of "
+                     f"meeting its target. {first['sentence']}")
         else:
-            text += " No objective is at risk."
+            text += " No open objective needs attention."
         return text
 
 
 def _row_for(o: Objective, plan: ObjectivePlan, names: Mapping[str, str], info: MetricInfo | None,
              as_of: pd.Timestamp) -> dict:
+    w = o.judged_on
     return {"id": o.id, "parent": o.parent, "level": plan.depth(o.id), "title": o.title,
             "owner": o.owner.label(names), "owner_role": o.owner.role, "metric": o.metric,
             "metric_label": info.label if info else o.metric, "direction": o.direction, "start": o.start,
-            "deadline": o.deadline, "current": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": np.nan,
-            "current_period": pd.NaT, "baseline": o.baseline.value if o.baseline.value is not None else np.nan,
+            "deadline": o.deadline, "window": w.label, "window_start": w.start, "window_end": w.end,
+            "current": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": np.nan, "current_period": pd.NaT,
+            "current_label": "", "baseline": o.baseline.value if o.baseline.value is not None else np.nan,
             "target": o.target, "progress": np.nan, "expected_progress": expected_progress(o.start, o.deadline, as_of),
             "forecast": np.nan, "forecast_low": np.nan, "forecast_high": np.nan, "forecast_method": "",
-            "status": "no data", "sentence": "", "change": "", "message": ""}
+            "p_met": np.nan, "status": "no data", "status_detail": "", "sentence": "", "change": "", "message": ""}
 
 
-def _baseline_value(o: Objective, series: pd.DataFrame, source=None) -> tuple[float, str]:
-    """The fixed baseline, or the KPI over the baseline period: pooled by ``source.estimate`` when the
-    source has it (``helpers.kpis.compute_kpi``) and the objective is monthly, else the n-weighted mean of
-    the period values (a quarterly retention rate is not the pooled monthly rate ``compute_kpi`` gives)."""
+def _days(start, end) -> float:
+    return float((pd.Timestamp(end) - pd.Timestamp(start)).days + 1)
+
+
+def _per_day_series(s: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """A count series as counts per day (``count``, ``days`` kept): periods differ in length."""
+    days = np.array([_days(p, period_end(p, freq)) for p in s["period"]], dtype=float)
+    return s.assign(count=s["value"], days=days, value=s["value"] / days, ci_low=s["ci_low"] / days,
+                    ci_high=s["ci_high"] / days)
+
+
+def _window_value(o: Objective, source, start, end, s: pd.DataFrame, per_day: bool) -> dict | None:
+    """The KPI over ``start .. end`` computed from its rows (``source.window_value``, else the provider called
+    with ``freq=None``); for a provider that only gives periods, the n-weighted mean of the periods inside the
+    window with the interval of that mean (an approximation, said in the method). None without data."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    row = None
+    try:
+        if hasattr(source, "window_value"):
+            w = pd.DataFrame(source.window_value(o.metric, dict(o.filters), start, end))
+        else:
+            w = pd.DataFrame(source(o.metric, dict(o.filters), start, end, freq=None))
+        if len(w) == 1 and np.isfinite(float(w["value"].iloc[0])):
+            row = {k: float(w[k].iloc[0]) if k in w else np.nan for k in ("value", "ci_low", "ci_high", "n")}
+    except (KitError, ValueError, KeyError, LookupError, TypeError):
+        row = None
+    if row is None:
+        inside = s[(s["period"] >= period_start(start, o.frequency)) & (s["period"] <= end)]
+        if inside.empty:
+            return None
+        if per_day:  # s is per day already: back to counts
+            count = float(inside["count"].sum())
+            days = float(inside["days"].sum())
+            return {"value": count / days, "ci_low": np.nan, "ci_high": np.nan, "n": count}
+        n = inside["n"].to_numpy(dtype=float)
+        wts = n / n.sum() if np.isfinite(n).all() and n.sum() > 0 else np.full(len(inside), 1 / len(inside))
+        value = float(np.dot(wts, inside["value"]))
+        se = np.sqrt(np.sum((wts * (inside["ci_high"] - inside["ci_low"]).to_numpy(dtype=float) / 3.92) ** 2))
+        return {"value": value, "ci_low": value - 1.96 * se, "ci_high": value + 1.96 * se, "n": float(np.nansum(n))}
+    if per_day:
+        days = _days(start, end)
+        row = {"value": row["value"] / days, "ci_low": row["ci_low"] / days, "ci_high": row["ci_high"] / days,
+               "n": row["n"]}
+    return row
+
+
+def _baseline_value(o: Objective, series: pd.DataFrame, source=None, per_day: bool = False) -> tuple[float, str]:
+    """The fixed baseline, or the KPI over the baseline period from its rows (``source.window_value``, pooled;
+    a count per day), else the n-weighted mean of the period values."""
     if o.baseline.value is not None:
         return o.baseline.value, ""
-    if hasattr(source, "estimate") and o.frequency == "month":  # pooled KPI; quarterly retention is not
-        try:
-            est = source.estimate(o.metric, dict(o.filters), o.baseline.start, o.baseline.end)
-            if np.isfinite(est.value):
-                return float(est.value), ""
-        except (KitError, ValueError, KeyError) as exc:
-            return float("nan"), f"cannot compute the baseline for {o.baseline.describe()}: {exc}"
-    s = series[(series["period"] >= month_start(o.baseline.start)) & (series["period"] <= o.baseline.end)]
-    s = s[np.isfinite(s["value"].astype(float))]
-    if s.empty:
-        return float("nan"), (f"no data in the baseline period {o.baseline.describe()}")
-    w = s["n"].astype(float).fillna(0).to_numpy() if "n" in s else np.ones(len(s))
-    if w.sum() <= 0:
-        w = np.ones(len(s))
-    return float(np.average(s["value"].astype(float), weights=w)), ""
+    try:
+        w = _window_value(o, source, o.baseline.start, o.baseline.end, series, per_day)
+    except Exception as exc:  # noqa: BLE001 - e.g. a duckdb error: the baseline becomes a message
+        return float("nan"), f"cannot compute the baseline for {o.baseline.describe()}: {exc}"
+    if w is None or not np.isfinite(w["value"]):
+        return float("nan"), f"no data in the baseline period {o.baseline.describe()}"
+    return float(w["value"]), ""
 
 
 def _period_over_period(o: Objective, s: pd.DataFrame, as_of: pd.Timestamp, source):
-    """The last period with data against the period before it (``source.compare``), or None."""
+    """The last period with data against the period before it (``source.compare``; counts per day), or None."""
     if not hasattr(source, "compare") or len(s) < 2:
         return None
     cur, prev = s["period"].iloc[-1], s["period"].iloc[-2]
@@ -685,26 +793,27 @@ def period_label(when, freq: str = "month") -> str:
 
 
 def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> str:
+    """The plain-language verdict; every status has one (no lookup can fail)."""
     fmt = (lambda v: format_value(v, info))
-    status = r["status"]
+    status, detail = r["status"], r["status_detail"]
     if status == "no data":
         return f"No data to judge this objective: {r['message']}" if r["message"] else "No data to judge this objective."
-    cur = f"{fmt(r['current'])} in {period_label(r['current_period'], o.frequency)}"
+    cur = f"{fmt(r['current'])} in {r['current_label']}"
     if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
-        cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])})"
-    tgt = f"the target of {fmt(o.target)} by {o.deadline:%d %b %Y}"
-    if status in ("achieved", "missed"):
-        verb = "reached" if status == "achieved" else "missed"
-        return f"{verb.capitalize()} {tgt}: {fmt(r['forecast'])} at the deadline."
-    if status == "achieved":
-        return f"Already at {cur}, beyond {tgt}."
-    fc = (f"the forecast for {period_label(o.deadline, o.frequency)} is {fmt(r['forecast'])} ({level:.0%} "
-          f"prediction interval {fmt(r['forecast_low'])} to {fmt(r['forecast_high'])})")
-    if r["forecast_method"] == "last value":
-        fc += ", assuming no change (too little history for a trend)"
-    lead = {"on track": "On track", "at risk": "At risk", "off track": "Off track"}[status]
-    tail = {"on track": "which clears", "at risk": "which straddles", "off track": "which falls short of"}[status]
-    return f"{lead}: now {cur}; {fc}, {tail} {tgt}."
+        cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}, n={int(r['n']):,})"
+    tgt = f"the target of {fmt(o.target)} for {r['window']}"
+    if status == "too little data":
+        return (f"Too little data to judge: {r['message'] or 'fewer observations than min_responses'}; now {cur}.")
+    if status in ("achieved", "missed") and r["forecast_method"] == "observed":
+        verb = "Reached" if status == "achieved" else "Missed"
+        margin = " (within the margin of error)" if detail else ""
+        return f"{verb} {tgt}: {cur}{margin}."
+    chance = f"{r['p_met']:.0%} chance of meeting it" if np.isfinite(r["p_met"]) else "chance unknown"
+    fc = (f"the forecast for {r['window']} is {fmt(r['forecast'])} ({level:.0%} prediction interval "
+          f"{fmt(r['forecast_low'])} to {fmt(r['forecast_high'])}; {r['forecast_method']})")
+    lead = {"achieved": "Achieved early", "on track": "On track", "off track": "Off track",
+            "at risk": f"At risk, {detail}" if detail else "At risk"}.get(status, status.capitalize())
+    return f"{lead}: now {cur}; {fc}: {chance}, {tgt}."
 
 
 def _default_as_of(dataset, fetched: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
@@ -732,40 +841,56 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
                 return "n/a"
             ci = (f" ({format_value(row['ci_low'], info)} to {format_value(row['ci_high'], info)})"
                   if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
-            n = f", n={int(row['n'])}" if np.isfinite(row["n"]) else ""
-            return f"{format_value(row['current'], info)}{ci}{n}"
+            n = f", n={int(row['n']):,}" if np.isfinite(row["n"]) else ""
+            return f"{format_value(row['current'], info)}{ci}{n}, {row['current_label']}"
         if what == "forecast":
             if not np.isfinite(row["forecast"]):
                 return "n/a"
             if row["forecast_method"] == "observed":
                 return f"{format_value(row['forecast'], info)} (observed)"
-            return (f"{format_value(row['forecast'], info)} ({format_value(row['forecast_low'], info)} to "
-                    f"{format_value(row['forecast_high'], info)})")
+            return (f"{format_value(row['forecast'], info)} ({level:.0%} PI {format_value(row['forecast_low'], info)}"
+                    f" to {format_value(row['forecast_high'], info)})")
         if what == "target":
             return f"{format_value(row['target'], info)} (from {format_value(row['baseline'], info)})"
         if what == "progress":
             if not np.isfinite(row["progress"]):
                 return "n/a"
             return f"{row['progress']:.0%} (expected {row['expected_progress']:.0%})"
+        if what == "chance":
+            if row["status"] in ("achieved", "missed") and row["forecast_method"] == "observed":
+                return "closed"
+            return f"{row['p_met']:.0%}" if np.isfinite(row["p_met"]) else "n/a"
+        if what == "window":
+            return str(row["window"])
         return ""
 
-    extra = {f"{w}_text": [text(r, w) for _, r in table.iterrows()] for w in ("current", "target", "forecast",
-                                                                           "progress")}
+    extra = {f"{w}_text": [text(r, w) for _, r in table.iterrows()]
+             for w in ("current", "target", "forecast", "progress", "chance", "window")}
     extra["deadline_text"] = [f"{d:%d %b %Y}" for d in table["deadline"]]
     return table.assign(**extra)
 
 
+def _is_sample_kpi(info: MetricInfo | None) -> bool:
+    """KPIs whose n counts survey answers or tickets (``min_responses`` applies), not customers at risk."""
+    return info is None or info.table in ("responses", "tickets", "")
+
+
 def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series_provider: SeriesProvider | None = None,
-                        level: float = DEFAULT_LEVEL, window: int = 24, min_n: int = 1,
-                        names: Mapping[str, str] | None = None,
+                        level: float = DEFAULT_LEVEL, history: int = 36, min_n: int = 1,
+                        min_responses: int | None = None, names: Mapping[str, str] | None = None,
                         metrics: Mapping[str, MetricInfo] | None = None) -> ObjectiveEvaluation:
-    """Evaluate every objective of ``plan`` as of ``as_of`` (default: the last period with data).
+    """Evaluate every objective of ``plan`` as of ``as_of`` (default: the last day of the last complete month
+    in the data, :func:`helpers.data.default_as_of`), each on its own window (``Objective.judged_on``).
 
     ``dataset`` is a ``helpers.data.Dataset`` (its ``org`` gives owners' names; its connection feeds
     ``helpers.kpis.kpi_series``); ``series_provider`` replaces the KPI engine (see module docstring).
-    Months with fewer than ``min_n`` observations are ignored. Never raises for one objective's data
-    problem: that objective gets status ``"no data"`` and a message naming the file, objective and field.
+    Periods with fewer than ``min_n`` observations are ignored; a window with fewer than ``min_responses``
+    answers or tickets is "too little data". The forecast uses the last ``history`` periods
+    (:func:`helpers.objectives_forecast.forecast_window`). Never raises for one objective's data problem:
+    that objective gets status ``"no data"`` and a message naming the file, objective and field.
     """
+    from helpers.objectives_forecast import forecast_window, kpi_scale  # noqa: PLC0415
+
     metrics = metric_registry() if metrics is None else metrics
     warnings = list(plan.warnings)
     if names is None:
@@ -777,7 +902,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     known = getattr(dataset, "departments", None)
     if known is not None and plan.department not in known:
         department_known = False
-        warnings.append(f"{plan.path}: field 'department': {shorten(plan.department)} is not in the data; departments "
+        warnings.append(f"{plan.path}: field 'department': {plan.department!r} is not in the data; departments "
                         f"in the data are {list(known)}")
     if series_provider is None and dataset is not None and department_known:
         try:
@@ -787,15 +912,16 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     if names:
         for o in plan.objectives:
             if o.owner.person and o.owner.person not in names:
-                warnings.append(f"{plan.path}: objective {o.id!r}, field 'owner.person': {shorten(o.owner.person)} is "
+                warnings.append(f"{plan.path}: objective {o.id!r}, field 'owner.person': {o.owner.person!r} is "
                                 "not in the org table")
 
+    as_of_note = ""
     fetched: dict[str, pd.DataFrame] = {}
     errors: dict[str, str] = {}
     for o in plan.objectives:
         if series_provider is None:
             errors[o.id] = "no KPI data source" if department_known else \
-                f"department {shorten(plan.department)} is not in the data"
+                f"department {plan.department!r} is not in the data"
             continue
         try:
             s = series_provider(o.metric, dict(o.filters), None, pd.Timestamp(as_of) if as_of is not None else None,
@@ -811,7 +937,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
             for col in ("value", "ci_low", "ci_high", "n"):
                 s[col] = pd.to_numeric(s[col], errors="coerce").astype(float)
             s = s[np.isfinite(s["value"]) & ~(s["n"] < min_n)].sort_values("period").reset_index(drop=True)
-            fetched[o.id] = s
+            fetched[o.id] = s[["period", "value", "ci_low", "ci_high", "n"]]
         except (KitError, ValueError, KeyError, LookupError) as exc:  # one objective's failure stays its own
             errors[o.id] = f"metric {o.metric!r} cannot be computed: {exc}"
         except Exception as exc:  # noqa: BLE001 - e.g. a duckdb error for a column absent from the data
@@ -819,62 +945,135 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
 
     if as_of is None:
         as_of = _default_as_of(dataset, fetched)
+        as_of_note = "the last day of the last complete month in the data (the default)"
     as_of = pd.Timestamp(as_of).normalize()
 
     rows, series_out, forecasts, changes = [], {}, {}, {}
     for o in plan.objectives:
         info = metrics.get(o.metric)
+        per_day = bool(info is not None and info.per_day)
+        w = o.judged_on
         r = _row_for(o, plan, names, info, as_of)
+        where = f"{plan.path}: objective {o.id!r}"
         s = fetched.get(o.id)
-        if s is not None:  # complete periods only: a half-month (or half-quarter) is not "the current value"
-            s = s[s["period"].map(lambda p, f=o.frequency: period_end(p, f)) <= as_of]
+        if s is not None:  # complete periods only: a half-month (or half-quarter) is not a finished period
+            s = s[s["period"].map(lambda p, f=o.frequency: period_end(p, f)) <= as_of].reset_index(drop=True)
+            if per_day:
+                s = _per_day_series(s, o.frequency)
         series_out[o.id] = s if s is not None else pd.DataFrame(columns=["period", "value", "ci_low", "ci_high", "n"])
+        deadline_passed = as_of >= w.end
         if o.id in errors:
-            r["message"] = f"{plan.path}: objective {o.id!r}, field 'metric': {errors[o.id]}"
+            r["message"] = f"{where}, field 'metric': {errors[o.id]}"
         elif s is None or s.empty:
-            r["message"] = (f"{plan.path}: objective {o.id!r}, field 'metric': no {o.metric} data for this "
-                            f"department{' with filters ' + str(dict(o.filters)) if o.filters else ''} "
-                            f"up to {as_of:%Y-%m-%d}")
+            r["message"] = (f"{where}, field 'metric': no {o.metric} data for this department"
+                            f"{' with filters ' + str(dict(o.filters)) if o.filters else ''} up to {as_of:%Y-%m-%d}")
         elif as_of >= o.start and s["period"].max() < period_start(o.start, o.frequency) - pd.DateOffset(
                 months=FREQ_MONTHS[o.frequency]):
-            r["message"] = (f"{plan.path}: objective {o.id!r}, field 'start': no {o.metric} data since "
-                            f"{s['period'].max():%Y-%m}, before the objective's period starting {o.start:%Y-%m-%d}")
+            r["message"] = (f"{where}, field 'start': no {o.metric} data since {s['period'].max():%Y-%m}, before "
+                            f"the objective's period starting {o.start:%Y-%m-%d}")
+        elif deadline_passed and period_end(s["period"].max(), o.frequency) < w.end:
+            r["message"] = (f"{where}, field 'deadline': the deadline {o.deadline:%Y-%m-%d} has passed but its "
+                            f"window ({w.label}) is not fully in the data (the data ends in "
+                            f"{period_label(s['period'].max(), o.frequency)})")
         else:
-            last = s.iloc[-1]
-            r.update(current=float(last["value"]), ci_low=float(last["ci_low"]), ci_high=float(last["ci_high"]),
-                     n=float(last["n"]), current_period=last["period"])
-            baseline, msg = _baseline_value(o, fetched[o.id], series_provider)
+            _judge(o, r, s, w, as_of, series_provider, info, per_day, level, history, min_responses, where,
+                   forecasts, forecast_window, kpi_scale)
+            baseline, msg = _baseline_value(o, fetched[o.id], series_provider, per_day)
             r["baseline"] = baseline
             if msg:
-                warnings.append(f"{plan.path}: objective {o.id!r}, field 'baseline': {msg}")
-            r["progress"] = progress_score(r["current"], baseline, o.target)
-            bounds = info.bounds if info else (None, None)
-            f = forecast_at(s, o.deadline, as_of, level=level, window=window, bounds=bounds, freq=o.frequency)
-            if f is not None:
-                r.update(forecast=f.value, forecast_low=f.low, forecast_high=f.high, forecast_method=f.method)
-                forecasts[o.id] = forecast_path(s, o.deadline, as_of, level=level, window=window, bounds=bounds,
-                                                freq=o.frequency)
-            r["status"] = classify_status(target=o.target, direction=o.direction, deadline=o.deadline, as_of=as_of,
-                                          current=r["current"], current_low=r["ci_low"], current_high=r["ci_high"],
-                                          forecast=f)
-            if r["status"] == "no data":
-                r["message"] = (f"{plan.path}: objective {o.id!r}, field 'deadline': the deadline "
-                                f"{o.deadline:%Y-%m-%d} has passed but its period has no {o.metric} data (the data "
-                                f"ends in {period_label(s['period'].max(), o.frequency)})")
-            warn = plausibility_warning(o, fetched[o.id], baseline, plan.path)
+                warnings.append(f"{where}, field 'baseline': {msg}")
+            r["progress"] = progress_score(r["current"], baseline, o.target, o.direction)
+            if np.isfinite(baseline) and meets(baseline, o.target, o.direction):
+                warnings.append(f"{where}, field 'target': target {format_value(o.target, info)} is on the wrong "
+                                f"side of the baseline {format_value(baseline, info)} for a KPI to {o.direction} "
+                                "(the baseline already meets it); progress is measured from the baseline and a "
+                                "move the wrong way shows as negative")
+            warn = plausibility_warning(o, s if per_day else fetched[o.id], baseline, plan.path)
             if warn:
                 warnings.append(warn)
             changes[o.id] = _period_over_period(o, s, as_of, series_provider)
             if changes[o.id] is not None:
                 r["change"] = changes[o.id].describe()
-        if r["message"]:
+        if r["message"] and r["status"] == "no data":
             warnings.append(r["message"])
         r["sentence"] = _sentence(o, r, info, level)
         rows.append(r)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table = _with_display_text(table, metrics, level)
     return ObjectiveEvaluation(plan=plan, as_of=as_of, table=table, series=series_out, forecasts=forecasts,
-                               warnings=warnings, level=level, metrics=metrics, changes=changes)
+                               warnings=warnings, level=level, metrics=metrics, changes=changes,
+                               as_of_note=as_of_note)
+
+
+def _judge(o, r, s, w, as_of, source, info, per_day, level, history, min_responses, where, forecasts,
+           forecast_window, kpi_scale) -> None:
+    """Fill ``r`` with "now", the window forecast, P(met) and the status (rule: ``helpers.objectives_status``)."""
+    deadline_passed = as_of >= w.end
+    cohort_kpi = info is not None and info.kind in ("retention", "churn")  # a window so far is not comparable
+    if deadline_passed:
+        now = _window_value(o, source, w.start, w.end, s, per_day)
+        label = w.label
+    elif as_of >= w.start and not cohort_kpi:
+        now = _window_value(o, source, w.start, as_of, s, per_day)
+        label = f"{w.label} so far (to {as_of:%d %b})"
+    else:
+        now = None
+    if now is None:  # the window has not begun (or no rows in it yet): the latest complete period
+        last = s.iloc[-1]
+        now = {k: float(last[k]) for k in ("value", "ci_low", "ci_high", "n")}
+        label = period_label(last["period"], o.frequency)
+    r.update(current=now["value"], ci_low=now["ci_low"], ci_high=now["ci_high"], n=now["n"],
+             current_period=s["period"].iloc[-1], current_label=label)
+    sample_kpi = _is_sample_kpi(info)
+    if deadline_passed:
+        met = meets(now["value"], o.target, o.direction)
+        in_ci = bool(np.isfinite(now["ci_low"]) and np.isfinite(now["ci_high"])
+                     and min(now["ci_low"], now["ci_high"]) <= o.target <= max(now["ci_low"], now["ci_high"]))
+        thin = bool(min_responses and sample_kpi and np.isfinite(now["n"]) and now["n"] < min_responses)
+        status, detail = classify_status(p_met=np.nan, deadline_passed=True, met=met, target_in_ci=in_ci,
+                                         too_little_data=thin)
+        r.update(forecast=now["value"], forecast_low=now["ci_low"], forecast_high=now["ci_high"],
+                 forecast_method="observed", p_met=float(met), status=status, status_detail=detail)
+        if thin:
+            r["message"] = (f"{where}: its window {w.label} has {int(now['n'])} observations, fewer than "
+                            f"min_responses = {min_responses}")
+        return
+    scale = kpi_scale(info.unit if info else "", info.bounds if info else (None, None), info.kind if info else "")
+    hist = s.iloc[-history:] if history else s
+    fc = forecast_window(hist, w.start, w.end, freq=o.frequency, scale=scale, level=level, target=o.target,
+                         direction=o.direction, per_day=per_day)
+    if fc is None:
+        r["message"] = f"{where}: no history to forecast {w.label} from"
+        return
+    forecasts[o.id] = fc.path
+    expected_n = _expected_window_n(s, w, as_of, o.frequency)
+    thin = bool(min_responses and sample_kpi and np.isfinite(expected_n) and expected_n < min_responses)
+    good_side = now["ci_low"] if o.direction == "raise" else now["ci_high"]
+    clears = bool(np.isfinite(good_side) and meets(good_side, o.target, o.direction))
+    status, detail = classify_status(p_met=fc.p_met, deadline_passed=False, current_clears=clears,
+                                     too_little_data=thin)
+    r.update(forecast=fc.value, forecast_low=fc.low, forecast_high=fc.high, forecast_method=fc.method,
+             p_met=fc.p_met, status=status, status_detail=detail)
+    if thin:
+        r["message"] = (f"{where}: its window {w.label} is expected to hold about {expected_n:.0f} observations, "
+                        f"fewer than min_responses = {min_responses}")
+
+
+def _expected_window_n(s: pd.DataFrame, w: Window, as_of: pd.Timestamp, freq: str) -> float:
+    """Observations the window will hold: those observed in it so far plus the recent n per period for the rest."""
+    step = FREQ_MONTHS[freq]
+    n = s["n"].to_numpy(dtype=float)
+    if "count" in s:
+        n = s["count"].to_numpy(dtype=float)
+    recent = float(np.nanmean(n[-(12 // step):])) if len(n) else float("nan")
+    periods = pd.date_range(period_start(w.start, freq), w.end, freq="MS" if freq == "month" else "QS")
+    total = 0.0
+    for p in periods:
+        share = min(1.0, max(0.0, (min(period_end(p, freq), w.end) - max(p, w.start)).days + 1) /
+                    ((period_end(p, freq) - p).days + 1))
+        seen = s[s["period"] == p]
+        total += share * (float(seen["n"].iloc[0]) if not seen.empty and p <= as_of else recent)
+    return total
 
 
 def escape(text) -> str:

@@ -176,17 +176,23 @@ class DepartmentReport:
         info = self.evaluation.metrics.get(o.metric)
         parent = f" Part of *{_esc(self.plan.get(o.parent).title)}*." if o.parent else ""
         filters = "; ".join(f"{k}: {', '.join(v)}" for k, v in o.filters.items())
+        window = o.judged_on
+        how = "as declared" if window.declared else "inferred from the dates and frequency"
+        status = r["status"] + (f" ({r['status_detail']})" if r["status_detail"] else "")
         lines = [
             f"### {_esc(o.title)} {status_badge_html(r['status'])}",
             f"Owner: **{_esc(r['owner'])}**. {_esc(r['metric_label'])}"
             + (f" ({_esc(filters)})" if filters else "")
             + f": target {_esc(format_value(o.target, info))} from a baseline of "
               f"{_esc(format_value(r['baseline'], info))}, "
-              f"between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}.{parent}",
-            f"- **Now:** {_esc(r['current_text'])}" + (f" ({period_label(r['current_period'], o.frequency)})"
-                                                      if pd.notna(r['current_period']) else ""),
-            f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target",
-            f"- **Forecast at the deadline:** {_esc(r['forecast_text'])}",
+              f"between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}, judged on {_esc(window.label)} "
+              f"({how}).{parent}",
+            f"- **Status:** {_esc(status)}",
+            f"- **Now:** {_esc(r['current_text'])}",
+            f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target (negative: moved "
+            "the wrong way)",
+            f"- **Forecast for {_esc(window.label)}:** {_esc(r['forecast_text'])}; chance of meeting the target: "
+            f"{_esc(r['chance_text'])}",
             f"- **Assessment:** {_esc(r['sentence'])}",
         ]
         if r["change"]:
@@ -389,11 +395,5 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
         min_n = int(getattr(report.config, "min_responses", 1) or 1)
         kwargs = {} if level is None else {"level": level}
         report.evaluation = evaluate_objectives(report.plan, report.department_data.for_kpis(), report.as_of, min_n=1,
-                                                **kwargs)
-        thin = report.evaluation.table[(report.evaluation.table["n"] < min_n) &
-                                       report.evaluation.table["metric"].isin(["csat", "nps", "ces"])]
-        for _, r in thin.iterrows():
-            report.evaluation.warnings.append(f"{report.params_file}: objective {r['id']!r}: the current period has "
-                                              f"only {int(r['n'])} survey responses (fewer than min_responses = "
-                                              f"{min_n}); treat its value as unreliable")
+                                                min_responses=min_n, **kwargs)
     return report

@@ -1,45 +1,48 @@
-"""Forecast of a KPI at an objective's deadline, OKR progress, and the status rule.
+"""The objective's window, OKR progress, and the status rule on P(target met); the simple trend forecast.
 
-Pure functions on a monthly KPI series (a DataFrame with ``period``, ``value``, ``ci_low``, ``ci_high``,
-``n``), used by :mod:`helpers.objectives`; no files, no params.
+Pure functions, used by :mod:`helpers.objectives`; no files, no params. The forecast that feeds the status is
+:mod:`helpers.objectives_forecast` (a calendar-aware structural model chosen on held-out periods).
 
-Forecast (:func:`forecast_at`)
-    A linear trend fitted by ordinary least squares to the last ``window`` monthly values up to the as-of
-    date (``value_t = a + b * t + e_t``, ``t`` = month index, statsmodels ``OLS``). The forecast at the
-    deadline month ``t0`` is ``a + b * t0`` with the classical prediction interval for a new observation
-
-        ``yhat0 +/- t_{1-alpha/2, m-2} * s * sqrt(1 + 1/m + (t0 - tbar)^2 / sum (t - tbar)^2)``
-
-    (Montgomery, Peck & Vining, *Introduction to Linear Regression Analysis*, 5th ed., eq. 2.45; the same
-    as statsmodels' ``get_prediction().summary_frame()['obs_ci_lower'/'obs_ci_upper']``). The residual
-    variance ``s^2`` contains the month-to-month sampling noise of the KPI estimate, so a month with few
-    responses widens the band honestly. Why a linear trend and not ETS/ARIMA: objectives run from one to
-    twelve months and the fit uses at most about two years of monthly points; a trend is what a director
-    asks about ("at this pace, where will we be?"), has an exact interval, and extrapolates no seasonality
-    that 24 points cannot estimate. With fewer than ``min_points`` (4) months the forecast falls back to
-    "no change": the last value with its own confidence interval, and the result says so
-    (``method='last value'``). Forecasts and intervals are clipped to the metric's possible range.
+Window (:class:`Window`)
+    An objective is judged on its KPI over its own window, computed from the underlying rows (a quarter's
+    median from its tickets): ``month`` (the deadline's month), ``quarter`` (the deadline's quarter),
+    ``year`` (1 January of the deadline's year to the deadline), ``objective`` (start to deadline) or
+    ``rolling N months`` (the N months ending at the deadline). Declared with ``window:`` in the params file,
+    else inferred: an objective of three months or less is judged over its whole span (``Q3 2026`` when it is
+    a calendar quarter), a longer one over the last period of its ``frequency`` (the deadline's month, or
+    quarter for ``frequency: quarter``).
 
 Progress (:func:`progress_score`)
-    The OKR-style score ``(current - baseline) / (target - baseline)`` clipped to 0..1 (same formula for
-    "lower" objectives, where both differences are negative). Expected progress is the elapsed share of
-    the objective's time, ``(as_of - start) / (deadline - start)`` clipped to 0..1.
+    Signed and never clipped: ``(current - baseline) / (target - baseline)`` when the target is on the good
+    side of the baseline for the objective's direction (1 = target reached, negative = moved the wrong way,
+    above 1 = beyond the target); when the target is on the wrong side of the baseline the score is
+    ``sign * (current - baseline) / |target - baseline|`` with ``sign`` = +1 to raise, -1 to lower, so a move
+    the wrong way stays negative (and a SMART warning names the objective). Expected progress is the elapsed
+    share of the objective's time, ``(as_of - start) / (deadline - start)`` clipped to 0..1.
 
-Status rule (:func:`classify_status`), applied in this order:
+Status rule (:func:`classify_status`), in this order:
 
-1. **no data** - no value for the metric in the objective's data up to the as-of date.
-2. Deadline passed (``as_of >= deadline``): **achieved** if the value of the deadline's month (the last
-   month with data up to the deadline) meets the target, else **missed**.
-3. **achieved** - before the deadline, the current month's confidence interval lies entirely on the good
-   side of the target (reached, with evidence: a point estimate that only touches the target is not
-   enough and is judged by the forecast like any other).
-4. **on track** - the forecast's prediction interval at the deadline lies entirely on the good side of
-   the target (with the default 80% interval: at least a 90% chance of reaching it under the trend model).
-5. **off track** - the prediction interval lies entirely on the bad side of the target.
-6. **at risk** - the prediction interval straddles the target.
+1. **no data** - the KPI cannot be measured for the objective (or, after the deadline, its window is not in
+   the data).
+2. **too little data** - the window holds (after the deadline) or will hold (before it: observed so far plus
+   the recent n per period for the rest) fewer than ``min_responses`` observations.
+3. Deadline passed (``as_of >= window end``): **achieved** if the observed window value meets the target,
+   else **missed**; the detail says "within the margin of error" when the window's 95% confidence interval
+   contains the target.
+4. Before the deadline, with ``p = P(window value meets the target)`` from the forecast:
+   **achieved** if the latest value's 95% confidence interval is past the target *and* ``p >= 0.975`` (the
+   window forecast clears the target too); **on track** if ``p >= 0.8``; **at risk** if ``0.2 <= p < 0.8``,
+   detailed as "ahead but uncertain" (``p >= 0.5``: the forecast's median meets the target) or "behind";
+   **off track** if ``p < 0.2``.
 
-"Meets" means ``>= target`` for objectives that raise a metric and ``<= target`` for those that lower
-it; an interval bound equal to the target counts as clearing it.
+"Meets" means ``>= target`` to raise a metric and ``<= target`` to lower it.
+
+Simple trend forecast (:func:`forecast_at`, :func:`forecast_path`)
+    The earlier rule's forecast, kept as the baseline the calibration backtest compares against: a linear
+    trend fitted by OLS to the last ``window`` values, with the classical prediction interval for a new
+    observation (Montgomery, Peck & Vining, *Introduction to Linear Regression Analysis*, 5th ed., eq. 2.45;
+    statsmodels' ``obs_ci_lower/upper``). It ignores seasonality, autocorrelation and the KPI's bounds
+    (clipped), which is why the status no longer uses it.
 """
 from __future__ import annotations
 
@@ -49,11 +52,21 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-STATUSES = ("achieved", "on track", "at risk", "off track", "missed", "no data")
+STATUSES = ("achieved", "on track", "at risk", "off track", "missed", "too little data", "no data")
 """Every status, best first; ``helpers.charts.PALETTE`` has a colour for each."""
 
 DEFAULT_LEVEL = 0.80
 """Default prediction-interval level of the deadline forecast (two-sided)."""
+
+P_ON_TRACK = 0.8
+"""P(met) at or above which an open objective is on track."""
+P_OFF_TRACK = 0.2
+"""P(met) below which an open objective is off track (in between: at risk)."""
+P_AHEAD = 0.5
+"""At risk with P(met) at or above this is "ahead but uncertain", below it "behind"."""
+P_ACHIEVED_EARLY = 0.975
+"""Before the deadline, "achieved" needs P(met) at or above this as well as a current value past the target."""
+WINDOW_KINDS = ("month", "quarter", "year", "objective", "rolling")
 
 
 @dataclass(frozen=True)
@@ -186,11 +199,18 @@ def meets(value: float, target: float, direction: str) -> bool:
     return value >= target if direction == "raise" else value <= target
 
 
-def progress_score(current: float, baseline: float, target: float) -> float:
-    """OKR score: the share of the way from baseline to target, clipped to 0..1 (NaN when undefined)."""
+def progress_score(current: float, baseline: float, target: float, direction: str | None = None) -> float:
+    """Signed OKR score, never clipped (module docstring); NaN when undefined.
+
+    ``(current - baseline) / (target - baseline)``; with ``direction`` given and the target on the wrong side
+    of the baseline, ``sign * (current - baseline) / |target - baseline|`` (``sign`` +1 raise, -1 lower).
+    """
     if not all(np.isfinite([current, baseline, target])) or target == baseline:
         return float("nan")
-    return float(np.clip((current - baseline) / (target - baseline), 0.0, 1.0))
+    if direction is not None and meets(baseline, target, direction):  # target on the wrong side
+        sign = 1.0 if direction == "raise" else -1.0
+        return float(sign * (current - baseline) / abs(target - baseline))
+    return float((current - baseline) / (target - baseline))
 
 
 def expected_progress(start, deadline, as_of) -> float:
@@ -200,28 +220,79 @@ def expected_progress(start, deadline, as_of) -> float:
     return float(np.clip((as_of - start).total_seconds() / total, 0.0, 1.0)) if total > 0 else 1.0
 
 
-def classify_status(*, target: float, direction: str, deadline, as_of, current: float | None = None,
-                    current_low: float | None = None, current_high: float | None = None,
-                    forecast: Forecast | None = None) -> str:
-    """The objective's status by the documented rule (module docstring); returns one of :data:`STATUSES`.
+def classify_status(*, p_met: float, deadline_passed: bool, met: bool | None = None,
+                    current_clears: bool = False, target_in_ci: bool = False,
+                    too_little_data: bool = False) -> tuple[str, str]:
+    """The status and its detail by the documented rule (module docstring): ``(status, detail)``.
 
-    ``current*`` describe the latest month up to ``as_of``; ``forecast`` is the deadline forecast (for a
-    passed deadline, the observed value of the deadline month).
+    ``met``: after the deadline, whether the observed window value meets the target (None: no data);
+    ``current_clears``: the latest value's 95% CI is past the target; ``target_in_ci``: after the deadline,
+    the window's 95% CI contains the target; ``p_met``: P(window value meets the target) before it.
     """
-    if direction not in ("raise", "lower"):
-        raise ValueError(f"direction must be 'raise' or 'lower', got {direction!r}")
-    if current is None or not np.isfinite(current) or forecast is None or not np.isfinite(forecast.value):
-        return "no data"
-    if pd.Timestamp(as_of) >= pd.Timestamp(deadline):
-        if forecast.method != "observed":  # the deadline's period has no data: nothing to judge it on
-            return "no data"
-        return "achieved" if meets(forecast.value, target, direction) else "missed"
-    good_side_low = current_low if direction == "raise" else current_high
-    if good_side_low is not None and np.isfinite(good_side_low) and meets(good_side_low, target, direction):
-        return "achieved"
-    worst, best = (forecast.low, forecast.high) if direction == "raise" else (forecast.high, forecast.low)
-    if meets(worst, target, direction):
-        return "on track"
-    if not meets(best, target, direction):
-        return "off track"
-    return "at risk"
+    if too_little_data:
+        return "too little data", ""
+    if deadline_passed:
+        if met is None:
+            return "no data", ""
+        detail = "within the margin of error" if target_in_ci else ""
+        return ("achieved" if met else "missed"), detail
+    if p_met is None or not np.isfinite(p_met):
+        return "no data", ""
+    if current_clears and p_met >= P_ACHIEVED_EARLY:
+        return "achieved", "early"
+    if p_met >= P_ON_TRACK:
+        return "on track", ""
+    if p_met < P_OFF_TRACK:
+        return "off track", ""
+    return "at risk", ("ahead but uncertain" if p_met >= P_AHEAD else "behind")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The period an objective is judged on (module docstring): kind, first and last day, reader label."""
+
+    kind: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    label: str
+    declared: bool = False
+
+    @property
+    def days(self) -> int:
+        return int((self.end - self.start).days) + 1
+
+
+def _quarter_label(ts: pd.Timestamp) -> str:
+    return f"Q{(ts.month - 1) // 3 + 1} {ts.year}"
+
+
+def make_window(kind: str, start, deadline, *, months: int | None = None, declared: bool = False) -> Window:
+    """The window of ``kind`` ending at ``deadline`` (``start`` is the objective's start, for ``objective``)."""
+    start, end = pd.Timestamp(start).normalize(), pd.Timestamp(deadline).normalize()
+    if kind == "month":
+        ws = month_start(end)
+        return Window(kind, ws, end, f"{ws:%b %Y}", declared)
+    if kind == "quarter":
+        ws = period_start(end, "quarter")
+        return Window(kind, ws, end, _quarter_label(end), declared)
+    if kind == "year":
+        ws = pd.Timestamp(year=end.year, month=1, day=1)
+        return Window(kind, ws, end, f"{end.year} to {end:%d %b}", declared)
+    if kind == "rolling":
+        ws = end - pd.DateOffset(months=months) + pd.Timedelta(days=1)
+        return Window(kind, ws, end, f"the {months} months to {end:%d %b %Y}", declared)
+    if kind == "objective":
+        return Window(kind, start, end, f"{start:%d %b %Y} to {end:%d %b %Y}", declared)
+    raise ValueError(f"window must be one of {list(WINDOW_KINDS)}, got {kind!r}")
+
+
+def infer_window(start, deadline, frequency: str = "month") -> Window:
+    """The window of an objective that declares none (module docstring)."""
+    start, end = pd.Timestamp(start).normalize(), pd.Timestamp(deadline).normalize()
+    if (end - start).days <= 92:
+        if start == month_start(end):
+            return make_window("month", start, end)
+        if start == period_start(end, "quarter") and end == period_end(start, "quarter"):
+            return make_window("quarter", start, end)
+        return make_window("objective", start, end)
+    return make_window("quarter" if frequency == "quarter" else "month", start, end)

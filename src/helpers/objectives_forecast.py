@@ -1,0 +1,535 @@
+"""A calendar-aware forecast of an objective's window aggregate, and the probability of meeting its target.
+
+Pure functions on a KPI series per period (``period``, ``value``, ``ci_low``, ``ci_high``, ``n``); used by
+:mod:`helpers.objectives`. No files, no params.
+
+Scale (:func:`kpi_scale`)
+    The model works on a scale where the KPI is unbounded, so forecasts and intervals respect its bounds:
+    the logit of ``(x - lo) / (hi - lo)`` for bounded KPIs (percentages, NPS, CES), the log for KPIs bounded
+    below only (hours, counts per day), the identity otherwise. Proportions are squeezed as in the
+    empirical logit, ``(k + 1/2) / (n + 1)``, whose sampling variance is ``1/(k + 1/2) + 1/(n - k + 1/2)``
+    (Cox & Snell, *Analysis of Binary Data*, 2nd ed., 1989, sec. 3.2); so six months of 3/3 = 100% carry a
+    large variance, not zero. Other KPIs take their sampling variance from the period's 95% interval,
+    ``((g(hi) - g(lo)) / (2 * 1.96))^2`` on the model scale ``g`` (a Poisson count: ``1 / (count + 1/2)``).
+
+Model (:class:`StructuralModel`, a statsmodels ``MLEModel``)
+    A structural time-series model (Harvey, *Forecasting, Structural Time Series Models and the Kalman
+    Filter*, 1989; Durbin & Koopman, *Time Series Analysis by State Space Methods*, 2nd ed., 2012, ch. 3) on
+    the regular grid of periods (missing periods are missing observations)::
+
+        y_t = mu_t + gamma_t + a_t + e_t,   e_t ~ N(0, sigma2_irregular + v_t)
+
+    with ``v_t`` the *known* sampling variance of period ``t`` (from its n, see above), ``mu_t`` a level
+    (random walk) or a deterministic linear trend, ``gamma_t`` an optional fixed calendar effect (dummy
+    seasonal, 12 months or 4 quarters) and ``a_t`` an optional stationary AR(1). Parameters by maximum
+    likelihood (Kalman filter; diffuse initial level/trend/seasonal, stationary AR).
+
+Candidates and selection (:func:`select_model`)
+    ``local level``; ``linear trend``; ``linear trend + AR(1)``; and, with at least 30 months (10 quarters),
+    the first two with a calendar effect. Each is fitted on the history minus its last ``h`` periods
+    (``h = min(6, n // 5)`` months, at least 1) and scored by the mean Gaussian log predictive density of
+    those held-out periods (sampling error included); the best is refitted on the whole history. With fewer
+    than 6 periods there is no model: the last value is carried forward with its sampling error only, and
+    the result says so (``method`` starts with ``"no change"``).
+
+Window aggregate and P(met) (:func:`forecast_window`)
+    The objective's window (e.g. the deadline's quarter) is the n-weighted mean, on the model scale, of the
+    periods it contains: those already observed enter with their observed values, the others with the
+    forecast's joint distribution (``Cov(Z a_i, Z a_j) = Z T^(j-i) P_i Z'``) plus each future period's
+    irregular and sampling variance at the recent n per period. That gives a normal distribution
+    ``N(m, s^2)`` on the model scale; the prediction interval is its back-transformed quantiles and
+    ``P(met) = P(window value past the target)`` = ``Phi((m - g(target)) / s)`` for a KPI to raise,
+    ``1 - Phi(...)`` to lower. The calibration of these intervals and probabilities is measured by
+    :mod:`helpers.objectives_backtest`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+from statsmodels.tsa.statespace.initialization import Initialization
+from statsmodels.tsa.statespace.mlemodel import MLEModel
+
+Z95 = float(stats.norm.ppf(0.975))
+MIN_MODEL_PERIODS = 6
+"""Fewer periods of history than this: no model, the last value carried forward (said so)."""
+SEASONAL_MIN_CYCLES = 3
+"""A calendar effect is a candidate only with at least this many years of history (two to fit on, the
+last year held out, so a calendar effect has to predict a whole year it has not seen to be chosen)."""
+FREQ_PERIODS = {"month": 12, "quarter": 4}
+PROPORTION_UNITS = ("%",)
+
+
+# --------------------------------------------------------------------------------------------- scales
+@dataclass(frozen=True)
+class Scale:
+    """The model scale of a KPI: ``logit`` on its bounds, ``log`` above its lower bound, or ``identity``."""
+
+    kind: str
+    lo: float = 0.0
+    hi: float = 1.0
+    proportion: bool = False  # a share of n (empirical-logit variance)
+
+    def forward(self, x, n=None):
+        x = np.asarray(x, dtype=float)
+        if self.kind == "logit":
+            q = (x - self.lo) / (self.hi - self.lo)
+            n = np.asarray(np.inf if n is None else n, dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                q = np.where(np.isfinite(n) & (n > 0), (q * n + 0.5) / (n + 1), np.clip(q, 1e-6, 1 - 1e-6))
+            q = np.clip(q, 1e-9, 1 - 1e-9)
+            return np.log(q / (1 - q))
+        if self.kind == "log":
+            return np.log(np.maximum(x - self.lo, 1e-6))
+        return x
+
+    def inverse(self, y):
+        y = np.asarray(y, dtype=float)
+        if self.kind == "logit":
+            return self.lo + (self.hi - self.lo) * stats.logistic.cdf(y)
+        if self.kind == "log":
+            return self.lo + np.exp(y)
+        return y
+
+    def target(self, value: float) -> float:
+        """A target on the model scale (a target at a bound maps to -inf/+inf)."""
+        if self.kind == "logit":
+            q = (value - self.lo) / (self.hi - self.lo)
+            if q <= 0:
+                return -math.inf
+            if q >= 1:
+                return math.inf
+            return math.log(q / (1 - q))
+        if self.kind == "log":
+            return math.log(value - self.lo) if value > self.lo else -math.inf
+        return float(value)
+
+    def sampling_variance(self, value, ci_low, ci_high, n):
+        """Each period's sampling variance on this scale (module docstring)."""
+        value, lo, hi, n = (np.asarray(a, dtype=float) for a in (value, ci_low, ci_high, n))
+        if self.proportion:
+            k = (value - self.lo) / (self.hi - self.lo) * n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                var = 1 / (k + 0.5) + 1 / (n - k + 0.5)
+            return np.where(n > 0, var, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = ((self.forward(hi, n) - self.forward(lo, n)) / (2 * Z95)) ** 2
+        return var
+
+
+def kpi_scale(unit: str, bounds, kind: str = "") -> Scale:
+    """The model scale for a KPI with ``unit`` and ``bounds`` (``helpers.kpis.KPIS``)."""
+    lo, hi = bounds if bounds else (None, None)
+    finite = (lambda v: v is not None and np.isfinite(v))
+    if finite(lo) and finite(hi):
+        return Scale("logit", float(lo), float(hi), proportion=unit in PROPORTION_UNITS and kind != "nps")
+    if finite(lo):
+        return Scale("log", float(lo), math.inf)
+    return Scale("identity", -math.inf, math.inf)
+
+
+# --------------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class Spec:
+    """One candidate model: a level (random walk) or deterministic trend, optional AR(1), optional calendar."""
+
+    name: str
+    level: str  # "random walk" | "trend"
+    ar: bool = False
+    seasonal: bool = False
+
+
+CANDIDATES = (Spec("local level", "random walk"), Spec("linear trend", "trend"),
+              Spec("linear trend + AR(1)", "trend", ar=True),
+              Spec("local level + calendar", "random walk", seasonal=True),
+              Spec("linear trend + AR(1) + calendar", "trend", ar=True, seasonal=True))
+
+
+class StructuralModel(MLEModel):
+    """The structural model of the module docstring with known, time-varying sampling variances."""
+
+    def __init__(self, endog, sampling_var, spec: Spec, period: int = 12):
+        endog = np.asarray(endog, dtype=float)
+        self.spec, self.period = spec, period
+        trend = spec.level == "trend"
+        k_season = period - 1 if spec.seasonal else 0
+        k_states = 1 + int(trend) + int(spec.ar) + k_season
+        k_posdef = max(int(spec.level == "random walk") + int(spec.ar), 1)
+        super().__init__(endog, k_states=k_states, k_posdef=k_posdef)
+        self._v = np.nan_to_num(np.asarray(sampling_var, dtype=float), nan=0.0)
+        design = np.zeros((1, k_states))
+        transition = np.zeros((k_states, k_states))
+        selection = np.zeros((k_states, k_posdef))
+        design[0, 0] = 1.0
+        transition[0, 0] = 1.0
+        i, shock = 1, 0
+        if spec.level == "random walk":
+            selection[0, shock] = 1.0
+            shock += 1
+        if trend:
+            transition[0, i] = 1.0
+            transition[i, i] = 1.0
+            i += 1
+        self._ar_index = None
+        if spec.ar:
+            design[0, i] = 1.0
+            selection[i, shock] = 1.0
+            self._ar_index = i
+            i += 1
+        if k_season:
+            design[0, i] = 1.0
+            transition[i, i:i + k_season] = -1.0
+            for j in range(1, k_season):
+                transition[i + j, i + j - 1] = 1.0
+        self["design"] = design
+        self["transition"] = transition
+        self["selection"] = selection
+        self["obs_cov"] = np.zeros((1, 1, self.nobs))
+        self["state_cov"] = np.zeros((k_posdef, k_posdef))
+        init = Initialization(k_states)
+        if self._ar_index is None:
+            init.set(None, "diffuse")
+        else:
+            a = self._ar_index
+            init.set((0, a), "diffuse")
+            init.set((a, a + 1), "stationary")
+            if a + 1 < k_states:
+                init.set((a + 1, k_states), "diffuse")
+        self.ssm.initialization = init
+
+    @property
+    def param_names(self):
+        names = ["sigma2.irregular"]
+        if self.spec.level == "random walk":
+            names.append("sigma2.level")
+        if self.spec.ar:
+            names += ["ar.phi", "sigma2.ar"]
+        return names
+
+    @property
+    def start_params(self):
+        y = self.endog[:, 0] if self.endog.ndim > 1 else self.endog
+        d = np.diff(y[np.isfinite(y)])
+        var = float(np.nanvar(d)) / 2 if d.size > 1 else 0.1
+        var = max(var - float(np.mean(self._v)), 1e-4)
+        out = [var]
+        if self.spec.level == "random walk":
+            out.append(var / 4)
+        if self.spec.ar:
+            out += [0.3, var]
+        return np.array(out)
+
+    def transform_params(self, unconstrained):
+        p = np.array(unconstrained, dtype=float) ** 2
+        if self.spec.ar:
+            k = len(p) - 2
+            p[k] = np.tanh(unconstrained[k]) * 0.98
+        return p
+
+    def untransform_params(self, constrained):
+        p = np.sqrt(np.abs(np.array(constrained, dtype=float)))
+        if self.spec.ar:
+            k = len(p) - 2
+            p[k] = np.arctanh(np.clip(constrained[k] / 0.98, -0.999, 0.999))
+        return p
+
+    def update(self, params, **kwargs):
+        params = super().update(params, **kwargs)
+        self["obs_cov"] = (params[0] + self._v)[None, None, :]
+        shocks = []
+        j = 1
+        if self.spec.level == "random walk":
+            shocks.append(params[j])
+            j += 1
+        if self.spec.ar:
+            self["transition", self._ar_index, self._ar_index] = params[j]
+            shocks.append(params[j + 1])
+        if not shocks:
+            shocks = [0.0]
+        self["state_cov"] = np.diag(shocks)
+        return params
+
+
+@dataclass
+class FittedModel:
+    """A fitted candidate: the spec, its parameters and the state at the last period."""
+
+    spec: Spec
+    params: np.ndarray
+    state: np.ndarray
+    state_cov: np.ndarray
+    transition: np.ndarray
+    design: np.ndarray
+    shock_cov: np.ndarray
+    sigma2_irregular: float
+    loglike: float
+
+    def paths(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the signal ``Z a_{T+1..T+h}`` (without irregular and sampling noise)."""
+        T, Z, RQR = self.transition, self.design[0], self.shock_cov
+        a, P = self.state.copy(), self.state_cov.copy()
+        means, covs, states = np.zeros(horizon), [], []
+        for h in range(horizon):
+            a = T @ a
+            P = T @ P @ T.T + RQR
+            means[h] = float(Z @ a)
+            states.append(P.copy())
+        cov = np.zeros((horizon, horizon))
+        for i in range(horizon):
+            M = states[i]
+            for j in range(i, horizon):
+                c = float(Z @ M @ Z)
+                cov[i, j] = cov[j, i] = c
+                M = T @ M
+        return means, cov
+
+
+def fit_model(y: np.ndarray, v: np.ndarray, spec: Spec, period: int = 12,
+              start_params=None) -> FittedModel | None:
+    """Maximum-likelihood fit of one candidate; ``None`` when it does not converge to finite values."""
+    model = StructuralModel(y, v, spec, period)
+
+    def objective(u):
+        ll = model.loglike(u, transformed=False)
+        return -ll if np.isfinite(ll) else 1e12
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            start = model.untransform_params(model.start_params) if start_params is None else \
+                model.untransform_params(start_params)
+            opt = optimize.minimize(objective, start, method="BFGS", options={"gtol": 1e-4, "maxiter": 80})
+            params = model.transform_params(opt.x)
+            res = model.filter(params, cov_type="none")
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+    if not np.all(np.isfinite(res.params)) or not np.isfinite(res.llf):
+        return None
+    # the state after the last observation: filtered state and its covariance at T
+    state = np.asarray(res.filter_results.filtered_state[:, -1], dtype=float)
+    state_cov = np.asarray(res.filter_results.filtered_state_cov[:, :, -1], dtype=float)
+    if not (np.all(np.isfinite(state)) and np.all(np.isfinite(state_cov))):
+        return None
+    R = model["selection"]
+    Q = model["state_cov"]
+    return FittedModel(spec, np.asarray(res.params), state, state_cov, np.array(model["transition"]),
+                       np.array(model["design"]), R @ Q @ R.T, float(res.params[0]), float(res.llf))
+
+
+def _holdout_score(y, v, spec, period, h) -> tuple[float, np.ndarray | None]:
+    fitted = fit_model(y[:-h], v[:-h], spec, period)
+    if fitted is None:
+        return math.inf, None
+    mean, cov = fitted.paths(h)
+    var = np.diag(cov) + fitted.sigma2_irregular + v[-h:]
+    obs = np.isfinite(y[-h:])
+    if not obs.any():
+        return math.inf, fitted.params
+    return float(-np.mean(stats.norm.logpdf(y[-h:][obs], mean[obs], np.sqrt(var[obs])))), fitted.params
+
+
+def select_model(y: np.ndarray, v: np.ndarray, period: int = 12,
+                 candidates=CANDIDATES) -> tuple[FittedModel | None, pd.DataFrame]:
+    """Choose among ``candidates`` on held-out periods (module docstring); refit the best on all of ``y``.
+
+    Returns the fitted model (``None`` with fewer than :data:`MIN_MODEL_PERIODS` observed periods) and a
+    table of candidates with their held-out scores (mean negative log predictive density; lower is better).
+    """
+    n_obs = int(np.isfinite(y).sum())
+    if n_obs < MIN_MODEL_PERIODS:
+        return None, pd.DataFrame(columns=["model", "holdout_score"])
+    seasonal = n_obs >= SEASONAL_MIN_CYCLES * period
+    h = period if seasonal else max(1, min(period // 2, n_obs // 5))
+    rows = []
+    for spec in candidates:
+        if spec.seasonal and not seasonal:
+            continue
+        if spec.ar and n_obs < 10:
+            continue
+        score, params = _holdout_score(y, v, spec, period, h)
+        rows.append({"model": spec.name, "holdout_score": score, "spec": spec, "params": params})
+    table = pd.DataFrame(rows)
+    finite = table[np.isfinite(table["holdout_score"])]
+    order = finite.sort_values("holdout_score", kind="stable") if not finite.empty else table
+    for spec, params in zip(order["spec"], order["params"]):
+        fitted = fit_model(y, v, spec, period, start_params=params)
+        if fitted is not None:
+            return fitted, table.drop(columns=["spec", "params"])
+    return None, table.drop(columns=["spec", "params"])
+
+
+# --------------------------------------------------------------------------------------------- forecasts
+@dataclass(frozen=True)
+class WindowForecast:
+    """The forecast of an objective's window aggregate: point, interval, P(met), how it was made."""
+
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    value: float
+    low: float
+    high: float
+    level: float
+    mean_model: float  # on the model scale
+    sd_model: float
+    method: str
+    n_points: int
+    p_met: float = float("nan")
+    path: pd.DataFrame = field(default_factory=pd.DataFrame)
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def probability(self, target: float, direction: str, scale: Scale) -> float:
+        """P(window value past ``target``) under the forecast distribution."""
+        return prob_met(self.mean_model, self.sd_model, target, direction, scale)
+
+
+def prob_met(mean: float, sd: float, target: float, direction: str, scale: Scale) -> float:
+    """``P(X >= target)`` (raise) or ``P(X <= target)`` (lower) for ``g(X) ~ N(mean, sd^2)``."""
+    t = scale.target(target)
+    if not np.isfinite(mean):
+        return float("nan")
+    if sd <= 0 or not np.isfinite(sd):
+        above = mean >= t
+        return float(above if direction == "raise" else mean <= t)
+    p_above = float(stats.norm.sf((t - mean) / sd)) if np.isfinite(t) else float(t < 0)
+    return p_above if direction == "raise" else 1.0 - p_above
+
+
+def regular_grid(series: pd.DataFrame, freq: str, scale: Scale, per_day: bool = False) -> pd.DataFrame:
+    """The series on a complete grid of periods (missing periods as NaN) with model-scale values ``y`` and
+    sampling variances ``v``. ``per_day``: values are counts, modelled as counts per day."""
+    s = series.sort_values("period")
+    step = "MS" if freq == "month" else "QS"
+    grid = pd.date_range(s["period"].iloc[0], s["period"].iloc[-1], freq=step)
+    s = s.set_index("period").reindex(grid)
+    s.index.name = "period"
+    s = s.reset_index()
+    n = s["n"].to_numpy(dtype=float)
+    if per_day:
+        count = s["count"].to_numpy(dtype=float) if "count" in s else n
+        days = s["days"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s["y"] = np.log((count + 0.5) / days)
+            s["v"] = 1 / (count + 0.5)
+    else:
+        s["y"] = scale.forward(s["value"].to_numpy(dtype=float), n)
+        s["v"] = scale.sampling_variance(s["value"], s["ci_low"], s["ci_high"], n)
+    bad = ~np.isfinite(s["y"]) | ~np.isfinite(s["v"])
+    s.loc[bad, ["y", "v"]] = np.nan
+    return s
+
+
+def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str = "month",
+                    scale: Scale = Scale("identity", -math.inf, math.inf), level: float = 0.8,
+                    target: float | None = None, direction: str = "raise", per_day: bool = False,
+                    candidates=CANDIDATES) -> WindowForecast | None:
+    """Forecast the aggregate of the periods in ``[window_start, window_end]`` from ``series`` (complete
+    periods up to the as-of date, at ``freq``); ``None`` without data. See the module docstring."""
+    s = series[np.isfinite(series["value"].astype(float))]
+    if s.empty:
+        return None
+    g = regular_grid(s, freq, scale, per_day)
+    y, v = g["y"].to_numpy(dtype=float), g["v"].to_numpy(dtype=float)
+    observed = np.isfinite(y)
+    if not observed.any():
+        return None
+    period = FREQ_PERIODS[freq]
+    step = pd.DateOffset(months=12 // period)
+    last = g["period"].iloc[-1]
+    ws, we = pd.Timestamp(window_start), pd.Timestamp(window_end)
+    w_periods = [p for p in pd.date_range(_period_floor(ws, freq), we, freq="MS" if freq == "month" else "QS")]
+    future = [p for p in w_periods if p > last]
+    past = [p for p in w_periods if p <= last]
+    horizon = 0 if not future else _steps(last, future[-1], freq)
+    recent_n = float(np.nanmean(g["n"].to_numpy(dtype=float)[-period:])) if "n" in g else float("nan")
+    recent_v = float(np.nanmean(v[observed][-period:]))
+
+    fitted, table = select_model(y, v, period, candidates) if horizon > 0 else (None, pd.DataFrame())
+    if horizon > 0 and fitted is not None:
+        mean, cov = fitted.paths(horizon)
+        irregular = fitted.sigma2_irregular
+        method = fitted.spec.name
+    elif horizon > 0:  # too little history: no change, sampling error only
+        last_y = y[observed][-1]
+        mean, cov = np.full(horizon, last_y), np.full((horizon, horizon), float(v[observed][-1]))
+        irregular = 0.0
+        method = "no change (too little history for a model)"
+    else:
+        mean, cov, irregular, method = np.zeros(0), np.zeros((0, 0)), 0.0, "observed"
+
+    # the window aggregate: n-weighted mean of its periods on the model scale
+    weights, values, idx = [], [], []
+    for p in w_periods:
+        overlap = _overlap_share(p, ws, we, freq)
+        if p <= last:
+            row = g[g["period"] == p]
+            if row.empty or not np.isfinite(row["y"].iloc[0]):
+                continue
+            weights.append(overlap * float(row["n"].iloc[0]))
+            values.append(float(row["y"].iloc[0]))
+            idx.append(None)
+        else:
+            weights.append(overlap * (recent_n if np.isfinite(recent_n) else 1.0))
+            h = _steps(last, p, freq) - 1
+            values.append(float(mean[h]))
+            idx.append(h)
+    if not weights:
+        return None
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum()
+    m = float(np.dot(w, values))
+    fut = [(wi, h) for wi, h in zip(w, idx) if h is not None]
+    var = 0.0
+    for wi, hi in fut:
+        for wj, hj in fut:
+            var += wi * wj * cov[hi, hj]
+        var += wi ** 2 * (irregular + recent_v)
+    sd = math.sqrt(max(var, 0.0))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    lo, hi = scale.inverse(m - z * sd), scale.inverse(m + z * sd)
+    value = float(scale.inverse(m))
+    # the per-period path for the chart (each period's own prediction interval)
+    path = pd.DataFrame()
+    if horizon > 0:
+        periods = [last + step * (h + 1) for h in range(horizon)]
+        pv = np.diag(cov) + irregular + recent_v
+        path = pd.DataFrame({"period": periods, "value": scale.inverse(mean),
+                             "low": scale.inverse(mean - z * np.sqrt(pv)),
+                             "high": scale.inverse(mean + z * np.sqrt(pv))})
+        if per_day:
+            path[["value", "low", "high"]] = np.exp(np.column_stack([mean, mean - z * np.sqrt(pv),
+                                                                     mean + z * np.sqrt(pv)]))
+    if per_day:
+        value, lo, hi = math.exp(m), math.exp(m - z * sd), math.exp(m + z * sd)
+    p_met = float("nan")
+    if target is not None:
+        t_scale = Scale("log", 0.0, math.inf) if per_day else scale
+        p_met = prob_met(m, sd, target, direction, t_scale)
+    return WindowForecast(ws, we, value, float(lo), float(hi), level, m, sd, method, int(observed.sum()),
+                          p_met, path, table)
+
+
+def _period_floor(ts: pd.Timestamp, freq: str) -> pd.Timestamp:
+    ts = pd.Timestamp(year=ts.year, month=ts.month, day=1)
+    if freq == "quarter":
+        ts = ts - pd.DateOffset(months=(ts.month - 1) % 3)
+    return ts
+
+
+def _steps(last: pd.Timestamp, p: pd.Timestamp, freq: str) -> int:
+    months = (p.year - last.year) * 12 + (p.month - last.month)
+    return months if freq == "month" else months // 3
+
+
+def _overlap_share(p: pd.Timestamp, ws: pd.Timestamp, we: pd.Timestamp, freq: str) -> float:
+    end = p + pd.DateOffset(months=1 if freq == "month" else 3) - pd.Timedelta(days=1)
+    days = (end - p).days + 1
+    inside = (min(end, we) - max(p, ws)).days + 1
+    return max(inside, 0) / days
+
+
+__all__ = ["CANDIDATES", "FittedModel", "Scale", "Spec", "StructuralModel", "WindowForecast", "fit_model",
+           "forecast_window", "kpi_scale", "prob_met", "regular_grid", "select_model"]
