@@ -121,6 +121,8 @@ def _fmt_number(x: float, unit: str, signed: bool = False) -> str:
         return f"{x:+.1f}" if signed else f"{x:.1f}"
     if unit in ("count", "currency"):
         return f"{x:+,.0f}" if signed else f"{x:,.0f}"
+    if unit == "per day":
+        return f"{x:+,.1f}" if signed else f"{x:,.1f}"
     if unit == "hours":
         return f"{x:+.1f}" if signed else f"{x:.1f}"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
@@ -779,10 +781,11 @@ def compare_medians(a, b, metric: str = "median", unit: str = "", confidence: fl
 
 
 def compare_rates(count_a: int, count_b: int, exposure_a: float = 1.0, exposure_b: float = 1.0,
-                  metric: str = "count", confidence: float = 0.95) -> Comparison:
+                  metric: str = "count", confidence: float = 0.95, unit: str = "count") -> Comparison:
     """Compare two Poisson counts (e.g. ticket volume) per unit exposure: difference ``b/e_b - a/e_a`` with a
     Wald interval; p-value from the exact conditional binomial test of equal rates
-    (``scipy.stats.binomtest(k_b, k_a + k_b, e_b / (e_a + e_b))``)."""
+    (``scipy.stats.binomtest(k_b, k_a + k_b, e_b / (e_a + e_b))``). ``unit`` labels the rates (``"per day"``
+    when the exposures are days)."""
     if count_a < 0 or count_b < 0 or exposure_a <= 0 or exposure_b <= 0:
         raise KPIError(metric, "counts must be >= 0 and exposures > 0")
     ra, rb = count_a / exposure_a, count_b / exposure_b
@@ -793,8 +796,8 @@ def compare_rates(count_a: int, count_b: int, exposure_a: float = 1.0, exposure_
     ea = count_estimate(count_a, metric, confidence)
     eb = count_estimate(count_b, metric, confidence)
     if exposure_a != 1 or exposure_b != 1:
-        ea = Estimate(ra, ea.ci_low / exposure_a, ea.ci_high / exposure_a, ea.n, metric, "count", ea.method, confidence)
-        eb = Estimate(rb, eb.ci_low / exposure_b, eb.ci_high / exposure_b, eb.n, metric, "count", eb.method, confidence)
+        ea = Estimate(ra, ea.ci_low / exposure_a, ea.ci_high / exposure_a, ea.n, metric, unit, ea.method, confidence)
+        eb = Estimate(rb, eb.ci_low / exposure_b, eb.ci_high / exposure_b, eb.n, metric, unit, eb.method, confidence)
     return Comparison(ea, eb, rb - ra, rb - ra - z * se, rb - ra + z * se, p,
                       "Poisson rate difference (Wald); exact conditional test", confidence)
 
@@ -1042,6 +1045,14 @@ def _pooled_monthly_retention(customers, start, end, metric, data_end=None) -> t
     return S, R
 
 
+def _period_days(period, metric: str) -> float | None:
+    """Days in an inclusive ``(start, end)`` period, or None when either end is open."""
+    start, end = period if period is not None else (None, None)
+    if start is None or end is None:
+        return None
+    return float((_to_day(end, metric, "end") - _to_day(start, metric, "start")).days + 1)
+
+
 def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, period_a=(None, None),
                 period_b=(None, None), confidence: float = 0.95) -> Comparison:
     """Compare one KPI between two data selections (e.g. last quarter vs this quarter), b - a.
@@ -1082,7 +1093,12 @@ def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, perio
     if k.kind == "mean_hours":
         return compare_means(ticket_hours(da, k.column), ticket_hours(db, k.column), name, "hours", confidence)
     if k.kind == "count":
-        return compare_rates(len(da), len(db), metric=name, confidence=confidence)
+        days = [_period_days(period, name) for period in (period_a, period_b)]
+        if None in days:  # an open-ended period has no length: compare the raw counts
+            return compare_rates(len(da), len(db), metric=name, confidence=confidence)
+        # periods of different lengths (January vs February): compare counts per day, never raw counts
+        return compare_rates(len(da), len(db), days[0], days[1], metric=name, confidence=confidence,
+                             unit="per day")
     raise KPIError(name, "comparison is not available for this metric")
 
 
