@@ -4,10 +4,12 @@ report module), and every finished page is sanitised (helpers.reports.safe_html)
 real runner on hostile params and data and sweeps every page of the run."""
 from __future__ import annotations
 
+import posixpath
 import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import nbformat
 import pandas as pd
@@ -52,7 +54,7 @@ class PageSweep(HTMLParser):
                     browser_view.startswith("#")
                     or (tag == "img" and name == "src" and browser_view.startswith("data:image/"))
                     or (tag == "a" and name == "href" and not re.match(r"^([^/?#]*:|/|\\)", browser_view)
-                        and ".." not in browser_view)):
+                        and not stays_out(browser_view))):
                 self.problems.append(("external or unsafe URL", f"<{tag} {name}>", value[:100]))
         if tag == "img" and not (dict(attrs).get("src") or "").startswith("data:image/"):
             self.problems.append(("img without an embedded image", "<img>", str(dict(attrs))[:100]))
@@ -66,6 +68,12 @@ class PageSweep(HTMLParser):
     def handle_data(self, data):
         if not self._hidden:
             self.text.append(data)
+
+
+def stays_out(relative: str) -> bool:
+    """Whether a relative URL leaves the output folder (more than one level above the page)."""
+    path = posixpath.normpath(unquote(relative).split("#")[0].split("?")[0] or ".")
+    return path == ".." or path.startswith("../..") or "\\" in unquote(relative)
 
 
 def sweep(page: str) -> PageSweep:
@@ -92,8 +100,9 @@ HOSTILE_HTML = [
     '<a href="//host/x">x</a>',
     '<a href="\\\\host\\x">x</a>',
     '<a href="/etc/passwd">x</a>',
-    '<a href="../other-run/x.html">x</a>',
-    '<a href="%2e%2e/x.html">x</a>',
+    '<a href="../../x.html">x</a>',
+    '<a href="%2e%2e/%2E%2E/x.html">x</a>',
+    '<a href="a/../../../x.html">x</a>',
     '<a href="a/%5c%5chost">x</a>',
     '<a/href="javascript:alert(1)">x</a>',
     '<a href=javascript:alert(1)>x</a>',
@@ -136,7 +145,8 @@ def test_sanitiser_also_catches_what_browsers_see_after_the_comment_trick(snippe
 def test_sanitiser_keeps_safe_pages_byte_for_byte():
     page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><style>a{color:red}</style></head><body>'
             '<nav><a href="#section-1">One</a> <a href="index.html">All reports</a> '
-            '<a href="logs/department_x.log">log</a> <a href="department_x.html#top">x</a></nav>'
+            '<a href="logs/department_x.log">log</a> <a href="department_x.html#top">x</a> '
+            '<a href="../2026-01-01T000000Z/index.html">previous run</a></nav>'
             '<h2 id="section-1">One &amp; two</h2><p>Text with javascript:alert(1) as text &lt;b&gt;</p>'
             '<img alt="chart" src="data:image/png;base64,iVBORw0KGgo="/>'
             '<img src="data:image/svg+xml;base64,PHN2Zz4=" alt="svg">'
@@ -158,8 +168,9 @@ def test_style_elements_cannot_fetch():
 
 @pytest.mark.parametrize("value, ok", [("#a", True), ("index.html", True), ("logs/a.log", True),
                                        ("a.html?x=1#b", True), ("http://h/", False), ("mailto:x@y", False),
-                                       ("../a", False), ("/a", False), ("\\\\h\\a", False), ("a:b", False),
-                                       ("%2E%2E/a", False), ("", False)])
+                                       ("../run-1/index.html", True), ("../../a", False), ("..", False),
+                                       ("a/../../../b", False), ("/a", False), ("\\\\h\\a", False),
+                                       ("a:b", False), ("%2E%2E/%2e%2e/a", False), ("", False)])
 def test_safe_href_rule(value, ok):
     assert is_safe_href(value) is ok
 

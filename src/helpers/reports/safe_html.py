@@ -6,7 +6,8 @@ missed escape somewhere (a new summary sentence, a chart label) can never become
 or an ``<img>`` that calls a remote host when the file is opened, e-mailed or viewed without the CSP:
 
 - ``href`` survives only as a same-document anchor (``#...``) or, on ``<a>``/``<area>``, as a relative path
-  inside the run folder (no scheme, no leading ``/`` or ``\\``, no ``..``): the links between a run's pages;
+  inside the run folder or a sibling run of the same output folder (no scheme, no leading ``/`` or ``\\``, at
+  most one level up): the links between a run's pages and the index's link to the previous run;
 - ``src`` survives only on ``<img>`` and only as an embedded image (``data:image/png|jpeg|gif|webp;base64,``
   or ``data:image/svg+xml``); every other URL-bearing attribute (``srcset``, ``action``, ``formaction``,
   ``poster``, ``xlink:href``, ``srcdoc``, ...) is removed unless it is a ``#`` anchor, as are ``on*`` event
@@ -23,6 +24,7 @@ Browsers end a comment at ``--!>`` where the stdlib parser does not, so that seq
 from __future__ import annotations
 
 import html
+import posixpath
 import re
 from html.parser import HTMLParser
 from urllib.parse import unquote
@@ -51,7 +53,8 @@ def is_embedded_image(value: str) -> bool:
 
 
 def is_safe_href(value: str, *, relative_allowed: bool = True) -> bool:
-    """A same-document anchor (``#x``) or, if ``relative_allowed``, a relative path inside the folder."""
+    """A same-document anchor (``#x``) or, if ``relative_allowed``, a relative path that stays inside the
+    folder's parent (``page.html``, ``logs/x.log``, ``../<other run>/index.html``; not ``../../x``)."""
     v = _CONTROL.sub("", value)
     if v.startswith("#"):
         return True
@@ -60,8 +63,8 @@ def is_safe_href(value: str, *, relative_allowed: bool = True) -> bool:
     decoded = unquote(v)
     if "\\" in v or "\\" in decoded or _SCHEME.match(v) or _SCHEME.match(decoded):
         return False
-    path = re.split(r"[?#]", decoded, maxsplit=1)[0]
-    return ".." not in path.split("/")
+    path = posixpath.normpath(re.split(r"[?#]", decoded, maxsplit=1)[0] or ".")
+    return path != ".." and not path.startswith("../..")
 
 
 _DROP = object()
