@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 V ?=
 # small seeded demo that the test suite and the notebooks under nbval run on (SATISFACTION_KIT_DATA)
 TEST_DEMO := build/test-demo
-PIP_QUIET := --disable-pip-version-check --no-input
+PIP_FLAGS := --disable-pip-version-check --no-input
 comma := ,
 
 # What each command installs (extras of pyproject.toml; tests/test_environment.py checks these names):
@@ -62,12 +62,13 @@ endef
 define uv_env_from_pip
 cfg=$$({ $(PY) -m pip config list || $(PYTHON) -m pip config list; } 2>/dev/null | sed 's/\\n/ /g'); \
 pick() { sed -n "s/^[^=]*\.$$1='\(.*\)'$$/\1/p" <<<"$$cfg"; }; \
-idx=$$(pick index-url | head -n1); extra=$$(pick extra-index-url | tr '\n' ' '); \
-links=$$(pick find-links | tr ' \n' ',,'); cert=$$(pick cert | head -n1); \
+words() { tr ' ' '\n' | awk 'NF && !seen[$$0]++' | paste -sd"$$1" -; }; \
+idx=$$(pick index-url | head -n1); extra=$$(pick extra-index-url | words ' '); \
+links=$$(pick find-links | words ,); cert=$$(pick cert | head -n1); \
 [ -z "$$idx" ] || export UV_INDEX_URL="$${UV_INDEX_URL:-$$idx}"; \
-[ -z "$${extra// }" ] || export UV_EXTRA_INDEX_URL="$${UV_EXTRA_INDEX_URL:-$$extra}" \
+[ -z "$$extra" ] || export UV_EXTRA_INDEX_URL="$${UV_EXTRA_INDEX_URL:-$$extra}" \
   UV_INDEX_STRATEGY="$${UV_INDEX_STRATEGY:-unsafe-best-match}"; \
-[ -z "$${links//,}" ] || export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$links}"; \
+[ -z "$$links" ] || export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$links}"; \
 [ -z "$$cert" ] || export SSL_CERT_FILE="$${SSL_CERT_FILE:-$$cert}"
 endef
 
@@ -77,14 +78,14 @@ endef
 $(VENV)/.installed-%: pyproject.toml $(CONSTRAINTS)
 	@$(call step,1/4,creating the venv ($(VENV)),test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV))
 	@$(call step,2/4,installing uv,test -x $(UV) || \
-		$(PYTHON) -m pip --python $(PY) install $(PIP_QUIET) -c $(CONSTRAINTS) uv || \
-		{ $(PY) -m ensurepip && $(PY) -m pip install $(PIP_QUIET) -c $(CONSTRAINTS) uv; } || true)
+		$(PYTHON) -m pip --python $(PY) install $(PIP_FLAGS) -c $(CONSTRAINTS) uv || \
+		{ $(PY) -m ensurepip && $(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) uv; } || true)
 	@$(call step,3/4,installing the kit and its locked dependencies ($(if $(EXTRAS_$*),extras $(EXTRAS_$*),no extras)) \
 		with $$(test -x $(UV) && echo uv || echo 'pip: uv could not be installed'),\
 		if test -x $(UV); then $(uv_env_from_pip); \
 			$(UV) pip install --python $(PY) -c $(CONSTRAINTS) pip -e '.$(if $(EXTRAS_$*),[$(EXTRAS_$*)])'; \
 		else { $(PY) -m pip --version || $(PY) -m ensurepip; } && \
-			$(PY) -m pip install $(PIP_QUIET) -c $(CONSTRAINTS) pip -e '.$(if $(EXTRAS_$*),[$(EXTRAS_$*)])'; fi)
+			$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) pip -e '.$(if $(EXTRAS_$*),[$(EXTRAS_$*)])'; fi)
 	@$(call step,4/4,registering the Jupyter kernel $(KERNEL),$(PY) -m ipykernel install --sys-prefix \
 		--name $(KERNEL) --display-name "Python (satisfaction kit)")
 	@touch $@ $(READY_reports)
