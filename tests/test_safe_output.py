@@ -283,3 +283,44 @@ def test_hostile_run_pages_have_no_live_link_and_show_the_text(hostile_run):
                                               or payload("Person") in department_page)
     assert payload("Segment") in texts["retention_forecast"]
     assert DEPARTMENT in texts["satisfaction_drivers"] and payload("Company") in texts["index"]
+
+
+DOM_URLS_JS = r"""(() => {
+  const found = [];
+  for (const el of document.querySelectorAll('*')) {
+    for (const a of el.attributes) {
+      if (/^(href|src|srcset|action|formaction|poster|background|data|xlink:href|on.*)$/i.test(a.name)
+          || /(java|vb|live)script:/i.test(a.value.replace(/[\x00-\x20]/g, ''))) {
+        found.push([el.tagName.toLowerCase(), a.name.toLowerCase(), a.value.slice(0, 200)]);
+      }
+    }
+  }
+  return {attributes: found, text: document.body.innerText};
+})()"""
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.xdist_group("reports_e2e")
+def test_hostile_department_page_in_headless_chromium(hostile_run):
+    """What the browser itself parsed (not our parser): no script URL, no external URL, no request."""
+    from browser_check import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
+    result, _ = hostile_run
+    with Chromium(binary) as browser:
+        report = browser.open(result.run_dir / "department_billing.html", facts_js=DOM_URLS_JS)
+    assert report.console_errors == [] and report.external_requests == []
+    for tag, name, value in report.facts["attributes"]:
+        assert not name.startswith("on"), (tag, name, value)
+        assert not SCRIPT_SCHEME.search(re.sub(r"[\x00-\x20]", "", value).lower()), (tag, name, value)
+        if name == "src":
+            assert tag == "img" and value.startswith("data:image/"), (tag, name, value)
+        elif name == "href":
+            assert value.startswith("#") or (tag == "a" and not re.match(r"^([^/?#]*:|/|\\)", value)
+                                             and not stays_out(value)), (tag, name, value)
+        else:
+            raise AssertionError(f"unexpected URL attribute {tag} {name}={value!r}")
+    assert payload("Title") in " ".join(report.facts["text"].split())
