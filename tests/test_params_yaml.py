@@ -164,3 +164,20 @@ def test_long_or_nested_values_in_messages_are_shortened(tmp_path):
     with pytest.raises(ParamsError) as info:
         load_report_config(report)
     assert len(str(info.value)) < 400 and "AAAA" in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["departments/billing.yaml", "report.yaml"])
+def test_runner_refuses_a_bomb_with_exit_2_and_one_short_line(tmp_path, capsys, where):
+    """The operator's view (issue 16 item 5): the CLI stops before running anything, exit code 2 (invalid
+    input), one short message naming the file and line - no traceback, no megabytes of stderr."""
+    from helpers.reports.__main__ import main as cli_main
+    from reports_support import FIXTURE_NOTEBOOKS, write_params
+
+    params = write_params(tmp_path, {"billing": "Billing"})
+    (params / where).write_text(bomb_in("company" if where == "report.yaml" else "department", levels=6))
+    code = cli_main(["run", "--params", str(params), "--out", str(tmp_path / "out"),
+                     "--notebooks", str(FIXTURE_NOTEBOOKS), "--data", str(tmp_path / "unused")])
+    out = capsys.readouterr()
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert f"{params / where}: line 2, column 5: anchor &l0 found" in out.err + out.out
+    assert len(out.err) + len(out.out) < 1000 and "Traceback" not in out.err

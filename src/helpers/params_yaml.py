@@ -49,12 +49,12 @@ class _ParamsLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             raise _ParamsYAMLRefused(
-                f"alias *{event.anchor[:40]} found; YAML anchors and aliases (&name, *name, "
-                "<<: *name) are not allowed in params files: write each value out in full", event.start_mark)
+                f"alias *{event.anchor[:40]} found - YAML anchors and aliases (&name, *name, <<: *name) are not "
+                "allowed in params files; write each value out in full", event.start_mark)
         if getattr(event, "anchor", None) is not None:
             raise _ParamsYAMLRefused(
-                f"anchor &{event.anchor[:40]} found; YAML anchors and aliases (&name, *name, "
-                "<<: *name) are not allowed in params files: write each value out in full", event.start_mark)
+                f"anchor &{event.anchor[:40]} found - YAML anchors and aliases (&name, *name, <<: *name) are not "
+                "allowed in params files; write each value out in full", event.start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_PARAMS_DEPTH:
@@ -82,7 +82,7 @@ def parse_params_yaml(text: str, path: object, *, error: type[ParamsError] = Par
     try:
         return loader.get_single_data()
     except _ParamsYAMLRefused as exc:
-        raise error(path, f"not allowed in params{_where(exc)}: {exc.problem}") from None
+        raise error(path, f"{_where(exc).strip().removeprefix('at ') or 'YAML'}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise error(path, f"malformed YAML{_where(exc)}: {str(problem)[:200]}") from None
