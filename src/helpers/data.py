@@ -952,10 +952,12 @@ def is_snapshot(path: str | os.PathLike[str]) -> bool:
 
 
 def load_report_dataset(data_source: str = "", report_config: str | os.PathLike[str] = "params/report.yaml",
-                        validate: bool | None = None, *, emit_warnings: bool = True) -> Dataset:
+                        validate: bool | None = None, *, emit_warnings: bool = True,
+                        as_of: object = None) -> Dataset:
     """The dataset a report notebook works on: ``data_source`` (a folder, a .duckdb file or a run's
     snapshot; ``""`` = what ``report_config`` says) loaded with that config's column mapping and
-    ``min_responses``. ``validate=None`` validates everything except kit snapshots (validated when written).
+    ``min_responses``, cut at ``as_of`` (see :func:`load_dataset`). ``validate=None`` validates everything
+    except kit snapshots (validated when written).
     """
     from helpers.config import load_report_config, resolve_data_source
     cfg = load_report_config(report_config)
@@ -963,7 +965,7 @@ def load_report_dataset(data_source: str = "", report_config: str | os.PathLike[
     if validate is None:
         validate = not is_snapshot(source)
     return load_dataset(source, column_mapping=cfg.column_mapping or None, validate=validate,
-                        min_responses=cfg.min_responses, emit_warnings=emit_warnings)
+                        min_responses=cfg.min_responses, emit_warnings=emit_warnings, as_of=as_of)
 
 
 def load_retention_table(settings: object, dataset: Dataset | None = None, *,
