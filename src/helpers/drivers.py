@@ -853,6 +853,22 @@ def _boot_corr(design: _Design, W: np.ndarray, missing: str) -> np.ndarray:
     return _pairwise_corr_stack(X, W)[0]
 
 
+LARGE_ROWS_ELEMS = 4_000_000  # rows x columns above which bootstrap replicates are computed one by one
+
+
+def _corr_from_counts(Xc: np.ndarray, c: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """Weighted correlation of the centred rows ``Xc`` with replicate weights ``c`` (a resample's counts
+    times the case weights): ``m = c'Xc / sum c``, ``C = Xc' diag(c) Xc / sum c - m m'``; ``buf`` is
+    reused for ``diag(c) Xc`` (no allocation per replicate)."""
+    s0 = c.sum()
+    m = (c @ Xc) / s0
+    np.multiply(Xc, c[:, None], out=buf)
+    C = (Xc.T @ buf) / s0 - np.outer(m, m)
+    sd = np.sqrt(np.clip(np.diag(C), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return C / np.outer(sd, sd)
+
+
 def _collapsed_rows(design: _Design):
     """For a large complete design: the distinct rows (values and case weight) and how often each occurs,
     or None when the rows are not complete or too few repeat (fewer than half as many distinct rows).
@@ -898,11 +914,29 @@ def _bootstrap(design: _Design, method, missing, n_boot, seed, method_used, max_
         X_u, w_u, counts = collapsed
         p_u = counts / counts.sum()
     rows = n if collapsed is None else len(counts)
-    per_chunk = max(1, min(n_boot, int(1e7 // max(rows, 1))))  # replicate weights: at most 80 MB at once
+    complete = collapsed is not None or missing == "listwise" or not np.isnan(design.X).any()
+    k = design.X.shape[1]
+    # large data: replicates one at a time with reused buffers (memory a few n x k arrays, no B x n matrix)
+    one_by_one = complete and rows * k > LARGE_ROWS_ELEMS
+    if one_by_one:
+        X_src = X_u if collapsed is not None else design.X
+        Xc = X_src - X_src.mean(axis=0)
+        buf = np.empty_like(Xc)
+        per_chunk = min(n_boot, 32)
+    else:
+        per_chunk = max(1, min(n_boot, int(1e7 // max(rows, 1))))  # replicate weights: at most 80 MB at once
     done = 0
     while done < n_boot:
         b = min(per_chunk, n_boot - done)
-        if collapsed is None:
+        if one_by_one:
+            corr = np.empty((b, k, k))
+            for i in range(b):
+                if collapsed is None:
+                    c = np.bincount(rng.integers(0, n, size=n), minlength=n) * design.w
+                else:
+                    c = rng.multinomial(n, p_u) * w_u
+                corr[i] = _corr_from_counts(Xc, c, buf)
+        elif collapsed is None:
             W = _resample_weights(n, design.w, b, rng)
             corr = _boot_corr(design, W, missing)
         else:
