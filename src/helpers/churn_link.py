@@ -330,9 +330,12 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         raise ChurnLinkInputError("are not whole numbers", table="weights",
                                   expected="integer frequency weights (e.g. bootstrap counts)")
     ng = len(gsel)
-    rep_g = np.repeat(np.arange(ng), d_int)
-    first = np.r_[0, np.cumsum(d_int)[:-1]]
+    rep_g = np.repeat(np.arange(ng), d_int)  # one entry per tied event l = 0..d_j - 1 of each time j
+    first = np.r_[0, np.cumsum(d_int)[:-1]]  # where each time's entries start (contiguous blocks)
     c = (np.arange(len(rep_g)) - first[rep_g]) / d_int[rep_g]
+
+    def per_time(v):
+        return np.add.reduceat(v, first)
     sx = np.einsum("i,ij->j", ev_w, X_ev)
     ia, ib = np.triu_indices(p)
     fixed = fixed_information is not None
@@ -354,21 +357,21 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         phi = S0[rep_g] - c * A0[rep_g]
         if not np.all(phi > 0):
             return -np.inf, None, None
-        ll = float(ev_w @ eta[ev_rows] - np.sum(np.log(phi)) - shift * len(rep_g))
+        ll = float(np.einsum("i,i->", ev_w, eta[ev_rows]) - np.sum(np.log(phi)) - shift * len(rep_g))
         if level == 0:
             return ll, None, None
         inv = 1.0 / phi
-        q0 = np.bincount(rep_g, inv, ng)
-        q1 = np.bincount(rep_g, c * inv, ng)
+        q0 = per_time(inv)
+        q1 = per_time(c * inv)
         S1 = revcum(_column_sums(r, X, cd.starts))
         A1 = _column_sums(re, X_ev, e_starts)
         grad = sx - (S1 * q0[:, None] - A1 * q1[:, None]).sum(axis=0)
         if level == 1:
             return ll, grad, None
         inv2 = inv * inv
-        s0 = np.bincount(rep_g, inv2, ng)
-        s1 = np.bincount(rep_g, c * inv2, ng)
-        s2 = np.bincount(rep_g, c * c * inv2, ng)
+        s0 = per_time(inv2)
+        s1 = per_time(c * inv2)
+        s2 = per_time(c * c * inv2)
         S2 = revcum(_column_sums(r, XX, cd.starts))
         A2 = _column_sums(re, XX_ev, e_starts)
         h2 = (S2 * q0[:, None] - A2 * q1[:, None]).sum(axis=0)
