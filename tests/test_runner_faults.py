@@ -456,3 +456,31 @@ def test_exit_code_2_for_invalid_options_before_anything_runs(setup, capsys):
 
 def test_run_environment_error_is_not_an_input_error():
     assert not issubclass(RunEnvironmentError, ValueError)
+
+
+def test_environment_fault_recognises_only_real_file_system_faults():
+    import duckdb
+    from nbclient.exceptions import CellTimeoutError
+    from papermill.exceptions import PapermillExecutionError
+    from helpers.reports import environment_fault
+
+    assert environment_fault(OSError(errno.ENOSPC, "No space left on device")) == (errno.ENOSPC, "disk full")
+    assert environment_fault(OSError(errno.EROFS, "Read-only file system"))[0] == errno.EROFS
+    assert environment_fault(RuntimeError("wrapped")) is None
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("while saving") from inner
+    except RuntimeError as outer:
+        assert environment_fault(outer) == (errno.EDQUOT, "disk quota exceeded")
+    # a cell that hit the full disk (papermill) and DuckDB's own IOException
+    cell = dict(cell_index=3, exec_count=2, source="x", traceback=[])
+    assert environment_fault(PapermillExecutionError(ename="OSError", evalue="[Errno 28] No space left on "
+                                                     "device: 'a.json'", **cell))[0] == errno.ENOSPC
+    assert environment_fault(duckdb.IOException('Could not write file "x": No space left on device'))
+    # never by free text: a timeout quotes the cell's source, a ValueError may say anything
+    assert environment_fault(CellTimeoutError("timed out; the cell: raise OSError('No space left on device')")) is None
+    assert environment_fault(PapermillExecutionError(ename="ValueError", evalue="No space left on device",
+                                                     **cell)) is None
+    assert environment_fault(OSError(errno.ENOENT, "No such file")) is None

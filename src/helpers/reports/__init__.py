@@ -68,20 +68,32 @@ if hasattr(errno, "EDQUOT"):
     ENVIRONMENT_ERRNOS[errno.EDQUOT] = "disk quota exceeded"
 _ENVIRONMENT_TEXT = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", getattr(errno, "EDQUOT", 0)),
                      ("Read-only file system", errno.EROFS))
+_CELL_ERRNO = re.compile(r"^\[Errno (\d+)\]")
 
 
 def environment_fault(exc: BaseException | None) -> tuple[int, str] | None:
     """``(errno, reason)`` when ``exc`` (or an exception it was raised from) is a disk-full / quota / read-only /
-    permission fault of the file system, else None. Also recognises libraries that re-raise such faults as
-    their own exception type with the OS message (DuckDB's ``IOException``)."""
+    permission fault of the file system, else None.
+
+    Recognised: an ``OSError`` with one of those errno values; a notebook cell that failed with ``OSError:
+    [Errno 28|122|30] ...`` (papermill's ``PapermillExecutionError``: the disk filled while the notebook wrote);
+    DuckDB's ``IOException`` carrying the operating system's message. Never by free text elsewhere: an error
+    message may quote a cell's source, which can contain anything."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
             return exc.errno, ENVIRONMENT_ERRNOS[exc.errno]
-        text = str(exc)
-        for marker, code in _ENVIRONMENT_TEXT:
-            if code and marker in text:
+        ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+        if isinstance(ename, str) and isinstance(evalue, str) and ename in ("OSError", "IOError"):
+            m = _CELL_ERRNO.match(evalue)
+            code = int(m.group(1)) if m else 0
+            if code in (errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", -1)):
                 return code, ENVIRONMENT_ERRNOS[code]
+        if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+            text = str(exc)
+            for marker, code in _ENVIRONMENT_TEXT:
+                if code and marker in text:
+                    return code, ENVIRONMENT_ERRNOS[code]
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
