@@ -64,6 +64,21 @@ def test_cox_efron_frequency_weights_equal_replicated_rows(rossi):
         CL.cox_efron(rossi["week"], rossi["arrest"], X, weights=np.full(len(rossi), 0.5))
 
 
+def test_cox_baseline_cumulative_hazard_matches_breslow_by_hand():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 2))
+    t = rng.exponential(1 / np.exp(X @ [0.5, -0.3]))
+    c = rng.uniform(0, 2, 300)
+    d, e = np.minimum(t, c), (t <= c).astype(float)
+    fit = CL.cox_efron(d, e, X)
+    eta = X @ fit.coef
+    event_times = np.sort(d[e == 1])  # continuous times: no ties, so Efron's increments are Breslow's
+    by_hand = np.cumsum([1 / np.exp(eta[d >= tj]).sum() for tj in event_times])
+    np.testing.assert_allclose(fit.baseline_cumhaz, by_hand, rtol=1e-10)
+    np.testing.assert_allclose(fit.cumulative_hazard(event_times[[0, 5, -1]] + 1e-12), by_hand[[0, 5, -1]])
+    assert fit.cumulative_hazard(event_times[0] / 2) == 0.0
+
+
 # ---------------------------------------------------------------------------------------------------
 # Per-customer rating statistics: pandas and DuckDB agree, and equal a hand computation
 # ---------------------------------------------------------------------------------------------------

@@ -264,6 +264,14 @@ class CoxFit:
     loglik: float
     n_iter: int
     information: np.ndarray | None = None
+    baseline_times: np.ndarray | None = None   # distinct event times
+    baseline_cumhaz: np.ndarray | None = None  # H0 at those times (covariates = 0)
+
+    def cumulative_hazard(self, t) -> np.ndarray:
+        """Baseline H0(t) (step function, 0 before the first event time). Beyond the last event time it is
+        *not* extrapolated (use :func:`extrapolated_cumhaz`)."""
+        idx = np.searchsorted(self.baseline_times, np.asarray(t, dtype="float64"), side="right")
+        return np.where(idx > 0, self.baseline_cumhaz[np.maximum(idx - 1, 0)], 0.0)
 
 
 class _CoxData:
@@ -275,6 +283,7 @@ class _CoxData:
         t = time[self.order]
         self.event = np.asarray(event, dtype="float64")[self.order]
         self.starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+        self.times = t[self.starts]
         self.group = np.repeat(np.arange(len(self.starts)), np.diff(np.r_[self.starts, len(t)]))
         self.n_groups = len(self.starts)
 
@@ -410,13 +419,24 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
                              "separate churners perfectly)")
     if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:
         raise ChurnLinkError("the Cox model ran to an infinite coefficient (a covariate separates churners)")
+    # baseline cumulative hazard at x = 0 (Efron's increments: sum_l 1 / (S0_j - (l/d_j) A0_j), the
+    # estimator of R survfit.coxph for Efron ties; Breslow's d_j / S0_j when there are no ties)
+    eta = np.einsum("ij,j->i", X, beta)
+    shift = eta.max()
+    r = f * np.exp(eta - shift)
+    S0 = revcum(np.add.reduceat(r, cd.starts))
+    A0 = np.add.reduceat(r[ev_rows], e_starts)
+    inc = per_time(1.0 / (S0[rep_g] - c * A0[rep_g])) * np.exp(-shift)
+    base_t, base_h = cd.times[gsel], np.cumsum(inc)
     if fixed:
-        return CoxFit(coef=beta, se=np.full(p, np.nan), loglik=ll, n_iter=it)
+        return CoxFit(coef=beta, se=np.full(p, np.nan), loglik=ll, n_iter=it, baseline_times=base_t,
+                      baseline_cumhaz=base_h)
     try:
         cov = np.linalg.inv(info)
     except np.linalg.LinAlgError:
         raise ChurnLinkError("the Cox information matrix is singular") from None
-    return CoxFit(coef=beta, se=np.sqrt(np.clip(np.diag(cov), 0, None)), loglik=ll, n_iter=it, information=info)
+    return CoxFit(coef=beta, se=np.sqrt(np.clip(np.diag(cov), 0, None)), loglik=ll, n_iter=it, information=info,
+                  baseline_times=base_t, baseline_cumhaz=base_h)
 
 
 # ----------------------------------------------------------------------------------------------------
