@@ -9,9 +9,15 @@ with ``R_SS`` the drivers' block for a subset ``S`` and ``r_S`` their correlatio
 * ``"shapley"`` - LMG (Lindeman, Merenda & Gold 1980), Shapley value regression, general dominance
   (Budescu 1993; Azen & Budescu 2003). With ``v(S) = r_S' R_SS^-1 r_S`` the R^2 of subset S,
   ``phi_j = sum_{S not containing j} |S|! (p-|S|-1)! / p! * (v(S u {j}) - v(S))``; the phi_j sum to R^2.
-  All 2^p subset R^2 come from batched linear solves on ``R`` (one pass over the rows, then a cost that
-  does not depend on the number of rows). Exact up to ``max_exact`` drivers (20); above that the result
-  falls back to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``).
+  All 2^p subset R^2 come from sweeping ``R`` one player at a time (one pass over the rows for ``R``,
+  then about 6 * 2^p multiply-adds, in blocks of bounded memory; see :func:`_sweep_blocks`), and the
+  Shapley sums are accumulated block by block, so no 2^p x k x k array is ever held. Exact up to
+  ``max_exact`` drivers (20: about 0.05 s per correlation matrix here); above that the result falls back
+  to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``).
+
+Cost bound: a fit costs one pass over the rows plus O(2^min(p, 20)); a bootstrap draws at most the
+requested number of re-samples within the budget of :func:`bootstrap_draws` (and never fewer than 200),
+and states how many it drew and why (``attrs["n_boot"]``, ``attrs["n_boot_reason"]``).
 * ``"relative_weights"`` - Johnson (2000): ``R_xx = V L V'``, ``Lambda = V L^1/2 V'``,
   ``beta* = Lambda^-1 r_xy``, ``eps_j = sum_k Lambda_jk^2 beta*_k^2``; sums to R^2.
 * ``"first"`` - squared zero-order correlation ``r_j^2`` (R^2 of the driver alone).
@@ -770,12 +776,16 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
     (+1/-1: direction of the full-model coefficient; 0 for a factor), ``signed_importance``, and
     ``ci_low``/``ci_high`` (bootstrap, units of R^2) when ``n_boot > 0``. ``.attrs`` holds ``r2``, ``n``,
     ``method`` (as asked), ``method_used``, ``exact``, ``fallback``, ``missing``, ``dropped``
-    ({driver: reason}), ``weighted``, ``ci``, ``ci_method``, ``n_boot``, ``warnings``.
+    ({driver: reason}), ``weighted``, ``ci``, ``ci_method``, ``n_boot`` (re-samples drawn),
+    ``n_boot_requested``, ``n_boot_reason`` (why fewer were drawn, see :func:`bootstrap_draws`; "" if
+    none), ``n_boot_usable``, ``ci_at_zero`` (drivers whose interval was set to start at 0, see
+    :func:`consistent_interval`), ``warnings``.
 
-    Bootstrap: ``n_boot`` resamples of the rows (keeping each row's case weight), all replicates'
-    correlation matrices from one matrix product, importances from batched solves; ``ci_method``
-    "percentile" or "bca" (bias-corrected and accelerated, Efron 1987, acceleration from a grouped
-    jackknife of 20 groups).
+    Bootstrap: up to ``n_boot`` resamples of the rows (keeping each row's case weight), capped by the cost
+    bound of :func:`bootstrap_draws`; replicate correlation matrices from matrix products, importances from
+    the batched sweep; ``ci_method`` "percentile" or "bca" (bias-corrected and accelerated, Efron 1987,
+    acceleration from a grouped jackknife of 20 groups). Intervals are made to contain their estimate
+    (:func:`consistent_interval`: an importance near 0 gets ``[0, upper]``).
     """
     if method not in METHODS:
         raise DriverInputError(f"method={method!r}; expected one of {METHODS}")
@@ -825,7 +835,9 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
         lo, hi, zero = consistent_interval(imp, lo, hi, info["method_used"] in NONNEGATIVE_METHODS)
         at_zero = [p for p, z in zip(design.players, zero) if z]
         table["ci_low"], table["ci_high"] = lo, hi
-        table.attrs["r2_ci"] = tuple(np.nanquantile(r2_draws, [(1 - ci) / 2, (1 + ci) / 2]))
+        r2_lo, r2_hi, _ = consistent_interval(r2, *np.nanquantile(r2_draws, [(1 - ci) / 2, (1 + ci) / 2]),
+                                              nonnegative=False)  # extended to the estimate if needed
+        table.attrs["r2_ci"] = (float(r2_lo), float(r2_hi))
     table.attrs.update(r2=r2, n=int(n), method=method, method_used=info["method_used"], exact=info["exact"],
                        fallback=info["fallback"], missing=missing, dropped=dict(design.dropped),
                        weighted=weights is not None, ci=ci, ci_method=ci_method, n_boot=int(n_used),
