@@ -1,0 +1,398 @@
+"""What satisfaction is worth: attribute -> CSAT -> churn hazard -> customers kept -> revenue, with intervals.
+
+:func:`what_if` answers "if the ratings of one attribute rose by ``delta`` points, what would happen to CSAT,
+churn, the customers kept and their revenue over the next ``horizon`` months?" by joining four links:
+
+1. **attribute -> CSAT**: the slope :math:`w_a` of CSAT on attribute *a* in the multiple regression of the
+   survey's CSAT on all attribute ratings (OLS over answered surveys, the drivers model), so an improvement
+   of *d* raises each CSAT answer, hence a customer's true mean CSAT, by :math:`w_a d`;
+2. **CSAT -> hazard**: the Cox log hazard ratio :math:`\\beta` per point of true satisfaction, corrected for
+   rating noise by regression calibration (:mod:`helpers.churn_link`), adjusted for the covariates; the
+   hazard of every customer is multiplied by :math:`\\exp(\\beta w_a d)`;
+3. **hazard -> customers kept**: for each customer active at the as-of date with tenure :math:`t_0`,
+   :math:`S_i(h) = \\exp\\{-[H_0(t_0 + h) - H_0(t_0)]\\, e^{\\eta_i}\\}` (Cox baseline cumulative hazard
+   :math:`H_0`, Efron increments; :math:`\\eta_i = \\beta \\hat T_i + \\gamma' Z_i` with :math:`\\hat T_i` the
+   customer's calibrated satisfaction, or the covariates' mean for a customer who never answered). Beyond the
+   longest observed tenure :math:`H_0` is extended linearly with its average slope over the last 12 months
+   (stated in the result's notes). Expected customers kept after *H* months = :math:`\\sum_i S_i(H)`;
+4. **kept -> revenue**: expected revenue over the horizon, discounted, :math:`\\sum_i m_i \\sum_{h=1}^{H}
+   S_i(h) / (1 + r)^h` (``monthly_revenue`` :math:`m_i` received at the end of each month the customer is
+   still there; *r* the monthly rate equivalent to the annual discount rate), i.e. the customer value of
+   Fader & Hardie (2010) truncated at *H* months with the Cox survival in place of the sBG.
+
+Intervals come from resampling customers (with their answers) and redoing every link in each replicate: the
+regression, the calibration, the Cox fit and its baseline; percentile intervals of the differences
+(what-if minus as-is), so the uncertainty of all links is carried through together (not multiplied point
+estimates). They describe the expected value for today's customers, not the chance variation of who
+actually leaves.
+
+Every result is an association under stated assumptions (the regression slope is the effect of the
+attribute on CSAT; rating noise is random; proportional hazards; the covariates capture the rest), not the
+result of a controlled experiment.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers import churn_link as CL
+from helpers.errors import DataContractError, KitError
+from helpers.formatting import shorten
+from helpers.retention import customer_durations, monthly_discount_rate
+
+ASSOCIATION_NOTE = ("This is an association under stated assumptions (the attribute's regression slope is its "
+                    "effect on CSAT, rating noise is random, proportional hazards), not the result of a "
+                    "controlled experiment.")
+
+
+class ImpactInputError(DataContractError):
+    """Input to the satisfaction-value chain is unusable; names table, column, rows and what was expected."""
+
+    def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
+                 n_rows: int | None = None, examples: Sequence[object] | None = None,
+                 expected: str | None = None):
+        super().__init__(table, problem, column=column, n_rows=n_rows, examples=examples, expected=expected)
+
+
+class ImpactError(KitError):
+    """A link of the chain cannot be estimated from these data (says which and what is missing)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Link 1: attribute -> CSAT from per-customer cross-products (resampled with the customers)
+# ----------------------------------------------------------------------------------------------------
+
+def driver_crossproducts(responses: pd.DataFrame, attributes: Sequence[str], outcome: str = "csat",
+                         customer: str = "customer_id") -> pd.DataFrame:
+    """Per customer, the sums over their complete answers of v v' (upper triangle), v = [1, attributes,
+    outcome]: the sufficient statistics of the OLS of ``outcome`` on the attributes, so a bootstrap over
+    customers only re-weights these rows. Index: customer id; columns ``cp_i_j``."""
+    cols = list(attributes) + [outcome]
+    r = responses[[customer, *cols]].dropna()
+    if r.empty:
+        raise ImpactError(f"no survey answer has {outcome} and all of {shorten(list(attributes))} answered, "
+                          "so the attribute -> CSAT regression cannot be fitted")
+    v = np.column_stack([np.ones(len(r)), r[cols].to_numpy("float64")])
+    m = v.shape[1]
+    ia, ib = np.triu_indices(m)
+    prod = pd.DataFrame(v[:, ia] * v[:, ib], columns=[f"cp_{i}_{j}" for i, j in zip(ia, ib)])
+    prod[customer] = r[customer].to_numpy()
+    return prod.groupby(customer, sort=True).sum()
+
+
+def _ols_from_crossproducts(cp: np.ndarray, weights: np.ndarray, m: int) -> np.ndarray:
+    """Coefficients [intercept, attributes] of the OLS of the outcome (last element of v) on the rest."""
+    tot = np.einsum("ij,i->j", cp, weights)
+    M = np.zeros((m, m))
+    ia, ib = np.triu_indices(m)
+    M[ia, ib] = tot
+    M[ib, ia] = tot
+    XtX, Xty = M[:-1, :-1], M[:-1, -1]
+    try:
+        return np.linalg.solve(XtX, Xty)
+    except np.linalg.LinAlgError:
+        raise ImpactError("the attribute ratings are collinear; the attribute -> CSAT slope is not "
+                          "identified") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Links 3-4: survival and revenue of today's customers
+# ----------------------------------------------------------------------------------------------------
+
+def _extended_cumhaz(fit: CL.CoxFit, t: np.ndarray, tail_months: float = 12.0) -> np.ndarray:
+    """H0(t) with a linear extension beyond the last event time (average slope over its last 12 months)."""
+    t_last, h_last = float(fit.baseline_times[-1]), float(fit.baseline_cumhaz[-1])
+    start = max(0.0, t_last - tail_months)
+    slope = (h_last - float(fit.cumulative_hazard(start))) / (t_last - start) if t_last > start else 0.0
+    return np.where(t <= t_last, fit.cumulative_hazard(np.minimum(t, t_last)), h_last + slope * (t - t_last))
+
+
+def _kept_and_revenue(fit: CL.CoxFit, t0: np.ndarray, eta: np.ndarray, shift: float, revenue: np.ndarray,
+                      horizon: int, monthly_rate: float, groups: np.ndarray, n_groups: int):
+    """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
+    it, as-is and with the linear predictor shifted by ``shift``."""
+    h = np.arange(1, horizon + 1)
+    H0_t0 = _extended_cumhaz(fit, t0)
+    cum = _extended_cumhaz(fit, (t0[:, None] + h[None, :]).ravel()).reshape(len(t0), horizon) - H0_t0[:, None]
+    disc = (1 + monthly_rate) ** -h.astype(float)
+    out = []
+    for s in (0.0, shift):
+        S = np.exp(-cum * np.exp(eta + s)[:, None])
+        kept = np.bincount(groups, S[:, -1], n_groups)
+        rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S, disc), n_groups)
+        out.append((kept, rev))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The chain
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class WhatIfResult:
+    """The chain's answer. ``table``: one row per group of ``by`` and ``all``: ``customers`` (active at the
+    as-of date), ``kept`` (expected still customers after ``horizon`` months, as is), ``extra_kept`` with
+    ``extra_kept_low``/``_high``, ``revenue`` (expected discounted revenue over the horizon, as is) and
+    ``extra_revenue`` with interval. ``links``: the CSAT change, the hazard ratio of the change and the
+    per-point link (estimate, interval). ``boot``: the replicates."""
+
+    table: pd.DataFrame
+    links: pd.DataFrame
+    boot: pd.DataFrame
+    attribute: str
+    delta: float
+    horizon: int
+    level: float
+    corrected: bool
+    currency: str
+    annual_discount_rate: float
+    n_boot: int
+    by: str
+    notes: list[str] = field(default_factory=list)
+
+    def link(self, name: str) -> tuple[float, float, float]:
+        row = self.links.set_index("link").loc[name]
+        return float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
+
+    def summary(self) -> str:
+        allrow = self.table.set_index(self.by).loc["all"]
+        dc, dlo, dhi = self.link("csat_change")
+        hr, hlo, hhi = self.link("hazard_ratio_of_change")
+        lvl = f"{self.level:.0%}"
+        cur = self.currency
+        name = self.attribute.removeprefix("attr_").replace("_", " ")
+        way = "Raising" if self.delta > 0 else "Lowering"
+        text = (f"{way} {name} ratings by {abs(self.delta):g} point{'s' if abs(self.delta) != 1 else ''}: "
+                f"{dc:+.2f} CSAT points ({lvl} CI {dlo:+.2f} to {dhi:+.2f}), a churn hazard {hr:.2f} times "
+                f"today's ({hlo:.2f}-{hhi:.2f}), {allrow['extra_kept']:+,.0f} of today's "
+                f"{allrow['customers']:,.0f} customers still customers after {self.horizon} months "
+                f"({allrow['extra_kept_low']:+,.0f} to {allrow['extra_kept_high']:+,.0f}) and "
+                f"{cur}{allrow['extra_revenue']:+,.0f} revenue over those months ({cur}"
+                f"{allrow['extra_revenue_low']:+,.0f} to {cur}{allrow['extra_revenue_high']:+,.0f}; discounted "
+                f"at {self.annual_discount_rate:.0%} a year). ")
+        if not self.corrected:
+            text += "The satisfaction-churn link was NOT corrected for rating noise (naive). "
+        text += ASSOCIATION_NOTE
+        if self.notes:
+            text += " " + " ".join(self.notes)
+        return text
+
+    def plot(self, ax=None):
+        from helpers.charts import ACCENT, new_axis
+        ax = new_axis(ax)
+        tab = self.table
+        y = np.arange(len(tab))
+        ax.errorbar(tab["extra_kept"], y, xerr=[tab["extra_kept"] - tab["extra_kept_low"],
+                                                tab["extra_kept_high"] - tab["extra_kept"]],
+                    fmt="o", color=ACCENT, capsize=3)
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.set_yticks(y, tab[self.by].astype(str))
+        ax.set_xlabel(f"Extra customers kept after {self.horizon} months ({self.level:.0%} CI)")
+        ax.set_title(f"What {self.delta:+g} on {self.attribute.removeprefix('attr_')} is worth")
+        return ax
+
+
+def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, delta: float, *,
+            horizon: int = 12, as_of: object = None, covariates: Sequence[str] = ("segment",),
+            by: str = "segment", outcome: str = "csat", attributes: Sequence[str] | None = None,
+            revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
+            n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
+            min_events: int = 20, currency: str = "$") -> WhatIfResult:
+    """If the ratings of ``attribute`` rose by ``delta`` points, what would happen over ``horizon`` months
+    (module docstring)? ``customers`` and ``responses`` are the data contract's tables (``customer_id``,
+    ``signup_date``, ``end_date``, ``by``/``covariates``, ``revenue``; ``customer_id``, ``response_date``,
+    ``outcome``, the ``attr_*`` ratings). ``corrected=False`` uses the naive link (the observed mean rating)
+    for comparison. Customers with a missing revenue get their group's median (counted in ``notes``).
+
+    Raises :class:`ImpactInputError` (missing column, unknown attribute, bad horizon or rate) and
+    :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
+    answered attribute, no repeated ratings, too few churn events, no active customer).
+    """
+    for col in ("customer_id", "signup_date", "end_date", by, *covariates):
+        if col not in customers.columns:
+            raise ImpactInputError(f"has no column {shorten(col)}", column=None,
+                                   expected="customer_id, signup_date, end_date and the segment/covariates")
+    if revenue not in customers.columns:
+        raise ImpactInputError(f"has no revenue column {shorten(revenue)}, so the revenue link of the chain "
+                               "cannot be computed", expected="a monthly revenue (or margin) per customer")
+    attrs = list(attributes) if attributes is not None else \
+        [c for c in responses.columns if str(c).startswith("attr_")]
+    for col in ("customer_id", "response_date", outcome):
+        if col not in responses.columns:
+            raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
+    if attribute not in attrs or attribute not in responses.columns:
+        raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
+                               expected=f"one of {shorten(attrs, 200)}")
+    if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
+        raise ImpactInputError(f"horizon {shorten(horizon)} is not a whole number of months 1-120",
+                               table="parameters")
+    if not np.isfinite(delta):
+        raise ImpactInputError(f"delta {shorten(delta)} is not a number", table="parameters")
+    d_month = monthly_discount_rate(annual_discount_rate)
+    rng = np.random.default_rng(seed)
+    notes: list[str] = []
+
+    frame = customer_durations(customers, as_of=as_of)
+    as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else None
+    resp = responses
+    if as_of_ts is not None:
+        resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
+    summary = CL.rating_summary(resp, outcome, as_of=None)
+    cp = driver_crossproducts(resp, attrs, outcome)
+    m = len(attrs) + 2
+    j_attr = 1 + attrs.index(attribute)
+
+    # customers x covariates (same indicator columns for the Cox set and today's customers)
+    Zdf, _ = CL._design(frame, list(covariates))
+    ok_cov = Zdf.notna().all(axis=1).to_numpy()
+    if not ok_cov.all():
+        notes.append(f"{int((~ok_cov).sum()):,} customers with a missing {', '.join(covariates)} were left out.")
+    frame, Zdf = frame[ok_cov].reset_index(drop=True), Zdf[ok_cov].reset_index(drop=True)
+    Zdf = Zdf.loc[:, Zdf.nunique() > 1]
+    ids = frame["customer_id"].to_numpy()
+    srow = pd.Series(np.arange(len(summary)), index=summary["customer_id"].to_numpy())
+    pos = srow.reindex(ids).to_numpy()
+    rated = ~np.isnan(pos)
+    pos_r = pos[rated].astype(int)
+    k_all = np.full(len(ids), np.nan)
+    w_all = np.full(len(ids), np.nan)
+    ss_all = np.zeros(len(ids))
+    k_all[rated] = summary["n_ratings"].to_numpy("float64")[pos_r]
+    w_all[rated] = summary["mean_rating"].to_numpy("float64")[pos_r]
+    ss_all[rated] = summary["within_ss"].to_numpy("float64")[pos_r]
+    Z_all = Zdf.to_numpy("float64")
+    cp_pos = pd.Series(np.arange(len(cp)), index=cp.index).reindex(ids).to_numpy()
+    has_cp = ~np.isnan(cp_pos)
+    if has_cp.sum() < len(attrs) + 2:
+        raise ImpactError(f"only {int(has_cp.sum())} customers answered every attribute; the attribute -> "
+                          "CSAT regression needs more")
+    cp_mat = cp.to_numpy("float64")[cp_pos[has_cp].astype(int)]
+
+    # today's customers (population of the prediction, fixed)
+    active = frame["event"].to_numpy() == 0
+    if not active.any():
+        raise ImpactError("no customer is active at the as-of date, so there is nobody to keep")
+    rev = pd.to_numeric(frame[revenue], errors="coerce")
+    if rev.notna().sum() == 0:
+        raise ImpactInputError(f"column {shorten(revenue)} has no values", expected="monthly revenue per customer")
+    grp_all = frame[by].astype(str)
+    miss_rev = rev.isna() & active
+    if miss_rev.any():
+        rev = rev.fillna(rev.groupby(grp_all).transform("median")).fillna(rev.median())
+        notes.append(f"{int(miss_rev.sum()):,} of today's customers have no {revenue}; their group's median "
+                     "was used.")
+    levels = sorted(grp_all[active].unique())
+    g_code = pd.Categorical(grp_all[active], categories=levels).codes
+    t0 = frame["duration"].to_numpy("float64")[active]
+    rev_a = rev.to_numpy("float64")[active]
+    n_groups = len(levels)
+
+    # the Cox set: customers with ratings (seeded sample above max_customers)
+    cox_idx = np.flatnonzero(rated)
+    if max_customers is not None and len(cox_idx) > max_customers:
+        cox_idx = np.sort(rng.choice(cox_idx, size=int(max_customers), replace=False))
+        notes.append(f"The Cox model was fitted on a random sample of {int(max_customers):,} customers with "
+                     f"ratings (seed {seed}).")
+    ev = frame["event"].to_numpy("float64")[cox_idx]
+    if ev.sum() < min_events:
+        raise CL.ChurnLinkError(f"only {int(ev.sum())} churn events among customers with {outcome} ratings; at "
+                                f"least {min_events} are needed to estimate the satisfaction-churn link")
+    if np.sum(k_all[cox_idx] >= 2) == 0:
+        raise CL.ChurnLinkError(f"no customer has two or more {outcome} ratings, so the noise in a single rating "
+                                "cannot be estimated and the satisfaction-churn link cannot be corrected")
+    cd = CL._CoxData(frame["duration"].to_numpy("float64")[cox_idx], ev)
+    Zc = Z_all[cox_idx]
+    Zcs = cd.sort(Zc) if Zc.size else np.empty((len(cox_idx), 0))
+    Za = Z_all[active]
+    k_a, w_a = k_all[active], w_all[active]
+    rated_a = rated[active]
+
+    def one(f_all: np.ndarray, init=None, info=None):
+        """One pass of the chain with customer weights ``f_all`` (1 = the data as they are)."""
+        beta_w = _ols_from_crossproducts(cp_mat, f_all[has_cp], m)
+        slope = float(beta_w[j_attr])
+        fc = f_all[cox_idx]
+        cal = CL.calibrate_ratings(k_all[cox_idx], w_all[cox_idx], ss_all[cox_idx], Zc, weights=fc,
+                                   rating=outcome)
+        x_cox = cal.predicted if corrected else w_all[cox_idx]
+        X = np.column_stack([cd.sort(x_cox), Zcs])
+        try:
+            fit = CL.cox_efron(None, None, X, weights=cd.sort(fc), init=init, data=cd, sorted_input=True,
+                               fixed_information=info, max_iter=30 if info is not None else 50)
+        except CL.ChurnLinkError:
+            if info is None:
+                raise
+            fit = CL.cox_efron(None, None, X, weights=cd.sort(fc), init=init, data=cd, sorted_input=True)
+        # today's customers: calibrated satisfaction (covariates' mean for customers who never answered)
+        prior = np.einsum("ij,j->i", np.column_stack([np.ones(len(t0)), Za]), cal.alpha)
+        if corrected:
+            lam = np.where(rated_a, cal.reliability(np.where(rated_a, k_a, 1.0)), 0.0)
+            x_a = prior + lam * (np.where(rated_a, w_a, prior) - prior)
+        else:
+            x_a = np.where(rated_a, w_a, prior)
+        eta = fit.coef[0] * x_a + (np.einsum("ij,j->i", Za, fit.coef[1:]) if Za.size else 0.0)
+        shift = fit.coef[0] * slope * delta
+        (kb, rb), (kn, rn) = _kept_and_revenue(fit, t0, eta, shift, rev_a, horizon, d_month, g_code, n_groups)
+        return fit, slope, kb, rb, kn, rn
+
+    n_all = len(ids)
+    fit0, slope0, kb0, rb0, kn0, rn0 = one(np.ones(n_all))
+    t_last = float(fit0.baseline_times[-1])
+    if np.max(t0) + horizon > t_last:
+        n_ext = int(np.sum(t0 + horizon > t_last))
+        notes.append(f"For {n_ext:,} of today's customers the horizon reaches beyond the longest tenure with "
+                     f"churn seen ({t_last:.0f} months); their baseline hazard there is the average of the last "
+                     "12 months.")
+    rows, failed, reasons = [], 0, []
+    for _ in range(int(n_boot)):
+        f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
+        try:
+            fit, slope, kb, rb, kn, rn = one(f, init=fit0.coef, info=fit0.information)
+        except KitError as exc:
+            failed += 1
+            reasons.append(str(exc))
+            if failed > 0.1 * n_boot:
+                break
+            continue
+        rows.append([slope, fit.coef[0], *(kn - kb), *(rn - rb), (kn - kb).sum(), (rn - rb).sum()])
+    if failed > 0.1 * n_boot:
+        raise ImpactError(f"{failed} of the first {failed + len(rows)} bootstrap resamples could not be fitted, "
+                          f"so the interval would not be trustworthy; most often: "
+                          f"{max(set(reasons), key=reasons.count)}")
+    if failed:
+        notes.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted and were left out.")
+    names = levels + ["all"]
+    boot = pd.DataFrame(rows, columns=["slope", "log_hr", *[f"extra_kept_{g}" for g in levels],
+                                       *[f"extra_revenue_{g}" for g in levels], "extra_kept_all",
+                                       "extra_revenue_all"])
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    counts = np.bincount(g_code, minlength=n_groups)
+    est_k = np.r_[kn0 - kb0, (kn0 - kb0).sum()]
+    est_r = np.r_[rn0 - rb0, (rn0 - rb0).sum()]
+    tab = []
+    for i, g in enumerate(names):
+        klo, khi = np.quantile(boot[f"extra_kept_{g}"], q)
+        rlo, rhi = np.quantile(boot[f"extra_revenue_{g}"], q)
+        tab.append({by: g, "customers": int(counts.sum() if g == "all" else counts[i]),
+                    "kept": float(kb0.sum() if g == "all" else kb0[i]), "extra_kept": float(est_k[i]),
+                    "extra_kept_low": klo, "extra_kept_high": khi,
+                    "revenue": float(rb0.sum() if g == "all" else rb0[i]), "extra_revenue": float(est_r[i]),
+                    "extra_revenue_low": rlo, "extra_revenue_high": rhi})
+    b_slope, b_beta = boot["slope"].to_numpy(), boot["log_hr"].to_numpy()
+    beta0 = float(fit0.coef[0])
+    links = pd.DataFrame([
+        {"link": "attribute_to_csat_slope", "estimate": slope0, **dict(zip(("ci_low", "ci_high"),
+                                                                            np.quantile(b_slope, q)))},
+        {"link": "csat_change", "estimate": slope0 * delta,
+         **dict(zip(("ci_low", "ci_high"), np.sort(np.quantile(b_slope * delta, q))))},
+        {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
+         **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))},
+        {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
+         **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
+    ])
+    return WhatIfResult(table=pd.DataFrame(tab), links=links, boot=boot, attribute=attribute, delta=float(delta),
+                        horizon=int(horizon), level=level, corrected=corrected, currency=currency,
+                        annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
