@@ -105,6 +105,7 @@ def _former_engine():
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("drivers_former", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["drivers_former"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

@@ -132,8 +132,9 @@ class OrdinalCheck:
         ax = charts.new_axis(ax)
         t = self.table.sort_values("odds_ratio")
         y = np.arange(len(t))
-        ax.errorbar(t["odds_ratio"], y, xerr=[t["odds_ratio"] - t["or_low"], t["or_high"] - t["odds_ratio"]],
-                    fmt="o", color=charts.ACCENT, capsize=3)
+        # the interval as a segment from bound to bound (never a negative error-bar length)
+        ax.hlines(y, t["or_low"], t["or_high"], color=charts.ACCENT, lw=1)
+        ax.plot(t["odds_ratio"], y, "o", color=charts.ACCENT)
         ax.axvline(1.0, color="#6e7781", lw=1, ls="--")
         ax.set_yticks(y, [_chart_label(i) for i in t.index])
         ax.set_xlabel("odds ratio per one-point higher rating (95% CI)")
