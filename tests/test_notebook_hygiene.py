@@ -59,7 +59,8 @@ def test_kernelspec_is_the_kits(path):
     kernel = nb.metadata.get("kernelspec", {}).get("name")
     makefile = (ROOT / "Makefile").read_text()
     registered = re.search(r"^KERNEL := (\S+)", makefile, re.M).group(1)
-    assert "ipykernel install --sys-prefix --name $(KERNEL)" in makefile
+    assert re.search(r"ipykernel install --sys-prefix\s*\\?\s*--name \$\(KERNEL\)", makefile), \
+        "the Makefile must register the kernel (ipykernel install --sys-prefix --name $(KERNEL))"
     assert kernel == registered, f"kernelspec {kernel!r}; `make lab` registers {registered!r}"
 
 
