@@ -548,6 +548,24 @@ class DateFinding:
                    source=str(d.get("source", "")))
 
 
+def date_warnings(findings: list[DateFinding]) -> list[str]:
+    """The cuts as report warnings: each future date (a data error) in full, with examples; the rows and values
+    a past as-of date leaves out in one sentence per cut-off (they are not a problem, only not in the report)."""
+    out = [f.message() for f in findings if f.kind == "future"]
+    for cutoff in dict.fromkeys(f.cutoff for f in findings if f.kind != "future"):
+        cut = [f for f in findings if f.kind != "future" and f.cutoff == cutoff]
+        rows = [f"{f.n_rows:,} {f.table if f.n_rows != 1 else f.table.rstrip('s')}" for f in cut
+                if f.action == "row left out"]
+        values = [f"{f.n_rows:,} {f.column}" for f in cut if f.action != "row left out"]
+        text = f"Data dated after the as-of date {cutoff} is not part of this report"
+        text += f": {', '.join(rows)} left out" if rows else ""
+        n_values = sum(f.n_rows for f in cut if f.action != "row left out")
+        text += (f"; later events read as not yet happened on {cutoff} ({', '.join(values)} "
+                 f"value{'s' if n_values != 1 else ''})") if values else ""
+        out.append(text + ".")
+    return out
+
+
 def _day(value: object) -> _dt.date:
     return pd.Timestamp(value).date()
 
@@ -652,7 +670,7 @@ class Dataset:
     def excluded_messages(self, future_only: bool = False) -> list[str]:
         """The cuts as sentences for a report's data-quality section (``future_only``: only the dates after
         today, i.e. the data errors, not the rows a past as-of date leaves out)."""
-        return [f.message() for f in self.excluded if f.kind == "future" or not future_only]
+        return date_warnings([f for f in self.excluded if f.kind == "future" or not future_only])
 
     def excluded_table(self) -> pd.DataFrame:
         """One row per table, column and kind of cut: rows, what was done, the cut-off date, example ids."""
@@ -895,9 +913,9 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
     excluded += new_cuts
     attributes = [c.name for c in raw_tables["responses"].columns if attribute_column(TABLES["responses"], c.name)]
     if validate:
-        found = [f.message() for f in excluded] + _soft_warnings(con, min_responses, attributes)
+        found = date_warnings(excluded) + _soft_warnings(con, min_responses, attributes)
     else:
-        found = json.loads(meta.get("warnings", "[]")) + [f.message() for f in new_cuts]
+        found = json.loads(meta.get("warnings", "[]")) + date_warnings(new_cuts)
     if emit_warnings:
         for w in found:
             _warnings.warn(w, DataQualityWarning, stacklevel=3)

@@ -164,7 +164,7 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         try:
             customers, responses = ds.customers, ds.responses
             report.source = ds.origin
-            report.warnings.extend(f.message() for f in ds.excluded)
+            report.warnings.extend(ds.excluded_messages())
             last_date = ds.date_range()[1]
             if not as_of:
                 report.as_of = ds.default_as_of()
