@@ -322,3 +322,124 @@ def test_bootstrap_interval_coverage_is_near_nominal():
     cov = coverage(reps=200, n=300, n_boot=60)
     # 200 replications: binomial sd 1.5 points around 95%; B = 60 percentile endpoints lose a little
     assert 0.89 <= cov <= 0.99, cov
+
+
+# ---------------------------------------------------------------------------------------------------
+# The chain (helpers.impact.what_if) on a synthetic company whose every link is known
+# ---------------------------------------------------------------------------------------------------
+
+DAYS = 30.4375
+
+
+def synthetic_company(n: int, seed: int, log_hr: float = -0.8, base_hazard: float = 0.02,
+                      weights=(0.6, 0.4)) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Customers sign up uniformly over 36 months; latent satisfaction s ~ N(4 + 0.2 segment b, 0.7^2);
+    constant monthly hazard base_hazard exp(log_hr (s - 4) + 0.3 segment b); 1 + Poisson(2) answers while
+    active, attributes a = s + N(0, 0.8^2), b = s + N(0, 0.8^2), CSAT = w_a a + w_b b + N(0, 0.5^2) (so a
+    customer's expected CSAT is s); monthly revenue log-normal. Returns customers, responses and the truth
+    per customer (s, hazard)."""
+    rng = np.random.default_rng(seed)
+    seg = rng.integers(0, 2, n)
+    s = 4 + 0.2 * seg + 0.7 * rng.standard_normal(n)
+    lam = base_hazard * np.exp(log_hr * (s - 4) + 0.3 * seg)
+    start = np.floor(rng.uniform(0, 36 * DAYS, n))
+    end = start + np.floor(rng.exponential(1 / lam) * DAYS)
+    end_of_data = np.floor(36 * DAYS)
+    churned = end < end_of_data
+    origin = pd.Timestamp("2023-01-01")
+    customers = pd.DataFrame({
+        "customer_id": [f"C{i}" for i in range(n)], "signup_date": origin + pd.to_timedelta(start, "D"),
+        "end_date": (origin + pd.to_timedelta(np.where(churned, end, 0), "D")).where(churned),
+        "segment": np.where(seg == 1, "b", "a"), "monthly_revenue": np.round(40 * np.exp(0.5 * rng.standard_normal(n)), 2)})
+    k = 1 + rng.poisson(2, n)
+    cust = np.repeat(np.arange(n), k)
+    stop = np.minimum(end, end_of_data)
+    day = np.floor(start[cust] + rng.random(len(cust)) * (stop[cust] - start[cust]))
+    a = s[cust] + 0.8 * rng.standard_normal(len(cust))
+    b = s[cust] + 0.8 * rng.standard_normal(len(cust))
+    responses = pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[cust],
+                              "response_date": origin + pd.to_timedelta(day, "D"),
+                              "csat": weights[0] * a + weights[1] * b + 0.5 * rng.standard_normal(len(cust)),
+                              "attr_a": a, "attr_b": b})
+    truth = pd.DataFrame({"customer_id": customers["customer_id"], "latent": s, "hazard": lam,
+                          "active": ~churned, "segment": customers["segment"]})
+    return customers, responses, truth
+
+
+def true_effect(truth: pd.DataFrame, customers: pd.DataFrame, shift: float, horizon: int = 12,
+                annual_rate: float = 0.10) -> tuple[float, float]:
+    """Expected extra customers kept after ``horizon`` months and extra discounted revenue among the active
+    customers when every hazard is multiplied by exp(shift) (constant hazards: S(h) = exp(-h lambda))."""
+    act = truth["active"].to_numpy()
+    lam = truth["hazard"].to_numpy()[act]
+    m = customers["monthly_revenue"].to_numpy()[act]
+    h = np.arange(1, horizon + 1)
+    disc = (1 + R.monthly_discount_rate(annual_rate)) ** -h
+    S0 = np.exp(-np.outer(lam, h))
+    S1 = np.exp(-np.outer(lam * np.exp(shift), h))
+    return float((S1[:, -1] - S0[:, -1]).sum()), float((m * ((S1 - S0) @ disc)).sum())
+
+
+def test_ols_from_crossproducts_matches_statsmodels():
+    import statsmodels.api as sm
+
+    from helpers import impact as I
+
+    _, responses, _ = synthetic_company(300, 1)
+    cp = I.driver_crossproducts(responses, ["attr_a", "attr_b"])
+    coef = I._ols_from_crossproducts(cp.to_numpy(), np.ones(len(cp)), 4)
+    ref = sm.OLS(responses["csat"], sm.add_constant(responses[["attr_a", "attr_b"]])).fit()
+    np.testing.assert_allclose(coef, ref.params.to_numpy(), rtol=1e-10)
+
+
+def test_chain_recovers_known_effects():
+    from helpers import impact as I
+
+    hits = {"kept": 0, "revenue": 0, "slope": 0, "hazard_ratio": 0}
+    for seed in (1, 3, 4):
+        customers, responses, truth = synthetic_company(5000, seed)
+        res = I.what_if(customers, responses, "attr_a", 0.5, horizon=12, n_boot=100, seed=seed)
+        _, lo, hi = res.link("attribute_to_csat_slope")
+        hits["slope"] += lo <= 0.6 <= hi
+        _, lo, hi = res.link("hazard_ratio_per_csat_point")
+        hits["hazard_ratio"] += lo <= np.exp(-0.8) <= hi
+        kept, revenue = true_effect(truth, customers, -0.8 * 0.6 * 0.5)
+        row = res.table.set_index("segment").loc["all"]
+        assert row["customers"] == int(truth["active"].sum())
+        hits["kept"] += row["extra_kept_low"] <= kept <= row["extra_kept_high"]
+        hits["revenue"] += row["extra_revenue_low"] <= revenue <= row["extra_revenue_high"]
+        assert row["extra_kept_high"] < 2 * kept  # informative, not a catch-all
+    assert min(hits.values()) >= 2, hits  # 95% intervals: 3 of 3 expected, 2 allowed
+
+
+def test_naive_chain_understates_what_the_corrected_chain_finds():
+    from helpers import impact as I
+
+    customers, responses, truth = synthetic_company(5000, 4)
+    kept, _ = true_effect(truth, customers, -0.8 * 0.6 * 0.5)
+    corr = I.what_if(customers, responses, "attr_a", 0.5, n_boot=50, seed=1)
+    naive = I.what_if(customers, responses, "attr_a", 0.5, n_boot=50, seed=1, corrected=False)
+    k_c = corr.table.set_index("segment").loc["all"]
+    k_n = naive.table.set_index("segment").loc["all"]
+    assert k_n["extra_kept_high"] < kept <= k_c["extra_kept_high"]
+    assert "NOT corrected" in naive.summary() and "NOT corrected" not in corr.summary()
+    text = corr.summary()
+    assert "not the result of a controlled experiment" in text and "$" in text
+    assert "€" in I.what_if(customers, responses, "attr_a", 0.5, n_boot=20, currency="€").summary()
+
+
+def test_chain_errors_name_the_missing_link():
+    from helpers import impact as I
+
+    customers, responses, _ = synthetic_company(800, 6)
+    with pytest.raises(I.ImpactInputError, match="no revenue column 'monthly_revenue'"):
+        I.what_if(customers.drop(columns="monthly_revenue"), responses, "attr_a", 0.5, n_boot=20)
+    with pytest.raises(I.ImpactInputError, match="no attribute 'attr_speed'"):
+        I.what_if(customers, responses, "attr_speed", 0.5, n_boot=20)
+    with pytest.raises(I.ImpactInputError, match="horizon"):
+        I.what_if(customers, responses, "attr_a", 0.5, horizon=0, n_boot=20)
+    single = responses.drop_duplicates("customer_id")
+    with pytest.raises(CL.ChurnLinkError, match="two or more"):
+        I.what_if(customers, single, "attr_a", 0.5, n_boot=20)
+    with pytest.raises(I.ImpactError, match="no survey answer has csat"):
+        I.what_if(customers, responses.assign(attr_b=np.nan), "attr_a", 0.5, n_boot=20)
