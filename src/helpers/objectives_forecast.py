@@ -20,14 +20,15 @@ Model (:class:`StructuralModel`, a statsmodels ``MLEModel``)
         y_t = mu_t + gamma_t + a_t + e_t,   e_t ~ N(0, sigma2_irregular + v_t)
 
     with ``v_t`` the *known* sampling variance of period ``t`` (from its n, see above), ``mu_t`` a level
-    (random walk) or a deterministic linear trend, ``gamma_t`` an optional fixed calendar effect (dummy
+    (random walk), a local linear trend (level and slope both random walks) or a deterministic linear trend, ``gamma_t`` an optional fixed calendar effect (dummy
     seasonal, 12 months or 4 quarters) and ``a_t`` an optional stationary AR(1). Parameters by maximum
     likelihood (Kalman filter; diffuse initial level/trend/seasonal, stationary AR).
 
 Candidates and selection (:func:`select_model`)
-    ``local level``; ``linear trend``; ``linear trend + AR(1)``; and, with at least 30 months (10 quarters),
+    ``local level``; ``local linear trend`` (the recent pace continues, and may change);
+    ``linear trend``; ``linear trend + AR(1)``; and, with at least 30 months (10 quarters),
     the first two with a calendar effect. Each is fitted on the history minus its last ``h`` periods
-    (``h = min(6, n // 5)`` months, at least 1) and scored by the mean Gaussian log predictive density of
+    (``h = min(6, n // 3)`` months, at least 1; a whole year, 12, when a calendar effect is a candidate) and scored by the mean Gaussian log predictive density of
     those held-out periods (sampling error included); the best is refitted on the whole history. With fewer
     than 6 periods there is no model: the last value is carried forward with its sampling error only, and
     the result says so (``method`` starts with ``"no change"``).
@@ -138,12 +139,13 @@ class Spec:
     """One candidate model: a level (random walk) or deterministic trend, optional AR(1), optional calendar."""
 
     name: str
-    level: str  # "random walk" | "trend"
+    level: str  # "random walk" | "local linear trend" | "trend"
     ar: bool = False
     seasonal: bool = False
 
 
-CANDIDATES = (Spec("local level", "random walk"), Spec("linear trend", "trend"),
+CANDIDATES = (Spec("local level", "random walk"), Spec("local linear trend", "local linear trend"),
+              Spec("linear trend", "trend"),
               Spec("linear trend + AR(1)", "trend", ar=True),
               Spec("local level + calendar", "random walk", seasonal=True),
               Spec("linear trend + AR(1) + calendar", "trend", ar=True, seasonal=True))
@@ -155,10 +157,12 @@ class StructuralModel(MLEModel):
     def __init__(self, endog, sampling_var, spec: Spec, period: int = 12):
         endog = np.asarray(endog, dtype=float)
         self.spec, self.period = spec, period
-        trend = spec.level == "trend"
+        trend = spec.level in ("trend", "local linear trend")
+        walk = spec.level in ("random walk", "local linear trend")
+        self._slope_walk = slope_walk = spec.level == "local linear trend"
         k_season = period - 1 if spec.seasonal else 0
         k_states = 1 + int(trend) + int(spec.ar) + k_season
-        k_posdef = max(int(spec.level == "random walk") + int(spec.ar), 1)
+        k_posdef = max(int(walk) + int(slope_walk) + int(spec.ar), 1)
         super().__init__(endog, k_states=k_states, k_posdef=k_posdef)
         self._v = np.nan_to_num(np.asarray(sampling_var, dtype=float), nan=0.0)
         design = np.zeros((1, k_states))
@@ -167,12 +171,15 @@ class StructuralModel(MLEModel):
         design[0, 0] = 1.0
         transition[0, 0] = 1.0
         i, shock = 1, 0
-        if spec.level == "random walk":
+        if walk:
             selection[0, shock] = 1.0
             shock += 1
         if trend:
             transition[0, i] = 1.0
             transition[i, i] = 1.0
+            if slope_walk:
+                selection[i, shock] = 1.0
+                shock += 1
             i += 1
         self._ar_index = None
         if spec.ar:
@@ -204,8 +211,10 @@ class StructuralModel(MLEModel):
     @property
     def param_names(self):
         names = ["sigma2.irregular"]
-        if self.spec.level == "random walk":
+        if self.spec.level != "trend":
             names.append("sigma2.level")
+        if self._slope_walk:
+            names.append("sigma2.slope")
         if self.spec.ar:
             names += ["ar.phi", "sigma2.ar"]
         return names
@@ -217,8 +226,10 @@ class StructuralModel(MLEModel):
         var = float(np.nanvar(d)) / 2 if d.size > 1 else 0.1
         var = max(var - float(np.mean(self._v)), 1e-4)
         out = [var]
-        if self.spec.level == "random walk":
+        if self.spec.level != "trend":
             out.append(var / 4)
+        if self._slope_walk:
+            out.append(var / 100)
         if self.spec.ar:
             out += [0.3, var]
         return np.array(out)
@@ -242,7 +253,10 @@ class StructuralModel(MLEModel):
         self["obs_cov"] = (params[0] + self._v)[None, None, :]
         shocks = []
         j = 1
-        if self.spec.level == "random walk":
+        if self.spec.level != "trend":
+            shocks.append(params[j])
+            j += 1
+        if self._slope_walk:
             shocks.append(params[j])
             j += 1
         if self.spec.ar:
@@ -332,18 +346,39 @@ def _holdout_score(y, v, spec, period, h) -> tuple[float, np.ndarray | None]:
     return float(-np.mean(stats.norm.logpdf(y[-h:][obs], mean[obs], np.sqrt(var[obs])))), fitted.params
 
 
-def select_model(y: np.ndarray, v: np.ndarray, period: int = 12,
-                 candidates=CANDIDATES) -> tuple[FittedModel | None, pd.DataFrame]:
-    """Choose among ``candidates`` on held-out periods (module docstring); refit the best on all of ``y``.
+MIN_WEIGHT = 0.02
+"""Candidates with less held-out weight than this are left out of the average (not refitted)."""
 
-    Returns the fitted model (``None`` with fewer than :data:`MIN_MODEL_PERIODS` observed periods) and a
-    table of candidates with their held-out scores (mean negative log predictive density; lower is better).
+
+@dataclass
+class Ensemble:
+    """Fitted candidates with their held-out weights (summing to 1), best first."""
+
+    members: list[tuple[float, FittedModel]]
+
+    @property
+    def name(self) -> str:
+        if len(self.members) == 1:
+            return self.members[0][1].spec.name
+        return "average of " + ", ".join(f"{m.spec.name} ({w:.0%})" for w, m in self.members)
+
+
+def select_model(y: np.ndarray, v: np.ndarray, period: int = 12,
+                 candidates=CANDIDATES) -> tuple[Ensemble | None, pd.DataFrame]:
+    """Weigh ``candidates`` on held-out periods (module docstring) and refit them on all of ``y``.
+
+    Each candidate's weight is proportional to its held-out predictive likelihood, ``exp(-h * score)``
+    (``score`` = mean negative log predictive density of the ``h`` held-out periods), so a clearly better
+    model takes (nearly) all the weight and close ones are averaged, which carries the uncertainty of the
+    choice into the forecast (predictive-likelihood weights; cf. Eklund & Karlsson, *Econometric Reviews*
+    2007). Returns the :class:`Ensemble` (``None`` with fewer than :data:`MIN_MODEL_PERIODS` observed periods)
+    and a table of candidates with their scores and weights.
     """
     n_obs = int(np.isfinite(y).sum())
     if n_obs < MIN_MODEL_PERIODS:
-        return None, pd.DataFrame(columns=["model", "holdout_score"])
+        return None, pd.DataFrame(columns=["model", "holdout_score", "weight"])
     seasonal = n_obs >= SEASONAL_MIN_CYCLES * period
-    h = period if seasonal else max(1, min(period // 2, n_obs // 5))
+    h = period if seasonal else max(1, min(period // 2, n_obs // 3))
     rows = []
     for spec in candidates:
         if spec.seasonal and not seasonal:
@@ -353,13 +388,26 @@ def select_model(y: np.ndarray, v: np.ndarray, period: int = 12,
         score, params = _holdout_score(y, v, spec, period, h)
         rows.append({"model": spec.name, "holdout_score": score, "spec": spec, "params": params})
     table = pd.DataFrame(rows)
-    finite = table[np.isfinite(table["holdout_score"])]
-    order = finite.sort_values("holdout_score", kind="stable") if not finite.empty else table
-    for spec, params in zip(order["spec"], order["params"]):
-        fitted = fit_model(y, v, spec, period, start_params=params)
+    scores = table["holdout_score"].to_numpy(dtype=float)
+    if not np.isfinite(scores).any():
+        weights = np.full(len(scores), 1.0 / len(scores))
+    else:
+        loglik = np.where(np.isfinite(scores), -h * scores, -np.inf)
+        weights = np.exp(loglik - np.max(loglik))
+        weights /= weights.sum()
+    table["weight"] = weights
+    members = []
+    for i in np.argsort(-weights, kind="stable"):
+        if weights[i] < MIN_WEIGHT and members:
+            continue
+        fitted = fit_model(y, v, table["spec"].iloc[i], period, start_params=table["params"].iloc[i])
         if fitted is not None:
-            return fitted, table.drop(columns=["spec", "params"])
-    return None, table.drop(columns=["spec", "params"])
+            members.append((float(weights[i]), fitted))
+    table = table.drop(columns=["spec", "params"])
+    if not members:
+        return None, table
+    total = sum(w for w, _ in members)
+    return Ensemble([(w / total, m) for w, m in members]), table
 
 
 # --------------------------------------------------------------------------------------------- forecasts
@@ -380,10 +428,39 @@ class WindowForecast:
     p_met: float = float("nan")
     path: pd.DataFrame = field(default_factory=pd.DataFrame)
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    components: tuple = ()  # (weight, mean, sd) of each model on the model scale
 
     def probability(self, target: float, direction: str, scale: Scale) -> float:
         """P(window value past ``target``) under the forecast distribution."""
+        if self.components:
+            return mixture_prob_met(self.components, target, direction, scale)
         return prob_met(self.mean_model, self.sd_model, target, direction, scale)
+
+
+def mixture_prob_met(components, target: float, direction: str, scale: Scale) -> float:
+    """P(met) under a mixture of normals on the model scale: the weighted sum of each component's."""
+    return float(sum(w * prob_met(m, sd, target, direction, scale) for w, m, sd in components))
+
+
+def mixture_moments(components) -> tuple[float, float]:
+    """Mean and standard deviation of a mixture of normals ``(weight, mean, sd)``."""
+    mean = sum(w * m for w, m, _ in components)
+    var = sum(w * (sd ** 2 + m ** 2) for w, m, sd in components) - mean ** 2
+    return float(mean), math.sqrt(max(var, 0.0))
+
+
+def mixture_quantile(components, q: float) -> float:
+    """The ``q`` quantile of a mixture of normals (root of its CDF; exact for one component)."""
+    if len(components) == 1 or all(sd == components[0][2] and m == components[0][1] for _, m, sd in components):
+        _, m, sd = components[0]
+        return float(m + sd * stats.norm.ppf(q)) if sd > 0 else float(m)
+    lo = min(m - 10 * max(sd, 1e-9) for _, m, sd in components)
+    hi = max(m + 10 * max(sd, 1e-9) for _, m, sd in components)
+
+    def cdf(x):
+        return sum(w * (stats.norm.cdf((x - m) / sd) if sd > 0 else float(x >= m)) for w, m, sd in components) - q
+
+    return float(optimize.brentq(cdf, lo, hi, xtol=1e-10))
 
 
 def prob_met(mean: float, sd: float, target: float, direction: str, scale: Scale) -> float:
@@ -425,9 +502,12 @@ def regular_grid(series: pd.DataFrame, freq: str, scale: Scale, per_day: bool = 
 def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str = "month",
                     scale: Scale = Scale("identity", -math.inf, math.inf), level: float = 0.8,
                     target: float | None = None, direction: str = "raise", per_day: bool = False,
-                    candidates=CANDIDATES) -> WindowForecast | None:
+                    candidates=CANDIDATES, selected=None) -> WindowForecast | None:
     """Forecast the aggregate of the periods in ``[window_start, window_end]`` from ``series`` (complete
-    periods up to the as-of date, at ``freq``); ``None`` without data. See the module docstring."""
+    periods up to the as-of date, at ``freq``); ``None`` without data. See the module docstring.
+
+    ``selected``: the ``(fitted, table)`` of :func:`select_model` for this very series (:func:`model_for`),
+    to forecast several windows from one model choice (the backtest does)."""
     s = series[np.isfinite(series["value"].astype(float))]
     if s.empty:
         return None
@@ -447,21 +527,23 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
     recent_n = float(np.nanmean(g["n"].to_numpy(dtype=float)[-period:])) if "n" in g else float("nan")
     recent_v = float(np.nanmean(v[observed][-period:]))
 
-    fitted, table = select_model(y, v, period, candidates) if horizon > 0 else (None, pd.DataFrame())
+    if selected is not None:
+        fitted, table = selected
+    else:
+        fitted, table = select_model(y, v, period, candidates) if horizon > 0 else (None, pd.DataFrame())
     if horizon > 0 and fitted is not None:
-        mean, cov = fitted.paths(horizon)
-        irregular = fitted.sigma2_irregular
-        method = fitted.spec.name
+        members = [(w, *m.paths(horizon), m.sigma2_irregular) for w, m in fitted.members]
+        method = fitted.name
     elif horizon > 0:  # too little history: no change, sampling error only
         last_y = y[observed][-1]
-        mean, cov = np.full(horizon, last_y), np.full((horizon, horizon), float(v[observed][-1]))
-        irregular = 0.0
+        members = [(1.0, np.full(horizon, last_y), np.full((horizon, horizon), float(v[observed][-1])), 0.0)]
         method = "no change (too little history for a model)"
     else:
-        mean, cov, irregular, method = np.zeros(0), np.zeros((0, 0)), 0.0, "observed"
+        members = [(1.0, np.zeros(0), np.zeros((0, 0)), 0.0)]
+        method = "observed"
 
-    # the window aggregate: n-weighted mean of its periods on the model scale
-    weights, values, idx = [], [], []
+    # the window aggregate: n-weighted mean of its periods on the model scale, per member model
+    weights, known, idx = [], [], []
     for p in w_periods:
         overlap = _overlap_share(p, ws, we, freq)
         if p <= last:
@@ -469,47 +551,56 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
             if row.empty or not np.isfinite(row["y"].iloc[0]):
                 continue
             weights.append(overlap * float(row["n"].iloc[0]))
-            values.append(float(row["y"].iloc[0]))
+            known.append(float(row["y"].iloc[0]))
             idx.append(None)
         else:
             weights.append(overlap * (recent_n if np.isfinite(recent_n) else 1.0))
-            h = _steps(last, p, freq) - 1
-            values.append(float(mean[h]))
-            idx.append(h)
+            known.append(0.0)
+            idx.append(_steps(last, p, freq) - 1)
     if not weights:
         return None
     w = np.asarray(weights, dtype=float)
     w = w / w.sum()
-    m = float(np.dot(w, values))
-    fut = [(wi, h) for wi, h in zip(w, idx) if h is not None]
-    var = 0.0
-    for wi, hi in fut:
-        for wj, hj in fut:
-            var += wi * wj * cov[hi, hj]
-        var += wi ** 2 * (irregular + recent_v)
-    sd = math.sqrt(max(var, 0.0))
+    components = []
+    for share, mean, cov, irregular in members:
+        m = float(sum(wi * (x if h is None else mean[h]) for wi, x, h in zip(w, known, idx)))
+        fut = [(wi, h) for wi, h in zip(w, idx) if h is not None]
+        var = sum(wi * wj * cov[hi, hj] for wi, hi in fut for wj, hj in fut)
+        var += sum(wi ** 2 * (irregular + recent_v) for wi, _ in fut)
+        components.append((share, m, math.sqrt(max(var, 0.0))))
+    components = tuple(components)
     z = float(stats.norm.ppf(0.5 + level / 2))
-    lo, hi = scale.inverse(m - z * sd), scale.inverse(m + z * sd)
-    value = float(scale.inverse(m))
-    # the per-period path for the chart (each period's own prediction interval)
+    alpha = (1 - level) / 2
+    q_lo, q_mid, q_hi = (mixture_quantile(components, q) for q in (alpha, 0.5, 1 - alpha))
+    m, sd = mixture_moments(components)
+    back = (lambda x: math.exp(x)) if per_day else (lambda x: float(scale.inverse(x)))
+    value, lo, hi = back(q_mid), back(q_lo), back(q_hi)
+    # the per-period path for the chart (each period's own prediction interval, moments of the average)
     path = pd.DataFrame()
     if horizon > 0:
         periods = [last + step * (h + 1) for h in range(horizon)]
-        pv = np.diag(cov) + irregular + recent_v
-        path = pd.DataFrame({"period": periods, "value": scale.inverse(mean),
-                             "low": scale.inverse(mean - z * np.sqrt(pv)),
-                             "high": scale.inverse(mean + z * np.sqrt(pv))})
-        if per_day:
-            path[["value", "low", "high"]] = np.exp(np.column_stack([mean, mean - z * np.sqrt(pv),
-                                                                     mean + z * np.sqrt(pv)]))
-    if per_day:
-        value, lo, hi = math.exp(m), math.exp(m - z * sd), math.exp(m + z * sd)
+        pm = sum(share * mean for share, mean, _, _ in members)
+        pv = sum(share * (np.diag(cov) + irregular + recent_v + mean ** 2) for share, mean, cov, irregular
+                 in members) - pm ** 2
+        band = np.column_stack([pm, pm - z * np.sqrt(pv), pm + z * np.sqrt(pv)])
+        band = np.exp(band) if per_day else scale.inverse(band)
+        path = pd.DataFrame({"period": periods, "value": band[:, 0], "low": band[:, 1], "high": band[:, 2]})
     p_met = float("nan")
     if target is not None:
         t_scale = Scale("log", 0.0, math.inf) if per_day else scale
-        p_met = prob_met(m, sd, target, direction, t_scale)
+        p_met = mixture_prob_met(components, target, direction, t_scale)
     return WindowForecast(ws, we, value, float(lo), float(hi), level, m, sd, method, int(observed.sum()),
-                          p_met, path, table)
+                          p_met, path, table, components)
+
+
+def model_for(series: pd.DataFrame, *, freq: str = "month", scale: Scale = Scale("identity", -math.inf, math.inf),
+              per_day: bool = False, candidates=CANDIDATES):
+    """The model :func:`forecast_window` would choose for ``series``: ``(fitted or None, candidates table)``."""
+    s = series[np.isfinite(series["value"].astype(float))]
+    if s.empty:
+        return None, pd.DataFrame()
+    g = regular_grid(s, freq, scale, per_day)
+    return select_model(g["y"].to_numpy(dtype=float), g["v"].to_numpy(dtype=float), FREQ_PERIODS[freq], candidates)
 
 
 def _period_floor(ts: pd.Timestamp, freq: str) -> pd.Timestamp:
@@ -532,4 +623,4 @@ def _overlap_share(p: pd.Timestamp, ws: pd.Timestamp, we: pd.Timestamp, freq: st
 
 
 __all__ = ["CANDIDATES", "FittedModel", "Scale", "Spec", "StructuralModel", "WindowForecast", "fit_model",
-           "forecast_window", "kpi_scale", "prob_met", "regular_grid", "select_model"]
+           "forecast_window", "kpi_scale", "model_for", "prob_met", "regular_grid", "select_model"]
