@@ -443,3 +443,24 @@ def test_chain_errors_name_the_missing_link():
         I.what_if(customers, single, "attr_a", 0.5, n_boot=20)
     with pytest.raises(I.ImpactError, match="no survey answer has csat"):
         I.what_if(customers, responses.assign(attr_b=np.nan), "attr_a", 0.5, n_boot=20)
+
+
+def test_chain_statistics_from_duckdb_equal_pandas():
+    import duckdb
+
+    from helpers import impact as I
+
+    customers, responses, _ = synthetic_company(600, 9)
+    responses.loc[responses.index[::7], "attr_b"] = np.nan  # incomplete answers are left out of the regression
+    con = duckdb.connect()
+    con.register("responses", responses)
+    attrs = ["attr_a", "attr_b"]
+    sql = I.driver_crossproducts_sql(con, attrs, as_of="2025-06-30")
+    cut = responses[responses["response_date"] <= "2025-06-30"]
+    py = I.driver_crossproducts(cut, attrs)
+    pd.testing.assert_frame_equal(sql.sort_index(), py.sort_index(), check_dtype=False, check_names=False)
+    ratings = CL.rating_summary_sql(con, as_of="2025-06-30")
+    a = I.what_if(customers, responses, "attr_a", 0.5, as_of="2025-06-30", n_boot=20, seed=3)
+    b = I.what_if(customers, None, "attr_a", 0.5, as_of="2025-06-30", n_boot=20, seed=3, ratings=ratings,
+                  crossproducts=sql, attributes=attrs)
+    pd.testing.assert_frame_equal(a.table, b.table, rtol=1e-9)

@@ -83,6 +83,35 @@ def driver_crossproducts(responses: pd.DataFrame, attributes: Sequence[str], out
     return prod.groupby(customer, sort=True).sum()
 
 
+def driver_crossproducts_sql(con, attributes: Sequence[str], outcome: str = "csat", table: str = "responses",
+                             customer: str = "customer_id", as_of: object = None,
+                             date: str = "response_date") -> pd.DataFrame:
+    """:func:`driver_crossproducts` computed in DuckDB (one row per customer comes back to Python)."""
+    q = CL._q
+    try:
+        cols = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
+    except Exception as exc:  # noqa: BLE001
+        raise ImpactInputError(f"cannot be read from the database ({type(exc).__name__})", table=table) from None
+    missing = [c for c in [customer, outcome, *attributes] if c not in cols]
+    if missing:
+        raise ImpactInputError(f"has no column(s) {shorten(missing)}", table=table,
+                               expected="the attribute ratings and the outcome")
+    v = ["1.0"] + [f"CAST({q(c)} AS DOUBLE)" for c in [*attributes, outcome]]
+    ia, ib = np.triu_indices(len(v))
+    sums = ", ".join(f"sum({v[i]} * {v[j]}) AS cp_{i}_{j}" for i, j in zip(ia, ib))
+    where = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*attributes, outcome])
+    params: list = []
+    if as_of not in (None, ""):
+        where += f" AND CAST({q(date)} AS DATE) <= CAST(? AS DATE)"
+        params.append(str(pd.Timestamp(as_of).date()))
+    out = con.execute(f"SELECT {q(customer)} AS {q(customer)}, {sums} FROM {q(table)} WHERE {where} "
+                      f"GROUP BY {q(customer)} ORDER BY {q(customer)}", params).df()
+    if out.empty:
+        raise ImpactError(f"no survey answer has {outcome} and all of {shorten(list(attributes))} answered, "
+                          "so the attribute -> CSAT regression cannot be fitted")
+    return out.set_index(customer)
+
+
 def _ols_from_crossproducts(cp: np.ndarray, weights: np.ndarray, m: int) -> np.ndarray:
     """Coefficients [intercept, attributes] of the OLS of the outcome (last element of v) on the rest."""
     tot = np.einsum("ij,i->j", cp, weights)
@@ -200,17 +229,24 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
             by: str = "segment", outcome: str = "csat", attributes: Sequence[str] | None = None,
             revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
             n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
-            min_events: int = 20, currency: str = "$") -> WhatIfResult:
+            min_events: int = 20, currency: str = "$", ratings: pd.DataFrame | None = None,
+            crossproducts: pd.DataFrame | None = None) -> WhatIfResult:
     """If the ratings of ``attribute`` rose by ``delta`` points, what would happen over ``horizon`` months
     (module docstring)? ``customers`` and ``responses`` are the data contract's tables (``customer_id``,
     ``signup_date``, ``end_date``, ``by``/``covariates``, ``revenue``; ``customer_id``, ``response_date``,
     ``outcome``, the ``attr_*`` ratings). ``corrected=False`` uses the naive link (the observed mean rating)
-    for comparison. Customers with a missing revenue get their group's median (counted in ``notes``).
+    for comparison. Large data: pass ``ratings`` (:func:`helpers.churn_link.rating_summary_sql`) and
+    ``crossproducts`` (:func:`driver_crossproducts_sql`, with ``attributes`` in the same order), computed in
+    the engine and cut at ``as_of``; ``responses`` is then not read (may be None). Customers with a missing revenue get their group's median (counted in ``notes``).
 
     Raises :class:`ImpactInputError` (missing column, unknown attribute, bad horizon or rate) and
     :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
     answered attribute, no repeated ratings, too few churn events, no active customer).
     """
+    precomputed = ratings is not None and crossproducts is not None
+    if precomputed and attributes is None:
+        raise ImpactInputError("precomputed cross-products need the attribute list they were computed with",
+                               table="parameters", expected="attributes=[...] in the same order")
     for col in ("customer_id", "signup_date", "end_date", by, *covariates):
         if col not in customers.columns:
             raise ImpactInputError(f"has no column {shorten(col)}", column=None,
@@ -220,10 +256,11 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
                                "cannot be computed", expected="a monthly revenue (or margin) per customer")
     attrs = list(attributes) if attributes is not None else \
         [c for c in responses.columns if str(c).startswith("attr_")]
-    for col in ("customer_id", "response_date", outcome):
-        if col not in responses.columns:
-            raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
-    if attribute not in attrs or attribute not in responses.columns:
+    if not precomputed:
+        for col in ("customer_id", "response_date", outcome):
+            if col not in responses.columns:
+                raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
+    if attribute not in attrs or (not precomputed and attribute not in responses.columns):
         raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
                                expected=f"one of {shorten(attrs, 200)}")
     if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
@@ -235,13 +272,18 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     rng = np.random.default_rng(seed)
     notes: list[str] = []
 
-    frame = customer_durations(customers, as_of=as_of)
     as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else None
-    resp = responses
-    if as_of_ts is not None:
-        resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
-    summary = CL.rating_summary(resp, outcome, as_of=None)
-    cp = driver_crossproducts(resp, attrs, outcome)
+    if as_of_ts is not None:  # customers who signed up later were not customers yet
+        customers = customers[pd.to_datetime(customers["signup_date"]) <= as_of_ts]
+    frame = customer_durations(customers, as_of=as_of)
+    if precomputed:  # e.g. rating_summary_sql / driver_crossproducts_sql, already cut at as_of
+        summary, cp = ratings, crossproducts
+    else:
+        resp = responses
+        if as_of_ts is not None:
+            resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
+        summary = CL.rating_summary(resp, outcome, as_of=None)
+        cp = driver_crossproducts(resp, attrs, outcome)
     m = len(attrs) + 2
     j_attr = 1 + attrs.index(attribute)
 
