@@ -91,6 +91,24 @@ def _no_process_left(marker: str, timeout: float = 10.0) -> None:
     assert processes_with_marker(marker) == []
 
 
+def _holding(path: Path, pids: list[int]) -> list[int]:
+    """The pids among ``pids`` with an open descriptor on ``path``."""
+    holders = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == str(path):
+                    holders.append(pid)
+                    break
+            except OSError:
+                continue
+    return sorted(holders)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -143,6 +161,8 @@ def test_after_sigkill_every_helper_process_exits_and_the_next_run_cleans_up(set
         kernel_pid = _wait_for(_kernel_started(setup), 180, "the kernel to start", proc)
         helpers_before = processes_with_marker(marker)
         assert len(helpers_before) >= 3  # runner, worker, kernel (+ fork server and fork client when warm)
+        # only the runner holds the output folder's lock: a lingering helper must not keep the next run out
+        assert _holding(setup["out"] / ".lock", [pid for pid, _ in helpers_before]) == [proc.pid]
         proc.kill()
         proc.wait(timeout=10)
     finally:

@@ -394,10 +394,16 @@ def _worker_stop(signum, _frame) -> None:
     os._exit(128 + signum)
 
 
-def _worker_init(runner_pid: int) -> None:
+def _worker_init(runner_pid: int, lock_fd: int | None = None) -> None:
     """Runs first in every pool worker: Ctrl-C is the runner's to handle; SIGTERM kills the worker's kernel and
     ends it; the worker ends with the runner (even after SIGKILL); it holds no copy of the fork server's
-    stdin pipe, so the server sees EOF as soon as the runner is gone."""
+    stdin pipe (so the server sees EOF as soon as the runner is gone) nor of the output folder's lock (a flock
+    lives as long as any process holds the descriptor: a lingering worker must not keep the next run out)."""
+    if lock_fd is not None:
+        try:
+            os.close(lock_fd)
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
     warm = sys.modules.get("helpers.reports.warm_kernels")
@@ -1049,7 +1055,8 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         (tmp_dir / sub).mkdir()
     workers = max(1, min(int(opts.workers or 1), len(jobs)))
     pool = state.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
-                                            initializer=_worker_init, initargs=(os.getpid(),))
+                                            initializer=_worker_init,
+                                            initargs=(os.getpid(), state.lock.fd if state.lock else None))
     results: dict[str, dict] = {}
     run_warnings: list[str] = []
     bar = None
