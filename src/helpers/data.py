@@ -581,11 +581,17 @@ def _last_day_until(con: duckdb.DuckDBPyConnection, today: _dt.date) -> _dt.date
 
 
 def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of: _dt.date | None,
-                 today: _dt.date) -> list[DateFinding]:
+                 today: _dt.date, cut_before: _dt.date | None = None) -> tuple[_dt.date, list[DateFinding]]:
     """Create the views ``customers``, ``responses``, ``tickets``, ``org`` over the typed tables, without rows
-    dated after the cut-off (``min(as_of, today)``) and with later events after it read as empty; return what
-    was cut. Raises :class:`DataContractError` when a dated table is left without rows."""
+    dated after the cut-off (``min(as_of, today)``) and with later events after it read as empty; return the
+    cut-off and what was cut. ``cut_before``: the tables were already cut there (a snapshot), so a cut-off on or
+    after it has nothing to find (no scan). Raises :class:`DataContractError` when a dated table is left
+    without rows."""
     cutoff = today if as_of is None else min(as_of, today)
+    if cut_before is not None and cutoff >= cut_before:
+        for name in TABLE_ORDER:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_TYPED}{name}")
+        return cut_before, []
     lit_cut, lit_today = f"DATE '{cutoff.isoformat()}'", f"DATE '{today.isoformat()}'"
     findings: list[DateFinding] = []
     for name in TABLE_ORDER:
@@ -629,7 +635,7 @@ def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of
                             f"ELSE {quote_ident(c)} END AS {quote_ident(c)}" for c in spec.later_dates)
         con.execute(f"CREATE VIEW {name} AS SELECT *{f' REPLACE ({replace})' if replace else ''} "
                     f"FROM {typed} WHERE {kept}")
-    return findings
+    return cutoff, findings
 
 
 # --- fingerprint -----------------------------------------------------------------------------------------
@@ -666,6 +672,7 @@ class Dataset:
         self.files = files
         self.excluded = list(excluded or [])
         self.as_of = as_of
+        self.cutoff: pd.Timestamp | None = None  # the day the tables were cut at: min(as_of, today)
 
     def excluded_messages(self, future_only: bool = False) -> list[str]:
         """The cuts as sentences for a report's data-quality section (``future_only``: only the dates after
@@ -769,6 +776,7 @@ class Dataset:
                     "warnings": json.dumps(self.warnings), "files": json.dumps(self.files),
                     "excluded": json.dumps([f.to_dict() for f in self.excluded]),
                     "as_of": "" if self.as_of is None else self.as_of.date().isoformat(),
+                    "cutoff": "" if self.cutoff is None else self.cutoff.date().isoformat(),
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
         finally:
@@ -909,7 +917,8 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
         last = _last_day_until(con, today)
         as_of = None if last is None else default_as_of(last, today=today).date()
     # messages name the original files (a snapshot remembers them)
-    new_cuts = _cut_by_date(con, json.loads(meta["files"]) if meta.get("files") else files, as_of, today)
+    cutoff, new_cuts = _cut_by_date(con, json.loads(meta["files"]) if meta.get("files") else files, as_of, today,
+                                    _day(meta["cutoff"]) if meta.get("cutoff") else None)
     excluded += new_cuts
     attributes = [c.name for c in raw_tables["responses"].columns if attribute_column(TABLES["responses"], c.name)]
     if validate:
@@ -922,6 +931,7 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
     kept_as_of = pd.Timestamp(as_of) if as_of is not None else (
         pd.Timestamp(meta["as_of"]) if meta.get("as_of") else None)
     dataset = Dataset(con, str(src), fingerprint, found, files, excluded=excluded, as_of=kept_as_of)
+    dataset.cutoff = pd.Timestamp(cutoff)
     # where the data originally came from (a snapshot remembers its source; shown to readers, not the
     # temporary path of a run folder)
     dataset.origin = (meta or {}).get("source", str(src))
