@@ -119,7 +119,8 @@ test: $(READY_test) browser $(TEST_DEMO)/ground_truth.json
 	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadfile \
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
-lab: $(READY_lab) data
+lab: $(READY_lab)
+	@$(MAKE) --no-print-directory data
 	IPYTHONDIR=$(CURDIR)/etc/ipython $(VENV)/bin/jupyter lab --notebook-dir=. \
 		notebooks/exploratory/satisfaction_explorer.ipynb
 
@@ -130,8 +131,8 @@ bench: $(READY_reports)
 bench-setup:
 	bash bench/bench_setup.sh $(if $(BASELINE),--baseline $(BASELINE))
 
-# Re-resolve pyproject.toml (all extras) plus uv into the lock, keeping the current pins where they still fit
-# (UPGRADE=1 moves everything to the newest versions). Needs uv: run `make install` first.
+# Re-resolve pyproject.toml (all extras) plus uv and pip into the lock for this platform and Python, keeping the
+# current pins where they still fit (UPGRADE=1: the newest versions). Needs the venv's uv (made by `make install`).
 lock: $(READY_reports)
 	@$(call step,lock,resolving pyproject.toml (all extras) into $(CONSTRAINTS),\
 		$(uv_env_from_pip); printf 'uv\npip\n' | $(UV) pip compile - pyproject.toml --all-extras --python $(PY) \
