@@ -100,7 +100,7 @@ data: $(READY_reports) $(DEMO_DIR)/ground_truth.json
 
 reports: $(READY_reports)
 	@if $(PY) -c "import helpers.config as c, sys; sys.exit(0 if c.uses_demo_data() else 1)"; then \
-		$(MAKE) --no-print-directory data; fi
+		$(MAKE) --no-print-directory -s data; fi
 	@echo "[run] $(PY) -m helpers.reports run --workers $(WORKERS) --keep $(KEEP)"
 	@$(PY) -m helpers.reports run --workers $(WORKERS) --keep $(KEEP)
 
@@ -120,7 +120,7 @@ test: $(READY_test) browser $(TEST_DEMO)/ground_truth.json
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
 lab: $(READY_lab)
-	@$(MAKE) --no-print-directory data
+	@$(MAKE) --no-print-directory -s data
 	IPYTHONDIR=$(CURDIR)/etc/ipython $(VENV)/bin/jupyter lab --notebook-dir=. \
 		notebooks/exploratory/satisfaction_explorer.ipynb
 
