@@ -3,16 +3,21 @@
 pyproject.toml declares the dependencies (what a scheduled server needs for `make reports`) and the `lab` and
 `test` extras; requirements/constraints.txt pins every one of them and everything they pull in (plus the
 installers uv and pip the Makefile uses); environment.yml lists the same packages at the same versions for
-conda users; the Makefile installs no extras for `make reports` and all of them for `make test`.
+conda users; the Makefile installs no extras for `make reports` and all of them for `make test`, prints one
+timed line per set-up step (the whole output when a step fails) and hands pip's index settings to uv.
 """
 import ast
 import importlib.metadata as metadata
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -215,3 +220,78 @@ def test_installed_environment_is_the_lock():
         if installed != locked[name]:
             problems.append(f"{name}: installed {installed}, locked {locked[name]}")
     assert not problems, "\n".join(problems)
+
+
+# --- the Makefile's machinery, run through make itself -------------------------------------------------------
+
+def _make(tmp_path, recipe: str, target: str, env: dict | None = None, args=()) -> subprocess.CompletedProcess:
+    """Run ``target`` of a makefile that includes the project's Makefile (cwd: the repository)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    mk = tmp_path / "probe.mk"
+    mk.write_text(f"include {ROOT / 'Makefile'}\n{recipe}")
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PIP_", "UV_", "MAKE", "MFLAGS")) and k not in {"SSL_CERT_FILE", "V"}}
+    return subprocess.run(["make", "--no-print-directory", "-f", str(mk), target, *args], cwd=ROOT,
+                          env={**base, **(env or {})}, capture_output=True, text=True, timeout=120)
+
+
+STEP_RECIPES = """
+probe-ok:
+\t@$(call step,1/2,saying hello,echo hello; echo noise >&2)
+probe-fail:
+\t@$(call step,2/2,failing,echo first line; echo second line >&2; exit 3)
+\t@echo not reached
+"""
+
+
+def test_make_step_prints_one_timed_line_and_hides_the_output(tmp_path):
+    done = _make(tmp_path, STEP_RECIPES, "probe-ok")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"\[1/2\] saying hello \.\.\. \d+\.\d s\n", done.stdout), done.stdout
+    assert "noise" not in done.stderr
+
+
+def test_make_step_shows_the_whole_output_and_stops_when_the_command_fails(tmp_path):
+    done = _make(tmp_path, STEP_RECIPES, "probe-fail")
+    assert done.returncode != 0
+    assert "[2/2] failing ... FAILED (exit 3):" in done.stdout
+    assert "first line\nsecond line" in done.stderr
+    assert "not reached" not in done.stdout + done.stderr
+
+
+def test_make_step_shows_everything_with_v1(tmp_path):
+    done = _make(tmp_path, STEP_RECIPES, "probe-ok", args=["V=1"])
+    assert done.returncode == 0, done.stderr
+    assert "[1/2] saying hello\nhello\n[1/2] done in " in done.stdout
+    assert "noise" in done.stderr
+
+
+UV_ENV_RECIPE = """
+probe-uv-env:
+\t@$(uv_env_from_pip); env | grep -E '^(UV_[A-Z_]+|SSL_CERT_FILE)=' | sort
+"""
+
+
+def _uv_env(tmp_path, env) -> dict[str, str]:
+    done = _make(tmp_path, UV_ENV_RECIPE, "probe-uv-env", env={"PIP_CONFIG_FILE": os.devnull, **env})
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def test_uv_gets_the_indexes_pip_is_configured_with(tmp_path):
+    got = _uv_env(tmp_path, {"PIP_INDEX_URL": "https://mirror.example/simple",
+                             "PIP_EXTRA_INDEX_URL": "file:///srv/a file:///srv/b",
+                             "PIP_FIND_LINKS": "/srv/wheels /srv/more", "PIP_CERT": "/srv/ca.pem"})
+    assert got == {"UV_INDEX_URL": "https://mirror.example/simple",
+                   "UV_EXTRA_INDEX_URL": "file:///srv/a file:///srv/b",
+                   "UV_INDEX_STRATEGY": "unsafe-best-match",  # pip's rule: best version across all indexes
+                   "UV_FIND_LINKS": "/srv/wheels,/srv/more",
+                   "SSL_CERT_FILE": "/srv/ca.pem"}
+
+
+def test_uv_settings_win_over_pip_and_plain_pypi_sets_nothing(tmp_path):
+    assert _uv_env(tmp_path, {}) == {}
+    got = _uv_env(tmp_path, {"PIP_INDEX_URL": "https://mirror.example/simple",
+                             "UV_INDEX_URL": "https://other.example/simple"})
+    assert got == {"UV_INDEX_URL": "https://other.example/simple"}
