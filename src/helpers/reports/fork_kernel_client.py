@@ -16,9 +16,8 @@ def die_with_parent() -> None:
     """End this process (SIGKILL) when its parent, the worker running papermill, ends; the server then kills
     the kernel. prctl(PR_SET_PDEATHSIG) on Linux plus a portable thread polling os.getppid() (a stdlib-only copy
     of helpers.reports.die_with_parent: this script runs with -I -S)."""
-    parent = os.getppid()
-    if str(parent) != os.environ.get("JPY_PARENT_PID", str(parent)) and parent == 1:
-        os.kill(os.getpid(), signal.SIGKILL)  # the worker died before we got here
+    # jupyter_client starts this script directly (no shell) and names itself in JPY_PARENT_PID
+    parent = int(os.environ.get("JPY_PARENT_PID") or 0) or os.getppid()
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -28,10 +27,12 @@ def die_with_parent() -> None:
 
     def watch() -> None:
         while True:
+            time.sleep(0.5)
             if os.getppid() != parent:
                 os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(0.5)
 
+    if os.getppid() != parent:  # the worker died before we got here
+        os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=watch, daemon=True).start()
 
 
