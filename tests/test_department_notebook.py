@@ -59,6 +59,10 @@ def _outputs(nb, mime: str) -> str:
                      if "data" in o and mime in o["data"])
 
 
+def _markdown_cells(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
 def test_department_report_renders_every_section(tmp_path, small_demo):
     nb, summary = _run(tmp_path, small_demo, "customer_service")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -73,6 +77,9 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     for person, role in (("customer_service-dir", "director"), ("customer_service-rep001", "representative")):
         assert md_escape(f"{org[person]} ({role})") in markdown  # owners by their names from org
     assert "of explained variance" in markdown  # drivers section
+    assert "prediction intervals held the realised value" in markdown  # the calibration statement (issue 10)
+    assert "](#calibration-detail)" in markdown and 'id="calibration-detail"' in _markdown_cells(nb)
+    assert "chance of meeting the target" in markdown
     assert "still customers" in markdown or "half have left" in markdown  # retention section
     images = _outputs(nb, "image/png")
     assert images.count("iVBOR") >= 7 + 1 + 1  # one chart per objective, the cascade, drivers

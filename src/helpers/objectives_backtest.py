@@ -121,20 +121,23 @@ def _wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
 def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "month",
                     scale: Scale = Scale("identity", -math.inf, math.inf), level: float = 0.8,
                     max_horizon: int = 6, origins: int | Sequence[int] | None = None, min_history: int = 12,
-                    history: int = 36, per_day: bool = False, simple: bool = True) -> Backtest:
+                    history: int = 36, per_day: bool = False, simple: bool = True, spacing: int = 3) -> Backtest:
     """Backtest the window forecast on one series (module docstring).
 
-    ``origins``: how many origins, stepping back one period from the last possible one (default: every
-    origin with ``min_history`` periods of history), or explicit row positions of the origin periods.
-    Each origin forecasts periods ``origin + 1 .. origin + max_horizon`` that were then observed.
+    ``origins``: how many origins, stepping back ``spacing`` periods from the last one whose ``max_horizon``
+    periods ahead were all observed (default: every origin with ``min_history`` periods of history), or
+    explicit row positions of the origin periods. Each origin forecasts the periods ``origin + 1 ..
+    origin + max_horizon`` that were then observed.
     """
     s = series.sort_values("period").reset_index(drop=True)
     s = s[np.isfinite(s["value"].astype(float))].reset_index(drop=True)
     step = 1 if freq == "month" else 3
     last_origin = len(s) - 2
-    if origins is None or isinstance(origins, int):
-        every = list(range(min_history - 1, last_origin + 1))
-        chosen = every if origins is None else every[::-1][:origins][::-1]
+    if origins is None:
+        chosen = list(range(min_history - 1, last_origin + 1))
+    elif isinstance(origins, int):
+        newest = len(s) - 1 - max_horizon
+        chosen = sorted(i for i in range(newest, min_history - 2, -max(spacing, 1))[:origins] if i >= 0)
     else:
         chosen = [int(i) for i in origins]
     rows, events = [], []
@@ -195,7 +198,7 @@ def combine(backtests: Sequence[Backtest]) -> Backtest:
 
 
 def backtest_objectives(evaluation, *, origins: int = 6, max_horizon: int = 6, min_history: int = 12,
-                        history: int = 36) -> Backtest:
+                        history: int = 36, spacing: int = 3) -> Backtest:
     """Backtest every objective of an :class:`helpers.objectives.ObjectiveEvaluation` on its own KPI series
     (as evaluated: complete periods up to the as-of date, counts per day): the last ``origins`` origins."""
     parts = []
@@ -209,6 +212,7 @@ def backtest_objectives(evaluation, *, origins: int = 6, max_horizon: int = 6, m
         parts.append(backtest_series(s, name=oid, freq=o.frequency, scale=scale, level=evaluation.level,
                                      max_horizon=max_horizon if o.frequency == "month" else max(1, max_horizon // 3),
                                      origins=origins, min_history=min_history, history=history,
+                                     spacing=spacing if o.frequency == "month" else 1,
                                      per_day=bool(info is not None and info.per_day)))
     return combine(parts)
 

@@ -339,6 +339,38 @@ class DepartmentReport:
         ws = self.all_warnings()
         return "\n".join(f"- {_esc(w)}" for w in ws) if ws else "No warnings."
 
+    # ------------------------------------------------------------------ calibration
+    def calibration(self, origins: int = 2, max_horizon: int = 6):
+        """The backtest of this department's objective forecasts (``helpers.objectives_backtest``), computed
+        once: the last ``origins`` as-of dates stepped back, 1..``max_horizon`` periods ahead each."""
+        if self.evaluation is None:
+            return None
+        cached = self.__dict__.get("_calibration")
+        if cached is None:
+            from helpers.objectives_backtest import backtest_objectives  # noqa: PLC0415
+
+            cached = backtest_objectives(self.evaluation, origins=origins, max_horizon=max_horizon)
+            self.__dict__["_calibration"] = cached
+        return cached
+
+    def calibration_markdown(self) -> str:
+        """One line: how often past forecasts' intervals held the realised value, linking to the detail."""
+        bt = self.calibration()
+        if bt is None:
+            return ""
+        return f"*How reliable are these forecasts?* {_esc(bt.summary())} [Details](#calibration-detail)."
+
+    def calibration_table(self) -> pd.DataFrame:
+        """The reliability table for readers: predicted chance, events, share that happened (95% CI)."""
+        bt = self.calibration()
+        if bt is None or bt.n == 0:
+            return pd.DataFrame(columns=["Predicted chance", "Events", "Mean predicted", "Share that happened"])
+        r = bt.reliability()
+        return pd.DataFrame({"Predicted chance": r["predicted"], "Events": r["events"],
+                             "Mean predicted": [f"{p:.0%}" for p in r["mean predicted"]],
+                             "Share that happened": [f"{m:.0%} ({lo:.0%} to {hi:.0%})" for m, lo, hi in
+                                                     zip(r["share met"], r["ci_low"], r["ci_high"])]})
+
 
 def prepare_department_report(department: str, params_file: str = "", data_source: str = "",
                               report_config: str = "params/report.yaml", as_of: str = "",
