@@ -50,8 +50,8 @@ time_reports() {
     local run setup
     run=$(sed -n 's/.* reports in \([0-9.]*\) s .*/\1/p' "$WORK/$name.log" | tail -n1)
     setup=$(sed -n 's/^\[[0-9]\/4\] .* \([0-9.]*\) s$/\1/p' "$WORK/$name.log" | awk '{ s += $1 } END { if (NR) printf "%.1f", s }')
-    printf '%-28s %7s s   (set-up steps %s s, report run %s s; load %s -> %s)\n' \
-        "$name" "$seconds" "${setup:-n/a}" "${run:-?}" "$load0" "$(load)"
+    printf '%-28s %7s s   (set-up steps %s, report run %s s; load %s -> %s)\n' \
+        "$name" "$seconds" "${setup:+$setup s}${setup:-not shown}" "${run:-?}" "$load0" "$(load)"
     RESULT[$name]=$seconds
 }
 
