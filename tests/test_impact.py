@@ -350,7 +350,8 @@ def synthetic_company(n: int, seed: int, log_hr: float = -0.8, base_hazard: floa
     customers = pd.DataFrame({
         "customer_id": [f"C{i}" for i in range(n)], "signup_date": origin + pd.to_timedelta(start, "D"),
         "end_date": (origin + pd.to_timedelta(np.where(churned, end, 0), "D")).where(churned),
-        "segment": np.where(seg == 1, "b", "a"), "monthly_revenue": np.round(40 * np.exp(0.5 * rng.standard_normal(n)), 2)})
+        "segment": np.where(seg == 1, "b", "a"),
+        "monthly_revenue": np.round(40 * np.exp(0.5 * rng.standard_normal(n)), 2)})
     k = 1 + rng.poisson(2, n)
     cust = np.repeat(np.arange(n), k)
     stop = np.minimum(end, end_of_data)
@@ -464,3 +465,24 @@ def test_chain_statistics_from_duckdb_equal_pandas():
     b = I.what_if(customers, None, "attr_a", 0.5, as_of="2025-06-30", n_boot=20, seed=3, ratings=ratings,
                   crossproducts=sql, attributes=attrs)
     pd.testing.assert_frame_equal(a.table, b.table, rtol=1e-9)
+
+
+def chain_coverage(reps: int, n: int, n_boot: int, seed0: int = 5000) -> dict[str, float]:
+    """Share of replications whose interval holds the true expected extra customers kept and revenue."""
+    from helpers import impact as I
+
+    hits = {"kept": 0, "revenue": 0}
+    for r in range(reps):
+        customers, responses, truth = synthetic_company(n, seed0 + r)
+        res = I.what_if(customers, responses, "attr_a", 0.5, n_boot=n_boot, seed=r, min_events=10)
+        kept, revenue = true_effect(truth, customers, -0.8 * 0.6 * 0.5)
+        row = res.table.set_index("segment").loc["all"]
+        hits["kept"] += row["extra_kept_low"] <= kept <= row["extra_kept_high"]
+        hits["revenue"] += row["extra_revenue_low"] <= revenue <= row["extra_revenue_high"]
+    return {k: v / reps for k, v in hits.items()}
+
+
+@pytest.mark.slow
+def test_chain_interval_coverage_is_near_nominal():
+    cov = chain_coverage(reps=200, n=1500, n_boot=50)
+    assert 0.89 <= cov["kept"] <= 0.99 and 0.89 <= cov["revenue"] <= 0.99, cov

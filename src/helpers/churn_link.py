@@ -57,7 +57,7 @@ the classical model above holds only approximately there, and two departures pul
 (a) the *expected* rating is a compressed function of the latent value near the top of the scale (a customer
 at latent 5.5 expects 4.9), so per point of expected rating the true HR is steeper: a Cox fit on the exact
 expected rating gives 0.24; (b) the rating noise is not constant: its variance falls from about 0.66 at
-latent 3 to below 0.1 above latent 5.3 (clipping at 5), so the pooled error variance over-shrinks the means
+latent 3 to below 0.1 above latent 5.5 (clipping at 5), so the pooled error variance over-shrinks the means
 of satisfied customers. In addition the number of ratings a customer gives grows with how long they stay
 (ratings follow tickets), which the non-differential model does not describe. ``tests/test_impact.py``
 measures these numbers on the demo; the net remaining gap there is within the bootstrap interval.
@@ -134,7 +134,7 @@ def rating_summary(responses: pd.DataFrame, rating: str = "csat", customer: str 
     return out.reset_index().rename(columns={"index": customer})
 
 
-def _q(name: str) -> str:
+def sql_identifier(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
@@ -143,7 +143,7 @@ def rating_summary_sql(con, table: str = "responses", rating: str = "csat", cust
     """:func:`rating_summary` computed in DuckDB (``con``: a DuckDB connection holding ``table``), so only
     one row per customer comes back to Python: ``count``, ``avg`` and ``var_samp * (count - 1)``."""
     try:
-        cols = [r[0] for r in con.execute(f"DESCRIBE {_q(table)}").fetchall()]
+        cols = [r[0] for r in con.execute(f"DESCRIBE {sql_identifier(table)}").fetchall()]
     except Exception as exc:  # noqa: BLE001 - the engine's message is kept, the table named
         raise ChurnLinkInputError(f"cannot be read from the database ({type(exc).__name__})", table=table,
                                   expected="a table with one row per survey answer") from None
@@ -152,14 +152,15 @@ def rating_summary_sql(con, table: str = "responses", rating: str = "csat", cust
     if missing:
         raise ChurnLinkInputError(f"has no column(s) {shorten(missing)}", table=table,
                                   expected=f"a customer id and the rating column ({shorten(rating)})")
-    where, params = f"{_q(rating)} IS NOT NULL", []
+    q = sql_identifier
+    where, params = f"{q(rating)} IS NOT NULL", []
     if as_of not in (None, ""):
-        where += f" AND CAST({_q(date)} AS DATE) <= CAST(? AS DATE)"
+        where += f" AND CAST({q(date)} AS DATE) <= CAST(? AS DATE)"
         params.append(str(pd.Timestamp(as_of).date()))
-    sql = (f"SELECT {_q(customer)} AS {_q(customer)}, count(*) AS n_ratings, "
-           f"avg(CAST({_q(rating)} AS DOUBLE)) AS mean_rating, "
-           f"coalesce(var_samp(CAST({_q(rating)} AS DOUBLE)) * (count(*) - 1), 0.0) AS within_ss "
-           f"FROM {_q(table)} WHERE {where} GROUP BY {_q(customer)} ORDER BY {_q(customer)}")
+    sql = (f"SELECT {q(customer)} AS {q(customer)}, count(*) AS n_ratings, "
+           f"avg(CAST({q(rating)} AS DOUBLE)) AS mean_rating, "
+           f"coalesce(var_samp(CAST({q(rating)} AS DOUBLE)) * (count(*) - 1), 0.0) AS within_ss "
+           f"FROM {q(table)} WHERE {where} GROUP BY {q(customer)} ORDER BY {q(customer)}")
     try:
         out = con.execute(sql, params).df()
     except Exception as exc:  # noqa: BLE001
@@ -274,7 +275,7 @@ class CoxFit:
         return np.where(idx > 0, self.baseline_cumhaz[np.maximum(idx - 1, 0)], 0.0)
 
 
-class _CoxData:
+class CoxData:
     """Survival times sorted once, grouped by distinct time; reused for every refit (bootstrap)."""
 
     def __init__(self, time, event):
@@ -297,7 +298,7 @@ def _column_sums(r: np.ndarray, M: np.ndarray, starts: np.ndarray) -> np.ndarray
 
 
 def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: float = 1e-9,
-              data: _CoxData | None = None, sorted_input: bool = False,
+              data: CoxData | None = None, sorted_input: bool = False,
               fixed_information: np.ndarray | None = None) -> CoxFit:
     """Maximise the Cox partial likelihood with Efron's tie correction (Efron 1977) by Newton-Raphson with
     step halving. For distinct event time j with tied events D_j of total weight d_j, risk set R_j:
@@ -317,7 +318,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     X = np.asarray(X, dtype="float64")
     if X.ndim == 1:
         X = X[:, None]
-    cd = data if data is not None else _CoxData(time, event)
+    cd = data if data is not None else CoxData(time, event)
     if not sorted_input:
         X = X[cd.order]
     X = np.asfortranarray(X)  # column sums below; no BLAS (its threads stall on a busy machine)
@@ -511,7 +512,7 @@ class ChurnLinkResult:
         return text
 
 
-def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]]:
     """Covariates -> numeric columns: text/category/bool become indicators (first sorted level =
     reference, as :func:`helpers.retention.fit_cox`)."""
     if not covariates:
@@ -597,7 +598,7 @@ def fit_churn_link(survival: pd.DataFrame, ratings: pd.DataFrame, covariates: Se
     if len(data) == 0:
         raise ChurnLinkInputError("no customer has both a churn record and a rating", table="customers",
                                   column=customer, expected="the same customer ids in customers and responses")
-    Zdf, labels = _design(data, covariates)
+    Zdf, labels = covariate_design(data, covariates)
     keep = Zdf.notna().all(axis=1).to_numpy()
     if not keep.all():
         notes.append(f"{int((~keep).sum()):,} customers with a missing {', '.join(covariates)} were left out.")
@@ -633,7 +634,7 @@ def fit_churn_link(survival: pd.DataFrame, ratings: pd.DataFrame, covariates: Se
                              f"{min_repeated} are needed to estimate the noise in a single rating")
     Z = Zdf.to_numpy("float64")
     cal = calibrate_ratings(k, wbar, ss, Z, rating=rating_label)
-    cd = _CoxData(time_, ev)
+    cd = CoxData(time_, ev)
     Zs = cd.sort(Z) if Z.size else np.empty((n, 0))
     naive = cox_efron(None, None, np.column_stack([cd.sort(wbar), Zs]), data=cd, sorted_input=True)
     corr = cox_efron(None, None, np.column_stack([cd.sort(cal.predicted), Zs]), data=cd, sorted_input=True)

@@ -28,7 +28,12 @@ actually leaves.
 
 Every result is an association under stated assumptions (the regression slope is the effect of the
 attribute on CSAT; rating noise is random; proportional hazards; the covariates capture the rest), not the
-result of a controlled experiment.
+result of a controlled experiment. Not corrected here: noise in the *attribute* ratings themselves, which
+attenuates link 1 the way noise in CSAT attenuates link 2 (the slope is per point of an observed attribute
+rating), and department-specific slopes (link 1 is pooled over all answers: "every interaction improves").
+
+Checked in ``tests/test_impact.py`` on a synthetic company whose every link is known (slope, hazard ratio,
+expected extra customers kept and revenue within the intervals; coverage by simulation, 200 replications).
 """
 from __future__ import annotations
 
@@ -87,7 +92,7 @@ def driver_crossproducts_sql(con, attributes: Sequence[str], outcome: str = "csa
                              customer: str = "customer_id", as_of: object = None,
                              date: str = "response_date") -> pd.DataFrame:
     """:func:`driver_crossproducts` computed in DuckDB (one row per customer comes back to Python)."""
-    q = CL._q
+    q = CL.sql_identifier
     try:
         cols = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
     except Exception as exc:  # noqa: BLE001
@@ -139,21 +144,27 @@ def _extended_cumhaz(fit: CL.CoxFit, t: np.ndarray, tail_months: float = 12.0) -
     return np.where(t <= t_last, fit.cumulative_hazard(np.minimum(t, t_last)), h_last + slope * (t - t_last))
 
 
-def _kept_and_revenue(fit: CL.CoxFit, t0: np.ndarray, eta: np.ndarray, shift: float, revenue: np.ndarray,
-                      horizon: int, monthly_rate: float, groups: np.ndarray, n_groups: int):
+def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarray, eta: np.ndarray,
+                      shift: float, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
+                      n_groups: int):
     """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
-    it, as-is and with the linear predictor shifted by ``shift``."""
+    it as-is, and their changes when the linear predictor is shifted by ``shift``. Tenures come as distinct values
+    ``t0_values`` and each customer's index into them (tenures repeat: whole days), so the baseline is
+    evaluated once per distinct tenure."""
     h = np.arange(1, horizon + 1)
-    H0_t0 = _extended_cumhaz(fit, t0)
-    cum = _extended_cumhaz(fit, (t0[:, None] + h[None, :]).ravel()).reshape(len(t0), horizon) - H0_t0[:, None]
-    disc = (1 + monthly_rate) ** -h.astype(float)
-    out = []
-    for s in (0.0, shift):
-        S = np.exp(-cum * np.exp(eta + s)[:, None])
-        kept = np.bincount(groups, S[:, -1], n_groups)
-        rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S, disc), n_groups)
-        out.append((kept, rev))
-    return out
+    grid = _extended_cumhaz(fit, (t0_values[:, None] + h[None, :]).ravel()).reshape(len(t0_values), horizon)
+    cum = (grid - _extended_cumhaz(fit, t0_values)[:, None]).astype(np.float32)
+    disc = ((1 + monthly_rate) ** -h.astype(float)).astype(np.float32)
+    # float32 for the n x horizon survival matrix (halves the time on 1,000,000 customers); sums in float64,
+    # and the what-if differences are taken per customer before summing, so they keep their precision
+    E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
+    S0 = np.exp(-E)
+    D = np.exp(-E * np.float32(np.exp(shift))) - S0
+    kept = np.bincount(groups, S0[:, -1], n_groups)
+    rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
+    extra_kept = np.bincount(groups, D[:, -1], n_groups)
+    extra_rev = np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups)
+    return kept, rev, extra_kept, extra_rev
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -237,7 +248,8 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     ``outcome``, the ``attr_*`` ratings). ``corrected=False`` uses the naive link (the observed mean rating)
     for comparison. Large data: pass ``ratings`` (:func:`helpers.churn_link.rating_summary_sql`) and
     ``crossproducts`` (:func:`driver_crossproducts_sql`, with ``attributes`` in the same order), computed in
-    the engine and cut at ``as_of``; ``responses`` is then not read (may be None). Customers with a missing revenue get their group's median (counted in ``notes``).
+    the engine and cut at ``as_of``; ``responses`` is then not read (may be None). Customers with a missing
+    revenue get their group's median (counted in ``notes``).
 
     Raises :class:`ImpactInputError` (missing column, unknown attribute, bad horizon or rate) and
     :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
@@ -288,7 +300,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     j_attr = 1 + attrs.index(attribute)
 
     # customers x covariates (same indicator columns for the Cox set and today's customers)
-    Zdf, _ = CL._design(frame, list(covariates))
+    Zdf, _ = CL.covariate_design(frame, list(covariates))
     ok_cov = Zdf.notna().all(axis=1).to_numpy()
     if not ok_cov.all():
         notes.append(f"{int((~ok_cov).sum()):,} customers with a missing {', '.join(covariates)} were left out.")
@@ -329,6 +341,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     levels = sorted(grp_all[active].unique())
     g_code = pd.Categorical(grp_all[active], categories=levels).codes
     t0 = frame["duration"].to_numpy("float64")[active]
+    t0_values, t0_index = np.unique(t0, return_inverse=True)
     rev_a = rev.to_numpy("float64")[active]
     n_groups = len(levels)
 
@@ -345,7 +358,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     if np.sum(k_all[cox_idx] >= 2) == 0:
         raise CL.ChurnLinkError(f"no customer has two or more {outcome} ratings, so the noise in a single rating "
                                 "cannot be estimated and the satisfaction-churn link cannot be corrected")
-    cd = CL._CoxData(frame["duration"].to_numpy("float64")[cox_idx], ev)
+    cd = CL.CoxData(frame["duration"].to_numpy("float64")[cox_idx], ev)
     Zc = Z_all[cox_idx]
     Zcs = cd.sort(Zc) if Zc.size else np.empty((len(cox_idx), 0))
     Za = Z_all[active]
@@ -377,11 +390,12 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
             x_a = np.where(rated_a, w_a, prior)
         eta = fit.coef[0] * x_a + (np.einsum("ij,j->i", Za, fit.coef[1:]) if Za.size else 0.0)
         shift = fit.coef[0] * slope * delta
-        (kb, rb), (kn, rn) = _kept_and_revenue(fit, t0, eta, shift, rev_a, horizon, d_month, g_code, n_groups)
-        return fit, slope, kb, rb, kn, rn
+        kb, rb, dk, dr = _kept_and_revenue(fit, t0_values, t0_index, eta, shift, rev_a, horizon, d_month,
+                                           g_code, n_groups)
+        return fit, slope, kb, rb, dk, dr
 
     n_all = len(ids)
-    fit0, slope0, kb0, rb0, kn0, rn0 = one(np.ones(n_all))
+    fit0, slope0, kb0, rb0, dk0, dr0 = one(np.ones(n_all))
     t_last = float(fit0.baseline_times[-1])
     if np.max(t0) + horizon > t_last:
         n_ext = int(np.sum(t0 + horizon > t_last))
@@ -392,14 +406,14 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     for _ in range(int(n_boot)):
         f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
         try:
-            fit, slope, kb, rb, kn, rn = one(f, init=fit0.coef, info=fit0.information)
+            fit, slope, _, _, dk, dr = one(f, init=fit0.coef, info=fit0.information)
         except KitError as exc:
             failed += 1
             reasons.append(str(exc))
             if failed > 0.1 * n_boot:
                 break
             continue
-        rows.append([slope, fit.coef[0], *(kn - kb), *(rn - rb), (kn - kb).sum(), (rn - rb).sum()])
+        rows.append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum()])
     if failed > 0.1 * n_boot:
         raise ImpactError(f"{failed} of the first {failed + len(rows)} bootstrap resamples could not be fitted, "
                           f"so the interval would not be trustworthy; most often: "
@@ -412,8 +426,8 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
                                        "extra_revenue_all"])
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     counts = np.bincount(g_code, minlength=n_groups)
-    est_k = np.r_[kn0 - kb0, (kn0 - kb0).sum()]
-    est_r = np.r_[rn0 - rb0, (rn0 - rb0).sum()]
+    est_k = np.r_[dk0, dk0.sum()]
+    est_r = np.r_[dr0, dr0.sum()]
     tab = []
     for i, g in enumerate(names):
         klo, khi = np.quantile(boot[f"extra_kept_{g}"], q)
