@@ -504,3 +504,41 @@ def test_environment_fault_recognises_only_real_file_system_faults():
     assert environment_fault(PapermillExecutionError(ename="ValueError", evalue="No space left on device",
                                                      **cell)) is None
     assert environment_fault(OSError(errno.ENOENT, "No such file")) is None
+
+
+@pytest.mark.parametrize("mechanism", ["prctl", "watchdog"])
+def test_die_with_parent(tmp_path, mechanism):
+    """A child that called die_with_parent ends within seconds of its parent's SIGKILL, both through Linux's
+    PR_SET_PDEATHSIG and through the portable watchdog thread alone (as on macOS)."""
+    if mechanism == "prctl" and not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux only")
+    pid_file = tmp_path / "child.pid"
+    script = f"""
+import os, signal, sys, time
+pid = os.fork()
+if pid == 0:
+    if {mechanism!r} == "watchdog":
+        sys.platform = "darwin"  # no prctl: the watchdog thread alone
+    from helpers.reports import die_with_parent
+    die_with_parent(signal.SIGKILL, interval=0.2)
+    open({str(pid_file)!r}, "w").write(str(os.getpid()))
+    time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    try:
+        child = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the child", parent))
+        assert _alive(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the test failed: leave nothing behind
