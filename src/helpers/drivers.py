@@ -12,7 +12,7 @@ with ``R_SS`` the drivers' block for a subset ``S`` and ``r_S`` their correlatio
   All 2^p subset R^2 come from sweeping ``R`` one player at a time (one pass over the rows for ``R``,
   then about 6 * 2^p multiply-adds, in blocks of bounded memory; see :func:`_sweep_blocks`), and the
   Shapley sums are accumulated block by block, so no 2^p x k x k array is ever held. Exact up to
-  ``max_exact`` drivers (20: about 0.05 s per correlation matrix here); above that the result falls back
+  ``max_exact`` drivers (20: about 0.03 s per correlation matrix here); above that the result falls back
   to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``).
 
 Cost bound: a fit costs one pass over the rows plus O(2^min(p, 20)); a bootstrap draws at most the
@@ -705,7 +705,7 @@ def _corr_of_design(design: _Design, missing: str) -> tuple[np.ndarray, np.ndarr
 # Cost bound of the bootstrap, and intervals consistent with their estimate
 # ----------------------------------------------------------------------------------------------------
 MIN_BOOT = 200                # fewer re-samples than this are never chosen (unless fewer were asked for)
-BOOT_SUBSET_BUDGET = 2 ** 28  # subset R^2 evaluations per bootstrap (exact Shapley): ~15 s CPU here
+BOOT_SUBSET_BUDGET = 2 ** 28  # subset R^2 evaluations per bootstrap (exact Shapley): ~9 s CPU here
 BOOT_ROW_BUDGET = 2e11        # rows x (columns + 1)^2 multiply-adds per bootstrap (replicate correlations)
 NONNEGATIVE_METHODS = ("shapley", "relative_weights", "first", "last", "betasq")
 
@@ -716,9 +716,9 @@ def bootstrap_draws(n_boot: int, players: int, rows: int, columns: int, method_u
     ``n_boot`` requested are drawn.
 
     Cost bound. One replicate costs ``rows * (columns + 1)^2`` multiply-adds for its correlation matrix
-    (4x for pairwise deletion) plus, for exact Shapley, the R^2 of all ``2^players`` subsets (about 55 ns
+    (4x for pairwise deletion) plus, for exact Shapley, the R^2 of all ``2^players`` subsets (about 30 ns
     each here with the sweep). The draws are capped so that a bootstrap stays within
-    ``BOOT_SUBSET_BUDGET`` subset evaluations (2^28: about 15 s CPU on this 2-core machine) and
+    ``BOOT_SUBSET_BUDGET`` subset evaluations (2^28: about 9 s CPU on this machine) and
     ``BOOT_ROW_BUDGET`` row products (2e11), but never below ``MIN_BOOT`` (200) re-samples: a 95% percentile
     interval needs its 2.5% tails resolved by several draws. With at most 2^20 subsets per replicate
     (``MAX_EXACT``) an analysis therefore costs at most max(budget, 200 replicates). Deterministic (no clock),
@@ -871,11 +871,11 @@ LARGE_ROWS_ELEMS = 4_000_000  # rows x columns above which bootstrap replicates 
 def _corr_from_counts(Xc: np.ndarray, c: np.ndarray, buf: np.ndarray) -> np.ndarray:
     """Weighted correlation of the centred rows ``Xc`` with replicate weights ``c`` (a resample's counts
     times the case weights): ``m = c'Xc / sum c``, ``C = Xc' diag(c) Xc / sum c - m m'``; ``buf`` is
-    reused for ``diag(c) Xc`` (no allocation per replicate)."""
+    reused for ``diag(sqrt c) Xc`` (no allocation per replicate)."""
     s0 = c.sum()
     m = (c @ Xc) / s0
-    np.multiply(Xc, c[:, None], out=buf)
-    C = (Xc.T @ buf) / s0 - np.outer(m, m)
+    np.multiply(Xc, np.sqrt(c)[:, None], out=buf)  # buf' buf is a symmetric rank-k update (BLAS syrk)
+    C = (buf.T @ buf) / s0 - np.outer(m, m)
     sd = np.sqrt(np.clip(np.diag(C), 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
         return C / np.outer(sd, sd)
