@@ -158,7 +158,7 @@ def test_correction_recovers_known_hazard_ratio():
 def test_strong_link_with_common_churn_is_under_corrected_as_documented():
     """Regression calibration is an approximation for the Cox model: the customer's leftover uncertainty
     about true satisfaction acts like a frailty, which attenuates the fit when churn is common and the link
-    strong (Carroll et al. 2006, section 4.8; Xie, Wang & Prentice 2001). Measured here so the module
+    strong (Carroll et al. 2006, ch. 14; Xie, Wang & Prentice 2001). Measured here so the module
     docstring's numbers stay true: log-HR -1, half the customers churn -> about -0.92 on average."""
     naive, corrected = [], []
     for seed in range(6):
@@ -173,7 +173,7 @@ def test_strong_link_with_common_churn_is_under_corrected_as_documented():
 
 def test_equal_counts_divide_the_log_hazard_ratio_by_the_reliability():
     """With the same k for every customer, E[X | mean, Z] is linear in (mean, Z), so the corrected log-HR is
-    the naive one divided by lambda(k) exactly (Carroll et al. 2006, section 4.2)."""
+    the naive one divided by lambda(k) exactly (Carroll et al. 2006, ch. 4)."""
     survival, ratings = synthetic(1500, 11, k_max=1)
     rng = np.random.default_rng(0)
     extra = ratings.assign(csat=ratings["csat"] + 0.9 * rng.standard_normal(len(ratings)))

@@ -3,10 +3,11 @@
 A Cox model of churn on a customer's *observed* mean rating (e.g. mean CSAT over their survey answers) is
 attenuated toward "no effect": one rating measures satisfaction with error, so the mean of a few ratings
 spreads customers out more than their true satisfaction does (regression dilution). This module corrects
-it by **regression calibration** with repeated ratings of the same customer (Rosner, Spiegelman & Willett
-1989, Am. J. Epidemiol. 129; 1990, 132; Carroll, Ruppert, Stefanski & Crainiceanu, *Measurement Error in
-Nonlinear Models*, 2nd ed. 2006, ch. 4, section 4.4.2 "best linear approximations using replicate data",
-and its proportional-hazards application in section 14.2 / Prentice 1982).
+it by **regression calibration** with repeated ratings of the same customer (Rosner, Willett & Spiegelman
+1989, Statistics in Medicine; Rosner, Spiegelman & Willett 1990 and 1992, Am. J. Epidemiol., the latter for
+random within-person error measured by replicates; Carroll, Ruppert, Stefanski & Crainiceanu, *Measurement
+Error in Nonlinear Models*, 2nd ed. 2006, ch. 4 (regression calibration, the calibration function from
+replicate data) and ch. 14 (survival data; Prentice 1982, Biometrika, for the induced hazard)).
 
 Model (classical, non-differential error)
 -----------------------------------------
@@ -30,7 +31,8 @@ Customer *i* has true satisfaction :math:`T_i` (their long-run mean rating) and 
   With the same *k* for everyone this divides the naive log hazard ratio by :math:`\\lambda(k)` exactly; with
   varying *k* each customer's mean is shrunk by its own reliability.
 
-Intervals: a nonparametric bootstrap over customers (Carroll et al. 2006, section A.9): each replicate
+Intervals: a nonparametric bootstrap over customers (Carroll et al. 2006 recommend it for regression
+calibration, whose analytic standard errors are involved): each replicate
 resamples customers with replacement (multinomial counts used as frequency weights), re-estimates
 :math:`\\sigma_u^2`, :math:`\\alpha`, :math:`\\tau^2`, the calibrated values and both Cox fits; percentile
 intervals. The correction's own uncertainty is therefore in the interval.
@@ -45,7 +47,7 @@ assumptions, not a controlled experiment.
 Regression calibration is itself an approximation for the Cox model: the leftover uncertainty about a
 customer's T (variance :math:`\\tau^2(1 - \\lambda(k))`) acts like a frailty, and the survivors of a risk set
 are selected on it, so when churn is common and the link strong the correction falls short (Carroll et al.
-2006, section 4.8; risk-set regression calibration, Xie, Wang & Prentice 2001, JRSS-B 63, would remove it and
+2006, ch. 14; risk-set regression calibration, Xie, Wang & Prentice 2001, JRSS-B, would remove most of it and
 is not implemented). Measured by simulation (``tests/test_impact.py``; T ~ N(., 0.8^2), one rating's error
 sd 0.9, k = 1..6): true log-HR -1 with about half the customers churning -> corrected -0.92 on average
 (naive -0.59); with a fifth churning -0.96; log-HR -0.7 with 30% churning -> -0.69.
@@ -205,7 +207,7 @@ class Calibration:
 
 def calibrate_ratings(n_ratings, mean_rating, within_ss, Z: np.ndarray | None = None,
                       weights: np.ndarray | None = None, rating: str = "csat") -> Calibration:
-    """Regression calibration with replicates (module docstring; Carroll et al. 2006 section 4.4.2).
+    """Regression calibration with replicates (module docstring; Carroll et al. 2006 ch. 4).
 
     ``Z``: covariate matrix without intercept (n x q; None = none); ``weights``: integer frequency weights
     (bootstrap counts). Raises :class:`ChurnLinkError` when no customer has two or more ratings, or when the
