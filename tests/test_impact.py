@@ -439,6 +439,11 @@ def test_chain_errors_name_the_missing_link():
         I.what_if(customers, responses, "attr_speed", 0.5, n_boot=20)
     with pytest.raises(I.ImpactInputError, match="horizon"):
         I.what_if(customers, responses, "attr_a", 0.5, horizon=0, n_boot=20)
+    with pytest.raises(I.ImpactInputError, match="no customer has a csat rating"):
+        I.what_if(customers, responses.assign(customer_id="X" + responses["customer_id"]), "attr_a", 0.5,
+                  n_boot=20)
+    with pytest.raises(I.ImpactInputError, match="responses: is missing"):
+        I.what_if(customers, None, "attr_a", 0.5, n_boot=20)
     single = responses.drop_duplicates("customer_id")
     with pytest.raises(CL.ChurnLinkError, match="two or more"):
         I.what_if(customers, single, "attr_a", 0.5, n_boot=20)

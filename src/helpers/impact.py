@@ -266,6 +266,9 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     if revenue not in customers.columns:
         raise ImpactInputError(f"has no revenue column {shorten(revenue)}, so the revenue link of the chain "
                                "cannot be computed", expected="a monthly revenue (or margin) per customer")
+    if responses is None and not precomputed:
+        raise ImpactInputError("is missing", table="responses",
+                               expected="the survey answers, or precomputed ratings and crossproducts")
     attrs = list(attributes) if attributes is not None else \
         [c for c in responses.columns if str(c).startswith("attr_")]
     if not precomputed:
@@ -310,6 +313,9 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     srow = pd.Series(np.arange(len(summary)), index=summary["customer_id"].to_numpy())
     pos = srow.reindex(ids).to_numpy()
     rated = ~np.isnan(pos)
+    if not rated.any():
+        raise ImpactInputError(f"no customer has a {outcome} rating in the responses", column="customer_id",
+                               expected="the same customer ids in customers and responses")
     pos_r = pos[rated].astype(int)
     k_all = np.full(len(ids), np.nan)
     w_all = np.full(len(ids), np.nan)
