@@ -725,3 +725,10 @@ def test_future_dated_rows_reach_the_department_drivers_and_retention_reports(sm
     assert any(expected in w for w in dept.all_warnings())
     retention = prepare_retention_report(data_source=info.snapshot, as_of=info.as_of, n_boot=0, horizon=6)
     assert any(expected in w for w in retention.warnings)
+
+
+def test_a_future_created_at_before_its_reply_shows_both_dates(tmp_path):
+    """One ticket's created_at typed as 2099: the order check names the row and shows the impossible date."""
+    err = contract_error(tmp_path / "d", tickets=set_value("created_at", 2, "2099-01-01 10:00:00"))
+    assert err.column == "first_response_at" and err.examples == ["T3"]
+    assert "(first: created_at 2099-01-01 10:00:00, first_response_at 2024-04-01 12:00:00)" in str(err)

@@ -159,6 +159,7 @@ class _Check:
     condition: str  # SQL over the raw relation, true for offending rows
     problem: str
     expected: str
+    shown: tuple[tuple[str, str], ...] = ()  # (label, SQL) of values to show for the first offending row
 
 
 @dataclass
@@ -378,7 +379,8 @@ def _checks(rt: _RawTable) -> list[_Check]:
                                  "has values not allowed", f"one of {', '.join(c.allowed)}"))
     for earlier, later in rt.spec.ordered:
         checks.append(_Check(later, f"{typed[later]} < {typed[earlier]}", f"is before {earlier!r}",
-                             f"{later} on or after {earlier}"))
+                             f"{later} on or after {earlier}",
+                             shown=((earlier, typed[earlier]), (later, typed[later]))))
     return checks
 
 
@@ -413,6 +415,11 @@ def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
     for ch, bad in zip(checks, counts[1:]):
         if bad:
             problem, expected = ch.problem, ch.expected
+            if ch.shown:  # e.g. both dates of the first row whose end is before its start
+                first = con.execute("SELECT " + ", ".join(f"CAST({sql} AS VARCHAR)" for _, sql in ch.shown)
+                                    + f" FROM {rt.relation} WHERE {ch.condition} LIMIT 1").fetchone()
+                problem += " (first: " + ", ".join(f"{label} {_plain(v, 40) if v else 'empty'}"
+                                                  for (label, _), v in zip(ch.shown, first)) + ")"
             if ch.problem == "has values of the wrong type":
                 values = _bad_values(con, rt, ch)
                 problem += f" ({_shown(values, 5)})"
