@@ -489,7 +489,8 @@ class ChurnLinkResult:
         ax.axvline(1, color="grey", lw=1, ls="--")
         ax.set_yticks([0, 1], labels)
         ax.set_xlabel(f"Hazard ratio of churn per point of {self.rating_label} ({self.level:.0%} CI)")
-        ax.set_title("Correcting for rating noise strengthens the satisfaction-churn link")
+        ax.set_title(f"Churn hazard ratio per point of {self.rating_label}: {rows[0][0]:.2f} as observed, "
+                     f"{rows[1][0]:.2f} corrected for rating noise")
         return ax
 
     def summary(self) -> str:
