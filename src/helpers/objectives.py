@@ -1040,9 +1040,13 @@ def _judge(o, r, s, w, as_of, source, info, per_day, level, history, min_respons
         return
     scale = kpi_scale(info.unit if info else "", info.bounds if info else (None, None), info.kind if info else "")
     hist = s.iloc[-history:] if history else s
-    fc = forecast_window(hist, w.start, w.end, freq=o.frequency, scale=scale, level=level, target=o.target,
-                         direction=o.direction, per_day=per_day)
-    if fc is None:
+    try:
+        fc = forecast_window(hist, w.start, w.end, freq=o.frequency, scale=scale, level=level, target=o.target,
+                             direction=o.direction, per_day=per_day)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # a degenerate series: said, not raised
+        r["message"] = f"{where}: the forecast of {w.label} failed on this history ({type(exc).__name__}: {exc})"
+        return
+    if fc is None or not np.isfinite(fc.p_met):
         r["message"] = f"{where}: no history to forecast {w.label} from"
         return
     forecasts[o.id] = fc.path

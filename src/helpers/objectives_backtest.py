@@ -146,7 +146,10 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
         hist = s.iloc[max(0, i + 1 - history):i + 1]
         origin_period = hist["period"].iloc[-1]
         as_of = period_end(origin_period, freq)
-        selected = model_for(hist, freq=freq, scale=scale, per_day=per_day)
+        try:
+            selected = model_for(hist, freq=freq, scale=scale, per_day=per_day)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            continue
         for h in range(1, max_horizon + 1):
             target_period = origin_period + pd.DateOffset(months=step * h)
             realised = s[s["period"] == target_period]
@@ -154,8 +157,11 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
                 continue
             truth = float(realised["value"].iloc[0])
             we = period_end(target_period, freq)
-            f = forecast_window(hist, target_period, we, freq=freq, scale=scale, level=level, per_day=per_day,
-                                selected=selected)
+            try:
+                f = forecast_window(hist, target_period, we, freq=freq, scale=scale, level=level,
+                                    per_day=per_day, selected=selected)
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                continue
             if f is None:
                 continue
             covered_simple = np.nan
