@@ -373,3 +373,31 @@ def test_random_hostile_html_is_always_made_safe(snippet):
     problems = [p for p in sweep(cleaned).problems if p[0] != "img without an embedded image"]
     assert problems == [], (snippet, cleaned, problems)
     assert spec_parser_problems(cleaned) == [], (snippet, cleaned)  # what a browser's parser sees, too
+
+
+# ------------------------------------------------------------------ free text on charts (matplotlib mathtext)
+MATH_TEXT = ["Cut $x^$ cost", r"a $\frac{ b$", "Save $5 and $10"]
+
+
+@pytest.mark.parametrize("text", MATH_TEXT)
+def test_chart_text_with_dollars_renders_as_written(text, tmp_path):
+    """A "$" in an objective title or owner name started matplotlib mathtext: "$x^$" crashed the department
+    report's chart (ValueError while saving the PNG), "$5 and $10" turned into italic math."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.charts import cascade_tree, kpi_trend
+
+    series = pd.DataFrame({"period": pd.date_range("2026-01-01", periods=4, freq="MS"),
+                           "value": [1.0, 2.0, 3.0, 4.0], "ci_low": [0.5] * 4, "ci_high": [4.5] * 4})
+    fig, (left, right) = plt.subplots(1, 2)
+    kpi_trend(series, target=5.0, title=f"{text} - {text}", ax=left)
+    tree = pd.DataFrame({"id": ["a", "b"], "parent": [None, "a"], "level": [0, 1], "title": [text, "child"],
+                         "owner": ["owner", text], "status": ["on track", "at risk"]})
+    cascade_tree(tree, ax=right)
+    fig.savefig(tmp_path / "chart.png")  # raised ValueError for unbalanced mathtext
+    fig.canvas.draw()
+    shown = [s for s in [left.get_title()] + [t.get_text() for t in right.texts] if "$" in s]
+    plt.close(fig)
+    assert len(shown) == 3 and all(s.count("$") == s.count("\\$") for s in shown)  # no mathtext left

@@ -15,6 +15,8 @@ if not os.environ.get("MPLBACKEND") and "ipykernel" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from helpers.formatting import chart_text  # noqa: E402
+
 PALETTE = {
     "achieved": "#1a7f37",
     "on track": "#2da44e",
@@ -94,7 +96,7 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     if title:
-        ax.set_title(title)
+        ax.set_title(chart_text(title))  # free text (objective title, owner): a "$" must not start mathtext
     ax.set_xlabel("")
     if ylabel:
         ax.set_ylabel(ylabel)
@@ -191,7 +193,8 @@ def cascade_tree(tree, ax=None, *, width_per_leaf=2.6, wrap=22):
                     zorder=1)
     for r in rows:
         colour = PALETTE.get(r.status, PALETTE["no data"])
-        label = textwrap.fill(str(r.title), wrap) + "\n" + textwrap.fill(str(r.owner), wrap) + f"\n[{r.status}]"
+        label = (textwrap.fill(chart_text(r.title), wrap) + "\n" + textwrap.fill(chart_text(r.owner), wrap)
+                 + f"\n[{r.status}]")
         ax.text(x[r.id], -r.level, label, ha="center", va="center", fontsize=7.5, zorder=2,
                 color=_TEXT_ON.get(r.status, "white"),
                 bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": "white"})

@@ -13,7 +13,7 @@ import html
 import re
 import reprlib
 
-__all__ = ["html_escape", "md_escape", "shorten"]
+__all__ = ["chart_text", "html_escape", "md_escape", "shorten"]
 
 # CommonMark lets a backslash escape any ASCII punctuation; these are the ones that can start or form Markdown
 # syntax (links, images, emphasis, code, headings, lists, tables, math); the HTML-special characters (& < > " ')
@@ -41,6 +41,13 @@ def md_escape(text: object) -> str:
     # backslashes first, entities second: an entity the escaping produces (``&#x27;`` for ``'``) stays whole,
     # and ``<``, ``>``, ``&`` and quotes are handled by the entities alone (a ``\\`` before ``&gt;`` would show)
     return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line), quote=True)
+
+
+def chart_text(text: object) -> str:
+    """Free text for a matplotlib title, label or annotation, shown as written: every ``$`` is escaped, so a
+    title like ``Cut $x^$ cost`` neither starts mathtext (unbalanced, it raises while the PNG is saved) nor
+    turns ``$5 and $10`` into italic math. ``None`` -> ``""``."""
+    return "" if text is None else str(text).replace("$", r"\$")
 
 
 def shorten(value: object, limit: int = 80) -> str:
