@@ -171,6 +171,19 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
 # The chain
 # ----------------------------------------------------------------------------------------------------
 
+def _money(value: float, currency: str) -> str:
+    """Signed amount with the currency after the sign: +$1,234 / -€56."""
+    return f"{'-' if value < 0 else '+'}{currency}{abs(value):,.0f}"
+
+
+def _decimals(lo: float, hi: float, least: int = 2, most: int = 4) -> int:
+    """Fewest decimals (>= ``least``) at which the interval's ends print differently."""
+    for d in range(least, most + 1):
+        if f"{lo:.{d}f}" != f"{hi:.{d}f}":
+            return d
+    return most
+
+
 @dataclass
 class WhatIfResult:
     """The chain's answer. ``table``: one row per group of ``by`` and ``all``: ``customers`` (active at the
@@ -203,16 +216,17 @@ class WhatIfResult:
         hr, hlo, hhi = self.link("hazard_ratio_of_change")
         lvl = f"{self.level:.0%}"
         cur = self.currency
+        dd, dh = _decimals(dlo, dhi), _decimals(hlo, hhi)
         name = self.attribute.removeprefix("attr_").replace("_", " ")
         way = "Raising" if self.delta > 0 else "Lowering"
         text = (f"{way} {name} ratings by {abs(self.delta):g} point{'s' if abs(self.delta) != 1 else ''}: "
-                f"{dc:+.2f} CSAT points ({lvl} CI {dlo:+.2f} to {dhi:+.2f}), a churn hazard {hr:.2f} times "
-                f"today's ({hlo:.2f}-{hhi:.2f}), {allrow['extra_kept']:+,.0f} of today's "
+                f"{dc:+.{dd}f} CSAT points ({lvl} CI {dlo:+.{dd}f} to {dhi:+.{dd}f}), a churn hazard "
+                f"{hr:.{dh}f} times today's ({hlo:.{dh}f}-{hhi:.{dh}f}), {allrow['extra_kept']:+,.0f} of today's "
                 f"{allrow['customers']:,.0f} customers still customers after {self.horizon} months "
                 f"({allrow['extra_kept_low']:+,.0f} to {allrow['extra_kept_high']:+,.0f}) and "
-                f"{cur}{allrow['extra_revenue']:+,.0f} revenue over those months ({cur}"
-                f"{allrow['extra_revenue_low']:+,.0f} to {cur}{allrow['extra_revenue_high']:+,.0f}; discounted "
-                f"at {self.annual_discount_rate:.0%} a year). ")
+                f"{_money(allrow['extra_revenue'], cur)} revenue over those months "
+                f"({_money(allrow['extra_revenue_low'], cur)} to {_money(allrow['extra_revenue_high'], cur)}; "
+                f"discounted at {self.annual_discount_rate:.0%} a year). ")
         if not self.corrected:
             text += "The satisfaction-churn link was NOT corrected for rating noise (naive). "
         text += ASSOCIATION_NOTE
