@@ -56,11 +56,6 @@ _ODD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ATTRIBUTE_NAME = re.compile(r"[a-zA-Z_:][-a-zA-Z0-9_:.]*\Z")
 
 
-def _normalised(value: str) -> str:
-    """The value as a browser reads a URL: control characters and spaces removed, lower case."""
-    return _CONTROL.sub("", value).lower()
-
-
 def _has_script_scheme(value: str) -> bool:
     first = value.find(":")
     if first == -1:
