@@ -126,7 +126,8 @@ def test_bootstrap_draws_follow_the_documented_cost_bound(monkeypatch):
     monkeypatch.setattr(engine, "BOOT_SUBSET_BUDGET", 2 ** 8 * 250)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, 8))
-    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(y=X @ np.linspace(1, 0.1, 8) + rng.normal(size=400))
+    y = X @ np.linspace(1, 0.1, 8) + rng.normal(size=400)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(y=y)
     t = relative_importance(df, "y", [f"x{i}" for i in range(8)], n_boot=400, seed=1)
     assert t.attrs["n_boot"] == 250 and t.attrs["n_boot_requested"] == 400 and t.attrs["boot_draws"].shape[0] == 250
     assert "250 of the 400 requested" in t.attrs["n_boot_reason"]

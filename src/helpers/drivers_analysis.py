@@ -397,7 +397,8 @@ class DriverAnalysis:
             text = f"Intervals from {n_boot:,} bootstrap re-samples of the responses"
             reason = self.attrs.get("n_boot_reason", "")
             if reason:
-                text += f" ({md_escape(reason.split(': ', 1)[-1])}; {self.attrs.get('n_boot_requested', n_boot):,} were requested)"
+                asked = self.attrs.get("n_boot_requested", n_boot)
+                text += f" ({md_escape(reason.split(': ', 1)[-1])}; {asked:,} were requested)"
             out.append(text + ".")
         if (not self.attrs.get("exact", True) and self.attrs.get("fallback")
                 and self.attrs["fallback"] not in self.warnings):
@@ -586,7 +587,8 @@ class SegmentDrivers:
         s = self.shares() * 100
         s.columns = [_chart_label(c) for c in s.columns]
         s.index = [_chart_text(i) for i in s.index]
-        sns.heatmap(s, annot=s.shape[1] <= 20, fmt=".0f", cmap="Blues", cbar_kws={"label": "% of explained variance"}, ax=ax)
+        sns.heatmap(s, annot=s.shape[1] <= 20, fmt=".0f", cmap="Blues",
+                    cbar_kws={"label": "% of explained variance"}, ax=ax)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.set_title(f"Drivers of {_chart_label(self.outcome)} by {_chart_text(self.segment)}")
