@@ -40,6 +40,7 @@ STANDARD_ATTRIBUTES = ("attr_speed", "attr_resolution", "attr_knowledge", "attr_
                        "attr_value")
 RATINGS = ("csat", "nps", "ces", *STANDARD_ATTRIBUTES)
 RATING_RANGE = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
+HOSTILE_DEPARTMENT = "Billing & <Collections> *Ünïcode* [x](javascript:y)"  # Billing renamed (DataSpec.renamed)
 FUTURE_DAYS = (1, 40, 400, 27_000)  # after the last date: inside "today", after today, next year, year 2100
 
 
@@ -91,6 +92,10 @@ class DataSpec:
     keep_responses: int | None = None       # keep only this many responses (a tiny survey)
     future_signups: int = 0                 # customers who sign up after the data's last day
     unresolved_tickets: bool = False        # no ticket has a first response, a resolution or contacts yet
+    instant_tickets: bool = False           # every ticket answered and resolved at once, in one contact, never reopened
+    no_revenue: str | None = None           # "missing": no monthly_revenue at all; "zero": every revenue 0
+    one_cohort: bool = False                # every customer signed up on the data's first day
+    renamed: bool = False                   # Billing, its teams, segments and channels get hostile names
 
 
 def _as_day(values) -> pd.Series:
@@ -176,6 +181,26 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
         tick["contacts_to_resolve"] = np.nan
         tick["reopened"] = None
 
+    if spec.instant_tickets:
+        tick["first_response_at"] = tick["created_at"]
+        tick["resolved_at"] = tick["created_at"]
+        tick["contacts_to_resolve"] = 1.0
+        tick["reopened"] = False
+    if spec.no_revenue == "missing":
+        cust["monthly_revenue"] = np.nan
+    elif spec.no_revenue == "zero":
+        cust["monthly_revenue"] = 0.0
+    if spec.one_cohort:
+        cust["signup_date"] = _dates_out(pd.Series(first, index=cust.index))
+    if spec.renamed:
+        for frame in (resp, tick, t["org"]):
+            frame["department"] = frame["department"].replace("Billing", HOSTILE_DEPARTMENT)
+        for frame in (tick, t["org"]):
+            frame["team"] = frame["team"].map(lambda v: v if pd.isna(v) else f"{v} <team> & *co*")
+        cust["segment"] = cust["segment"].map(lambda v: f"{v} [seg](javascript:x) `ü`")
+        for frame in (resp, tick):
+            frame["channel"] = frame["channel"].map(lambda v: v if pd.isna(v) else f"{v} | ' \" #")
+
     signup = pd.to_datetime(cust["signup_date"])
     if spec.churn == "none":
         cust["end_date"] = None
@@ -245,8 +270,9 @@ class ObjectiveSpec:
         return doc
 
 
-def department_document(department: str, objectives: tuple[ObjectiveSpec, ...]) -> dict:
-    slug = department.lower().replace(" ", "_")
+def department_document(department: str, objectives: tuple[ObjectiveSpec, ...], slug: str | None = None) -> dict:
+    """A department params file; ``slug`` names the org's people (``<slug>-dir``)."""
+    slug = slug or department.lower().replace(" ", "_")
     return {"department": department, "people": {"director": f"{slug}-dir"},
             "objectives": [o.document(i + 1, slug) for i, o in enumerate(objectives)]}
 
@@ -274,7 +300,8 @@ def _iso(day: pd.Timestamp) -> str:
 
 
 HOSTILITIES = ("future rows", "drivers", "constant", "all missing", "skewed", "thin department", "gap", "churn",
-               "one segment", "tiny survey", "future signups", "unresolved tickets")
+               "one segment", "tiny survey", "future signups", "unresolved tickets", "instant tickets", "no revenue",
+               "one cohort", "hostile names")
 
 
 @st.composite
@@ -305,6 +332,14 @@ def data_specs(draw, max_drivers: int = 20) -> DataSpec:
         spec["future_signups"] = 2
     if "unresolved tickets" in chosen:
         spec["unresolved_tickets"] = True
+    if "instant tickets" in chosen:
+        spec["instant_tickets"] = True
+    if "no revenue" in chosen:
+        spec["no_revenue"] = draw(st.sampled_from(("missing", "zero")))
+    if "one cohort" in chosen:
+        spec["one_cohort"] = True
+    if "hostile names" in chosen:
+        spec["renamed"] = True
     return DataSpec(**spec)
 
 
@@ -339,7 +374,8 @@ def objective_specs(draw) -> ObjectiveSpec:
     start = draw(_dates_around_data())
     deadline = start + pd.Timedelta(days=draw(st.integers(1, 900)))
     filters = draw(st.sampled_from(((), (), (("channel", "phone"),), (("channel", "carrier pigeon"),),
-                                    (("segment", "enterprise"),), (("region", "north"),))))
+                                    (("segment", "enterprise"),), (("region", "north"),),
+                                    (("team", "Front Desk"),), (("agent", "billing-rep001"),))))
     return ObjectiveSpec(metric=metric, target=target, baseline=baseline, start=_iso(start),
                          deadline=_iso(deadline), direction=draw(st.none() | st.sampled_from(("raise", "lower"))),
                          frequency=draw(st.none() | st.sampled_from(("month", "quarter"))), filters=filters,

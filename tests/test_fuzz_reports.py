@@ -27,7 +27,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fuzz_support import (BASE_SEEDS, DEPARTMENTS, DataSpec, ObjectiveSpec, ReportSettings, as_of_dates,
+from fuzz_support import (BASE_SEEDS, DEPARTMENTS, HOSTILE_DEPARTMENT, DataSpec, ObjectiveSpec, ReportSettings, as_of_dates,
                           base_date_range, data_specs, department_document, objective_specs, report_settings,
                           run_notebook, strict_and_small, write_data)
 from helpers.errors import KitError
@@ -36,7 +36,7 @@ FUZZ = settings(max_examples=10, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 SMALL_BOOT = 10
-MAX_DRIVERS = 12
+MAX_DRIVERS = 20
 FIRST, LAST = (f"{d:%Y-%m-%d}" for d in base_date_range(BASE_SEEDS[0]))
 
 
@@ -110,9 +110,10 @@ def run_department(data: DataSpec, department: str, objectives: tuple[ObjectiveS
         if run.snapshot is None:
             return None
         slug = department.lower().replace(" ", "_")
+        name = HOSTILE_DEPARTMENT if data.renamed and department == "Billing" else department
         params_file = Path(tmp) / "params" / "departments" / f"{slug}.yaml"
         params_file.parent.mkdir(parents=True)
-        params_file.write_text(yaml.safe_dump(department_document(department, objectives), sort_keys=False))
+        params_file.write_text(yaml.safe_dump(department_document(name, objectives, slug), sort_keys=False))
         with strict_and_small(SMALL_BOOT):
             namespace = renders_or_kit_error(lambda: run_notebook("department_report", dict(
                 run.common(as_of), department=slug, params_file=str(params_file))))
