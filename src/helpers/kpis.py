@@ -1094,7 +1094,7 @@ def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, perio
         return compare_means(ticket_hours(da, k.column), ticket_hours(db, k.column), name, "hours", confidence)
     if k.kind == "count":
         days = [_period_days(period, name) for period in (period_a, period_b)]
-        if None in days:  # an open-ended period has no length: compare the raw counts
+        if None in days or days[0] == days[1]:  # open-ended or equally long periods: the counts compare as they are
             return compare_rates(len(da), len(db), metric=name, confidence=confidence)
         # periods of different lengths (January vs February): compare counts per day, never raw counts
         return compare_rates(len(da), len(db), days[0], days[1], metric=name, confidence=confidence,
