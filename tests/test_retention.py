@@ -623,3 +623,23 @@ def test_report_escapes_segment_values_in_markdown(small_demo, tmp_path):
     for text in (rep.headline_markdown(), rep.summary_markdown()):
         assert "](javascript" not in text and "<img" not in text
     assert r"\[click\]\(javascript\:alert\(1\)\) &lt;img src=x&gt; customers" in rep.headline_markdown()
+
+
+def test_cox_with_a_single_level_category_is_a_clear_error():
+    """Found by the fuzz harness: one segment only gave KeyError "None of ['covariate'] are in the columns"."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"duration": rng.exponential(10, 80), "event": rng.integers(0, 2, 80), "segment": "consumer"})
+    with pytest.raises(R.RetentionInputError, match="single value"):
+        R.fit_cox(data, "duration", "event", ["segment"])
+
+
+def test_plain_summary_without_an_all_customers_fit():
+    """Found by the fuzz harness: sBG fitted for a segment but not for all customers gave KeyError: 'all'."""
+    from helpers.retention_report import RetentionReport
+    rep = RetentionReport(segment="all", horizon=6, holdout=3, discount_rate=0.1)
+    rep.value = pd.DataFrame([{"segment": "consumer", "customers": 40, "clv": 100.0, "clv_low": 80.0,
+                               "clv_high": 120.0, "del": 10.0}])
+    rep.warnings.append("sBG for all customers: no customer churned")
+    assert "worth" not in rep.plain_summary() and "no customer churned" in rep.plain_summary()
+    rep.segment = "consumer"
+    assert "a new customer (consumer) is worth about 100" in rep.plain_summary()

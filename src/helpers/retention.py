@@ -655,6 +655,9 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
         X = pd.get_dummies(X.astype({c: str for c in cat}).where(X.notna()), columns=cat, drop_first=True,
                            dtype="float64")
     X = X.astype("float64")
+    if X.shape[1] == 0:  # e.g. a categorical covariate with a single level: nothing to compare
+        raise RetentionInputError(f"covariate(s) {', '.join(shorten(c, 40) for c in covariates)} have a single "
+                                  "value", table="survival data", expected="covariates that differ between customers")
     keep = X.notna().all(axis=1).to_numpy() & ~missing_any
     if keep.sum() < max(10, 0.5 * len(X)):
         raise RetentionInputError(f"covariates {covariates} are missing for {int((~keep).sum())} of {len(X)} "

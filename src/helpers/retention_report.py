@@ -116,9 +116,10 @@ class RetentionReport:
         if self.rates is not None:
             parts.append(self.rates.summary())
         if self.value is not None and len(self.value):
-            key = self.segment if self.segment in set(self.value["segment"]) else "all"
-            row = self.value.set_index("segment").loc[key]
-            if np.isfinite(row["clv"]):
+            values = self.value.set_index("segment")
+            key = self.segment if self.segment in values.index else "all"
+            row = values.loc[key] if key in values.index else None  # no fit for it: nothing to value
+            if row is not None and np.isfinite(row["clv"]):
                 parts.append(f"At a {self.discount_rate:.0%} annual discount rate, a new customer ({key}) is worth "
                              f"about {row['clv']:,.0f} in revenue over their lifetime (95% CI {row['clv_low']:,.0f}-"
                              f"{row['clv_high']:,.0f}): {row['del']:.1f} discounted months of revenue.")
@@ -307,7 +308,7 @@ def _hazards(report, frame, responses, seg_col, settings) -> None:
             if share < 0.9:
                 report.warnings.append(f"{1 - share:.0%} of customers never answered a CSAT survey and are "
                                        "left out of the hazard-ratio model.")
-    if seg_col:
+    if seg_col and data[seg_col].nunique() > 1:  # a single segment has nothing to compare
         covs.append(seg_col)
     if not covs:
         report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
