@@ -67,3 +67,22 @@ def test_data_env_overrides_configured_source(monkeypatch, tmp_path):
     assert resolve_data_source() == tmp_path.resolve()
     monkeypatch.delenv(DATA_ENV)
     assert resolve_data_source().name == "demo"
+
+
+def test_missing_answers_quotes_column_names_from_the_data():
+    """An attribute column whose name holds a double quote must not break (or inject into) the SQL."""
+    import duckdb
+
+    class _FakeDataset:
+        con = duckdb.connect()
+        attributes = ['attr_say "hi"']
+
+        def columns(self, table):
+            return [d[0] for d in self.con.execute(f"DESCRIBE {table}").fetchall()]
+
+    ds = _FakeDataset()
+    ds.con.execute('CREATE TABLE responses (csat DOUBLE, "attr_say ""hi""" DOUBLE)')
+    ds.con.execute("INSERT INTO responses VALUES (5, NULL), (4, 3), (NULL, 2), (3, NULL)")
+    shares = explore.missing_answers(ds)["missing share"]
+    assert shares['attr_say "hi"'] == pytest.approx(0.5)
+    assert shares["csat"] == pytest.approx(0.25)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.charts import ACCENT, PALETTE, new_axis
+from helpers.data import quote_ident
 from helpers.errors import KitError
 
 # the date column that places each table's rows in time
@@ -28,7 +29,7 @@ def table_overview(dataset) -> pd.DataFrame:
         date_col = DATE_COLUMNS.get(table)
         if date_col and n:
             first, last = dataset.con.execute(
-                f'SELECT CAST(min("{date_col}") AS DATE), CAST(max("{date_col}") AS DATE) FROM {table}').fetchone()
+                f'SELECT CAST(min({quote_ident(date_col)}) AS DATE), CAST(max({quote_ident(date_col)}) AS DATE) FROM {table}').fetchone()
         rows.append({"table": table, "rows": n, "first date": first, "last date": last})
     return pd.DataFrame(rows).set_index("table")
 
@@ -37,7 +38,7 @@ def missing_answers(dataset) -> pd.DataFrame:
     """Share of responses with no answer, per survey question (csat, nps, ces, attr_*), most missing first."""
     questions = ["csat", "nps", "ces", *dataset.attributes, "comment"]
     cols = [c for c in questions if c in dataset.columns("responses")]
-    sql = ", ".join(f'avg(CASE WHEN "{c}" IS NULL THEN 1.0 ELSE 0.0 END)' for c in cols)
+    sql = ", ".join(f'avg(CASE WHEN {quote_ident(c)} IS NULL THEN 1.0 ELSE 0.0 END)' for c in cols)
     shares = dataset.con.execute(f"SELECT {sql} FROM responses").fetchone()
     out = pd.DataFrame({"question": cols, "missing share": shares}).set_index("question")
     return out.sort_values("missing share", ascending=False)
