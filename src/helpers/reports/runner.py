@@ -45,7 +45,6 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 
 from helpers.errors import KitError, ParamsError
 from helpers.reports import (STATUS_KEYS, ReportRunError, RunEnvironmentError, RunInterrupted, atomic_write_text,
