@@ -13,7 +13,9 @@ with ``R_SS`` the drivers' block for a subset ``S`` and ``r_S`` their correlatio
   then about 6 * 2^p multiply-adds, in blocks of bounded memory; see :func:`_sweep_blocks`), and the
   Shapley sums are accumulated block by block, so no 2^p x k x k array is ever held. Exact up to
   ``max_exact`` drivers (20: about 0.03 s per correlation matrix here); above that the result falls back
-  to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``).
+  to relative weights and says so (``attrs["exact"] = False``, ``attrs["fallback"]``). The limit is a
+  cost choice, not a memory one (the sweep's memory is bounded for any p): each further driver doubles
+  the cost, so at 22 drivers even the 200-draw floor of the bootstrap would take about 25 s per analysis.
 
 Cost bound: a fit costs one pass over the rows plus O(2^min(p, 20)); a bootstrap draws at most the
 requested number of re-samples within the budget of :func:`bootstrap_draws` (and never fewer than 200),
