@@ -1,0 +1,509 @@
+"""Comment themes as drivers of satisfaction, and the closed loop on unhappy customers.
+
+- :func:`theme_shares`: each theme's share of the comments with its 95% Wilson interval, counted in DuckDB.
+- :func:`theme_trends`: the share per month, the latest month against the one before with the test the KPIs use
+  (:func:`helpers.kpis.compare_proportions`: Newcombe interval, pooled z-test), and each theme's onset (the month
+  where its share changes most, by the likelihood-ratio test for one change in a binomial proportion).
+- :func:`theme_effects`: what a theme costs: the difference in mean CSAT between comments that mention it and
+  comments that do not (raw: Welch; adjusted for the attribute ratings: OLS with HC3 intervals), and the odds of
+  being a detractor (NPS 0-6) adjusted the same way (logistic regression), both statsmodels fits.
+- :func:`follow_up_list`: detractors and very dissatisfied customers of the latest period, with their score,
+  themes, comment, open/recent tickets and the owner (the linked ticket's team and agent), oldest first; customer
+  and response ids only when ``show_customer_ids=True`` (default off). :func:`follow_up_display` escapes the text.
+
+Population: the effects and shares are among responses *with a comment* (a theme is only defined there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.errors import KitError
+from helpers.formatting import shorten
+from helpers.kpis import compare_proportions, wilson_interval
+from helpers.voice import Codebook, _as_codebook, escape_text, match_themes, sentiment, theme_flags_sql
+
+__all__ = ["ThemeShares", "theme_shares", "ThemeTrends", "theme_trends", "binomial_change_point",
+           "ThemeEffects", "theme_effects", "theme_effects_frame", "FollowUpList", "follow_up_list",
+           "follow_up_display"]
+
+_FREQS = ("month", "quarter")
+
+
+def _date_where(start, end, column: str = "response_date") -> tuple[str, list]:
+    parts, params = [], []
+    if start is not None:
+        parts.append(f"CAST({column} AS DATE) >= CAST(? AS DATE)")
+        params.append(pd.Timestamp(start).date())
+    if end is not None:
+        parts.append(f"CAST({column} AS DATE) <= CAST(? AS DATE)")
+        params.append(pd.Timestamp(end).date())
+    return " AND ".join(parts), params
+
+
+def _and(*conds: str) -> str:
+    return " AND ".join(f"({c})" for c in conds if c)
+
+
+def _filter_sql(department: str | None) -> tuple[str, list]:
+    return ("department = ?", [department]) if department is not None else ("", [])
+
+
+# --- shares --------------------------------------------------------------------------------------------------
+
+@dataclass
+class ThemeShares:
+    """``table``: one row per theme (and group): ``theme``, ``label``, ``mentions``, ``comments``, ``share``,
+    ``ci_low``, ``ci_high`` (percent, Wilson), sorted by share."""
+
+    table: pd.DataFrame
+    n_comments: int
+    confidence: float = 0.95
+    by: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.n_comments == 0:
+            return "No comments in this period."
+        t = self.table.sort_values("share", ascending=False)
+        top = t.iloc[0]
+        pct = int(round(self.confidence * 100))
+        return (f"{self.n_comments:,} comments; the most mentioned theme is {top['label']}: {top['share']:.1f}% "
+                f"of comments ({pct}% CI {top['ci_low']:.1f}-{top['ci_high']:.1f}%).")
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        t = self.table.sort_values("share")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
+        ax.errorbar(t["share"], t["label"], xerr=[t["share"] - t["ci_low"], t["ci_high"] - t["share"]],
+                    fmt="o", color="#4477AA", ecolor="#888888", capsize=3)
+        ax.set_xlabel(f"% of comments ({int(round(self.confidence * 100))}% CI)")
+        ax.set_title("Share of comments mentioning each theme")
+        return ax
+
+
+def _count_sql(cb: Codebook, where: str, group_cols: Sequence[str]) -> str:
+    from helpers.data import quote_ident
+
+    keys = [quote_ident(c) for c in group_cols]
+    sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
+    flags = theme_flags_sql(cb, "responses", "comment", ["response_date", "department", *group_cols], where)
+    sel = ", ".join(keys + ["count(*) AS comments", sums])
+    return f"SELECT {sel} FROM ({flags})" + (f" GROUP BY {', '.join(keys)}" if keys else "")
+
+
+def _long(counts: pd.DataFrame, cb: Codebook, keys: list[str], confidence: float) -> pd.DataFrame:
+    long = counts.melt(id_vars=keys + ["comments"], value_vars=cb.names, var_name="theme", value_name="mentions")
+    long["label"] = long["theme"].map(cb.labels)
+    k, n = long["mentions"].to_numpy(float), long["comments"].to_numpy(float)
+    lo, hi = wilson_interval(k, n, confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        long["share"] = 100 * k / n
+    long["ci_low"], long["ci_high"] = 100 * lo, 100 * hi
+    long["mentions"] = long["mentions"].astype(int)
+    long["comments"] = long["comments"].astype(int)
+    return long[keys + ["theme", "label", "mentions", "comments", "share", "ci_low", "ci_high"]]
+
+
+def theme_shares(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
+                 by: str | Sequence[str] | None = None, confidence: float = 0.95) -> ThemeShares:
+    """Share of comments mentioning each theme, ``mentions / comments`` with the Wilson interval (Wilson 1927,
+    :func:`helpers.kpis.wilson_interval`), counted in DuckDB over ``ds.con`` (responses with a comment in
+    ``[start, end]``, optionally one ``department`` and grouped ``by`` responses columns)."""
+    cb = _as_codebook(codebook)
+    by_cols = [by] if isinstance(by, str) else list(by or [])
+    dw, params = _date_where(start, end)
+    fw, fparams = _filter_sql(department)
+    counts = ds.con.execute(_count_sql(cb, _and(dw, fw), by_cols), params + fparams).df()
+    counts = counts[counts["comments"] > 0]
+    n = int(counts["comments"].sum()) if len(counts) else 0
+    if not len(counts):
+        table = pd.DataFrame(columns=by_cols + ["theme", "label", "mentions", "comments", "share", "ci_low",
+                                                 "ci_high"])
+    else:
+        table = _long(counts, cb, by_cols, confidence).sort_values(
+            by_cols + ["share"], ascending=[True] * len(by_cols) + [False], kind="stable").reset_index(drop=True)
+    return ThemeShares(table, n, confidence, by_cols)
+
+
+# --- trends and onset ----------------------------------------------------------------------------------------
+
+def binomial_change_point(k, n, min_segment: int = 2) -> dict:
+    """One change in a binomial proportion over ordered periods (``k`` successes of ``n`` per period).
+
+    For each split ``s`` (periods ``< s`` vs ``>= s``, each side at least ``min_segment`` periods) the likelihood
+    ratio ``LR_s = 2 [l(k_1, n_1) + l(k_2, n_2) - l(k, n)]`` with ``l(k, n) = k log(k/n) + (n-k) log(1-k/n)``;
+    the change point is the split with the largest ``LR_s`` (the maximum-likelihood change point, Worsley 1983,
+    Biometrika 70:455) and its p-value is Bonferroni-adjusted over the candidate splits,
+    ``min(1, m * P(chi2_1 > LR))`` (conservative). Returns ``index`` (first period after the change), ``lr``,
+    ``p_value``, ``before`` and ``after`` proportions; ``index`` is None when there are too few periods.
+    """
+    k, n = np.asarray(k, float), np.asarray(n, float)
+
+    def ll(kk, nn):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = kk / nn
+            out = np.where(kk > 0, kk * np.log(p), 0.0) + np.where(nn - kk > 0, (nn - kk) * np.log1p(-p), 0.0)
+        return np.where(nn > 0, out, 0.0)
+
+    m = len(k)
+    splits = np.arange(min_segment, m - min_segment + 1)
+    if len(splits) == 0 or n.sum() == 0:
+        return {"index": None, "lr": np.nan, "p_value": np.nan, "before": np.nan, "after": np.nan}
+    ck, cn = np.cumsum(k), np.cumsum(n)
+    k1, n1 = ck[splits - 1], cn[splits - 1]
+    k2, n2 = ck[-1] - k1, cn[-1] - n1
+    lr = 2 * (ll(k1, n1) + ll(k2, n2) - ll(ck[-1], cn[-1]))
+    best = int(np.argmax(lr))
+    p = min(1.0, len(splits) * float(stats.chi2.sf(max(lr[best], 0.0), 1)))
+    return {"index": int(splits[best]), "lr": float(lr[best]), "p_value": p,
+            "before": float(k1[best] / n1[best]) if n1[best] else np.nan,
+            "after": float(k2[best] / n2[best]) if n2[best] else np.nan}
+
+
+@dataclass
+class ThemeTrends:
+    """``table``: share per period and theme (``period``, ``theme``, ``label``, ``mentions``, ``comments``,
+    ``share``, ``ci_low``, ``ci_high``); ``changes``: the latest period against the previous one per theme
+    (``difference`` in points, its interval, ``p_value``, ``significant``); ``onsets``: per theme the period its
+    share changed most (``onset``, ``share_before``, ``share_after``, ``p_value``, ``significant``)."""
+
+    table: pd.DataFrame
+    changes: pd.DataFrame
+    onsets: pd.DataFrame
+    freq: str
+    confidence: float = 0.95
+
+    def summary(self) -> str:
+        if self.changes.empty:
+            return "Too few periods with comments to compare."
+        sig = self.changes[self.changes["significant"]]
+        latest = self.changes["period"].iloc[0]
+        head = f"Latest {self.freq} ({pd.Timestamp(latest):%Y-%m}) against the one before: "
+        if sig.empty:
+            return head + "no theme's share changed significantly."
+        parts = [f"{r.label} {'rose' if r.difference > 0 else 'fell'} from {r.share_before:.1f}% to "
+                 f"{r.share:.1f}% (p = {r.p_value:.3f})" for r in sig.itertuples()]
+        return head + "; ".join(parts) + "."
+
+    def plot(self, ax=None, themes: Sequence[str] | None = None):
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4))
+        t = self.table if themes is None else self.table[self.table["theme"].isin(themes)]
+        for theme, g in t.groupby("theme", sort=False):
+            ax.plot(g["period"], g["share"], marker="o", ms=3, label=g["label"].iloc[0])
+            ax.fill_between(g["period"], g["ci_low"], g["ci_high"], alpha=0.15)
+        ax.set_ylabel(f"% of comments ({int(round(self.confidence * 100))}% CI)")
+        ax.set_title(f"Share of comments per {self.freq}")
+        ax.legend(fontsize=7, ncol=2)
+        return ax
+
+
+def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month", start=None, end=None,
+                 department: str | None = None, confidence: float = 0.95, min_segment: int = 2) -> ThemeTrends:
+    """Each theme's share of comments per ``freq`` (month or quarter) with Wilson intervals, the latest period
+    against the previous one (:func:`helpers.kpis.compare_proportions`, as for the KPIs), and its onset
+    (:func:`binomial_change_point`). Counted in DuckDB."""
+    if freq not in _FREQS:
+        raise KitError(f"theme trends: freq must be one of {_FREQS}, got {shorten(freq)}")
+    cb = _as_codebook(codebook)
+    dw, params = _date_where(start, end)
+    fw, fparams = _filter_sql(department)
+    flags = theme_flags_sql(cb, "responses", "comment", ["response_date", "department"], _and(dw, fw))
+    from helpers.data import quote_ident
+
+    sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
+    sql = (f"SELECT CAST(date_trunc('{freq}', response_date) AS TIMESTAMP) AS period, count(*) AS comments, "
+           f"{sums} FROM ({flags}) GROUP BY 1 ORDER BY 1")
+    counts = ds.con.execute(sql, params + fparams).df()
+    table = _long(counts, cb, ["period"], confidence).sort_values(["theme", "period"], kind="stable")
+    table = table.reset_index(drop=True)
+    changes, onsets = [], []
+    for theme in cb.names:
+        g = table[table["theme"] == theme]
+        if len(g) >= 2:
+            a, b = g.iloc[-2], g.iloc[-1]
+            c = compare_proportions(int(a["mentions"]), int(a["comments"]), int(b["mentions"]), int(b["comments"]),
+                                    metric=theme, confidence=confidence)
+            changes.append({"period": b["period"], "previous": a["period"], "theme": theme, "label": cb.labels[theme],
+                            "share_before": c.a.value, "share": c.b.value, "difference": c.difference,
+                            "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
+                            "significant": c.significant(), "method": c.method})
+        cp = binomial_change_point(g["mentions"], g["comments"], min_segment)
+        onsets.append({"theme": theme, "label": cb.labels[theme],
+                       "onset": g["period"].iloc[cp["index"]] if cp["index"] is not None else pd.NaT,
+                       "share_before": 100 * cp["before"], "share_after": 100 * cp["after"],
+                       "lr": cp["lr"], "p_value": cp["p_value"],
+                       "significant": bool(np.isfinite(cp["p_value"]) and cp["p_value"] < 1 - confidence)})
+    return ThemeTrends(table, pd.DataFrame(changes), pd.DataFrame(onsets), freq, confidence)
+
+
+# --- effects on satisfaction --------------------------------------------------------------------------------
+
+@dataclass
+class ThemeEffects:
+    """``table``: one row per theme: ``mentions`` (comments with the theme and a CSAT), ``csat_with``,
+    ``csat_without``, raw ``csat_difference`` (Welch interval), ``csat_adjusted`` (OLS coefficient of the theme
+    with the attribute ratings as covariates, HC3 interval, ``n_csat`` complete rows), ``detractor_odds_ratio``
+    (logistic regression on the same covariates, Wald interval on the log-odds scale, ``n_nps`` rows); sorted by
+    the adjusted CSAT effect (most costly first)."""
+
+    table: pd.DataFrame
+    attributes: list[str]
+    confidence: float = 0.95
+
+    def summary(self) -> str:
+        t = self.table.dropna(subset=["csat_adjusted"])
+        hurt = t[t["csat_adjusted_high"] < 0]
+        pct = int(round(self.confidence * 100))
+        if hurt.empty:
+            return ("No theme is linked to significantly lower CSAT once the attribute ratings are taken into "
+                    "account.")
+        r = hurt.iloc[0]
+        return (f"Of the comment themes, {r['label']} costs the most satisfaction: responses mentioning it score "
+                f"{abs(r['csat_adjusted']):.2f} points lower on the 1-5 CSAT scale than comparable responses with "
+                f"the same attribute ratings ({pct}% CI {abs(r['csat_adjusted_high']):.2f} to "
+                f"{abs(r['csat_adjusted_low']):.2f}; n = {int(r['n_csat']):,})" + _odds_clause(r, pct) + ".")
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        t = self.table.dropna(subset=["csat_adjusted"]).sort_values("csat_adjusted", ascending=False)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
+        ax.errorbar(t["csat_adjusted"], t["label"],
+                    xerr=[t["csat_adjusted"] - t["csat_adjusted_low"], t["csat_adjusted_high"] - t["csat_adjusted"]],
+                    fmt="o", color="#CC6677", ecolor="#888888", capsize=3)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("CSAT difference when mentioned, adjusted for attribute ratings (points on 1-5)")
+        ax.set_title("What each comment theme costs in satisfaction")
+        return ax
+
+
+def _odds_clause(r, pct: int) -> str:
+    if np.isfinite(r["detractor_odds_ratio"]):
+        return (f", and their odds of being a detractor are {r['detractor_odds_ratio']:.2f} times those of others "
+                f"({pct}% CI {r['detractor_odds_ratio_low']:.2f}-{r['detractor_odds_ratio_high']:.2f})")
+    if r["detractor_share_with"] == 1:
+        return "; every one of them is a detractor (NPS 0-6), so no odds ratio can be estimated"
+    return ""
+
+
+def _design(frame: pd.DataFrame, theme: str, attributes: Sequence[str], outcome: str):
+    cols = [outcome, theme, *attributes]
+    d = frame[cols].dropna()
+    X = np.column_stack([np.ones(len(d)), d[theme].to_numpy(float)] + [d[a].to_numpy(float) for a in attributes])
+    return d[outcome].to_numpy(float), X
+
+
+def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str],
+                        labels: dict | None = None, confidence: float = 0.95, min_mentions: int = 10) -> ThemeEffects:
+    """Effects from a row-level frame with ``csat`` (1-5), ``nps`` (0-10), one boolean column per theme and the
+    attribute columns.
+
+    Per theme: ``csat = b0 + b_theme * theme + sum_j b_j attr_j + e`` by OLS on complete rows (statsmodels,
+    HC3 standard errors, MacKinnon & White 1985), and ``logit P(nps <= 6) = g0 + g_theme * theme + sum_j g_j
+    attr_j`` (statsmodels ``Logit``), reporting ``b_theme`` and ``exp(g_theme)`` with their intervals. A theme
+    with fewer than ``min_mentions`` mentions on either outcome, or whose logistic fit does not converge
+    (separation), gets NaN there.
+    """
+    import statsmodels.api as sm
+
+    labels = labels or {t: t for t in themes}
+    alpha = 1 - confidence
+    rows = []
+    for theme in themes:
+        row = {"theme": theme, "label": labels.get(theme, theme)}
+        with_ = frame.loc[frame[theme].astype(bool), "csat"].dropna()
+        without = frame.loc[~frame[theme].astype(bool), "csat"].dropna()
+        row.update(mentions=int(len(with_)), csat_with=with_.mean() if len(with_) else np.nan,
+                   csat_without=without.mean() if len(without) else np.nan)
+        if len(with_) >= 2 and len(without) >= 2:
+            res = stats.ttest_ind(with_, without, equal_var=False)
+            ci = res.confidence_interval(confidence)
+            row.update(csat_difference=with_.mean() - without.mean(), csat_difference_low=float(ci.low),
+                       csat_difference_high=float(ci.high))
+        y, X = _design(frame, theme, attributes, "csat")
+        nm = int(X[:, 1].sum()) if len(X) else 0
+        if nm >= min_mentions and len(y) - nm >= min_mentions:
+            fit = sm.OLS(y, X).fit(cov_type="HC3")
+            lo, hi = fit.conf_int(alpha)[1]
+            row.update(csat_adjusted=float(fit.params[1]), csat_adjusted_low=float(lo), csat_adjusted_high=float(hi),
+                       csat_adjusted_p=float(fit.pvalues[1]), n_csat=int(len(y)))
+        d = frame[["nps", theme, *attributes]].dropna()
+        det = (d["nps"] <= 6).astype(float)
+        row["detractor_share_with"] = float(det[d[theme].astype(bool)].mean()) if d[theme].any() else np.nan
+        row["detractor_share_without"] = float(det[~d[theme].astype(bool)].mean()) if (~d[theme].astype(bool)).any() \
+            else np.nan
+        y2, X2 = _design(d.assign(nps=det), theme, attributes, "nps")
+        nm2 = int(X2[:, 1].sum()) if len(X2) else 0
+        if nm2 >= min_mentions and len(y2) - nm2 >= min_mentions and 0 < y2.sum() < len(y2):
+            try:
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    lfit = sm.Logit(y2, X2).fit(disp=0, maxiter=100)
+                if lfit.mle_retvals.get("converged", True) and np.all(np.isfinite(lfit.bse)):
+                    lo, hi = lfit.conf_int(alpha)[1]
+                    row.update(detractor_odds_ratio=float(np.exp(lfit.params[1])),
+                               detractor_odds_ratio_low=float(np.exp(lo)), detractor_odds_ratio_high=float(np.exp(hi)),
+                               detractor_p=float(lfit.pvalues[1]), n_nps=int(len(y2)))
+            except (np.linalg.LinAlgError, ValueError):  # perfect separation or a singular design
+                pass
+        rows.append(row)
+    cols = ["theme", "label", "mentions", "csat_with", "csat_without", "csat_difference", "csat_difference_low",
+            "csat_difference_high", "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "csat_adjusted_p",
+            "n_csat", "detractor_share_with", "detractor_share_without", "detractor_odds_ratio",
+            "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "n_nps"]
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
+    return ThemeEffects(table, list(attributes), confidence)
+
+
+def theme_effects(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
+                  attributes: Sequence[str] | None = None, confidence: float = 0.95,
+                  min_mentions: int = 10) -> ThemeEffects:
+    """:func:`theme_effects_frame` on the responses with a comment in ``[start, end]`` (optionally one
+    department), adjusted for ``attributes`` (default: all ``attr_*`` columns). Only the theme flags, CSAT, NPS and
+    the attribute ratings are pulled from DuckDB."""
+    cb = _as_codebook(codebook)
+    attrs = list(ds.attributes if attributes is None else attributes)
+    missing = [a for a in attrs if a not in ds.columns("responses")]
+    if missing:
+        raise KitError(f"theme effects: responses have no column(s) {', '.join(map(shorten, missing))}; "
+                       f"attribute columns: {', '.join(ds.attributes)}")
+    dw, params = _date_where(start, end)
+    fw, fparams = _filter_sql(department)
+    sql = theme_flags_sql(cb, "responses", "comment", ["csat", "nps", *attrs], _and(dw, fw))
+    frame = ds.con.execute(sql, params + fparams).df()
+    return theme_effects_frame(frame, cb.names, attrs, cb.labels, confidence, min_mentions)
+
+
+# --- the closed loop ----------------------------------------------------------------------------------------
+
+@dataclass
+class FollowUpList:
+    """Detractors and very dissatisfied customers to call back. ``table`` (raw text; escape with
+    :func:`follow_up_display`): ``department``, ``team``, ``owner`` (agent name), ``response_date``,
+    ``days_waiting``, ``csat``, ``nps``, ``themes``, ``sentiment``, ``comment``, ``open_tickets``,
+    ``recent_tickets`` (plus ``customer_id``, ``response_id``, ``ticket_id`` when ids are shown), sorted by
+    department, team and oldest response first."""
+
+    table: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp
+    show_customer_ids: bool
+    rule: str
+
+    def by_team(self) -> dict[tuple[str, str], pd.DataFrame]:
+        return {k: g.reset_index(drop=True) for k, g in
+                self.table.groupby(["department", "team"], sort=True, dropna=False)}
+
+    def summary(self) -> str:
+        n = len(self.table)
+        period = f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
+        if n == 0:
+            return f"No customers to follow up ({self.rule}, {period})."
+        teams = self.table.groupby(["department", "team"], dropna=False).size()
+        return (f"{n:,} customers to follow up ({self.rule}, {period}) across {len(teams)} teams; the oldest "
+                f"has waited {int(self.table['days_waiting'].max())} days.")
+
+
+def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
+                   nps_max: int = 6, csat_max: int = 1, ticket_days: int = 30,
+                   show_customer_ids: bool = False) -> FollowUpList:
+    """Responses in ``[start, end]`` (default: the calendar month of the latest response) with NPS ``<= nps_max``
+    (detractors) or CSAT ``<= csat_max`` (very dissatisfied).
+
+    Owner: the customer's latest ticket with the same department created in the ``ticket_days`` days up to the
+    response (its team, and the agent's name from org); ``open_tickets``: the customer's tickets without
+    ``resolved_at``; ``recent_tickets``: tickets created in the ``ticket_days`` days up to ``end``.
+    ``days_waiting`` counts from the response to ``end``. Customer, response and ticket ids are included only when
+    ``show_customer_ids`` is True.
+    """
+    cb = _as_codebook(codebook)
+    con = ds.con
+    if end is None:
+        last = con.execute("SELECT max(response_date) FROM responses").fetchone()[0]
+        if last is None:
+            raise KitError("follow-up list: the responses table is empty")
+        end = pd.Timestamp(last)
+        start = end.replace(day=1) if start is None else start
+    start = pd.Timestamp(start) if start is not None else pd.Timestamp(end).replace(day=1)
+    end = pd.Timestamp(end)
+    fw, fparams = _filter_sql(department)
+    where = _and("CAST(r.response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)",
+                 "r.nps <= ? OR r.csat <= ?", fw.replace("department", "r.department"))
+    sql = f"""
+    WITH flagged AS (
+        SELECT r.response_id, r.customer_id, CAST(r.response_date AS DATE) AS response_date, r.department,
+               r.csat, r.nps, r.comment
+        FROM responses r WHERE {where}),
+    linked AS (
+        SELECT f.response_id, t.ticket_id, t.team, t.agent_id,
+               row_number() OVER (PARTITION BY f.response_id ORDER BY t.created_at DESC, t.ticket_id DESC) AS rk
+        FROM flagged f JOIN tickets t ON t.customer_id = f.customer_id AND t.department = f.department
+             AND CAST(t.created_at AS DATE) <= f.response_date
+             AND CAST(t.created_at AS DATE) >= f.response_date - INTERVAL {int(ticket_days)} DAY),
+    counts AS (
+        SELECT f.response_id,
+               count(t.ticket_id) FILTER (WHERE t.resolved_at IS NULL) AS open_tickets,
+               count(t.ticket_id) FILTER (WHERE CAST(t.created_at AS DATE) > CAST(? AS DATE) - INTERVAL
+                   {int(ticket_days)} DAY AND CAST(t.created_at AS DATE) <= CAST(? AS DATE)) AS recent_tickets
+        FROM flagged f LEFT JOIN tickets t ON t.customer_id = f.customer_id GROUP BY f.response_id)
+    SELECT f.*, l.ticket_id, l.team, o.name AS owner, c.open_tickets, c.recent_tickets
+    FROM flagged f
+    LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
+    LEFT JOIN org o ON o.person_id = l.agent_id
+    LEFT JOIN counts c ON c.response_id = f.response_id
+    """
+    params = [start.date(), end.date(), nps_max, csat_max, *fparams, end.date(), end.date()]
+    t = con.execute(sql, params).df()
+    t["response_date"] = pd.to_datetime(t["response_date"])
+    flags = match_themes(t["comment"], cb)
+    t["themes"] = [[cb.labels[n] for n, hit in zip(cb.names, row) if hit] for row in flags.to_numpy()]
+    t["sentiment"] = sentiment(t["comment"]).to_numpy()
+    t["days_waiting"] = (end.normalize() - t["response_date"]).dt.days.astype(int)
+    for c in ("open_tickets", "recent_tickets"):
+        t[c] = t[c].fillna(0).astype(int)
+    t["team"] = t["team"].astype(object).where(t["team"].notna(), "(no linked ticket)")
+    t = t.sort_values(["department", "team", "response_date", "response_id"], kind="stable").reset_index(drop=True)
+    cols = ["department", "team", "owner", "response_date", "days_waiting", "csat", "nps", "themes", "sentiment",
+            "comment", "open_tickets", "recent_tickets"]
+    if show_customer_ids:
+        cols += ["customer_id", "response_id", "ticket_id"]
+    rule = f"NPS 0-{nps_max} or CSAT <= {csat_max}"
+    return FollowUpList(t[cols], start, end, bool(show_customer_ids), rule)
+
+
+_FOLLOW_UP_LABELS = {"department": "Department", "team": "Team", "owner": "Owner", "response_date": "Answered",
+                     "days_waiting": "Days waiting", "csat": "CSAT (1-5)", "nps": "NPS (0-10)", "themes": "Themes",
+                     "sentiment": "Sentiment (-1 to 1)", "comment": "Comment", "open_tickets": "Open tickets",
+                     "recent_tickets": "Recent tickets", "customer_id": "Customer", "response_id": "Response",
+                     "ticket_id": "Ticket"}
+
+
+def follow_up_display(follow_up: FollowUpList | pd.DataFrame, how: str = "html") -> pd.DataFrame:
+    """A reader table of the follow-up list: labelled columns, dates as text, scores as whole numbers, sentiment
+    to 2 decimals, and every text (comment, themes, team, owner, ids) escaped for ``how`` ("html" or
+    "markdown")."""
+    t = (follow_up.table if isinstance(follow_up, FollowUpList) else follow_up).copy()
+    t["response_date"] = pd.to_datetime(t["response_date"]).dt.strftime("%Y-%m-%d")
+    for c in ("csat", "nps"):
+        t[c] = [("" if pd.isna(v) else str(int(v))) for v in t[c]]
+    t["sentiment"] = [("" if pd.isna(v) else f"{v:+.2f}") for v in t["sentiment"]]
+    t["days_waiting"] = t["days_waiting"].astype(str)
+    for c in ("open_tickets", "recent_tickets"):
+        t[c] = t[c].astype(str)
+    text_cols = [c for c in ("department", "team", "owner", "themes", "comment", "customer_id", "response_id",
+                             "ticket_id") if c in t]
+    t = escape_text(t, text_cols, how)
+    return t.rename(columns=_FOLLOW_UP_LABELS)
