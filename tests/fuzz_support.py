@@ -96,6 +96,8 @@ class DataSpec:
     no_revenue: str | None = None           # "missing": no monthly_revenue at all; "zero": every revenue 0
     one_cohort: bool = False                # every customer signed up on the data's first day
     renamed: bool = False                   # Billing, its teams, segments and channels get hostile names
+    history_days: int | None = None         # keep only the responses and tickets of the data's last N days
+    shift_years: int = 0                    # every date moved by N years (+2: the whole data set after today)
 
 
 def _as_day(values) -> pd.Series:
@@ -154,6 +156,11 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
         in_dept = (tick["department"] == spec.thin_department).to_numpy()
         keep = np.flatnonzero(in_dept)[:1]
         tick = tick[~in_dept | np.isin(np.arange(len(tick)), keep)]
+
+    if spec.history_days is not None:
+        since = last - pd.Timedelta(days=spec.history_days - 1)
+        resp = resp[(_as_day(resp["response_date"]) >= since).to_numpy()]
+        tick = tick[(pd.to_datetime(tick["created_at"]) >= since).to_numpy()]
 
     if spec.keep_responses is not None and spec.keep_responses < len(resp):
         resp = resp.iloc[np.sort(rng.choice(len(resp), size=spec.keep_responses, replace=False))]
@@ -218,6 +225,14 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
         ends = pd.to_datetime(cust["end_date"])
         ends.iloc[rows] = pd.NaT
         cust["end_date"] = _dates_out(ends)
+
+    if spec.shift_years:
+        offset = pd.DateOffset(years=spec.shift_years)
+        resp["response_date"] = _dates_out(_as_day(resp["response_date"]) + offset)
+        for col in ("created_at", "first_response_at", "resolved_at"):
+            tick[col] = pd.to_datetime(tick[col]) + offset
+        for col in ("signup_date", "end_date"):
+            cust[col] = _dates_out(pd.to_datetime(cust[col]) + offset)
 
     t.update(responses=resp, tickets=tick, customers=cust)
     return t
@@ -301,7 +316,7 @@ def _iso(day: pd.Timestamp) -> str:
 
 HOSTILITIES = ("future rows", "drivers", "constant", "all missing", "skewed", "thin department", "gap", "churn",
                "one segment", "tiny survey", "future signups", "unresolved tickets", "instant tickets", "no revenue",
-               "one cohort", "hostile names")
+               "one cohort", "hostile names", "short history", "shifted dates")
 
 
 @st.composite
@@ -340,6 +355,10 @@ def data_specs(draw, max_drivers: int = 20) -> DataSpec:
         spec["one_cohort"] = True
     if "hostile names" in chosen:
         spec["renamed"] = True
+    if "short history" in chosen:
+        spec["history_days"] = draw(st.sampled_from((1, 20, 45, 100)))
+    if "shifted dates" in chosen:
+        spec["shift_years"] = draw(st.sampled_from((-5, 2)))
     return DataSpec(**spec)
 
 
