@@ -15,8 +15,8 @@ which its computation needs) and that folder is put on ``sys.path`` only here. I
 imports (plotly, cufflinks, bokeh, ipywidgets) are replaced by empty stand-in modules: the benchmark runs
 its model-fitting and dominance code unchanged and draws nothing.
 
-3. Bounded analyses (issue 16), each measured in its own subprocess (wall time and peak RSS from
-   ``resource.getrusage``), with ``OPENBLAS_NUM_THREADS=1`` as in the report runner's kernels:
+3. Bounded analyses (issue 16), each measured in its own subprocess (wall and CPU time, and peak RSS from
+   ``/proc/self/status`` VmHWM), with ``OPENBLAS_NUM_THREADS=1`` as in the report runner's kernels:
 
    a. 20 drivers, 10,000 responses, with intervals (``n_boot=500`` asked): at most 2 minutes and 2 GB peak.
       The draws are capped by the documented cost bound (``helpers.drivers.bootstrap_draws``: 256 at 20
@@ -110,11 +110,23 @@ def _former_engine():
     return module
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process: VmHWM (reset at exec, unlike ru_maxrss, which keeps the peak
+    of the forking parent), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _measure_child(engine: str, p: int, n: int, n_boot: int, full: bool) -> None:
     """In the child: fit with intervals once, print wall time, draws and peak RSS as one JSON line."""
     df = survey_like(n, p, seed=4)
     drivers = [c for c in df.columns if c != "csat"]
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_data = _peak_rss_mb()
     if engine == "former":
         fit = _former_engine().relative_importance
     else:
@@ -127,8 +139,7 @@ def _measure_child(engine: str, p: int, n: int, n_boot: int, full: bool) -> None
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     ok = bool(res.attrs["exact"]) and (n_boot == 0 or bool(np.isfinite(res[["ci_low", "ci_high"]].to_numpy()).all()))
     print(json.dumps({"seconds": seconds, "cpu": cpu, "n_boot": int(res.attrs.get("n_boot", n_boot)), "ok": ok,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "data_mb": rss_data / 1024}))
+                      "peak_mb": _peak_rss_mb(), "data_mb": rss_data}))
 
 
 def _measure(engine: str, p: int, n: int, n_boot: int, full: bool = False) -> dict:
