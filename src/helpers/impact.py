@@ -33,7 +33,9 @@ attenuates link 1 the way noise in CSAT attenuates link 2 (the slope is per poin
 rating), and department-specific slopes (link 1 is pooled over all answers: "every interaction improves").
 
 Checked in ``tests/test_impact.py`` on a synthetic company whose every link is known (slope, hazard ratio,
-expected extra customers kept and revenue within the intervals; coverage by simulation, 200 replications).
+expected extra customers kept and revenue within the intervals). Coverage of the 95% intervals by
+simulation (200 replications): customers kept 0.925, revenue 0.940 with 3,000 customers and 200 resamples
+(``bench/bench_impact.py --coverage 200``); 0.91 with 1,500 customers and 50 resamples (slow test).
 """
 from __future__ import annotations
 
