@@ -358,9 +358,16 @@ class Ensemble:
 
     @property
     def name(self) -> str:
-        if len(self.members) == 1:
-            return self.members[0][1].spec.name
-        return "average of " + ", ".join(f"{m.spec.name} ({w:.0%})" for w, m in self.members)
+        """The leading model, and how many others share the weight (``detail`` lists them all)."""
+        lead = self.members[0][1].spec.name
+        others = len(self.members) - 1
+        if not others:
+            return lead
+        return f"mostly {lead} ({self.members[0][0]:.0%}), averaged with {others} other model{'s' * (others > 1)}"
+
+    @property
+    def detail(self) -> str:
+        return ", ".join(f"{m.spec.name} {w:.0%}" for w, m in self.members)
 
 
 def select_model(y: np.ndarray, v: np.ndarray, period: int = 12,
