@@ -389,14 +389,18 @@ def _sweep_plan(counts: list[int], B: int, budget: int) -> tuple[int, int, int]:
     m = [1 + sum(counts[l:]) for l in range(P + 1)]
 
     def peak(h):  # elements per replicate and per state from level h on (input, output, temporaries)
-        return max(_tri(m[l]) * 2 ** (l - h) + 4 * _tri(m[l + 1]) * 2 ** (l - h) for l in range(h, P)) if h < P else 1
+        if h == P:
+            return 1
+        return max((_tri(m[l]) + 4 * _tri(m[l + 1])) * 2 ** (l - h) for l in range(h, P))
+
+    def need(h):  # elements for one block of one state from level h on, or for all level-h states
+        return max(peak(h), 4 * 2 ** h * _tri(m[h]))
 
     if peak(0) <= budget:
         return max(1, min(B, budget // peak(0))), 0, 1
-    # the smallest split level whose blocks and whose level-h states both fit (best effort for a tiny budget)
-    h = min(range(P + 1), key=lambda h: (max(peak(h), 4 * 2 ** h * _tri(m[h])) > budget, h if
-                                         max(peak(h), 4 * 2 ** h * _tri(m[h])) <= budget else
-                                         max(peak(h), 4 * 2 ** h * _tri(m[h]))))
+    # the smallest split level at which both fit; for a budget too small for any, the one needing least
+    fitting = [h for h in range(P + 1) if need(h) <= budget]
+    h = fitting[0] if fitting else min(range(P + 1), key=need)
     g = 1
     while 2 * g <= 2 ** h and 2 * g * peak(h) <= budget:
         g *= 2
