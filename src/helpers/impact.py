@@ -26,6 +26,11 @@ regression, the calibration, the Cox fit and its baseline; percentile intervals 
 estimates). They describe the expected value for today's customers, not the chance variation of who
 actually leaves.
 
+:func:`revenue_at_risk` uses links 2-4 with a per-customer shift instead of link 1: the expected revenue
+over the horizon lost to dissatisfaction relative to every customer below a reference satisfaction (default:
+the median of today's customers) being at it, per segment (or any grouping column, e.g. each customer's main
+department), with the same joint bootstrap.
+
 Every result is an association under stated assumptions (the regression slope is the effect of the
 attribute on CSAT; rating noise is random; proportional hazards; the covariates capture the rest), not the
 result of a controlled experiment. Not corrected here: noise in the *attribute* ratings themselves, which
@@ -44,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from helpers import churn_link as CL
 from helpers.errors import DataContractError, KitError
@@ -150,7 +156,8 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
                       shift: float, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
                       n_groups: int):
     """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
-    it as-is, and their changes when the linear predictor is shifted by ``shift``. Tenures come as distinct values
+    it as-is, and their changes when the linear predictor is shifted by ``shift`` (a number, or one per
+    customer). Tenures come as distinct values
     ``t0_values`` and each customer's index into them (tenures repeat: whole days), so the baseline is
     evaluated once per distinct tenure."""
     h = np.arange(1, horizon + 1)
@@ -161,7 +168,8 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
     # and the what-if differences are taken per customer before summing, so they keep their precision
     E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
     S0 = np.exp(-E)
-    D = np.exp(-E * np.float32(np.exp(shift))) - S0
+    mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)  # scalar, or one per customer
+    D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
     kept = np.bincount(groups, S0[:, -1], n_groups)
     rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
     extra_kept = np.bincount(groups, D[:, -1], n_groups)
@@ -251,7 +259,7 @@ class WhatIfResult:
         return ax
 
 
-def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, delta: float, *,
+def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: str, delta: float, *,
             horizon: int = 12, as_of: object = None, covariates: Sequence[str] = ("segment",),
             by: str = "segment", outcome: str = "csat", attributes: Sequence[str] | None = None,
             revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
@@ -271,6 +279,27 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
     answered attribute, no repeated ratings, too few churn events, no active customer).
     """
+    table, links, boot, notes, _ = _chain(customers, responses, attribute, delta, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+                 outcome=outcome, attributes=attributes, revenue=revenue,
+                 annual_discount_rate=annual_discount_rate, corrected=corrected, n_boot=n_boot, level=level,
+                 seed=seed, max_customers=max_customers, min_events=min_events, ratings=ratings,
+                 crossproducts=crossproducts)
+    return WhatIfResult(table=table, links=links, boot=boot, attribute=attribute, delta=float(delta),
+                        horizon=int(horizon), level=level, corrected=corrected, currency=currency,
+                        annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
+
+
+def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates, by, outcome, attributes, revenue,
+           annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
+           crossproducts, reference=None):
+    """The body of :func:`what_if` and :func:`revenue_at_risk`: with ``reference`` None the shift of true
+    satisfaction is slope x delta for everyone; otherwise every customer is raised to the reference level
+    (link 1 unused) and the shift is E[max(T, r) | ratings] - E[T | ratings] (module docstring)."""
+    link1 = reference is None
+    if not link1:
+        attributes, attribute = [], None
+        if crossproducts is None:
+            crossproducts = pd.DataFrame()
     precomputed = ratings is not None and crossproducts is not None
     if precomputed and attributes is None:
         raise ImpactInputError("precomputed cross-products need the attribute list they were computed with",
@@ -291,7 +320,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
         for col in ("customer_id", "response_date", outcome):
             if col not in responses.columns:
                 raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
-    if attribute not in attrs or (not precomputed and attribute not in responses.columns):
+    if link1 and (attribute not in attrs or (not precomputed and attribute not in responses.columns)):
         raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
                                expected=f"one of {shorten(attrs, 200)}")
     if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
@@ -314,9 +343,9 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
         if as_of_ts is not None:
             resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
         summary = CL.rating_summary(resp, outcome, as_of=None)
-        cp = driver_crossproducts(resp, attrs, outcome)
+        cp = driver_crossproducts(resp, attrs, outcome) if link1 else pd.DataFrame()
     m = len(attrs) + 2
-    j_attr = 1 + attrs.index(attribute)
+    j_attr = 1 + attrs.index(attribute) if link1 else 0
 
     # customers x covariates (same indicator columns for the Cox set and today's customers)
     Zdf, _ = CL.covariate_design(frame, list(covariates))
@@ -342,7 +371,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     Z_all = Zdf.to_numpy("float64")
     cp_pos = pd.Series(np.arange(len(cp)), index=cp.index).reindex(ids).to_numpy()
     has_cp = ~np.isnan(cp_pos)
-    if has_cp.sum() < len(attrs) + 2:
+    if link1 and has_cp.sum() < len(attrs) + 2:
         raise ImpactError(f"only {int(has_cp.sum())} customers answered every attribute; the attribute -> "
                           "CSAT regression needs more")
     cp_mat = cp.to_numpy("float64")[cp_pos[has_cp].astype(int)]
@@ -389,8 +418,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
 
     def one(f_all: np.ndarray, init=None, info=None):
         """One pass of the chain with customer weights ``f_all`` (1 = the data as they are)."""
-        beta_w = _ols_from_crossproducts(cp_mat, f_all[has_cp], m)
-        slope = float(beta_w[j_attr])
+        slope = float(_ols_from_crossproducts(cp_mat, f_all[has_cp], m)[j_attr]) if link1 else 0.0
         fc = f_all[cox_idx]
         cal = CL.calibrate_ratings(k_all[cox_idx], w_all[cox_idx], ss_all[cox_idx], Zc, weights=fc,
                                    rating=outcome)
@@ -411,13 +439,26 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
         else:
             x_a = np.where(rated_a, w_a, prior)
         eta = fit.coef[0] * x_a + (np.einsum("ij,j->i", Za, fit.coef[1:]) if Za.size else 0.0)
-        shift = fit.coef[0] * slope * delta
+        if link1:
+            shift, ref = fit.coef[0] * slope * delta, np.nan
+        else:  # raise to the reference: E[max(T, r)] - E[T] for T ~ N(x_a, v) (v = 0: naive)
+            ref = float(np.median(x_a)) if reference == "median" else float(reference)
+            if corrected:
+                v = np.where(rated_a, cal.true_variance * (1 - lam), cal.true_variance)
+            else:
+                v = np.zeros(len(x_a))
+            sd = np.sqrt(v)
+            gap = ref - x_a
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(sd > 0, gap / np.where(sd > 0, sd, 1.0), 0.0)
+            gain = np.where(sd > 0, gap * stats.norm.cdf(z) + sd * stats.norm.pdf(z), np.maximum(gap, 0.0))
+            shift = fit.coef[0] * gain
         kb, rb, dk, dr = _kept_and_revenue(fit, t0_values, t0_index, eta, shift, rev_a, horizon, d_month,
                                            g_code, n_groups)
-        return fit, slope, kb, rb, dk, dr
+        return fit, slope, kb, rb, dk, dr, ref
 
     n_all = len(ids)
-    fit0, slope0, kb0, rb0, dk0, dr0 = one(np.ones(n_all))
+    fit0, slope0, kb0, rb0, dk0, dr0, ref0 = one(np.ones(n_all))
     t_last = float(fit0.baseline_times[-1])
     if np.max(t0) + horizon > t_last:
         n_ext = int(np.sum(t0 + horizon > t_last))
@@ -428,14 +469,14 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     for _ in range(int(n_boot)):
         f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
         try:
-            fit, slope, _, _, dk, dr = one(f, init=fit0.coef, info=fit0.information)
+            fit, slope, _, _, dk, dr, ref = one(f, init=fit0.coef, info=fit0.information)
         except KitError as exc:
             failed += 1
             reasons.append(str(exc))
             if failed > 0.1 * n_boot:
                 break
             continue
-        rows.append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum()])
+        rows.append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum(), ref])
     if failed > 0.1 * n_boot:
         raise ImpactError(f"{failed} of the first {failed + len(rows)} bootstrap resamples could not be fitted, "
                           f"so the interval would not be trustworthy; most often: "
@@ -445,7 +486,7 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
     names = levels + ["all"]
     boot = pd.DataFrame(rows, columns=["slope", "log_hr", *[f"extra_kept_{g}" for g in levels],
                                        *[f"extra_revenue_{g}" for g in levels], "extra_kept_all",
-                                       "extra_revenue_all"])
+                                       "extra_revenue_all", "reference"])
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     counts = np.bincount(g_code, minlength=n_groups)
     est_k = np.r_[dk0, dk0.sum()]
@@ -471,6 +512,102 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame, attribute: str, de
         {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
          **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
     ])
-    return WhatIfResult(table=pd.DataFrame(tab), links=links, boot=boot, attribute=attribute, delta=float(delta),
-                        horizon=int(horizon), level=level, corrected=corrected, currency=currency,
-                        annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
+    if not link1:
+        links = pd.DataFrame([
+            {"link": "reference", "estimate": ref0, **dict(zip(("ci_low", "ci_high"),
+                                                               np.quantile(boot["reference"], q)))},
+            {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
+             **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))}])
+    return pd.DataFrame(tab), links, boot, notes, ref0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Revenue at risk
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class RevenueAtRiskResult:
+    """Expected revenue over the horizon lost to dissatisfaction relative to a reference level. ``table``: one
+    row per group of ``by`` and ``all``: ``customers`` (active), ``kept`` and ``revenue`` (expected, as is),
+    ``customers_at_risk`` (customers who would still be there after the horizon if everyone below the
+    reference were at it) and ``revenue_at_risk`` (discounted), each with ``_low``/``_high``. ``reference``:
+    the reference satisfaction (CSAT points) with interval."""
+
+    table: pd.DataFrame
+    links: pd.DataFrame
+    boot: pd.DataFrame
+    reference: tuple[float, float, float]
+    reference_rule: str
+    horizon: int
+    level: float
+    corrected: bool
+    currency: str
+    annual_discount_rate: float
+    n_boot: int
+    by: str
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        tab = self.table.set_index(self.by)
+        allrow = tab.loc["all"]
+        ref, rlo, rhi = self.reference
+        cur, lvl = self.currency, f"{self.level:.0%}"
+        groups = tab.drop(index="all").sort_values("revenue_at_risk", ascending=False)
+        top = groups.index[0] if len(groups) else None
+        text = (f"If every customer below {self.reference_rule} satisfaction ({ref:.2f} CSAT points, {lvl} CI "
+                f"{rlo:.2f}-{rhi:.2f}) were at that level, about {allrow['customers_at_risk']:,.0f} more of today's "
+                f"{allrow['customers']:,.0f} customers would still be customers after {self.horizon} months "
+                f"({allrow['customers_at_risk_low']:,.0f} to {allrow['customers_at_risk_high']:,.0f}): "
+                f"{cur}{allrow['revenue_at_risk']:,.0f} of revenue over those months is at risk from "
+                f"dissatisfaction ({cur}{allrow['revenue_at_risk_low']:,.0f} to "
+                f"{cur}{allrow['revenue_at_risk_high']:,.0f}, discounted at {self.annual_discount_rate:.0%} a "
+                "year)")
+        if top is not None and len(groups) > 1:
+            text += (f"; the most is in {self.by} {top} ({cur}{groups.loc[top, 'revenue_at_risk']:,.0f}, "
+                     f"{cur}{groups.loc[top, 'revenue_at_risk_low']:,.0f} to "
+                     f"{cur}{groups.loc[top, 'revenue_at_risk_high']:,.0f})")
+        text += ". "
+        if not self.corrected:
+            text += "The satisfaction-churn link was NOT corrected for rating noise (naive). "
+        text += ("This is an association under stated assumptions (rating noise is random, proportional hazards), "
+                 "not the result of a controlled experiment.")
+        if self.notes:
+            text += " " + " ".join(self.notes)
+        return text
+
+
+def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, reference: float | str = "median",
+                    horizon: int = 12, as_of: object = None, covariates: Sequence[str] = ("segment",),
+                    by: str = "segment", outcome: str = "csat", revenue: str = "monthly_revenue",
+                    annual_discount_rate: float = 0.10, corrected: bool = True, n_boot: int = 200,
+                    level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
+                    min_events: int = 20, currency: str = "$",
+                    ratings: pd.DataFrame | None = None) -> RevenueAtRiskResult:
+    """Expected revenue over ``horizon`` months lost to dissatisfaction, relative to every customer below the
+    ``reference`` satisfaction being at it (``"median"``: the median calibrated satisfaction of today's
+    customers, re-estimated in every resample; or a number on the CSAT scale), per group of ``by`` (a
+    segment, or e.g. each customer's main department merged into ``customers``).
+
+    Links 2-4 of :func:`what_if` with a per-customer shift instead of link 1: a customer's true satisfaction
+    T given their ratings is taken as N(E[T | ratings], tau^2 (1 - lambda(k))) (the calibration model;
+    tau^2 for a customer without ratings), and the regression-calibration substitute of max(T, r) is its
+    expectation, E[max(T, r)] = m + (r - m) Phi(z) + s phi(z), z = (r - m) / s; the hazard is multiplied by
+    exp(beta (E[max(T, r)] - m)). Intervals: the same joint customer bootstrap.
+    """
+    if not (reference == "median" or (isinstance(reference, (int, float)) and np.isfinite(reference))):
+        raise ImpactInputError(f"reference {shorten(reference)} is neither 'median' nor a number",
+                               table="parameters", expected="'median' or a satisfaction level such as 4.2")
+    table, links, boot, notes, ref0 = _chain(
+        customers, responses, None, 0.0, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+        outcome=outcome, attributes=None, revenue=revenue, annual_discount_rate=annual_discount_rate,
+        corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
+        min_events=min_events, ratings=ratings, crossproducts=None, reference=reference)
+    table = table.rename(columns={c: c.replace("extra_kept", "customers_at_risk").replace("extra_revenue",
+                                                                                        "revenue_at_risk")
+                                  for c in table.columns})
+    row = links.set_index("link").loc["reference"]
+    return RevenueAtRiskResult(table=table, links=links, boot=boot,
+                               reference=(float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])),
+                               reference_rule="the median" if reference == "median" else f"a reference of {reference}",
+                               horizon=int(horizon), level=level, corrected=corrected, currency=currency,
+                               annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
