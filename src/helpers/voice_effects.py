@@ -251,13 +251,14 @@ def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month"
 class ThemeEffects:
     """``table``: one row per theme: ``mentions`` (comments with the theme and a CSAT), ``csat_with``,
     ``csat_without``, raw ``csat_difference`` (Welch interval), ``csat_adjusted`` (OLS coefficient of the theme
-    with the attribute ratings as covariates, HC3 interval, ``n_csat`` complete rows), ``detractor_odds_ratio``
-    (logistic regression on the same covariates, Wald interval on the log-odds scale, ``n_nps`` rows); sorted by
-    the adjusted CSAT effect (most costly first)."""
+    with the attribute ratings, and with ``joint`` the other themes, as covariates; HC3 interval; ``n_csat``
+    complete rows), ``detractor_odds_ratio`` (logistic regression on the same covariates, Wald interval on the
+    log-odds scale, ``n_nps`` rows); sorted by the adjusted CSAT effect (most costly first)."""
 
     table: pd.DataFrame
     attributes: list[str]
     confidence: float = 0.95
+    joint: bool = True
 
     def summary(self) -> str:
         t = self.table.dropna(subset=["csat_adjusted"])
@@ -296,33 +297,70 @@ def _odds_clause(r, pct: int) -> str:
     return ""
 
 
-def _design(frame: pd.DataFrame, theme: str, attributes: Sequence[str], outcome: str):
-    cols = [outcome, theme, *attributes]
-    d = frame[cols].dropna()
-    X = np.column_stack([np.ones(len(d)), d[theme].to_numpy(float)] + [d[a].to_numpy(float) for a in attributes])
-    return d[outcome].to_numpy(float), X
+def _ols(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float) -> dict:
+    import statsmodels.api as sm
+
+    d = frame[["csat", *themes, *attributes]].dropna()
+    X = np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in [*themes, *attributes]])
+    fit = sm.OLS(d["csat"].to_numpy(float), X).fit(cov_type="HC3")
+    ci = fit.conf_int(alpha)
+    return {th: dict(csat_adjusted=float(fit.params[i + 1]), csat_adjusted_low=float(ci[i + 1, 0]),
+                     csat_adjusted_high=float(ci[i + 1, 1]), csat_adjusted_p=float(fit.pvalues[i + 1]),
+                     n_csat=int(len(d))) for i, th in enumerate(themes)}
+
+
+def _logit(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float) -> dict:
+    """Logit fit of P(nps <= 6); {} when it does not converge or a coefficient is not estimable (separation)."""
+    import warnings
+
+    import statsmodels.api as sm
+
+    d = frame[["nps", *themes, *attributes]].dropna()
+    y = (d["nps"] <= 6).to_numpy(float)
+    if not 0 < y.sum() < len(y):
+        return {}
+    X = np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in [*themes, *attributes]])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.Logit(y, X).fit(disp=0, maxiter=200)
+    except (np.linalg.LinAlgError, ValueError):  # perfect separation or a singular design
+        return {}
+    if not fit.mle_retvals.get("converged", True) or not np.all(np.isfinite(fit.bse)):
+        return {}
+    ci = fit.conf_int(alpha)
+    return {th: dict(detractor_odds_ratio=float(np.exp(fit.params[i + 1])),
+                     detractor_odds_ratio_low=float(np.exp(ci[i + 1, 0])),
+                     detractor_odds_ratio_high=float(np.exp(ci[i + 1, 1])), detractor_p=float(fit.pvalues[i + 1]),
+                     n_nps=int(len(d))) for i, th in enumerate(themes)}
 
 
 def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str],
-                        labels: dict | None = None, confidence: float = 0.95, min_mentions: int = 10) -> ThemeEffects:
+                        labels: dict | None = None, confidence: float = 0.95, min_mentions: int = 10,
+                        joint: bool = True) -> ThemeEffects:
     """Effects from a row-level frame with ``csat`` (1-5), ``nps`` (0-10), one boolean column per theme and the
     attribute columns.
 
-    Per theme: ``csat = b0 + b_theme * theme + sum_j b_j attr_j + e`` by OLS on complete rows (statsmodels,
-    HC3 standard errors, MacKinnon & White 1985), and ``logit P(nps <= 6) = g0 + g_theme * theme + sum_j g_j
-    attr_j`` (statsmodels ``Logit``), reporting ``b_theme`` and ``exp(g_theme)`` with their intervals. A theme
-    with fewer than ``min_mentions`` mentions on either outcome, or whose logistic fit does not converge
-    (separation), gets NaN there.
+    ``csat = b0 + sum_t b_t theme_t + sum_j c_j attr_j + e`` by OLS on complete rows (statsmodels, HC3 standard
+    errors, MacKinnon & White 1985), and ``logit P(nps <= 6) = g0 + sum_t g_t theme_t + sum_j h_j attr_j``
+    (statsmodels ``Logit``); reported: ``b_t`` and ``exp(g_t)`` (odds ratio) with their intervals. With ``joint``
+    (default) all themes enter one model, so each effect is also adjusted for the other themes (a comment often
+    has several); otherwise one model per theme. A theme with fewer than ``min_mentions`` mentions (or
+    non-mentions) among the complete rows is left out (NaN), and so is, for the odds, a theme whose mentions are
+    all or none detractors (separation). If the joint logistic fit still fails, each theme is fitted alone.
+    The raw difference ``csat_difference`` (mentioning minus not) has Welch's interval.
     """
-    import statsmodels.api as sm
-
     labels = labels or {t: t for t in themes}
     alpha = 1 - confidence
-    rows = []
+    rows = {}
+    ols_ok, logit_ok = [], []
+    attrs = list(attributes)
+    csat_rows = frame[["csat", *attrs]].notna().all(axis=1)
+    nps_rows = frame[["nps", *attrs]].notna().all(axis=1)
     for theme in themes:
+        mention = frame[theme].astype(bool)
         row = {"theme": theme, "label": labels.get(theme, theme)}
-        with_ = frame.loc[frame[theme].astype(bool), "csat"].dropna()
-        without = frame.loc[~frame[theme].astype(bool), "csat"].dropna()
+        with_, without = frame.loc[mention, "csat"].dropna(), frame.loc[~mention, "csat"].dropna()
         row.update(mentions=int(len(with_)), csat_with=with_.mean() if len(with_) else np.nan,
                    csat_without=without.mean() if len(without) else np.nan)
         if len(with_) >= 2 and len(without) >= 2:
@@ -330,47 +368,40 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
             ci = res.confidence_interval(confidence)
             row.update(csat_difference=with_.mean() - without.mean(), csat_difference_low=float(ci.low),
                        csat_difference_high=float(ci.high))
-        y, X = _design(frame, theme, attributes, "csat")
-        nm = int(X[:, 1].sum()) if len(X) else 0
-        if nm >= min_mentions and len(y) - nm >= min_mentions:
-            fit = sm.OLS(y, X).fit(cov_type="HC3")
-            lo, hi = fit.conf_int(alpha)[1]
-            row.update(csat_adjusted=float(fit.params[1]), csat_adjusted_low=float(lo), csat_adjusted_high=float(hi),
-                       csat_adjusted_p=float(fit.pvalues[1]), n_csat=int(len(y)))
-        d = frame[["nps", theme, *attributes]].dropna()
-        det = (d["nps"] <= 6).astype(float)
-        row["detractor_share_with"] = float(det[d[theme].astype(bool)].mean()) if d[theme].any() else np.nan
-        row["detractor_share_without"] = float(det[~d[theme].astype(bool)].mean()) if (~d[theme].astype(bool)).any() \
-            else np.nan
-        y2, X2 = _design(d.assign(nps=det), theme, attributes, "nps")
-        nm2 = int(X2[:, 1].sum()) if len(X2) else 0
-        if nm2 >= min_mentions and len(y2) - nm2 >= min_mentions and 0 < y2.sum() < len(y2):
-            try:
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    lfit = sm.Logit(y2, X2).fit(disp=0, maxiter=100)
-                if lfit.mle_retvals.get("converged", True) and np.all(np.isfinite(lfit.bse)):
-                    lo, hi = lfit.conf_int(alpha)[1]
-                    row.update(detractor_odds_ratio=float(np.exp(lfit.params[1])),
-                               detractor_odds_ratio_low=float(np.exp(lo)), detractor_odds_ratio_high=float(np.exp(hi)),
-                               detractor_p=float(lfit.pvalues[1]), n_nps=int(len(y2)))
-            except (np.linalg.LinAlgError, ValueError):  # perfect separation or a singular design
-                pass
-        rows.append(row)
+        m = int((mention & csat_rows).sum())
+        if m >= min_mentions and int(csat_rows.sum()) - m >= min_mentions:
+            ols_ok.append(theme)
+        det = frame.loc[nps_rows, "nps"] <= 6
+        mn = mention[nps_rows]
+        row["detractor_share_with"] = float(det[mn].mean()) if mn.any() else np.nan
+        row["detractor_share_without"] = float(det[~mn].mean()) if (~mn).any() else np.nan
+        if int(mn.sum()) >= min_mentions and int((~mn).sum()) >= min_mentions and 0 < row["detractor_share_with"] < 1:
+            logit_ok.append(theme)
+        rows[theme] = row
+    if joint:
+        ols_fits = _ols(frame, ols_ok, attrs, alpha) if ols_ok else {}
+        logit_fits = _logit(frame, logit_ok, attrs, alpha) if logit_ok else {}
+        if logit_ok and not logit_fits:  # the joint fit failed: one model per theme
+            logit_fits = {k: v for th in logit_ok for k, v in _logit(frame, [th], attrs, alpha).items()}
+    else:
+        ols_fits = {k: v for th in ols_ok for k, v in _ols(frame, [th], attrs, alpha).items()}
+        logit_fits = {k: v for th in logit_ok for k, v in _logit(frame, [th], attrs, alpha).items()}
+    for theme, fit in ols_fits.items():
+        rows[theme].update(fit)
+    for theme, fit in logit_fits.items():
+        rows[theme].update(fit)
     cols = ["theme", "label", "mentions", "csat_with", "csat_without", "csat_difference", "csat_difference_low",
             "csat_difference_high", "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "csat_adjusted_p",
             "n_csat", "detractor_share_with", "detractor_share_without", "detractor_odds_ratio",
             "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "n_nps"]
-    table = pd.DataFrame(rows).reindex(columns=cols)
+    table = pd.DataFrame(list(rows.values())).reindex(columns=cols)
     table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
-    return ThemeEffects(table, list(attributes), confidence)
+    return ThemeEffects(table, attrs, confidence, joint)
 
 
 def theme_effects(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
                   attributes: Sequence[str] | None = None, confidence: float = 0.95,
-                  min_mentions: int = 10) -> ThemeEffects:
+                  min_mentions: int = 10, joint: bool = True) -> ThemeEffects:
     """:func:`theme_effects_frame` on the responses with a comment in ``[start, end]`` (optionally one
     department), adjusted for ``attributes`` (default: all ``attr_*`` columns). Only the theme flags, CSAT, NPS and
     the attribute ratings are pulled from DuckDB."""
@@ -384,7 +415,7 @@ def theme_effects(ds, codebook: Codebook | str | None = None, start=None, end=No
     fw, fparams = _filter_sql(department)
     sql = theme_flags_sql(cb, "responses", "comment", ["csat", "nps", *attrs], _and(dw, fw))
     frame = ds.con.execute(sql, params + fparams).df()
-    return theme_effects_frame(frame, cb.names, attrs, cb.labels, confidence, min_mentions)
+    return theme_effects_frame(frame, cb.names, attrs, cb.labels, confidence, min_mentions, joint)
 
 
 # --- the closed loop ----------------------------------------------------------------------------------------

@@ -1,0 +1,289 @@
+"""helpers.voice_effects: theme shares, trends and onset, effects on satisfaction, and the follow-up list."""
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+from helpers.data import Dataset, load_dataset
+from helpers.kpis import compare_proportions, proportion
+from helpers.voice import codebook_from_text, match_themes
+from helpers.voice_effects import (binomial_change_point, follow_up_display, follow_up_list, theme_effects,
+                                   theme_effects_frame, theme_shares, theme_trends)
+
+CODEBOOK = codebook_from_text("""
+themes:
+  mobile_app:
+    label: Mobile app
+    any: [app, crash*]
+  waiting:
+    label: Waiting
+    any: [wait*, slow]
+  billing:
+    label: Billing <errors> & fees
+    any: [charg*, fee*]
+""", "test_themes.yaml")
+
+ONSET = pd.Timestamp("2025-04-01")
+CSAT_SHIFT = -0.4          # E[csat] change when the app theme is mentioned, at equal attribute ratings
+DETRACTOR_ODDS = 2.5       # odds ratio of being a detractor when the app theme is mentioned
+
+
+def _dataset(responses: pd.DataFrame, customers=None, tickets=None, org=None) -> Dataset:
+    """A Dataset over in-memory DuckDB tables (the kit's types: dates DATE, times TIMESTAMP)."""
+    con = duckdb.connect()
+    ids = responses["customer_id"].unique()
+    customers = customers if customers is not None else pd.DataFrame({
+        "customer_id": ids, "signup_date": pd.Timestamp("2023-01-01"), "end_date": pd.NaT, "segment": "consumer",
+        "region": "north", "monthly_revenue": 10.0, "purchases": 1})
+    tickets = tickets if tickets is not None else pd.DataFrame({
+        "ticket_id": pd.Series([], dtype=str), "customer_id": pd.Series([], dtype=str),
+        "department": pd.Series([], dtype=str), "team": pd.Series([], dtype=str),
+        "agent_id": pd.Series([], dtype=str), "channel": pd.Series([], dtype=str),
+        "created_at": pd.Series([], dtype="datetime64[us]"), "first_response_at": pd.Series([], dtype="datetime64[us]"),
+        "resolved_at": pd.Series([], dtype="datetime64[us]"), "contacts_to_resolve": pd.Series([], dtype=float),
+        "reopened": pd.Series([], dtype=bool)})
+    org = org if org is not None else pd.DataFrame({"person_id": ["d"], "name": ["Dee"], "role": ["director"],
+                                                    "department": ["Billing"], "team": [None], "manager_id": [None]})
+    for name, df in (("responses", responses), ("customers", customers), ("tickets", tickets), ("org", org)):
+        con.register(f"_{name}", df)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")
+        con.unregister(f"_{name}")
+    con.execute("ALTER TABLE responses ALTER response_date TYPE DATE")
+    return Dataset(con, "synthetic", "x", [], {})
+
+
+def _synthetic(n=24_000, seed=12) -> pd.DataFrame:
+    """Responses over 2024-2025; the app theme appears from ONSET on, more often when attr_a is low (so the raw
+    difference is confounded), and shifts E[csat] by CSAT_SHIFT and the detractor odds by DETRACTOR_ODDS.
+
+    The recovery test checks four 95% intervals (two covering the truth, two covering 0), so about one seed in
+    five fails one of them by chance; the seed is fixed, not tuned to a result of the code under test."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2024-01-01", "2025-12-31", freq="D")
+    date = days[rng.integers(0, len(days), n)]
+    a = rng.integers(1, 6, n)
+    b = rng.integers(1, 6, n)
+    p_app = np.where(date >= ONSET, 0.06 + 0.04 * (5 - a), 0.0)
+    app = rng.random(n) < p_app
+    p = 0.5 + 0.1 * (a - 3) + 0.05 * (b - 3) + CSAT_SHIFT / 4 * app  # csat = 1 + Binomial(4, p)
+    csat = 1 + rng.binomial(4, p)
+    eta = -1.0 - 0.5 * (a - 3) - 0.2 * (b - 3) + np.log(DETRACTOR_ODDS) * app
+    det = rng.random(n) < 1 / (1 + np.exp(-eta))
+    nps = np.where(det, rng.integers(0, 7, n), rng.integers(7, 11, n))
+    other = np.array(["Fine overall.", "I had to wait a while.", "Charged twice!", "Thanks", "So slow...", "ok"])
+    app_text = np.array(["The app crashes at login", "APP keeps crashing", "app won't open"])
+    comment = np.where(app, app_text[rng.integers(0, 3, n)], other[rng.integers(0, len(other), n)]).astype(object)
+    comment[rng.random(n) < 0.05] = None  # some responses without a comment
+    return pd.DataFrame({
+        "response_id": [f"R{i:06d}" for i in range(n)], "customer_id": [f"C{i % 5000:05d}" for i in range(n)],
+        "response_date": date, "department": np.where(rng.random(n) < 0.5, "Billing", "Delivery"),
+        "channel": "web", "csat": csat.astype(float), "nps": nps.astype(float), "ces": np.nan,
+        "attr_a": a.astype(float), "attr_b": b.astype(float), "comment": comment})
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    df = _synthetic()
+    return df, _dataset(df)
+
+
+# --- shares -------------------------------------------------------------------------------------------------
+
+def test_shares_count_like_pandas_and_use_the_kpis_wilson_interval(synthetic):
+    df, ds = synthetic
+    res = theme_shares(ds, CODEBOOK, start="2025-01-01", end="2025-06-30")
+    window = df[(df["response_date"] >= "2025-01-01") & (df["response_date"] <= "2025-06-30")
+                & df["comment"].notna()]
+    flags = match_themes(window["comment"], CODEBOOK)
+    assert res.n_comments == len(window)
+    for row in res.table.itertuples():
+        est = proportion(int(flags[row.theme].sum()), len(window), confidence=0.95)
+        assert row.mentions == flags[row.theme].sum() and row.comments == len(window)
+        assert (row.share, row.ci_low, row.ci_high) == pytest.approx((est.value, est.ci_low, est.ci_high), rel=1e-12)
+    assert res.table["share"].is_monotonic_decreasing
+    assert "comments; the most mentioned theme is" in res.summary()
+    by = theme_shares(ds, CODEBOOK, by="department")
+    assert set(by.table["department"]) == {"Billing", "Delivery"}
+    assert by.table.groupby("theme")["mentions"].sum().to_dict() == theme_shares(ds, CODEBOOK).table.set_index(
+        "theme")["mentions"].to_dict()
+
+
+# --- trends and onset ---------------------------------------------------------------------------------------
+
+def test_change_point_against_scipy_binomial_likelihoods():
+    rng = np.random.default_rng(2)
+    n = rng.integers(50, 200, 12)
+    k = rng.binomial(n, np.where(np.arange(12) < 7, 0.1, 0.25))
+    got = binomial_change_point(k, n, min_segment=2)
+    best = None
+    for s in range(2, 11):
+        p1, p2, p0 = k[:s].sum() / n[:s].sum(), k[s:].sum() / n[s:].sum(), k.sum() / n.sum()
+        lr = 2 * (stats.binom.logpmf(k[:s], n[:s], p1).sum() + stats.binom.logpmf(k[s:], n[s:], p2).sum()
+                  - stats.binom.logpmf(k, n, p0).sum())
+        if best is None or lr > best[1]:
+            best = (s, lr)
+    assert got["index"] == best[0] == 7
+    assert got["lr"] == pytest.approx(best[1], rel=1e-9)
+    assert got["p_value"] == pytest.approx(min(1, 9 * stats.chi2.sf(best[1], 1)), rel=1e-9)
+    flat = binomial_change_point(np.full(12, 10), np.full(12, 100))
+    assert flat["p_value"] == 1.0
+    assert binomial_change_point([1, 2], [10, 10])["index"] is None
+
+
+def test_trends_find_the_onset_and_compare_periods_like_the_kpis(synthetic):
+    df, ds = synthetic
+    res = theme_trends(ds, CODEBOOK)
+    onset = res.onsets.set_index("theme").loc["mobile_app"]
+    assert onset["onset"] == ONSET and onset["significant"] and onset["share_before"] == 0
+    ch = res.changes.set_index("theme").loc["waiting"]
+    with_c = df[df["comment"].notna()]
+    flags = match_themes(with_c["comment"], CODEBOOK)["waiting"]
+    month = with_c["response_date"].dt.to_period("M")
+    a, b = month == pd.Period("2025-11"), month == pd.Period("2025-12")
+    ref = compare_proportions(int(flags[a].sum()), int(a.sum()), int(flags[b].sum()), int(b.sum()))
+    assert (ch["difference"], ch["ci_low"], ch["ci_high"], ch["p_value"]) == pytest.approx(
+        (ref.difference, ref.ci_low, ref.ci_high, ref.p_value), rel=1e-12)
+    assert len(res.table) == 24 * 3 and res.summary().startswith("Latest month (2025-12)")
+
+
+# --- effects ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_adjusted_effects_equal_a_direct_statsmodels_fit(synthetic, joint):
+    df, ds = synthetic
+    res = theme_effects(ds, CODEBOOK, joint=joint)
+    row = res.table.set_index("theme").loc["waiting"]
+    d = df[df["comment"].notna()].copy()
+    d[CODEBOOK.names] = match_themes(d["comment"], CODEBOOK).astype(float)
+    X = sm.add_constant(d[(CODEBOOK.names if joint else ["waiting"]) + ["attr_a", "attr_b"]])
+    ols = sm.OLS(d["csat"], X).fit(cov_type="HC3")
+    assert row["csat_adjusted"] == pytest.approx(ols.params["waiting"], rel=1e-9)
+    assert (row["csat_adjusted_low"], row["csat_adjusted_high"]) == pytest.approx(
+        tuple(ols.conf_int().loc["waiting"]), rel=1e-9)
+    logit = sm.Logit((d["nps"] <= 6).astype(float), X).fit(disp=0)
+    assert row["detractor_odds_ratio"] == pytest.approx(np.exp(logit.params["waiting"]), rel=1e-6)
+    assert (row["detractor_odds_ratio_low"], row["detractor_odds_ratio_high"]) == pytest.approx(
+        tuple(np.exp(logit.conf_int().loc["waiting"])), rel=1e-6)
+    assert row["n_csat"] == row["n_nps"] == len(d)
+    raw = stats.ttest_ind(d.loc[d["waiting"] == 1, "csat"], d.loc[d["waiting"] == 0, "csat"], equal_var=False)
+    assert (row["csat_difference_low"], row["csat_difference_high"]) == pytest.approx(
+        tuple(raw.confidence_interval(0.95)), rel=1e-9)
+
+
+def test_recovers_a_known_csat_shift_and_detractor_odds(synthetic):
+    df, ds = synthetic
+    res = theme_effects(ds, CODEBOOK)
+    app = res.table.set_index("theme").loc["mobile_app"]
+    assert app["csat_adjusted_low"] < CSAT_SHIFT < app["csat_adjusted_high"]
+    assert app["detractor_odds_ratio_low"] < DETRACTOR_ODDS < app["detractor_odds_ratio_high"]
+    # the raw difference is confounded (the app is mentioned more by customers who rate attr_a low)
+    assert app["csat_difference"] < app["csat_adjusted_low"]
+    assert res.table["theme"].iloc[0] == "mobile_app"  # the most costly theme comes first
+    assert res.summary().startswith("Of the comment themes, Mobile app costs the most satisfaction")
+    # themes unrelated to satisfaction by construction: interval covers 0
+    for theme in ("waiting", "billing"):
+        r = res.table.set_index("theme").loc[theme]
+        assert r["csat_adjusted_low"] < 0 < r["csat_adjusted_high"], theme
+
+
+def test_effects_handle_rare_and_separated_themes():
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"csat": rng.integers(1, 6, n).astype(float), "nps": rng.integers(0, 11, n).astype(float),
+                          "attr_a": rng.integers(1, 6, n).astype(float), "rare": False, "sep": False})
+    frame.loc[:4, "rare"] = True
+    frame.loc[:49, "sep"] = True
+    frame.loc[:49, "nps"] = 0.0  # every mention a detractor: the odds ratio is not estimable
+    res = theme_effects_frame(frame, ["rare", "sep"], ["attr_a"], {"rare": "Rare", "sep": "Sep"})
+    t = res.table.set_index("theme")
+    assert np.isnan(t.loc["rare", "csat_adjusted"]) and t.loc["rare", "mentions"] == 5
+    assert np.isfinite(t.loc["sep", "csat_adjusted"]) and np.isnan(t.loc["sep", "detractor_odds_ratio"])
+    assert t.loc["sep", "detractor_share_with"] == 1.0
+
+
+# --- the follow-up list -------------------------------------------------------------------------------------
+
+def _loop_dataset():
+    responses = pd.DataFrame({
+        "response_id": ["R1", "R2", "R3", "R4", "R5", "R6"],
+        "customer_id": ["C1", "C2", "C3", "C4", "C5", "C1"],
+        "response_date": pd.to_datetime(["2026-03-20", "2026-03-05", "2026-03-10", "2026-03-12", "2026-02-27",
+                                         "2026-03-25"]),
+        "department": ["Billing"] * 6, "channel": "web",
+        "csat": [1.0, 4.0, 5.0, 2.0, 1.0, 3.0], "nps": [9.0, 3.0, 10.0, 8.0, 0.0, 6.0], "ces": np.nan,
+        "attr_a": 3.0,
+        "comment": ['<script>alert("x")</script> charged twice', "The app crashed", "great", None, "old",
+                    "slow & <b>rude</b>"]})
+    t = pd.to_datetime
+    tickets = pd.DataFrame({
+        "ticket_id": ["T1", "T2", "T3", "T4", "T5"], "customer_id": ["C1", "C1", "C2", "C2", "C1"],
+        "department": ["Billing", "Billing", "Billing", "Delivery", "Billing"],
+        "team": ["Payments", "Collections", "Payments", "Couriers", "Payments"],
+        "agent_id": ["a1", "a2", "a1", "a3", "a1"], "channel": "web",
+        "created_at": t(["2026-03-01 09:00", "2026-03-18 10:00", "2026-01-02 10:00", "2026-03-04 08:00",
+                         "2026-03-30 08:00"]),
+        "first_response_at": pd.NaT,
+        "resolved_at": t(["2026-03-02", "2026-03-19", "2026-01-03", None, None]),
+        "contacts_to_resolve": 1.0, "reopened": False})
+    org = pd.DataFrame({"person_id": ["a1", "a2", "a3"], "name": ["Ann <Lee>", "Bo", "Cy"],
+                        "role": "representative", "department": ["Billing", "Billing", "Delivery"],
+                        "team": ["Payments", "Collections", "Couriers"], "manager_id": None})
+    return _dataset(responses, tickets=tickets, org=org)
+
+
+def test_follow_up_list_selects_links_and_orders():
+    fu = follow_up_list(_loop_dataset(), CODEBOOK)
+    t = fu.table
+    assert (fu.start, fu.end) == (pd.Timestamp("2026-03-01"), pd.Timestamp("2026-03-25"))
+    # R1 (CSAT 1), R2 (NPS 3), R6 (NPS 6) in March; R3/R4 are not unhappy; R5 is February
+    assert "customer_id" not in t and "response_id" not in t and "ticket_id" not in t
+    by = {c: r for c, r in zip(t["comment"], t.itertuples())}
+    r1 = by['<script>alert("x")</script> charged twice']
+    assert (r1.team, r1.owner) == ("Collections", "Bo")  # the latest Billing ticket before the response (T2)
+    assert r1.themes == ["Billing <errors> & fees"] and r1.days_waiting == 5
+    assert r1.open_tickets == 1  # T5 has no resolved_at
+    assert r1.recent_tickets == 2  # T1 and T2 were created in the 30 days up to the end (T5 after it)
+    r2 = by["The app crashed"]
+    assert r2.team == "(no linked ticket)" and pd.isna(r2.owner)  # T3 is too old, T4 another department
+    assert r2.open_tickets == 1 and r2.recent_tickets == 1  # T4 (Delivery) is open and recent
+    r6 = by["slow & <b>rude</b>"]
+    assert (r6.team, r6.owner) == ("Collections", "Bo")
+    # ordered by department, team, then oldest first
+    assert t["team"].tolist() == ["(no linked ticket)", "Collections", "Collections"]
+    assert t.loc[t["team"] == "Collections", "response_date"].is_monotonic_increasing
+    assert "3 customers to follow up" in fu.summary()
+    assert set(fu.by_team()) == {("Billing", "(no linked ticket)"), ("Billing", "Collections")}
+
+
+def test_follow_up_ids_only_when_allowed_and_display_escapes():
+    ds = _loop_dataset()
+    shown = follow_up_list(ds, CODEBOOK, show_customer_ids=True).table
+    assert {"customer_id", "response_id", "ticket_id"} <= set(shown)
+    assert set(shown["customer_id"]) == {"C1", "C2"}
+    html = follow_up_display(follow_up_list(ds, CODEBOOK), "html")
+    text = html.to_string()
+    assert "<script>" not in text and "&lt;script&gt;" in text and "<b>" not in text
+    assert "Billing &lt;errors&gt; &amp; fees" in html["Themes"].tolist()
+    assert "Customer" not in html.columns and "Comment" in html.columns
+    md = follow_up_display(follow_up_list(ds, CODEBOOK, start="2026-03-01", end="2026-03-31"), "markdown")
+    assert all("<" not in v for v in md["Comment"])
+
+
+def test_on_the_small_demo(small_demo):
+    ds = load_dataset(small_demo)
+    from helpers.voice import load_codebook
+
+    cb = load_codebook()
+    shares = theme_shares(ds, cb)
+    n = ds.con.execute("SELECT count(*) FROM responses WHERE comment IS NOT NULL AND trim(comment) <> ''").fetchone()[0]
+    assert shares.n_comments == n > 0 and (shares.table["comments"] == n).all()
+    fu = follow_up_list(ds, cb)
+    assert len(fu.table) > 0 and "customer_id" not in fu.table
+    assert ((fu.table["nps"] <= 6) | (fu.table["csat"] <= 1)).all()
+    assert fu.table["response_date"].between(fu.start, fu.end).all()
+    eff = theme_effects(ds, cb)
+    assert set(eff.table["theme"]) == set(cb.names)
