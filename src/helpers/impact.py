@@ -279,18 +279,18 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: 
     :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
     answered attribute, no repeated ratings, too few churn events, no active customer).
     """
-    table, links, boot, notes, _ = _chain(customers, responses, attribute, delta, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
-                 outcome=outcome, attributes=attributes, revenue=revenue,
-                 annual_discount_rate=annual_discount_rate, corrected=corrected, n_boot=n_boot, level=level,
-                 seed=seed, max_customers=max_customers, min_events=min_events, ratings=ratings,
-                 crossproducts=crossproducts)
+    table, links, boot, notes, _ = _chain(
+        customers, responses, attribute, delta, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+        outcome=outcome, attributes=attributes, revenue=revenue, annual_discount_rate=annual_discount_rate,
+        corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
+        min_events=min_events, ratings=ratings, crossproducts=crossproducts)
     return WhatIfResult(table=table, links=links, boot=boot, attribute=attribute, delta=float(delta),
                         horizon=int(horizon), level=level, corrected=corrected, currency=currency,
                         annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
 
 
-def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates, by, outcome, attributes, revenue,
-           annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
+def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates, by, outcome, attributes,
+           revenue, annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
            crossproducts, reference=None):
     """The body of :func:`what_if` and :func:`revenue_at_risk`: with ``reference`` None the shift of true
     satisfaction is slope x delta for everyone; otherwise every customer is raised to the reference level
@@ -597,7 +597,7 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
     if not (reference == "median" or (isinstance(reference, (int, float)) and np.isfinite(reference))):
         raise ImpactInputError(f"reference {shorten(reference)} is neither 'median' nor a number",
                                table="parameters", expected="'median' or a satisfaction level such as 4.2")
-    table, links, boot, notes, ref0 = _chain(
+    table, links, boot, notes, _ = _chain(
         customers, responses, None, 0.0, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
         outcome=outcome, attributes=None, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
@@ -608,6 +608,7 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
     row = links.set_index("link").loc["reference"]
     return RevenueAtRiskResult(table=table, links=links, boot=boot,
                                reference=(float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])),
-                               reference_rule="the median" if reference == "median" else f"a reference of {reference}",
+                               reference_rule=("the median" if reference == "median"
+                                               else f"a reference of {reference}"),
                                horizon=int(horizon), level=level, corrected=corrected, currency=currency,
                                annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
