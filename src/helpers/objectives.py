@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 
 from helpers.errors import KitError, ObjectiveError
-from helpers.formatting import md_escape, shorten
 from helpers.formatting import shorten
 from helpers.params_yaml import load_params_yaml
 from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, Window, classify_status,
@@ -797,7 +796,8 @@ def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> s
     fmt = (lambda v: format_value(v, info))
     status, detail = r["status"], r["status_detail"]
     if status == "no data":
-        return f"No data to judge this objective: {r['message']}" if r["message"] else "No data to judge this objective."
+        return f"No data to judge this objective: {r['message']}" if r["message"] else \
+            "No data to judge this objective."
     cur = f"{fmt(r['current'])} in {r['current_label']}"
     if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
         cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}, n={int(r['n']):,})"

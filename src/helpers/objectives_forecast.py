@@ -20,18 +20,23 @@ Model (:class:`StructuralModel`, a statsmodels ``MLEModel``)
         y_t = mu_t + gamma_t + a_t + e_t,   e_t ~ N(0, sigma2_irregular + v_t)
 
     with ``v_t`` the *known* sampling variance of period ``t`` (from its n, see above), ``mu_t`` a level
-    (random walk), a local linear trend (level and slope both random walks) or a deterministic linear trend, ``gamma_t`` an optional fixed calendar effect (dummy
-    seasonal, 12 months or 4 quarters) and ``a_t`` an optional stationary AR(1). Parameters by maximum
-    likelihood (Kalman filter; diffuse initial level/trend/seasonal, stationary AR).
+    (random walk), a local linear trend (level and slope both random walks) or a deterministic linear
+    trend, ``gamma_t`` an optional fixed calendar effect (dummy seasonal, 12 months or 4 quarters) and
+    ``a_t`` an optional stationary AR(1). Parameters by maximum likelihood (Kalman filter; diffuse initial
+    level/trend/seasonal, stationary AR).
 
-Candidates and selection (:func:`select_model`)
-    ``local level``; ``local linear trend`` (the recent pace continues, and may change);
-    ``linear trend``; ``linear trend + AR(1)``; and, with at least 30 months (10 quarters),
-    the first two with a calendar effect. Each is fitted on the history minus its last ``h`` periods
-    (``h = min(6, n // 3)`` months, at least 1; a whole year, 12, when a calendar effect is a candidate) and scored by the mean Gaussian log predictive density of
-    those held-out periods (sampling error included); the best is refitted on the whole history. With fewer
-    than 6 periods there is no model: the last value is carried forward with its sampling error only, and
-    the result says so (``method`` starts with ``"no change"``).
+Candidates and averaging (:func:`select_model`)
+    ``local level``; ``local linear trend`` (the recent pace continues, and may change); ``linear trend``;
+    ``linear trend + AR(1)``; and, with at least three years of history (36 months, 12 quarters),
+    ``local level + calendar`` and ``linear trend + AR(1) + calendar``. Each is fitted on the history minus
+    its last ``h`` periods (``h = min(6, n // 3)`` months, at least 1; a whole year when a calendar effect is
+    a candidate, so it must predict a year it has not seen) and scored by the mean Gaussian log predictive
+    density of those held-out periods (sampling error included). The forecast averages the candidates,
+    refitted on the whole history, with weights proportional to their held-out predictive likelihood
+    ``exp(-h * score)``: a clearly better model takes (nearly) all the weight, close ones share it, which
+    carries the uncertainty of the choice into the interval. With fewer than 6 periods there is no model:
+    the last value is carried forward with its sampling error only, and the result says so (``method``
+    starts with ``"no change"``).
 
 Window aggregate and P(met) (:func:`forecast_window`)
     The objective's window (e.g. the deadline's quarter) is the n-weighted mean, on the model scale, of the
