@@ -1,0 +1,205 @@
+"""Benchmark: voice of the customer on 1,000,000 comments (themes, sentiment, suggestions, effects).
+
+Data (seeded): ``--comments`` survey responses (default 1,000,000) over 24 months with CSAT, NPS, two attribute
+ratings and a comment drawn from the demo's comment catalogue (``helpers.demo_text``, HTML-special ones
+included). Two versions of the comment: ``repeated`` (the catalogue text, ~150 distinct texts, as in the demo) and
+``unique`` (the same text plus a random reference number, so nearly every comment is distinct: the worst case for
+anything that works per distinct text).
+
+Each measurement runs in a fresh subprocess that loads the data first and then reports the seconds of the step
+and its peak RSS (``resource.getrusage``; the RSS after loading is printed too).
+
+Target (exit status 1 when missed): the codebook matching (``params/themes.yaml``, every theme, in DuckDB) on the
+unique comments within 3x of the baseline, a plain pandas ``str.contains`` pass over the same comments (one
+case-insensitive regex per theme: its phrases joined by ``|``, each after ``\\b``). The other steps are reported
+(no target): VADER sentiment per distinct text (its cost per comment is extrapolated to 1M distinct comments),
+suggested themes (TF-IDF + NMF on a seeded sample of 200,000), distinctive n-grams, shares and monthly trends in
+DuckDB, and the adjusted effects (joint OLS + Logit on every comment with its ratings).
+
+    .venv/bin/python bench/bench_voice.py [--comments 1000000] [--sentiment-sample 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 3.0
+
+
+def build(path: Path, n: int, seed: int = 0) -> None:
+    from helpers.demo import DEPARTMENT_SLUGS, STANDARD_ATTRIBUTES
+    from helpers.demo_text import HTML_SPECIAL_COMMENTS, comment_catalogue
+
+    rng = np.random.default_rng(seed)
+    catalogue = np.array(comment_catalogue(tuple(DEPARTMENT_SLUGS), tuple(STANDARD_ATTRIBUTES)) + list(HTML_SPECIAL_COMMENTS),
+                         dtype=object)
+    texts = catalogue[rng.integers(0, len(catalogue), n)]
+    ref = rng.integers(0, 10**8, n).astype(str)
+    days = pd.date_range("2024-01-01", "2025-12-31", freq="D")
+    a, b = rng.integers(1, 6, n), rng.integers(1, 6, n)
+    csat = np.clip(np.round(0.5 + 0.5 * a + 0.3 * b + rng.normal(0, 0.8, n)), 1, 5)
+    nps = np.clip(np.round(1.2 * a + 0.8 * b + rng.normal(0, 2, n)), 0, 10)
+    pd.DataFrame({
+        "response_id": np.char.add("R", np.arange(n).astype(str)),
+        "response_date": days[rng.integers(0, len(days), n)].date,
+        "department": np.array(["Billing", "Delivery", "Sales"])[rng.integers(0, 3, n)],
+        "csat": csat, "nps": nps, "attr_a": a.astype(float), "attr_b": b.astype(float),
+        "repeated": texts, "unique": texts + " ref " + ref,
+    }).to_parquet(path)
+
+
+PRELUDE = """
+import json, resource, sys, time
+import duckdb, pandas as pd
+sys.path.insert(0, {src!r})
+frame = pd.read_parquet({path!r})
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+STEPS = {
+    "pandas str.contains (baseline)": """
+import re
+from helpers.voice import load_codebook
+cb = load_codebook()
+s = frame["unique"]
+t = time.perf_counter()
+out = {{}}
+for th in cb.themes:
+    phrases = [p.phrase.rstrip("*") for p in th.any] + [p.phrase.rstrip("*") for g in th.all for p in g]
+    out[th.name] = s.str.contains("|".join(r"\\b" + re.escape(p) for p in phrases), case=False, regex=True)
+dt = time.perf_counter() - t
+""",
+    "codebook in DuckDB (all rows)": """
+from helpers.voice import load_codebook, theme_flags_sql
+cb = load_codebook()
+con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
+con.execute('CREATE TABLE responses AS SELECT response_id, "unique" AS comment FROM frame')
+t = time.perf_counter()
+flags = con.execute(theme_flags_sql(cb)).df()
+dt = time.perf_counter() - t
+""",
+    "match_themes on a Series (unique texts)": """
+from helpers.voice import load_codebook, match_themes
+cb = load_codebook()
+t = time.perf_counter()
+flags = match_themes(frame["unique"], cb)
+dt = time.perf_counter() - t
+""",
+    "match_themes on a Series (repeated texts)": """
+from helpers.voice import load_codebook, match_themes
+cb = load_codebook()
+t = time.perf_counter()
+flags = match_themes(frame["repeated"], cb)
+dt = time.perf_counter() - t
+""",
+    "VADER sentiment (repeated texts)": """
+from helpers.voice import sentiment
+t = time.perf_counter()
+s = sentiment(frame["repeated"])
+dt = time.perf_counter() - t
+""",
+    "VADER sentiment ({sentiment_sample:,} distinct texts)": """
+from helpers.voice import sentiment
+sample = frame["unique"].iloc[:{sentiment_sample}]
+t = time.perf_counter()
+s = sentiment(sample)
+dt = time.perf_counter() - t
+extra = {{"per_comment_us": 1e6 * dt / len(sample), "extrapolated_1M_s": dt / len(sample) * 1e6}}
+""",
+    "suggested themes (TF-IDF + NMF, sample 200,000)": """
+from helpers.voice import suggest_themes
+t = time.perf_counter()
+res = suggest_themes(frame["repeated"], n_themes=8, max_comments=200_000, seed=0)
+dt = time.perf_counter() - t
+extra = {{"n_sample": res.n_sample}}
+""",
+    "distinctive n-grams (detractors vs promoters)": """
+import numpy as np
+from helpers.voice import distinctive_terms
+grp = np.where(frame["nps"] <= 6, "detractor", np.where(frame["nps"] >= 9, "promoter", "passive"))
+t = time.perf_counter()
+res = distinctive_terms(frame["repeated"], grp)
+dt = time.perf_counter() - t
+""",
+    "shares + monthly trends in DuckDB": """
+from helpers.data import Dataset
+from helpers.voice import load_codebook
+from helpers.voice_effects import theme_shares, theme_trends
+cb = load_codebook()
+con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique", repeated), "unique" AS comment FROM frame')
+ds = Dataset(con, "bench", "x", [], {{}})
+t = time.perf_counter()
+sh = theme_shares(ds, cb); tr = theme_trends(ds, cb)
+dt = time.perf_counter() - t
+""",
+    "adjusted effects (joint OLS + Logit, all rows)": """
+from helpers.data import Dataset
+from helpers.voice import load_codebook
+from helpers.voice_effects import theme_effects
+cb = load_codebook()
+con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique", repeated), "unique" AS comment FROM frame')
+ds = Dataset(con, "bench", "x", [], {{}})
+t = time.perf_counter()
+eff = theme_effects(ds, cb, attributes=["attr_a", "attr_b"])
+dt = time.perf_counter() - t
+extra = {{"n_csat": int(eff.table["n_csat"].max())}}
+""",
+}
+
+EPILOGUE = """
+print(json.dumps({"seconds": dt, "rss_after_load_mib": rss0,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  **globals().get("extra", {})}))
+"""
+
+
+def run_step(code: str, path: Path) -> dict:
+    script = PRELUDE.format(src=str(ROOT / "src"), path=str(path)) + textwrap.dedent(code) + EPILOGUE
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"step failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--comments", type=int, default=1_000_000)
+    ap.add_argument("--sentiment-sample", type=int, default=20_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_voice_") as tmp:
+        path = Path(tmp) / "comments.parquet"
+        build(path, args.comments)
+        print(f"{args.comments:,} comments; each step in a fresh subprocess (seconds, peak RSS)")
+        results = {}
+        for name, code in STEPS.items():
+            label = name.format(sentiment_sample=args.sentiment_sample)
+            r = run_step(code.format(sentiment_sample=args.sentiment_sample), path)
+            results[label] = r
+            extra = {k: v for k, v in r.items() if k not in ("seconds", "rss_after_load_mib", "peak_rss_mib")}
+            more = "  " + ", ".join(f"{k} = {v:,.1f}" if isinstance(v, float) else f"{k} = {v:,}"
+                                    for k, v in extra.items()) if extra else ""
+            print(f"  {label:<48} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mib']:7.0f} MiB "
+                  f"(after loading {r['rss_after_load_mib']:.0f}){more}", flush=True)
+    base = results["pandas str.contains (baseline)"]["seconds"]
+    duck = results["codebook in DuckDB (all rows)"]["seconds"]
+    series = results["match_themes on a Series (unique texts)"]["seconds"]
+    print(f"codebook matching / pandas str.contains: DuckDB {duck / base:.2f}x, match_themes(Series) "
+          f"{series / base:.2f}x (target <= {TARGET_RATIO:.0f}x)")
+    ok = duck / base <= TARGET_RATIO
+    print("target met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
