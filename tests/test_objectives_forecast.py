@@ -188,3 +188,27 @@ def test_look_first_is_the_open_objective_least_likely_to_be_met():
     first = ev.look_first()
     assert first["id"] == "behind"  # lowest P(met); on the tie, the parent (level 0) before its child
     assert 'Look first at "behind"' in ev.summary()
+
+
+def test_a_year_window_is_measured_on_the_year_so_far_from_its_rows():
+    """``window: year``: "now" is the KPI from 1 January to the as-of date computed from the rows (the provider
+    asked with ``freq=None``), and the forecast combines the observed months with the rest of the year."""
+    plan = _plan(metric="fcr", baseline=70, target=75, window="year")
+    periods = pd.date_range("2024-01-01", "2026-10-01", freq="MS")
+    v = np.full(len(periods), 76.0)
+    asked = []
+
+    def provider(metric, filters, start, end, freq):
+        if freq is None:
+            asked.append((pd.Timestamp(start), pd.Timestamp(end)))
+            return pd.DataFrame({"period": [pd.Timestamp(start)], "value": [76.2], "ci_low": [75.8],
+                                 "ci_high": [76.6], "n": [30000]})
+        return pd.DataFrame({"period": periods, "value": v, "ci_low": v - 1.0, "ci_high": v + 1.0, "n": 3000})
+
+    row = evaluate_objectives(plan, as_of="2026-10-31", series_provider=provider).row("o")
+    assert (pd.Timestamp("2026-01-01"), pd.Timestamp("2026-10-31")) in asked
+    assert row["window"] == "2026 to 31 Dec" and row["current"] == 76.2 and row["n"] == 30000
+    assert row["current_label"].startswith("2026 to 31 Dec so far")
+    assert row["forecast"] == pytest.approx(76.0, abs=0.3) and row["p_met"] >= 0.975
+    # the year so far is past the target beyond doubt and so is the window's forecast: achieved, early
+    assert (row["status"], row["status_detail"]) == ("achieved", "early")
