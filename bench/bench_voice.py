@@ -61,12 +61,12 @@ PRELUDE = """
 import json, resource, sys, time
 import duckdb, pandas as pd
 sys.path.insert(0, {src!r})
-frame = pd.read_parquet({path!r})
+frame = pd.read_parquet({path!r}, columns={columns!r})
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
 
 STEPS = {
-    "pandas str.contains (baseline)": """
+    "pandas str.contains (baseline)": (['unique'], """
 import re
 from helpers.voice import load_codebook
 cb = load_codebook()
@@ -77,8 +77,8 @@ for th in cb.themes:
     phrases = [p.phrase.rstrip("*") for p in th.any] + [p.phrase.rstrip("*") for g in th.all for p in g]
     out[th.name] = s.str.contains("|".join(r"\\b" + re.escape(p) for p in phrases), case=False, regex=True)
 dt = time.perf_counter() - t
-""",
-    "codebook in DuckDB (all rows)": """
+"""),
+    "codebook in DuckDB (all rows)": (['response_id', 'unique'], """
 from helpers.voice import load_codebook, theme_flags_sql
 cb = load_codebook()
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
@@ -86,75 +86,75 @@ con.execute('CREATE TABLE responses AS SELECT response_id, "unique" AS comment F
 t = time.perf_counter()
 flags = con.execute(theme_flags_sql(cb)).df()
 dt = time.perf_counter() - t
-""",
-    "match_themes on a Series (unique texts)": """
+"""),
+    "match_themes on a Series (unique texts)": (['unique'], """
 from helpers.voice import load_codebook, match_themes
 cb = load_codebook()
 t = time.perf_counter()
 flags = match_themes(frame["unique"], cb)
 dt = time.perf_counter() - t
-""",
-    "match_themes on a Series (repeated texts)": """
+"""),
+    "match_themes on a Series (repeated texts)": (['repeated'], """
 from helpers.voice import load_codebook, match_themes
 cb = load_codebook()
 t = time.perf_counter()
 flags = match_themes(frame["repeated"], cb)
 dt = time.perf_counter() - t
-""",
-    "VADER sentiment (repeated texts)": """
+"""),
+    "VADER sentiment (repeated texts)": (['repeated'], """
 from helpers.voice import sentiment
 t = time.perf_counter()
 s = sentiment(frame["repeated"])
 dt = time.perf_counter() - t
-""",
-    "VADER sentiment ({sentiment_sample:,} distinct texts)": """
+"""),
+    "VADER sentiment ({sentiment_sample:,} distinct texts)": (['unique'], """
 from helpers.voice import sentiment
 sample = frame["unique"].iloc[:{sentiment_sample}]
 t = time.perf_counter()
 s = sentiment(sample)
 dt = time.perf_counter() - t
 extra = {{"per_comment_us": 1e6 * dt / len(sample), "extrapolated_1M_s": dt / len(sample) * 1e6}}
-""",
-    "suggested themes (TF-IDF + NMF, sample 200,000)": """
+"""),
+    "suggested themes (TF-IDF + NMF, sample 200,000)": (['repeated'], """
 from helpers.voice import suggest_themes
 t = time.perf_counter()
 res = suggest_themes(frame["repeated"], n_themes=8, max_comments=200_000, seed=0)
 dt = time.perf_counter() - t
 extra = {{"n_sample": res.n_sample}}
-""",
-    "distinctive n-grams (detractors vs promoters)": """
+"""),
+    "distinctive n-grams (detractors vs promoters)": (['repeated', 'nps'], """
 import numpy as np
 from helpers.voice import distinctive_terms
 grp = np.where(frame["nps"] <= 6, "detractor", np.where(frame["nps"] >= 9, "promoter", "passive"))
 t = time.perf_counter()
 res = distinctive_terms(frame["repeated"], grp)
 dt = time.perf_counter() - t
-""",
-    "shares + monthly trends in DuckDB": """
+"""),
+    "shares + monthly trends in DuckDB": (['response_date', 'department', 'unique'], """
 from helpers.data import Dataset
 from helpers.voice import load_codebook
 from helpers.voice_effects import theme_shares, theme_trends
 cb = load_codebook()
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
-con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique", repeated), "unique" AS comment FROM frame')
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
 ds = Dataset(con, "bench", "x", [], {{}})
 t = time.perf_counter()
 sh = theme_shares(ds, cb); tr = theme_trends(ds, cb)
 dt = time.perf_counter() - t
-""",
-    "adjusted effects (joint OLS + Logit, all rows)": """
+"""),
+    "adjusted effects (joint OLS + Logit, all rows)": (['csat', 'nps', 'attr_a', 'attr_b', 'unique'], """
 from helpers.data import Dataset
 from helpers.voice import load_codebook
 from helpers.voice_effects import theme_effects
 cb = load_codebook()
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
-con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique", repeated), "unique" AS comment FROM frame')
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
 ds = Dataset(con, "bench", "x", [], {{}})
 t = time.perf_counter()
 eff = theme_effects(ds, cb, attributes=["attr_a", "attr_b"])
 dt = time.perf_counter() - t
 extra = {{"n_csat": int(eff.table["n_csat"].max())}}
-""",
+"""),
 }
 
 EPILOGUE = """
@@ -164,8 +164,9 @@ print(json.dumps({"seconds": dt, "rss_after_load_mib": rss0,
 """
 
 
-def run_step(code: str, path: Path) -> dict:
-    script = PRELUDE.format(src=str(ROOT / "src"), path=str(path)) + textwrap.dedent(code) + EPILOGUE
+def run_step(columns: list[str], code: str, path: Path) -> dict:
+    script = (PRELUDE.format(src=str(ROOT / "src"), path=str(path), columns=columns) + textwrap.dedent(code)
+              + EPILOGUE)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"step failed:\n{out.stderr[-3000:]}")
@@ -182,9 +183,9 @@ def main() -> int:
         build(path, args.comments)
         print(f"{args.comments:,} comments; each step in a fresh subprocess (seconds, peak RSS)")
         results = {}
-        for name, code in STEPS.items():
+        for name, (columns, code) in STEPS.items():
             label = name.format(sentiment_sample=args.sentiment_sample)
-            r = run_step(code.format(sentiment_sample=args.sentiment_sample), path)
+            r = run_step(columns, code.format(sentiment_sample=args.sentiment_sample), path)
             results[label] = r
             extra = {k: v for k, v in r.items() if k not in ("seconds", "rss_after_load_mib", "peak_rss_mib")}
             more = "  " + ", ".join(f"{k} = {v:,.1f}" if isinstance(v, float) else f"{k} = {v:,}"

@@ -287,3 +287,31 @@ def test_on_the_small_demo(small_demo):
     assert fu.table["response_date"].between(fu.start, fu.end).all()
     eff = theme_effects(ds, cb)
     assert set(eff.table["theme"]) == set(cb.names)
+
+
+def test_empty_period_and_plots(synthetic):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.voice import distinctive_terms, load_comments, nps_group, suggest_themes
+
+    df, ds = synthetic
+    empty = theme_shares(ds, CODEBOOK, start="2030-01-01")
+    assert empty.n_comments == 0 and empty.table.empty and empty.summary() == "No comments in this period."
+    assert theme_trends(ds, CODEBOOK, start="2030-01-01").summary() == "Too few periods with comments to compare."
+    comments = load_comments(ds, start="2025-01-01", department="Billing")
+    assert list(comments.columns) == ["response_date", "department", "csat", "nps", "comment"]
+    assert len(comments) == ((df["response_date"] >= "2025-01-01") & (df["department"] == "Billing")
+                             & df["comment"].notna()).sum()
+    assert nps_group([0, 6, 7, 8, 9, 10, None]).tolist() == ["detractor", "detractor", "passive", "passive",
+                                                              "promoter", "promoter", None]
+    results = [theme_shares(ds, CODEBOOK), theme_trends(ds, CODEBOOK), theme_effects(ds, CODEBOOK),
+               suggest_themes(comments["comment"], n_themes=3, codebook=CODEBOOK),
+               distinctive_terms(comments["comment"], nps_group(comments["nps"]), min_count=3, z_min=0)]
+    for res in results:
+        fig, ax = plt.subplots()
+        assert res.plot(ax=ax) is ax and ax.get_title()
+        plt.close(fig)
+        assert isinstance(res.summary(), str) and res.summary()

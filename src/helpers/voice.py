@@ -43,7 +43,8 @@ from helpers.params_yaml import load_params_yaml, parse_params_yaml
 
 __all__ = [
     "Theme", "Codebook", "load_codebook", "parse_codebook", "codebook_from_text", "sentiment_label", "normalise_text", "match_themes", "theme_flags_sql",
-    "search_comments", "sentiment", "SuggestedThemes", "suggest_themes", "DistinctiveTerms",
+    "search_comments", "load_comments", "nps_group", "sentiment", "SuggestedThemes", "suggest_themes",
+    "DistinctiveTerms",
     "distinctive_terms", "log_odds_dirichlet", "escape_text", "DEFAULT_CODEBOOK", "MAX_SAMPLE",
 ]
 
@@ -369,6 +370,34 @@ def search_comments(comments, phrase: str) -> pd.Series:
     boundaries, ``prefix*``). Returns a boolean Series aligned with ``comments``."""
     cb = parse_codebook({"themes": {"search": {"label": "search", "any": [phrase]}}}, "search phrase")
     return match_themes(comments, cb)["search"]
+
+
+def load_comments(ds, start=None, end=None, department: str | None = None) -> pd.DataFrame:
+    """The responses with a comment from a :class:`helpers.data.Dataset` (DuckDB ``ds.con``): ``response_date``,
+    ``department``, ``csat``, ``nps``, ``comment`` (no ids), optionally in ``[start, end]`` and one department.
+
+    For the row-level tools (:func:`suggest_themes`, :func:`distinctive_terms`, :func:`search_comments`); add
+    ``group = nps_group(frame["nps"])`` for detractors vs promoters.
+    """
+    conds, params = ["comment IS NOT NULL", "trim(comment) <> ''"], []
+    if start is not None:
+        conds.append("CAST(response_date AS DATE) >= CAST(? AS DATE)")
+        params.append(pd.Timestamp(start).date())
+    if end is not None:
+        conds.append("CAST(response_date AS DATE) <= CAST(? AS DATE)")
+        params.append(pd.Timestamp(end).date())
+    if department is not None:
+        conds.append("department = ?")
+        params.append(department)
+    return ds.con.execute("SELECT response_date, department, csat, nps, comment FROM responses WHERE "
+                          + " AND ".join(conds) + " ORDER BY response_date, response_id", params).df()
+
+
+def nps_group(nps) -> pd.Series:
+    """``detractor`` (0-6), ``passive`` (7-8), ``promoter`` (9-10), None when missing."""
+    x = pd.Series(nps, dtype=float)
+    lab = np.where(x <= 6, "detractor", np.where(x >= 9, "promoter", "passive"))
+    return pd.Series(lab, index=x.index, dtype=object).where(x.notna(), None)
 
 
 # --- sentiment ---------------------------------------------------------------------------------------------

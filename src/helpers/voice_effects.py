@@ -15,6 +15,7 @@ Population: the effects and shares are among responses *with a comment* (a theme
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -223,6 +224,9 @@ def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month"
     sql = (f"SELECT CAST(date_trunc('{freq}', response_date) AS TIMESTAMP) AS period, count(*) AS comments, "
            f"{sums} FROM ({flags}) GROUP BY 1 ORDER BY 1")
     counts = ds.con.execute(sql, params + fparams).df()
+    if counts.empty:
+        return ThemeTrends(_long(counts, cb, ["period"], confidence), pd.DataFrame(), pd.DataFrame(), freq,
+                           confidence)
     table = _long(counts, cb, ["period"], confidence).sort_values(["theme", "period"], kind="stable")
     table = table.reset_index(drop=True)
     changes, onsets = [], []
@@ -311,8 +315,6 @@ def _ols(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], alph
 
 def _logit(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float) -> dict:
     """Logit fit of P(nps <= 6); {} when it does not converge or a coefficient is not estimable (separation)."""
-    import warnings
-
     import statsmodels.api as sm
 
     d = frame[["nps", *themes, *attributes]].dropna()
@@ -364,8 +366,10 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
         row.update(mentions=int(len(with_)), csat_with=with_.mean() if len(with_) else np.nan,
                    csat_without=without.mean() if len(without) else np.nan)
         if len(with_) >= 2 and len(without) >= 2:
-            res = stats.ttest_ind(with_, without, equal_var=False)
-            ci = res.confidence_interval(confidence)
+            with warnings.catch_warnings():  # a group of identical scores (all 1s) is fine for Welch's interval
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = stats.ttest_ind(with_, without, equal_var=False)
+                ci = res.confidence_interval(confidence)
             row.update(csat_difference=with_.mean() - without.mean(), csat_difference_low=float(ci.low),
                        csat_difference_high=float(ci.high))
         m = int((mention & csat_rows).sum())
