@@ -216,3 +216,24 @@ def test_large_data_replicates_one_by_one_equal_the_stacked_replicates(monkeypat
     one_by_one = relative_importance(df, "y", list("abcd"), weights=weights, n_boot=200, seed=5)
     np.testing.assert_allclose(one_by_one.attrs["boot_draws"], stacked.attrs["boot_draws"], rtol=1e-9, atol=1e-13)
     pd.testing.assert_frame_equal(one_by_one, stacked, check_exact=False, rtol=1e-9)
+
+
+def test_distinct_rows_by_hash_fall_back_to_exact_grouping_on_a_collision(monkeypatch):
+    """Distinct rows are found by a 64-bit row hash and verified; a (forced) hash collision falls back to the
+    exact numpy.unique grouping, with the same patterns and counts."""
+    import helpers.drivers as engine
+    from helpers.drivers import _build_design, _collapsed_rows
+
+    monkeypatch.setattr(engine, "COLLAPSE_MIN_ROWS", 100)
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame(rng.integers(1, 4, size=(2000, 3)).astype(float), columns=list("aby"))
+    design = _build_design(df, "y", ["a", "b"], None, "listwise")
+    X_u, w_u, counts = _collapsed_rows(design)
+    expected = df[["y", "a", "b"]].value_counts()
+    assert len(counts) == len(expected) and counts.sum() == 2000
+    got = {tuple(r): c for r, c in zip(X_u, counts)}
+    assert got == {tuple(float(v) for v in k): c for k, c in expected.items()}
+    monkeypatch.setattr(pd.util, "hash_pandas_object",
+                        lambda frame, index=False: pd.Series(np.zeros(len(frame), np.uint64)))
+    X_c, w_c, counts_c = _collapsed_rows(design)
+    assert {tuple(r): c for r, c in zip(X_c, counts_c)} == got
