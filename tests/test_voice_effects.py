@@ -256,6 +256,10 @@ def test_follow_up_list_selects_links_and_orders():
     assert t["team"].tolist() == ["(no linked ticket)", "Collections", "Collections"]
     assert t.loc[t["team"] == "Collections", "response_date"].is_monotonic_increasing
     assert "3 customers to follow up" in fu.summary()
+    none = follow_up_list(_loop_dataset(), CODEBOOK, department="Delivery")
+    assert none.table.empty and none.summary().startswith("No customers to follow up")
+    strict = follow_up_list(_loop_dataset(), CODEBOOK, nps_max=3, csat_max=1)
+    assert sorted(strict.table["nps"]) == [3.0, 9.0]  # R2 (NPS 3) and R1 (CSAT 1)
     assert set(fu.by_team()) == {("Billing", "(no linked ticket)"), ("Billing", "Collections")}
 
 
