@@ -105,8 +105,10 @@ r = prepare_department_report({dept!r}, data_source={data!r}, as_of={as_of!r})
 if hasattr(r, "calibration_markdown"):
     r.calibration_markdown()
 t2, c2 = time.perf_counter(), time.process_time()
-print(json.dumps({{"report": t2 - t1, "cpu": c2 - c1,
-                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM of this process (ru_maxrss would keep the forking parent's peak across exec)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+peak = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"report": t2 - t1, "cpu": c2 - c1, "peak_mb": peak}}))
 """
 
 
