@@ -42,7 +42,8 @@ from helpers.formatting import html_escape, md_escape, shorten
 from helpers.params_yaml import load_params_yaml, parse_params_yaml
 
 __all__ = [
-    "Theme", "Codebook", "load_codebook", "parse_codebook", "codebook_from_text", "sentiment_label", "normalise_text", "match_themes", "theme_flags_sql",
+    "Theme", "Codebook", "load_codebook", "parse_codebook", "codebook_from_text", "sentiment_label",
+    "normalise_text", "match_themes", "theme_flags_sql",
     "search_comments", "load_comments", "nps_group", "sentiment", "SuggestedThemes", "suggest_themes",
     "DistinctiveTerms",
     "distinctive_terms", "log_odds_dirichlet", "escape_text", "DEFAULT_CODEBOOK", "MAX_SAMPLE",
