@@ -12,7 +12,7 @@ from helpers.data import Dataset, load_dataset
 from helpers.kpis import compare_proportions, proportion
 from helpers.voice import codebook_from_text, match_themes
 from helpers.voice_effects import (binomial_change_point, follow_up_display, follow_up_list, theme_effects,
-                                   theme_effects_frame, theme_shares, theme_trends)
+                                   theme_effects_frame, theme_shares, theme_trends, theme_verbatims)
 
 CODEBOOK = codebook_from_text("""
 themes:
@@ -319,3 +319,20 @@ def test_empty_period_and_plots(synthetic):
         assert res.plot(ax=ax) is ax and ax.get_title()
         plt.close(fig)
         assert isinstance(res.summary(), str) and res.summary()
+
+
+def test_verbatims_are_the_most_frequent_comments_per_theme(synthetic):
+    df, ds = synthetic
+    got = theme_verbatims(ds, CODEBOOK, start="2025-01-01", n=2)
+    d = df[(df["response_date"] >= "2025-01-01") & df["comment"].notna()]
+    flags = match_themes(d["comment"], CODEBOOK)
+    for theme in CODEBOOK.names:
+        counts = d.loc[flags[theme], "comment"].value_counts()
+        exp = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+        rows = got[got["theme"] == theme]
+        assert list(zip(rows["comment"], rows["count"])) == exp, theme
+    assert list(got.columns) == ["theme", "label", "comment", "count"]
+    assert got["theme"].drop_duplicates().tolist() == CODEBOOK.names  # codebook order
+    neg = theme_verbatims(ds, CODEBOOK, tone="negative", n=50)
+    neg_d = df[df["comment"].notna() & ((df["csat"] <= 2) | (df["nps"] <= 6))]
+    assert neg["count"].sum() == match_themes(neg_d["comment"], CODEBOOK).to_numpy().sum()

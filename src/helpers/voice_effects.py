@@ -28,7 +28,7 @@ from helpers.formatting import shorten
 from helpers.kpis import compare_proportions, wilson_interval
 from helpers.voice import Codebook, _as_codebook, escape_text, match_themes, sentiment, theme_flags_sql
 
-__all__ = ["ThemeShares", "theme_shares", "ThemeTrends", "theme_trends", "binomial_change_point",
+__all__ = ["ThemeShares", "theme_shares", "theme_verbatims", "ThemeTrends", "theme_trends", "binomial_change_point",
            "ThemeEffects", "theme_effects", "theme_effects_frame", "FollowUpList", "follow_up_list",
            "follow_up_display"]
 
@@ -130,6 +130,33 @@ def theme_shares(ds, codebook: Codebook | str | None = None, start=None, end=Non
         table = _long(counts, cb, by_cols, confidence).sort_values(
             by_cols + ["share"], ascending=[True] * len(by_cols) + [False], kind="stable").reset_index(drop=True)
     return ThemeShares(table, n, confidence, by_cols)
+
+
+def theme_verbatims(ds, codebook: Codebook | str | None = None, start=None, end=None,
+                    department: str | None = None, n: int = 3, tone: str | None = None) -> pd.DataFrame:
+    """Representative comments per theme: its ``n`` most frequent distinct comments in the period (ties by
+    text), with how many responses wrote each (``count``). ``tone`` = "negative" keeps comments with CSAT 1-2 or
+    NPS 0-6, "positive" CSAT 4-5 or NPS 9-10. No ids; text raw (escape with :func:`helpers.voice.escape_text`).
+    Counted in DuckDB."""
+    from helpers.data import quote_ident
+
+    cb = _as_codebook(codebook)
+    if tone not in (None, "negative", "positive"):
+        raise KitError(f"theme verbatims: tone must be None, 'negative' or 'positive', got {shorten(tone)}")
+    dw, params = _date_where(start, end)
+    fw, fparams = _filter_sql(department)
+    tw = {"negative": "csat <= 2 OR nps <= 6", "positive": "csat >= 4 OR nps >= 9"}.get(tone, "")
+    flags = theme_flags_sql(cb, "responses", "comment", ["comment"], _and(dw, fw, tw))
+    union = " UNION ALL ".join(
+        f"SELECT '{name}' AS theme, comment FROM f WHERE {quote_ident(name)}" for name in cb.names)
+    sql = (f"WITH f AS ({flags}), m AS ({union}) SELECT theme, comment, count(*) AS count, "
+           f"row_number() OVER (PARTITION BY theme ORDER BY count(*) DESC, comment) AS rank FROM m "
+           f"GROUP BY theme, comment QUALIFY rank <= {int(n)}")
+    out = ds.con.execute(sql, params + fparams).df()
+    order = {name: i for i, name in enumerate(cb.names)}
+    out = out.sort_values(["theme", "rank"], key=lambda s: s.map(order) if s.name == "theme" else s, kind="stable")
+    out.insert(1, "label", out["theme"].map(cb.labels))
+    return out.drop(columns="rank").reset_index(drop=True)
 
 
 # --- trends and onset ----------------------------------------------------------------------------------------
