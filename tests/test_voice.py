@@ -284,3 +284,15 @@ def test_escape_text_html_and_markdown():
     assert h["themes"][0] == "A &amp; B" and h["themes"][2] == "&lt;i&gt;" and h["n"].tolist() == [1, 2, 3]
     m = escape_text(df, how="markdown")
     assert "<" not in m["comment"][0] and "\\[x\\]" in m["comment"][1] and "\\*b\\*" in m["comment"][1]
+
+
+def test_phrases_cannot_break_the_sql_and_large_codebooks_work():
+    from helpers.voice import parse_codebook
+
+    words = [f"word{i} extra{i}" for i in range(500)]
+    cb = parse_codebook({"themes": {"big": {"label": "B", "any": words},
+                                    "inj": {"label": "I", "any": ["a'); DROP TABLE x; --", "x.y", "a\\b"]}}})
+    got = match_themes(pd.Series(["WORD499, extra499!", "nothing", "A') drop table X", "x y", "xzy", "a b",
+                                  "a\\b"]), cb)
+    assert got["big"].tolist() == [True] + [False] * 6
+    assert got["inj"].tolist() == [False, False, True, True, False, True, True]  # words, not SQL or regex
