@@ -24,6 +24,7 @@ PALETTE = {
     "off track": "#cf222e",
     "missed": "#82071e",
     "no data": "#6e7781",
+    "too little data": "#8c959f",
 }
 ACCENT = "#0969da"
 TARGET = "#cf222e"
