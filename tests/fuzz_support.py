@@ -165,6 +165,11 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
     if spec.keep_responses is not None and spec.keep_responses < len(resp):
         resp = resp.iloc[np.sort(rng.choice(len(resp), size=spec.keep_responses, replace=False))]
 
+    # the contract wants at least one row per table: an emptied table keeps the data's last row
+    if resp.empty:
+        resp = t["responses"].iloc[[-1]]
+    if tick.empty:
+        tick = t["tickets"].iloc[[-1]]
     resp = resp.reset_index(drop=True)
     tick = tick.reset_index(drop=True)
     future = last + pd.Timedelta(days=spec.future_days)
@@ -253,6 +258,8 @@ METRIC_BOUNDS = {"csat": (0, 100), "nps": (-100, 100), "ces": (1, 7), "fcr": (0,
                  "resolution_hours": (0, 2000), "first_response_hours_mean": (0, 500),
                  "resolution_hours_mean": (0, 2000), "ticket_volume": (0, 5000), "response_count": (0, 5000)}
 METRICS = tuple(METRIC_BOUNDS)
+LOWER_IS_BETTER = {"ces", "reopen_rate", "first_response_hours", "resolution_hours", "first_response_hours_mean",
+                   "resolution_hours_mean", "ticket_volume", "churn_rate"}  # helpers.objectives.metric_registry()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,11 +388,19 @@ def _dates_around_data():
 
 @st.composite
 def objective_specs(draw) -> ObjectiveSpec:
+    """An objective anywhere in time with a target at (or next to) its metric's bounds; the baseline is a number
+    on the side the direction improves from, a period anywhere, or (rarely) any number at all."""
     metric = draw(st.sampled_from(METRICS))
     lo, hi = METRIC_BOUNDS[metric]
     target = draw(st.sampled_from((lo, hi, lo + (hi - lo) * 0.01, hi - (hi - lo) * 0.01))
                   | st.floats(lo, hi, allow_nan=False).map(lambda v: round(v, 1)))
-    if draw(st.booleans()):
+    direction = draw(st.none() | st.sampled_from(("raise", "lower")))
+    raises = direction == "raise" if direction else metric not in LOWER_IS_BETTER
+    kind = draw(st.sampled_from(("number", "period", "number", "any number")))
+    if kind == "number":
+        gap = draw(st.sampled_from((0.3, 0.05, 1.0))) * (hi - lo)
+        baseline = round(target - gap if raises else target + gap, 1)
+    elif kind == "any number":
         baseline = draw(st.floats(lo, hi, allow_nan=False).map(lambda v: round(v, 1)))
     else:
         b0 = draw(_dates_around_data())
@@ -396,7 +411,7 @@ def objective_specs(draw) -> ObjectiveSpec:
                                     (("segment", "enterprise"),), (("region", "north"),),
                                     (("team", "Front Desk"),), (("agent", "billing-rep001"),))))
     return ObjectiveSpec(metric=metric, target=target, baseline=baseline, start=_iso(start),
-                         deadline=_iso(deadline), direction=draw(st.none() | st.sampled_from(("raise", "lower"))),
+                         deadline=_iso(deadline), direction=direction,
                          frequency=draw(st.none() | st.sampled_from(("month", "quarter"))), filters=filters,
                          parent=draw(st.booleans()))
 
