@@ -2,11 +2,13 @@
 
 Each report notebook (department, satisfaction drivers, retention forecast) is replayed in-process
 (``fuzz_support.run_notebook``: the notebook's own code cells, parameters injected after its parameters cell,
-figures drawn on Agg) on data built by ``fuzz_support.DataSpec`` (future-dated rows, constant, all-missing and
-skewed ratings, 1 to 20 attributes, a department with one response, months without data, no or full churn,
-one segment) and params drawn by Hypothesis (objectives with deadlines anywhere and targets at the metric's
-bounds, report settings, as-of dates anywhere in and around the data). The data go through the runner's own
-load-and-snapshot step (``runner.prepare_data``) first, as in a real run.
+figures drawn on Agg) on data built by ``fuzz_support.DataSpec``: future-dated rows and signups, constant,
+all-missing and skewed ratings, 6 to 20 attributes, a department with one response, months without data, a
+short history, the whole data set years back or after today, no or full churn, one segment, one cohort, no
+revenue, unresolved or instant tickets, hostile names. Params are drawn by Hypothesis: objectives with
+deadlines anywhere and targets at the metric's bounds, report settings, as-of dates anywhere in and around
+the data. The data go through the runner's own load-and-snapshot step (``runner.prepare_data``) first, as in
+a real run, which must accept them.
 
 Every example must either complete or raise a kit error (``helpers.errors.KitError``) with a readable
 message; anything else (a KeyError, a bare ValueError from pandas/numpy, an IndexError, a matplotlib error)
@@ -27,9 +29,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fuzz_support import (BASE_SEEDS, DEPARTMENTS, HOSTILE_DEPARTMENT, DataSpec, ObjectiveSpec, ReportSettings, as_of_dates,
-                          base_date_range, data_specs, department_document, objective_specs, report_settings,
-                          run_notebook, strict_and_small, write_data)
+from fuzz_support import (BASE_SEEDS, DEPARTMENTS, HOSTILE_DEPARTMENT, DataSpec, ObjectiveSpec, ReportSettings,
+                          as_of_dates, base_date_range, data_specs, department_document, objective_specs,
+                          report_settings, run_notebook, strict_and_small, write_data)
 from helpers.errors import KitError
 
 FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None, print_blob=True,
@@ -95,8 +97,10 @@ class Run:
         source = write_data(data, root / "data")
         run_dir = root / "run"
         run_dir.mkdir()
-        info = renders_or_kit_error(lambda: prepare_data(str(source), cfg, run_dir))
-        self.snapshot = info.snapshot if info is not None else None
+        try:  # the data are contract-valid: the runner must accept them (rows after the as-of are findings)
+            self.snapshot = prepare_data(str(source), cfg, run_dir).snapshot
+        except KitError as exc:
+            raise AssertionError(f"contract-valid data refused at load: {exc}") from exc
 
     def common(self, as_of: str) -> dict:
         return {"data_source": self.snapshot, "report_config": str(self.config), "as_of": as_of,
@@ -107,8 +111,6 @@ def run_department(data: DataSpec, department: str, objectives: tuple[ObjectiveS
                    report: ReportSettings, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-department-") as tmp:
         run = Run(Path(tmp), data, report)
-        if run.snapshot is None:
-            return None
         slug = department.lower().replace(" ", "_")
         name = HOSTILE_DEPARTMENT if data.renamed and department == "Billing" else department
         params_file = Path(tmp) / "params" / "departments" / f"{slug}.yaml"
@@ -124,8 +126,6 @@ def run_department(data: DataSpec, department: str, objectives: tuple[ObjectiveS
 def run_drivers(data: DataSpec, report: ReportSettings, notebook: dict, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-drivers-") as tmp:
         run = Run(Path(tmp), data, report)
-        if run.snapshot is None:
-            return None
         with strict_and_small(SMALL_BOOT):
             namespace = renders_or_kit_error(lambda: run_notebook("satisfaction_drivers",
                                                                   dict(run.common(as_of), **notebook)))
@@ -136,8 +136,6 @@ def run_drivers(data: DataSpec, report: ReportSettings, notebook: dict, as_of: s
 def run_retention(data: DataSpec, notebook: dict, as_of: str) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="fuzz-retention-") as tmp:
         run = Run(Path(tmp), data, ReportSettings())
-        if run.snapshot is None:
-            return None
         with strict_and_small(SMALL_BOOT):
             namespace = renders_or_kit_error(lambda: run_notebook("retention_forecast",
                                                                   dict(run.common(as_of), **notebook)))
@@ -183,7 +181,8 @@ def _drivers_notebook_params():
 
 
 @FUZZ
-@given(data=data_specs(max_drivers=MAX_DRIVERS), report=report_settings(), notebook=_drivers_notebook_params(), as_of=as_of_dates())
+@given(data=data_specs(max_drivers=MAX_DRIVERS), report=report_settings(), notebook=_drivers_notebook_params(),
+       as_of=as_of_dates())
 @example(data=DataSpec(n_drivers=10), report=ReportSettings(),
          notebook={"department": "all", "outcome": "", "period_start": "", "period_end": "", "n_boot": SMALL_BOOT},
          as_of="")  # issue 16 item 2: negative xerr with noise attributes
