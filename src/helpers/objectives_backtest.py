@@ -172,7 +172,8 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
             rows.append({"series": name, "origin": origin_period, "horizon": h, "period": target_period,
                          "realised": truth, "forecast": f.value, "low": f.low, "high": f.high,
                          "method": f.method, "covered": float(f.low <= truth <= f.high),
-                         "covered_simple": covered_simple})
+                         "covered_simple": covered_simple,
+                         "pit": f.probability(truth, "lower", Scale("log", 0.0, math.inf) if per_day else scale)})
             base = float(hist["value"].iloc[-1])
             for k in (-1.0, -0.5, 0.0, 0.5, 1.0):
                 threshold = base + k * spread
@@ -186,7 +187,7 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
                     events.append({"series": name, "origin": origin_period, "horizon": h, "threshold": threshold,
                                    "direction": direction, "p": p, "met": float(met)})
     return Backtest(pd.DataFrame(rows, columns=["series", "origin", "horizon", "period", "realised", "forecast",
-                                                "low", "high", "method", "covered", "covered_simple"]),
+                                                "low", "high", "method", "covered", "covered_simple", "pit"]),
                     pd.DataFrame(events, columns=["series", "origin", "horizon", "threshold", "direction", "p",
                                                   "met"]), level)
 
@@ -196,7 +197,7 @@ def combine(backtests: Sequence[Backtest]) -> Backtest:
     parts = [b for b in backtests if b is not None]
     if not parts:
         return Backtest(pd.DataFrame(columns=["series", "origin", "horizon", "period", "realised", "forecast",
-                                              "low", "high", "method", "covered", "covered_simple"]),
+                                              "low", "high", "method", "covered", "covered_simple", "pit"]),
                         pd.DataFrame(columns=["series", "origin", "horizon", "threshold", "direction", "p", "met"]))
     return Backtest(pd.concat([b.forecasts for b in parts], ignore_index=True),
                     pd.concat([b.events for b in parts], ignore_index=True), parts[0].level,

@@ -511,6 +511,34 @@ def regular_grid(series: pd.DataFrame, freq: str, scale: Scale, per_day: bool = 
     return s
 
 
+RECENT_N_PERIODS = 3
+"""The n of a future period is forecast as the mean n of this many latest observed periods."""
+
+
+def future_sampling(g: pd.DataFrame, period: int = 12) -> tuple[float, float]:
+    """The n and the sampling variance (model scale) expected for a future period of the grid ``g``.
+
+    The sampling variance of a period is inversely proportional to its n (``v_t = u / n_t``: binomial,
+    median and Poisson variances alike), so the future period's is ``u / n_next`` with ``u`` the mean of
+    ``v_t * n_t`` over the last ``period`` observed periods (the per-observation variance) and ``n_next`` the
+    mean n of the last :data:`RECENT_N_PERIODS` (a no-change forecast of n). Averaging ``v_t`` itself over a
+    year instead would carry the larger variances of the year's earlier, smaller periods into the forecast
+    of a growing series (measured on the demo: 1.3 to 1.6 times the realised periods' variance at 1 to 6
+    months ahead). Without n: the mean ``v_t`` of the last ``period`` periods."""
+    v = g["v"].to_numpy(dtype=float)
+    observed = np.isfinite(g["y"].to_numpy(dtype=float)) & np.isfinite(v)
+    mean_v = float(np.nanmean(v[observed][-period:])) if observed.any() else float("nan")
+    if "n" not in g:
+        return float("nan"), mean_v
+    n = g["n"].to_numpy(dtype=float)
+    ok = observed & np.isfinite(n) & (n > 0)
+    if not ok.any():
+        return float("nan"), mean_v
+    per_obs = float(np.mean((v * n)[ok][-period:]))
+    n_next = float(np.mean(n[ok][-RECENT_N_PERIODS:]))
+    return n_next, per_obs / n_next
+
+
 def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str = "month",
                     scale: Scale = Scale("identity", -math.inf, math.inf), level: float = 0.8,
                     target: float | None = None, direction: str = "raise", per_day: bool = False,
@@ -536,8 +564,7 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
     future = [p for p in w_periods if p > last]
     past = [p for p in w_periods if p <= last]
     horizon = 0 if not future else _steps(last, future[-1], freq)
-    recent_n = float(np.nanmean(g["n"].to_numpy(dtype=float)[-period:])) if "n" in g else float("nan")
-    recent_v = float(np.nanmean(v[observed][-period:]))
+    recent_n, recent_v = future_sampling(g, period)
 
     if selected is not None:
         fitted, table = selected
