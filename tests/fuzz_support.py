@@ -273,6 +273,7 @@ class ObjectiveSpec:
     frequency: str | None = None
     filters: tuple[tuple[str, str], ...] = ()
     parent: bool = False                          # child of the previous objective
+    hostile_text: bool = False                    # title, note and owner name full of Markdown/HTML syntax
 
     def document(self, index: int, slug: str) -> dict:
         doc = {"id": f"o{index}", "title": f"Objective {index} on {self.metric}", "metric": self.metric,
@@ -289,6 +290,10 @@ class ObjectiveSpec:
         if self.parent and index > 1:
             doc["parent"] = f"o{index - 1}"
             doc["owner"] = {"name": "A Manager", "role": "manager"}
+        if self.hostile_text:
+            doc["title"] = f"[click](javascript:alert({index})) <b>{self.metric}</b> *a* `b` | c | \\ {{d}}"
+            doc["note"] = "![x](http://host/x.png) <script>alert(1)</script> & 50% of 'them'"
+            doc["owner"] = {"name": "O'Brien <img src=x> **Jo**", "role": doc["owner"]["role"]}
         return doc
 
 
@@ -370,7 +375,7 @@ def data_specs(draw, max_drivers: int = 20) -> DataSpec:
 
 
 def as_of_dates(seed: int = BASE_SEEDS[0]):
-    """As-of dates anywhere in and around the data ("" = the notebook's default)."""
+    """As-of dates anywhere in and around the data ("" = the notebook's default), and a few that are not dates."""
     first, last = base_date_range(seed)
     days = int((last - first).days)
     return st.one_of(
@@ -379,6 +384,7 @@ def as_of_dates(seed: int = BASE_SEEDS[0]):
                          _iso(last), _iso(last + pd.Timedelta(days=1)), _iso(last + pd.Timedelta(days=45)),
                          _iso(last + pd.Timedelta(days=500)), "2099-12-31"]),
         st.integers(-30, days + 30).map(lambda d: _iso(first + pd.Timedelta(days=d))),
+        st.sampled_from(("2026-02-30", "soon")),  # a notebook run directly gets its parameter unchecked
     )
 
 
@@ -413,7 +419,7 @@ def objective_specs(draw) -> ObjectiveSpec:
     return ObjectiveSpec(metric=metric, target=target, baseline=baseline, start=_iso(start),
                          deadline=_iso(deadline), direction=direction,
                          frequency=draw(st.none() | st.sampled_from(("month", "quarter"))), filters=filters,
-                         parent=draw(st.booleans()))
+                         parent=draw(st.booleans()), hostile_text=draw(st.booleans()))
 
 
 def report_settings():
