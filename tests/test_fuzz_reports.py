@@ -192,6 +192,9 @@ def _drivers_notebook_params():
          report=ReportSettings(),
          notebook={"department": "Billing", "outcome": "csat", "period_start": "", "period_end": "",
                    "n_boot": SMALL_BOOT}, as_of="")
+@example(data=DataSpec(), report=ReportSettings(),
+         notebook={"department": "all", "outcome": "", "period_start": "", "period_end": "2025-01-01",
+                   "n_boot": SMALL_BOOT}, as_of="soon")  # fuzz F8: as_of not a date while period_end is set
 def test_drivers_report_renders_or_fails_with_a_kit_error(data, report, notebook, as_of):
     run_drivers(data, report, notebook, as_of)
 
