@@ -95,3 +95,16 @@ def test_cascade_tree_puts_parents_above_the_middle_of_their_children():
     colours = {t.get_text().split("\n")[0]: mcolors.to_hex(t.get_bbox_patch().get_facecolor()) for t in ax.texts}
     assert colours["FRT a"] == charts.PALETTE["off track"] and colours["NPS"] == charts.PALETTE["no data"]
     assert len(ax.get_lines()) == 4  # one edge per child
+
+
+def test_every_status_has_a_readable_badge_on_the_index_page():
+    """The index page's badges are coloured by CSS class (status with '-' for spaces); a status without a rule
+    showed white text on no background (invisible): every status must have its own background colour."""
+    import re
+
+    from helpers.objectives_status import STATUSES
+    from helpers.reports.export import kit_css
+    css = kit_css()
+    for status in STATUSES:
+        cls = status.replace(" ", "-")
+        assert re.search(rf"\.badge\.{re.escape(cls)}\s*{{\s*background:", css), f"no badge colour for {status!r}"
