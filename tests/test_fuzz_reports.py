@@ -289,3 +289,38 @@ def test_runner_on_hostile_data_renders_every_page_or_names_a_kit_error(case, tm
         assert error.get("name") in kit_errors, (
             f"{case}: {name} failed with an internal error {error.get('name')}: {error.get('message')}")
         assert error["name"] in page
+
+
+# ------------------------------------------------------------------------------------------------ regressions
+# Focused tests for the small bugs the harness found and this module's author fixed (fuzz findings F3, F7, F8).
+
+def test_department_report_as_of_that_is_not_a_date_is_a_params_error():  # F7: was a pandas DateParseError
+    from helpers.errors import ParamsError
+    from helpers.objectives_report import prepare_department_report
+
+    for bad in ("2026-02-30", "soon"):
+        with pytest.raises(ParamsError, match="not an ISO date") as caught:
+            prepare_department_report("sales", as_of=bad)
+        assert repr(bad) in str(caught.value)
+
+
+def test_drivers_report_as_of_that_is_not_a_date_is_a_warning(tmp_path):  # F8: was a pandas DateParseError
+    from helpers.drivers_report import prepare_drivers_report
+
+    run = Run(tmp_path, DataSpec(), ReportSettings())
+    for period_end, as_of in (("2025-01-01", "soon"), ("soon", "2025-01-01")):
+        report = prepare_drivers_report(period_end=period_end, as_of=as_of, n_boot=0, data_source=run.snapshot,
+                                        report_config=str(run.config))
+        assert report.main is None
+        assert any("'soon'" in w and "not an ISO date" in w for w in report.warnings), report.warnings
+
+
+def test_too_few_bootstrap_draws_are_refused_with_that_reason():  # F3: said "only 5 of 5 ... gave a usable model"
+    from fuzz_support import STANDARD_ATTRIBUTES, build_tables
+    from helpers.drivers import DriverInputError
+    from helpers.drivers_analysis import analyze_drivers
+
+    responses = build_tables(DataSpec())["responses"]
+    with pytest.raises(DriverInputError, match="at least 10") as caught:
+        analyze_drivers(responses, "csat", list(STANDARD_ATTRIBUTES), n_boot=5, seed=0, ordinal=False)
+    assert "usable model" not in str(caught.value)
