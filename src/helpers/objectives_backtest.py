@@ -2,11 +2,14 @@
 
 :func:`backtest_series` steps the as-of date back through a KPI series: at each origin it forecasts the next
 1..``max_horizon`` periods from the history up to the origin only (the same model choice as the report,
-:func:`helpers.objectives_forecast.forecast_window`), and compares with what was then observed. Two checks:
+:func:`helpers.objectives_forecast.forecast_window`), and compares with what was then observed. Three checks:
 
 - **Coverage**: the share of realised values inside their ``level`` (80%) prediction interval; a calibrated
   forecast covers about 80%, with a binomial standard error of ``sqrt(0.8 * 0.2 / n)`` (forecasts from one
   series overlap in time, so the effective n is smaller and the band wider).
+- **PIT** (probability integral transform, ``pit`` per forecast): P(forecast <= realised value); uniform
+  on 0..1 when calibrated (Gneiting, Balabdaoui & Raftery, *JRSS B* 2007): a hump in the middle means
+  intervals too wide, mass at the ends too narrow, a mean away from 0.5 a biased forecast.
 - **Reliability** (a reliability diagram in table form; Murphy & Winkler, *Applied Statistics* 1977): for each
   forecast, P(value past a threshold) at several thresholds (the origin's value and +/- 0.5 and 1 standard
   deviation of the period-to-period changes, each as "raise" and "lower"), the share of those events that

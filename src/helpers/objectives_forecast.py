@@ -42,7 +42,8 @@ Window aggregate and P(met) (:func:`forecast_window`)
     The objective's window (e.g. the deadline's quarter) is the n-weighted mean, on the model scale, of the
     periods it contains: those already observed enter with their observed values, the others with the
     forecast's joint distribution (``Cov(Z a_i, Z a_j) = Z T^(j-i) P_i Z'``) plus each future period's
-    irregular and sampling variance at the recent n per period. That gives a normal distribution
+    irregular and sampling variance at the recent n per period (:func:`future_sampling`: the
+    per-observation variance over the mean n of the last three periods). That gives a normal distribution
     ``N(m, s^2)`` on the model scale; the prediction interval is its back-transformed quantiles and
     ``P(met) = P(window value past the target)`` = ``Phi((m - g(target)) / s)`` for a KPI to raise,
     ``1 - Phi(...)`` to lower. The calibration of these intervals and probabilities is measured by
@@ -662,4 +663,4 @@ def _overlap_share(p: pd.Timestamp, ws: pd.Timestamp, we: pd.Timestamp, freq: st
 
 
 __all__ = ["CANDIDATES", "FittedModel", "Scale", "Spec", "StructuralModel", "WindowForecast", "fit_model",
-           "forecast_window", "kpi_scale", "model_for", "prob_met", "regular_grid", "select_model"]
+           "forecast_window", "future_sampling", "kpi_scale", "model_for", "prob_met", "regular_grid", "select_model"]
