@@ -177,6 +177,14 @@ def main() -> None:
     print(f"  80% interval coverage: new {bt.coverage():.1%}, simple rule {bt.coverage(column='covered_simple'):.1%}")
     by = bt.coverage(by="horizon")
     print("  by horizon: " + ", ".join(f"{int(h)}: {c:.0%}" for h, c in zip(by["horizon"], by["coverage"])))
+    metric_of = {o.id: o.metric for p in plans.values() for o in p.objectives}
+    bt.forecasts["kpi"] = bt.forecasts["series"].map(metric_of)
+    by = bt.coverage(by="kpi")
+    print("  by KPI: " + ", ".join(f"{k}: {c:.0%} (n={n})" for k, c, n in zip(by["kpi"], by["coverage"],
+                                                                              by["forecasts"])))
+    pit = bt.forecasts["pit"].astype(float)
+    print(f"  PIT (uniform when calibrated): mean {pit.mean():.2f}, share in the middle half "
+          f"{pit.between(0.25, 0.75).mean():.0%} (50% when calibrated; more: intervals too wide)")
     print("  reliability:")
     print(bt.reliability().round(3).to_string(index=False))
 
