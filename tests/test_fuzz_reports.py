@@ -164,6 +164,10 @@ DEFAULT_OBJECTIVES = (ObjectiveSpec("csat", target=85.0, baseline=70.0),
          report=ReportSettings(), as_of=LAST)  # issue 16 item 2: noise attributes
 @example(data=DataSpec(), department="Sales", objectives=DEFAULT_OBJECTIVES, report=ReportSettings(),
          as_of="2026-02-30")  # fuzz F7: an as-of that is not a date (a notebook run directly)
+@example(data=DataSpec(constant=("csat",)), department="Billing",
+         objectives=(ObjectiveSpec("csat", target=100, baseline=("2024-01-01", "2024-01-01"), start="2024-01-01",
+                                   deadline="2024-01-02"),),
+         report=ReportSettings(min_responses=1), as_of="")  # fuzz F9: calibration table KeyError 'predicted'
 def test_department_report_renders_or_fails_with_a_kit_error(data, department, objectives, report, as_of):
     run_department(data, department, objectives, report, as_of)
 

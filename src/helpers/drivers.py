@@ -980,6 +980,9 @@ def _bootstrap(design: _Design, method, missing, n_boot, seed, method_used, max_
         done += b
     draws = np.vstack(draws)
     good = np.all(np.isfinite(draws), axis=1)
+    if n_boot < 10:  # the rule below needs 10 usable re-samples: say so rather than blame singular models
+        raise DriverInputError(f"n_boot = {n_boot}: at least 10 bootstrap re-samples are needed for intervals "
+                               "(n_boot = 0 for none)")
     if good.sum() < max(10, 0.9 * n_boot):
         raise DriverInputError(f"only {int(good.sum())} of {n_boot} bootstrap samples gave a usable model "
                                "(singular in the others): too few rows or categories too rare")

@@ -16,7 +16,7 @@ import pandas as pd
 from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _md, _names, _pct,
                                       analyze_by_segment, analyze_drivers, select_responses)
 from helpers.errors import KitError
-from helpers.formatting import md_escape
+from helpers.formatting import md_escape, shorten
 
 SEED = 20261125  # fixed so a report run is reproducible
 
@@ -139,6 +139,12 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                                            or c.startswith("attr_")))
         return report
     end = period_end
+    for name, value in (("as_of", as_of), ("period_end", period_end)):  # a notebook run directly: unchecked
+        try:
+            pd.Timestamp(value or "2000-01-01")
+        except ValueError:
+            report.warnings.append(f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)")
+            return report
     if as_of and (not end or pd.Timestamp(as_of) < pd.Timestamp(end)):
         end = as_of
     dates = pd.to_datetime(responses["response_date"])

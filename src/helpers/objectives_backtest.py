@@ -74,7 +74,8 @@ class Backtest:
             lo, hi = _wilson(k, n)
             rows.append({"predicted": str(label), "events": n,
                          "mean predicted": float(g["p"].mean()), "share met": k / n, "ci_low": lo, "ci_high": hi})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["predicted", "events", "mean predicted", "share met", "ci_low",
+                                           "ci_high"])  # the columns even without events with a P
 
     def summary(self) -> str:
         """One line for stakeholders: how often the intervals held the realised value."""

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.errors import KitError
-from helpers.formatting import html_escape, md_escape
+from helpers.errors import KitError, ParamsError
+from helpers.formatting import html_escape, md_escape, shorten
 from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
                                 format_value, load_objectives, period_label)
 from helpers.objectives_status import STATUSES
@@ -380,7 +380,8 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     ``department`` is the params file's slug (``customer_service``); ``params_file`` overrides the file
     (default ``params/departments/<slug>.yaml``); ``data_source`` "" uses report.yaml's; ``as_of`` "" = the
     last day of the last complete month in the data (``Dataset.default_as_of``). Relative paths are taken from the working directory, else the repository root.
-    Problems are collected in ``.problems`` (shown in the report), never raised.
+    Problems are collected in ``.problems`` (shown in the report), never raised; only an ``as_of`` that is not a
+    date is a :class:`ParamsError`.
     """
     from helpers.config import load_report_config, repo_root, resolve_data_source  # noqa: PLC0415
     from helpers.data import is_snapshot, load_dataset  # noqa: PLC0415
@@ -388,8 +389,12 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     root = repo_root()
     slug = department_slug(department) if department else ""
     path = _resolve(params_file or f"params/departments/{slug}.yaml", root)
+    try:
+        as_of_day = pd.Timestamp(as_of) if as_of else None
+    except ValueError:
+        raise ParamsError("as_of", f"{shorten(as_of)} is not an ISO date (YYYY-MM-DD)") from None
     report = DepartmentReport(slug=slug, department=department.replace("_", " ").title(), params_file=str(path),
-                              as_of=pd.Timestamp(as_of) if as_of else None)
+                              as_of=as_of_day)
     try:
         report.config = load_report_config(_resolve(report_config, root))
     except KitError as exc:
