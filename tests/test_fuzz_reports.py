@@ -328,3 +328,15 @@ def test_too_few_bootstrap_draws_are_refused_with_that_reason():  # F3: said "on
     with pytest.raises(DriverInputError, match="at least 10") as caught:
         analyze_drivers(responses, "csat", list(STANDARD_ATTRIBUTES), n_boot=5, seed=0, ordinal=False)
     assert "usable model" not in str(caught.value)
+
+
+def test_reliability_table_without_predicted_chances_keeps_its_columns():  # F9: was KeyError 'predicted'
+    import numpy as np
+
+    from helpers.objectives_backtest import Backtest
+
+    backtest = Backtest(forecasts=pd.DataFrame({"covered": [True]}),
+                        events=pd.DataFrame({"p": [np.nan], "met": [True]}))
+    table = backtest.reliability()
+    assert table.empty
+    assert list(table.columns) == ["predicted", "events", "mean predicted", "share met", "ci_low", "ci_high"]
