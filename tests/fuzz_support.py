@@ -94,7 +94,7 @@ class DataSpec:
     unresolved_tickets: bool = False        # no ticket has a first response, a resolution or contacts yet
     instant_tickets: bool = False           # every ticket answered and resolved at once, in one contact, never reopened
     no_revenue: str | None = None           # "missing": no monthly_revenue at all; "zero": every revenue 0
-    one_cohort: bool = False                # every customer signed up on the data's first day
+    one_cohort: bool = False                # every customer signed up on the same (the earliest) day
     renamed: bool = False                   # Billing, its teams, segments and channels get hostile names
     history_days: int | None = None         # keep only the responses and tickets of the data's last N days
     shift_years: int = 0                    # every date moved by N years (+2: the whole data set after today)
@@ -202,8 +202,8 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
         cust["monthly_revenue"] = np.nan
     elif spec.no_revenue == "zero":
         cust["monthly_revenue"] = 0.0
-    if spec.one_cohort:
-        cust["signup_date"] = _dates_out(pd.Series(first, index=cust.index))
+    if spec.one_cohort:  # the earliest signup day: every end_date stays on or after it
+        cust["signup_date"] = _dates_out(pd.Series(pd.to_datetime(cust["signup_date"]).min(), index=cust.index))
     if spec.renamed:
         for frame in (resp, tick, t["org"]):
             frame["department"] = frame["department"].replace("Billing", HOSTILE_DEPARTMENT)
