@@ -243,6 +243,21 @@ def build_tables(spec: DataSpec) -> dict[str, pd.DataFrame]:
     return t
 
 
+DATED_BY = {"customers": "signup_date", "responses": "response_date", "tickets": "created_at"}
+
+
+def must_load(tables: dict[str, pd.DataFrame], today: object = None) -> bool:
+    """Whether the kit has to accept these tables at load. Rows dated after the default as-of (the data's last
+    complete month, never after today) are left out; a table with no row left is refused ("too little history").
+    Sufficient condition checked here: every dated table has a row on or before the end of the month before
+    both the data's last month and today (the kit's cut-off is never earlier)."""
+    today = pd.Timestamp(today if today is not None else pd.Timestamp.today()).normalize()
+    days = pd.concat([_as_day(tables["responses"]["response_date"]),
+                      pd.to_datetime(tables["tickets"]["created_at"]).dt.normalize()])
+    cutoff = min(days.max(), today).to_period("M").to_timestamp() - pd.Timedelta(days=1)
+    return all((pd.to_datetime(tables[t][c]) <= cutoff).any() for t, c in DATED_BY.items())
+
+
 def write_data(spec: DataSpec, folder: Path) -> Path:
     """Write the perturbed tables as Parquet files into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
