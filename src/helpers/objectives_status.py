@@ -113,7 +113,13 @@ def months_between(first, later) -> int:
 
 def _clean_series(series: pd.DataFrame, freq: str = "month") -> pd.DataFrame:
     s = series.loc[:, [c for c in ("period", "value", "ci_low", "ci_high", "n") if c in series.columns]]
-    s = s.assign(period=pd.to_datetime(s["period"]).map(lambda p: period_start(p, freq)))
+    periods = pd.to_datetime(s["period"])
+    if isinstance(periods.dtype, np.dtype) and len(periods):  # naive: vectorised period_start (same values)
+        unit = pd.Series([period_start(periods.iloc[0], freq)]).dtype  # the dtype period_start's values take
+        periods = periods.dt.to_period("M" if freq == "month" else "Q").dt.to_timestamp().astype(unit)
+    else:
+        periods = periods.map(lambda p: period_start(p, freq))
+    s = s.assign(period=periods)
     s = s[np.isfinite(s["value"].astype(float))]
     return s.sort_values("period").reset_index(drop=True)
 
