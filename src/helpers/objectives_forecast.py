@@ -53,11 +53,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from statsmodels.tsa.statespace.initialization import Initialization
 from statsmodels.tsa.statespace.mlemodel import MLEModel
 
@@ -308,9 +309,33 @@ class FittedModel:
         return means, cov
 
 
+FIT_CACHE_SIZE = 512
+"""Fits kept per process (:func:`fit_model`): a report fits the same history again (objectives on one series,
+the backtest's origins), and a fit is a pure function of its inputs."""
+_fit_cache: OrderedDict = OrderedDict()
+
+
 def fit_model(y: np.ndarray, v: np.ndarray, spec: Spec, period: int = 12,
               start_params=None) -> FittedModel | None:
-    """Maximum-likelihood fit of one candidate; ``None`` when it does not converge to finite values."""
+    """Maximum-likelihood fit of one candidate; ``None`` when it does not converge to finite values.
+
+    Deterministic in its inputs, so a fit of the very same ``y``, ``v``, spec, period and start is taken from
+    a small per-process cache (the same object: callers only read it)."""
+    y, v = np.asarray(y, dtype=float), np.asarray(v, dtype=float)
+    start = None if start_params is None else np.asarray(start_params, dtype=float)
+    key = (y.tobytes(), v.tobytes(), spec, int(period), None if start is None else start.tobytes())
+    if key in _fit_cache:
+        _fit_cache.move_to_end(key)
+        return _fit_cache[key]
+    fitted = _fit_model(y, v, spec, period, start)
+    _fit_cache[key] = fitted
+    while len(_fit_cache) > FIT_CACHE_SIZE:
+        _fit_cache.popitem(last=False)
+    return fitted
+
+
+def _fit_model(y: np.ndarray, v: np.ndarray, spec: Spec, period: int = 12,
+               start_params=None) -> FittedModel | None:
     model = StructuralModel(y, v, spec, period)
 
     def objective(u):
@@ -470,8 +495,16 @@ def mixture_quantile(components, q: float) -> float:
     lo = min(m - 10 * max(sd, 1e-9) for _, m, sd in components)
     hi = max(m + 10 * max(sd, 1e-9) for _, m, sd in components)
 
+    weights = [w for w, _, _ in components]
+    means = np.array([m for _, m, _ in components], dtype=float)
+    sds = np.array([sd for _, _, sd in components], dtype=float)
+    spread = sds > 0
+    safe_sds = np.where(spread, sds, 1.0)
+
     def cdf(x):
-        return sum(w * (stats.norm.cdf((x - m) / sd) if sd > 0 else float(x >= m)) for w, m, sd in components) - q
+        # stats.norm.cdf is special.ndtr; one vectorised call per evaluation, summed in the same order
+        phi = np.where(spread, special.ndtr((x - means) / safe_sds), (x >= means).astype(float)).tolist()
+        return sum(w * c for w, c in zip(weights, phi)) - q
 
     return float(optimize.brentq(cdf, lo, hi, xtol=1e-10))
 
