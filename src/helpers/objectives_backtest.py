@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.objectives_forecast import Scale, forecast_window, kpi_scale, model_for
-from helpers.objectives_status import forecast_at, period_end
+from helpers.objectives_status import _clean_series, forecast_at, period_end
 
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Bins of predicted probability for the reliability table."""
@@ -146,8 +146,14 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
         chosen = [int(i) for i in origins]
     rows, events = [], []
     spread = float(np.nanstd(np.diff(s["value"].to_numpy(dtype=float)))) if len(s) > 2 else 0.0
+    # the simple rule's cleaned series once (its rows are s's rows when periods are distinct period starts)
+    clean = _clean_series(s, freq) if simple else None
+    if clean is not None and not (len(clean) == len(s) and clean["period"].is_unique
+                                  and (clean["period"].to_numpy() == s["period"].to_numpy()).all()):
+        clean = None
     for i in chosen:
         hist = s.iloc[max(0, i + 1 - history):i + 1]
+        hist_clean = None if clean is None else clean.iloc[max(0, i + 1 - history):i + 1]
         origin_period = hist["period"].iloc[-1]
         as_of = period_end(origin_period, freq)
         try:
@@ -170,7 +176,8 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
                 continue
             covered_simple = np.nan
             if simple:
-                b = forecast_at(hist, we, as_of, level=level, window=24, bounds=(scale.lo, scale.hi), freq=freq)
+                b = forecast_at(hist if hist_clean is None else hist_clean, we, as_of, level=level, window=24,
+                                bounds=(scale.lo, scale.hi), freq=freq, cleaned=hist_clean is not None)
                 if b is not None and b.method == "linear trend":
                     covered_simple = float(b.low <= truth <= b.high)
             rows.append({"series": name, "origin": origin_period, "horizon": h, "period": target_period,

@@ -517,7 +517,7 @@ def prob_met(mean: float, sd: float, target: float, direction: str, scale: Scale
     if sd <= 0 or not np.isfinite(sd):
         above = mean >= t
         return float(above if direction == "raise" else mean <= t)
-    p_above = float(stats.norm.sf((t - mean) / sd)) if np.isfinite(t) else float(t < 0)
+    p_above = float(special.ndtr(-((t - mean) / sd))) if np.isfinite(t) else float(t < 0)  # = stats.norm.sf
     return p_above if direction == "raise" else 1.0 - p_above
 
 

@@ -129,8 +129,9 @@ def _clip(values, bounds):
     return np.clip(np.asarray(values, dtype=float), -np.inf if lo is None else lo, np.inf if hi is None else hi)
 
 
-def _observed_up_to(series: pd.DataFrame, as_of, window: int, freq: str = "month") -> pd.DataFrame:
-    s = _clean_series(series, freq)
+def _observed_up_to(series: pd.DataFrame, as_of, window: int, freq: str = "month", *,
+                    cleaned: bool = False) -> pd.DataFrame:
+    s = series if cleaned else _clean_series(series, freq)
     s = s[s["period"] <= period_start(as_of, freq)]
     if s.empty:
         return s
@@ -158,7 +159,7 @@ def _predict(s: pd.DataFrame, periods: list[pd.Timestamp], level: float, min_poi
 
 def forecast_at(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT_LEVEL, window: int = 24,
                 min_points: int = 4, bounds: tuple[float | None, float | None] = (None, None),
-                freq: str = "month") -> Forecast | None:
+                freq: str = "month", cleaned: bool = False) -> Forecast | None:
     """Forecast the metric for the deadline's month from the monthly ``series`` up to ``as_of``.
 
     Returns ``None`` when the series has no value up to ``as_of``. When the deadline month is not after
@@ -166,8 +167,11 @@ def forecast_at(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT
     returned (``method='observed'``) with its confidence interval. The fit uses the last ``window``
     months; see the module docstring for the model and the interval. ``freq="quarter"`` works on a
     quarterly series the same way (the deadline's quarter is forecast; the time axis stays in months).
+    ``cleaned``: ``series`` is already as :func:`_clean_series` returns it (the backtest cleans once).
     """
-    s = _observed_up_to(series, as_of, window=10_000, freq=freq)
+    if not cleaned:
+        series = _clean_series(series, freq)
+    s = _observed_up_to(series, as_of, window=10_000, freq=freq, cleaned=True)
     if s.empty:
         return None
     target_period = period_start(deadline, freq)
@@ -178,7 +182,7 @@ def forecast_at(series: pd.DataFrame, deadline, as_of, *, level: float = DEFAULT
         row = upto.iloc[-1]
         return Forecast(target_period, float(row["value"]), float(row.get("ci_low", np.nan)),
                         float(row.get("ci_high", np.nan)), level, "observed", len(upto))
-    s = _observed_up_to(series, as_of, window, freq)
+    s = _observed_up_to(series, as_of, window, freq, cleaned=True)
     method, slope, v, lo, hi = _predict(s, [target_period], level, min_points, bounds)
     return Forecast(target_period, float(v[0]), float(lo[0]), float(hi[0]), level, method, len(s), slope)
 
