@@ -413,6 +413,15 @@ def _worker_init(runner_pid: int, lock_fd: int | None = None) -> None:
     die_with_parent(signal.SIGTERM, parent=runner_pid)
 
 
+def _warm_export() -> None:
+    """In a worker: build the HTML exporter and templates before its first report (helpers.reports.export)."""
+    try:
+        from helpers.reports import export
+        export.warm_up()
+    except Exception:  # noqa: BLE001 - only a head start: the first report builds them otherwise
+        pass
+
+
 def _noop(_index: int = 0) -> int:
     return os.getpid()
 
@@ -1073,6 +1082,8 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
     bar = None
     try:
         list(pool.map(_noop, range(workers)))  # fork all workers now (before duckdb threads exist)
+        for _ in range(workers):  # not waited for: the workers compile the page templates while the data load
+            pool.submit(_warm_export)
         info = data_preparer(source, cfg, tmp_dir, opts.as_of or None)
         as_of = opts.as_of or info.as_of or info.last_date
         for j in jobs:
