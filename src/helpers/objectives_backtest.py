@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.objectives_forecast import Scale, forecast_window, kpi_scale, model_for
+from helpers.objectives_forecast import Scale, forecast_window, kpi_scale, model_for, regular_grid
 from helpers.objectives_status import _clean_series, forecast_at, period_end
 
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -156,8 +156,9 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
         hist_clean = None if clean is None else clean.iloc[max(0, i + 1 - history):i + 1]
         origin_period = hist["period"].iloc[-1]
         as_of = period_end(origin_period, freq)
-        try:
-            selected = model_for(hist, freq=freq, scale=scale, per_day=per_day)
+        try:  # the history's grid once for the model choice and every horizon (hist has finite values only)
+            grid = regular_grid(hist, freq, scale, per_day) if len(hist) else None
+            selected = model_for(hist, freq=freq, scale=scale, per_day=per_day, grid=grid)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue
         for h in range(1, max_horizon + 1):
@@ -169,7 +170,7 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
             we = period_end(target_period, freq)
             try:
                 f = forecast_window(hist, target_period, we, freq=freq, scale=scale, level=level,
-                                    per_day=per_day, selected=selected)
+                                    per_day=per_day, selected=selected, grid=grid)
             except (ValueError, ArithmeticError, np.linalg.LinAlgError):
                 continue
             if f is None:

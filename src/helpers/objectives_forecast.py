@@ -576,16 +576,17 @@ def future_sampling(g: pd.DataFrame, period: int = 12) -> tuple[float, float]:
 def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str = "month",
                     scale: Scale = Scale("identity", -math.inf, math.inf), level: float = 0.8,
                     target: float | None = None, direction: str = "raise", per_day: bool = False,
-                    candidates=CANDIDATES, selected=None) -> WindowForecast | None:
+                    candidates=CANDIDATES, selected=None, grid: pd.DataFrame | None = None) -> WindowForecast | None:
     """Forecast the aggregate of the periods in ``[window_start, window_end]`` from ``series`` (complete
     periods up to the as-of date, at ``freq``); ``None`` without data. See the module docstring.
 
     ``selected``: the ``(fitted, table)`` of :func:`select_model` for this very series (:func:`model_for`),
-    to forecast several windows from one model choice (the backtest does)."""
+    to forecast several windows from one model choice (the backtest does); ``grid``: :func:`regular_grid` of
+    this very series (with its finite values), computed once for those windows."""
     s = series[np.isfinite(series["value"].astype(float))]
     if s.empty:
         return None
-    g = regular_grid(s, freq, scale, per_day)
+    g = regular_grid(s, freq, scale, per_day) if grid is None else grid
     y, v = g["y"].to_numpy(dtype=float), g["v"].to_numpy(dtype=float)
     observed = np.isfinite(y)
     if not observed.any():
@@ -667,12 +668,13 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
 
 
 def model_for(series: pd.DataFrame, *, freq: str = "month", scale: Scale = Scale("identity", -math.inf, math.inf),
-              per_day: bool = False, candidates=CANDIDATES):
-    """The model :func:`forecast_window` would choose for ``series``: ``(fitted or None, candidates table)``."""
+              per_day: bool = False, candidates=CANDIDATES, grid: pd.DataFrame | None = None):
+    """The model :func:`forecast_window` would choose for ``series``: ``(fitted or None, candidates table)``
+    (``grid`` as in :func:`forecast_window`)."""
     s = series[np.isfinite(series["value"].astype(float))]
     if s.empty:
         return None, pd.DataFrame()
-    g = regular_grid(s, freq, scale, per_day)
+    g = regular_grid(s, freq, scale, per_day) if grid is None else grid
     return select_model(g["y"].to_numpy(dtype=float), g["v"].to_numpy(dtype=float), FREQ_PERIODS[freq], candidates)
 
 
