@@ -643,3 +643,21 @@ def test_plain_summary_without_an_all_customers_fit():
     assert "worth" not in rep.plain_summary() and "no customer churned" in rep.plain_summary()
     rep.segment = "consumer"
     assert "a new customer (consumer) is worth about 100" in rep.plain_summary()
+
+
+def test_cox_with_a_segment_without_churners_is_a_clear_error_not_a_ratio_of_zero():
+    """Found by the fuzz harness (F11): a segment in which nobody churned gave "lowers the churn hazard by 100%
+    (95% CI -100% to +inf%)": a separation artefact with a finite but enormous standard error was shown."""
+    rng = np.random.default_rng(1)
+    n = 200
+    segment = np.where(np.arange(n) < 150, "consumer", "enterprise")
+    duration = rng.exponential(12, n)
+    event = np.where(segment == "consumer", rng.random(n) < 0.6, 0).astype(int)
+    data = pd.DataFrame({"duration": duration, "event": event, "segment": segment,
+                         "mean_csat": rng.normal(3.5, 0.7, n)})
+    with pytest.raises(R.RetentionModelError, match="separates churners"):
+        R.fit_cox(data, "duration", "event", ["mean_csat", "segment"])
+    # the same data with churners in both segments still fits, with a finite, moderate ratio
+    data.loc[data.index[-20:], "event"] = 1
+    fit = R.fit_cox(data, "duration", "event", ["mean_csat", "segment"])
+    assert np.all(np.abs(np.log(fit.table["hazard_ratio"])) < R.MAX_LOG_HAZARD_RATIO)

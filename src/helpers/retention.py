@@ -626,6 +626,12 @@ class CoxResult:
         return text
 
 
+# Beyond these the Cox estimate is a separation artefact, not a hazard ratio: exp(15) is a ratio of 3 million, and
+# a standard error of 10 on the log scale is a 95% interval spanning a factor of 10^17.
+MAX_LOG_HAZARD_RATIO = 15.0
+MAX_LOG_HAZARD_SE = 10.0
+
+
 def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[str],
             alpha: float = 0.05) -> CoxResult:
     """Cox proportional-hazards model h(t|x) = h0(t) exp(x'b) by partial likelihood with Efron ties
@@ -680,6 +686,15 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
     if not (np.all(np.isfinite(params)) and np.all(np.isfinite(bse))):
         raise RetentionModelError("Cox model did not converge (infinite coefficient or standard error); "
                                   "a covariate may separate churners perfectly")
+    # (quasi-)separation: a group with no churners drives its coefficient towards -inf; the optimiser stops at a
+    # large finite value with an enormous standard error (a hazard ratio of 0 with a 95% CI of 0 to +inf)
+    separated = [str(c) for c, b, s in zip(X.columns, params, bse) if abs(b) > MAX_LOG_HAZARD_RATIO
+                 or s > MAX_LOG_HAZARD_SE]
+    if separated:
+        what = f" ({', '.join(shorten(c, 40) for c in separated)})" if separated else ""
+        raise RetentionModelError("Cox model did not converge: a covariate separates churners from the others "
+                                  f"almost perfectly{what}, so its hazard ratio cannot be estimated (e.g. a "
+                                  "segment in which nobody churned yet)")
     z = stats.norm.ppf(1 - alpha / 2)
     table = pd.DataFrame({"coef": params, "se": bse, "hazard_ratio": np.exp(params),
                           "ci_low": np.exp(params - z * bse), "ci_high": np.exp(params + z * bse),
