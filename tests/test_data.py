@@ -732,3 +732,14 @@ def test_a_future_created_at_before_its_reply_shows_both_dates(tmp_path):
     err = contract_error(tmp_path / "d", tickets=set_value("created_at", 2, "2099-01-01 10:00:00"))
     assert err.column == "first_response_at" and err.examples == ["T3"]
     assert "(first: created_at 2099-01-01 10:00:00, first_response_at 2024-04-01 12:00:00)" in str(err)
+
+
+def test_data_entirely_in_the_future_says_so_instead_of_suggesting_an_as_of(tmp_path):
+    """Found by the fuzz harness (F10): with every row after today the message recommended an as-of 'on or after
+    <first date>', which cannot help (the cut-off never passes today)."""
+    folder = write(tmp_path / "d")
+    for as_of in (None, "2099-12-31"):
+        with pytest.raises(DataContractError, match=r"dated in the future") as info:
+            load_quiet(folder, as_of=as_of, today="2020-01-01")
+        assert "as-of date on or after" not in str(info.value)
+        assert "machine's clock" in str(info.value)

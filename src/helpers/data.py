@@ -634,6 +634,13 @@ def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of
         if n_all and not n_kept:
             first = con.execute(f"SELECT CAST(min({day}) AS VARCHAR) FROM {typed}").fetchone()[0]
             when = f"today ({cutoff})" if cutoff == today else f"the as-of date {cutoff}"
+            if _dt.date.fromisoformat(str(first)[:10]) > today:
+                # no as-of can help: every row is in the future, and nothing after today is read as real
+                raise DataContractError(
+                    name, f"has no rows dated on or before today ({today}): all {n_all:,} rows are dated in "
+                          f"the future (the first on {str(first)[:10]})", source=files.get(name),
+                    column=spec.dated_by, expected="dates up to today: check the export's dates (and this "
+                                                   "machine's clock); an as-of date cannot move 'today'")
             raise DataContractError(
                 name, f"has no rows dated on or before {when}: too little history before {cutoff} "
                       f"(all {n_all:,} rows are later)", source=files.get(name), column=spec.dated_by,
