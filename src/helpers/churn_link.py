@@ -83,7 +83,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.errors import DataContractError, KitError
+from helpers.errors import KitError, TableInputError
 from helpers.formatting import shorten
 
 ASSOCIATION_NOTE = ("This is an association under stated assumptions (ratings measure satisfaction with random "
@@ -91,13 +91,8 @@ ASSOCIATION_NOTE = ("This is an association under stated assumptions (ratings me
                     "proportional hazards), not the result of a controlled experiment.")
 
 
-class ChurnLinkInputError(DataContractError):
+class ChurnLinkInputError(TableInputError):
     """Input to the satisfaction -> churn link is unusable; names table, column, rows and what was expected."""
-
-    def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
-                 n_rows: int | None = None, examples: Sequence[object] | None = None,
-                 expected: str | None = None):
-        super().__init__(table, problem, column=column, n_rows=n_rows, examples=examples, expected=expected)
 
 
 class ChurnLinkError(KitError):

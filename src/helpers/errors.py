@@ -46,6 +46,16 @@ class DataContractError(KitError):
         super().__init__(msg)
 
 
+class TableInputError(DataContractError):
+    """Input to one analysis is unusable: the problem first, then the table (default ``customers``), column, rows
+    and what was expected (the keyword form analyses raise from their argument checks)."""
+
+    def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
+                 n_rows: int | None = None, examples: Sequence[object] | None = None,
+                 expected: str | None = None):
+        super().__init__(table, problem, column=column, n_rows=n_rows, examples=examples, expected=expected)
+
+
 class ParamsError(KitError):
     """A params file (``params/report.yaml`` or a department file) is malformed or inconsistent."""
 

@@ -52,7 +52,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers import churn_link as CL
-from helpers.errors import DataContractError, KitError
+from helpers.errors import KitError, TableInputError
 from helpers.formatting import shorten
 from helpers.retention import customer_durations, monthly_discount_rate
 
@@ -61,13 +61,8 @@ ASSOCIATION_NOTE = ("This is an association under stated assumptions (the attrib
                     "controlled experiment.")
 
 
-class ImpactInputError(DataContractError):
+class ImpactInputError(TableInputError):
     """Input to the satisfaction-value chain is unusable; names table, column, rows and what was expected."""
-
-    def __init__(self, problem: str, *, table: str = "customers", column: str | None = None,
-                 n_rows: int | None = None, examples: Sequence[object] | None = None,
-                 expected: str | None = None):
-        super().__init__(table, problem, column=column, n_rows=n_rows, examples=examples, expected=expected)
 
 
 class ImpactError(KitError):

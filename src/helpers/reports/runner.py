@@ -26,6 +26,7 @@ partial output and exits 3. ``latest`` is switched only after a complete run, so
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import errno as _errno
@@ -973,10 +974,19 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
         state.run_id = opts.run_id or new_run_id(state.started)
         return _run(opts, state, data_preparer, echo)
     state.run_id = opts.run_id or new_run_id(state.started)  # provisional until the lock is held
+    with _faults_handled(state):
+        return _run(opts, state, data_preparer, echo)
+
+
+@contextlib.contextmanager
+def _faults_handled(state: _RunState):
+    """Around a run that writes into ``state.out``: SIGINT/SIGTERM become :class:`RunInterrupted` (one-line
+    message, exit 130/143), disk full / read-only output become :class:`RunEnvironmentError` (exit 3); either way
+    the run's workers, kernels and unfinished folder are removed first, and the output lock is always released."""
     with _SignalGuard() as guard:
         state.guard = guard
         try:
-            return _run(opts, state, data_preparer, echo)
+            yield
         except BaseException as exc:
             guard.disarm()
             _clean_up(state)
@@ -1269,31 +1279,17 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     out = Path(out).resolve() if out else run_dir.parent
     state = _RunState(started=_dt.datetime.now(_dt.UTC), t0=time.perf_counter(), out=out)
-    with _SignalGuard() as guard:
-        state.guard = guard
-        try:
-            state.lock = OutputLock(out)
-            state.lock.acquire("fail", echo)
-            state.run_id = unique_run_id(out, None, state.started)
-            state.run_id = f"{manifest['run_id']}-repro-{state.run_id}"
-            state.lock.record(state.run_id, state.started.isoformat(timespec="seconds"))
-            remove_stale_runs(out)
-            state.tmp_dir = out / f".tmp-{state.run_id}"
-            result = _reproduce(run_dir, manifest, out, state.started, state.run_id, echo)
-            state.tmp_dir = None
-            return result
-        except BaseException as exc:
-            guard.disarm()
-            _clean_up(state)
-            if isinstance(exc, KeyboardInterrupt):
-                raise RunInterrupted(signal.SIGINT) from None
-            fault = environment_fault(exc) if isinstance(exc, Exception) else None
-            if fault is not None:
-                raise RunEnvironmentError(_environment_message(exc, fault, state)) from exc
-            raise
-        finally:
-            if state.lock is not None:
-                state.lock.release()
+    with _faults_handled(state):
+        state.lock = OutputLock(out)
+        state.lock.acquire("fail", echo)
+        state.run_id = unique_run_id(out, None, state.started)
+        state.run_id = f"{manifest['run_id']}-repro-{state.run_id}"
+        state.lock.record(state.run_id, state.started.isoformat(timespec="seconds"))
+        remove_stale_runs(out)
+        state.tmp_dir = out / f".tmp-{state.run_id}"
+        result = _reproduce(run_dir, manifest, out, state.started, state.run_id, echo)
+        state.tmp_dir = None
+        return result
 
 
 def _reproduce(run_dir: Path, manifest: dict, out: Path, started: _dt.datetime, new_id: str,
