@@ -16,7 +16,6 @@ import signal
 import sys
 import tempfile
 import threading
-import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -137,7 +136,6 @@ def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None, on_
         os.kill(os.getpid(), sig)
 
 
-_SLUG_BAD = re.compile(r"[^a-z0-9_-]+")
 
 
 def safe_slug(name: str) -> str:
@@ -149,9 +147,8 @@ def safe_slug(name: str) -> str:
     """
     if not isinstance(name, str):
         raise ReportRunError(f"department name {name!r}: expected a string")
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
-    slug = _SLUG_BAD.sub("_", folded.replace("-", "_")).strip("_-")
-    slug = re.sub(r"_+", "_", slug)[:80].strip("_")
+    from helpers.formatting import slug as _slug  # the kit's one slug rule
+    slug = _slug(name)
     if not slug:
         raise ReportRunError(f"department name {name!r} has no letters or digits to make a file name from")
     return slug
