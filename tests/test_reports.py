@@ -87,7 +87,21 @@ def test_write_report_summary_roundtrip_and_noop(tmp_path):
                          status_counts={"on track": 3, "at risk": 1, "off track": 0}, warnings=["few responses"])
     data = json.loads(path.read_text())
     assert data == {"title": "Sales", "department": "Sales",
-                    "status_counts": {"on track": 3, "at risk": 1, "off track": 0}, "warnings": ["few responses"]}
+                    "status_counts": {"on track": 3, "at risk": 1, "off track": 0}, "warnings": ["few responses"],
+                    "headline": "", "objectives": [], "kpis": []}
+
+
+def test_write_report_summary_page_fields_are_json_safe(tmp_path):
+    import numpy as np
+    path = tmp_path / "p.summary.json"
+    out = write_report_summary(path, title="Billing", headline="2 of 5 on track",
+                               objectives=[{"id": "a", "status": "on track", "p_met": np.float64(0.91)}],
+                               kpis=[{"kpi": "csat", "value": float("nan"), "n": np.int64(120)}], charts=3)
+    assert out is None  # a notebook's last line must not print a path
+    data = json.loads(path.read_text())
+    assert data["objectives"][0]["p_met"] == pytest.approx(0.91)
+    assert data["kpis"][0] == {"kpi": "csat", "value": None, "n": 120}
+    assert data["headline"] == "2 of 5 on track" and data["charts"] == 3
 
 
 @pytest.mark.parametrize("counts", [{"on track": -1}, {"at risk": 1.5}, {"off track": "many"}])

@@ -207,12 +207,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_report_summary(path: str | os.PathLike, title: str, department: str = "",
                          status_counts: Mapping[str, int] | None = None,
-                         warnings: Iterable[str] | None = None) -> Path | None:
+                         warnings: Iterable[str] | None = None, *, headline: str = "",
+                         objectives: Iterable[Mapping] = (), kpis: Iterable[Mapping] = (),
+                         charts: int | None = None) -> None:
     """Write the small JSON the runner's index portal reads (badges, title, warnings); no-op when ``path`` is "".
 
     ``status_counts`` maps objective status to a count, e.g. ``{"on track": 4, "at risk": 1, "off track": 0}``
     (other statuses such as "achieved"/"no data" are kept too). Counts must be non-negative integers.
-    Called at the end of every report notebook with the ``summary_path`` parameter.
+    Called at the end of every report notebook with the ``summary_path`` parameter. Returns None (a notebook's
+    last line must not print the summary's path on the page).
+
+    Page protocol fields (all optional, JSON-safe values): ``headline`` (one plain sentence), ``objectives``
+    (one mapping per objective: ``id``, ``title``, ``owner``, ``status``, ``p_met``, ``kpi``), ``kpis`` (one
+    mapping per headline KPI: ``kpi``, ``label``, ``value``, ``ci_low``, ``ci_high``, ``n``, ``period``,
+    ``unit``, ``change``, ``change_significant``), ``charts`` (how many charts the page was meant to show; the
+    runner fails a page that shows fewer).
     """
     if path is None or str(path) == "":
         return None
@@ -226,5 +235,31 @@ def write_report_summary(path: str | os.PathLike, title: str, department: str = 
             raise ParamsError(path, f"status count for {key!r} is {value!r}; expected a whole number >= 0")
         counts[str(key)] = n
     payload = {"title": str(title), "department": str(department or ""), "status_counts": counts,
-               "warnings": [str(w) for w in (warnings or [])]}
-    return atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+               "warnings": [str(w) for w in (warnings or [])], "headline": str(headline or ""),
+               "objectives": [_json_safe(dict(o)) for o in objectives], "kpis": [_json_safe(dict(k)) for k in kpis]}
+    if charts is not None:
+        payload["charts"] = int(charts)
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    return None
+
+
+def _json_safe(value):
+    """Plain JSON values: numpy numbers to Python numbers, NaN/inf to None, dates and other objects to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    return str(value)
