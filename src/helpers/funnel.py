@@ -1,0 +1,200 @@
+"""Funnel plots: teams and agents compared fairly with their department (no league table of noise).
+
+Each unit (a team, an agent) is plotted as its KPI value against its number of observations ``n``, with
+control limits around the department's value ``theta0`` that narrow as ``n`` grows (Spiegelhalter 2005,
+"Funnel plots for comparing institutional performance", *Statistics in Medicine* 24:1185-1202). A unit is
+named only when it lies outside the limits: inside them, its difference from the department is what chance
+alone produces at its ``n``. Limits at 95% (about 2 standard errors, "look at it") and 99.8% (about 3,
+"strong evidence"); with every unit truly equal, 5% and 0.2% of them fall outside by chance.
+
+Limits by kind of KPI (``helpers.kpis.KPIS[metric].kind``):
+
+* proportions (first-contact resolution ``share_eq1``, reopen rate ``flag``, CSAT ``top_box``): exact
+  binomial limits with Spiegelhalter's interpolation (2005, appendix A.1.1): for the tail probability
+  ``p``, ``r_p`` is the smallest ``r`` with ``P(R <= r) >= p`` (``R ~ Binomial(n, theta0)``),
+  ``alpha = (P(R <= r_p) - p) / (P(R = r_p))`` and the limit is ``(r_p - alpha) / n``;
+* means (CES ``mean``, mean hours ``mean_hours``, NPS ``nps`` as the mean of -100/0/+100 scores):
+  ``theta0 +/- z_p * sd / sqrt(n)`` with the department's standard deviation (Spiegelhalter 2005, A.1.3);
+* medians (``median_hours``): the sample median of ``n`` draws from the department's distribution ``F``
+  is its order statistic ``k = (n + 1) / 2``, and ``F(X_(k)) ~ Beta(k, n + 1 - k)`` exactly, whatever
+  ``F`` (David & Nagaraja, *Order Statistics*, 3rd ed., 2.1); the limits are the department's empirical
+  quantiles at the Beta distribution's ``p`` and ``1 - p`` quantiles (for even ``n`` the same Beta with
+  ``k = (n + 1) / 2``, an approximation for the mean of the two middle values).
+
+Counts (ticket volume) and customer KPIs (retention) have no per-unit rate to compare and are skipped;
+survey answers carry no team or agent in the data contract, so survey KPIs (NPS, CSAT, CES) are compared by
+team only when the responses have a ``team`` column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.errors import KitError
+
+__all__ = ["LEVELS", "FunnelResult", "binomial_limits", "funnel", "funnel_values", "mean_limits",
+           "median_limits"]
+
+LEVELS = (0.95, 0.998)
+"""The two control levels of the funnel (two-sided): about 2 and 3 standard errors."""
+
+_PROPORTION_KINDS = {"share_eq1", "flag", "top_box"}
+_MEAN_KINDS = {"mean", "mean_hours", "nps"}
+_MEDIAN_KINDS = {"median_hours"}
+SUPPORTED_KINDS = _PROPORTION_KINDS | _MEAN_KINDS | _MEDIAN_KINDS
+
+
+def binomial_limits(theta0: float, n, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact binomial control limits (as proportions 0-1) for ``n`` trials around ``theta0``, interpolated
+    between the attainable values as in Spiegelhalter (2005, A.1.1)."""
+    n = np.asarray(n, dtype=float)
+    tail = (1 - level) / 2
+
+    def limit(p):
+        r = stats.binom.ppf(p, n, theta0)
+        below = stats.binom.cdf(r, n, theta0)
+        at = stats.binom.pmf(r, n, theta0)
+        alpha = np.where(at > 0, (below - p) / np.where(at > 0, at, 1.0), 0.0)
+        return (r - alpha) / n
+
+    return limit(tail), limit(1 - tail)
+
+
+def mean_limits(theta0: float, sd: float, n, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """``theta0 -/+ z * sd / sqrt(n)`` (normal limits for a mean; Spiegelhalter 2005, A.1.3)."""
+    n = np.asarray(n, dtype=float)
+    half = stats.norm.ppf(0.5 + level / 2) * sd / np.sqrt(n)
+    return theta0 - half, theta0 + half
+
+
+def median_limits(reference: np.ndarray, n, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Limits of the median of ``n`` draws from the empirical distribution of ``reference``: its quantiles at
+    the ``Beta(k, n + 1 - k)`` quantiles, ``k = (n + 1) / 2`` (distribution-free; see the module docstring)."""
+    ref = np.sort(np.asarray(reference, dtype=float))
+    ref = ref[np.isfinite(ref)]
+    n = np.asarray(n, dtype=float)
+    k = (n + 1) / 2
+    tail = (1 - level) / 2
+    lo_q = stats.beta.ppf(tail, k, n + 1 - k)
+    hi_q = stats.beta.ppf(1 - tail, k, n + 1 - k)
+    return np.quantile(ref, lo_q), np.quantile(ref, hi_q)
+
+
+@dataclass
+class FunnelResult:
+    """One KPI's funnel: ``table`` has one row per unit (``unit, n, value, low_95, high_95, low_998,
+    high_998, outside``) where ``outside`` is "" (inside the 95% limits), "95%" or "99.8%"; ``direction`` is
+    "better"/"worse"/"" from the KPI's good direction. Values are on the KPI's reporting scale (percent for
+    proportions, hours, points)."""
+
+    metric: str
+    label: str
+    unit: str
+    by: str
+    centre: float
+    n_total: int
+    table: pd.DataFrame
+    curve: pd.DataFrame
+    method: str
+    higher_is_better: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> pd.DataFrame:
+        """The units outside the 95% limits (the only ones a reader should be told about)."""
+        return self.table[self.table["outside"] != ""]
+
+
+def funnel_values(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """The per-row values a KPI averages (on its reporting scale), NaN where the row does not count:
+    proportions as 0/100, NPS as -100/0/+100, hours from the ticket timestamps."""
+    from helpers.kpis import KPIS, ticket_hours  # noqa: PLC0415
+
+    k = KPIS[metric]
+    if k.kind == "share_eq1":
+        c = pd.to_numeric(frame[k.column], errors="coerce").astype(float)
+        return pd.Series(np.where(c.isna(), np.nan, (c == 1) * 100.0), index=frame.index)
+    if k.kind == "flag":
+        f = frame[k.column].astype("float")
+        return f * 100.0
+    if k.kind == "top_box":
+        s = pd.to_numeric(frame[k.column], errors="coerce").astype(float)
+        return pd.Series(np.where(s.isna(), np.nan, (s >= 4) * 100.0), index=frame.index)
+    if k.kind == "nps":
+        s = pd.to_numeric(frame[k.column], errors="coerce").astype(float)
+        return pd.Series(np.select([s >= 9, s <= 6], [100.0, -100.0], 0.0), index=frame.index).where(s.notna())
+    if k.kind == "mean":
+        return pd.to_numeric(frame[k.column], errors="coerce").astype(float)
+    if k.kind in ("median_hours", "mean_hours"):
+        return pd.Series(ticket_hours(frame, k.column), index=frame.index)
+    raise KitError(f"KPI {metric!r} ({k.kind}) has no per-unit funnel; supported: {sorted(SUPPORTED_KINDS)}")
+
+
+def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre: float | None = None) -> FunnelResult:
+    """The funnel of ``metric`` for the units in column ``by`` of ``frame`` (one department's rows).
+
+    ``centre`` defaults to the department's value over all rows (pooled proportion, mean or median). Units
+    with fewer than ``min_n`` observations are left out (a note says how many). Raises :class:`KitError`
+    naming the KPI when it cannot be compared by unit or ``by`` is not a column.
+    """
+    from helpers.kpis import KPIS  # noqa: PLC0415
+
+    if metric not in KPIS:
+        raise KitError(f"funnel: unknown KPI {metric!r}")
+    k = KPIS[metric]
+    if k.kind not in SUPPORTED_KINDS:
+        raise KitError(f"funnel: KPI {metric!r} ({k.label}) is a {k.kind} and has no per-unit rate to compare")
+    if by not in frame.columns:
+        raise KitError(f"funnel: {k.table} have no column {by!r} to compare {k.label} by")
+    values = funnel_values(frame, metric)
+    data = pd.DataFrame({"unit": frame[by].astype("string"), "value": values}).dropna()
+    notes = []
+    if data.empty:
+        raise KitError(f"funnel: no {k.label} values with a {by} to compare")
+    x = data["value"].to_numpy(dtype=float)
+    if k.kind in _MEDIAN_KINDS:
+        theta0 = float(np.median(x)) if centre is None else float(centre)
+        method = "median: exact order-statistic limits from the department's distribution"
+    else:
+        theta0 = float(np.mean(x)) if centre is None else float(centre)
+        method = ("proportion: exact binomial limits (Spiegelhalter 2005)" if k.kind in _PROPORTION_KINDS
+                  else "mean: normal limits, department standard deviation / sqrt(n)")
+    sd = float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
+    grouped = data.groupby("unit", observed=True)["value"]
+    stat = grouped.median() if k.kind in _MEDIAN_KINDS else grouped.mean()
+    table = pd.DataFrame({"unit": stat.index.astype(str), "n": grouped.size().to_numpy(), "value": stat.to_numpy()})
+    small = table["n"] < min_n
+    if small.any():
+        notes.append(f"{int(small.sum())} {'unit' if small.sum() == 1 else 'units'} with fewer than {min_n} "
+                     f"observations left out")
+    table = table[~small].reset_index(drop=True)
+
+    def limits(n, level):
+        if k.kind in _PROPORTION_KINDS:
+            lo, hi = binomial_limits(theta0 / 100.0, n, level)
+            return lo * 100.0, hi * 100.0
+        if k.kind in _MEDIAN_KINDS:
+            return median_limits(x, n, level)
+        return mean_limits(theta0, sd, n, level)
+
+    for level, tag in zip(LEVELS, ("95", "998")):
+        lo, hi = limits(table["n"].to_numpy(), level)
+        table[f"low_{tag}"], table[f"high_{tag}"] = np.asarray(lo, float), np.asarray(hi, float)
+    v = table["value"]
+    out998 = (v < table["low_998"]) | (v > table["high_998"])
+    out95 = (v < table["low_95"]) | (v > table["high_95"])
+    table["outside"] = np.where(out998, "99.8%", np.where(out95, "95%", ""))
+    above = v > theta0
+    good = above if k.higher_is_better else ~above
+    table["direction"] = np.where(table["outside"] != "", np.where(good, "better", "worse"), "")
+    n_max = int(max(table["n"].max() if len(table) else 1, 2))
+    grid = np.unique(np.round(np.geomspace(max(min_n, 2), n_max * 1.1, 80)).astype(int))
+    curve = pd.DataFrame({"n": grid})
+    for level, tag in zip(LEVELS, ("95", "998")):
+        lo, hi = limits(grid, level)
+        curve[f"low_{tag}"], curve[f"high_{tag}"] = np.asarray(lo, float), np.asarray(hi, float)
+    return FunnelResult(metric=metric, label=k.label, unit=k.unit, by=by, centre=theta0, n_total=int(len(data)),
+                        table=table, curve=curve, method=method, higher_is_better=k.higher_is_better, notes=notes)
