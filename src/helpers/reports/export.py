@@ -37,7 +37,17 @@ def _jinja():
 
 @lru_cache(maxsize=1)
 def kit_css() -> str:
-    return (TEMPLATE_DIR / "kit.css").read_text(encoding="utf-8")
+    """The kit's stylesheet (``templates/kit.css``), inlined into every page as written.
+
+    It is ours, not user text, so it is not HTML-escaped (escaping turned ``"Segoe UI"`` into ``&#34;Segoe
+    UI&#34;`` inside ``<style>``, the browser dropped the whole ``font`` rule and every page rendered in a serif
+    font). What could end the ``<style>`` element early or load anything is refused instead."""
+    css = (TEMPLATE_DIR / "kit.css").read_text(encoding="utf-8")
+    bad = re.search(r"</|<!--|url\s*\(|@import", css, re.I)
+    if bad:
+        raise ValueError(f"templates/kit.css contains {bad.group(0)!r}: the inline stylesheet may not end the "
+                         "<style> element nor load anything (pages are self-contained)")
+    return css
 
 
 def render_page(template: str, **context) -> str:
@@ -150,8 +160,10 @@ def notebook_title(nb, default: str) -> str:
 
 
 def render_report(nb, *, title: str, department: str, as_of: str, freshness: str, run_id: str,
-                  fingerprint: str, company: str, notebook: str, warnings: list[str] | None = None) -> str:
-    """The stakeholder page of an executed notebook (a ``NotebookNode``)."""
+                  fingerprint: str, company: str, notebook: str, warnings: list[str] | None = None,
+                  changes=None) -> str:
+    """The stakeholder page of an executed notebook (a ``NotebookNode``). ``changes``: what changed since the
+    previous run (:class:`helpers.reports.changes.ReportChanges`), shown at the top of the page."""
     cleaned = clean_notebook(nb)
     body, _resources = _exporter().from_notebook_node(cleaned)
     body = _CSS_URL.sub("blocked-url(", body)  # no CSS may load anything (the CSP forbids it as well)
@@ -160,7 +172,7 @@ def render_report(nb, *, title: str, department: str, as_of: str, freshness: str
     return render_page("report.html.j2", title=title, department=department, as_of=as_of, freshness=freshness,
                        run_id=run_id, fingerprint=fingerprint[:16], company=company, notebook=notebook,
                        toc=toc_tree(table_of_contents(body)), body=body, warnings=list(warnings or []),
-                       generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+                       changes=changes, generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def warm_up() -> None:

@@ -51,9 +51,8 @@ from helpers.errors import KitError, ParamsError
 from helpers.reports import (STATUS_KEYS, ReportRunError, RunEnvironmentError, RunInterrupted, atomic_write_text,
                              die_with_parent, ensure_inside, environment_fault, safe_slug, unique_slugs)
 
-DEPARTMENT_NOTEBOOK = "department_report.ipynb"
-COMPANY_NOTEBOOKS = ("satisfaction_drivers.ipynb", "retention_forecast.ipynb")
-COMMON_PARAMETERS = ("data_source", "report_config", "as_of", "run_id", "summary_path")
+from helpers.reports import registry  # noqa: E402 - the reports a run renders (one place)
+from helpers.reports.registry import COMMON_PARAMETERS  # noqa: E402,F401
 PACKAGES = ("satisfaction-kit", "pandas", "numpy", "scipy", "statsmodels", "matplotlib", "seaborn", "duckdb",
             "pyarrow", "pydantic", "papermill", "nbconvert", "nbclient", "ipykernel", "jupyter_client")
 MANIFEST_VERSION = 1
@@ -197,12 +196,6 @@ def load_report_settings(params: Path):
     return path, load_report_config(path)
 
 
-def _company_parameters(cfg, declared: dict) -> dict:
-    wanted = {"department": "all", "outcome": getattr(cfg, "outcome", None),
-              "drivers": list(getattr(cfg, "drivers", []) or [])}
-    return {k: v for k, v in wanted.items() if k in declared and v is not None}
-
-
 def department_files(dept_dir: Path) -> list[Path]:
     """The department params files (``*.yaml``/``*.yml``, any case), one per department: two files whose names
     give the same department (``marketing.yaml`` and ``marketing.yml``) are a :class:`ParamsError` naming both,
@@ -221,10 +214,13 @@ def department_files(dept_dir: Path) -> list[Path]:
 
 
 def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: str,
-                 data_source: str, run_dir: Path, catalog: dict | None = None) -> list[ReportJob]:
+                 data_source: str, run_dir: Path, catalog: dict | None = None,
+                 registry_specs: tuple | None = None) -> list[ReportJob]:
     """Every report of the run with its exact papermill parameters; validates params and notebooks.
-    ``catalog["departments"]`` receives ``[(slug, display name)]`` of every department params file (also
-    those --only leaves out)."""
+
+    The reports are those of :data:`helpers.reports.registry.REPORTS` (or ``registry_specs``): a department
+    report once per department params file, a company-wide report once. ``catalog["departments"]`` receives
+    ``[(slug, display name)]`` of every department params file (also those --only leaves out)."""
     nb_dir = Path(opts.notebooks) if opts.notebooks else _repo_root() / "notebooks" / "reports"
     dept_dir = Path(opts.params) / "departments"
     files = department_files(dept_dir)
@@ -269,28 +265,31 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
     slugs = unique_slugs([f.stem for f, _ in departments])
     common = {"data_source": data_source, "report_config": str(Path(config_path).resolve()),
               "as_of": as_of, "run_id": run_id}
-    if departments:
-        nb = nb_dir / DEPARTMENT_NOTEBOOK
-        if not nb.is_file():
-            raise ReportRunError(f"{nb}: the department report notebook is missing (--notebooks DIR to choose)")
-        for f, display in departments:
-            slug = slugs[f.stem]
-            params = dict(common, department=safe_slug(f.stem), params_file=str(f.resolve()))
-            jobs.append(ReportJob(name=f"department_{slug}", kind="department", title=f"{display} report",
-                                  department=display, notebook=str(nb.resolve()), parameters=params))
-    if opts.company_reports:
-        for name in COMPANY_NOTEBOOKS:
-            nb = nb_dir / name
+    specs = registry.reports(specs=registry_specs)
+    for spec in specs:  # every registered report, in registry order (departments first in the default one)
+        nb = nb_dir / spec.notebook
+        if spec.kind == "department":
+            if not departments:
+                continue
             if not nb.is_file():
-                raise ReportRunError(f"{nb}: a company-wide report notebook is missing")
-            jobs.append(ReportJob(name=safe_slug(Path(name).stem), kind="company",
-                                  title=Path(name).stem.replace("_", " ").capitalize(), department="",
-                                  notebook=str(nb.resolve()), parameters=dict(common)))
+                raise ReportRunError(f"{nb}: the {spec.name} report notebook is missing (--notebooks DIR to "
+                                     "choose)")
+            for f, display in departments:
+                slug = slugs[f.stem]
+                params = dict(common, **registry.parameter_values(spec, cfg, department=safe_slug(f.stem),
+                                                                  params_file=str(f.resolve())))
+                jobs.append(ReportJob(name=f"{spec.name}_{slug}", kind="department",
+                                      title=spec.title.format(department=display), department=display,
+                                      notebook=str(nb.resolve()), parameters=params))
+        elif opts.company_reports:
+            if not nb.is_file():
+                raise ReportRunError(f"{nb}: the company-wide report notebook {spec.notebook} is missing")
+            jobs.append(ReportJob(name=spec.name, kind="company", title=spec.title, department="",
+                                  notebook=str(nb.resolve()),
+                                  parameters=dict(common, **registry.parameter_values(spec, cfg))))
     declared_cache: dict[str, dict] = {}
     for job in jobs:
         declared = declared_cache.setdefault(job.notebook, notebook_parameters(Path(job.notebook)))
-        if job.kind == "company":
-            job.parameters.update(_company_parameters(cfg, declared))
         job.summary = f"summaries/{job.name}.summary.json"
         job.parameters["summary_path"] = str(run_dir / job.summary)
         unknown = [k for k in job.parameters if k not in declared]
@@ -427,6 +426,28 @@ def _noop(_index: int = 0) -> int:
     return os.getpid()
 
 
+# what every report kernel gets in its environment, whatever the scheduler's (a headless server often sets
+# MPLBACKEND=Agg, under which plt.show() draws nothing and every chart vanished from the pages)
+KERNEL_ENVIRONMENT = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Set :data:`KERNEL_ENVIRONMENT` in this process while a kernel (or the warm-kernel server that forks
+    them) is started from it, then restore what was there: kernels inherit the environment of the process
+    that starts them."""
+    saved = {k: os.environ.get(k) for k in KERNEL_ENVIRONMENT}
+    os.environ.update(KERNEL_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
     """Execute one notebook with papermill and write its HTML (or error page). Never raises."""
     import papermill as pm
@@ -463,10 +484,11 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
             if km_class is not None:
                 extra["kernel_manager_class"] = km_class
             try:
-                pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
-                                    kernel_name=job.parameters["__kernel__"], progress_bar=False,
-                                    log_output=True, stdout_file=stream_log, stderr_file=stream_log,
-                                    cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
+                with kernel_environment():  # the inline backend, whatever MPLBACKEND the scheduler set
+                    pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
+                                        kernel_name=job.parameters["__kernel__"], progress_bar=False,
+                                        log_output=True, stdout_file=stream_log, stderr_file=stream_log,
+                                        cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
             except pm.PapermillExecutionError as exc:
                 if environment_fault(exc):  # e.g. the notebook could not write its summary: disk full
                     raise
@@ -482,11 +504,29 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
         page_ctx = dict(title=summary.get("title") or job.title, department=job.department,
                         as_of=context["as_of"], run_id=context["run_id"], company=context["company"],
                         notebook=os.path.relpath(job.notebook, context["cwd"]))
+        html = ""
         if result["status"] == "ok":
-            nb = export.read_notebook(out_nb)
-            html = export.render_report(nb, freshness=context["freshness"], fingerprint=context["fingerprint"],
-                                        warnings=summary.get("warnings", []), **page_ctx)
-        else:
+            # the page protocol: a valid summary written by the notebook's last step, and every chart it
+            # meant to show on the page
+            summary, problem = registry.check_summary(run_dir_p / job.summary)
+            if problem is None:
+                changes = None
+                if job.kind == "department":
+                    from helpers.reports.changes import changes_for_report
+                    changes = changes_for_report(job.name, summary, context.get("previous"))
+                    result["changes"] = changes.to_dict()
+                nb = export.read_notebook(out_nb)
+                html = export.render_report(nb, freshness=context["freshness"],
+                                            fingerprint=context["fingerprint"],
+                                            warnings=summary.get("warnings", []), changes=changes, **page_ctx)
+                problem = registry.charts_problem(summary, html)
+            if problem is not None:
+                where = "page protocol check after the last cell (the notebook itself ran without error)"
+                result.update(status="failed", error={"name": "Page protocol", "message": problem,
+                                                      "cell_index": None, "kind": "protocol", "where": where})
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(f"page protocol: {problem}\n")
+        if result["status"] != "ok":
             details = {}
             err = result["error"]
             if out_nb.exists():
@@ -498,7 +538,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                 executed_notebook=job.executed_notebook, log=job.log, log_tail=_tail(log_path),
                 error_name=details.get("error_name", err["name"]),
                 error_message=details.get("error_message", err["message"]),
-                where=details.get("where", "before the first cell ran (kernel start-up)"),
+                where=details.get("where", err.get("where") or "before the first cell ran (kernel start-up)"),
                 failing_source=details.get("failing_source", ""), traceback=details.get("traceback", ""),
                 **page_ctx)
             if details.get("where"):
@@ -1070,7 +1110,8 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
     kernel_mode = "cold"
     if opts.warm_kernels and hasattr(os, "fork"):
         from helpers.reports.warm_kernels import ForkServer
-        server = state.server = ForkServer().start()
+        with kernel_environment():  # the server preloads matplotlib: it must pick the inline backend
+            server = state.server = ForkServer().start()
         kernel_mode = "warm (forked from a preloaded server)"
 
     # workers and the warm-kernel server start before the data is loaded, so they overlap with it
@@ -1114,7 +1155,9 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
                 server.stop()
                 server, kernel_mode = None, "cold (warm-kernel server failed to start)"
                 state.server = None
-        context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id,
+        from helpers.reports.changes import previous_run
+        previous = previous_run(out, exclude=run_id)  # what this run compares itself with ("what changed")
+        context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id, "previous": previous,
                    "company": getattr(cfg, "company", ""), "freshness": f"{info.first_date} to {info.last_date}",
                    "fingerprint": info.fingerprint, "timeout": opts.timeout,
                    "fork_socket": server.socket_path if server is not None else None}
