@@ -79,7 +79,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from helpers import selection as sel
 from helpers.errors import KitError
+from helpers.formatting import shorten
+from helpers.results import ResultDisplay
 
 __all__ = [
     "KPIError", "Estimate", "Comparison", "KPI", "KPIS",
@@ -139,8 +142,8 @@ def _fmt_with_unit(x: float, unit: str, signed: bool = False) -> str:
     return f"{s} {unit}"
 
 
-@dataclass(frozen=True)
-class Estimate:
+@dataclass(frozen=True, repr=False)
+class Estimate(ResultDisplay):
     """A KPI value with its confidence interval and sample size.
 
     ``value`` is on the KPI's reporting scale (NPS -100..100, proportions in percent, times in hours).
@@ -187,8 +190,8 @@ class Estimate:
         return self.format()
 
 
-@dataclass(frozen=True)
-class Comparison:
+@dataclass(frozen=True, repr=False)
+class Comparison(ResultDisplay):
     """Difference ``b - a`` between two estimates (``a`` = baseline/earlier, ``b`` = current/later)."""
 
     a: Estimate
@@ -199,6 +202,10 @@ class Comparison:
     p_value: float
     method: str
     confidence: float = 0.95
+    labels: tuple[str, str] = ("before", "after")
+    """What ``a`` and ``b`` are (two periods, or two selections such as two channels)."""
+    between_groups: bool = False
+    """True when ``a`` and ``b`` are two selections of the same period (then "higher/lower", not "rose/fell")."""
 
     @property
     def metric(self) -> str:
@@ -222,6 +229,16 @@ class Comparison:
             "count", "currency", "score", "") else ""))
         ci = f"{self.confidence * 100:.0f}% CI {lo} to {hi_u}"
         p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
+        if self.between_groups:
+            la, lb = (shorten(x, 60).strip("'\"") for x in self.labels)
+            if self.significant(alpha):
+                mag = _fmt_number(abs(self.difference), "points" if unit == "points" else unit)
+                mag += " points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
+                    "count", "currency", "score", "") else "")
+                word = "higher" if self.difference > 0 else "lower"
+                return f"{name} is {mag} {word} for {lb} ({b_s}) than for {la} ({a_s}) ({ci}; {p})."
+            return (f"{name}: no significant difference between {la} ({a_s}) and {lb} ({b_s}) "
+                    f"({ci}; {p}).")
         if self.significant(alpha):
             verb = "rose" if self.difference > 0 else "fell"
             mag = _fmt_number(abs(self.difference), "points" if unit == "points" else unit)
@@ -236,18 +253,19 @@ class Comparison:
     def summary(self) -> str:
         return self.describe()
 
-    def plot(self, ax=None, labels: tuple[str, str] = ("before", "after")):
+    def plot(self, ax=None, labels: tuple[str, str] | None = None):
         """Both estimates with their intervals; the title states the difference and its p-value."""
         kpi = KPIS.get(self.metric)
         p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
         title = (f"{kpi.label if kpi else self.metric}: difference "
                  f"{_fmt_number(self.difference, self.b.unit, True)} ({p})")
-        return _plot_estimates([self.a, self.b], list(labels), ax=ax, title=title)
+        return _plot_estimates([self.a, self.b], list(labels or self.labels), ax=ax, title=title)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "a": self.a.value, "b": self.b.value, "difference": self.difference,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "p_value": self.p_value,
-                "n_a": self.a.n, "n_b": self.b.n, "method": self.method, "confidence": self.confidence}
+        return {"metric": self.metric, "label_a": self.labels[0], "label_b": self.labels[1], "a": self.a.value,
+                "b": self.b.value, "difference": self.difference, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "p_value": self.p_value, "n_a": self.a.n, "n_b": self.b.n, "method": self.method,
+                "confidence": self.confidence}
 
     @property
     def table(self) -> pd.DataFrame:
@@ -906,17 +924,58 @@ def _frame(data, table: str, metric: str) -> pd.DataFrame:
     raise KPIError(metric, f"needs the {table} table: pass a Dataset, a dict of DataFrames or the DataFrame")
 
 
-def _apply_filters(df: pd.DataFrame, table: str, filters, metric: str) -> pd.DataFrame:
-    if not filters:
+def _apply_filters(df: pd.DataFrame, table: str, filters, metric: str, data=None) -> pd.DataFrame:
+    """Rows of ``df`` (the KPI's table) selected by ``filters`` (see :mod:`helpers.selection`: aliases such as
+    ``agent``, values matched by case and slug, unknown values named with the values that exist). A filter on
+    a column the table lacks but ``customers`` has (segment, region, ...) is joined in DuckDB on
+    ``customer_id`` when ``data`` is a Dataset or a dict of tables."""
+    try:
+        wanted = sel.normalize_filters(filters)
+    except sel.SelectionError as exc:
+        raise KPIError(metric, str(exc)) from None
+    if not wanted:
         return df
-    if not isinstance(filters, Mapping):
-        raise KPIError(metric, f"filters must be a dict column -> value or list of values, got {filters!r}")
-    _require_columns(df, table, filters.keys(), metric)
+    if not isinstance(df, pd.DataFrame):
+        raise KPIError(metric, f"expected the {table} table as a pandas DataFrame, got {type(df).__name__}")
+    outside = [c for c in wanted if c not in df.columns]
+    if outside:
+        if data is None or isinstance(data, pd.DataFrame) or "customer_id" not in df.columns:
+            _require_columns(df, table, outside, metric)
+        df = _join_customer_columns(df, table, outside, metric, data)
     mask = np.ones(len(df), bool)
-    for col, val in filters.items():
-        vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
-        mask &= df[col].isin(vals).to_numpy(dtype=bool, na_value=False)
+    for col, vals in wanted.items():
+        try:
+            matched = sel.match_values(col, vals, pd.unique(df[col].dropna()), table=table)
+        except sel.SelectionError as exc:
+            raise KPIError(metric, str(exc)) from None
+        mask &= df[col].isin(matched).to_numpy(dtype=bool, na_value=False)
     return df.loc[mask]
+
+
+def _join_customer_columns(df: pd.DataFrame, table: str, columns: list[str], metric: str, data) -> pd.DataFrame:
+    """``df`` with the customer columns ``columns`` added by a DuckDB LEFT JOIN on ``customer_id``."""
+    try:
+        con = sel.connection_of(data)
+        cust = sel.table_columns(con, "customers")
+    except sel.SelectionError as exc:
+        raise KPIError(metric, str(exc)) from None
+    missing = [c for c in columns if cust is None or c not in cust]
+    if missing:
+        more = f"; customers has {[c for c in cust if c != 'customer_id']}" if cust else ""
+        raise KPIError(metric, f"table {table} has no column(s) {missing}; it has {list(df.columns)}{more}")
+    import duckdb  # noqa: PLC0415
+
+    local = duckdb.connect()
+    try:
+        local.register("_rows", df)
+        keys = con.execute("SELECT customer_id, " + ", ".join(_quote(c) for c in columns) + " FROM customers").arrow()
+        local.register("_customers", keys)
+        picks = ", ".join(f"c.{_quote(c)}" for c in columns)
+        out = local.execute(f"SELECT r.*, {picks} FROM _rows AS r LEFT JOIN _customers AS c "
+                            "ON r.customer_id = c.customer_id").df()
+    finally:
+        local.close()
+    return out
 
 
 def _apply_dates(df: pd.DataFrame, table: str, column: str, start, end, metric: str) -> pd.DataFrame:
@@ -992,25 +1051,32 @@ def _customer_window(customers: pd.DataFrame, start, end, metric: str,
 
 
 def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start=None, end=None,
-                confidence: float = 0.95, discount_rate: float = 0.0) -> Estimate:
+                confidence: float = 0.95, discount_rate: float = 0.0, *, by=None,
+                min_responses: int = 30) -> "Estimate | KpiTable":
     """One KPI for one period, from a ``Dataset``, a dict of DataFrames or the KPI's own DataFrame.
 
-    ``start``/``end`` (inclusive days) select rows by the KPI's date column (responses: ``response_date``,
-    tickets: ``created_at``). Retention/churn treat ``start .. end`` as one period (both required): the
-    share of customers active on ``start`` still active after ``end``; ``end`` is clipped to the last date
-    of the customers table (latest signup or end date), since later churn is unknown. CLV uses the mean
-    ``monthly_revenue`` of customers active at the window end, the pooled monthly retention of the window
-    (``sum R / sum S`` over its calendar months) and ``discount_rate`` per month.
+    ``filters`` (column -> value or list; see :mod:`helpers.selection`) may name columns of the KPI's table
+    or of ``customers`` (segment, region, plan, ...: joined in DuckDB on ``customer_id``); ``by`` (a column or
+    list) gives one estimate per group as a :class:`KpiTable` (groups with fewer than ``min_responses``
+    observations flagged ``small``). ``start``/``end`` (inclusive days) select rows by the KPI's date column
+    (responses: ``response_date``, tickets: ``created_at``). Retention/churn treat ``start .. end`` as one
+    period (both required): the share of customers active on ``start`` still active after ``end``; ``end`` is
+    clipped to the last date of the customers table (latest signup or end date), since later churn is
+    unknown. CLV uses the mean ``monthly_revenue`` of customers active at the window end, the pooled monthly
+    retention of the window (``sum R / sum S`` over its calendar months) and ``discount_rate`` per month.
     """
     k = _kpi(name)
+    by_cols = _as_list(by)
+    if by_cols:
+        return _grouped_kpi(k, data, by_cols, filters, start, end, confidence, discount_rate, min_responses)
     df = _frame(data, k.table, name)
     data_end = None
     if k.table == "customers" and len(df) and {"signup_date", "end_date"} <= set(df.columns):
         data_end = _customers_data_end(df)  # of the whole table, before filters
-    df = _apply_filters(df, k.table, filters, name)
+    df = _apply_filters(df, k.table, filters, name, data)
     if k.kind in ("retention", "churn", "clv"):
         if len(df) == 0:
-            raise KPIError(name, "no customers match the filters")
+            raise KPIError(name, f"no customers match the filters ({sel.describe_filters(filters)})")
         if k.kind == "clv":
             S, R = _pooled_monthly_retention(df, start, end, name, data_end)
             _, e = _customer_window(df, start, end, name, data_end)
@@ -1021,11 +1087,171 @@ def compute_kpi(name: str, data, filters: Mapping[str, Any] | None = None, start
         c = _window_retention_counts(df, start, end, name, data_end)
         r = retention_from_counts(c.S, c.R, confidence)
         return r if k.kind == "retention" else _churn_from_retention(r)
+    selected = df
     if k.date_column is not None:
         df = _apply_dates(df, k.table, k.date_column, start, end, name)
     if len(df) == 0 and k.kind != "count":
-        raise KPIError(name, f"no {k.table} rows in the selected period/filters")
+        raise KPIError(name, _empty_message(k, selected, filters, start, end))
     return _estimate_from_frame(k, df, confidence)
+
+
+def _empty_message(k: KPI, selected: pd.DataFrame, filters, start, end) -> str:
+    """Why a selection has no rows: the filters, the period, and the dates the filtered rows do cover."""
+    period = f"{start or 'the start'} to {end or 'the end'}"
+    msg = f"no {k.table} rows in the selected period/filters ({sel.describe_filters(filters)}; {period})"
+    if len(selected) and k.date_column in selected.columns:
+        d = pd.to_datetime(selected[k.date_column])
+        msg += f"; the filtered rows run from {d.min().date()} to {d.max().date()}"
+    elif filters:
+        msg += "; the filters together match no rows in any period"
+    return msg
+
+
+def _grouped_kpi(k: KPI, data, by_cols, filters, start, end, confidence, discount_rate, min_responses):
+    """One estimate per group: in DuckDB (``kpi_series(freq=None)``) when the data has tables there, else one
+    :func:`compute_kpi` per group value."""
+    table = None
+    if k.periodic and not isinstance(data, pd.DataFrame) and not (k.kind in ("retention", "churn")
+                                                                  and (start is None or end is None)):
+        try:
+            con = sel.connection_of(data)
+        except sel.SelectionError:
+            con = None
+        if con is not None:
+            table = kpi_series(con, k.name, freq=None, by=by_cols, filters=filters, start=start, end=end,
+                               confidence=confidence).drop(columns=["period"])
+    if table is None:
+        if k.kind in ("retention", "churn"):
+            _window_retention_counts(pd.DataFrame(), start, end, k.name)  # raises: needs the period
+        df = _apply_filters(_frame(data, k.table, k.name), k.table, filters, k.name, data)
+        _require_columns(df, k.table, by_cols, k.name)
+        rows = []
+        for key, _ in df.groupby(by_cols, observed=True, dropna=True):
+            key = key if isinstance(key, tuple) else (key,)
+            f = {**sel.normalize_filters(filters), **{c: [v] for c, v in zip(by_cols, key)}}
+            try:
+                e = compute_kpi(k.name, data if not isinstance(data, pd.DataFrame) else df, f, start, end,
+                                confidence, discount_rate)
+            except KPIError:
+                continue
+            rows.append({**dict(zip(by_cols, key)), "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
+                         "n": e.n, "metric": k.name})
+        table = pd.DataFrame(rows, columns=[*by_cols, "value", "ci_low", "ci_high", "n", "metric"])
+    if table.empty:
+        raise KPIError(k.name, f"no {k.table} rows for any group of {by_cols} ({sel.describe_filters(filters)}; "
+                               f"{start or 'the start'} to {end or 'the end'})")
+    table = table.copy()
+    table["small"] = table["n"] < min_responses
+    return KpiTable(k.name, tuple(by_cols), table.reset_index(drop=True), min_responses,
+                    sel.normalize_filters(filters), start, end, confidence)
+
+
+@dataclass(frozen=True, repr=False)
+class KpiTable(ResultDisplay):
+    """A KPI per group for one period: ``.table`` (by-columns, value, ci_low, ci_high, n, metric, ``small`` =
+    fewer than ``min_responses`` observations), ``.plot(ax)`` (dot-and-interval "forest" chart),
+    ``.summary()``."""
+
+    metric: str
+    by: tuple[str, ...]
+    table: pd.DataFrame
+    min_responses: int = 30
+    filters: dict = field(default_factory=dict)
+    start: Any = None
+    end: Any = None
+    confidence: float = 0.95
+
+    @property
+    def unit(self) -> str:
+        return KPIS[self.metric].unit
+
+    def _group_name(self, row) -> str:
+        return ", ".join(str(row[c]) for c in self.by)
+
+    def summary(self) -> str:
+        k = KPIS[self.metric]
+        t = self.table
+        reliable = t[~t["small"]] if (~t["small"]).any() else t
+        better = reliable["value"].idxmax() if k.higher_is_better else reliable["value"].idxmin()
+        worse = reliable["value"].idxmin() if k.higher_is_better else reliable["value"].idxmax()
+        est = {i: Estimate(t.at[i, "value"], t.at[i, "ci_low"], t.at[i, "ci_high"], int(t.at[i, "n"]),
+                           self.metric, k.unit, "", self.confidence) for i in (better, worse)}
+        by = ", ".join(self.by)
+        small = int(t["small"].sum())
+        note = (f"; {small} group{'s' if small != 1 else ''} with fewer than {self.min_responses} observations "
+                "flagged small and left out of best/worst") if small else ""
+        direction = "higher" if k.higher_is_better else "lower"
+        return (f"{k.label} by {by} ({len(t)} groups, {direction} is better): best {self._group_name(t.loc[better])} "
+                f"{est[better].format(label=False)}, worst {self._group_name(t.loc[worse])} "
+                f"{est[worse].format(label=False)}{note}.")
+
+    def plot(self, ax=None):
+        """Dot-and-interval chart of the groups (small groups hollow and labelled)."""
+        return forest_plot(self.table, metric=self.metric, by=list(self.by), min_responses=self.min_responses,
+                           ax=ax)
+
+    def _display_frame(self):
+        k = KPIS[self.metric]
+        t = self.table.copy()
+        signed = k.unit == "points"
+        t["value"] = [_fmt_with_unit(v, k.unit, signed) for v in t["value"]]
+        t["95% CI"] = [f"{_fmt_number(a, k.unit, signed)} to {_fmt_number(b, k.unit, signed)}"
+                       for a, b in zip(t["ci_low"], t["ci_high"])]
+        t["small"] = np.where(t["small"], f"yes (n < {self.min_responses})", "")
+        return t[[*self.by, "value", "95% CI", "n", "small"]], {"n": "int"}
+
+    def __getitem__(self, key):
+        return self.table[key]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def forest_plot(table: pd.DataFrame, metric: str | None = None, by=None, min_responses: int = 30, ax=None,
+                title: str | None = None):
+    """Dot-and-interval ("forest") chart of any grouped KPI table (``compute_kpi(by=)``, ``kpi_overview``,
+    ``kpi_series(freq=None)``): one row per group, the estimate as a dot with its interval, groups with fewer
+    than ``min_responses`` observations drawn hollow and marked "(small, n = ...)". One metric per chart."""
+    from helpers.charts import ACCENT, new_axis  # noqa: PLC0415
+    from helpers.formatting import chart_text  # noqa: PLC0415
+
+    t = table
+    if "metric" in t.columns:
+        metrics = list(pd.unique(t["metric"]))
+        if metric is None and len(metrics) > 1:
+            raise KPIError(str(metrics), "forest_plot draws one metric; pass metric= (one of "
+                                         f"{', '.join(map(str, metrics))})")
+        metric = metric or metrics[0]
+        t = t[t["metric"] == metric]
+    by_cols = _as_list(by) or [c for c in t.columns if c not in (
+        "period", "value", "ci_low", "ci_high", "n", "metric", "label", "unit", "higher_is_better", "formatted",
+        "small", "small_group")]
+    if t.empty:
+        raise KPIError(str(metric), "forest_plot: the table has no rows")
+    k = KPIS.get(str(metric))
+    t = t.sort_values("value", ascending=not (k.higher_is_better if k else True)).reset_index(drop=True)
+    ax = new_axis(ax, figsize=(7, 0.45 * len(t) + 1.4))
+    y = np.arange(len(t))[::-1]
+    small = (t["n"] < min_responses).to_numpy()
+    v, lo, hi = (t[c].to_numpy(dtype=float) for c in ("value", "ci_low", "ci_high"))
+    ax.hlines(y, lo, hi, color=ACCENT, lw=2)
+    ax.scatter(v[~small], y[~small], color=ACCENT, zorder=3, s=36)
+    ax.scatter(v[small], y[small], facecolors="white", edgecolors=ACCENT, zorder=3, s=36,
+               label=f"fewer than {min_responses} observations")
+    labels = []
+    for (_, row), is_small in zip(t.iterrows(), small):
+        name = ", ".join(str(row[c]) for c in by_cols) if by_cols else ""
+        labels.append(chart_text(f"{name} (n = {int(row['n']):,}{', small' if is_small else ''})"))
+    ax.set_yticks(y, labels)
+    unit = k.unit if k else ""
+    label = k.label if k else str(metric)
+    ax.set_xlabel(f"{label}" + (f" ({unit})" if unit not in ("", "count", "score", "points") else "")
+                  + " with 95% CI")
+    if small.any():
+        ax.legend(frameon=False, fontsize="small", loc="best")
+    better = "" if k is None else (" (higher is better)" if k.higher_is_better else " (lower is better)")
+    ax.set_title(chart_text(title) if title else f"{label} by {', '.join(by_cols)}{better}")
+    return ax
 
 
 def _window_retention_counts(customers, start, end, metric, data_end=None) -> RetentionCounts:
@@ -1053,26 +1279,61 @@ def _period_days(period, metric: str) -> float | None:
     return float((_to_day(end, metric, "end") - _to_day(start, metric, "start")).days + 1)
 
 
-def compare_kpi(name: str, data_a, data_b, filters_a=None, filters_b=None, period_a=(None, None),
-                period_b=(None, None), confidence: float = 0.95) -> Comparison:
-    """Compare one KPI between two data selections (e.g. last quarter vs this quarter), b - a.
+def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, period_a=(None, None),
+                period_b=(None, None), confidence: float = 0.95, *, filters=None, labels=None) -> Comparison:
+    """Compare one KPI between two selections, b - a: one filter and two periods
+    (``compare_kpi("csat", ds, filters={"department": "Billing"}, period_a=(...), period_b=(...))``), or two
+    filters in one period with ``labels`` (``filters_a={"channel": "email"}, filters_b={"channel": "phone"},
+    period_a=(...)``: ``period_b`` defaults to ``period_a``).
 
-    ``data_a``/``data_b`` may be the same Dataset with different ``period_*`` = (start, end) or filters.
+    ``data_b`` defaults to ``data_a`` (older code passed the same Dataset twice; that still works). ``filters``
+    applies to both sides, ``filters_a``/``filters_b`` to one each (customer columns such as segment are
+    joined in DuckDB; see :mod:`helpers.selection`).
     """
     k = _kpi(name)
+    data_b = data_a if data_b is None else data_b
+    try:
+        common = sel.normalize_filters(filters)
+        filters_a = {**common, **sel.normalize_filters(filters_a)}
+        filters_b = {**common, **sel.normalize_filters(filters_b)}
+    except sel.SelectionError as exc:
+        raise KPIError(name, str(exc)) from None
+    period_a = tuple(period_a) if period_a is not None else (None, None)
+    period_b = tuple(period_b) if period_b is not None else (None, None)
+    groups = filters_a != filters_b
+    if groups and period_b == (None, None):
+        period_b = period_a
+    if labels is None:
+        if groups:
+            diff = lambda f, g: {c: v for c, v in f.items() if g.get(c) != v}  # noqa: E731
+            labels = (sel.describe_filters(diff(filters_a, filters_b)) or "a",
+                      sel.describe_filters(diff(filters_b, filters_a)) or "b")
+        else:
+            labels = tuple(f"{p[0] or 'start'} to {p[1] or 'end'}" for p in (period_a, period_b))
+    labels = tuple(str(x) for x in labels)
+    if len(labels) != 2:
+        raise KPIError(name, f"labels must be two names (a, b), got {labels!r}")
+    comp = _compare_selected(k, name, data_a, data_b, filters_a, filters_b, period_a, period_b, confidence)
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(comp, labels=labels, between_groups=groups and period_a == period_b)
+
+
+def _compare_selected(k, name, data_a, data_b, filters_a, filters_b, period_a, period_b, confidence):
     if k.kind in ("retention", "churn"):
         ca = _window_retention_counts(_apply_filters(_frame(data_a, "customers", name), "customers", filters_a,
-                                                     name), *period_a, name)
+                                                     name, data_a), *period_a, name)
         cb = _window_retention_counts(_apply_filters(_frame(data_b, "customers", name), "customers", filters_b,
-                                                     name), *period_b, name)
+                                                     name, data_b), *period_b, name)
         return _retention_comparison(ca, cb, name, confidence)
 
     def rows(data, filters, period):
-        df = _apply_filters(_frame(data, k.table, name), k.table, filters, name)
+        df = _apply_filters(_frame(data, k.table, name), k.table, filters, name, data)
+        selected = df
         if k.date_column is not None:
             df = _apply_dates(df, k.table, k.date_column, period[0], period[1], name)
         if len(df) == 0 and k.kind != "count":
-            raise KPIError(name, f"no {k.table} rows in the selected period/filters {period}")
+            raise KPIError(name, _empty_message(k, selected, filters, *period))
         return df
 
     da, db = rows(data_a, filters_a, period_a), rows(data_b, filters_b, period_b)
@@ -1122,24 +1383,13 @@ def _table_columns(con, table: str, metric: str) -> list[str]:
 
 
 def _as_list(by) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
+    return sel.as_columns(by)
 
 
 def _where(filters, start, end, date_expr, columns, table, metric, params, alias: str = "") -> str:
-    clauses = []
-    if filters:
-        if not isinstance(filters, Mapping):
-            raise KPIError(metric, f"filters must be a dict column -> value or list of values, got {filters!r}")
-        for col, val in filters.items():
-            if col not in columns:
-                raise KPIError(metric, f"filter column {col!r} is not in table {table} (columns: {columns})")
-            vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
-            clauses.append(f"{alias}{_quote(col)} IN ({', '.join('?' for _ in vals)})")
-            params.extend(vals)
+    """WHERE clause for filters already matched to the data (:func:`_select`) and the inclusive days
+    ``start .. end`` on ``date_expr``."""
+    clauses = sel.where_sql(filters or {}, params, alias)
     if date_expr is not None:
         if start is not None:
             clauses.append(f"{date_expr} >= ?")
@@ -1150,15 +1400,55 @@ def _where(filters, start, end, date_expr, columns, table, metric, params, alias
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def _check_range(con, k: KPI, expr: str, where: str, params: list, lo, hi, integer: bool, scale: str):
+def _select(con, k: KPI, by_cols: list[str], filters) -> tuple[str, list[str], dict]:
+    """The FROM item for the KPI's table (joined with ``customers`` on ``customer_id`` in DuckDB when a
+    filter or grouping names a customer column such as segment or region), its columns, and the filters
+    matched to the values in the data (aliases, case and slug; see :mod:`helpers.selection`)."""
+    metric = k.name
+    columns = _table_columns(con, k.table, metric)
+    wanted = sel.normalize_filters(filters) if filters else {}
+    cust = sel.table_columns(con, "customers") if k.table != "customers" and "customer_id" in columns else None
+    joinable = [c for c in (cust or []) if c not in columns]
+    for c in by_cols:
+        if c not in columns and c not in joinable:
+            hint = " (responses have no team/agent; use department or channel)" if k.table == "responses" else ""
+            more = f"; customer columns: {joinable}" if joinable else ""
+            raise KPIError(metric, f"cannot group by {c!r}: table {k.table} has no such column{hint}; "
+                                   f"columns: {columns}{more}")
+    for c in wanted:
+        if c not in columns and c not in joinable:
+            more = f" or customers ({joinable})" if joinable else ""
+            raise KPIError(metric, f"filter column {c!r} is not in table {k.table} (columns: {columns}){more}")
+    try:
+        source, columns = sel.source_sql(con, k.table, [*by_cols, *wanted], what=f"KPI {metric!r}")
+        resolved = sel.resolve_filters(con, source, wanted, table=k.table)
+    except sel.SelectionError as exc:
+        raise KPIError(metric, str(exc)) from None
+    return source, columns, resolved
+
+
+def _run(con, sql: str, params: list, k: KPI):
+    """``con.execute(sql).df()`` with DuckDB's errors (a binder error on a missing column, a conversion
+    error on a text value) turned into a :class:`KPIError` naming the table."""
+    import duckdb  # noqa: PLC0415
+
+    try:
+        return con.execute(sql, params)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KPIError(k.name, f"cannot be computed from table {k.table}: {shorten(first, 200)}") from None
+
+
+def _check_range(con, k: KPI, expr: str, where: str, params: list, lo, hi, integer: bool, scale: str,
+                 source: str):
     cond = [f"{expr} < {lo}"] if lo is not None else []
     if hi is not None:
         cond.append(f"{expr} > {hi}")
     if integer:
         cond.append(f"{expr} <> round({expr})")
-    sql = (f"SELECT count(*), list({expr})[1:5] FROM {_quote(k.table)} {where} "
+    sql = (f"SELECT count(*), list({expr})[1:5] FROM {source} {where} "
            f"{'AND' if where else 'WHERE'} ({' OR '.join(cond)})")
-    n_bad, examples = con.execute(sql, params).fetchall()[0]
+    n_bad, examples = _run(con, sql, params, k).fetchall()[0]
     if n_bad:
         raise KPIError(k.name, f"{n_bad} values of {k.table}.{k.column or expr} outside the scale {scale} "
                                f"(e.g. {examples})")
@@ -1182,34 +1472,39 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
     if not k.periodic:
         raise KPIError(metric, "has no time dimension in the data contract; use compute_kpi for one period")
     by_cols = _as_list(by)
-    columns = _table_columns(con, k.table, metric)
-    for c in by_cols:
-        if c not in columns:
-            hint = " (responses have no team/agent; use department or channel)" if k.table == "responses" else ""
-            raise KPIError(metric, f"cannot group by {c!r}: table {k.table} has no such column{hint}; "
-                                   f"columns: {columns}")
     if k.kind in ("retention", "churn"):
+        columns = _table_columns(con, k.table, metric)
+        for c in by_cols:
+            if c not in columns:
+                raise KPIError(metric, f"cannot group by {c!r}: table {k.table} has no such column; "
+                                       f"columns: {columns}")
         return _retention_series(con, k, freq, by_cols, filters, start, end, confidence, columns)
+    source, columns, resolved = _select(con, k, by_cols, filters)
+    needed = [k.date_column] + ([_TIME_COLUMNS[k.column]] if k.kind in ("median_hours", "mean_hours") else [])
+    for c in needed:
+        if c not in columns:
+            raise KPIError(metric, f"table {k.table} has no column {c!r} (the KPI's date/time column); "
+                                   f"columns: {columns}")
 
     params: list = []
     date_expr = _quote(k.date_column)
-    where = _where(filters, start, end, date_expr, columns, k.table, metric, params)
+    where = _where(resolved, start, end, date_expr, columns, k.table, metric, params)
     group_sel = "".join(f", {_quote(c)}" for c in by_cols)
     if k.column and k.kind not in ("median_hours", "mean_hours"):
         if k.column not in columns:
             raise KPIError(metric, f"table {k.table} has no column {k.column!r}")
     col = _quote(k.column) if k.column else None
     if k.kind == "nps":
-        _check_range(con, k, col, where, params, 0, 10, True, "0-10 (integers)")
+        _check_range(con, k, col, where, params, 0, 10, True, "0-10 (integers)", source)
         aggs = f"count({col}) AS n, count_if({col} >= 9) AS a, count_if({col} <= 6) AS b"
     elif k.kind == "top_box":
-        _check_range(con, k, col, where, params, 1, 5, True, "1-5 (integers)")
+        _check_range(con, k, col, where, params, 1, 5, True, "1-5 (integers)", source)
         aggs = f"count({col}) AS n, count_if({col} >= 4) AS a, 0 AS b"
     elif k.kind == "mean":
-        _check_range(con, k, col, where, params, 1, 7, True, "1-7 (integers)")
+        _check_range(con, k, col, where, params, 1, 7, True, "1-7 (integers)", source)
         aggs = f"count({col}) AS n, avg({col}) AS a, stddev_samp({col}) AS b"
     elif k.kind == "share_eq1":
-        _check_range(con, k, col, where, params, 1, None, True, "integers >= 1")
+        _check_range(con, k, col, where, params, 1, None, True, "integers >= 1", source)
         aggs = f"count({col}) AS n, count_if({col} = 1) AS a, 0 AS b"
     elif k.kind == "flag":
         aggs = f"count({col}) AS n, count_if({col}) AS a, 0 AS b"
@@ -1217,7 +1512,7 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
         later = _quote(_TIME_COLUMNS[k.column])
         hours = f"(epoch(CAST({later} AS TIMESTAMP) - CAST({date_expr} AS TIMESTAMP)) / 3600.0)"
         _check_range(con, k, hours, where, params, 0, None, False, ">= 0 hours (" + _TIME_COLUMNS[k.column]
-                     + " before created_at)")
+                     + " before created_at)", source)
         aggs = f"count({hours}) AS n, avg({hours}) AS a, stddev_samp({hours}) AS b"  # medians: see below
     elif k.kind == "count":
         aggs = "count(*) AS n, count(*) AS a, 0 AS b"
@@ -1228,19 +1523,19 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
         if start is not None:
             period_value = _to_day(start, metric, "start")
         else:
-            first = con.execute(f"SELECT min(CAST({date_expr} AS DATE)) FROM {_quote(k.table)} {where}",
-                                params).fetchall()[0][0]
+            first = _run(con, f"SELECT min(CAST({date_expr} AS DATE)) FROM {source} {where}",
+                         params, k).fetchall()[0][0]
             period_value = pd.Timestamp(first) if first is not None else pd.NaT
         period_sql = "CAST(NULL AS TIMESTAMP)"
     else:
         period_sql = f"CAST(date_trunc('{freq}', {date_expr}) AS TIMESTAMP)"
     if k.kind == "median_hours":
-        df = _median_groups(con, k.table, period_sql, by_cols, hours, where, params, confidence)
+        df = _median_groups(con, source, period_sql, by_cols, hours, where, params, confidence)
     else:
         keys = ", ".join(_quote(c) for c in ["period", *by_cols])
-        sql = (f"SELECT {period_sql} AS period{group_sel}, {aggs} FROM {_quote(k.table)} {where} "
+        sql = (f"SELECT {period_sql} AS period{group_sel}, {aggs} FROM {source} {where} "
                f"GROUP BY {keys}")
-        df = con.execute(sql, params).df()
+        df = _run(con, sql, params, k).df()
     if freq is None:
         df["period"] = period_value
     df = df[df["n"] > 0].copy() if k.kind != "count" else df.copy()
@@ -1259,7 +1554,7 @@ def _median_groups(con, table: str, period_sql: str, by_cols: list[str], value_s
     keys = ["period", *by_cols]
     kq = ", ".join(_quote(c) for c in keys)
     base = (f"SELECT {period_sql} AS period{''.join(f', {_quote(c)}' for c in by_cols)}, {value_sql} AS h "
-            f"FROM {_quote(table)} {where}")
+            f"FROM {table} {where}")
     sizes = con.execute(f"SELECT DISTINCT count(h) AS n FROM ({base}) GROUP BY {kq}", params).fetchall()
     ns = np.array(sorted(int(r[0]) for r in sizes if r[0]), dtype=np.int64)
     if ns.size == 0:
@@ -1318,6 +1613,14 @@ def _retention_series(con, k: KPI, freq, by_cols, filters, start, end, confidenc
     The first period is clipped to ``start`` and the last to the data end (latest signup/end date of the
     customers table); labels stay the calendar period starts."""
     params: list = []
+    wanted = sel.normalize_filters(filters) if filters else {}
+    for c in wanted:
+        if c not in columns:
+            raise KPIError(k.name, f"filter column {c!r} is not in table customers (columns: {columns})")
+    try:
+        filters = sel.resolve_filters(con, "customers", wanted, table="customers")
+    except sel.SelectionError as exc:
+        raise KPIError(k.name, str(exc)) from None
     where = _where(filters, None, None, None, columns, "customers", k.name, params)
     first = con.execute(f"SELECT min(signup_date) FROM customers {where}", params).fetchall()[0][0]
     if first is None:
