@@ -26,12 +26,18 @@ import pandas as pd
 
 from helpers import charts
 from helpers.drivers import NONNEGATIVE_METHODS, DriverInputError, consistent_interval, relative_importance, vif
-from helpers.formatting import md_escape
+from helpers.formatting import (NA, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals,
+                                md_escape, reader_table)
 
 ORDINAL_MAX_ROWS = 100_000  # the ordinal check is fitted on a seeded random subsample above this
 QUADRANTS = ("fix first", "keep up", "low priority", "possible overkill")
-QUADRANT_COLOURS = {"fix first": "#cf222e", "keep up": "#1a7f37", "low priority": "#6e7781",
-                    "possible overkill": "#d4a72c"}
+# Okabe & Ito (2008) colours, told apart under every common colour-vision deficiency; each quadrant also has its
+# own marker shape and is named in the legend and the labels
+QUADRANT_COLOURS = {"fix first": "#D55E00", "keep up": "#0072B2", "low priority": "#999999",
+                    "possible overkill": "#E69F00"}
+QUADRANT_MARKERS = {"fix first": "D", "keep up": "o", "low priority": "s", "possible overkill": "^"}
+BAR_COLOUR = "#0072B2"  # an attribute whose higher rating goes with a higher outcome
+NEGATIVE_COLOUR = "#E69F00"  # ... with a lower outcome (drawn hatched too)
 
 
 def _label(name: str) -> str:
@@ -63,7 +69,23 @@ def _chart_label(name: str) -> str:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return fmt_percent(x, 0)
+
+
+def share_text(table: pd.DataFrame, driver: str) -> tuple[str, str]:
+    """A driver's share of explained variance and its 95% interval as the page prints them, in tables and in
+    sentences alike: ``("23%", "22% to 25%")``; decimals where the interval's ends would print alike
+    (:func:`helpers.formatting.interval_decimals`), the same decimals for the share. No interval: ``NA``."""
+    row = table.loc[driver]
+    if "share_low" not in table or not np.isfinite(row["share_low"]) or not np.isfinite(row["share_high"]):
+        return fmt_percent(row["share"], 0), NA
+    d = interval_decimals(100 * row["share_low"], 100 * row["share_high"])
+    return fmt_percent(row["share"], d), fmt_interval(row["share_low"], row["share_high"], d, percent=True)
+
+
+def _share_with_ci(table: pd.DataFrame, driver: str, ci: int = 95) -> str:
+    point, interval = share_text(table, driver)
+    return point + (f" ({ci}% CI {interval})" if interval != NA else "")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -97,7 +119,7 @@ class OrdinalCheck:
         text = (f"An ordinal (proportional-odds) model of {_md(self.outcome)} on the same {len(t)} attributes "
                 f"({self._rows_text()}) ranks {_md(top)} first: each extra point on it multiplies the odds "
                 f"of a higher {_md(self.outcome)} rating by {t.loc[top, 'odds_ratio']:.2f} "
-                f"(95% CI {t.loc[top, 'or_low']:.2f}-{t.loc[top, 'or_high']:.2f}).")
+                f"(95% CI {fmt_interval(t.loc[top, 'or_low'], t.loc[top, 'or_high'], 2)}).")
         if "shapley_rank" in t:
             dis = self.disagreements
             if not dis:
@@ -128,17 +150,38 @@ class OrdinalCheck:
             out["Shapley rank"] = t["shapley_rank"].to_numpy()
         return out.set_index("Attribute")
 
+    def reader_table_html(self) -> str:
+        """The odds ratios as an HTML table for readers (no index, intervals and p-values as the text has them)."""
+        t = self.table.sort_values("ordinal_rank")
+        rows = {"Attribute": [_label(d) for d in t.index],
+                "Odds ratio per extra point": [fmt_number(v, 2) for v in t["odds_ratio"]],
+                "95% CI": [fmt_interval(a, b, 2) for a, b in zip(t["or_low"], t["or_high"])],
+                "p-value": [fmt_p_value(p) for p in t["p_value"]],
+                "Rank in this model": t["ordinal_rank"].to_numpy()}
+        if "shapley_rank" in t:
+            rows["Rank by share of explained variance"] = t["shapley_rank"].to_numpy()
+        return reader_table(pd.DataFrame(rows), formats={"Odds ratio per extra point": "text", "95% CI": "text"})
+
+    def title(self) -> str:
+        """The chart's finding in words."""
+        if "shapley_rank" in self.table and not self.disagreements:
+            return "The ordinal model ranks the attributes in the same order"
+        if "shapley_rank" in self.table:
+            return f"The ordinal model orders {len(self.disagreements)} attributes differently"
+        top = self.table["ordinal_rank"].idxmin()
+        return f"{_chart_label(top)} moves the odds of a higher rating most"
+
     def plot(self, ax=None):
         ax = charts.new_axis(ax)
         t = self.table.sort_values("odds_ratio")
         y = np.arange(len(t))
         # the interval as a segment from bound to bound (never a negative error-bar length)
-        ax.hlines(y, t["or_low"], t["or_high"], color=charts.ACCENT, lw=1)
-        ax.plot(t["odds_ratio"], y, "o", color=charts.ACCENT)
+        ax.hlines(y, t["or_low"], t["or_high"], color=BAR_COLOUR, lw=1.5)
+        ax.plot(t["odds_ratio"], y, "o", color=BAR_COLOUR)
         ax.axvline(1.0, color="#6e7781", lw=1, ls="--")
-        ax.set_yticks(y, [_chart_label(i) for i in t.index])
-        ax.set_xlabel("odds ratio per one-point higher rating (95% CI)")
-        ax.set_title(f"Ordinal model check: {_chart_label(self.outcome)}")
+        ax.set_yticks(y, [_chart_label(i) for i in t.index], fontsize=11)
+        ax.set_xlabel("Odds ratio of a higher rating per extra point (95% CI; 1 = no effect)", fontsize=11)
+        ax.set_title(self.title(), fontsize=12)
         return ax
 
 
@@ -261,9 +304,18 @@ class ImportancePerformance:
                     + (f"keep up {_names(keep.index, 10)}." if len(keep) else "nothing to fix first."))
         t = self.table
         parts = [f"{_md(d)} ({_pct(t.loc[d, 'share'])} of explained variance, rated "
-                 f"{t.loc[d, 'performance']:.2f})" for d in ff]
+                 f"{fmt_number(t.loc[d, 'performance'], 2)})" for d in ff]
         return ("Fix first - important but rated below the attributes' average of "
                 f"{self.performance_cut:.2f}: " + "; ".join(parts) + ".")
+
+    def title(self) -> str:
+        """The map's finding in words."""
+        ff = self.fix_first
+        if not ff:
+            return "No attribute is both important and rated below average"
+        names = [_chart_label(d) for d in ff[:3]]
+        text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"Fix first: {text} (important, rated below average)"
 
     def plot(self, ax=None):
         ax = charts.new_axis(ax)
@@ -271,17 +323,18 @@ class ImportancePerformance:
         for q in QUADRANTS:
             s = t[t["quadrant"] == q]
             if len(s):
-                ax.scatter(s["performance"], 100 * s["share"], s=80, color=QUADRANT_COLOURS[q], label=q,
-                           zorder=3)
+                ax.scatter(s["performance"], 100 * s["share"], s=90, color=QUADRANT_COLOURS[q],
+                           marker=QUADRANT_MARKERS[q], label=q, zorder=3, edgecolor="white", linewidth=0.6)
         for d, row in t.iterrows():
             ax.annotate(_chart_label(d), (row["performance"], 100 * row["share"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=9)
+                        xytext=(6, 4), fontsize=11)
         ax.axvline(self.performance_cut, color="#6e7781", lw=1, ls="--")
         ax.axhline(100 * self.importance_cut, color="#6e7781", lw=1, ls="--")
-        ax.set_xlabel("performance: mean rating")
-        ax.set_ylabel("importance: % of explained variance")
-        ax.set_title("Importance-performance map")
-        ax.legend(loc="best", fontsize=8, frameon=False)
+        ax.set_xlabel("Performance: mean rating (1-5 scale)", fontsize=11)
+        ax.set_ylabel("Importance: % of explained variance", fontsize=11)
+        ax.set_title(self.title(), fontsize=12)
+        ax.tick_params(labelsize=10)
+        ax.legend(loc="best", fontsize=10, frameon=False)
         return ax
 
 
@@ -348,14 +401,16 @@ class DriverAnalysis:
         t = self.table
         top = t.index[0]
         ci = int(round(100 * self.ci))
-        r2 = f"{_pct(self.r2)}" + (f" ({ci}% CI {_pct(self.r2_ci[0])}-{_pct(self.r2_ci[1])})"
-                                   if self.r2_ci else "")
+        if self.r2_ci:
+            d = interval_decimals(100 * self.r2_ci[0], 100 * self.r2_ci[1])
+            r2 = (f"{fmt_percent(self.r2, d)} ({ci}% CI "
+                  f"{fmt_interval(self.r2_ci[0], self.r2_ci[1], d, percent=True)})")
+        else:
+            r2 = _pct(self.r2)
         who = f"the {len(t)} attributes together explain" if len(t) > 1 else f"{_md(top)}, the only attribute, explains"
         head = (f"For {md_escape(self.label)} ({self.n:,} responses), {who} {r2} "
                 f"of the variation in {_md(self.outcome)}. {_md(top)} is the strongest driver: "
-                f"{_pct(t.loc[top, 'share'])} of explained variance")
-        if "share_low" in t:
-            head += f" ({ci}% CI {_pct(t.loc[top, 'share_low'])}-{_pct(t.loc[top, 'share_high'])})"
+                f"{_share_with_ci(t, top, ci)} of explained variance")
         head += "."
         if len(t) > 1:
             nxt = t.index[1:3]
@@ -409,17 +464,48 @@ class DriverAnalysis:
         """The ranked table for people: attribute, share of explained variance with its interval, mean
         rating, quadrant, direction."""
         t = self.table
+        texts = [share_text(t, d) for d in t.index]
         out = pd.DataFrame({"Attribute": [_label(d) for d in t.index], "Rank": t["rank"].to_numpy(),
-                            "Share of explained variance": [_pct(v) for v in t["share"]]})
+                            "Share of explained variance": [a for a, _ in texts]})
         if "share_low" in t:
-            out[f"{int(round(100 * self.ci))}% CI"] = [f"{_pct(a)}-{_pct(b)}" for a, b in
-                                                       zip(t["share_low"], t["share_high"])]
+            out[f"{int(round(100 * self.ci))}% CI"] = [b for _, b in texts]
         if "performance" in t:
             out["Mean rating"] = t["performance"].round(2).to_numpy()
             out["Quadrant"] = t["quadrant"].to_numpy()
         out["Direction"] = ["higher is better" if s > 0 else ("higher is worse" if s < 0 else "factor")
                             for s in t["sign"]]
         return out.set_index("Attribute")
+
+    def reader_table_html(self) -> str:
+        """:meth:`report_table` as an HTML table for readers (no index; shares and intervals as in the text)."""
+        out = self.report_table().reset_index()
+        out = out.rename(columns={"Mean rating": "Mean rating (1-5)"})
+        formats = {c: "text" for c in out.columns if c not in ("Rank",)}
+        if "Mean rating (1-5)" in out:
+            formats["Mean rating (1-5)"] = "number:2"
+        return reader_table(out, formats=formats)
+
+    def analyst_table_html(self) -> str:
+        """For analysts: importance in points of R² with its interval, direction and variance inflation."""
+        t = self.table
+        ci = int(round(100 * self.ci))
+        out = pd.DataFrame({"Attribute": [_label(d) for d in t.index],
+                            "Importance (points of R²)": [fmt_number(100 * v, 1) for v in t["importance"]]})
+        if "ci_low" in t:
+            out[f"{ci}% CI"] = [fmt_interval(100 * a, 100 * b, 1) for a, b in zip(t["ci_low"], t["ci_high"])]
+        out["Direction"] = ["higher is better" if v > 0 else ("higher is worse" if v < 0 else "factor")
+                            for v in t["sign"]]
+        if "vif" in t:
+            out["Variance inflation (VIF)"] = [fmt_number(v, 2) for v in t["vif"]]
+        return reader_table(out, formats={c: "text" for c in out.columns})
+
+    def title(self) -> str:
+        """The chart's finding in words."""
+        t = self.table
+        top = t.index[0]
+        point, _ = share_text(t, top)
+        text = f"{_chart_label(top)} drives {_chart_label(self.outcome)} most: {point} of explained variance"
+        return text if len(text) <= 80 else f"{_chart_label(top)} drives {_chart_label(self.outcome)} most ({point})"
 
     def plot(self, ax=None, max_attributes: int = 30):
         """Horizontal bars: share of explained variance with the bootstrap interval (a segment from its
@@ -431,19 +517,22 @@ class DriverAnalysis:
             ax = charts.new_axis(None, figsize=(9, max(4.5, 0.28 * len(shown) + 1.5)))
         shown = shown.iloc[::-1]
         y = np.arange(len(shown))
-        colours = [charts.TARGET if s < 0 else charts.ACCENT for s in shown["sign"]]
-        ax.barh(y, 100 * shown["share"], color=colours, alpha=0.85)
+        colours = [NEGATIVE_COLOUR if s < 0 else BAR_COLOUR for s in shown["sign"]]
+        bars = ax.barh(y, 100 * shown["share"], color=colours, alpha=0.85)
+        for bar, s in zip(bars, shown["sign"]):
+            if s < 0:
+                bar.set_hatch("//")
         if "share_low" in shown:
             low, high = 100 * shown["share_low"].to_numpy(), 100 * shown["share_high"].to_numpy()
             ax.hlines(y, low, high, color="#24292f", lw=1, zorder=3)
             for end in (low, high):
                 ax.plot(end, y, marker="|", linestyle="none", color="#24292f", markersize=7, zorder=3)
-        ax.set_yticks(y, [_chart_label(i) for i in shown.index], fontsize=9 if len(shown) <= 20 else 7)
-        ax.set_xlabel(f"% of explained variance in {_chart_label(self.outcome)}"
-                      + (f" ({int(round(100 * self.ci))}% CI)" if "share_low" in shown else ""))
-        more = f", top {len(shown)} of {len(t)}" if len(shown) < len(t) else ""
-        ax.set_title(f"Drivers of {_chart_label(self.outcome)}: {_chart_text(self.label)} "
-                     f"(R² = {self.r2:.2f}, n = {self.n:,}{more})")
+        ax.set_yticks(y, [_chart_label(i) for i in shown.index], fontsize=11 if len(shown) <= 20 else 9)
+        ax.set_xlabel(f"Share of explained variance in {_chart_label(self.outcome)} (%)"
+                      + (f", with {int(round(100 * self.ci))}% CI" if "share_low" in shown else ""), fontsize=11)
+        ax.tick_params(axis="x", labelsize=10)
+        more = f" (top {len(shown)} of {len(t)})" if len(shown) < len(t) else ""
+        ax.set_title(self.title() + more, fontsize=12)
         return ax
 
 
@@ -571,7 +660,7 @@ class SegmentDrivers:
         tops = {s: r.table.index[0] for s, r in self.results.items()}
         common = pd.Series(tops).value_counts()
         text = (f"Top driver of {_md(self.outcome)} by {md_escape(self.segment)}: "
-                + "; ".join(f"{md_escape(s)}: {_md(d)} ({_pct(self.results[s].table.loc[d, 'share'])})"
+                + "; ".join(f"{md_escape(s)}: {_md(d)} ({_share_with_ci(self.results[s].table, d)})"
                             for s, d in tops.items()) + ".")
         if len(common) == 1 and len(tops) > 1:
             text += f" {_md(common.index[0])} leads everywhere."
@@ -587,12 +676,23 @@ class SegmentDrivers:
         s = self.shares() * 100
         s.columns = [_chart_label(c) for c in s.columns]
         s.index = [_chart_text(i) for i in s.index]
-        sns.heatmap(s, annot=s.shape[1] <= 20, fmt=".0f", cmap="Blues",
-                    cbar_kws={"label": "% of explained variance"}, ax=ax)
+        sns.heatmap(s, annot=s.shape[1] <= 20, fmt=".0f", cmap="Blues", annot_kws={"fontsize": 11},
+                    cbar_kws={"label": "Share of explained variance (%)"}, ax=ax)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.set_title(f"Drivers of {_chart_label(self.outcome)} by {_chart_text(self.segment)}")
+        ax.tick_params(labelsize=11)
+        ax.figure.axes[-1].yaxis.label.set_size(11)
+        ax.set_title(self.title(), fontsize=12)
         return ax
+
+    def title(self) -> str:
+        """The heatmap's finding in words."""
+        if not self.results:
+            return f"No {_chart_text(self.segment)} had enough answers"
+        tops = pd.Series({s: r.table.index[0] for s, r in self.results.items()})
+        if tops.nunique() == 1:
+            return f"{_chart_label(tops.iloc[0])} leads in every {_chart_text(self.segment)}"
+        return f"The top driver differs by {_chart_text(self.segment)} ({tops.nunique()} different leaders)"
 
 
 def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, method: str = "shapley",

@@ -1,26 +1,184 @@
-"""Everything the ``satisfaction_drivers`` report notebook shows, prepared in one call.
+"""Everything the ``satisfaction_drivers`` report notebook shows, prepared in one call, and the one driver
+analysis per department that every page shows.
 
-:func:`prepare_drivers_report` reads the run settings (``params/report.yaml`` via :mod:`helpers.config`)
-and the data (:func:`helpers.data.load_dataset`), selects the responses (department, period) and runs
-the analyses of :mod:`helpers.drivers_analysis`. The notebook only displays the result. Input problems
-(an unknown department, too few responses...) do not crash the report: they become ``warnings`` shown
-at the top, and the sections that cannot be computed say so.
+* :func:`prepare_drivers_report` loads config + data through the report layer's loader
+  (:func:`helpers.reports.loader.load_report_inputs`), selects the responses (department, period) and runs the
+  analyses of :mod:`helpers.drivers_analysis`. The notebook only displays what the :class:`DriversReport` offers:
+  findings (at most six sentences, each with its number and interval), reader tables (HTML through
+  :func:`helpers.formatting.reader_table`) and charts (:meth:`DriversReport.show_chart`). Input problems (an
+  unknown department, too few responses...) never crash the page: they become ``warnings`` shown at the top.
+* :func:`department_driver_analysis` is **the** driver analysis of one department: one period rule (the
+  :data:`DEPARTMENT_MONTHS` months up to the as-of date), one seed (:data:`SEED`, split per department), one
+  bootstrap count (:data:`DEPARTMENT_N_BOOT`) and one sample rule (:func:`helpers.reports.loader.
+  driver_min_responses`). The drivers page's department comparison and the department page call it, so both
+  show the same shares. Within a run (data from a run's snapshot) the result is cached in the run folder
+  (``cache/drivers/<department>-<key>.pkl``, keyed by department, settings and the data's fingerprint, written
+  atomically): whichever report computes it first writes it, the other reads it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, _md, _names, _pct,
-                                      analyze_by_segment, analyze_drivers, select_responses)
+from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers, select_responses,
+                                      share_text)
 from helpers.errors import KitError
-from helpers.formatting import md_escape, shorten
+from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
+                                reader_table, shorten, slug)
 
 SEED = 20261125  # fixed so a report run is reproducible
+DEPARTMENT_N_BOOT = 200  # bootstrap re-samples of every per-department driver analysis (all pages)
+DEPARTMENT_MONTHS = 12  # a department's driver analysis covers the months up to the as-of date
+CACHE_VERSION = 1  # bump when DepartmentDrivers or the analysis changes: old cache files are then not read
 
 
+# ----------------------------------------------------------------------------------------------------------
+# One driver analysis per department, shared by every page
+# ----------------------------------------------------------------------------------------------------------
+@dataclass
+class DepartmentDrivers:
+    """The driver analysis of one department (``analysis`` None with a ``message`` when it cannot be made)."""
+
+    department: str
+    period: tuple[str, str]
+    outcome: str
+    drivers: list[str]
+    n_usable: int
+    min_n: int
+    analysis: DriverAnalysis | None = None
+    message: str = ""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def shares(self) -> pd.Series:
+        """Share of explained variance per attribute (empty without an analysis)."""
+        return pd.Series(dtype=float) if self.analysis is None else self.analysis.table["share"]
+
+
+def department_window(as_of: object, months: int = DEPARTMENT_MONTHS) -> tuple[str, str]:
+    """``(start, end)`` ISO dates of the ``months`` months up to ``as_of`` (inclusive)."""
+    end = pd.Timestamp(as_of).normalize()
+    start = end - pd.DateOffset(months=months) + pd.Timedelta(days=1)
+    return f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"
+
+
+def department_seed(department: str, seed: int = SEED) -> np.random.SeedSequence:
+    """The department's own random stream: independent across departments, the same on every page."""
+    return np.random.SeedSequence([int(seed), zlib.crc32(slug(department).encode("utf-8"))])
+
+
+def _usable_rows(data: pd.DataFrame, outcome: str, drivers: list[str]) -> int:
+    """Complete rows for the analysis (an attribute nobody in the selection answered does not count against it,
+    as in :func:`helpers.drivers_analysis.analyze_by_segment`)."""
+    if data.empty or outcome not in data.columns:
+        return 0
+    answered = [d for d in drivers if d in data.columns and data[d].notna().any()]
+    ok = data[outcome].notna()
+    for d in answered:
+        ok &= data[d].notna()
+    return int(ok.sum())
+
+
+def _resolve_department(names: list[str], department: str) -> str | None:
+    for n in names:
+        if n == department or slug(n) == slug(department):
+            return n
+    return None
+
+
+def _cache_folder(dataset) -> Path | None:
+    from helpers.data import is_snapshot
+
+    source = Path(str(getattr(dataset, "source", "") or ""))
+    try:
+        if source.is_file() and is_snapshot(source):
+            return source.resolve().parent / "cache" / "drivers"
+    except OSError:
+        return None
+    return None
+
+
+def department_driver_analysis(dataset, config, department: str, as_of: object = None, *,
+                               period: tuple[str, str] | None = None, responses: pd.DataFrame | None = None,
+                               outcome: str = "", drivers: list[str] | None = None,
+                               n_boot: int = DEPARTMENT_N_BOOT, seed: int = SEED,
+                               cache: bool | str | Path = True) -> DepartmentDrivers:
+    """The one driver analysis of ``department`` (display name or slug) that every page shows.
+
+    ``dataset``: a :class:`helpers.data.Dataset` (its ``responses``, ``fingerprint`` and ``source``);
+    ``config``: the :class:`helpers.config.ReportConfig` (outcome, drivers, ``min_responses``); ``as_of``: the
+    report date (None: the dataset's :meth:`default_as_of`). The period is the :data:`DEPARTMENT_MONTHS` months
+    up to ``as_of`` unless ``period`` is given. ``responses``: the dataset's responses when the caller has them
+    already (saves a read). The analysis is :func:`helpers.drivers_analysis.analyze_drivers` with ``n_boot``
+    re-samples, the department's own seed (:func:`department_seed`) and no ordinal check; below
+    :func:`helpers.reports.loader.driver_min_responses` usable responses there is no analysis and ``message``
+    says why. ``cache``: True = the run folder's cache when the data is a run's snapshot; a folder = there;
+    False = no cache."""
+    from helpers.reports import atomic_write_bytes
+    from helpers.reports.loader import driver_min_responses
+
+    outcome = outcome or getattr(config, "outcome", "csat") or "csat"
+    drivers = list(drivers or getattr(config, "drivers", []) or []) or list(dataset.attributes)
+    name = _resolve_department(list(dataset.departments), department) or str(department)
+    if period is None:
+        period = department_window(as_of if as_of is not None else dataset.default_as_of())
+    min_n = driver_min_responses(getattr(config, "min_responses", 30) or 30, len(drivers))
+    settings = {"version": CACHE_VERSION, "department": name, "period": list(period), "outcome": outcome,
+                "drivers": drivers, "n_boot": int(n_boot), "seed": int(seed), "min_n": int(min_n),
+                "ordinal": False, "data": str(getattr(dataset, "fingerprint", ""))}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+    folder = (_cache_folder(dataset) if cache is True else Path(cache) if cache else None)
+    file = folder / f"{slug(name) or 'department'}-{key}.pkl" if folder is not None else None
+    if file is not None and file.is_file():
+        try:
+            with file.open("rb") as fh:
+                cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
+            if isinstance(cached, DepartmentDrivers) and cached.settings == settings:
+                return cached
+        except Exception:  # noqa: BLE001 - an unreadable cache file is recomputed, never shown
+            pass
+    result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
+                               drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
+    frame = dataset.responses if responses is None else responses
+    missing = [c for c in [outcome, *drivers] if c not in frame.columns]
+    if missing:
+        result.message = (f"the responses have no column {', '.join(column_label(c) for c in missing)}, "
+                          "so there is no driver analysis")
+        return result
+    try:
+        data = select_responses(frame, name, *period)
+    except KitError:
+        data = frame.iloc[0:0]
+    result.n_usable = _usable_rows(data, outcome, drivers)
+    if result.n_usable < min_n:
+        result.message = (f"too few answers for a driver analysis: {result.n_usable:,} complete responses between "
+                          f"{period[0]} and {period[1]}, at least {min_n:,} needed (min_responses, and 10 per "
+                          "attribute)")
+    else:
+        try:
+            result.analysis = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=department_seed(name, seed),
+                                              ordinal=False, label=f"{name}, {period[0]} to {period[1]}",
+                                              min_n=min_n)
+        except KitError as exc:
+            result.message = f"no driver analysis: {exc}"
+    if file is not None:
+        try:
+            atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass  # a read-only run folder: the result is still returned
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The drivers page
+# ----------------------------------------------------------------------------------------------------------
 @dataclass
 class DriversReport:
     department: str
@@ -29,9 +187,11 @@ class DriversReport:
     period: tuple[str, str]
     n_boot: int
     company: str = ""
-    source: str = ""
+    source: str = ""  # the data's name for readers (never a machine path)
+    as_of: str = ""
     main: DriverAnalysis | None = None
     by_department: SegmentDrivers | None = None
+    departments: dict[str, DepartmentDrivers] = field(default_factory=dict)
     differences: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -41,16 +201,22 @@ class DriversReport:
         who = "all departments" if self.department.lower() == "all" else self.department
         return f"Drivers of {_label(self.outcome)}: {who}"
 
+    @property
+    def who(self) -> str:
+        return "all departments" if self.department.lower() == "all" else self.department
+
+    # ------------------------------------------------------------------ text
     def headline_markdown(self) -> str:
-        """Period, outcome, attributes, data source and the notes; all free text escaped for Markdown."""
+        """Period, outcome, attributes, the data's name and as-of date, and the notes; free text escaped."""
         lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
-                 f"**Outcome:** {_md(self.outcome)} · "
-                 f"**Attributes ({len(self.drivers)}):** {', '.join(_md(d) for d in self.drivers)}"]
+                 f"**Outcome:** {md_escape(_label(self.outcome))} · "
+                 f"**Attributes ({len(self.drivers)}):** {', '.join(md_escape(_label(d)) for d in self.drivers)}"]
         if self.source:
-            lines.append(f"**Data:** {md_escape(self.source)}")
+            lines.append(f"**Data:** {md_escape(self.source)}"
+                         + (f", as of {md_escape(self.as_of)}" if self.as_of else ""))
         if self.main is not None and self.main.attrs.get("n_boot"):
             a = self.main.attrs
-            text = f"**Intervals:** {a['n_boot']:,} bootstrap re-samples of the responses"
+            text = f"**Intervals:** 95%, from {a['n_boot']:,} bootstrap re-samples of the responses"
             if a.get("n_boot_reason"):
                 text += f" ({a.get('n_boot_requested', a['n_boot']):,} requested; " + md_escape(
                     a["n_boot_reason"].split(": ", 1)[-1]) + ")"
@@ -59,75 +225,244 @@ class DriversReport:
             lines.append("**Please note:**\n\n" + "\n".join(f"- {md_escape(w)}" for w in self.warnings))
         return "\n\n".join(lines)
 
-    def what_to_fix_markdown(self) -> str:
-        """The plain-language answer for directors."""
+    def findings(self) -> list[str]:
+        """At most six findings, each one Markdown sentence with its number and interval (numbers rounded as in
+        the tables below them)."""
         m = self.main
         if m is None:
-            return "*No driver analysis could be made for this selection (see the notes above).*"
+            return []
         t = m.table
         top = t.index[0]
-        out = [f"- **{_md(top)} matters most** for {_md(self.outcome)}: "
-               f"{_pct(t.loc[top, 'share'])} of what the attributes explain"
-               + (f" (95% CI {_pct(t.loc[top, 'share_low'])}-{_pct(t.loc[top, 'share_high'])})" if "share_low" in t
-                  else "") + "."]
+        out = [f"**{md_escape(_label(top))} matters most** for {md_escape(_label(self.outcome))}: "
+               + _share_sentence(t, top) + " of what the attributes explain."]
         ff = m.fix_first
         if ff:
-            out.append("- **Fix first:** " + ", ".join(
-                f"{_md(d)} (rated {t.loc[d, 'performance']:.2f}, {_pct(t.loc[d, 'share'])} of importance)"
-                for d in ff) + ". These matter more than average and are rated below the other attributes.")
+            out.append("**Fix first:** " + _join(f"{md_escape(_label(d))} ({_share_sentence(t, d)}, rated "
+                                                 f"{fmt_number(t.loc[d, 'performance'], 2)})" for d in ff)
+                       + f", which matter more than average and are rated below the attributes' average of "
+                       f"{fmt_number(m.ipa.performance_cut, 2)}.")
         else:
-            out.append("- No attribute is both important and rated below average: protect the strongest ones.")
-        keep = [d for d in t.index if t.loc[d].get("quadrant") == "keep up"]
-        if keep:
-            out.append("- **Keep up:** " + _names(keep, 10) + " (important and already rated well).")
+            out.append("No attribute is both important and rated below average: protect the strongest ones.")
+        r2 = f"{fmt_number(100 * m.r2, 0)}%"
+        if m.r2_ci:
+            d = _percent_decimals(m.r2_ci[0], m.r2_ci[1])
+            r2 = f"{fmt_number(100 * m.r2, d)}% (95% CI {fmt_interval(m.r2_ci[0], m.r2_ci[1], d, percent=True)})"
+        out.append(f"Together the {len(t)} attributes explain {r2} of the differences in "
+                   f"{md_escape(_label(self.outcome))} between {m.n:,} responses; the rest depends on things the "
+                   "survey does not ask about.")
+        dep = self.department_finding()
+        if dep:
+            out.append(dep)
         over = [d for d in t.index if t.loc[d].get("quadrant") == "possible overkill"]
         if over:
-            out.append("- **Possible overkill:** " + _names(over, 10)
-                       + " (rated well but matter less; do not add effort here first).")
-        out.append(f"- Together the attributes explain {_pct(m.r2)} of the differences in {_md(self.outcome)} "
-                   f"between {m.n:,} responses; the rest depends on things the survey does not ask about.")
-        if m.ordinal is not None:
+            out.append("**Possible overkill:** " + _join(md_escape(_label(d)) + f" (rated "
+                                                         f"{fmt_number(t.loc[d, 'performance'], 2)})" for d in over)
+                       + " are rated well but matter less: do not add effort here first.")
+        if m.ordinal is not None and len(out) < 6:
             dis = m.ordinal.disagreements
-            out.append("- A second model that treats the rating as ordered categories "
-                       + ("gives the same order of attributes." if not dis else
-                          "broadly agrees; it orders " + _names(dis) + " differently.")
-                       + (f" (Fitted on a seeded random subsample of {m.ordinal.n:,} of the "
-                          f"{m.ordinal.n_available:,} complete responses.)" if m.ordinal.subsampled else ""))
-        return "\n".join(out)
+            o = m.ordinal.table.sort_values("ordinal_rank")
+            first = o.index[0]
+            out.append("A second model that treats the rating as ordered categories "
+                       + ("gives the same order of attributes" if not dis else
+                          "orders " + _join(md_escape(_label(d)) for d in dis) + " differently")
+                       + f"; in it, one more point on {md_escape(_label(first))} multiplies the odds of a higher "
+                       f"rating by {_odds_text(o.loc[first])}.")
+        return out[:6]
+
+    def findings_markdown(self) -> str:
+        items = self.findings()
+        if not items:
+            return "*No driver analysis could be made for this selection (see the notes above).*"
+        return "\n".join(f"- {s}" for s in items)
+
+    def what_to_fix_markdown(self) -> str:
+        """The findings (kept under its earlier name) plus where the ordinal model was fitted on a subsample."""
+        text = self.findings_markdown()
+        m = self.main
+        if m is not None and m.ordinal is not None and m.ordinal.subsampled:
+            text += (f"\n\n*The ordinal model was fitted on a seeded random subsample of {m.ordinal.n:,} of the "
+                     f"{m.ordinal.n_available:,} complete responses.*")
+        return text
+
+    def headline(self) -> str:
+        """One plain sentence for the index page."""
+        if self.main is None:
+            return "No driver analysis could be made (see the notes on the page)."
+        t = self.main.table
+        top = t.index[0]
+        return (f"{_label(top)} matters most for {_label(self.outcome)} ({self.who}): "
+                f"{_share_sentence(t, top)} of what the attributes explain.")
+
+    def department_finding(self) -> str:
+        """One sentence on how departments differ (their top drivers), or ""."""
+        seg = self.by_department
+        if seg is None or len(seg.results) < 2:
+            return ""
+        tops = {}
+        for name, res in seg.results.items():
+            tops.setdefault(res.table.index[0], []).append(name)
+        n_diff = 0 if self.differences is None else len(self.differences)
+        if len(tops) == 1:
+            (attr, names), = tops.items()
+            return (f"{md_escape(_label(attr))} is the top driver in every department analysed ({len(names)}); "
+                    f"{n_diff} differences between departments are larger than chance.")
+        biggest = ""
+        if n_diff:
+            r = self.differences.iloc[0]
+            biggest = (f"; the largest: {md_escape(_label(r['driver']))} explains {fmt_number(r['difference'], 1)} "
+                       f"points more of the variance in {md_escape(r['more'])} than in {md_escape(r['less'])} "
+                       f"(95% CI {fmt_interval(r['ci_low'], r['ci_high'], 1)})")
+        return (f"**Departments differ:** the top driver is " + _join(
+            f"{md_escape(_label(a))} in {_join(md_escape(n) for n in names)}" for a, names in tops.items())
+                + f" ({n_diff} differences larger than chance{biggest}).")
+
+    def notes_markdown(self) -> str:
+        """The main analysis' notes (left-out attributes, intervals at zero, strong overlap) as Markdown."""
+        if self.main is None:
+            return ""
+        notes = self.main.notes()
+        notes += [md_escape(w[0].upper() + w[1:]) + "." for w in self.main.warnings if w]
+        return " ".join(notes)
+
+    # ------------------------------------------------------------------ tables (HTML for readers)
+    def drivers_table_html(self) -> str:
+        return "" if self.main is None else self.main.reader_table_html()
+
+    def departments_table_html(self) -> str:
+        """One row per department: responses used, top driver with its share and interval, or why not."""
+        if not self.departments:
+            return ""
+        rows = []
+        for name, dd in sorted(self.departments.items()):
+            a = dd.analysis
+            if a is None:
+                rows.append({"Department": name, "Responses": dd.n_usable, "Top driver": "too few answers",
+                             "Share of explained variance": NA, "95% CI": NA})
+                continue
+            top = a.table.index[0]
+            point, ci = share_text(a.table, top)
+            rows.append({"Department": name, "Responses": dd.n_usable, "Top driver": _label(top),
+                         "Share of explained variance": point, "95% CI": ci})
+        return reader_table(pd.DataFrame(rows), formats={"Responses": "int"})
+
+    def differences_table_html(self, max_rows: int = 12) -> str:
+        if self.differences is None or not len(self.differences):
+            return ""
+        d = self.differences
+        shown = pd.DataFrame({"Attribute": [_label(x) for x in d["driver"]], "Matters more in": d["more"],
+                              "than in": d["less"],
+                              "Difference (points of explained variance)": [fmt_number(v, 1) for v in d["difference"]],
+                              "95% CI": [fmt_interval(lo, hi, 1) for lo, hi in zip(d["ci_low"], d["ci_high"])]})
+        return reader_table(shown, max_rows=max_rows,
+                            formats={"Difference (points of explained variance)": "text"})
+
+    def ordinal_table_html(self) -> str:
+        return "" if self.main is None or self.main.ordinal is None else self.main.ordinal.reader_table_html()
+
+    def model_table_html(self) -> str:
+        """For analysts: importance in R² points with its interval, direction and VIF per attribute."""
+        if self.main is None:
+            return ""
+        return self.main.analyst_table_html()
+
+    # ------------------------------------------------------------------ charts (alt texts say what they show)
+    def alt_drivers(self) -> str:
+        t = self.main.table
+        return (f"Horizontal bar chart of each attribute's share of the explained variance in {_label(self.outcome)}, "
+                "with 95% intervals: " + "; ".join(f"{_label(d)} {_share_sentence(t, d)}" for d in t.index[:12]))
+
+    def alt_ipa(self) -> str:
+        t = self.main.ipa.table
+        groups = [f"{q}: " + ", ".join(_label(d) for d in t.index[t["quadrant"] == q])
+                  for q in ("fix first", "keep up", "low priority", "possible overkill") if (t["quadrant"] == q).any()]
+        return ("Scatter plot of each attribute's importance (share of explained variance) against its mean rating, "
+                "split at the averages into four groups. " + "; ".join(groups) + ".")
+
+    def alt_departments(self) -> str:
+        seg = self.by_department
+        return ("Heatmap of each attribute's share of explained variance by department (rows) and attribute "
+                "(columns). Top driver per department: " + "; ".join(
+                    f"{name}: {_label(r.table.index[0])} {_share_sentence(r.table, r.table.index[0])}"
+                    for name, r in seg.results.items()) + ".")
+
+    def alt_ordinal(self) -> str:
+        o = self.main.ordinal.table.sort_values("ordinal_rank")
+        return ("Dot chart of the odds ratio of a higher overall rating per extra point on each attribute, with 95% "
+                "intervals, from the ordinal model: " + "; ".join(f"{_label(d)} {_odds_text(o.loc[d])}"
+                                                                  for d in o.index[:12]) + ".")
+
+    def expected_charts(self) -> int:
+        """How many charts the page shows (the runner fails a page with fewer)."""
+        n = 0
+        if self.main is not None:
+            n += 1 + (self.main.ipa is not None) + (self.main.ordinal is not None)
+        if self.by_department is not None and self.by_department.results:
+            n += 1
+        return n
 
 
-def _load(data_source: str, report_config: str):
-    from helpers.config import load_report_config, repo_root, resolve_data_source
-    from helpers.data import is_snapshot, load_dataset
-
-    root = repo_root()
-    cfg_path = Path(report_config)
-    if not cfg_path.is_absolute():
-        cfg_path = root / cfg_path
-    cfg = load_report_config(cfg_path)
-    source = Path(data_source) if data_source else resolve_data_source(cfg)
-    if not source.is_absolute():
-        source = root / source
-    snapshot = is_snapshot(source)  # a run's snapshot is validated already; a user's DuckDB file is not
-    ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
-                      validate=not snapshot)
-    return cfg, ds
+def _percent_decimals(low: float, high: float) -> int:
+    from helpers.formatting import interval_decimals
+    return interval_decimals(100 * low, 100 * high)
 
 
+def _share_sentence(t: pd.DataFrame, d: str) -> str:
+    point, ci = share_text(t, d)
+    return point + (f" (95% CI {ci})" if ci != NA else "")
+
+
+def _odds_text(row) -> str:
+    d = max(2, _decimals_apart(row["or_low"], row["or_high"]))
+    return f"{fmt_number(row['odds_ratio'], d)} (95% CI {fmt_interval(row['or_low'], row['or_high'], d)})"
+
+
+def _decimals_apart(low, high) -> int:
+    from helpers.formatting import interval_decimals
+    return interval_decimals(low, high)
+
+
+def _join(items) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def show_chart(fig, alt: str) -> None:
+    """A chart on the page: :func:`helpers.charts.show_figure` (PNG with its alt text, any backend)."""
+    from helpers.charts import show_figure
+
+    show_figure(fig, alt=alt)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Preparing the page
+# ----------------------------------------------------------------------------------------------------------
 def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: list | None = None,
                            period_start: str = "", period_end: str = "", n_boot: int = 500,
                            data_source: str = "", report_config: str = "params/report.yaml",
                            as_of: str = "", seed: int = SEED) -> DriversReport:
-    """Load, select and analyse. ``outcome`` "" = the config's outcome; ``drivers`` [] = the config's
-    drivers or else every ``attr_*`` column; ``as_of`` caps ``period_end``."""
+    """Load, select and analyse. ``outcome`` "" = the config's outcome; ``drivers`` [] = the config's drivers or
+    else every ``attr_*`` column; ``period_end`` "" = the as-of date (``as_of`` "" = the data's last complete
+    month; ``as_of`` caps ``period_end``); ``period_start`` "" = :data:`DEPARTMENT_MONTHS` months before the
+    period's end (the window of the department pages)."""
+    from helpers.reports.loader import driver_min_responses, load_report_inputs
+
     report = DriversReport(department=department or "all", outcome=outcome, drivers=list(drivers or []),
                            period=(period_start, period_end), n_boot=int(n_boot))
+    for name, value in (("as_of", as_of), ("period_end", period_end), ("period_start", period_start)):
+        try:
+            pd.Timestamp(value or "2000-01-01")
+        except ValueError:
+            report.warnings.append(f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)")
+            return report
     try:
-        cfg, ds = _load(data_source, report_config)
+        inputs = load_report_inputs(data_source, report_config)
     except KitError as exc:
         report.warnings.append(str(exc))
         return report
-    report.company, report.source = cfg.company, ds.origin
+    cfg, ds = inputs.config, inputs.dataset
+    report.company, report.source = cfg.company, inputs.data_label
     report.warnings.extend(ds.excluded_messages(future_only=True))  # future-dated rows left out (helpers.data)
     report.outcome = outcome or cfg.outcome
     report.drivers = list(drivers or cfg.drivers or ds.attributes)
@@ -138,19 +473,23 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                                + ", ".join(c for c in responses.columns if c in ("csat", "nps", "ces")
                                            or c.startswith("attr_")))
         return report
-    end = period_end
-    for name, value in (("as_of", as_of), ("period_end", period_end)):  # a notebook run directly: unchecked
-        try:
-            pd.Timestamp(value or "2000-01-01")
-        except ValueError:
-            report.warnings.append(f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)")
-            return report
-    if as_of and (not end or pd.Timestamp(as_of) < pd.Timestamp(end)):
-        end = as_of
     dates = pd.to_datetime(responses["response_date"])
-    report.period = (period_start or str(dates.min().date()), end or str(dates.max().date()))
+    if dates.isna().all():
+        report.warnings.append("no response has a date")
+        return report
     try:
-        in_period = select_responses(responses, "all", period_start, end)
+        default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if ds.as_of is not None else ds.default_as_of())
+    except KitError:
+        default_end = dates.max()
+    end = period_end or str(default_end.date())
+    if as_of and pd.Timestamp(as_of) < pd.Timestamp(end):
+        end = as_of
+    report.as_of = str(pd.Timestamp(as_of or default_end).date())
+    start = period_start or department_window(end)[0]
+    report.period = (start, end)
+    min_n = driver_min_responses(inputs.min_responses, len(report.drivers))
+    try:
+        in_period = select_responses(responses, "all", start, end)
         selected = select_responses(in_period, report.department)
     except KitError as exc:
         report.warnings.append(str(exc))
@@ -160,32 +499,55 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     try:
         report.main = analyze_drivers(selected, report.outcome, report.drivers, n_boot=report.n_boot, seed=seed,
                                       label=report.department if report.department != "all" else "all departments",
-                                      min_n=max(cfg.min_responses, 10 * len(report.drivers)))
+                                      min_n=min_n)
         report.warnings.extend(report.main.warnings)
         if report.main.dropped:
             report.warnings.append("left out of the analysis: " + "; ".join(
                 f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
     except KitError as exc:
         report.warnings.append(f"{report.department}: {exc}")
-    try:
-        seg = analyze_by_segment(in_period, report.outcome, report.drivers, "department",
-                                 n_boot=min(report.n_boot, 300), seed=seed,
-                                 min_n=max(cfg.min_responses, 10 * len(report.drivers)))
-        report.by_department = seg
-        report.warnings.extend(seg.warnings)
-        rows = []
-        names = sorted(seg.results)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                if report.department not in ("all", a, b):
-                    continue
-                c = seg.compare(a, b).reset_index()
-                c = c[c["differs"]]
-                for _, r in c.iterrows():
-                    rows.append({"driver": _label(r["driver"]), "department A": a, "department B": b,
-                                 "difference (R² points)": r["difference"], "ci_low": r["ci_low"],
-                                 "ci_high": r["ci_high"]})
-        report.differences = pd.DataFrame(rows)
-    except KitError as exc:
-        report.warnings.append(f"comparison across departments: {exc}")
+    # the departments: the same analysis as on each department page (shared, cached per run)
+    names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
+    results, sizes = {}, []
+    for name in names:
+        dd = department_driver_analysis(ds, cfg, name, period=(start, end), responses=responses,
+                                        outcome=report.outcome, drivers=report.drivers, seed=seed)
+        report.departments[name] = dd
+        sizes.append({"department": name, "n": dd.n_usable, "analysed": dd.analysis is not None})
+        if dd.analysis is not None:
+            results[name] = dd.analysis
+        else:
+            report.warnings.append(f"{name}: {dd.message}")
+    size_frame = pd.DataFrame(sizes, columns=["department", "n", "analysed"]).set_index("department")
+    report.by_department = SegmentDrivers(segment="department", outcome=report.outcome, results=results,
+                                          sizes=size_frame, warnings=[])
+    report.differences = _differences(report.by_department, report.department)
     return report
+
+
+def _differences(seg: SegmentDrivers, department: str) -> pd.DataFrame:
+    """Pairs of departments whose importance of an attribute differs by more than chance, largest first:
+    driver, more (the department where it matters more), less, difference and its 95% interval in points of
+    explained variance (R² x 100)."""
+    rows = []
+    names = sorted(seg.results)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if department.lower() not in ("all", a.lower(), b.lower()):
+                continue
+            try:
+                c = seg.compare(a, b).reset_index()
+            except KitError:
+                continue
+            for _, r in c[c["differs"]].iterrows():
+                sign = 1 if r["difference"] > 0 else -1
+                lo, hi = sorted((sign * 100 * r["ci_low"], sign * 100 * r["ci_high"]))
+                rows.append({"driver": r["driver"], "more": a if sign > 0 else b, "less": b if sign > 0 else a,
+                             "difference": abs(100 * r["difference"]), "ci_low": lo, "ci_high": hi})
+    out = pd.DataFrame(rows, columns=["driver", "more", "less", "difference", "ci_low", "ci_high"])
+    return out.sort_values("difference", ascending=False, kind="stable").reset_index(drop=True)
+
+
+__all__ = ["DEPARTMENT_MONTHS", "DEPARTMENT_N_BOOT", "SEED", "DepartmentDrivers", "DriversReport",
+           "department_driver_analysis", "department_seed", "department_window", "prepare_drivers_report",
+           "show_chart", "fmt_p_value", "html_escape"]
