@@ -111,6 +111,7 @@ class ReportConfig(_Strict):
     data_source: str = DEMO
     column_mapping: dict[str, dict[str, str]] = Field(default_factory=dict)
     min_responses: int = Field(30, ge=1)
+    currency: str = "EUR"  # ISO 4217 code of the money in the data (monthly_revenue, CLV on the pages)
     outcome: str = "csat"
     drivers: list[str] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
@@ -143,6 +144,14 @@ class ReportConfig(_Strict):
                     raise ValueError(f"{table}: {shorten(targets[ours])} and {shorten(theirs)} are both mapped to {shorten(ours)}")
                 targets[ours] = theirs
         return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        code = v.strip().upper()
+        if not (len(code) == 3 and code.isascii() and code.isalpha()):
+            raise ValueError(f"{shorten(v)} is not an ISO 4217 currency code; write three letters such as EUR, USD, GBP")
+        return code
 
     @field_validator("outcome")
     @classmethod
