@@ -81,7 +81,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import special
 
-from helpers.demo_text import (FIRST_NAMES, HTML_SPECIAL_COMMENTS, LAST_NAMES, comment_catalogue)
+from helpers.demo_text import (FIRST_NAMES, HTML_SPECIAL_COMMENTS, LAST_NAMES, UNASKED_BACKGROUND,
+                                UNASKED_COMMENTS, comment_catalogue)
 from helpers.errors import KitError
 from helpers.schema import STANDARD_ATTRIBUTES
 
@@ -200,6 +201,38 @@ SIGMA_LOG_RESOLUTION = 1.0
 MISSING = dict(attr=0.07, attr_value_extra=0.06, all_attrs=0.03, csat=0.015, nps=0.18, ces=0.35)
 COMMENT_RATE = dict(negative=0.60, neutral=0.35, positive=0.28)
 HTML_COMMENT_RATE = 0.004
+
+
+@dataclass(frozen=True)
+class UnaskedTheme:
+    """A problem no rating question asks about (issue 13). From ``onset`` until the day before ``end`` (None:
+    until the end of the demo), each response with a comment (not one of the HTML-special ones) from the
+    ``segment`` (None: every segment) mentions it with probability ``mention_rate``: a sentence of
+    :data:`helpers.demo_text.UNASKED_COMMENTS` is appended to the comment, and the response's latent overall
+    rating y is shifted by ``latent_shift`` (CSAT and NPS are recomputed from the shifted y with the response's
+    own noise draws; the attribute ratings, CES and whether there is a comment are unchanged). All of it is
+    drawn from its own stream (``default_rng([seed, chunk, VOICE_STREAM])``), so every other column of the
+    demo is exactly as without these themes."""
+
+    name: str                 # the codebook theme (params/themes.yaml) that should find it
+    label: str
+    onset: dt.date
+    end: dt.date | None
+    segment: str | None
+    mention_rate: float
+    latent_shift: float
+    story: str
+
+
+UNASKED_THEMES: tuple[UnaskedTheme, ...] = (
+    UnaskedTheme("mobile_app", "Mobile app broken after an update", dt.date(2026, 5, 4), dt.date(2026, 8, 3),
+                 None, 0.15, -0.9,
+                 "an app release on 2026-05-04 crashed at log-in for some customers until the fix on 2026-08-03"),
+    UnaskedTheme("price_increase", "Price increase for small businesses", dt.date(2026, 2, 1), None,
+                 "small_business", 0.20, -0.6,
+                 "the small-business subscription fee went up on 2026-02-01 and stays up"),
+)
+VOICE_STREAM = 13  # third entropy word of the unasked themes' random stream (chunk streams are [seed, k])
 
 
 class DemoError(KitError):
@@ -411,6 +444,181 @@ def _timestamps(days: np.ndarray, missing: np.ndarray | None = None) -> pa.Array
 
 
 # ---------------------------------------------------------------------------------------------------
+# the counterfactual company (issue 15): the same seed with satisfaction shifted from a date on
+# ---------------------------------------------------------------------------------------------------
+DEFAULT_SHIFT_FROM = dt.date(2025, 11, 1)  # 12 months before the end: a 12-month horizon is observed
+
+
+def attribute_csat_weight(attribute: str) -> float:
+    """The shift of a customer's latent satisfaction per point of ``attribute``: its true driver weight
+    averaged over departments by their share of survey answers after tickets (volume share x response
+    rate). Raising the attribute by d in every answer raises a department's latent overall rating by
+    w_{d,a} d; the customer's satisfaction (the centre of their overall ratings) by about this average."""
+    share = np.array([d.volume_share * d.response_rate for d in DEPARTMENTS])
+    w = np.array([d.weights[attribute] for d in DEPARTMENTS])
+    return float(share @ w / share.sum())
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """The demo company in which, from ``day`` (days since START) on, every customer's latent satisfaction is
+    ``latent_shift`` CSAT points higher: their churn hazard from that day is multiplied by
+    exp(LOG_HR * latent_shift) (the remaining lifetime of the same exponential draw is divided by it, so who
+    would have stayed still stays), and every survey answer dated on or after it has its latent attributes
+    raised by ``delta`` (all attributes for a satisfaction shift, which raises the latent overall rating by
+    ``delta``; one ``attribute`` otherwise, which raises it by its department's weight times ``delta``).
+
+    Nothing else changes and no random draw is added, removed or reordered: tickets, answers, purchases,
+    revenue are those of the factual company (tickets and answers drawn over the factual lifetimes; a
+    customer who stays longer raises no tickets in the extra months, and with a negative shift the
+    tickets and answers after the earlier end are dropped)."""
+
+    kind: str                 # "satisfaction" or "attribute"
+    delta: float
+    attribute: str | None
+    latent_shift: float
+    day: int
+
+    @property
+    def hazard_ratio(self) -> float:
+        return float(np.exp(LOG_HR * self.latent_shift))
+
+    def shift_ratings(self, A: np.ndarray, r_day: np.ndarray) -> np.ndarray:
+        """Latent attribute ratings (answers x attributes) with the shift added from ``day`` on."""
+        after = r_day >= self.day
+        if not after.any() or self.delta == 0:
+            return A
+        A = A.copy()
+        if self.attribute is None:
+            A[after] += self.delta
+        else:
+            A[after, ATTRIBUTES.index(self.attribute)] += self.delta
+        return A
+
+
+def make_counterfactual(shift_satisfaction: float | None = None, shift_attribute: object = None,
+                        shift_from: object = None) -> Counterfactual | None:
+    """Validate the counterfactual options: ``shift_satisfaction`` (CSAT points, e.g. 0.3) or
+    ``shift_attribute`` (``"ease=0.5"`` or ``("attr_ease", 0.5)``), from ``shift_from`` (a date; default
+    2025-11-01). None when neither is given."""
+    if shift_satisfaction is None and shift_attribute is None:
+        if shift_from is not None:
+            raise DemoError("--shift-from needs --shift-satisfaction or --shift-attribute")
+        return None
+    if shift_satisfaction is not None and shift_attribute is not None:
+        raise DemoError("give either --shift-satisfaction or --shift-attribute, not both")
+    day_date = DEFAULT_SHIFT_FROM
+    if shift_from is not None:
+        try:
+            day_date = dt.date.fromisoformat(str(shift_from))
+        except ValueError:
+            raise DemoError(f"--shift-from {str(shift_from)[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if not START < day_date <= END:
+        raise DemoError(f"--shift-from {day_date} is outside the demo period ({START} to {END}); the shift "
+                        "must start after the first day")
+    if shift_satisfaction is not None:
+        kind, attribute, raw = "satisfaction", None, shift_satisfaction
+    else:
+        kind = "attribute"
+        if isinstance(shift_attribute, str):
+            name, sep, raw = shift_attribute.partition("=")
+            if not sep:
+                raise DemoError(f"--shift-attribute {shift_attribute[:40]!r} is not NAME=POINTS, e.g. ease=0.5")
+        else:
+            name, raw = shift_attribute
+        name = str(name).strip()
+        attribute = name if name.startswith("attr_") else f"attr_{name}"
+        if attribute not in ATTRIBUTES:
+            raise DemoError(f"--shift-attribute: unknown attribute {name[:40]!r}; the attributes are "
+                            f"{', '.join(a.removeprefix('attr_') for a in ATTRIBUTES)}")
+    try:
+        delta = float(raw)
+    except (TypeError, ValueError):
+        raise DemoError(f"the shift {str(raw)[:40]!r} is not a number of points") from None
+    if not np.isfinite(delta) or abs(delta) > 2:
+        raise DemoError(f"the shift {delta!r} must be a number of points between -2 and 2")
+    latent = delta if attribute is None else delta * attribute_csat_weight(attribute)
+    return Counterfactual(kind, delta, attribute, float(latent), (day_date - START).days)
+
+
+def _counterfactual_chunk(cf: Counterfactual, customers: pa.Table, tickets: pa.Table, responses: pa.Table,
+                          signup: np.ndarray, tau: np.ndarray, lam: np.ndarray, revenue: np.ndarray,
+                          t_owner: np.ndarray, t_day: np.ndarray, r_cust: np.ndarray, r_day: np.ndarray):
+    """One chunk's counterfactual end dates (and, for a negative shift, its tickets and answers cut at the
+    earlier ends), and the sums of :func:`_counterfactual_truth`: among the customers active the day before
+    the shift, per month h = 1..12 after it, who is still a customer in the factual and the counterfactual
+    company (realised, from the same draws) and the expected numbers given each customer's hazard, with
+    their monthly revenue (before the 1% of revenues the data leave blank)."""
+    t_s = np.maximum(cf.day - signup, 0) / DAYS_PER_MONTH  # months from signup to the shift
+    shifted = tau >= t_s                                   # still a customer on the shift day
+    tau_cf = np.where(shifted, t_s + (tau - t_s) / cf.hazard_ratio, tau)
+    end_f = signup + np.floor(np.minimum(tau, 1e4) * DAYS_PER_MONTH).astype(np.int64)
+    end_cf = signup + np.floor(np.minimum(tau_cf, 1e4) * DAYS_PER_MONTH).astype(np.int64)
+    churned_cf = end_cf < END_DAY
+    stop_cf = np.where(churned_cf, end_cf + 1, END_DAY)
+    i_end = customers.schema.get_field_index("end_date")
+    customers = customers.set_column(i_end, customers.schema.field(i_end), _dates(end_cf, ~churned_cf))
+    keep_t, keep_r = t_day < stop_cf[t_owner], r_day < stop_cf[r_cust]
+    if not keep_t.all():
+        tickets = tickets.filter(pa.array(keep_t))
+    if not keep_r.all():
+        responses = responses.filter(pa.array(keep_r))
+    active = (signup < cf.day) & shifted
+    h = np.arange(1, 13)
+    thresholds = cf.day - 1 + h * DAYS_PER_MONTH          # kept after h months of the as-of date
+    months = np.floor(h * DAYS_PER_MONTH) / DAYS_PER_MONTH  # the exact remaining time needed (day floors)
+    m, lam_a = revenue[active], lam[active]
+    kept_f = end_f[active][:, None] > thresholds[None, :]
+    kept_cf = end_cf[active][:, None] > thresholds[None, :]
+    p_f = np.exp(-np.outer(lam_a, months))
+    p_cf = np.exp(-np.outer(lam_a * cf.hazard_ratio, months))
+    sums = np.vstack([kept_f.sum(axis=0), kept_cf.sum(axis=0), m @ kept_f, m @ kept_cf,
+                      p_f.sum(axis=0), p_cf.sum(axis=0), m @ p_f, m @ p_cf])
+    return (customers, tickets, responses), {"n_active": int(active.sum()), "sums": sums}
+
+
+def _counterfactual_truth(cf: Counterfactual, n_active: int, sums: np.ndarray,
+                          annual_discount_rate: float = 0.10) -> dict:
+    """The ``counterfactual`` section of ground_truth.json (see :class:`Counterfactual`)."""
+    names = ("kept_factual", "kept_counterfactual", "revenue_factual", "revenue_counterfactual",
+             "expected_kept_factual", "expected_kept_counterfactual", "expected_revenue_factual",
+             "expected_revenue_counterfactual")
+    by_month = {name: np.round(row, 4).tolist() for name, row in zip(names, sums)}
+    disc = (1 + annual_discount_rate) ** (-np.arange(1, 13) / 12)
+    as_of = START + dt.timedelta(days=cf.day - 1)
+    end_12 = as_of + dt.timedelta(days=365)
+    return {
+        "kind": cf.kind, "attribute": cf.attribute, "delta": cf.delta,
+        "attribute_csat_weight": (attribute_csat_weight(cf.attribute) if cf.attribute else None),
+        "latent_csat_shift": cf.latent_shift, "hazard_ratio_of_shift": cf.hazard_ratio,
+        "shift_from": (START + dt.timedelta(days=cf.day)).isoformat(), "as_of": as_of.isoformat(),
+        "model": ("from shift_from on, every customer's latent satisfaction is latent_csat_shift higher: the "
+                  "churn hazard is multiplied by hazard_ratio_of_shift (the remaining lifetime of the same "
+                  "exponential draw divided by it) and the latent attributes of every answer dated on or after "
+                  "shift_from are raised by delta (all attributes for kind 'satisfaction'; the one attribute "
+                  "otherwise, whose latent_csat_shift = delta x attribute_csat_weight, its driver weight "
+                  "averaged over departments by answer volume). Every random draw is the factual company's: "
+                  "tickets, answers, purchases and revenue are unchanged (drawn over the factual lifetimes)."),
+        "customers_active_at_as_of": n_active,
+        "by_month": {"months_after_as_of": list(range(1, 13)), **by_month,
+                     "definition": ("customers active on as_of still customers h months later (end_date > "
+                                    "as_of + h x 30.4375 days), and the sum of their monthly_revenue (true "
+                                    "values, including the 1% left blank in the data); expected_*: given each "
+                                    "customer's true hazard")},
+        "horizon_12_months": {
+            "observed_in_data": end_12 <= END,
+            "annual_discount_rate": annual_discount_rate,
+            "realised_extra_kept": float(sums[1, -1] - sums[0, -1]),
+            "expected_extra_kept": float(sums[5, -1] - sums[4, -1]),
+            "realised_extra_revenue": float((sums[3] - sums[2]) @ disc),
+            "expected_extra_revenue": float((sums[7] - sums[6]) @ disc),
+            "revenue_definition": "monthly revenue received at the end of each month a customer is still "
+                                  "there, discounted at annual_discount_rate (as helpers.impact.what_if)",
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
 # one chunk of customers and everything they did
 # ---------------------------------------------------------------------------------------------------
 @dataclass
@@ -418,10 +626,12 @@ class ChunkStats:
     n_responses: int
     n_tickets: int
     latent_moments: np.ndarray   # see _generate_chunk: per department n, sum G, sum G G'; last row s
+    unasked: dict | None = None  # per unasked theme: effect sums and the affected rows (see _unasked_themes)
+    counterfactual: dict | None = None  # issue 15: see _counterfactual_chunk
 
 
 def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tuple[int, int],
-                    comments: pa.Array) -> tuple[dict[str, pa.Table], ChunkStats]:
+                    comments: pa.Array, counterfactual: Counterfactual | None = None) -> tuple[dict[str, pa.Table], ChunkStats]:
     rng = np.random.default_rng([seed, k])
     seg_names = tuple(SEGMENTS)
     seg_par = {key: np.array([SEGMENTS[s][key] for s in seg_names]) for key in
@@ -518,10 +728,13 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
     u = rng.standard_normal((nr, N_ATTR)) @ np.linalg.cholesky(cov_u).T
     agent_shift = np.where(r_rep[:, None] >= 0, org.rep_attr_shift[np.maximum(r_rep, 0)], 0.0)
     A = latent[r_cust][:, None] + offset0[r_dept] + trend[r_dept] * r_month[:, None] + agent_shift + u
+    if counterfactual is not None:  # issue 15: answers from the shift day on (adds no draw)
+        A = counterfactual.shift_ratings(A, r_day)
     y = (A * weights[r_dept]).sum(axis=1) + SIGMA_E * rng.standard_normal(nr)
     csat = np.clip(np.rint(y), 1, 5).astype(np.int8)
     attrs = np.clip(np.rint(A), 1, 5).astype(np.int8)
-    nps = np.clip(np.rint(2.3 * y - 2.0 + 1.1 * rng.standard_normal(nr)), 0, 10).astype(np.int8)
+    nps_noise = rng.standard_normal(nr)
+    nps = np.clip(np.rint(2.3 * y - 2.0 + 1.1 * nps_noise), 0, 10).astype(np.int8)
     ease = ATTRIBUTES.index("attr_ease")
     ces = np.clip(np.rint(7.6 - 1.25 * A[:, ease] + 0.8 * rng.standard_normal(nr)), 1, 7).astype(np.int8)
 
@@ -544,6 +757,9 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
     rate = np.array([COMMENT_RATE["negative"], COMMENT_RATE["neutral"], COMMENT_RATE["positive"]])
     has_comment = html | (rng.random(nr) < rate[tone])
     comment = comments.take(pa.array(idx, mask=~has_comment))
+    csat, nps, comment, unasked = _unasked_themes(seed, k, r_day, seg[r_cust], seg_names, has_comment & ~html,
+                                                  y, nps_noise, csat, nps, comment, attrs,
+                                                  miss_csat, miss_nps, miss_attr)
 
     responses = pa.table([
         _ids("R", response_id0 + 1, nr, 8), customer_ids.take(pa.array(r_cust)), _dates(r_day),
@@ -572,8 +788,59 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
         moments[d, 1 + N_ATTR:] = (gd.T @ gd).ravel()
     s_resp = latent[r_cust]
     moments[-1, :3] = (nr, s_resp.sum(), (s_resp ** 2).sum())
+    cf_stats = None
+    if counterfactual is not None:  # issue 15: the counterfactual end dates, from the same draws
+        (customers, tickets, responses), cf_stats = _counterfactual_chunk(
+            counterfactual, customers, tickets, responses, signup, tau, lam, revenue, owner, t, r_cust, r_day)
     return ({"customers": customers, "tickets": tickets, "responses": responses, "customer_truth": truth},
-            ChunkStats(nr, nt, moments))
+            ChunkStats(nr, nt, moments, unasked, counterfactual=cf_stats))
+
+
+def _unasked_themes(seed, k, r_day, r_seg, seg_names, can_mention, y, nps_noise, csat, nps, comment, attrs,
+                    miss_csat, miss_nps, miss_attr):
+    """Apply :data:`UNASKED_THEMES` to one chunk's responses; returns the new csat, nps, comment and, per theme,
+    what the ground truth needs: the affected rows' CSAT/NPS before and after and their attribute ratings."""
+    vrng = np.random.default_rng([seed, k, VOICE_STREAM])
+    nr = len(y)
+    taken = np.zeros(nr, dtype=bool)
+    shift = np.zeros(nr)
+    texts, text_idx = [], np.full(nr, -1)
+    out = {}
+    for th in UNASKED_THEMES:
+        u, variant = vrng.random(nr), vrng.integers(0, len(UNASKED_COMMENTS[th.name]), nr)
+        on = (th.onset - START).days
+        off = (th.end - START).days if th.end is not None else END_DAY
+        eligible = can_mention & ~taken & (r_day >= on) & (r_day < off)
+        if th.segment is not None:
+            eligible &= r_seg == seg_names.index(th.segment)
+        hit = eligible & (u < th.mention_rate)
+        taken |= hit
+        shift[hit] = th.latent_shift
+        text_idx[hit] = len(texts) + variant[hit]
+        texts.extend(UNASKED_COMMENTS[th.name])
+        out[th.name] = hit
+    y_new = y + shift
+    csat_new = np.clip(np.rint(y_new), 1, 5).astype(np.int8)
+    nps_new = np.clip(np.rint(2.3 * y_new - 2.0 + 1.1 * nps_noise), 0, 10).astype(np.int8)
+    extra = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text_idx, 0), mask=text_idx < 0))
+    joined = pc.binary_join_element_wise(comment, extra, " ")
+    comment = pc.coalesce(joined, comment)
+    stats = {}
+    for name, hit in out.items():
+        # background: comments that mention the subject without the problem (same scores with and without)
+        bg = pc.is_in(comment, value_set=pa.array(list(UNASKED_BACKGROUND.get(name, ())), type=pa.string()))
+        bg = np.asarray(bg.fill_null(False)) & ~hit
+        rows = hit | bg
+        c_ok, n_ok = rows & ~miss_csat, rows & ~miss_nps
+        complete = n_ok & ~miss_attr.any(axis=1)
+        stats[name] = {"n_mentions": int(hit.sum()), "n_background": int(bg.sum()),
+                       "csat_affected": hit[c_ok], "csat_before": csat[c_ok].astype(float),
+                       "csat_after": csat_new[c_ok].astype(float),
+                       "nps_affected": hit[n_ok], "nps_before": nps[n_ok].astype(float),
+                       "nps_after": nps_new[n_ok].astype(float),
+                       "logit_affected": hit[complete], "logit_x": attrs[complete].astype(float),
+                       "det_before": nps[complete] <= 6, "det_after": nps_new[complete] <= 6}
+    return csat_new, nps_new, comment, stats
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -681,12 +948,102 @@ def _ground_truth(n_customers: int, seed: int, moments: np.ndarray, counts: dict
     }
 
 
-def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: int = 42) -> Path:
-    """Generate the demo data set into ``out``; return the path of ``ground_truth.json``."""
+def _adjusted_odds_ratio(X: np.ndarray, before: np.ndarray, after: np.ndarray) -> float | None:
+    """Conditional odds ratio of being a detractor with vs without the problem, adjusted for the ratings ``X``:
+    a logistic regression (statsmodels) of the stacked outcomes (without: flag 0, with: flag 1) on the flag and
+    ``X``. None when there are too few rows to fit it."""
+    import statsmodels.api as sm
+
+    if len(before) < 30 or not 0 < before.sum() + after.sum() < 2 * len(before):
+        return None
+    flag = np.r_[np.zeros(len(before)), np.ones(len(after))]
+    design = sm.add_constant(np.column_stack([flag, np.vstack([X, X])]))
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.Logit(np.r_[before, after].astype(float), design).fit(disp=0, maxiter=200)
+    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - tiny demos
+        return None
+    return round(float(np.exp(fit.params[1])), 4)
+
+
+def _unasked_truth(parts: dict[str, list]) -> dict:
+    """The ground truth of :data:`UNASKED_THEMES`: parameters and the realised effects.
+
+    Both outcomes of every affected response are drawn (without and with the problem), so its effects are known
+    exactly: ``csat_mean_change`` is the mean of (CSAT with - CSAT without) over the affected responses with an
+    answered CSAT, ``nps_mean_change`` the same for NPS, and the detractor shares before/after.
+    ``detractor_odds_ratio_adjusted`` is the conditional odds ratio of being a detractor with vs without the
+    problem adjusted for the observed attribute ratings (:func:`_adjusted_odds_ratio`; the odds ratio is not
+    collapsible, so the adjusted one is the one a model with the ratings estimates).
+
+    ``per_mention``: the same over every response whose comment mentions the subject, i.e. the affected ones
+    plus the background (:data:`helpers.demo_text.UNASKED_BACKGROUND`, comments that mention the app or the
+    price without the problem and so have the same scores with and without): what a codebook theme, which finds
+    both, measures.
+    """
+    out = {}
+    for th in UNASKED_THEMES:
+        chunks = parts.get(th.name, [])
+
+        def cat(key, chunks=chunks):
+            return np.concatenate([c[key] for c in chunks]) if chunks else np.zeros(0)
+
+        def effect(c_sel, n_sel, l_sel):
+            cb, ca = cat("csat_before")[c_sel], cat("csat_after")[c_sel]
+            nb, na = cat("nps_before")[n_sel], cat("nps_after")[n_sel]
+            X = (np.concatenate([c["logit_x"] for c in chunks]) if chunks else np.zeros((0, N_ATTR)))[l_sel]
+            db, da = cat("det_before")[l_sel].astype(bool), cat("det_after")[l_sel].astype(bool)
+
+            def mean(x):
+                return round(float(np.mean(x)), 4) if len(x) else None
+
+            return {"csat_mean_change": mean(ca - cb), "n_csat": int(len(cb)),
+                    "csat_top2_before": mean(cb >= 4), "csat_top2_after": mean(ca >= 4),
+                    "nps_mean_change": mean(na - nb), "n_nps": int(len(nb)),
+                    "detractor_share_before": mean(nb <= 6), "detractor_share_after": mean(na <= 6),
+                    "detractor_odds_ratio_adjusted": _adjusted_odds_ratio(X, db, da), "n_odds": int(len(db))}
+
+        ca, na, la = (cat(k).astype(bool) for k in ("csat_affected", "nps_affected", "logit_affected"))
+        out[th.name] = {
+            "label": th.label, "codebook_theme": th.name, "asked_by_a_rating_question": False,
+            "story": th.story, "onset": th.onset.isoformat(),
+            "end": (th.end - dt.timedelta(days=1)).isoformat() if th.end else None,
+            "onset_month": th.onset.strftime("%Y-%m"),
+            "end_month": (th.end - dt.timedelta(days=1)).strftime("%Y-%m") if th.end else None,
+            "segment": th.segment, "departments": "all",
+            "mention_rate": th.mention_rate,
+            "mention_rule": ("each response with a comment in the window (and segment) mentions it with this "
+                             "probability; the sentence is appended to the comment it already had"),
+            "latent_shift": th.latent_shift,
+            "n_mentions": int(sum(c["n_mentions"] for c in chunks)),
+            "n_background_mentions": int(sum(c["n_background"] for c in chunks)),
+            "background_comments": list(UNASKED_BACKGROUND.get(th.name, ())),
+            "effect": {"population": "responses affected by the problem (all mention it in their comment)",
+                       **effect(ca, na, la)},
+            "per_mention": {"population": "every response whose comment mentions the subject (affected plus "
+                                          "background); what a codebook theme measures",
+                            **effect(np.ones(len(ca), bool), np.ones(len(na), bool), np.ones(len(la), bool))},
+        }
+    return out
+
+
+def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: int = 42, *,
+                  shift_satisfaction: float | None = None, shift_attribute: object = None,
+                  shift_from: object = None) -> Path:
+    """Generate the demo data set into ``out``; return the path of ``ground_truth.json``.
+
+    ``shift_satisfaction`` (CSAT points) or ``shift_attribute`` (``"ease=0.5"``) from ``shift_from`` (default
+    2025-11-01): the counterfactual company of the same seed (:class:`Counterfactual`; its effects are in
+    ground_truth.json under ``counterfactual``). Without them the output is exactly the factual company."""
     if int(n_customers) != n_customers or n_customers < 1:
         raise DemoError(f"--customers must be a positive integer, got {n_customers!r}")
     if int(seed) != seed or seed < 0:
         raise DemoError(f"--seed must be a non-negative integer, got {seed!r}")
+    counterfactual = make_counterfactual(shift_satisfaction, shift_attribute, shift_from)
+    cf_active, cf_sums = 0, np.zeros((8, 12))
     n_customers, seed = int(n_customers), int(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -700,13 +1057,20 @@ def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: 
     n_resp = n_tick = 0
     # regression-dilution bookkeeping for the observable proxy (customers with >= 1 answered CSAT)
     proxy_sums = np.zeros(6)  # n, sum s, sum s^2, sum m, sum m^2, sum s*m
+    unasked: dict[str, list] = {th.name: [] for th in UNASKED_THEMES}
     try:
         for k, first in enumerate(range(0, n_customers, CHUNK_SIZE)):
             n = min(CHUNK_SIZE, n_customers - first)
-            tables, stats = _generate_chunk(seed, k, first, n, org, (n_tick, n_resp), comments)
+            tables, stats = _generate_chunk(seed, k, first, n, org, (n_tick, n_resp), comments,
+                                            counterfactual=counterfactual)
+            if stats.counterfactual is not None:
+                cf_active += stats.counterfactual["n_active"]
+                cf_sums += stats.counterfactual["sums"]
             for t in names:
                 writers[t].write_table(tables[t])
             moments += stats.latent_moments
+            for name, part in (stats.unasked or {}).items():
+                unasked[name].append(part)
             n_resp += stats.n_responses
             n_tick += stats.n_tickets
             tr = tables["customer_truth"]
@@ -737,6 +1101,11 @@ def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: 
     }
     counts = {"customers": n_customers, "responses": n_resp, "tickets": n_tick, "org": org.table.num_rows}
     truth = _ground_truth(n_customers, seed, moments, counts, proxy)
+    truth["unasked_themes"] = _unasked_truth(unasked)
+    if counterfactual is not None:  # issue 15; rows actually written (a negative shift drops some)
+        truth["counterfactual"] = _counterfactual_truth(counterfactual, cf_active, cf_sums)
+        for t in ("responses", "tickets"):
+            truth["counts"][t] = pq.ParquetFile(out / f"{t}.parquet").metadata.num_rows
     path = out / "ground_truth.json"
     tmp_json = out / ".ground_truth.json.tmp"
     tmp_json.write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -749,9 +1118,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="data/demo", help="output folder (created if missing)")
     parser.add_argument("--customers", type=int, default=20_000, help="number of customers (default 20000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--shift-satisfaction", type=float, default=None, metavar="POINTS",
+                        help="counterfactual: every customer's latent satisfaction this many CSAT points higher "
+                             "from --shift-from on (same draws otherwise)")
+    parser.add_argument("--shift-attribute", default=None, metavar="NAME=POINTS",
+                        help="counterfactual: one attribute's ratings raised, e.g. ease=0.5")
+    parser.add_argument("--shift-from", default=None, metavar="YYYY-MM-DD",
+                        help=f"first day of the counterfactual shift (default {DEFAULT_SHIFT_FROM})")
     args = parser.parse_args(argv)
     try:
-        path = generate_demo(args.out, args.customers, args.seed)
+        path = generate_demo(args.out, args.customers, args.seed, shift_satisfaction=args.shift_satisfaction,
+                             shift_attribute=args.shift_attribute, shift_from=args.shift_from)
     except DemoError as exc:
         parser.error(str(exc))
     counts = json.loads(path.read_text())["counts"]

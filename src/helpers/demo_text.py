@@ -174,3 +174,32 @@ def comment_catalogue(department_slugs: tuple[str, ...], attributes: tuple[str, 
                     text = variants[k % len(variants)].replace("{who}", who)
                     out.append(text[0].upper() + text[1:])
     return out
+
+# Sentences about problems no rating question asks about (issue 13): appended to the comment a customer
+# affected by the problem already wrote. Worded so that each matches exactly one codebook theme of
+# params/themes.yaml (mobile_app, price_increase) and no theme of the rated attributes.
+UNASKED_COMMENTS: dict[str, tuple[str, ...]] = {
+    "mobile_app": (
+        "The app keeps crashing since the last update.",
+        "The mobile app crashes every time I log in.",
+        "Since the new app version I cannot log in on my phone.",
+        "App crashed twice while I was paying.",
+        "The iPhone app only shows a blank screen now.",
+        "Android app freezes on the start screen after the update.",
+    ),
+    "price_increase": (
+        "My subscription went up again this year.",
+        "The monthly fee increased by 20% without any warning.",
+        "Another fee increase, from 39 to 47 per month.",
+        "Our subscription fee went up and nobody told us why.",
+        "The new tariff is a big increase for a small business like ours.",
+        "The fee hike this year hurts our margins.",
+    ),
+}
+
+# HTML-special comments that mention the same subject without the problem (no effect on the scores): a codebook
+# theme finds them too, so the effect per mention it measures is diluted by them (recorded in ground_truth.json).
+UNASKED_BACKGROUND: dict[str, tuple[str, ...]] = {
+    "mobile_app": ("The <b>new</b> app is great & so fast!",),
+    "price_increase": ("Price went from <10 to >15 per month?! Not OK.",),
+}

@@ -284,7 +284,9 @@ class ThemeEffects:
     ``csat_without``, raw ``csat_difference`` (Welch interval), ``csat_adjusted`` (OLS coefficient of the theme
     with the attribute ratings, and with ``joint`` the other themes, as covariates; HC3 interval; ``n_csat``
     complete rows), ``detractor_odds_ratio`` (logistic regression on the same covariates, Wald interval on the
-    log-odds scale, ``n_nps`` rows); sorted by the adjusted CSAT effect (most costly first)."""
+    log-odds scale, ``n_nps`` rows) and ``detractor_change``: the adjusted change in the share of detractors
+    among the responses that mention it, in percentage points, from the same fit (:func:`_detractor_change`,
+    delta-method interval); sorted by the adjusted CSAT effect (most costly first)."""
 
     table: pd.DataFrame
     attributes: list[str]
@@ -358,10 +360,41 @@ def _logit(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], al
     if not fit.mle_retvals.get("converged", True) or not np.all(np.isfinite(fit.bse)):
         return {}
     ci = fit.conf_int(alpha)
-    return {th: dict(detractor_odds_ratio=float(np.exp(fit.params[i + 1])),
-                     detractor_odds_ratio_low=float(np.exp(ci[i + 1, 0])),
-                     detractor_odds_ratio_high=float(np.exp(ci[i + 1, 1])), detractor_p=float(fit.pvalues[i + 1]),
-                     n_nps=int(len(d))) for i, th in enumerate(themes)}
+    out = {}
+    for i, th in enumerate(themes):
+        out[th] = dict(detractor_odds_ratio=float(np.exp(fit.params[i + 1])),
+                       detractor_odds_ratio_low=float(np.exp(ci[i + 1, 0])),
+                       detractor_odds_ratio_high=float(np.exp(ci[i + 1, 1])), detractor_p=float(fit.pvalues[i + 1]),
+                       n_nps=int(len(d)))
+        out[th].update(_detractor_change(fit, X, i + 1, alpha))
+    return out
+
+
+def _detractor_change(fit, X: np.ndarray, col: int, alpha: float) -> dict:
+    """Adjusted change in the detractor share among the responses that mention the theme (g-computation).
+
+    ``D = mean_{i: x_it = 1} [L(x_i^(1) b) - L(x_i^(0) b)]`` with ``x^(1)``/``x^(0)`` the row with the theme set
+    to 1/0 and ``L`` the logistic function: the average effect of the theme on the mentioning responses'
+    probability of being a detractor, in percentage points (collapsible, unlike the odds ratio). Interval by the
+    delta method, ``var(D) = g' V g`` with ``g = mean[L'(x^(1) b) x^(1) - L'(x^(0) b) x^(0)]`` and ``V`` the
+    fit's covariance (Greene, Econometric Analysis, 7th ed., 17.3; as statsmodels' ``get_margeff`` with
+    ``dummy=True``, but averaged over the mentioning responses only).
+    """
+    from scipy.special import expit
+
+    rows = X[:, col] == 1
+    if not rows.any():
+        return {}
+    x1, x0 = X[rows].copy(), X[rows].copy()
+    x1[:, col], x0[:, col] = 1.0, 0.0
+    b = np.asarray(fit.params)
+    p1, p0 = expit(x1 @ b), expit(x0 @ b)
+    d = float(np.mean(p1 - p0))
+    g = np.mean((p1 * (1 - p1))[:, None] * x1 - (p0 * (1 - p0))[:, None] * x0, axis=0)
+    se = float(np.sqrt(g @ np.asarray(fit.cov_params()) @ g))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return dict(detractor_change=100 * d, detractor_change_low=100 * (d - z * se),
+                detractor_change_high=100 * (d + z * se))
 
 
 def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str],
@@ -424,7 +457,8 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
     cols = ["theme", "label", "mentions", "csat_with", "csat_without", "csat_difference", "csat_difference_low",
             "csat_difference_high", "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "csat_adjusted_p",
             "n_csat", "detractor_share_with", "detractor_share_without", "detractor_odds_ratio",
-            "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "n_nps"]
+            "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "detractor_change",
+            "detractor_change_low", "detractor_change_high", "n_nps"]
     table = pd.DataFrame(list(rows.values())).reindex(columns=cols)
     table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
     return ThemeEffects(table, attrs, confidence, joint)
