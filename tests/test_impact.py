@@ -442,8 +442,15 @@ def test_naive_chain_understates_what_the_corrected_chain_finds():
     assert "NOT corrected" in naive.summary() and "NOT corrected" not in corr.summary()
     text = corr.summary()
     assert "not the result of a controlled experiment" in text
-    assert f"{I._money(k_c['extra_revenue'], '$')} revenue" in text and text.count("+$") == 3
-    assert "+€" in I.what_if(customers, responses, "attr_a", 0.5, n_boot=20, currency="€").summary()
+    assert corr.currency == "EUR"  # default: currency of params/report.yaml (helpers.config, EUR)
+    assert f"{I._money(k_c['extra_revenue'], 'EUR')} revenue" in text and text.count("+€") == 3
+    usd = I.what_if(customers, responses, "attr_a", 0.5, n_boot=20, currency="USD")
+    assert usd.summary().count("+$") == 3 and "€" not in usd.summary()
+    assert I.resolve_currency("$") == "USD" and I.resolve_currency("sek") == "SEK"
+    assert I._money(-56.4, "GBP") == "-£56" and I._money(1234, "SEK") == "+1,234 SEK"
+    one = usd.headline()  # one sentence for a reader: the numbers with intervals and what kind of claim it is
+    assert one.count(". ") == 0 and one.endswith("not the result of a controlled experiment.")
+    assert "95% CI" in one and "association under stated assumptions" in one
     assert I._decimals(0.0712, 0.0738) == 3 and I._decimals(0.06, 0.08) == 2  # intervals never print as x to x
 
 

@@ -53,7 +53,8 @@ from scipy import stats
 
 from helpers import churn_link as CL
 from helpers.errors import KitError, TableInputError
-from helpers.formatting import shorten
+from helpers.formatting import (CURRENCY_SYMBOLS, column_label, fmt_currency, fmt_interval, fmt_number,
+                                interval_decimals, shorten)
 from helpers.retention import customer_durations, monthly_discount_rate
 
 ASSOCIATION_NOTE = ("This is an association under stated assumptions (the attribute's regression slope is its "
@@ -176,17 +177,38 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
 # The chain
 # ----------------------------------------------------------------------------------------------------
 
+_SYMBOL_CODES = {sym.strip(): code for code, sym in CURRENCY_SYMBOLS.items() if sym.strip()}
+
+
+def resolve_currency(currency: str | None = None) -> str:
+    """The ISO code money is shown in: ``currency`` if given (a symbol such as ``$`` is read as its code),
+    else ``currency:`` of ``params/report.yaml`` (:class:`helpers.config.ReportConfig`, default EUR); ``""``
+    (plain numbers) when that cannot be read."""
+    if currency is None:
+        try:
+            from helpers.config import load_report_config
+            currency = getattr(load_report_config(), "currency", "") or ""
+        except Exception:  # noqa: BLE001 - no readable params: amounts without a currency, never a crash
+            currency = ""
+    text = str(currency).strip()
+    return _SYMBOL_CODES.get(text, text.upper())
+
+
 def _money(value: float, currency: str) -> str:
-    """Signed amount with the currency after the sign: +$1,234 / -€56."""
-    return f"{'-' if value < 0 else '+'}{currency}{abs(value):,.0f}"
+    """Signed amount in the currency (helpers.formatting.fmt_currency): +€1,234 / -$56 / +1,234 SEK."""
+    return fmt_currency(value, currency, signed=True) if value != 0 else fmt_currency(0, currency)
+
+
+def _money_interval(low: float, high: float, currency: str) -> str:
+    """A signed money interval, ends low to high: "+€1,200 to +€3,400"."""
+    lo, hi = sorted((float(low), float(high)))
+    return f"{_money(lo, currency)} to {_money(hi, currency)}"
 
 
 def _decimals(lo: float, hi: float, least: int = 2, most: int = 4) -> int:
-    """Fewest decimals (>= ``least``) at which the interval's ends print differently."""
-    for d in range(least, most + 1):
-        if f"{lo:.{d}f}" != f"{hi:.{d}f}":
-            return d
-    return most
+    """Fewest decimals (>= ``least``) at which the interval's ends print differently
+    (:func:`helpers.formatting.interval_decimals`)."""
+    return interval_decimals(lo, hi, least=least, most=most)
 
 
 @dataclass
@@ -210,28 +232,56 @@ class WhatIfResult:
     n_boot: int
     by: str
     notes: list[str] = field(default_factory=list)
+    outcome: str = "csat"
 
     def link(self, name: str) -> tuple[float, float, float]:
         row = self.links.set_index("link").loc[name]
         return float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
 
+    @property
+    def direct(self) -> bool:
+        """True when the shift is of the outcome (CSAT) itself, not of an attribute (no link 1)."""
+        return self.attribute == self.outcome
+
+    def _what(self) -> str:
+        """"Raising Ease ratings by 0.5 points" / "Raising CSAT by 0.3 points"."""
+        way = "Raising" if self.delta > 0 else "Lowering"
+        pts = f"{abs(self.delta):g} point{'s' if abs(self.delta) != 1 else ''}"
+        if self.direct:
+            return f"{way} {column_label(self.outcome)} by {pts}"
+        return f"{way} {column_label(self.attribute)} ratings by {pts}"
+
+    def headline(self) -> str:
+        """One sentence: what the change goes with over the horizon, with intervals, and that it is an
+        association under stated assumptions."""
+        a = self.table.set_index(self.by).loc["all"]
+        lvl = f"{self.level:.0%}"
+        return (f"{self._what()} goes with {fmt_number(a['extra_kept'], signed=True)} customers kept after "
+                f"{self.horizon} months ({lvl} CI {fmt_number(a['extra_kept_low'], signed=True)} to "
+                f"{fmt_number(a['extra_kept_high'], signed=True)}) and {_money(a['extra_revenue'], self.currency)} "
+                f"revenue ({_money_interval(a['extra_revenue_low'], a['extra_revenue_high'], self.currency)}): an "
+                "association under stated assumptions, not the result of a controlled experiment.")
+
     def summary(self) -> str:
         allrow = self.table.set_index(self.by).loc["all"]
-        dc, dlo, dhi = self.link("csat_change")
         hr, hlo, hhi = self.link("hazard_ratio_of_change")
         lvl = f"{self.level:.0%}"
         cur = self.currency
-        dd, dh = _decimals(dlo, dhi), _decimals(hlo, hhi)
-        name = self.attribute.removeprefix("attr_").replace("_", " ")
-        way = "Raising" if self.delta > 0 else "Lowering"
-        text = (f"{way} {name} ratings by {abs(self.delta):g} point{'s' if abs(self.delta) != 1 else ''}: "
-                f"{dc:+.{dd}f} CSAT points ({lvl} CI {dlo:+.{dd}f} to {dhi:+.{dd}f}), a churn hazard "
-                f"{hr:.{dh}f} times today's ({hlo:.{dh}f}-{hhi:.{dh}f}), {allrow['extra_kept']:+,.0f} of today's "
-                f"{allrow['customers']:,.0f} customers still customers after {self.horizon} months "
-                f"({allrow['extra_kept_low']:+,.0f} to {allrow['extra_kept_high']:+,.0f}) and "
-                f"{_money(allrow['extra_revenue'], cur)} revenue over those months "
-                f"({_money(allrow['extra_revenue_low'], cur)} to {_money(allrow['extra_revenue_high'], cur)}; "
-                f"discounted at {self.annual_discount_rate:.0%} a year). ")
+        dh = _decimals(hlo, hhi)
+        text = f"{self._what()}: "
+        if not self.direct:
+            dc, dlo, dhi = self.link("csat_change")
+            dd = _decimals(dlo, dhi)
+            text += (f"{dc:+.{dd}f} {column_label(self.outcome)} points ({lvl} CI {dlo:+.{dd}f} to "
+                     f"{dhi:+.{dd}f}), ")
+        text += (f"a churn hazard {hr:.{dh}f} times today's ({lvl} CI {fmt_interval(hlo, hhi, dh)}), "
+                 f"{fmt_number(allrow['extra_kept'], signed=True)} of today's {fmt_number(allrow['customers'])} "
+                 f"customers still customers after {self.horizon} months "
+                 f"({fmt_number(allrow['extra_kept_low'], signed=True)} to "
+                 f"{fmt_number(allrow['extra_kept_high'], signed=True)}) and "
+                 f"{_money(allrow['extra_revenue'], cur)} revenue over those months "
+                 f"({_money_interval(allrow['extra_revenue_low'], allrow['extra_revenue_high'], cur)}; "
+                 f"discounted at {self.annual_discount_rate:.0%} a year). ")
         if not self.corrected:
             text += "The satisfaction-churn link was NOT corrected for rating noise (naive). "
         text += ASSOCIATION_NOTE
@@ -250,7 +300,7 @@ class WhatIfResult:
         ax.axvline(0, color="grey", lw=1, ls="--")
         ax.set_yticks(y, tab[self.by].astype(str))
         ax.set_xlabel(f"Extra customers kept after {self.horizon} months ({self.level:.0%} CI)")
-        ax.set_title(f"What {self.delta:+g} on {self.attribute.removeprefix('attr_')} is worth")
+        ax.set_title(f"What {self.delta:+g} on {column_label(self.attribute)} is worth")
         return ax
 
 
@@ -259,10 +309,12 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: 
             by: str = "segment", outcome: str = "csat", attributes: Sequence[str] | None = None,
             revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
             n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
-            min_events: int = 20, currency: str = "$", ratings: pd.DataFrame | None = None,
+            min_events: int = 20, currency: str | None = None, ratings: pd.DataFrame | None = None,
             crossproducts: pd.DataFrame | None = None) -> WhatIfResult:
     """If the ratings of ``attribute`` rose by ``delta`` points, what would happen over ``horizon`` months
-    (module docstring)? ``customers`` and ``responses`` are the data contract's tables (``customer_id``,
+    (module docstring)? ``attribute`` = ``outcome`` (e.g. ``"csat"``) shifts satisfaction itself by ``delta``
+    points (links 2-4 only; the CSAT change is ``delta`` exactly). ``currency``: an ISO code (default: the
+    ``currency:`` of params/report.yaml, :func:`resolve_currency`). ``customers`` and ``responses`` are the data contract's tables (``customer_id``,
     ``signup_date``, ``end_date``, ``by``/``covariates``, ``revenue``; ``customer_id``, ``response_date``,
     ``outcome``, the ``attr_*`` ratings). ``corrected=False`` uses the naive link (the observed mean rating)
     for comparison. Large data: pass ``ratings`` (:func:`helpers.churn_link.rating_summary_sql`) and
@@ -280,8 +332,9 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: 
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
         min_events=min_events, ratings=ratings, crossproducts=crossproducts)
     return WhatIfResult(table=table, links=links, boot=boot, attribute=attribute, delta=float(delta),
-                        horizon=int(horizon), level=level, corrected=corrected, currency=currency,
-                        annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
+                        horizon=int(horizon), level=level, corrected=corrected,
+                        currency=resolve_currency(currency), annual_discount_rate=annual_discount_rate,
+                        n_boot=len(boot), by=by, notes=notes, outcome=outcome)
 
 
 def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates, by, outcome, attributes,
@@ -291,8 +344,11 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
     satisfaction is slope x delta for everyone; otherwise every customer is raised to the reference level
     (link 1 unused) and the shift is E[max(T, r) | ratings] - E[T | ratings] (module docstring)."""
     link1 = reference is None
-    if not link1:
-        attributes, attribute = [], None
+    direct = link1 and attribute == outcome  # satisfaction itself shifted: the slope of link 1 is 1
+    if not link1 or direct:
+        attributes = []
+        if not link1:
+            attribute = None
         if crossproducts is None:
             crossproducts = pd.DataFrame()
     precomputed = ratings is not None and crossproducts is not None
@@ -315,7 +371,8 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
         for col in ("customer_id", "response_date", outcome):
             if col not in responses.columns:
                 raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
-    if link1 and (attribute not in attrs or (not precomputed and attribute not in responses.columns)):
+    if link1 and not direct and (attribute not in attrs or (not precomputed and attribute not in
+                                                           responses.columns)):
         raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
                                expected=f"one of {shorten(attrs, 200)}")
     if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
@@ -338,9 +395,9 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
         if as_of_ts is not None:
             resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
         summary = CL.rating_summary(resp, outcome, as_of=None)
-        cp = driver_crossproducts(resp, attrs, outcome) if link1 else pd.DataFrame()
+        cp = driver_crossproducts(resp, attrs, outcome) if link1 and not direct else pd.DataFrame()
     m = len(attrs) + 2
-    j_attr = 1 + attrs.index(attribute) if link1 else 0
+    j_attr = 1 + attrs.index(attribute) if link1 and not direct else 0
 
     # customers x covariates (same indicator columns for the Cox set and today's customers)
     Zdf, _ = CL.covariate_design(frame, list(covariates))
@@ -366,7 +423,7 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
     Z_all = Zdf.to_numpy("float64")
     cp_pos = pd.Series(np.arange(len(cp)), index=cp.index).reindex(ids).to_numpy()
     has_cp = ~np.isnan(cp_pos)
-    if link1 and has_cp.sum() < len(attrs) + 2:
+    if link1 and not direct and has_cp.sum() < len(attrs) + 2:
         raise ImpactError(f"only {int(has_cp.sum())} customers answered every attribute; the attribute -> "
                           "CSAT regression needs more")
     cp_mat = cp.to_numpy("float64")[cp_pos[has_cp].astype(int)]
@@ -413,7 +470,8 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
 
     def one(f_all: np.ndarray, init=None, info=None):
         """One pass of the chain with customer weights ``f_all`` (1 = the data as they are)."""
-        slope = float(_ols_from_crossproducts(cp_mat, f_all[has_cp], m)[j_attr]) if link1 else 0.0
+        slope = (float(_ols_from_crossproducts(cp_mat, f_all[has_cp], m)[j_attr]) if link1 and not direct
+                 else float(direct))
         fc = f_all[cox_idx]
         cal = CL.calibrate_ratings(k_all[cox_idx], w_all[cox_idx], ss_all[cox_idx], Zc, weights=fc,
                                    rating=outcome)
@@ -507,6 +565,8 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
         {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
          **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
     ])
+    if direct:
+        links = links[links["link"] != "attribute_to_csat_slope"].reset_index(drop=True)
     if not link1:
         links = pd.DataFrame([
             {"link": "reference", "estimate": ref0, **dict(zip(("ci_low", "ci_high"),
@@ -542,6 +602,15 @@ class RevenueAtRiskResult:
     by: str
     notes: list[str] = field(default_factory=list)
 
+    def headline(self) -> str:
+        """One sentence: revenue at risk over the horizon with its interval, and what kind of claim it is."""
+        a = self.table.set_index(self.by).loc["all"]
+        return (f"{fmt_currency(a['revenue_at_risk'], self.currency)} of revenue over the next {self.horizon} "
+                f"months ({self.level:.0%} CI {fmt_currency(a['revenue_at_risk_low'], self.currency)} to "
+                f"{fmt_currency(a['revenue_at_risk_high'], self.currency)}) goes with customers below "
+                f"{self.reference_rule} satisfaction: an association under stated assumptions, not the result of "
+                "a controlled experiment.")
+
     def summary(self) -> str:
         tab = self.table.set_index(self.by)
         allrow = tab.loc["all"]
@@ -549,18 +618,21 @@ class RevenueAtRiskResult:
         cur, lvl = self.currency, f"{self.level:.0%}"
         groups = tab.drop(index="all").sort_values("revenue_at_risk", ascending=False)
         top = groups.index[0] if len(groups) else None
-        text = (f"If every customer below {self.reference_rule} satisfaction ({ref:.2f} CSAT points, {lvl} CI "
-                f"{rlo:.2f}-{rhi:.2f}) were at that level, about {allrow['customers_at_risk']:,.0f} more of today's "
-                f"{allrow['customers']:,.0f} customers would still be customers after {self.horizon} months "
-                f"({allrow['customers_at_risk_low']:,.0f} to {allrow['customers_at_risk_high']:,.0f}): "
-                f"{cur}{allrow['revenue_at_risk']:,.0f} of revenue over those months is at risk from "
-                f"dissatisfaction ({cur}{allrow['revenue_at_risk_low']:,.0f} to "
-                f"{cur}{allrow['revenue_at_risk_high']:,.0f}, discounted at {self.annual_discount_rate:.0%} a "
-                "year)")
+        dr = interval_decimals(rlo, rhi, least=2)
+        text = (f"If every customer below {self.reference_rule} satisfaction ({ref:.{dr}f} CSAT points, {lvl} CI "
+                f"{fmt_interval(rlo, rhi, dr)}) were at that level, about "
+                f"{fmt_number(allrow['customers_at_risk'])} more of today's {fmt_number(allrow['customers'])} "
+                f"customers would still be customers after {self.horizon} months "
+                f"({fmt_interval(allrow['customers_at_risk_low'], allrow['customers_at_risk_high'], 0)}): "
+                f"{fmt_currency(allrow['revenue_at_risk'], cur)} of revenue over those months is at risk from "
+                f"dissatisfaction ({fmt_currency(allrow['revenue_at_risk_low'], cur)} to "
+                f"{fmt_currency(allrow['revenue_at_risk_high'], cur)}, discounted at "
+                f"{self.annual_discount_rate:.0%} a year)")
         if top is not None and len(groups) > 1:
-            text += (f"; the most is in {self.by} {top} ({cur}{groups.loc[top, 'revenue_at_risk']:,.0f}, "
-                     f"{cur}{groups.loc[top, 'revenue_at_risk_low']:,.0f} to "
-                     f"{cur}{groups.loc[top, 'revenue_at_risk_high']:,.0f})")
+            text += (f"; the most is in {column_label(self.by).lower()} {top} "
+                     f"({fmt_currency(groups.loc[top, 'revenue_at_risk'], cur)}, "
+                     f"{fmt_currency(groups.loc[top, 'revenue_at_risk_low'], cur)} to "
+                     f"{fmt_currency(groups.loc[top, 'revenue_at_risk_high'], cur)})")
         text += ". "
         if not self.corrected:
             text += "The satisfaction-churn link was NOT corrected for rating noise (naive). "
@@ -576,7 +648,7 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
                     by: str = "segment", outcome: str = "csat", revenue: str = "monthly_revenue",
                     annual_discount_rate: float = 0.10, corrected: bool = True, n_boot: int = 200,
                     level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
-                    min_events: int = 20, currency: str = "$",
+                    min_events: int = 20, currency: str | None = None,
                     ratings: pd.DataFrame | None = None) -> RevenueAtRiskResult:
     """Expected revenue over ``horizon`` months lost to dissatisfaction, relative to every customer below the
     ``reference`` satisfaction being at it (``"median"``: the median calibrated satisfaction of today's
@@ -605,5 +677,6 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
                                reference=(float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])),
                                reference_rule=("the median" if reference == "median"
                                                else f"a reference of {reference}"),
-                               horizon=int(horizon), level=level, corrected=corrected, currency=currency,
+                               horizon=int(horizon), level=level, corrected=corrected,
+                               currency=resolve_currency(currency),
                                annual_discount_rate=annual_discount_rate, n_boot=len(boot), by=by, notes=notes)
