@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from helpers import charts
-from helpers.drivers import NONNEGATIVE_METHODS, DriverInputError, consistent_interval, relative_importance, vif
+from helpers.drivers import (NONNEGATIVE_METHODS, DriverInputError, as_driver_list, consistent_interval, driver_rows,
+                             relative_importance, vif)
 from helpers.formatting import (NA, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals,
                                 md_escape, reader_table)
 
@@ -70,6 +71,12 @@ def _chart_label(name: str) -> str:
 
 def _pct(x: float) -> str:
     return fmt_percent(x, 0)
+
+
+def headed_table(frame: pd.DataFrame, **kwargs) -> str:
+    """:func:`helpers.formatting.reader_table` of a frame whose column names are already reader headers (shown as
+    written: "95% CI", "Mean rating (1-5)")."""
+    return reader_table(frame, labels={c: str(c) for c in frame.columns}, **kwargs)
 
 
 def share_text(table: pd.DataFrame, driver: str) -> tuple[str, str]:
@@ -160,7 +167,7 @@ class OrdinalCheck:
                 "Rank in this model": t["ordinal_rank"].to_numpy()}
         if "shapley_rank" in t:
             rows["Rank by share of explained variance"] = t["shapley_rank"].to_numpy()
-        return reader_table(pd.DataFrame(rows), formats={"Odds ratio per extra point": "text", "95% CI": "text"})
+        return headed_table(pd.DataFrame(rows), formats={"Odds ratio per extra point": "text", "95% CI": "text"})
 
     def title(self) -> str:
         """The chart's finding in words."""
@@ -483,7 +490,7 @@ class DriverAnalysis:
         formats = {c: "text" for c in out.columns if c not in ("Rank",)}
         if "Mean rating (1-5)" in out:
             formats["Mean rating (1-5)"] = "number:2"
-        return reader_table(out, formats=formats)
+        return headed_table(out, formats=formats)
 
     def analyst_table_html(self) -> str:
         """For analysts: importance in points of R² with its interval, direction and variance inflation."""
@@ -497,7 +504,7 @@ class DriverAnalysis:
                             for v in t["sign"]]
         if "vif" in t:
             out["Variance inflation (VIF)"] = [fmt_number(v, 2) for v in t["vif"]]
-        return reader_table(out, formats={c: "text" for c in out.columns})
+        return headed_table(out, formats={c: "text" for c in out.columns})
 
     def title(self) -> str:
         """The chart's finding in words."""
@@ -539,7 +546,8 @@ class DriverAnalysis:
 def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
                     n_boot: int = 500, ci: float = 0.95, seed=None, missing: str = "listwise",
                     label: str = "all responses", ordinal: bool = True, scale_max: float | None = None,
-                    min_n: int | None = None, ordinal_max_rows: int | None = ORDINAL_MAX_ROWS) -> DriverAnalysis:
+                    min_n: int | None = None, ordinal_max_rows: int | None = ORDINAL_MAX_ROWS, *, filters=None,
+                    start=None, end=None) -> DriverAnalysis:
     """Full driver analysis of one group: :func:`helpers.drivers.relative_importance` plus performance,
     quadrants, VIF and (``ordinal=True``) the proportional-odds check.
 
@@ -547,14 +555,16 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
     ``ordinal_max_rows``: above this many complete rows the ordinal check is fitted on a random subsample of
     that size drawn with ``seed`` (see :func:`ordinal_check`; the result and its summary say so).
     Large data: the bootstrap of :func:`helpers.drivers.relative_importance` draws counts of distinct rows
-    above ``helpers.drivers.COLLAPSE_MIN_ROWS`` rows (the same bootstrap distribution, see there)."""
-    drivers = list(drivers)
+    above ``helpers.drivers.COLLAPSE_MIN_ROWS`` rows (the same bootstrap distribution, see there).
+    ``data`` may be a Dataset; ``filters``/``start``/``end`` select the responses as in
+    :func:`helpers.drivers.relative_importance` (customer columns such as segment joined in DuckDB)."""
+    drivers = as_driver_list(drivers)
+    data = driver_rows(data, outcome, drivers, weights, filters, start, end)
     t = relative_importance(data, outcome, drivers, method=method, weights=weights, n_boot=n_boot, ci=ci,
                             seed=seed, missing=missing)
     attrs = dict(t.attrs)
-    table = t.sort_values("importance", ascending=False).copy()
-    draws = attrs.pop("boot_draws", None)
-    boot_r2 = attrs.pop("boot_r2", None)
+    table = t.table.sort_values("importance", ascending=False).copy()
+    draws, boot_r2 = t.draws, t.boot_r2
     if draws is not None:
         order = [list(t.index).index(d) for d in table.index]
         draws = draws[:, order]
@@ -702,7 +712,7 @@ def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, 
     (default ``max(30, 10 * number of drivers)``); smaller segments are listed in ``sizes`` and warned about."""
     if segment not in data.columns:
         raise DriverInputError(f"segment column {segment!r} is not in the data")
-    drivers = list(drivers)
+    drivers = as_driver_list(drivers)
     min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
     if missing == "listwise":
         # a driver with no answer at all in a segment is dropped from that segment's analysis, so it does

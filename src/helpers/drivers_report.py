@@ -5,7 +5,7 @@ analysis per department that every page shows.
   (:func:`helpers.reports.loader.load_report_inputs`), selects the responses (department, period) and runs the
   analyses of :mod:`helpers.drivers_analysis`. The notebook only displays what the :class:`DriversReport` offers:
   findings (at most six sentences, each with its number and interval), reader tables (HTML through
-  :func:`helpers.formatting.reader_table`) and charts (:meth:`DriversReport.show_chart`). Input problems (an
+  :func:`helpers.formatting.reader_table`) and charts (:func:`show_chart`). Input problems (an
   unknown department, too few responses...) never crash the page: they become ``warnings`` shown at the top.
 * :func:`department_driver_analysis` is **the** driver analysis of one department: one period rule (the
   :data:`DEPARTMENT_MONTHS` months up to the as-of date), one seed (:data:`SEED`, split per department), one
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers, select_responses,
-                                      share_text)
+from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers, headed_table,
+                                      select_responses, share_text)
 from helpers.errors import KitError
 from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
                                 reader_table, shorten, slug)
@@ -206,8 +206,9 @@ class DriversReport:
         return "all departments" if self.department.lower() == "all" else self.department
 
     # ------------------------------------------------------------------ text
-    def headline_markdown(self) -> str:
-        """Period, outcome, attributes, the data's name and as-of date, and the notes; free text escaped."""
+    def headline_markdown(self, notes: bool = True) -> str:
+        """Period, outcome, attributes, the data's name and as-of date, and (``notes``) the notes; free text
+        escaped. In a run the notes are the page's "Data notes" box (the summary's warnings): ``notes=False``."""
         lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
                  f"**Outcome:** {md_escape(_label(self.outcome))} · "
                  f"**Attributes ({len(self.drivers)}):** {', '.join(md_escape(_label(d)) for d in self.drivers)}"]
@@ -221,7 +222,7 @@ class DriversReport:
                 text += f" ({a.get('n_boot_requested', a['n_boot']):,} requested; " + md_escape(
                     a["n_boot_reason"].split(": ", 1)[-1]) + ")"
             lines.append(text + ".")
-        if self.warnings:
+        if self.warnings and notes:
             lines.append("**Please note:**\n\n" + "\n".join(f"- {md_escape(w)}" for w in self.warnings))
         return "\n\n".join(lines)
 
@@ -237,7 +238,7 @@ class DriversReport:
                + _share_sentence(t, top) + " of what the attributes explain."]
         ff = m.fix_first
         if ff:
-            out.append("**Fix first:** " + _join(f"{md_escape(_label(d))} ({_share_sentence(t, d)}, rated "
+            out.append("**Fix first:** " + _join(f"{md_escape(_label(d))} ({_share_of(t, d)}; rated "
                                                  f"{fmt_number(t.loc[d, 'performance'], 2)})" for d in ff)
                        + f", which matter more than average and are rated below the attributes' average of "
                        f"{fmt_number(m.ipa.performance_cut, 2)}.")
@@ -343,7 +344,7 @@ class DriversReport:
             point, ci = share_text(a.table, top)
             rows.append({"Department": name, "Responses": dd.n_usable, "Top driver": _label(top),
                          "Share of explained variance": point, "95% CI": ci})
-        return reader_table(pd.DataFrame(rows), formats={"Responses": "int"})
+        return headed_table(pd.DataFrame(rows), formats={"Responses": "int"})
 
     def differences_table_html(self, max_rows: int = 12) -> str:
         if self.differences is None or not len(self.differences):
@@ -353,8 +354,7 @@ class DriversReport:
                               "than in": d["less"],
                               "Difference (points of explained variance)": [fmt_number(v, 1) for v in d["difference"]],
                               "95% CI": [fmt_interval(lo, hi, 1) for lo, hi in zip(d["ci_low"], d["ci_high"])]})
-        return reader_table(shown, max_rows=max_rows,
-                            formats={"Difference (points of explained variance)": "text"})
+        return headed_table(shown, max_rows=max_rows, formats={"Difference (points of explained variance)": "text"})
 
     def ordinal_table_html(self) -> str:
         return "" if self.main is None or self.main.ordinal is None else self.main.ordinal.reader_table_html()
@@ -409,6 +409,12 @@ def _percent_decimals(low: float, high: float) -> int:
 def _share_sentence(t: pd.DataFrame, d: str) -> str:
     point, ci = share_text(t, d)
     return point + (f" (95% CI {ci})" if ci != NA else "")
+
+
+def _share_of(t: pd.DataFrame, d: str) -> str:
+    """"24% of importance, 95% CI 21% to 26%" (for a sentence already inside parentheses)."""
+    point, ci = share_text(t, d)
+    return f"{point} of importance" + (f", 95% CI {ci}" if ci != NA else "")
 
 
 def _odds_text(row) -> str:
