@@ -281,7 +281,7 @@ def test_bootstrap_is_reproducible_and_covers_the_true_value():
     df = pd.DataFrame(X, columns=list("abc")).assign(y=y)
     t1 = relative_importance(df, "y", list("abc"), n_boot=400, seed=1)
     t2 = relative_importance(df, "y", list("abc"), n_boot=400, seed=1)
-    pd.testing.assert_frame_equal(t1, t2)
+    pd.testing.assert_frame_equal(t1.table, t2.table)
     assert ((t1["ci_low"] <= truth) & (truth <= t1["ci_high"])).all()
     assert (t1["ci_low"] <= t1["importance"]).all() and (t1["importance"] <= t1["ci_high"]).all()
     bca = relative_importance(df, "y", list("abc"), n_boot=400, seed=1, ci_method="bca")
@@ -330,10 +330,10 @@ def test_large_data_bootstrap_on_distinct_rows_matches_row_resampling(monkeypatc
     collapsed = relative_importance(df, "y", list("abc"), weights=weights, n_boot=1500, seed=3)
     again = relative_importance(df, "y", list("abc"), weights=weights, n_boot=1500, seed=3)
     assert collapsed_calls == [True, True]
-    pd.testing.assert_frame_equal(collapsed, again)
+    pd.testing.assert_frame_equal(collapsed.table, again.table)
     pd.testing.assert_series_equal(collapsed["importance"], row_level["importance"])
     assert not np.allclose(collapsed["ci_low"], row_level["ci_low"], rtol=0, atol=1e-12)  # other draws
-    d_row, d_col = row_level.attrs["boot_draws"], collapsed.attrs["boot_draws"]
+    d_row, d_col = row_level.draws, collapsed.draws
     se_row, se_col = d_row.std(axis=0), d_col.std(axis=0)
     np.testing.assert_allclose(se_col, se_row, rtol=0.12)  # SE of an SE from 1500 draws is about 2%
     np.testing.assert_allclose(d_col.mean(axis=0), d_row.mean(axis=0), atol=0.15 * se_row.max())

@@ -51,6 +51,9 @@ import pandas as pd
 from helpers.errors import KitError
 
 METHODS = ("shapley", "relative_weights", "first", "last", "betasq", "pratt")
+METHOD_ALIASES = {"lmg": "shapley", "shapley_value": "shapley", "dominance": "shapley", "general_dominance": "shapley",
+                  "johnson": "relative_weights", "rwa": "relative_weights", "relweights": "relative_weights"}
+"""Other names of the methods (``method="lmg"`` is Shapley/LMG, as relaimpo calls it)."""
 MISSING = ("listwise", "pairwise")
 MAX_EXACT = 20
 COLLAPSE_MIN_ROWS = 100_000  # above this many complete rows the bootstrap draws counts of distinct rows
@@ -98,12 +101,30 @@ def _as_weights(data: pd.DataFrame, weights) -> np.ndarray:
     return w
 
 
+def as_driver_list(drivers) -> list[str]:
+    """``drivers`` as a list of names: one name (``"complaints"``) is one driver, not its characters."""
+    if drivers is None:
+        return []
+    if isinstance(drivers, str):
+        return [drivers]
+    return list(drivers)
+
+
+def canonical_method(method: str) -> str:
+    """The method's name in :data:`METHODS` (``"lmg"`` -> ``"shapley"``; see :data:`METHOD_ALIASES`)."""
+    m = METHOD_ALIASES.get(str(method).lower(), method)
+    if m not in METHODS:
+        raise DriverInputError(f"method={method!r}; expected one of {METHODS} (or an alias: "
+                               f"{', '.join(sorted(METHOD_ALIASES))})")
+    return m
+
+
 def _build_design(data: pd.DataFrame, outcome: str, drivers, weights, missing: str) -> _Design:
     if not isinstance(data, pd.DataFrame):
         raise DriverInputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if missing not in MISSING:
         raise DriverInputError(f"missing={missing!r}; expected one of {MISSING}")
-    drivers = list(drivers)
+    drivers = as_driver_list(drivers)
     if not drivers:
         raise DriverInputError("no drivers given; expected at least one driver column")
     if len(set(drivers)) != len(drivers):
@@ -772,12 +793,22 @@ def consistent_interval(est, low, high, nonnegative: bool = True):
 # ----------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------
-def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str = "shapley", weights=None,
+def relative_importance(data, outcome: str, drivers, method: str = "shapley", weights=None,
                         n_boot: int = 0, ci: float = 0.95, seed=None, missing: str = "listwise",
-                        max_exact: int = MAX_EXACT, ci_method: str = "percentile") -> pd.DataFrame:
+                        max_exact: int = MAX_EXACT, ci_method: str = "percentile", *, filters=None,
+                        start=None, end=None) -> "DriverImportance":
     """Relative importance of ``drivers`` for ``outcome`` (see the module docstring for the formulas).
 
-    Returns a DataFrame indexed by driver (factor name for a categorical driver) with columns
+    ``data``: the responses as a DataFrame, or a Dataset (the rows are selected in DuckDB). ``filters``
+    (column -> value or list; customer columns such as segment or region are joined on ``customer_id``;
+    see :mod:`helpers.selection`) and ``start``/``end`` (inclusive days of ``response_date``) select the
+    responses. ``drivers`` is a list of columns or one column name; ``method`` also accepts the aliases of
+    :data:`METHOD_ALIASES` (``"lmg"``).
+
+    Returns a :class:`DriverImportance` (rows sorted by rank; ``.table``, ``.plot(ax)``, ``.summary()``,
+    bootstrap draws in ``.draws``/``.boot_r2``; it also answers the DataFrame calls older code made, e.g.
+    ``t["importance"]``, ``t.loc[...]``, ``t.attrs["r2"]``). Its table is indexed by driver (factor name for a
+    categorical driver) with columns
     ``importance`` (units of R^2), ``share`` (importance / R^2), ``rank`` (1 = most important), ``sign``
     (+1/-1: direction of the full-model coefficient; 0 for a factor), ``signed_importance``, and
     ``ci_low``/``ci_high`` (bootstrap, units of R^2) when ``n_boot > 0``. ``.attrs`` holds ``r2``, ``n``,
@@ -793,10 +824,11 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
     acceleration from a grouped jackknife of 20 groups). Intervals are made to contain their estimate
     (:func:`consistent_interval`: an importance near 0 gets ``[0, upper]``).
     """
-    if method not in METHODS:
-        raise DriverInputError(f"method={method!r}; expected one of {METHODS}")
+    asked, method = method, canonical_method(method)
+    drivers = as_driver_list(drivers)
     if not 0 < ci < 1:
         raise DriverInputError(f"ci={ci}; expected a confidence level between 0 and 1, e.g. 0.95")
+    data = driver_rows(data, outcome, drivers, weights, filters, start, end)
     design = _build_design(data, outcome, drivers, weights, missing)
     n_rows = design.X.shape[0]
     if n_rows < 3:
@@ -844,16 +876,161 @@ def relative_importance(data: pd.DataFrame, outcome: str, drivers, method: str =
         r2_lo, r2_hi, _ = consistent_interval(r2, *np.nanquantile(r2_draws, [(1 - ci) / 2, (1 + ci) / 2]),
                                               nonnegative=False)  # extended to the estimate if needed
         table.attrs["r2_ci"] = (float(r2_lo), float(r2_hi))
-    table.attrs.update(r2=r2, n=int(n), method=method, method_used=info["method_used"], exact=info["exact"],
+    table.attrs.update(r2=r2, n=int(n), method=asked, method_used=info["method_used"], exact=info["exact"],
                        fallback=info["fallback"], missing=missing, dropped=dict(design.dropped),
                        weighted=weights is not None, ci=ci, ci_method=ci_method, n_boot=int(n_used),
                        n_boot_requested=int(n_boot or 0), n_boot_reason=boot_reason,
                        n_boot_usable=0 if draws is None else int(draws.shape[0]), ci_at_zero=at_zero,
-                       warnings=warnings, outcome=outcome, columns=list(design.columns))
-    if draws is not None:
-        table.attrs["boot_draws"] = draws
-        table.attrs["boot_r2"] = r2_draws
-    return table
+                       warnings=warnings, outcome=outcome, columns=list(design.columns),
+                       filters=dict(filters or {}))
+    return DriverImportance.from_table(table, draws, r2_draws if draws is not None else None)
+
+
+def driver_rows(data, outcome: str, drivers, weights=None, filters=None, start=None, end=None) -> pd.DataFrame:
+    """The responses a driver analysis uses: ``data`` itself (a DataFrame without filters) or the rows of
+    ``filters``/``start``/``end`` (a Dataset: selected in DuckDB with customer columns joined; a DataFrame:
+    filtered in pandas), see :func:`helpers.selection.select_rows`."""
+    from helpers import selection as sel  # noqa: PLC0415
+
+    if isinstance(data, pd.DataFrame) and not filters and start is None and end is None:
+        return data
+    cols = [outcome, *as_driver_list(drivers)] + ([weights] if isinstance(weights, str) else [])
+    if isinstance(data, pd.DataFrame):
+        cols = None  # keep every column of the caller's frame
+    try:
+        return sel.select_rows(data, "responses", filters, cols, start=start, end=end, date_column="response_date",
+                               what=f"drivers of {outcome}")
+    except sel.SelectionError as exc:
+        raise DriverInputError(str(exc)) from None
+
+
+class DriverImportance:
+    """Relative importance of the drivers (see :func:`relative_importance`): ``.table`` sorted by rank,
+    ``.r2``, ``.n``, ``.attrs`` (method, exact, dropped, warnings, ...), ``.draws``/``.boot_r2`` (bootstrap
+    draws, columns in table order; None without bootstrap), ``.plot(ax)``, ``.summary()``.
+
+    DataFrame calls (``t["importance"]``, ``t.loc[...]``, ``t.index``, ``t.sort_values(...)``) go to ``.table``
+    so code written when the result was a DataFrame keeps working."""
+
+    def __init__(self, table: pd.DataFrame, attrs: dict, draws=None, boot_r2=None):
+        self.table = table
+        self.table.attrs = {}
+        self.attrs = attrs
+        self.draws = draws
+        self.boot_r2 = boot_r2
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, draws=None, boot_r2=None) -> "DriverImportance":
+        attrs = dict(table.attrs)
+        order = np.argsort(table["rank"].to_numpy(), kind="stable")
+        sorted_table = table.iloc[order].copy()
+        if draws is not None:
+            draws = draws[:, order]
+        return cls(sorted_table, attrs, draws, boot_r2)
+
+    # results
+    @property
+    def r2(self) -> float:
+        return float(self.attrs.get("r2", np.nan))
+
+    @property
+    def n(self):
+        return self.attrs.get("n")
+
+    @property
+    def outcome(self) -> str:
+        return str(self.attrs.get("outcome", "the outcome"))
+
+    def summary(self) -> str:
+        from helpers.formatting import column_label, fmt_interval, fmt_number  # noqa: PLC0415
+
+        t = self.table
+        if t.empty:
+            return f"No usable drivers of {column_label(self.outcome)}."
+        top = t.index[0]
+        share = float(t["share"].iloc[0])
+        ci = ""
+        if self.draws is not None and self.boot_r2 is not None:
+            lv = self.attrs.get("ci", 0.95)
+            q = np.nanquantile(self.draws[:, 0] / self.boot_r2, [(1 - lv) / 2, (1 + lv) / 2])
+            ci = f" ({lv:.0%} CI {fmt_interval(min(q[0], share), max(q[1], share), percent=True)})"
+        n = self.n
+        method = {"shapley": "Shapley/LMG", "relative_weights": "relative weights"}.get(
+            self.attrs.get("method_used", ""), self.attrs.get("method_used", ""))
+        return (f"{column_label(top)} is the strongest of {len(t)} drivers of {column_label(self.outcome)}: "
+                f"{share:.0%} of the explained variance{ci}; R² = {self.r2:.2f}"
+                + (f", n = {fmt_number(n)}" if n is not None else "") + f" ({method}).")
+
+    def plot(self, ax=None):
+        """Horizontal bars: each driver's share of the explained variance, with its interval when bootstrapped."""
+        from helpers.charts import ACCENT, new_axis  # noqa: PLC0415
+        from helpers.formatting import chart_text, column_label  # noqa: PLC0415
+
+        t = self.table
+        ax = new_axis(ax, figsize=(7, 0.4 * len(t) + 1.5))
+        y = np.arange(len(t))[::-1]
+        share = 100 * t["share"].to_numpy(dtype=float)
+        ax.barh(y, share, color=ACCENT, alpha=0.85)
+        if "ci_low" in t and self.r2 > 0:
+            lo, hi = 100 * t["ci_low"].to_numpy(dtype=float) / self.r2, 100 * t["ci_high"].to_numpy(dtype=float) / self.r2
+            ax.errorbar(share, y, xerr=np.vstack([np.clip(share - lo, 0, None), np.clip(hi - share, 0, None)]),
+                        fmt="none", ecolor="#24292f", capsize=3, lw=1)
+        ax.set_yticks(y, [chart_text(column_label(i)) for i in t.index])
+        ax.set_xlabel(f"% of explained variance in {column_label(self.outcome)}")
+        ax.set_title(chart_text(f"Drivers of {column_label(self.outcome)} (R² = {self.r2:.2f}"
+                                + (f", n = {self.n:,}" if isinstance(self.n, int) else "") + ")"))
+        return ax
+
+    # display
+    def _display_frame(self):
+        t = self.table.reset_index()
+        out = pd.DataFrame({"driver": t["driver"].map(str), "rank": t["rank"], "share": t["share"],
+                            "direction": np.where(t["sign"] < 0, "negative", np.where(t["sign"] > 0, "positive", "factor"))})
+        if "ci_low" in t and self.r2 > 0:
+            from helpers.formatting import fmt_interval  # noqa: PLC0415
+            out["share 95% CI"] = [fmt_interval(a / self.r2, b / self.r2, percent=True)
+                                   for a, b in zip(t["ci_low"], t["ci_high"])]
+        from helpers.formatting import column_label  # noqa: PLC0415
+        out["driver"] = out["driver"].map(column_label)
+        return out, {"share": "percent:1", "rank": "int"}
+
+    def _repr_html_(self) -> str:
+        from helpers.results import ResultDisplay  # noqa: PLC0415
+        return ResultDisplay._repr_html_(self)
+
+    def _display_sentence(self) -> str:
+        from helpers.results import first_sentence  # noqa: PLC0415
+        return first_sentence(self.summary())
+
+    def _display_table(self):
+        return self.table
+
+    _full_table_hint = "`.table` (bootstrap draws: `.draws`)"
+
+    def __repr__(self) -> str:
+        from helpers.formatting import shorten  # noqa: PLC0415
+        return f"<DriverImportance [{len(self.table)} drivers]: {shorten(self.summary(), 160)}>"
+
+    # DataFrame compatibility
+    def __getitem__(self, key):
+        return self.table[key]
+
+    def __setitem__(self, key, value):
+        self.table[key] = value
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __iter__(self):
+        return iter(self.table)
+
+    def __contains__(self, key) -> bool:
+        return key in self.table
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("table", "attrs", "draws", "boot_r2"):
+            raise AttributeError(name)
+        return getattr(self.table, name)
 
 
 def _resample_weights(n: int, w: np.ndarray, n_boot: int, rng) -> np.ndarray:
@@ -1022,14 +1199,15 @@ def _intervals(draws, est, ci, ci_method, design, method, missing, method_used, 
 
 
 def relative_importance_from_corr(corr, outcome: str, drivers, method: str = "shapley",
-                                  max_exact: int = MAX_EXACT, n: int | None = None) -> pd.DataFrame:
+                                  max_exact: int = MAX_EXACT, n: int | None = None) -> "DriverImportance":
     """The same analysis from a correlation (or covariance) matrix alone, e.g. a published table.
 
     ``corr`` is a DataFrame with row and column labels including ``outcome`` and ``drivers`` (or a square
     array ordered [outcome, *drivers]). All drivers are numeric (no groups); no bootstrap. ``n`` (optional)
     is recorded in ``attrs``.
     """
-    drivers = list(drivers)
+    asked, method = method, canonical_method(method)
+    drivers = as_driver_list(drivers)
     if isinstance(corr, pd.DataFrame):
         names = [outcome, *drivers]
         absent = [c for c in names if c not in corr.index or c not in corr.columns]
@@ -1063,11 +1241,11 @@ def relative_importance_from_corr(corr, outcome: str, drivers, method: str = "sh
     table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
     table["sign"] = signs.astype(int)
     table["signed_importance"] = table["importance"] * signs
-    table.attrs.update(r2=r2, n=n, method=method, method_used=info["method_used"], exact=info["exact"],
+    table.attrs.update(r2=r2, n=n, method=asked, method_used=info["method_used"], exact=info["exact"],
                        fallback=info["fallback"], missing="n/a (correlation matrix)",
-                       dropped=dict(design.dropped), weighted=False,
+                       dropped=dict(design.dropped), weighted=False, outcome=outcome,
                        warnings=[info["fallback"]] if info["fallback"] else [])
-    return table
+    return DriverImportance.from_table(table)
 
 
 def conditional_dominance(data_or_corr, outcome: str, drivers, from_corr: bool = False,

@@ -21,7 +21,8 @@ from helpers.errors import KitError
 from helpers.formatting import shorten, slug
 
 __all__ = ["ALIASES", "SelectionError", "canonical", "as_columns", "normalize_filters", "match_values",
-           "table_columns", "source_sql", "resolve_filters", "where_sql", "describe_filters", "connection_of"]
+           "table_columns", "source_sql", "resolve_filters", "where_sql", "describe_filters", "connection_of",
+           "select_rows"]
 
 ALIASES = {"agent": "agent_id", "customer": "customer_id", "person": "person_id", "manager": "manager_id"}
 """Short names (as written in ``params/departments/*.yaml`` filters) -> contract column names."""
@@ -212,3 +213,59 @@ def where_sql(filters: Mapping[str, list], params: list, alias: str = "") -> lis
             parts.append(f"{q} IS NULL")
         clauses.append("(" + " OR ".join(parts) + ")" if len(parts) > 1 else parts[0])
     return clauses
+
+
+def select_rows(data, table: str, filters=None, columns=None, *, start=None, end=None,
+                date_column: str | None = None, what: str = "") -> "pd.DataFrame":
+    """Rows of ``table`` selected by ``filters`` (and the inclusive days ``start .. end`` on
+    ``date_column``), with ``columns`` (default: all of the table's) plus every filter column.
+
+    ``data`` is a Dataset / DuckDB connection / dict of DataFrames (the query runs in DuckDB, customer columns
+    joined on ``customer_id``) or the table itself as a DataFrame (filtered in pandas; it must have the
+    columns). An empty result is a :class:`SelectionError` naming the filters and period."""
+    import pandas as pd  # noqa: PLC0415
+
+    wanted = normalize_filters(filters)
+    label = f"{what + ': ' if what else ''}"
+    if isinstance(data, pd.DataFrame):
+        df = data
+        absent = [c for c in [*wanted, *(columns or [])] if c not in df.columns]
+        if absent:
+            raise SelectionError(f"{label}cannot filter by or use {absent[0]!r}: the {table} frame has no such "
+                                 f"column (columns: {', '.join(map(str, df.columns))}); pass the Dataset to use "
+                                 "customer columns (segment, region, ...)")
+        mask = pd.Series(True, index=df.index)
+        for col, vals in wanted.items():
+            matched = match_values(col, vals, pd.unique(df[col].dropna()), table=table)
+            mask &= df[col].isin(matched)
+        if date_column and (start is not None or end is not None):
+            d = pd.to_datetime(df[date_column])
+            if start is not None:
+                mask &= d >= pd.Timestamp(start)
+            if end is not None:
+                mask &= d < pd.Timestamp(end) + pd.Timedelta(days=1)
+        out = df.loc[mask.to_numpy(dtype=bool)]
+        if columns is not None:
+            out = out[list(dict.fromkeys([*columns, *wanted]))]
+    else:
+        con = connection_of(data)
+        own = table_columns(con, table)
+        if own is None:
+            raise SelectionError(f"{label}the data has no table {table!r}")
+        needed = list(dict.fromkeys([*(columns or own), *wanted]))
+        source, cols = source_sql(con, table, needed, what=what)
+        resolved = resolve_filters(con, source, wanted, table=table)
+        params: list = []
+        clauses = where_sql(resolved, params)
+        if date_column and start is not None:
+            clauses.append(f"{_quote(date_column)} >= ?")
+            params.append(pd.Timestamp(start).to_pydatetime())
+        if date_column and end is not None:
+            clauses.append(f"{_quote(date_column)} < ?")
+            params.append((pd.Timestamp(end) + pd.Timedelta(days=1)).to_pydatetime())
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        out = con.execute(f"SELECT {', '.join(_quote(c) for c in needed)} FROM {source}{where}", params).df()
+    if len(out) == 0:
+        period = f"; {start or 'the start'} to {end or 'the end'}" if (start is not None or end is not None) else ""
+        raise SelectionError(f"{label}no {table} rows match {describe_filters(filters)}{period}")
+    return out
