@@ -129,7 +129,7 @@ def test_bootstrap_draws_follow_the_documented_cost_bound(monkeypatch):
     y = X @ np.linspace(1, 0.1, 8) + rng.normal(size=400)
     df = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(y=y)
     t = relative_importance(df, "y", [f"x{i}" for i in range(8)], n_boot=400, seed=1)
-    assert t.attrs["n_boot"] == 250 and t.attrs["n_boot_requested"] == 400 and t.attrs["boot_draws"].shape[0] == 250
+    assert t.attrs["n_boot"] == 250 and t.attrs["n_boot_requested"] == 400 and t.draws.shape[0] == 250
     assert "250 of the 400 requested" in t.attrs["n_boot_reason"]
     res = analyze_drivers(df, "y", [f"x{i}" for i in range(8)], n_boot=400, seed=1, ordinal=False)
     assert "Intervals from 250 bootstrap re-samples" in res.summary() and "400 were requested" in res.summary()
@@ -214,8 +214,8 @@ def test_large_data_replicates_one_by_one_equal_the_stacked_replicates(monkeypat
     stacked = relative_importance(df, "y", list("abcd"), weights=weights, n_boot=200, seed=5)
     monkeypatch.setattr(engine, "LARGE_ROWS_ELEMS", 1000)
     one_by_one = relative_importance(df, "y", list("abcd"), weights=weights, n_boot=200, seed=5)
-    np.testing.assert_allclose(one_by_one.attrs["boot_draws"], stacked.attrs["boot_draws"], rtol=1e-9, atol=1e-13)
-    pd.testing.assert_frame_equal(one_by_one, stacked, check_exact=False, rtol=1e-9)
+    np.testing.assert_allclose(one_by_one.draws, stacked.draws, rtol=1e-9, atol=1e-13)
+    pd.testing.assert_frame_equal(one_by_one.table, stacked.table, check_exact=False, rtol=1e-9)
 
 
 def test_distinct_rows_by_hash_fall_back_to_exact_grouping_on_a_collision(monkeypatch):
