@@ -268,3 +268,110 @@ def changes_for_report(name: str, summary: dict, previous: dict | None) -> Repor
     changes.previous_failed = old is None and any(r.get("name") == name and r.get("status") != "ok"
                                                   for r in previous["manifest"].get("reports", []))
     return changes
+
+
+# ------------------------------------------------------------------------------------------------ the index
+
+ROLLUP_ORDER = ("achieved", "on track", "at risk", "off track", "missed", "too little data", "no data")
+
+
+def rollup(manifest: dict) -> dict[str, int]:
+    """Objectives by status summed over the run's department reports (statuses in :data:`ROLLUP_ORDER` first)."""
+    total: dict[str, int] = {}
+    for r in manifest.get("reports", []):
+        if r.get("kind") != "department" or r.get("status") != "ok":
+            continue
+        for key, n in (r.get("status_counts") or {}).items():
+            try:
+                total[str(key)] = total.get(str(key), 0) + int(n)
+            except (TypeError, ValueError):
+                continue
+    ordered = {k: total[k] for k in ROLLUP_ORDER if total.get(k)}
+    ordered.update({k: v for k, v in total.items() if k not in ordered and v})
+    return ordered
+
+
+def attention_key(report: dict) -> tuple:
+    """Sort key: failed reports first, then most objectives missed/off track, then at risk, then the rest."""
+    counts = report.get("status_counts") or {}
+    get = lambda k: int(counts.get(k, 0) or 0)  # noqa: E731
+    return (0 if report.get("status") != "ok" else 1, -(get("missed") + get("off track")), -get("at risk"),
+            -get("too little data") - get("no data"), str(report.get("department_name") or report.get("name")))
+
+
+COMPANY_KPIS = ("csat", "nps", "fcr")
+
+
+def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS) -> list[dict]:
+    """The company's headline KPIs for the as-of month (the last complete month of a run), each with its 95%
+    interval and n, and its change against the month before (``helpers.kpis.compare_kpi``: the KPI's own test;
+    ``change_significant`` at the 5% level). Entries have the ``kpis`` fields of the page protocol, so
+    :func:`kpi_change` compares them run over run. A KPI that cannot be computed is left out."""
+    import pandas as pd
+
+    from helpers.data import load_dataset
+    from helpers.kpis import KPIS, compare_kpi
+
+    end = pd.Timestamp(as_of)
+    start = end.replace(day=1)
+    prev_end = start - pd.Timedelta(days=1)
+    prev_start = prev_end.replace(day=1)
+    out = []
+    ds = load_dataset(snapshot, validate=False, emit_warnings=False)
+    try:
+        for name in kpis:
+            try:
+                cmp = compare_kpi(name, ds, period_a=(prev_start, prev_end), period_b=(start, end))
+            except (ValueError, KeyError):
+                continue
+            b = cmp.b
+            out.append({"kpi": name, "label": getattr(KPIS.get(name), "label", name), "value": float(b.value),
+                        "ci_low": float(b.ci_low), "ci_high": float(b.ci_high), "n": int(b.n),
+                        "unit": "%" if b.unit == "%" else ("points" if name == "nps" else b.unit),
+                        "period": start.strftime("%B %Y"), "previous_period": prev_start.strftime("%B %Y"),
+                        "previous_value": float(cmp.a.value), "change": float(cmp.difference),
+                        "change_ci_low": float(cmp.ci_low), "change_ci_high": float(cmp.ci_high),
+                        "change_significant": cmp.significant()})
+    finally:
+        ds.close()
+    from helpers.reports import _json_safe
+    return [_json_safe(e) for e in out]
+
+
+def look_first(summary: dict) -> str:
+    """The objective to look at first (worst status, then lowest chance of meeting its target), in words."""
+    from helpers.formatting import fmt_percent
+    objectives = [o for o in summary.get("objectives", []) or [] if isinstance(o, dict) and o.get("status")]
+    if not objectives:
+        return ""
+
+    def key(o):
+        p = o.get("p_met")
+        return (STATUS_RANK.get(str(o["status"]), 3), p if _finite(p) else 2.0)
+
+    o = min(objectives, key=key)
+    chance = f", {fmt_percent(o['p_met'])} chance of meeting its target" if _finite(o.get("p_met")) else ""
+    return f"{o.get('title') or o.get('id')} ({o['status']}{chance})"
+
+
+def run_changes(previous: dict | None, reports: list[dict], company: list[dict]) -> dict:
+    """The run-level summary of what changed for the index: ``first_run``, the previous run's id and as-of,
+    ``unchanged`` (every department report's latest period unchanged), and one sentence per KPI (department or
+    company) that changed significantly since the previous run."""
+    if previous is None:
+        return {"first_run": True}
+    dept = [r.get("changes") or {} for r in reports if r.get("kind") == "department" and r.get("status") == "ok"]
+    sentences = []
+    for r in reports:
+        for k in (r.get("changes") or {}).get("kpis", []) or []:
+            if k.get("significant"):
+                change = KpiChange(**{f.name: k.get(f.name) for f in dataclasses.fields(KpiChange)})
+                sentences.append(f"{r.get('department_name') or r.get('title')}: {change.sentence()}")
+    prev_company = {k.get("kpi"): k for k in previous["manifest"].get("company_kpis", []) or []}
+    for k in company:
+        if k.get("kpi") in prev_company:
+            change = kpi_change(prev_company[k["kpi"]], k)
+            if change.significant:
+                sentences.append(f"Company: {change.sentence()}")
+    return {"first_run": False, "previous_run_id": previous["run_id"], "previous_as_of": previous.get("as_of", ""),
+            "unchanged": bool(dept) and all(c.get("unchanged") for c in dept), "kpi_sentences": sentences}

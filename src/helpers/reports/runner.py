@@ -52,6 +52,7 @@ from helpers.reports import (STATUS_KEYS, ReportRunError, RunEnvironmentError, R
                              die_with_parent, ensure_inside, environment_fault, safe_slug, unique_slugs)
 
 from helpers.reports import registry  # noqa: E402 - the reports a run renders (one place)
+from helpers.reports.changes import company_kpis as company_kpis_of, look_first, previous_run, run_changes  # noqa: E402
 from helpers.reports.registry import COMMON_PARAMETERS  # noqa: E402,F401
 PACKAGES = ("satisfaction-kit", "pandas", "numpy", "scipy", "statsmodels", "matplotlib", "seaborn", "duckdb",
             "pyarrow", "pydantic", "papermill", "nbconvert", "nbclient", "ipykernel", "jupyter_client")
@@ -711,25 +712,108 @@ def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
 
 
 def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict]) -> None:
+    """The portal ``index.html``: company roll-up (objectives by status, headline KPIs with their change),
+    what changed since the previous run, departments ordered by attention needed, failed reports in plain
+    words, the company-wide reports, and previous runs with their roll-up.
+
+    ``previous``: earlier complete runs, newest first (:func:`list_runs` entries: ``run_id``, ``as_of``,
+    ``failed`` and, when known, ``path``)."""
+    from helpers.formatting import NA, fmt_interval, fmt_number, shorten
+    from helpers.reports.changes import ROLLUP_ORDER, attention_key, kpi_change, rollup
     from helpers.reports.export import render_page
-    rows = []
+
+    def badges_of(raw: dict) -> list[tuple[str, int]]:
+        # the three main statuses always; achieved / missed / too little data / no data when there are any
+        out = [(k, int(raw.get(k, 0))) for k in ROLLUP_ORDER if k in STATUS_KEYS or int(raw.get(k, 0) or 0) > 0]
+        return out + [(str(k), int(v)) for k, v in raw.items() if k not in ROLLUP_ORDER and int(v) > 0]
+
+    def failure_text(r: dict) -> str:
+        e = r.get("error") or {}
+        message = str(e.get("message") or e.get("name") or "unknown error")
+        where = str(e.get("where") or "")
+        return shorten(message, 240).strip("'\"") + (f" ({where})" if where else "")
+
+    departments, company_reports, failures, status_changes = [], [], [], []
     for r in manifest["reports"]:
         raw = r.get("status_counts") or {}
-        counts = {k: int(raw.get(k, 0)) for k in STATUS_KEYS}
-        # the three main statuses always; achieved / missed / no data when there are any
-        order = ("achieved", "on track", "at risk", "off track", "missed", "no data")
-        badges = [(k, int(raw.get(k, 0))) for k in order if k in STATUS_KEYS or int(raw.get(k, 0)) > 0]
-        badges += [(str(k), int(v)) for k, v in raw.items() if k not in order and int(v) > 0]
-        rows.append({"title": r.get("title") or r["name"], "department": r.get("department_name", ""),
-                     "html": r["html"], "status": r["status"], "counts": counts, "badges": badges,
-                     "has_objectives": bool(r.get("status_counts")),
-                     "label": r.get("department_name") or r.get("title") or r["name"]})
-    failures = [r for r in rows if r["status"] != "ok"]
+        changes = r.get("changes") or {}
+        row = {"title": r.get("title") or r["name"], "department": r.get("department_name", ""),
+               "html": r["html"], "status": r["status"], "badges": badges_of(raw),
+               "has_objectives": bool(raw), "headline": r.get("headline") or "",
+               "look_first": r.get("look_first") or "", "changes": changes.get("headline", ""),
+               "label": r.get("department_name") or r.get("title") or r["name"],
+               "failure": failure_text(r) if r["status"] != "ok" else ""}
+        if r["status"] != "ok":
+            failures.append(row)
+        for change in changes.get("status_changes", []) or []:
+            status_changes.append(dict(change, department=row["label"], html=r["html"]))
+        if r.get("kind") == "department":
+            departments.append((attention_key(r), row))
+        else:
+            company_reports.append(row)
+    departments = [row for _key, row in sorted(departments, key=lambda kr: kr[0])]
+    totals = rollup(manifest)
+    n_objectives = sum(totals.values())
+    worst = [row["label"] for row in departments if row["status"] == "ok"
+             and any(k in ("off track", "missed") and n for k, n in row["badges"])]
+    if n_objectives:
+        bad = totals.get("off track", 0) + totals.get("missed", 0)
+        headline = (f"{fmt_number(bad)} of {fmt_number(n_objectives)} objectives are off track or missed"
+                    + (f", in {', '.join(worst[:4])}{' and others' if len(worst) > 4 else ''}." if worst else ".")
+                    if bad else f"None of the {fmt_number(n_objectives)} objectives is off track or missed.")
+    else:
+        headline = "No department report gave objective statuses in this run."
+    # the company's headline KPIs, with their change vs the month before and since the previous run
+    prev_kpis = {}
+    if previous:
+        try:
+            prev_manifest = json.loads((Path(previous[0]["path"]) / "manifest.json").read_text(encoding="utf-8")) \
+                if previous[0].get("path") else {}
+        except (OSError, ValueError):
+            prev_manifest = {}
+        prev_kpis = {k.get("kpi"): k for k in prev_manifest.get("company_kpis", []) or []}
+    kpi_cards = []
+    for k in manifest.get("company_kpis", []) or []:
+        unit = k.get("unit") or ""
+        pct = unit == "%"
+        value = k.get("value")
+        decimals = 0 if value is not None and abs(value) >= 100 else 1
+        card = {"label": k.get("label") or k.get("kpi"), "period": k.get("period", ""),
+                "value": (fmt_number(value, decimals) + ("%" if pct else "")) if value is not None else NA,
+                "interval": f"95% CI {fmt_interval(k.get('ci_low'), k.get('ci_high'), percent=pct, share=False)}, "
+                            f"n = {fmt_number(k.get('n'))}",
+                "change": "", "direction": "", "since_run": ""}
+        if k.get("change") is not None:
+            points = "points" if unit in ("%", "points") else unit
+            diff = fmt_number(k["change"], 1, signed=True)
+            if k.get("change_significant"):
+                card["change"] = f"{diff} {points} vs {k.get('previous_period', 'the month before')} (significant)"
+                card["direction"] = "up" if k["change"] > 0 else "down"
+            else:
+                card["change"] = (f"{diff} {points} vs {k.get('previous_period', 'the month before')}: within "
+                                  "the noise")
+        if k.get("kpi") in prev_kpis:
+            card["since_run"] = kpi_change(prev_kpis[k["kpi"]], k).sentence()
+        kpi_cards.append(card)
+    previous_rows = []
+    for p in previous:
+        counts = {}
+        if p.get("path"):
+            try:
+                counts = rollup(json.loads((Path(p["path"]) / "manifest.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                counts = {}
+        previous_rows.append({"run_id": p["run_id"], "as_of": p.get("as_of", ""), "failed": p.get("failed", 0),
+                              "badges": badges_of(counts) if counts else []})
     html = render_page("index.html.j2", company=company, as_of=manifest["as_of"],
                        freshness=manifest["data"].get("last_date", ""), run_id=manifest["run_id"],
                        run_date=manifest["started_at"][:16].replace("T", " ") + " UTC",
-                       reports=rows, failures=failures, n_ok=len(rows) - len(failures),
-                       fingerprint=manifest["data"]["fingerprint"][:16], previous=previous,
+                       n_reports=len(manifest["reports"]), departments=departments,
+                       company_reports=company_reports, failures=failures,
+                       n_ok=len(manifest["reports"]) - len(failures), totals=badges_of(totals),
+                       headline=headline, kpi_cards=kpi_cards, status_changes=status_changes,
+                       run_changes=manifest.get("changes") or {},
+                       fingerprint=manifest["data"]["fingerprint"][:16], previous=previous_rows,
                        warnings=(list(manifest.get("warnings", [])) + list(manifest["data"].get("warnings", [])))[:20])
     atomic_write_text(run_dir / "index.html", html)
 
@@ -1155,7 +1239,6 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
                 server.stop()
                 server, kernel_mode = None, "cold (warm-kernel server failed to start)"
                 state.server = None
-        from helpers.reports.changes import previous_run
         previous = previous_run(out, exclude=run_id)  # what this run compares itself with ("what changed")
         context = {"cwd": str(_repo_root()), "as_of": as_of, "run_id": run_id, "previous": previous,
                    "company": getattr(cfg, "company", ""), "freshness": f"{info.first_date} to {info.last_date}",
@@ -1217,8 +1300,20 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
             "kernel": j.parameters["__kernel__"], "parameters": params, "html": j.html,
             "executed_notebook": j.executed_notebook, "log": j.log, "summary": j.summary,
             "status": res["status"], "seconds": res.get("seconds"), "error": res.get("error"),
-            "status_counts": (res.get("summary") or {}).get("status_counts", {}),
+            "status_counts": (res.get("summary") or {}).get("status_counts", {}) if res["status"] == "ok" else {},
+            "headline": (res.get("summary") or {}).get("headline", "") if res["status"] == "ok" else "",
+            "look_first": look_first(res.get("summary") or {}) if res["status"] == "ok" else "",
+            "changes": res.get("changes"),
         })
+    company_kpis = []
+    if info.snapshot:
+        try:
+            company_kpis = company_kpis_of(info.snapshot, as_of)
+        except Exception as exc:  # noqa: BLE001 - the index then shows no KPI cards; the reports are unaffected
+            if environment_fault(exc):
+                raise
+            run_warnings.append(f"The company's headline KPIs could not be computed ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})")
     param_files = sorted(Path(opts.params).rglob("*.y*ml"))
     manifest = {
         "manifest_version": MANIFEST_VERSION, "run_id": run_id, "as_of": as_of,
@@ -1235,11 +1330,12 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         "options": {"workers": workers, "only": opts.only, "as_of": opts.as_of, "kernels": kernel_mode,
                     "timeout": opts.timeout, "notebooks": str(opts.notebooks or "")},
         "command": sys.argv, "packages": package_versions(), "platform": platform.platform(),
-        "reports": reports,
+        "reports": reports, "company_kpis": company_kpis,
+        "changes": run_changes(previous, reports, company_kpis),
     }
     atomic_write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-    previous = [{k: r[k] for k in ("run_id", "as_of", "failed")} for r in list_runs(out)]
-    write_index(tmp_dir, manifest, getattr(cfg, "company", ""), previous)
+    write_index(tmp_dir, manifest, getattr(cfg, "company", ""),
+                [{k: r[k] for k in ("run_id", "as_of", "failed", "path")} for r in list_runs(out)])
     if state.guard is not None:
         state.guard.disarm()  # a signal now no longer cuts the run in half: it is published, then we exit
     os.replace(tmp_dir, final_dir)  # the run appears complete, in one step
