@@ -400,10 +400,15 @@ def test_empty_table(tmp_path):
 
 
 def test_missing_table_file(tmp_path):
+    """Only responses is required (issue 12): without it the load stops; without org the table is absent."""
     folder = write(tmp_path / "d")
-    (folder / "org.csv").unlink()
-    with pytest.raises(DataContractError, match=r"org \(.*\): file not found.*org.parquet or org.csv"):
+    (folder / "responses.csv").unlink()
+    with pytest.raises(DataContractError, match=r"responses \(.*\): file not found.*responses.parquet or responses.csv"):
         load_quiet(folder)
+    folder = write(tmp_path / "e")
+    (folder / "org.csv").unlink()
+    ds = load_quiet(folder)
+    assert ds.tables == ("customers", "responses", "tickets") and not ds.has("org")
 
 
 def test_missing_table_in_duckdb(tmp_path):

@@ -38,7 +38,7 @@ import json
 import os
 import re
 import warnings as _warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -47,12 +47,21 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from helpers.errors import DataContractError, ParamsError
-from helpers.formatting import shorten
+from helpers.errors import DataContractError, DataProblem, DataValidationError, MissingTableError, ParamsError
+from helpers.formatting import html_escape, shorten
 from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, allowed_values_text,
                             attribute_column)
 
 TABLE_ORDER = ("customers", "responses", "tickets", "org")
+REQUIRED_TABLES = ("responses",)  # a survey-only start: customers, tickets and org are optional
+TABLE_NEEDS = {
+    "customers": "Retention needs the customers table (signup and churn dates): add customers.csv",
+    "tickets": "Ticket KPIs (first-contact resolution, reopen rate, response and resolution times, ticket volume) "
+               "need the tickets table: add tickets.csv",
+    "org": "Teams and people (owners' names, representatives, the cascade) need the org table: add org.csv",
+    "responses": "Survey KPIs and drivers need the responses table: add responses.csv",
+}
+"""Per table: the one-line reason a section that needs it cannot be shown when the data has no such table."""
 FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 META_TABLE = "_kit_meta"
@@ -106,6 +115,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 # --- typed expressions over raw columns ------------------------------------------------------------------
 
+_OFFSET_SPACE = r"\s+([+-]\d{2}(:?\d{2})?)$"  # "08:33:00 -0700" -> "08:33:00-0700"
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 
 
@@ -134,9 +144,12 @@ def _typed_expr(col: Column, raw: str, raw_type: str) -> str:
         return f"TRY_CAST({raw} AS DATE)"
     if col.dtype == "timestamp":
         if t == "VARCHAR":
-            # via TIMESTAMPTZ first: a UTC offset (+02:00, Z) is applied, not dropped (the session is UTC)
-            return (f"COALESCE(CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP), "
-                    f"TRY_CAST({raw} AS TIMESTAMP))")
+            # via TIMESTAMPTZ: a UTC offset (+02:00, -0700, -07, Z, a zone name) is applied, never dropped (the
+            # session is UTC). A space before the offset ("08:33:00 -0700") is removed first: DuckDB's TIMESTAMPTZ
+            # refuses that form and its TIMESTAMP cast silently drops any offset, so it is never the fallback.
+            text = (f"(CASE WHEN {raw} LIKE '% -%' OR {raw} LIKE '% +%' THEN "
+                    f"regexp_replace(trim({raw}), {_lit(_OFFSET_SPACE)}, '\\1') ELSE {raw} END)")
+            return f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
         return f"TRY_CAST({raw} AS TIMESTAMP)"
     if col.dtype == "boolean":
         if t == "BOOLEAN":
@@ -159,6 +172,7 @@ class _Check:
     condition: str  # SQL over the raw relation, true for offending rows
     problem: str
     expected: str
+    kind: str = ""  # type | empty | range | allowed | order
     shown: tuple[tuple[str, str], ...] = ()  # (label, SQL) of values to show for the first offending row
 
 
@@ -170,6 +184,26 @@ class _RawTable:
     raw_types: dict[str, str]  # contract column -> raw DuckDB type
     raw_names: dict[str, str]  # contract column -> raw column name
     columns: tuple[Column, ...]  # contract columns present (incl. extra attr_*), in contract order
+    absent: tuple[Column, ...] = ()  # nullable contract columns the file does not have (read as empty)
+    dimensions: tuple[Column, ...] = ()  # extra text columns kept as dimensions (``load_dataset(dimensions=)``)
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """Every column of the typed table: present contract columns, then dimensions (absent ones separately)."""
+        return self.columns + self.dimensions
+
+
+def dimension_column(name: str) -> Column:
+    """The contract of an extra column kept as a dimension (text, usable in filters and breakdowns)."""
+    return Column(name, "string", "Extra column kept from the export as a dimension (text).")
+
+
+def column_spec(table: str, name: str) -> Column:
+    """The contract of a column of a loaded table: a contract column, an ``attr_*`` rating or a dimension."""
+    spec = TABLES[table]
+    if name in spec.column_names:
+        return spec.column(name)
+    return attribute_column(spec, name) or dimension_column(name)
 
 
 # --- locating the tables ---------------------------------------------------------------------------------
@@ -185,19 +219,28 @@ def _is_duckdb_file(path: Path) -> bool:
         return False
 
 
-def _find_table_files(folder: Path) -> dict[str, Path]:
+def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[DataProblem]]:
+    """The table files of a folder (``responses`` required; the other tables optional: a missing file means
+    the table is absent) and the problems found (no responses file, two files for one table)."""
     found: dict[str, Path] = {}
+    problems: list[DataProblem] = []
     for name in TABLE_ORDER:
         candidates = [folder / f"{name}{s}" for s in FILE_SUFFIXES if (folder / f"{name}{s}").is_file()]
         if not candidates:
-            raise DataContractError(name, "file not found", source=str(folder),
-                                    expected=f"{name}.parquet or {name}.csv in the data folder "
-                                             f"(found: {', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'})")
+            if name in REQUIRED_TABLES:
+                problems.append(DataProblem(
+                    name, "file not found", source=str(folder), rule="table",
+                    expected=f"{name}.parquet or {name}.csv in the data folder (the one required table; customers, "
+                             f"tickets and org are optional) (found: "
+                             f"{', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'})"))
+            continue
         if len(candidates) > 1:
-            raise DataContractError(name, f"two files for one table ({', '.join(p.name for p in candidates)})",
-                                    source=str(folder), expected="exactly one file per table; remove the other")
+            problems.append(DataProblem(name, f"two files for one table ({', '.join(p.name for p in candidates)})",
+                                        source=str(folder), rule="table",
+                                        expected="exactly one file per table; remove the other"))
+            continue
         found[name] = candidates[0]
-    return found
+    return found, problems
 
 
 def _check_mapping(column_mapping: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
@@ -222,43 +265,56 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
 
 
 def _raw_table(con: duckdb.DuckDBPyConnection, spec: Table, file: str, relation: str,
-               mapping: dict[str, str]) -> _RawTable:
+               mapping: dict[str, str], dimensions: tuple[str, ...] = ()) -> tuple[_RawTable | None, list[DataProblem]]:
+    """The raw relation's columns matched to the contract (after the mapping), and every structural problem:
+    a mapped column the file lacks, a column twice, a required column missing, a column not in the contract.
+    A nullable contract column the file lacks is absent (read as empty), not a problem; ``attr_*`` ratings are
+    only those present. ``dimensions`` are extra columns kept as text. None when the table cannot be typed."""
     described = _describe(con, relation)
+    problems: list[DataProblem] = []
     for theirs in mapping:
         if theirs not in described:
-            raise DataContractError(spec.name, "named in column_mapping (params/report.yaml) is not in the file",
-                                    source=file, column=theirs,
-                                    expected=f"one of the file's columns: {_shown(described, quote=False)}")
+            problems.append(DataProblem(spec.name, "named in column_mapping (params/report.yaml) is not in the file",
+                                        source=file, column=theirs, rule="mapping",
+                                        expected=f"one of the file's columns: {_shown(described, quote=False)}"))
     renamed: dict[str, str] = {}  # contract name -> raw name
     for raw in described:
         ours = mapping.get(raw, raw)
         if ours in renamed:
-            raise DataContractError(spec.name, f"appears twice after the column mapping "
-                                    f"({shorten(renamed[ours])} and {shorten(raw)})", source=file, column=ours,
-                                    expected="one column per contract column; drop or rename one")
+            problems.append(DataProblem(spec.name, f"appears twice after the column mapping "
+                                        f"({shorten(renamed[ours])} and {shorten(raw)})", source=file, column=ours,
+                                        rule="mapping", expected="one column per contract column; drop or rename one"))
+            continue
         renamed[ours] = raw
-    missing = [c for c in spec.column_names if c not in renamed]
-    if missing:
-        raise DataContractError(
-            spec.name, "is missing" + (f" (all missing: {_shown(missing)})" if len(missing) > 1 else ""),
-            source=file,
-            column=missing[0],
-            expected=f"the contract columns {', '.join(spec.column_names)} (see data/README.md); add the column "
-                     "(it may be empty) or map one of your columns to it in params/report.yaml column_mapping")
-    extra = [c for c in renamed if c not in spec.column_names and attribute_column(spec, c) is None]
-    if extra:
-        raise DataContractError(
-            spec.name, "is not in the contract" + (f" (all extra: {_shown(extra)})" if len(extra) > 1 else ""),
-            source=file,
-            column=extra[0],
+    missing = [c for c in spec.columns if c.name not in renamed and not c.nullable]
+    for c in missing:
+        problems.append(DataProblem(
+            spec.name, "is missing", source=file, column=c.name, rule="required column",
+            expected=f"the required columns {', '.join(x.name for x in spec.columns if not x.nullable)} (see "
+                     "data/README.md; the others may be left out); add the column or map one of your columns to it "
+                     "in params/report.yaml column_mapping"))
+    kept = set(dimensions)
+    extra = [c for c in renamed if c not in spec.column_names and attribute_column(spec, c) is None and c not in kept]
+    for c in extra:
+        problems.append(DataProblem(
+            spec.name, "is not in the contract", source=file, column=c, rule="extra column",
             expected=f"only the contract columns {', '.join(spec.column_names)}"
                      + (f" and {spec.extra_prefix}* ratings" if spec.extra_prefix else "")
-                     + "; drop the column or map it to a contract column in params/report.yaml column_mapping")
-    columns = list(spec.columns) + [attribute_column(spec, c) for c in renamed
-                                    if c not in spec.column_names]
+                     + "; drop the column, map it to a contract column in params/report.yaml column_mapping, or keep "
+                       "it as a dimension in an export profile"))
+    if missing or any(p.rule == "mapping" and p.column in renamed for p in problems):
+        return None, problems
+    standard = [c for c in spec.columns if c.name in renamed]
+    absent = tuple(c for c in spec.columns if c.name not in renamed and c.nullable
+                   and attribute_column(spec, c.name) is None)
+    attrs = [attribute_column(spec, c) for c in renamed if c not in spec.column_names and c not in kept
+             and attribute_column(spec, c) is not None]
+    dims = tuple(dimension_column(c) for c in renamed if c in kept and c not in spec.column_names)
+    columns = standard + attrs
     return _RawTable(spec=spec, file=file, relation=relation,
-                     raw_types={c.name: described[renamed[c.name]] for c in columns},
-                     raw_names={c.name: renamed[c.name] for c in columns}, columns=tuple(columns))
+                     raw_types={c.name: described[renamed[c.name]] for c in (*columns, *dims)},
+                     raw_names={c.name: renamed[c.name] for c in (*columns, *dims)}, columns=tuple(columns),
+                     absent=absent, dimensions=dims), problems
 
 
 # --- hints for CSV files that are not what the kit expects (delimiter, decimal mark, encoding) -------------
@@ -326,16 +382,21 @@ def _encoding_hint(path: Path) -> str | None:
             "\"CSV UTF-8\" in Excel's Save As)")
 
 
-def _csv_read_error(name: str, path: Path, exc: Exception) -> DataContractError:
+def _csv_read_problem(name: str, path: Path, exc: Exception) -> DataProblem:
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     encoding = _encoding_hint(path)
     if encoding:
-        return DataContractError(name, f"cannot be read as CSV: {encoding}", source=str(path),
-                                 expected="a UTF-8 text file with a header row")
+        return DataProblem(name, f"cannot be read as CSV: {encoding}", source=str(path), rule="file",
+                           expected="a UTF-8 text file with a header row",
+                           suggestion="or declare the file's encoding (`encoding: cp1252`) in its export profile")
     delim = csv_delimiter(path)
     sep = f"; its header line looks {_DELIMITERS[delim]}-delimited ({delim!r})" if delim != "," else ""
-    return DataContractError(name, f"cannot be read as CSV: {first}{sep}", source=str(path),
-                             expected="a UTF-8 CSV file with a header row, comma- (or semicolon-) delimited")
+    return DataProblem(name, f"cannot be read as CSV: {first}{sep}", source=str(path), rule="file",
+                       expected="a UTF-8 CSV file with a header row, comma- (or semicolon-) delimited")
+
+
+def _csv_read_error(name: str, path: Path, exc: Exception) -> DataContractError:
+    return DataValidationError([_csv_read_problem(name, path, exc)])
 
 
 def _decimal_comma_hint(rt: "_RawTable", column: Column, values: list[object]) -> str:
@@ -362,40 +423,45 @@ def _checks(rt: _RawTable) -> list[_Check]:
         what = f"{_TYPE_WORDS[c.dtype]}" + (f" {allowed_values_text(c)}" if c.min is not None or
                                              c.max is not None else "")
         meaning = c.description.split(";")[0].split(",")[0].rstrip(".")
+        wrong = f"{raw} IS NOT NULL AND {typed[c.name]} IS NULL"
         if c.dtype != "string":
-            checks.append(_Check(c.name, f"{raw} IS NOT NULL AND {typed[c.name]} IS NULL",
-                                 "has values of the wrong type", f"{what} ({meaning})"))
-        if not c.nullable:
-            checks.append(_Check(c.name, f"{typed[c.name]} IS NULL" if c.dtype != "string"
+            checks.append(_Check(c.name, wrong, "has values of the wrong type", f"{what} ({meaning})", kind="type"))
+        if not c.nullable:  # empty, not a value of the wrong type (that is its own problem)
+            checks.append(_Check(c.name, f"{typed[c.name]} IS NULL AND NOT ({wrong})" if c.dtype != "string"
                                  else f"({raw} IS NULL OR trim(CAST({raw} AS VARCHAR)) = '')",
-                                 "is empty", f"a value in every row ({meaning})"))
+                                 "is empty", f"a value in every row ({meaning})", kind="empty"))
         if c.min is not None or c.max is not None:
             conds = ([f"{typed[c.name]} < {c.min}"] if c.min is not None else []) + \
                     ([f"{typed[c.name]} > {c.max}"] if c.max is not None else [])
             checks.append(_Check(c.name, "(" + " OR ".join(conds) + ")",
-                                 "has values out of range", f"{what} ({meaning})"))
+                                 "has values out of range", f"{what} ({meaning})", kind="range"))
         if c.allowed:
             checks.append(_Check(c.name, f"{typed[c.name]} NOT IN ({', '.join(map(_lit, c.allowed))})",
-                                 "has values not allowed", f"one of {', '.join(c.allowed)}"))
+                                 "has values not allowed", f"one of {', '.join(c.allowed)}", kind="allowed"))
+    present = {c.name for c in rt.columns}
     for earlier, later in rt.spec.ordered:
-        checks.append(_Check(later, f"{typed[later]} < {typed[earlier]}", f"is before {earlier!r}",
-                             f"{later} on or after {earlier}",
-                             shown=((earlier, typed[earlier]), (later, typed[later]))))
+        if earlier in present and later in present:
+            checks.append(_Check(later, f"{typed[later]} < {typed[earlier]}", f"is before {earlier!r}",
+                                 f"{later} on or after {earlier}", kind="order",
+                                 shown=((earlier, typed[earlier]), (later, typed[later]))))
     return checks
 
 
 def _column(rt: _RawTable, name: str) -> Column:
-    return next(c for c in rt.columns if c.name == name)
+    return next(c for c in rt.all_columns if c.name == name)
 
 
-def _bad_values(con, rt: _RawTable, check: _Check, limit: int = 5) -> list[object]:
-    """Up to ``limit`` distinct offending raw values of a check's column (shown, shortened, in the message)."""
+def _bad_values(con, rt: _RawTable, check: _Check, limit: int = 6) -> list[object]:
+    """Up to ``limit`` distinct offending raw values of a check's column (shown, shortened, in the message),
+    the most frequent first."""
     raw = quote_ident(rt.raw_names[check.column])
-    return [r[0] for r in con.execute(f"SELECT DISTINCT {raw} FROM {rt.relation} WHERE {check.condition} "
-                                      f"LIMIT {limit}").fetchall()]
+    return [r[0] for r in con.execute(f"SELECT {raw} AS v, count(*) AS n FROM {rt.relation} WHERE {check.condition} "
+                                      f"GROUP BY v ORDER BY n DESC, CAST(v AS VARCHAR) LIMIT {limit}").fetchall()]
 
 
 def _key_examples(con, rt: _RawTable, condition: str, limit: int = 5) -> list[str]:
+    if rt.spec.key not in rt.raw_names:
+        return []
     key = quote_ident(rt.raw_names[rt.spec.key])
     rows = con.execute(
         f"SELECT CAST({key} AS VARCHAR), rn FROM (SELECT row_number() OVER () AS rn, * FROM {rt.relation}) "
@@ -403,103 +469,276 @@ def _key_examples(con, rt: _RawTable, condition: str, limit: int = 5) -> list[st
     return [k if k not in (None, "") else f"row {rn}" for k, rn in rows]
 
 
-def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> int:
-    """Run the per-table checks in one scan; raise on the first failing one. Returns the row count."""
+_RATING_PREFIXES = ("csat", "nps", "ces")
+_US_DATE = r"^\s*(\d{1,2})/(\d{1,2})/(\d{2,4})"
+_DOT_DATE = r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4})"
+
+
+def _suggestion(con, rt: _RawTable, check: _Check, values: list[object]) -> str | None:
+    """A setting that would fix a failing check, when the offending values show one (a 1-10 scale, US dates,
+    a decimal comma, currency text, blanks, text labels, counts where a flag is expected)."""
+    col = _column(rt, check.column)
+    raw = quote_ident(rt.raw_names[check.column])
+    texts = [str(v) for v in values if v is not None]
+    is_rating = col.name in _RATING_PREFIXES or col.name.startswith(rt.spec.extra_prefix or "\0")
+    if check.kind == "range" and is_rating and col.max is not None:
+        typed = _typed_expr(col, raw, rt.raw_types[col.name])
+        lo, hi = con.execute(f"SELECT min({typed}), max({typed}) FROM {rt.relation}").fetchone()
+        if lo is not None and hi is not None and float(hi).is_integer() and 0 <= lo and hi <= 100:
+            first = 0 if lo == 0 else 1
+            return (f"values {lo:g}-{hi:g} found: is this a {first}-{hi:g} scale? set `scale: [{first}, {hi:g}]` "
+                    "for this column in its export profile")
+        return None
+    if check.kind != "type" or not texts:
+        return None
+    if col.dtype in ("date", "timestamp"):
+        stats = con.execute(
+            f"SELECT count(*), max(TRY_CAST(regexp_extract({raw}, {_lit(_US_DATE)}, 1) AS INTEGER)), "
+            f"max(TRY_CAST(regexp_extract({raw}, {_lit(_US_DATE)}, 2) AS INTEGER)), "
+            f"count(*) FILTER (WHERE regexp_matches(upper({raw}), '\\d\\s*[AP]\\.?M\\.?\\s*$')), "
+            f"count(*) FILTER (WHERE regexp_matches({raw}, {_lit(_DOT_DATE)})) "
+            f"FROM {rt.relation} WHERE {check.condition} AND regexp_matches({raw}, "
+            f"{_lit(_US_DATE + '|' + _DOT_DATE)})").fetchone()
+        n, first, second, twelve, dotted = stats
+        time = " %I:%M %p" if twelve else (" %H:%M" if col.dtype == "timestamp" else "")
+        key = "date_format" if col.dtype == "date" else "timestamp_format"
+        if dotted:
+            return f"looks like day.month.year dates: set `{key}: '%d.%m.%Y{time}'` in the export profile"
+        if n:
+            if first and first > 12:
+                fmt, what = "%d/%m/%Y", "day/month/year dates"
+            elif second and second > 12:
+                fmt, what = "%m/%d/%Y", "US dates (month/day/year)"
+            else:
+                fmt, what = "%m/%d/%Y", "US or European dates (month/day or day/month: say which)"
+            return f"looks like {what}: set `{key}: '{fmt}{time}'` in the export profile"
+        return None
+    if col.dtype in ("integer", "float"):
+        if all(not t.strip() for t in texts):
+            return "blank text is not a number: list it as a missing-value code (`missing_values: [' ']`)"
+        if any(re.search(r"[$€£¥]|\b[A-Z]{3}\b", t) for t in texts) or all(_THOUSANDS.match(t) for t in texts):
+            return ("values carry a currency or thousands separators (e.g. " + shorten(texts[0], 30) + "): set "
+                    "`thousands: ','` (and the currency) in the export profile")
+        if is_rating and all(re.search(r"[A-Za-z]", t) for t in texts):
+            return ("text labels found: map them to numbers with a label map for this column in its export profile "
+                    "(e.g. `labels: {" + ", ".join(f"{shorten(t, 20)}: ..." for t in texts[:2]) + "}`)")
+        return None
+    if col.dtype == "boolean":
+        counts = [t for t in texts if re.fullmatch(r"\s*\d+(\.0+)?\s*", t)]
+        if counts and len(counts) == len(texts):
+            return (f"counts found ({', '.join(counts[:3])}): read them as true when above 0 (`counts_to_boolean: "
+                    "true` for this column in its export profile)")
+    return None
+
+
+_THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$")
+
+
+def _check_problem(con, rt: _RawTable, ch: _Check, bad: int) -> DataProblem:
+    problem, expected, values = ch.problem, ch.expected, []
+    if ch.shown:  # e.g. both dates of the first row whose end is before its start
+        first = con.execute("SELECT " + ", ".join(f"CAST({sql} AS VARCHAR)" for _, sql in ch.shown)
+                            + f" FROM {rt.relation} WHERE {ch.condition} LIMIT 1").fetchone()
+        problem += " (first: " + ", ".join(f"{label} {_plain(v, 40) if v else 'empty'}"
+                                          for (label, _), v in zip(ch.shown, first)) + ")"
+    elif ch.kind in ("type", "range", "allowed"):
+        values = _bad_values(con, rt, ch)
+        if ch.kind == "type":
+            expected += _decimal_comma_hint(rt, _column(rt, ch.column), values)
+    return DataProblem(rt.spec.name, problem, source=rt.file, column=ch.column, n_rows=int(bad),
+                       examples=_key_examples(con, rt, ch.condition), values=values, expected=expected,
+                       suggestion=None if "decimal comma" in expected else _suggestion(con, rt, ch, values),
+                       rule=ch.kind)
+
+
+# numeric-looking text: a text column whose non-blank values are (almost) all numbers with many distinct values
+NUMERIC_TEXT_SHARE = 0.95
+NUMERIC_TEXT_DISTINCT = 20
+
+
+def _numeric_text_candidates(rt: _RawTable) -> list[Column]:
+    """Text columns that are neither ids, references nor free text (a numeric-looking one is worth a word)."""
+    skip = {rt.spec.key, "comment", "name"}
+    return [c for c in rt.all_columns if c.dtype == "string" and c.name not in skip and not c.references
+            and "VARCHAR" in rt.raw_types[c.name].upper()]
+
+
+def _numeric_text_aggregates(raw: str) -> list[str]:
+    num = f"TRY_CAST(trim({raw}) AS DOUBLE)"
+    return [f"count(*) FILTER (WHERE {raw} IS NOT NULL AND trim({raw}) <> '')",
+            f"count({num})", f"count(*) FILTER (WHERE {raw} IS NOT NULL AND trim({raw}) = '')",
+            f"approx_count_distinct({num})"]
+
+
+def numeric_text_problem(table: str, column: str, counts: tuple, examples_sql=None, *, source: str | None = None,
+                         offenders: list[object] | None = None, keys: list[str] | None = None) -> DataProblem | None:
+    """The warning for a numeric-looking text column, or None: ``counts`` are (non-blank values, values that
+    read as numbers, blank values, distinct numbers). Flagged when at least 95% of the non-blank values are
+    numbers with more than 20 distinct ones: as text, such a column becomes a category with one level per
+    value (a Cox model with thousands of covariates) and its blanks are not missing numbers."""
+    filled, numeric, blanks, distinct = (int(x or 0) for x in counts)
+    if not filled or numeric < NUMERIC_TEXT_SHARE * filled or distinct <= NUMERIC_TEXT_DISTINCT:
+        return None
+    others = filled - numeric
+    bad = [f"{blanks:,} blank{'s' if blanks != 1 else ''}"] if blanks else []
+    bad += [f"{others:,} non-numeric value{'s' if others != 1 else ''}"] if others else []
+    what = (f"is numeric-looking text ({distinct:,} distinct numbers" + (", " + ", ".join(bad) if bad else "") + ")"
+            + (": blanks are not numbers" if blanks else ""))
+    return DataProblem(table, what, source=source, column=column, n_rows=blanks + others if bad else None,
+                       examples=keys or [], values=offenders or [], rule="numeric text", severity="warning",
+                       expected="a number column (blank = missing) or text categories",
+                       suggestion=f"read it as a number (`type: number`, blanks as missing) in its export profile; as "
+                                  f"text it is a category with {distinct:,} levels (e.g. that many Cox covariates)")
+
+
+def numeric_text_columns(frame: pd.DataFrame, table: str = "table", source: str | None = None,
+                         key: str | None = None) -> list[DataProblem]:
+    """:func:`numeric_text_problem` for every text column of a pandas frame (e.g. a retention export's
+    ``TotalCharges`` with blanks ``" "``): the warnings, naming the blanks and other offenders."""
+    out: list[DataProblem] = []
+    for name in frame.columns:
+        s = frame[name]
+        if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)) or name == key:
+            continue
+        text = s.dropna().astype(str)
+        stripped = text.str.strip()
+        nums = pd.to_numeric(stripped, errors="coerce")
+        filled = int((stripped != "").sum())
+        counts = (filled, int(nums.notna().sum()), int((stripped == "").sum()), int(nums.nunique()))
+        bad_mask = nums.isna()
+        offenders = list(dict.fromkeys(text[bad_mask].tolist()))[:6]
+        keys = ([str(k) for k in frame.loc[bad_mask[bad_mask].index[:5], key]] if key in frame.columns
+                else [f"row {i + 1}" for i in list(bad_mask[bad_mask].index[:5])])
+        p = numeric_text_problem(table, str(name), counts, source=source, offenders=offenders, keys=keys)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def _validate_table(con: duckdb.DuckDBPyConnection, rt: _RawTable) -> tuple[int, list[DataProblem]]:
+    """Every per-table check in one scan; returns the row count and all problems found (with examples and
+    values, fetched only for failing checks), numeric-looking text columns as warnings."""
     checks = _checks(rt)
-    aggs = ", ".join(f"count(*) FILTER (WHERE {ch.condition})" for ch in checks)
-    counts = con.execute(f"SELECT count(*){', ' + aggs if aggs else ''} FROM {rt.relation}").fetchone()
+    texts = _numeric_text_candidates(rt)
+    aggs = [f"count(*) FILTER (WHERE {ch.condition})" for ch in checks]
+    for c in texts:
+        aggs += _numeric_text_aggregates(quote_ident(rt.raw_names[c.name]))
+    counts = con.execute(f"SELECT count(*){', ' + ', '.join(aggs) if aggs else ''} FROM {rt.relation}").fetchone()
     n = counts[0]
     if n == 0:
-        raise DataContractError(rt.spec.name, "has no rows (an empty table)", source=rt.file,
-                                expected=f"at least one {rt.spec.name} row")
-    for ch, bad in zip(checks, counts[1:]):
-        if bad:
-            problem, expected = ch.problem, ch.expected
-            if ch.shown:  # e.g. both dates of the first row whose end is before its start
-                first = con.execute("SELECT " + ", ".join(f"CAST({sql} AS VARCHAR)" for _, sql in ch.shown)
-                                    + f" FROM {rt.relation} WHERE {ch.condition} LIMIT 1").fetchone()
-                problem += " (first: " + ", ".join(f"{label} {_plain(v, 40) if v else 'empty'}"
-                                                  for (label, _), v in zip(ch.shown, first)) + ")"
-            if ch.problem == "has values of the wrong type":
-                values = _bad_values(con, rt, ch)
-                problem += f" ({_shown(values, 5)})"
-                expected += _decimal_comma_hint(rt, _column(rt, ch.column), values)
-            raise DataContractError(rt.spec.name, problem, source=rt.file, column=ch.column, n_rows=bad,
-                                    examples=_key_examples(con, rt, ch.condition), expected=expected)
-    key = quote_ident(rt.raw_names[rt.spec.key])
-    key_s = f"CAST({key} AS VARCHAR)"
-    dup = con.execute(f"SELECT count(*), sum(n) FROM (SELECT {key_s} AS k, count(*) AS n FROM {rt.relation} "
-                      f"GROUP BY k HAVING count(*) > 1)").fetchone()
-    if dup[0]:
-        examples = [r[0] for r in con.execute(
-            f"SELECT {key_s} AS k FROM {rt.relation} GROUP BY k HAVING count(*) > 1 ORDER BY k LIMIT 5").fetchall()]
-        raise DataContractError(rt.spec.name, f"has duplicate ids ({dup[0]} id{'s' if dup[0] > 1 else ''} used more than once)",
-                                source=rt.file, column=rt.spec.key, n_rows=int(dup[1]), examples=examples,
-                                expected=f"each {rt.spec.key} exactly once")
-    return n
+        return 0, [DataProblem(rt.spec.name, "has no rows (an empty table)", source=rt.file, rule="rows",
+                               expected=f"at least one {rt.spec.name} row" + (
+                                   "" if rt.spec.name in REQUIRED_TABLES else
+                                   f" (or no {rt.spec.name} file at all: the table is optional)"))]
+    problems = [_check_problem(con, rt, ch, bad) for ch, bad in zip(checks, counts[1:1 + len(checks)]) if bad]
+    rest = counts[1 + len(checks):]
+    for i, c in enumerate(texts):
+        found = numeric_text_problem(rt.spec.name, c.name, rest[4 * i: 4 * i + 4], source=rt.file)
+        if found is not None:
+            raw = quote_ident(rt.raw_names[c.name])
+            cond = f"{raw} IS NOT NULL AND TRY_CAST(trim({raw}) AS DOUBLE) IS NULL"
+            found.values = [r[0] for r in con.execute(
+                f"SELECT DISTINCT {raw} FROM {rt.relation} WHERE {cond} LIMIT 6").fetchall()]
+            found.examples = _key_examples(con, rt, cond)
+            problems.append(found)
+    if rt.spec.key in rt.raw_names:
+        key = quote_ident(rt.raw_names[rt.spec.key])
+        key_s = f"CAST({key} AS VARCHAR)"
+        dup = con.execute(f"SELECT count(*), sum(n) FROM (SELECT {key_s} AS k, count(*) AS n FROM {rt.relation} "
+                          f"WHERE {key} IS NOT NULL GROUP BY k HAVING count(*) > 1)").fetchone()
+        if dup[0]:
+            examples = [r[0] for r in con.execute(
+                f"SELECT {key_s} AS k FROM {rt.relation} WHERE {key} IS NOT NULL GROUP BY k HAVING count(*) > 1 "
+                f"ORDER BY k LIMIT 5").fetchall()]
+            problems.append(DataProblem(
+                rt.spec.name, f"has duplicate ids ({dup[0]} id{'s' if dup[0] > 1 else ''} used more than once)",
+                source=rt.file, column=rt.spec.key, n_rows=int(dup[1]), examples=examples, rule="unique",
+                expected=f"each {rt.spec.key} exactly once"))
+    return n, problems
 
 
 def _typed_select(rt: _RawTable) -> str:
-    cols = ", ".join(f"{_typed_expr(c, quote_ident(rt.raw_names[c.name]), rt.raw_types[c.name])} "
-                     f"AS {quote_ident(c.name)}" for c in rt.columns)
-    return f"SELECT {cols} FROM {rt.relation}"
+    cols = [f"{_typed_expr(c, quote_ident(rt.raw_names[c.name]), rt.raw_types[c.name])} AS {quote_ident(c.name)}"
+            for c in rt.columns]
+    cols += [f"CAST(NULL AS {DUCKDB_TYPES[c.dtype]}) AS {quote_ident(c.name)}" for c in rt.absent]
+    cols += [f"CAST({quote_ident(rt.raw_names[c.name])} AS VARCHAR) AS {quote_ident(c.name)}" for c in rt.dimensions]
+    return f"SELECT {', '.join(cols)} FROM {rt.relation}"
 
 
-def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str]) -> None:
-    for spec in (TABLES[t] for t in TABLE_ORDER):
+def _check_foreign_keys(con: duckdb.DuckDBPyConnection, files: dict[str, str],
+                        present: Mapping[str, object], broken_keys: set[str] = frozenset()) -> list[DataProblem]:
+    """Every reference between present tables (a reference to an absent table is not checked: a survey-only
+    data set has responses without a customers table; nor one to a table whose key column already has a
+    problem, ``broken_keys``: the references would only repeat it)."""
+    problems: list[DataProblem] = []
+    for spec in (TABLES[t] for t in TABLE_ORDER if t in present):
         for c in spec.columns:
             if not c.references:
                 continue
             parent, parent_col = c.references.split(".")
+            if parent not in present or parent in broken_keys:
+                continue
             cond = (f"c.{quote_ident(c.name)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {_TYPED}{parent} p "
                     f"WHERE p.{quote_ident(parent_col)} = c.{quote_ident(c.name)})")
             n = con.execute(f"SELECT count(*) FROM {_TYPED}{spec.name} c WHERE {cond}").fetchone()[0]
             if n:
                 ex = con.execute(f"SELECT c.{quote_ident(spec.key)}, c.{quote_ident(c.name)} "
                                  f"FROM {_TYPED}{spec.name} c WHERE {cond} LIMIT 5").fetchall()
-                raise DataContractError(
+                values = list(dict.fromkeys(r[1] for r in ex))
+                problems.append(DataProblem(
                     spec.name, f"refers to ids missing from {parent}.{parent_col} (e.g. {shorten(ex[0][1])})",
-                    source=files[spec.name], column=c.name, n_rows=n, examples=[r[0] for r in ex],
-                    expected=f"every {c.name} to match a {parent}.{parent_col} (in {files[parent]})")
+                    source=files[spec.name], column=c.name, n_rows=n, examples=[r[0] for r in ex], values=values,
+                    rule="reference",
+                    expected=f"every {c.name} to match a {parent}.{parent_col} (in {files[parent]})"))
+    return problems
 
 
-def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attributes: list[str]) -> list[str]:
+def _soft_warnings(con: duckdb.DuckDBPyConnection, min_responses: int, attributes: list[str],
+                   present: Mapping[str, object] | None = None, absent: Mapping[str, list[str]] | None = None
+                   ) -> list[str]:
+    present = TABLE_ORDER if present is None else present
+    absent = absent or {}
+    has_org, has_tickets = "org" in present, "tickets" in present
     out: list[str] = []
-    small = con.execute("SELECT o.department, count(r.department) AS n FROM (SELECT DISTINCT department "
-                        "FROM org UNION SELECT DISTINCT department FROM responses) o LEFT JOIN responses r "
+    depts = ("SELECT DISTINCT department FROM org UNION " if has_org else "") + "SELECT DISTINCT department FROM responses"
+    small = con.execute(f"SELECT o.department, count(r.department) AS n FROM ({depts}) o LEFT JOIN responses r "
                         "ON r.department = o.department GROUP BY o.department HAVING count(r.department) < ? "
                         "ORDER BY o.department", [min_responses]).fetchall()
     for dept, n in small:
         out.append(f"responses: department {shorten(dept)} has only {n} survey responses (fewer than "
                    f"min_responses={min_responses}); its KPIs and drivers are unreliable")
-    n_tickets, no_agent = con.execute("SELECT count(*), count(*) FILTER (WHERE agent_id IS NULL) "
-                                      "FROM tickets").fetchone()
-    if no_agent:
-        out.append(f"tickets: {no_agent} of {n_tickets} tickets ({no_agent / n_tickets:.1%}) have no agent_id; "
-                   "they count for their department but for no representative")
-    ratings = ["csat", "nps", "ces", *attributes]
+    if has_tickets and "agent_id" not in absent.get("tickets", []):
+        n_tickets, no_agent = con.execute("SELECT count(*), count(*) FILTER (WHERE agent_id IS NULL) "
+                                          "FROM tickets").fetchone()
+        if no_agent:
+            out.append(f"tickets: {no_agent} of {n_tickets} tickets ({no_agent / n_tickets:.1%}) have no agent_id; "
+                       "they count for their department but for no representative")
+    ratings = [r for r in ("csat", "nps", "ces") if r not in absent.get("responses", [])] + list(attributes)
     row = con.execute("SELECT count(*), " + ", ".join(f"count({quote_ident(r)})" for r in ratings)
                       + " FROM responses").fetchone()
-    for r, present in zip(ratings, row[1:]):
-        missing = 1 - present / row[0]
+    for r, present_n in zip(ratings, row[1:]):
+        missing = 1 - present_n / row[0] if row[0] else 0
         if missing > MISSING_SHARE_WARNING:
             out.append(f"responses: {missing:.0%} of the responses have no {shorten(r)} answer; results on it rest "
-                       f"on {present} answers")
+                       f"on {present_n} answers")
+    if not has_org:
+        return out
     org_depts = {d for (d,) in con.execute("SELECT DISTINCT department FROM org").fetchall()}
-    for table in ("responses", "tickets"):
+    for table in ("responses", "tickets") if has_tickets else ("responses",):
         unknown = [d for (d,) in con.execute(f"SELECT DISTINCT department FROM {table} ORDER BY 1").fetchall()
                    if d not in org_depts]
         if unknown:
             out.append(f"{table}: department{'s' if len(unknown) > 1 else ''} "
                        f"{_shown(unknown)} not in org.department; they have no people "
                        "to assign objectives to")
-    teams = con.execute("SELECT DISTINCT t.department, t.team FROM tickets t WHERE t.team IS NOT NULL AND NOT EXISTS "
-                        "(SELECT 1 FROM org o WHERE o.department = t.department AND o.team = t.team) "
-                        "ORDER BY 1, 2").fetchall()
-    if teams:
-        shown = ", ".join(_plain(f"{d}/{t}") for d, t in teams[:5]) + (f" (+{len(teams) - 5} more)" if len(teams) > 5 else "")
-        out.append(f"tickets: team{'s' if len(teams) > 1 else ''} {shown} not in org (department/team); "
-                   "their tickets count for the department but for no team")
+    if has_tickets and "team" not in absent.get("tickets", []):
+        teams = con.execute("SELECT DISTINCT t.department, t.team FROM tickets t WHERE t.team IS NOT NULL AND NOT "
+                            "EXISTS (SELECT 1 FROM org o WHERE o.department = t.department AND o.team = t.team) "
+                            "ORDER BY 1, 2").fetchall()
+        if teams:
+            shown = ", ".join(_plain(f"{d}/{t}") for d, t in teams[:5]) + (f" (+{len(teams) - 5} more)" if len(teams) > 5 else "")
+            out.append(f"tickets: team{'s' if len(teams) > 1 else ''} {shown} not in org (department/team); "
+                       "their tickets count for the department but for no team")
     return out
 
 
@@ -577,31 +816,40 @@ def _day(value: object) -> _dt.date:
     return pd.Timestamp(value).date()
 
 
-def _last_day_until(con: duckdb.DuckDBPyConnection, today: _dt.date) -> _dt.date | None:
+def _dated_union(tables, *, prefix: str = "", until: str | None = None) -> str:
+    """SQL: one column ``d`` with the response days and ticket days of the present tables (None: no table)."""
+    parts = []
+    for table, expr in (("responses", "response_date"), ("tickets", "CAST(created_at AS DATE)")):
+        if table in tables:
+            where = f" WHERE {expr} <= {until}" if until else ""
+            parts.append(f"SELECT {expr} AS d FROM {prefix}{table}{where}")
+    return " UNION ALL ".join(parts)
+
+
+def _last_day_until(con: duckdb.DuckDBPyConnection, today: _dt.date, tables=TABLE_ORDER) -> _dt.date | None:
     """The last day with responses or tickets, not counting rows after ``today``."""
     lit = f"DATE '{today.isoformat()}'"
-    last = con.execute(
-        f"SELECT max(d) FROM (SELECT response_date AS d FROM {_TYPED}responses WHERE response_date <= {lit} "
-        f"UNION ALL SELECT CAST(created_at AS DATE) FROM {_TYPED}tickets WHERE CAST(created_at AS DATE) <= {lit})"
-    ).fetchone()[0]
+    last = con.execute(f"SELECT max(d) FROM ({_dated_union(tables, prefix=_TYPED, until=lit)})").fetchone()[0]
     return None if last is None else _day(last)
 
 
 def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of: _dt.date | None,
-                 today: _dt.date, cut_before: _dt.date | None = None) -> tuple[_dt.date, list[DateFinding]]:
+                 today: _dt.date, cut_before: _dt.date | None = None,
+                 tables=TABLE_ORDER) -> tuple[_dt.date, list[DateFinding]]:
     """Create the views ``customers``, ``responses``, ``tickets``, ``org`` over the typed tables, without rows
     dated after the cut-off (``min(as_of, today)``) and with later events after it read as empty; return the
     cut-off and what was cut. ``cut_before``: the tables were already cut there (a snapshot), so a cut-off on or
     after it has nothing to find (no scan). Raises :class:`DataContractError` when a dated table is left
     without rows."""
     cutoff = today if as_of is None else min(as_of, today)
+    tables = [t for t in TABLE_ORDER if t in tables]
     if cut_before is not None and cutoff >= cut_before:
-        for name in TABLE_ORDER:
+        for name in tables:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_TYPED}{name}")
         return cut_before, []
     lit_cut, lit_today = f"DATE '{cutoff.isoformat()}'", f"DATE '{today.isoformat()}'"
     findings: list[DateFinding] = []
-    for name in TABLE_ORDER:
+    for name in tables:
         spec, typed = TABLES[name], f"{_TYPED}{name}"
         if not spec.dated_by:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {typed}")
@@ -668,16 +916,27 @@ def _hash_files(paths: Mapping[str, Path], extra: object = None) -> str:
 # --- the dataset -----------------------------------------------------------------------------------------
 
 class Dataset:
-    """The four contract tables: in DuckDB (``.con``: tables/views customers, responses, tickets, org) and
+    """The contract tables the data has: in DuckDB (``.con``: views customers, responses, tickets, org) and
     as pandas frames built on first access (``.customers`` ...; ids str, dates datetime64, numbers float64
     with NaN, ``reopened`` boolean). ``.warnings`` lists soft data problems, ``.fingerprint`` hashes the
     inputs (file bytes and column mapping), ``.source`` is where the data came from. ``.excluded`` lists the
     rows and values dated after the cut-off (:class:`DateFinding`; ``.excluded_table()`` as a frame), ``.as_of``
-    the as-of date the data was cut at (None: today)."""
+    the as-of date the data was cut at (None: today).
+
+    Only ``responses`` is required: ``.tables`` lists the tables present, ``.has("tickets")`` asks, and an
+    absent table is absent everywhere (no view in ``.con``; ``.tickets`` raises
+    :class:`helpers.errors.MissingTableError`, also an ``AttributeError``, with the reason). ``.absent_columns``
+    lists the nullable contract columns the files did not have (read as empty columns, e.g. no ``nps``
+    question); ``.missing_reason(what)`` gives the one-line reason a table, KPI or section cannot be shown."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, fingerprint: str, warnings: list[str],
                  files: dict[str, str], excluded: list[DateFinding] | None = None,
-                 as_of: pd.Timestamp | None = None):
+                 as_of: pd.Timestamp | None = None, tables: tuple[str, ...] | None = None,
+                 absent_columns: Mapping[str, list[str]] | None = None):
+        self.tables = tuple(t for t in TABLE_ORDER if tables is None or t in tables)
+        self.absent_columns = {t: list(c) for t, c in (absent_columns or {}).items() if c}
+        self.problems: list[DataProblem] = []  # the soft problems as DataProblem (numeric-looking text ...)
+        self.dimensions: dict[str, list[str]] = {}  # extra text columns kept per table
         self.con = con
         self.source = source
         self.origin = source  # the original data location (a snapshot keeps its source's)
@@ -702,21 +961,41 @@ class Dataset:
                             columns=cols)
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{t}={self.count(t):,}" for t in TABLE_ORDER)
+        counts = ", ".join(f"{t}={self.count(t):,}" for t in self.tables)
         return f"<Dataset {self.source!r} {counts}; {len(self.warnings)} warnings>"
 
+    def has(self, table: str, column: str | None = None) -> bool:
+        """Whether the data has ``table`` (and, if given, ``column`` as a column it really had, not one read
+        as empty because the file lacked it)."""
+        if _table_name(table) not in self.tables:
+            return False
+        if column is None:
+            return True
+        return column in self.columns(table) and column not in self.absent_columns.get(table, [])
+
+    def missing_reason(self, what: str) -> str:
+        """The one-line reason ``what`` (a table, a KPI name of ``helpers.kpis.KPIS`` or a section:
+        ``retention``, ``tickets``, ``people``) cannot be shown on this data, or ``""`` when it can, e.g.
+        ``"Retention needs the customers table (signup and churn dates): add customers.csv"``."""
+        return missing_reason(what, self)
+
+    def _require(self, table: str) -> str:
+        if _table_name(table) not in self.tables:
+            raise MissingTableError(table, TABLE_NEEDS[table], source=self.origin)
+        return table
+
     def count(self, table: str) -> int:
-        return self.con.execute(f"SELECT count(*) FROM {_table_name(table)}").fetchone()[0]
+        return self.con.execute(f"SELECT count(*) FROM {self._require(table)}").fetchone()[0]
 
     def columns(self, table: str) -> list[str]:
-        return list(_describe(self.con, _table_name(table)))
+        return list(_describe(self.con, self._require(table)))
 
     def frame(self, table: str) -> pd.DataFrame:
         """A table as a pandas frame with the contract's dtypes (a fresh frame; prefer the cached attributes)."""
-        spec = TABLES[_table_name(table)]
+        spec = TABLES[self._require(table)]
         dtypes, select = {}, []
         for name in self.columns(table):
-            col = spec.column(name) if name in spec.column_names else attribute_column(spec, name)
+            col = column_spec(table, name)
             dtypes[name] = PANDAS_DTYPES[col.dtype]
             # numbers as DOUBLE and dates as TIMESTAMP already in DuckDB: Arrow then converts without copies
             cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
@@ -745,9 +1024,11 @@ class Dataset:
 
     @cached_property
     def departments(self) -> list[str]:
-        """Sorted department names found in org, responses and tickets."""
-        rows = self.con.execute("SELECT department FROM org UNION SELECT department FROM responses "
-                                "UNION SELECT department FROM tickets").fetchall()
+        """Sorted department names found in org, responses and tickets (those present: without an org table
+        the departments are those of the responses and tickets)."""
+        union = " UNION ".join(f"SELECT department FROM {t}" for t in ("org", "responses", "tickets")
+                               if t in self.tables)
+        rows = self.con.execute(union).fetchall()
         return sorted(r[0] for r in rows if r[0] is not None)
 
     @cached_property
@@ -758,9 +1039,7 @@ class Dataset:
 
     def date_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """First and last day with responses or tickets (rows after the cut-off are not counted)."""
-        lo, hi = self.con.execute(
-            "SELECT min(d), max(d) FROM (SELECT response_date AS d FROM responses "
-            "UNION ALL SELECT CAST(created_at AS DATE) FROM tickets)").fetchone()
+        lo, hi = self.con.execute(f"SELECT min(d), max(d) FROM ({_dated_union(self.tables)})").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)
 
     def default_as_of(self, today: object = None) -> pd.Timestamp:
@@ -783,7 +1062,7 @@ class Dataset:
         alias = "__kit_snapshot"
         self.con.execute(f"ATTACH {_lit(str(tmp))} AS {alias}")
         try:
-            for t in TABLE_ORDER:
+            for t in self.tables:
                 self.con.execute(f"CREATE TABLE {alias}.main.{t} AS SELECT * FROM {t}")
             self.con.execute(f"CREATE TABLE {alias}.main.{META_TABLE} (key VARCHAR, value VARCHAR)")
             meta = {"fingerprint": self.fingerprint, "source": self.origin,
@@ -791,6 +1070,9 @@ class Dataset:
                     "excluded": json.dumps([f.to_dict() for f in self.excluded]),
                     "as_of": "" if self.as_of is None else self.as_of.date().isoformat(),
                     "cutoff": "" if self.cutoff is None else self.cutoff.date().isoformat(),
+                    "tables": json.dumps(list(self.tables)), "absent_columns": json.dumps(self.absent_columns),
+                    "dimensions": json.dumps(self.dimensions),
+                    "problems": json.dumps([p.to_dict() for p in self.problems]),
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
         finally:
@@ -817,6 +1099,58 @@ def default_as_of(last_date: object, today: object = None) -> pd.Timestamp:
     return (last - pd.offsets.MonthEnd(1)).normalize()
 
 
+_TICKET_COLUMNS = {"share_eq1": "contacts_to_resolve", "flag": "reopened"}
+_HOURS_COLUMNS = {"first_response": "first_response_at", "resolution": "resolved_at"}
+_SECTIONS = {"retention": "customers", "churn": "customers", "customers": "customers", "tickets": "tickets",
+             "people": "org", "org": "org", "teams": "org", "cascade": "org", "responses": "responses",
+             "drivers": "responses", "survey": "responses"}
+
+
+def kpi_needs(metric: str) -> tuple[str, tuple[str, ...]]:
+    """The table and the columns a KPI of ``helpers.kpis.KPIS`` needs, e.g. ``("tickets",
+    ("contacts_to_resolve",))`` for ``fcr``; ``KeyError`` for an unknown KPI."""
+    from helpers.kpis import KPIS  # noqa: PLC0415 - kpis is heavier; only needed here
+    k = KPIS[metric]
+    if k.table == "responses":
+        cols = (k.column,) if k.column else ()
+    elif k.table == "tickets":
+        cols = ((_TICKET_COLUMNS[k.kind],) if k.kind in _TICKET_COLUMNS else
+                (_HOURS_COLUMNS[k.column],) if k.column in _HOURS_COLUMNS else ())
+    else:
+        cols = ("signup_date", "end_date") if k.kind in ("retention", "churn") else ((k.column,) if k.column else ())
+    return k.table, cols
+
+
+def missing_reason(what: str, dataset: "Dataset | None" = None, *, tables=None,
+                   absent_columns: Mapping[str, list[str]] | None = None) -> str:
+    """The one-line reason ``what`` (a table name, a KPI name or a section: ``retention``, ``tickets``,
+    ``people``) cannot be shown on the data, or ``""`` when it can. Give a loaded ``dataset``, or ``tables``
+    (the tables present) and ``absent_columns`` ({table: [columns read as empty]})."""
+    if dataset is not None:
+        tables, absent_columns = dataset.tables, dataset.absent_columns
+    tables = TABLE_ORDER if tables is None else tuple(tables)
+    absent_columns = absent_columns or {}
+    if what in TABLES or what in _SECTIONS:
+        table = what if what in TABLES else _SECTIONS[what]
+        return "" if table in tables else TABLE_NEEDS[table]
+    try:
+        table, columns = kpi_needs(what)
+    except KeyError:
+        raise KeyError(f"{shorten(what)} is neither a table, a section ({', '.join(_SECTIONS)}) nor a KPI") from None
+    from helpers.kpis import KPIS  # noqa: PLC0415
+    label = KPIS[what].label
+    if table not in tables:
+        return f"{label} needs the {table} table: add {table}.csv" + (
+            f" ({TABLE_NEEDS[table].split(' need')[0].lower()} come from it)" if table == "tickets" else
+            " (signup and churn dates)" if table == "customers" else "")
+    gone = [c for c in columns if c in absent_columns.get(table, [])]
+    if gone:
+        return (f"{label} needs the {table} column{'s' if len(gone) > 1 else ''} {_shown(gone)}, which the data "
+                f"does not have: add {'them' if len(gone) > 1 else 'it'} to {table}.csv or map one of your columns "
+                "in column_mapping")
+    return ""
+
+
 def _table_name(table: str) -> str:
     if table not in TABLES:
         raise KeyError(f"unknown table {shorten(table)}; the tables are {', '.join(TABLE_ORDER)}")
@@ -825,16 +1159,22 @@ def _table_name(table: str) -> str:
 
 def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Mapping[str, str]] | None = None,
                  validate: bool = True, *, min_responses: int = 30, emit_warnings: bool = True,
-                 as_of: object = None, today: object = None) -> Dataset:
-    """Load the four contract tables from a folder (``<table>.parquet`` or ``<table>.csv``) or a DuckDB
-    file (tables ``customers``, ``responses``, ``tickets``, ``org``; or a kit snapshot).
+                 as_of: object = None, today: object = None,
+                 dimensions: Mapping[str, Sequence[str]] | None = None) -> Dataset:
+    """Load the contract tables from a folder (``<table>.parquet`` or ``<table>.csv``) or a DuckDB file
+    (tables ``customers``, ``responses``, ``tickets``, ``org``; or a kit snapshot). Only ``responses`` is
+    required: a table without a file is absent (``Dataset.tables``, ``Dataset.has``), never an empty table.
 
     ``column_mapping`` (``{table: {their column: contract column}}``, as in ``params/report.yaml``) renames
-    the user's columns before validation; it is ignored for snapshots (already mapped). With
-    ``validate=True`` every check of ``data/README.md`` runs and the first failure raises
-    :class:`DataContractError`; soft problems go to ``Dataset.warnings`` (and ``warnings.warn`` with
-    :class:`DataQualityWarning` unless ``emit_warnings=False``). ``validate=False`` only checks the
-    columns: use it for snapshots written by :meth:`Dataset.snapshot`.
+    the user's columns before validation; it is ignored for snapshots (already mapped). ``dimensions``
+    (``{table: [column, ...]}``) are extra columns kept as text (filters, breakdowns) instead of being refused.
+    With ``validate=True`` every check of ``data/README.md`` runs over every table, and *all* problems found
+    are raised together as one :class:`helpers.errors.DataValidationError` (a ``DataContractError``; its
+    ``.problems`` are :class:`helpers.errors.DataProblem` with rows, example keys, offending values and a
+    suggested setting; :func:`data_quality_html` renders them). Soft problems go to ``Dataset.warnings`` (and
+    ``warnings.warn`` with :class:`DataQualityWarning` unless ``emit_warnings=False``) and, as
+    ``DataProblem``, to ``Dataset.problems``. ``validate=False`` only checks the columns: use it for snapshots
+    written by :meth:`Dataset.snapshot`.
 
     ``as_of`` (a date; None or "" = today) cuts the data as it was on that day: rows dated later are left out
     and later events read as empty (see the module docstring); never later than ``today`` (default: the
@@ -855,96 +1195,142 @@ def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Ma
                                 expected="a folder of table files (.parquet/.csv) or a .duckdb file "
                                          "(for the demo data run `make data`)")
     mapping = _check_mapping(column_mapping)
+    dims = {t: tuple(str(c) for c in cols) for t, cols in (dimensions or {}).items() if cols}
+    unknown = [t for t in dims if t not in TABLES]
+    if unknown:
+        raise ParamsError("dimensions argument", f"unknown table {shorten(unknown[0])}; the tables are "
+                                                 f"{', '.join(TABLE_ORDER)}", field="dimensions")
     con = _connect()
     try:
-        return _load(con, src, mapping, validate, min_responses, emit_warnings, as_of_day, today_day)
+        return _load(con, src, mapping, validate, min_responses, emit_warnings, as_of_day, today_day, dims)
     except BaseException:
         con.close()
         raise
 
 
+def _open_folder(con, src: Path, problems: list[DataProblem]) -> tuple[dict[str, tuple[str, str]], dict[str, Path]]:
+    """Each table file of a folder as a raw relation: ``{table: (file shown in messages, relation)}``."""
+    paths, found = _find_table_files(src)
+    problems += found
+    relations: dict[str, tuple[str, str]] = {}
+    for name, p in paths.items():
+        rel = f"__raw_{name}"
+        if p.name.endswith((".csv", ".csv.gz")):
+            nulls = "[" + ", ".join(map(_lit, CSV_NULLS)) + "]"
+            try:
+                con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(str(p))}, "
+                            f"all_varchar = true, header = true, nullstr = {nulls})")
+            except duckdb.Error as exc:
+                problems.append(_csv_read_problem(name, p, exc))
+                continue
+        else:
+            try:
+                con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(str(p))})")
+            except duckdb.Error as exc:
+                problems.append(DataProblem(name, f"cannot be read as Parquet: {str(exc).splitlines()[0]}",
+                                            source=str(p), expected="a Parquet file", rule="file"))
+                continue
+        relations[name] = (str(p), rel)
+    return relations, paths
+
+
+def _open_duckdb(con, src: Path, problems: list[DataProblem]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Each table of a DuckDB file (or kit snapshot) as a relation, and the snapshot's metadata (or {})."""
+    try:
+        con.execute(f"ATTACH {_lit(str(src))} AS __src (READ_ONLY)")
+    except duckdb.Error as exc:
+        raise DataContractError("dataset", f"cannot open the DuckDB file: {str(exc).splitlines()[0]}",
+                                source=str(src), expected="a DuckDB database file") from None
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = '__src' AND schema_name = 'main' "
+        "UNION SELECT view_name FROM duckdb_views() WHERE database_name = '__src' "
+        "AND schema_name = 'main'").fetchall()}
+    meta = dict(con.execute(f"SELECT key, value FROM __src.main.{META_TABLE}").fetchall()) \
+        if META_TABLE in present else {}
+    relations: dict[str, tuple[str, str]] = {}
+    for name in TABLE_ORDER:
+        if name not in present:
+            if name in REQUIRED_TABLES:
+                problems.append(DataProblem(name, "table not found in the DuckDB file", source=str(src), rule="table",
+                                            expected=f"a table {name} (the one required table; "
+                                                     f"{', '.join(t for t in TABLE_ORDER if t != name)} are optional) "
+                                                     f"(found: {', '.join(sorted(present)) or 'none'})"))
+            continue
+        relations[name] = (f"{src}:{name}", f"__src.main.{name}")
+    return relations, meta
+
+
 def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool,
-          as_of: _dt.date | None, today: _dt.date) -> Dataset:
-    raw_tables: dict[str, _RawTable] = {}
-    files: dict[str, str] = {}
+          as_of: _dt.date | None, today: _dt.date, dimensions: Mapping[str, tuple[str, ...]] | None = None) -> Dataset:
+    dimensions = dict(dimensions or {})
+    problems: list[DataProblem] = []
+    meta: dict[str, str] = {}
     if src.is_dir():
-        paths = _find_table_files(src)
-        for name, p in paths.items():
-            files[name] = str(p)
-            rel = f"__raw_{name}"
-            if p.name.endswith((".csv", ".csv.gz")):
-                nulls = "[" + ", ".join(map(_lit, CSV_NULLS)) + "]"
-                try:
-                    con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(str(p))}, "
-                                f"all_varchar = true, header = true, nullstr = {nulls})")
-                except duckdb.Error as exc:
-                    raise _csv_read_error(name, p, exc) from None
-            else:
-                try:
-                    con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(str(p))})")
-                except duckdb.Error as exc:
-                    raise DataContractError(name, f"cannot be read as Parquet: {str(exc).splitlines()[0]}",
-                                            source=str(p), expected="a Parquet file") from None
-            raw_tables[name] = _raw_table(con, TABLES[name], str(p), rel, mapping.get(name, {}))
-        fingerprint = _hash_files(paths, mapping)
-        meta: dict[str, str] = {}
+        relations, paths = _open_folder(con, src, problems)
+        fingerprint = _hash_files(paths, mapping if not dimensions else {"mapping": mapping, "dimensions": dimensions})
     elif _is_duckdb_file(src):
-        try:
-            con.execute(f"ATTACH {_lit(str(src))} AS __src (READ_ONLY)")
-        except duckdb.Error as exc:
-            raise DataContractError("dataset", f"cannot open the DuckDB file: {str(exc).splitlines()[0]}",
-                                    source=str(src), expected="a DuckDB database file") from None
-        present = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = '__src' AND schema_name = 'main' "
-            "UNION SELECT view_name FROM duckdb_views() WHERE database_name = '__src' "
-            "AND schema_name = 'main'").fetchall()}
-        meta = dict(con.execute(f"SELECT key, value FROM __src.main.{META_TABLE}").fetchall()) \
-            if META_TABLE in present else {}
-        for name in TABLE_ORDER:
-            if name not in present:
-                raise DataContractError(name, "table not found in the DuckDB file", source=str(src),
-                                        expected=f"tables {', '.join(TABLE_ORDER)} (found: "
-                                                 f"{', '.join(sorted(present)) or 'none'})")
-            files[name] = f"{src}:{name}"
-            raw_tables[name] = _raw_table(con, TABLES[name], files[name], f"__src.main.{name}",
-                                          {} if meta else mapping.get(name, {}))
+        relations, meta = _open_duckdb(con, src, problems)
         fingerprint = meta.get("fingerprint") or _hash_files({"duckdb": src}, mapping)
+        if meta:  # a snapshot: already mapped; its kept dimensions are its own
+            dimensions = {t: tuple(c) for t, c in json.loads(meta.get("dimensions", "{}")).items()}
     else:
         raise DataContractError("dataset", "is neither a folder nor a DuckDB file", source=str(src),
-                                expected="a folder with customers, responses, tickets and org as .parquet/.csv "
-                                         "files, or a .duckdb file with those tables")
+                                expected="a folder with responses (and optionally customers, tickets, org) as "
+                                         ".parquet/.csv files, or a .duckdb file with those tables")
+    # (export profiles register their prepared relations here, as {table: (file shown, relation)})
+    files = {name: file for name, (file, _) in relations.items()}
 
+    raw_tables: dict[str, _RawTable] = {}
+    for name, (file, relation) in relations.items():
+        rt, found = _raw_table(con, TABLES[name], file, relation, {} if meta else mapping.get(name, {}),
+                               dimensions.get(name, ()))
+        problems += found
+        if rt is not None:
+            raw_tables[name] = rt
+    if validate:
+        for rt in raw_tables.values():
+            problems += _validate_table(con, rt)[1]
     for name, rt in raw_tables.items():
-        if validate:
-            _validate_table(con, rt)
         kind = "TABLE" if rt.relation.startswith("__raw_") and files[name].endswith((".csv", ".csv.gz")) \
             else "VIEW"
         select = f"SELECT * FROM {rt.relation}" if meta else _typed_select(rt)
         con.execute(f"CREATE {kind} {_TYPED}{name} AS {select}")
         if kind == "TABLE":
             con.execute(f"DROP TABLE {rt.relation}")
-
     if validate:
-        _check_foreign_keys(con, files)
+        broken = {p.table for p in problems if p.severity == "error" and p.column == TABLES[p.table].key}
+        problems += _check_foreign_keys(con, files, raw_tables, broken)
+    if any(p.severity == "error" for p in problems):
+        raise DataValidationError(problems)
+    tables = tuple(raw_tables)
+    absent = json.loads(meta["absent_columns"]) if meta.get("absent_columns") else \
+        {name: [c.name for c in rt.absent] for name, rt in raw_tables.items() if rt.absent}
+
     excluded = [DateFinding.from_dict(d) for d in json.loads(meta.get("excluded", "[]"))]
     if as_of == LAST_COMPLETE_MONTH:
-        last = _last_day_until(con, today)
+        last = _last_day_until(con, today, tables)
         as_of = None if last is None else default_as_of(last, today=today).date()
     # messages name the original files (a snapshot remembers them)
     cutoff, new_cuts = _cut_by_date(con, json.loads(meta["files"]) if meta.get("files") else files, as_of, today,
-                                    _day(meta["cutoff"]) if meta.get("cutoff") else None)
+                                    _day(meta["cutoff"]) if meta.get("cutoff") else None, tables)
     excluded += new_cuts
     attributes = [c.name for c in raw_tables["responses"].columns if attribute_column(TABLES["responses"], c.name)]
+    soft = [p for p in problems if p.severity != "error"]
     if validate:
-        found = date_warnings(excluded) + _soft_warnings(con, min_responses, attributes)
+        found = date_warnings(excluded) + [p.message() for p in soft] + _soft_warnings(
+            con, min_responses, attributes, tables, absent)
     else:
         found = json.loads(meta.get("warnings", "[]")) + date_warnings(new_cuts)
+        soft = [DataProblem.from_dict(d) for d in json.loads(meta.get("problems", "[]"))]
     if emit_warnings:
         for w in found:
             _warnings.warn(w, DataQualityWarning, stacklevel=3)
     kept_as_of = pd.Timestamp(as_of) if as_of is not None else (
         pd.Timestamp(meta["as_of"]) if meta.get("as_of") else None)
-    dataset = Dataset(con, str(src), fingerprint, found, files, excluded=excluded, as_of=kept_as_of)
+    dataset = Dataset(con, str(src), fingerprint, found, files, excluded=excluded, as_of=kept_as_of, tables=tables,
+                      absent_columns=absent)
+    dataset.problems = soft
+    dataset.dimensions = {t: list(c) for t, c in dimensions.items() if t in tables}
     dataset.cutoff = pd.Timestamp(cutoff)
     # where the data originally came from (a snapshot remembers its source; shown to readers, not the
     # temporary path of a run folder)
@@ -958,7 +1344,7 @@ def data_quality_summary(dataset: Dataset) -> pd.DataFrame:
     """One row per table and column: rows, missing values and share, smallest and largest value (dates as
     ISO text), computed in DuckDB. For the data-health section of notebooks."""
     rows = []
-    for t in TABLE_ORDER:
+    for t in dataset.tables:
         cols = dataset.columns(t)
         aggs = ", ".join(f"count({quote_ident(c)}), CAST(min({quote_ident(c)}) AS VARCHAR), "
                          f"CAST(max({quote_ident(c)}) AS VARCHAR)" for c in cols)
@@ -967,7 +1353,7 @@ def data_quality_summary(dataset: Dataset) -> pd.DataFrame:
         spec = TABLES[t]
         for i, c in enumerate(cols):
             present, lo, hi = res[1 + 3 * i: 4 + 3 * i]
-            col = spec.column(c) if c in spec.column_names else attribute_column(spec, c)
+            col = column_spec(t, c)
             show_range = col.dtype not in ("string", "boolean")
             rows.append({"table": t, "column": c, "type": col.dtype, "rows": n, "missing": n - present,
                          "missing_share": (n - present) / n if n else float("nan"),
