@@ -17,17 +17,30 @@ import seaborn as sns  # noqa: E402
 
 from helpers.formatting import chart_text  # noqa: E402
 
+# Okabe & Ito (2008) colour-blind-safe hues: blue for good, orange and vermillion for risk (they stay apart
+# under deuteranopia by lightness), greys for no verdict; every status also has a marker shape and a glyph,
+# so colour is never the only cue.
 PALETTE = {
-    "achieved": "#1a7f37",
-    "on track": "#2da44e",
-    "at risk": "#d4a72c",
-    "off track": "#cf222e",
-    "missed": "#82071e",
+    "achieved": "#005a8c",
+    "on track": "#0072b2",
+    "at risk": "#e69f00",
+    "off track": "#d55e00",
+    "missed": "#8a3b00",
     "no data": "#6e7781",
     "too little data": "#8c959f",
 }
-ACCENT = "#0969da"
-TARGET = "#cf222e"
+STATUS_MARKERS = {"achieved": "*", "on track": "o", "at risk": "D", "off track": "v", "missed": "X",
+                  "no data": "s", "too little data": "s"}
+"""matplotlib marker per status (shape as well as colour)."""
+STATUS_GLYPHS = {"achieved": "\u2714", "on track": "\u25cf", "at risk": "\u25c6", "off track": "\u25bc",
+                 "missed": "\u2716", "no data": "\u25a0", "too little data": "\u25a0"}
+"""Text glyph per status, the same shapes as the markers (check, circle, diamond, down triangle, cross)."""
+ACCENT = "#0072b2"
+TARGET = "#d55e00"
+NEUTRAL = "#3d444d"
+"""Target and deadline lines: a neutral dark grey, never the colour of a status."""
+CHART_FONT_PT = 10.5
+"""Smallest text size (points) in the report charts: at the report's 110 dpi, scaled to a ~60rem page, over 10 px."""
 
 
 def apply_theme() -> None:
@@ -74,61 +87,131 @@ def _percent_axis(ax, xmax: float = 100.0) -> None:
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=xmax, decimals=0))
 
 
-def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, status=None, title=None,
-              ylabel=None, percent=None, value_label="monthly value", ax=None):
-    """A KPI's monthly trend with its confidence band, the target line, the deadline and a forecast band.
+def robust_range(values, *, pad: float = 0.08) -> tuple[float, float] | None:
+    """``(low, high)`` spanning the finite ``values`` with ``pad`` of the span added each side (a zero span
+    gets +/- 1 unit or 5%); None without a finite value."""
+    import numpy as np  # noqa: PLC0415
 
-    ``series``: DataFrame ``period, value[, ci_low, ci_high]``; ``forecast``: DataFrame
-    ``period, value, low, high`` (drawn dashed with a shaded prediction band); ``status`` colours the
-    forecast with :data:`PALETTE`; ``percent`` is the value of 100% (100 for KPIs in percent, 1 for
-    shares) to label the y axis in percent, or None. Empty or missing series draw a "no data" note instead of failing.
-    """
+    v = np.asarray([float(x) for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo
+    if span <= 0:
+        span = max(abs(hi) * 0.1, 1.0)
+    return lo - pad * span, hi + pad * span
+
+
+def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, status=None, title=None,
+              ylabel=None, percent=None, value_label="monthly value", window=None, window_label="",
+              recent_periods: int = 12, bounds=None, context_months: int | None = 12, ax=None):
+    """A KPI's trend for readers: values with their 95% band, the objective window shaded, target and deadline
+    in neutral dark grey, the forecast band in the status colour ending in the status's marker shape and label.
+
+    ``series``: DataFrame ``period, value[, ci_low, ci_high]``; ``forecast``: ``period, value, low, high``;
+    ``window``: ``(start, end)`` of the period the objective is judged on (shaded, labelled ``window_label``);
+    ``percent``: the value of 100% for a percent axis, or None. The y-range is set by the recent history
+    (last ``recent_periods`` values and the values since ``start``), the forecast band and the target, not by
+    noisy early months: older values outside it are drawn at the edge as open triangles ("beyond the axis").
+    ``context_months``: history shown before ``start`` (None: all of it).
+    ``bounds``: the KPI's possible range (the y-range never goes past it). Empty series draw a note."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
     ax = new_axis(ax)
     colour = PALETTE.get(status or "", ACCENT)
     has_data = series is not None and len(series) > 0
+    has_forecast = forecast is not None and len(forecast) > 0
+    pool: list = []
+    if target is not None:
+        pool.append(float(target))
+    if has_forecast:
+        f = forecast.sort_values("period")
+        pool += list(f["value"]) + list(f["low"]) + list(f["high"])
+    s = None
     if has_data:
-        s = series.sort_values("period")
-        ax.plot(s["period"], s["value"], color=ACCENT, marker="o", markersize=3, linewidth=1.6, label=value_label)
+        s = series.sort_values("period").reset_index(drop=True)
+        recent = s.tail(recent_periods)
+        if start is not None:
+            recent = pd.concat([recent, s[s["period"] >= pd.Timestamp(start)]])
+        pool += list(recent["value"])
+    limits = robust_range(pool)
+    if limits is not None and bounds is not None:
+        lo_b, hi_b = bounds
+        limits = (max(limits[0], lo_b) if lo_b is not None and np.isfinite(lo_b) else limits[0],
+                  min(limits[1], hi_b) if hi_b is not None and np.isfinite(hi_b) else limits[1])
+    if window is not None:
+        w0, w1 = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+        ax.axvspan(w0, w1 + pd.Timedelta(days=1), color="#d0d7de", alpha=0.55, linewidth=0,
+                   label=f"judged on {window_label}" if window_label else "objective window", zorder=0)
+    if has_data:
+        ax.plot(s["period"], s["value"], color=ACCENT, marker="o", markersize=3.5, linewidth=1.6,
+                label=value_label, zorder=3)
         if {"ci_low", "ci_high"} <= set(s.columns) and s[["ci_low", "ci_high"]].notna().any().any():
             ax.fill_between(s["period"], s["ci_low"].astype(float), s["ci_high"].astype(float), color=ACCENT,
-                            alpha=0.15, linewidth=0, label="95% confidence interval")
+                            alpha=0.15, linewidth=0, label="95% confidence interval", zorder=1)
+        if limits is not None:
+            v = s["value"].astype(float)
+            high, low = v > limits[1], v < limits[0]
+            if high.any() or low.any():
+                edge = (limits[1] - limits[0]) * 0.02
+                ax.scatter(s.loc[high, "period"], [limits[1] - edge] * int(high.sum()), marker="^", s=36,
+                           facecolors="white", edgecolors=ACCENT, zorder=4, label="beyond the axis")
+                ax.scatter(s.loc[low, "period"], [limits[0] + edge] * int(low.sum()), marker="v", s=36,
+                           facecolors="white", edgecolors=ACCENT, zorder=4,
+                           label=None if high.any() else "beyond the axis")
     else:
         ax.text(0.5, 0.5, "no data in this period", transform=ax.transAxes, ha="center", va="center",
-                color=PALETTE["no data"])
-    if forecast is not None and len(forecast) > 0:
-        f = forecast.sort_values("period")
-        ax.plot(f["period"], f["value"], color=colour, linestyle="--", linewidth=1.6, label="forecast")
-        ax.fill_between(f["period"], f["low"].astype(float), f["high"].astype(float), color=colour, alpha=0.18,
-                        linewidth=0, label="prediction interval")
+                color=PALETTE["no data"], fontsize=CHART_FONT_PT + 1)
+    if has_forecast:
+        ax.plot(f["period"], f["value"], color=colour, linestyle="--", linewidth=1.8, label="forecast", zorder=3)
+        ax.fill_between(f["period"], f["low"].astype(float), f["high"].astype(float), color=colour, alpha=0.22,
+                        linewidth=0, label="prediction interval", zorder=1)
+        end = f.iloc[-1]
+        ax.plot([end["period"]], [end["value"]], marker=STATUS_MARKERS.get(status or "", "o"), color=colour,
+                markeredgecolor=NEUTRAL, markersize=10, linestyle="none", zorder=5)
+        if status:
+            ax.annotate(chart_text(status), (end["period"], end["value"]), xytext=(8, 0),
+                        textcoords="offset points", va="center", ha="left", fontsize=CHART_FONT_PT,
+                        fontweight="bold", color=NEUTRAL, zorder=6)
     if target is not None:
-        ax.axhline(target, color=TARGET, linestyle=":", linewidth=1.5, label="target")
+        ax.axhline(target, color=NEUTRAL, linestyle=":", linewidth=1.6, label="target", zorder=2)
     if start is not None:
-        ax.axvline(pd.Timestamp(start), color="#57606a", linestyle="-", linewidth=0.8, alpha=0.6)
+        ax.axvline(pd.Timestamp(start), color="#8c959f", linestyle="-", linewidth=0.8, alpha=0.7)
     if deadline is not None:
-        ax.axvline(pd.Timestamp(deadline), color=TARGET, linestyle="--", linewidth=1.2, label="deadline")
-        if target is not None:
-            ax.plot([pd.Timestamp(deadline)], [target], marker="D", color=TARGET, markersize=7, zorder=5)
+        ax.axvline(pd.Timestamp(deadline), color=NEUTRAL, linestyle="--", linewidth=1.2, label="deadline")
     if percent:
         _percent_axis(ax, float(percent))
-    if has_data or (forecast is not None and len(forecast) > 0):
-        import matplotlib.dates as mdates  # noqa: PLC0415
-
+    if limits is not None:
+        ax.set_ylim(*limits)
+    if has_data or has_forecast:
         locator = mdates.AutoDateLocator(maxticks=8)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        x0, x1 = ax.get_xlim()
+        if context_months is not None and start is not None:
+            first = mdates.date2num(pd.Timestamp(start) - pd.DateOffset(months=context_months))
+            x0 = max(x0, first - 10)
+        ends = [mdates.date2num(pd.Timestamp(x)) for x in
+                ([f["period"].max()] if has_forecast else []) + ([deadline] if deadline is not None else [])
+                + ([s["period"].max()] if has_data else [])]
+        x1 = max(ends) if ends else x1
+        ax.set_xlim(x0, x1 + (x1 - x0) * (0.1 if has_forecast and status else 0.03))
+    ax.tick_params(labelsize=CHART_FONT_PT)
     if title:
-        ax.set_title(chart_text(title))  # free text (objective title, owner): a "$" must not start mathtext
+        ax.set_title(chart_text(title), fontsize=CHART_FONT_PT + 1.5, loc="left")
     ax.set_xlabel("")
     if ylabel:
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(chart_text(ylabel), fontsize=CHART_FONT_PT)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=CHART_FONT_PT, frameon=False)
     return ax
 
 
-_TEXT_ON = {"at risk": "#1f2328"}
+_TEXT_ON = {"at risk": "#1f2328", "off track": "#1f2328", "too little data": "#1f2328"}
+"""Dark text on the light status colours (contrast >= 4.5:1); white on the others."""
 
 
 def status_badge_html(status: str) -> str:
@@ -137,9 +220,10 @@ def status_badge_html(status: str) -> str:
 
     colour = PALETTE.get(status, PALETTE["no data"])
     text_colour = _TEXT_ON.get(status, "#ffffff")
+    glyph = STATUS_GLYPHS.get(status, STATUS_GLYPHS["no data"])
     return (f'<span class="status-badge" style="background:{colour};color:{text_colour};padding:2px 10px;'
-            f'border-radius:10px;font-weight:600;white-space:nowrap;font-size:0.9em">{html.escape(str(status))}'
-            "</span>")
+            f'border-radius:10px;font-weight:600;white-space:nowrap;font-size:0.9em">'
+            f'<span aria-hidden="true">{glyph}</span> {html.escape(str(status))}</span>')
 
 
 def status_table_html(table, columns=None) -> str:
@@ -175,7 +259,7 @@ def status_table_html(table, columns=None) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def cascade_tree(tree, ax=None, *, width_per_leaf=2.6, wrap=22):
+def cascade_tree(tree, ax=None, *, width_per_leaf=2.5, wrap=20, max_width=10.0):
     """Draw the objectives cascade (top-down tree) with each node's box coloured by its status.
 
     ``tree``: DataFrame in depth-first order with ``id, parent, level, title, owner, status`` (as from
@@ -208,7 +292,10 @@ def cascade_tree(tree, ax=None, *, width_per_leaf=2.6, wrap=22):
     n_leaves = max(next_leaf[0], 1)
     depth = max((int(r.level) for r in rows), default=0) + 1
     if ax is None:
-        ax = new_axis(None, figsize=(max(6.0, width_per_leaf * n_leaves), 1.9 * depth + 0.6))
+        ax = new_axis(None, figsize=(min(max(6.0, width_per_leaf * n_leaves), max_width), 2.2 * depth + 0.6))
+    fig_width = ax.figure.get_size_inches()[0]
+    # at most ~2.2 inches of text per box: narrower figures (many leaves) wrap the text shorter
+    wrap = max(12, min(wrap, int(wrap * fig_width / (width_per_leaf * n_leaves))))
     by_id = {r.id: r for r in rows}
     for r in rows:
         if isinstance(r.parent, str) and r.parent in x:
@@ -216,15 +303,67 @@ def cascade_tree(tree, ax=None, *, width_per_leaf=2.6, wrap=22):
                     zorder=1)
     for r in rows:
         colour = PALETTE.get(r.status, PALETTE["no data"])
+        glyph = STATUS_GLYPHS.get(r.status, STATUS_GLYPHS["no data"])
         label = (textwrap.fill(chart_text(r.title), wrap) + "\n" + textwrap.fill(chart_text(r.owner), wrap)
-                 + f"\n[{r.status}]")
-        ax.text(x[r.id], -r.level, label, ha="center", va="center", fontsize=7.5, zorder=2,
-                color=_TEXT_ON.get(r.status, "white"),
-                bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": "white"})
+                 + f"\n{glyph} {r.status}")
+        ax.text(x[r.id], -r.level, label, ha="center", va="center", fontsize=CHART_FONT_PT, zorder=2,
+                color=_TEXT_ON.get(r.status, "white"), linespacing=1.25,
+                bbox={"boxstyle": "round,pad=0.45", "facecolor": colour, "edgecolor": NEUTRAL, "linewidth": 0.6})
     ax.set_xlim(-0.7, n_leaves - 0.3)
     ax.set_ylim(-(depth - 1) - 0.6, 0.6)
     ax.axis("off")
-    handles = [Patch(color=c, label=s) for s, c in PALETTE.items() if s in {r.status for r in rows}]
+    handles = [Patch(color=c, label=f"{STATUS_GLYPHS[s]} {s}") for s, c in PALETTE.items()
+               if s in {r.status for r in rows}]
     if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+                  fontsize=CHART_FONT_PT, frameon=False)
+    return ax
+
+
+def funnel_plot(result, ax=None, *, names=None, unit_label: str = ""):
+    """A funnel plot (``helpers.funnel.FunnelResult``): each unit's value against its n (log axis), the
+    department's value as a line, 95% (dashed) and 99.8% (dotted) control limits in neutral grey. Units inside
+    the limits are plain grey dots; units outside are named, blue triangles up when better, vermillion
+    triangles down when worse (shape and label as well as colour). ``names`` maps unit codes to names."""
+    import numpy as np  # noqa: PLC0415
+
+    ax = new_axis(ax)
+    names = dict(names or {})
+    c = result.curve
+    ax.axhline(result.centre, color=NEUTRAL, linewidth=1.3, label="department")
+    ax.plot(c["n"], c["low_95"], color=NEUTRAL, linestyle="--", linewidth=1.0, label="95% limits")
+    ax.plot(c["n"], c["high_95"], color=NEUTRAL, linestyle="--", linewidth=1.0)
+    ax.plot(c["n"], c["low_998"], color=NEUTRAL, linestyle=":", linewidth=1.2, label="99.8% limits")
+    ax.plot(c["n"], c["high_998"], color=NEUTRAL, linestyle=":", linewidth=1.2)
+    t = result.table
+    inside = t["outside"] == ""
+    ax.scatter(t.loc[inside, "n"], t.loc[inside, "value"], s=30, color="#8c959f", edgecolors="white",
+               linewidths=0.5, zorder=3, label="within the limits")
+    for direction, marker, colour in (("better", "^", PALETTE["on track"]), ("worse", "v", PALETTE["off track"])):
+        sel = t["direction"] == direction
+        if sel.any():
+            ax.scatter(t.loc[sel, "n"], t.loc[sel, "value"], s=60, marker=marker, color=colour,
+                       edgecolors=NEUTRAL, linewidths=0.6, zorder=4, label=f"outside: {direction}")
+            for _, r in t[sel].iterrows():
+                ax.annotate(chart_text(names.get(r["unit"], r["unit"])), (r["n"], r["value"]), xytext=(6, 4),
+                            textcoords="offset points", fontsize=CHART_FONT_PT, color=NEUTRAL)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if len(t):
+        ax.set_xlim(max(float(t["n"].min()) / 1.6, 1.0), float(t["n"].max()) * 1.25)
+    pool = list(t["value"]) + list(c["low_998"].iloc[-3:]) + list(c["high_998"].iloc[-3:]) + [result.centre]
+    limits = robust_range([v for v in pool if np.isfinite(v)], pad=0.15)
+    if limits is not None:
+        ax.set_ylim(*limits)
+    if result.unit == "%":
+        _percent_axis(ax, 100.0)
+    ax.set_xlabel(f"{unit_label or 'observations'} (n, log scale)", fontsize=CHART_FONT_PT)
+    unit = {"%": "%", "hours": "hours", "points": "points"}.get(result.unit, "")
+    ax.set_ylabel(result.label + (f" ({unit})" if unit else ""), fontsize=CHART_FONT_PT)
+    ax.tick_params(labelsize=CHART_FONT_PT)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=CHART_FONT_PT, frameon=False)
     return ax

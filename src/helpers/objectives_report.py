@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.errors import KitError, ParamsError
-from helpers.formatting import html_escape, md_escape, shorten
+from helpers.formatting import fmt_interval, fmt_number, fmt_percent, html_escape, md_escape, reader_table, shorten
 from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
                                 format_value, load_objectives, period_label)
 from helpers.objectives_status import STATUSES
@@ -157,10 +157,95 @@ class DepartmentReport:
         return "\n\n".join(lines)
 
     def status_table_html(self) -> str:
+        """The status table for readers: status first (visible on a phone), the objective with its owner, now
+        (95% CI, n), target, the forecast for the window it is judged on and the chance of meeting it. Free
+        text escaped; numbers as in the objectives' sentences (``format_value``)."""
+        from helpers.charts import status_badge_html  # noqa: PLC0415
+
         if self.evaluation is None:
             return ('<p class="objective-status-missing">No objectives to show: '
                     + "; ".join(html_escape(p) for p in self.problems) + "</p>")
-        return self.evaluation.status_table_html()
+        head = ("<tr><th>Status</th><th>Objective</th><th>Now (95% CI, n)</th><th>Target</th><th>Forecast for the window</th>"
+                '<th class="num">Chance</th></tr>')
+        body = []
+        for _, r in self.evaluation.table.iterrows():
+            indent = f' style="padding-left:{0.6 + 1.2 * int(r["level"]):.1f}rem"' if int(r["level"]) else ""
+            status = r["status"] + (f" ({r['status_detail']})" if r["status_detail"] else "")
+            target = str(r["target_text"]).split(" (from")[0]
+            body.append(
+                "<tr>"
+                f'<td data-label="Status">{status_badge_html(r["status"])}'
+                + (f'<div class="status-detail">{html_escape(r["status_detail"])}</div>' if r["status_detail"] else "")
+                + "</td>"
+                f'<td data-label="Objective"{indent}>{html_escape(r["title"])}'
+                f'<div class="owner">{html_escape(r["owner"])} &middot; judged on {html_escape(r["window"])}</div></td>'
+                f'<td data-label="Now">{html_escape(r["current_text"])}</td>'
+                f'<td data-label="Target">{html_escape(target)} by {html_escape(r["deadline_text"])}</td>'
+                f'<td data-label="Forecast">{html_escape(r["forecast_text"])}</td>'
+                f'<td data-label="Chance" class="num">{html_escape(r["chance_text"])}</td>'
+                "</tr>")
+            del status
+        return (f'<table class="kit-table dept-status" id="status-table"><thead>{head}</thead>'
+                f'<tbody>{"".join(body)}</tbody></table>')
+
+    # ------------------------------------------------------------------ first screen
+    @property
+    def names(self) -> dict[str, str]:
+        """person_id -> display name (the org table), for agents and owners."""
+        org = getattr(self.dataset, "org", None) if self.dataset is not None else None
+        if org is None or not {"person_id", "name"} <= set(org.columns):
+            return {}
+        return dict(zip(org["person_id"].astype(str), org["name"].astype(str)))
+
+    def kpi_tiles(self):
+        """The KPI tiles (``helpers.kpi_tiles``), built once from the evaluation."""
+        if "_tiles" not in self.__dict__:
+            from helpers.kpi_tiles import tiles_from_evaluation  # noqa: PLC0415
+
+            self.__dict__["_tiles"] = tiles_from_evaluation(self.evaluation, names=self.names)
+        return self.__dict__["_tiles"]
+
+    def headline(self) -> str:
+        """One plain sentence: how many objectives are where, and the one to look at first with its chance."""
+        if self.evaluation is None:
+            return f"{self.department}: no objectives could be evaluated."
+        counts = {k: v for k, v in self.status_counts().items() if v}
+        n = sum(counts.values())
+        text = (f"{self.department}, {self.as_of:%d %B %Y}: {n} objective{'s' if n != 1 else ''}, "
+                + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        first = self.evaluation.look_first()
+        if first is not None:
+            text += f"; look first at \"{first['title']}\" ({fmt_percent(first['p_met'])} chance of meeting it)"
+        return text + "."
+
+    def verdict_html(self) -> str:
+        """The verdict block: a badge with the count per status (statuses with objectives only) and the
+        "look first" objective with its owner and chance of meeting the target."""
+        from helpers.charts import status_badge_html  # noqa: PLC0415
+
+        if self.evaluation is None:
+            return ('<div class="dept-verdict" id="status-counts"><p class="objective-status-missing">No objectives '
+                    "to show: " + "; ".join(html_escape(p) for p in self.problems) + "</p></div>")
+        counts = [(k, v) for k, v in self.status_counts().items() if v]
+        items = "".join(f'<li><span class="count">{v}</span> {status_badge_html(k)}</li>' for k, v in counts)
+        first = self.evaluation.look_first()
+        if first is not None:
+            look = (f'<p class="look-first"><strong>Look first:</strong> {html_escape(first["title"])}: '
+                    f'<strong>{fmt_percent(first["p_met"])}</strong> chance of meeting the target of '
+                    f'{html_escape(first["target_text"].split(" (from")[0])} for {html_escape(first["window"])} '
+                    f'<span class="owner">(owner: {html_escape(first["owner"])})</span>.</p>')
+        else:
+            look = '<p class="look-first">No open objective needs attention.</p>'
+        n = len(self.evaluation.table)
+        return (f'<div class="dept-verdict" id="status-counts"><p class="verdict-lead">{n} objective'
+                f'{"s" if n != 1 else ""} as of {self.as_of:%d %b %Y}:</p><ul class="status-counts">{items}</ul>'
+                f"{look}</div>")
+
+    def first_screen_html(self) -> str:
+        """What a director sees first: the verdicts, then one tile per KPI of the objectives."""
+        from helpers.kpi_tiles import tiles_html  # noqa: PLC0415
+
+        return f'<div class="dept-first-screen">{self.verdict_html()}{tiles_html(self.kpi_tiles())}</div>'
 
     # ------------------------------------------------------------------ objectives
     @property
@@ -201,13 +286,81 @@ class DepartmentReport:
             lines.append(f"- **Note:** {_esc(o.note)}")
         return "\n".join(lines)
 
+    def _objective_bits(self, objective_id: str) -> dict:
+        from helpers.objectives import format_value  # noqa: PLC0415
+
+        r = self.evaluation.row(objective_id)
+        o = self.plan.get(objective_id)
+        info = self.evaluation.metrics.get(o.metric)
+        fmt = (lambda v: format_value(v, info))
+        closed = r["status"] in ("achieved", "missed") and r["forecast_method"] == "observed"
+        return {"r": r, "o": o, "info": info, "fmt": fmt, "closed": closed,
+                "name": (info.label if info else o.metric) + (f" ({_scope_text(o.filters, self.names)})"
+                                                              if o.filters else "")}
+
+    def objective_chart_title(self, objective_id: str) -> str:
+        """The chart's finding, e.g. ``Median first response time (team Invoicing): 14.2 h in Oct 2026,
+        forecast 14.8 h for Dec 2026 - target 12.0 h, 9% chance``."""
+        b = self._objective_bits(objective_id)
+        r, fmt = b["r"], b["fmt"]
+        if not np.isfinite(r["current"]):
+            return f"{b['name']}: no data to judge - target {fmt(r['target'])} for {r['window']}"
+        now = f"{fmt(r['current'])} in {r['current_label']}"
+        if b["closed"]:
+            return f"{b['name']}: {now} - target {fmt(r['target'])}, {r['status']}"
+        if r["status"] == "too little data":
+            return f"{b['name']}: {now} - target {fmt(r['target'])}, too little data to judge"
+        chance = f", {fmt_percent(r['p_met'])} chance" if np.isfinite(r["p_met"]) else ""
+        return (f"{b['name']}: {now}, forecast {fmt(r['forecast'])} for {r['window']} - target "
+                f"{fmt(r['target'])}{chance}")
+
+    def objective_alt(self, objective_id: str) -> str:
+        """Alt text of an objective's chart: what it shows, the value, the target and the status."""
+        b = self._objective_bits(objective_id)
+        r = b["r"]
+        return (f"Trend chart of {b['name']} by {'quarter' if b['o'].frequency == 'quarter' else 'month'} with 95% "
+                f"confidence band. {self.objective_chart_title(objective_id)}. Status: {r['status']}. "
+                f"Owner: {r['owner']}.")
+
+    def objective_ylabel(self, objective_id: str) -> str:
+        b = self._objective_bits(objective_id)
+        info = b["info"]
+        if info is None:
+            return b["o"].metric
+        unit = {"%": "%", "points": "points, -100 to +100", "hours": "hours", "score": "score 1-7",
+                "count": "per day", "currency": "currency"}.get(info.unit, info.unit)
+        return f"{info.label} ({'per day' if info.per_day else unit})"
+
     def plot_objective(self, objective_id: str, ax=None):
-        return self.evaluation.plot_objective(objective_id, ax=ax)
+        """The objective's trend for readers (``helpers.charts.kpi_trend``): finding as title, units on the
+        axis, the window it is judged on shaded, target and deadline in neutral grey, status by label and
+        marker shape; the y-range set by the recent periods, the forecast and the target."""
+        import textwrap  # noqa: PLC0415
+
+        from helpers.charts import kpi_trend  # noqa: PLC0415
+
+        b = self._objective_bits(objective_id)
+        o, r, info = b["o"], b["r"], b["info"]
+        per = "quarterly" if o.frequency == "quarter" else "monthly"
+        percent = 100.0 if info and info.unit in ("%", "percent") else None
+        return kpi_trend(self.evaluation.series.get(objective_id), target=o.target, deadline=o.deadline,
+                         start=o.start, forecast=self.evaluation.forecasts.get(objective_id), status=r["status"],
+                         title=textwrap.fill(self.objective_chart_title(objective_id), 95),
+                         ylabel=self.objective_ylabel(objective_id), value_label=f"{per} value",
+                         window=(r["window_start"], r["window_end"]), window_label=str(r["window"]),
+                         bounds=info.bounds if info else None, percent=percent, ax=ax)
 
     def plot_cascade(self, ax=None):
         if self.evaluation is None:
             return None
         return self.evaluation.plot_cascade(ax=ax)
+
+    def cascade_alt(self) -> str:
+        """Alt text of the cascade chart: every objective with its owner and status, top-down."""
+        if self.evaluation is None:
+            return "No objectives."
+        parts = [f"{r['title']} ({r['owner']}): {r['status']}" for _, r in self.evaluation.cascade().iterrows()]
+        return "Tree of objectives from the director down to representatives, boxes by status. " + "; ".join(parts)
 
     def cascade_markdown(self) -> str:
         """The tree as an indented list (for readers of the text, and when the chart is too small)."""
@@ -224,28 +377,28 @@ class DepartmentReport:
         start = end - pd.DateOffset(months=months) + pd.Timedelta(days=1)
         return f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"
 
-    def drivers(self, n_boot: int = 200, months: int = 12):
-        """Drivers of the run's outcome for this department over the last ``months`` months.
+    def drivers(self, n_boot: int | None = None, months: int | None = None):
+        """The department's one driver analysis (``helpers.drivers_report.department_driver_analysis``: the same
+        period, seed, bootstrap count and sample rule as the drivers page, so both pages show the same shares).
 
-        Returns ``(DriverAnalysis or None, message)``; the message explains a missing analysis. The
-        proportional-odds check (``DriverAnalysis.ordinal``) is not fitted here: the department report does
-        not show it (the satisfaction-drivers report does), and on large data it is the slowest part.
-        """
+        Returns ``(DriverAnalysis or None, message)``; the message explains a missing analysis. The single
+        call site of the driver analysis on this page."""
         if self.dataset is None:
             return None, "No data loaded."
-        from helpers.drivers_analysis import analyze_drivers, select_responses  # noqa: PLC0415
+        from helpers.drivers_report import DEPARTMENT_N_BOOT, department_driver_analysis  # noqa: PLC0415
 
-        start, end = self._period(months)
-        outcome = getattr(self.config, "outcome", "csat") or "csat"
-        drivers = list(getattr(self.config, "drivers", []) or []) or list(self.dataset.attributes)
+        kwargs = {"n_boot": n_boot or DEPARTMENT_N_BOOT}
+        if months is not None:
+            kwargs["period"] = self._period(months)
         try:
-            data = select_responses(self.department_data.responses, self.department, start, end)
-            result = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=0, ordinal=False,
-                                     label=f"{self.department}, {start} to {end}",
-                                     min_n=getattr(self.config, "min_responses", None))
+            result = department_driver_analysis(self.dataset, self.config, self.department, self.as_of,
+                                                responses=self.department_data.responses, **kwargs)
         except (KitError, ValueError) as exc:
-            return None, f"No driver analysis for {self.department} between {start} and {end}: {exc}"
-        return result, ""
+            return None, f"No driver analysis for {self.department}: {exc}"
+        if result.analysis is None:
+            start, end = result.period
+            return None, f"No driver analysis for {self.department} between {start} and {end}: {result.message}"
+        return result.analysis, ""
 
     def department_customers(self) -> pd.DataFrame:
         """Customers who had a ticket or a survey response with this department up to the as-of date
@@ -262,25 +415,159 @@ class DepartmentReport:
         customers = self.dataset.customers
         return customers[customers["customer_id"].astype(str).isin(set(ids.tolist()))]
 
-    def retention(self):
-        """Kaplan-Meier survival of this department's customers by segment: ``(result or None, message)``.
+    def first_contacts(self) -> pd.DataFrame:
+        """``customer_id, first_contact``: each customer's first ticket or survey answer with this department up
+        to the as-of date (selected in DuckDB)."""
+        params = {"department": self.department}
+        until = ""
+        if self.as_of is not None:
+            params["until"] = (self.as_of + pd.Timedelta(days=1)).to_pydatetime()
+            until = " AND CAST({col} AS TIMESTAMP) < $until"
+        union = " UNION ALL ".join(
+            f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST({col} AS TIMESTAMP) AS contact_at FROM {table} "
+            f"WHERE department = $department" + until.format(col=col)
+            for table, col in (("tickets", "created_at"), ("responses", "response_date")))
+        sql = f"SELECT customer_id, MIN(contact_at) AS first_contact FROM ({union}) GROUP BY customer_id"
+        return self.dataset.con.sql(sql, params=params).df()
 
-        The customers are those who contacted the department; they were, by that selection, still
-        customers when they did, so the curve is a description of this group, not a causal effect.
-        """
+    def retention(self):
+        """Survival of this department's customers by segment, counted with delayed entry:
+        ``(KaplanMeierResult or None, message)``.
+
+        A customer enters the risk set at their first contact with the department (left truncation), not at
+        signup: they were, by that selection, still customers until then, and counting that time as survived
+        would inflate survival (:func:`delayed_entry_survival`). Time is months since signup."""
         if self.dataset is None:
             return None, "No data loaded."
-        from helpers.retention import customer_durations, kaplan_meier  # noqa: PLC0415
+        from helpers.retention import customer_durations, months_between  # noqa: PLC0415
 
         try:
             customers = self.department_customers()
             if customers.empty:
                 return None, f"No customers contacted {self.department} up to the as-of date."
             frame = customer_durations(customers, as_of=self.as_of)
+            contacts = self.first_contacts().set_index("customer_id")["first_contact"]
+            first = pd.to_datetime(frame["customer_id"].astype(str).map(contacts))
+            frame["entry"] = months_between(pd.to_datetime(frame["signup_date"]), first).clip(lower=0).to_numpy()
             group = "segment" if customers["segment"].nunique() > 1 else None
-            return kaplan_meier(frame, "duration", "event", group=group), ""
+            return delayed_entry_survival(frame, "duration", "event", "entry", group=group), ""
         except (KitError, ValueError) as exc:
             return None, f"No retention analysis for {self.department}: {exc}"
+
+    def retention_text(self, survival, months: tuple[int, ...] = (12, 24)) -> str:
+        """Plain sentences: per segment, the share still customers ``months`` after signup with its 95% CI."""
+        from helpers.formatting import fmt_percent  # noqa: PLC0415
+
+        parts = []
+        groups = [None] if survival.group is None else list(survival.medians[survival.group])
+        for g in groups:
+            bits = []
+            for m in months:
+                s, lo, hi = survival_at_with_ci(survival, m, g)
+                if np.isfinite(s):
+                    bits.append(f"{fmt_percent(s)} after {m} months (95% CI {fmt_interval(lo, hi, percent=True)})")
+            who = "All customers" if g is None else f"{str(g).replace('_', ' ').capitalize()} customers"
+            if bits:
+                parts.append(f"{who}: " + "; ".join(bits) + ".")
+        return " ".join(parts)
+
+    # ------------------------------------------------------------------ teams and agents
+    FUNNEL_BY = (("team", "team", "teams", "tickets"), ("agent_id", "agent", "agents", "tickets"))
+
+    def funnel_period(self, months: int = 6) -> tuple[str, str]:
+        return self._period(months)
+
+    def funnels(self, months: int = 6) -> tuple[list[dict], list[str]]:
+        """Funnel plots (``helpers.funnel``) of every objective KPI that tickets carry, by team and by agent,
+        over the last ``months`` months: ``([{"result", "by", "unit", "units"}...], notes)``. The notes say
+        which KPIs cannot be compared by team (survey answers carry no team or agent) or why one is missing."""
+        from helpers.funnel import SUPPORTED_KINDS, funnel  # noqa: PLC0415
+        from helpers.kpis import KPIS  # noqa: PLC0415
+
+        if self.evaluation is None or self.dataset is None:
+            return [], []
+        start, end = self.funnel_period(months)
+        out, notes, seen = [], [], []
+        for oid in self.objective_ids:
+            metric = self.plan.get(oid).metric
+            if metric in seen:
+                continue
+            seen.append(metric)
+            k = KPIS.get(metric)
+            if k is None or k.kind not in SUPPORTED_KINDS:
+                continue
+            if k.table != "tickets":
+                notes.append(f"{k.label} comes from survey answers, which carry no team or agent, so it is not "
+                             "compared by team here.")
+                continue
+            frame = self.department_data.tickets
+            dates = pd.to_datetime(frame[k.date_column])
+            frame = frame[(dates >= pd.Timestamp(start)) & (dates < pd.Timestamp(end) + pd.Timedelta(days=1))]
+            for column, unit, units, _ in self.FUNNEL_BY:
+                try:
+                    result = funnel(frame, metric, column)
+                except (KitError, ValueError) as exc:
+                    notes.append(f"{k.label} by {unit}: {exc}")
+                    continue
+                if len(result.table) < 2:
+                    notes.append(f"{k.label} by {unit}: fewer than two {units} with enough tickets to compare.")
+                    continue
+                out.append({"result": result, "by": column, "unit": unit, "units": units})
+        return out, notes
+
+    def _unit_name(self, code: str, by: str) -> str:
+        return self.names.get(code, code) if by == "agent_id" else code
+
+    def _funnel_value(self, result, v) -> str:
+        if result.unit == "%":
+            return fmt_percent(v, 1, share=False)
+        if result.unit == "hours":
+            return f"{fmt_number(v, 1)} h"
+        return fmt_number(v, 1)
+
+    def funnel_title(self, item: dict) -> str:
+        """The funnel chart's finding: which units lie outside the limits (only those are named)."""
+        r, start_end = item["result"], self.funnel_period()
+        when = f"{pd.Timestamp(start_end[0]):%b %Y} to {pd.Timestamp(start_end[1]):%b %Y}"
+        flagged = r.flagged
+        if flagged.empty:
+            return (f"{r.label} by {item['unit']}, {when}: no {item['unit']} differs from the department "
+                    f"({self._funnel_value(r, r.centre)}) by more than chance")
+        parts = [f"{self._unit_name(u, item['by'])} {d} ({self._funnel_value(r, v)})"
+                 for u, d, v in zip(flagged["unit"], flagged["direction"], flagged["value"])]
+        return (f"{r.label} by {item['unit']}, {when}: {', '.join(parts)} vs department "
+                f"{self._funnel_value(r, r.centre)}")
+
+    def funnel_alt(self, item: dict) -> str:
+        r = item["result"]
+        return (f"Funnel plot of {r.label} for {len(r.table)} {item['units']} against their number of tickets, with "
+                f"95% and 99.8% control limits around the department value. {self.funnel_title(item)}.")
+
+    def plot_funnel(self, item: dict, ax=None):
+        import textwrap  # noqa: PLC0415
+
+        from helpers.charts import funnel_plot  # noqa: PLC0415
+
+        names = self.names if item["by"] == "agent_id" else {}
+        ax = funnel_plot(item["result"], ax=ax, names=names, unit_label="tickets")
+        ax.set_title(textwrap.fill(self.funnel_title(item), 95), loc="left", fontsize=12)
+        return ax
+
+    def funnel_table_html(self, item: dict) -> str:
+        """Every unit for readers, in alphabetical order (not a ranking): n, value, the 95% limits at its n,
+        and whether it lies outside them."""
+        r = item["result"]
+        t = r.table.assign(name=[self._unit_name(u, item["by"]) for u in r.table["unit"]]).sort_values("name")
+        outside = [("no" if o == "" else f"{d}, outside the {o} limits") for o, d in zip(t["outside"], t["direction"])]
+        limits = [f"{self._funnel_value(r, lo)} to {self._funnel_value(r, hi)}"
+                  for lo, hi in zip(t["low_95"], t["high_95"])]
+        frame = pd.DataFrame({"name": t["name"].to_numpy(), "n": t["n"].to_numpy(),
+                              "value": [self._funnel_value(r, v) for v in t["value"]], "limits": limits,
+                              "outside": outside})
+        return reader_table(frame, labels={"name": item["unit"].capitalize(), "n": "Tickets",
+                                           "value": r.label, "limits": "Expected range (95%)",
+                                           "outside": "Outside the limits?"},
+                            formats={"n": "int", "value": "text", "limits": "text", "outside": "text"})
 
     # ------------------------------------------------------------------ data quality
     def data_quality(self) -> pd.DataFrame:
@@ -317,6 +604,46 @@ class DepartmentReport:
                     out.append({"table": table, "column": c, "rows": len(df), "missing": miss,
                                 "missing share": f"{miss / len(df):.1%}" if len(df) else "n/a"})
         return pd.DataFrame(out).set_index(["table", "column"])
+
+    def data_quality_html(self) -> str:
+        """The data behind each objective as a reader table."""
+        dq = self.data_quality().reset_index()
+        if dq.empty:
+            return "<p>No objectives.</p>"
+        dq["message"] = dq["message"].fillna("").replace("", "-")
+        return reader_table(dq, labels={"objective": "Objective", "metric": "KPI",
+                                        "periods with data": "Periods with data", "first": "First period",
+                                        "last": "Last period", "n now": "n in the current period",
+                                        "status": "Status", "message": "Note"},
+                            formats={"periods with data": "int", "n now": "int", "first": "text", "last": "text"})
+
+    def missing_values_html(self) -> str:
+        """Completeness of this department's survey and ticket fields as a reader table."""
+        from helpers.formatting import column_label  # noqa: PLC0415
+
+        mv = self.missing_values().reset_index()
+        if mv.empty:
+            return "<p>No data loaded.</p>"
+        share = [m / r if r else float("nan") for m, r in zip(mv["missing"], mv["rows"])]
+        frame = pd.DataFrame({"table": [{"responses": "Survey answers", "tickets": "Tickets"}.get(t, t)
+                                        for t in mv["table"]],
+                              "field": [column_label(c) for c in mv["column"]],
+                              "rows": mv["rows"], "missing": mv["missing"], "share": share})
+        return reader_table(frame, labels={"table": "Table", "field": "Field", "rows": "Rows",
+                                           "missing": "Missing", "share": "Missing share"},
+                            formats={"rows": "int", "missing": "int", "share": "percent:1"})
+
+    def summary_objectives(self) -> list[dict]:
+        """The page protocol's objective records."""
+        if self.evaluation is None:
+            return []
+        return [{"id": r["id"], "title": r["title"], "owner": r["owner"], "status": r["status"],
+                 "p_met": float(r["p_met"]) if np.isfinite(float(r["p_met"])) else None, "kpi": r["metric"]}
+                for _, r in self.evaluation.table.iterrows()]
+
+    def summary_kpis(self) -> list[dict]:
+        """The page protocol's KPI records (the tiles)."""
+        return [t.to_summary() for t in self.kpi_tiles()]
 
     def all_warnings(self) -> list[str]:
         """Problems, SMART-lint and evaluation warnings, and the data's warnings about this department."""
@@ -434,3 +761,84 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
         report.evaluation = evaluate_objectives(report.plan, report.department_data.for_kpis(), report.as_of, min_n=1,
                                                 min_responses=min_n, **kwargs)
     return report
+
+
+def survival_at_with_ci(survival, t: float, group=None) -> tuple[float, float, float]:
+    """``(S(t), low, high)`` from a Kaplan-Meier table (the step value at the last event time <= t); NaN
+    beyond the last observed time."""
+    tab = survival.table if survival.group is None else survival.table[survival.table[survival.group] == group]
+    if tab.empty or t > float(tab["time"].max()) * 1.0 + 1e-9 and not np.isfinite(t):
+        return float("nan"), float("nan"), float("nan")
+    last = survival.medians
+    if survival.group is not None:
+        last = last[last[survival.group] == group]
+    if len(last) and t > float(last["last_time"].iloc[0]):
+        return float("nan"), float("nan"), float("nan")
+    before = tab[tab["time"] <= t]
+    if before.empty:
+        return 1.0, 1.0, 1.0
+    row = before.iloc[-1]
+    return float(row["survival"]), float(row["ci_low"]), float(row["ci_high"])
+
+
+def delayed_entry_survival(data: pd.DataFrame, duration: str = "duration", event: str = "event",
+                           entry: str = "entry", group: str | None = None, alpha: float = 0.05):
+    """Kaplan-Meier survival with delayed entry (left truncation), by ``group``: a subject is at risk at time
+    ``t`` only when ``entry < t <= duration``, so time before a subject was selected into the sample (here:
+    before a customer's first contact with the department) counts for nobody (Klein & Moeschberger,
+    *Survival Analysis*, 2nd ed., 4.6). Computed with statsmodels ``SurvfuncRight(time, status, entry=)``;
+    Greenwood variance and log-log intervals as in :func:`helpers.retention.kaplan_meier`; the median by
+    ``quantile`` with its ``cloglog`` interval. Returns a :class:`helpers.retention.KaplanMeierResult`.
+    Rows with entry at or after their duration (no time at risk) are left out."""
+    from scipy import stats  # noqa: PLC0415
+    from statsmodels.duration.survfunc import SurvfuncRight  # noqa: PLC0415
+
+    from helpers.retention import KaplanMeierResult  # noqa: PLC0415
+
+    frame = data[[c for c in (duration, event, entry, group) if c]].copy()
+    frame = frame[np.isfinite(frame[duration].astype(float)) & np.isfinite(frame[entry].astype(float))]
+    frame = frame[frame[entry].astype(float) < frame[duration].astype(float)]
+    if frame.empty:
+        raise KitError("no customer has time at risk after entering the sample (entry before the end)")
+    z = stats.norm.ppf(1 - alpha / 2)
+    keys = [None] if group is None else sorted(frame[group].dropna().unique(), key=str)
+    rows, meds = [], []
+    for k in keys:
+        part_df = frame if k is None else frame[frame[group] == k]
+        d = part_df[duration].to_numpy(float)
+        e = part_df[event].to_numpy(float)
+        en = part_df[entry].to_numpy(float)
+        sf = SurvfuncRight(d, e, entry=en)
+        s = np.asarray(sf.surv_prob, float)
+        se = np.asarray(sf.surv_prob_se, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.log(-np.log(s))
+            sell = se / (s * np.abs(np.log(s)))
+            lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll + z * sell))))
+            hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll - z * sell))))
+        part = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
+                             "at_risk": np.asarray(sf.n_risk, "int64"), "events": np.asarray(sf.n_events, "int64")})
+        if part.empty:
+            part = pd.DataFrame({"time": [float(d.max())], "survival": [1.0], "ci_low": [1.0], "ci_high": [1.0],
+                                 "at_risk": [len(d)], "events": [0]})
+        if group is not None:
+            part.insert(0, group, k)
+        rows.append(part)
+        med, lo_m, hi_m = float("nan"), float("nan"), float("inf")
+        if (s <= 0.5).any():
+            med = float(sf.quantile(0.5))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ci = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+            lo_m = float(ci[0]) if ci[0] is not None else float("nan")
+            hi_m = float(ci[1]) if ci[1] is not None else float("inf")
+        mrow = {"n": len(d), "events": int(e.sum()), "median": med, "ci_low": lo_m, "ci_high": hi_m,
+                "last_time": float(d.max()), "survival_at_end": float(s[-1]) if len(s) else 1.0}
+        meds.append({group: k, **mrow} if group is not None else mrow)
+    return KaplanMeierResult(table=pd.concat(rows, ignore_index=True), medians=pd.DataFrame(meds), group=group,
+                             alpha=alpha, log_rank_note="curves with delayed entry are not compared by a test here")
+
+
+def _scope_text(filters, names) -> str:
+    from helpers.kpi_tiles import _scope  # noqa: PLC0415
+
+    return _scope(filters, names)

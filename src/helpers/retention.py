@@ -329,10 +329,44 @@ def cohort_table(frame: pd.DataFrame, freq: str = "M", max_periods: int | None =
 # Kaplan-Meier and log-rank
 # ----------------------------------------------------------------------------------------------------
 
+def _survival_selection(data, group, by, filters, what: str):
+    """The survival frame and group of a public survival function: ``by`` is another name of ``group``;
+    a Dataset becomes :func:`customer_durations` of its customers; ``filters`` (column -> value or list;
+    :mod:`helpers.selection`: values matched by case and slug, unknown values listed) select rows."""
+    from helpers import selection as sel  # noqa: PLC0415
+
+    if by is not None:
+        cols = sel.as_columns(by)
+        if group is not None and [group] != cols:
+            raise RetentionInputError(f"{what}: got group={group!r} and by={by!r}; give one",
+                                      table="survival data")
+        if len(cols) != 1:
+            raise RetentionInputError(f"{what}: by must be one column, got {cols}", table="survival data")
+        group = cols[0]
+    if group is not None:
+        group = sel.canonical(group)
+    if not isinstance(data, pd.DataFrame) and hasattr(data, "customers"):
+        data = customer_durations(data.customers)
+    if filters:
+        try:
+            data = sel.select_rows(data, "survival data", filters, what=what)
+        except sel.SelectionError as exc:
+            raise RetentionInputError(str(exc), table="survival data") from None
+    return data, group
+
+
 def _check_survival_columns(data: pd.DataFrame, duration: str, event: str, extra: Sequence[str] = ()):
     for col in (duration, event, *extra):
         if col not in data.columns:
-            raise RetentionInputError(f"has no column {col!r}", table="survival data",
+            hint = ""
+            if col in (duration, event) and {"signup_date", "end_date"} <= set(data.columns):
+                hint = ("; this is the customers table: build the survival frame with "
+                        "helpers.retention.customer_durations(customers) (adds 'duration' in months and 'event'), "
+                        "or pass the Dataset itself")
+            elif col in (duration, event):
+                hint = ("; build it with helpers.retention.survival_frame(df, duration=..., event=...) or "
+                        "customer_durations(customers)")
+            raise RetentionInputError(f"has no column {col!r}{hint}", table="survival data",
                                       expected=f"columns {[duration, event, *extra]}")
     d = pd.to_numeric(data[duration], errors="coerce")
     if d.isna().any():
@@ -406,7 +440,7 @@ class KaplanMeierResult:
 
 
 def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "event",
-                 group: str | None = None, alpha: float = 0.05) -> KaplanMeierResult:
+                 group: str | None = None, alpha: float = 0.05, *, by=None, filters=None) -> KaplanMeierResult:
     """Kaplan-Meier survival with pointwise log-log intervals, by ``group`` if given.
 
     S(t) = prod_{t_i <= t} (1 - d_i / n_i); Greenwood variance; the interval is
@@ -414,9 +448,14 @@ def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "e
     Prentice 2002). Computed with statsmodels ``SurvfuncRight``; the median and its interval use
     ``quantile_ci(method="cloglog")`` (Brookmeyer & Crowley 1982). With a group, the log-rank test
     (statsmodels ``survdiff``, as R ``survdiff``) is attached as ``.log_rank``.
+
+    ``data`` is a survival frame (:func:`customer_durations`, :func:`survival_frame`) or a Dataset (its
+    customers' durations); ``by`` is another name of ``group``; ``filters`` (column -> value or list, see
+    :mod:`helpers.selection`) selects the customers, e.g. ``filters={"region": "north"}``.
     """
     from statsmodels.duration.survfunc import SurvfuncRight
 
+    data, group = _survival_selection(data, group, by, filters, "kaplan_meier")
     d, e = _check_survival_columns(data, duration, event, [group] if group else [])
     if len(d) == 0:
         raise RetentionInputError("has no rows", table="survival data")
@@ -493,9 +532,15 @@ class LogRankResult:
         return ax
 
 
-def log_rank(data: pd.DataFrame, duration: str, event: str, group: str) -> LogRankResult:
-    """Log-rank test (Mantel-Haenszel) via statsmodels ``survdiff``; matches R ``survdiff``."""
+def log_rank(data: pd.DataFrame, duration: str = "duration", event: str = "event", group: str | None = None, *,
+             by=None, filters=None) -> LogRankResult:
+    """Log-rank test (Mantel-Haenszel) via statsmodels ``survdiff``; matches R ``survdiff``. ``by`` is another
+    name of ``group``; ``filters`` selects rows (see :func:`kaplan_meier`)."""
     from statsmodels.duration.survfunc import survdiff
+
+    data, group = _survival_selection(data, group, by, filters, "log_rank")
+    if group is None:
+        raise RetentionInputError("log_rank needs the groups to compare: pass group= (or by=)", table="survival data")
 
     d, e = _check_survival_columns(data, duration, event, [group])
     g = data[group].astype(str).to_numpy()
@@ -633,7 +678,7 @@ MAX_LOG_HAZARD_SE = 10.0
 
 
 def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[str],
-            alpha: float = 0.05) -> CoxResult:
+            alpha: float = 0.05, *, filters=None) -> CoxResult:
     """Cox proportional-hazards model h(t|x) = h0(t) exp(x'b) by partial likelihood with Efron ties
     (statsmodels ``PHReg(ties="efron")``; same estimates as R ``coxph`` and lifelines ``CoxPHFitter``).
 
@@ -645,7 +690,8 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
     """
     from statsmodels.duration.hazard_regression import PHReg
 
-    covariates = list(covariates)
+    data, _ = _survival_selection(data, None, None, filters, "fit_cox")
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise RetentionInputError("no covariates given", table="survival data", expected="one or more columns")
     d, e = _check_survival_columns(data, duration, event, covariates)
