@@ -92,7 +92,8 @@ __all__ = [
     "retention_from_counts", "retention_rate", "nps_from_counts", "median_order_ranks",
     "churn_rate", "repeat_purchase_rate", "clv_simple", "clv_discounted", "clv", "count_estimate",
     "compare_nps", "compare_proportions", "compare_csat", "compare_means", "compare_medians",
-    "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview",
+    "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview", "KpiTable", "forest_plot",
+    "DEFAULT_OVERVIEW",
 ]
 
 
@@ -1674,23 +1675,52 @@ def _retention_series(con, k: KPI, freq, by_cols, filters, start, end, confidenc
     return out.sort_values([*by_cols, "period"], kind="stable").reset_index(drop=True)
 
 
-def kpi_overview(con, metrics: Sequence[str] = ("csat", "nps", "ces", "fcr", "first_response_hours",
-                                                "resolution_hours"),
-                 by: str | Sequence[str] | None = "department", start=None, end=None,
-                 confidence: float = 0.95) -> pd.DataFrame:
+DEFAULT_OVERVIEW = ("csat", "nps", "ces", "fcr", "first_response_hours", "resolution_hours")
+
+
+def kpi_overview(con, metrics: Sequence[str] | None = None, by: str | Sequence[str] | None = "department",
+                 start=None, end=None, confidence: float = 0.95, *, filters=None,
+                 min_responses: int = 30) -> pd.DataFrame:
     """One row per group and metric for the whole window (``kpi_series(freq=None)``): label, value,
-    interval, n, unit, ``higher_is_better`` and a formatted cell (e.g. ``"+23 (+18 to +28)"``) for notebook
-    tables. Every metric must have the ``by`` column in its table (customer KPIs have no department)."""
-    frames = []
+    interval, n, unit, ``higher_is_better``, ``small`` (n below ``min_responses``) and a formatted cell (e.g.
+    ``"+23 (+18 to +28)"``) for notebook tables.
+
+    ``metrics=None`` (default) takes :data:`DEFAULT_OVERVIEW` and leaves out the KPIs the data cannot give
+    (no tickets table, no ``ces`` column, no ``by`` column: survey-only data gives CSAT and NPS); metrics named
+    explicitly must all be computable. ``by`` and ``filters`` may name customer columns (segment, region).
+    ``con`` may also be a Dataset."""
+    con = sel.connection_of(con)
+    explicit = metrics is not None
+    metrics = list(DEFAULT_OVERVIEW if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
+    by_cols = _as_list(by)
+    frames, skipped = [], []
     for m in metrics:
-        s = kpi_series(con, m, freq=None, by=by, start=start, end=end, confidence=confidence)
-        k = KPIS[m]
+        k = _kpi(m)
+        if not explicit:
+            cols = sel.table_columns(con, k.table)
+            cust = sel.table_columns(con, "customers") or []
+            usable = cols is not None and (k.column is None or k.kind in ("median_hours", "mean_hours")
+                                           or k.column in cols)
+            if usable and con.execute(f"SELECT count(*) FROM {_quote(k.table)}").fetchone()[0] == 0:
+                usable = False
+            if usable and any(c not in cols and c not in cust for c in by_cols):
+                usable = False
+            if not usable:
+                skipped.append(m)
+                continue
+        s = kpi_series(con, m, freq=None, by=by, filters=filters, start=start, end=end, confidence=confidence)
         s["label"], s["unit"], s["higher_is_better"] = k.label, k.unit, k.higher_is_better
         signed = k.unit == "points"
         s["formatted"] = [f"{_fmt_with_unit(v, k.unit, signed)} ({_fmt_number(lo, k.unit, signed)} to "
                           f"{_fmt_number(hi, k.unit, signed)})" for v, lo, hi in
                           zip(s["value"], s["ci_low"], s["ci_high"])]
         frames.append(s)
+    cols = [*by_cols, "metric", "label", "value", "ci_low", "ci_high", "n", "unit", "higher_is_better", "small",
+            "formatted"]
+    if not frames:
+        raise KPIError(", ".join(metrics), f"none of these KPIs can be computed from the data (by {by_cols})")
     out = pd.concat(frames, ignore_index=True)
-    return out[[*_as_list(by), "metric", "label", "value", "ci_low", "ci_high", "n", "unit",
-                "higher_is_better", "formatted"]]
+    out["small"] = out["n"] < min_responses
+    out = out[cols]
+    out.attrs["skipped"] = skipped
+    return out
