@@ -520,8 +520,9 @@ TABLE_COLUMNS = ["id", "parent", "level", "title", "owner", "owner_role", "metri
                  "status_detail", "sentence", "change", "message"]
 
 
-FILTER_COLUMNS = {"agent": "agent_id"}
-"""Filter keys of the params file that have a different column name in the data contract."""
+from helpers.selection import ALIASES as FILTER_COLUMNS  # noqa: E402  (agent -> agent_id, customer -> customer_id)
+"""Filter keys of the params file that have a different column name in the data contract (the one alias table of
+:mod:`helpers.selection`, shared by every analysis function)."""
 
 
 class KpiSource:
@@ -891,6 +892,11 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     """
     from helpers.objectives_forecast import forecast_window, kpi_scale  # noqa: PLC0415
 
+    if isinstance(plan, (str, Path)):  # a department's slug or file: load its plan (unknown ones are listed)
+        plan = load_objectives(plan) if str(plan).endswith((".yaml", ".yml")) else load_department(str(plan))
+    if not isinstance(plan, ObjectivePlan):
+        raise ObjectiveError("evaluate_objectives", f"expected an ObjectivePlan (load_department('billing')), a "
+                             f"department slug or a params file, got {type(plan).__name__}")
     metrics = metric_registry() if metrics is None else metrics
     warnings = list(plan.warnings)
     if names is None:

@@ -38,7 +38,61 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from helpers.errors import DataContractError, KitError
-from helpers.formatting import shorten
+from helpers.formatting import column_label, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals, shorten
+
+# Okabe & Ito (2008) colours (told apart under every common colour-vision deficiency), with a line style each
+SERIES_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
+SERIES_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2)))
+HELD_OUT_COLOUR = "#D55E00"
+
+
+def value_label(value: object) -> str:
+    """A data value (segment, group) as a reader reads it: ``small_business`` -> ``small business``."""
+    return str(value).replace("_", " ").strip()
+
+
+def fmt_months(x: float) -> str:
+    """Months as the pages print them, in tables and sentences alike: one decimal, none when whole
+    (``7.4``, ``23``); missing -> ``n/a``."""
+    text = fmt_number(x, 1)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def fmt_months_interval(low: float, high: float, upper_na: str = "not yet reached") -> str:
+    lo = fmt_months(low) if np.isfinite(low) else "not estimable"
+    hi = fmt_months(high) if np.isfinite(high) else upper_na
+    return f"{lo} to {hi}"
+
+
+def percent_interval(point: float, low: float, high: float) -> tuple[str, str]:
+    """A share and its interval with the same decimals (enough for the interval's ends to differ):
+    ``("41%", "39% to 43%")``."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return fmt_percent(point, 0), "n/a"
+    d = interval_decimals(100 * low, 100 * high)
+    return fmt_percent(point, d), fmt_interval(low, high, d, percent=True)
+
+
+def hazard_change_text(ratio: float, low: float, high: float) -> tuple[str, str]:
+    """A hazard ratio as a change of the churn risk, and its interval, in the same words: ``("60% lower",
+    "56% to 63% lower")``; an interval that spans no change: ``("12% lower", "31% lower to 12% higher")``."""
+    def pct(v):
+        return 100 * abs(v - 1)
+
+    d = max(interval_decimals(pct(low), pct(high)), 0)
+    if not np.isfinite(ratio):
+        return "n/a", "n/a"
+    way = "lower" if ratio < 1 else "higher"
+    point = f"{fmt_number(pct(ratio), d)}% {way}"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return point, "n/a"
+    if high < 1:
+        a, b = sorted((pct(low), pct(high)))
+        return point, f"{fmt_number(a, d)}% to {fmt_number(b, d)}% lower"
+    if low > 1:
+        a, b = sorted((pct(low), pct(high)))
+        return point, f"{fmt_number(a, d)}% to {fmt_number(b, d)}% higher"
+    return point, f"{fmt_number(pct(low), d)}% lower to {fmt_number(pct(high), d)}% higher"
 
 AVG_DAYS_PER_MONTH = 365.25 / 12
 _UNIT_TO_MONTHS = {"day": 1 / AVG_DAYS_PER_MONTH, "week": 7 / AVG_DAYS_PER_MONTH, "month": 1.0, "year": 12.0}
@@ -279,11 +333,21 @@ class CohortTable:
         from helpers.charts import new_axis
         ax = new_axis(ax, figsize=(10, 6))
         data = self.table if max_periods is None else self.table.loc[:, self.table.columns <= max_periods]
-        sns.heatmap(data * 100, ax=ax, cmap="viridis", vmin=0, vmax=100, cbar_kws={"label": "% still active"})
-        ax.set_xlabel("Months since signup")
-        ax.set_ylabel("Signup cohort")
-        ax.set_title("Share of each cohort still active")
+        sns.heatmap(data * 100, ax=ax, cmap="viridis", vmin=0, vmax=100,
+                    cbar_kws={"label": "Still a customer (% of the signup month)"})
+        ax.set_xlabel("Months since signup", fontsize=11)
+        ax.set_ylabel("Signup month", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.figure.axes[-1].yaxis.label.set_size(11)
+        ax.set_title(self.title(), fontsize=12)
         return ax
+
+    def title(self) -> str:
+        col = 12 if 12 in self.table.columns else self.table.columns[-1]
+        vals = self.table[col].dropna()
+        if vals.empty:
+            return "No signup month has been observed long enough yet"
+        return f"About {fmt_percent(vals.median(), 0)} of a signup month are still customers after {col} months"
 
     def summary(self) -> str:
         col = 12 if 12 in self.table.columns else self.table.columns[-1]
@@ -403,35 +467,54 @@ class KaplanMeierResult:
     def plot(self, ax=None):
         from helpers.charts import new_axis
         ax = new_axis(ax)
+        from matplotlib.ticker import PercentFormatter
         groups = [None] if self.group is None else list(self.table[self.group].unique())
-        for g in groups:
+        for i, g in enumerate(groups):
             tab = self.table if g is None else self.table[self.table[self.group] == g]
             t = np.r_[0.0, tab["time"].to_numpy()]
             s = np.r_[1.0, tab["survival"].to_numpy()]
             lo = np.r_[1.0, tab["ci_low"].to_numpy()]
             hi = np.r_[1.0, tab["ci_high"].to_numpy()]
-            line, = ax.step(t, s, where="post", label="all customers" if g is None else str(g))
-            ax.fill_between(t, lo, hi, step="post", alpha=0.2, color=line.get_color())
+            colour, style = SERIES_COLOURS[i % len(SERIES_COLOURS)], SERIES_STYLES[i % len(SERIES_STYLES)]
+            ax.step(t, s, where="post", color=colour, linestyle=style, linewidth=2,
+                    label="all customers" if g is None else value_label(g))
+            ax.fill_between(t, lo, hi, step="post", alpha=0.15, color=colour)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("Months since signup")
-        ax.set_ylabel("Share still a customer")
-        ax.set_title("Customer survival (Kaplan-Meier, 95% intervals)")
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_xlabel("Months since signup", fontsize=11)
+        ax.set_ylabel("Still a customer (%)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.set_title(self.title(), fontsize=12)
         if self.group is not None:
-            ax.legend(title=self.group)
+            ax.legend(title=column_label(self.group), fontsize=10, title_fontsize=10)
         return ax
+
+    def title(self) -> str:
+        """The chart's finding in words."""
+        m = self.medians
+        finite = m[np.isfinite(m["median"])]
+        if self.group is None or len(m) < 2:
+            if len(finite):
+                return f"Half of the customers have left after {fmt_months(finite['median'].iloc[0])} months"
+            return "More than half of the customers are still with us"
+        if len(finite) == len(m):
+            lo, hi = finite.loc[finite["median"].idxmin()], finite.loc[finite["median"].idxmax()]
+            return (f"{value_label(lo[self.group]).capitalize()} customers leave soonest (half within "
+                    f"{fmt_months(lo['median'])} months), {value_label(hi[self.group])} latest "
+                    f"({fmt_months(hi['median'])})")
+        return f"Customer survival by {column_label(self.group).lower()}"
 
     def summary(self) -> str:
         parts = []
         for _, row in self.medians.iterrows():
-            who = "Customers" if self.group is None else f"{row[self.group]} customers"
+            who = "Customers" if self.group is None else f"{value_label(row[self.group]).capitalize()} customers"
             if np.isfinite(row["median"]):
-                hi = "not yet reached" if not np.isfinite(row["ci_high"]) else f"{row['ci_high']:.0f}"
-                lo = f"{row['ci_low']:.0f}" if np.isfinite(row["ci_low"]) else "not estimable"
-                parts.append(f"{who}: half have left after {row['median']:.0f} months (95% CI {lo} to {hi}).")
+                parts.append(f"{who}: half have left after {fmt_months(row['median'])} months (95% CI "
+                             f"{fmt_months_interval(row['ci_low'], row['ci_high'])}).")
             else:
                 s_end = row["survival_at_end"]
                 parts.append(f"{who}: more than half are still customers after {row['last_time']:.0f} months "
-                             f"({s_end:.0%} remain), so the median lifetime is not reached yet.")
+                             f"({fmt_percent(s_end, 0)} remain), so the median lifetime is not reached yet.")
         if self.log_rank is not None:
             parts.append(self.log_rank.summary())
         elif self.log_rank_note:
@@ -521,8 +604,8 @@ class LogRankResult:
 
     def summary(self) -> str:
         verdict = "differ" if self.p_value < 0.05 else "do not differ detectably"
-        return (f"Survival curves by {self.group} {verdict} (log-rank chi-square {self.statistic:.1f} on "
-                f"{self.df} df, {'p < 0.001' if self.p_value < 0.001 else f'p = {self.p_value:.2g}'}).")
+        return (f"Survival curves by {column_label(self.group).lower()} {verdict} (log-rank chi-square "
+                f"{self.statistic:.1f} on {self.df} df, {fmt_p_value(self.p_value, prefix=True)}).")
 
     def plot(self, ax=None):
         from helpers.charts import new_axis
@@ -628,6 +711,35 @@ class CoxResult:
     loglik: float
     alpha: float = 0.05
     labels: dict[str, str] = field(default_factory=dict)  # indicator column -> "segment = enterprise"
+    # display only: covariate -> (step, words) to state a continuous covariate's effect per a sensible step,
+    # e.g. {"monthly_revenue": (100, "each extra €100 of monthly revenue")}; the table stays per unit
+    steps: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def reader_label(self, covariate: str) -> str:
+        """The covariate as the page names it: its label, with data codes made readable (``segment = small_business
+        (vs consumer)`` -> ``Segment: small business (vs consumer)``); per a step when one is set."""
+        import re
+        if covariate in self.steps:
+            return self.steps[covariate][1]
+        text = self.labels.get(covariate)
+        if text is None:
+            label = column_label(covariate)
+            label = label[0].lower() + label[1:] if label[1:2].islower() or len(label) == 1 else label
+            return f"each unit of {label}"
+        m = re.fullmatch(r"(.*) = (.*) \(vs (.*)\)", text)
+        if m:
+            return f"{value_label(m.group(2))} {column_label(m.group(1)).lower()} (vs {value_label(m.group(3))})"
+        return text
+
+    def per_step(self, covariate: str) -> tuple[float, float, float]:
+        """(hazard ratio, low, high) per the covariate's display step (per unit without one)."""
+        row = self.table.loc[covariate]
+        step = self.steps.get(covariate, (1.0, ""))[0]
+        if step == 1.0:
+            return float(row["hazard_ratio"]), float(row["ci_low"]), float(row["ci_high"])
+        z = stats.norm.ppf(1 - self.alpha / 2)
+        b, se = float(row["coef"]) * step, float(row["se"]) * abs(step)
+        return float(np.exp(b)), float(np.exp(b - z * se)), float(np.exp(b + z * se))
 
     def hazard_change_per_unit(self, covariate: str) -> tuple[float, float, float]:
         """Percent change of the hazard per unit of ``covariate``: (estimate, low, high)."""
@@ -635,39 +747,52 @@ class CoxResult:
         return tuple(100 * (row[c] - 1) for c in ("hazard_ratio", "ci_low", "ci_high"))
 
     def plot(self, ax=None):
-        from helpers.charts import ACCENT, new_axis
+        from helpers.charts import new_axis
         ax = new_axis(ax)
         tab = self.table.iloc[::-1]
         y = np.arange(len(tab))
-        ax.errorbar(tab["hazard_ratio"], y, xerr=[tab["hazard_ratio"] - tab["ci_low"],
-                                                  tab["ci_high"] - tab["hazard_ratio"]],
-                    fmt="o", color=ACCENT, capsize=3)
+        ratios = np.array([self.per_step(c) for c in tab.index])
+        ax.hlines(y, ratios[:, 1], ratios[:, 2], color=SERIES_COLOURS[0], lw=2)
+        ax.plot(ratios[:, 0], y, "o", color=SERIES_COLOURS[0], ms=7)
         ax.axvline(1, color="grey", lw=1, ls="--")
-        ax.set_yticks(y, [self.labels.get(c, c) for c in tab.index])
+        import textwrap
+        ax.set_yticks(y, [textwrap.fill(self.reader_label(c), 34) for c in tab.index], fontsize=11)
         ax.set_xscale("log")
         from matplotlib.ticker import FuncFormatter, LogLocator
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0), numticks=12))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.set_xlabel("Hazard ratio of churn (log scale; < 1 = keeps customers longer)")
-        ax.set_title("What changes the churn hazard (Cox model, 95% CI)")
+        ax.set_xlabel("Hazard ratio of churn, 95% CI (log scale; below 1 = customers stay longer)", fontsize=11)
+        ax.tick_params(axis="x", labelsize=10)
+        ax.set_title(self.title(), fontsize=12)
         return ax
+
+    def title(self) -> str:
+        """The chart's finding in words: the factor with the clearest effect."""
+        top = self.table["p_value"].idxmin()
+        hr, lo, hi = self.per_step(top)
+        point, _ = hazard_change_text(hr, lo, hi)
+        label = self.reader_label(top)
+        if self.table.loc[top, "p_value"] >= 0.05:
+            return "No factor changes the churn risk clearly"
+        return f"{label[0].upper() + label[1:]}: {point} churn risk" if len(label) < 60 else \
+            f"Churn risk {point} for the clearest factor"
 
     def summary(self) -> str:
         parts = []
         for cov, row in self.table.iterrows():
-            pct, lo, hi = (100 * (row[c] - 1) for c in ("hazard_ratio", "ci_low", "ci_high"))
-            way = "lowers" if pct < 0 else "raises"
+            hr, lo, hi = self.per_step(cov)
+            point, interval = hazard_change_text(hr, lo, hi)
+            amount, way = point.rsplit(" ", 1)
+            verb = "lowers" if way == "lower" else "raises"
             sig = "" if row["p_value"] < 0.05 else " (not statistically distinguishable from no effect)"
-            who = f"{self.labels[cov]}" if cov in self.labels else f"each unit of {cov}"
-            parts.append(f"{who} {way} the churn hazard by {abs(pct):.0f}% "
-                         f"(95% CI {lo:+.0f}% to {hi:+.0f}%){sig}")
+            parts.append(f"{self.reader_label(cov)} {verb} the churn hazard by {amount} (95% CI {interval}){sig}")
         ph_bad = self.ph_test.index[self.ph_test["p_value"] < 0.05].tolist() if len(self.ph_test) else []
         text = "Holding the other factors fixed, " + "; ".join(parts) + "."
         text += f" The model ranks who leaves first correctly {self.concordance:.0%} of the time (concordance)."
         if ph_bad:
-            text += (f" The effect of {', '.join(ph_bad)} seems to change over time (proportional-hazards check "
-                     "p < 0.05), so read it as an average over the customer lifetime.")
+            text += (f" The effect of {', '.join(self.reader_label(c) for c in ph_bad)} seems to change over time "
+                     "(proportional-hazards check p < 0.05), so read it as an average over the customer lifetime.")
         return text
 
 
@@ -1019,14 +1144,15 @@ class SBGResult:
         return pd.DataFrame({"t": t, "survival": s, "ci_low": lo, "ci_high": hi, "retention": r})
 
     def plot(self, ax=None, horizon: int | None = None):
-        from helpers.charts import ACCENT, new_axis
+        from helpers.charts import new_axis
         ax = new_axis(ax)
         h = horizon or max(12, 2 * self.periods_observed)
         if self.observed is not None and len(self.observed):
             h = max(h, int(self.observed["t"].max()))
+        from matplotlib.ticker import PercentFormatter
         proj = self.projection(h)
-        ax.plot(proj["t"], proj["survival"], color=ACCENT, label="sBG model")
-        ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=ACCENT, alpha=0.2,
+        ax.plot(proj["t"], proj["survival"], color=SERIES_COLOURS[0], lw=2, label="sBG model")
+        ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=SERIES_COLOURS[0], alpha=0.2,
                         label=f"{self.level:.0%} interval")
         if self.observed is not None:
             ax.plot(self.observed["t"], self.observed["survival"], "o", color="black", ms=3,
@@ -1034,27 +1160,28 @@ class SBGResult:
         if self.single_cohort:
             ax.axvline(self.periods_observed, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("Periods since signup")
-        ax.set_ylabel("Share still a customer")
-        ax.set_title(f"sBG projection{(' - ' + self.label) if self.label else ''}")
-        ax.legend()
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_xlabel("Months since signup", fontsize=11)
+        ax.set_ylabel("Still a customer (%)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.set_title(self.title(12), fontsize=12)
+        ax.legend(fontsize=10)
         return ax
+
+    def title(self, horizon: int = 12) -> str:
+        point, _ = percent_interval(*self.projection(horizon).iloc[-1][["survival", "ci_low", "ci_high"]])
+        return f"{point} of a new cohort are expected to stay {horizon} months"
 
     def summary(self, horizon: int = 12, period: str = "month") -> str:
         proj = self.projection(horizon).iloc[-1]
-        tab = self.table
-        who = f"For {self.label}, " if self.label else ""
-        if len(self.boot):
-            params = (f"alpha {self.alpha:.2f}, 95% CI {tab.loc['alpha', 'ci_low']:.2f}-"
-                      f"{tab.loc['alpha', 'ci_high']:.2f}; beta {self.beta:.2f}, {tab.loc['beta', 'ci_low']:.2f}-"
-                      f"{tab.loc['beta', 'ci_high']:.2f}")
-            interval = f" (95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%})"
-        else:
-            params, interval = f"alpha {self.alpha:.2f}, beta {self.beta:.2f}; no interval computed", ""
-        return (f"{who}the shifted-beta-geometric model ({params}) expects {proj['survival']:.0%} of a new cohort "
+        who = f"For {value_label(self.label)}, " if self.label else ""
+        point, ci = percent_interval(proj["survival"], proj["ci_low"], proj["ci_high"])
+        interval = f" (95% CI {ci})" if len(self.boot) and ci != "n/a" else " (no interval computed)"
+        return (f"{who}the shifted-beta-geometric model expects {point} of a new cohort "
                 f"to still be customers after {horizon} {period}s{interval}. Retention rises with tenure, from "
-                f"{self.retention(1):.0%} in the first {period} to {self.retention(horizon):.0%} in {period} "
-                f"{horizon}, because the customers most likely to leave leave first.")
+                f"{fmt_percent(self.retention(1), 0)} in the first {period} to "
+                f"{fmt_percent(self.retention(horizon), 0)} in {period} {horizon}, because the customers most "
+                "likely to leave leave first.")
 
 
 def _check_horizon(horizon) -> None:
@@ -1199,16 +1326,29 @@ class SBGGroups:
     def plot(self, ax=None, horizon: int = 24):
         from helpers.charts import new_axis
         ax = new_axis(ax)
-        for name, fit in self.fits.items():
+        from matplotlib.ticker import PercentFormatter
+        for i, (name, fit) in enumerate(self.fits.items()):
             proj = fit.projection(horizon)
-            line, = ax.plot(proj["t"], proj["survival"], label=str(name))
-            ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=line.get_color(), alpha=0.15)
+            colour, style = SERIES_COLOURS[i % len(SERIES_COLOURS)], SERIES_STYLES[i % len(SERIES_STYLES)]
+            ax.plot(proj["t"], proj["survival"], color=colour, linestyle=style, lw=2, label=value_label(name))
+            ax.fill_between(proj["t"], proj["ci_low"], proj["ci_high"], color=colour, alpha=0.15)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("Months since signup")
-        ax.set_ylabel("Share still a customer (sBG)")
-        ax.set_title(f"sBG projections by {self.by}")
-        ax.legend(title=self.by, fontsize=8)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_xlabel("Months since signup", fontsize=11)
+        ax.set_ylabel("Still a customer, projected (%)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.set_title(self.title(12), fontsize=12)
+        ax.legend(title=column_label(self.by), fontsize=10, title_fontsize=10)
         return ax
+
+    def title(self, horizon: int = 12) -> str:
+        col = f"survival_{horizon}"
+        if col not in self.table.columns or self.table.empty:
+            return f"Projected retention by {column_label(self.by).lower()}"
+        best = self.table.loc[self.table[col].idxmax()]
+        worst = self.table.loc[self.table[col].idxmin()]
+        return (f"After {horizon} months: {fmt_percent(best[col], 0)} of {value_label(best[self.by])} vs "
+                f"{fmt_percent(worst[col], 0)} of {value_label(worst[self.by])} customers projected to stay")
 
     def summary(self, horizon: int = 12) -> str:
         col = f"survival_{horizon}"
@@ -1216,11 +1356,12 @@ class SBGGroups:
             return f"No {self.by} had enough customers for an sBG fit."
         best = self.table.loc[self.table[col].idxmax()]
         worst = self.table.loc[self.table[col].idxmin()]
-        text = (f"After {horizon} months the sBG expects {best[col]:.0%} of a new {best[self.by]} cohort to remain "
-                f"(95% CI {best[col + '_low']:.0%}-{best[col + '_high']:.0%}) against {worst[col]:.0%} for "
-                f"{worst[self.by]} ({worst[col + '_low']:.0%}-{worst[col + '_high']:.0%}).")
+        b_point, b_ci = percent_interval(best[col], best[col + "_low"], best[col + "_high"])
+        w_point, w_ci = percent_interval(worst[col], worst[col + "_low"], worst[col + "_high"])
+        text = (f"After {horizon} months the sBG expects {b_point} of a new {value_label(best[self.by])} cohort to "
+                f"remain (95% CI {b_ci}) against {w_point} for {value_label(worst[self.by])} (95% CI {w_ci}).")
         if self.skipped:
-            text += f" Not fitted: {', '.join(f'{k} ({v})' for k, v in self.skipped.items())}."
+            text += f" Not fitted: {', '.join(f'{value_label(k)} ({v})' for k, v in self.skipped.items())}."
         return text
 
 
@@ -1291,19 +1432,22 @@ class HoldoutResult:
     fit: object = None
 
     def plot(self, ax=None):
-        from helpers.charts import ACCENT, TARGET, new_axis
+        from helpers.charts import new_axis
         ax = new_axis(ax)
         tab = self.table
         cal = tab[~tab["holdout"]]
         hold = tab[tab["holdout"]]
-        ax.plot(tab["t"], tab["predicted"], color=ACCENT, label=f"{self.model} forecast")
-        ax.fill_between(tab["t"], tab["pi_low"], tab["pi_high"], color=ACCENT, alpha=0.2,
+        ax.plot(tab["t"], tab["predicted"], color=SERIES_COLOURS[0], lw=2, label=f"{self.model} forecast")
+        ax.fill_between(tab["t"], tab["pi_low"], tab["pi_high"], color=SERIES_COLOURS[0], alpha=0.2,
                         label=f"{self.level:.0%} prediction interval")
-        ax.plot(cal["t"], cal["actual"], "o", color="black", ms=4, label="calibration data")
-        ax.plot(hold["t"], hold["actual"], "s", color=TARGET, ms=5, label="held-out actual")
+        ax.plot(cal["t"], cal["actual"], "o", color="black", ms=4, label="months the model saw")
+        ax.plot(hold["t"], hold["actual"], "s", color=HELD_OUT_COLOUR, ms=6, label="held-out months (actual)")
         ax.axvline(self.calibration_periods + 0.5, color="grey", ls=":", lw=1)
-        ax.set_title(f"Forecast vs held-out actuals\nMAPE {self.mape:.1f}%, interval coverage {self.coverage:.0%}")
-        ax.legend(fontsize=8)
+        ax.set_xlabel("Months since signup", fontsize=11)
+        ax.set_ylabel("Still a customer (share)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.set_title(f"Held-out check: off by {self.mape:.1f}% on average", fontsize=12)
+        ax.legend(fontsize=10)
         return ax
 
     def summary(self) -> str:
@@ -1418,20 +1562,21 @@ class RateForecast:
     notes: list[str] = field(default_factory=list)
 
     def plot(self, ax=None):
-        from helpers.charts import ACCENT, TARGET, new_axis
+        from helpers.charts import new_axis
         ax = new_axis(ax)
         hist = self.table[self.table["kind"] == "history"]
         fc = self.table[self.table["kind"] == "forecast"]
         ax.plot(hist["month"], hist["actual"] * 100, "o-", color="black", ms=3, label="monthly retention")
         hold = self.holdout.table[self.holdout.table["holdout"]]
-        ax.plot(hold["month"], hold["predicted"] * 100, "--", color=TARGET,
-                label=f"holdout check ({self.model}, MAPE {self.holdout.mape:.2f}%)")
-        ax.plot(fc["month"], fc["forecast"] * 100, color=ACCENT, label=f"{self.model} forecast")
-        ax.fill_between(fc["month"], fc["pi_low"] * 100, fc["pi_high"] * 100, color=ACCENT, alpha=0.2,
+        ax.plot(hold["month"], hold["predicted"] * 100, "--", color=HELD_OUT_COLOUR, lw=2,
+                label=f"held-out check ({self.model}, off by {self.holdout.mape:.1f}%)")
+        ax.plot(fc["month"], fc["forecast"] * 100, color=SERIES_COLOURS[0], lw=2, label=f"{self.model} forecast")
+        ax.fill_between(fc["month"], fc["pi_low"] * 100, fc["pi_high"] * 100, color=SERIES_COLOURS[0], alpha=0.2,
                         label=f"{self.level:.0%} prediction interval")
-        ax.set_ylabel("Customers kept in the month (%)")
-        ax.set_title(f"Monthly retention rate{(' - ' + self.label) if self.label else ''}")
-        ax.legend(fontsize=8)
+        ax.set_ylabel("Customers kept in the month (%)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.set_title(f"Monthly retention is forecast at {fc['forecast'].mean():.1%} on average", fontsize=12)
+        ax.legend(fontsize=10)
         return ax
 
     def summary(self) -> str:
@@ -1440,8 +1585,8 @@ class RateForecast:
         yearly = float(np.prod(fc["forecast"].iloc[:12]))
         who = f" for {self.label}" if self.label else ""
         txt = (f"Monthly retention{who} is forecast at {fc['forecast'].mean():.1%} on average over the next {h} "
-               f"months (95% prediction interval for a single month {fc['pi_low'].min():.1%}-"
-               f"{fc['pi_high'].max():.1%}); kept up for {min(h, 12)} months that compounds to "
+               f"months (95% prediction interval for a single month "
+               f"{fmt_interval(fc['pi_low'].min(), fc['pi_high'].max(), 1, percent=True)}); kept up for {min(h, 12)} months that compounds to "
                f"{yearly:.0%} of today's customers. {self.model} was chosen because it was the more accurate "
                f"model on the held-out months. " + self.holdout.summary())
         if self.notes:

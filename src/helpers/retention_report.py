@@ -22,7 +22,9 @@ import pandas as pd
 
 from helpers import retention as R
 from helpers.errors import KitError
-from helpers.formatting import md_escape, shorten
+from helpers.formatting import (NA, column_label, fmt_currency, fmt_interval, fmt_number, fmt_p_value, fmt_percent,
+                                interval_decimals, md_escape, reader_table, shorten)
+from helpers.retention import hazard_change_text, percent_interval, value_label
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RetentionReport:
     sbg_check: R.HoldoutResult | None = None
     rates: R.RateForecast | None = None
     value: pd.DataFrame | None = None
+    currency: str = ""  # ISO code from report.yaml (CLV)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -63,29 +66,100 @@ class RetentionReport:
         return "all customers" if self.segment == "all" else f"{self.segment} customers"
 
     def headline_markdown(self) -> str:
+        """Who is analysed, as of when, and how many have left (free text escaped)."""
         if self.frame is None:
             return "**The retention analysis could not run:** " + " ".join(md_escape(w) for w in self.warnings)
         sel = self.selected
         churned = int(sel["event"].sum())
         who = "customers (all segments)" if self.segment == "all" else md_escape(self.segment_label)
-        lines = [f"**{len(sel):,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
-                 f"have left ({churned / max(len(sel), 1):.0%})."]
-        fit = self.sbg.get(self.segment if self.segment != "all" else "all")
+        text = (f"**{len(sel):,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
+                f"have left ({fmt_percent(churned / max(len(sel), 1), 0)}).")
+        if self.source:
+            text += f" Data: {md_escape(self.source)}."
+        return text
+
+    def findings(self) -> list[str]:
+        """At most six findings for readers, each one sentence with its number and interval, rounded as in the
+        tables below (Markdown; free text escaped)."""
+        out = []
+        fit = self.main_fit
         if fit is not None:
             proj = fit.projection(12).iloc[-1]
-            lines.append(f"Of a new cohort, **{proj['survival']:.0%}** are expected to still be customers after 12 "
-                         f"months (95% CI {proj['ci_low']:.0%}-{proj['ci_high']:.0%}).")
-        if self.hazards is not None and self.satisfaction_covariate:
-            pct, lo, hi = self.hazards.hazard_change_per_unit(self.satisfaction_covariate)
-            way = "lowers" if pct < 0 else "raises"
-            lines.append(f"Each extra CSAT point (customer's mean rating) **{way} the monthly churn hazard by "
-                         f"{abs(pct):.0f}%** (95% CI {abs(hi) if pct < 0 else lo:.0f}%-"
-                         f"{abs(lo) if pct < 0 else hi:.0f}%), other factors held equal.")
+            point, ci = percent_interval(proj["survival"], proj["ci_low"], proj["ci_high"])
+            out.append(f"Of a new cohort, **{point}** are expected to still be customers after 12 months"
+                       + (f" (95% CI {ci})." if ci != NA else "."))
+        if self.hazards is not None and self.satisfaction_covariate in self.hazards.table.index:
+            hr, lo, hi = self.hazards.per_step(self.satisfaction_covariate)
+            point, interval = hazard_change_text(hr, lo, hi)
+            amount, way = point.rsplit(" ", 1)
+            out.append(f"Each extra CSAT point (customer's mean rating) **{'lowers' if way == 'lower' else 'raises'} "
+                       f"the monthly churn hazard by {amount}** (95% CI {interval}), other factors held equal.")
+        if self.survival is not None and len(self.survival.medians):
+            out.append(self._survival_finding())
         if self.rates is not None:
-            fc = self.rates.table[self.rates.table["kind"] == "forecast"]["forecast"]
-            lines.append(f"Keeping the forecast monthly retention ({fc.mean():.1%}) for a year retains about "
-                         f"**{np.prod(fc.iloc[:12]):.0%}** of today's customers.")
-        return "\n\n".join(lines)
+            fc = self.rates.table[self.rates.table["kind"] == "forecast"]
+            out.append(f"Monthly retention is forecast at **{fc['forecast'].mean():.1%}** on average over the next "
+                       f"{len(fc)} months (95% prediction interval for a single month "
+                       f"{fmt_interval(fc['pi_low'].min(), fc['pi_high'].max(), 1, percent=True)}); kept up for a "
+                       f"year that keeps about {fmt_percent(float(np.prod(fc['forecast'].iloc[:12])), 0)} of "
+                       "today's customers.")
+        value = self.value_row()
+        if value is not None:
+            out.append(f"At a {fmt_percent(self.discount_rate, 0)} annual discount rate, a new customer"
+                       f"{'' if value['segment'] == 'all' else ' (' + md_escape(value_label(value['segment'])) + ')'}"
+                       f" is worth about **{self.money(value['clv'])}** in revenue over their lifetime (95% CI "
+                       f"{self.money_interval(value['clv_low'], value['clv_high'])}).")
+        if self.sbg_groups is not None and len(self.sbg_groups.fits) > 1 and len(out) < 6:
+            out.append(md_escape(self.sbg_groups.summary(horizon=12).split(" Not fitted:")[0]))
+        return out[:6]
+
+    def findings_markdown(self) -> str:
+        items = self.findings()
+        if not items:
+            return "*No retention finding could be computed (see the notes at the top).*"
+        return "\n".join(f"- {s}" for s in items)
+
+    def headline(self) -> str:
+        """One plain sentence for the index page."""
+        fit = self.main_fit
+        if fit is None:
+            return "The retention projection could not be made (see the notes on the page)."
+        proj = fit.projection(12).iloc[-1]
+        point, ci = percent_interval(proj["survival"], proj["ci_low"], proj["ci_high"])
+        return (f"{point} of a new cohort are expected to still be customers after 12 months"
+                + (f" (95% CI {ci})." if ci != NA else "."))
+
+    def _survival_finding(self) -> str:
+        km = self.survival
+        m = km.medians
+        parts = []
+        for _, row in m.iterrows():
+            who = "customers" if km.group is None else f"{md_escape(value_label(row[km.group]))} customers"
+            if np.isfinite(row["median"]):
+                parts.append(f"{who} after {R.fmt_months(row['median'])} months (95% CI "
+                             f"{R.fmt_months_interval(row['ci_low'], row['ci_high'])})")
+            else:
+                parts.append(f"{who}: not yet ({fmt_percent(row['survival_at_end'], 0)} still customers after "
+                             f"{row['last_time']:.0f} months)")
+        return "Half have left: " + "; ".join(parts) + "."
+
+    @property
+    def main_fit(self):
+        return self.sbg.get(self.segment if self.segment != "all" else "all")
+
+    def value_row(self):
+        if self.value is None or not len(self.value):
+            return None
+        values = self.value.set_index("segment", drop=False)
+        key = self.segment if self.segment in values.index else "all"
+        row = values.loc[key] if key in values.index else None  # no fit for it: nothing to value
+        return row if row is not None and np.isfinite(row["clv"]) else None
+
+    def money(self, x) -> str:
+        return fmt_currency(x, self.currency)
+
+    def money_interval(self, low, high) -> str:
+        return f"{fmt_currency(low, self.currency)} to {fmt_currency(high, self.currency)}"
 
     def _as_of_text(self) -> str:
         if self.as_of is None:
@@ -102,50 +176,180 @@ class RetentionReport:
         return R.RetentionInputError(f"too little history{when}: {detail}", table="customers")
 
     def plain_summary(self) -> str:
-        """Plain-language paragraph for stakeholders, with the uncertainty in it."""
-        parts = []
-        if self.survival is not None:
-            parts.append(self.survival.summary())
-        if self.hazards is not None:
-            parts.append(self.hazards.summary())
-        fit = self.sbg.get(self.segment if self.segment != "all" else "all")
-        if fit is not None:
-            parts.append(fit.summary(horizon=self.horizon))
-        if self.sbg_check is not None:
-            parts.append("Projection check on the oldest cohorts: " + self.sbg_check.summary())
-        if self.rates is not None:
-            parts.append(self.rates.summary())
-        if self.value is not None and len(self.value):
-            values = self.value.set_index("segment")
-            key = self.segment if self.segment in values.index else "all"
-            row = values.loc[key] if key in values.index else None  # no fit for it: nothing to value
-            if row is not None and np.isfinite(row["clv"]):
-                parts.append(f"At a {self.discount_rate:.0%} annual discount rate, a new customer ({key}) is worth "
-                             f"about {row['clv']:,.0f} in revenue over their lifetime (95% CI {row['clv_low']:,.0f}-"
-                             f"{row['clv_high']:,.0f}): {row['del']:.1f} discounted months of revenue.")
+        """The findings as one plain paragraph (no Markdown), then what was left out."""
+        import re
+        parts = [re.sub(r"\*\*", "", f) for f in self.findings()]
         if self.warnings:
             parts.append("Left out or limited: " + " ".join(self.warnings))
         return " ".join(parts)
 
     def summary_markdown(self) -> str:
-        """:meth:`plain_summary` made inert for Markdown (segment names and messages come from the data)."""
-        return md_escape(self.plain_summary())
+        """The findings as Markdown bullets (free text escaped)."""
+        return self.findings_markdown()
+
+    # ------------------------------------------------------------------ reader tables (HTML)
+    def survival_table_html(self) -> str:
+        km = self.survival
+        if km is None:
+            return ""
+        rows = []
+        for _, r in km.medians.iterrows():
+            rows.append({"Segment": "all customers" if km.group is None else value_label(r[km.group]),
+                         "Customers": int(r["n"]), "Have left": int(r["events"]),
+                         "Median months as a customer": R.fmt_months(r["median"]) if np.isfinite(r["median"])
+                         else "not reached",
+                         "95% CI (months)": R.fmt_months_interval(r["ci_low"], r["ci_high"]),
+                         "Still a customer at the end": f"{fmt_percent(r['survival_at_end'], 0)} after "
+                                                        f"{r['last_time']:.0f} months"})
+        return _table(pd.DataFrame(rows), formats={"Customers": "int", "Have left": "int"})
+
+    def hazard_table_html(self) -> str:
+        cox = self.hazards
+        if cox is None:
+            return ""
+        rows = []
+        for cov in cox.table.index:
+            hr, lo, hi = cox.per_step(cov)
+            point, interval = hazard_change_text(hr, lo, hi)
+            label = cox.reader_label(cov)
+            rows.append({"Factor": label[0].upper() + label[1:], "Change in monthly churn risk": point,
+                         "95% CI": interval, "Hazard ratio": fmt_number(hr, 2),
+                         "Hazard ratio 95% CI": fmt_interval(lo, hi, max(2, interval_decimals(lo, hi))),
+                         "p-value": fmt_p_value(cox.table.loc[cov, "p_value"])})
+        return _table(pd.DataFrame(rows), formats={c: "text" for c in ("Hazard ratio", "Hazard ratio 95% CI")})
+
+    def projection_table_html(self) -> str:
+        fit = self.main_fit
+        if fit is None:
+            return ""
+        proj = fit.projection(self.horizon)
+        proj = proj[proj["t"] >= 1]
+        texts = [percent_interval(s, lo, hi) for s, lo, hi in zip(proj["survival"], proj["ci_low"], proj["ci_high"])]
+        shown = pd.DataFrame({"Months since signup": proj["t"].astype(int).to_numpy(),
+                              "Still a customer": [a for a, _ in texts], "95% CI": [b for _, b in texts],
+                              "Kept in that month": [fmt_percent(r, 1) for r in proj["retention"]]})
+        return _table(shown, formats={"Months since signup": "int"})
+
+    def segments_table_html(self) -> str:
+        g = self.sbg_groups
+        if g is None or g.table.empty or "survival_12" not in g.table.columns:
+            return ""
+        t = g.table
+        texts = [percent_interval(a, b, c) for a, b, c in zip(t["survival_12"], t["survival_12_low"],
+                                                             t["survival_12_high"])]
+        shown = pd.DataFrame({column_label(g.by): [value_label(v) for v in t[g.by]],
+                              "Customers": t["customers"].astype(int).to_numpy(),
+                              "Still a customer after 12 months (projected)": [a for a, _ in texts],
+                              "95% CI": [b for _, b in texts]})
+        return _table(shown, formats={"Customers": "int"})
+
+    def value_table_html(self) -> str:
+        v = self.value
+        if v is None or not len(v):
+            return ""
+        shown = pd.DataFrame({
+            "Segment": ["all customers" if s == "all" else value_label(s) for s in v["segment"]],
+            "Customers": v["customers"].astype(int).to_numpy(),
+            f"Months as a customer in the first {self.horizon}": [fmt_number(x, 1) for x in
+                                                                  v["expected_months_in_horizon"]],
+            "Discounted lifetime (months)": [fmt_number(x, 1) for x in v["del"]],
+            "95% CI (months)": [fmt_interval(a, b, 1) for a, b in zip(v["del_low"], v["del_high"])],
+            "Average monthly revenue": [self.money(x) for x in v["monthly_margin"]],
+            "Lifetime value": [self.money(x) for x in v["clv"]],
+            "Lifetime value 95% CI": [self.money_interval(a, b) if np.isfinite(a) and np.isfinite(b) else NA
+                                      for a, b in zip(v["clv_low"], v["clv_high"])]})
+        return _table(shown, formats={"Customers": "int"})
+
+    # ------------------------------------------------------------------ details for analysts
+    def sbg_parameters_table_html(self) -> str:
+        rows = []
+        for name, fit in self.sbg.items():
+            t = fit.table
+            rows.append({"Segment": "all customers" if name == "all" else value_label(name),
+                         "Customers": int(fit.n_customers),
+                         "alpha": fmt_number(fit.alpha, 2),
+                         "alpha 95% CI": fmt_interval(t.loc["alpha", "ci_low"], t.loc["alpha", "ci_high"], 2),
+                         "beta": fmt_number(fit.beta, 2),
+                         "beta 95% CI": fmt_interval(t.loc["beta", "ci_low"], t.loc["beta", "ci_high"], 2),
+                         "Log-likelihood": fmt_number(fit.loglik, 1)})
+        if not rows:
+            return ""
+        return _table(pd.DataFrame(rows), formats={c: "text" for c in ("alpha", "alpha 95% CI", "beta", "beta 95% CI",
+                                                                       "Log-likelihood")})
+
+    def model_comparison_table_html(self) -> str:
+        if self.rates is None:
+            return ""
+        c = self.rates.candidates
+        shown = pd.DataFrame({"Model": c["model"].astype(str).to_numpy(),
+                              "Mean abs. % error on held-out months": [f"{fmt_number(x, 2)}%" for x in c["mape"]],
+                              "Held-out months inside the 95% interval": [fmt_percent(x, 0) for x in c["coverage"]],
+                              "Used": ["yes" if m == self.rates.model else "no" for m in c["model"]]})
+        return _table(shown, formats={c: "text" for c in shown.columns})
+
+    def cox_details_markdown(self) -> str:
+        cox = self.hazards
+        if cox is None:
+            return ""
+        text = (f"Cox model: {cox.n:,} customers, {cox.n_events:,} churn events, log partial likelihood "
+                f"{fmt_number(cox.loglik, 1)}, concordance {fmt_number(cox.concordance, 2)} (Efron ties).")
+        if len(cox.ph_test):
+            text += " Proportional-hazards check (Schoenfeld residuals vs rank of time): " + "; ".join(
+                f"{cox.reader_label(c)} {fmt_p_value(p, prefix=True)}" for c, p in cox.ph_test["p_value"].items()) + "."
+        return md_escape(text)
+
+    # ------------------------------------------------------------------ charts: alt texts and count
+    def expected_charts(self) -> int:
+        """How many charts the page shows (the runner fails a page with fewer)."""
+        return sum([self.cohorts is not None, self.survival is not None, self.hazards is not None,
+                    self.main_fit is not None, self.sbg_groups is not None and len(self.sbg_groups.fits) > 1,
+                    self.rates is not None])
+
+    def alt_cohorts(self) -> str:
+        return ("Heatmap: rows are signup months, columns months since signup, colour the share still a customer. "
+                + self.cohorts.summary())
+
+    def alt_survival(self) -> str:
+        return "Kaplan-Meier survival curves with 95% bands. " + self.survival.summary()
+
+    def alt_hazards(self) -> str:
+        return "Hazard ratios with 95% intervals on a log scale. " + self.hazards.summary()
+
+    def alt_sbg(self) -> str:
+        text = "Projected share of a new cohort still a customer by month, with its 95% band and the observed " \
+               "shares. " + self.main_fit.summary(horizon=12)
+        if self.sbg_check is not None:
+            text += " Right: the held-out check. " + self.sbg_check.summary()
+        return text
+
+    def alt_segments(self) -> str:
+        return "Projected share still a customer by segment, with 95% bands. " + self.sbg_groups.summary(horizon=12)
+
+    def alt_rates(self) -> str:
+        return "Monthly retention rate history, held-out check and forecast with its 95% band. " + self.rates.summary()
 
     def status_counts(self) -> dict[str, int]:
+        """The company retention page judges no objectives: no status counts."""
         return {}
 
 
-def _load_customers(data_source: str, report_config: str, as_of: str, report: RetentionReport):
-    """Read settings and the customer table (plus responses when the dataset has them)."""
-    from helpers.config import load_report_config, repo_root, resolve_data_source, resolve_retention_file
-    from helpers.data import is_snapshot, load_dataset, load_retention_table
+def _table(frame: pd.DataFrame, **kwargs) -> str:
+    """A reader table whose column names are already reader headers (shown as written)."""
+    return reader_table(frame, labels={c: str(c) for c in frame.columns}, **kwargs)
 
-    root = repo_root()
-    cfg_path = Path(report_config)
-    if not cfg_path.is_absolute():
-        cfg_path = root / cfg_path
+
+def _load_customers(data_source: str, report_config: str, as_of: str, report: RetentionReport):
+    """Read settings and the customer table (plus responses when the dataset has them), through the report
+    layer's loader (:func:`helpers.reports.loader.load_report_inputs`) unless ``retention.file`` names a
+    separate customer export."""
+    from helpers.config import load_report_config, resolve_retention_file
+    from helpers.data import load_retention_table
+    from helpers.reports.loader import data_name, load_report_inputs, resolve_config_path
+
+    cfg_path = resolve_config_path(report_config)
     cfg = load_report_config(cfg_path)
     settings = cfg.retention
+    report.currency = str(getattr(cfg, "currency", "") or "")
     responses = None
     last_date = None
     file = resolve_retention_file(cfg, cfg_path)
@@ -153,18 +357,14 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         if not file.exists():
             raise R.RetentionInputError(f"retention file {file} not found", table="retention.file")
         customers = load_retention_table(cfg, config_path=cfg_path)  # checks the configured columns exist
-        report.source = str(file)
+        report.source = data_name(file)
     else:
-        source = Path(data_source) if data_source else resolve_data_source(cfg)
-        if not source.is_absolute():
-            source = root / source
-        snapshot = is_snapshot(source)
         # the data as of the report date: later signups, answers and tickets left out, later churn censored
-        ds = load_dataset(source, column_mapping=None if snapshot else (cfg.column_mapping or None),
-                          validate=not snapshot, emit_warnings=False, as_of=as_of or None)
+        inputs = load_report_inputs(data_source, cfg_path, as_of=as_of or None)
+        ds = inputs.dataset
         try:
             customers, responses = ds.customers, ds.responses
-            report.source = ds.origin
+            report.source = inputs.data_label
             report.warnings.extend(ds.excluded_messages())
             last_date = ds.date_range()[1]
             if not as_of:
