@@ -161,7 +161,7 @@ def tiles_from_evaluation(evaluation, *, periods: int = 12, names: Mapping[str, 
     return tiles
 
 
-def sparkline_html(values, *, target: float | None = None, height: int = 30, label: str = "") -> str:
+def sparkline_html(values, *, target: float | None = None, height: int = 24, label: str = "") -> str:
     """A step sparkline as HTML: one short dash per period at its height (a span whose inline ``height``
     places its top border), the last period darker, the target as a dashed line. ``values`` are floats
     (oldest first); the vertical range spans the values and the target. ``role="img"`` with ``label``."""

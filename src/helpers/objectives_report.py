@@ -188,6 +188,19 @@ class DepartmentReport:
         return (f'<table class="kit-table dept-status" id="status-table"><thead>{head}</thead>'
                 f'<tbody>{"".join(body)}</tbody></table>')
 
+    # ------------------------------------------------------------------ charts
+    def show_chart(self, fig, alt: str) -> None:
+        """Show a chart through ``helpers.charts.show_figure`` (PNG with its alt text) and count it for the
+        page protocol (``charts_shown``)."""
+        from helpers.charts import show_figure  # noqa: PLC0415
+
+        show_figure(fig, alt=alt)
+        self.__dict__["charts_shown"] = self.charts_shown + 1
+
+    @property
+    def charts_shown(self) -> int:
+        return int(self.__dict__.get("charts_shown", 0))
+
     # ------------------------------------------------------------------ first screen
     @property
     def names(self) -> dict[str, str]:
@@ -400,6 +413,17 @@ class DepartmentReport:
             return None, f"No driver analysis for {self.department} between {start} and {end}: {result.message}"
         return result.analysis, ""
 
+    def drivers_alt(self, analysis) -> str:
+        """Alt text of the drivers chart: the top attributes with their shares and the "fix first" list."""
+        from helpers.formatting import column_label  # noqa: PLC0415
+
+        t = analysis.table
+        top = [f"{column_label(d)} {fmt_percent(t.loc[d, 'share'])}" for d in list(t.index)[:3]]
+        fix = [column_label(d) for d in analysis.ipa.fix_first]
+        return (f"Bar chart of each attribute's share of explained {column_label(analysis.outcome) if hasattr(analysis, 'outcome') else 'satisfaction'} "
+                f"variance with 95% intervals, and an importance-performance map. Largest shares: {', '.join(top)}. "
+                + (f"Fix first: {', '.join(fix)}." if fix else "No attribute is both important and rated below average."))
+
     def department_customers(self) -> pd.DataFrame:
         """Customers who had a ticket or a survey response with this department up to the as-of date
         (the customer ids are selected in DuckDB; the customers keep the table's order)."""
@@ -410,7 +434,8 @@ class DepartmentReport:
             until = " AND CAST({col} AS TIMESTAMP) <= $until"
         sql = " UNION ".join(f"SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM {table} "
                              f"WHERE department = $department" + until.format(col=col)
-                             for table, col in (("tickets", "created_at"), ("responses", "response_date")))
+                             for table, col in (("tickets", "created_at"), ("responses", "response_date"))
+                             if table in getattr(self.dataset, "tables", (table,)))  # survey-only data: no tickets
         ids = self.dataset.con.sql(sql, params=params).fetchnumpy()["customer_id"]
         customers = self.dataset.customers
         return customers[customers["customer_id"].astype(str).isin(set(ids.tolist()))]
@@ -426,7 +451,8 @@ class DepartmentReport:
         union = " UNION ALL ".join(
             f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST({col} AS TIMESTAMP) AS contact_at FROM {table} "
             f"WHERE department = $department" + until.format(col=col)
-            for table, col in (("tickets", "created_at"), ("responses", "response_date")))
+            for table, col in (("tickets", "created_at"), ("responses", "response_date"))
+            if table in getattr(self.dataset, "tables", (table,)))  # survey-only data: no tickets
         sql = f"SELECT customer_id, MIN(contact_at) AS first_contact FROM ({union}) GROUP BY customer_id"
         return self.dataset.con.sql(sql, params=params).df()
 
@@ -439,6 +465,9 @@ class DepartmentReport:
         would inflate survival (:func:`delayed_entry_survival`). Time is months since signup."""
         if self.dataset is None:
             return None, "No data loaded."
+        missing = getattr(self.dataset, "missing_reason", lambda _what: "")("retention")
+        if missing:  # survey-only data (issue 12): the one-line reason, naming the table it needs
+            return None, missing
         from helpers.retention import customer_durations, months_between  # noqa: PLC0415
 
         try:
@@ -453,6 +482,42 @@ class DepartmentReport:
             return delayed_entry_survival(frame, "duration", "event", "entry", group=group), ""
         except (KitError, ValueError) as exc:
             return None, f"No retention analysis for {self.department}: {exc}"
+
+    def retention_title(self, survival, months: int = 12) -> str:
+        parts = []
+        groups = [None] if survival.group is None else list(survival.medians[survival.group])
+        for g in groups:
+            v, _, _ = survival_at_with_ci(survival, months, g)
+            if np.isfinite(v):
+                who = "all" if g is None else str(g).replace("_", " ")
+                parts.append(f"{who} {fmt_percent(v)}")
+        return (f"Still customers {months} months after signup: " + ", ".join(parts)) if parts else \
+            "Customer survival since signup"
+
+    def plot_retention(self, survival, ax=None):
+        """Survival curves by segment (delayed entry), with segment names for readers and the finding as title."""
+        import textwrap  # noqa: PLC0415
+
+        from helpers.charts import CHART_FONT_PT, NEUTRAL, new_axis  # noqa: PLC0415
+
+        ax = survival.plot(ax=new_axis(ax))
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [str(x).replace("_", " ").capitalize() for x in labels], title="Segment",
+                  fontsize=CHART_FONT_PT, title_fontsize=CHART_FONT_PT, frameon=False, loc="upper right")
+        ax.yaxis.set_major_formatter(__import__("matplotlib.ticker", fromlist=["PercentFormatter"])
+                                     .PercentFormatter(xmax=1.0, decimals=0))
+        ax.set_ylabel("Still a customer (%)", fontsize=CHART_FONT_PT)
+        ax.set_xlabel("Months since signup (each customer counted from their first contact with "
+                      f"{self.department})", fontsize=CHART_FONT_PT)
+        ax.axvline(12, color=NEUTRAL, linestyle=":", linewidth=1)
+        ax.tick_params(labelsize=CHART_FONT_PT)
+        ax.set_title(textwrap.fill(self.retention_title(survival), 95), loc="left", fontsize=12)
+        return ax
+
+    def retention_alt(self, survival) -> str:
+        return (f"Kaplan-Meier curves of the share of {self.department}'s customers still customers by months since "
+                f"signup, by segment, with 95% bands, each customer counted from their first contact with the "
+                f"department. {self.retention_text(survival)}")
 
     def retention_text(self, survival, months: tuple[int, ...] = (12, 24)) -> str:
         """Plain sentences: per segment, the share still customers ``months`` after signup with its 95% CI."""
@@ -499,6 +564,9 @@ class DepartmentReport:
             if k.table != "tickets":
                 notes.append(f"{k.label} comes from survey answers, which carry no team or agent, so it is not "
                              "compared by team here.")
+                continue
+            if "tickets" not in getattr(self.dataset, "tables", ("tickets",)):  # survey-only data (issue 12)
+                notes.append(self.dataset.missing_reason(metric))
                 continue
             frame = self.department_data.tickets
             dates = pd.to_datetime(frame[k.date_column])
@@ -686,6 +754,13 @@ class DepartmentReport:
         if bt is None:
             return ""
         return f"*How reliable are these forecasts?* {_esc(bt.summary())} [Details](#calibration-detail)."
+
+    def calibration_table_html(self) -> str:
+        """The reliability table as a reader table."""
+        table = self.calibration_table()
+        if table.empty:
+            return "<p>No past forecasts to check yet.</p>"
+        return reader_table(table, formats={c: "text" for c in table.columns if c != "Events"} | {"Events": "int"})
 
     def calibration_table(self) -> pd.DataFrame:
         """The reliability table for readers: predicted chance, events, share that happened (95% CI)."""
