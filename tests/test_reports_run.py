@@ -207,3 +207,118 @@ def test_warm_kernels_execute_like_cold_papermill_kernels(run, tmp_path):
     assert warm.metadata["language_info"] == cold.metadata["language_info"]
     # the figure is an embedded PNG in both
     assert any("image/png" in o.get("data", {}) for c in warm.cells if c.cell_type == "code" for o in c.outputs)
+
+
+# ---------------------------------------------------------------------------------------------- charts, protocol
+
+def _images(html: str) -> list[str]:
+    import re
+    return re.findall(r"<img\b[^>]*>", html)
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_mplbackend_agg_in_the_environment_still_gives_charts(run, tmp_path, monkeypatch, warm):
+    """Regression (issue 11): with MPLBACKEND=Agg in the scheduler's environment plt.show() drew nothing and
+    every page lost its charts with exit code 0. The runner forces the inline backend in its kernels."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    opts = runner.RunOptions(params=run["params"], data=str(run["data"]), out=tmp_path / "o",
+                             notebooks=FIXTURE_NOTEBOOKS, workers=1, only=["sales"], company_reports=False,
+                             warm_kernels=warm, progress=False)
+    result = runner.run_reports(opts, echo=lambda m: None)
+    assert result.exit_code == 0, result.manifest["reports"][0]["error"]
+    images = _images((result.run_dir / "department_sales.html").read_text())
+    assert len(images) == 2  # the plt.show() chart and the show_figure chart
+    assert any('alt="Bar chart for sales: b is twice a"' in i for i in images)  # alt text from the metadata
+    assert os.environ["MPLBACKEND"] == "Agg"  # the runner's own environment is left as it was
+
+
+def _variant_notebooks(folder: Path, replace: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name in ("department_report.ipynb", "satisfaction_drivers.ipynb", "retention_forecast.ipynb"):
+        text = (FIXTURE_NOTEBOOKS / name).read_text()
+        if name == "department_report.ipynb":
+            for old, new in replace.items():
+                assert old in text
+                text = text.replace(old, new)
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_page_protocol_is_checked_after_the_notebook_ran(run, tmp_path):
+    """A notebook that ends without its summary, or a page with fewer charts than its summary says it was
+    meant to show, is a failed report with a plain reason (not a silent success)."""
+    notebooks = _variant_notebooks(tmp_path / "nbs", {
+        "charts=2)": "charts=3 if department == 'sales' else 2) if department != 'delivery' else None"})
+    opts = runner.RunOptions(params=run["params"], data=str(run["data"]), out=tmp_path / "o", notebooks=notebooks,
+                             workers=2, only=["sales", "delivery"], company_reports=False, progress=False)
+    messages: list[str] = []
+    result = runner.run_reports(opts, echo=messages.append)
+    assert result.exit_code == 1 and sorted(result.failures) == ["department_delivery", "department_sales"]
+    reports = {r["name"]: r for r in result.manifest["reports"]}
+    sales, delivery = reports["department_sales"]["error"], reports["department_delivery"]["error"]
+    assert "meant to show 3 charts and shows 2" in sales["message"]
+    assert "without writing its summary" in delivery["message"]
+    page = (result.run_dir / "department_sales.html").read_text()
+    assert "Report failed" in page and "meant to show 3 charts and shows 2" in page
+    assert "page protocol" in page
+    index = (result.run_dir / "index.html").read_text()
+    assert "meant to show 3 charts and shows 2" in index  # the failure in plain words on the portal
+
+
+# ---------------------------------------------------------------------------------------------- what changed
+
+def _sales_delighted_last_month(src: Path, dest: Path) -> Path:
+    """A copy of the demo where every Sales answer of the last month is CSAT 5 (a known, large rise: on the
+    small demo Sales' last month is about 56% top-2-box, below the fixture's 60% line)."""
+    import shutil
+
+    import pandas as pd
+    shutil.copytree(src, dest)
+    responses = pd.read_parquet(dest / "responses.parquet")
+    last = pd.Timestamp(responses["response_date"].max())
+    month = (pd.to_datetime(responses["response_date"]) >= last.replace(day=1)) & (responses["department"] == "Sales")
+    assert month.sum() > 20
+    responses.loc[month, "csat"] = 5
+    responses.to_parquet(dest / "responses.parquet", index=False)
+    return dest
+
+
+def test_run_over_run_changes_on_two_data_sets_that_differ_in_a_known_way(run, tmp_path):
+    changed = _sales_delighted_last_month(run["data"], tmp_path / "changed")
+    out = tmp_path / "o"
+
+    def one_run(data, run_id):
+        opts = runner.RunOptions(params=run["params"], data=str(data), out=out, notebooks=FIXTURE_NOTEBOOKS,
+                                 workers=2, only=["sales", "delivery"], company_reports=False, progress=False,
+                                 run_id=run_id)
+        result = runner.run_reports(opts, echo=lambda m: None)
+        assert result.exit_code == 0, result.failures
+        return result
+
+    first = one_run(run["data"], "r1")
+    page = (first.run_dir / "department_sales.html").read_text()
+    assert "First run: there is no earlier run to compare with." in page
+    second = one_run(changed, "r2")
+    reports = {r["name"]: r for r in second.manifest["reports"]}
+    sales = reports["department_sales"]["changes"]
+    assert [(c["before"], c["after"]) for c in sales["status_changes"]] == [("off track", "on track")]
+    (csat,) = sales["kpis"]
+    assert csat["significant"] and csat["after"] > csat["before"] and csat["period_after"] == csat["period_before"]
+    assert sales["new_warnings"] == ["CSAT on track"]
+    delivery = reports["department_delivery"]["changes"]  # Delivery's data did not change
+    assert delivery["unchanged"] and delivery["status_changes"] == [] and delivery["new_warnings"] == []
+    page = (second.run_dir / "department_sales.html").read_text()
+    assert "1 objective changed status;" in page and "a significant change (up" in page
+    assert "Raise satisfaction: off track \u2192 on track." in page
+    assert "unchanged since the last run" in (second.run_dir / "department_delivery.html").read_text()
+    index = (second.run_dir / "index.html").read_text()
+    assert "Raise satisfaction: off track &rarr; on track" in index
+    # departments by attention needed: Sales (an objective off track in its summary counts) before Delivery
+    assert index.index('href="department_sales.html"') < index.index('href="department_delivery.html"')
+    # the same data again: the latest period is unchanged, on the page and in the index
+    third = one_run(changed, "r3")
+    assert all(r["changes"]["unchanged"] for r in third.manifest["reports"])
+    assert "is unchanged since the last run (r2" in (third.run_dir / "department_sales.html").read_text()
+    index = (third.run_dir / "index.html").read_text()
+    assert "The latest period is unchanged since the last run (r2" in index
+    assert 'href="../r2/index.html"' in index and 'href="../r1/index.html"' in index
