@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import charts
+from helpers.results import displayable
 from helpers.drivers import (NONNEGATIVE_METHODS, DriverInputError, as_driver_list, consistent_interval, driver_rows,
                              relative_importance, vif)
 from helpers.formatting import (NA, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals,
@@ -98,6 +99,7 @@ def _share_with_ci(table: pd.DataFrame, driver: str, ci: int = 95) -> str:
 # ----------------------------------------------------------------------------------------------------
 # Ordinal check
 # ----------------------------------------------------------------------------------------------------
+@displayable
 @dataclass
 class OrdinalCheck:
     """Proportional-odds model of the ordinal outcome. ``table`` indexed by driver: ``odds_ratio``
@@ -288,6 +290,7 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
 # ----------------------------------------------------------------------------------------------------
 # Importance-performance analysis
 # ----------------------------------------------------------------------------------------------------
+@displayable
 @dataclass
 class ImportancePerformance:
     """``table`` indexed by driver: ``share`` (of explained variance), ``performance`` (mean rating),
@@ -375,6 +378,7 @@ def importance_performance(importance: pd.DataFrame, data: pd.DataFrame, weights
 # ----------------------------------------------------------------------------------------------------
 # The main result
 # ----------------------------------------------------------------------------------------------------
+@displayable
 @dataclass
 class DriverAnalysis:
     """Drivers of ``outcome`` for one group of responses (``label``).
@@ -614,6 +618,7 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
 # ----------------------------------------------------------------------------------------------------
 # By segment
 # ----------------------------------------------------------------------------------------------------
+@displayable
 @dataclass
 class SegmentDrivers:
     """Driver analyses per level of ``segment``. ``table`` (long): segment, driver, importance, share,

@@ -14,6 +14,7 @@ import pandas as pd
 from helpers.charts import ACCENT, PALETTE, new_axis
 from helpers.data import quote_ident
 from helpers.errors import KitError
+from helpers.results import displayable
 
 # the date column that places each table's rows in time
 DATE_COLUMNS = {"customers": "signup_date", "responses": "response_date", "tickets": "created_at"}
@@ -112,6 +113,7 @@ def plot_duration_distribution(tickets: pd.DataFrame, kind: str = "resolution", 
     return ax
 
 
+@displayable
 @dataclass(frozen=True)
 class Seasonality:
     """STL decomposition (Cleveland et al. 1990, statsmodels ``STL``) of a monthly KPI series:

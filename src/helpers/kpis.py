@@ -231,7 +231,7 @@ class Comparison(ResultDisplay):
         ci = f"{self.confidence * 100:.0f}% CI {lo} to {hi_u}"
         p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
         if self.between_groups:
-            la, lb = (shorten(x, 60).strip("'\"") for x in self.labels)
+            la, lb = (str(x)[:60] for x in self.labels)
             if self.significant(alpha):
                 mag = _fmt_number(abs(self.difference), "points" if unit == "points" else unit)
                 mag += " points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
@@ -1307,8 +1307,7 @@ def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, 
     if labels is None:
         if groups:
             diff = lambda f, g: {c: v for c, v in f.items() if g.get(c) != v}  # noqa: E731
-            labels = (sel.describe_filters(diff(filters_a, filters_b)) or "a",
-                      sel.describe_filters(diff(filters_b, filters_a)) or "b")
+            labels = (_selection_label(diff(filters_a, filters_b), "a"), _selection_label(diff(filters_b, filters_a), "b"))
         else:
             labels = tuple(f"{p[0] or 'start'} to {p[1] or 'end'}" for p in (period_a, period_b))
     labels = tuple(str(x) for x in labels)
@@ -1318,6 +1317,16 @@ def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, 
     from dataclasses import replace  # noqa: PLC0415
 
     return replace(comp, labels=labels, between_groups=groups and period_a == period_b)
+
+
+def _selection_label(filters: dict, default: str) -> str:
+    """A short name for one side of a comparison: the value when one column with one value differs
+    (``"email"``), else ``"channel=['email', 'chat']"``-style text."""
+    if len(filters) == 1:
+        (col, vals), = filters.items()
+        if len(vals) == 1:
+            return str(vals[0])
+    return sel.describe_filters(filters) or default
 
 
 def _compare_selected(k, name, data_a, data_b, filters_a, filters_b, period_a, period_b, confidence):

@@ -40,6 +40,7 @@ import pandas as pd
 from helpers.errors import KitError, ObjectiveError
 from helpers.formatting import shorten
 from helpers.params_yaml import load_params_yaml
+from helpers.results import displayable
 from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, Forecast, Window, classify_status,
                                        expected_progress, forecast_at, infer_window, make_window, meets,
                                        month_start, months_between, period_end, period_start, progress_score)
@@ -595,6 +596,7 @@ OPEN_STATUSES = ("on track", "at risk", "off track")
 """Statuses of objectives still open (deadline ahead, not yet achieved): the candidates for "look first"."""
 
 
+@displayable
 @dataclass
 class ObjectiveEvaluation:
     """Every objective of a plan evaluated as of a date: ``.table`` (one row per objective), charts, tree."""

@@ -106,7 +106,8 @@ class ResultDisplay:
         full = self._display_table()
         if shown is not None:
             frame, formats = shown
-            parts.append(reader_table(frame, formats=formats, max_rows=MAX_ROWS))
+            labels = {c: c for c in frame.columns if "CI" in str(c)}
+            parts.append(reader_table(frame, formats=formats, labels=labels, max_rows=MAX_ROWS))
         if full is not None:
             rows, cols = full.shape
             parts.append(f'<p class="kit-result-hint">Full table: {html_escape(self._full_table_hint)} '

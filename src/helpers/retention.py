@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from helpers.errors import DataContractError, KitError
+from helpers.results import displayable
 from helpers.formatting import column_label, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals, shorten
 
 # Okabe & Ito (2008) colours (told apart under every common colour-vision deficiency), with a line style each
@@ -320,6 +321,7 @@ def customer_satisfaction(responses: pd.DataFrame, as_of: object = None) -> pd.D
 # Cohort table
 # ----------------------------------------------------------------------------------------------------
 
+@displayable
 @dataclass
 class CohortTable:
     """Share of each signup cohort still active k months after signup (NaN = not observable yet)."""
@@ -448,6 +450,7 @@ def _check_survival_columns(data: pd.DataFrame, duration: str, event: str, extra
     return d.to_numpy("float64"), e.to_numpy("float64")
 
 
+@displayable
 @dataclass
 class KaplanMeierResult:
     """Kaplan-Meier curves: tidy ``table`` (one row per event time and group) and ``medians``."""
@@ -592,6 +595,7 @@ def kaplan_meier(data: pd.DataFrame, duration: str = "duration", event: str = "e
     return res
 
 
+@displayable
 @dataclass
 class LogRankResult:
     """Log-rank test of equal survival across groups (chi-square with k - 1 degrees of freedom)."""
@@ -697,6 +701,7 @@ def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> 
     return float((conc + 0.5 * ties) / comparable)
 
 
+@displayable
 @dataclass
 class CoxResult:
     """Cox proportional-hazards fit: ``table`` indexed by covariate with ``coef``, ``se``,
@@ -1052,6 +1057,7 @@ def _fit_sbg_counts(lost: np.ndarray, alive: np.ndarray, start: Sequence[float] 
     return float(a), float(b), float(-best.fun * scale), converged
 
 
+@displayable
 @dataclass
 class SBGResult:
     """A fitted sBG model: ``alpha``, ``beta``, ``loglik``; intervals from a parametric bootstrap.
@@ -1314,6 +1320,7 @@ def fit_sbg_durations(lifetime_periods: Sequence[int], churned: Sequence[int], e
                      boot=boot, level=level, label=label, observed=obs)
 
 
+@displayable
 @dataclass
 class SBGGroups:
     """sBG fits per group (segment or signup cohort): ``table`` (one row per group) and ``fits``."""
@@ -1419,6 +1426,7 @@ def cohort_survivors(frame: pd.DataFrame, min_size: int = 30) -> pd.Series:
     return pd.Series(counts, index=pd.RangeIndex(T + 1, name="t"), name="survivors")
 
 
+@displayable
 @dataclass
 class HoldoutResult:
     """A forecast checked on held-out periods: ``table`` with t, actual, predicted, pi_low, pi_high."""
@@ -1548,6 +1556,7 @@ def monthly_retention_rates(frame: pd.DataFrame, as_of: object = None, by: str |
     return out[cols].reset_index(drop=True)
 
 
+@displayable
 @dataclass
 class RateForecast:
     """Retention-rate forecast: ``table`` (month, actual, forecast, pi_low, pi_high, kind) and the
