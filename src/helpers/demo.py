@@ -60,6 +60,16 @@ team and one representative are notably worse than their peers. About half of th
 a survey response; Sales also surveys new customers at sign-up; Marketing is small (a handful of
 responses per month) so small-sample warnings are exercised.
 
+**Counterfactual (issue 15).** ``--shift-satisfaction 0.3`` (or ``--shift-attribute ease=0.5``, from
+``--shift-from``, default 2025-11-01) writes the same company with every customer's latent satisfaction
+shifted from that day on: the churn hazard is multiplied by exp(-1.2 x shift) (the remaining part of the same
+exponential lifetime draw is stretched), and the answers from that day on are rated on the shifted latent
+attributes. No random draw is added, removed or reordered (tickets, answers, purchases and revenue are the
+factual company's); without a shift the output is exactly the factual company. ``ground_truth.json``
+``counterfactual`` records the shift and, for the customers active the day before it, who is still a customer
+1-12 months later in both companies (realised, and expected from their true hazards) with their revenue
+(:class:`Counterfactual`; checked in ``tests/test_counterfactual.py``).
+
 **Determinism.** Customers are generated in fixed chunks of :data:`CHUNK_SIZE`; chunk *k* draws from
 ``numpy.random.default_rng([seed, k])``, so the same ``--customers``/``--seed`` gives byte-identical
 files and memory stays bounded (1M customers stream through ``pyarrow.parquet.ParquetWriter``).
