@@ -191,7 +191,7 @@ def load_report_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> ReportC
     if not isinstance(raw, dict):
         raise ParamsError(p, f"expected a mapping of settings (key: value), got {type(raw).__name__}")
     try:
-        return ReportConfig.model_validate(raw)
+        cfg = ReportConfig.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = _field_name(err["loc"])
@@ -206,6 +206,26 @@ def load_report_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> ReportC
         if more:
             msg += f" (+{more} more problem{'s' if more > 1 else ''})"
         raise ParamsError(p, msg, field=field or None) from None
+    _remember_path(cfg, p)
+    return cfg
+
+
+_CONFIG_PATHS: dict[int, Path] = {}
+
+
+def _remember_path(cfg: ReportConfig, path: Path) -> None:
+    import weakref
+
+    key = id(cfg)
+    _CONFIG_PATHS[key] = Path(path).resolve()
+    weakref.finalize(cfg, _CONFIG_PATHS.pop, key, None)
+
+
+def config_path(cfg: object) -> Path | None:
+    """The file a :class:`ReportConfig` was read from by :func:`load_report_config` (None for one built in
+    code): its folder is the params folder (``departments/`` next to it), e.g. for the params checks of
+    :mod:`helpers.params_check`."""
+    return _CONFIG_PATHS.get(id(cfg)) if isinstance(cfg, ReportConfig) else None
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -1026,7 +1026,7 @@ class Dataset:
     def departments(self) -> list[str]:
         """Sorted department names found in org, responses and tickets (those present: without an org table
         the departments are those of the responses and tickets)."""
-        union = " UNION ".join(f"SELECT department FROM {t}" for t in ("org", "responses", "tickets")
+        union = " UNION ".join(f"SELECT DISTINCT department FROM {t}" for t in ("org", "responses", "tickets")
                                if t in self.tables)
         rows = self.con.execute(union).fetchall()
         return sorted(r[0] for r in rows if r[0] is not None)
@@ -1140,9 +1140,8 @@ def missing_reason(what: str, dataset: "Dataset | None" = None, *, tables=None,
     from helpers.kpis import KPIS  # noqa: PLC0415
     label = KPIS[what].label
     if table not in tables:
-        return f"{label} needs the {table} table: add {table}.csv" + (
-            f" ({TABLE_NEEDS[table].split(' need')[0].lower()} come from it)" if table == "tickets" else
-            " (signup and churn dates)" if table == "customers" else "")
+        what = {"customers": " (signup and churn dates)", "tickets": " (one row per ticket)"}.get(table, "")
+        return f"{label} needs the {table} table{what}: add {table}.csv"
     gone = [c for c in columns if c in absent_columns.get(table, [])]
     if gone:
         return (f"{label} needs the {table} column{'s' if len(gone) > 1 else ''} {_shown(gone)}, which the data "
@@ -1273,6 +1272,10 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
         fingerprint = meta.get("fingerprint") or _hash_files({"duckdb": src}, mapping)
         if meta:  # a snapshot: already mapped; its kept dimensions are its own
             dimensions = {t: tuple(c) for t, c in json.loads(meta.get("dimensions", "{}")).items()}
+    elif src.suffix.lower() in (".yaml", ".yml"):  # a source set: exports read through profiles (helpers.sources)
+        from helpers.sources import read_source_set
+        loaded = read_source_set(con, src, problems)
+        relations, fingerprint, dimensions = loaded.tables, loaded.fingerprint, {**loaded.dimensions, **dimensions}
     else:
         raise DataContractError("dataset", "is neither a folder nor a DuckDB file", source=str(src),
                                 expected="a folder with responses (and optionally customers, tickets, org) as "
@@ -1361,6 +1364,47 @@ def data_quality_summary(dataset: Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def data_quality_html(problems, *, title: str = "Data quality", source: str = "") -> str:
+    """A self-contained HTML page listing every data problem (a :class:`helpers.errors.DataValidationError`,
+    its ``.problems`` or any list of :class:`helpers.errors.DataProblem`): per table, one row per problem with
+    the column, the rule, the number of rows, example row keys, the offending values, what was expected and the
+    suggested setting. Every text is HTML-escaped (values come from the user's files)."""
+    items = list(getattr(problems, "problems", problems) or [])
+    errors = sum(p.severity == "error" for p in items)
+    head = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html_escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;max-width:80em}}"
+            "table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 6px;"
+            "text-align:left;vertical-align:top}th{background:#f2f2f2}.error{color:#a00}.warning{color:#a60}"
+            "code{white-space:pre-wrap}</style></head><body>")
+    out = [head, f"<h1>{html_escape(title)}</h1>"]
+    if source:
+        out.append(f"<p>Data: <code>{html_escape(source)}</code></p>")
+    if not items:
+        out.append("<p>No problems found.</p></body></html>\n")
+        return "".join(out)
+    out.append(f"<p>{errors} problem{'s' if errors != 1 else ''} to fix before the data can be used"
+               + (f", {len(items) - errors} warning{'s' if len(items) - errors != 1 else ''}" if len(items) > errors
+                  else "") + ". Every problem is listed; fix them all, then run <code>--dry-run</code> again.</p>")
+    for table in dict.fromkeys(p.table for p in items):
+        rows = [p for p in items if p.table == table]
+        files = sorted({p.source for p in rows if p.source})
+        out.append(f"<h2>{html_escape(table)}</h2>" + (f"<p><code>{html_escape(', '.join(files))}</code></p>"
+                                                        if files else ""))
+        out.append("<table><thead><tr><th>severity</th><th>column</th><th>problem</th><th>rows</th>"
+                   "<th>example rows</th><th>values found</th><th>expected</th><th>suggestion</th></tr></thead><tbody>")
+        for p in rows:
+            cells = [f'<span class="{html_escape(p.severity)}">{html_escape(p.severity)}</span>',
+                     html_escape(p.column or ""), html_escape(p.problem),
+                     "" if p.n_rows is None else f"{p.n_rows:,}",
+                     html_escape(", ".join(shorten(e, 40) for e in p.examples[:5])),
+                     html_escape(", ".join(shorten(v, 40) for v in p.values[:6])),
+                     html_escape(p.expected or ""), html_escape(p.suggestion or "")]
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.append("</tbody></table>")
+    out.append("</body></html>\n")
+    return "".join(out)
+
+
 # --- entry points driven by params/report.yaml -----------------------------------------------------------
 
 def is_snapshot(path: str | os.PathLike[str]) -> bool:
@@ -1440,13 +1484,43 @@ def load_retention_table(settings: object, dataset: Dataset | None = None, *,
         finally:
             con.close()
         source = str(path)
+    problems = retention_column_problems(r, list(frame.columns), source)
+    if problems:
+        raise DataValidationError(problems)
+    if frame.empty:
+        raise DataContractError("retention", "has no rows", source=source, expected="at least one customer")
+    if path is not None:  # a raw export: a number column written as text (blanks " ") is named, not a category
+        found = numeric_text_columns(frame, "retention", source, key=r.id_column)
+        frame.attrs["data_problems"] = [p.to_dict() for p in found]
+        for p in found:
+            _warnings.warn(p.message(), DataQualityWarning, stacklevel=2)
+    return frame
+
+
+def retention_column_problems(retention: object, columns: Sequence[str], source: str) -> list[DataProblem]:
+    """Every column the ``retention`` settings (a ``RetentionConfig``) name that is not among ``columns``, as
+    problems naming the setting (``retention.event_column``) and the columns there are."""
+    r = retention
     named = {"id_column": r.id_column, "start_column": r.start_column, "end_column": r.end_column,
              "duration_column": r.duration_column, "event_column": r.event_column,
              "segment_column": r.segment_column}
-    for key, column in named.items():
-        if column and column not in frame.columns:
-            raise DataContractError("retention", f"named by retention.{key} is not in the table", source=source,
-                                    column=column, expected=f"one of the columns {_shown(frame.columns, quote=False)}")
-    if frame.empty:
-        raise DataContractError("retention", "has no rows", source=source, expected="at least one customer")
-    return frame
+    return [DataProblem("retention", f"named by retention.{key} is not in the table", source=source, column=column,
+                        rule="retention setting", expected=f"one of the columns {_shown(columns, quote=False)}")
+            for key, column in named.items() if column and column not in columns]
+
+
+def retention_file_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a retention file (CSV header or Parquet schema), without reading its rows."""
+    path = Path(path)
+    con = _connect()
+    try:
+        relation = f"read_parquet({_lit(str(path))})" if path.suffix.lower() == ".parquet" \
+            else f"read_csv({_lit(str(path))})"
+        return list(_describe(con, relation))
+    except duckdb.Error as exc:
+        if path.suffix.lower() != ".parquet":
+            raise _csv_read_error("retention", path, exc) from None
+        raise DataContractError("retention", f"cannot be read: {str(exc).splitlines()[0]}", source=str(path),
+                                expected="a CSV file with a header row or a Parquet file") from None
+    finally:
+        con.close()
