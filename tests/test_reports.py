@@ -278,7 +278,7 @@ def test_keep_orders_runs_by_when_they_ran_not_by_name(tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("keep", 0, "--keep"), ("keep", -1, "--keep"), ("workers", 0, "--workers"), ("timeout", 0, "--timeout"),
     ("if_locked", "sometimes", "--if-locked"), ("as_of", "31/10/2026", "--as-of"),
-    ("run_id", "../x", "--run-id"),
+    ("run_id", "../x", "--run-id"), ("lock_timeout", 0, "--lock-timeout"), ("lock_timeout", -5, "--lock-timeout"),
 ])
 def test_options_are_validated_before_anything_runs(tmp_path, option, value, message):
     """Regression (item 10): --keep -1 was only rejected after the run had been published."""

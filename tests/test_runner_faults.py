@@ -240,6 +240,49 @@ def test_if_locked_wait_waits_for_the_other_run(setup):
     assert not list(setup["out"].glob(".tmp-*"))  # its own temporary folder removed on the data error
 
 
+def test_if_locked_wait_gives_up_after_the_lock_timeout(setup, capsys):
+    """Regression (issue 11 item 7): --if-locked wait waited forever behind a stuck run."""
+    fd = _hold_lock(setup["out"])
+    try:
+        t0 = time.monotonic()
+        code = cli_main(_cli_args(setup, "--only", "sales", "--cold-kernels", "--if-locked", "wait",
+                                  "--lock-timeout", "1.5"))
+        waited = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_ENVIRONMENT
+    assert waited >= 1.5
+    assert err[-1].startswith(f"error: {setup['out']}: another report run still holds the output folder after 1.5 s "
+                              "(pid 4242, run other-run")
+    assert "gave up waiting (--lock-timeout)" in err[-1]
+    assert sorted(p.name for p in setup["out"].iterdir()) == [".lock", setup["previous"], "latest"]
+
+
+def test_console_messages_carry_no_terminal_control_characters(setup, capsys):
+    """Regression (issue 11 item 7): department names from the data were printed raw, so a name with an escape
+    sequence could clear or recolour the operator's terminal."""
+    import pandas as pd
+    data = setup["out"].parent / "ctl-data"
+    shutil.copytree(setup["data"], data)
+    hostile = "Evil\x1b[2J\x1b]0;pwned\x07 Dept\r\x9b31m"
+    for table in ("responses", "tickets", "org"):
+        frame = pd.read_parquet(data / f"{table}.parquet")
+        frame.loc[frame["department"] == "Marketing", "department"] = hostile
+        frame.to_parquet(data / f"{table}.parquet", index=False)
+    code = cli_main(["run", "--params", str(setup["params"]), "--data", str(data), "--out", str(setup["out"]),
+                     "--notebooks", str(setup["notebooks"]), "--no-company", "--only", "sales", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 0
+    messages = []
+    runner.run_reports(runner.RunOptions(params=setup["params"], data=str(data), out=setup["out"],
+                                         notebooks=setup["notebooks"], only=["sales"], company_reports=False,
+                                         warm_kernels=False, progress=False), echo=messages.append)
+    text = err + "\n".join(messages)
+    assert "Evil Dept" in "\n".join(messages)  # the name is still shown, without its control characters
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+
+
 def test_two_runs_in_the_same_second_get_distinct_run_ids(setup, monkeypatch):
     """Regression (item 7): a second run started in the same second crashed with FileExistsError."""
     monkeypatch.setattr(runner, "new_run_id", lambda now=None: "2026-11-30T060000Z")

@@ -22,7 +22,7 @@ from pathlib import Path
 from helpers.errors import KitError, ParamsError
 
 __all__ = ["ReportRunError", "RunEnvironmentError", "RunInterrupted", "atomic_write_bytes", "atomic_write_text",
-           "die_with_parent", "ensure_inside", "environment_fault", "safe_slug", "unique_slugs",
+           "console_text", "die_with_parent", "ensure_inside", "environment_fault", "safe_slug", "unique_slugs",
            "write_report_summary", "STATUS_KEYS", "EXIT_OK", "EXIT_REPORT_FAILED", "EXIT_INVALID_INPUT",
            "EXIT_ENVIRONMENT"]
 
@@ -136,6 +136,20 @@ def die_with_parent(sig: int = signal.SIGKILL, *, parent: int | None = None, on_
         os.kill(os.getpid(), sig)
 
 
+
+
+# what a terminal acts on: ANSI/VT escape sequences (CSI, OSC, other ESC sequences), C0 controls other than
+# tab and line feed, DEL, C1 controls (U+0080-U+009F, e.g. the 8-bit CSI U+009B), and the bidirectional
+# overrides/isolates that reorder what is shown (U+202A-U+202E, U+2066-U+2069)
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?"
+                               r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def console_text(message: object) -> str:
+    """``message`` for the terminal or a log: every terminal control sequence and character removed (a
+    department name or a data value can carry ``\\x1b[2J`` or a carriage return that would rewrite what the
+    operator sees); line feeds and tabs are kept."""
+    return _TERMINAL_CONTROL.sub("", str(message))
 
 
 def safe_slug(name: str) -> str:

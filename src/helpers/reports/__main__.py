@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp, made unique)")
     run.add_argument("--if-locked", dest="if_locked", choices=("fail", "wait"), default="fail",
                      help="another run is writing into --out: fail at once with exit code 3 (default) "
-                          "or wait for it to finish")
+                          "or wait for it to finish (at most --lock-timeout seconds)")
+    run.add_argument("--lock-timeout", dest="lock_timeout", type=float, default=3600.0, metavar="SECONDS",
+                     help="with --if-locked wait: give up after this many seconds with exit code 3, naming "
+                          "the run that holds the folder (default: 3600)")
     rep = sub.add_parser("reproduce", help="re-execute a finished run from its manifest.json into a new folder",
                          epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("run_dir", type=Path, help="reports/<run-id>")
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from helpers.errors import KitError
     from helpers.reports import (EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, RunEnvironmentError, RunInterrupted,
-                                 environment_fault)
+                                 console_text, environment_fault)
     from helpers.reports.runner import RunOptions, run_reports
     try:
         if args.command == "run":
@@ -62,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                               workers=args.workers, dry_run=args.dry_run, notebooks=args.notebooks,
                               keep=args.keep, warm_kernels=args.warm_kernels, timeout=args.timeout,
                               kernel_name=args.kernel_name, company_reports=args.company_reports,
-                              run_id=args.run_id, if_locked=args.if_locked)
+                              run_id=args.run_id, if_locked=args.if_locked, lock_timeout=args.lock_timeout)
             try:
                 result = run_reports(opts)
             except KitError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(console_text(f"error: {exc}"), file=sys.stderr)
                 return EXIT_INVALID_INPUT
             return result.exit_code
         if args.command == "reproduce":
@@ -74,20 +77,20 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return reproduce_run(args.run_dir, args.out).exit_code
             except (KitError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
-                print(f"error: cannot reproduce {args.run_dir}: {exc}", file=sys.stderr)
+                print(console_text(f"error: cannot reproduce {args.run_dir}: {exc}"), file=sys.stderr)
                 return EXIT_INVALID_INPUT
         return EXIT_INVALID_INPUT
     except RunEnvironmentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(console_text(f"error: {exc}"), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except OSError as exc:  # a fault outside the run's own clean-up (e.g. reproduce): still one line
         fault = environment_fault(exc)
         if fault is None:
             raise
-        print(f"error: {fault[1]}: {exc}", file=sys.stderr)
+        print(console_text(f"error: {fault[1]}: {exc}"), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except RunInterrupted as exc:
-        print(getattr(exc, "detail", "") or f"interrupted ({exc})", file=sys.stderr)
+        print(console_text(getattr(exc, "detail", "") or f"interrupted ({exc})"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted (SIGINT)", file=sys.stderr)

@@ -49,7 +49,8 @@ from pathlib import Path
 
 from helpers.errors import KitError, ParamsError
 from helpers.reports import (STATUS_KEYS, ReportRunError, RunEnvironmentError, RunInterrupted, atomic_write_text,
-                             die_with_parent, ensure_inside, environment_fault, safe_slug, unique_slugs)
+                             console_text, die_with_parent, ensure_inside, environment_fault, safe_slug,
+                             unique_slugs)
 
 from helpers.reports import registry  # noqa: E402 - the reports a run renders (one place)
 from helpers.reports.changes import company_kpis as company_kpis_of, look_first, previous_run, run_changes  # noqa: E402
@@ -78,6 +79,7 @@ class RunOptions:
     run_id: str | None = None
     progress: bool | None = None     # None: a progress bar when stderr is a terminal
     if_locked: str = "fail"          # another run holds out/.lock: "fail" at once or "wait" for it
+    lock_timeout: float = 3600.0     # with if_locked="wait": seconds to wait before giving up (exit 3)
 
 
 @dataclasses.dataclass
@@ -234,7 +236,7 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
         except KitError as exc:
             errors.append(exc)
     for warning in lint:  # SMART lint: printed here, and shown again in each department's report
-        print(f"objectives warning: {warning}", file=sys.stderr, flush=True)
+        print(console_text(f"objectives warning: {warning}"), file=sys.stderr, flush=True)
     if len(errors) == 1:
         raise errors[0]
     if errors:  # every bad file at once, so one edit-run cycle fixes them all
@@ -331,13 +333,15 @@ def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = Non
         ds = load_dataset(source, column_mapping=getattr(cfg, "column_mapping", None) or None,
                           min_responses=getattr(cfg, "min_responses", 30), as_of=as_of or LAST_COMPLETE_MONTH)
     try:
+        from helpers.params_check import check_params_for_run  # params vs data, every mismatch at once (issue 12)
+        params_warnings = check_params_for_run(cfg, ds, dry_run=run_dir is None)
         first, last = ds.date_range()
-        rows = {t: int(ds.count(t)) for t in ("customers", "responses", "tickets", "org")}
+        rows = {t: int(ds.count(t)) for t in getattr(ds, "tables", ("customers", "responses", "tickets", "org"))}
         snapshot = ""
         if run_dir is not None:
             snapshot = str(ds.snapshot(run_dir / "data.duckdb"))
         return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
-                        first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings),
+                        first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings) + params_warnings,
                         rows=rows, as_of=as_of or str(ds.as_of.date()),
                         excluded=[f.to_dict() for f in ds.excluded], departments=list(ds.departments))
     finally:
@@ -848,6 +852,8 @@ def validate_options(opts: RunOptions) -> None:
         raise ParamsError("--timeout", f"{opts.timeout}: seconds per cell must be > 0")
     if opts.if_locked not in ("wait", "fail"):
         raise ParamsError("--if-locked", f"{opts.if_locked!r}: expected 'wait' or 'fail'")
+    if opts.lock_timeout is None or isinstance(opts.lock_timeout, bool) or not opts.lock_timeout > 0:
+        raise ParamsError("--lock-timeout", f"{opts.lock_timeout}: seconds to wait for the other run must be > 0")
     if opts.as_of:
         try:
             _dt.date.fromisoformat(opts.as_of)
@@ -871,7 +877,10 @@ class OutputLock:
         except (OSError, ValueError):
             return "pid unknown"
 
-    def acquire(self, if_locked: str, echo: Callable[[str], None]) -> None:
+    def acquire(self, if_locked: str, echo: Callable[[str], None], timeout: float = 3600.0,
+                poll: float = 0.25) -> None:
+        """Take the lock; when another run holds it, fail at once (``if_locked="fail"``) or wait at most
+        ``timeout`` seconds for it, then fail naming the other run (:class:`RunEnvironmentError`, exit 3)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock (documented)
@@ -886,8 +895,21 @@ class OutputLock:
                     raise RunEnvironmentError(
                         f"{self.out}: another report run is writing there ({self.holder()}); wait for it to "
                         "finish, or pass --if-locked wait to queue behind it") from None
-                echo(f"waiting for the other run in {self.out} to finish ({self.holder()}) ...")
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                echo(f"waiting for the other run in {self.out} to finish ({self.holder()}; at most "
+                     f"{timeout:g} s, --lock-timeout) ...")
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise RunEnvironmentError(
+                                f"{self.out}: another report run still holds the output folder after "
+                                f"{timeout:g} s ({self.holder()}); gave up waiting (--lock-timeout); nothing "
+                                "was written. Check whether that run is stuck, or raise --lock-timeout") from None
+                        time.sleep(min(poll, left))
         except BaseException:
             os.close(fd)
             raise
@@ -1082,6 +1104,13 @@ def skip_unused_format_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)
 
 
+def _console_echo(echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``echo`` (default: a line on stderr) for messages that quote department names, file names and data
+    values: terminal control characters are removed first (:func:`helpers.reports.console_text`)."""
+    target = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    return lambda msg: target(console_text(msg))
+
+
 def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = prepare_data,
                 echo: Callable[[str], None] | None = None) -> RunResult:
     """The whole run (see the module docstring).
@@ -1090,7 +1119,7 @@ def run_reports(opts: RunOptions, *, data_preparer: Callable[..., DataInfo] = pr
     disk full / read-only output / a locked output folder (exit 3) and :class:`RunInterrupted` for SIGINT/SIGTERM
     (exit 130/143); in the last two cases nothing of the run is left behind and ``latest`` is unchanged.
     """
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    echo = _console_echo(echo)
     skip_unused_format_grammar()
     validate_options(opts)
     state = _RunState(started=_dt.datetime.now(_dt.UTC), t0=time.perf_counter(), out=Path(opts.out).resolve())
@@ -1136,7 +1165,7 @@ def _lock_output(opts: RunOptions, state: _RunState, jobs: list[ReportJob], echo
     """Take ``out/.lock`` (or wait for it / fail, ``--if-locked``), choose the final run id, remove what a
     killed run left behind. Jobs planned under a provisional run id are moved to the final one."""
     state.lock = OutputLock(state.out)
-    state.lock.acquire(opts.if_locked, echo)
+    state.lock.acquire(opts.if_locked, echo, timeout=float(opts.lock_timeout))
     provisional = state.run_id
     state.run_id = unique_run_id(state.out, opts.run_id, state.started)
     state.lock.record(state.run_id, state.started.isoformat(timespec="seconds"))
@@ -1413,7 +1442,7 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     package versions. The new run's manifest says which run it reproduces. Holds ``out/.lock`` like a run
     (and fails at once when another run holds it); faults and signals remove the unfinished folder.
     """
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    echo = _console_echo(echo)
     run_dir = Path(run_dir).resolve()
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     out = Path(out).resolve() if out else run_dir.parent
