@@ -1,0 +1,451 @@
+"""``relate(outcome, by, data)``: does an outcome differ between groups? The right test for the types involved,
+effect sizes with intervals, the pairwise differences that survive a multiplicity correction, and small groups
+flagged (what Qualtrics' Stats iQ calls "relate").
+
+The outcome's kind (``kind=`` overrides it):
+
+* ``"proportion"`` (CSAT top-2-box, first-contact resolution, reopen rate, any 0/1 or true/false column):
+  Pearson's chi-square test of independence on the groups x {yes, no} table (``scipy.stats.chi2_contingency``,
+  no continuity correction); effect size Cramer's V; per group the share with its Wilson interval; pairwise
+  the difference with Newcombe's hybrid score interval and the two-proportion z-test
+  (:func:`helpers.kpis.compare_proportions`).
+* ``"nps"``: chi-square on the groups x {detractor, passive, promoter} table; per group the NPS with its
+  adjusted-Wald interval; pairwise the adjusted-Wald difference and z-test (Rocks 2016;
+  :func:`helpers.kpis.compare_nps`).
+* ``"mean"`` (CES, any roughly symmetric number): Welch's heteroscedastic one-way ANOVA (Welch 1951;
+  ``statsmodels.stats.oneway.anova_oneway(use_var="unequal")``; for two groups the same p-value as Welch's
+  t-test); effect size eta squared; per group the mean with its t interval; pairwise Welch t-tests with their
+  intervals (:func:`helpers.kpis.compare_means`).
+* ``"skewed"`` (durations such as resolution or first-response hours, or a number with |skewness| > 1):
+  Kruskal-Wallis H test (``scipy.stats.kruskal``); effect size epsilon squared ``H / (n - 1)`` (Tomczak &
+  Tomczak 2014); per group the median with its exact order-statistic interval; pairwise Mann-Whitney U
+  p-values (``scipy.stats.mannwhitneyu``) and the difference of medians with a seeded percentile-bootstrap
+  interval.
+* ``"ordinal"`` (attribute ratings 1-5, raw CSAT or CES answers when asked for): the proportional-odds model
+  ``logit P(Y <= j) = theta_j - x'b`` with group indicators (statsmodels ``OrderedModel``, McCullagh 1980),
+  likelihood-ratio test against the thresholds-only model (chi-square, k - 1 df); odds ratios of a higher
+  rating against the first group with Wald intervals; when the model cannot be fitted, the Kruskal-Wallis
+  test instead (said in ``notes``). Pairwise: Mann-Whitney U p-values and the difference of mean ratings
+  with its Welch interval. Above ``max_model_rows`` rows the model is fitted on a seeded subsample (stated).
+
+Pairwise p-values are adjusted with Holm's step-down method (Holm 1979; ``statsmodels multipletests``), which
+controls the family-wise error rate; a pair "survives" when its adjusted p-value is below ``alpha``. Groups with
+fewer than ``min_responses`` observations are flagged ``small`` (their estimates are shown, with wide
+intervals); groups with fewer than 2 are left out of the tests and named in ``notes``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers import kpis as K
+from helpers import selection as sel
+from helpers.errors import KitError
+from helpers.formatting import column_label, fmt_interval, fmt_number, fmt_p_value, shorten
+from helpers.results import ResultDisplay
+
+__all__ = ["relate", "RelateResult", "RelateError", "KINDS"]
+
+KINDS = ("proportion", "nps", "mean", "skewed", "ordinal")
+MAX_MODEL_ROWS = 20_000
+_KPI_KINDS = {"top_box": "proportion", "share_eq1": "proportion", "flag": "proportion", "nps": "nps",
+              "mean": "mean", "median_hours": "skewed", "mean_hours": "mean"}
+
+
+class RelateError(KitError):
+    """``relate`` cannot run: the message names the outcome, the grouping and what is wrong."""
+
+
+@dataclass(frozen=True, repr=False)
+class RelateResult(ResultDisplay):
+    """The outcome of :func:`relate`: ``test`` (name), ``statistic``, ``df``, ``p_value``, ``effect_size``
+    (``effect_name``), ``table`` (per group: n, estimate, interval, ``small``), ``pairwise`` (every pair: the
+    difference b - a with its interval, raw and Holm-adjusted p, ``significant``), ``notes``."""
+
+    outcome: str
+    by: str
+    kind: str
+    test: str
+    statistic: float
+    df: float | tuple
+    p_value: float
+    effect_size: float
+    effect_name: str
+    table: pd.DataFrame
+    pairwise: pd.DataFrame
+    alpha: float = 0.05
+    min_responses: int = 30
+    unit: str = ""
+    notes: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def significant(self) -> bool:
+        return bool(np.isfinite(self.p_value) and self.p_value < self.alpha)
+
+    def surviving(self) -> pd.DataFrame:
+        """The pairwise differences that survive the Holm correction."""
+        return self.pairwise[self.pairwise["significant"]]
+
+    def summary(self) -> str:
+        name, by = column_label(self.outcome), column_label(self.by)
+        df = self.df if isinstance(self.df, tuple) else (self.df,)
+        dfs = ", ".join(fmt_number(d, 0 if float(d).is_integer() else 1) for d in df)
+        head = (f"{name} {'differs' if self.significant else 'does not differ significantly'} between "
+                f"{by.lower() if by[:1].isupper() and by[1:].islower() else by} groups ({self.test}: statistic "
+                f"{fmt_number(self.statistic, 2)}, df {dfs}, {fmt_p_value(self.p_value, prefix=True)}; "
+                f"{self.effect_name} {fmt_number(self.effect_size, 3)}).")
+        surv = self.surviving()
+        if len(self.pairwise):
+            if len(surv):
+                shown = "; ".join(f"{r.b} vs {r.a} {fmt_number(r.difference, 1, signed=True)} "
+                                  f"({fmt_interval(r.ci_low, r.ci_high, 1)})" for r in surv.head(3).itertuples())
+                more = f" and {len(surv) - 3} more" if len(surv) > 3 else ""
+                head += (f" {len(surv)} of {len(self.pairwise)} pairwise differences survive Holm's correction: "
+                         f"{shorten(shown, 300).strip(chr(39))}{more}.")
+            else:
+                head += f" No pairwise difference survives Holm's correction ({len(self.pairwise)} pairs)."
+        small = self.table.loc[self.table["small"], "group"].astype(str).tolist()
+        if small:
+            head += (f" Small groups (fewer than {self.min_responses}): {', '.join(small[:5])}"
+                     + (f" and {len(small) - 5} more" if len(small) > 5 else "") + "; read their intervals.")
+        return head
+
+    def plot(self, ax=None):
+        """Each group's estimate with its interval (small groups hollow)."""
+        t = self.table.rename(columns={"estimate": "value"})
+        metric = self.outcome if self.outcome in K.KPIS else None
+        return K.forest_plot(t.assign(metric=metric or self.outcome) if metric else t, metric=metric, by=["group"],
+                             min_responses=self.min_responses, ax=ax,
+                             title=f"{column_label(self.outcome)} by {column_label(self.by)} ({self.test}, "
+                                   f"{fmt_p_value(self.p_value, prefix=True)})")
+
+    def _display_frame(self):
+        t = self.table
+        out = pd.DataFrame({"group": t["group"].astype(str), "n": t["n"],
+                            "estimate": [fmt_number(v, 1) for v in t["estimate"]],
+                            "95% CI": [fmt_interval(a, b) for a, b in zip(t["ci_low"], t["ci_high"])],
+                            "small": np.where(t["small"], "yes", "")})
+        return out, {"n": "int"}
+
+    _full_table_hint = "`.table` (groups), `.pairwise` (every pair with Holm-adjusted p)"
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    from statsmodels.stats.multitest import multipletests  # noqa: PLC0415
+
+    if len(p) == 0:
+        return p
+    return multipletests(p, method="holm")[1]
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _locate(con_or_frame, outcome: str, by: str) -> tuple[str, list[str], str | None]:
+    """(table, columns to fetch, date column) for an outcome: a KPI name or a column of responses/tickets."""
+    if outcome in K.KPIS:
+        k = K.KPIS[outcome]
+        if k.kind in ("median_hours", "mean_hours"):
+            cols = ["created_at", K._TIME_COLUMNS[k.column]]
+        elif k.column is None:
+            raise RelateError(f"relate: {outcome!r} is a count or customer KPI; relate needs one value per "
+                              "response or ticket (e.g. csat, nps, ces, fcr, resolution_hours, attr_speed)")
+        else:
+            cols = [k.column]
+        return k.table, cols, k.date_column
+    if isinstance(con_or_frame, pd.DataFrame):
+        return "data", [outcome], None
+    for table, date in (("responses", "response_date"), ("tickets", "created_at"), ("customers", "signup_date")):
+        cols = sel.table_columns(con_or_frame, table)
+        if cols and outcome in cols:
+            return table, [outcome], date
+    raise RelateError(f"relate: outcome {outcome!r} is neither a KPI ({', '.join(sorted(K.KPIS))}) nor a column "
+                      "of responses, tickets or customers")
+
+
+def _outcome_values(frame: pd.DataFrame, outcome: str) -> pd.Series:
+    if outcome in K.KPIS and K.KPIS[outcome].kind in ("median_hours", "mean_hours"):
+        k = K.KPIS[outcome]
+        if k.column + "_hours" not in frame.columns and "created_at" in frame.columns:
+            return pd.Series(K.ticket_hours(frame, k.column), index=frame.index)
+    col = K.KPIS[outcome].column if outcome in K.KPIS and K.KPIS[outcome].column in frame.columns else outcome
+    if col not in frame.columns:
+        raise RelateError(f"relate: the data has no column {outcome!r} (columns: {', '.join(map(str, frame.columns))})")
+    return frame[col]
+
+
+def _infer_kind(outcome: str, y: pd.Series) -> str:
+    if outcome in K.KPIS:
+        kind = _KPI_KINDS.get(K.KPIS[outcome].kind)
+        if kind:
+            return kind
+    if pd.api.types.is_bool_dtype(y) or set(pd.unique(y.dropna())) <= {0, 1, True, False}:
+        return "proportion"
+    if not pd.api.types.is_numeric_dtype(y):
+        raise RelateError(f"relate: outcome {outcome!r} is text ({y.dtype}); expected a rating, a number or a flag")
+    v = y.dropna().to_numpy(dtype=float)
+    if v.size and np.all(v == np.round(v)) and len(np.unique(v)) <= 11 and v.min() >= 0:
+        return "ordinal"
+    return "skewed" if v.size > 2 and abs(stats.skew(v)) > 1 else "mean"
+
+
+# ---------------------------------------------------------------------------------------------- relate
+def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, kind: str | None = None,
+           alpha: float = 0.05, min_responses: int = 30, max_model_rows: int = MAX_MODEL_ROWS,
+           seed: int = 0) -> RelateResult:
+    """Test whether ``outcome`` differs between the groups of ``by`` and say how (see the module docstring).
+
+    ``outcome``: a KPI name (``csat``, ``nps``, ``ces``, ``fcr``, ``reopen_rate``, ``resolution_hours``,
+    ``first_response_hours``) or a column (``attr_speed``); ``by``: a column of the outcome's table or of
+    ``customers`` (segment, region, ...: joined in DuckDB); ``data``: a Dataset or a DataFrame with both
+    columns. ``filters``/``start``/``end`` select the rows as everywhere in the kit (:mod:`helpers.selection`).
+    """
+    if kind is not None and kind not in KINDS:
+        raise RelateError(f"relate: kind={kind!r}; expected one of {KINDS}")
+    by = sel.canonical(by) if isinstance(by, str) else by
+    if not isinstance(by, str):
+        raise RelateError(f"relate: by must be one column name, got {shorten(by)}")
+    if isinstance(data, pd.DataFrame):
+        table, cols, date_col = _locate(data, outcome, by)
+        try:
+            frame = sel.select_rows(data, "data", filters, None, start=start, end=end,
+                                    date_column=date_col if date_col in data.columns else None, what="relate")
+        except sel.SelectionError as exc:
+            raise RelateError(str(exc)) from None
+        if by not in frame.columns:
+            raise RelateError(f"relate: the data has no column {by!r} to group by (columns: "
+                              f"{', '.join(map(str, frame.columns))})")
+    else:
+        con = sel.connection_of(data)
+        table, cols, date_col = _locate(con, outcome, by)
+        try:
+            frame = sel.select_rows(con, table, filters, [*cols, by], start=start, end=end, date_column=date_col,
+                                    what=f"relate {outcome} by {by}")
+        except sel.SelectionError as exc:
+            raise RelateError(str(exc)) from None
+    y = _outcome_values(frame, outcome)
+    g = frame[by]
+    keep = y.notna() & g.notna()
+    y, g = y[keep], g[keep]
+    if outcome in K.KPIS and K.KPIS[outcome].kind == "top_box" and kind in (None, "proportion"):
+        y = y.isin([4, 5]).astype(float)  # top-2-box
+    if outcome in K.KPIS and K.KPIS[outcome].kind == "share_eq1" and kind in (None, "proportion"):
+        y = (y == 1).astype(float)
+    kind = kind or _infer_kind(outcome, y)
+    if pd.api.types.is_bool_dtype(y) or y.dtype == object:
+        y = y.astype(float)
+    levels = sorted(pd.unique(g), key=str)
+    groups = {lev: y[(g == lev).to_numpy()].to_numpy(dtype=float) for lev in levels}
+    notes = []
+    tiny = [str(lev) for lev, v in groups.items() if v.size < 2]
+    if tiny:
+        notes.append(f"left out of the tests (fewer than 2 observations): {', '.join(tiny)}")
+    tested = {lev: v for lev, v in groups.items() if v.size >= 2}
+    if len(tested) < 2:
+        raise RelateError(f"relate: {outcome} by {by}: fewer than two groups with 2 or more observations "
+                          f"(groups: {', '.join(f'{lev} (n = {v.size})' for lev, v in groups.items()) or 'none'})")
+    runner = {"proportion": _proportion, "nps": _nps, "mean": _mean, "skewed": _skewed, "ordinal": _ordinal}[kind]
+    test, stat, dfree, p, effect, effect_name, rows, pairs, more = runner(tested, alpha, max_model_rows, seed)
+    notes.extend(more)
+    table = pd.DataFrame(rows)
+    table["small"] = table["n"] < min_responses
+    for lev in tiny:
+        table = pd.concat([table, pd.DataFrame([{"group": lev, "n": groups[lev].size, "estimate": np.nan,
+                                                 "ci_low": np.nan, "ci_high": np.nan, "small": True}])],
+                          ignore_index=True)
+    pw = pd.DataFrame(pairs, columns=["a", "b", "difference", "ci_low", "ci_high", "p_value"])
+    pw["p_adjusted"] = _holm(pw["p_value"].to_numpy(dtype=float))
+    pw["significant"] = pw["p_adjusted"] < alpha
+    pw = pw.sort_values("p_adjusted", kind="stable").reset_index(drop=True)
+    unit = K.KPIS[outcome].unit if outcome in K.KPIS else ""
+    return RelateResult(outcome, by, kind, test, float(stat), dfree, float(p), float(effect), effect_name, table,
+                        pw, alpha, min_responses, unit, tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------- tests per kind
+def _cramers_v(chi2: float, n: int, shape: tuple[int, int]) -> float:
+    return float(np.sqrt(chi2 / (n * max(min(shape) - 1, 1))))
+
+
+def _proportion(groups, alpha, max_rows, seed):
+    levels = list(groups)
+    k_yes = np.array([int((groups[lev] > 0).sum()) for lev in levels])
+    n = np.array([groups[lev].size for lev in levels])
+    table = np.vstack([k_yes, n - k_yes])
+    notes = []
+    if (table.sum(axis=1) == 0).any():
+        chi2, p, dfree = 0.0, 1.0, len(levels) - 1
+        notes.append("every observation has the same value: no test possible (p set to 1)")
+    else:
+        chi2, p, dfree, expected = stats.chi2_contingency(table, correction=False)
+        if (expected < 5).any():
+            notes.append("some expected counts are below 5: the chi-square p-value is approximate")
+    rows = []
+    for lev, k, m in zip(levels, k_yes, n):
+        e = K.proportion(int(k), int(m))
+        rows.append({"group": lev, "n": int(m), "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high})
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        c = K.compare_proportions(int(k_yes[i]), int(n[i]), int(k_yes[j]), int(n[j]))
+        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    return ("chi-square test of independence", chi2, int(dfree), p, _cramers_v(chi2, int(n.sum()), table.shape),
+            "Cramér's V", rows, pairs, notes)
+
+
+def _nps(groups, alpha, max_rows, seed):
+    levels = list(groups)
+    counts = []
+    for lev in levels:
+        v = groups[lev]
+        counts.append((int((v >= 9).sum()), int((v <= 6).sum()), int(v.size)))
+    P = np.array([c[0] for c in counts])
+    D = np.array([c[1] for c in counts])
+    n = np.array([c[2] for c in counts])
+    table = np.vstack([D, n - P - D, P])
+    table = table[table.sum(axis=1) > 0]
+    notes = []
+    if table.shape[0] < 2:
+        chi2, p, dfree = 0.0, 1.0, len(levels) - 1
+        notes.append("every answer is in the same NPS group: no test possible (p set to 1)")
+    else:
+        chi2, p, dfree, expected = stats.chi2_contingency(table, correction=False)
+        if (expected < 5).any():
+            notes.append("some expected counts are below 5: the chi-square p-value is approximate")
+    rows = []
+    for lev, c in zip(levels, counts):
+        e = K.nps_from_counts(*c)
+        rows.append({"group": lev, "n": c[2], "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high})
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        c = K._compare_nps_counts(counts[i], counts[j], 0.95)
+        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    return ("chi-square test on promoters/passives/detractors", chi2, int(dfree), p,
+            _cramers_v(chi2, int(n.sum()), table.shape), "Cramér's V", rows, pairs, notes)
+
+
+def _mean(groups, alpha, max_rows, seed):
+    from statsmodels.stats.oneway import anova_oneway  # noqa: PLC0415
+
+    levels = list(groups)
+    data = [groups[lev] for lev in levels]
+    notes = []
+    if all(np.var(v) == 0 for v in data):
+        stat, p, dfree = 0.0, 1.0, (len(levels) - 1, np.nan)
+        notes.append("every group is constant: no test possible (p set to 1)")
+    else:
+        res = anova_oneway(data, use_var="unequal")
+        stat, p = float(res.statistic), float(res.pvalue)
+        dfree = (float(res.df[0]), float(res.df[1]))
+    allv = np.concatenate(data)
+    sst = float(((allv - allv.mean()) ** 2).sum())
+    ssb = float(sum(v.size * (v.mean() - allv.mean()) ** 2 for v in data))
+    rows = []
+    for lev, v in zip(levels, data):
+        lo, hi = K.t_interval(v.mean(), v.std(ddof=1), v.size)
+        rows.append({"group": lev, "n": int(v.size), "estimate": float(v.mean()), "ci_low": float(lo),
+                     "ci_high": float(hi)})
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        c = K.compare_means(data[i], data[j])
+        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    return ("Welch's ANOVA", stat, dfree, p, ssb / sst if sst > 0 else 0.0, "eta²", rows, pairs, notes)
+
+
+def _median_rows(levels, data):
+    rows = []
+    for lev, v in zip(levels, data):
+        lo, hi, _ = K.median_order_interval(np.sort(v))
+        rows.append({"group": lev, "n": int(v.size), "estimate": float(np.median(v)), "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def _skewed(groups, alpha, max_rows, seed):
+    levels = list(groups)
+    data = [groups[lev] for lev in levels]
+    allv = np.concatenate(data)
+    notes = []
+    if np.all(allv == allv[0]):
+        stat, p = 0.0, 1.0
+        notes.append("every value is the same: no test possible (p set to 1)")
+    else:
+        stat, p = stats.kruskal(*data)
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        c = K.compare_medians(data[i], data[j], n_boot=500, seed=seed)
+        pm = 1.0 if np.all(np.concatenate([data[i], data[j]]) == data[i][0]) else float(
+            stats.mannwhitneyu(data[j], data[i], alternative="two-sided").pvalue)
+        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, pm))
+    return ("Kruskal-Wallis test", float(stat), len(levels) - 1, float(p), float(stat) / (allv.size - 1),
+            "epsilon²", _median_rows(levels, data), pairs, notes)
+
+
+def _ordinal(groups, alpha, max_rows, seed):
+    levels = list(groups)
+    data = [groups[lev] for lev in levels]
+    y = np.concatenate(data)
+    g = np.concatenate([[i] * v.size for i, v in enumerate(data)])
+    notes = []
+    rows = []
+    for lev, v in zip(levels, data):
+        lo, hi = K.t_interval(v.mean(), v.std(ddof=1), v.size)
+        rows.append({"group": lev, "n": int(v.size), "estimate": float(v.mean()), "ci_low": float(lo),
+                     "ci_high": float(hi)})
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        both = np.concatenate([data[i], data[j]])
+        pm = 1.0 if np.all(both == both[0]) else float(stats.mannwhitneyu(data[j], data[i]).pvalue)
+        c = K.compare_means(data[i], data[j]) if np.var(both) > 0 else None
+        pairs.append((a, b, float(data[j].mean() - data[i].mean()), c.ci_low if c else 0.0,
+                      c.ci_high if c else 0.0, pm))
+    test, stat, dfree, p = None, np.nan, len(levels) - 1, np.nan
+    if len(np.unique(y)) >= 2:
+        try:
+            test, stat, p, odds = _proportional_odds(y, g, levels, max_rows, seed, notes)
+            for r in rows:
+                r.update(odds.get(r["group"], {}))
+        except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
+            notes.append(f"proportional-odds model not available ({shorten(str(exc), 100)}); Kruskal-Wallis used")
+    if test is None:
+        if len(np.unique(y)) < 2:
+            stat, p = 0.0, 1.0
+            notes.append("every rating is the same: no test possible (p set to 1)")
+        else:
+            stat, p = (float(x) for x in stats.kruskal(*data))
+        test = "Kruskal-Wallis test"
+    eps = float(stats.kruskal(*data)[0]) / (y.size - 1) if len(np.unique(y)) >= 2 else 0.0
+    return (test, stat, dfree, p, eps, "epsilon² (rank)", rows, pairs, notes)
+
+
+def _proportional_odds(y, g, levels, max_rows, seed, notes):
+    """LR test of the group indicators in a proportional-odds (cumulative logit) model, and each group's odds
+    ratio of a higher rating against the first group (Wald interval)."""
+    import warnings  # noqa: PLC0415
+
+    from statsmodels.miscmodels.ordinal_model import OrderedModel  # noqa: PLC0415
+
+    if y.size > max_rows:
+        idx = np.random.default_rng(seed).choice(y.size, max_rows, replace=False)
+        y, g = y[idx], g[idx]
+        notes.append(f"proportional-odds model fitted on a random subsample of {max_rows:,} rows (seed {seed})")
+    cats = np.unique(y)
+    yc = pd.Series(pd.Categorical(y, categories=cats, ordered=True))
+    X = pd.DataFrame({f"g{i}": (g == i).astype(float) for i in range(1, len(levels))})
+    X = X.loc[:, X.sum() > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = OrderedModel(yc, X, distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    counts = np.bincount(np.searchsorted(cats, y), minlength=len(cats)).astype(float)
+    ll0 = float((counts[counts > 0] * np.log(counts[counts > 0] / counts.sum())).sum())
+    lr = max(2 * (float(fit.llf) - ll0), 0.0)
+    p = float(stats.chi2.sf(lr, X.shape[1]))
+    odds = {levels[0]: {"odds_ratio": 1.0, "or_low": 1.0, "or_high": 1.0}}
+    ci = np.asarray(fit.conf_int())
+    names = list(fit.model.exog_names)
+    for col in X.columns:
+        j = names.index(col)
+        odds[levels[int(col[1:])]] = {"odds_ratio": float(np.exp(fit.params.iloc[j])),
+                                      "or_low": float(np.exp(ci[j, 0])), "or_high": float(np.exp(ci[j, 1]))}
+    return "proportional-odds likelihood-ratio test", lr, p, odds
