@@ -383,3 +383,198 @@ def test_schedule_longest_first():
     timings = {"department_a": 5.0, "department_b": 30.0, "satisfaction_drivers": 20.0, "retention_forecast": 2.0}
     assert [j.name for j in runner.schedule_order(jobs, timings)] == ["department_b", "satisfaction_drivers",
                                                                       "department_a", "retention_forecast"]
+
+
+# ---------------------------------------------------------------------------------------------- styles, alt text
+
+def test_inline_stylesheet_reaches_the_browser_unescaped():
+    """Regression (issue 11): the stylesheet went through Jinja's autoescape, so ``"Segoe UI"`` became
+    ``&#34;Segoe UI&#34;`` inside <style>, the browser dropped the font rule and pages rendered in a serif font."""
+    page = export.render_report(_executed_like_notebook(), title="T", department="D", as_of="2026-10-31",
+                                freshness="f", run_id="r", fingerprint="x", company="C", notebook="n")
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    assert style == export.kit_css()
+    assert '"Segoe UI"' in style and "&#34;" not in style and "&quot;" not in style
+    assert re.search(r"body \{[^}]*font: 16px/1\.55 system-ui[^;}]*sans-serif", style)
+
+
+def test_stylesheet_that_could_end_the_style_element_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "kit.css").write_text("body { color: red } </style><script>x()</script>")
+    monkeypatch.setattr(export, "TEMPLATE_DIR", tmp_path)
+    export.kit_css.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="may not end the <style> element"):
+            export.kit_css()
+    finally:
+        export.kit_css.cache_clear()
+
+
+def test_chart_alt_text_from_the_output_metadata_goes_into_the_img_alt():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show_figure(fig, alt=...)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="},
+                                           metadata={"image/png": {"alt": "CSAT rose to 81% <in> October"}})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# T\n## Charts"), cell]
+    page = export.render_report(nb, title="T", department="D", as_of="a", freshness="f", run_id="r",
+                                fingerprint="x", company="C", notebook="n")
+    (img,) = re.findall(r"<img\b[^>]*>", page)
+    assert 'alt="CSAT rose to 81% &lt;in&gt; October"' in img
+    assert "No description has been provided" not in page
+
+
+def test_kernel_environment_forces_the_inline_backend_and_restores(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with runner.kernel_environment():
+        assert os.environ["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
+    assert os.environ["MPLBACKEND"] == "Agg"
+    monkeypatch.delenv("MPLBACKEND")
+    with runner.kernel_environment():
+        pass
+    assert "MPLBACKEND" not in os.environ
+
+
+def test_console_text_removes_terminal_control_sequences():
+    from helpers.reports import console_text
+    assert console_text("Sales\x1b[2J\x1b[31m red\x1b[0m") == "Sales red"
+    assert console_text("a\rb\x07c\x9b2Jd\x1b]0;title\x07e") == "abc2Jde"
+    assert console_text("two\nlines\tand tab \u202eevil") == "two\nlines\tand tab evil"
+
+
+# ---------------------------------------------------------------------------------------------- registry, protocol
+
+def test_registry_is_what_the_runner_plans(tmp_path):
+    from helpers.reports import registry
+    params = write_params(tmp_path, {"sales": "Sales"})
+    jobs = _plan(tmp_path, params)
+    assert [Path(j.notebook).name for j in jobs] == [s.notebook for s in registry.REPORTS]
+    # adding a report is one entry: a company-wide voice-of-the-customer page from its own notebook
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for spec in registry.REPORTS:
+        (nbs / spec.notebook).write_bytes((FIXTURE_NOTEBOOKS / spec.notebook).read_bytes())
+    (nbs / "voice.ipynb").write_bytes((FIXTURE_NOTEBOOKS / "retention_forecast.ipynb").read_bytes())
+    specs = registry.REPORTS + (registry.ReportSpec("voice_of_the_customer", "voice.ipynb", "company",
+                                                    "Voice of the customer"),)
+    path, cfg = runner.load_report_settings(params)
+    jobs = runner.plan_reports(runner.RunOptions(params=params, notebooks=nbs), cfg, path, "", "r", "", tmp_path,
+                               registry_specs=specs)
+    voice = jobs[-1]
+    assert voice.name == "voice_of_the_customer" and voice.kind == "company" and voice.html == \
+        "voice_of_the_customer.html" and voice.title == "Voice of the customer"
+    # a parameter the registry passes must be declared by the notebook
+    specs = registry.REPORTS + (registry.ReportSpec("voice_of_the_customer", "voice.ipynb", "company", "V",
+                                                    ("outcome",)),)
+    with pytest.raises(ReportRunError, match="voice.ipynb: its parameters cell does not declare outcome"):
+        runner.plan_reports(runner.RunOptions(params=params, notebooks=nbs), cfg, path, "", "r", "", tmp_path,
+                            registry_specs=specs)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (("Bad Name", "x.ipynb", "company", "t"), "lower-case"),
+    (("x", "x.ipynb", "team", "t"), "kind 'team'"),
+    (("x", "x.ipynb", "company", "t", ("colour",)), "colour have no source"),
+    (("department", "x.ipynb", "company", "t"), "registered twice"),
+])
+def test_registry_entries_are_checked(spec, message):
+    from helpers.reports import registry
+    with pytest.raises(ValueError, match=message):
+        registry.check_registry(registry.REPORTS + (registry.ReportSpec(*spec),))
+
+
+def test_check_summary_names_what_breaks_the_protocol(tmp_path):
+    from helpers.reports.registry import charts_problem, check_summary
+    path = tmp_path / "s.json"
+    assert "without writing its summary" in check_summary(path)[1]
+    path.write_text("{not json")
+    assert "not readable JSON" in check_summary(path)[1]
+    write_report_summary(path, title="Sales", status_counts={"on track": 1}, charts=2)
+    summary, problem = check_summary(path)
+    assert problem is None and summary["charts"] == 2
+    path.write_text(json.dumps({"title": "", "status_counts": {"on track": -1}, "warnings": "one", "charts": 1.5}))
+    problem = check_summary(path)[1]
+    for part in ("no title", "status_counts", "warnings must be a list", "charts must be a whole number"):
+        assert part in problem
+    assert charts_problem({"charts": 2}, "<p><img src='a'><IMG src='b'></p>") is None
+    assert charts_problem({}, "") is None
+    assert "meant to show 2 charts and shows 1" in charts_problem({"charts": 2}, "<img src='a'>")
+
+
+# ---------------------------------------------------------------------------------------------- what changed
+
+def _kpi(value, lo, hi, period="October 2026", **extra):
+    return {"kpi": "csat", "label": "CSAT", "unit": "%", "value": value, "ci_low": lo, "ci_high": hi,
+            "period": period, **extra}
+
+
+def test_kpi_change_rule():
+    from helpers.reports.changes import Z_95, kpi_change
+    # same period, same value: a weekly run over a monthly KPI
+    same = kpi_change(_kpi(80.0, 76.0, 84.0), _kpi(80.0, 76.0, 84.0))
+    assert same.verdict == "unchanged" and not same.significant
+    assert "latest period (October 2026) is unchanged since the last run" in same.sentence()
+    # new period; se = half-width / 1.96: both 2.0 -> z = diff / (2 * sqrt 2)
+    half = 2.0 * Z_95
+    just_over = kpi_change(_kpi(80.0, 80 - half, 80 + half, "September 2026"), _kpi(80 + 5.6, 85.6 - half,
+                                                                                     85.6 + half))
+    assert just_over.z == pytest.approx(5.6 / (2 * 2 ** 0.5)) and just_over.significant
+    assert "a significant change (up" in just_over.sentence() and "(last run: 80.0% in September 2026)" in \
+        just_over.sentence()
+    just_under = kpi_change(_kpi(80.0, 80 - half, 80 + half, "September 2026"), _kpi(74.6, 74.6 - half,
+                                                                                     74.6 + half))
+    assert just_under.z == pytest.approx(-5.4 / (2 * 2 ** 0.5)) and not just_under.significant
+    assert "within the noise" in just_under.sentence()
+    # the same period with another value: the data were revised, tested the same way
+    revised = kpi_change(_kpi(80.0, 78.0, 82.0), _kpi(70.0, 68.0, 72.0))
+    assert revised.significant and "revised from 80.0% to 70.0%" in revised.sentence()
+    # no interval: shown, never called significant
+    bare = kpi_change(_kpi(80.0, None, None, "September 2026"), _kpi(60.0, 58.0, 62.0))
+    assert bare.verdict == "no interval" and not bare.significant and "no interval" in bare.sentence()
+    assert kpi_change(None, _kpi(60.0, 58.0, 62.0)).verdict == "new"
+
+
+def test_kpi_change_false_alarm_rate_is_nominal_on_synthetic_estimates():
+    """Two independent normal estimates of the same truth: the rule calls ~5% of changes significant."""
+    import numpy as np
+    from helpers.reports.changes import Z_95, kpi_change
+    rng = np.random.default_rng(11)
+    se = rng.uniform(0.5, 3.0, size=(4000, 2))
+    values = 70 + rng.normal(size=(4000, 2)) * se
+    hits = sum(kpi_change(_kpi(v0, v0 - Z_95 * s0, v0 + Z_95 * s0, "September 2026"),
+                          _kpi(v1, v1 - Z_95 * s1, v1 + Z_95 * s1)).significant
+               for (v0, v1), (s0, s1) in zip(values, se))
+    assert 0.04 < hits / 4000 < 0.06
+
+
+def test_compare_summaries_status_kpis_warnings():
+    from helpers.reports.changes import compare_summaries
+    before = {"objectives": [{"id": "a", "title": "Faster replies", "status": "on track"},
+                             {"id": "b", "title": "Happier", "status": "at risk"}],
+              "kpis": [_kpi(80.0, 78.0, 82.0, "September 2026")], "warnings": ["old note"]}
+    after = {"objectives": [{"id": "a", "title": "Faster replies", "status": "off track"},
+                            {"id": "b", "title": "Happier", "status": "at risk"},
+                            {"id": "c", "title": "New one", "status": "on track"}],
+             "kpis": [_kpi(70.0, 68.0, 72.0)], "warnings": ["old note", "new note"]}
+    changes = compare_summaries(after, before, previous_run_id="r1", previous_as_of="2026-09-30")
+    assert [(c.id, c.before, c.after, c.worse) for c in changes.status_changes] == [
+        ("a", "on track", "off track", True), ("c", "", "on track", False)]
+    assert changes.new_warnings == ["new note"] and changes.significant_kpis[0].kpi == "csat"
+    assert changes.headline() == ("Since the last run (r1, as of 2026-09-30): 2 objectives changed status "
+                                  "(1 worse); 1 KPI changed significantly; 1 new data note.")
+    assert not changes.unchanged
+    same = compare_summaries(after, after, previous_run_id="r2", previous_as_of="2026-10-31")
+    assert same.unchanged and "(October 2026) is unchanged since the last run (r2" in same.headline()
+    first = compare_summaries(after, None)
+    assert first.first_run and first.headline().startswith("First run")
+    missing = compare_summaries(after, None, previous_run_id="r1")
+    assert not missing.first_run and "not in the last run" in missing.headline()
+
+
+def test_changes_block_is_escaped_and_at_the_top_of_the_page():
+    from helpers.reports.changes import compare_summaries
+    before = {"objectives": [{"id": "a", "title": "<b>Fast</b>", "status": "on track"}], "kpis": []}
+    after = {"objectives": [{"id": "a", "title": "<b>Fast</b>", "status": "off track"}], "kpis": []}
+    changes = compare_summaries(after, before, previous_run_id="r1", previous_as_of="2026-09-30")
+    page = export.render_report(_executed_like_notebook(), title="T", department="D", as_of="a", freshness="f",
+                                run_id="r", fingerprint="x", company="C", notebook="n", changes=changes)
+    assert "&lt;b&gt;Fast&lt;/b&gt;: on track \u2192 off track." in page and "<b>Fast" not in page
+    assert page.index('class="kit-changes') < page.index('<main class="report-body">')
