@@ -175,7 +175,8 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
         if status:
             ax.annotate(chart_text(status), (end["period"], end["value"]), xytext=(8, 0),
                         textcoords="offset points", va="center", ha="left", fontsize=CHART_FONT_PT,
-                        fontweight="bold", color=NEUTRAL, zorder=6)
+                        fontweight="bold", color=NEUTRAL, zorder=6,
+                        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     if target is not None:
         ax.axhline(target, color=NEUTRAL, linestyle=":", linewidth=1.6, label="target", zorder=2)
     if start is not None:

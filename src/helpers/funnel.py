@@ -191,7 +191,7 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
     good = above if k.higher_is_better else ~above
     table["direction"] = np.where(table["outside"] != "", np.where(good, "better", "worse"), "")
     n_max = int(max(table["n"].max() if len(table) else 1, 2))
-    grid = np.unique(np.round(np.geomspace(max(min_n, 2), n_max * 1.1, 80)).astype(int))
+    grid = np.unique(np.round(np.geomspace(max(min_n, 2), n_max * 1.3, 80)).astype(int))
     curve = pd.DataFrame({"n": grid})
     for level, tag in zip(LEVELS, ("95", "998")):
         lo, hi = limits(grid, level)

@@ -182,7 +182,7 @@ class DepartmentReport:
                 f'<td data-label="Now">{html_escape(r["current_text"])}</td>'
                 f'<td data-label="Target">{html_escape(target)} by {html_escape(r["deadline_text"])}</td>'
                 f'<td data-label="Forecast">{html_escape(r["forecast_text"])}</td>'
-                f'<td data-label="Chance" class="num">{html_escape(r["chance_text"])}</td>'
+                f'<td data-label="Chance" class="num">{html_escape(self._chance_text(r))}</td>'
                 "</tr>")
             del status
         return (f'<table class="kit-table dept-status" id="status-table"><thead>{head}</thead>'
@@ -273,7 +273,7 @@ class DepartmentReport:
         o = self.plan.get(objective_id)
         info = self.evaluation.metrics.get(o.metric)
         parent = f" Part of *{_esc(self.plan.get(o.parent).title)}*." if o.parent else ""
-        filters = "; ".join(f"{k}: {', '.join(v)}" for k, v in o.filters.items())
+        filters = _scope_text(o.filters, self.names)
         window = o.judged_on
         how = "as declared" if window.declared else "inferred from the dates and frequency"
         status = r["status"] + (f" ({r['status_detail']})" if r["status_detail"] else "")
@@ -286,12 +286,12 @@ class DepartmentReport:
               f"between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}, judged on {_esc(window.label)} "
               f"({how}).{parent}",
             f"- **Status:** {_esc(status)}",
-            f"- **Now:** {_esc(r['current_text'])}",
+            f"- **Now** (95% CI, n): {_esc(r['current_text'])}",
             f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target (negative: moved "
             "the wrong way)",
             f"- **Forecast for {_esc(window.label)}:** {_esc(r['forecast_text'])}; chance of meeting the target: "
-            f"{_esc(r['chance_text'])}",
-            f"- **Assessment:** {_esc(r['sentence'])}",
+            f"{_esc(self._chance_text(r))}",
+            f"- **Assessment:** {_esc(self.reader_text(r['sentence']))}",
         ]
         if r["change"]:
             lines.append(f"- **Last period against the one before:** {_esc(r['change'])}")
@@ -511,6 +511,7 @@ class DepartmentReport:
                       f"{self.department})", fontsize=CHART_FONT_PT)
         ax.axvline(12, color=NEUTRAL, linestyle=":", linewidth=1)
         ax.tick_params(labelsize=CHART_FONT_PT)
+        ax.set_title("")
         ax.set_title(textwrap.fill(self.retention_title(survival), 95), loc="left", fontsize=12)
         return ax
 
@@ -665,8 +666,8 @@ class DepartmentReport:
         for table, cols in (("responses", ["csat", "nps", "ces", *self.dataset.attributes]),
                             ("tickets", ["team", "agent_id", "first_response_at", "resolved_at",
                                          "contacts_to_resolve"])):
-            df = getattr(self.department_data, table)
-            for c in cols:
+            df = getattr(self.department_data, table, None)  # None: the data has no such table (issue 12)
+            for c in cols if df is not None else ():
                 if c in df.columns:
                     miss = int(df[c].isna().sum())
                     out.append({"table": table, "column": c, "rows": len(df), "missing": miss,
@@ -674,16 +675,24 @@ class DepartmentReport:
         return pd.DataFrame(out).set_index(["table", "column"])
 
     def data_quality_html(self) -> str:
-        """The data behind each objective as a reader table."""
+        """The data behind each objective as a reader table (messages worded for readers)."""
         dq = self.data_quality().reset_index()
         if dq.empty:
             return "<p>No objectives.</p>"
-        dq["message"] = dq["message"].fillna("").replace("", "-")
-        return reader_table(dq, labels={"objective": "Objective", "metric": "KPI",
-                                        "periods with data": "Periods with data", "first": "First period",
-                                        "last": "Last period", "n now": "n in the current period",
-                                        "status": "Status", "message": "Note"},
-                            formats={"periods with data": "int", "n now": "int", "first": "text", "last": "text"})
+
+        def span(first, last):
+            if not first:
+                return "none"
+            return f"{pd.Timestamp(first):%b %Y} to {pd.Timestamp(last):%b %Y}"
+
+        frame = pd.DataFrame({"objective": dq["objective"], "metric": dq["metric"],
+                              "periods": dq["periods with data"],
+                              "span": [span(f, l) for f, l in zip(dq["first"], dq["last"])],
+                              "n": dq["n now"], "status": dq["status"],
+                              "note": [self.reader_text(m) if m else "-" for m in dq["message"].fillna("")]})
+        return reader_table(frame, labels={"objective": "Objective", "metric": "KPI", "periods": "Periods with data",
+                                           "span": "Data from", "n": "n now", "status": "Status", "note": "Note"},
+                            formats={"periods": "int", "n": "int", "span": "text", "note": "text"})
 
     def missing_values_html(self) -> str:
         """Completeness of this department's survey and ticket fields as a reader table."""
@@ -706,7 +715,8 @@ class DepartmentReport:
         if self.evaluation is None:
             return []
         return [{"id": r["id"], "title": r["title"], "owner": r["owner"], "status": r["status"],
-                 "p_met": float(r["p_met"]) if np.isfinite(float(r["p_met"])) else None, "kpi": r["metric"]}
+                 "p_met": float(r["p_met"]) if np.isfinite(float(r["p_met"])) and r["status"] not in
+                 ("no data", "too little data") else None, "kpi": r["metric"]}
                 for _, r in self.evaluation.table.iterrows()]
 
     def summary_kpis(self) -> list[dict]:
@@ -731,8 +741,32 @@ class DepartmentReport:
         return unique
 
     def warnings_markdown(self) -> str:
-        ws = self.all_warnings()
+        ws = self.reader_warnings()
         return "\n".join(f"- {_esc(w)}" for w in ws) if ws else "No warnings."
+
+    def reader_text(self, text: str) -> str:
+        """A message for stakeholders: the objectives file's path becomes "the objectives file", an objective's
+        id its title, and setting names plain words (no paths or code names on the page)."""
+        import re  # noqa: PLC0415
+
+        out = str(text or "")
+        paths = {self.params_file, str(getattr(self.plan, "path", "") or "")} - {""}
+        for p in sorted(paths, key=len, reverse=True):
+            out = out.replace(f"{p}: ", "").replace(p, "the objectives file")
+        if self.plan is not None:
+            for o in self.plan.objectives:
+                out = out.replace(f"objective {o.id!r}: ", f"\"{o.title}\": ").replace(repr(o.id), f"\"{o.title}\"")
+        out = re.sub(r"fewer than min_responses = (\d+)", r"fewer than the minimum of \1", out)
+        return out.replace("min_responses", "the minimum number of answers")
+
+    def reader_warnings(self) -> list[str]:
+        """:meth:`all_warnings` worded for readers (:meth:`reader_text`)."""
+        return [self.reader_text(w) for w in self.all_warnings()]
+
+    @staticmethod
+    def _chance_text(r) -> str:
+        """The chance of meeting the target as shown: n/a without a verdict (no data, too little data)."""
+        return "n/a" if r["status"] in ("no data", "too little data") else str(r["chance_text"])
 
     # ------------------------------------------------------------------ calibration
     def calibration(self, origins: int = 2, max_horizon: int = 6):
