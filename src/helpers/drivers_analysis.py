@@ -421,7 +421,8 @@ class DriverAnalysis:
         who = f"the {len(t)} attributes together explain" if len(t) > 1 else f"{_md(top)}, the only attribute, explains"
         head = (f"For {md_escape(self.label)} ({self.n:,} responses), {who} {r2} "
                 f"of the variation in {_md(self.outcome)}. {_md(top)} is the strongest driver: "
-                f"{_share_with_ci(t, top, ci)} of explained variance")
+                f"{share_text(t, top)[0]} of explained variance"
+                + (f" ({ci}% CI {share_text(t, top)[1]})" if share_text(t, top)[1] != NA else ""))
         head += "."
         if len(t) > 1:
             nxt = t.index[1:3]

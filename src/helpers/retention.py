@@ -1452,7 +1452,9 @@ class HoldoutResult:
         ax.plot(hold["t"], hold["actual"], "s", color=HELD_OUT_COLOUR, ms=6, label="held-out months (actual)")
         ax.axvline(self.calibration_periods + 0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("Months since signup", fontsize=11)
-        ax.set_ylabel("Still a customer (share)", fontsize=11)
+        from matplotlib.ticker import PercentFormatter
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_ylabel("Still a customer (%)", fontsize=11)
         ax.tick_params(labelsize=10)
         ax.set_title(f"Held-out check: off by {self.mape:.1f}% on average", fontsize=12)
         ax.legend(fontsize=10)
