@@ -882,20 +882,21 @@ def _column_plan(plan: _Plan, col: Column, rule: ColumnRule, typed: dict[str, st
     else:
         number = _number_sql(raw, rule.decimal or r.decimal, rule.thousands or r.thousands, rule.currency)
         what = "an amount" + (f" in {rule.currency}" if rule.currency else "") if rule.currency else "a number"
-        plan.checks.append(_Check(src, name, f"{value_present} AND {number} IS NULL", f"has values that are not "
+        other_currency = "FALSE"
+        if rule.currency:
+            sym = _CURRENCY_SYMBOLS.get(rule.currency)
+            mine = f"regexp_matches({raw}, {_lit('(?i)' + rule.currency + ('|' + re.escape(sym) if sym else ''))})"
+            other_currency = f"(regexp_matches({raw}, '[A-Z]{{3}}|[$€£¥]') AND NOT {mine})"
+            plan.checks.append(_Check(src, name, f"{value_present} AND {other_currency}",
+                                      "has amounts in another currency",
+                                      f"amounts in {rule.currency} (convert them first)", raw))
+        plan.checks.append(_Check(src, name, f"{value_present} AND NOT {other_currency} AND {number} IS NULL",
+                                  f"has values that are not "
                                   f"{'amounts' if rule.currency else 'numbers'}",
                                   f"{what} with decimal mark {(rule.decimal or r.decimal)!r}"
                                   + (f" and thousands mark {(rule.thousands or r.thousands)!r}"
                                      if (rule.thousands or r.thousands) else ""), raw,
-                                  _decimal_hint(rule.decimal or r.decimal)))
-        if rule.currency:
-            code = rule.currency
-            sym = _CURRENCY_SYMBOLS.get(code)
-            other = f"regexp_matches({raw}, '[A-Z]{{3}}|[$€£¥]')"
-            mine = f"regexp_matches({raw}, {_lit('(?i)' + code + ('|' + re.escape(sym) if sym else ''))})"
-            plan.checks.append(_Check(src, name, f"{value_present} AND {other} AND NOT {mine}",
-                                      "has amounts in another currency", f"amounts in {code} (convert them first)",
-                                      raw))
+                                  _decimal_hint(rule.decimal or r.decimal, currency=bool(rule.currency))))
 
     # 2. numbers: the declared scale, reverse, rescale; or whole numbers for counts
     if rated:
@@ -932,14 +933,14 @@ def _label_note(plan: _Plan, name: str, rule: ColumnRule) -> str:
             "exact; a mean of csat is not meaningful on these data")
 
 
-def _decimal_hint(decimal: str):
+def _decimal_hint(decimal: str, currency: bool = False):
     def hint(values: list[object]) -> str:
         texts = [str(v) for v in values if v is not None]
         if decimal == "." and texts and all(re.fullmatch(r"\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*", t) for t in texts):
             return "; these look like decimal commas: set read.decimal: ','"
         if decimal == "," and texts and all(re.fullmatch(r"\s*[-+]?\d+\.\d+\s*", t) for t in texts):
             return "; these use a decimal point: set read.decimal: '.'"
-        if texts and all(re.search(r"[A-Z]{3}|[$€£¥]", t) for t in texts):
+        if not currency and texts and all(re.search(r"[A-Z]{3}|[$€£¥]", t) for t in texts):
             return "; these carry a currency: set currency: <code> on the column"
         return ""
     return hint
@@ -1020,8 +1021,10 @@ def read_source_set(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]
             collect.append(DataProblem(table, str(exc).split(": ", 1)[-1], source=exc.source, rule="file"))
             continue
         collect += found
-        out[table] = (label, relation)
         all_files[table] = files
+        if any(p.rule == "recode required" for p in found):
+            continue  # the contract's checks would only repeat it ("is empty"); the other problems are named
+        out[table] = (label, relation)
     if problems is None and any(p.severity == "error" for p in collect):
         raise DataValidationError(collect)
     dims = {t: tuple(p.dimensions) for t, p in profiles.items() if p.dimensions and t in out}
@@ -1094,6 +1097,7 @@ def _run_checks(con: duckdb.DuckDBPyConnection, plan: _Plan, stage: str, profile
     key_rule = profile.columns.get(spec.key)
     key = _text(_q(key_rule.source)) if key_rule is not None and key_rule.source else None
     out: list[DataProblem] = []
+    required = {c.name for c in spec.columns if not c.nullable}
     for check, n in zip(plan.checks, counts):
         if not n:
             continue
@@ -1111,8 +1115,9 @@ def _run_checks(con: duckdb.DuckDBPyConnection, plan: _Plan, stage: str, profile
         out.append(DataProblem(profile.table, check.problem + (f" (read into {check.target})"
                                                                if check.column != check.target else ""),
                                source=plan.file_label, column=check.column, n_rows=int(n), examples=examples,
-                               values=values, expected=check.expected + f" [{profile.path}]",
-                               suggestion=hint.removeprefix("; ") or None, rule=check.rule))
+                               values=values, expected=check.expected + f" (profile {profile.path})",
+                               suggestion=hint.removeprefix("; ") or None,
+                               rule="recode required" if check.target in required else check.rule))
     return out
 
 
@@ -1121,7 +1126,7 @@ def _fingerprint(sset: SourceSet, profiles: dict[str, Profile], files: dict[str,
     h.update(sset.model_dump_json().encode())
     for table in sorted(profiles):
         h.update(profiles[table].model_dump_json(by_alias=True).encode())
-        for f in files[table]:
+        for f in files.get(table, []):
             h.update(f"{table}\0{f.name}\0".encode())
             with f.open("rb") as fh:
                 while chunk := fh.read(1 << 22):
