@@ -52,7 +52,11 @@ def test_kpi_trend_draws_target_deadline_and_forecast_on_the_given_axis():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"monthly value", "95% confidence interval", "forecast", "prediction interval", "target",
             "deadline"} <= set(labels)
-    assert ax.get_title() == "FCR"
+    assert ax.get_title(loc="left") == "FCR"
+    # target and deadline in the neutral grey, never a status colour
+    assert mcolors.to_hex(lines["target"].get_color()) == charts.NEUTRAL
+    assert mcolors.to_hex(lines["deadline"].get_color()) == charts.NEUTRAL
+    assert charts.NEUTRAL not in charts.PALETTE.values()
     assert ax.yaxis.get_major_formatter()(80, 0) == "80%"
 
 
@@ -66,7 +70,8 @@ def test_kpi_trend_without_data_says_so():
 def test_status_badge_uses_palette_and_escapes():
     for status in STATUSES:
         badge = charts.status_badge_html(status)
-        assert charts.PALETTE[status] in badge and f">{status}</span>" in badge
+        assert charts.PALETTE[status] in badge and f"</span> {status}</span>" in badge
+        assert charts.STATUS_GLYPHS[status] in badge  # a shape as well as a colour
     assert "&lt;script&gt;" in charts.status_badge_html("<script>")
     assert charts.PALETTE["no data"] in charts.status_badge_html("<script>")
 
@@ -108,3 +113,65 @@ def test_every_status_has_a_readable_badge_on_the_index_page():
     for status in STATUSES:
         cls = status.replace(" ", "-")
         assert re.search(rf"\.badge\.{re.escape(cls)}\s*{{\s*background:", css), f"no badge colour for {status!r}"
+
+
+def test_kpi_trend_y_range_follows_recent_values_forecast_and_target_and_marks_clipped_points():
+    """Noisy early months do not set the scale: the y-range spans the recent values, the forecast band and the
+    target; an older value beyond it is drawn at the edge as an open triangle labelled "beyond the axis"."""
+    periods = pd.date_range("2024-01-01", periods=24, freq="MS")
+    values = np.r_[[-60.0, 55.0], np.full(22, 10.0)]
+    series = pd.DataFrame({"period": periods, "value": values})
+    forecast = pd.DataFrame({"period": pd.date_range("2026-01-01", periods=3, freq="MS"), "value": [11, 12, 13],
+                             "low": [5, 4, 3], "high": [17, 19, 21]})
+    fig, ax = plt.subplots()
+    charts.kpi_trend(series, target=25, start="2025-01-01", deadline="2026-03-31", forecast=forecast,
+                     status="off track", window=("2026-03-01", "2026-03-31"), window_label="Mar 2026",
+                     context_months=None, ax=ax)
+    lo, hi = ax.get_ylim()
+    assert lo > -60 and hi < 55 and lo <= 3 and hi >= 25
+    clipped = [c for c in ax.collections if c.get_label() == "beyond the axis"]
+    assert clipped and sum(len(c.get_offsets()) for c in ax.collections if c.get_label() in
+                           ("beyond the axis", "_child0", "")) >= 1
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "judged on Mar 2026" in labels and "beyond the axis" in labels
+    assert any(t.get_text() == "off track" for t in ax.texts)  # the status in words at the forecast's end
+    markers = [ln.get_marker() for ln in ax.get_lines()]
+    assert charts.STATUS_MARKERS["off track"] in markers  # and by its marker shape
+
+
+def test_status_colours_stay_apart_under_deuteranopia():
+    """Good (on track) and bad (off track) statuses stay distinguishable for deuteranopes: simulated with the
+    Machado et al. (2009) deuteranopia matrix (severity 1), their colours differ clearly."""
+    machado = np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                        [-0.011820, 0.042940, 0.968881]])
+
+    def simulate(hex_colour):
+        rgb = np.array(mcolors.to_rgb(hex_colour))
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return np.clip(machado @ linear, 0, 1)
+
+    pairs = [("on track", "off track"), ("on track", "at risk"), ("achieved", "missed"), ("at risk", "off track")]
+    for a, b in pairs:
+        assert np.linalg.norm(simulate(charts.PALETTE[a]) - simulate(charts.PALETTE[b])) > 0.12, (a, b)
+
+
+def test_cascade_text_is_at_least_10_points_and_names_the_status():
+    tree = pd.DataFrame({"id": ["d", "m"], "parent": [None, "d"], "level": [0, 1], "title": ["A", "B"],
+                         "owner": ["Dir", "Mgr"], "status": ["on track", "off track"]})
+    ax = charts.cascade_tree(tree)
+    assert all(t.get_fontsize() >= 10 for t in ax.texts)
+    assert any("\u25bc off track" in t.get_text() for t in ax.texts)
+
+
+def test_funnel_plot_names_only_units_outside_the_limits():
+    from helpers.funnel import funnel
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"team": np.repeat(["North", "South", "East", "Slow"], 600),
+                          "contacts_to_resolve": np.where(rng.random(2400) < np.repeat([0.8, 0.8, 0.8, 0.55], 600),
+                                                          1, 2)})
+    result = funnel(frame, "fcr", "team")
+    ax = charts.funnel_plot(result)
+    named = {t.get_text() for t in ax.texts}
+    assert named == set(result.flagged["unit"]) and "Slow" in named
+    assert ax.get_xscale() == "log"
