@@ -545,3 +545,26 @@ def test_revenue_at_risk_recovers_known_loss():
     assert lo < np.median(s) < hi + 0.1  # the reference is the calibrated (shrunk) median of today's customers
     with pytest.raises(I.ImpactInputError, match="reference"):
         I.revenue_at_risk(customers, responses, reference="mean", n_boot=20)
+
+
+def test_what_if_many_shares_the_resamples_and_exposure_scales_the_change():
+    from helpers import impact as I
+
+    customers, responses, _ = synthetic_company(1500, 12)
+    half = pd.Series(0.5, index=customers["customer_id"])
+    some = pd.Series(1.0, index=customers["customer_id"][customers["segment"] == "b"])  # others: 0
+    many = I.what_if_many(customers, responses, [("attr_a", 0.5), ("csat", 0.3), ("csat", 0.6, half),
+                                                 ("csat", 0.3, some)], n_boot=30, seed=4)
+    one = I.what_if(customers, responses, "attr_a", 0.5, n_boot=30, seed=4)
+    pd.testing.assert_frame_equal(many[0].table, one.table)  # same resamples as a single what_if
+    pd.testing.assert_frame_equal(many[0].links, one.links)
+    # exposure 0.5 of a 0.6 shift is a 0.3 shift, resample by resample
+    pd.testing.assert_frame_equal(many[1].table, many[2].table, rtol=1e-5)
+    # exposure only in segment b: segment a gains nothing, segment b what everyone gains with 0.3
+    t3, t1 = many[3].table.set_index("segment"), many[1].table.set_index("segment")
+    assert t3.loc["a", "extra_kept"] == 0 and t3.loc["a", "extra_revenue_high"] == 0
+    assert t3.loc["b", "extra_kept"] == pytest.approx(t1.loc["b", "extra_kept"], rel=1e-5)
+    with pytest.raises(I.ImpactInputError, match="outside 0..1"):
+        I.what_if_many(customers, responses, [("csat", 0.3, half * 3)], n_boot=20)
+    with pytest.raises(I.ImpactInputError, match="no attribute 'attr_zz'"):
+        I.what_if_many(customers, responses, [("csat", 0.3), ("attr_zz", 0.3)], n_boot=20)

@@ -149,11 +149,11 @@ def _extended_cumhaz(fit: CL.CoxFit, t: np.ndarray, tail_months: float = 12.0) -
 
 
 def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarray, eta: np.ndarray,
-                      shift: float, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
+                      shifts: list, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
                       n_groups: int):
     """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
-    it as-is, and their changes when the linear predictor is shifted by ``shift`` (a number, or one per
-    customer). Tenures come as distinct values
+    it as-is, and (lists, one per element of ``shifts``) their changes when the linear predictor is shifted
+    by the shift (a number, or one per customer). Tenures come as distinct values
     ``t0_values`` and each customer's index into them (tenures repeat: whole days), so the baseline is
     evaluated once per distinct tenure."""
     h = np.arange(1, horizon + 1)
@@ -164,12 +164,14 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
     # and the what-if differences are taken per customer before summing, so they keep their precision
     E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
     S0 = np.exp(-E)
-    mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)  # scalar, or one per customer
-    D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
     kept = np.bincount(groups, S0[:, -1], n_groups)
     rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
-    extra_kept = np.bincount(groups, D[:, -1], n_groups)
-    extra_rev = np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups)
+    extra_kept, extra_rev = [], []
+    for shift in shifts:
+        mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)  # scalar, or one per customer
+        D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
+        extra_kept.append(np.bincount(groups, D[:, -1], n_groups))
+        extra_rev.append(np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups))
     return kept, rev, extra_kept, extra_rev
 
 
@@ -326,29 +328,61 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: 
     :class:`ImpactError` / :class:`helpers.churn_link.ChurnLinkError` when a link cannot be estimated (no
     answered attribute, no repeated ratings, too few churn events, no active customer).
     """
-    table, links, boot, notes, _ = _chain(
-        customers, responses, attribute, delta, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+    return what_if_many(customers, responses, [(attribute, delta)], horizon=horizon, as_of=as_of,
+                        covariates=covariates, by=by, outcome=outcome, attributes=attributes, revenue=revenue,
+                        annual_discount_rate=annual_discount_rate, corrected=corrected, n_boot=n_boot, level=level,
+                        seed=seed, max_customers=max_customers, min_events=min_events, currency=currency,
+                        ratings=ratings, crossproducts=crossproducts)[0]
+
+
+def what_if_many(customers: pd.DataFrame, responses: pd.DataFrame | None, scenarios: Sequence[tuple], *,
+                 horizon: int = 12, as_of: object = None, covariates: Sequence[str] = ("segment",),
+                 by: str = "segment", outcome: str = "csat", attributes: Sequence[str] | None = None,
+                 revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
+                 n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
+                 min_events: int = 20, currency: str | None = None, ratings: pd.DataFrame | None = None,
+                 crossproducts: pd.DataFrame | None = None) -> list[WhatIfResult]:
+    """:func:`what_if` for several changes at once, sharing every resample's regression, calibration and Cox
+    fit (so their intervals come from the same resamples and cost one chain): ``scenarios`` is a list of
+    ``(attribute, delta)`` or ``(attribute, delta, exposure)``, ``exposure`` a Series by customer id of the
+    share (0-1) of each customer's experience the change reaches (e.g. their share of answers about one
+    department; customers not in it: 0). Returns one :class:`WhatIfResult` per scenario."""
+    scen = []
+    for sc in scenarios:
+        if len(sc) not in (2, 3):
+            raise ImpactInputError(f"scenario {shorten(sc)} is not (attribute, delta[, exposure])",
+                                   table="parameters")
+        scen.append((sc[0], float(sc[1]), sc[2] if len(sc) == 3 else None))
+    if not scen:
+        raise ImpactInputError("no scenario given", table="parameters", expected="[(attribute, delta), ...]")
+    results, notes, _ = _chain(
+        customers, responses, scen, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
         outcome=outcome, attributes=attributes, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
         min_events=min_events, ratings=ratings, crossproducts=crossproducts)
-    return WhatIfResult(table=table, links=links, boot=boot, attribute=attribute, delta=float(delta),
-                        horizon=int(horizon), level=level, corrected=corrected,
-                        currency=resolve_currency(currency), annual_discount_rate=annual_discount_rate,
-                        n_boot=len(boot), by=by, notes=notes, outcome=outcome)
+    cur = resolve_currency(currency)
+    return [WhatIfResult(table=table, links=links, boot=boot, attribute=a, delta=d, horizon=int(horizon),
+                         level=level, corrected=corrected, currency=cur, annual_discount_rate=annual_discount_rate,
+                         n_boot=len(boot), by=by, notes=list(notes), outcome=outcome)
+            for (table, links, boot), (a, d, _) in zip(results, scen)]
 
 
-def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates, by, outcome, attributes,
+def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, outcome, attributes,
            revenue, annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
            crossproducts, reference=None):
-    """The body of :func:`what_if` and :func:`revenue_at_risk`: with ``reference`` None the shift of true
-    satisfaction is slope x delta for everyone; otherwise every customer is raised to the reference level
-    (link 1 unused) and the shift is E[max(T, r) | ratings] - E[T | ratings] (module docstring)."""
+    """The body of :func:`what_if`, :func:`what_if_many` and :func:`revenue_at_risk`. With ``reference`` None,
+    ``scenarios`` is a list of (attribute, delta, exposure): the shift of true satisfaction is slope x delta
+    (slope 1 when attribute is the outcome itself), times the customer's ``exposure`` (a Series by customer
+    id, 0 where missing; None = 1 for everyone); all scenarios share each resample's fits. Otherwise every
+    customer is raised to the reference level (link 1 unused) and the shift is E[max(T, r) | ratings] -
+    E[T | ratings] (module docstring). Returns [(table, links, boot) per scenario], notes, reference."""
     link1 = reference is None
-    direct = link1 and attribute == outcome  # satisfaction itself shifted: the slope of link 1 is 1
-    if not link1 or direct:
+    if not link1:
+        scenarios = [(None, 0.0, None)]
+    direct = [link1 and a == outcome for a, _, _ in scenarios]  # satisfaction itself: the slope is 1
+    any_attr = link1 and not all(direct)
+    if not any_attr:
         attributes = []
-        if not link1:
-            attribute = None
         if crossproducts is None:
             crossproducts = pd.DataFrame()
     precomputed = ratings is not None and crossproducts is not None
@@ -371,15 +405,16 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
         for col in ("customer_id", "response_date", outcome):
             if col not in responses.columns:
                 raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
-    if link1 and not direct and (attribute not in attrs or (not precomputed and attribute not in
-                                                           responses.columns)):
-        raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
-                               expected=f"one of {shorten(attrs, 200)}")
+    for (attribute, delta, _), is_direct in zip(scenarios, direct):
+        if link1 and not is_direct and (attribute not in attrs or (not precomputed and attribute not in
+                                                                   responses.columns)):
+            raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
+                                   expected=f"one of {shorten(attrs, 200)}")
+        if not np.isfinite(delta):
+            raise ImpactInputError(f"delta {shorten(delta)} is not a number", table="parameters")
     if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
         raise ImpactInputError(f"horizon {shorten(horizon)} is not a whole number of months 1-120",
                                table="parameters")
-    if not np.isfinite(delta):
-        raise ImpactInputError(f"delta {shorten(delta)} is not a number", table="parameters")
     d_month = monthly_discount_rate(annual_discount_rate)
     rng = np.random.default_rng(seed)
     notes: list[str] = []
@@ -395,9 +430,9 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
         if as_of_ts is not None:
             resp = responses[pd.to_datetime(responses["response_date"]) <= as_of_ts]
         summary = CL.rating_summary(resp, outcome, as_of=None)
-        cp = driver_crossproducts(resp, attrs, outcome) if link1 and not direct else pd.DataFrame()
+        cp = driver_crossproducts(resp, attrs, outcome) if any_attr else pd.DataFrame()
     m = len(attrs) + 2
-    j_attr = 1 + attrs.index(attribute) if link1 and not direct else 0
+    j_attrs = [1 + attrs.index(a) if link1 and not d else 0 for (a, _, _), d in zip(scenarios, direct)]
 
     # customers x covariates (same indicator columns for the Cox set and today's customers)
     Zdf, _ = CL.covariate_design(frame, list(covariates))
@@ -423,7 +458,7 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
     Z_all = Zdf.to_numpy("float64")
     cp_pos = pd.Series(np.arange(len(cp)), index=cp.index).reindex(ids).to_numpy()
     has_cp = ~np.isnan(cp_pos)
-    if link1 and not direct and has_cp.sum() < len(attrs) + 2:
+    if any_attr and has_cp.sum() < len(attrs) + 2:
         raise ImpactError(f"only {int(has_cp.sum())} customers answered every attribute; the attribute -> "
                           "CSAT regression needs more")
     cp_mat = cp.to_numpy("float64")[cp_pos[has_cp].astype(int)]
@@ -447,6 +482,16 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
     t0_values, t0_index = np.unique(t0, return_inverse=True)
     rev_a = rev.to_numpy("float64")[active]
     n_groups = len(levels)
+    exposures = []
+    for _, _, expo in scenarios:
+        if expo is None:
+            exposures.append(1.0)
+            continue
+        e = pd.to_numeric(pd.Series(expo), errors="coerce").reindex(ids).fillna(0.0).to_numpy("float64")[active]
+        if np.any(e < 0) or np.any(e > 1):
+            raise ImpactInputError("has values outside 0..1", table="exposure",
+                                   expected="the share of each customer's experience the change reaches")
+        exposures.append(e)
 
     # the Cox set: customers with ratings (seeded sample above max_customers)
     cox_idx = np.flatnonzero(rated)
@@ -470,8 +515,8 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
 
     def one(f_all: np.ndarray, init=None, info=None):
         """One pass of the chain with customer weights ``f_all`` (1 = the data as they are)."""
-        slope = (float(_ols_from_crossproducts(cp_mat, f_all[has_cp], m)[j_attr]) if link1 and not direct
-                 else float(direct))
+        coefs = _ols_from_crossproducts(cp_mat, f_all[has_cp], m) if any_attr else None
+        slopes = [float(d) if d or not link1 else float(coefs[j]) for d, j in zip(direct, j_attrs)]
         fc = f_all[cox_idx]
         cal = CL.calibrate_ratings(k_all[cox_idx], w_all[cox_idx], ss_all[cox_idx], Zc, weights=fc,
                                    rating=outcome)
@@ -493,7 +538,8 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
             x_a = np.where(rated_a, w_a, prior)
         eta = fit.coef[0] * x_a + (np.einsum("ij,j->i", Za, fit.coef[1:]) if Za.size else 0.0)
         if link1:
-            shift, ref = fit.coef[0] * slope * delta, np.nan
+            shifts, ref = [fit.coef[0] * sl * dl * ex for sl, (_, dl, _), ex in zip(slopes, scenarios, exposures)], \
+                np.nan
         else:  # raise to the reference: E[max(T, r)] - E[T] for T ~ N(x_a, v) (v = 0: naive)
             ref = float(np.median(x_a)) if reference == "median" else float(reference)
             if corrected:
@@ -505,75 +551,80 @@ def _chain(customers, responses, attribute, delta, *, horizon, as_of, covariates
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where(sd > 0, gap / np.where(sd > 0, sd, 1.0), 0.0)
             gain = np.where(sd > 0, gap * stats.norm.cdf(z) + sd * stats.norm.pdf(z), np.maximum(gap, 0.0))
-            shift = fit.coef[0] * gain
-        kb, rb, dk, dr = _kept_and_revenue(fit, t0_values, t0_index, eta, shift, rev_a, horizon, d_month,
-                                           g_code, n_groups)
-        return fit, slope, kb, rb, dk, dr, ref
+            shifts = [fit.coef[0] * gain]
+        kb, rb, dks, drs = _kept_and_revenue(fit, t0_values, t0_index, eta, shifts, rev_a, horizon, d_month,
+                                             g_code, n_groups)
+        return fit, slopes, kb, rb, dks, drs, ref
 
     n_all = len(ids)
-    fit0, slope0, kb0, rb0, dk0, dr0, ref0 = one(np.ones(n_all))
+    fit0, slopes0, kb0, rb0, dks0, drs0, ref0 = one(np.ones(n_all))
     t_last = float(fit0.baseline_times[-1])
     if np.max(t0) + horizon > t_last:
         n_ext = int(np.sum(t0 + horizon > t_last))
         notes.append(f"For {n_ext:,} of today's customers the horizon reaches beyond the longest tenure with "
                      f"churn seen ({t_last:.0f} months); their baseline hazard there is the average of the last "
                      "12 months.")
-    rows, failed, reasons = [], 0, []
+    rows, failed, reasons = [[] for _ in scenarios], 0, []
     for _ in range(int(n_boot)):
         f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
         try:
-            fit, slope, _, _, dk, dr, ref = one(f, init=fit0.coef, info=fit0.information)
+            fit, slopes, _, _, dks, drs, ref = one(f, init=fit0.coef, info=fit0.information)
         except KitError as exc:
             failed += 1
             reasons.append(str(exc))
             if failed > 0.1 * n_boot:
                 break
             continue
-        rows.append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum(), ref])
+        for i, (slope, dk, dr) in enumerate(zip(slopes, dks, drs)):
+            rows[i].append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum(), ref])
     if failed > 0.1 * n_boot:
-        raise ImpactError(f"{failed} of the first {failed + len(rows)} bootstrap resamples could not be fitted, "
+        raise ImpactError(f"{failed} of the first {failed + len(rows[0])} bootstrap resamples could not be fitted, "
                           f"so the interval would not be trustworthy; most often: "
                           f"{max(set(reasons), key=reasons.count)}")
     if failed:
         notes.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted and were left out.")
     names = levels + ["all"]
-    boot = pd.DataFrame(rows, columns=["slope", "log_hr", *[f"extra_kept_{g}" for g in levels],
-                                       *[f"extra_revenue_{g}" for g in levels], "extra_kept_all",
-                                       "extra_revenue_all", "reference"])
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     counts = np.bincount(g_code, minlength=n_groups)
-    est_k = np.r_[dk0, dk0.sum()]
-    est_r = np.r_[dr0, dr0.sum()]
-    tab = []
-    for i, g in enumerate(names):
-        klo, khi = np.quantile(boot[f"extra_kept_{g}"], q)
-        rlo, rhi = np.quantile(boot[f"extra_revenue_{g}"], q)
-        tab.append({by: g, "customers": int(counts.sum() if g == "all" else counts[i]),
-                    "kept": float(kb0.sum() if g == "all" else kb0[i]), "extra_kept": float(est_k[i]),
-                    "extra_kept_low": klo, "extra_kept_high": khi,
-                    "revenue": float(rb0.sum() if g == "all" else rb0[i]), "extra_revenue": float(est_r[i]),
-                    "extra_revenue_low": rlo, "extra_revenue_high": rhi})
-    b_slope, b_beta = boot["slope"].to_numpy(), boot["log_hr"].to_numpy()
     beta0 = float(fit0.coef[0])
-    links = pd.DataFrame([
-        {"link": "attribute_to_csat_slope", "estimate": slope0, **dict(zip(("ci_low", "ci_high"),
-                                                                            np.quantile(b_slope, q)))},
-        {"link": "csat_change", "estimate": slope0 * delta,
-         **dict(zip(("ci_low", "ci_high"), np.sort(np.quantile(b_slope * delta, q))))},
-        {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
-         **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))},
-        {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
-         **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
-    ])
-    if direct:
-        links = links[links["link"] != "attribute_to_csat_slope"].reset_index(drop=True)
-    if not link1:
+    results = []
+    for i_s, ((_, delta, _), is_direct) in enumerate(zip(scenarios, direct)):
+        slope0, dk0, dr0 = slopes0[i_s], dks0[i_s], drs0[i_s]
+        boot = pd.DataFrame(rows[i_s], columns=["slope", "log_hr", *[f"extra_kept_{g}" for g in levels],
+                                                *[f"extra_revenue_{g}" for g in levels], "extra_kept_all",
+                                                "extra_revenue_all", "reference"])
+        est_k = np.r_[dk0, dk0.sum()]
+        est_r = np.r_[dr0, dr0.sum()]
+        tab = []
+        for i, g in enumerate(names):
+            klo, khi = np.quantile(boot[f"extra_kept_{g}"], q)
+            rlo, rhi = np.quantile(boot[f"extra_revenue_{g}"], q)
+            tab.append({by: g, "customers": int(counts.sum() if g == "all" else counts[i]),
+                        "kept": float(kb0.sum() if g == "all" else kb0[i]), "extra_kept": float(est_k[i]),
+                        "extra_kept_low": klo, "extra_kept_high": khi,
+                        "revenue": float(rb0.sum() if g == "all" else rb0[i]), "extra_revenue": float(est_r[i]),
+                        "extra_revenue_low": rlo, "extra_revenue_high": rhi})
+        b_slope, b_beta = boot["slope"].to_numpy(), boot["log_hr"].to_numpy()
         links = pd.DataFrame([
-            {"link": "reference", "estimate": ref0, **dict(zip(("ci_low", "ci_high"),
-                                                               np.quantile(boot["reference"], q)))},
+            {"link": "attribute_to_csat_slope", "estimate": slope0, **dict(zip(("ci_low", "ci_high"),
+                                                                                np.quantile(b_slope, q)))},
+            {"link": "csat_change", "estimate": slope0 * delta,
+             **dict(zip(("ci_low", "ci_high"), np.sort(np.quantile(b_slope * delta, q))))},
             {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
-             **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))}])
-    return pd.DataFrame(tab), links, boot, notes, ref0
+             **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))},
+            {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
+             **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
+        ])
+        if is_direct:
+            links = links[links["link"] != "attribute_to_csat_slope"].reset_index(drop=True)
+        if not link1:
+            links = pd.DataFrame([
+                {"link": "reference", "estimate": ref0, **dict(zip(("ci_low", "ci_high"),
+                                                                   np.quantile(boot["reference"], q)))},
+                {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
+                 **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))}])
+        results.append((pd.DataFrame(tab), links, boot))
+    return results, notes, ref0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -664,8 +715,8 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
     if not (reference == "median" or (isinstance(reference, (int, float)) and np.isfinite(reference))):
         raise ImpactInputError(f"reference {shorten(reference)} is neither 'median' nor a number",
                                table="parameters", expected="'median' or a satisfaction level such as 4.2")
-    table, links, boot, notes, _ = _chain(
-        customers, responses, None, 0.0, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+    [(table, links, boot)], notes, _ = _chain(
+        customers, responses, None, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
         outcome=outcome, attributes=None, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
         min_events=min_events, ratings=ratings, crossproducts=None, reference=reference)
