@@ -63,6 +63,11 @@ def _markdown_cells(nb) -> str:
     return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
+def _image_outputs(nb) -> list[dict]:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "data" in o and "image/png" in o["data"]]
+
+
 def test_department_report_renders_every_section(tmp_path, small_demo):
     nb, summary = _run(tmp_path, small_demo, "customer_service")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -70,8 +75,13 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     assert summary["department"] == "Customer Service"
     n_objectives = sum(summary["status_counts"].values())
     assert n_objectives == 7 and summary["status_counts"]["no data"] < n_objectives
+    # the first output of the page is the first screen: verdicts and KPI tiles
+    code_outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    first = code_outputs[0]["data"]["text/html"]
+    assert first.startswith('<div class="dept-first-screen">') and 'id="status-counts"' in first
+    assert first.count('class="kpi-tile"') == len(summary["kpis"]) > 0
     html_out = _outputs(nb, "text/html")
-    assert "objective-status" in html_out and "status-badge" in html_out
+    assert 'id="status-table"' in html_out and "status-badge" in html_out
     markdown = _outputs(nb, "text/markdown")
     org = pd.read_parquet(small_demo / "org.parquet").set_index("person_id")["name"]
     for person, role in (("customer_service-dir", "director"), ("customer_service-rep001", "representative")):
@@ -80,9 +90,24 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     assert "prediction intervals held the realised value" in markdown  # the calibration statement (issue 10)
     assert "](#calibration-detail)" in markdown and 'id="calibration-detail"' in _markdown_cells(nb)
     assert "chance of meeting the target" in markdown
-    assert "still customers" in markdown or "half have left" in markdown  # retention section
-    images = _outputs(nb, "image/png")
-    assert images.count("iVBOR") >= 7 + 1 + 1  # one chart per objective, the cascade, drivers
+    assert "after 12 months" in markdown  # retention section, counted from the first contact (delayed entry)
+    # every chart is a PNG with an alt text saying what it shows; the summary counts them
+    images = _image_outputs(nb)
+    assert len(images) == summary["charts"] >= 7 + 1 + 1 + 1  # objectives, cascade, a funnel, drivers
+    alts = [o["metadata"]["image/png"]["alt"] for o in images]
+    assert all(len(a) > 40 for a in alts) and sum("Status:" in a for a in alts) == 7
+    assert sum(a.startswith("Funnel plot of") for a in alts) >= 2
+    # page protocol: headline, objectives and KPI records; the last cell shows nothing
+    assert summary["headline"].startswith("Customer Service, 31 October 2026: 7 objectives")
+    assert {o["id"] for o in summary["objectives"]} and all(o["kpi"] for o in summary["objectives"])
+    assert all({"value", "ci_low", "ci_high", "n", "change_significant"} <= set(k) for k in summary["kpis"])
+    assert nb.cells[-1].cell_type == "code" and nb.cells[-1].outputs == []
+    # for readers: no code names, paths, NaN, or the old top-of-page glossary
+    text = html_out + markdown + _markdown_cells(nb)
+    for leak in ("params/departments", "PosixPath", "NaN", "min_responses", "customer_service-", "<IPython"):
+        assert leak not in text, leak
+    appendix = _markdown_cells(nb).split("## How to read this report")
+    assert len(appendix) == 2 and "on track" in appendix[1] and "on track" not in appendix[0].split("## Objective by")[0]
 
 
 def test_department_without_data_still_renders_and_escapes(tmp_path, small_demo):
@@ -91,7 +116,9 @@ def test_department_without_data_still_renders_and_escapes(tmp_path, small_demo)
     nb, summary = _run(tmp_path, small_demo, "customer_service", str(params))
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert summary["status_counts"]["no data"] == 2
-    assert any("field 'metric'" in w and "fax-nps" in w for w in summary["warnings"])
+    assert any("NPS of fax customers" in w and "no survey answers have channel 'fax'" in w
+               for w in summary["warnings"])  # worded for readers: no file path, field or objective id
+    assert not any("no_data.yaml" in w or "fax-nps" in w for w in summary["warnings"])
     html_out = _outputs(nb, "text/html") + _outputs(nb, "text/markdown")
     assert "<script>alert(1)</script>" not in html_out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_out

@@ -1,6 +1,8 @@
 """helpers.objectives_report: the department report's glue never raises; problems become messages."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -84,3 +86,106 @@ def test_department_rows_selected_in_duckdb_equal_the_full_frames(small_demo):
     expected = ds.customers[ds.customers["customer_id"].isin(ids)]
     assert 0 < len(expected) < len(ds.customers)
     pd.testing.assert_frame_equal(report.department_customers(), expected)
+
+
+# ---------------------------------------------------------------------------------------- the reader's page
+@pytest.fixture(scope="module")
+def billing(small_demo):
+    return prepare_department_report("billing", data_source=str(small_demo), as_of="2026-10-31")
+
+
+def test_delayed_entry_survival_recovers_a_known_curve_that_selection_inflates():
+    """Customers selected because they contacted a department after signup: with delayed entry (at risk
+    only from the contact) the Kaplan-Meier curve matches the true exponential survival; counting from signup
+    (no delayed entry) inflates it, as the old section did."""
+    import numpy as np
+
+    from helpers.objectives_report import delayed_entry_survival, survival_at_with_ci
+
+    rng = np.random.default_rng(0)
+    n, rate = 20_000, 0.04
+    lifetime = rng.exponential(1 / rate, n)
+    contact = rng.uniform(0, 36, n)
+    censor = rng.uniform(24, 60, n)
+    selected = contact < np.minimum(lifetime, censor)  # only customers still there when they got in touch
+    frame = pd.DataFrame({"duration": np.minimum(lifetime, censor), "event": (lifetime <= censor).astype(int),
+                          "entry": contact})[selected]
+    fair = delayed_entry_survival(frame)
+    naive = delayed_entry_survival(frame.assign(entry=0.0))
+    for t in (12, 24):
+        truth = np.exp(-rate * t)
+        s, lo, hi = survival_at_with_ci(fair, t)
+        assert lo <= truth <= hi and abs(s - truth) < 0.03
+        assert survival_at_with_ci(naive, t)[1] > truth + 0.1  # selection on a future event inflates survival
+
+
+def test_department_retention_counts_from_first_contact(billing):
+    survival, message = billing.retention()
+    assert survival is not None and not message
+    contacts = billing.first_contacts()
+    customers = billing.department_customers()
+    assert set(contacts["customer_id"]) == set(customers["customer_id"].astype(str))
+    text = billing.retention_text(survival)
+    assert "after 12 months" in text and "95% CI" in text and "_" not in text
+    assert "counted from their first contact" in billing.retention_alt(survival)
+
+
+def test_drivers_are_the_departments_one_shared_analysis(billing):
+    from helpers.drivers_report import department_driver_analysis
+
+    analysis, message = billing.drivers()
+    shared = department_driver_analysis(billing.dataset, billing.config, "Billing", billing.as_of, cache=False)
+    assert not message and shared.analysis is not None
+    pd.testing.assert_series_equal(analysis.table["share"], shared.analysis.table["share"])
+
+
+def test_first_screen_status_table_and_headline_for_readers(billing):
+    ev = billing.evaluation
+    first = ev.look_first()
+    screen = billing.first_screen_html()
+    counts = {k: v for k, v in billing.status_counts().items() if v}
+    for status, count in counts.items():
+        assert f'<span class="count">{count}</span> <span class="status-badge"' in screen and f"</span> {status}</span>" in screen
+    chance = f"{first['p_met']:.0%}"
+    assert f"<strong>{chance}</strong> chance" in screen and chance in billing.headline()
+    assert screen.count('class="kpi-tile"') == ev.table["metric"].nunique()
+    table = billing.status_table_html()
+    assert table.startswith('<table class="kit-table dept-status" id="status-table"><thead><tr><th>Status</th>')
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == len(ev.table)
+    for row, (_, r) in zip(rows, ev.table.iterrows()):
+        chance_cell = re.search(r'data-label="Chance" class="num">([^<]*)<', row).group(1)
+        assert chance_cell == ("n/a" if r["status"] in ("no data", "too little data") else f"{r['p_met']:.0%}")
+    page_text = screen + table + "".join(billing.objective_markdown(o) for o in billing.objective_ids)
+    assert "params/departments" not in page_text and "billing-" not in page_text and "min_responses" not in page_text
+    assert "nan" not in page_text.lower().replace("n/a", "")
+
+
+def test_charts_state_the_finding_and_alt_texts_say_value_target_status(billing):
+    for oid in billing.objective_ids:
+        r = billing.evaluation.row(oid)
+        title, alt = billing.objective_chart_title(oid), billing.objective_alt(oid)
+        target = r["target_text"].split(" (from")[0]
+        assert f"target {target}" in title and r["status"] in alt and title in alt
+        assert r["current_label"] in title
+        assert billing.objective_ylabel(oid).endswith(")")  # units on the axis
+    frt = billing.objective_chart_title("billing-frt-invoicing")
+    assert re.search(r"forecast [\d.]+ h for Dec 2026 - target 12\.0 h, \d+% chance$", frt)
+    assert "Samuel Lewis" not in frt and "team Invoicing" in frt
+    assert "off track" in billing.cascade_alt() and "Jonas Okafor" in billing.cascade_alt()
+
+
+def test_team_and_agent_funnels_name_only_units_outside_the_limits(billing):
+    items, notes = billing.funnels()
+    assert {(i["result"].metric, i["by"]) for i in items} == {("fcr", "team"), ("fcr", "agent_id"),
+                                                              ("first_response_hours", "team"),
+                                                              ("first_response_hours", "agent_id")}
+    assert any("NPS comes from survey answers" in n for n in notes)
+    agents = next(i for i in items if i["by"] == "agent_id")
+    table = billing.funnel_table_html(agents)
+    names = re.findall(r"<tr><td>([^<]+)</td>", table)
+    assert names == sorted(names) and "billing-rep" not in table  # alphabetical, by name, no ids
+    for item in items:
+        flagged = set(item["result"].flagged["unit"])
+        title = billing.funnel_title(item)
+        assert ("by more than chance" in title) == (not flagged)

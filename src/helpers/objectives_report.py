@@ -248,11 +248,20 @@ class DepartmentReport:
                     f'{html_escape(first["target_text"].split(" (from")[0])} for {html_escape(first["window"])} '
                     f'<span class="owner">(owner: {html_escape(first["owner"])})</span>.</p>')
         else:
-            look = '<p class="look-first">No open objective needs attention.</p>'
+            look = f'<p class="look-first">{html_escape(self._no_look_first())}</p>'
         n = len(self.evaluation.table)
         return (f'<div class="dept-verdict" id="status-counts"><p class="verdict-lead">{n} objective'
                 f'{"s" if n != 1 else ""} as of {self.as_of:%d %b %Y}:</p><ul class="status-counts">{items}</ul>'
                 f"{look}</div>")
+
+    def _no_look_first(self) -> str:
+        """Why there is no "look first" objective, in words."""
+        counts = self.status_counts()
+        unjudged = counts.get("no data", 0) + counts.get("too little data", 0)
+        if unjudged:
+            return (f"No objective to look at first: {unjudged} of {sum(counts.values())} cannot be judged yet "
+                    "(no data or too little data), the others are closed.")
+        return "No open objective: every objective is achieved or missed."
 
     def first_screen_html(self) -> str:
         """What a director sees first: the verdicts, then one tile per KPI of the objectives."""
@@ -749,6 +758,8 @@ class DepartmentReport:
         id its title, and setting names plain words (no paths or code names on the page)."""
         import re  # noqa: PLC0415
 
+        from helpers.formatting import column_label  # noqa: PLC0415
+
         out = str(text or "")
         paths = {self.params_file, str(getattr(self.plan, "path", "") or "")} - {""}
         for p in sorted(paths, key=len, reverse=True):
@@ -757,7 +768,17 @@ class DepartmentReport:
             for o in self.plan.objectives:
                 out = out.replace(f"objective {o.id!r}: ", f"\"{o.title}\": ").replace(repr(o.id), f"\"{o.title}\"")
         out = re.sub(r"fewer than min_responses = (\d+)", r"fewer than the minimum of \1", out)
+        out = re.sub(r", field '[\w.]+'", "", out)
+        out = re.sub(r"metric '(\w+)' cannot be computed: KPI '\1': ",
+                     lambda m: f"{self._metric_label(m.group(1))} cannot be computed: ", out)
+        out = re.sub(r"filter (\w+)='([^']*)' matches no rows in (responses|tickets)",
+                     lambda m: (f"no {'survey answers' if m.group(3) == 'responses' else 'tickets'} have "
+                                f"{column_label(m.group(1)).lower()} '{m.group(2)}'"), out)
         return out.replace("min_responses", "the minimum number of answers")
+
+    def _metric_label(self, metric: str) -> str:
+        info = self.evaluation.metrics.get(metric) if self.evaluation is not None else None
+        return info.label if info is not None else metric
 
     def reader_warnings(self) -> list[str]:
         """:meth:`all_warnings` worded for readers (:meth:`reader_text`)."""
