@@ -3,7 +3,11 @@
 Uses the Chrome DevTools Protocol (``--remote-debugging-port`` + websocket-client, which comes with Jupyter):
 console errors and uncaught exceptions (``Runtime``/``Log`` domains), every network request
 (``Network.requestWillBeSent``), a screenshot (``Page.captureScreenshot``) and DOM facts from
-``Runtime.evaluate``. Shared by tests/test_browser.py and the end-to-end test in tests/test_reports_e2e.py.
+``Runtime.evaluate``. Shared by tests/test_browser.py and tests/test_safe_output.py.
+
+:data:`READER_CHECKS_JS` collects what a stakeholder would see wrong on a page (font, first screen, tables
+wider than a phone, leaked code names, paths and placeholders, images without a real description);
+:func:`reader_problems` turns those facts into a list of plain problems, one per failed check.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class PageReport:
     requests: list[str] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
     screenshot: Path | None = None
+    fonts: list[str] = field(default_factory=list)  # fonts the browser actually used for the body's text
 
     @property
     def external_requests(self) -> list[str]:
@@ -82,7 +87,10 @@ class Chromium:
         raise RuntimeError("no page target in chromium")
 
     def open(self, path: Path, *, width: int = 1280, height: int = 900, mobile: bool = False,
-             screenshot: Path | None = None, facts_js: str = "({})", settle: float = 0.5) -> PageReport:
+             screenshot: Path | None = None, facts_js: str = "({})", settle: float = 0.5,
+             font_selector: str | None = None) -> PageReport:
+        """Load ``path`` at the given viewport and report console errors, requests, ``facts_js``'s value, a
+        screenshot and (``font_selector``) the platform fonts used to draw that element's text."""
         import websocket
         url = Path(path).resolve().as_uri()
         report = PageReport(url=url)
@@ -136,6 +144,14 @@ class Chromium:
             ws.settimeout(30)
             result = send("Runtime.evaluate", expression=facts_js, returnByValue=True)
             report.facts = result.get("result", {}).get("value", {}) or {}
+            if font_selector:
+                send("DOM.enable")
+                send("CSS.enable")
+                root = send("DOM.getDocument", depth=1)["root"]["nodeId"]
+                node = send("DOM.querySelector", nodeId=root, selector=font_selector).get("nodeId")
+                if node:
+                    fonts = send("CSS.getPlatformFontsForNode", nodeId=node).get("fonts", [])
+                    report.fonts = [f.get("familyName", "") for f in fonts]
             if screenshot is not None:
                 shot = send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
@@ -187,3 +203,78 @@ PAGE_FACTS_JS = r"""(() => {
     bodyText: document.body.innerText.slice(0, 20000),
   };
 })()"""
+
+
+# what a stakeholder would see wrong on a page; every rule of issue 11's browser test
+STATUS_COUNTS_SELECTOR = "#status-counts, .status-counts, .kit-status-counts"
+KPI_TILE_SELECTOR = ".kpi-tile, .kit-tile"
+INTENDED_FONT = "system-ui"  # the first family of kit.css's body font (a sans-serif stack)
+READER_CHECKS_JS = r"""(() => {
+  const inViewport = sel => { const el = document.querySelector(sel); if (!el) return null;
+    const r = el.getBoundingClientRect();
+    return r.height > 0 && r.top >= 0 && r.top < window.innerHeight && r.left < window.innerWidth; };
+  const label = t => ((t.caption && t.caption.textContent) || (t.tHead && t.tHead.textContent)
+                      || t.textContent).replace(/\s+/g, ' ').trim().slice(0, 80);
+  const wide = Array.from(document.querySelectorAll('table')).filter(t => {
+    const r = t.getBoundingClientRect(); return r.width > 0 && (r.right > window.innerWidth + 1 || r.left < -1); });
+  const headers = Array.from(document.querySelectorAll('th')).map(th => th.textContent.trim())
+                  .filter(t => /^[a-z0-9]+(_[a-z0-9]+)+$/.test(t));
+  const imgs = Array.from(document.images).map(i => (i.getAttribute('alt') || '').trim());
+  return {
+    bodyFontFamily: getComputedStyle(document.body).fontFamily,
+    statusCountsInFirstScreen: inViewport(%(status)s),
+    kpiTileInFirstScreen: inViewport(%(tile)s),
+    wideTables: wide.map(label),
+    viewportWidth: window.innerWidth,
+    snakeCaseHeaders: Array.from(new Set(headers)).slice(0, 20),
+    altTexts: imgs,
+    text: document.body.innerText + '\n' + document.body.textContent,
+  };
+})()""" % {"status": repr(STATUS_COUNTS_SELECTOR), "tile": repr(KPI_TILE_SELECTOR)}
+
+# text that must never reach a reader (issue 11): code objects, pandas placeholders and truncation
+LEAKS = [("PosixPath", re.compile(r"PosixPath")), ("<IPython", re.compile(r"<IPython")),
+         ("Unnamed", re.compile(r"\bUnnamed\b")), ("NaN", re.compile(r"\bNaN\b")),
+         ("rows x", re.compile(r"\d+\s+rows\s+[x\u00d7]\s+\d+")), ("...", re.compile(r"\.\.\.")),
+         ("absolute path", re.compile(r"(?<![\w.:/])/(?:home|root|tmp|usr|var|srv|work|etc|opt|mnt|Users|private)"
+                                      r"/[^\s'\"<>]+|\b[A-Z]:\\[^\s'\"<>]+"))]
+GENERIC_ALT = {"", "no description has been provided for this image", "chart", "figure", "image", "plot",
+               "graph", "png", "<figure>"}
+
+
+def reader_problems(report: PageReport, *, first_screen: bool) -> list[str]:
+    """Every reader-facing rule a page breaks, as plain sentences (empty list: the page passes)."""
+    facts = report.facts
+    problems = []
+    family = facts.get("bodyFontFamily", "")
+    if not family.replace('"', "").strip().startswith(INTENDED_FONT):
+        problems.append(f"body font-family is {family!r}, not the kit's sans-serif stack (starting with "
+                        f"{INTENDED_FONT})")
+    used = [f for f in report.fonts if f]
+    if used and all(re.search(r"serif", f, re.I) and not re.search(r"sans", f, re.I) for f in used):
+        problems.append(f"the body text is drawn in a serif font ({', '.join(used)})")
+    if first_screen:
+        if not facts.get("statusCountsInFirstScreen"):
+            problems.append(f"status counts ({STATUS_COUNTS_SELECTOR}) are not inside the first viewport")
+        if not facts.get("kpiTileInFirstScreen"):
+            problems.append(f"no KPI tile ({KPI_TILE_SELECTOR}) inside the first viewport")
+    if facts.get("wideTables"):
+        problems.append(f"{len(facts['wideTables'])} table(s) wider than the {facts.get('viewportWidth')} px "
+                        f"viewport: {facts['wideTables'][:3]}")
+    text = facts.get("text", "")
+    for name, pattern in LEAKS:
+        m = pattern.search(text)
+        if m:
+            around = text[max(0, m.start() - 60):m.end() + 60].replace("\n", " ")
+            problems.append(f"{name!r} in the text: ...{around}...")
+    if facts.get("snakeCaseHeaders"):
+        problems.append(f"raw snake_case column headers: {facts['snakeCaseHeaders'][:8]}")
+    bad_alt = [a for a in facts.get("altTexts", []) if a.lower() in GENERIC_ALT or len(a) < 12]
+    if bad_alt:
+        problems.append(f"{len(bad_alt)} of {len(facts.get('altTexts', []))} images without a meaningful alt "
+                        f"text (e.g. {bad_alt[0]!r})")
+    if report.external_requests:
+        problems.append(f"external requests: {report.external_requests[:3]}")
+    if report.console_errors:
+        problems.append(f"console errors: {report.console_errors[:3]}")
+    return problems

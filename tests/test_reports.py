@@ -578,3 +578,19 @@ def test_changes_block_is_escaped_and_at_the_top_of_the_page():
                                 run_id="r", fingerprint="x", company="C", notebook="n", changes=changes)
     assert "&lt;b&gt;Fast&lt;/b&gt;: on track \u2192 off track." in page and "<b>Fast" not in page
     assert page.index('class="kit-changes') < page.index('<main class="report-body">')
+
+
+def test_reader_tables_get_cell_labels_for_the_phone_layout():
+    """On a 390 px phone the reader tables were wider than the screen (status off-screen): each body cell now
+    carries its column header, and the stylesheet shows each row as a card of "header: value" lines."""
+    from helpers.formatting import reader_table
+    import pandas as pd
+    table = reader_table(pd.DataFrame({"objective": ["Reply <fast>", "Happier"], "status": ["on track", "at risk"],
+                                       "p_met": [0.91, 0.4]}), labels={"p_met": "Chance & odds"})
+    labelled = export.label_table_cells("<p>before</p>" + table + "<table><tr><td>plain</td></tr></table>")
+    assert labelled.count('class="kit-table kit-stack"') == 1
+    assert labelled.count('data-label="Status"') == 2 and labelled.count('data-label="Chance &amp; odds"') == 2
+    assert '<td data-label="Objective">Reply &lt;fast&gt;</td>' in labelled
+    assert "<table><tr><td>plain</td></tr></table>" in labelled  # other tables untouched
+    css = export.kit_css()
+    assert re.search(r"table\.kit-stack td::before \{ content: attr\(data-label\)", css)

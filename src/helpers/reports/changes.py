@@ -341,13 +341,15 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
 def look_first(summary: dict) -> str:
     """The objective to look at first (worst status, then lowest chance of meeting its target), in words."""
     from helpers.formatting import fmt_percent
-    objectives = [o for o in summary.get("objectives", []) or [] if isinstance(o, dict) and o.get("status")]
+    # open objectives that can be judged (as the department page's own "look first"): the lowest chance first
+    objectives = [o for o in summary.get("objectives", []) or [] if isinstance(o, dict)
+                  and o.get("status") in ("on track", "at risk", "off track")]
     if not objectives:
         return ""
 
     def key(o):
         p = o.get("p_met")
-        return (STATUS_RANK.get(str(o["status"]), 3), p if _finite(p) else 2.0)
+        return (p if _finite(p) else 2.0, STATUS_RANK.get(str(o["status"]), 3))
 
     o = min(objectives, key=key)
     chance = f", {fmt_percent(o['p_met'])} chance of meeting its target" if _finite(o.get("p_met")) else ""

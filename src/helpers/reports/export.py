@@ -159,6 +159,36 @@ def notebook_title(nb, default: str) -> str:
     return default
 
 
+_KIT_TABLE = re.compile(r'<table class="kit-table"[^>]*>.*?</table>', re.S)
+_HEADER_CELL = re.compile(r"<th\b[^>]*>(.*?)</th>", re.S)
+_ROW = re.compile(r"<tr\b[^>]*>.*?</tr>", re.S)
+_CELL_START = re.compile(r"<td\b(?![^>]*\bcolspan=)(?![^>]*\bdata-label=)")
+
+
+def label_table_cells(body: str) -> str:
+    """Every body cell of the kit's reader tables (``<table class="kit-table">``, from
+    :func:`helpers.formatting.reader_table`) gets ``data-label="<its column header>"`` and the table the class
+    ``kit-stack``: on a phone the stylesheet shows each row as a card of "header: value" lines, so no table is
+    wider than the screen and no column (a status, an interval) is off-screen."""
+    def one_table(m: re.Match) -> str:
+        table = m.group(0)
+        head_end = table.find("</thead>")
+        if head_end < 0:
+            return table
+        headers = [html.escape(html.unescape(re.sub(r"<[^>]+>", "", h)).strip(), quote=True)
+                   for h in _HEADER_CELL.findall(table[:head_end])]
+        if len(headers) < 2:
+            return table
+
+        def one_row(r: re.Match) -> str:
+            labels = iter(headers)
+            return _CELL_START.sub(lambda c: f'{c.group(0)} data-label="{next(labels, "")}"', r.group(0))
+
+        rows = _ROW.sub(one_row, table[head_end:])
+        return table[:head_end].replace('<table class="kit-table"', '<table class="kit-table kit-stack"', 1) + rows
+    return _KIT_TABLE.sub(one_table, body)
+
+
 def render_report(nb, *, title: str, department: str, as_of: str, freshness: str, run_id: str,
                   fingerprint: str, company: str, notebook: str, warnings: list[str] | None = None,
                   changes=None) -> str:
@@ -169,6 +199,7 @@ def render_report(nb, *, title: str, department: str, as_of: str, freshness: str
     body = _CSS_URL.sub("blocked-url(", body)  # no CSS may load anything (the CSP forbids it as well)
     # the first h1 of the notebook repeats the page title: drop it from the body
     body = re.sub(r'<h1 id="[^"]*">.*?</h1>', "", body, count=1, flags=re.S)
+    body = label_table_cells(body)  # phone layout of the reader tables
     return render_page("report.html.j2", title=title, department=department, as_of=as_of, freshness=freshness,
                        run_id=run_id, fingerprint=fingerprint[:16], company=company, notebook=notebook,
                        toc=toc_tree(table_of_contents(body)), body=body, warnings=list(warnings or []),

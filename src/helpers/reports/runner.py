@@ -726,9 +726,10 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
     from helpers.reports.changes import ROLLUP_ORDER, attention_key, kpi_change, rollup
     from helpers.reports.export import render_page
 
-    def badges_of(raw: dict) -> list[tuple[str, int]]:
-        # the three main statuses always; achieved / missed / too little data / no data when there are any
-        out = [(k, int(raw.get(k, 0))) for k in ROLLUP_ORDER if k in STATUS_KEYS or int(raw.get(k, 0) or 0) > 0]
+    def badges_of(raw: dict, main: bool = False) -> list[tuple[str, int]]:
+        # statuses with objectives (``main``: the three main statuses always, as the company roll-up)
+        out = [(k, int(raw.get(k, 0) or 0)) for k in ROLLUP_ORDER
+               if (main and k in STATUS_KEYS) or int(raw.get(k, 0) or 0) > 0]
         return out + [(str(k), int(v)) for k, v in raw.items() if k not in ROLLUP_ORDER and int(v) > 0]
 
     def failure_text(r: dict) -> str:
@@ -814,7 +815,7 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
                        run_date=manifest["started_at"][:16].replace("T", " ") + " UTC",
                        n_reports=len(manifest["reports"]), departments=departments,
                        company_reports=company_reports, failures=failures,
-                       n_ok=len(manifest["reports"]) - len(failures), totals=badges_of(totals),
+                       n_ok=len(manifest["reports"]) - len(failures), totals=badges_of(totals, main=True),
                        headline=headline, kpi_cards=kpi_cards, status_changes=status_changes,
                        run_changes=manifest.get("changes") or {},
                        fingerprint=manifest["data"]["fingerprint"][:16], previous=previous_rows,
