@@ -829,7 +829,13 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
     missing_any = X.isna().any(axis=1).to_numpy()
     cat = [c for c in covariates if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])]
     labels = {}
-    if cat:
+    if cat:  # a number column read as text (TotalCharges with " " blanks): not one indicator per value (issue 12)
+        from helpers.data import numeric_text_columns  # noqa: PLC0415
+        for p in numeric_text_columns(X[cat], "survival data"):
+            raise RetentionInputError(f"covariate {p.problem}" + (f", e.g. {', '.join(map(repr, p.values[:3]))}"
+                                      if p.values else ""), table="survival data", column=p.column, n_rows=p.n_rows,
+                                      expected="a number column: convert it, e.g. pd.to_numeric(col, errors='coerce') "
+                                               "(blanks become missing), or a category with few values")
         for c in cat:
             levels = sorted(X[c].dropna().astype(str).unique())
             for lv in levels[1:]:
