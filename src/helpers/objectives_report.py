@@ -642,10 +642,10 @@ class DepartmentReport:
         frame = pd.DataFrame({"name": t["name"].to_numpy(), "n": t["n"].to_numpy(),
                               "value": [self._funnel_value(r, v) for v in t["value"]], "limits": limits,
                               "outside": outside})
-        return reader_table(frame, labels={"name": item["unit"].capitalize(), "n": "Tickets",
+        return _narrow(reader_table(frame, labels={"name": item["unit"].capitalize(), "n": "Tickets",
                                            "value": r.label, "limits": "Expected range (95%)",
                                            "outside": "Outside the limits?"},
-                            formats={"n": "int", "value": "text", "limits": "text", "outside": "text"})
+                            formats={"n": "int", "value": "text", "limits": "text", "outside": "text"}))
 
     # ------------------------------------------------------------------ data quality
     def data_quality(self) -> pd.DataFrame:
@@ -699,9 +699,9 @@ class DepartmentReport:
                               "span": [span(f, l) for f, l in zip(dq["first"], dq["last"])],
                               "n": dq["n now"], "status": dq["status"],
                               "note": [self.reader_text(m) if m else "-" for m in dq["message"].fillna("")]})
-        return reader_table(frame, labels={"objective": "Objective", "metric": "KPI", "periods": "Periods with data",
+        return _narrow(reader_table(frame, labels={"objective": "Objective", "metric": "KPI", "periods": "Periods with data",
                                            "span": "Data from", "n": "n now", "status": "Status", "note": "Note"},
-                            formats={"periods": "int", "n": "int", "span": "text", "note": "text"})
+                            formats={"periods": "int", "n": "int", "span": "text", "note": "text"}))
 
     def missing_values_html(self) -> str:
         """Completeness of this department's survey and ticket fields as a reader table."""
@@ -715,9 +715,9 @@ class DepartmentReport:
                                         for t in mv["table"]],
                               "field": [column_label(c) for c in mv["column"]],
                               "rows": mv["rows"], "missing": mv["missing"], "share": share})
-        return reader_table(frame, labels={"table": "Table", "field": "Field", "rows": "Rows",
+        return _narrow(reader_table(frame, labels={"table": "Table", "field": "Field", "rows": "Rows",
                                            "missing": "Missing", "share": "Missing share"},
-                            formats={"rows": "int", "missing": "int", "share": "percent:1"})
+                            formats={"rows": "int", "missing": "int", "share": "percent:1"}))
 
     def summary_objectives(self) -> list[dict]:
         """The page protocol's objective records."""
@@ -815,7 +815,7 @@ class DepartmentReport:
         table = self.calibration_table()
         if table.empty:
             return "<p>No past forecasts to check yet.</p>"
-        return reader_table(table, formats={c: "text" for c in table.columns if c != "Events"} | {"Events": "int"})
+        return _narrow(reader_table(table, formats={c: "text" for c in table.columns if c != "Events"} | {"Events": "int"}))
 
     def calibration_table(self) -> pd.DataFrame:
         """The reliability table for readers: predicted chance, events, share that happened (95% CI)."""
@@ -972,3 +972,8 @@ def _scope_text(filters, names) -> str:
     from helpers.kpi_tiles import _scope  # noqa: PLC0415
 
     return _scope(filters, names)
+
+
+def _narrow(table_html: str) -> str:
+    """A reader table in a wrapper the department page's CSS narrows on a phone (smaller text, wrapping cells)."""
+    return f'<div class="dept-table">{table_html}</div>'
