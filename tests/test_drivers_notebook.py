@@ -24,8 +24,34 @@ def _texts(nb):
     return "\n".join(out)
 
 
+def _shown(nb):
+    """What the HTML export shows of each output: its richest representation (never the text/plain fallback of a
+    Markdown or HTML object)."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            for mime in ("text/html", "text/markdown", "image/png", "text/plain"):
+                if mime in data:
+                    out.append("" if mime == "image/png" else data[mime])
+                    break
+            out.append(o.get("text", ""))
+    return "\n".join(out)
+
+
+def _html(nb):
+    return "\n".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+# what a stakeholder must never read on a company page (issue 11): raw index/columns, NaN, cut-offs, paths, reprs
+LEAKS = ("ci_low", "ci_high", "share_low", "NaN", "nan%", "rows x", "analysed", "PosixPath", "<IPython",
+         "attr_", "mean_csat", "segment_", "Unnamed", "...", "/tmp/", "/work/", "/home/")
+
+
 @pytest.mark.slow
 def test_notebook_runs_on_small_demo(small_demo, tmp_path):
+    import re
+
     summary = tmp_path / "summary.json"
     out = tmp_path / "out.ipynb"
     pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="satisfaction-kit", progress_bar=False, cwd=str(ROOT),
@@ -33,19 +59,36 @@ def test_notebook_runs_on_small_demo(small_demo, tmp_path):
                                         period_start="2024-01-01", summary_path=str(summary)))
     nb = nbformat.read(out, as_version=4)
     text = _texts(nb)
+    html = _html(nb)
     # Markdown text is escaped (md_escape puts a backslash before punctuation such as ":")
     assert "Drivers of CSAT\\: Technical Support" in text and "Drivers of CSAT: Technical Support" not in text
-    assert "Fix first" in text and "% of explained variance" in text
+    assert "Fix first" in text and "of explained variance" in text
     assert "ordinal (proportional-odds) model" in text
-    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 4
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 4
+    assert all(len(o["metadata"]["image/png"]["alt"]) > 40 for o in images)  # says what the chart shows
     s = json.loads(summary.read_text())
     assert s["title"] == "Drivers of CSAT: Technical Support" and s["department"] == "Technical Support"
-    # the numbers shown are the engine's (same seed, same selection)
+    assert s["charts"] == len(images) and "matters most" in s["headline"]
+    shown = _shown(nb)
+    for leak in LEAKS:
+        assert leak not in shown, leak
+    plain = [o for o in (c.get("outputs", []) for c in nb.cells) for o in o if "text/plain" in o.get("data", {})
+             and not ({"text/html", "text/markdown", "image/png"} & set(o["data"]))]
+    assert not plain, plain  # no cell prints a bare repr (a path, a DataFrame, an object)
+    # the numbers shown are the engine's (same seed, same selection), and sentences equal the table
     rep = prepare_drivers_report(department="technical_support", n_boot=50, period_start="2024-01-01",
                                  data_source=str(small_demo), report_config=str(ROOT / "params" / "report.yaml"))
     top = rep.main.table.index[0]
-    assert f"{top.removeprefix('attr_').capitalize()} is the strongest driver" in text
-    assert f"({rep.main.n:,} responses)" in text
+    from helpers.drivers_analysis import share_text
+    point, ci = share_text(rep.main.table, top)
+    label = top.removeprefix("attr_").capitalize()
+    assert f"**{label} matters most** for CSAT: {point} (95% CI {ci}) of what the attributes explain." \
+        in text.replace("\\", "")
+    assert f"<td>{label}</td><td class=\"num\">1</td><td>{point}</td><td>{ci}</td>" in html
+    assert f"between {rep.main.n:,} responses" in text
+    findings = re.findall(r"^- ", rep.what_to_fix_markdown(), flags=re.M)
+    assert 1 <= len(findings) <= 6
 
 
 def test_report_turns_bad_parameters_into_warnings(small_demo):

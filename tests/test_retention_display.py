@@ -42,3 +42,69 @@ def test_hazard_display_uses_labels_and_readable_p_values():
     assert shown["hazard ratio"].iloc[0] == f"{hr:.2f}"
     assert shown["change in monthly churn hazard"].iloc[0] == f"{100 * (hr - 1):+.0f}%"
     assert shown["p-value"].iloc[0] == format_p_value(cox.table["p_value"].iloc[0])
+
+
+# ------------------------------------------------------------------------------------------------ issue 11 wording
+
+from helpers.retention import fmt_months, fmt_months_interval, hazard_change_text, percent_interval  # noqa: E402
+
+
+@pytest.mark.parametrize("ratio, low, high, point, interval", [
+    (0.40, 0.37, 0.44, "60% lower", "56% to 63% lower"),  # never "-63% to -56%" next to "60%"
+    (0.88, 0.69, 1.12, "12% lower", "31% lower to 12% higher"),
+    (1.30, 1.10, 1.55, "30% higher", "10% to 55% higher"),
+    (0.999, 0.9985, 0.9995, "0.10% lower", "0.05% to 0.15% lower"),  # never "0% (95% CI -0% to +0%)"
+])
+def test_hazard_change_text(ratio, low, high, point, interval):
+    assert hazard_change_text(ratio, low, high) == (point, interval)
+
+
+def test_months_and_percent_intervals_print_like_the_tables():
+    assert fmt_months(7.4) == "7.4" and fmt_months(23.0) == "23"
+    assert fmt_months_interval(13.0, float("inf")) == "13 to not yet reached"
+    assert percent_interval(0.4071, 0.387, 0.429) == ("41%", "39% to 43%")
+    assert percent_interval(0.5872, 0.5851, 0.5893) == ("58.7%", "58.5% to 58.9%")  # ends never print alike
+
+
+def test_cox_labels_and_steps_for_readers():
+    frame = _frame().assign(plan=lambda d: d["plan"].map({"basic": "small_business", "premium": "consumer"}))
+    rng = np.random.default_rng(3)
+    frame["monthly_revenue"] = rng.gamma(2.0, 150.0, len(frame))
+    cox = fit_cox(frame, "duration", "event", ["plan", "monthly_revenue"])
+    text = cox.summary()
+    assert "small_business" not in text and "small business plan (vs consumer)" in text
+    assert "monthly_revenue" not in text and "each unit of monthly revenue" in text
+    cox.steps["monthly_revenue"] = (100.0, "each extra €100 of monthly revenue")
+    hr, lo, hi = cox.per_step("monthly_revenue")
+    row = cox.table.loc["monthly_revenue"]
+    assert hr == pytest.approx(row["hazard_ratio"] ** 100) and lo == pytest.approx(row["ci_low"] ** 100, rel=1e-9)
+    assert "each extra €100 of monthly revenue" in cox.summary()
+
+
+def test_findings_repeat_the_table_numbers(small_demo):
+    """The fact test of the retention page: each number a finding states is printed the same in its table."""
+    import re
+
+    from helpers.retention_report import prepare_retention_report
+
+    rep = prepare_retention_report(data_source=str(small_demo), as_of="2026-10-31", n_boot=50)
+    findings = rep.findings()
+    assert 4 <= len(findings) <= 6
+    text = " ".join(findings)
+    projection = rep.projection_table_html()
+    m = re.search(r"Of a new cohort, \*\*(\S+)\*\* are expected to still be customers after 12 months "
+                  r"\(95% CI (.+?)\)", text)
+    assert m and f'<td class="num">12</td><td>{m.group(1)}</td><td>{m.group(2)}</td>' in projection
+    m = re.search(r"lowers the monthly churn hazard by (\S+)\*\* \(95% CI (.+?)\)", text)
+    assert m and f"<td>{m.group(1)} lower</td><td>{m.group(2)}</td>" in rep.hazard_table_html()
+    m = re.search(r"worth about \*\*(\S+)\*\* in revenue over their lifetime \(95% CI (.+?)\)", text)
+    assert m and m.group(1).startswith("€")
+    assert f"<td>{m.group(1)}</td><td>{m.group(2)}</td>" in rep.value_table_html()
+    for _, row in rep.survival.medians.iterrows():
+        assert f"after {fmt_months(row['median'])} months (95% CI {fmt_months_interval(row['ci_low'], row['ci_high'])})" \
+            in text
+        assert f"<td>{fmt_months(row['median'])}</td><td>{fmt_months_interval(row['ci_low'], row['ci_high'])}</td>" \
+            in rep.survival_table_html()
+    for html in (projection, rep.hazard_table_html(), rep.value_table_html(), rep.survival_table_html(),
+                 rep.segments_table_html(), rep.sbg_parameters_table_html(), rep.model_comparison_table_html()):
+        assert "nan" not in html.lower() and "_" not in re.sub(r"<[^>]+>", "", html)

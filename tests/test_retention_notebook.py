@@ -51,6 +51,25 @@ def test_retention_notebook_on_demo(tmp_path, small_demo):
     assert "nan%" not in markdown.lower()
     images = _outputs(nb, "image/png")
     assert images.count("iVBOR") >= 5  # cohorts, survival, hazard ratios, sBG + holdout, rate forecast
+    assert summary["charts"] == images.count("iVBOR")
+    alts = [o["metadata"]["image/png"]["alt"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "image/png" in o.get("data", {})]
+    assert all(len(a) > 40 and "No description" not in a for a in alts)
+    html_text = _outputs(nb, "text/html")
+    shown = markdown + html_text
+    for leak in ("ci_low", "alpha_low", "survival_12_low", "NaN", "nan%", "rows x", "PosixPath", "<IPython",
+                 "small_business", "mean_csat", "monthly_margin", "clv_low", "...", "/tmp/", "/work/"):
+        assert leak not in shown, leak
+    # the last cell shows nothing; no output is a bare repr (a path, a DataFrame)
+    assert not nb.cells[-1].outputs
+    bare = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "text/plain" in o.get("data", {}) and not ({"text/html", "text/markdown", "image/png"} & set(o["data"]))]
+    assert not bare, bare
+    # In plain words: at most six findings, each with its interval; CLV with the currency of report.yaml
+    bullets = [line for line in _outputs(nb, "text/markdown").splitlines() if line.startswith("- ")]
+    assert 3 <= len(bullets) <= 6 and all("95%" in b for b in bullets), bullets
+    assert "€" in html_text and any("worth about **€" in b for b in bullets)
+    assert "of a new cohort are expected to still be customers after 12 months (95% CI" in summary["headline"]
 
 
 def test_retention_notebook_on_a_telecom_export(tmp_path):

@@ -81,6 +81,9 @@ def hazard_change_text(ratio: float, low: float, high: float) -> tuple[str, str]
         return 100 * abs(v - 1)
 
     d = max(interval_decimals(pct(low), pct(high)), 0)
+    ends = [pct(v) for v in (ratio, low, high) if np.isfinite(v) and v != 1]
+    while d < 3 and any(round(v, d) == 0 for v in ends):  # a change is never printed as "0%"
+        d += 1
     if not np.isfinite(ratio):
         return "n/a", "n/a"
     way = "lower" if ratio < 1 else "higher"
