@@ -115,6 +115,7 @@ class ReportConfig(_Strict):
     outcome: str = "csat"
     drivers: list[str] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    show_customer_ids: bool = False  # department pages may list customer/response ids (follow-up list); never company pages
 
     @field_validator("data_source")
     @classmethod

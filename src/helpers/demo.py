@@ -235,12 +235,12 @@ class UnaskedTheme:
 
 
 UNASKED_THEMES: tuple[UnaskedTheme, ...] = (
-    UnaskedTheme("mobile_app", "Mobile app broken after an update", dt.date(2026, 5, 4), dt.date(2026, 8, 3),
-                 None, 0.15, -0.9,
-                 "an app release on 2026-05-04 crashed at log-in for some customers until the fix on 2026-08-03"),
-    UnaskedTheme("price_increase", "Price increase for small businesses", dt.date(2026, 2, 1), None,
-                 "small_business", 0.20, -0.6,
-                 "the small-business subscription fee went up on 2026-02-01 and stays up"),
+    UnaskedTheme("mobile_app", "Mobile app broken after an update", dt.date(2026, 1, 12), dt.date(2026, 4, 13),
+                 None, 0.08, -0.9,
+                 "an app release on 2026-01-12 crashed at log-in for some customers until the fix on 2026-04-13"),
+    UnaskedTheme("price_increase", "Price increase for small businesses", dt.date(2025, 11, 3), None,
+                 "small_business", 0.08, -0.6,
+                 "the small-business subscription fee went up on 2025-11-03 and stays up"),
 )
 VOICE_STREAM = 13  # third entropy word of the unasked themes' random stream (chunk streams are [seed, k])
 

@@ -148,8 +148,8 @@ COMMENTS: dict[str, dict[str, tuple[str, ...]]] = {
 # rare comments with characters that must be escaped in HTML output
 HTML_SPECIAL_COMMENTS = (
     '<script>alert("x")</script>',
-    "The <b>new</b> app is great & so fast!",
-    "Price went from <10 to >15 per month?! Not OK.",
+    "The <b>new</b> look is great & so fast!",
+    "Calls rose from <10 to >15 a week?! Not OK.",
     'Agent said "we\'ll call you back" & never did.',
     "5/5 <3 thanks",
     "<i>Finally</i> fixed & working. Cheers, Tom & Jerry",
@@ -197,9 +197,9 @@ UNASKED_COMMENTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# HTML-special comments that mention the same subject without the problem (no effect on the scores): a codebook
-# theme finds them too, so the effect per mention it measures is diluted by them (recorded in ground_truth.json).
-UNASKED_BACKGROUND: dict[str, tuple[str, ...]] = {
-    "mobile_app": ("The <b>new</b> app is great & so fast!",),
-    "price_increase": ("Price went from <10 to >15 per month?! Not OK.",),
-}
+# Catalogue comments that mention an unasked theme's subject without the problem (no effect on the scores): a
+# codebook theme would find them too, diluting the effect per mention it measures (ground_truth.json records them
+# under per_mention). None today: the HTML-special comments once praised the app and quoted a price rise, and
+# were reworded (same special characters) because they are written whatever the customer's tone, unlike every
+# other comment, so they also biased the adjusted effect of the theme they matched.
+UNASKED_BACKGROUND: dict[str, tuple[str, ...]] = {"mobile_app": (), "price_increase": ()}

@@ -47,6 +47,7 @@ __all__ = [
     "search_comments", "load_comments", "nps_group", "sentiment", "SuggestedThemes", "suggest_themes",
     "DistinctiveTerms",
     "distinctive_terms", "log_odds_dirichlet", "escape_text", "DEFAULT_CODEBOOK", "MAX_SAMPLE",
+    "EmergingThemes", "emerging_themes",
 ]
 
 DEFAULT_CODEBOOK = "params/themes.yaml"
@@ -109,7 +110,8 @@ def normalise_text(texts: Iterable[object]) -> list[str]:
 # --- the codebook ------------------------------------------------------------------------------------------
 
 _THEME_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_THEME_KEYS = {"label", "description", "any", "all", "none"}
+_THEME_KEYS = {"label", "description", "any", "all", "none", "rating"}
+_RATING = re.compile(r"^(attr_[a-z0-9_]+|csat|nps|ces)$")
 _MAX_THEMES = 200
 _MAX_PHRASES = 500
 _MAX_PHRASE_CHARS = 200
@@ -148,6 +150,12 @@ class Theme:
     all: tuple[tuple[Pattern, ...], ...] = ()
     none: tuple[Pattern, ...] = ()
     description: str = ""
+    rating: str = ""  # the rating question that already asks about it (e.g. attr_speed); "" = no question does
+
+    @property
+    def unasked(self) -> bool:
+        """True when no rating question covers the theme (only the comments tell about it)."""
+        return not self.rating
 
     def sql(self, column: str = "_text") -> str:
         """A DuckDB boolean expression over ``column`` (the comment in lower case without accents)."""
@@ -195,8 +203,13 @@ class Codebook:
             "theme": t.name, "label": t.label,
             "any": ", ".join(p.phrase for p in t.any),
             "all": " AND ".join("(" + " OR ".join(p.phrase for p in g) + ")" for g in t.all),
-            "none": ", ".join(p.phrase for p in t.none), "description": t.description,
+            "none": ", ".join(p.phrase for p in t.none), "description": t.description, "rating": t.rating,
         } for t in self.themes])
+
+    @property
+    def unasked(self) -> list[str]:
+        """Names of the themes no rating question covers (no ``rating`` in the codebook)."""
+        return [t.name for t in self.themes if t.unasked]
 
 
 def _phrase_list(value: object, path: str, field_name: str, allow_groups: bool) -> list:
@@ -282,6 +295,10 @@ def parse_codebook(raw: object, path: object = DEFAULT_CODEBOOK) -> Codebook:
         description = spec.get("description", "") or ""
         if not isinstance(description, str):
             raise ParamsError(path, "expected text", field=f"{where}.description")
+        rating = spec.get("rating", "") or ""
+        if not isinstance(rating, str) or (rating and not _RATING.match(rating.strip())):
+            raise ParamsError(path, f"expected the rating column that asks about this theme (an attr_* column, "
+                                    f"csat, nps or ces), got {shorten(rating)}", field=f"{where}.rating")
         any_ = _phrase_list(spec.get("any", []) or [], path, f"{where}.any", False)
         all_ = _phrase_list(spec.get("all", []) or [], path, f"{where}.all", True)
         none = _phrase_list(spec.get("none", []) or [], path, f"{where}.none", False)
@@ -291,7 +308,7 @@ def parse_codebook(raw: object, path: object = DEFAULT_CODEBOOK) -> Codebook:
         groups = tuple(tuple(_compile(g if isinstance(g, list) else [g], path, f"{where}.all[{i}]"))
                        for i, g in enumerate(all_))
         themes.append(Theme(name, label.strip(), tuple(_compile(any_, path, f"{where}.any")), groups,
-                            tuple(_compile(none, path, f"{where}.none")), description.strip()))
+                            tuple(_compile(none, path, f"{where}.none")), description.strip(), rating.strip()))
     return Codebook(tuple(themes), path)
 
 
@@ -669,3 +686,62 @@ def escape_text(frame: pd.DataFrame, columns: Sequence[str] | None = None, how: 
         out[c] = [("" if v is None or (isinstance(v, float) and np.isnan(v)) else
                    esc("; ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)) for v in out[c]]
     return out
+
+
+# --- emerging themes: what is new in the comments -----------------------------------------------------------
+
+@dataclass
+class EmergingThemes:
+    """Words that became more frequent in the recent comments than before (``terms``: a
+    :class:`DistinctiveTerms` table of the recent side) and the topics of the recent comments that use them
+    (``suggested``: :class:`SuggestedThemes`, None when no word stands out)."""
+
+    terms: pd.DataFrame
+    suggested: SuggestedThemes | None
+    n_recent: int
+    n_before: int
+    n_comments_with_terms: int
+
+    def summary(self) -> str:
+        if self.terms.empty:
+            return (f"No word is markedly more frequent in the {self.n_recent:,} recent comments than in the "
+                    f"{self.n_before:,} before them.")
+        return (f"Words more frequent in the {self.n_recent:,} recent comments than in the {self.n_before:,} before "
+                f"them: " + ", ".join(self.terms["term"].head(8)) + f" ({self.n_comments_with_terms:,} recent "
+                "comments use one of them).")
+
+
+def emerging_themes(recent, before, n_terms: int = 25, z_min: float = 3.29, n_themes: int = 3, seed: int = 0,
+                    codebook: Codebook | None = None, max_comments: int = MAX_SAMPLE) -> EmergingThemes:
+    """Suggested themes among what is *new*: the n-grams distinctive of the ``recent`` comments against the
+    ``before`` comments (:func:`distinctive_terms`, log-odds with an informative Dirichlet prior; kept when
+    ``z >= z_min``, 3.29 = two-sided 0.1%, at most ``n_terms``), then TF-IDF + NMF (:func:`suggest_themes`,
+    ``n_themes`` topics) on the recent comments that contain one of them, so a problem that appeared recently
+    and is a small share of all comments still gets its own topic with its top terms and three representative
+    comments. A stable vocabulary gives no term and no suggestion."""
+    r = _clean_comments(recent)
+    b = _clean_comments(before)
+    if len(r) == 0 or len(b) == 0:
+        return EmergingThemes(pd.DataFrame(columns=["term", "count_a", "count_b", "log_odds", "z", "side",
+                                                    "examples"]), None, len(r), len(b), 0)
+    texts = pd.concat([r, b], ignore_index=True)
+    group = ["recent"] * len(r) + ["before"] * len(b)
+    dist = distinctive_terms(texts, group, "recent", "before", z_min=z_min)
+    terms = dist.top("recent", n_terms)
+    if terms.empty:
+        return EmergingThemes(terms, None, len(r), len(b), 0)
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vec = CountVectorizer(lowercase=True, strip_accents="unicode", ngram_range=(1, 2),
+                          token_pattern=r"(?u)\b\w\w+\b|\b\d\b", vocabulary=list(dict.fromkeys(terms["term"])))
+    uses = np.asarray(vec.transform(r.to_numpy(dtype=object)).sum(axis=1)).ravel() > 0
+    chosen = r[uses]
+    suggested = None
+    k = min(n_themes, max(1, len(chosen) // 20))
+    if len(chosen) >= 2 * k and k >= 1:
+        try:
+            suggested = suggest_themes(chosen, n_themes=k, seed=seed, codebook=codebook,
+                                       max_comments=max_comments, min_df=2)
+        except KitError:
+            suggested = None
+    return EmergingThemes(terms, suggested, len(r), len(b), int(uses.sum()))

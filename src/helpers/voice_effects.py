@@ -29,6 +29,7 @@ from helpers.kpis import compare_proportions, wilson_interval
 from helpers.voice import Codebook, _as_codebook, escape_text, match_themes, sentiment, theme_flags_sql
 
 __all__ = ["ThemeShares", "theme_shares", "theme_verbatims", "ThemeTrends", "theme_trends", "binomial_change_point",
+           "binomial_epidemic_change",
            "ThemeEffects", "theme_effects", "theme_effects_frame", "FollowUpList", "follow_up_list",
            "follow_up_display"]
 
@@ -194,12 +195,58 @@ def binomial_change_point(k, n, min_segment: int = 2) -> dict:
             "after": float(k2[best] / n2[best]) if n2[best] else np.nan}
 
 
+def binomial_epidemic_change(k, n, min_segment: int = 2) -> dict:
+    """A theme that starts (and perhaps stops): the split of ordered periods into ``[0, s1)``, ``[s1, s2)``,
+    ``[s2, m)`` whose middle segment has its own binomial proportion and whose outer segments share one.
+
+    ``LR = 2 [l(k_mid, n_mid) + l(k_out, n_out) - l(k, n)]`` maximised over ``s1 < s2`` (each segment that exists
+    at least ``min_segment`` periods; ``s1 = 0`` or ``s2 = m`` is a single change), the epidemic alternative of
+    Levin & Kline (1985, Stochastic Processes and their Applications 20:87) for a binomial sequence. A single
+    change is a special case, so a pulse (a broken release, fixed later) is dated at both ends and a step at its
+    one change. p-value Bonferroni-adjusted over the candidate pairs, ``min(1, M * P(chi2_1 > LR))``
+    (conservative). Returns ``onset`` (first period of the change), ``end`` (first period after a pulse, None for a
+    step), ``lr``, ``p_value``, ``before`` (outer proportion) and ``after`` (middle proportion for a pulse, the
+    later one for a step).
+    """
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    m = len(k)
+    none = {"onset": None, "end": None, "lr": np.nan, "p_value": np.nan, "before": np.nan, "after": np.nan}
+    if m < 2 * min_segment or n.sum() == 0:
+        return none
+
+    def ll(kk, nn):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = kk / nn
+            out = np.where(kk > 0, kk * np.log(p), 0.0) + np.where(nn - kk > 0, (nn - kk) * np.log1p(-p), 0.0)
+        return np.where(nn > 0, out, 0.0)
+
+    ck, cn = np.r_[0.0, np.cumsum(k)], np.r_[0.0, np.cumsum(n)]
+    s1, s2 = np.meshgrid(np.arange(m + 1), np.arange(m + 1), indexing="ij")
+    ok = ((s2 - s1) >= min_segment) & ((s1 == 0) | (s1 >= min_segment)) & ((s2 == m) | (m - s2 >= min_segment))
+    ok &= ~((s1 == 0) & (s2 == m))
+    s1, s2 = s1[ok], s2[ok]
+    km, nm = ck[s2] - ck[s1], cn[s2] - cn[s1]
+    ko, no = ck[-1] - km, cn[-1] - nm
+    lr = 2 * (ll(km, nm) + ll(ko, no) - ll(ck[-1], cn[-1]))
+    best = int(np.argmax(lr))
+    a, b = int(s1[best]), int(s2[best])
+    p = min(1.0, len(lr) * float(stats.chi2.sf(max(lr[best], 0.0), 1)))
+    mid = km[best] / nm[best] if nm[best] else np.nan
+    out = ko[best] / no[best] if no[best] else np.nan
+    if a == 0:  # the first segment differs: a single change at b
+        return {"onset": b, "end": None, "lr": float(lr[best]), "p_value": p, "before": float(mid),
+                "after": float(out)}
+    return {"onset": a, "end": b if b < m else None, "lr": float(lr[best]), "p_value": p, "before": float(out),
+            "after": float(mid)}
+
+
 @dataclass
 class ThemeTrends:
     """``table``: share per period and theme (``period``, ``theme``, ``label``, ``mentions``, ``comments``,
     ``share``, ``ci_low``, ``ci_high``); ``changes``: the latest period against the previous one per theme
     (``difference`` in points, its interval, ``p_value``, ``significant``); ``onsets``: per theme the period its
-    share changed most (``onset``, ``share_before``, ``share_after``, ``p_value``, ``significant``)."""
+    share changed (``onset``), and for a pulse the period it went back (``end``), with ``share_before`` (outside
+    the change) and ``share_after`` (during it), ``p_value``, ``significant`` (:func:`binomial_epidemic_change`)."""
 
     table: pd.DataFrame
     changes: pd.DataFrame
@@ -237,8 +284,8 @@ class ThemeTrends:
 def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month", start=None, end=None,
                  department: str | None = None, confidence: float = 0.95, min_segment: int = 2) -> ThemeTrends:
     """Each theme's share of comments per ``freq`` (month or quarter) with Wilson intervals, the latest period
-    against the previous one (:func:`helpers.kpis.compare_proportions`, as for the KPIs), and its onset
-    (:func:`binomial_change_point`). Counted in DuckDB."""
+    against the previous one (:func:`helpers.kpis.compare_proportions`, as for the KPIs), and its onset (and end)
+    (:func:`binomial_epidemic_change`). Counted in DuckDB."""
     if freq not in _FREQS:
         raise KitError(f"theme trends: freq must be one of {_FREQS}, got {shorten(freq)}")
     cb = _as_codebook(codebook)
@@ -267,9 +314,10 @@ def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month"
                             "share_before": c.a.value, "share": c.b.value, "difference": c.difference,
                             "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
                             "significant": c.significant(), "method": c.method})
-        cp = binomial_change_point(g["mentions"], g["comments"], min_segment)
+        cp = binomial_epidemic_change(g["mentions"], g["comments"], min_segment)
         onsets.append({"theme": theme, "label": cb.labels[theme],
-                       "onset": g["period"].iloc[cp["index"]] if cp["index"] is not None else pd.NaT,
+                       "onset": g["period"].iloc[cp["onset"]] if cp["onset"] is not None else pd.NaT,
+                       "end": g["period"].iloc[cp["end"]] if cp["end"] is not None else pd.NaT,
                        "share_before": 100 * cp["before"], "share_after": 100 * cp["after"],
                        "lr": cp["lr"], "p_value": cp["p_value"],
                        "significant": bool(np.isfinite(cp["p_value"]) and cp["p_value"] < 1 - confidence)})
@@ -515,7 +563,7 @@ class FollowUpList:
 
 def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
                    nps_max: int = 6, csat_max: int = 1, ticket_days: int = 30,
-                   show_customer_ids: bool = False) -> FollowUpList:
+                   show_customer_ids: bool = False, require_comment: bool = False) -> FollowUpList:
     """Responses in ``[start, end]`` (default: the calendar month of the latest response) with NPS ``<= nps_max``
     (detractors) or CSAT ``<= csat_max`` (very dissatisfied).
 
@@ -523,7 +571,8 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
     response (its team, and the agent's name from org); ``open_tickets``: the customer's tickets without
     ``resolved_at``; ``recent_tickets``: tickets created in the ``ticket_days`` days up to ``end``.
     ``days_waiting`` counts from the response to ``end``. Customer, response and ticket ids are included only when
-    ``show_customer_ids`` is True.
+    ``show_customer_ids`` is True. ``require_comment``: only responses with a comment (the closed loop on what
+    they wrote).
     """
     cb = _as_codebook(codebook)
     con = ds.con
@@ -537,7 +586,8 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
     end = pd.Timestamp(end)
     fw, fparams = _filter_sql(department)
     where = _and("CAST(r.response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)",
-                 "r.nps <= ? OR r.csat <= ?", fw.replace("department", "r.department"))
+                 "r.nps <= ? OR r.csat <= ?", fw.replace("department", "r.department"),
+                 "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "")
     sql = f"""
     WITH flagged AS (
         SELECT r.response_id, r.customer_id, CAST(r.response_date AS DATE) AS response_date, r.department,
@@ -576,7 +626,7 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
             "comment", "open_tickets", "recent_tickets"]
     if show_customer_ids:
         cols += ["customer_id", "response_id", "ticket_id"]
-    rule = f"NPS 0-{nps_max} or CSAT <= {csat_max}"
+    rule = f"NPS 0-{nps_max} or CSAT <= {csat_max}" + (", with a comment" if require_comment else "")
     return FollowUpList(t[cols], start, end, bool(show_customer_ids), rule)
 
 

@@ -59,6 +59,7 @@ REPORTS: tuple[ReportSpec, ...] = (
     ReportSpec("satisfaction_drivers", "satisfaction_drivers.ipynb", "company", "Satisfaction drivers",
                ("department", "outcome", "drivers")),
     ReportSpec("retention_forecast", "retention_forecast.ipynb", "company", "Retention forecast"),
+    ReportSpec("voice_of_customer", "voice_of_customer.ipynb", "company", "Voice of the customer", ("department",)),
 )
 
 

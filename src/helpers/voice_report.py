@@ -1,0 +1,695 @@
+"""The voice-of-the-customer page and the department pages' "What customers say" section.
+
+:func:`prepare_voice_report` loads the data once (:func:`helpers.reports.loader.load_report_inputs`) and builds a
+:class:`VoiceReport`: for the comments of the period (default: the 12 months up to the as-of date, as on the
+department pages)
+
+- each codebook theme's share of comments with its 95% Wilson interval, and its trend: the latest month against
+  the one before with the KPIs' test (:func:`helpers.voice_effects.theme_trends`), and when it started (and
+  stopped) over the whole history (epidemic change point);
+- its effect on satisfaction adjusted for the attribute ratings: CSAT points (OLS, HC3 interval), the odds of
+  being a detractor and the change in the share of detractors among the responses that mention it (logistic
+  regression; :func:`helpers.voice_effects.theme_effects`); which *unasked* theme (no ``rating`` in the
+  codebook) costs the most satisfaction;
+- suggested themes (TF-IDF + NMF) with top terms and three representative comments, sentiment (VADER);
+- the closed loop: unhappy customers with a comment (NPS 0-6 or CSAT 1) of the period's last month, per team,
+  and "contacted within N hours" when the responses carry a follow-up time (``followed_up_at``), else a sentence
+  saying what is missing.
+
+Privacy: a company-wide page (``department = "all"``) shows the follow-up list as counts per team only (no ids,
+no comment tied to a customer); a department page lists the customers with their comments, and customer /
+response ids only when ``show_customer_ids: true`` in ``params/report.yaml``. Example comments elsewhere are
+the most frequent texts of a theme, without date, team or id.
+
+Every text from data or params is escaped: tables go through :func:`helpers.formatting.reader_table` (HTML
+escaping), Markdown through :func:`helpers.formatting.md_escape`, lists of comments through
+:func:`helpers.formatting.html_escape`.
+
+:func:`what_customers_say` is the short section a department page shows (top themes with share, change and
+effect, three example comments).
+"""
+from __future__ import annotations
+
+import warnings as _warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers.errors import KitError
+from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
+                                reader_table, shorten, slug)
+
+__all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "CustomersSay",
+           "what_customers_say", "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN"]
+
+FOLLOW_UP_HOURS = 48
+FOLLOW_UP_COLUMN = "followed_up_at"  # optional responses column: when the unhappy customer was contacted
+SUGGESTED_THEMES = 8
+SEED = 20_261_130
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _resolve_department(names: list[str], department: str) -> str | None:
+    """``"all"`` -> None; a display name or its slug -> the display name; unknown -> KitError naming the choices."""
+    if not department or department.strip().lower() == "all":
+        return None
+    for name in names:
+        if department == name or slug(department) == slug(name):
+            return name
+    raise KitError(f"department {shorten(department)} is not in the data; departments: {', '.join(names)}")
+
+
+def _signed(x: float, d: int = 2) -> str:
+    return fmt_number(x, d, signed=True)
+
+
+def _ci(low, high, d: int | None = None, percent_points: bool = False) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "n/a"
+    text = fmt_interval(low, high, d)
+    return text + (" pts" if percent_points else "")
+
+
+# ------------------------------------------------------------------------------------------------ contact KPI
+
+@dataclass
+class ContactKpi:
+    """"Unhappy customers contacted within ``hours`` hours": ``estimate`` (percent, Wilson interval) over the
+    ``n`` unhappy responses old enough to judge, or ``missing`` saying why it cannot be computed."""
+
+    hours: int
+    estimate: object = None  # helpers.kpis.Estimate
+    missing: str = ""
+
+    def markdown(self) -> str:
+        if self.estimate is None:
+            return f"**Contacted within {self.hours} hours:** not measured. {md_escape(self.missing)}"
+        e = self.estimate
+        return (f"**Contacted within {self.hours} hours:** {fmt_number(e.value, 0)}% of unhappy customers "
+                f"(95% CI {fmt_interval(e.ci_low, e.ci_high, percent=True, share=False)}, n = {e.n:,}).")
+
+
+def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | None = None,
+                nps_max: int = 6, csat_max: int = 1) -> ContactKpi:
+    """Share of unhappy responses (NPS ``<= nps_max`` or CSAT ``<= csat_max``) in ``[start, end]`` followed up
+    within ``hours`` hours: ``followed_up_at - response_date <= hours`` (response dates have no time of day, so
+    the clock starts at the start of the response day). Responses younger than ``hours`` at the end of the
+    period are left out (they cannot have failed yet). Wilson interval (:func:`helpers.kpis.proportion`).
+    Without a ``followed_up_at`` column in responses, ``missing`` says so."""
+    from helpers.kpis import proportion
+
+    if FOLLOW_UP_COLUMN not in ds.columns("responses"):
+        return ContactKpi(hours, None, f"The responses have no {FOLLOW_UP_COLUMN} column (when the customer was "
+                                       "contacted after an unhappy answer); add it to the survey export to measure "
+                                       "how fast teams close the loop.")
+    conds = ["CAST(response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)", "(nps <= ? OR csat <= ?)",
+             f"CAST(response_date AS TIMESTAMP) + INTERVAL {int(hours)} HOUR <= CAST(? AS DATE) + INTERVAL 1 DAY"]
+    params = [pd.Timestamp(start).date(), pd.Timestamp(end).date(), nps_max, csat_max, pd.Timestamp(end).date()]
+    if department is not None:
+        conds.append("department = ?")
+        params.append(department)
+    k, n = ds.con.execute(
+        f"SELECT count_if(followed_up_at IS NOT NULL AND CAST(followed_up_at AS TIMESTAMP) <= "
+        f"CAST(response_date AS TIMESTAMP) + INTERVAL {int(hours)} HOUR), count(*) FROM responses WHERE "
+        + " AND ".join(conds), params).fetchone()
+    if not n:
+        return ContactKpi(hours, None, "No unhappy answers old enough to judge in this period.")
+    return ContactKpi(hours, proportion(int(k), int(n), metric="contacted_within"))
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+@dataclass
+class VoiceReport:
+    department: str = "all"
+    period: tuple[str, str] = ("", "")
+    as_of: str = ""
+    company: str = ""
+    source: str = ""
+    show_customer_ids: bool = False
+    codebook: object = None
+    n_comments: int = 0
+    n_responses: int = 0
+    shares: object = None          # helpers.voice_effects.ThemeShares
+    trends: object = None          # ThemeTrends over the whole history up to the period's end
+    effects: object = None         # ThemeEffects over the period
+    suggested: object = None       # helpers.voice.SuggestedThemes (of what is new, else of all comments)
+    emerging: object = None        # helpers.voice.EmergingThemes (the period against the history before it)
+    verbatims: pd.DataFrame | None = None
+    sentiment: pd.DataFrame | None = None
+    follow_up: object = None       # FollowUpList of the period's last month
+    contact: ContactKpi | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def company_wide(self) -> bool:
+        return self.department.lower() == "all"
+
+    @property
+    def who(self) -> str:
+        return "all departments" if self.company_wide else self.department
+
+    @property
+    def title(self) -> str:
+        return f"Voice of the customer: {self.who}"
+
+    @property
+    def ok(self) -> bool:
+        return self.shares is not None and self.n_comments > 0
+
+    def theme_table(self) -> pd.DataFrame:
+        """One row per codebook theme: share and interval, the latest month's change, the onset, the adjusted
+        effects, mean sentiment, whether a rating question asks about it."""
+        if not self.ok:
+            return pd.DataFrame()
+        t = self.shares.table.set_index("theme")[["label", "mentions", "comments", "share", "ci_low", "ci_high"]]
+        if self.trends is not None and len(self.trends.changes):
+            ch = self.trends.changes.set_index("theme")[["difference", "p_value", "significant"]]
+            t = t.join(ch)
+        if self.trends is not None and len(self.trends.onsets):
+            on = self.trends.onsets.set_index("theme")
+            t["onset"] = on["onset"].where(on["significant"])
+            t["end"] = on["end"].where(on["significant"])
+        if self.effects is not None:
+            e = self.effects.table.set_index("theme").drop(columns=["label", "mentions"])
+            t = t.join(e)
+        t["unasked"] = [self.codebook[n].unasked for n in t.index]
+        t["rating"] = [self.codebook[n].rating for n in t.index]
+        return t.reset_index()
+
+    def costliest_unasked(self) -> pd.Series | None:
+        """The unasked theme with the most negative adjusted CSAT effect whose interval excludes 0 (else None)."""
+        t = self.theme_table()
+        if t.empty or "csat_adjusted" not in t:
+            return None
+        cand = t[t["unasked"] & (t["csat_adjusted_high"] < 0)].sort_values("csat_adjusted")
+        return None if cand.empty else cand.iloc[0]
+
+    # ------------------------------------------------------------------ text
+    def headline(self) -> str:
+        """One plain sentence for the index page."""
+        if not self.ok:
+            return "No comments to analyse in this period."
+        r = self.costliest_unasked()
+        if r is None:
+            top = self.shares.table.iloc[0]
+            return (f"{self.n_comments:,} comments; most mentioned: {top['label']} ({top['share']:.0f}% of "
+                    "comments); no theme outside the rating questions costs significant satisfaction.")
+        return (f"{r['label']}, which no rating question asks about, costs the most satisfaction: "
+                f"{abs(r['csat_adjusted']):.2f} CSAT points lower for the responses mentioning it "
+                f"(95% CI {abs(r['csat_adjusted_high']):.2f} to {abs(r['csat_adjusted_low']):.2f}).")
+
+    def headline_markdown(self) -> str:
+        lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
+                 f"**Comments:** {self.n_comments:,} of {self.n_responses:,} survey responses"]
+        if self.source:
+            lines.append(f"**Data:** {md_escape(self.source)}" + (f", as of {md_escape(self.as_of)}"
+                                                                    if self.as_of else ""))
+        if self.warnings:
+            lines.append("**Please note:**\n\n" + "\n".join(f"- {md_escape(w)}" for w in self.warnings))
+        return "\n\n".join(lines)
+
+    def findings_markdown(self) -> str:
+        """At most five findings, each with its number and interval."""
+        if not self.ok:
+            return "*No comments in this period: nothing to report.*"
+        t = self.theme_table()
+        out = []
+        r = self.costliest_unasked()
+        if r is not None:
+            text = (f"**{md_escape(r['label'])} costs the most satisfaction of the problems no rating question asks "
+                    f"about:** responses that mention it score {fmt_number(abs(r['csat_adjusted']), 2)} CSAT points "
+                    f"lower than responses with the same attribute ratings (95% CI "
+                    f"{fmt_interval(abs(r['csat_adjusted_high']), abs(r['csat_adjusted_low']))}; "
+                    f"{int(r['mentions']):,} mentions)")
+            if np.isfinite(r.get("detractor_change", np.nan)):
+                text += (f", and {fmt_number(r['detractor_change'], 0)} points more of them are detractors (95% CI "
+                         f"{fmt_interval(r['detractor_change_low'], r['detractor_change_high'], 0)})")
+            if pd.notna(r.get("onset")):
+                text += f"; it started in {pd.Timestamp(r['onset']):%B %Y}"
+                if pd.notna(r.get("end")):
+                    text += f" and faded in {pd.Timestamp(r['end']):%B %Y}"
+            out.append(text + ".")
+        top = t.sort_values("share", ascending=False).iloc[0]
+        out.append(f"**Most mentioned:** {md_escape(top['label'])}, in {fmt_number(top['share'], 0)}% of comments "
+                   f"(95% CI {fmt_interval(top['ci_low'], top['ci_high'], percent=True, share=False)}).")
+        if "significant" in t:
+            sig = t[t["significant"].fillna(False).astype(bool)]
+            if len(sig):
+                parts = [f"{md_escape(x['label'])} {'up' if x['difference'] > 0 else 'down'} "
+                         f"{fmt_number(abs(x['difference']), 1)} points ({fmt_p_value(x['p_value'], prefix=True)})"
+                         for _, x in sig.iterrows()]
+                out.append("**Changed in the latest month** (against the month before, the KPIs' test): "
+                           + "; ".join(parts) + ".")
+            else:
+                out.append("No theme's share changed significantly in the latest month against the month before.")
+        if self.sentiment is not None and len(self.sentiment):
+            neg = self.sentiment.set_index("tone").loc["negative"]
+            out.append(f"**Tone:** {fmt_number(neg['share'], 0)}% of comments are negative (95% CI "
+                       f"{fmt_interval(neg['ci_low'], neg['ci_high'], percent=True, share=False)}), by the VADER "
+                       "sentiment lexicon.")
+        return "\n".join(f"- {x}" for x in out)
+
+    # ------------------------------------------------------------------ tables
+    def themes_table_html(self) -> str:
+        t = self.theme_table()
+        if t.empty:
+            return "<p>No comments in this period.</p>"
+        t = t.sort_values("share", ascending=False)
+        show = pd.DataFrame({
+            "Theme": t["label"],
+            "Asked by a rating?": [("yes (" + _rating_label(r) + ")") if r else "no" for r in t["rating"]],
+            "Share of comments": t["share"],
+            "95% CI": [_ci(a, b, percent_points=False) + " %" if np.isfinite(a) else "n/a"
+                       for a, b in zip(t["ci_low"], t["ci_high"])],
+            "Mentions": t["mentions"],
+            "Latest month vs before (points)": t.get("difference", pd.Series(np.nan, index=t.index)),
+            "p-value": t.get("p_value", pd.Series(np.nan, index=t.index)),
+            "Started": [(f"{pd.Timestamp(x):%Y-%m}" if pd.notna(x) else "") for x in t.get("onset", [None] * len(t))],
+        })
+        return reader_table(show, formats={"Share of comments": "points:1", "Mentions": "int",
+                                           "Latest month vs before (points)": lambda v: _signed(v, 1),
+                                           "p-value": "p"})
+
+    def effects_table_html(self) -> str:
+        t = self.theme_table()
+        if t.empty or "csat_adjusted" not in t:
+            return "<p>No effects could be estimated.</p>"
+        t = t.sort_values("csat_adjusted", na_position="last")
+        show = pd.DataFrame({
+            "Theme": t["label"],
+            "Unasked?": np.where(t["unasked"], "yes", "no"),
+            "CSAT difference, adjusted (points)": t["csat_adjusted"],
+            "95% CI": [_ci(a, b) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])],
+            "Detractor share change (points)": t["detractor_change"],
+            "95% CI ": [_ci(a, b, 0) for a, b in zip(t["detractor_change_low"], t["detractor_change_high"])],
+            "Odds of detractor (x)": t["detractor_odds_ratio"],
+            "95% CI  ": [_ci(a, b) for a, b in zip(t["detractor_odds_ratio_low"], t["detractor_odds_ratio_high"])],
+            "Mentions": t["mentions"],
+        })
+        return reader_table(show, formats={"CSAT difference, adjusted (points)": lambda v: _signed(v, 2),
+                                           "Detractor share change (points)": lambda v: _signed(v, 0),
+                                           "Odds of detractor (x)": "number:2", "Mentions": "int"})
+
+    def suggested_markdown(self) -> str:
+        """What the suggestions are computed from."""
+        e = self.emerging
+        if e is not None and e.suggested is not None:
+            return (md_escape(e.summary()) + " The topics of those comments (TF-IDF + NMF; "
+                    f"{e.suggested.n_sample:,} comments):")
+        head = md_escape(e.summary()) + " " if e is not None else ""
+        if self.suggested is None:
+            return head + "No suggested themes (too few comments)."
+        return head + f"Topics of all comments of the period instead ({md_escape(self.suggested.summary())}):"
+
+    def suggested_html(self) -> str:
+        """Each suggestion: its top terms, share, the codebook theme it overlaps most, and three representative
+        comments (escaped)."""
+        if self.suggested is None:
+            return "<p>No suggested themes.</p>"
+        labels = self.codebook.labels if self.codebook is not None else {}
+        parts = []
+        for _, r in self.suggested.table.iterrows():
+            closest = labels.get(r.get("closest_theme"), "")
+            overlap = r.get("overlap", np.nan)
+            note = (f"{fmt_number(100 * overlap, 0)}% of its comments are already in the theme "
+                    f"“{html_escape(closest)}”" if closest and np.isfinite(overlap) else "no codebook theme covers it")
+            new = " <strong>(new: mostly outside the codebook)</strong>" if not (np.isfinite(overlap)
+                                                                                  and overlap >= 0.5) else ""
+            examples = "".join(f"<li>“{html_escape(x)}”</li>" for x in r["examples"][:3])
+            parts.append(f"<div class=\"kit-suggestion\"><p><strong>{html_escape(', '.join(r['top_terms'][:6]))}"
+                         f"</strong>{new}: {fmt_number(100 * r['share'], 1)}% of sampled comments; {note}.</p>"
+                         f"<ul>{examples}</ul></div>")
+        return "".join(parts)
+
+    def examples_html(self, n_themes: int = 5) -> str:
+        """The most frequent comments of the most costly / most mentioned themes (no ids, no dates), escaped."""
+        if self.verbatims is None or self.verbatims.empty:
+            return "<p>No example comments.</p>"
+        t = self.theme_table()
+        order = t.sort_values(["unasked", "csat_adjusted"], ascending=[False, True])["theme"].tolist()
+        parts = []
+        for theme in order[:n_themes]:
+            v = self.verbatims[self.verbatims["theme"] == theme]
+            if v.empty:
+                continue
+            items = "".join(f"<li>“{html_escape(c)}” <span class=\"kit-muted\">({int(k):,}×)</span></li>"
+                            for c, k in zip(v["comment"], v["count"]))
+            parts.append(f"<p><strong>{html_escape(v['label'].iloc[0])}</strong></p><ul>{items}</ul>")
+        return "".join(parts)
+
+    def sentiment_table_html(self) -> str:
+        if self.sentiment is None or self.sentiment.empty:
+            return "<p>No sentiment.</p>"
+        s = self.sentiment
+        show = pd.DataFrame({"Tone": s["tone"], "Comments": s["n"], "Share": s["share"],
+                             "95% CI": [_ci(a, b, 1) + " %" for a, b in zip(s["ci_low"], s["ci_high"])]})
+        return reader_table(show, formats={"Comments": "int", "Share": "points:1"})
+
+    def follow_up_markdown(self) -> str:
+        if self.follow_up is None:
+            return "*No follow-up list.*"
+        fu = self.follow_up
+        text = md_escape(fu.summary())
+        if self.contact is not None:
+            text += "\n\n" + self.contact.markdown()
+        if self.company_wide:
+            text += ("\n\nThis company-wide page shows how many customers each team has to call back, never who "
+                     "they are; each department's page lists them.")
+        elif not self.show_customer_ids:
+            text += ("\n\nCustomer ids are hidden (`show_customer_ids: false` in params/report.yaml); the team finds "
+                     "the customer from the date, score and comment in its survey tool.")
+        return text
+
+    def follow_up_html(self, max_rows: int = 40) -> str:
+        """Company-wide: counts per department and team. Department: the customers, oldest first (ids only when
+        allowed), every text escaped by :func:`helpers.formatting.reader_table`."""
+        if self.follow_up is None or self.follow_up.table.empty:
+            return "<p>Nobody to follow up.</p>"
+        t = self.follow_up.table
+        if self.company_wide:
+            g = t.groupby(["department", "team"], dropna=False).agg(
+                customers=("days_waiting", "size"), oldest=("days_waiting", "max"),
+                median_wait=("days_waiting", "median"), open_tickets=("open_tickets", lambda x: int((x > 0).sum())))
+            g = g.reset_index().sort_values(["customers", "oldest"], ascending=False)
+            return reader_table(g, labels={"customers": "Customers to call back", "oldest": "Oldest (days waiting)",
+                                           "median_wait": "Median days waiting",
+                                           "open_tickets": "With an open ticket"},
+                                formats={"customers": "int", "oldest": "int", "median_wait": "number:0",
+                                         "open_tickets": "int"})
+        cols = ["team", "owner", "response_date", "days_waiting", "csat", "nps", "themes", "comment", "open_tickets"]
+        if self.show_customer_ids:
+            cols = ["customer_id", "response_id"] + cols
+        labels = {"team": "Team", "owner": "Owner (last agent)", "response_date": "Answered",
+                  "days_waiting": "Days waiting", "csat": "CSAT (1-5)", "nps": "NPS (0-10)", "themes": "Themes",
+                  "comment": "Comment", "open_tickets": "Open tickets", "customer_id": "Customer",
+                  "response_id": "Response"}
+        return reader_table(t[cols], labels=labels, max_rows=max_rows,
+                            formats={"response_date": "date", "days_waiting": "int", "csat": "int", "nps": "int",
+                                     "themes": lambda v: ", ".join(v) if isinstance(v, (list, tuple)) else "",
+                                     "open_tickets": "int"})
+
+    # ------------------------------------------------------------------ charts
+    def plot_shares(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        t = self.shares.table.sort_values("share")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 0.4 * len(t) + 1.4))
+        unasked = set(self.codebook.unasked)
+        colours = ["#CC6677" if th in unasked else "#4477AA" for th in t["theme"]]
+        y = np.arange(len(t))
+        ax.barh(y, t["share"], color=colours, alpha=0.85)
+        ax.errorbar(t["share"], y, xerr=[t["share"] - t["ci_low"], t["ci_high"] - t["share"]], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+        ax.set_yticks(y, [chart_text(x) + (" *" if th in unasked else "") for x, th in zip(t["label"], t["theme"])])
+        ax.set_xlabel("% of comments mentioning the theme (95% CI)")
+        top = t.iloc[-1]
+        ax.set_title(chart_text(f"{top['label']} is mentioned most: {top['share']:.0f}% of comments"), loc="left")
+        ax.text(0.99, 0.02, "* no rating question asks about it", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=9)
+        return ax
+
+    def alt_shares(self) -> str:
+        t = self.shares.table
+        return ("Share of comments per theme with 95% intervals: " + "; ".join(
+            f"{r.label} {r.share:.1f}%" for r in t.itertuples()) + ".")
+
+    def plot_effects(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        t = self.theme_table().dropna(subset=["csat_adjusted"]).sort_values("csat_adjusted", ascending=False)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 0.4 * len(t) + 1.4))
+        y = np.arange(len(t))
+        colours = np.where(t["unasked"], "#CC6677", "#4477AA")
+        for yi, (_, r), c in zip(y, t.iterrows(), colours):
+            ax.errorbar(r["csat_adjusted"], yi, xerr=[[r["csat_adjusted"] - r["csat_adjusted_low"]],
+                                                      [r["csat_adjusted_high"] - r["csat_adjusted"]]],
+                        fmt="o" if r["unasked"] else "s", color=c, ecolor="#555555", capsize=3)
+        ax.set_yticks(y, [chart_text(x) + (" *" if u else "") for x, u in zip(t["label"], t["unasked"])])
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("CSAT difference when mentioned, same attribute ratings (points on 1-5, 95% CI)")
+        r = self.costliest_unasked()
+        title = (f"{r['label']} costs the most satisfaction of the unasked problems" if r is not None
+                 else "What each comment theme costs in satisfaction")
+        ax.set_title(chart_text(title), loc="left")
+        ax.text(0.01, 0.02, "* no rating question asks about it (circles)", transform=ax.transAxes, fontsize=9)
+        return ax
+
+    def alt_effects(self) -> str:
+        t = self.theme_table().dropna(subset=["csat_adjusted"]).sort_values("csat_adjusted")
+        return ("Adjusted CSAT difference per theme with 95% intervals: " + "; ".join(
+            f"{r.label} {r.csat_adjusted:+.2f} ({r.csat_adjusted_low:+.2f} to {r.csat_adjusted_high:+.2f})"
+            for r in t.itertuples()) + ".")
+
+    def plot_trends(self, ax=None, n: int = 3):
+        """Monthly share of the unasked themes (the most costly ``n``) over the whole history, with intervals
+        and the detected onset marked."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 4.2))
+        t = self.theme_table()
+        themes = t[t["unasked"]].sort_values("csat_adjusted")["theme"].head(n).tolist()
+        markers = ["o", "s", "^", "D"]
+        for i, theme in enumerate(themes):
+            g = self.trends.table[self.trends.table["theme"] == theme]
+            line, = ax.plot(g["period"], g["share"], marker=markers[i % 4], ms=4, label=chart_text(g["label"].iloc[0]))
+            ax.fill_between(g["period"], g["ci_low"], g["ci_high"], alpha=0.15, color=line.get_color())
+            on = t.set_index("theme").loc[theme, "onset"] if "onset" in t else None
+            if on is not None and pd.notna(on):
+                ax.axvline(on, color=line.get_color(), ls="--", lw=1)
+        ax.set_ylabel("% of comments (95% CI)")
+        ax.set_xlabel("Month (dashed: detected start)")
+        ax.legend(fontsize=9, loc="upper left")
+        first = t[t["theme"] == themes[0]].iloc[0] if themes else None
+        title = "Problems no rating question asks about, month by month"
+        if first is not None and pd.notna(first.get("onset")):
+            title = f"{first['label']} appeared in {pd.Timestamp(first['onset']):%B %Y}"
+        ax.set_title(chart_text(title), loc="left")
+        return ax
+
+    def alt_trends(self) -> str:
+        t = self.theme_table()
+        parts = []
+        for _, r in t[t["unasked"]].sort_values("csat_adjusted").head(3).iterrows():
+            when = f"started {pd.Timestamp(r['onset']):%Y-%m}" if pd.notna(r.get("onset")) else "no clear start"
+            parts.append(f"{r['label']} ({when})")
+        return "Monthly share of comments for the unasked themes: " + "; ".join(parts) + "."
+
+    def expected_charts(self) -> int:
+        return 3 if self.ok and self.trends is not None and not self.trends.table.empty else (2 if self.ok else 0)
+
+
+def _rating_label(rating: str) -> str:
+    from helpers.formatting import column_label
+
+    return column_label(rating)
+
+
+# ------------------------------------------------------------------------------------------------ preparing
+
+def _period(ds, as_of: str, period_start: str, period_end: str) -> tuple[str, str, str]:
+    from helpers.drivers_report import department_window
+
+    default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if getattr(ds, "as_of", None) is not None
+                                                     else ds.default_as_of())
+    end = pd.Timestamp(period_end) if period_end else default_end
+    if as_of and pd.Timestamp(as_of) < end:
+        end = pd.Timestamp(as_of)
+    start = period_start or department_window(end)[0]
+    return str(pd.Timestamp(start).date()), str(end.date()), str(pd.Timestamp(as_of or default_end).date())
+
+
+def _sentiment_table(scores: pd.Series) -> pd.DataFrame:
+    from helpers.kpis import wilson_interval
+    from helpers.voice import sentiment_label
+
+    lab = sentiment_label(scores).dropna()
+    n = len(lab)
+    rows = []
+    for tone in ("negative", "neutral", "positive"):
+        k = int((lab == tone).sum())
+        lo, hi = wilson_interval(k, n) if n else (np.nan, np.nan)
+        rows.append({"tone": tone, "n": k, "share": 100 * k / n if n else np.nan, "ci_low": 100 * float(lo),
+                     "ci_high": 100 * float(hi)})
+    return pd.DataFrame(rows)
+
+
+def prepare_voice_report(department: str = "all", period_start: str = "", period_end: str = "",
+                         data_source: str = "", report_config: str = "params/report.yaml", as_of: str = "",
+                         codebook: str = "params/themes.yaml", follow_up_hours: int = FOLLOW_UP_HOURS,
+                         n_suggested: int = SUGGESTED_THEMES, seed: int = SEED) -> VoiceReport:
+    """Load, select and analyse (see the module docstring). Problems become ``warnings`` (shown at the top of the
+    page), never a traceback."""
+    from helpers.reports.loader import load_report_inputs
+    from helpers.voice import emerging_themes, load_codebook, load_comments, sentiment, suggest_themes
+    from helpers.voice_effects import follow_up_list, theme_effects, theme_shares, theme_trends, theme_verbatims
+
+    report = VoiceReport(department=department or "all")
+    for name, value in (("as_of", as_of), ("period_end", period_end), ("period_start", period_start)):
+        try:
+            pd.Timestamp(value or "2000-01-01")
+        except ValueError:
+            report.warnings.append(f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)")
+            return report
+    try:
+        inputs = load_report_inputs(data_source, report_config)
+        report.codebook = load_codebook(codebook)
+    except KitError as exc:
+        report.warnings.append(str(exc))
+        return report
+    cfg, ds = inputs.config, inputs.dataset
+    report.company, report.source = cfg.company, inputs.data_label
+    report.warnings.extend(ds.excluded_messages(future_only=True))
+    cb = report.codebook
+    try:
+        dept = _resolve_department(list(ds.departments), report.department)
+        start, end, report.as_of = _period(ds, as_of, period_start, period_end)
+    except KitError as exc:
+        report.warnings.append(str(exc))
+        return report
+    report.department = dept or "all"
+    report.period = (start, end)
+    report.show_customer_ids = bool(getattr(cfg, "show_customer_ids", False)) and dept is not None
+    where, params = "CAST(response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)", [start, end]
+    if dept is not None:
+        where += " AND department = ?"
+        params.append(dept)
+    report.n_responses = int(ds.con.execute(f"SELECT count(*) FROM responses WHERE {where}", params).fetchone()[0])
+    report.shares = theme_shares(ds, cb, start, end, dept)
+    report.n_comments = report.shares.n_comments
+    if report.n_comments == 0:
+        report.warnings.append(f"no comments between {start} and {end}")
+        return report
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        report.trends = theme_trends(ds, cb, "month", None, end, dept)
+        try:
+            report.effects = theme_effects(ds, cb, start, end, dept)
+        except (KitError, ValueError, np.linalg.LinAlgError) as exc:
+            report.warnings.append(f"theme effects could not be estimated: {exc}")
+    report.verbatims = theme_verbatims(ds, cb, start, end, dept, n=3)
+    comments = load_comments(ds, start, end, dept)
+    report.sentiment = _sentiment_table(sentiment(comments["comment"]))
+    before = load_comments(ds, None, pd.Timestamp(start) - pd.Timedelta(days=1), dept)
+    report.emerging = emerging_themes(comments["comment"], before["comment"], seed=seed, codebook=cb)
+    report.suggested = report.emerging.suggested
+    if report.suggested is None and len(comments) >= 20 * n_suggested:
+        try:
+            report.suggested = suggest_themes(comments["comment"], n_themes=n_suggested, seed=seed, codebook=cb)
+        except KitError as exc:
+            report.warnings.append(str(exc))
+    last_month = pd.Timestamp(end).replace(day=1)
+    fu_start = max(last_month, pd.Timestamp(start))
+    report.follow_up = follow_up_list(ds, cb, fu_start, end, dept, show_customer_ids=report.show_customer_ids,
+                                      require_comment=True)
+    report.contact = contact_kpi(ds, fu_start, end, follow_up_hours, dept)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ department section
+
+@dataclass
+class CustomersSay:
+    """The department page's "What customers say": ``table`` (top themes: ``label``, ``share`` with interval,
+    ``change`` in points against the previous period of the same length with its p-value, adjusted CSAT effect
+    with interval) and ``examples`` (three raw comments: the most frequent texts of the top themes, no ids)."""
+
+    department: str
+    period: tuple[str, str]
+    n_comments: int
+    table: pd.DataFrame
+    examples: list[str]
+
+    def markdown(self) -> str:
+        """Bullet points, every text escaped."""
+        if self.n_comments == 0 or self.table.empty:
+            return "*No comments in this period.*"
+        lines = []
+        for _, r in self.table.iterrows():
+            text = (f"**{md_escape(r['label'])}**: {fmt_number(r['share'], 0)}% of comments (95% CI "
+                    f"{fmt_interval(r['ci_low'], r['ci_high'], percent=True, share=False)})")
+            if np.isfinite(r.get("change", np.nan)):
+                text += (f", {_signed(r['change'], 1)} points against the previous period"
+                         f" ({fmt_p_value(r['p_value'], prefix=True)})")
+            if np.isfinite(r.get("csat_adjusted", np.nan)):
+                text += (f"; CSAT {_signed(r['csat_adjusted'], 2)} points when mentioned, same ratings (95% CI "
+                         f"{fmt_interval(r['csat_adjusted_low'], r['csat_adjusted_high'])})")
+            lines.append(f"- {text}")
+        if self.examples:
+            lines.append("\nIn their words:\n")
+            lines += [f"> “{md_escape(x)}”\n" for x in self.examples]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        """The same as a reader table plus a list of escaped example comments."""
+        if self.n_comments == 0 or self.table.empty:
+            return "<p>No comments in this period.</p>"
+        t = self.table
+        show = pd.DataFrame({
+            "Theme": t["label"], "Share of comments": t["share"],
+            "95% CI": [_ci(a, b, 1) + " %" for a, b in zip(t["ci_low"], t["ci_high"])],
+            "Change vs previous period (points)": t["change"], "p-value": t["p_value"],
+            "CSAT when mentioned (points)": t["csat_adjusted"],
+            "95% CI ": [_ci(a, b) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])]})
+        table = reader_table(show, formats={"Share of comments": "points:1", "p-value": "p",
+                                            "Change vs previous period (points)": lambda v: _signed(v, 1),
+                                            "CSAT when mentioned (points)": lambda v: _signed(v, 2)})
+        ex = "".join(f"<li>“{html_escape(x)}”</li>" for x in self.examples)
+        return table + (f"<p>In their words:</p><ul>{ex}</ul>" if ex else "")
+
+
+def what_customers_say(ds, department: str, start, end, codebook=None, n_themes: int = 3,
+                       n_examples: int = 3) -> CustomersSay:
+    """Top ``n_themes`` themes of ``department``'s comments in ``[start, end]`` by share, with their change against
+    the previous period of the same length (the KPIs' two-proportion test) and adjusted CSAT effect, and
+    ``n_examples`` example comments (the most frequent negative texts of the top themes, one per theme first)."""
+    from helpers.kpis import compare_proportions
+    from helpers.voice import _as_codebook
+    from helpers.voice_effects import theme_effects, theme_shares, theme_verbatims
+
+    cb = _as_codebook(codebook)
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    now = theme_shares(ds, cb, start, end, department)
+    empty = pd.DataFrame(columns=["theme", "label", "share", "ci_low", "ci_high", "change", "p_value",
+                                  "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"])
+    if now.n_comments == 0:
+        return CustomersSay(department, (str(start.date()), str(end.date())), 0, empty, [])
+    length = end - start
+    before = theme_shares(ds, cb, start - length - pd.Timedelta(days=1), start - pd.Timedelta(days=1), department)
+    t = now.table.head(n_themes).copy()
+    prev = before.table.set_index("theme") if before.n_comments else None
+    changes, pvals = [], []
+    for r in t.itertuples():
+        if prev is not None and r.theme in prev.index:
+            c = compare_proportions(int(prev.loc[r.theme, "mentions"]), int(prev.loc[r.theme, "comments"]),
+                                    int(r.mentions), int(r.comments), metric=r.theme)
+            changes.append(c.difference)
+            pvals.append(c.p_value)
+        else:
+            changes.append(np.nan)
+            pvals.append(np.nan)
+    t["change"], t["p_value"] = changes, pvals
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        try:
+            eff = theme_effects(ds, cb, start, end, department).table.set_index("theme")
+            for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"):
+                t[c] = t["theme"].map(eff[c])
+        except (KitError, ValueError, np.linalg.LinAlgError):
+            for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"):
+                t[c] = np.nan
+    verb = theme_verbatims(ds, cb, start, end, department, n=n_examples, tone="negative")
+    examples: list[str] = []
+    for rank in range(n_examples):  # one per top theme first, then the next ones
+        for theme in t["theme"]:
+            v = verb[verb["theme"] == theme]["comment"].tolist()
+            if rank < len(v) and v[rank] not in examples and len(examples) < n_examples:
+                examples.append(v[rank])
+    return CustomersSay(department, (str(start.date()), str(end.date())), now.n_comments,
+                        t.reset_index(drop=True)[list(empty.columns)], examples)
