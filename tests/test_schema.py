@@ -75,3 +75,14 @@ def test_dated_tables_name_a_date_column_and_its_later_events():
             assert TABLES[name].column(c).dtype in ("date", "timestamp")
         assert not TABLES[name].column(column).nullable
     assert "Dated by `created_at`" in contract_markdown()
+
+
+def test_only_responses_is_required_and_the_readme_says_which_tables_are_optional():
+    """Issue 12: a survey-only start (customers, tickets and org optional)."""
+    from helpers.data import REQUIRED_TABLES
+    assert [t.name for t in TABLES.values() if t.required] == ["responses"] == list(REQUIRED_TABLES)
+    generated = contract_markdown()
+    for name in ("customers", "tickets", "org"):
+        section = generated.split(f"### `{name}`")[1].split("###")[0]
+        assert "Optional: without this file the table is absent" in section
+    assert "**Required.**" in generated.split("### `responses`")[1].split("###")[0]

@@ -53,7 +53,7 @@ from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, 
                             attribute_column)
 
 TABLE_ORDER = ("customers", "responses", "tickets", "org")
-REQUIRED_TABLES = ("responses",)  # a survey-only start: customers, tickets and org are optional
+REQUIRED_TABLES = tuple(t for t in TABLE_ORDER if TABLES[t].required)  # ("responses",): a survey-only start
 TABLE_NEEDS = {
     "customers": "Retention needs the customers table (signup and churn dates): add customers.csv",
     "tickets": "Ticket KPIs (first-contact resolution, reopen rate, response and resolution times, ticket volume) "

@@ -5,7 +5,8 @@ Types are logical: ``string``, ``integer``, ``float``, ``date`` (calendar day), 
 (inclusive); ``allowed`` lists the permitted values of a categorical column. ``references`` names a
 foreign key as ``"table.column"``.
 
-The four tables and how they join::
+Only ``responses`` is required (``Table.required``): ``customers``, ``tickets`` and ``org`` are optional, and
+nullable columns may be left out of a file (read as empty). The four tables and how they join::
 
     org (person_id) <── tickets.agent_id
     customers (customer_id) <── responses.customer_id, tickets.customer_id
@@ -49,6 +50,9 @@ class Table:
     # the date a row happened (signup, answer, ticket opened): rows dated after the as-of date are left out;
     # the ``ordered`` columns after it (end_date, resolved_at...) are events that had not happened yet then
     dated_by: str | None = None
+    # only ``responses`` is required (a survey-only start); without an optional table's file the table is absent
+    # and the sections that need it say so
+    required: bool = False
 
     @property
     def later_dates(self) -> tuple[str, ...]:
@@ -107,6 +111,7 @@ RESPONSES = Table(
     ),
     extra_prefix=ATTRIBUTE_PREFIX,
     dated_by="response_date",
+    required=True,
 )
 
 TICKETS = Table(
@@ -200,7 +205,9 @@ def contract_markdown() -> str:
     out: list[str] = []
     for table in TABLES.values():
         out.append(f"### `{table.name}`\n\n")
-        out.append(f"{table.description} Key: `{table.key}`.")
+        out.append(f"{table.description} Key: `{table.key}`. " + (
+            "**Required.**" if table.required else
+            "Optional: without this file the table is absent and the sections that need it say so."))
         if table.ordered:
             pairs = ", ".join(f"`{b}` >= `{a}`" for a, b in table.ordered)
             out.append(f" Order rules: {pairs} (when both are set).")
@@ -212,6 +219,7 @@ def contract_markdown() -> str:
                 out.append(f"; a later {' or '.join(f'`{c}`' for c in table.later_dates)} reads as empty "
                            "(not yet happened then)")
             out.append(".")
+        out.append(" Nullable columns may be left out of the file (read as empty).")
         out.append("\n\n| column | type | allowed values | nullable | meaning |\n|---|---|---|---|---|\n")
         for c in table.columns:
             extra = []
