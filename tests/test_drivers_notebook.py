@@ -61,7 +61,7 @@ def test_notebook_runs_on_small_demo(small_demo, tmp_path):
     text = _texts(nb)
     html = _html(nb)
     # Markdown text is escaped (md_escape puts a backslash before punctuation such as ":")
-    assert "Drivers of CSAT\\: Technical Support" in text and "Drivers of CSAT: Technical Support" not in text
+    assert "**Responses from:** Technical Support · **Period:** 2024\\-01\\-01 to 2026\\-10\\-31" in text
     assert "Fix first" in text and "of explained variance" in text
     assert "ordinal (proportional-odds) model" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]

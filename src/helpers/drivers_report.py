@@ -209,7 +209,8 @@ class DriversReport:
     def headline_markdown(self, notes: bool = True) -> str:
         """Period, outcome, attributes, the data's name and as-of date, and (``notes``) the notes; free text
         escaped. In a run the notes are the page's "Data notes" box (the summary's warnings): ``notes=False``."""
-        lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
+        lines = [f"**Responses from:** {md_escape(self.who)} · "
+                 f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
                  f"**Outcome:** {md_escape(_label(self.outcome))} · "
                  f"**Attributes ({len(self.drivers)}):** {', '.join(md_escape(_label(d)) for d in self.drivers)}"]
         if self.source:
