@@ -568,3 +568,24 @@ def test_what_if_many_shares_the_resamples_and_exposure_scales_the_change():
         I.what_if_many(customers, responses, [("csat", 0.3, half * 3)], n_boot=20)
     with pytest.raises(I.ImpactInputError, match="no attribute 'attr_zz'"):
         I.what_if_many(customers, responses, [("csat", 0.3), ("attr_zz", 0.3)], n_boot=20)
+
+
+def test_resamples_on_a_sample_of_todays_customers_match_all_of_them():
+    """Above max_predicted of today's customers the resamples' predictions use a stratified sample (the
+    estimates use everyone): the intervals move by a small fraction of their width."""
+    from helpers import impact as I
+
+    customers, responses, _ = synthetic_company(4000, 21)
+    scen = [("attr_a", 0.5), ("csat", 0.3), (None, "median")]
+    exact = I.what_if_many(customers, responses, scen, n_boot=60, seed=2, max_predicted=None)
+    approx = I.what_if_many(customers, responses, scen, n_boot=60, seed=2, max_predicted=500)
+    assert any("stratified random sample of" in n for n in approx[0].notes)
+    assert not any("stratified" in n for n in exact[0].notes)
+    for e, a in zip(exact, approx):
+        te, ta = e.table.set_index("segment"), a.table.set_index("segment")
+        assert te["customers"].sum() > 2 * 500  # the sample is a real subsample
+        np.testing.assert_allclose(ta["extra_kept"], te["extra_kept"], rtol=1e-12)  # estimates: everyone
+        for col in ("extra_kept", "extra_revenue"):
+            width = te[f"{col}_high"] - te[f"{col}_low"]
+            for end in ("low", "high"):
+                assert (abs(ta[f"{col}_{end}"] - te[f"{col}_{end}"]) < 0.2 * width).all(), (col, end)

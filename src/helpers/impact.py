@@ -341,25 +341,28 @@ def what_if_many(customers: pd.DataFrame, responses: pd.DataFrame | None, scenar
                  revenue: str = "monthly_revenue", annual_discount_rate: float = 0.10, corrected: bool = True,
                  n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
                  min_events: int = 20, currency: str | None = None, ratings: pd.DataFrame | None = None,
-                 crossproducts: pd.DataFrame | None = None) -> list[WhatIfResult]:
+                 crossproducts: pd.DataFrame | None = None,
+                 max_predicted: int | None = 100_000) -> list[WhatIfResult]:
     """:func:`what_if` for several changes at once, sharing every resample's regression, calibration and Cox
     fit (so their intervals come from the same resamples and cost one chain): ``scenarios`` is a list of
     ``(attribute, delta)`` or ``(attribute, delta, exposure)``, ``exposure`` a Series by customer id of the
     share (0-1) of each customer's experience the change reaches (e.g. their share of answers about one
-    department; customers not in it: 0). Returns one :class:`WhatIfResult` per scenario."""
+    department; customers not in it: 0). ``max_predicted``: above this many of today's customers, each
+    resample's predictions are evaluated on a stratified random sample of them (:func:`_prediction_sets`).
+    Returns one :class:`WhatIfResult` per scenario."""
     scen = []
     for sc in scenarios:
         if len(sc) not in (2, 3):
             raise ImpactInputError(f"scenario {shorten(sc)} is not (attribute, delta[, exposure])",
                                    table="parameters")
-        scen.append((sc[0], float(sc[1]), sc[2] if len(sc) == 3 else None))
+        scen.append((sc[0], sc[1] if sc[0] is None else float(sc[1]), sc[2] if len(sc) == 3 else None))
     if not scen:
         raise ImpactInputError("no scenario given", table="parameters", expected="[(attribute, delta), ...]")
-    results, notes, _ = _chain(
+    results, notes = _chain(
         customers, responses, scen, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
         outcome=outcome, attributes=attributes, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
-        min_events=min_events, ratings=ratings, crossproducts=crossproducts)
+        min_events=min_events, ratings=ratings, crossproducts=crossproducts, max_predicted=max_predicted)
     cur = resolve_currency(currency)
     return [WhatIfResult(table=table, links=links, boot=boot, attribute=a, delta=d, horizon=int(horizon),
                          level=level, corrected=corrected, currency=cur, annual_discount_rate=annual_discount_rate,
@@ -367,20 +370,44 @@ def what_if_many(customers: pd.DataFrame, responses: pd.DataFrame | None, scenar
             for (table, links, boot), (a, d, _) in zip(results, scen)]
 
 
+def _prediction_sets(a_idx: np.ndarray, groups: np.ndarray, n_groups: int, max_predicted: int | None,
+                     rng: np.random.Generator, min_per_group: int = 2_000):
+    """Today's customers (positions 0..n-1) for the point estimates, and for the resamples either the same
+    (None) or a stratified random sample: per group min(N_g, max(share x N_g, min_per_group)) customers with
+    share = max_predicted / n, and the scale-up N_g / n_g per group. A resample's change is then
+    estimate(all) + scale x (resample(sample) - estimate(sample)): the sampling error enters only through
+    the resample-to-resample differences, a few percent of the estimate, so the intervals move by a small
+    fraction of their width (checked in tests/test_impact.py)."""
+    n = len(a_idx)
+    full = np.arange(n)
+    if max_predicted is None or n <= max_predicted:
+        return full, None, None
+    share = max_predicted / n
+    parts = []
+    for g in range(n_groups):
+        members = np.flatnonzero(groups == g)
+        take = min(len(members), max(int(np.ceil(share * len(members))),
+                                     min(min_per_group, max_predicted // max(n_groups, 1))))
+        parts.append(np.sort(rng.choice(members, size=take, replace=False)) if take < len(members) else members)
+    sub = np.sort(np.concatenate(parts))
+    counts_full = np.bincount(groups, minlength=n_groups).astype("float64")
+    counts_sub = np.bincount(groups[sub], minlength=n_groups).astype("float64")
+    scale = np.divide(counts_full, counts_sub, out=np.ones(n_groups), where=counts_sub > 0)
+    return full, sub, scale
+
+
 def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, outcome, attributes,
            revenue, annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
-           crossproducts, reference=None):
-    """The body of :func:`what_if`, :func:`what_if_many` and :func:`revenue_at_risk`. With ``reference`` None,
-    ``scenarios`` is a list of (attribute, delta, exposure): the shift of true satisfaction is slope x delta
-    (slope 1 when attribute is the outcome itself), times the customer's ``exposure`` (a Series by customer
-    id, 0 where missing; None = 1 for everyone); all scenarios share each resample's fits. Otherwise every
-    customer is raised to the reference level (link 1 unused) and the shift is E[max(T, r) | ratings] -
-    E[T | ratings] (module docstring). Returns [(table, links, boot) per scenario], notes, reference."""
-    link1 = reference is None
-    if not link1:
-        scenarios = [(None, 0.0, None)]
-    direct = [link1 and a == outcome for a, _, _ in scenarios]  # satisfaction itself: the slope is 1
-    any_attr = link1 and not all(direct)
+           crossproducts, max_predicted=100_000):
+    """The body of :func:`what_if`, :func:`what_if_many` and :func:`revenue_at_risk`. ``scenarios`` is a list
+    of (attribute, delta, exposure), all sharing each resample's fits: the shift of true satisfaction is
+    slope x delta (slope 1 when attribute is the outcome itself), times the customer's ``exposure`` (a Series
+    by customer id, 0 where missing; None = 1 for everyone). Attribute None: delta is a reference level
+    ("median" or a number) to which every customer below it is raised (link 1 unused; the shift is
+    E[max(T, r) | ratings] - E[T | ratings], module docstring). Returns [(table, links, boot) per
+    scenario], notes."""
+    kinds = ["reference" if a is None else "direct" if a == outcome else "attribute" for a, _, _ in scenarios]
+    any_attr = "attribute" in kinds
     if not any_attr:
         attributes = []
         if crossproducts is None:
@@ -405,12 +432,16 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
         for col in ("customer_id", "response_date", outcome):
             if col not in responses.columns:
                 raise ImpactInputError(f"has no column {shorten(col)}", table="responses")
-    for (attribute, delta, _), is_direct in zip(scenarios, direct):
-        if link1 and not is_direct and (attribute not in attrs or (not precomputed and attribute not in
-                                                                   responses.columns)):
+    for (attribute, delta, _), kind in zip(scenarios, kinds):
+        if kind == "attribute" and (attribute not in attrs or (not precomputed and attribute not in
+                                                               responses.columns)):
             raise ImpactInputError(f"has no attribute {shorten(attribute)}", table="responses",
                                    expected=f"one of {shorten(attrs, 200)}")
-        if not np.isfinite(delta):
+        if kind == "reference":
+            if not (delta == "median" or (isinstance(delta, (int, float)) and np.isfinite(delta))):
+                raise ImpactInputError(f"reference {shorten(delta)} is neither 'median' nor a number",
+                                       table="parameters", expected="'median' or a satisfaction level such as 4.2")
+        elif not np.isfinite(delta):
             raise ImpactInputError(f"delta {shorten(delta)} is not a number", table="parameters")
     if not isinstance(horizon, (int, np.integer)) or horizon < 1 or horizon > 120:
         raise ImpactInputError(f"horizon {shorten(horizon)} is not a whole number of months 1-120",
@@ -432,7 +463,7 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
         summary = CL.rating_summary(resp, outcome, as_of=None)
         cp = driver_crossproducts(resp, attrs, outcome) if any_attr else pd.DataFrame()
     m = len(attrs) + 2
-    j_attrs = [1 + attrs.index(a) if link1 and not d else 0 for (a, _, _), d in zip(scenarios, direct)]
+    j_attrs = [1 + attrs.index(a) if kind == "attribute" else 0 for (a, _, _), kind in zip(scenarios, kinds)]
 
     # customers x covariates (same indicator columns for the Cox set and today's customers)
     Zdf, _ = CL.covariate_design(frame, list(covariates))
@@ -509,14 +540,31 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
     cd = CL.CoxData(frame["duration"].to_numpy("float64")[cox_idx], ev)
     Zc = Z_all[cox_idx]
     Zcs = cd.sort(Zc) if Zc.size else np.empty((len(cox_idx), 0))
-    Za = Z_all[active]
-    k_a, w_a = k_all[active], w_all[active]
-    rated_a = rated[active]
+    # today's customers: the prediction set (all of them for the point estimates; in the resamples a
+    # stratified random sample when there are more than max_predicted, see _prediction_sets)
+    a_idx = np.flatnonzero(active)
+    full, sub, scale = _prediction_sets(a_idx, g_code, n_groups, max_predicted, rng)
+    if sub is not None:
+        notes.append(f"In the resamples, the chain's predictions were evaluated on a stratified random sample of "
+                     f"{len(sub):,} of today's {len(full):,} customers (each resample's change from the "
+                     "full-data fit, scaled up per group; the estimates themselves use everyone).")
 
-    def one(f_all: np.ndarray, init=None, info=None):
-        """One pass of the chain with customer weights ``f_all`` (1 = the data as they are)."""
+    def prediction_set(rows_a: np.ndarray) -> dict:
+        """The arrays of the customers ``rows_a`` (indices into today's customers) the prediction needs."""
+        idx = a_idx[rows_a]
+        t0v, t0i = np.unique(frame["duration"].to_numpy("float64")[idx], return_inverse=True)
+        return {"Z": Z_all[idx], "k": k_all[idx], "w": w_all[idx], "rated": rated[idx], "t0_values": t0v,
+                "t0_index": t0i, "t0": t0[rows_a], "rev": rev_a[rows_a], "groups": g_code[rows_a],
+                "exposures": [e if np.ndim(e) == 0 else e[rows_a] for e in exposures]}
+
+    P_full = prediction_set(full)
+    P_sub = prediction_set(sub) if sub is not None else None
+
+    def fit_links(f_all: np.ndarray, init=None, info=None):
+        """Links 1-2 with customer weights ``f_all`` (1 = the data as they are): slopes, calibration, Cox."""
         coefs = _ols_from_crossproducts(cp_mat, f_all[has_cp], m) if any_attr else None
-        slopes = [float(d) if d or not link1 else float(coefs[j]) for d, j in zip(direct, j_attrs)]
+        slopes = [float(coefs[j]) if kind == "attribute" else float(kind == "direct")
+                  for kind, j in zip(kinds, j_attrs)]
         fc = f_all[cox_idx]
         cal = CL.calibrate_ratings(k_all[cox_idx], w_all[cox_idx], ss_all[cox_idx], Zc, weights=fc,
                                    rating=outcome)
@@ -529,19 +577,28 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
             if info is None:
                 raise
             fit = CL.cox_efron(None, None, X, weights=cd.sort(fc), init=init, data=cd, sorted_input=True)
-        # today's customers: calibrated satisfaction (covariates' mean for customers who never answered)
-        prior = np.einsum("ij,j->i", np.column_stack([np.ones(len(t0)), Za]), cal.alpha)
+        return fit, slopes, cal
+
+    def predict(fit, slopes, cal, P: dict):
+        """Links 3-4 for the prediction set ``P``: per group kept and revenue as is, and per scenario their
+        changes; the reference level per scenario (NaN for attribute/direct scenarios)."""
+        Za, k_a, w_a, rated_a = P["Z"], P["k"], P["w"], P["rated"]
+        # calibrated satisfaction (covariates' mean for customers who never answered)
+        prior = np.einsum("ij,j->i", np.column_stack([np.ones(len(k_a)), Za]), cal.alpha)
         if corrected:
             lam = np.where(rated_a, cal.reliability(np.where(rated_a, k_a, 1.0)), 0.0)
             x_a = prior + lam * (np.where(rated_a, w_a, prior) - prior)
         else:
             x_a = np.where(rated_a, w_a, prior)
         eta = fit.coef[0] * x_a + (np.einsum("ij,j->i", Za, fit.coef[1:]) if Za.size else 0.0)
-        if link1:
-            shifts, ref = [fit.coef[0] * sl * dl * ex for sl, (_, dl, _), ex in zip(slopes, scenarios, exposures)], \
-                np.nan
-        else:  # raise to the reference: E[max(T, r)] - E[T] for T ~ N(x_a, v) (v = 0: naive)
-            ref = float(np.median(x_a)) if reference == "median" else float(reference)
+        shifts, refs = [], []
+        for kind, sl, (_, dl, _), ex in zip(kinds, slopes, scenarios, P["exposures"]):
+            if kind != "reference":
+                shifts.append(fit.coef[0] * sl * dl * ex)
+                refs.append(np.nan)
+                continue
+            # raise to the reference: E[max(T, r)] - E[T] for T ~ N(x_a, v) (v = 0: naive)
+            ref = float(np.median(x_a)) if dl == "median" else float(dl)
             if corrected:
                 v = np.where(rated_a, cal.true_variance * (1 - lam), cal.true_variance)
             else:
@@ -551,13 +608,17 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where(sd > 0, gap / np.where(sd > 0, sd, 1.0), 0.0)
             gain = np.where(sd > 0, gap * stats.norm.cdf(z) + sd * stats.norm.pdf(z), np.maximum(gap, 0.0))
-            shifts = [fit.coef[0] * gain]
-        kb, rb, dks, drs = _kept_and_revenue(fit, t0_values, t0_index, eta, shifts, rev_a, horizon, d_month,
-                                             g_code, n_groups)
-        return fit, slopes, kb, rb, dks, drs, ref
+            shifts.append(fit.coef[0] * gain)
+            refs.append(ref)
+        kb, rb, dks, drs = _kept_and_revenue(fit, P["t0_values"], P["t0_index"], eta, shifts, P["rev"], horizon,
+                                             d_month, P["groups"], n_groups)
+        return kb, rb, dks, drs, refs
 
     n_all = len(ids)
-    fit0, slopes0, kb0, rb0, dks0, drs0, ref0 = one(np.ones(n_all))
+    fit0, slopes0, cal0 = fit_links(np.ones(n_all))
+    kb0, rb0, dks0, drs0, refs0 = predict(fit0, slopes0, cal0, P_full)
+    if P_sub is not None:
+        _, _, dks_s0, drs_s0, refs_s0 = predict(fit0, slopes0, cal0, P_sub)
     t_last = float(fit0.baseline_times[-1])
     if np.max(t0) + horizon > t_last:
         n_ext = int(np.sum(t0 + horizon > t_last))
@@ -568,14 +629,19 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
     for _ in range(int(n_boot)):
         f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
         try:
-            fit, slopes, _, _, dks, drs, ref = one(f, init=fit0.coef, info=fit0.information)
+            fit, slopes, cal = fit_links(f, init=fit0.coef, info=fit0.information)
+            _, _, dks, drs, refs = predict(fit, slopes, cal, P_sub if P_sub is not None else P_full)
         except KitError as exc:
             failed += 1
             reasons.append(str(exc))
             if failed > 0.1 * n_boot:
                 break
             continue
-        for i, (slope, dk, dr) in enumerate(zip(slopes, dks, drs)):
+        if P_sub is not None:  # the full-data estimate plus the resample's change on the sample, scaled up
+            dks = [d0 + scale * (d - s0) for d0, d, s0 in zip(dks0, dks, dks_s0)]
+            drs = [d0 + scale * (d - s0) for d0, d, s0 in zip(drs0, drs, drs_s0)]
+            refs = [r0 + (r - s0) for r0, r, s0 in zip(refs0, refs, refs_s0)]
+        for i, (slope, dk, dr, ref) in enumerate(zip(slopes, dks, drs, refs)):
             rows[i].append([slope, fit.coef[0], *dk, *dr, dk.sum(), dr.sum(), ref])
     if failed > 0.1 * n_boot:
         raise ImpactError(f"{failed} of the first {failed + len(rows[0])} bootstrap resamples could not be fitted, "
@@ -588,7 +654,7 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
     counts = np.bincount(g_code, minlength=n_groups)
     beta0 = float(fit0.coef[0])
     results = []
-    for i_s, ((_, delta, _), is_direct) in enumerate(zip(scenarios, direct)):
+    for i_s, ((_, delta, _), kind) in enumerate(zip(scenarios, kinds)):
         slope0, dk0, dr0 = slopes0[i_s], dks0[i_s], drs0[i_s]
         boot = pd.DataFrame(rows[i_s], columns=["slope", "log_hr", *[f"extra_kept_{g}" for g in levels],
                                                 *[f"extra_revenue_{g}" for g in levels], "extra_kept_all",
@@ -605,6 +671,8 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
                         "revenue": float(rb0.sum() if g == "all" else rb0[i]), "extra_revenue": float(est_r[i]),
                         "extra_revenue_low": rlo, "extra_revenue_high": rhi})
         b_slope, b_beta = boot["slope"].to_numpy(), boot["log_hr"].to_numpy()
+        if kind == "reference":
+            delta = 0.0
         links = pd.DataFrame([
             {"link": "attribute_to_csat_slope", "estimate": slope0, **dict(zip(("ci_low", "ci_high"),
                                                                                 np.quantile(b_slope, q)))},
@@ -615,16 +683,16 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
             {"link": "hazard_ratio_of_change", "estimate": float(np.exp(beta0 * slope0 * delta)),
              **dict(zip(("ci_low", "ci_high"), np.sort(np.exp(np.quantile(b_beta * b_slope * delta, q)))))},
         ])
-        if is_direct:
+        if kind == "direct":
             links = links[links["link"] != "attribute_to_csat_slope"].reset_index(drop=True)
-        if not link1:
+        if kind == "reference":
             links = pd.DataFrame([
-                {"link": "reference", "estimate": ref0, **dict(zip(("ci_low", "ci_high"),
+                {"link": "reference", "estimate": refs0[i_s], **dict(zip(("ci_low", "ci_high"),
                                                                    np.quantile(boot["reference"], q)))},
                 {"link": "hazard_ratio_per_csat_point", "estimate": np.exp(beta0),
                  **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))}])
         results.append((pd.DataFrame(tab), links, boot))
-    return results, notes, ref0
+    return results, notes
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -700,7 +768,8 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
                     annual_discount_rate: float = 0.10, corrected: bool = True, n_boot: int = 200,
                     level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
                     min_events: int = 20, currency: str | None = None,
-                    ratings: pd.DataFrame | None = None) -> RevenueAtRiskResult:
+                    ratings: pd.DataFrame | None = None,
+                    max_predicted: int | None = 100_000) -> RevenueAtRiskResult:
     """Expected revenue over ``horizon`` months lost to dissatisfaction, relative to every customer below the
     ``reference`` satisfaction being at it (``"median"``: the median calibrated satisfaction of today's
     customers, re-estimated in every resample; or a number on the CSAT scale), per group of ``by`` (a
@@ -715,11 +784,11 @@ def revenue_at_risk(customers: pd.DataFrame, responses: pd.DataFrame | None, *, 
     if not (reference == "median" or (isinstance(reference, (int, float)) and np.isfinite(reference))):
         raise ImpactInputError(f"reference {shorten(reference)} is neither 'median' nor a number",
                                table="parameters", expected="'median' or a satisfaction level such as 4.2")
-    [(table, links, boot)], notes, _ = _chain(
-        customers, responses, None, horizon=horizon, as_of=as_of, covariates=covariates, by=by,
+    [(table, links, boot)], notes = _chain(
+        customers, responses, [(None, reference, None)], horizon=horizon, as_of=as_of, covariates=covariates, by=by,
         outcome=outcome, attributes=None, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
-        min_events=min_events, ratings=ratings, crossproducts=None, reference=reference)
+        min_events=min_events, ratings=ratings, crossproducts=None, max_predicted=max_predicted)
     table = table.rename(columns={c: c.replace("extra_kept", "customers_at_risk").replace("extra_revenue",
                                                                                         "revenue_at_risk")
                                   for c in table.columns})
