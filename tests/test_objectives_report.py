@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from helpers.objectives_report import prepare_department_report
+from helpers.objectives_report import chance_percent, prepare_department_report
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_first_screen_status_table_and_headline_for_readers(billing):
     counts = {k: v for k, v in billing.status_counts().items() if v}
     for status, count in counts.items():
         assert f'<span class="count">{count}</span> <span class="status-badge"' in screen and f"</span> {status}</span>" in screen
-    chance = f"{first['p_met']:.0%}"
+    chance = chance_percent(first["p_met"])
     assert f"<strong>{chance}</strong> chance" in screen and chance in billing.headline()
     assert screen.count('class="kpi-tile"') == ev.table["metric"].nunique()
     table = billing.status_table_html()
@@ -155,7 +155,7 @@ def test_first_screen_status_table_and_headline_for_readers(billing):
     assert len(rows) == len(ev.table)
     for row, (_, r) in zip(rows, ev.table.iterrows()):
         chance_cell = re.search(r'data-label="Chance" class="num">([^<]*)<', row).group(1)
-        assert chance_cell == ("n/a" if r["status"] in ("no data", "too little data") else f"{r['p_met']:.0%}")
+        assert chance_cell == ("n/a" if r["status"] in ("no data", "too little data") else chance_percent(r["p_met"]))
     page_text = screen + table + "".join(billing.objective_markdown(o) for o in billing.objective_ids)
     assert "params/departments" not in page_text and "billing-" not in page_text and "min_responses" not in page_text
     assert "nan" not in page_text.lower().replace("n/a", "")
@@ -189,3 +189,8 @@ def test_team_and_agent_funnels_name_only_units_outside_the_limits(billing):
         flagged = set(item["result"].flagged["unit"])
         title = billing.funnel_title(item)
         assert ("by more than chance" in title) == (not flagged)
+
+
+def test_chances_at_the_ends_are_not_shown_as_certain():
+    shown = [chance_percent(p) for p in (0.0, 0.004, 0.0099, 0.01, 0.46, 0.99, 0.995, 1.0, float("nan"))]
+    assert shown == ["<1%", "<1%", "1%", "1%", "46%", "99%", ">99%", ">99%", "n/a"]

@@ -88,7 +88,8 @@ def _difference_text(diff: float, unit: str, per_day: bool) -> str:
     if per_day:
         return f"{fmt_number(diff, 1, signed=True)} per day"
     if unit in ("%", "points"):
-        return f"{fmt_number(diff, 0 if unit == 'points' else 1, signed=True)} points"
+        text = fmt_number(diff, 0 if unit == "points" else 1, signed=True)
+        return f"{text} {'point' if text.lstrip('+-') in ('1', '1.0') else 'points'}"
     if unit == "hours":
         return f"{fmt_number(diff, 1, signed=True)} h"
     return fmt_number(diff, 2, signed=True)

@@ -228,7 +228,7 @@ class DepartmentReport:
                 + ", ".join(f"{v} {k}" for k, v in counts.items()))
         first = self.evaluation.look_first()
         if first is not None:
-            text += f"; look first at \"{first['title']}\" ({fmt_percent(first['p_met'])} chance of meeting it)"
+            text += f"; look first at \"{first['title']}\" ({chance_percent(first['p_met'])} chance of meeting it)"
         return text + "."
 
     def verdict_html(self) -> str:
@@ -244,7 +244,7 @@ class DepartmentReport:
         first = self.evaluation.look_first()
         if first is not None:
             look = (f'<p class="look-first"><strong>Look first:</strong> {html_escape(first["title"])}: '
-                    f'<strong>{fmt_percent(first["p_met"])}</strong> chance of meeting the target of '
+                    f'<strong>{chance_percent(first["p_met"])}</strong> chance of meeting the target of '
                     f'{html_escape(first["target_text"].split(" (from")[0])} for {html_escape(first["window"])} '
                     f'<span class="owner">(owner: {html_escape(first["owner"])})</span>.</p>')
         else:
@@ -332,7 +332,7 @@ class DepartmentReport:
             return f"{b['name']}: {now} - target {fmt(r['target'])}, {r['status']}"
         if r["status"] == "too little data":
             return f"{b['name']}: {now} - target {fmt(r['target'])}, too little data to judge"
-        chance = f", {fmt_percent(r['p_met'])} chance" if np.isfinite(r["p_met"]) else ""
+        chance = f", {chance_percent(r['p_met'])} chance" if np.isfinite(r["p_met"]) else ""
         return (f"{b['name']}: {now}, forecast {fmt(r['forecast'])} for {r['window']} - target "
                 f"{fmt(r['target'])}{chance}")
 
@@ -774,6 +774,8 @@ class DepartmentReport:
         out = re.sub(r"filter (\w+)='([^']*)' matches no rows in (responses|tickets)",
                      lambda m: (f"no {'survey answers' if m.group(3) == 'responses' else 'tickets'} have "
                                 f"{column_label(m.group(1)).lower()} '{m.group(2)}'"), out)
+        out = re.sub(r"(?<![\d.])0% chance", "<1% chance", out)
+        out = re.sub(r"(?<![\d.])100% chance", ">99% chance", out)
         return out.replace("min_responses", "the minimum number of answers")
 
     def _metric_label(self, metric: str) -> str:
@@ -786,8 +788,13 @@ class DepartmentReport:
 
     @staticmethod
     def _chance_text(r) -> str:
-        """The chance of meeting the target as shown: n/a without a verdict (no data, too little data)."""
-        return "n/a" if r["status"] in ("no data", "too little data") else str(r["chance_text"])
+        """The chance of meeting the target as shown: n/a without a verdict (no data, too little data),
+        "closed" after the deadline, else :func:`chance_percent`."""
+        if r["status"] in ("no data", "too little data"):
+            return "n/a"
+        if str(r["chance_text"]) == "closed":
+            return "closed"
+        return chance_percent(r["p_met"])
 
     # ------------------------------------------------------------------ calibration
     def calibration(self, origins: int = 2, max_horizon: int = 6):
@@ -977,3 +984,16 @@ def _scope_text(filters, names) -> str:
 def _narrow(table_html: str) -> str:
     """A reader table in a wrapper the department page's CSS narrows on a phone (smaller text, wrapping cells)."""
     return f'<div class="dept-table">{table_html}</div>'
+
+
+def chance_percent(p) -> str:
+    """A probability for readers: whole percent rounded as in the objectives' sentences, but "<1%" and ">99%"
+    where that shows 0% or 100% (a forecast never makes an open objective certain; "0%" reads as impossible)."""
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not np.isfinite(v):
+        return "n/a"
+    text = fmt_percent(v)  # the rounding of the objectives' sentences ("46% chance of meeting it")
+    return {"0%": "<1%", "100%": ">99%"}.get(text, text)
