@@ -610,7 +610,7 @@ class _Check:
 
 
 def _text(raw: str) -> str:
-    return f"trim(CAST({raw} AS VARCHAR))"
+    return f"trim({raw})"
 
 
 def _number_sql(t: str, decimal: str, thousands: str | None, currency: str | None) -> str:
@@ -619,7 +619,7 @@ def _number_sql(t: str, decimal: str, thousands: str | None, currency: str | Non
     if currency:
         sym = _CURRENCY_SYMBOLS.get(currency, "")
         s = f"regexp_replace({s}, {_lit('(?i)' + currency + '|' + re.escape(sym) if sym else '(?i)' + currency)}, '', 'g')"
-        s = f"regexp_replace({s}, '^\\((.*)\\)$', '-\\1')"  # (1,234.50): accounting negative
+        s = f"regexp_replace({s}, '^\\s*\\((.*)\\)\\s*$', '-\\1')"  # (1,234.50): accounting negative
         thousands = thousands or ("," if decimal == "." else ".")
     if thousands:
         s = f"replace({s}, {_lit(thousands)}, '')"
@@ -627,45 +627,67 @@ def _number_sql(t: str, decimal: str, thousands: str | None, currency: str | Non
         s = f"replace({s}, ',', '.')"
     if currency or thousands:
         s = f"replace({s}, ' ', '')"
-    v = f"TRY_CAST({s} AS DOUBLE)"
-    return f"(CASE WHEN isnan({v}) OR isinf({v}) THEN NULL ELSE {v} END)"
+    return f"nullif(TRY_CAST({s} AS DOUBLE), 'NaN'::DOUBLE)"  # 'nan' is missing (inf is out of any range)
+
+
+_TIME_THEN_OFFSET = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([+-]\d\d(:?\d\d)?|Z|UTC)$"
 
 
 def _timestamp_sql(t: str, formats: Sequence[str], zone: str, out_zone: str) -> str:
     """SQL turning text ``t`` into a naive TIMESTAMP in ``out_zone``: an offset in the text is applied, a text
-    without one is read in ``zone`` (see the module docstring)."""
-    has_offset = f"regexp_matches({t}, '\\d\\s*{_OFFSET}')"
-    base = f"regexp_replace({t}, '\\s*{_OFFSET}', '')"
+    without one is read in ``zone`` (see the module docstring).
 
-    def naive(x: str) -> str:
-        parsed = [f"TRY_CAST({x} AS TIMESTAMP)"]
-        if formats:
-            parsed.insert(0, f"try_strptime({x}, [{', '.join(_lit(f) for f in formats)}])")
-        return f"COALESCE({', '.join(parsed)})"
-
-    off = f"regexp_extract({t}, '{_OFFSET}', 1)"
-    minutes = (f"(CASE WHEN {off} IN ('Z', 'UTC') THEN 0 ELSE "
-               f"(CASE WHEN left({off}, 1) = '-' THEN -1 ELSE 1 END) * "
-               f"(CAST(substr({off}, 2, 2) AS INTEGER) * 60 + CAST(right({off}, 2) AS INTEGER)) END)")
-    with_offset = f"({naive(base)} - to_minutes(CAST({minutes} AS BIGINT)))"
-    local = naive(t) if zone == "UTC" else f"CAST(timezone({_lit(zone)}, {naive(t)}) AS TIMESTAMP)"
-    utc = f"(CASE WHEN {has_offset} THEN {with_offset} ELSE {local} END)"
+    Offsets go through DuckDB's TIMESTAMPTZ parser, after removing a space before the offset (the parser refuses
+    ``08:33:00 -0700``; its TIMESTAMP parser would silently drop the offset). Declared formats (``try_strptime``)
+    handle the rest, their offset applied by arithmetic. Only when a zone other than UTC is declared must a text
+    with an offset be told from one without (a regular expression, evaluated once per value)."""
+    norm = f"replace(replace({t}, ' -', '-'), ' +', '+')"
+    aware = f"CAST(TRY_CAST({norm} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if formats:
+        fmts = "[" + ", ".join(_lit(f) for f in formats) + "]"
+        off = f"regexp_extract({t}, '([+-]\\d\\d:?(\\d\\d)?|Z|UTC)$', 1)"
+        minutes = (f"(CASE WHEN {off} IN ('Z', 'UTC') THEN 0 ELSE "
+                   f"(CASE WHEN left({off}, 1) = '-' THEN -1 ELSE 1 END) * (CAST(substr({off}, 2, 2) AS INTEGER) * 60 "
+                   f"+ COALESCE(TRY_CAST(right(replace({off}, ':', ''), 2) AS INTEGER) * (length(replace({off}, ':', "
+                   f"'')) > 3)::INTEGER, 0)) END)")
+        base = f"regexp_replace({t}, '\\s*([+-]\\d\\d:?(\\d\\d)?|Z|UTC)$', '')"
+        aware = f"COALESCE({aware}, try_strptime({base}, {fmts}) - to_minutes(CAST({minutes} AS BIGINT)))"
+        naive = f"COALESCE(try_strptime({t}, {fmts}), TRY_CAST({t} AS TIMESTAMP))"
+    else:
+        naive = f"TRY_CAST({t} AS TIMESTAMP)"
+    if zone == "UTC" and not formats:
+        utc = aware  # without an offset TIMESTAMPTZ reads the text in the session's zone, UTC
+    else:
+        local = naive if zone == "UTC" else f"CAST(timezone({_lit(zone)}, {naive}) AS TIMESTAMP)"
+        utc = f"(CASE WHEN regexp_matches({t}, {_lit(_TIME_THEN_OFFSET)}) THEN {aware} ELSE {local} END)"
     if out_zone == "UTC":
         return utc
     return f"timezone({_lit(out_zone)}, CAST({utc} AS TIMESTAMPTZ))"
 
 
 def _date_sql(t: str, formats: Sequence[str], zone: str, out_zone: str) -> str:
+    """A DATE from text: the declared formats, an ISO date, or the day (in ``out_zone``) of a timestamp."""
     first = [f"CAST(try_strptime({t}, [{', '.join(_lit(f) for f in formats)}]) AS DATE)"] if formats else []
-    return (f"COALESCE({', '.join(first + [f'TRY_CAST({t} AS DATE)'])}, "
-            f"CAST({_timestamp_sql(t, (), zone, out_zone)} AS DATE))")
+    other = (f"(CASE WHEN length({t}) <= 10 THEN TRY_CAST({t} AS DATE) "
+             f"ELSE CAST({_timestamp_sql(t, formats, zone, out_zone)} AS DATE) END)")
+    return f"COALESCE({', '.join(first + [other])})" if first else other
 
 
 @dataclass
 class _Plan:
+    """How one profile turns the export into its table, in two SQL steps over DuckDB:
+
+    1. ``base``: every mapped column recoded from the staged export columns (named ``__s0``, ``__s1`` ... in
+       ``refs``), plus helper columns (the amount of a derived timestamp), plus the raw columns, in one table;
+    2. ``final``: the contract columns in order (a derived timestamp from its start column and amount) and the
+       dimensions. ``checks`` run between the two, on the first table: each counts the rows whose recoded value
+       is empty while the export had one (so the costly tests run on those rows only)."""
+
     profile: Profile
     file_label: str
-    exprs: dict[str, str] = field(default_factory=dict)  # output column -> SQL
+    refs: dict[str, str] = field(default_factory=dict)  # export column -> staged name
+    base: dict[str, str] = field(default_factory=dict)  # column of step 1 -> SQL over the staged columns
+    final: dict[str, str] = field(default_factory=dict)  # output column -> SQL over step 1
     checks: list[_Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     used: list[str] = field(default_factory=list)  # export columns read
@@ -702,20 +724,19 @@ def _rescale_fn(name: str, rule: ColumnRule):
     if rule.top_box is not None:
         a, _ = _top_box(rule.top_box, hi)
         t_lo, t_hi = CONTRACT_TOP_BOX
+        below_hi = a - 1 if a - 1 > lo else lo
 
         def py(v):
             v = rev(v)
             if v >= a:
                 x = t_hi if a == hi else t_lo + (v - a) * (t_hi - t_lo) / (hi - a)
                 return int(math.floor(x + 0.5))
-            below_hi = a - 1 if a - 1 > lo else lo
             x = c_lo if below_hi == lo else c_lo + (v - lo) * (t_lo - 1 - c_lo) / (below_hi - lo)
             return int(min(t_lo - 1, math.floor(x + 0.5)))
 
         def sql(v):
             v = f"({lo + hi:g} - {v})" if rule.reverse else v
             top = f"{t_hi}" if a == hi else f"{t_lo} + ({v} - {a:g}) * {(t_hi - t_lo) / (hi - a)!r}"
-            below_hi = a - 1 if a - 1 > lo else lo
             below = f"{c_lo}" if below_hi == lo else f"{c_lo} + ({v} - {lo:g}) * {(t_lo - 1 - c_lo) / (below_hi - lo)!r}"
             return (f"CAST(CASE WHEN {v} >= {a:g} THEN floor({top} + 0.5) "
                     f"ELSE least({t_lo - 1}, floor({below} + 0.5)) END AS BIGINT)")
@@ -734,10 +755,9 @@ def _rescale_fn(name: str, rule: ColumnRule):
 
 
 def _plan(profile: Profile, present: list[str], file_label: str) -> _Plan:
-    """The recoding SELECT and the checks of one profile, for an export with columns ``present``."""
+    """The recoding SQL and the checks of one profile, for an export with columns ``present``."""
     spec = TABLES[profile.table]
     plan = _Plan(profile, file_label)
-    r = profile.read
     missing_cols: list[str] = []
 
     def need(col: str, where: str) -> None:
@@ -746,7 +766,6 @@ def _plan(profile: Profile, present: list[str], file_label: str) -> _Plan:
         elif col not in plan.used:
             plan.used.append(col)
 
-    key_rule = profile.columns.get(spec.key)
     for name, rule in profile.columns.items():
         if rule.source is not None:
             need(rule.source, f"columns.{name}")
@@ -763,6 +782,7 @@ def _plan(profile: Profile, present: list[str], file_label: str) -> _Plan:
             source=file_label,
             expected=f"the export's columns: {', '.join(shorten(c, 40) for c in present[:40])}"
                      + (f" (+{len(present) - 40} more)" if len(present) > 40 else ""))
+    plan.refs = {c: f"__s{i}" for i, c in enumerate(plan.used)}
 
     ignored = [c for c in present if c not in plan.used and c not in profile.ignore]
     if ignored:
@@ -773,18 +793,19 @@ def _plan(profile: Profile, present: list[str], file_label: str) -> _Plan:
                           + f"; list them under ignore: in {profile.path} to silence this note, or keep them "
                             "under dimensions:")
 
-    typed: dict[str, str] = {}  # contract column -> SQL of its recoded value (for derive)
     columns = list(spec.columns) + [contract_column(spec, n) for n in profile.columns
                                     if n not in spec.column_names]
     for col in columns:
         rule = profile.columns.get(col.name)
         if rule is None:  # a nullable contract column the export does not have: absent (not an empty column)
             continue
-        expr = _column_plan(plan, col, rule, typed, key_rule)
-        typed[col.name] = expr
-        plan.exprs[col.name] = expr
+        if rule.derive is not None:
+            plan.final[col.name] = _derived_plan(plan, col, rule)
+            continue
+        _column_plan(plan, col, rule)
     for dim, src in profile.dimensions.items():
-        plan.exprs[dim] = f"NULLIF({_text(_q(src))}, '')"
+        plan.base[dim] = f"NULLIF({plan.refs[src]}, '')"
+        plan.final[dim] = _q(dim)
     return plan
 
 
@@ -793,46 +814,67 @@ def _duck_type(col: Column) -> str:
             "timestamp": "TIMESTAMP", "boolean": "BOOLEAN"}[col.dtype]
 
 
-def _column_plan(plan: _Plan, col: Column, rule: ColumnRule, typed: dict[str, str],
-                 key_rule: ColumnRule | None) -> str:
+def _derived_plan(plan: _Plan, col: Column, rule: ColumnRule) -> str:
+    """A timestamp = its start column + an amount of time: the amount is a helper column of step 1, the sum is
+    made in step 2 from the recoded start (never parsed twice)."""
+    profile, r, name, d = plan.profile, plan.profile.read, col.name, rule.derive
+    if d.start not in plan.base:
+        raise ParamsError(profile.path, f"derive.start {d.start} must be a column read from the export (from:)",
+                          field=f"columns.{name}.derive.start")
+    raw = plan.refs[d.add]
+    helper = f"__amount_{name}"
+    plan.base[helper] = _number_sql(raw, r.decimal, r.thousands, None)
+    unit = d.unit
+    plan.checks.append(_Check(d.add, name, f"{_q(helper)} IS NULL AND {raw} IS NOT NULL AND trim({raw}) <> ''",
+                              f"is not a number of {unit}s", f"a number of {unit}s (decimal mark {r.decimal!r}) "
+                              f"added to {d.start} to give {name}", raw, _decimal_hint(r.decimal)))
+    plan.checks.append(_Check(d.add, name, f"{_q(helper)} < 0", "is negative",
+                              f"a duration >= 0 ({name} cannot be before {d.start})", raw))
+    micro = _UNITS[unit] * 1_000_000
+    return (f"(CASE WHEN {_q(helper)} >= 0 THEN {_q(d.start)} + "
+            f"to_microseconds(CAST(round({_q(helper)} * {micro}) AS BIGINT)) END)")
+
+
+def _column_plan(plan: _Plan, col: Column, rule: ColumnRule) -> None:
+    """The SQL of one recoded column (``plan.base``: over the staged export columns; ``plan.final``: over step
+    1) and its checks (over step 1). A number is parsed once, into a helper column ``__n_<name>``; the scale,
+    the rescaling and whole-number rules then work on that number."""
     profile, r = plan.profile, plan.profile.read
     name = col.name
     if rule.value is not None:
-        return f"CAST({_lit(rule.value)} AS {_duck_type(col)})"
-    if rule.derive is not None:
-        start = typed.get(rule.derive.start)
-        if start is None:
-            raise ParamsError(profile.path, f"derive.start {rule.derive.start} must come earlier in the contract "
-                                            f"than {name}", field=f"columns.{name}.derive.start")
-        amount_raw = _text(_q(rule.derive.add))
-        amount = _number_sql(amount_raw, r.decimal, r.thousands, None)
-        seconds = _UNITS[rule.derive.unit]
-        plan.checks.append(_Check(rule.derive.add, name, f"{amount_raw} IS NOT NULL AND {amount_raw} <> '' AND "
-                                                         f"{amount} IS NULL",
-                                  f"is not a number of {rule.derive.unit}s", f"a number of {rule.derive.unit}s "
-                                  f"(decimal mark {r.decimal!r}) added to {rule.derive.start} to give {name}",
-                                  amount_raw, _decimal_hint(r.decimal)))
-        plan.checks.append(_Check(rule.derive.add, name, f"{amount} < 0", f"is negative",
-                                  f"a duration >= 0 ({name} cannot be before {rule.derive.start})", amount_raw))
-        return (f"({start} + to_microseconds(CAST(round({amount} * {seconds * 1_000_000}) AS BIGINT)))")
+        plan.base[name] = f"CAST({_lit(rule.value)} AS {_duck_type(col)})"
+        plan.final[name] = _q(name)
+        return
     src = rule.source
-    raw = _text(_q(src))
+    raw = plan.refs[src]
+    t = f"trim({raw})"
     present = f"({raw} IS NOT NULL AND {raw} <> '')"
     na = ""
     if rule.na_codes:
         texts = [str(c) for c in rule.na_codes]
         nums = [float(c) for c in rule.na_codes if isinstance(c, (int, float)) and not isinstance(c, bool)]
-        conds = [f"lower({raw}) IN ({', '.join(_lit(t.lower()) for t in texts)})"]
+        conds = [f"lower({t}) IN ({', '.join(_lit(x.lower()) for x in texts)})"]
         if nums:
             conds.append(f"TRY_CAST({raw} AS DOUBLE) IN ({', '.join(repr(n) for n in nums)})")
         na = "(" + " OR ".join(conds) + ")"
     value_present = f"({present} AND NOT {na})" if na else present
     rated = rating_scale(name)
+    numeric = bool(rated) or col.dtype in ("integer", "float") or (col.dtype == "boolean" and rule.count_to_boolean)
+    target = f"__n_{name}" if numeric else name  # the column of step 1 that is empty when recoding failed
+    failed = f"{_q(target)} IS NULL AND {value_present}"  # cheap test first: the costly ones run on few rows
+
+    def check(problem: str, expected: str, extra: str = "", hint=None, condition: str | None = None) -> None:
+        cond = condition if condition is not None else failed + (f" AND {extra}" if extra else "")
+        plan.checks.append(_Check(src, name, cond, problem, expected, raw, hint))
+
+    def done(base_sql: str, final_sql: str | None = None) -> None:
+        plan.base[target] = base_sql
+        plan.final[name] = final_sql or _q(name)
 
     # 1. text -> value on the export's terms (labels, numbers, dates ...)
     if rule.labels is not None:
         keys = {k.strip().lower(): v for k, v in rule.labels.items()}
-        if rated or col.dtype in ("integer", "float"):
+        if numeric:
             cases = " ".join(f"WHEN {_lit(k)} THEN {float(v)!r}" if v is not None else f"WHEN {_lit(k)} THEN NULL"
                              for k, v in keys.items())
         elif col.dtype == "boolean":
@@ -841,86 +883,79 @@ def _column_plan(plan: _Plan, col: Column, rule: ColumnRule, typed: dict[str, st
         else:
             cases = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" if v is not None else f"WHEN {_lit(k)} THEN NULL"
                              for k, v in keys.items())
-        value = f"(CASE lower({raw}) {cases} END)"
-        known = f"lower({raw}) IN ({', '.join(_lit(k) for k in keys)})"
-        plan.checks.append(_Check(src, name, f"{value_present} AND NOT {known}", "has values not in its labels map",
-                                  f"one of the labels {', '.join(shorten(k, 30) for k in list(rule.labels)[:12])} "
-                                  f"(add the others under columns.{name}.labels in {profile.path}, or na_codes:)",
-                                  raw))
+        value = f"(CASE lower({t}) {cases} END)"
+        known = f"lower({t}) IN ({', '.join(_lit(k) for k in keys)})"
+        mapped_to_null = any(v is None for v in keys.values())
+        check("has values not in its labels map",
+              f"one of the labels {', '.join(shorten(k, 30) for k in list(rule.labels)[:12])} "
+              f"(add the others under columns.{name}.labels in {profile.path}, or na_codes:)",
+              f"NOT {known}" if mapped_to_null else "")
         if rated and name in ("nps", "csat"):
             plan.notes.append(_label_note(plan, name, rule))
-        if not rated and col.dtype in ("string", "boolean", "date", "timestamp"):
-            return f"(CASE WHEN {value_present} THEN {value} END)"
+        if not numeric:
+            return done(f"(CASE WHEN {value_present} THEN {value} END)")
         number = value
     elif col.dtype == "string":
-        return f"NULLIF({raw}, '')" if not na else f"(CASE WHEN {value_present} THEN {raw} END)"
-    elif col.dtype == "boolean":
-        if rule.count_to_boolean:
-            n = _number_sql(raw, r.decimal, r.thousands, None)
-            plan.checks.append(_Check(src, name, f"{value_present} AND ({n} IS NULL OR {n} < 0)",
-                                      "is not a count", f"a count >= 0 (count_to_boolean: > 0 is true)", raw,
-                                      _decimal_hint(r.decimal)))
-            return f"(CASE WHEN {value_present} THEN {n} > 0 END)"
-        s = f"lower({raw})"
+        return done(f"NULLIF({raw}, '')" if not na else f"(CASE WHEN {value_present} THEN {raw} END)")
+    elif col.dtype == "boolean" and not rule.count_to_boolean:
+        s = f"lower({t})"
         value = (f"(CASE WHEN {s} IN ({', '.join(map(_lit, _TRUE))}) THEN TRUE "
                  f"WHEN {s} IN ({', '.join(map(_lit, _FALSE))}) THEN FALSE END)")
-        plan.checks.append(_Check(src, name, f"{value_present} AND {value} IS NULL", "has values that are not "
-                                  "true/false", "true/false, yes/no, 1/0 (or map the words under labels:, or "
-                                  "count_to_boolean: true for counts)", raw))
-        return f"(CASE WHEN {value_present} THEN {value} END)"
+        check("has values that are not true/false", "true/false, yes/no, 1/0 (or map the words under labels:, or "
+              "count_to_boolean: true for counts)")
+        return done(f"(CASE WHEN {value_present} THEN {value} END)")
     elif col.dtype in ("date", "timestamp"):
         formats = rule.format or (r.date_format + r.timestamp_format if col.dtype == "date" else r.timestamp_format)
         zone = rule.timezone or r.timezone
-        value = (_date_sql(raw, formats, zone, r.output_timezone) if col.dtype == "date"
-                 else _timestamp_sql(raw, formats, zone, r.output_timezone))
+        text = t if formats else raw  # DuckDB's own casts allow surrounding spaces; strptime does not
+        value = (_date_sql(text, formats, zone, r.output_timezone) if col.dtype == "date"
+                 else _timestamp_sql(text, formats, zone, r.output_timezone))
         shown = ", ".join(formats) if formats else "ISO YYYY-MM-DD[ HH:MM[:SS]][ +HH:MM]"
-        plan.checks.append(_Check(src, name, f"{value_present} AND {value} IS NULL",
-                                  f"has values that are not {'dates' if col.dtype == 'date' else 'timestamps'} "
-                                  f"in the declared format", f"{shown} (columns.{name}.format or "
-                                  f"read.{col.dtype}_format in {profile.path})", raw, _date_hint))
-        return f"(CASE WHEN {value_present} THEN {value} END)"
+        check(f"has values that are not {'dates' if col.dtype == 'date' else 'timestamps'} in the declared format",
+              f"{shown} (columns.{name}.format or read.{col.dtype}_format in {profile.path})", hint=_date_hint)
+        return done(f"(CASE WHEN {value_present} THEN {value} END)")
     else:
         number = _number_sql(raw, rule.decimal or r.decimal, rule.thousands or r.thousands, rule.currency)
         what = "an amount" + (f" in {rule.currency}" if rule.currency else "") if rule.currency else "a number"
-        other_currency = "FALSE"
+        other_currency = ""
         if rule.currency:
             sym = _CURRENCY_SYMBOLS.get(rule.currency)
             mine = f"regexp_matches({raw}, {_lit('(?i)' + rule.currency + ('|' + re.escape(sym) if sym else ''))})"
             other_currency = f"(regexp_matches({raw}, '[A-Z]{{3}}|[$€£¥]') AND NOT {mine})"
-            plan.checks.append(_Check(src, name, f"{value_present} AND {other_currency}",
-                                      "has amounts in another currency",
-                                      f"amounts in {rule.currency} (convert them first)", raw))
-        plan.checks.append(_Check(src, name, f"{value_present} AND NOT {other_currency} AND {number} IS NULL",
-                                  f"has values that are not "
-                                  f"{'amounts' if rule.currency else 'numbers'}",
-                                  f"{what} with decimal mark {(rule.decimal or r.decimal)!r}"
-                                  + (f" and thousands mark {(rule.thousands or r.thousands)!r}"
-                                     if (rule.thousands or r.thousands) else ""), raw,
-                                  _decimal_hint(rule.decimal or r.decimal, currency=bool(rule.currency))))
+            check("has amounts in another currency", f"amounts in {rule.currency} (convert them first)",
+                  other_currency)
+        check(f"has values that are not {'amounts' if rule.currency else 'numbers'}"
+              if not rule.count_to_boolean else "is not a count",
+              (f"{what} with decimal mark {(rule.decimal or r.decimal)!r}"
+               + (f" and thousands mark {(rule.thousands or r.thousands)!r}" if (rule.thousands or r.thousands)
+                  else "")) if not rule.count_to_boolean else "a count >= 0 (count_to_boolean: > 0 is true)",
+              f"NOT {other_currency}" if other_currency else "",
+              _decimal_hint(rule.decimal or r.decimal, currency=bool(rule.currency)))
+    n = _q(target)
+    parsed = f"(CASE WHEN {value_present} THEN {number} END)"
 
-    # 2. numbers: the declared scale, reverse, rescale; or whole numbers for counts
+    # 2. numbers: the declared scale, reverse, rescale; whole numbers for counts; counts to booleans
     if rated:
         (lo, hi), py, sql = _rescale_fn(name, rule)
         declared = rule.scale is not None
-        plan.checks.append(_Check(src, name, f"{value_present} AND {number} IS NOT NULL AND "
-                                  f"({number} < {lo:g} OR {number} > {hi:g})",
-                                  f"has values outside the {'declared ' if declared else ''}scale {lo:g}-{hi:g}",
-                                  f"ratings {lo:g}-{hi:g}" + ("" if declared else " (the contract's scale; declare "
-                                                               "the export's with scale: [lo, hi])"),
-                                  raw, _scale_hint(name, lo, hi)))
+        check(f"has values outside the {'declared ' if declared else ''}scale {lo:g}-{hi:g}",
+              f"ratings {lo:g}-{hi:g}" + ("" if declared else " (the contract's scale; declare the export's with "
+                                                              "scale: [lo, hi])"),
+              hint=_scale_hint(name, lo, hi), condition=f"({n} < {lo:g} OR {n} > {hi:g})")
         if (lo, hi) != tuple(rating_scale(name)) or rule.reverse or rule.top_box is not None:
             plan.recoded.append((name, f"{lo:g}-{hi:g}" + (" reverse-scored" if rule.reverse else "")
                                  + f" -> {rating_scale(name)[0]}-{rating_scale(name)[1]} ("
                                  + _rating_map_text(lo, hi, py)
                                  + (f"; top box {_top_box(rule.top_box, hi)[0]:g}-{hi:g} -> 4-5"
                                     if rule.top_box is not None else "") + ")"))
-        return f"(CASE WHEN {value_present} AND {number} BETWEEN {lo:g} AND {hi:g} THEN {sql(number)} END)"
+        return done(parsed, f"(CASE WHEN {n} BETWEEN {lo:g} AND {hi:g} THEN {sql(n)} END)")
+    if col.dtype == "boolean":  # count_to_boolean
+        check("is not a count", "a count >= 0 (count_to_boolean: > 0 is true)", condition=f"{n} < 0")
+        return done(parsed, f"(CASE WHEN {n} >= 0 THEN {n} > 0 END)")
     if col.dtype == "integer":
-        plan.checks.append(_Check(src, name, f"{value_present} AND {number} IS NOT NULL AND "
-                                  f"{number} <> trunc({number})", "has values that are not whole numbers",
-                                  "whole numbers", raw))
-        return f"(CASE WHEN {value_present} AND {number} = trunc({number}) THEN CAST({number} AS BIGINT) END)"
-    return f"(CASE WHEN {value_present} THEN {number} END)"
+        check("has values that are not whole numbers", "whole numbers", condition=f"{n} <> trunc({n})")
+        return done(parsed, f"(CASE WHEN {n} = trunc({n}) THEN CAST({n} AS BIGINT) END)")
+    return done(parsed, n)
 
 
 def _label_note(plan: _Plan, name: str, rule: ColumnRule) -> str:
@@ -1034,44 +1069,51 @@ def read_source_set(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]
 def read_profile(con: duckdb.DuckDBPyConnection, profile: Profile, relation: str | None = None
                  ) -> tuple[str, str, list[DataProblem], list[Path]]:
     """Read one profile's files into the temporary table ``relation`` (default ``__raw_<table>``), recoded;
-    return (file shown in messages, relation, problems and notes, files)."""
+    return (file shown in messages, relation, problems and notes, files).
+
+    Each file is parsed once: its used columns, recoded in one SELECT (step 1 of :class:`_Plan`) with the raw
+    text kept beside them; the checks count, in one aggregate, the rows whose value could not be recoded; step 2
+    writes the contract columns (and derived timestamps, dimensions) into ``relation``."""
     relation = relation or f"__raw_{profile.table}"
     files = _files(profile)
     label = _display(files[0]) if len(files) == 1 else f"{profile.file} ({len(files)} files)"
     stage = f"__stage_{profile.table}"
     parts, columns = [], None
-    for i, f in enumerate(files):
-        name = f"{stage}_{i}"
-        cols = _stage_file(con, profile, f, name)
-        if columns is None:
-            columns = cols
-        elif cols != columns:
-            raise DataContractError(profile.table, "files of one export have different columns", source=str(f),
-                                    expected=f"the columns of {files[0].name} ({len(columns)} columns); "
-                                             f"{f.name} has {len(cols)}")
-        parts.append(name)
-    plan = _plan(profile, columns, label)
-    used = ", ".join(_q(c) for c in plan.used) or "NULL AS __none"
-    union = " UNION ALL ".join(f"SELECT {used} FROM {p}" for p in parts)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {union}")
-    except duckdb.Error as exc:
-        raise _read_error(profile, files[0], exc) from None
+        for i, f in enumerate(files):
+            name = f"{stage}_{i}"
+            cols = _stage_file(con, profile, f, name)
+            if columns is None:
+                columns = cols
+            elif cols != columns:
+                raise DataContractError(profile.table, "files of one export have different columns",
+                                        source=_display(f), expected=f"the columns of {files[0].name} "
+                                                                      f"({len(columns)} columns); {f.name} has {len(cols)}")
+            parts.append(name)
+        plan = _plan(profile, columns, label)
+        staged = ", ".join(f"CAST({_q(c)} AS VARCHAR) AS {ref}" for c, ref in plan.refs.items()) or "NULL AS __none"
+        union = " UNION ALL ".join(f"SELECT {staged} FROM {p}" for p in parts)
+        shown = list(dict.fromkeys(c.value_sql for c in plan.checks))  # raw text kept for the messages only
+        step1 = ", ".join([f"{e} AS {_q(c)}" for c, e in plan.base.items()] + shown)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT {step1} FROM ({union})")
+        except duckdb.Error as exc:
+            raise _read_error(profile, files[0], exc) from None
     finally:
         for p in parts:
             _drop(con, p)
-    problems = _run_checks(con, plan, stage, profile)
-    notes = plan.notes + ([plan.recoding_note()] if plan.recoded else [])
-    problems += [DataProblem(profile.table, note, source=label, rule="profile note", severity="warning")
-                 for note in notes]
-    select = ", ".join(f"{e} AS {_q(c)}" for c, e in plan.exprs.items())
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {relation} AS SELECT {select} FROM {stage}")
+        problems = _run_checks(con, plan, stage, profile)
+        notes = plan.notes + ([plan.recoding_note()] if plan.recoded else [])
+        problems += [DataProblem(profile.table, note, source=label, rule="profile note", severity="warning")
+                     for note in notes]
+        step2 = ", ".join(f"{e} AS {_q(c)}" for c, e in plan.final.items())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {relation} AS SELECT {step2} FROM {stage}")
     except duckdb.Error as exc:  # a conversion the checks did not foresee: name the profile
         raise DataContractError(profile.table, f"cannot be recoded: {shorten(str(exc).splitlines()[0], 200)}",
                                 source=label, expected=f"values the rules of {profile.path} can recode") from None
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {stage}")
+        _drop(con, stage)
     return label, relation, problems, files
 
 
@@ -1084,18 +1126,15 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def _run_checks(con: duckdb.DuckDBPyConnection, plan: _Plan, stage: str, profile: Profile) -> list[DataProblem]:
+    """Count every check in one scan of step 1; for the failing ones, the most frequent offending values and
+    up to five example ids."""
     if not plan.checks:
         return []
     aggs = ", ".join(f"count(*) FILTER (WHERE {c.condition})" for c in plan.checks)
-    try:
-        counts = con.execute(f"SELECT {aggs} FROM {stage}").fetchone()
-    except duckdb.Error as exc:
-        raise DataContractError(profile.table, f"cannot be checked: {shorten(str(exc).splitlines()[0], 200)}",
-                                source=plan.file_label, expected=f"values the rules of {profile.path} can read") \
-            from None
+    counts = con.execute(f"SELECT {aggs} FROM {stage}").fetchone()
     spec = TABLES[profile.table]
     key_rule = profile.columns.get(spec.key)
-    key = _text(_q(key_rule.source)) if key_rule is not None and key_rule.source else None
+    key = _q(spec.key) if spec.key in plan.base else None
     out: list[DataProblem] = []
     required = {c.name for c in spec.columns if not c.nullable}
     for check, n in zip(plan.checks, counts):
@@ -1103,14 +1142,9 @@ def _run_checks(con: duckdb.DuckDBPyConnection, plan: _Plan, stage: str, profile
             continue
         values = [v for (v, _) in con.execute(f"SELECT {check.value_sql} AS v, count(*) AS n FROM {stage} WHERE "
                                               f"{check.condition} GROUP BY v ORDER BY n DESC, v LIMIT 6").fetchall()]
-        if key is not None:
-            rows = con.execute(f"SELECT {key}, rn FROM (SELECT row_number() OVER () AS rn, * FROM {stage}) "
-                               f"WHERE {check.condition} LIMIT 5").fetchall()
-            examples = [k if k else f"row {rn}" for k, rn in rows]
-        else:
-            examples = [f"row {rn}" for (rn,) in con.execute(
-                f"SELECT rn FROM (SELECT row_number() OVER () AS rn, * FROM {stage}) WHERE {check.condition} "
-                "LIMIT 5").fetchall()]
+        rows = con.execute(f"SELECT {key or 'NULL'}, rn FROM (SELECT row_number() OVER () AS rn, * FROM {stage}) "
+                           f"WHERE {check.condition} LIMIT 5").fetchall()
+        examples = [k if k else f"row {rn}" for k, rn in rows]
         hint = check.hint(values) if check.hint else ""
         out.append(DataProblem(profile.table, check.problem + (f" (read into {check.target})"
                                                                if check.column != check.target else ""),
