@@ -239,3 +239,31 @@ def test_cox_on_a_numeric_looking_text_covariate_names_the_column_not_thousands_
     # converted as suggested, the model fits
     frame["TotalCharges"] = pd.to_numeric(frame["TotalCharges"], errors="coerce")
     assert list(fit_cox(frame, "duration", "event", ["TotalCharges"]).table.index) == ["TotalCharges"]
+
+
+def test_survey_only_department_and_drivers_reports_explain_what_they_cannot_show(small_demo, tmp_path):
+    """A survey-only data set (the demo's responses alone) gives a department report whose survey objectives are
+    judged and whose ticket and retention sections say which table they need, and a drivers report."""
+    import shutil
+
+    from helpers.drivers_report import prepare_drivers_report
+    from helpers.objectives_report import prepare_department_report
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    shutil.copy(small_demo / "responses.parquet", folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        snap = str(load_dataset(folder).snapshot(tmp_path / "snap.duckdb"))
+    dept = prepare_department_report("billing", data_source=snap, as_of="2026-10-31")
+    table = dept.evaluation.table.set_index("id")
+    survey = table[table["metric"].isin(["csat", "nps", "ces"])]
+    assert len(survey) and (survey["status"] != "no data").all()
+    assert (table.loc[table["metric"].isin(["fcr", "first_response_hours"]), "status"] == "no data").all()
+    survival, message = dept.retention()
+    assert survival is None and message == ("Retention needs the customers table (signup and churn dates): "
+                                            "add customers.csv")
+    _, notes = dept.funnels()
+    assert any("needs the tickets table" in n for n in notes)
+    assert "Survey answers" in dept.missing_values_html() and "Tickets" not in dept.missing_values_html()
+    drivers = prepare_drivers_report("Billing", data_source=snap, n_boot=0, as_of="2026-10-31")
+    assert drivers.main is not None and len(drivers.main.table) >= 6

@@ -585,6 +585,11 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
     start = pd.Timestamp(start) if start is not None else pd.Timestamp(end).replace(day=1)
     end = pd.Timestamp(end)
     fw, fparams = _filter_sql(department)
+    present = getattr(ds, "tables", ("tickets", "org"))  # survey-only data (issue 12): no ticket links, no owners
+    tickets = "tickets" if "tickets" in present else (
+        "(SELECT NULL::VARCHAR AS ticket_id, NULL::VARCHAR AS customer_id, NULL::VARCHAR AS department, NULL::VARCHAR"
+        " AS team, NULL::VARCHAR AS agent_id, NULL::TIMESTAMP AS created_at, NULL::TIMESTAMP AS resolved_at LIMIT 0)")
+    org = "org" if "org" in present else "(SELECT NULL::VARCHAR AS person_id, NULL::VARCHAR AS name LIMIT 0)"
     where = _and("CAST(r.response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)",
                  "r.nps <= ? OR r.csat <= ?", fw.replace("department", "r.department"),
                  "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "")
@@ -596,7 +601,7 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
     linked AS (
         SELECT f.response_id, t.ticket_id, t.team, t.agent_id,
                row_number() OVER (PARTITION BY f.response_id ORDER BY t.created_at DESC, t.ticket_id DESC) AS rk
-        FROM flagged f JOIN tickets t ON t.customer_id = f.customer_id AND t.department = f.department
+        FROM flagged f JOIN {tickets} t ON t.customer_id = f.customer_id AND t.department = f.department
              AND CAST(t.created_at AS DATE) <= f.response_date
              AND CAST(t.created_at AS DATE) >= f.response_date - INTERVAL {int(ticket_days)} DAY),
     counts AS (
@@ -604,11 +609,11 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
                count(t.ticket_id) FILTER (WHERE t.resolved_at IS NULL) AS open_tickets,
                count(t.ticket_id) FILTER (WHERE CAST(t.created_at AS DATE) > CAST(? AS DATE) - INTERVAL
                    {int(ticket_days)} DAY AND CAST(t.created_at AS DATE) <= CAST(? AS DATE)) AS recent_tickets
-        FROM flagged f LEFT JOIN tickets t ON t.customer_id = f.customer_id GROUP BY f.response_id)
+        FROM flagged f LEFT JOIN {tickets} t ON t.customer_id = f.customer_id GROUP BY f.response_id)
     SELECT f.*, l.ticket_id, l.team, o.name AS owner, c.open_tickets, c.recent_tickets
     FROM flagged f
     LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
-    LEFT JOIN org o ON o.person_id = l.agent_id
+    LEFT JOIN {org} o ON o.person_id = l.agent_id
     LEFT JOIN counts c ON c.response_id = f.response_id
     """
     params = [start.date(), end.date(), nps_max, csat_max, *fparams, end.date(), end.date()]
