@@ -483,3 +483,83 @@ def test_problems_of_several_tables_reported_together(tmp_path):
     assert ("responses", "sat") in rules and ("tickets", "Created") in rules
     assert "duplicate" in msg  # the contract's own check on the recoded table, in the same pass
     assert "'yesterday'" in msg and "'12'" in msg
+
+
+# --- more forms the docs promise ----------------------------------------------------------------------------
+
+def test_more_offset_forms_and_zone_names(tmp_path):
+    csv = """
+        Id,Cust,Created
+        T1,C1,2025-01-03 08:33:00-07
+        T2,C1,2025-01-03 15:33:00 UTC
+        T3,C1,2025-01-03 15:33:00+00:00
+        T4,C1,2025-01-03 08:33:00
+        T5,C1,2025-07-03 08:33:00
+    """
+    f = _write(tmp_path / "t.csv", csv)
+    responses = _write(tmp_path / "r.csv", "id,cust,day,dept\nR1,C1,2025-01-02,Billing\n")
+    profile = f"""
+        table: tickets
+        file: {f}
+        read: {{timezone: America/Denver}}
+        columns: {{ticket_id: Id, customer_id: Cust, department: {{value: Billing}}, created_at: Created}}
+    """
+    sset = _set(tmp_path, tickets=profile, responses=textwrap.dedent(RESPONSES_HEAD).format(file=responses))
+    ds = load_dataset(sset, emit_warnings=False)
+    got = ds.tickets.set_index("ticket_id")["created_at"]
+    assert (got[["T1", "T2", "T3", "T4"]] == pd.Timestamp("2025-01-03 15:33:00")).all()
+    assert got["T5"] == pd.Timestamp("2025-07-03 14:33:00")  # summer time: UTC-6
+    assert set(ds.tickets["department"]) == {"Billing"}  # a constant (value:)
+
+
+def test_counts_currency_negatives_null_labels_cp1252_and_parquet(tmp_path):
+    # cp1252 (a codec DuckDB does not read itself: through pandas), the euro sign is 0x80 there
+    csv = "acct;since;seg;mrr;Owner\nA1;2025-01-02;Consumer;(12.00);Zoë €\nA2;2025-01-02;Unknown;USD 3.50;x\n"
+    f = _write(tmp_path / "c.csv", csv, "cp1252")
+    responses = _write(tmp_path / "r.csv", "id,cust,day,dept\nR1,A1,2025-05-02,Billing\n")
+    profile = f"""
+        table: customers
+        file: {f}
+        read: {{encoding: cp1252, delimiter: ";"}}
+        columns:
+          customer_id: acct
+          signup_date: since
+          segment: {{from: seg, labels: {{Consumer: consumer, Unknown: null}}}}
+          monthly_revenue: {{from: mrr, currency: USD}}
+        dimensions: [Owner]
+    """
+    sset = _set(tmp_path, customers=profile, responses=textwrap.dedent(RESPONSES_HEAD).format(file=responses))
+    with pytest.raises(DataValidationError) as err:  # segment is required: a label read as missing is named
+        load_dataset(sset, emit_warnings=False)
+    assert "segment" in str(err.value) and "monthly_revenue" in str(err.value)  # and the negative amount
+    assert err.value.problems[0].table == "customers"
+    _write(f, csv.replace("(12.00)", "12.00").replace("Unknown", "Consumer"), "cp1252")
+    ds = load_dataset(sset, emit_warnings=False)
+    assert ds.customers["Owner"].tolist() == ["Zoë €", "x"]
+    assert ds.customers["monthly_revenue"].tolist() == [12.0, 3.5]
+    ds.close()
+    # Parquet exports: typed columns read as text, then recoded like any other
+    t = pd.DataFrame({"Id": ["T1", "T2", "T3"], "Cust": ["A1"] * 3, "Dept": ["Billing"] * 3,
+                      "Created": pd.to_datetime(["2025-01-03 08:00"] * 3), "Reopens": [0, 3, -1]})
+    t.to_parquet(tmp_path / "t.parquet")
+    tickets = f"""
+        table: tickets
+        file: {tmp_path / 't.parquet'}
+        columns: {{ticket_id: Id, customer_id: Cust, department: Dept, created_at: Created,
+                   reopened: {{from: Reopens, count_to_boolean: true}}}}
+    """
+    sset = _set(tmp_path, customers=profile, tickets=tickets,
+                responses=textwrap.dedent(RESPONSES_HEAD).format(file=responses))
+    with pytest.raises(DataValidationError, match="'Reopens' is not a count.*'-1'.*'T3'"):
+        load_dataset(sset, emit_warnings=False)
+    t.assign(Reopens=[0, 3, 1]).to_parquet(tmp_path / "t.parquet")
+    ds = load_dataset(sset, emit_warnings=False)
+    assert ds.tickets["reopened"].tolist() == [False, True, True]
+    assert ds.tickets["created_at"].tolist() == [pd.Timestamp("2025-01-03 08:00")] * 3
+
+
+def test_dimension_named_like_a_contract_column(tmp_path):
+    p = _write(tmp_path / "responses.yaml", textwrap.dedent(RESPONSES_HEAD).format(file="x.csv")
+               + "dimensions: {channel: Via}\n")
+    with pytest.raises(ParamsError, match="dimensions.channel: channel is a contract column"):
+        load_profile(p)
