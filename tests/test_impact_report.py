@@ -175,3 +175,26 @@ def test_clear_errors_name_what_is_missing(demo):
         IR.driver_chain(few, responses, n_boot=20)
     with pytest.raises(IR.ImpactReportError, match="no column 'tier'"):
         IR.revenue_at_risk_table(customers, responses, segment="tier", n_boot=20)
+
+
+def test_company_worth_equals_the_three_pieces(demo):
+    """Two chains for the whole company give what the three functions give one by one (same resamples)."""
+    customers, responses = demo
+    rev = customers["monthly_revenue"]
+    customers = customers.assign(monthly_revenue=rev.fillna(rev.groupby(customers["segment"]).transform("median")))
+    plans = [SimpleNamespace(department="Technical Support", objectives=[objective("ts", "csat", 90.0),
+                                                                         objective("ts-nps", "nps", 40.0)]),
+             SimpleNamespace(department="Billing", objectives=[objective("b", "csat", 90.0)])]
+    cw = IR.company_worth(plans, customers, responses, n_boot=30, seed=5, currency="EUR", top=None)
+    obj = IR.objective_worth(plans, customers, responses, n_boot=30, seed=5, currency="EUR")
+    drv = IR.driver_chain(customers, responses, n_boot=30, seed=5, currency="EUR", top=None)
+    risk = IR.revenue_at_risk_table(customers, responses, n_boot=30, seed=5, currency="EUR")
+    cols = list(IR.KEYS)
+    pd.testing.assert_frame_equal(cw.objectives.table[cols], obj.table[cols], rtol=1e-6)
+    assert cw.objectives.table["department"].tolist() == ["Technical Support"] * 2 + ["Billing"]
+    pd.testing.assert_frame_equal(cw.drivers.table[["driver", *cols]], drv.table[["driver", *cols]], rtol=1e-6)
+    pd.testing.assert_frame_equal(cw.risk.table[["dimension", "group", "revenue_at_risk", "revenue_at_risk_low",
+                                                 "revenue_at_risk_high"]],
+                                  risk.table[["dimension", "group", "revenue_at_risk", "revenue_at_risk_low",
+                                              "revenue_at_risk_high"]], rtol=1e-6)
+    assert cw.objectives.sentences == obj.sentences

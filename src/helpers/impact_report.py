@@ -192,68 +192,72 @@ def department_exposure(responses: pd.DataFrame, department: str, as_of=None,
     return share
 
 
-def objective_worth(plan, customers: pd.DataFrame, responses: pd.DataFrame, *, as_of=None, horizon: int = 12,
-                    window_months: int = 12, n_boot: int = 200, level: float = 0.95, seed: int = 0,
-                    currency: str | None = None, covariates: Sequence[str] = ("segment",),
-                    min_events: int = 20) -> WorthTable:
-    """For each objective of ``plan`` (a :class:`helpers.objectives.ObjectivePlan`, or anything with
-    ``department`` and ``objectives``) on a satisfaction KPI (csat, nps): what meeting its target is worth
-    over ``horizon`` months (module docstring). Objectives on other KPIs are not listed; an objective whose
-    filters name columns the answers do not have is listed with the reason it is not priced."""
-    dept = plan.department
-    cur = I.resolve_currency(currency)
-    if as_of in (None, ""):
-        as_of = pd.to_datetime(responses["response_date"]).max()
-    as_of = pd.Timestamp(as_of)
+def _as_of(responses: pd.DataFrame, as_of) -> pd.Timestamp:
+    return pd.Timestamp(as_of) if as_of not in (None, "") else pd.to_datetime(responses["response_date"]).max()
+
+
+def _objective_rows(plans, customers: pd.DataFrame, responses: pd.DataFrame, as_of: pd.Timestamp,
+                    window_months: int):
+    """Per satisfaction objective of every plan: its row (current level, rating shift, note) and, when it is
+    to be priced, the scenario (metric, mean rating change, exposure) it needs; (rows, [(row index,
+    metric, scenario)])."""
     since = as_of - pd.DateOffset(months=int(window_months))
     rdate = pd.to_datetime(responses["response_date"])
-    recent = responses[(responses["department"] == dept) & (rdate > since) & (rdate <= as_of)]
-    exposure = department_exposure(responses, dept, as_of, customers["customer_id"])
-    rows, by_metric = [], {}
-    for o in plan.objectives:
-        if o.metric not in PRICEABLE:
-            continue
-        row = {"objective": o.id, "title": o.title, "metric": o.metric, "target": float(o.target),
-               "current": np.nan, "latent_shift": np.nan, "rating_change": np.nan, "note": ""}
-        sel = recent
-        bad = [k for k in o.filters if k not in responses.columns]
-        if bad:
-            row["note"] = (f"not priced: its filter on {', '.join(bad)} cannot be traced to survey answers")
-        else:
-            for k, vals in o.filters.items():
-                sel = sel[sel[k].astype(str).isin([str(v) for v in vals])]
-            if sel[o.metric].notna().sum() == 0:
-                row["note"] = f"not priced: no {o.metric} answers in the {window_months} months before {as_of:%Y-%m-%d}"
+    in_window = (rdate > since) & (rdate <= as_of)
+    rows, todo = [], []
+    for plan in plans:
+        dept = plan.department
+        recent = responses[in_window & (responses["department"] == dept)]
+        exposure = None
+        for o in plan.objectives:
+            if o.metric not in PRICEABLE:
+                continue
+            row = {"department": dept, "objective": o.id, "title": o.title, "metric": o.metric,
+                   "target": float(o.target), "current": np.nan, "latent_shift": np.nan, "rating_change": np.nan,
+                   "note": "", "customers": np.nan}
+            for k in ("extra_kept", "extra_kept_low", "extra_kept_high", "extra_revenue", "extra_revenue_low",
+                      "extra_revenue_high"):
+                row[k] = np.nan
+            sel = recent
+            bad = [k for k in o.filters if k not in responses.columns]
+            if bad:
+                row["note"] = f"not priced: its filter on {', '.join(bad)} cannot be traced to survey answers"
             else:
-                current, d, change = rating_shift_for_target(o.metric, sel[o.metric], float(o.target))
-                row.update(current=current, latent_shift=d, rating_change=change)
-                if not np.isfinite(d):
-                    row["note"] = "not priced: no uniform rise of the ratings reaches the target"
-                elif d == 0:
-                    row["note"] = "target already met by the last months' answers"
+                for k, vals in o.filters.items():
+                    sel = sel[sel[k].astype(str).isin([str(v) for v in vals])]
+                if sel[o.metric].notna().sum() == 0:
+                    row["note"] = (f"not priced: no {o.metric} answers in the {window_months} months before "
+                                   f"{as_of:%Y-%m-%d}")
                 else:
-                    by_metric.setdefault(o.metric, []).append(len(rows))
-        rows.append(row)
-    for r in rows:
-        r.update(extra_kept=np.nan, extra_kept_low=np.nan, extra_kept_high=np.nan, extra_revenue=np.nan,
-                 extra_revenue_low=np.nan, extra_revenue_high=np.nan, customers=np.nan)
-        if r["note"].startswith("target already met"):
-            r.update(extra_kept=0.0, extra_kept_low=0.0, extra_kept_high=0.0, extra_revenue=0.0,
-                     extra_revenue_low=0.0, extra_revenue_high=0.0)
-    notes: list[str] = []
-    for metric, idx in by_metric.items():
-        scen = [(metric, rows[i]["rating_change"], exposure) for i in idx]
-        res = I.what_if_many(customers, responses, scen, horizon=horizon, as_of=as_of, covariates=covariates,
-                             outcome=metric, n_boot=n_boot, level=level, seed=seed, currency=cur,
-                             min_events=min_events)
-        for i, w in zip(idx, res):
-            a = w.table.set_index("segment").loc["all"]
-            rows[i].update({k: float(a[k]) for k in ("extra_kept", "extra_kept_low", "extra_kept_high",
-                                                     "extra_revenue", "extra_revenue_low", "extra_revenue_high",
-                                                     "customers")})
-        notes.extend(n for n in res[0].notes if n not in notes)
+                    current, d, change = rating_shift_for_target(o.metric, sel[o.metric], float(o.target))
+                    row.update(current=current, latent_shift=d, rating_change=change)
+                    if not np.isfinite(d):
+                        row["note"] = "not priced: no uniform rise of the ratings reaches the target"
+                    elif d == 0:
+                        row["note"] = "target already met by the last months' answers"
+                        row.update(extra_kept=0.0, extra_kept_low=0.0, extra_kept_high=0.0, extra_revenue=0.0,
+                                   extra_revenue_low=0.0, extra_revenue_high=0.0)
+                    else:
+                        if exposure is None:
+                            exposure = department_exposure(responses, dept, as_of, customers["customer_id"])
+                        todo.append((len(rows), o.metric, (o.metric, change, exposure)))
+            rows.append(row)
+    return rows, todo
+
+
+KEYS = ("extra_kept", "extra_kept_low", "extra_kept_high", "extra_revenue", "extra_revenue_low",
+        "extra_revenue_high")
+
+
+def _all_row(w: I.WhatIfResult) -> dict:
+    """The company row of a what-if result; with cells (department x segment) summed from the resamples."""
+    t = w.table.set_index(w.by)
+    return {"customers": float(t.loc["all", "customers"]), **{k: float(t.loc["all", k]) for k in KEYS}}
+
+
+def _objective_table(rows: list, horizon: int, level: float, cur: str, title: str, notes: list) -> WorthTable:
     table = pd.DataFrame(rows)
-    sentences = [_objective_sentence(r, dept, horizon, level, cur) for r in table.itertuples()]
+    sentences = [_objective_sentence(r, r.department, horizon, level, cur) for r in table.itertuples()]
     table["sentence"] = sentences
     table = _add_ci_text(table, cur)
     cols, labels = _reader_columns(["title", "current", "target", "rating_change"],
@@ -261,9 +265,36 @@ def objective_worth(plan, customers: pd.DataFrame, responses: pd.DataFrame, *, a
                                     "rating_change": "Mean rating change"}, horizon, level)
     return WorthTable(table=table, sentences=sentences, currency=cur, columns=cols + ["note"], labels=labels,
                       formats={"current": "number:1", "target": "number:1", "rating_change": "number:2",
-                               "note": "text"},
-                      title=f"What meeting {dept}'s satisfaction objectives is worth over {horizon} months",
-                      notes=notes)
+                               "note": "text"}, title=title, notes=notes)
+
+
+def objective_worth(plan, customers: pd.DataFrame, responses: pd.DataFrame, *, as_of=None, horizon: int = 12,
+                    window_months: int = 12, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                    currency: str | None = None, covariates: Sequence[str] = ("segment",),
+                    min_events: int = 20) -> WorthTable:
+    """For each objective of ``plan`` (a :class:`helpers.objectives.ObjectivePlan`, or anything with
+    ``department`` and ``objectives``; or a list of them) on a satisfaction KPI (csat, nps): what meeting its
+    target is worth over ``horizon`` months (module docstring). Objectives on other KPIs are not listed; an
+    objective whose filters name columns the answers do not have is listed with the reason it is not
+    priced. One chain per KPI for all the plans' objectives."""
+    plans = list(plan) if isinstance(plan, (list, tuple)) else [plan]
+    cur = I.resolve_currency(currency)
+    as_of = _as_of(responses, as_of)
+    rows, todo = _objective_rows(plans, customers, responses, as_of, window_months)
+    notes: list[str] = []
+    for metric in PRICEABLE:
+        mine = [(i, sc) for i, mt, sc in todo if mt == metric]
+        if not mine:
+            continue
+        res = I.what_if_many(customers, responses, [sc for _, sc in mine], horizon=horizon, as_of=as_of,
+                             covariates=covariates, outcome=metric, n_boot=n_boot, level=level, seed=seed,
+                             currency=cur, min_events=min_events)
+        for (i, _), w in zip(mine, res):
+            rows[i].update(_all_row(w))
+        notes.extend(n for n in res[0].notes if n not in notes)
+    depts = ", ".join(p.department for p in plans)
+    return _objective_table(rows, horizon, level, cur, f"What meeting {depts}'s satisfaction objectives is "
+                            f"worth over {horizon} months", notes)
 
 
 def _objective_sentence(r, dept: str, horizon: int, level: float, cur: str) -> str:
@@ -292,14 +323,9 @@ def _points(delta: float) -> str:
     return "half a point" if a == 0.5 else ("a point" if a == 1 else f"{a:g} points")
 
 
-def driver_chain(customers: pd.DataFrame, responses: pd.DataFrame, drivers: Sequence[str] | None = None, *,
-                 delta: float = 0.5, top: int | None = 3, as_of=None, horizon: int = 12, n_boot: int = 200,
-                 level: float = 0.95, seed: int = 0, currency: str | None = None, outcome: str = "csat",
-                 covariates: Sequence[str] = ("segment",), min_events: int = 20) -> WorthTable:
-    """"Raising Ease by half a point: +x CSAT points, y fewer churned customers, €z over 12 months (95% CI)"
-    for each of ``drivers`` (default: every ``attr_*`` column; in the order given, or by customers kept
-    when not given), the first ``top`` of them (None: all), from one joint bootstrap."""
-    attrs = [c for c in responses.columns if str(c).startswith("attr_")]
+def _check_drivers(responses_columns, drivers, attributes=None) -> tuple[list, list]:
+    attrs = list(attributes) if attributes is not None else [c for c in responses_columns
+                                                             if str(c).startswith("attr_")]
     chosen = list(drivers) if drivers is not None else attrs
     unknown = [d for d in chosen if d not in attrs]
     if unknown:
@@ -307,20 +333,18 @@ def driver_chain(customers: pd.DataFrame, responses: pd.DataFrame, drivers: Sequ
                                 f"{shorten(attrs, 200)}")
     if not chosen:
         raise ImpactReportError("the responses have no attribute ratings (attr_* columns) to raise")
-    cur = I.resolve_currency(currency)
-    res = I.what_if_many(customers, responses, [(a, delta) for a in chosen], horizon=horizon, as_of=as_of,
-                         covariates=covariates, outcome=outcome, n_boot=n_boot, level=level, seed=seed,
-                         currency=cur, min_events=min_events, attributes=attrs)
+    return attrs, chosen
+
+
+def _driver_table(chosen: list, results: list, ranked: bool, top: int | None, delta: float, horizon: int,
+                  level: float, cur: str, outcome: str, notes: list) -> WorthTable:
     rows = []
-    for a, w in zip(chosen, res):
-        t = w.table.set_index("segment").loc["all"]
+    for a, w in zip(chosen, results):
         dc, dlo, dhi = w.link("csat_change")
         rows.append({"driver": a, "label": column_label(a), "delta": delta, "csat_change": dc,
-                     "csat_change_low": dlo, "csat_change_high": dhi, "customers": float(t["customers"]),
-                     **{k: float(t[k]) for k in ("extra_kept", "extra_kept_low", "extra_kept_high",
-                                                 "extra_revenue", "extra_revenue_low", "extra_revenue_high")}})
+                     "csat_change_low": dlo, "csat_change_high": dhi, **_all_row(w)})
     table = pd.DataFrame(rows)
-    if drivers is None:
+    if ranked:
         table = table.sort_values("extra_kept", ascending=False, kind="stable").reset_index(drop=True)
     if top is not None:
         table = table.head(int(top)).reset_index(drop=True)
@@ -343,7 +367,7 @@ def driver_chain(customers: pd.DataFrame, responses: pd.DataFrame, drivers: Sequ
     cols, labels = _reader_columns(["label", "csat_ci"], {"label": "Driver",
                                                          "csat_ci": f"{column_label(outcome)} change ({lvl} CI)"},
                                    horizon, level)
-    notes = list(res[0].notes) + [
+    notes = list(notes) + [
         "The slope of each attribute is per point of its observed rating (noise in attribute ratings is not "
         "corrected, which understates it)."]
     return WorthTable(table=table, sentences=sentences, currency=cur, columns=cols, labels=labels, formats={},
@@ -351,11 +375,27 @@ def driver_chain(customers: pd.DataFrame, responses: pd.DataFrame, drivers: Sequ
                       notes=notes)
 
 
+def driver_chain(customers: pd.DataFrame, responses: pd.DataFrame, drivers: Sequence[str] | None = None, *,
+                 delta: float = 0.5, top: int | None = 3, as_of=None, horizon: int = 12, n_boot: int = 200,
+                 level: float = 0.95, seed: int = 0, currency: str | None = None, outcome: str = "csat",
+                 covariates: Sequence[str] = ("segment",), min_events: int = 20) -> WorthTable:
+    """"Raising Ease by half a point: +x CSAT points, y fewer churned customers, €z over 12 months (95% CI)"
+    for each of ``drivers`` (default: every ``attr_*`` column; in the order given, or by customers kept
+    when not given), the first ``top`` of them (None: all), from one joint bootstrap."""
+    attrs, chosen = _check_drivers(responses.columns, drivers)
+    cur = I.resolve_currency(currency)
+    res = I.what_if_many(customers, responses, [(a, delta) for a in chosen], horizon=horizon, as_of=as_of,
+                         covariates=covariates, outcome=outcome, n_boot=n_boot, level=level, seed=seed,
+                         currency=cur, min_events=min_events, attributes=attrs)
+    return _driver_table(chosen, res, drivers is None, top, delta, horizon, level, cur, outcome, res[0].notes)
+
+
 # ----------------------------------------------------------------------------------------------------
 # (c) revenue at risk per department and segment
 # ----------------------------------------------------------------------------------------------------
 
 NO_ANSWERS = "no answers"
+CELL_SEP = "\x1f"
 
 
 def main_department(responses: pd.DataFrame, as_of=None) -> pd.Series:
@@ -363,52 +403,46 @@ def main_department(responses: pd.DataFrame, as_of=None) -> pd.Series:
     r = responses
     if as_of not in (None, ""):
         r = r[pd.to_datetime(r["response_date"]) <= pd.Timestamp(as_of)]
-    n = r.groupby(["customer_id", "department"]).size().rename("n").reset_index()
+    n = r.groupby(["customer_id", "department"], observed=True).size().rename("n").reset_index()
     n = n.sort_values(["customer_id", "n", "department"], ascending=[True, False, True], kind="stable")
-    return n.drop_duplicates("customer_id").set_index("customer_id")["department"]
+    return n.drop_duplicates("customer_id").set_index("customer_id")["department"].astype(str)
 
 
-def revenue_at_risk_table(customers: pd.DataFrame, responses: pd.DataFrame, *, as_of=None, horizon: int = 12,
-                          reference: float | str = "median", n_boot: int = 200, level: float = 0.95,
-                          seed: int = 0, currency: str | None = None, segment: str = "segment",
-                          min_events: int = 20, ratings: pd.DataFrame | None = None) -> WorthTable:
-    """Revenue over ``horizon`` months at risk from dissatisfaction (:func:`helpers.impact.revenue_at_risk`)
-    per department (each customer's main department by answers; ``no answers`` for the rest) and per
-    segment, plus the company, from one joint bootstrap over department x segment cells (the margins are
-    summed resample by resample, so their intervals are consistent)."""
+def _with_cells(customers: pd.DataFrame, responses: pd.DataFrame, as_of, segment: str) -> pd.DataFrame:
+    """customers with ``_cell`` = main department x segment."""
     if segment not in customers.columns:
         raise ImpactReportError(f"customers have no column {shorten(segment)} to split revenue at risk by")
-    cur = I.resolve_currency(currency)
     dept = main_department(responses, as_of).reindex(customers["customer_id"]).fillna(NO_ANSWERS).to_numpy()
-    sep = "\x1f"
-    cell = pd.Series(dept, index=customers.index).astype(str) + sep + customers[segment].astype(str)
-    cust = customers.assign(_cell=cell)
-    res = I.revenue_at_risk(cust, responses, reference=reference, horizon=horizon, as_of=as_of, by="_cell",
-                            covariates=(segment,), n_boot=n_boot, level=level, seed=seed, currency=cur,
-                            min_events=min_events, ratings=ratings)
-    tab = res.table[res.table["_cell"] != "all"].copy()
-    tab[["department", "segment"]] = tab["_cell"].str.split(sep, n=1, expand=True)
+    cell = pd.Series(dept, index=customers.index).astype(str) + CELL_SEP + customers[segment].astype(str)
+    return customers.assign(_cell=cell)
+
+
+def _risk_table(cells: pd.DataFrame, boot: pd.DataFrame, reference: tuple, rule: str, horizon: int, level: float,
+                cur: str, notes: list) -> WorthTable:
+    """Margins per department, per segment and for the company from per-cell results (columns customers,
+    revenue, extra_kept, extra_revenue; ``boot`` with extra_kept_<cell>, extra_revenue_<cell>)."""
+    tab = cells[cells["_cell"] != "all"].copy()
+    tab[["department", "segment"]] = tab["_cell"].str.split(CELL_SEP, n=1, expand=True)
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     rows = []
     for dim in ("department", "segment", "all"):
         groups = [("all", tab)] if dim == "all" else list(tab.groupby(dim, sort=True))
         for g, part in groups:
-            cells = list(part["_cell"])
-            kb = res.boot[[f"extra_kept_{c}" for c in cells]].sum(axis=1)
-            rb = res.boot[[f"extra_revenue_{c}" for c in cells]].sum(axis=1)
+            cl = list(part["_cell"])
+            kb = boot[[f"extra_kept_{c}" for c in cl]].sum(axis=1)
+            rb = boot[[f"extra_revenue_{c}" for c in cl]].sum(axis=1)
             rows.append({"dimension": dim, "group": g, "customers": int(part["customers"].sum()),
                          "revenue": float(part["revenue"].sum()),
-                         "customers_at_risk": float(part["customers_at_risk"].sum()),
+                         "customers_at_risk": float(part["extra_kept"].sum()),
                          "customers_at_risk_low": float(np.quantile(kb, q[0])),
                          "customers_at_risk_high": float(np.quantile(kb, q[1])),
-                         "revenue_at_risk": float(part["revenue_at_risk"].sum()),
+                         "revenue_at_risk": float(part["extra_revenue"].sum()),
                          "revenue_at_risk_low": float(np.quantile(rb, q[0])),
                          "revenue_at_risk_high": float(np.quantile(rb, q[1]))})
     table = pd.DataFrame(rows)
     table["share_of_revenue"] = table["revenue_at_risk"] / table["revenue"]
-    ref, rlo, rhi = res.reference
+    ref, rlo, rhi = reference
     lvl = f"{level:.0%}"
-    rule = res.reference_rule
     sentences = []
     for r in table.itertuples():
         where = "the company" if r.dimension == "all" else f"{column_label(r.dimension).lower()} {r.group}"
@@ -424,7 +458,7 @@ def revenue_at_risk_table(customers: pd.DataFrame, responses: pd.DataFrame, *, a
                              for r in table.itertuples()]
     dr = interval_decimals(rlo, rhi, least=2)
     notes = [f"Reference: {rule} satisfaction, {ref:.{dr}f} CSAT points ({lvl} CI {fmt_interval(rlo, rhi, dr)}).",
-             *res.notes]
+             *notes]
     return WorthTable(table=table, sentences=sentences, currency=cur,
                       columns=["dimension", "group", "customers", "revenue", "risk_ci", "share_of_revenue",
                                "customers_ci"],
@@ -435,3 +469,83 @@ def revenue_at_risk_table(customers: pd.DataFrame, responses: pd.DataFrame, *, a
                       formats={"revenue": "currency", "share_of_revenue": "percent:1", "customers": "int",
                                "dimension": lambda v: "Company" if v == "all" else column_label(v)},
                       title=f"Revenue at risk from dissatisfaction over {horizon} months", notes=notes)
+
+
+def _rule(reference) -> str:
+    return "the median" if reference == "median" else f"a reference of {reference}"
+
+
+def revenue_at_risk_table(customers: pd.DataFrame, responses: pd.DataFrame, *, as_of=None, horizon: int = 12,
+                          reference: float | str = "median", n_boot: int = 200, level: float = 0.95,
+                          seed: int = 0, currency: str | None = None, segment: str = "segment",
+                          min_events: int = 20, ratings: pd.DataFrame | None = None) -> WorthTable:
+    """Revenue over ``horizon`` months at risk from dissatisfaction (:func:`helpers.impact.revenue_at_risk`)
+    per department (each customer's main department by answers; ``no answers`` for the rest) and per
+    segment, plus the company, from one joint bootstrap over department x segment cells (the margins are
+    summed resample by resample, so their intervals are consistent)."""
+    cur = I.resolve_currency(currency)
+    cust = _with_cells(customers, responses, as_of, segment)
+    res = I.revenue_at_risk(cust, responses, reference=reference, horizon=horizon, as_of=as_of, by="_cell",
+                            covariates=(segment,), n_boot=n_boot, level=level, seed=seed, currency=cur,
+                            min_events=min_events, ratings=ratings)
+    cells = res.table.rename(columns={"customers_at_risk": "extra_kept", "revenue_at_risk": "extra_revenue"})
+    return _risk_table(cells, res.boot, res.reference, _rule(reference), horizon, level, cur, res.notes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# everything at once: two chains for the whole company
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class CompanyWorth:
+    """The three reader outputs for the whole company: ``objectives`` (every department's satisfaction
+    objectives priced), ``drivers`` (the chain for the top drivers), ``risk`` (revenue at risk per department
+    and segment)."""
+
+    objectives: WorthTable
+    drivers: WorthTable
+    risk: WorthTable
+
+
+def company_worth(plans, customers: pd.DataFrame, responses: pd.DataFrame, *, drivers: Sequence[str] | None = None,
+                  delta: float = 0.5, top: int | None = 3, reference: float | str = "median", as_of=None,
+                  horizon: int = 12, window_months: int = 12, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                  currency: str | None = None, segment: str = "segment", min_events: int = 20,
+                  ratings: dict | None = None, crossproducts: pd.DataFrame | None = None,
+                  attributes: Sequence[str] | None = None) -> CompanyWorth:
+    """:func:`objective_worth` for every plan, :func:`driver_chain` and :func:`revenue_at_risk_table` from two
+    chains: one on CSAT (the CSAT objectives, the drivers and revenue at risk share every resample's fits)
+    and one on NPS (the NPS objectives). Large data: ``ratings`` = {"csat": ..., "nps": ...} from
+    :func:`helpers.churn_link.rating_summary_sql` and ``crossproducts`` from
+    :func:`helpers.impact.driver_crossproducts_sql` (with ``attributes`` in its order), cut at ``as_of``."""
+    plans = list(plans) if isinstance(plans, (list, tuple)) else [plans]
+    cur = I.resolve_currency(currency)
+    as_of = _as_of(responses, as_of)
+    attrs, chosen = _check_drivers(responses.columns, drivers, attributes)
+    cust = _with_cells(customers, responses, as_of, segment)
+    rows, todo = _objective_rows(plans, customers, responses, as_of, window_months)
+    ratings = ratings or {}
+    common = dict(horizon=horizon, as_of=as_of, covariates=(segment,), by="_cell", n_boot=n_boot, level=level,
+                  seed=seed, currency=cur, min_events=min_events)
+    mine = [(i, sc) for i, mt, sc in todo if mt == "csat"]
+    scen = [sc for _, sc in mine] + [(a, delta) for a in chosen] + [(None, reference)]
+    res = I.what_if_many(cust, responses, scen, outcome="csat", attributes=attrs, ratings=ratings.get("csat"),
+                         crossproducts=crossproducts, **common)
+    notes = list(res[0].notes)
+    for (i, _), w in zip(mine, res):
+        rows[i].update(_all_row(w))
+    drv = _driver_table(chosen, res[len(mine):len(mine) + len(chosen)], drivers is None, top, delta, horizon,
+                        level, cur, "csat", notes)
+    rr = res[-1]
+    risk = _risk_table(rr.table, rr.boot, rr.link("reference"), _rule(reference), horizon, level, cur, notes)
+    nps = [(i, sc) for i, mt, sc in todo if mt == "nps"]
+    if nps:
+        res_n = I.what_if_many(cust, responses, [sc for _, sc in nps], outcome="nps", attributes=[],
+                               ratings=ratings.get("nps"), crossproducts=pd.DataFrame() if ratings.get("nps")
+                               is not None else None, **common)
+        for (i, _), w in zip(nps, res_n):
+            rows[i].update(_all_row(w))
+        notes.extend(n for n in res_n[0].notes if n not in notes)
+    obj = _objective_table(rows, horizon, level, cur, f"What meeting each department's satisfaction objectives "
+                           f"is worth over {horizon} months", notes)
+    return CompanyWorth(objectives=obj, drivers=drv, risk=risk)
