@@ -111,3 +111,35 @@ def test_unsupported_kpis_and_columns_are_clear_errors():
         funnel(frame, "ticket_volume", "team")
     with pytest.raises(KitError, match="no column 'agent_id'"):
         funnel(frame, "fcr", "agent_id")
+
+
+def test_overdispersed_units_are_not_all_named_but_an_extreme_one_is():
+    """Agents whose true rates differ (random effects, sd 4 points) with large n: plain limits name most of them;
+    with the overdispersion adjustment (Spiegelhalter 2005, s.5) about 5% of ordinary agents fall outside the
+    95% limits, and an agent 25 points worse is still named."""
+    rng = np.random.default_rng(21)
+    plain = adjusted = total = 0
+    weak_flagged = []
+    for rep in range(40):
+        rates = np.clip(rng.normal(0.65, 0.04, 30), 0.05, 0.95)
+        spec = {f"A{i}": (float(p), int(n)) for i, (p, n) in enumerate(zip(rates, rng.integers(800, 2000, 30)))}
+        spec["Weak"] = (0.40, 1000)
+        frame = _tickets(spec, seed=100 + rep)
+        raw = funnel(frame, "fcr", "team", adjust_overdispersion=False).table
+        fair_result = funnel(frame, "fcr", "team")
+        fair = fair_result.table
+        assert fair_result.tau2 > 0 and fair_result.phi > 1
+        ordinary = fair["unit"] != "Weak"
+        plain += int((raw.loc[raw["unit"] != "Weak", "outside"] != "").sum())
+        adjusted += int((fair.loc[ordinary, "outside"] != "").sum())
+        total += int(ordinary.sum())
+        weak_flagged.append(fair.set_index("unit").loc["Weak", "direction"] == "worse")
+    assert plain / total > 0.4  # without the adjustment, ordinary variation is named
+    assert 0.02 < adjusted / total < 0.09, adjusted / total
+    assert all(weak_flagged)
+
+
+def test_no_overdispersion_adjustment_with_few_units():
+    frame = _tickets({"North": (0.80, 3000), "South": (0.70, 3000), "East": (0.75, 3000)}, seed=4)
+    result = funnel(frame, "fcr", "team")
+    assert result.tau2 == 0 and result.phi > 10 and set(result.flagged["unit"]) == {"North", "South"}

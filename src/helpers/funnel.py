@@ -21,6 +21,16 @@ Limits by kind of KPI (``helpers.kpis.KPIS[metric].kind``):
   quantiles at the Beta distribution's ``p`` and ``1 - p`` quantiles (for even ``n`` the same Beta with
   ``k = (n + 1) / 2``, an approximation for the mean of the two middle values).
 
+**Overdispersion** (Spiegelhalter 2005, section 5; Spiegelhalter et al. 2012, *JRSS A* 175:1): with large
+``n`` the limits are so narrow that genuine but ordinary differences between units (agents of a slow team, say)
+put most units outside them, and the plot names everyone. With at least :data:`MIN_UNITS_FOR_OVERDISPERSION`
+units, each unit's z-score ``z_i = (y_i - theta0) / s(n_i)`` is computed with ``s(n)`` the null standard error at
+its ``n`` (the 95% limits' half-width / 1.96), the z-scores are Winsorised at their 10th and 90th percentiles,
+``phi = mean(z^2)``; when ``I * phi`` exceeds the 95% point of chi-square with ``I - 1`` degrees of freedom,
+the additive random-effects variance ``tau^2 = (I phi - (I - 1)) / (sum w - sum w^2 / sum w)``, ``w = 1 / s^2``
+(DerSimonian-Laird on the Winsorised scores) widens the limits to ``theta0 +/- z * sqrt(s(n)^2 + tau^2)``.
+Units are then named only when they are unusual even given the ordinary spread between units.
+
 Counts (ticket volume) and customer KPIs (retention) have no per-unit rate to compare and are skipped;
 survey answers carry no team or agent in the data contract, so survey KPIs (NPS, CSAT, CES) are compared by
 team only when the responses have a ``team`` column.
@@ -35,8 +45,11 @@ from scipy import stats
 
 from helpers.errors import KitError
 
-__all__ = ["LEVELS", "FunnelResult", "binomial_limits", "funnel", "funnel_values", "mean_limits",
-           "median_limits"]
+__all__ = ["LEVELS", "MIN_UNITS_FOR_OVERDISPERSION", "FunnelResult", "binomial_limits", "funnel", "funnel_values",
+           "mean_limits", "median_limits", "overdispersion"]
+
+MIN_UNITS_FOR_OVERDISPERSION = 10
+"""Fewer units than this: no between-unit variance is estimated (it cannot be, reliably)."""
 
 LEVELS = (0.95, 0.998)
 """The two control levels of the funnel (two-sided): about 2 and 3 standard errors."""
@@ -101,6 +114,10 @@ class FunnelResult:
     method: str
     higher_is_better: bool = True
     notes: list[str] = field(default_factory=list)
+    phi: float = float("nan")
+    """Winsorised overdispersion estimate (1 = units differ as much as chance alone makes them)."""
+    tau2: float = 0.0
+    """Between-unit variance added to the limits (0: none; see the module docstring)."""
 
     @property
     def flagged(self) -> pd.DataFrame:
@@ -133,11 +150,37 @@ def funnel_values(frame: pd.DataFrame, metric: str) -> pd.Series:
     raise KitError(f"KPI {metric!r} ({k.kind}) has no per-unit funnel; supported: {sorted(SUPPORTED_KINDS)}")
 
 
-def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre: float | None = None) -> FunnelResult:
+def overdispersion(values, n, centre: float, null_se) -> tuple[float, float, bool]:
+    """``(phi, tau2, significant)`` from the units' values and sizes: Winsorised (10%/90%) z-scores against
+    ``centre`` with ``null_se(n)`` (Spiegelhalter 2005, section 5.3); ``tau2`` is 0 unless ``I * phi`` is above
+    the 95% point of chi-square(I - 1)."""
+    y = np.asarray(values, dtype=float)
+    s = np.asarray(null_se(np.asarray(n, dtype=float)), dtype=float)
+    ok = np.isfinite(y) & np.isfinite(s) & (s > 0)
+    y, s = y[ok], s[ok]
+    units = y.size
+    if units < 2:
+        return float("nan"), 0.0, False
+    z = (y - centre) / s
+    lo, hi = np.percentile(z, [10, 90])
+    z = np.clip(z, lo, hi)
+    phi = float(np.mean(z ** 2))
+    significant = bool(units * phi > stats.chi2.ppf(0.95, units - 1))
+    if not significant:
+        return phi, 0.0, False
+    w = 1.0 / s ** 2
+    tau2 = max(0.0, (units * phi - (units - 1)) / (w.sum() - (w ** 2).sum() / w.sum()))
+    return phi, float(tau2), tau2 > 0
+
+
+def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre: float | None = None,
+           adjust_overdispersion: bool | None = None) -> FunnelResult:
     """The funnel of ``metric`` for the units in column ``by`` of ``frame`` (one department's rows).
 
     ``centre`` defaults to the department's value over all rows (pooled proportion, mean or median). Units
-    with fewer than ``min_n`` observations are left out (a note says how many). Raises :class:`KitError`
+    with fewer than ``min_n`` observations are left out (a note says how many). ``adjust_overdispersion``:
+    None = when there are at least :data:`MIN_UNITS_FOR_OVERDISPERSION` units and the spread between them is
+    beyond chance (module docstring); True/False forces it on/off. Raises :class:`KitError`
     naming the KPI when it cannot be compared by unit or ``by`` is not a column.
     """
     from helpers.kpis import KPIS  # noqa: PLC0415
@@ -172,13 +215,34 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
                      f"observations left out")
     table = table[~small].reset_index(drop=True)
 
-    def limits(n, level):
+    def exact_limits(n, level):
         if k.kind in _PROPORTION_KINDS:
             lo, hi = binomial_limits(theta0 / 100.0, n, level)
             return lo * 100.0, hi * 100.0
         if k.kind in _MEDIAN_KINDS:
             return median_limits(x, n, level)
         return mean_limits(theta0, sd, n, level)
+
+    def null_se(n):
+        lo, hi = exact_limits(n, 0.95)
+        return (np.asarray(hi, float) - np.asarray(lo, float)) / (2 * stats.norm.ppf(0.975))
+
+    adjust = (len(table) >= MIN_UNITS_FOR_OVERDISPERSION) if adjust_overdispersion is None else adjust_overdispersion
+    phi, tau2 = float("nan"), 0.0
+    if len(table) >= 2:
+        phi, tau2, _ = overdispersion(table["value"], table["n"], theta0, null_se)
+    if not adjust:
+        tau2 = 0.0
+    elif tau2 > 0:
+        notes.append(f"the {by} values differ more than chance alone makes them (overdispersion {phi:.1f}); the "
+                     "limits include that ordinary spread, so only unusual ones are named")
+        method += "; limits widened for overdispersion (additive random effects, Spiegelhalter 2005 s.5)"
+
+    def limits(n, level):
+        if tau2 <= 0:
+            return exact_limits(n, level)
+        half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(null_se(n) ** 2 + tau2)
+        return theta0 - half, theta0 + half
 
     for level, tag in zip(LEVELS, ("95", "998")):
         lo, hi = limits(table["n"].to_numpy(), level)
@@ -197,4 +261,5 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
         lo, hi = limits(grid, level)
         curve[f"low_{tag}"], curve[f"high_{tag}"] = np.asarray(lo, float), np.asarray(hi, float)
     return FunnelResult(metric=metric, label=k.label, unit=k.unit, by=by, centre=theta0, n_total=int(len(data)),
-                        table=table, curve=curve, method=method, higher_is_better=k.higher_is_better, notes=notes)
+                        table=table, curve=curve, method=method, higher_is_better=k.higher_is_better, notes=notes,
+                        phi=phi, tau2=tau2)
