@@ -125,8 +125,10 @@ def _plan(tmp_path, params, **kw):
 def test_plan_has_every_department_and_both_company_reports(tmp_path):
     params = write_params(tmp_path, {"sales": "Sales", "technical_support": "Technical Support"})
     jobs = _plan(tmp_path, params)
-    assert [j.name for j in jobs] == ["department_sales", "department_technical_support",
-                                      "satisfaction_drivers", "retention_forecast"]
+    from helpers.reports import registry
+    company = [s.name for s in registry.reports("company")]
+    assert company[:2] == ["satisfaction_drivers", "retention_forecast"]
+    assert [j.name for j in jobs] == ["department_sales", "department_technical_support"] + company
     sales = jobs[0]
     assert sales.department == "Sales"
     assert sales.parameters["department"] == "sales"
@@ -223,8 +225,9 @@ def test_notebook_parameter_checks(tmp_path):
 def test_parameter_the_notebook_does_not_declare_is_an_error(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    for name in ("department_report.ipynb", "satisfaction_drivers.ipynb", "retention_forecast.ipynb"):
-        (nbs / name).write_bytes((FIXTURE_NOTEBOOKS / name).read_bytes())
+    from helpers.reports import registry
+    for spec in registry.REPORTS:
+        (nbs / spec.notebook).write_bytes((FIXTURE_NOTEBOOKS / spec.notebook).read_bytes())
     _notebook(nbs / "department_report.ipynb",
               'data_source = ""\nreport_config = ""\nas_of = ""\nrun_id = ""\nsummary_path = ""\ndepartment = ""\n')
     params = write_params(tmp_path, {"sales": "Sales"})

@@ -516,7 +516,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
             summary, problem = registry.check_summary(run_dir_p / job.summary)
             if problem is None:
                 changes = None
-                if job.kind == "department":
+                if job.kind == "department" and "previous" in context:  # (not in a reproduction)
                     from helpers.reports.changes import changes_for_report
                     changes = changes_for_report(job.name, summary, context.get("previous"))
                     result["changes"] = changes.to_dict()
