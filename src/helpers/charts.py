@@ -332,9 +332,10 @@ def funnel_plot(result, ax=None, *, names=None, unit_label: str = ""):
     names = dict(names or {})
     c = result.curve
     ax.axhline(result.centre, color=NEUTRAL, linewidth=1.3, label="department")
-    ax.plot(c["n"], c["low_95"], color=NEUTRAL, linestyle="--", linewidth=1.0, label="95% limits")
+    spread = " (with the usual spread)" if getattr(result, "tau2", 0) > 0 else ""
+    ax.plot(c["n"], c["low_95"], color=NEUTRAL, linestyle="--", linewidth=1.0, label=f"95% limits{spread}")
     ax.plot(c["n"], c["high_95"], color=NEUTRAL, linestyle="--", linewidth=1.0)
-    ax.plot(c["n"], c["low_998"], color=NEUTRAL, linestyle=":", linewidth=1.2, label="99.8% limits")
+    ax.plot(c["n"], c["low_998"], color=NEUTRAL, linestyle=":", linewidth=1.2, label=f"99.8% limits{spread}")
     ax.plot(c["n"], c["high_998"], color=NEUTRAL, linestyle=":", linewidth=1.2)
     t = result.table
     inside = t["outside"] == ""

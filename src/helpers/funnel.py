@@ -234,7 +234,8 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
     if not adjust:
         tau2 = 0.0
     elif tau2 > 0:
-        notes.append(f"the {by} values differ more than chance alone makes them (overdispersion {phi:.1f}); the "
+        plural = {"agent_id": "agents", "team": "teams"}.get(by, f"{by} values")
+        notes.append(f"the {plural} differ more than chance alone makes them (overdispersion {phi:.1f}); the "
                      "limits include that ordinary spread, so only unusual ones are named")
         method += "; limits widened for overdispersion (additive random effects, Spiegelhalter 2005 s.5)"
 

@@ -607,7 +607,8 @@ class DepartmentReport:
         """The funnel chart's finding: which units lie outside the limits (only those are named)."""
         r, start_end = item["result"], self.funnel_period()
         when = f"{pd.Timestamp(start_end[0]):%b %Y} to {pd.Timestamp(start_end[1]):%b %Y}"
-        flagged = r.flagged
+        flagged = r.flagged.assign(_name=[self._unit_name(u, item["by"]) for u in r.flagged["unit"]]).sort_values(
+            ["direction", "_name"], ascending=[False, True])  # worse first, then by name (never a ranking)
         if flagged.empty:
             return (f"{r.label} by {item['unit']}, {when}: no {item['unit']} differs from the department "
                     f"({self._funnel_value(r, r.centre)}) by more than chance")
@@ -635,6 +636,7 @@ class DepartmentReport:
         """Every unit for readers, in alphabetical order (not a ranking): n, value, the 95% limits at its n,
         and whether it lies outside them."""
         r = item["result"]
+        notes = "".join(f'<p class="dept-note">{html_escape(n[:1].upper() + n[1:])}.</p>' for n in r.notes)
         t = r.table.assign(name=[self._unit_name(u, item["by"]) for u in r.table["unit"]]).sort_values("name")
         outside = [("no" if o == "" else f"{d}, outside the {o} limits") for o, d in zip(t["outside"], t["direction"])]
         limits = [f"{self._funnel_value(r, lo)} to {self._funnel_value(r, hi)}"
@@ -642,7 +644,7 @@ class DepartmentReport:
         frame = pd.DataFrame({"name": t["name"].to_numpy(), "n": t["n"].to_numpy(),
                               "value": [self._funnel_value(r, v) for v in t["value"]], "limits": limits,
                               "outside": outside})
-        return _narrow(reader_table(frame, labels={"name": item["unit"].capitalize(), "n": "Tickets",
+        return notes + _narrow(reader_table(frame, labels={"name": item["unit"].capitalize(), "n": "Tickets",
                                            "value": r.label, "limits": "Expected range (95%)",
                                            "outside": "Outside the limits?"},
                             formats={"n": "int", "value": "text", "limits": "text", "outside": "text"}))
