@@ -159,8 +159,8 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     result.n_usable = _usable_rows(data, outcome, drivers)
     if result.n_usable < min_n:
         result.message = (f"too few answers for a driver analysis: {result.n_usable:,} complete responses between "
-                          f"{period[0]} and {period[1]}, at least {min_n:,} needed (min_responses, and 10 per "
-                          "attribute)")
+                          f"{period[0]} and {period[1]}, at least {min_n:,} needed (the minimum number of responses in "
+                          "report.yaml, and 10 per attribute)")
     else:
         try:
             result.analysis = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=department_seed(name, seed),

@@ -1,0 +1,102 @@
+"""The company-wide pages (drivers and retention) as a CX vice-president reads them, in headless Chromium.
+
+A run of the company reports only (a params folder without department files) on the small demo; each page is
+opened at 1366x768 and 390x844: the reader checks of tests/browser_check.py (sans-serif font, no table wider than
+the phone, no NaN/PosixPath/rows x/.../snake_case/absolute paths, meaningful alt texts, no external request),
+plus what these pages promise: "In plain words" starts inside the first laptop screen, holds at most six findings,
+each with a 95% interval, and the numbers of its first findings are printed the same in the tables below.
+Screenshots are saved in the test's output folder (printed). Skipped when chromium is not installed.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser_check import READER_CHECKS_JS, Chromium, find_chromium, reader_problems
+from helpers.reports import runner
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("company_pages")]
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("satisfaction_drivers", "retention_forecast")
+VIEWPORTS = {"laptop": (1366, 768, False), "phone": (390, 844, True)}
+
+FACTS_JS = r"""(() => {
+  const heads = Array.from(document.querySelectorAll('h2'));
+  const plain = heads.find(h => h.textContent.trim().startsWith('In plain words'));
+  let items = [];
+  if (plain) {
+    const list = Array.from(document.querySelectorAll('ul')).find(
+      u => plain.compareDocumentPosition(u) & Node.DOCUMENT_POSITION_FOLLOWING);
+    if (list) items = Array.from(list.children).map(li => li.innerText);
+  }
+  return {plainTop: plain ? plain.getBoundingClientRect().top : null, findings: items,
+          text: document.body.innerText};
+})()"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
+    with Chromium(binary) as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def company_run(small_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("company_pages")
+    params = root / "params"
+    (params / "departments").mkdir(parents=True)
+    shutil.copy(ROOT / "params" / "report.yaml", params / "report.yaml")
+    opts = runner.RunOptions(params=params, data=str(small_demo), out=root / "reports", workers=2, progress=False)
+    result = runner.run_reports(opts, echo=lambda *_: None)
+    run_dir = Path(result.run_dir) if hasattr(result, "run_dir") else root / "reports" / "latest"
+    if not (run_dir / "satisfaction_drivers.html").exists():
+        run_dir = root / "reports" / "latest"
+    (root / "screenshots").mkdir()
+    return run_dir, root / "screenshots"
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("page", PAGES)
+def test_company_page_reads_well(company_run, chromium, page, viewport):
+    run_dir, shots = company_run
+    width, height, mobile = VIEWPORTS[viewport]
+    shot = shots / f"{page}_{width}x{height}.png"
+    report = chromium.open(run_dir / f"{page}.html", width=width, height=height, mobile=mobile, screenshot=shot,
+                           facts_js=READER_CHECKS_JS, font_selector="p")
+    print(f"screenshot: {shot}")
+    problems = reader_problems(report, first_screen=False)
+    assert problems == [], f"{page} at {width}x{height}:\n  " + "\n  ".join(problems)
+    text = report.facts.get("text", "")
+    for word in ("min_responses", "monthly_revenue", "small_business", "mean_csat", "ci_low", "alpha_low",
+                 "analysed\tTrue", "\tTrue", "\tFalse"):
+        assert word not in text, word
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_findings_come_first_and_repeat_the_tables(company_run, chromium, page):
+    run_dir, _ = company_run
+    facts = chromium.open(run_dir / f"{page}.html", width=1366, height=768, facts_js=FACTS_JS).facts
+    assert facts["plainTop"] is not None and 0 < facts["plainTop"] < 768, facts["plainTop"]
+    findings = facts["findings"]
+    assert 3 <= len(findings) <= 6, findings
+    text = facts["text"]
+    if page == "satisfaction_drivers":
+        m = re.match(r"(\w[\w ]*) matters most for CSAT: (\d+(?:\.\d)?%) \(95% CI (.+?)\)", findings[0])
+        assert m, findings[0]
+        # the drivers table row: attribute, rank 1, share, interval (tab-separated in innerText)
+        assert f"{m.group(1)}\t1\t{m.group(2)}\t{m.group(3)}" in text
+        assert all("95% CI" in f for f in findings[:3])
+    else:
+        m = re.match(r"Of a new cohort, (\S+) are expected to still be customers after 12 months \(95% CI (.+?)\)",
+                     findings[0])
+        assert m, findings[0]
+        assert f"12\t{m.group(1)}\t{m.group(2)}" in text  # the projection table's 12-month row
+        m = re.search(r"lowers the monthly churn hazard by (\S+) \(95% CI (.+?)\)", findings[1])
+        assert m and f"{m.group(1)} lower\t{m.group(2)}" in text  # the hazard table's CSAT row
+        assert all("95%" in f for f in findings)
