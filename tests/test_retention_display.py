@@ -3,14 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.retention import fit_cox, kaplan_meier
-from helpers.retention_report import format_p_value, hazard_display, survival_display
-
-
-@pytest.mark.parametrize("p, text", [(1e-90, "<0.001"), (0.000999, "<0.001"), (0.001, "0.001"),
-                                     (0.30406, "0.304"), (float("nan"), "n/a")])
-def test_format_p_value(p, text):
-    assert format_p_value(p) == text
+from helpers.retention import (fit_cox, fmt_months, fmt_months_interval, hazard_change_text, kaplan_meier,
+                                percent_interval)
+from helpers.retention_report import hazard_table_html, survival_table_html
 
 
 def _frame(seed=1, n=600):
@@ -23,30 +18,30 @@ def _frame(seed=1, n=600):
                          "plan": group})
 
 
-def test_survival_display_matches_kaplan_meier():
+def test_survival_table_matches_kaplan_meier():
     km = kaplan_meier(_frame(), "duration", "event", group="plan")
-    shown = survival_display(km.medians)
-    assert list(shown.index) == list(km.medians["plan"])
-    for name, row in km.medians.set_index("plan").iterrows():
-        assert shown.loc[name, "customers"] == f"{int(row['n']):,}"
-        assert shown.loc[name, "median months as a customer"] == f"{row['median']:.1f}"
-        assert shown.loc[name, "95% CI"].startswith(f"{row['ci_low']:.1f} to ")
+    html = survival_table_html(km)
+    assert "<th>Segment</th>" in html and "median" not in html.lower().split("<tbody>")[1]
+    for _, row in km.medians.iterrows():
+        assert (f"<td>{row['plan']}</td><td class=\"num\">{int(row['n']):,}</td>"
+                f"<td class=\"num\">{int(row['events']):,}</td><td>{fmt_months(row['median'])}</td>"
+                f"<td>{fmt_months_interval(row['ci_low'], row['ci_high'])}</td>") in html
+    assert "nan" not in html.lower()
 
 
-def test_hazard_display_uses_labels_and_readable_p_values():
+def test_hazard_table_uses_reader_labels_and_p_values():
+    from helpers.formatting import fmt_p_value, html_escape
+
     cox = fit_cox(_frame(), "duration", "event", ["plan"])
-    shown = hazard_display(cox)
-    assert list(shown.index) == [cox.labels.get(c, c) for c in cox.table.index]
-    assert shown.index[0].startswith("plan = premium")
-    hr = cox.table["hazard_ratio"].iloc[0]
-    assert shown["hazard ratio"].iloc[0] == f"{hr:.2f}"
-    assert shown["change in monthly churn hazard"].iloc[0] == f"{100 * (hr - 1):+.0f}%"
-    assert shown["p-value"].iloc[0] == format_p_value(cox.table["p_value"].iloc[0])
+    html = hazard_table_html(cox)
+    hr, lo, hi = cox.table.iloc[0][["hazard_ratio", "ci_low", "ci_high"]]
+    point, interval = hazard_change_text(hr, lo, hi)
+    assert (f"<td>Premium plan (vs basic)</td><td>{point}</td><td>{interval}</td><td>{hr:.2f}</td>") in html
+    assert f"<td>{html_escape(fmt_p_value(cox.table['p_value'].iloc[0]))}</td></tr>" in html
+    assert "plan_premium" not in html and "ci_low" not in html
 
 
 # ------------------------------------------------------------------------------------------------ issue 11 wording
-
-from helpers.retention import fmt_months, fmt_months_interval, hazard_change_text, percent_interval  # noqa: E402
 
 
 @pytest.mark.parametrize("ratio, low, high, point, interval", [

@@ -152,8 +152,8 @@ class OrdinalCheck:
         t = self.table.sort_values("ordinal_rank")
         out = pd.DataFrame({"Attribute": [_label(d) for d in t.index],
                             "Odds ratio per point": t["odds_ratio"].round(2).to_numpy(),
-                            "95% CI": [f"{a:.2f}-{b:.2f}" for a, b in zip(t["or_low"], t["or_high"])],
-                            "p-value": [f"{p:.3g}" if p >= 1e-4 else "<0.0001" for p in t["p_value"]],
+                            "95% CI": [fmt_interval(a, b, 2) for a, b in zip(t["or_low"], t["or_high"])],
+                            "p-value": [fmt_p_value(p) for p in t["p_value"]],
                             "Ordinal rank": t["ordinal_rank"].to_numpy()})
         if "shapley_rank" in t:
             out["Shapley rank"] = t["shapley_rank"].to_numpy()
@@ -749,7 +749,11 @@ def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, 
 # Selecting the responses for a report
 # ----------------------------------------------------------------------------------------------------
 def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower()).strip("_")
+    """The kit's one slug rule (:func:`helpers.formatting.slug`), so "technical_support" finds "Technical Support"
+    as the runner names it."""
+    from helpers.formatting import slug
+
+    return slug(name)
 
 
 def select_responses(responses: pd.DataFrame, department: str = "all", period_start: str = "",

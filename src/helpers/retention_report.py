@@ -189,34 +189,10 @@ class RetentionReport:
 
     # ------------------------------------------------------------------ reader tables (HTML)
     def survival_table_html(self) -> str:
-        km = self.survival
-        if km is None:
-            return ""
-        rows = []
-        for _, r in km.medians.iterrows():
-            rows.append({"Segment": "all customers" if km.group is None else value_label(r[km.group]),
-                         "Customers": int(r["n"]), "Have left": int(r["events"]),
-                         "Median months as a customer": R.fmt_months(r["median"]) if np.isfinite(r["median"])
-                         else "not reached",
-                         "95% CI (months)": R.fmt_months_interval(r["ci_low"], r["ci_high"]),
-                         "Still a customer at the end": f"{fmt_percent(r['survival_at_end'], 0)} after "
-                                                        f"{r['last_time']:.0f} months"})
-        return _table(pd.DataFrame(rows), formats={"Customers": "int", "Have left": "int"})
+        return "" if self.survival is None else survival_table_html(self.survival)
 
     def hazard_table_html(self) -> str:
-        cox = self.hazards
-        if cox is None:
-            return ""
-        rows = []
-        for cov in cox.table.index:
-            hr, lo, hi = cox.per_step(cov)
-            point, interval = hazard_change_text(hr, lo, hi)
-            label = cox.reader_label(cov)
-            rows.append({"Factor": label[0].upper() + label[1:], "Change in monthly churn risk": point,
-                         "95% CI": interval, "Hazard ratio": fmt_number(hr, 2),
-                         "Hazard ratio 95% CI": fmt_interval(lo, hi, max(2, interval_decimals(lo, hi))),
-                         "p-value": fmt_p_value(cox.table.loc[cov, "p_value"])})
-        return _table(pd.DataFrame(rows), formats={c: "text" for c in ("Hazard ratio", "Hazard ratio 95% CI")})
+        return "" if self.hazards is None else hazard_table_html(self.hazards)
 
     def projection_table_html(self) -> str:
         fit = self.main_fit
@@ -574,43 +550,32 @@ def _value(report, frame, seg_col, monthly_rate) -> None:
 # Tables as stakeholders read them (the result objects' .table stay tidy for analysts)
 # ---------------------------------------------------------------------------------------------------
 
-def format_p_value(p: float) -> str:
-    """A p-value as readers expect it: "<0.001" below one in a thousand, otherwise three decimals."""
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+def survival_table_html(km: R.KaplanMeierResult) -> str:
+    """Kaplan-Meier medians per segment for readers: customers, have left, median months as a customer and its
+    95% interval (printed as the sentences print them: :func:`helpers.retention.fmt_months`), share still a
+    customer at the last month observed."""
+    rows = []
+    for _, r in km.medians.iterrows():
+        rows.append({"Segment": "all customers" if km.group is None else value_label(r[km.group]),
+                     "Customers": int(r["n"]), "Have left": int(r["events"]),
+                     "Median months as a customer": R.fmt_months(r["median"]) if np.isfinite(r["median"])
+                     else "not reached",
+                     "95% CI (months)": R.fmt_months_interval(r["ci_low"], r["ci_high"]),
+                     "Still a customer at the end": f"{fmt_percent(r['survival_at_end'], 0)} after "
+                                                    f"{r['last_time']:.0f} months"})
+    return _table(pd.DataFrame(rows), formats={"Customers": "int", "Have left": "int"})
 
 
-def _interval(low: float, high: float, digits: int = 1) -> str:
-    fmt = f"{{:,.{digits}f}}"
-    lo = fmt.format(low) if np.isfinite(low) else "n/a"
-    hi = fmt.format(high) if np.isfinite(high) else "not reached"
-    return f"{lo} to {hi}"
-
-
-def survival_display(medians: pd.DataFrame) -> pd.DataFrame:
-    """Kaplan-Meier medians per segment with readable headers: customers, churned, median months and its
-    95% interval, share still a customer at the last observed month."""
-    rows = {}
-    for _, r in medians.iterrows():
-        rows[str(r.iloc[0])] = {
-            "customers": f"{int(r['n']):,}", "churned": f"{int(r['events']):,}",
-            "median months as a customer": f"{r['median']:.1f}" if np.isfinite(r["median"]) else "not reached",
-            "95% CI": _interval(r["ci_low"], r["ci_high"]),
-            "still a customer at the end": f"{r['survival_at_end']:.0%} after {r['last_time']:.0f} months"}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.name = medians.columns[0]
-    return out
-
-
-def hazard_display(cox) -> pd.DataFrame:
-    """The Cox table with the chart's labels, hazard ratios with their 95% interval and readable p-values."""
-    t = cox.table
-    out = pd.DataFrame({
-        "hazard ratio": [f"{v:.2f}" for v in t["hazard_ratio"]],
-        "95% CI": [_interval(lo, hi, 2) for lo, hi in zip(t["ci_low"], t["ci_high"])],
-        "change in monthly churn hazard": [f"{100 * (v - 1):+.0f}%" for v in t["hazard_ratio"]],
-        "p-value": [format_p_value(p) for p in t["p_value"]],
-    }, index=[cox.labels.get(c, c) for c in t.index])
-    out.index.name = "factor"
-    return out
+def hazard_table_html(cox: R.CoxResult) -> str:
+    """The Cox model for readers: each factor's change of the monthly churn risk with its interval in the same
+    words as the sentences ("60% lower", "56% to 63% lower"), the hazard ratio with its interval, the p-value."""
+    rows = []
+    for cov in cox.table.index:
+        hr, lo, hi = cox.per_step(cov)
+        point, interval = hazard_change_text(hr, lo, hi)
+        label = cox.reader_label(cov)
+        rows.append({"Factor": label[0].upper() + label[1:], "Change in monthly churn risk": point,
+                     "95% CI": interval, "Hazard ratio": fmt_number(hr, 2),
+                     "Hazard ratio 95% CI": fmt_interval(lo, hi, max(2, interval_decimals(lo, hi))),
+                     "p-value": fmt_p_value(cox.table.loc[cov, "p_value"])})
+    return _table(pd.DataFrame(rows), formats={c: "text" for c in ("Hazard ratio", "Hazard ratio 95% CI")})
