@@ -388,7 +388,7 @@ def _csv_read_problem(name: str, path: Path, exc: Exception) -> DataProblem:
     if encoding:
         return DataProblem(name, f"cannot be read as CSV: {encoding}", source=str(path), rule="file",
                            expected="a UTF-8 text file with a header row",
-                           suggestion="or declare the file's encoding (`encoding: cp1252`) in its export profile")
+                           suggestion="or declare the file's encoding (`read: {encoding: cp1252}`) in its export profile")
     delim = csv_delimiter(path)
     sep = f"; its header line looks {_DELIMITERS[delim]}-delimited ({delim!r})" if delim != "," else ""
     return DataProblem(name, f"cannot be read as CSV: {first}{sep}", source=str(path), rule="file",
@@ -503,7 +503,7 @@ def _suggestion(con, rt: _RawTable, check: _Check, values: list[object]) -> str 
         time = " %I:%M %p" if twelve else (" %H:%M" if col.dtype == "timestamp" else "")
         key = "date_format" if col.dtype == "date" else "timestamp_format"
         if dotted:
-            return f"looks like day.month.year dates: set `{key}: '%d.%m.%Y{time}'` in the export profile"
+            return f"looks like day.month.year dates: set `read: {{{key}: '%d.%m.%Y{time}'}}` in the export profile"
         if n:
             if first and first > 12:
                 fmt, what = "%d/%m/%Y", "day/month/year dates"
@@ -511,14 +511,14 @@ def _suggestion(con, rt: _RawTable, check: _Check, values: list[object]) -> str 
                 fmt, what = "%m/%d/%Y", "US dates (month/day/year)"
             else:
                 fmt, what = "%m/%d/%Y", "US or European dates (month/day or day/month: say which)"
-            return f"looks like {what}: set `{key}: '{fmt}{time}'` in the export profile"
+            return f"looks like {what}: set `read: {{{key}: '{fmt}{time}'}}` in the export profile"
         return None
     if col.dtype in ("integer", "float"):
         if all(not t.strip() for t in texts):
-            return "blank text is not a number: list it as a missing-value code (`missing_values: [' ']`)"
+            return "blank text is not a number: list it as a missing-value code (`read: {missing: ['', ' ']}` in the export profile)"
         if any(re.search(r"[$€£¥]|\b[A-Z]{3}\b", t) for t in texts) or all(_THOUSANDS.match(t) for t in texts):
             return ("values carry a currency or thousands separators (e.g. " + shorten(texts[0], 30) + "): set "
-                    "`thousands: ','` (and the currency) in the export profile")
+                    "`thousands: ','` (or `currency: USD`) for this column in the export profile")
         if is_rating and all(re.search(r"[A-Za-z]", t) for t in texts):
             return ("text labels found: map them to numbers with a label map for this column in its export profile "
                     "(e.g. `labels: {" + ", ".join(f"{shorten(t, 20)}: ..." for t in texts[:2]) + "}`)")
@@ -526,7 +526,7 @@ def _suggestion(con, rt: _RawTable, check: _Check, values: list[object]) -> str 
     if col.dtype == "boolean":
         counts = [t for t in texts if re.fullmatch(r"\s*\d+(\.0+)?\s*", t)]
         if counts and len(counts) == len(texts):
-            return (f"counts found ({', '.join(counts[:3])}): read them as true when above 0 (`counts_to_boolean: "
+            return (f"counts found ({', '.join(counts[:3])}): read them as true when above 0 (`count_to_boolean: "
                     "true` for this column in its export profile)")
     return None
 
@@ -587,7 +587,7 @@ def numeric_text_problem(table: str, column: str, counts: tuple, examples_sql=No
     return DataProblem(table, what, source=source, column=column, n_rows=blanks + others if bad else None,
                        examples=keys or [], values=offenders or [], rule="numeric text", severity="warning",
                        expected="a number column (blank = missing) or text categories",
-                       suggestion=f"read it as a number (`type: number`, blanks as missing) in its export profile; as "
+                       suggestion=f"read it as a number (blanks as missing); as "
                                   f"text it is a category with {distinct:,} levels (e.g. that many Cox covariates)")
 
 

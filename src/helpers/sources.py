@@ -861,7 +861,8 @@ def _column_plan(plan: _Plan, col: Column, rule: ColumnRule) -> None:
     rated = rating_scale(name)
     numeric = bool(rated) or col.dtype in ("integer", "float") or (col.dtype == "boolean" and rule.count_to_boolean)
     target = f"__n_{name}" if numeric else name  # the column of step 1 that is empty when recoding failed
-    failed = f"{_q(target)} IS NULL AND {value_present}"  # cheap test first: the costly ones run on few rows
+    # cheap test first: the costly ones run on the few rows whose value came out empty; blank text is missing
+    failed = f"{_q(target)} IS NULL AND {value_present} AND trim({raw}) <> ''"
 
     def check(problem: str, expected: str, extra: str = "", hint=None, condition: str | None = None) -> None:
         cond = condition if condition is not None else failed + (f" AND {extra}" if extra else "")
