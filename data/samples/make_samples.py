@@ -18,7 +18,9 @@ Three real export layouts, read by the profiles in params/sources/ (source set p
 - ``org.csv``: the demo's organisation in the contract's format.
 
 Every person, company and address is fictional (the demo's generated names); e-mail fields are empty or
-``@example.invalid``. The same demo gives the same files (seeded choices, fixed order).
+``@example.invalid``. The same demo gives the same contents (seeded choices, fixed order; the .xlsx differs only
+in its zip timestamps). ``expected/`` holds the demo's own contract values of the sampled rows, which
+tests/test_sources.py compares with what the profiles read back.
 """
 from __future__ import annotations
 
