@@ -154,7 +154,7 @@ def test_first_screen_status_table_and_headline_for_readers(billing):
     rows = table.split("<tr>")[2:]
     assert len(rows) == len(ev.table)
     for row, (_, r) in zip(rows, ev.table.iterrows()):
-        chance_cell = re.search(r'data-label="Chance" class="num">([^<]*)<', row).group(1)
+        chance_cell = re.search(r'<td class="num"><span class="cell-label">Chance: </span>([^<]*)<', row).group(1)
         assert chance_cell == ("n/a" if r["status"] in ("no data", "too little data") else chance_percent(r["p_met"]))
     page_text = screen + table + "".join(billing.objective_markdown(o) for o in billing.objective_ids)
     assert "params/departments" not in page_text and "billing-" not in page_text and "min_responses" not in page_text

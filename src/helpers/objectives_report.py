@@ -170,21 +170,20 @@ class DepartmentReport:
         body = []
         for _, r in self.evaluation.table.iterrows():
             indent = f' style="padding-left:{0.6 + 1.2 * int(r["level"]):.1f}rem"' if int(r["level"]) else ""
-            status = r["status"] + (f" ({r['status_detail']})" if r["status_detail"] else "")
             target = str(r["target_text"]).split(" (from")[0]
+            lab = (lambda text: f'<span class="cell-label">{text}: </span>')
             body.append(
                 "<tr>"
-                f'<td data-label="Status">{status_badge_html(r["status"])}'
+                f'<td>{status_badge_html(r["status"])}'
                 + (f'<div class="status-detail">{html_escape(r["status_detail"])}</div>' if r["status_detail"] else "")
                 + "</td>"
-                f'<td data-label="Objective"{indent}>{html_escape(r["title"])}'
+                f'<td{indent}>{html_escape(r["title"])}'
                 f'<div class="owner">{html_escape(r["owner"])} &middot; judged on {html_escape(r["window"])}</div></td>'
-                f'<td data-label="Now">{html_escape(r["current_text"])}</td>'
-                f'<td data-label="Target">{html_escape(target)} by {html_escape(r["deadline_text"])}</td>'
-                f'<td data-label="Forecast">{html_escape(r["forecast_text"])}</td>'
-                f'<td data-label="Chance" class="num">{html_escape(self._chance_text(r))}</td>'
+                f'<td>{lab("Now")}{html_escape(r["current_text"])}</td>'
+                f'<td>{lab("Target")}{html_escape(target)} by {html_escape(r["deadline_text"])}</td>'
+                f'<td>{lab("Forecast")}{html_escape(r["forecast_text"])}</td>'
+                f'<td class="num">{lab("Chance")}{html_escape(self._chance_text(r))}</td>'
                 "</tr>")
-            del status
         return (f'<table class="kit-table dept-status" id="status-table"><thead>{head}</thead>'
                 f'<tbody>{"".join(body)}</tbody></table>')
 
