@@ -563,3 +563,18 @@ def test_dimension_named_like_a_contract_column(tmp_path):
                + "dimensions: {channel: Via}\n")
     with pytest.raises(ParamsError, match="dimensions.channel: channel is a contract column"):
         load_profile(p)
+
+
+def test_dates_from_local_timestamps_take_the_day_in_the_output_zone(tmp_path):
+    csv = """
+        id,cust,day,dept,sat
+        R1,C1,03/04/2025 11:30 PM,Billing, 
+        R2,C1,03/04/2025 11:30 PM -0700,Billing,4
+        R3,C1,03/04/2025,Billing,
+    """
+    read = "timezone: America/Denver\ndate_format: '%m/%d/%Y'\ntimestamp_format: '%m/%d/%Y %I:%M %p'"
+    ds = load_dataset(_responses(tmp_path, csv, "  csat: sat\n", read=read), emit_warnings=False, today="2026-01-01")
+    # 23:30 in Denver (UTC-7 in March before DST) is 06:30 UTC the next day; a date alone stays that day
+    assert ds.responses["response_date"].tolist() == [pd.Timestamp("2025-03-05"), pd.Timestamp("2025-03-05"),
+                                                      pd.Timestamp("2025-03-04")]
+    assert np.isnan(ds.responses["csat"].iloc[0])  # a blank (' ') answer is missing, not an error

@@ -630,7 +630,8 @@ def _number_sql(t: str, decimal: str, thousands: str | None, currency: str | Non
     return f"nullif(TRY_CAST({s} AS DOUBLE), 'NaN'::DOUBLE)"  # 'nan' is missing (inf is out of any range)
 
 
-_TIME_THEN_OFFSET = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([+-]\d\d(:?\d\d)?|Z|UTC)$"
+_TIME_THEN_OFFSET = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([AaPp]\.?[Mm]\.?)?\s*([+-]\d\d(:?\d\d)?|Z|UTC)$"
+_TIME_CODES = ("%H", "%I", "%M", "%S", "%p", "%z", "%T", "%R", "%c")
 
 
 def _timestamp_sql(t: str, formats: Sequence[str], zone: str, out_zone: str) -> str:
@@ -666,10 +667,13 @@ def _timestamp_sql(t: str, formats: Sequence[str], zone: str, out_zone: str) -> 
 
 
 def _date_sql(t: str, formats: Sequence[str], zone: str, out_zone: str) -> str:
-    """A DATE from text: the declared formats, an ISO date, or the day (in ``out_zone``) of a timestamp."""
-    first = [f"CAST(try_strptime({t}, [{', '.join(_lit(f) for f in formats)}]) AS DATE)"] if formats else []
+    """A DATE from text: a declared date format, an ISO date, or the day (in ``out_zone``) of a timestamp (in a
+    declared timestamp format or ISO, converted like a timestamp column)."""
+    dates = [f for f in formats if not any(code in f for code in _TIME_CODES)]
+    stamps = [f for f in formats if f not in dates]
+    first = [f"CAST(try_strptime({t}, [{', '.join(_lit(f) for f in dates)}]) AS DATE)"] if dates else []
     other = (f"(CASE WHEN length({t}) <= 10 THEN TRY_CAST({t} AS DATE) "
-             f"ELSE CAST({_timestamp_sql(t, formats, zone, out_zone)} AS DATE) END)")
+             f"ELSE CAST({_timestamp_sql(t, stamps, zone, out_zone)} AS DATE) END)")
     return f"COALESCE({', '.join(first + [other])})" if first else other
 
 
