@@ -194,3 +194,47 @@ def test_team_and_agent_funnels_name_only_units_outside_the_limits(billing):
 def test_chances_at_the_ends_are_not_shown_as_certain():
     shown = [chance_percent(p) for p in (0.0, 0.004, 0.0099, 0.01, 0.46, 0.99, 0.995, 1.0, float("nan"))]
     assert shown == ["<1%", "<1%", "1%", "1%", "46%", "99%", ">99%", ">99%", "n/a"]
+
+
+PAGE_CONTENT_PX = 920  # kit.css: .page max-width 60rem (960 px) minus 2 x 1.25rem padding
+
+
+def _smallest_text_px(fig, dpi: int = 110) -> float:
+    """The smallest text of a figure in CSS pixels once its PNG (``show_figure``: ``dpi``, tight bounding box)
+    is scaled to the page's content width (images are never enlarged: max-width 100%)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if t.get_visible() and str(t.get_text()).strip()]
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    width = Image.open(io.BytesIO(buffer.getvalue())).size[0]
+    scale = min(1.0, PAGE_CONTENT_PX / width)
+    return min(t.get_fontsize() for t in texts) * dpi / 72 * scale
+
+
+def test_chart_text_is_at_least_10_px_on_the_page(billing):
+    import matplotlib.pyplot as plt
+
+    from helpers.charts import apply_theme
+
+    apply_theme()
+    try:
+        for oid in billing.objective_ids:
+            fig, ax = plt.subplots(figsize=(8.6, 3.6))  # as in the notebook
+            billing.plot_objective(oid, ax=ax)
+            assert _smallest_text_px(fig) >= 10, oid
+        assert _smallest_text_px(billing.plot_cascade().figure) >= 10
+        items, _ = billing.funnels()
+        fig, ax = plt.subplots(figsize=(8.6, 3.8))
+        billing.plot_funnel(items[0], ax=ax)
+        assert _smallest_text_px(fig) >= 10
+        survival, _ = billing.retention()
+        fig, ax = plt.subplots(figsize=(8.6, 3.8))
+        billing.plot_retention(survival, ax=ax)
+        assert _smallest_text_px(fig) >= 10
+    finally:
+        plt.close("all")
