@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.demo_text import COMMENTS, HTML_SPECIAL_COMMENTS, comment_catalogue
+from helpers.demo_text import COMMENTS, HTML_SPECIAL_COMMENTS, UNASKED_COMMENTS, comment_catalogue
 from helpers.errors import ParamsError
 from helpers.voice import (codebook_from_text, distinctive_terms, escape_text, load_codebook, log_odds_dirichlet,
                            match_themes, normalise_text, search_comments, sentiment, sentiment_label,
@@ -26,11 +26,21 @@ def _cb(body: str):
 def test_shipped_codebook_loads_and_every_theme_matches_some_demo_comment():
     cb = load_codebook(ROOT / "params/themes.yaml")
     assert len(cb) >= 8 and cb.names[0] == "waiting"
+    assert cb["waiting"].rating == "attr_speed" and not cb["waiting"].unasked
+    assert set(cb.unasked) == {"billing_errors", "price_increase", "mobile_app", "no_human", "leaving"}
     depts = ("customer_service", "sales", "marketing", "delivery", "billing", "technical_support")
     attrs = ("speed", "resolution", "knowledge", "courtesy", "ease", "value")
-    texts = pd.Series(comment_catalogue(depts, attrs) + list(HTML_SPECIAL_COMMENTS))
+    unasked = [x for v in UNASKED_COMMENTS.values() for x in v]
+    texts = pd.Series(comment_catalogue(depts, attrs) + list(HTML_SPECIAL_COMMENTS) + unasked)
     flags = match_themes(texts, cb)
     assert flags.any().all(), flags.sum()[~flags.any()]
+    # the demo's unasked problems: each sentence is found by its own theme and by no other; nothing else in the
+    # demo's vocabulary mentions them (so the effect per mention is the problem's)
+    for theme, sentences in UNASKED_COMMENTS.items():
+        got = match_themes(pd.Series(sentences), cb)
+        assert got[theme].all() and not got.drop(columns=theme).any().any(), theme
+        assert cb[theme].unasked
+        assert not flags[theme].iloc[: len(texts) - len(unasked)].any(), theme
     # nearly every demo comment has a theme (the codebook fits the demo's vocabulary)
     assert flags.any(axis=1).mean() > 0.95
     # each attribute's negative comments land in that attribute's theme
@@ -145,6 +155,8 @@ def test_search_comments():
     ("  t: {label: x, all: [[]]}\n", "themes.t.all[0]", "empty group"),
     ("  t: {label: x, none: 5, any: [a]}\n", "themes.t.none", "list of phrases"),
     ("  t: [a, b]\n", "themes.t", "rules"),
+    ("  t: {label: x, any: [a], rating: speed}\n", "themes.t.rating", "attr_*"),
+    ("  t: {label: x, any: [a], rating: [attr_speed]}\n", "themes.t.rating", "rating column"),
 ])
 def test_codebook_errors_name_file_theme_and_field(body, field, words):
     with pytest.raises(ParamsError) as exc:

@@ -523,7 +523,8 @@ class SuggestedThemes:
 
 
 def suggest_themes(comments, n_themes: int = 8, max_comments: int = MAX_SAMPLE, seed: int = 0,
-                   n_terms: int = 8, codebook: Codebook | None = None, min_df: int | float = 5) -> SuggestedThemes:
+                   n_terms: int = 8, codebook: Codebook | None = None, min_df: int | float = 5,
+                   vocabulary: Sequence[str] | None = None) -> SuggestedThemes:
     """Suggested themes: NMF of the TF-IDF matrix of (a seeded sample of at most ``max_comments``) comments.
 
     ``X ~= W H`` with ``X`` the sublinear TF-IDF of unigrams and bigrams (English stop words removed, accents
@@ -531,7 +532,8 @@ def suggest_themes(comments, n_themes: int = 8, max_comments: int = MAX_SAMPLE, 
     start, ``random_state=seed``). A suggestion's top terms are the largest entries of its row of ``H``; its
     representative comments the three distinct comments with the largest weight in its column of ``W``.
     With ``codebook``, each suggestion is compared with the codebook: the theme that matches most of the comments
-    whose strongest topic it is, and that share (``overlap``).
+    whose strongest topic it is, and that share (``overlap``). ``vocabulary``: only these unigrams/bigrams are
+    counted (e.g. the emerging words of :func:`emerging_themes`).
     """
     from sklearn.decomposition import NMF
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -543,7 +545,9 @@ def suggest_themes(comments, n_themes: int = 8, max_comments: int = MAX_SAMPLE, 
     texts = sample.to_numpy(dtype=object)
     vec = TfidfVectorizer(lowercase=True, strip_accents="unicode", stop_words="english", ngram_range=(1, 2),
                           min_df=min(min_df, max(1, len(texts) // 100)) if isinstance(min_df, int) else min_df,
-                          max_df=0.5, sublinear_tf=True, max_features=20_000, dtype=np.float64)
+                          max_df=0.5 if vocabulary is None else 1.0, sublinear_tf=True,
+                          max_features=20_000 if vocabulary is None else None, dtype=np.float64,
+                          vocabulary=list(dict.fromkeys(vocabulary)) if vocabulary is not None else None)
     X = vec.fit_transform(texts)
     if X.shape[1] < n_themes:
         raise KitError(f"suggested themes: only {X.shape[1]} distinct terms in the comments; fewer than "
@@ -711,14 +715,15 @@ class EmergingThemes:
                 "comments use one of them).")
 
 
-def emerging_themes(recent, before, n_terms: int = 25, z_min: float = 3.29, n_themes: int = 3, seed: int = 0,
+def emerging_themes(recent, before, n_terms: int = 40, z_min: float = 3.29, n_themes: int = 3, seed: int = 0,
                     codebook: Codebook | None = None, max_comments: int = MAX_SAMPLE) -> EmergingThemes:
     """Suggested themes among what is *new*: the n-grams distinctive of the ``recent`` comments against the
     ``before`` comments (:func:`distinctive_terms`, log-odds with an informative Dirichlet prior; kept when
     ``z >= z_min``, 3.29 = two-sided 0.1%, at most ``n_terms``), then TF-IDF + NMF (:func:`suggest_themes`,
-    ``n_themes`` topics) on the recent comments that contain one of them, so a problem that appeared recently
-    and is a small share of all comments still gets its own topic with its top terms and three representative
-    comments. A stable vocabulary gives no term and no suggestion."""
+    ``n_themes`` topics) of those words in the recent comments that contain one of them, so a problem that
+    appeared recently and is a small share of all comments still gets its own topic with its top terms and
+    three representative comments (whatever else those comments say does not blur the topics). A stable
+    vocabulary gives no term and no suggestion."""
     r = _clean_comments(recent)
     b = _clean_comments(before)
     if len(r) == 0 or len(b) == 0:
@@ -741,7 +746,7 @@ def emerging_themes(recent, before, n_terms: int = 25, z_min: float = 3.29, n_th
     if len(chosen) >= 2 * k and k >= 1:
         try:
             suggested = suggest_themes(chosen, n_themes=k, seed=seed, codebook=codebook,
-                                       max_comments=max_comments, min_df=2)
+                                       max_comments=max_comments, min_df=1, vocabulary=terms["term"].tolist())
         except KitError:
             suggested = None
     return EmergingThemes(terms, suggested, len(r), len(b), int(uses.sum()))
