@@ -215,8 +215,11 @@ READER_CHECKS_JS = r"""(() => {
     return r.height > 0 && r.top >= 0 && r.top < window.innerHeight && r.left < window.innerWidth; };
   const label = t => ((t.caption && t.caption.textContent) || (t.tHead && t.tHead.textContent)
                       || t.textContent).replace(/\s+/g, ' ').trim().slice(0, 80);
+  // the layout viewport (390 px with width=device-width): a phone browser zooms out to show wide content,
+  // which makes innerWidth grow with the very overflow this looks for
+  const vw = document.documentElement.clientWidth;
   const wide = Array.from(document.querySelectorAll('table')).filter(t => {
-    const r = t.getBoundingClientRect(); return r.width > 0 && (r.right > window.innerWidth + 1 || r.left < -1); });
+    const r = t.getBoundingClientRect(); return r.width > 0 && (r.right > vw + 1 || r.left < -1); });
   const headers = Array.from(document.querySelectorAll('th')).map(th => th.textContent.trim())
                   .filter(t => /^[a-z0-9]+(_[a-z0-9]+)+$/.test(t));
   const imgs = Array.from(document.images).map(i => (i.getAttribute('alt') || '').trim());
@@ -225,7 +228,7 @@ READER_CHECKS_JS = r"""(() => {
     statusCountsInFirstScreen: inViewport(%(status)s),
     kpiTileInFirstScreen: inViewport(%(tile)s),
     wideTables: wide.map(label),
-    viewportWidth: window.innerWidth,
+    viewportWidth: vw,
     snakeCaseHeaders: Array.from(new Set(headers)).slice(0, 20),
     altTexts: imgs,
     text: document.body.innerText + '\n' + document.body.textContent,

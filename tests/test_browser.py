@@ -136,3 +136,22 @@ def test_page_reads_well(e2e_run, chromium, page, viewport):
     problems = reader_problems(report, first_screen=first_screen)
     assert shot.stat().st_size > 5000
     assert problems == [], f"{page} at {width}x{height}:\n  " + "\n  ".join(problems)
+
+
+def test_reader_checks_catch_every_rule(chromium, tmp_path):
+    """The checks above can fail: a page breaking every rule gets one problem per rule."""
+    wide = "<table><thead><tr>" + "".join(f"<th>mean_csat_{i}</th>" for i in range(12)) + "</tr></thead><tbody><tr>" \
+        + "".join(f"<td>{'x' * 12}</td>" for _ in range(12)) + "</tr></tbody></table>"
+    page = tmp_path / "bad.html"
+    page.write_text(  # no kit stylesheet: the browser's default serif font
+        "<!DOCTYPE html><html><head><meta name='viewport' content='width=device-width, initial-scale=1'></head>"
+        "<body><p>Saved to PosixPath('/tmp/x/summary.json') &lt;IPython.core.display.HTML "
+        "object&gt;, Unnamed: 0, NaN, 69 rows x 6 columns, values ... cut, data in /home/ana/data.csv</p>"
+        f"{wide}<img src='data:image/png;base64,iVBORw0KGgo=' alt='No description has been provided for this "
+        "image'></body></html>")
+    report = chromium.open(page, width=390, height=844, mobile=True, facts_js=READER_CHECKS_JS, font_selector="p")
+    problems = "\n".join(reader_problems(report, first_screen=True))
+    for rule in ("body font-family", "status counts", "KPI tile", "wider than the 390 px viewport", "'PosixPath'",
+                 "'<IPython'", "'Unnamed'", "'NaN'", "'rows x'", "'...'", "'absolute path'", "snake_case column",
+                 "without a meaningful alt text"):
+        assert rule in problems, rule

@@ -120,8 +120,10 @@ class ReportChanges:
             return f"This report was not in the last run ({self.previous_run_id}): nothing to compare with."
         if self.unchanged:
             periods = sorted({k.period_after for k in self.kpis})
+            notes = len(self.new_warnings)
+            more = f"; {notes} new data note{'s' if notes != 1 else ''}" if notes else ""
             return (f"The latest period ({', '.join(periods)}) is unchanged since the last run "
-                    f"({self.previous_run_id}, as of {self.previous_as_of}): same data, same statuses.")
+                    f"({self.previous_run_id}, as of {self.previous_as_of}): same data, same statuses{more}.")
         parts = []
         if self.status_changes:
             worse = sum(1 for s in self.status_changes if s.worse)

@@ -798,7 +798,9 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
                 card["change"] = (f"{diff} {points} vs {k.get('previous_period', 'the month before')}: within "
                                   "the noise")
         if k.get("kpi") in prev_kpis:
-            card["since_run"] = kpi_change(prev_kpis[k["kpi"]], k).sentence()
+            since = kpi_change(prev_kpis[k["kpi"]], k)
+            card["since_run"] = ("Unchanged since the last run (same period, same data)."
+                                 if since.verdict == "unchanged" else "Since the last run: " + since.sentence())
         kpi_cards.append(card)
     previous_rows = []
     for p in previous:
