@@ -150,3 +150,13 @@ def test_missing_file(tmp_path):
     with pytest.raises(ParamsError, match="file not found"):
         load_report_config(tmp_path / "nope.yaml")
     assert uses_demo_data(tmp_path / "nope.yaml") is True  # no config = the demo defaults
+
+
+def test_config_path_remembers_the_file_a_config_was_read_from(tmp_path):
+    """The params checks (helpers.params_check) find departments/ next to the report.yaml a run was given."""
+    from helpers.config import ReportConfig, config_path, load_report_config
+    (tmp_path / "report.yaml").write_text("min_responses: 5\n")
+    cfg = load_report_config(tmp_path / "report.yaml")
+    assert config_path(cfg) == (tmp_path / "report.yaml").resolve()
+    assert config_path(ReportConfig(min_responses=5)) is None and cfg == ReportConfig(min_responses=5)
+    assert config_path("report.yaml") is None
