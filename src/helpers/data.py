@@ -14,11 +14,20 @@ a million customers and ten million tickets validate in seconds without building
 tables are then views (Parquet, DuckDB) or in-memory tables (CSV, parsed once) named ``customers``,
 ``responses``, ``tickets`` and ``org`` in ``Dataset.con``; pandas frames are built on first access.
 
-Hard problems raise :class:`helpers.errors.DataContractError` naming the table, file, column, number of
-rows, up to five example ids (the table's key; ``row N`` when the key itself is missing) and what was
-expected. Soft problems (a department with fewer than ``min_responses`` responses, tickets without an
-agent, mostly-missing ratings, departments unknown to ``org``) are collected in ``Dataset.warnings`` and
-emitted as :class:`DataQualityWarning`.
+Only ``responses`` is required: ``customers``, ``tickets`` and ``org`` are optional, and a table without a
+file is absent (``Dataset.tables``, ``Dataset.has``; no view in ``Dataset.con``; ``Dataset.tickets`` raises
+:class:`helpers.errors.MissingTableError` with the reason). :func:`missing_reason` gives the one-line reason a
+table, KPI or section cannot be shown ("Retention needs the customers table (signup and churn dates): add
+customers.csv"). Nullable contract columns a file lacks read as empty (``Dataset.absent_columns``).
+
+Hard problems are collected over all tables in one pass and raised together as one
+:class:`helpers.errors.DataValidationError` (a ``DataContractError``): per problem the table, file, column, rule,
+number of rows, up to five example ids (the table's key; ``row N`` when the key itself is missing), the offending
+values, what was expected and a suggested setting when the values show one (a 1-10 scale, US dates, a decimal
+comma, counts for a flag...). :func:`data_quality_html` renders them as a page. Soft problems (a department with
+fewer than ``min_responses`` responses, tickets without an agent, mostly-missing ratings, departments unknown to
+``org``, numeric-looking text columns) are collected in ``Dataset.warnings`` (``Dataset.problems`` as
+``DataProblem``) and emitted as :class:`DataQualityWarning`.
 
 Dates beyond the as-of date. ``load_dataset(source, as_of=None)`` reads the data as it was on ``as_of``
 (default: today). A row dated (``Table.dated_by``: signup, answer, ticket opened) after that day is left out
