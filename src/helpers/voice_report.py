@@ -577,13 +577,16 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
     comments = load_comments(ds, start, end, dept)
     report.sentiment = _sentiment_table(sentiment(comments["comment"]))
     before = load_comments(ds, None, pd.Timestamp(start) - pd.Timedelta(days=1), dept)
-    report.emerging = emerging_themes(comments["comment"], before["comment"], seed=seed, codebook=cb)
-    report.suggested = report.emerging.suggested
-    if report.suggested is None and len(comments) >= 20 * n_suggested:
-        try:
-            report.suggested = suggest_themes(comments["comment"], n_themes=n_suggested, seed=seed, codebook=cb)
-        except KitError as exc:
-            report.warnings.append(str(exc))
+    with _warnings.catch_warnings():  # NMF's convergence note is not for readers; the fit is seeded and bounded
+        _warnings.simplefilter("ignore")
+        report.emerging = emerging_themes(comments["comment"], before["comment"], seed=seed, codebook=cb)
+        report.suggested = report.emerging.suggested
+        if report.suggested is None and len(comments) >= 20 * n_suggested:
+            try:
+                report.suggested = suggest_themes(comments["comment"], n_themes=n_suggested, seed=seed,
+                                                  codebook=cb)
+            except KitError as exc:
+                report.warnings.append(str(exc))
     last_month = pd.Timestamp(end).replace(day=1)
     fu_start = max(last_month, pd.Timestamp(start))
     report.follow_up = follow_up_list(ds, cb, fu_start, end, dept, show_customer_ids=report.show_customer_ids,
