@@ -24,7 +24,7 @@ def table_overview(dataset) -> pd.DataFrame:
     """One row per table: rows, first and last date, and the share of missing answers in its survey and
     timing columns (computed in DuckDB, so it stays fast on millions of rows)."""
     rows = []
-    for table in ("customers", "responses", "tickets", "org"):
+    for table in getattr(dataset, "tables", ("customers", "responses", "tickets", "org")):  # present (issue 12)
         n = dataset.count(table)
         first = last = None
         date_col = DATE_COLUMNS.get(table)
