@@ -136,3 +136,19 @@ def test_outcome_drivers_and_filters_the_data_cannot_serve(tmp_path):
     assert "the tickets data has no 'team' column to filter 'fcr' by" in problems["filters.team"]
     assert "'nps' is not a rating the responses have" in problems["outcome"]
     assert "'attr_price' not in the responses" in problems["drivers"]
+
+
+def test_dry_run_prints_every_data_problem_at_once(tmp_path, capsys):
+    """Before: one error per run, so 17 dry-runs of hand fixes before anything loaded."""
+    def responses(df):
+        df["csat"] = [7, 10, 6, 9, 8, 7, 6, 10]
+        df["response_date"] = ["03/14/2024"] * 8
+        return df
+    data = write(tmp_path / "data", tables=valid_tables(8), responses=responses,
+                 org=lambda df: df.assign(role=["director", "boss", "representative", "director", "agent"]))
+    code, err = dry_run(write_params(tmp_path, {"sales": "Sales"}), data, tmp_path, capsys)
+    assert code == 2
+    assert "3 problems in the data (org, responses); all of them:" in err
+    assert "column 'response_date' has values of the wrong type ('03/14/2024') in 8 rows" in err
+    assert "is this a 1-10 scale? set `scale: [1, 10]`" in err
+    assert "column 'role' has values not allowed ('agent', 'boss') in 2 rows e.g. 'sales-mgr1', 'billing-rep001'" in err
