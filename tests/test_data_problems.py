@@ -267,3 +267,17 @@ def test_survey_only_department_and_drivers_reports_explain_what_they_cannot_sho
     assert "Survey answers" in dept.missing_values_html() and "Tickets" not in dept.missing_values_html()
     drivers = prepare_drivers_report("Billing", data_source=snap, n_boot=0, as_of="2026-10-31")
     assert drivers.main is not None and len(drivers.main.table) >= 6
+
+
+def test_zone_aware_parquet_timestamps_are_read_in_utc(tmp_path):
+    from tests.test_data import _typed
+    tables = {k: _typed(v) for k, v in valid_tables().items()}
+    t = tables["tickets"]
+    for c in ("created_at", "first_response_at", "resolved_at"):
+        t[c] = t[c].dt.tz_localize("America/Denver")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name, df in tables.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+    ds = load_quiet(folder, today="2026-01-01")
+    assert ds.tickets.loc[0, "created_at"] == pd.Timestamp("2024-02-01 16:00")  # 09:00 MST = 16:00 UTC
