@@ -81,8 +81,11 @@ def hazard_change_text(ratio: float, low: float, high: float) -> tuple[str, str]
         return 100 * abs(v - 1)
 
     d = max(interval_decimals(pct(low), pct(high)), 0)
-    ends = [pct(v) for v in (ratio, low, high) if np.isfinite(v) and v != 1]
-    while d < 3 and any(round(v, d) == 0 for v in ends):  # a change is never printed as "0%"
+    def zero(v):
+        return np.isfinite(v) and v != 1 and round(pct(v), d) == 0
+
+    small = np.isfinite(ratio) and pct(ratio) < 1  # a per-unit effect: keep its digits, never "0% (0% to 0%)"
+    while d < 3 and (zero(ratio) or (zero(low) and zero(high)) or (small and (zero(low) or zero(high)))):
         d += 1
     if not np.isfinite(ratio):
         return "n/a", "n/a"
