@@ -105,12 +105,17 @@ def test_survey_only_data_rejects_objectives_on_missing_tables_with_the_reason(t
         {"id": "fcr", "title": "Resolve at first contact", "metric": "fcr", "baseline": 70.0, "target": 75.0,
          "start": "2026-01-01", "deadline": "2026-12-31", "owner": {"name": "Jo", "role": "manager"}},
         {"id": "keep", "title": "Keep customers", "metric": "retention_rate", "baseline": 80.0, "target": 85.0,
-         "start": "2026-01-01", "deadline": "2026-12-31", "owner": {"name": "Jo", "role": "manager"}}]
+         "start": "2026-01-01", "deadline": "2026-12-31", "owner": {"name": "Jo", "role": "manager"}},
+        {"id": "ent", "title": "Enterprise CSAT", "metric": "csat", "filters": {"segment": "enterprise"},
+         "baseline": 70.0, "target": 75.0, "start": "2026-01-01", "deadline": "2026-12-31",
+         "owner": {"name": "Jo", "role": "manager"}}]
     (params / "departments" / "sales.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     ds = load_quiet(write(tmp_path / "data", tables={"responses": valid_tables(8)["responses"]}), min_responses=1)
     check = check_params(ds, load_report_config(params / "report.yaml"))
     texts = [p.text() for p in check.problems]
-    assert len(texts) == 2
+    assert len(texts) == 3
+    assert texts[2].endswith("objective 'ent', field 'filters.segment': 'csat' by 'segment' needs the customers "
+                             "table (segment comes from it): add customers.csv or drop the filter")
     assert texts[0].endswith("sales.yaml: objective 'fcr', field 'metric': 'fcr' cannot be computed on this data: "
                              "First-contact resolution needs the tickets table (one row per ticket): add tickets.csv")
     assert "objective 'keep'" in texts[1] and "Retention rate needs the customers table" in texts[1]

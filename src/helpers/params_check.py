@@ -133,6 +133,7 @@ def _check_departments(dataset, params_dir: Path, check: ParamsCheck) -> list:
 
 def _check_objectives(dataset, plans, check: ParamsCheck) -> None:
     from helpers.data import kpi_needs, missing_reason  # noqa: PLC0415
+    from helpers.schema import TABLES  # noqa: PLC0415
     from helpers.selection import ALIASES  # noqa: PLC0415
 
     for plan in plans:
@@ -148,7 +149,13 @@ def _check_objectives(dataset, plans, check: ParamsCheck) -> None:
                 continue
             for key in dict(o.filters):
                 column = ALIASES.get(key, key)
-                if column in dataset.absent_columns.get(table, []):
+                own = dataset.columns(table)
+                if column not in own and column in TABLES["customers"].column_names and not dataset.has("customers"):
+                    check.problems.append(ParamsProblem(
+                        str(plan.path), f"filters.{key}", f"{shorten(o.metric)} by {column!r} needs the customers "
+                                                          f"table ({column} comes from it): add customers.csv or drop "
+                                                          "the filter", objective=o.id))
+                elif column in dataset.absent_columns.get(table, []):
                     check.problems.append(ParamsProblem(
                         str(plan.path), f"filters.{key}", f"the {table} data has no {column!r} column to filter "
                                                           f"{shorten(o.metric)} by (add it to {table}.csv or drop "
