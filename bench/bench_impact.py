@@ -5,9 +5,10 @@ target is missed.
 
 Data: a synthetic company written to a temporary folder (Parquet): 1,000,000 customers in three segments who
 sign up over 36 months, latent satisfaction X, exponential churn with hazard exp(2.18 - 1.2 X) per month
-(the demo's law), 1 + Poisson(4) answers each while active (about 5,000,000 rows): attributes a, b = X + noise,
-CSAT = 0.6 a + 0.4 b + noise, all rounded and clipped to 1-5 like the demo (so the corrected HR is near, not
-at, 0.30: see helpers.churn_link).
+(the demo's law), 1 + Poisson(4) answers each while active (about 5,000,000 rows), each about one of the
+demo's six departments: the six attributes = X + N(0, 0.8^2), CSAT = the department's true driver weights
+(helpers.demo.DEPARTMENTS) times the attributes + noise, NPS = 2.3 y - 2 + noise, all rounded and clipped
+like the demo (so the corrected HR is near, not at, 0.30: see helpers.churn_link).
 
 1. The corrected link: per-customer count, mean and within-customer sum of squares of CSAT by DuckDB SQL over
    the Parquet file (one row per customer comes back to Python), durations from the customers table, then
@@ -16,18 +17,29 @@ at, 0.30: see helpers.churn_link).
 2. Baselines in the same run: the same per-customer statistics by pandas ``groupby`` over all response rows
    (ratio printed, and the peak memory of that path), and one statsmodels ``PHReg(ties="efron")`` fit against
    one ``cox_efron`` fit on the same 200,000 customers (target: at least 3x faster, same coefficients).
-3. The whole chain ``what_if`` (+0.5 on attribute a, 12 months): the regression's per-customer
+3. The whole chain ``what_if`` (+0.5 on speed, 12 months): the regression's per-customer
    cross-products by DuckDB SQL, then every link (regression, calibration, Cox, baseline, survival and revenue
    of every active customer) redone in each of 200 customer resamples. Target: at most 120 s including the
    SQL summaries. Then ``revenue_at_risk`` (links 2-4, everyone below the median raised to it), same target.
    Peak RSS printed after each step.
+5. All departments (``helpers.impact_report.company_worth``): every department's CSAT and NPS objective
+   (targets 3 CSAT / 5 NPS points above the department's last 12 months) priced, the chain for all six
+   drivers (+0.5) and revenue at risk per department x segment, with 200 joint resamples: two chains (CSAT:
+   6 objectives + 6 drivers + revenue at risk; NPS: 6 objectives) on SQL summaries. Target: at most 120 s.
+
+``--scale F`` runs everything on F x 1,000,000 customers (e.g. 0.05 for a quick run).
 
 4. ``--coverage R``: interval coverage by simulation at larger sizes than the unit tests afford (R
    replications of tests/test_impact.py's synthetic data: the link with 1,000 customers and the chain with
    3,000, 200 bootstrap resamples each); prints the share of intervals holding the truth (target: 0.93-0.97
    for R >= 200; reported, not enforced, since it takes long).
+6. ``--counterfactual R``: R demo companies (4,000 customers, seeds 5, 6, ...) each generated with and without
+   +0.3 CSAT from 2025-11-01 (helpers.demo counterfactual); prints per seed the realised and expected extra
+   customers kept (and revenue) over 12 months against what_if's corrected and naive 95% intervals on the
+   factual company, and the share of seeds whose interval holds each.
 
-Usage: .venv/bin/python bench/bench_impact.py [--customers 1000000] [--n-boot 200] [--keep DIR] [--coverage R]
+Usage: .venv/bin/python bench/bench_impact.py [--customers 1000000 | --scale F] [--n-boot 200] [--keep DIR]
+       [--coverage R] [--counterfactual R] [--only-departments]
 """
 from __future__ import annotations
 
@@ -53,8 +65,15 @@ def peak_rss_mib() -> float:
 
 
 def make_data(folder: Path, n: int, seed: int = 0) -> None:
-    """customers.parquet (contract columns) and responses.parquet (customer_id, response_date, csat,
-    attr_a, attr_b; integer ratings rounded and clipped to 1-5)."""
+    """customers.parquet (contract columns) and responses.parquet (customer_id, response_date, department,
+    csat, nps and the six attr_* ratings; rounded and clipped like the demo)."""
+    from helpers.demo import ATTRIBUTES, DEPARTMENTS
+
+    names = np.array([d.name for d in DEPARTMENTS])
+    share = np.array([d.volume_share for d in DEPARTMENTS])
+    share[names == "Marketing"] = 0.03  # small, as in the demo, but with enough answers at every scale
+    share /= share.sum()
+    weights = np.array([[d.weights[a] for a in ATTRIBUTES] for d in DEPARTMENTS])
     rng = np.random.default_rng(seed)
     seg = rng.choice(3, size=n, p=[0.7, 0.22, 0.08])
     x = 4.0 + np.array([0.0, 0.1, 0.2])[seg] + 0.8 * rng.standard_normal(n)
@@ -78,24 +97,125 @@ def make_data(folder: Path, n: int, seed: int = 0) -> None:
         k = 1 + rng.poisson(4.0, hi - lo)
         cid = np.repeat(np.arange(lo, hi, dtype=np.int64), k)
         day = start[cid] + np.floor(rng.random(len(cid)) * (stop[cid] - start[cid])).astype(np.int64)
-        a = x[cid] + 0.8 * rng.standard_normal(len(cid))
-        b = x[cid] + 0.8 * rng.standard_normal(len(cid))
-        y = 0.6 * a + 0.4 * b + 0.45 * rng.standard_normal(len(cid))
+        dept = rng.choice(len(names), size=len(cid), p=share)
+        A = x[cid][:, None] + 0.8 * rng.standard_normal((len(cid), len(ATTRIBUTES)))
+        y = (A * weights[dept]).sum(axis=1) + 0.45 * rng.standard_normal(len(cid))
+        nps = np.clip(np.rint(2.3 * y - 2.0 + 1.1 * rng.standard_normal(len(cid))), 0, 10).astype(np.int8)
         tab = pa.table({"customer_id": cid, "response_date": pa.array(origin + day.astype("timedelta64[D]")),
-                        **{name: np.clip(np.rint(v), 1, 5).astype(np.int8)
-                           for name, v in (("csat", y), ("attr_a", a), ("attr_b", b))}})
+                        "department": pa.array(names[dept]).dictionary_encode(),
+                        "csat": np.clip(np.rint(y), 1, 5).astype(np.int8), "nps": nps,
+                        **{a: np.clip(np.rint(A[:, j]), 1, 5).astype(np.int8) for j, a in enumerate(ATTRIBUTES)}})
         writer = writer or pq.ParquetWriter(folder / "responses.parquet", tab.schema)
         writer.write_table(tab)
     writer.close()
 
 
+def all_departments(folder: Path, n_boot: int) -> float:
+    """Section 5: helpers.impact_report.company_worth for every department; returns the seconds taken."""
+    from types import SimpleNamespace
+
+    import duckdb
+
+    from helpers import churn_link as CL
+    from helpers import impact as I
+    from helpers import impact_report as IR
+    from helpers.demo import ATTRIBUTES
+    from helpers.formatting import slug
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"CREATE VIEW responses AS SELECT * FROM read_parquet('{folder / 'responses.parquet'}')")
+    customers = pd.read_parquet(folder / "customers.parquet")
+    responses = pd.read_parquet(folder / "responses.parquet")
+    responses["response_date"] = pd.to_datetime(responses["response_date"])
+    as_of = responses["response_date"].max()
+    ratings = {m: CL.rating_summary_sql(con, rating=m, as_of=as_of) for m in ("csat", "nps")}
+    cps = I.driver_crossproducts_sql(con, list(ATTRIBUTES), as_of=as_of)
+    t_sql = time.perf_counter() - t0
+    recent = responses[responses["response_date"] > as_of - pd.DateOffset(months=12)]
+    plans = []
+    for dept, part in recent.groupby("department", observed=True):
+        csat_now = 100 * (part["csat"] >= 4).mean()
+        nps_now = 100 * ((part["nps"] >= 9).mean() - (part["nps"] <= 6).mean())
+        plans.append(SimpleNamespace(department=str(dept), objectives=[
+            SimpleNamespace(id=f"{slug(dept)}-csat", title=f"{dept} CSAT +3", metric="csat",
+                            target=min(csat_now + 3, 99.0), filters={}),
+            SimpleNamespace(id=f"{slug(dept)}-nps", title=f"{dept} NPS +5", metric="nps",
+                            target=min(nps_now + 5, 99.0), filters={})]))
+    cw = IR.company_worth(plans, customers, responses, top=None, as_of=as_of, n_boot=n_boot, seed=1,
+                          currency="EUR", ratings=ratings, crossproducts=cps, attributes=list(ATTRIBUTES))
+    t_all, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"5. all {len(plans)} departments (12 objectives priced, 6 drivers, revenue at risk per department x "
+          f"segment; {n_boot} joint resamples): {t_all:.1f} s wall, {cpu:.1f} s CPU of this process "
+          f"(SQL summaries {t_sql:.1f} s; the machine is shared), peak RSS "
+          f"{peak_rss_mib():.0f} MiB; target <= 120 s: {'ok' if t_all <= 120 else 'MISSED'}", flush=True)
+    print("   " + cw.objectives.sentences[0])
+    print("   " + cw.drivers.sentences[0])
+    print("   " + cw.risk.sentences[-1])
+    for n in cw.risk.notes:
+        print("   note: " + n)
+    return t_all
+
+
+def counterfactual_check(reps: int, n: int = 4000, first_seed: int = 5, shift: float = 0.3) -> None:
+    """Section 6: the kit's prediction on the factual demo against the generated counterfactual company."""
+    import json
+
+    from helpers import impact as I
+    from helpers.demo import generate_demo
+
+    hits = {k: 0 for k in ("realised", "expected", "naive_misses_realised", "naive_misses_expected")}
+    ratios = []
+    print("seed  active  realised  expected  corrected 95% CI        naive 95% CI     (extra customers kept, 12 "
+          "months)")
+    for seed in range(first_seed, first_seed + reps):
+        root = Path(tempfile.mkdtemp(prefix="bench-cf-"))
+        try:
+            generate_demo(root / "f", n_customers=n, seed=seed)
+            gt = json.loads(generate_demo(root / "c", n_customers=n, seed=seed,
+                                          shift_satisfaction=shift).read_text())["counterfactual"]
+            customers = pd.read_parquet(root / "f" / "customers.parquet")
+            responses = pd.read_parquet(root / "f" / "responses.parquet")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        h = gt["horizon_12_months"]
+        out = []
+        for corrected in (True, False):
+            w = I.what_if(customers, responses, "csat", shift, as_of=gt["as_of"], n_boot=200, seed=1,
+                          corrected=corrected, currency="EUR")
+            out.append(w.table.set_index("segment").loc["all"])
+        c, nv = out
+        hits["realised"] += c["extra_kept_low"] <= h["realised_extra_kept"] <= c["extra_kept_high"]
+        hits["expected"] += c["extra_kept_low"] <= h["expected_extra_kept"] <= c["extra_kept_high"]
+        hits["naive_misses_realised"] += nv["extra_kept_high"] < h["realised_extra_kept"]
+        hits["naive_misses_expected"] += nv["extra_kept_high"] < h["expected_extra_kept"]
+        ratios.append(c["extra_kept"] / h["expected_extra_kept"])
+        print(f"{seed:4d}  {gt['customers_active_at_as_of']:6d}  {h['realised_extra_kept']:8.0f}  "
+              f"{h['expected_extra_kept']:8.1f}  {c['extra_kept']:6.1f} ({c['extra_kept_low']:6.1f}-"
+              f"{c['extra_kept_high']:6.1f})  {nv['extra_kept']:6.1f} ({nv['extra_kept_low']:6.1f}-"
+              f"{nv['extra_kept_high']:6.1f})", flush=True)
+    print(f"6. of {reps} companies: corrected interval holds the realised {hits['realised']}, the expected "
+          f"{hits['expected']}; naive upper end below the realised {hits['naive_misses_realised']}, below the "
+          f"expected {hits['naive_misses_expected']}; corrected estimate / expected: mean {np.mean(ratios):.3f} "
+          f"(min {np.min(ratios):.3f}, max {np.max(ratios):.3f})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--scale", type=float, default=None, help="F x 1,000,000 customers (e.g. 0.05: a quick run)")
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--keep", default=None, help="folder to keep the generated data in")
     ap.add_argument("--coverage", type=int, default=0, help="replications of the coverage simulation (0 = skip)")
+    ap.add_argument("--counterfactual", type=int, default=0, help="demo companies for section 6 (0 = skip)")
+    ap.add_argument("--only-departments", action="store_true", help="data and section 5 only")
     args = ap.parse_args(argv)
+    if args.scale is not None:
+        args.customers = max(1000, int(round(args.scale * 1_000_000)))
+    if args.counterfactual:
+        counterfactual_check(args.counterfactual)
+        return 0
     if args.coverage:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         import test_impact as T
@@ -125,6 +245,10 @@ def main(argv=None) -> int:
               f"{pq.ParquetFile(folder / 'responses.parquet').metadata.num_rows:,} ratings "
               f"({time.perf_counter() - t0:.1f} s to generate)")
         rss_before = peak_rss_mib()
+        if args.only_departments:
+            t_all = all_departments(folder, args.n_boot)
+            print("all targets met" if t_all <= 120 else "TARGET MISSED")
+            return 0 if t_all <= 120 else 1
 
         # 1. the whole corrected link
         t0 = time.perf_counter()
@@ -150,14 +274,15 @@ def main(argv=None) -> int:
 
         # 3. the whole chain: attribute -> CSAT -> hazard -> kept -> revenue, every link in each resample
         t0 = time.perf_counter()
-        attrs = ["attr_a", "attr_b"]
+        from helpers.demo import ATTRIBUTES
+        attrs = list(ATTRIBUTES)
         cps = I.driver_crossproducts_sql(con, attrs)
         t_cp = time.perf_counter() - t0
-        chain = I.what_if(customers, None, "attr_a", 0.5, n_boot=args.n_boot, seed=1, ratings=summary,
+        chain = I.what_if(customers, None, "attr_speed", 0.5, n_boot=args.n_boot, seed=1, ratings=summary,
                           crossproducts=cps, attributes=attrs)
         t_chain = time.perf_counter() - t0 + t_sql
         allrow = chain.table.set_index("segment").loc["all"]
-        print(f"3. whole chain (+0.5 on attr_a, 12 months, {args.n_boot} resamples of every link): {t_chain:.1f} s "
+        print(f"3. whole chain (+0.5 on speed, 12 months, {args.n_boot} resamples of every link): {t_chain:.1f} s "
               f"(SQL summaries {t_sql + t_cp:.1f} s), peak RSS {peak_rss_mib():.0f} MiB; target <= 120 s: "
               f"{'ok' if t_chain <= 120 else 'MISSED'}")
         print(f"   {allrow['extra_kept']:+,.0f} customers kept ({allrow['extra_kept_low']:+,.0f} to "
@@ -201,6 +326,9 @@ def main(argv=None) -> int:
         print(f"2b. one Cox fit on {len(sample):,} customers: statsmodels PHReg {t_ph:.2f} s, cox_efron {t_ce:.2f} s "
               f"-> {t_ph / t_ce:.1f}x faster (target >= 3x), same coefficients: {same}")
         ok &= same and t_ph / t_ce >= 3
+
+        # 5. every department: objectives priced, the drivers' chain, revenue at risk
+        ok &= all_departments(folder, args.n_boot) <= 120
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

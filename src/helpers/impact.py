@@ -627,7 +627,8 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
                      "12 months.")
     rows, failed, reasons = [[] for _ in scenarios], 0, []
     for _ in range(int(n_boot)):
-        f = rng.multinomial(n_all, np.full(n_all, 1.0 / n_all)).astype("float64")
+        # a resample of customers: Multinomial(n, 1/n) counts, drawn as the counts of n uniform picks
+        f = np.bincount(rng.integers(0, n_all, n_all), minlength=n_all).astype("float64")
         try:
             fit, slopes, cal = fit_links(f, init=fit0.coef, info=fit0.information)
             _, _, dks, drs, refs = predict(fit, slopes, cal, P_sub if P_sub is not None else P_full)
