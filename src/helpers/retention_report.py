@@ -177,8 +177,10 @@ class RetentionReport:
 
     def plain_summary(self) -> str:
         """The findings as one plain paragraph (no Markdown), then what was left out."""
+        import html
         import re
-        parts = [re.sub(r"\*\*", "", f) for f in self.findings()]
+        # Markdown made plain: no bold markers, no backslash escapes, no HTML entities
+        parts = [html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", f.replace("**", ""))) for f in self.findings()]
         if self.warnings:
             parts.append("Left out or limited: " + " ".join(self.warnings))
         return " ".join(parts)
