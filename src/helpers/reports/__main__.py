@@ -10,7 +10,8 @@ EXIT_CODES_HELP = """exit codes:
   1    the run completed but one or more reports failed (each has an error page; see the last lines)
   2    invalid input: options, params files, notebooks or data (nothing was executed)
   3    environment fault: disk full, read-only or unwritable output folder, or another run holds the
-       output folder's lock (--if-locked fail); the unfinished run is removed, latest is unchanged
+       output folder's lock (--if-locked fail, or --lock-timeout ran out); the unfinished run is removed,
+       latest is unchanged
   130  interrupted by SIGINT (Ctrl-C)
   143  terminated by SIGTERM
        (130/143: workers, kernels and the unfinished run folder are removed, latest is unchanged)
