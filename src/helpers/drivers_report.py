@@ -319,12 +319,11 @@ class DriversReport:
                 + f" ({n_diff} differences larger than chance{biggest}).")
 
     def notes_markdown(self) -> str:
-        """The main analysis' notes (left-out attributes, intervals at zero, strong overlap) as Markdown."""
+        """The main analysis' notes (left-out attributes, intervals at zero, re-samples) as Markdown; its warnings
+        are the page's notes at the top (``warnings``), not repeated here."""
         if self.main is None:
             return ""
-        notes = self.main.notes()
-        notes += [md_escape(w[0].upper() + w[1:]) + "." for w in self.main.warnings if w]
-        return " ".join(notes)
+        return " ".join(self.main.notes())
 
     # ------------------------------------------------------------------ tables (HTML for readers)
     def drivers_table_html(self) -> str:
