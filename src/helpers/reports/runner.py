@@ -1278,6 +1278,8 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
                    "fork_socket": server.socket_path if server is not None else None}
         futures = {pool.submit(execute_report, j, str(tmp_dir), context): j
                    for j in schedule_order([j for j in jobs if j.name not in results], previous_timings(out))}
+        # the index's headline company KPIs, computed by the first worker that is free (not on the critical path)
+        kpis_future = pool.submit(company_kpis_of, info.snapshot, as_of) if info.snapshot else None
         try:
             from tqdm import tqdm
             bar = state.bar = tqdm(total=len(jobs), initial=len(results), desc="reports", unit="report", disable=(
@@ -1303,6 +1305,15 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         if bar is not None:
             bar.close()
             state.bar = None
+        company_kpis = []
+        if kpis_future is not None:
+            try:
+                company_kpis = kpis_future.result()
+            except Exception as exc:  # noqa: BLE001 - the index then shows no KPI cards; the reports are unaffected
+                if environment_fault(exc):
+                    raise
+                run_warnings.append(f"The company's headline KPIs could not be computed ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})")
     except BaseException:
         raise  # run_reports stops the workers, kernels and fork server and removes the temporary folder
     pool.shutdown(wait=True)
@@ -1337,15 +1348,6 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
             "look_first": look_first(res.get("summary") or {}) if res["status"] == "ok" else "",
             "changes": res.get("changes"),
         })
-    company_kpis = []
-    if info.snapshot:
-        try:
-            company_kpis = company_kpis_of(info.snapshot, as_of)
-        except Exception as exc:  # noqa: BLE001 - the index then shows no KPI cards; the reports are unaffected
-            if environment_fault(exc):
-                raise
-            run_warnings.append(f"The company's headline KPIs could not be computed ({type(exc).__name__}: "
-                                f"{str(exc)[:200]})")
     param_files = sorted(Path(opts.params).rglob("*.y*ml"))
     manifest = {
         "manifest_version": MANIFEST_VERSION, "run_id": run_id, "as_of": as_of,
