@@ -1038,8 +1038,8 @@ class LoadedSources:
 
 def read_source_set(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str],
                     problems: list[DataProblem] | None = None) -> LoadedSources:
-    """Read every table of the source set ``path`` through its profile into ``con`` (temporary tables
-    ``__raw_<table>``: the mapped contract columns, recoded, then the dimensions).
+    """Read every table of the source set ``path`` through its profile into ``con`` (views ``__profile_<table>``:
+    the mapped contract columns, recoded, then the dimensions; see :func:`read_profile`).
 
     Every data problem of every table is appended to ``problems`` (:class:`helpers.errors.DataProblem`, with
     rows, example ids, offending values and a suggested setting), the load notes as warnings; without a list
@@ -1063,6 +1063,8 @@ def read_source_set(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]
         collect += found
         all_files[table] = files
         if any(p.rule == "recode required" for p in found):
+            _drop(con, relation)
+            _drop(con, f"{relation}_data")
             continue  # the contract's checks would only repeat it ("is empty"); the other problems are named
         out[table] = (label, relation)
     if problems is None and any(p.severity == "error" for p in collect):
@@ -1073,16 +1075,18 @@ def read_source_set(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]
 
 def read_profile(con: duckdb.DuckDBPyConnection, profile: Profile, relation: str | None = None
                  ) -> tuple[str, str, list[DataProblem], list[Path]]:
-    """Read one profile's files into the temporary table ``relation`` (default ``__raw_<table>``), recoded;
+    """Read one profile's files into ``con`` as the view ``relation`` (default ``__profile_<table>``), recoded;
     return (file shown in messages, relation, problems and notes, files).
 
-    Each file is parsed once: its used columns, recoded in one SELECT (step 1 of :class:`_Plan`) with the raw
-    text kept beside them; the checks count, in one aggregate, the rows whose value could not be recoded; step 2
-    writes the contract columns (and derived timestamps, dimensions) into ``relation``."""
-    relation = relation or f"__raw_{profile.table}"
+    Each file is parsed once: its used columns, recoded in one SELECT (step 1 of :class:`_Plan`) into a
+    temporary table ``<relation>_data``, with the raw text of checked columns beside them; the checks count, in
+    one aggregate, the rows whose value could not be recoded; the raw text is then dropped, and ``relation`` is
+    a view of step 2 (contract columns in order, derived timestamps, dimensions) over that table: no copy of the
+    rows is made after the parse."""
+    relation = relation or f"__profile_{profile.table}"
     files = _files(profile)
     label = _display(files[0]) if len(files) == 1 else f"{profile.file} ({len(files)} files)"
-    stage = f"__stage_{profile.table}"
+    stage = f"{relation}_data"
     parts, columns = [], None
     try:
         for i, f in enumerate(files):
@@ -1112,13 +1116,14 @@ def read_profile(con: duckdb.DuckDBPyConnection, profile: Profile, relation: str
         notes = plan.notes + ([plan.recoding_note()] if plan.recoded else [])
         problems += [DataProblem(profile.table, note, source=label, rule="profile note", severity="warning")
                      for note in notes]
+        for raw in shown:  # the raw text was for the messages only
+            con.execute(f"ALTER TABLE {stage} DROP COLUMN {raw}")
         step2 = ", ".join(f"{e} AS {_q(c)}" for c, e in plan.final.items())
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {relation} AS SELECT {step2} FROM {stage}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT {step2} FROM {stage}")
     except duckdb.Error as exc:  # a conversion the checks did not foresee: name the profile
+        _drop(con, stage)
         raise DataContractError(profile.table, f"cannot be recoded: {shorten(str(exc).splitlines()[0], 200)}",
                                 source=label, expected=f"values the rules of {profile.path} can recode") from None
-    finally:
-        _drop(con, stage)
     return label, relation, problems, files
 
 
