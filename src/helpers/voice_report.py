@@ -65,11 +65,16 @@ def _signed(x: float, d: int = 2) -> str:
     return fmt_number(x, d, signed=True)
 
 
-def _ci(low, high, d: int | None = None, percent_points: bool = False) -> str:
+def _ci(low, high, d: int | None = None, percent: bool = False) -> str:
+    """An interval for a table cell at a fixed number of decimals (``percent``: values already in %)."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return "n/a"
-    text = fmt_interval(low, high, d)
-    return text + (" pts" if percent_points else "")
+    return fmt_interval(low, high, d, percent=percent, share=False)
+
+
+def _table(show: pd.DataFrame, formats: dict, **kwargs) -> str:
+    """A reader table whose column names are already the reader's labels."""
+    return reader_table(show, formats=formats, labels={c: c.strip() for c in show.columns}, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ contact KPI
@@ -223,7 +228,7 @@ class VoiceReport:
             text = (f"**{md_escape(r['label'])} costs the most satisfaction of the problems no rating question asks "
                     f"about:** responses that mention it score {fmt_number(abs(r['csat_adjusted']), 2)} CSAT points "
                     f"lower than responses with the same attribute ratings (95% CI "
-                    f"{fmt_interval(abs(r['csat_adjusted_high']), abs(r['csat_adjusted_low']))}; "
+                    f"{fmt_interval(abs(r['csat_adjusted_high']), abs(r['csat_adjusted_low']), 2)}; "
                     f"{int(r['mentions']):,} mentions)")
             if np.isfinite(r.get("detractor_change", np.nan)):
                 text += (f", and {fmt_number(r['detractor_change'], 0)} points more of them are detractors (95% CI "
@@ -263,14 +268,14 @@ class VoiceReport:
             "Theme": t["label"],
             "Asked by a rating?": [("yes (" + _rating_label(r) + ")") if r else "no" for r in t["rating"]],
             "Share of comments": t["share"],
-            "95% CI": [_ci(a, b, percent_points=False) + " %" if np.isfinite(a) else "n/a"
-                       for a, b in zip(t["ci_low"], t["ci_high"])],
+            "95% CI": [_ci(a, b, 1, percent=True) for a, b in zip(t["ci_low"], t["ci_high"])],
             "Mentions": t["mentions"],
             "Latest month vs before (points)": t.get("difference", pd.Series(np.nan, index=t.index)),
             "p-value": t.get("p_value", pd.Series(np.nan, index=t.index)),
-            "Started": [(f"{pd.Timestamp(x):%Y-%m}" if pd.notna(x) else "") for x in t.get("onset", [None] * len(t))],
+            "Started": [(f"{pd.Timestamp(x):%Y-%m}" if pd.notna(x) else "—") for x in t.get("onset", [None] * len(t))],
+            "Went back": [(f"{pd.Timestamp(x):%Y-%m}" if pd.notna(x) else "—") for x in t.get("end", [None] * len(t))],
         })
-        return reader_table(show, formats={"Share of comments": "points:1", "Mentions": "int",
+        return _table(show, formats={"Share of comments": "points:1", "Mentions": "int",
                                            "Latest month vs before (points)": lambda v: _signed(v, 1),
                                            "p-value": "p"})
 
@@ -281,16 +286,16 @@ class VoiceReport:
         t = t.sort_values("csat_adjusted", na_position="last")
         show = pd.DataFrame({
             "Theme": t["label"],
-            "Unasked?": np.where(t["unasked"], "yes", "no"),
-            "CSAT difference, adjusted (points)": t["csat_adjusted"],
-            "95% CI": [_ci(a, b) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])],
+            "Asked by a rating?": np.where(t["unasked"], "no", "yes"),
+            "CSAT when mentioned, same ratings (points)": t["csat_adjusted"],
+            "95% CI": [_ci(a, b, 2) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])],
             "Detractor share change (points)": t["detractor_change"],
             "95% CI ": [_ci(a, b, 0) for a, b in zip(t["detractor_change_low"], t["detractor_change_high"])],
             "Odds of detractor (x)": t["detractor_odds_ratio"],
-            "95% CI  ": [_ci(a, b) for a, b in zip(t["detractor_odds_ratio_low"], t["detractor_odds_ratio_high"])],
+            "95% CI  ": [_ci(a, b, 2) for a, b in zip(t["detractor_odds_ratio_low"], t["detractor_odds_ratio_high"])],
             "Mentions": t["mentions"],
         })
-        return reader_table(show, formats={"CSAT difference, adjusted (points)": lambda v: _signed(v, 2),
+        return _table(show, formats={"CSAT when mentioned, same ratings (points)": lambda v: _signed(v, 2),
                                            "Detractor share change (points)": lambda v: _signed(v, 0),
                                            "Odds of detractor (x)": "number:2", "Mentions": "int"})
 
@@ -321,7 +326,8 @@ class VoiceReport:
                                                                                   and overlap >= 0.5) else ""
             examples = "".join(f"<li>“{html_escape(x)}”</li>" for x in r["examples"][:3])
             parts.append(f"<div class=\"kit-suggestion\"><p><strong>{html_escape(', '.join(r['top_terms'][:6]))}"
-                         f"</strong>{new}: {fmt_number(100 * r['share'], 1)}% of sampled comments; {note}.</p>"
+                         f"</strong>{new}: {fmt_number(100 * r['share'], 0)}% of the "
+                         f"{self.suggested.n_sample:,} comments analysed; {note}.</p>"
                          f"<ul>{examples}</ul></div>")
         return "".join(parts)
 
@@ -346,8 +352,8 @@ class VoiceReport:
             return "<p>No sentiment.</p>"
         s = self.sentiment
         show = pd.DataFrame({"Tone": s["tone"], "Comments": s["n"], "Share": s["share"],
-                             "95% CI": [_ci(a, b, 1) + " %" for a, b in zip(s["ci_low"], s["ci_high"])]})
-        return reader_table(show, formats={"Comments": "int", "Share": "points:1"})
+                             "95% CI": [_ci(a, b, 1, percent=True) for a, b in zip(s["ci_low"], s["ci_high"])]})
+        return _table(show, formats={"Comments": "int", "Share": "points:1"})
 
     def follow_up_markdown(self) -> str:
         if self.follow_up is None:
@@ -636,11 +642,11 @@ class CustomersSay:
         t = self.table
         show = pd.DataFrame({
             "Theme": t["label"], "Share of comments": t["share"],
-            "95% CI": [_ci(a, b, 1) + " %" for a, b in zip(t["ci_low"], t["ci_high"])],
+            "95% CI": [_ci(a, b, 1, percent=True) for a, b in zip(t["ci_low"], t["ci_high"])],
             "Change vs previous period (points)": t["change"], "p-value": t["p_value"],
             "CSAT when mentioned (points)": t["csat_adjusted"],
-            "95% CI ": [_ci(a, b) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])]})
-        table = reader_table(show, formats={"Share of comments": "points:1", "p-value": "p",
+            "95% CI ": [_ci(a, b, 2) for a, b in zip(t["csat_adjusted_low"], t["csat_adjusted_high"])]})
+        table = _table(show, formats={"Share of comments": "points:1", "p-value": "p",
                                             "Change vs previous period (points)": lambda v: _signed(v, 1),
                                             "CSAT when mentioned (points)": lambda v: _signed(v, 2)})
         ex = "".join(f"<li>“{html_escape(x)}”</li>" for x in self.examples)
