@@ -238,3 +238,22 @@ def test_chart_text_is_at_least_10_px_on_the_page(billing):
         assert _smallest_text_px(fig) >= 10
     finally:
         plt.close("all")
+
+
+def test_messages_are_worded_for_readers(billing):
+    """Evaluation and data messages reach the page without file paths, setting names, KPI codes, objective
+    ids or person ids (issue 11: a Billing page showed /work/.../billing.yaml and min_responses)."""
+    raw = (f"{billing.params_file}: objective 'billing-frt-rep001', field 'metric': metric 'fcr' cannot be computed: "
+           "KPI 'fcr': filter team='Ghost' matches no rows in tickets | responses (/srv/exports/responses.csv): "
+           "3 rows dated after today in column 'response_date' | fewer than min_responses = 30 | no nps data since "
+           "2025-04 | agent_id has the values 'billing-rep001' | 0% chance of meeting it; 10% chance")
+    text = billing.reader_text(raw)
+    for leak in ("/", "billing.yaml", "billing-frt-rep001", "field", "'fcr'", "min_responses", "response_date",
+                 "no nps", "agent_id", "billing-rep001"):
+        assert leak not in text, leak
+    title = billing.plan.get("billing-frt-rep001").title
+    assert text.startswith(f'objective "{title}": First-contact resolution cannot be computed: no tickets have '
+                           "team 'Ghost'")
+    assert "fewer than the minimum of 30" in text and "no NPS data since 2025-04" in text
+    assert f"'{billing.names['billing-rep001']}'" in text
+    assert "<1% chance of meeting it; 10% chance" in text

@@ -768,7 +768,15 @@ class DepartmentReport:
         if self.plan is not None:
             for o in self.plan.objectives:
                 out = out.replace(f"objective {o.id!r}: ", f"\"{o.title}\": ").replace(repr(o.id), f"\"{o.title}\"")
-        out = re.sub(r"fewer than min_responses = (\d+)", r"fewer than the minimum of \1", out)
+        out = re.sub(r"fewer than min_responses\s*=\s*(\d+)", r"fewer than the minimum of \1", out)
+        out = re.sub(r"min_responses\s*=\s*(\d+)", r"the minimum of \1", out)
+        # a data file's location is the analyst's business, not the reader's: "responses (/srv/x.csv): ..."
+        out = re.sub(r"\s*\((?:/|[A-Za-z]:\\)[^()]*\)", "", out)
+        out = re.sub(r"\bno (\w+) data\b", lambda m: f"no {self._metric_label(m.group(1))} data", out)
+        out = re.sub(r"\b(agent_id|first_response_at|resolved_at|contacts_to_resolve|response_date|created_at)\b",
+                     lambda m: column_label(m.group(1)).lower(), out)
+        for person, name in self.names.items():
+            out = out.replace(f"'{person}'", f"'{name}'")
         out = re.sub(r", field '[\w.]+'", "", out)
         out = re.sub(r"metric '(\w+)' cannot be computed: KPI '\1': ",
                      lambda m: f"{self._metric_label(m.group(1))} cannot be computed: ", out)
