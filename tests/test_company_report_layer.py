@@ -166,3 +166,49 @@ def test_report_yaml_documents_currency():
     text = (ROOT / "params" / "report.yaml").read_text()
     assert "currency: EUR" in text
     assert "`currency`" in (ROOT / "params" / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ charts for readers
+
+PAGE_WIDTH_PX = 920  # the page's content width (~60rem): wider PNGs are scaled down to it
+PNG_DPI = 110  # helpers.charts.show_figure
+
+
+def _text_problems(name, fig):
+    """Every visible text of a figure smaller than 10 px once the PNG is scaled to the page, and titles that only
+    name the chart instead of stating a finding."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width_px = fig.get_tightbbox(renderer).width * PNG_DPI
+    scale = min(1.0, PAGE_WIDTH_PX / width_px)
+    problems = []
+    for text in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text")):
+        if not text.get_visible() or not str(text.get_text()).strip():
+            continue
+        px = text.get_fontsize() * PNG_DPI / 72 * scale
+        if px < 10:
+            problems.append(f"{name}: {text.get_text()!r} is {px:.1f} px")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles, f"{name}: no title"
+    for t in titles:
+        assert len(t.split()) >= 4 and not t.lower().startswith(("drivers of", "sbg projection", "customer survival (")), \
+            f"{name}: title {t!r} names the chart instead of stating its finding"
+    plt.close(fig)
+    return problems
+
+
+def test_company_charts_have_readable_text_and_finding_titles(small_demo):
+    from helpers.drivers_report import prepare_drivers_report
+    from helpers.retention_report import prepare_retention_report
+
+    drivers = prepare_drivers_report(n_boot=50, data_source=str(small_demo), report_config=str(CONFIG))
+    retention = prepare_retention_report(data_source=str(small_demo), report_config=str(CONFIG), n_boot=30)
+    problems = []
+    for report in (drivers, retention):
+        figures = report.figures()
+        assert len(figures) == report.expected_charts() >= 4
+        for name, fig in figures:
+            problems += _text_problems(name, fig)
+    assert problems == [], "\n".join(problems[:20])

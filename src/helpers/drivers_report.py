@@ -391,6 +391,41 @@ class DriversReport:
                 "intervals, from the ordinal model: " + "; ".join(f"{_label(d)} {_odds_text(o.loc[d])}"
                                                                   for d in o.index[:12]) + ".")
 
+    # figures (sized for the page: about 60rem wide, text 10 px or more once scaled)
+    def fig_drivers(self):
+        return self.main.plot().figure  # sized for the number of attributes
+
+    def fig_ipa(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8.5, 5.5))
+        self.main.ipa.plot(ax=ax)
+        return fig
+
+    def fig_departments(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 0.55 * len(self.by_department.results) + 2.2))
+        self.by_department.plot(ax=ax)
+        return fig
+
+    def fig_ordinal(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(self.main.ordinal.table) + 1.6))
+        self.main.ordinal.plot(ax=ax)
+        return fig
+
+    def figures(self) -> list:
+        """``(name, figure)`` of every chart the page shows, in page order (for tests of sizes and text)."""
+        out = []
+        if self.main is not None:
+            out.append(("drivers", self.fig_drivers()))
+            if self.main.ipa is not None:
+                out.append(("importance-performance", self.fig_ipa()))
+        if self.by_department is not None and self.by_department.results:
+            out.append(("departments", self.fig_departments()))
+        if self.main is not None and self.main.ordinal is not None:
+            out.append(("ordinal", self.fig_ordinal()))
+        return out
+
     def expected_charts(self) -> int:
         """How many charts the page shows (the runner fails a page with fewer)."""
         n = 0

@@ -276,6 +276,57 @@ class RetentionReport:
                 f"{cox.reader_label(c)} {fmt_p_value(p, prefix=True)}" for c, p in cox.ph_test["p_value"].items()) + "."
         return md_escape(text)
 
+    # ------------------------------------------------------------------ figures (sized for the page)
+    def fig_cohorts(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(10, 6))
+        self.cohorts.plot(ax=ax)
+        return fig
+
+    def fig_survival(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 5))
+        self.survival.plot(ax=ax)
+        return fig
+
+    def fig_hazards(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(self.hazards.table) + 2))
+        self.hazards.plot(ax=ax)
+        return fig
+
+    def fig_sbg(self):
+        import matplotlib.pyplot as plt
+        panels = 2 if self.sbg_check is not None else 1
+        fig, axes = plt.subplots(1, panels, figsize=(10.4 if panels == 2 else 8, 4.5), squeeze=False)
+        self.main_fit.plot(ax=axes[0][0], horizon=self.horizon * 2)
+        if self.sbg_check is not None:
+            self.sbg_check.plot(ax=axes[0][1])
+        fig.tight_layout()
+        return fig
+
+    def fig_segments(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        self.sbg_groups.plot(ax=ax, horizon=self.horizon * 2)
+        return fig
+
+    def fig_rates(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        self.rates.plot(ax=ax)
+        return fig
+
+    def figures(self) -> list:
+        """``(name, figure)`` of every chart the page shows, in page order (for tests of sizes and text)."""
+        wanted = [("cohorts", self.cohorts is not None, self.fig_cohorts),
+                  ("survival", self.survival is not None, self.fig_survival),
+                  ("hazards", self.hazards is not None, self.fig_hazards),
+                  ("projection", self.main_fit is not None, self.fig_sbg),
+                  ("segments", self.sbg_groups is not None and len(self.sbg_groups.fits) > 1, self.fig_segments),
+                  ("rates", self.rates is not None, self.fig_rates)]
+        return [(name, make()) for name, ok, make in wanted if ok]
+
     # ------------------------------------------------------------------ charts: alt texts and count
     def expected_charts(self) -> int:
         """How many charts the page shows (the runner fails a page with fewer)."""
