@@ -214,13 +214,15 @@ def company_pair(tmp_path_factory):
 
 def test_kit_prediction_holds_the_realised_counterfactual(company_pair):
     """what_if on the factual company (CSAT +0.3 from the as-of date, 12 months) against what happened in the
-    generated counterfactual company. Measured (4,000 customers, seeds 5-8; bench/bench_impact.py
-    --counterfactual): the corrected chain's 95% interval held the realised extra customers kept in 3 of 4
-    companies (seed 6: realised 101, interval 111-135) and the expected number given the true hazards in 3 of
-    4 (seed 5: expected 110, interval 113-135); its estimate is 8-13% above that expectation (a Cox fit on the
-    true latent satisfaction with the same baseline extrapolation is 2-5% above: the rest is regression
-    calibration's approximation on rounded, clipped ratings). The naive chain's upper end is below the
-    expected number in 4 of 4 and below the realised one in 3 of 4."""
+    generated counterfactual company. Measured on 10 companies (4,000 customers, seeds 5-14;
+    bench/bench_impact.py --counterfactual 10): the corrected chain's 95% interval held the realised extra
+    customers kept in 5 of 10 and the expected number given the true hazards in 6 of 10; its estimate is 4-22%
+    (mean 10%) above that expectation, so its interval is too narrow for this check. A Cox fit on the true
+    latent satisfaction with the same baseline extrapolation is 2-5% above (seeds 5, 6): most of the excess
+    is regression calibration's approximation (the leftover uncertainty about each customer's satisfaction
+    acts like a frailty; ratings rounded and clipped). The naive chain's upper end is below the realised
+    number in 9 of 10 and below the expected one in 10 of 10. This test pins seed 5 (realised inside the
+    corrected interval, expected 3 below its lower end)."""
     f, c, gt = company_pair
     customers, responses = read(f, "customers"), read(f, "responses")
     corr = I.what_if(customers, responses, "csat", 0.3, as_of=gt["as_of"], horizon=12, n_boot=200, seed=1,
@@ -240,7 +242,7 @@ def test_kit_prediction_holds_the_realised_counterfactual(company_pair):
     assert n["extra_kept_high"] < extra_kept and n["extra_revenue_high"] < extra_rev  # the naive chain misses
     # the documented overstatement of the expected effect stays within its measured size
     expected = gt["horizon_12_months"]["expected_extra_kept"]
-    assert 1.0 < a["extra_kept"] / expected < 1.15
+    assert 1.0 < a["extra_kept"] / expected < 1.25
     assert n["extra_kept_high"] < expected
     # the CSAT shift itself is the chain's first link, exactly
     assert "attribute_to_csat_slope" not in set(corr.links["link"])
