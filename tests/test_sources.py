@@ -578,3 +578,11 @@ def test_dates_from_local_timestamps_take_the_day_in_the_output_zone(tmp_path):
     assert ds.responses["response_date"].tolist() == [pd.Timestamp("2025-03-05"), pd.Timestamp("2025-03-05"),
                                                       pd.Timestamp("2025-03-04")]
     assert np.isnan(ds.responses["csat"].iloc[0])  # a blank (' ') answer is missing, not an error
+
+
+def test_latin1_file_read_as_utf8_names_the_encoding_setting(tmp_path):
+    csv = "id,cust,day,dept,note\nR1,C1,2025-01-02,Billing,Société\n"
+    sset = _responses(tmp_path, csv, "dimensions: [note]\n", encoding="latin-1")
+    with pytest.raises(DataValidationError) as err:
+        load_dataset(sset, emit_warnings=False)
+    assert "encoding" in str(err.value) and "latin-1" in str(err.value)

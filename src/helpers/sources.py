@@ -511,6 +511,19 @@ def _csv_relation(profile: Profile, path: Path) -> str:
 def _read_error(profile: Profile, path: Path, exc: Exception) -> DataContractError:
     first = (str(exc).splitlines() or [type(exc).__name__])[0]
     hint = ""
+    if profile.read.encoding in ("utf-8", "utf8") and _format(profile, path) == "csv":
+        from helpers.data import first_non_utf8
+        where = first_non_utf8(path)
+        if where is not None:
+            offset, line, bad = where
+            try:
+                latin = f" (in Latin-1/cp1252 the byte is {bad[:1].decode('cp1252')!r})"
+            except UnicodeDecodeError:
+                latin = ""
+            return DataContractError(
+                profile.table, f"is not UTF-8: byte 0x{bad[0]:02X} at byte offset {offset:,} (line {line}){latin}",
+                source=_display(path), expected=f"the encoding declared in {profile.path}: set read: {{encoding: "
+                                                f"latin-1}} (or cp1252 for a Windows export)")
     if "unicode" in first.lower() or "utf" in first.lower() or "encoding" in first.lower():
         hint = " (the file is not in the declared encoding: try read.encoding: latin-1 or cp1252)"
     return DataContractError(profile.table, f"cannot be read: {shorten(first, 200)}{hint}", source=str(path),
