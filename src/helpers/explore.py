@@ -140,7 +140,7 @@ class Seasonality:
                 label="trend + season")
         ax.set_title(f"{self.metric}: trend and seasonality")
         ax.legend(frameon=False, fontsize="small")
-        return ax
+        return date_axis(ax)
 
     def summary(self) -> str:
         profile = self.month_profile()
@@ -166,3 +166,139 @@ def seasonality(series: pd.DataFrame, metric: str = "value", period: int = 12) -
                           "trend": fit.trend.to_numpy(), "seasonal": fit.seasonal.to_numpy(),
                           "remainder": fit.resid.to_numpy()})
     return Seasonality(metric, table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The explorer's period, KPI table with changes, and readable dates
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Periods:
+    """The period the explorer looks at and the period it is compared with (inclusive days)."""
+    start: pd.Timestamp
+    end: pd.Timestamp
+    compare_start: pd.Timestamp
+    compare_end: pd.Timestamp
+    note: str = ""
+
+    def describe(self) -> str:
+        return (f"Period {self.start.date()} to {self.end.date()}, compared with {self.compare_start.date()} to "
+                f"{self.compare_end.date()}{'; ' + self.note if self.note else ''}.")
+
+
+def last_complete_quarter(last_day) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The last calendar quarter that ends on or before ``last_day``."""
+    last = pd.Timestamp(last_day).normalize()
+    q = last.to_period("Q")
+    if q.end_time.normalize() > last:
+        q -= 1
+    return q.start_time, q.end_time.normalize()
+
+
+def explorer_periods(dataset, period_start: str = "", period_end: str = "", compare_start: str = "",
+                     compare_end: str = "") -> Periods:
+    """The explorer's periods: given dates, or the last complete quarter of the data (latest response or
+    ticket date) compared with the quarter before (or, for any other period, the same number of days just
+    before it)."""
+    note = ""
+    if period_start and period_end:
+        start, end = pd.Timestamp(period_start), pd.Timestamp(period_end)
+    else:
+        _, last = dataset.date_range()
+        start, end = last_complete_quarter(last)
+        note = "the last complete quarter in the data (set period_start/period_end to change it)"
+        start = pd.Timestamp(period_start) if period_start else start
+        end = pd.Timestamp(period_end) if period_end else end
+    if end < start:
+        raise KitError(f"period_end {end.date()} is before period_start {start.date()}")
+    if compare_start and compare_end:
+        cs, ce = pd.Timestamp(compare_start), pd.Timestamp(compare_end)
+    elif start == start.to_period("Q").start_time and end == start.to_period("Q").end_time.normalize():
+        q = start.to_period("Q") - 1
+        cs, ce = q.start_time, q.end_time.normalize()
+    else:
+        ce = start - pd.Timedelta(days=1)
+        cs = ce - (end - start)
+    return Periods(start.normalize(), end.normalize(), cs.normalize(), ce.normalize(), note)
+
+
+@dataclass(frozen=True)
+class KpiChanges:
+    """KPIs per group for a period with their 95% intervals and n, the same for the comparison period, and the
+    tested change (``helpers.kpis.compare_kpi``): says "rose"/"fell" only when significant."""
+    table: pd.DataFrame
+    periods: Periods
+    by: str
+    min_responses: int
+
+    def summary(self) -> str:
+        t = self.table
+        sig = t[t["significant"]]
+        better = sig[sig["change"].gt(0) == sig["higher_is_better"]]
+        worse = sig[sig["change"].gt(0) != sig["higher_is_better"]]
+        return (f"{len(t)} KPI values by {self.by} for {self.periods.start.date()} to {self.periods.end.date()}: "
+                f"{len(better)} significantly better and {len(worse)} significantly worse than in "
+                f"{self.periods.compare_start.date()} to {self.periods.compare_end.date()}; "
+                f"{int(t['small'].sum())} with fewer than {self.min_responses} observations (flagged).")
+
+    def reader_frame(self) -> pd.DataFrame:
+        t = self.table
+        return pd.DataFrame({
+            self.by: t[self.by], "KPI": t["label"], "better": np.where(t["higher_is_better"], "higher", "lower"),
+            "value (95% CI)": t["formatted"], "n": t["n"],
+            "before": t["before"], "change": t["change_text"],
+            "small": np.where(t["small"], f"yes (n < {self.min_responses})", "")})
+
+    def _repr_html_(self) -> str:
+        from helpers.formatting import html_escape, reader_table  # noqa: PLC0415
+
+        return (f"<p>{html_escape(self.summary())}</p>"
+                + reader_table(self.reader_frame(), formats={"n": "int"},
+                               labels={"value (95% CI)": "Value (95% CI)", "better": "Better when",
+                                       "before": "Comparison period", "change": "Change (tested)"}))
+
+    def __repr__(self) -> str:
+        return f"<KpiChanges [{len(self.table)} rows]: {self.summary()}>"
+
+
+def kpi_changes(dataset, periods: Periods, by: str = "department", metrics=None,
+                min_responses: int = 30) -> KpiChanges:
+    """:func:`helpers.kpis.kpi_overview` for the period, plus each value in the comparison period and the tested
+    change (:func:`helpers.kpis.compare_kpi`) per group and KPI."""
+    from helpers.kpis import KPIError, compare_kpi, kpi_overview  # noqa: PLC0415
+
+    now = kpi_overview(dataset.con, metrics, by=by, start=periods.start, end=periods.end,
+                       min_responses=min_responses)
+    before, change, p_values, significant, diffs = [], [], [], [], []
+    for _, row in now.iterrows():
+        try:
+            c = compare_kpi(row["metric"], dataset, filters={by: row[by]},
+                            period_a=(periods.compare_start, periods.compare_end),
+                            period_b=(periods.start, periods.end))
+        except KPIError:
+            before.append("n/a")
+            change.append("no data in the comparison period")
+            p_values.append(np.nan)
+            significant.append(False)
+            diffs.append(np.nan)
+            continue
+        before.append(c.a.format(label=False))
+        sig = c.significant()
+        word = ("rose" if c.difference > 0 else "fell") if sig else "no significant change"
+        from helpers.formatting import fmt_p_value  # noqa: PLC0415
+
+        change.append(f"{word} ({c.difference:+.1f}; {fmt_p_value(c.p_value, prefix=True)})")
+        p_values.append(c.p_value)
+        significant.append(sig)
+        diffs.append(c.difference)
+    out = now.assign(before=before, change_text=change, p_value=p_values, significant=significant, change=diffs)
+    return KpiChanges(out, periods, by, min_responses)
+
+
+def date_axis(ax, maxticks: int = 8):
+    """Readable dates on the x axis (at most ``maxticks`` labels, concise: "2025", "Apr", "Jul" ...)."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+
+    locator = mdates.AutoDateLocator(maxticks=maxticks)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    return ax

@@ -136,11 +136,18 @@ class RelateResult(ResultDisplay):
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
-    from statsmodels.stats.multitest import multipletests  # noqa: PLC0415
-
-    if len(p) == 0:
+    """Holm's (1979) step-down adjusted p-values: sorted ascending, ``p~_(i) = max_{j <= i} min(1, (m - j + 1)
+    p_(j))`` (the same numbers as statsmodels ``multipletests(method="holm")``, which the tests check; computed
+    here because that function runs a garbage collection on every call)."""
+    p = np.asarray(p, dtype=float)
+    m = p.size
+    if m == 0:
         return p
-    return multipletests(p, method="holm")[1]
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -195,13 +202,14 @@ def _infer_kind(outcome: str, y: pd.Series) -> str:
 # ---------------------------------------------------------------------------------------------- relate
 def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, kind: str | None = None,
            alpha: float = 0.05, min_responses: int = 30, max_model_rows: int = MAX_MODEL_ROWS,
-           seed: int = 0) -> RelateResult:
+           seed: int = 0, n_boot: int = 500) -> RelateResult:
     """Test whether ``outcome`` differs between the groups of ``by`` and say how (see the module docstring).
 
     ``outcome``: a KPI name (``csat``, ``nps``, ``ces``, ``fcr``, ``reopen_rate``, ``resolution_hours``,
     ``first_response_hours``) or a column (``attr_speed``); ``by``: a column of the outcome's table or of
     ``customers`` (segment, region, ...: joined in DuckDB); ``data``: a Dataset or a DataFrame with both
     columns. ``filters``/``start``/``end`` select the rows as everywhere in the kit (:mod:`helpers.selection`).
+    ``n_boot``: bootstrap resamples for the intervals of differences of medians (skewed outcomes; 0: none).
     """
     if kind is not None and kind not in KINDS:
         raise RelateError(f"relate: kind={kind!r}; expected one of {KINDS}")
@@ -248,7 +256,8 @@ def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, k
         raise RelateError(f"relate: {outcome} by {by}: fewer than two groups with 2 or more observations "
                           f"(groups: {', '.join(f'{lev} (n = {v.size})' for lev, v in groups.items()) or 'none'})")
     runner = {"proportion": _proportion, "nps": _nps, "mean": _mean, "skewed": _skewed, "ordinal": _ordinal}[kind]
-    test, stat, dfree, p, effect, effect_name, rows, pairs, more = runner(tested, alpha, max_model_rows, seed)
+    test, stat, dfree, p, effect, effect_name, rows, pairs, more = runner(tested, alpha, max_model_rows,
+                                                                         (seed, n_boot))
     notes.extend(more)
     table = pd.DataFrame(rows)
     table["small"] = table["n"] < min_responses
@@ -374,10 +383,15 @@ def _skewed(groups, alpha, max_rows, seed):
         stat, p = stats.kruskal(*data)
     pairs = []
     for (i, a), (j, b) in combinations(enumerate(levels), 2):
-        c = K.compare_medians(data[i], data[j], n_boot=500, seed=seed)
+        seed_, n_boot = seed
+        if n_boot:
+            c = K.compare_medians(data[i], data[j], n_boot=n_boot, seed=seed_)
+            diff, lo, hi = c.difference, c.ci_low, c.ci_high
+        else:
+            diff, lo, hi = float(np.median(data[j]) - np.median(data[i])), np.nan, np.nan
         pm = 1.0 if np.all(np.concatenate([data[i], data[j]]) == data[i][0]) else float(
             stats.mannwhitneyu(data[j], data[i], alternative="two-sided").pvalue)
-        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, pm))
+        pairs.append((a, b, diff, lo, hi, pm))
     return ("Kruskal-Wallis test", float(stat), len(levels) - 1, float(p), float(stat) / (allv.size - 1),
             "epsilon²", _median_rows(levels, data), pairs, notes)
 
@@ -426,6 +440,7 @@ def _proportional_odds(y, g, levels, max_rows, seed, notes):
 
     from statsmodels.miscmodels.ordinal_model import OrderedModel  # noqa: PLC0415
 
+    seed = seed[0]
     if y.size > max_rows:
         idx = np.random.default_rng(seed).choice(y.size, max_rows, replace=False)
         y, g = y[idx], g[idx]
