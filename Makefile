@@ -119,10 +119,12 @@ test: $(READY_test) browser $(TEST_DEMO)/ground_truth.json
 	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadfile \
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
+# IPython history stays out of the repo (etc/ipython/profile_default/ipython_*config.py: HistoryManager off);
+# as root (a container) JupyterLab needs --allow-root
 lab: $(READY_lab)
 	@$(MAKE) --no-print-directory -s data
 	IPYTHONDIR=$(CURDIR)/etc/ipython $(VENV)/bin/jupyter lab --notebook-dir=. \
-		notebooks/exploratory/satisfaction_explorer.ipynb
+		$(if $(filter 0,$(shell id -u)),--allow-root) notebooks/exploratory/satisfaction_explorer.ipynb
 
 bench: $(READY_reports)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
