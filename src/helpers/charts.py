@@ -103,8 +103,19 @@ def robust_range(values, *, pad: float = 0.08) -> tuple[float, float] | None:
     return lo - pad * span, hi + pad * span
 
 
+def frequency_label(periods) -> str:
+    """"monthly", "quarterly", "yearly" (or "period") from the typical spacing of period starts."""
+    import pandas as pd  # noqa: PLC0415
+
+    p = pd.Series(pd.to_datetime(pd.Series(periods)).drop_duplicates().sort_values().to_numpy())
+    if len(p) < 2:
+        return "period"
+    days = float(p.diff().dt.days.median())
+    return "monthly" if days <= 31 else "quarterly" if days <= 92 else "yearly" if days <= 366 else "period"
+
+
 def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, status=None, title=None,
-              ylabel=None, percent=None, value_label="monthly value", window=None, window_label="",
+              ylabel=None, percent=None, value_label=None, window=None, window_label="",
               recent_periods: int = 12, bounds=None, context_months: int | None = 12, ax=None):
     """A KPI's trend for readers: values with their 95% band, the objective window shaded, target and deadline
     in neutral dark grey, the forecast band in the status colour ending in the status's marker shape and label.
@@ -115,7 +126,10 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
     (last ``recent_periods`` values and the values since ``start``), the forecast band and the target, not by
     noisy early months: older values outside it are drawn at the edge as open triangles ("beyond the axis").
     ``context_months``: history shown before ``start`` (None: all of it).
-    ``bounds``: the KPI's possible range (the y-range never goes past it). Empty series draw a note."""
+    ``bounds``: the KPI's possible range (the y-range never goes past it). Empty series draw a note.
+    ``value_label`` defaults to the series' frequency ("monthly value", "quarterly value", "yearly value").
+    A series with several rows per period (grouped, e.g. by channel) is refused: plot one group, or all groups
+    as one line each with :func:`helpers.kpis.plot_series`."""
     import matplotlib.dates as mdates  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
@@ -133,6 +147,15 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
     s = None
     if has_data:
         s = series.sort_values("period").reset_index(drop=True)
+        if s["period"].duplicated().any():
+            from helpers.errors import KitError  # noqa: PLC0415
+
+            extra = [c for c in s.columns if c not in ("period", "value", "ci_low", "ci_high", "n", "metric")]
+            raise KitError(f"kpi_trend draws one series, but the data has several rows per period (grouped by "
+                           f"{extra or 'an unnamed column'}): select one group, or use "
+                           "helpers.kpis.plot_series(series, by=...) for one line per group")
+        if value_label is None:
+            value_label = frequency_label(s["period"]) + " value"
         recent = s.tail(recent_periods)
         if start is not None:
             recent = pd.concat([recent, s[s["period"] >= pd.Timestamp(start)]])
