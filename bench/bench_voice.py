@@ -14,8 +14,10 @@ Target (exit status 1 when missed): the codebook matching (``params/themes.yaml`
 unique comments within 3x of the baseline, a plain pandas ``str.contains`` pass over the same comments (one
 case-insensitive regex per theme: its phrases joined by ``|``, each after ``\\b``). The other steps are reported
 (no target): VADER sentiment per distinct text (its cost per comment is extrapolated to 1M distinct comments),
-suggested themes (TF-IDF + NMF on a seeded sample of 200,000), distinctive n-grams, shares and monthly trends in
-DuckDB, and the adjusted effects (joint OLS + Logit on every comment with its ratings).
+suggested themes (TF-IDF + NMF on a seeded sample of 200,000), distinctive n-grams, emerging themes (n-grams of
+the second year against the first, in which 2% of comments carry the demo's app / price sentences, then NMF of
+those words), shares and monthly trends in DuckDB, and the adjusted effects (joint OLS + Logit on every comment
+with its ratings, and the g-computed change in the detractor share).
 
 Measured on the 2-core dev machine (1M comments, three runs under varying shared load): codebook matching in
 DuckDB 1.3-1.9x the pandas pass (4-11 s vs 2.3-9 s; peak RSS +190 MiB), ``match_themes`` on a Series 1.1-2.1x
@@ -45,7 +47,7 @@ TARGET_RATIO = 3.0
 
 def build(path: Path, n: int, seed: int = 0) -> None:
     from helpers.demo import DEPARTMENT_SLUGS, STANDARD_ATTRIBUTES
-    from helpers.demo_text import HTML_SPECIAL_COMMENTS, comment_catalogue
+    from helpers.demo_text import HTML_SPECIAL_COMMENTS, UNASKED_COMMENTS, comment_catalogue
 
     rng = np.random.default_rng(seed)
     texts = comment_catalogue(tuple(DEPARTMENT_SLUGS), tuple(STANDARD_ATTRIBUTES)) + list(HTML_SPECIAL_COMMENTS)
@@ -53,12 +55,17 @@ def build(path: Path, n: int, seed: int = 0) -> None:
     texts = catalogue[rng.integers(0, len(catalogue), n)]
     ref = rng.integers(0, 10**8, n).astype(str)
     days = pd.date_range("2024-01-01", "2025-12-31", freq="D")
+    date = days[rng.integers(0, len(days), n)]
+    # something new in the second year (as the demo's unasked themes): 2% of its comments get an app/price sentence
+    new = np.array([x for v in UNASKED_COMMENTS.values() for x in v], dtype=object)
+    late = (date >= "2025-01-01") & (rng.random(n) < 0.02)
+    texts = np.where(late, texts + " " + new[rng.integers(0, len(new), n)], texts)
     a, b = rng.integers(1, 6, n), rng.integers(1, 6, n)
     csat = np.clip(np.round(0.5 + 0.5 * a + 0.3 * b + rng.normal(0, 0.8, n)), 1, 5)
     nps = np.clip(np.round(1.2 * a + 0.8 * b + rng.normal(0, 2, n)), 0, 10)
     pd.DataFrame({
         "response_id": np.char.add("R", np.arange(n).astype(str)),
-        "response_date": days[rng.integers(0, len(days), n)].date,
+        "response_date": date.date,
         "department": np.array(["Billing", "Delivery", "Sales"])[rng.integers(0, 3, n)],
         "csat": csat, "nps": nps, "attr_a": a.astype(float), "attr_b": b.astype(float),
         "repeated": texts, "unique": texts + " ref " + ref,
@@ -158,6 +165,14 @@ grp = np.where(frame["nps"] <= 6, "detractor", np.where(frame["nps"] >= 9, "prom
 t = time.perf_counter()
 res = distinctive_terms(frame["repeated"], grp)
 dt = time.perf_counter() - t
+"""),
+    "emerging themes (2025 vs 2024: n-grams + NMF)": (['repeated', 'response_date'], """
+from helpers.voice import emerging_themes
+late = pd.to_datetime(frame["response_date"]) >= "2025-01-01"
+t = time.perf_counter()
+res = emerging_themes(frame.loc[late, "repeated"], frame.loc[~late, "repeated"])
+dt = time.perf_counter() - t
+extra = {{"n_terms": len(res.terms), "n_topics": 0 if res.suggested is None else len(res.suggested.table)}}
 """),
     "shares + monthly trends in DuckDB": (['response_date', 'department', 'unique'], """
 from helpers.data import Dataset

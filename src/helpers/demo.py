@@ -70,6 +70,18 @@ factual company's); without a shift the output is exactly the factual company. `
 1-12 months later in both companies (realised, and expected from their true hazards) with their revenue
 (:class:`Counterfactual`; checked in ``tests/test_counterfactual.py``).
 
+**Comment themes no rating question asks about** (:data:`UNASKED_THEMES`). A mobile app broken by a release
+(2026-01-12 until the fix on 2026-04-13, every department and segment) and a price increase for small businesses
+(from 2025-11-03, permanent): in its window, each response with a comment mentions the problem with probability
+0.08 (a sentence of :data:`helpers.demo_text.UNASKED_COMMENTS` appended to its comment) and its latent overall
+rating y is lowered by 0.9 (app) or 0.6 (price) points, so its CSAT and NPS are recomputed from the lowered y with
+the response's own noise; ratings, CES and whether there is a comment do not change. ``ground_truth.json``
+(``unasked_themes``) records the windows and the realised effects on the mentioning responses (mean CSAT and NPS
+change, detractor shares before/after, the odds ratio adjusted for the ratings). These draws come from a stream of
+their own, ``default_rng([seed, k, VOICE_STREAM])``, so every other column is exactly as without them; the
+windows and rates were chosen so that the demo objectives' statuses (``tests/test_objectives_demo.py``) do not
+move.
+
 **Determinism.** Customers are generated in fixed chunks of :data:`CHUNK_SIZE`; chunk *k* draws from
 ``numpy.random.default_rng([seed, k])``, so the same ``--customers``/``--seed`` gives byte-identical
 files and memory stays bounded (1M customers stream through ``pyarrow.parquet.ParquetWriter``).
