@@ -212,3 +212,20 @@ def test_company_charts_have_readable_text_and_finding_titles(small_demo):
         for name, fig in figures:
             problems += _text_problems(name, fig)
     assert problems == [], "\n".join(problems[:20])
+
+
+def test_one_department_drivers_page_shows_its_shared_analysis(small_demo):
+    """The drivers page of one department and the comparison on it print the same shares and intervals (the
+    department's one analysis), with the ordinal check added."""
+    from helpers.drivers_report import prepare_drivers_report
+
+    page = prepare_drivers_report(department="billing", n_boot=50, data_source=str(small_demo),
+                                  report_config=str(CONFIG))
+    shared = page.departments["Billing"].analysis
+    pd.testing.assert_frame_equal(page.main.table[["share", "share_low", "share_high"]],
+                                  shared.table[["share", "share_low", "share_high"]])
+    assert page.main.ordinal is not None and shared.ordinal is None  # the cached result is not changed
+    first = page.findings()[0]
+    row = page.departments_table_html().split("<td>Billing</td>")[1].split("</tr>")[0]
+    top_share = row.split("<td>")[2].split("</td>")[0]
+    assert f": {top_share} (95% CI " in first

@@ -484,7 +484,8 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                            data_source: str = "", report_config: str = "params/report.yaml",
                            as_of: str = "", seed: int = SEED) -> DriversReport:
     """Load, select and analyse. ``outcome`` "" = the config's outcome; ``drivers`` [] = the config's drivers or
-    else every ``attr_*`` column; ``period_end`` "" = the as-of date (``as_of`` "" = the data's last complete
+    else every ``attr_*`` column; for one ``department`` the main analysis is :func:`department_driver_analysis`
+    (its :data:`DEPARTMENT_N_BOOT` re-samples; ``n_boot`` is for "all"); ``period_end`` "" = the as-of date (``as_of`` "" = the data's last complete
     month; ``as_of`` caps ``period_end``); ``period_start`` "" = :data:`DEPARTMENT_MONTHS` months before the
     period's end (the window of the department pages)."""
     from helpers.reports.loader import driver_min_responses, load_report_inputs
@@ -538,9 +539,13 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     if report.department.lower() != "all":
         report.department = str(selected["department"].iloc[0])
     try:
-        report.main = analyze_drivers(selected, report.outcome, report.drivers, n_boot=report.n_boot, seed=seed,
-                                      label=report.department if report.department != "all" else "all departments",
-                                      min_n=min_n)
+        if report.department.lower() == "all":
+            report.main = analyze_drivers(selected, report.outcome, report.drivers, n_boot=report.n_boot, seed=seed,
+                                          label="all departments", min_n=min_n)
+        else:  # one department: its one analysis (the one its page and the comparison below show), plus the check
+            report.main = _department_main(ds, cfg, report, selected, (start, end), responses, seed)
+            if report.main is None:
+                return report
         report.warnings.extend(report.main.warnings)
         if report.main.dropped:
             report.warnings.append("left out of the analysis: " + "; ".join(
@@ -564,6 +569,30 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                                           sizes=size_frame, warnings=[])
     report.differences = _differences(report.by_department, report.department)
     return report
+
+
+def _department_main(ds, cfg, report: DriversReport, selected: pd.DataFrame, period, responses, seed):
+    """The drivers page of one department: the shared department analysis (same numbers as its page and the
+    comparison), with the ordinal check fitted on the same responses; None with a warning below the sample rule."""
+    import copy
+
+    from helpers.drivers_analysis import ordinal_check
+
+    dd = department_driver_analysis(ds, cfg, report.department, period=period, responses=responses,
+                                    outcome=report.outcome, drivers=report.drivers, seed=seed)
+    if dd.analysis is None:
+        report.warnings.append(f"{report.department}: {dd.message}")
+        return None
+    main = copy.copy(dd.analysis)  # the shared result stays as cached
+    main.label, main.warnings = report.department, list(dd.analysis.warnings)
+    numeric = [d for d in main.table.index if pd.api.types.is_numeric_dtype(selected[d])]
+    if numeric:
+        try:
+            main.ordinal = ordinal_check(selected, report.outcome, numeric, shapley_rank=main.table["rank"],
+                                         seed=department_seed(report.department, seed))
+        except (KitError, np.linalg.LinAlgError, ValueError) as exc:
+            main.warnings.append(f"ordinal check not available: {exc}")
+    return main
 
 
 def _differences(seg: SegmentDrivers, department: str) -> pd.DataFrame:
