@@ -92,7 +92,7 @@ __all__ = [
     "retention_from_counts", "retention_rate", "nps_from_counts", "median_order_ranks",
     "churn_rate", "repeat_purchase_rate", "clv_simple", "clv_discounted", "clv", "count_estimate",
     "compare_nps", "compare_proportions", "compare_csat", "compare_means", "compare_medians",
-    "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview", "KpiTable", "forest_plot",
+    "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview", "KpiTable", "forest_plot", "plot_series",
     "DEFAULT_OVERVIEW",
 ]
 
@@ -1733,3 +1733,48 @@ def kpi_overview(con, metrics: Sequence[str] | None = None, by: str | Sequence[s
     out = out[cols]
     out.attrs["skipped"] = skipped
     return out
+
+
+_LINE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+"""Okabe-Ito colours (distinguishable with colour-blindness), one per group line."""
+
+
+def plot_series(series: pd.DataFrame, by=None, ax=None, max_groups: int = 8, title: str | None = None):
+    """A KPI series (:func:`kpi_series`) as one line per group with its 95% band, readable date labels and the
+    frequency in the legend ("quarterly"); ``by`` defaults to the series' grouping columns. More than
+    ``max_groups`` groups is refused (a chart with 15 lines cannot be read: filter, or use :func:`forest_plot`
+    of one period)."""
+    from helpers.charts import frequency_label, new_axis  # noqa: PLC0415
+    from helpers.formatting import chart_text  # noqa: PLC0415
+
+    by_cols = _as_list(by) or [c for c in series.columns if c not in _SERIES_COLUMNS + ["metric"]]
+    metric = str(series["metric"].iloc[0]) if "metric" in series.columns and len(series) else ""
+    if series.empty:
+        raise KPIError(metric or "series", "plot_series: the series has no rows")
+    groups = list(series.groupby(by_cols, sort=True)) if by_cols else [((), series)]
+    if len(groups) > max_groups:
+        raise KPIError(metric, f"plot_series: {len(groups)} groups of {by_cols} are too many lines for one chart "
+                               f"(at most {max_groups}); filter the series or compare one period with forest_plot")
+    for _, g in groups:
+        if g["period"].duplicated().any():
+            raise KPIError(metric, f"plot_series: several rows per period within a group; by must name every "
+                                   f"grouping column (got {by_cols})")
+    ax = new_axis(ax, figsize=(9, 4))
+    freq = frequency_label(series["period"])
+    colours = list(_LINE_COLOURS)
+    for i, (key, g) in enumerate(groups):
+        g = g.sort_values("period")
+        name = ", ".join(map(str, key if isinstance(key, tuple) else (key,))) or (KPIS[metric].label if metric in KPIS else metric)
+        colour = colours[i % len(colours)]
+        ax.plot(g["period"], g["value"], marker="o", markersize=3, color=colour, label=chart_text(name))
+        ax.fill_between(g["period"], g["ci_low"].astype(float), g["ci_high"].astype(float), color=colour, alpha=0.12,
+                        linewidth=0)
+    from helpers.explore import date_axis  # noqa: PLC0415
+
+    date_axis(ax)
+    k = KPIS.get(metric)
+    ax.set_ylabel((k.label + (f" ({k.unit})" if k.unit not in ("", "count", "score", "points") else "")) if k else "")
+    ax.set_title(chart_text(title) if title else f"{k.label if k else metric}, {freq} with 95% CI"
+                 + (f", by {', '.join(by_cols)}" if by_cols else ""))
+    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
