@@ -1,12 +1,16 @@
-"""The explorer notebook runs on the seeded small demo, and the KPI table it shows equals independent
-per-department estimates (Python Wilson intervals on the responses frame, not the DuckDB path it displays)."""
+"""The explorer notebook runs on the seeded small demo with its period parameters, and the KPI table it shows equals
+independent per-department estimates for that period (Python Wilson intervals on the responses frame, not the
+DuckDB path it displays), with n, the better direction and a tested change; relate and the drivers display as
+reader tables."""
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
 from helpers.data import load_dataset
+from helpers.explore import explorer_periods, last_complete_quarter
 from helpers.kpis import csat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,16 +30,40 @@ def _output_text(cell) -> str:
     return "\n".join(parts)
 
 
-def test_explorer_kpi_table_matches_independent_estimates(small_demo, tmp_path):
+def test_explorer_kpi_table_matches_independent_estimates_for_the_period(small_demo, tmp_path):
     out = tmp_path / "explorer.ipynb"
-    papermill.execute_notebook(str(EXPLORER), str(out), parameters={"data_source": str(small_demo)},
-                               cwd=str(ROOT), kernel_name="satisfaction-kit", progress_bar=False)
+    params = {"data_source": str(small_demo), "period_start": "2026-04-01", "period_end": "2026-06-30",
+              "compare_start": "2025-04-01", "compare_end": "2025-06-30"}
+    papermill.execute_notebook(str(EXPLORER), str(out), parameters=params, cwd=str(ROOT),
+                               kernel_name="satisfaction-kit", progress_bar=False)
     nb = nbformat.read(out, as_version=4)
-    table_cell = next(c for c in nb.cells if c.cell_type == "code" and "kpi_overview(" in c.source)
+    assert "Error" not in "".join(o.get("ename", "") for c in nb.cells for o in c.get("outputs", []))
+    everything = "\n".join(_output_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "already loaded" not in everything
+    assert "Period 2026-04-01 to 2026-06-30, compared with 2025-04-01 to 2025-06-30" in everything
+    table_cell = next(c for c in nb.cells if c.cell_type == "code" and "kpi_changes(" in c.source)
     shown = _output_text(table_cell)
     responses = load_dataset(small_demo).responses
-    for department, group in responses.groupby("department"):
+    in_period = responses[responses["response_date"].between("2026-04-01", "2026-06-30")]
+    for department, group in in_period.groupby("department"):
         est = csat(group["csat"].dropna())
         expected = f"{est.value:.1f}% ({est.ci_low:.1f} to {est.ci_high:.1f})"
         assert expected in shown, f"{department}: expected CSAT {expected} in the explorer's KPI table"
-    assert "Error" not in "".join(o.get("ename", "") for c in nb.cells for o in c.get("outputs", []))
+        assert f">{est.n:,}<" in shown, f"{department}: n = {est.n} not shown"
+    assert "Better when" in shown and ">lower<" in shown and ">higher<" in shown  # CES and times: lower is better
+    relate_cell = next(c for c in nb.cells if c.cell_type == "code" and 'relate("first_response_hours"' in c.source)
+    assert "Kruskal-Wallis" in _output_text(relate_cell)
+    drivers_cell = next(c for c in nb.cells if c.cell_type == "code" and "relative_importance(" in c.source)
+    drivers_html = _output_text(drivers_cell)
+    assert "attr_" not in drivers_html.split("<table")[1] and "signed_importance" not in drivers_html
+
+
+def test_default_period_is_the_last_complete_quarter(small_demo):
+    ds = load_dataset(small_demo)
+    _, last = ds.date_range()
+    p = explorer_periods(ds)
+    assert (p.start, p.end) == last_complete_quarter(last)
+    assert p.end <= last and (p.end + pd.Timedelta(days=1)).month in (1, 4, 7, 10)
+    assert p.compare_end == p.start - pd.Timedelta(days=1) and p.compare_start.month in (1, 4, 7, 10)
+    assert last_complete_quarter("2026-10-31") == (pd.Timestamp("2026-07-01"), pd.Timestamp("2026-09-30"))
+    assert last_complete_quarter("2026-09-30") == (pd.Timestamp("2026-07-01"), pd.Timestamp("2026-09-30"))
