@@ -153,7 +153,7 @@ class DepartmentReport:
         if self.as_of_note:
             lines.append(f"*As of {when}: {_esc(self.as_of_note)}.*")
         for p in self.problems:
-            lines.append(f"**Could not evaluate the objectives:** {_esc(p)}")
+            lines.append(f"**Could not evaluate the objectives:** {_esc(self.reader_text(p))}")
         return "\n\n".join(lines)
 
     def status_table_html(self) -> str:
@@ -164,7 +164,7 @@ class DepartmentReport:
 
         if self.evaluation is None:
             return ('<p class="objective-status-missing">No objectives to show: '
-                    + "; ".join(html_escape(p) for p in self.problems) + "</p>")
+                    + "; ".join(html_escape(self.reader_text(p)) for p in self.problems) + "</p>")
         head = ("<tr><th>Status</th><th>Objective</th><th>Now (95% CI, n)</th><th>Target</th><th>Forecast for the window</th>"
                 '<th class="num">Chance</th></tr>')
         body = []
@@ -237,7 +237,7 @@ class DepartmentReport:
 
         if self.evaluation is None:
             return ('<div class="dept-verdict" id="status-counts"><p class="objective-status-missing">No objectives '
-                    "to show: " + "; ".join(html_escape(p) for p in self.problems) + "</p></div>")
+                    "to show: " + "; ".join(html_escape(self.reader_text(p)) for p in self.problems) + "</p></div>")
         counts = [(k, v) for k, v in self.status_counts().items() if v]
         items = "".join(f'<li><span class="count">{v}</span> {status_badge_html(k)}</li>' for k, v in counts)
         first = self.evaluation.look_first()
@@ -778,6 +778,7 @@ class DepartmentReport:
         for person, name in self.names.items():
             out = out.replace(f"'{person}'", f"'{name}'")
         out = re.sub(r", field '[\w.]+'", "", out)
+        out = re.sub(r"(^|: )field '[\w.]+': ", r"\1", out)
         out = re.sub(r"metric '(\w+)' cannot be computed: KPI '\1': ",
                      lambda m: f"{self._metric_label(m.group(1))} cannot be computed: ", out)
         out = re.sub(r"filter (\w+)='([^']*)' matches no rows in (responses|tickets)",
@@ -852,12 +853,13 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
 
     ``department`` is the params file's slug (``customer_service``); ``params_file`` overrides the file
     (default ``params/departments/<slug>.yaml``); ``data_source`` "" uses report.yaml's; ``as_of`` "" = the
-    last day of the last complete month in the data (``Dataset.default_as_of``). Relative paths are taken from the working directory, else the repository root.
+    last day of the last complete month in the data (``Dataset.default_as_of``). Relative paths are taken from
+    the working directory, else the repository root. Config and data come from the report layer's one loader
+    (:func:`helpers.reports.loader.load_report_inputs`).
     Problems are collected in ``.problems`` (shown in the report), never raised; only an ``as_of`` that is not a
     date is a :class:`ParamsError`.
     """
-    from helpers.config import load_report_config, repo_root, resolve_data_source  # noqa: PLC0415
-    from helpers.data import is_snapshot, load_dataset  # noqa: PLC0415
+    from helpers.config import load_report_config, repo_root  # noqa: PLC0415
 
     root = repo_root()
     slug = department_slug(department) if department else ""
@@ -869,10 +871,6 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
     report = DepartmentReport(slug=slug, department=department.replace("_", " ").title(), params_file=str(path),
                               as_of=as_of_day)
     try:
-        report.config = load_report_config(_resolve(report_config, root))
-    except KitError as exc:
-        report.problems.append(str(exc))
-    try:
         report.plan = load_objectives(path) if path.exists() else None
         if report.plan is None:
             known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
@@ -882,21 +880,18 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
             report.department = report.plan.department
     except KitError as exc:
         report.problems.append(str(exc))
-    try:
-        source = Path(data_source) if data_source else resolve_data_source(report.config) if report.config \
-            else None
-        if source is not None:
-            source = _resolve(source, root)
-            mapping = getattr(report.config, "column_mapping", None) or None
-            min_responses = int(getattr(report.config, "min_responses", 30) or 30)
-            if is_snapshot(source):
-                report.dataset = load_dataset(source, validate=False, min_responses=min_responses,
-                                              emit_warnings=False)
-            else:
-                report.dataset = load_dataset(source, column_mapping=mapping, min_responses=min_responses,
-                                              emit_warnings=False)
+    try:  # the report layer's one loader of config + dataset (snapshot-aware, column mapping, min_responses)
+        from helpers.reports.loader import load_report_inputs  # noqa: PLC0415
+
+        source = str(_resolve(data_source, root)) if data_source else ""
+        inputs = load_report_inputs(source, _resolve(report_config, root))
+        report.config, report.dataset = inputs.config, inputs.dataset
     except KitError as exc:
         report.problems.append(str(exc))
+        try:
+            report.config = load_report_config(_resolve(report_config, root))
+        except KitError:
+            pass
     if report.dataset is not None and report.as_of is None:
         report.as_of = report.dataset.default_as_of()
         report.as_of_note = ("the last day of the last complete month in the data (the default; a partly "
