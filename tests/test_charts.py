@@ -175,3 +175,15 @@ def test_funnel_plot_names_only_units_outside_the_limits():
     named = {t.get_text() for t in ax.texts}
     assert named == set(result.flagged["unit"]) and "Slow" in named
     assert ax.get_xscale() == "log"
+
+
+def test_one_wild_recent_month_does_not_set_the_scale():
+    periods = pd.date_range("2025-01-01", periods=18, freq="MS")
+    values = np.full(18, 20.0) + np.tile([0.0, 1.0, -1.0], 6)
+    values[-3] = 300.0  # one recent month far off (a data glitch or a tiny sample)
+    fig, ax = plt.subplots()
+    charts.kpi_trend(pd.DataFrame({"period": periods, "value": values}), target=15, start="2025-06-01", ax=ax)
+    lo, hi = ax.get_ylim()
+    assert hi < 40 and lo <= 15
+    edge = [c for c in ax.collections if c.get_label() == "beyond the axis"]
+    assert edge and len(edge[0].get_offsets()) == 1

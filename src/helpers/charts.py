@@ -124,7 +124,8 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
     ``window``: ``(start, end)`` of the period the objective is judged on (shaded, labelled ``window_label``);
     ``percent``: the value of 100% for a percent axis, or None. The y-range is set by the recent history
     (last ``recent_periods`` values and the values since ``start``), the forecast band and the target, not by
-    noisy early months: older values outside it are drawn at the edge as open triangles ("beyond the axis").
+    noisy early months: the recent values inside Tukey's fences (1.5 IQR beyond the quartiles) set it, and every
+    value outside it is drawn at the edge as an open triangle ("beyond the axis").
     ``context_months``: history shown before ``start`` (None: all of it).
     ``bounds``: the KPI's possible range (the y-range never goes past it). Empty series draw a note.
     ``value_label`` defaults to the series' frequency ("monthly value", "quarterly value", "yearly value").
@@ -159,7 +160,12 @@ def kpi_trend(series, *, target=None, deadline=None, start=None, forecast=None, 
         recent = s.tail(recent_periods)
         if start is not None:
             recent = pd.concat([recent, s[s["period"] >= pd.Timestamp(start)]])
-        pool += list(recent["value"])
+        recent_values = recent["value"].astype(float).dropna().to_numpy()
+        if recent_values.size >= 4:  # Tukey's fences: one wild recent month does not set the scale either
+            q1, q3 = np.percentile(recent_values, [25, 75])
+            fence = 1.5 * (q3 - q1)
+            recent_values = recent_values[(recent_values >= q1 - fence) & (recent_values <= q3 + fence)]
+        pool += list(recent_values)
     limits = robust_range(pool)
     if limits is not None and bounds is not None:
         lo_b, hi_b = bounds
