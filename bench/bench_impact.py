@@ -127,7 +127,10 @@ def all_departments(folder: Path, n_boot: int) -> float:
     con.execute("SET enable_progress_bar = false")
     con.execute(f"CREATE VIEW responses AS SELECT * FROM read_parquet('{folder / 'responses.parquet'}')")
     customers = pd.read_parquet(folder / "customers.parquet")
-    responses = pd.read_parquet(folder / "responses.parquet")
+    # the answers' columns the pages' pandas steps need (ratings per customer and the drivers' cross-products
+    # come from the SQL summaries)
+    responses = pd.read_parquet(folder / "responses.parquet",
+                                columns=["customer_id", "response_date", "department", "csat", "nps"])
     responses["response_date"] = pd.to_datetime(responses["response_date"])
     as_of = responses["response_date"].max()
     ratings = {m: CL.rating_summary_sql(con, rating=m, as_of=as_of) for m in ("csat", "nps")}
