@@ -988,7 +988,7 @@ class DriverImportance:
                             "direction": np.where(t["sign"] < 0, "negative", np.where(t["sign"] > 0, "positive", "factor"))})
         if "ci_low" in t and self.r2 > 0:
             from helpers.formatting import fmt_interval  # noqa: PLC0415
-            out["share 95% CI"] = [fmt_interval(a / self.r2, b / self.r2, percent=True)
+            out["Share 95% CI"] = [fmt_interval(a / self.r2, b / self.r2, percent=True)
                                    for a, b in zip(t["ci_low"], t["ci_high"])]
         from helpers.formatting import column_label  # noqa: PLC0415
         out["driver"] = out["driver"].map(column_label)
@@ -1008,8 +1008,8 @@ class DriverImportance:
     _full_table_hint = "`.table` (bootstrap draws: `.draws`)"
 
     def __repr__(self) -> str:
-        from helpers.formatting import shorten  # noqa: PLC0415
-        return f"<DriverImportance [{len(self.table)} drivers]: {shorten(self.summary(), 160)}>"
+        from helpers.results import clip  # noqa: PLC0415
+        return f"<DriverImportance [{len(self.table)} drivers]: {clip(self.summary(), 160)}>"
 
     # DataFrame compatibility
     def __getitem__(self, key):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from helpers.formatting import fmt_interval, fmt_number, html_escape, reader_table, shorten
+from helpers.formatting import fmt_interval, fmt_number, html_escape, interval_decimals, reader_table, shorten
 
-__all__ = ["ResultDisplay", "displayable", "compact_frame", "first_sentence"]
+__all__ = ["ResultDisplay", "displayable", "compact_frame", "first_sentence", "clip"]
 
 MAX_ROWS = 12
 MAX_COLUMNS = 8
@@ -25,11 +25,22 @@ def first_sentence(text: object, limit: int = 400) -> str:
     return s if len(s) <= limit else s[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def clip(text: object, limit: int = 160) -> str:
+    """Text cut to ``limit`` characters (with "…"), without quotes (for a repr)."""
+    t = str(text)
+    return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
 def _interval_cell(lo, hi, unit: str = "") -> str:
-    percent = unit == "%"
-    if percent:
-        return fmt_interval(lo, hi, percent=True, share=False)
-    return fmt_interval(lo, hi)
+    """An interval with one decimal below 100 (more when its ends would print alike), none above."""
+    try:
+        big = max(abs(float(lo)), abs(float(hi))) >= 100
+    except (TypeError, ValueError):
+        big = False
+    d = interval_decimals(lo, hi, least=0 if big else 1)
+    if unit == "%":
+        return fmt_interval(lo, hi, d, percent=True, share=False)
+    return fmt_interval(lo, hi, d)
 
 
 def compact_frame(table: pd.DataFrame, unit: str = "") -> tuple[pd.DataFrame, dict]:
@@ -120,7 +131,7 @@ class ResultDisplay:
     def __repr__(self) -> str:
         t = self._display_table()
         size = f" [{t.shape[0]} rows]" if t is not None else ""
-        return f"<{type(self).__name__}{size}: {shorten(self._display_sentence(), 160)}>"
+        return f"<{type(self).__name__}{size}: {clip(self._display_sentence(), 160)}>"
 
 
 def _generated_repr(cls) -> bool:
