@@ -242,10 +242,10 @@ class DepartmentReport:
         items = "".join(f'<li><span class="count">{v}</span> {status_badge_html(k)}</li>' for k, v in counts)
         first = self.evaluation.look_first()
         if first is not None:
-            look = (f'<p class="look-first"><strong>Look first:</strong> {html_escape(first["title"])}: '
+            look = (f'<p class="look-first"><strong>Look first:</strong> {html_escape(first["title"])} '
+                    f'<span class="owner">&middot; {html_escape(first["owner"])}</span>: '
                     f'<strong>{chance_percent(first["p_met"])}</strong> chance of meeting the target of '
-                    f'{html_escape(first["target_text"].split(" (from")[0])} for {html_escape(first["window"])} '
-                    f'<span class="owner">(owner: {html_escape(first["owner"])})</span>.</p>')
+                    f'{html_escape(first["target_text"].split(" (from")[0])} for {html_escape(first["window"])}.</p>')
         else:
             look = f'<p class="look-first">{html_escape(self._no_look_first())}</p>'
         n = len(self.evaluation.table)
