@@ -903,7 +903,24 @@ def fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[
         ph_rows.append({"covariate": cov, "rho": rho, "p_value": p})
     ph = pd.DataFrame(ph_rows).set_index("covariate")
     return CoxResult(table=table, concordance=float(conc), ph_test=ph, n=len(d), n_events=int(e.sum()),
-                     loglik=float(res.llf), alpha=alpha, labels=labels)
+                     loglik=float(res.llf), alpha=alpha, labels=labels,
+                     steps=default_steps(X[[c for c in X.columns if c not in labels]]))
+
+
+def default_steps(X: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """A readable step per continuous covariate for sentences: a power of ten near its standard deviation when
+    that is above 5 or below 0.2 (``monthly_revenue`` with SD 40 -> "each 10 more of monthly revenue"), so a
+    summary never says "each unit lowers the hazard by 0%"; covariates on a 1-point scale keep "each unit"."""
+    steps = {}
+    for col in X.columns:
+        sd = float(X[col].std())
+        if not np.isfinite(sd) or sd <= 0 or 0.2 <= sd <= 5:
+            continue
+        step = float(10 ** np.floor(np.log10(sd)))
+        label = column_label(col)
+        label = label[0].lower() + label[1:] if label[1:2].islower() or len(label) == 1 else label
+        steps[col] = (step, f"each {fmt_number(step, 0 if step >= 1 else 3)} more of {label}")
+    return steps
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Engine layer: the analyses' aggregates computed where the data is (DuckDB by default, Apache Spark).
+
+>>> from helpers.engine import DuckDBEngine, aggregates
+>>> eng = DuckDBEngine(tables={"responses": "data/demo/responses.parquet"})
+>>> aggregates.kpi_aggregates(eng, "csat", freq="month", by="department")
+
+* :mod:`helpers.engine.base`: the :class:`Engine` interface (``query(sql) -> DataFrame``, ``register``,
+  ``columns``, ``has``), SQL written once in DuckDB's dialect;
+* :mod:`helpers.engine.duckdb_engine`: the embedded default;
+* :mod:`helpers.engine.spark_engine`: PySpark, the same SQL transpiled by SQLGlot (optional ``spark`` extra);
+* :mod:`helpers.engine.aggregates`: KPI aggregates and quantiles, Kaplan-Meier/log-rank counts, sBG counts,
+  the seeded Cox sample;
+* :mod:`helpers.engine.poisson_bootstrap`: driver cross-product matrices with Poisson-bootstrap replicates;
+* :mod:`helpers.engine.settings`: the ``engine:`` section of params/report.yaml.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from helpers.engine.base import Engine, EngineError, quote_ident, sql_literal
+from helpers.engine.duckdb_engine import DuckDBEngine
+from helpers.engine.settings import EngineSettings, SparkSettings
+
+__all__ = ["Engine", "EngineError", "DuckDBEngine", "EngineSettings", "SparkSettings", "connect",
+           "quote_ident", "sql_literal", "dataset_tables"]
+
+
+def dataset_tables(dataset) -> dict[str, str]:
+    """The table files behind a :class:`helpers.data.Dataset` of a folder (name -> path), for Spark."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from helpers.data import FILE_SUFFIXES, TABLE_ORDER  # noqa: PLC0415
+
+    folder = Path(dataset.source)
+    out = {}
+    if folder.is_dir():
+        for name in TABLE_ORDER:
+            for suffix in FILE_SUFFIXES:
+                if (folder / f"{name}{suffix}").exists():
+                    out[name] = str(folder / f"{name}{suffix}")
+                    break
+    return out
+
+
+def connect(settings: EngineSettings | Mapping | None = None, tables: Mapping[str, str] | None = None,
+            dataset=None) -> Engine:
+    """The engine ``settings`` select (an :class:`EngineSettings` or its dict). DuckDB with a ``dataset`` and no
+    table paths: the dataset's validated views; Spark: the settings' tables, else ``tables``, else the
+    dataset's files."""
+    if settings is None:
+        settings = EngineSettings()
+    elif not isinstance(settings, EngineSettings):
+        settings = EngineSettings.model_validate(dict(settings))
+    paths = {**(tables or {}), **settings.tables}
+    if settings.kind == "duckdb":
+        if dataset is not None and not paths:
+            return DuckDBEngine(dataset.con, max_result_rows=settings.max_result_rows)
+        return DuckDBEngine(tables=paths, max_result_rows=settings.max_result_rows)
+    from helpers.engine.spark_engine import SparkEngine  # noqa: PLC0415
+
+    if not paths and dataset is not None:
+        paths = dataset_tables(dataset)
+    if not paths:
+        raise EngineError("spark engine: no tables: set engine.tables in params/report.yaml (name: Parquet path "
+                          "or catalog table), or use a data_source folder of Parquet/CSV files")
+    return SparkEngine(paths, master=settings.spark.master, app_name=settings.spark.app_name,
+                       conf=settings.spark.conf, max_result_rows=settings.max_result_rows)

@@ -1,0 +1,164 @@
+"""Apache Spark through PySpark (the ``spark`` extra): the same DuckDB-dialect queries, transpiled to Spark SQL
+with SQLGlot, run by a SparkSession (``local[2]`` on this machine, or a cluster's master URL).
+
+Tables are Parquet files or folders (``spark.read.parquet``), CSV files, or tables of the session's catalog
+(``db.table``); each becomes a temporary view under its contract name. Small lookup frames (ranks, periods,
+replicate numbers) are registered as views too. Only aggregates come back to the driver (``collect``), never
+the rows. The session timezone is UTC, as in :mod:`helpers.data`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.engine.base import Engine, EngineError
+from helpers.formatting import shorten
+
+SPARK_DEFAULT_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.ansi.enabled": "false",
+}
+
+
+def spark_unavailable_reason() -> str | None:
+    """Why a local Spark session cannot start here (no pyspark or sqlglot installed, no Java), or None."""
+    try:
+        import pyspark  # noqa: F401, PLC0415
+        import sqlglot  # noqa: F401, PLC0415
+    except ImportError as exc:
+        return f"the spark extra is not installed ({exc.name} missing): pip install -e '.[spark]'"
+    if not shutil.which("java") and not _java_home():
+        return "no Java runtime (java not on PATH, JAVA_HOME unset): Spark needs Java 17 or 21"
+    return None
+
+
+def _java_home() -> str | None:
+    import os  # noqa: PLC0415
+
+    home = os.environ.get("JAVA_HOME")
+    return home if home and Path(home, "bin", "java").exists() else None
+
+
+def start_spark_session(master: str | None = "local[2]", app_name: str = "satisfaction-kit",
+                        conf: Mapping[str, object] | None = None):
+    """A SparkSession with the kit's defaults (UTC, no UI, no progress bars) and ``conf`` on top."""
+    reason = spark_unavailable_reason()
+    if reason:
+        raise EngineError(f"spark engine: {reason}")
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in {**SPARK_DEFAULT_CONF, **{k: str(v).lower() if isinstance(v, bool) else str(v)
+                                                 for k, v in (conf or {}).items()}}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def to_spark_sql(sql: str) -> str:
+    """DuckDB-dialect SQL as Spark SQL (SQLGlot)."""
+    import sqlglot  # noqa: PLC0415
+
+    try:
+        out = sqlglot.transpile(sql, read="duckdb", write="spark")
+    except sqlglot.errors.ParseError as exc:
+        raise EngineError(f"spark engine: cannot transpile the query: {shorten(str(exc), 200)}") from None
+    if len(out) != 1:
+        raise EngineError("spark engine: one statement per query")
+    return out[0]
+
+
+def _python_value(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v
+
+
+class SparkEngine(Engine):
+    """``SparkEngine(tables={...}, master="local[2]", conf={...})`` starts (or reuses) a SparkSession;
+    ``SparkEngine(session=spark, tables={...})`` uses a session the caller owns (never stopped by the engine)."""
+
+    name = "spark"
+
+    def __init__(self, tables: Mapping[str, str] | None = None, *, session=None, master: str | None = "local[2]",
+                 app_name: str = "satisfaction-kit", conf: Mapping[str, object] | None = None,
+                 max_result_rows: int = 1_000_000):
+        self._owned = session is None
+        self.spark = session if session is not None else start_spark_session(master, app_name, conf)
+        self.max_result_rows = int(max_result_rows)
+        self._views: set[str] = set()
+        for name, where in (tables or {}).items():
+            self._register_source(name, str(where))
+
+    def _register_source(self, name: str, where: str) -> None:
+        p = Path(where)
+        try:
+            if p.exists() and (p.is_dir() or p.suffix == ".parquet"):
+                frame = self.spark.read.parquet(str(p))
+            elif p.exists() and p.name.endswith((".csv", ".csv.gz")):
+                frame = self.spark.read.csv(str(p), header=True, inferSchema=True)
+            elif not p.exists() and "/" not in where and where.replace("_", "").replace(".", "").isalnum():
+                frame = self.spark.table(where)  # a table of the session's catalog
+            else:
+                raise EngineError(f"spark engine: table {name!r}: no file, folder or catalog table {shorten(where)}")
+        except EngineError:
+            raise
+        except Exception as exc:  # AnalysisException etc.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"spark engine: table {name!r} ({shorten(where)}): {shorten(first, 200)}") from None
+        frame.createOrReplaceTempView(name)
+        self._views.add(name)
+
+    def _run(self, sql: str) -> pd.DataFrame:
+        spark_sql = to_spark_sql(sql)
+        try:
+            frame = self.spark.sql(spark_sql)
+            rows = frame.limit(self.max_result_rows + 1).collect()
+        except Exception as exc:  # pyspark's AnalysisException, Py4JJavaError
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"spark engine: {shorten(first, 300)} (query: {shorten(' '.join(spark_sql.split()), 200)})"
+                              ) from None
+        out = pd.DataFrame.from_records([tuple(r) for r in rows], columns=frame.columns)
+        for c in out.columns:  # dates and timestamps as pandas datetimes (as DuckDB's .df() gives them)
+            sample = out[c].dropna().head(1)
+            if len(sample) and isinstance(sample.iloc[0], (_dt.date, _dt.datetime)):
+                out[c] = pd.to_datetime(out[c])
+        return out
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        records = [tuple(_python_value(v) for v in row) for row in frame.itertuples(index=False, name=None)]
+        if not records:
+            raise EngineError(f"spark engine: cannot register the empty frame {name!r}")
+        self.spark.createDataFrame(records, schema=[str(c) for c in frame.columns]).createOrReplaceTempView(name)
+        self._views.add(name)
+
+    def columns(self, table: str) -> list[str]:
+        if not self.has(table):
+            raise EngineError(f"spark engine: no table {table!r}")
+        return list(self.spark.table(table).columns)
+
+    def has(self, table: str) -> bool:
+        return table in self._views or self.spark.catalog.tableExists(table)
+
+    def close(self) -> None:
+        for v in self._views:
+            self.spark.catalog.dropTempView(v)
+        self._views.clear()
+        if self._owned:
+            self.spark.stop()
