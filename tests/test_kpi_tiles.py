@@ -60,3 +60,11 @@ def test_sparkline_heights_follow_values_and_the_target():
     assert heights[2] < target < heights[4]
     assert 'aria-label="x &lt;b&gt;"' in html
     assert sparkline_html([np.nan]) == ""
+
+
+def test_customer_kpi_tiles_say_they_are_company_wide(small_demo):
+    """Customers carry no department, so a retention objective is measured on all customers: its tile says so."""
+    report = prepare_department_report("customer_service", data_source=str(small_demo), as_of="2026-10-31")
+    tiles = {t.kpi: t for t in report.kpi_tiles()}
+    assert tiles["retention_rate"].scope.startswith("all customers")
+    assert tiles["nps"].scope == "" and tiles["fcr"].scope == "team Front Desk"

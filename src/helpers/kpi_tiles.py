@@ -128,7 +128,10 @@ def tiles_from_evaluation(evaluation, *, periods: int = 12, names: Mapping[str, 
         unit = info.unit if info else ""
         per_day = bool(info and info.per_day)
         label = (info.label + (" per day" if per_day else "")) if info else o.metric
-        tile = KpiTile(kpi=o.metric, label=label, scope=_scope(o.filters, names), unit=unit, objective_id=oid,
+        scope = _scope(o.filters, names)
+        if info is not None and info.table == "customers":  # customers carry no department: company-wide
+            scope = f"all customers{', ' + scope if scope else ''}"
+        tile = KpiTile(kpi=o.metric, label=label, scope=scope, unit=unit, objective_id=oid,
                        objective_title=str(r["title"]), status=str(r["status"]), period="", value=float("nan"),
                        ci_low=float("nan"), ci_high=float("nan"), n=float("nan"), value_text="n/a",
                        interval_text="", target=float(o.target), target_text=fmt(o.target),
