@@ -151,3 +151,14 @@ def test_display_mixin_on_a_minimal_class():
     assert "Two groups." in html and "More detail" not in html and "1.0 to 1.5" in html and "2,000" in html
     assert repr(d) == "<Demo [2 rows]: Two groups.>"
     assert np.isfinite(d.table["value"]).all()
+
+
+def test_cox_summary_states_a_small_per_unit_effect_per_a_readable_step(ds):
+    frame = customer_durations(ds.customers)
+    cox = fit_cox(frame, "duration", "event", ["segment", "monthly_revenue"])
+    text = cox.summary()
+    assert "each unit of monthly revenue" not in text and "by 0% (95% CI -0% to +0%)" not in text
+    step, words = cox.steps["monthly_revenue"]
+    assert step == 10 ** np.floor(np.log10(frame["monthly_revenue"].std())) and words in text
+    hr, lo, hi = cox.per_step("monthly_revenue")  # the step's ratio is the unit ratio to the power of the step
+    assert hr == pytest.approx(cox.table.loc["monthly_revenue", "hazard_ratio"] ** step)
