@@ -556,7 +556,7 @@ def _sbg_fits(report, frame, seg_col, n_boot) -> None:
         report.sbg_groups = R.fit_sbg_by(frame, seg_col, n_boot=n_boot, horizon=report.horizon)
         report.sbg.update(report.sbg_groups.fits)
         for name, why in report.sbg_groups.skipped.items():
-            report.warnings.append(f"sBG for {name}: {why}.")
+            report.warnings.append(f"sBG projection for {value_label(name)} customers: {why}.")
 
 
 def _sbg_holdout(report, sel, n_boot) -> None:
