@@ -131,6 +131,27 @@ def test_index_lists_every_report_with_badges(run):
     assert "<script" not in index.lower()
 
 
+def test_index_shows_company_kpis_with_their_change(run):
+    """The portal's headline KPIs: the last complete month's CSAT for the whole company, checked against a
+    direct count of the answers (top-2-box share, n), with the change vs the month before."""
+    import pandas as pd
+    m = run["result"].manifest
+    csat = next(k for k in m["company_kpis"] if k["kpi"] == "csat")
+    responses = pd.read_parquet(run["data"] / "responses.parquet")
+    when = pd.to_datetime(responses["response_date"])
+    end = pd.Timestamp(m["as_of"])
+    month = responses[(when >= end.replace(day=1)) & (when <= end)]["csat"].dropna()
+    assert csat["n"] == len(month)
+    assert csat["value"] == pytest.approx(100 * (month >= 4).mean())
+    assert csat["ci_low"] < csat["value"] < csat["ci_high"] and csat["period"] == end.strftime("%B %Y")
+    before = responses[(when >= (end.replace(day=1) - pd.Timedelta(days=1)).replace(day=1))
+                       & (when < end.replace(day=1))]["csat"].dropna()
+    assert csat["change"] == pytest.approx(csat["value"] - 100 * (before >= 4).mean())
+    index = (run["result"].run_dir / "index.html").read_text()
+    assert f"CSAT, {csat['period']}" in index and "The company at a glance" in index
+    assert "Status: produced" not in index and ">produced<" not in index
+
+
 def test_second_run_links_previous_and_keep_prunes(run):
     out = run["out"]
     first = run["result"].run_id
@@ -325,23 +346,3 @@ def test_run_over_run_changes_on_two_data_sets_that_differ_in_a_known_way(run, t
     assert "The latest period is unchanged since the last run (r2" in index
     assert 'href="../r2/index.html"' in index and 'href="../r1/index.html"' in index
 
-
-def test_index_shows_company_kpis_with_their_change(run):
-    """The portal's headline KPIs: the last complete month's CSAT for the whole company, checked against a
-    direct count of the answers (top-2-box share, n), with the change vs the month before."""
-    import pandas as pd
-    m = run["result"].manifest
-    csat = next(k for k in m["company_kpis"] if k["kpi"] == "csat")
-    responses = pd.read_parquet(run["data"] / "responses.parquet")
-    when = pd.to_datetime(responses["response_date"])
-    end = pd.Timestamp(m["as_of"])
-    month = responses[(when >= end.replace(day=1)) & (when <= end)]["csat"].dropna()
-    assert csat["n"] == len(month)
-    assert csat["value"] == pytest.approx(100 * (month >= 4).mean())
-    assert csat["ci_low"] < csat["value"] < csat["ci_high"] and csat["period"] == end.strftime("%B %Y")
-    before = responses[(when >= (end.replace(day=1) - pd.Timedelta(days=1)).replace(day=1))
-                       & (when < end.replace(day=1))]["csat"].dropna()
-    assert csat["change"] == pytest.approx(csat["value"] - 100 * (before >= 4).mean())
-    index = (run["result"].run_dir / "index.html").read_text()
-    assert f"CSAT, {csat['period']}" in index and "The company at a glance" in index
-    assert "Status: produced" not in index and ">produced<" not in index

@@ -128,7 +128,8 @@ class ReportChanges:
         if self.status_changes:
             worse = sum(1 for s in self.status_changes if s.worse)
             n = len(self.status_changes)
-            parts.append(f"{n} objective{'s' if n != 1 else ''} changed status" + (f" ({worse} worse)" if worse else ""))
+            parts.append(f"{n} objective{'s' if n != 1 else ''} changed status"
+                         + (f" ({worse} worse)" if worse else ""))
         sig = self.significant_kpis
         if sig:
             parts.append(f"{len(sig)} KPI{'s' if len(sig) != 1 else ''} changed significantly")

@@ -3,19 +3,23 @@
 Stages (``run_reports``):
 
 1. **Plan** (nothing executed yet): read ``params/report.yaml`` (:func:`helpers.config.load_report_config`) and
-   every ``params/departments/*.yaml`` (:func:`helpers.objectives.load_objectives`); check each notebook has one
-   ``parameters`` cell declaring every parameter we pass, and that its kernel exists. One bad file -> a
+   every ``params/departments/*.yaml`` (:func:`helpers.objectives.load_objectives`); the reports are those of the
+   registry (:data:`helpers.reports.registry.REPORTS`); check each notebook has one ``parameters`` cell declaring
+   every parameter we pass, and that its kernel exists. One bad file -> a
    :class:`~helpers.errors.ParamsError`/:class:`ReportRunError` naming it, before minutes are spent.
 2. **Data, once**: :func:`helpers.data.load_dataset` validates the data; ``Dataset.snapshot`` writes
    ``data.duckdb`` into the run folder; every notebook gets ``data_source=<that snapshot>`` and loads it without
    re-validating.
 3. **Execute** in ``--workers`` worker processes (forked once, papermill and nbconvert imported once): papermill's
    Python API with a warm kernel per report (:mod:`helpers.reports.warm_kernels`: a fresh process forked from a
-   server that has already imported the scientific stack), then HTML export in the same worker.
+   server that has already imported the scientific stack; the inline matplotlib backend forced, whatever
+   ``MPLBACKEND`` says), then the page protocol check (:func:`helpers.reports.registry.check_summary`,
+   :func:`~helpers.reports.registry.charts_problem`) and HTML export in the same worker, with what changed since
+   the previous complete run (:mod:`helpers.reports.changes`) at the top of department pages.
    A failing report gets an error page and keeps its executed notebook; the others go on.
-4. **Publish**: ``index.html`` and ``manifest.json``; the temporary folder ``reports/.tmp-<run-id>`` is renamed
-   to ``reports/<run-id>`` in one step, then ``reports/latest`` is switched (``os.replace`` of a symlink);
-   ``--keep N`` removes older complete runs.
+4. **Publish**: ``index.html`` (the portal, :func:`write_index`) and ``manifest.json``; the temporary folder
+   ``reports/.tmp-<run-id>`` is renamed to ``reports/<run-id>`` in one step, then ``reports/latest`` is switched
+   (``os.replace`` of a symlink); ``--keep N`` removes older complete runs.
 
 Faults (README "Exit codes"): options are checked before anything runs; a lock on ``out/.lock`` keeps two runs
 out of one output folder (``--if-locked wait|fail``), and the run that holds it removes ``.tmp-*`` folders left
