@@ -103,3 +103,12 @@ def test_findings_repeat_the_table_numbers(small_demo):
     for html in (projection, rep.hazard_table_html(), rep.value_table_html(), rep.survival_table_html(),
                  rep.segments_table_html(), rep.sbg_parameters_table_html(), rep.model_comparison_table_html()):
         assert "nan" not in html.lower() and "_" not in re.sub(r"<[^>]+>", "", html)
+
+
+def test_model_comparison_rounds_like_the_forecast_sentence(small_demo):
+    from helpers.retention_report import prepare_retention_report
+
+    rep = prepare_retention_report(data_source=str(small_demo), as_of="2026-10-31", n_boot=0)
+    chosen = rep.rates.holdout
+    assert f"the {chosen.model} forecast was off by {chosen.mape:.1f}% on average" in rep.rates.summary()
+    assert f"<td>{chosen.model}</td><td>{chosen.mape:.1f}%</td>" in rep.model_comparison_table_html()

@@ -260,7 +260,7 @@ class RetentionReport:
             return ""
         c = self.rates.candidates
         shown = pd.DataFrame({"Model": c["model"].astype(str).to_numpy(),
-                              "Mean abs. % error on held-out months": [f"{fmt_number(x, 2)}%" for x in c["mape"]],
+                              "Mean abs. % error on held-out months": [f"{fmt_number(x, 1)}%" for x in c["mape"]],
                               "Held-out months inside the 95% interval": [fmt_percent(x, 0) for x in c["coverage"]],
                               "Used": ["yes" if m == self.rates.model else "no" for m in c["model"]]})
         return _table(shown, formats={c: "text" for c in shown.columns})
