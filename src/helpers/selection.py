@@ -174,12 +174,37 @@ def source_sql(con, table: str, needed: Iterable[str], *, what: str = "") -> tup
     return sql, [*own, *extra]
 
 
+_MATCHED: "weakref.WeakKeyDictionary" = None  # connection -> {(source, column, values): matched values}
+
+
+def _matched_cache(con) -> dict:
+    global _MATCHED
+    import weakref  # noqa: PLC0415
+
+    if _MATCHED is None:
+        _MATCHED = weakref.WeakKeyDictionary()
+    try:
+        return _MATCHED.setdefault(con, {})
+    except TypeError:  # a connection that takes no weak reference: no cache
+        return {}
+
+
 def resolve_filters(con, source: str, filters, *, table: str) -> dict[str, list]:
-    """Filters with their values matched to the values in the data (see :func:`match_values`)."""
+    """Filters with their values matched to the values in the data (see :func:`match_values`). Exact matches
+    are remembered per connection (a report asks for the same department many times)."""
     out = {}
+    cache = _matched_cache(con)
     for col, wanted in normalize_filters(filters).items():
         q = _quote(col)
         params = [w for w in wanted if w is not None]
+        try:
+            key = (source, col, tuple(wanted))
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in cache:
+            out[col] = list(cache[key])
+            continue
         found = []
         if params:
             try:
@@ -190,6 +215,8 @@ def resolve_filters(con, source: str, filters, *, table: str) -> dict[str, list]
                 found = []
         if len(found) >= len(set(map(str, params))) and None not in wanted:
             out[col] = found
+            if key is not None:
+                cache[key] = tuple(found)
             continue
         avail = [r[0] for r in con.execute(f"SELECT DISTINCT {q} FROM {source} LIMIT 100000").fetchall()]
         out[col] = match_values(col, [w for w in wanted if w is not None], avail, table=table) if params else []
