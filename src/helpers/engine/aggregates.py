@@ -1,0 +1,556 @@
+"""Aggregates computed by an engine (DuckDB or Spark), each a small tidy DataFrame, and the kit's results built
+from them. The queries are written once (DuckDB dialect, see :mod:`helpers.engine.base`).
+
+* :func:`kpi_aggregates`: per period and group, ``n``, ``total`` (sum), ``total_sq`` (sum of squares) and the
+  numerators ``k1``/``k2`` of the KPI's proportions (promoters/detractors, top-2-box, one-contact, flag);
+  :func:`kpi_series_from_aggregates` turns them into :func:`helpers.kpis.kpi_series`' table (same formulas:
+  ``mean = total / n``, ``sd^2 = (n total_sq - total^2) / (n (n - 1))``).
+* :func:`quantile_aggregates`: quantiles with distribution-free order-statistic intervals. The engine ranks
+  the values in each group (``row_number``) and returns only the order statistics needed: for the
+  ``p``-quantile ``x_(j+1) + (h - j)(x_(j+2) - x_(j+1))`` with ``h = (n - 1) p`` (``quantile_cont``, Hyndman
+  & Fan type 7) and the interval ``[x_(l), x_(u)]`` with ``l = F^-1(alpha/2)``, ``u = F^-1(1 - alpha/2) + 1``,
+  ``F`` the Binomial(n, p) CDF (Conover, *Practical Nonparametric Statistics*, 3rd ed., sec. 3.2; for the
+  median exactly :func:`helpers.kpis.median_order_ranks`).
+* :func:`survival_counts`: customers and churn events per duration (whole days) and group;
+  :func:`kaplan_meier_from_counts` / :func:`log_rank_from_counts` give the table of
+  :func:`helpers.retention.kaplan_meier` (statsmodels ``SurvfuncRight`` with frequency weights, the same
+  log-log intervals) and the log-rank statistic of statsmodels ``survdiff`` from those counts, exactly.
+* :func:`sbg_counts`: customers per (group, lifetime, churned, exposure) in whole periods, the discrete-time
+  record of :func:`helpers.retention.customer_durations`; :func:`sbg_inputs` gives the per-period churners,
+  survivors seen alive and exposures :func:`helpers.retention.fit_sbg_durations` fits, and
+  :func:`cohort_survivor_counts` the survivor counts of each signup cohort (:func:`helpers.retention.cohort_survivors`).
+* :func:`cox_sample`: a seeded sample of ``size`` customers (the smallest hash values of ``customer_id`` and
+  the seed: the same sample on any engine, row order or partitioning) with duration, event and covariates.
+
+Durations follow :mod:`helpers.retention`: months = days / 30.4375; a customer churned when the end date is on
+or before the as-of date (default: the latest signup or end date).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.engine.base import Engine, EngineError, quote_ident as q, sql_literal
+
+AVG_DAYS_PER_MONTH = 365.25 / 12  # helpers.retention.AVG_DAYS_PER_MONTH (30.4375, exact in binary)
+_FREQS = ("month", "quarter", "year")
+_KPI_TABLE = {"csat": "responses", "nps": "responses", "ces": "responses", "response_count": "responses",
+              "fcr": "tickets", "reopen_rate": "tickets", "ticket_volume": "tickets",
+              "first_response_hours": "tickets", "resolution_hours": "tickets",
+              "first_response_hours_mean": "tickets", "resolution_hours_mean": "tickets"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# SQL pieces (DuckDB dialect, transpiled for Spark)
+# ----------------------------------------------------------------------------------------------------
+def as_columns(by) -> list[str]:
+    if by is None:
+        return []
+    return [by] if isinstance(by, str) else list(by)
+
+
+def where_sql(filters: Mapping[str, object] | None = None, date_column: str | None = None, start=None,
+              end=None, extra: Sequence[str] = ()) -> str:
+    """``WHERE`` for ``filters`` (column -> value or list of values, matched exactly) and the inclusive days
+    ``start .. end`` of ``date_column``."""
+    clauses = list(extra)
+    for col, value in (filters or {}).items():
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        clauses.append(f"{q(col)} IN ({', '.join(sql_literal(v) for v in values)})")
+    if date_column is not None and start is not None:
+        clauses.append(f"{q(date_column)} >= {sql_literal(pd.Timestamp(start).normalize())}")
+    if date_column is not None and end is not None:
+        clauses.append(f"{q(date_column)} < {sql_literal(pd.Timestamp(end).normalize() + pd.Timedelta(days=1))}")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def period_sql(date_column: str, freq: str | None) -> str:
+    if freq is None:
+        return "CAST(NULL AS TIMESTAMP)"
+    if freq not in _FREQS:
+        raise EngineError(f"freq must be one of {_FREQS} or None, got {freq!r}")
+    return f"CAST(date_trunc('{freq}', {q(date_column)}) AS TIMESTAMP)"
+
+
+def hours_sql(start_column: str, end_column: str) -> str:
+    """Hours between two timestamps (milliseconds exact: the same double on every engine)."""
+    return f"(date_diff('millisecond', {q(start_column)}, {q(end_column)}) / 3600000.0)"
+
+
+def hash_uint32_sql(text_sql: str, offset: int = 0) -> str:
+    """An unsigned 32-bit integer from 8 hex digits (from ``offset``) of ``md5(text)``: the same number on
+    every engine (md5 and text functions only), so samples and bootstrap weights do not depend on the engine,
+    the row order or the partitioning."""
+    h = f"md5({text_sql})"
+    terms = [f"(instr('0123456789abcdef', substr({h}, {offset + k + 1}, 1)) - 1) * {16 ** (7 - k)}"
+             for k in range(8)]
+    return "(" + " + ".join(terms) + ")"
+
+
+# ----------------------------------------------------------------------------------------------------
+# KPIs
+# ----------------------------------------------------------------------------------------------------
+def _int(expr: str) -> str:
+    """An integer aggregate as BIGINT, 0 for a group without values (DuckDB sums integers to HUGEINT, which
+    pandas would get as float)."""
+    return f"CAST(coalesce({expr}, 0) AS BIGINT)"
+
+
+def _int_sum(col: str, squared: bool = False) -> str:
+    term = f"CAST({col} AS BIGINT)" + (f" * {col}" if squared else "")
+    return _int(f"sum({term})")
+
+
+def _kpi_spec(metric: str):
+    from helpers.kpis import _TIME_COLUMNS, KPIS  # noqa: PLC0415
+
+    if metric not in _KPI_TABLE:
+        raise EngineError(f"kpi_aggregates: metric {metric!r} is not aggregated by the engine layer yet; "
+                          f"known: {sorted(_KPI_TABLE)}")
+    k = KPIS[metric]
+    later = _TIME_COLUMNS.get(k.column) if k.kind in ("median_hours", "mean_hours") else None
+    return k, later
+
+
+def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None, start=None,
+                   end=None) -> pd.DataFrame:
+    """Per period (and ``by`` group): ``n``, ``total``, ``total_sq``, ``k1``, ``k2`` of a KPI (see the module
+    docstring), computed by the engine. Ratings are summed as integers (exact on every engine). Medians:
+    :func:`quantile_aggregates` (``kpi_series_from_aggregates`` calls it for the median KPIs)."""
+    k, later = _kpi_spec(metric)
+    by_cols = as_columns(by)
+    table = k.table
+    date_col = k.date_column
+    where = where_sql(filters, date_col, start, end)
+    col = q(k.column) if k.column and not later else None
+    if k.kind == "nps":
+        aggs = (f"count({col}) AS n, {_int_sum(col)} AS total, {_int_sum(col, squared=True)} AS "
+                f"total_sq, {_int(f'count_if({col} >= 9)')} AS k1, {_int(f'count_if({col} <= 6)')} AS k2")
+    elif k.kind == "top_box":
+        aggs = (f"count({col}) AS n, {_int_sum(col)} AS total, {_int_sum(col, squared=True)} AS "
+                f"total_sq, {_int(f'count_if({col} >= 4)')} AS k1, 0 AS k2")
+    elif k.kind == "mean":
+        aggs = (f"count({col}) AS n, {_int_sum(col)} AS total, {_int_sum(col, squared=True)} AS "
+                f"total_sq, 0 AS k1, 0 AS k2")
+    elif k.kind == "share_eq1":
+        aggs = f"count({col}) AS n, {_int_sum(col)} AS total, 0 AS total_sq, {_int(f'count_if({col} = 1)')} AS k1, 0 AS k2"
+    elif k.kind == "flag":
+        aggs = f"count({col}) AS n, {_int(f'count_if({col})')} AS total, 0 AS total_sq, {_int(f'count_if({col})')} AS k1, 0 AS k2"
+    elif k.kind in ("median_hours", "mean_hours"):
+        h = hours_sql(date_col, later)
+        aggs = f"count({h}) AS n, sum({h}) AS total, sum({h} * {h}) AS total_sq, 0 AS k1, 0 AS k2"
+    elif k.kind == "count":
+        aggs = "count(*) AS n, count(*) AS total, 0 AS total_sq, count(*) AS k1, 0 AS k2"
+    else:  # pragma: no cover - _KPI_TABLE lists the kinds above
+        raise EngineError(f"kpi_aggregates: kind {k.kind!r}")
+    groups = ", ".join(["period", *[q(c) for c in by_cols]])
+    sql = (f"SELECT {period_sql(date_col, freq)} AS period{''.join(f', {q(c)}' for c in by_cols)}, {aggs} "
+           f"FROM {q(table)} {where} GROUP BY {groups}")
+    out = engine.query(sql)
+    out["period"] = pd.to_datetime(out["period"])
+    for c in ("n", "k1", "k2"):
+        out[c] = out[c].astype("int64")
+    out.insert(0, "metric", metric)
+    return out.sort_values([*by_cols, "period"], kind="stable").reset_index(drop=True)
+
+
+def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None,
+                               start=None, end=None, confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`helpers.kpis.kpi_series`' table (period, by columns, value, ci_low, ci_high, n, metric) from
+    engine aggregates: the same interval formulas on ``n``, the numerators, the mean and SD from the sums, and
+    for median KPIs the order statistics of :func:`quantile_aggregates`. ``freq=None``: one row per group with
+    ``period`` the window start (or the first date in the data)."""
+    from helpers.kpis import _finish_series  # noqa: PLC0415
+
+    k, later = _kpi_spec(metric)
+    by_cols = as_columns(by)
+    if k.kind == "median_hours":
+        qa = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,),
+                                 by=by_cols, freq=freq, date_column=k.date_column, filters=filters, start=start,
+                                 end=end, confidence=confidence)
+        df = qa.rename(columns={"value": "a", "ci_low": "lo", "ci_high": "hi"})
+    else:
+        agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end)
+        n = agg["n"].to_numpy(dtype=float)
+        df = agg[["period", *by_cols, "n"]].copy()
+        if k.kind in ("mean", "mean_hours"):
+            tot, tsq = agg["total"].to_numpy(dtype=float), agg["total_sq"].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                df["a"] = tot / n
+                if k.kind == "mean":  # integer sums: n * total_sq - total^2 is exact
+                    num = (agg["n"].astype(object) * agg["total_sq"].astype(object)
+                           - agg["total"].astype(object) ** 2).to_numpy(dtype=float)
+                    var = num / (n * (n - 1))
+                else:
+                    var = (tsq - tot * tot / n) / (n - 1)
+                df["b"] = np.sqrt(np.where(n >= 2, np.clip(var, 0, None), np.nan))
+        else:
+            df["a"], df["b"] = agg["k1"].to_numpy(), agg["k2"].to_numpy()
+        if k.kind != "count":
+            df = df[df["n"] > 0]
+    if freq is None:
+        first = start
+        if first is None:
+            first = engine.query(f"SELECT min(CAST({q(k.date_column)} AS DATE)) AS d FROM {q(k.table)} "
+                                 f"{where_sql(filters, k.date_column, start, end)}")["d"].iloc[0]
+        df = df.assign(period=pd.Timestamp(first).normalize() if first is not None else pd.NaT)
+    return _finish_series(df.reset_index(drop=True), k, by_cols, confidence)
+
+
+def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int]:
+    """1-based ranks ``(l, u)`` of the order-statistic interval of the ``p``-quantile (module docstring)."""
+    from helpers.kpis import median_order_ranks  # noqa: PLC0415
+
+    if p == 0.5:
+        lo, hi, _ = median_order_ranks(n, confidence)
+        return lo, hi
+    alpha = 1 - confidence
+    lo = max(int(stats.binom.ppf(alpha / 2, n, p)), 1)
+    hi = min(int(stats.binom.ppf(1 - alpha / 2, n, p)) + 1, n)
+    return lo, hi
+
+
+def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Sequence[float] = (0.5,), by=None,
+                        freq: str | None = None, date_column: str | None = None, filters=None, start=None,
+                        end=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Quantiles of ``value_sql`` (a column or expression of ``table``) per period and group, with their
+    order-statistic intervals: columns ``period``, the ``by`` columns, ``prob``, ``n``, ``value``, ``ci_low``,
+    ``ci_high``. Two queries: the group sizes, then only the needed order statistics of each group."""
+    by_cols = as_columns(by)
+    keys = ["period", *by_cols]
+    kq = ", ".join(q(c) for c in keys)
+    per = period_sql(date_column, freq) if date_column else "CAST(NULL AS TIMESTAMP)"
+    base = (f"SELECT {per} AS period{''.join(f', {q(c)}' for c in by_cols)}, {value_sql} AS _v FROM {q(table)} "
+            f"{where_sql(filters, date_column, start, end, extra=[f'{value_sql} IS NOT NULL'])}")
+    sizes = engine.query(f"SELECT DISTINCT count(*) AS n FROM ({base}) AS _b GROUP BY {kq}")
+    ns = sorted(int(v) for v in sizes["n"] if v)
+    columns = [*keys, "prob", "n", "value", "ci_low", "ci_high"]
+    if not ns:
+        return pd.DataFrame(columns=columns)
+    plan = []  # (n, prob, j1, j2, frac, l, u)
+    need = []
+    for n in ns:
+        for p in probs:
+            h = (n - 1) * float(p)
+            j = int(np.floor(h))
+            lo, hi = quantile_ranks(n, float(p), confidence)
+            plan.append((n, float(p), j + 1, min(j + 2, n), h - j, lo, hi))
+            need += [(n, j + 1), (n, min(j + 2, n)), (n, lo), (n, hi)]
+    engine.register("_kit_ranks", pd.DataFrame(sorted(set(need)), columns=["_n", "_r"]))
+    sql = f"""
+        WITH ranked AS (
+            SELECT {kq}, _v, row_number() OVER (PARTITION BY {kq} ORDER BY _v) AS _rn,
+                   count(*) OVER (PARTITION BY {kq}) AS _cnt
+            FROM ({base}) AS _b)
+        SELECT {', '.join(f'ranked.{q(c)}' for c in keys)}, ranked._cnt AS _n, ranked._rn AS _r, ranked._v AS _v
+        FROM ranked JOIN _kit_ranks AS k ON ranked._cnt = k._n AND ranked._rn = k._r
+    """
+    picked = engine.query(sql)
+    rows = []
+    plan_by_n: dict[int, list] = {}
+    for item in plan:
+        plan_by_n.setdefault(item[0], []).append(item)
+    for key, g in picked.groupby([c for c in keys], dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        at = dict(zip(g["_r"].astype(int), g["_v"].astype(float)))
+        n = int(g["_n"].iloc[0])
+        for _, p, j1, j2, frac, lo, hi in plan_by_n[n]:
+            value = at[j1] + frac * (at[j2] - at[j1]) if frac else at[j1]
+            rows.append((*key, p, n, value, at[lo], at[hi]))
+    out = pd.DataFrame(rows, columns=columns)
+    out["period"] = pd.to_datetime(out["period"])
+    return out.sort_values([*by_cols, "period", "prob"], kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Survival: Kaplan-Meier, log-rank, sBG, Cox sample
+# ----------------------------------------------------------------------------------------------------
+def customers_as_of(engine: Engine, table: str = "customers") -> pd.Timestamp:
+    """The default as-of day of the survival analyses: the latest signup or end date of ``table``."""
+    got = engine.query(f"SELECT max(signup_date) AS s, max(end_date) AS e FROM {q(table)}")
+    s, e = got["s"].iloc[0], got["e"].iloc[0]
+    days = [pd.Timestamp(v) for v in (s, e) if v is not None and not pd.isna(v)]
+    if not days:
+        raise EngineError(f"{engine.name} engine: table {table} has no signup dates")
+    return max(days).normalize()
+
+
+def _stop_sql(as_of: pd.Timestamp) -> tuple[str, str]:
+    a = sql_literal(as_of)
+    churned = f"(end_date IS NOT NULL AND end_date <= {a})"
+    stop = f"CASE WHEN {churned} THEN end_date ELSE {a} END"
+    return churned, stop
+
+
+def survival_counts(engine: Engine, by=None, as_of=None, filters=None, table: str = "customers") -> pd.DataFrame:
+    """Per group and duration in whole days: ``customers`` and ``events`` (churned). Durations run from signup
+    to the end date when it is on or before ``as_of``, else to ``as_of`` (censored)."""
+    as_of = customers_as_of(engine, table) if as_of is None else pd.Timestamp(as_of).normalize()
+    by_cols = as_columns(by)
+    churned, stop = _stop_sql(as_of)
+    gsel = "".join(f"{q(c)}, " for c in by_cols)
+    extra = [f"signup_date <= {sql_literal(as_of)}"]
+    sql = (f"SELECT {gsel}date_diff('day', signup_date, {stop}) AS days, count(*) AS customers, "
+           f"{_int(f'count_if({churned})')} AS events FROM {q(table)} {where_sql(filters, extra=extra)} "
+           f"GROUP BY {gsel}date_diff('day', signup_date, {stop})")
+    out = engine.query(sql)
+    for c in ("days", "customers", "events"):
+        out[c] = out[c].astype("int64")
+    out["duration"] = out["days"] / AVG_DAYS_PER_MONTH
+    return out.sort_values([*by_cols, "days"], kind="stable").reset_index(drop=True)
+
+
+def kaplan_meier_from_counts(counts: pd.DataFrame, group: str | None = None, alpha: float = 0.05):
+    """:class:`helpers.retention.KaplanMeierResult` from :func:`survival_counts` (statsmodels ``SurvfuncRight``
+    with the counts as frequency weights, Greenwood SEs as without weights: the same estimates, SEs, log-log intervals and medians as
+    :func:`helpers.retention.kaplan_meier` on the rows). With a group and two or more groups the log-rank test
+    from the same counts is attached."""
+    from statsmodels.duration.survfunc import SurvfuncRight  # noqa: PLC0415
+
+    from helpers.errors import KitError  # noqa: PLC0415
+    from helpers.retention import KaplanMeierResult  # noqa: PLC0415
+
+    z = stats.norm.ppf(1 - alpha / 2)
+    keys = [None] if group is None else sorted(counts[group].dropna().unique(), key=str)
+    rows, meds = [], []
+    for k in keys:
+        part_counts = counts if k is None else counts[counts[group] == k]
+        # one row per (duration, status) with its number of customers
+        d = part_counts["duration"].to_numpy(float)
+        ev, cens = part_counts["events"].to_numpy(float), (part_counts["customers"] - part_counts["events"]).to_numpy(float)
+        time = np.r_[d[ev > 0], d[cens > 0]]
+        status = np.r_[np.ones(int((ev > 0).sum())), np.zeros(int((cens > 0).sum()))]
+        weight = np.r_[ev[ev > 0], cens[cens > 0]]
+        n_total = int(part_counts["customers"].sum())
+        if n_total == 0:
+            continue
+        sf = SurvfuncRight(time, status, freq_weights=weight)
+        s = np.asarray(sf.surv_prob, float)
+        se = sf.surv_prob_se = _greenwood_se(s, np.asarray(sf.n_risk, float), np.asarray(sf.n_events, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.log(-np.log(s))
+            sell = se / (s * np.abs(np.log(s)))
+            lo = np.exp(-np.exp(ll + z * sell))
+            hi = np.exp(-np.exp(ll - z * sell))
+        lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, lo))
+        hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, hi))
+        part = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
+                             "at_risk": np.rint(np.asarray(sf.n_risk, float)).astype("int64"),
+                             "events": np.rint(np.asarray(sf.n_events, float)).astype("int64")})
+        if part.empty:
+            part = pd.DataFrame({"time": [float(d.max())], "survival": [1.0], "ci_low": [1.0], "ci_high": [1.0],
+                                 "at_risk": [n_total], "events": [0]})
+        if group is not None:
+            part.insert(0, group, k)
+        rows.append(part)
+        med = sf.quantile(0.5) if (s <= 0.5).any() else np.nan
+        if np.isfinite(med):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lo_m, hi_m = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+        else:
+            lo_m, hi_m = np.nan, np.nan
+        mrow = {"n": n_total, "events": int(ev.sum()), "median": float(med),
+                "ci_low": float(lo_m) if lo_m is not None else np.nan,
+                "ci_high": float(hi_m) if hi_m is not None else np.inf,
+                "last_time": float(d.max()), "survival_at_end": float(s[-1]) if len(s) else 1.0}
+        if group is not None:
+            mrow = {group: k, **mrow}
+        meds.append(mrow)
+    res = KaplanMeierResult(table=pd.concat(rows, ignore_index=True), medians=pd.DataFrame(meds), group=group,
+                            alpha=alpha)
+    if group is not None and len(keys) > 1:
+        try:
+            res.log_rank = log_rank_from_counts(counts, group)
+        except KitError as exc:
+            res.log_rank_note = str(exc).split(";")[0]
+    return res
+
+
+def _greenwood_se(sp: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Greenwood's ``se(S) = S sqrt(sum d / (n (n - d)))``, as statsmodels computes it without weights (with
+    frequency weights it switches to Tsiatis' formula, which the row-level curves do not use)."""
+    denom = np.clip(n * (n - d), 1e-12, np.inf)
+    se = d / denom
+    se[(n == d) | (n == 0)] = np.nan
+    se = np.sqrt(np.cumsum(se))
+    locs = np.isfinite(se) | (sp != 0)
+    se[locs] *= sp[locs]
+    se[~locs] = np.nan
+    return se
+
+
+def log_rank_from_counts(counts: pd.DataFrame, group: str):
+    """The log-rank test (statsmodels ``survdiff``, R ``survdiff``) from :func:`survival_counts` by group:
+    ``O - E`` and the hypergeometric variance summed over the distinct durations, ``chi2 = (O-E)' V^-1 (O-E)``
+    on the groups but the first, k - 1 degrees of freedom."""
+    from helpers.retention import LogRankResult, RetentionInputError, RetentionModelError  # noqa: PLC0415
+
+    c = counts.assign(_g=counts[group].astype(str))
+    levels = np.unique(c["_g"].to_numpy())
+    if len(levels) < 2:
+        raise RetentionInputError(f"has only one group ({levels.tolist()}) - nothing to compare",
+                                  table="survival data", column=group, expected="two or more groups")
+    if c["events"].sum() == 0:
+        raise RetentionInputError("has no churn events - nothing to compare", table="survival data",
+                                  column="event", expected="customers who left in at least one group")
+    utimes = np.unique(c["duration"].to_numpy(float))
+    pos = np.searchsorted(utimes, c["duration"].to_numpy(float))
+    ml = len(utimes)
+    nrisk, obsv = [], []
+    for lv in levels:
+        m = (c["_g"] == lv).to_numpy()
+        n = np.bincount(pos[m], weights=c["customers"].to_numpy(float)[m], minlength=ml)
+        obsv.append(np.bincount(pos[m], weights=c["events"].to_numpy(float)[m], minlength=ml))
+        nrisk.append(np.cumsum(n[::-1])[::-1])
+    obs, nrisk_tot = sum(obsv), sum(nrisk)
+    ix = np.flatnonzero(nrisk_tot > 1)
+    dfs = len(levels) - 1
+    r = np.vstack(nrisk) / np.clip(nrisk_tot, 1e-10, np.inf)[None, :]
+    var_denom = np.clip(nrisk_tot - 1, 1e-10, np.inf)
+    oes, variances = [], []
+    for g in range(1, dfs + 1):
+        oe = obsv[g] - r[g] * obs
+        var = (r[1:, :].T * (np.eye(1, dfs, g - 1).ravel() - r[g, :, None])) * (obs * (nrisk_tot - obs) / var_denom)[:, None]
+        oes.append(oe[ix].sum())
+        variances.append(var[ix].sum(axis=0))
+    o, v = np.hstack(oes), np.vstack(variances)
+    try:
+        chi2 = float(o.dot(np.linalg.solve(v, o)))
+    except np.linalg.LinAlgError:
+        raise RetentionModelError(f"the log-rank variance is singular ({int(c['events'].sum())} churn events across "
+                                  f"{len(levels)} groups are too few to compare them)") from None
+    tab = pd.DataFrame({group: levels, "n": [int(c.loc[c["_g"] == lv, "customers"].sum()) for lv in levels],
+                        "events": [int(c.loc[c["_g"] == lv, "events"].sum()) for lv in levels]})
+    return LogRankResult(statistic=chi2, df=dfs, p_value=float(1 - stats.chi2.cdf(chi2, dfs)), group=group, table=tab)
+
+
+def sbg_counts(engine: Engine, by=None, as_of=None, filters=None, table: str = "customers") -> pd.DataFrame:
+    """Customers per (``by`` groups, ``cohort`` signup month, ``lifetime_periods``, ``sbg_churned``,
+    ``exposure_periods``): the discrete-time record of :func:`helpers.retention.customer_durations`
+    (exposure = whole months from signup to ``as_of``; a churn in month t = ceil(duration) counts when t <=
+    exposure, else the customer is censored after floor(duration) months), counted by the engine."""
+    as_of = customers_as_of(engine, table) if as_of is None else pd.Timestamp(as_of).normalize()
+    by_cols = [c for c in as_columns(by) if c != "cohort"]
+    churned, stop = _stop_sql(as_of)
+    m = repr(AVG_DAYS_PER_MONTH)
+    dur = f"(date_diff('day', signup_date, {stop}) / {m})"
+    exposure = f"CAST(floor(date_diff('day', signup_date, {sql_literal(as_of)}) / {m} + 1e-9) AS BIGINT)"
+    churn_period = f"CAST(greatest(1, ceil({dur} - 1e-9)) AS BIGINT)"
+    observed = f"({churned} AND {churn_period} <= {exposure})"
+    lifetime = (f"CASE WHEN {observed} THEN {churn_period} "
+                f"ELSE least(CAST(floor({dur} + 1e-9) AS BIGINT), {exposure}) END")
+    gsel = "".join(f"{q(c)}, " for c in by_cols)
+    cohort = "CAST(date_trunc('month', signup_date) AS DATE)"
+    inner = (f"SELECT {gsel}{cohort} AS cohort, {lifetime} AS lifetime_periods, "
+             f"CASE WHEN {observed} THEN 1 ELSE 0 END AS sbg_churned, {exposure} AS exposure_periods "
+             f"FROM {q(table)} {where_sql(filters, extra=[f'signup_date <= {sql_literal(as_of)}'])}")
+    keys = [*[q(c) for c in by_cols], "cohort", "lifetime_periods", "sbg_churned", "exposure_periods"]
+    out = engine.query(f"SELECT {', '.join(keys)}, count(*) AS customers FROM ({inner}) AS _c GROUP BY {', '.join(keys)}")
+    for c in ("lifetime_periods", "sbg_churned", "exposure_periods", "customers"):
+        out[c] = out[c].astype("int64")
+    out["cohort"] = pd.to_datetime(out["cohort"]).dt.to_period("M")
+    return out.sort_values([*by_cols, "cohort", "lifetime_periods", "sbg_churned", "exposure_periods"],
+                           kind="stable").reset_index(drop=True)
+
+
+def sbg_inputs(counts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What :func:`helpers.retention.fit_sbg_durations` computes from its per-customer arrays, from the
+    counts of one group: ``lost[t-1]`` churned in period t, ``alive[c]`` seen alive (censored) after c periods,
+    ``exposure``/``exposure_customers`` (the bootstrap's censoring groups) and ``at_risk[t-1]`` (lifetime >= t)."""
+    t, ev, ex, n = (counts[c].to_numpy("int64") for c in ("lifetime_periods", "sbg_churned", "exposure_periods",
+                                                           "customers"))
+    T = int(max(t.max(), ex.max(), 1))
+    lost = np.bincount(t[ev == 1] - 1, weights=n[ev == 1], minlength=T)[:T].astype(float)
+    alive = np.bincount(t[ev == 0], weights=n[ev == 0], minlength=T + 1)[:T + 1].astype(float)
+    exposure = pd.Series(n).groupby(ex).sum().sort_index()
+    at_risk = np.array([n[t >= k].sum() for k in range(1, T + 1)], float)
+    return {"lost": lost, "alive": alive, "exposure": exposure.index.to_numpy("int64"),
+            "exposure_customers": exposure.to_numpy("int64"), "at_risk": at_risk, "customers": int(n.sum())}
+
+
+def fit_sbg_from_counts(counts: pd.DataFrame, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                        label: str = ""):
+    """:func:`helpers.retention.fit_sbg_durations` from the counts of one group (same likelihood, start,
+    parametric bootstrap and observed curve; no per-customer arrays)."""
+    from helpers.retention import (SBGResult, RetentionInputError, RetentionModelError,  # noqa: PLC0415
+                                   _fit_sbg_counts, _sbg_parametric_bootstrap)
+
+    if counts.empty or counts["customers"].sum() == 0:
+        raise RetentionInputError("has no customers", table="customers", expected="at least one customer")
+    x = sbg_inputs(counts)
+    T = len(x["lost"])
+    if x["lost"].sum() == 0:
+        raise RetentionModelError("sBG: no customer churned, so alpha and beta are not identified")
+    a, b, ll, ok = _fit_sbg_counts(x["lost"], x["alive"])
+    if not ok:
+        raise RetentionModelError(f"sBG did not converge (parameters ran to the bounds: {a:.3g}, {b:.3g})")
+    groups = [(int(c), int(n)) for c, n in zip(x["exposure"], x["exposure_customers"])]
+    boot = _sbg_parametric_bootstrap(a, b, groups, n_boot, seed, T) if n_boot else np.empty((0, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(x["at_risk"] > 0, 1 - x["lost"] / x["at_risk"], 1.0)
+    km = np.r_[1.0, np.cumprod(step)]
+    keep = np.r_[True, x["at_risk"] >= 30]
+    obs = pd.DataFrame({"t": np.arange(T + 1)[keep], "survival": km[keep]})
+    ex = np.repeat(x["exposure"], x["exposure_customers"]) if x["customers"] < 10_000_000 else None
+    median_ex = int(np.median(ex)) if ex is not None else int(_weighted_median(x["exposure"], x["exposure_customers"]))
+    return SBGResult(alpha=a, beta=b, loglik=ll, n_customers=x["customers"], periods_observed=median_ex,
+                     boot=boot, level=level, label=label, observed=obs)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """np.median of ``values`` repeated ``weights`` times, without repeating them."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], np.cumsum(weights[order])
+    total = int(w[-1])
+    lo, hi = (total - 1) // 2, total // 2
+    return (v[np.searchsorted(w, lo + 1)] + v[np.searchsorted(w, hi + 1)]) / 2
+
+
+def cohort_survivor_counts(counts: pd.DataFrame, min_size: int = 0) -> pd.DataFrame:
+    """Per signup cohort of :func:`sbg_counts`: survivors ``n_t`` for t = 0 .. min exposure (the counts
+    :func:`helpers.retention.cohort_survivors` gives for that cohort's customers). Columns cohort, t, survivors."""
+    rows = []
+    for cohort, g in counts.groupby("cohort", sort=True):
+        size = int(g["customers"].sum())
+        if size == 0 or size < min_size:
+            continue
+        T = int(g["exposure_periods"].min())
+        churn = g[g["sbg_churned"] == 1]
+        for k in range(T + 1):
+            rows.append((cohort, k, size - int(churn.loc[churn["lifetime_periods"] <= k, "customers"].sum())))
+    return pd.DataFrame(rows, columns=["cohort", "t", "survivors"])
+
+
+def cox_sample(engine: Engine, size: int, seed: int = 0, covariates: Sequence[str] = ("segment",),
+               satisfaction: bool = True, as_of=None, table: str = "customers") -> pd.DataFrame:
+    """A seeded sample of ``size`` customers for a Cox fit (rows, bounded by ``size``): the customers with the
+    smallest hash of (customer_id, seed), with ``duration`` (months), ``event`` and ``covariates`` (customer
+    columns), plus ``mean_csat`` and ``n_responses`` (their answers up to ``as_of``) when ``satisfaction``.
+    The same customers on every engine; ``attrs``: ``population`` (customers), ``size``, ``seed``."""
+    if int(size) < 1:
+        raise EngineError(f"cox_sample: size must be at least 1, got {size!r}")
+    as_of = customers_as_of(engine, table) if as_of is None else pd.Timestamp(as_of).normalize()
+    churned, stop = _stop_sql(as_of)
+    u = hash_uint32_sql(f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+    cov = "".join(f", c.{q(v)}" for v in covariates)
+    sat_join = sat_cols = ""
+    if satisfaction and engine.has("responses"):
+        sat_cols = ", s.mean_csat, s.n_responses"
+        sat_join = (f"LEFT JOIN (SELECT customer_id, avg(csat) AS mean_csat, count(*) AS n_responses FROM responses "
+                    f"WHERE response_date <= {sql_literal(as_of)} GROUP BY customer_id) AS s "
+                    f"ON s.customer_id = c.customer_id")
+    where = f"WHERE c.signup_date <= {sql_literal(as_of)}"
+    sql = (f"SELECT c.customer_id, date_diff('day', c.signup_date, {stop.replace('end_date', 'c.end_date')}) AS days, "
+           f"CASE WHEN {churned.replace('end_date', 'c.end_date')} THEN 1 ELSE 0 END AS event{cov}{sat_cols} "
+           f"FROM (SELECT * FROM {q(table)} AS c {where} ORDER BY {u}, customer_id LIMIT {int(size)}) AS c "
+           f"{sat_join}")
+    sample = engine.query(sql)
+    population = int(engine.query(f"SELECT count(*) AS n FROM {q(table)} AS c {where}")["n"].iloc[0])
+    sample["duration"] = sample["days"].astype("int64") / AVG_DAYS_PER_MONTH
+    sample["event"] = sample["event"].astype("int64")
+    sample = sample.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    sample.attrs.update(population=population, size=len(sample), seed=int(seed))
+    return sample
