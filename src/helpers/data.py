@@ -999,8 +999,9 @@ class Dataset:
     def columns(self, table: str) -> list[str]:
         return list(_describe(self.con, self._require(table)))
 
-    def frame(self, table: str) -> pd.DataFrame:
-        """A table as a pandas frame with the contract's dtypes (a fresh frame; prefer the cached attributes)."""
+    def frame(self, table: str, department: str | None = None) -> pd.DataFrame:
+        """A table as a pandas frame with the contract's dtypes (a fresh frame; prefer the cached attributes).
+        ``department``: only that department's rows, selected in DuckDB (same columns, dtypes and row order)."""
         spec = TABLES[self._require(table)]
         dtypes, select = {}, []
         for name in self.columns(table):
@@ -1010,7 +1011,11 @@ class Dataset:
             cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
             select.append(f"CAST({quote_ident(name)} AS {cast}) AS {quote_ident(name)}" if cast
                           else quote_ident(name))
-        relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name}")
+        if department is None:
+            relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name}")
+        else:
+            relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name} WHERE department = $department",
+                                    params={"department": department})
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         df = fetch().to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
         return df.astype(dtypes)

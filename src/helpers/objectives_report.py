@@ -38,8 +38,8 @@ _NOT_FOR_KPIS = ("response_id", "ticket_id", "customer_id", "comment")
 
 class DepartmentData:
     """One department's slice of a ``helpers.data.Dataset``: ``.responses`` and ``.tickets`` hold only the
-    department's rows, selected in DuckDB (``WHERE department = ?``) before any pandas frame is built, with
-    the same columns, dtypes and row order as the full frames (``Dataset.frame``). Everything else
+    department's rows, selected in DuckDB before any pandas frame is built (``Dataset.frame(table,
+    department=...)``), with the same columns, dtypes and row order as the full frames. Everything else
     (``.con``, ``.customers``, ``.org``, ``.departments``, ``.warnings``...) is the full dataset's.
 
     The objectives of a department only use its own responses and tickets (``KpiSource`` always filters
@@ -74,24 +74,7 @@ class DepartmentData:
             text = [c for c in df.columns if pd.api.types.is_string_dtype(df[c].dtype)]
             self._frames[table] = df.astype({c: "category" for c in text})
         if table not in self._frames:
-            from helpers.data import quote_ident  # noqa: PLC0415
-            from helpers.schema import PANDAS_DTYPES, TABLES, attribute_column  # noqa: PLC0415
-
-            spec = TABLES[table]
-            dtypes, select = {}, []
-            for name in self._dataset.columns(table):
-                col = spec.column(name) if name in spec.column_names else attribute_column(spec, name)
-                dtypes[name] = PANDAS_DTYPES[col.dtype]
-                cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
-                select.append(f"CAST({quote_ident(name)} AS {cast}) AS {quote_ident(name)}" if cast
-                              else quote_ident(name))
-            result = self._dataset.con.sql(
-                f"SELECT {', '.join(select)} FROM {spec.name} WHERE department = $department",
-                params={"department": self.department})
-            arrow = (getattr(result, "to_arrow_table", None) or result.arrow)()
-            import pyarrow as pa  # noqa: PLC0415
-            df = arrow.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
-            self._frames[table] = df.astype(dtypes)
+            self._frames[table] = self._dataset.frame(table, department=self.department)
         return self._frames[table]
 
     @property
