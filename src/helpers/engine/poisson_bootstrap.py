@@ -1,0 +1,192 @@
+"""Drivers from engine aggregates: the cross-product matrix of outcome and attributes per group, and its
+Poisson-bootstrap replicates, computed in one pass by the engine.
+
+**Moments.** For the complete rows of a group (listwise deletion, as :func:`helpers.drivers.relative_importance`
+does by default) and replicate ``b``: ``n_b = sum w``, ``s_i = sum w x_i``, ``s_ij = sum w x_i x_j`` with
+``x_0`` the outcome and ``x_1..x_q`` the drivers. Replicate 0 is the sample itself (``w = 1``); the
+correlation matrix is then ``C = S/n - m m'`` (``S = s_ij / n``, ``m = s_i / n``), ``R = D^-1/2 C D^-1/2`` - the
+formula of ``helpers.drivers._weighted_corr`` - so the point estimate equals the row-level one. Ratings and
+weights are integers, so every sum is an exact integer on every engine.
+
+**Poisson bootstrap** (Hanley & MacGibbon 2006, *Comput. Methods Programs Biomed.* 83(1); Chamandy et al. 2012,
+"Estimating uncertainty for massive data streams", Google): instead of drawing n rows with replacement, each row
+gets a weight ``w_rb ~ Poisson(1)`` in replicate b, independently. The multinomial counts of the row bootstrap
+are Poisson(1) counts conditioned on summing to n; for statistics like correlations the two give the same
+intervals up to O(1/n), and the Poisson weights need no coordination between rows, so one pass over the data in
+any order or partitioning computes all replicates. The weight is a deterministic function of the row id, the seed
+and b: ``h1, h2`` = two 32-bit words of ``md5(row_id || ':' || seed)`` reduced mod the prime ``p = 2^31 - 1``,
+``v_b = (h1 + b h2) mod p`` (a 2-universal family: for b != b' the pair (v_b, v_b') is uniform on Z_p^2 when
+(h1, h2) is, so a row's weights in two replicates are independent, and rows are independent of each other), and
+``w_rb = F^-1((v_b + 0.5) / p)`` by inversion of the Poisson(1) CDF at integer thresholds ``floor(F(k) p)``.
+Results therefore do not depend on the engine, the row order or the partitioning.
+
+:func:`driver_importance_from_moments` turns the matrices into the kit's relative importance
+(:func:`helpers.drivers.relative_importance_from_corr` for the estimate; the replicate matrices through the same
+Shapley/relative-weights code for percentile intervals made to contain the estimate,
+:func:`helpers.drivers.consistent_interval`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from helpers.engine.aggregates import as_columns, hash_uint32_sql, where_sql
+from helpers.engine.base import Engine, EngineError, quote_ident as q, sql_literal
+
+POISSON_MODULUS = 2_147_483_647  # 2^31 - 1, prime
+REPLICATES_TABLE = "_kit_replicates"
+
+
+def poisson_thresholds(modulus: int = POISSON_MODULUS) -> list[int]:
+    """Integer thresholds ``t_k``: a uniform integer ``v`` in [0, modulus) gives weight k when
+    ``t_(k-1) <= v < t_k`` (``t_k = floor(F(k) modulus)``, F the Poisson(1) CDF); the last weight takes the rest
+    (P(weight > 13) < 1e-11, below the resolution of the modulus)."""
+    out, k = [], 0
+    while True:
+        t = int(np.floor(stats.poisson.cdf(k, 1.0) * modulus))
+        if t >= modulus - 1 or (out and t == out[-1]):
+            break
+        out.append(t)
+        k += 1
+    return out
+
+
+def poisson_weight_sql(v_sql: str) -> str:
+    """CASE expression mapping the uniform integer ``v_sql`` to its Poisson(1) weight."""
+    th = poisson_thresholds()
+    cases = " ".join(f"WHEN {v_sql} < {t} THEN {k}" for k, t in enumerate(th))
+    return f"(CASE {cases} ELSE {len(th)} END)"
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(k) for j in range(i, k)]
+
+
+def driver_moments(engine: Engine, outcome: str, drivers: Sequence[str], by="department", filters=None,
+                   start=None, end=None, n_boot: int = 0, seed: int = 0, table: str = "responses",
+                   id_column: str = "response_id", date_column: str = "response_date") -> pd.DataFrame:
+    """Per group (``by``) and replicate (0 = the sample, 1..n_boot = Poisson-bootstrap replicates): ``n`` and
+    the sums ``s_i`` and cross products ``s_i_j`` of ``[outcome, *drivers]`` over the complete rows (module
+    docstring), computed by the engine in one pass. ``filters``, ``start``/``end`` (inclusive days of
+    ``date_column``) select the rows."""
+    drivers = list(drivers)
+    cols = [outcome, *drivers]
+    if len(set(cols)) != len(cols):
+        raise EngineError(f"driver_moments: the outcome and drivers must be distinct columns, got {cols}")
+    by_cols = as_columns(by)
+    n_boot = int(n_boot)
+    if n_boot < 0:
+        raise EngineError(f"driver_moments: n_boot must be >= 0, got {n_boot}")
+    have = set(engine.columns(table))
+    absent = [c for c in [*cols, *by_cols, id_column] if c not in have]
+    if absent:
+        raise EngineError(f"driver_moments: table {table} has no column(s) {absent}")
+    key = f"CAST({q(id_column)} AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}"
+    xs = ", ".join(f"CAST({q(c)} AS BIGINT) AS _x{i}" for i, c in enumerate(cols))
+    complete = [f"{q(c)} IS NOT NULL" for c in cols]
+    gsel = "".join(f"{q(c)}, " for c in by_cols)
+    base = (f"SELECT {gsel}{xs}, {hash_uint32_sql(key, 0)} % {POISSON_MODULUS} AS _h1, "
+            f"{hash_uint32_sql(key, 8)} % {POISSON_MODULUS} AS _h2 "
+            f"FROM {q(table)} {where_sql(filters, date_column, start, end, extra=complete)}")
+    engine.register(REPLICATES_TABLE, pd.DataFrame({"_b": np.arange(n_boot + 1, dtype="int64")}))
+    k = len(cols)
+    weighted = (f"SELECT _base.*, r._b AS _b, (_h1 + r._b * _h2) % {POISSON_MODULUS} AS _v "
+                f"FROM ({base}) AS _base CROSS JOIN {REPLICATES_TABLE} AS r")
+    w = f"(CASE WHEN _b = 0 THEN 1 ELSE {poisson_weight_sql('_v')} END)"
+    sums = [("_w", "n")] + [(f"_w * _x{i}", f"s_{i}") for i in range(k)] + \
+           [(f"_w * _x{i} * _x{j}", f"s_{i}_{j}") for i, j in _pairs(k)]
+    select = ", ".join(f"CAST(sum({expr}) AS BIGINT) AS {name}" for expr, name in sums)
+    sql = (f"SELECT {gsel}_b AS replicate, {select} "
+           f"FROM (SELECT *, {w} AS _w FROM ({weighted}) AS _r) AS _rw GROUP BY {gsel}_b")
+    out = engine.query(sql)
+    for c in out.columns[len(by_cols):]:
+        out[c] = out[c].astype("int64")
+    out = out.sort_values([*by_cols, "replicate"], kind="stable").reset_index(drop=True)
+    out.attrs.update(columns=cols, by=by_cols, n_boot=n_boot, seed=int(seed))
+    return out
+
+
+def correlation_stack(moments: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correlation matrices (B x k x k) and the n of each row of ``moments`` (one group)."""
+    n = moments["n"].to_numpy(dtype=float)
+    s = np.stack([moments[f"s_{i}"].to_numpy(dtype=float) for i in range(k)], axis=1)
+    SS = np.empty((len(moments), k, k))
+    for i, j in _pairs(k):
+        SS[:, i, j] = SS[:, j, i] = moments[f"s_{i}_{j}"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = s / n[:, None]
+        S = SS / n[:, None, None]
+        C = S - m[:, :, None] * m[:, None, :]
+        sd = np.sqrt(np.clip(np.einsum("bii->bi", C), 0, None))
+        R = C / (sd[:, :, None] * sd[:, None, :])
+    return R, n
+
+
+def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley", ci: float = 0.95) -> pd.DataFrame:
+    """Relative importance per group from :func:`driver_moments`: one row per group and driver with
+    ``importance`` (units of R^2), ``share``, ``rank``, ``sign``, ``n``, ``r2`` and, with replicates,
+    ``ci_low``/``ci_high`` (importance), ``share_low``/``share_high`` (share of R^2 per replicate), ``r2_low``/
+    ``r2_high`` and ``n_boot`` (usable replicates)."""
+    from helpers.drivers import (NONNEGATIVE_METHODS, _importance_stack,  # noqa: PLC0415
+                                 consistent_interval, relative_importance_from_corr)
+
+    cols = list(moments.attrs.get("columns") or [])
+    by_cols = list(moments.attrs.get("by") or [])
+    if not cols:
+        raise EngineError("driver_importance_from_moments: expected the output of driver_moments (attrs['columns'])")
+    outcome, drivers, k = cols[0], cols[1:], len(cols)
+    alpha = (1 - ci) / 2
+    parts = []
+    groups = moments.groupby(by_cols, sort=True, dropna=False) if by_cols else [((), moments)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        R, n = correlation_stack(g, k)
+        point = g["replicate"].to_numpy() == 0
+        if not point.any():
+            raise EngineError("driver_importance_from_moments: replicate 0 (the sample) is missing")
+        R0, n0 = R[point][0], int(n[point][0])
+        res = relative_importance_from_corr(pd.DataFrame(R0, index=cols, columns=cols), outcome, drivers,
+                                            method=method, n=n0)
+        t = res.table.copy()
+        t["n"], t["r2"] = n0, res.r2
+        reps = R[~point]
+        if len(reps):
+            players = list(t.index)
+            idx = [0, *[cols.index(p) for p in players]]
+            sub = reps[:, idx][:, :, idx]
+            ok = np.all(np.isfinite(sub.reshape(len(sub), -1)), axis=1)
+            imp, r2, _ = _importance_stack(sub[ok], [np.array([i]) for i in range(len(players))],
+                                           res.attrs["method_used"], [False] * len(players))
+            good = np.all(np.isfinite(imp), axis=1) & np.isfinite(r2)
+            imp, r2 = imp[good], r2[good]
+            lo, hi = np.quantile(imp, alpha, axis=0), np.quantile(imp, 1 - alpha, axis=0)
+            est = t["importance"].to_numpy(float)
+            lo, hi, _ = consistent_interval(est, lo, hi, res.attrs["method_used"] in NONNEGATIVE_METHODS)
+            shares = imp / r2[:, None]
+            s_lo, s_hi, _ = consistent_interval(t["share"].to_numpy(float), np.quantile(shares, alpha, axis=0),
+                                                np.quantile(shares, 1 - alpha, axis=0))
+            r2_lo, r2_hi, _ = consistent_interval(res.r2, *np.quantile(r2, [alpha, 1 - alpha]), nonnegative=False)
+            t["ci_low"], t["ci_high"], t["share_low"], t["share_high"] = lo, hi, s_lo, s_hi
+            t["r2_low"], t["r2_high"], t["n_boot"] = float(r2_lo), float(r2_hi), int(good.sum())
+        t = t.reset_index()
+        for i, (c, v) in enumerate(zip(by_cols, key)):
+            t.insert(i, c, v)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def replicate_draws(moments: pd.DataFrame, players: Sequence[str], method: str = "shapley") -> tuple[np.ndarray, np.ndarray]:
+    """The replicate importances (B x players) and R^2 (B) of one group's :func:`driver_moments` (for tests and
+    for comparisons between groups)."""
+    from helpers.drivers import _importance_stack  # noqa: PLC0415
+
+    cols = list(moments.attrs["columns"])
+    R, _ = correlation_stack(moments, len(cols))
+    reps = R[moments["replicate"].to_numpy() > 0]
+    idx = [0, *[cols.index(p) for p in players]]
+    imp, r2, _ = _importance_stack(reps[:, idx][:, :, idx], [np.array([i]) for i in range(len(players))], method,
+                                   [False] * len(players))
+    return imp, r2
