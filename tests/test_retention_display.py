@@ -68,7 +68,9 @@ def test_cox_labels_and_steps_for_readers():
     cox = fit_cox(frame, "duration", "event", ["plan", "monthly_revenue"])
     text = cox.summary()
     assert "small_business" not in text and "small business plan (vs consumer)" in text
-    assert "monthly_revenue" not in text and "each unit of monthly revenue" in text
+    # a continuous covariate is stated per a readable step (fit_cox's default: a power of ten near its SD)
+    assert "monthly_revenue" not in text and "each 100 more of monthly revenue" in text
+    assert "by 0% " not in text and "0% to 0%" not in text
     cox.steps["monthly_revenue"] = (100.0, "each extra €100 of monthly revenue")
     hr, lo, hi = cox.per_step("monthly_revenue")
     row = cox.table.loc["monthly_revenue"]
