@@ -415,37 +415,31 @@ class DepartmentReport:
                 f"variance with 95% intervals, and an importance-performance map. Largest shares: {', '.join(top)}. "
                 + (f"Fix first: {', '.join(fix)}." if fix else "No attribute is both important and rated below average."))
 
-    def department_customers(self) -> pd.DataFrame:
-        """Customers who had a ticket or a survey response with this department up to the as-of date
-        (the customer ids are selected in DuckDB; the customers keep the table's order)."""
-        params = {"department": self.department}
-        until = ""
-        if self.as_of is not None:
-            params["until"] = (self.as_of + pd.Timedelta(days=1)).to_pydatetime()
-            until = " AND CAST({col} AS TIMESTAMP) <= $until"
-        sql = " UNION ".join(f"SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM {table} "
-                             f"WHERE department = $department" + until.format(col=col)
-                             for table, col in (("tickets", "created_at"), ("responses", "response_date"))
-                             if table in getattr(self.dataset, "tables", (table,)))  # survey-only data: no tickets
-        ids = self.dataset.con.sql(sql, params=params).fetchnumpy()["customer_id"]
-        customers = self.dataset.customers
-        return customers[customers["customer_id"].astype(str).isin(set(ids.tolist()))]
-
     def first_contacts(self) -> pd.DataFrame:
         """``customer_id, first_contact``: each customer's first ticket or survey answer with this department up
-        to the as-of date (selected in DuckDB)."""
-        params = {"department": self.department}
-        until = ""
-        if self.as_of is not None:
-            params["until"] = (self.as_of + pd.Timedelta(days=1)).to_pydatetime()
-            until = " AND CAST({col} AS TIMESTAMP) < $until"
-        union = " UNION ALL ".join(
-            f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST({col} AS TIMESTAMP) AS contact_at FROM {table} "
-            f"WHERE department = $department" + until.format(col=col)
-            for table, col in (("tickets", "created_at"), ("responses", "response_date"))
-            if table in getattr(self.dataset, "tables", (table,)))  # survey-only data: no tickets
-        sql = f"SELECT customer_id, MIN(contact_at) AS first_contact FROM ({union}) GROUP BY customer_id"
-        return self.dataset.con.sql(sql, params=params).df()
+        to the as-of date (from the department's rows, :class:`DepartmentData`)."""
+        parts = []
+        for table, col in (("tickets", "created_at"), ("responses", "response_date")):
+            if table not in getattr(self.dataset, "tables", (table,)):  # survey-only data: no tickets
+                continue
+            frame = getattr(self.department_data, table)
+            when = pd.to_datetime(frame[col])
+            keep = when.notna()
+            if self.as_of is not None:
+                keep &= when <= self.as_of + pd.Timedelta(days=1)
+            parts.append(pd.DataFrame({"customer_id": frame.loc[keep, "customer_id"].astype(str).to_numpy(),
+                                       "first_contact": when[keep].to_numpy()}))
+        if not parts:
+            return pd.DataFrame({"customer_id": pd.Series(dtype=str), "first_contact": pd.Series(dtype="datetime64[ns]")})
+        both = pd.concat(parts, ignore_index=True)
+        return both.groupby("customer_id", as_index=False)["first_contact"].min()
+
+    def department_customers(self) -> pd.DataFrame:
+        """Customers who had a ticket or a survey response with this department up to the as-of date (the
+        customers keep the table's order)."""
+        ids = set(self.first_contacts()["customer_id"])
+        customers = self.dataset.customers
+        return customers[customers["customer_id"].astype(str).isin(ids)]
 
     def retention(self):
         """Survival of this department's customers by segment, counted with delayed entry:
