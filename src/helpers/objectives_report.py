@@ -797,11 +797,13 @@ class DepartmentReport:
             self.__dict__["_calibration"] = cached
         return cached
 
-    def calibration_markdown(self) -> str:
-        """One line: how often past forecasts' intervals held the realised value, linking to the detail."""
+    def calibration_markdown(self, link: bool = True) -> str:
+        """One line: how often past forecasts' intervals held the realised value (``link``: to the detail)."""
         bt = self.calibration()
         if bt is None:
             return ""
+        if not link:
+            return _esc(bt.summary())
         return f"*How reliable are these forecasts?* {_esc(bt.summary())} [Details](#calibration-detail)."
 
     def calibration_table_html(self) -> str:
