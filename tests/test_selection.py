@@ -198,3 +198,26 @@ def test_selection_helpers():
     assert sel.match_values("department", ["customer service"], ["Customer Service", "Sales"]) == ["Customer Service"]
     with pytest.raises(sel.SelectionError, match="filters must be a dict"):
         sel.normalize_filters(["department"])
+
+
+def test_customer_filters_on_a_dict_of_frames_and_a_clear_error_for_a_bare_frame():
+    customers = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "segment": ["Enterprise", "consumer", "consumer"]})
+    responses = pd.DataFrame({"response_id": ["R1", "R2", "R3", "R4"], "customer_id": ["C1", "C1", "C2", "C3"],
+                              "response_date": pd.to_datetime(["2026-01-02"] * 4), "csat": [5, 4, 1, 2]})
+    e = compute_kpi("csat", {"responses": responses, "customers": customers}, filters={"segment": "enterprise"})
+    assert e.n == 2 and e.value == pytest.approx(100.0)
+    t = compute_kpi("csat", {"responses": responses, "customers": customers}, by="segment", min_responses=2)
+    assert dict(zip(t.table["segment"], t.table["n"])) == {"Enterprise": 2, "consumer": 2}
+    with pytest.raises(KitError, match=r"no column.*'segment'"):
+        compute_kpi("csat", responses, filters={"segment": "enterprise"})
+
+
+def test_one_kpi_for_a_customer_segment_from_the_dataset(ds, merged):
+    e = compute_kpi("nps", ds, filters={"segment": "enterprise", "department": "sales"}, start=START, end=END)
+    ref = _window(merged, "response_date")
+    ref = ref[(ref["segment"] == "enterprise") & (ref["department"] == "Sales")]["nps"].dropna()
+    assert e.n == len(ref) and e.value == pytest.approx(nps(ref).value)
+    c = compare_kpi("nps", ds, filters_a={"segment": "consumer"}, filters_b={"segment": "enterprise"},
+                    period_a=(START, END))
+    assert c.labels == ("consumer", "enterprise") and c.b.n == e.n + int(
+        (_window(merged, "response_date").query("segment == 'enterprise' and department != 'Sales'")["nps"].notna()).sum())

@@ -969,7 +969,8 @@ def _join_customer_columns(df: pd.DataFrame, table: str, columns: list[str], met
     local = duckdb.connect()
     try:
         local.register("_rows", df)
-        keys = con.execute("SELECT customer_id, " + ", ".join(_quote(c) for c in columns) + " FROM customers").arrow()
+        rel = con.execute("SELECT customer_id, " + ", ".join(_quote(c) for c in columns) + " FROM customers")
+        keys = rel.fetch_arrow_table() if hasattr(rel, "fetch_arrow_table") else rel.df()
         local.register("_customers", keys)
         picks = ", ".join(f"c.{_quote(c)}" for c in columns)
         out = local.execute(f"SELECT r.*, {picks} FROM _rows AS r LEFT JOIN _customers AS c "
