@@ -45,7 +45,9 @@ def test_p_values():
 @pytest.mark.parametrize("name, label", [("attr_speed", "Speed"), ("first_response_at", "First response"),
                                          ("segment_small_business", "Segment: small business"),
                                          ("mean_csat", "Mean CSAT"), ("ci_low", "95% CI low"),
-                                         ("survival_12_low", "Survival 12 low"), ("Status", "Status")])
+                                         ("survival_12_low", "Survival 12 low"), ("Status", "Status"),
+                                         ("95% CI", "95% CI"), ("p-value", "p-value"),
+                                         ("Mean rating (1-5)", "Mean rating (1-5)"), ("region", "Region")])
 def test_column_labels(name, label):
     assert column_label(name) == label
 

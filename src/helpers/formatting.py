@@ -202,8 +202,8 @@ def column_label(name: object) -> str:
         return key[5:].replace("_", " ").strip().capitalize() or text
     if key.startswith("segment_"):
         return "Segment: " + key[8:].replace("_", " ")
-    if "_" not in key and not key.islower():
-        return text  # already a label ("Status", "Team A")
+    if "_" not in text and (not text.islower() or not text.replace(" ", "").isalnum()):
+        return text  # already a label ("Status", "Team A", "95% CI", "p-value", "Mean rating (1-5)")
     words = [w.upper() if w in _ACRONYMS else w for w in key.replace("-", "_").split("_") if w]
     if not words:
         return text
