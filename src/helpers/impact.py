@@ -340,7 +340,8 @@ def what_if(customers: pd.DataFrame, responses: pd.DataFrame | None, attribute: 
     """If the ratings of ``attribute`` rose by ``delta`` points, what would happen over ``horizon`` months
     (module docstring)? ``attribute`` = ``outcome`` (e.g. ``"csat"``) shifts satisfaction itself by ``delta``
     points (links 2-4 only; the CSAT change is ``delta`` exactly). ``currency``: an ISO code (default: the
-    ``currency:`` of params/report.yaml, :func:`resolve_currency`). ``customers`` and ``responses`` are the data contract's tables (``customer_id``,
+    ``currency:`` of params/report.yaml, :func:`resolve_currency`). ``customers`` and ``responses`` are the
+    data contract's tables (``customer_id``,
     ``signup_date``, ``end_date``, ``by``/``covariates``, ``revenue``; ``customer_id``, ``response_date``,
     ``outcome``, the ``attr_*`` ratings). ``corrected=False`` uses the naive link (the observed mean rating)
     for comparison. Large data: pass ``ratings`` (:func:`helpers.churn_link.rating_summary_sql`) and

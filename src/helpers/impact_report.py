@@ -358,7 +358,8 @@ def _driver_table(chosen: list, results: list, ranked: bool, top: int | None, de
             f"{way} {r.label} by {_points(delta)}: {r.csat_change:+.{dd}f} {column_label(outcome)} points ({lvl} CI "
             f"{r.csat_change_low:+.{dd}f} to {r.csat_change_high:+.{dd}f}), {kept} fewer "
             f"customers lost over {horizon} months ({kept_ci}) and "
-            f"{I._money(r.extra_revenue, cur)} revenue ({I._money_interval(r.extra_revenue_low, r.extra_revenue_high, cur)}); "
+            f"{I._money(r.extra_revenue, cur)} revenue "
+            f"({I._money_interval(r.extra_revenue_low, r.extra_revenue_high, cur)}); "
             f"{ASSOCIATION}.")
     table["sentence"] = sentences
     table["csat_ci"] = [f"{r.csat_change:+.2f} ({r.csat_change_low:+.2f} to {r.csat_change_high:+.2f})"
