@@ -473,15 +473,27 @@ def _seeded_sample(s: pd.Series, max_comments: int, seed: int) -> pd.Series:
     return s.iloc[pick]
 
 
-def _representatives(texts: np.ndarray, weights: np.ndarray, k: int = 3) -> list[str]:
+def _representatives(texts: np.ndarray, weights: np.ndarray, k: int = 3, X=None) -> list[str]:
+    """The ``k`` distinct comments with the largest weight; with the (CSR) term matrix ``X``, comments that use a
+    different set of terms come first (so three comments that differ only in words outside the vocabulary do
+    not crowd out the topic's other wordings), then the next heaviest ones."""
     order = np.argsort(-weights, kind="stable")
+    order = order[weights[order] > 0]
     seen: list[str] = []
+    if X is not None and hasattr(X, "indptr"):
+        keys: set = set()
+        for i in order[:5000]:  # the heaviest comments only: bounded time on a 200,000-comment sample
+            key = tuple(X.indices[X.indptr[i]:X.indptr[i + 1]].tolist())
+            if key in keys:
+                continue
+            keys.add(key)
+            if texts[i] not in seen:
+                seen.append(texts[i])
+            if len(seen) == k:
+                return seen
     for i in order:
-        if weights[i] <= 0:
-            break
-        t = texts[i]
-        if t not in seen:
-            seen.append(t)
+        if texts[i] not in seen:
+            seen.append(texts[i])
         if len(seen) == k:
             break
     return seen
@@ -563,7 +575,7 @@ def suggest_themes(comments, n_themes: int = 8, max_comments: int = MAX_SAMPLE, 
         top = [str(terms[j]) for j in np.argsort(-H[k], kind="stable")[:n_terms] if H[k, j] > 0]
         mine = strongest == k
         row: dict[str, Any] = {"suggestion": ", ".join(top[:3]), "top_terms": top, "share": float(mine.mean()),
-                               "n_comments": int(mine.sum()), "examples": _representatives(texts, W[:, k])}
+                               "n_comments": int(mine.sum()), "examples": _representatives(texts, W[:, k], X=X)}
         if flags is not None:
             if mine.any() and len(codebook):
                 shares = flags[mine].mean()
