@@ -597,3 +597,44 @@ def test_reader_tables_get_cell_labels_for_the_phone_layout():
     assert "<table><tr><td>plain</td></tr></table>" in labelled  # other tables untouched
     css = export.kit_css()
     assert re.search(r"table\.kit-stack td::before \{ content: attr\(data-label\)", css)
+
+
+def test_index_portal_rolls_up_orders_by_attention_and_explains_failures(tmp_path):
+    def report(name, dept, counts, status="ok", error=None, changes=None):
+        return {"name": name, "kind": "department" if dept else "company", "title": f"{dept or name} report",
+                "department_name": dept, "html": f"{name}.html", "status": status, "status_counts": counts,
+                "error": error, "headline": "", "look_first": "", "changes": changes}
+    previous_dir = tmp_path / "r1"
+    previous_dir.mkdir()
+    (previous_dir / "manifest.json").write_text(json.dumps({"run_id": "r1", "as_of": "2026-09-30", "reports": [
+        report("department_a", "Alpha", {"on track": 3}), report("department_b", "Beta", {"off track": 2})],
+        "company_kpis": [_kpi(80.0, 78.0, 82.0, "September 2026")]}))
+    manifest = {
+        "run_id": "r2", "as_of": "2026-10-31", "started_at": "2026-11-02T06:00:00+00:00",
+        "data": {"last_date": "2026-10-31", "fingerprint": "f" * 20, "warnings": []}, "warnings": [],
+        "reports": [report("department_a", "Alpha", {"on track": 2, "at risk": 1}),
+                    report("department_b", "Beta", {"on track": 1, "off track": 2},
+                           changes={"headline": "Since the last run: 1 objective changed status.",
+                                    "status_changes": [{"id": "x", "title": "Faster <replies>", "before": "at risk",
+                                                        "after": "off track", "worse": True}]}),
+                    report("department_c", "Gamma", {}, status="failed",
+                           error={"name": "Kernel died", "message": "the kernel process ended while running cell 7 "
+                                  "of 30", "where": "kernel died in cell 7 of 30"}),
+                    report("satisfaction_drivers", "", {})],
+        "company_kpis": [_kpi(70.0, 68.0, 72.0, kpi="csat", change=-10.0, change_significant=True,
+                              previous_period="September 2026")],
+        "changes": {"first_run": False, "previous_run_id": "r1", "previous_as_of": "2026-09-30"},
+    }
+    runner.write_index(tmp_path, manifest, "ACME", [{"run_id": "r1", "as_of": "2026-09-30", "failed": 0,
+                                                     "path": previous_dir}])
+    index = (tmp_path / "index.html").read_text()
+    assert "2 of 6 objectives are off track or missed, in Beta." in index
+    rows = re.findall(r'<td class="report"><a href="([a-z_]+)\.html"', index)
+    assert rows == ["department_c", "department_b", "department_a", "satisfaction_drivers"]  # failed, off track
+    assert "Gamma</a>: the kernel process ended while running cell 7 of 30 (kernel died in cell 7 of 30)" in index
+    assert "Faster &lt;replies&gt;: at risk &rarr; off track" in index
+    assert "70.0%" in index and "-10.0 points vs September 2026 (significant)" in index
+    assert "Since the last run: CSAT: 70.0% in October 2026 (last run: 80.0% in September 2026): a significant " \
+           "change (down" in index
+    assert 'href="../r1/index.html"' in index and "3 on track" in index  # the previous run's roll-up
+    assert "produced</td>" not in index
