@@ -155,7 +155,7 @@ def test_absent_nullable_columns_read_as_empty_and_are_named(tmp_path):
     """Nullable contract columns need not exist (a survey without NPS, tickets without a team)."""
     ds = load_quiet(write(tmp_path / "d", responses=lambda df: df.drop(columns=["nps", "channel", "attr_ease"]),
                           tickets=lambda df: df.drop(columns=["team"])), min_responses=1)
-    assert ds.absent_columns == {"responses": ["channel", "nps"], "tickets": ["team"]}
+    assert ds.absent_columns == {"responses": ["channel", "nps", "followed_up_at"], "tickets": ["team"]}
     assert ds.responses["nps"].isna().all() and "attr_ease" not in ds.attributes
     assert not ds.has("responses", "nps") and ds.has("responses", "csat")
     assert "does not have" in ds.missing_reason("nps")

@@ -108,6 +108,9 @@ RESPONSES = Table(
         *(Column(f"{ATTRIBUTE_PREFIX}{a}", "integer", f"Attribute rating '{a}', 1 (poor) to 5 (excellent).",
                  min=1, max=5) for a in STANDARD_ATTRIBUTES),
         Column("comment", "string", "Free-text comment (customer's words; always HTML-escaped on output)."),
+        Column("followed_up_at", "timestamp", "When the customer was contacted after this answer (closing the "
+               "loop with an unhappy customer); empty if not contacted. Optional: without it the voice report "
+               "says the follow-up KPI is not measured."),
     ),
     extra_prefix=ATTRIBUTE_PREFIX,
     dated_by="response_date",

@@ -105,7 +105,9 @@ def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | 
     Without a ``followed_up_at`` column in responses, ``missing`` says so."""
     from helpers.kpis import proportion
 
-    if FOLLOW_UP_COLUMN not in ds.columns("responses"):
+    has = getattr(ds, "has", None)
+    present = has("responses", FOLLOW_UP_COLUMN) if callable(has) else FOLLOW_UP_COLUMN in ds.columns("responses")
+    if not present:
         return ContactKpi(hours, None, f"The responses have no {FOLLOW_UP_COLUMN} column (when the customer was "
                                        "contacted after an unhappy answer); add it to the survey export to measure "
                                        "how fast teams close the loop.")
