@@ -26,6 +26,10 @@ like the demo (so the corrected HR is near, not at, 0.30: see helpers.churn_link
    (targets 3 CSAT / 5 NPS points above the department's last 12 months) priced, the chain for all six
    drivers (+0.5) and revenue at risk per department x segment, with 200 joint resamples: two chains (CSAT:
    6 objectives + 6 drivers + revenue at risk; NPS: 6 objectives) on SQL summaries. Target: at most 120 s.
+   Measured at 1,000,000 customers (2026-11-30, load average ~11 on the 2 shared cores): 64.9 s CPU of the
+   process, 407 s wall; peak RSS 2.1 GiB. Every link's intervals from the same resamples; the Cox fits on the
+   default 200,000-customer sample, the resamples' predictions on a stratified 105,000 of the 391,000
+   customers active at the end (notes printed).
 
 ``--scale F`` runs everything on F x 1,000,000 customers (e.g. 0.05 for a quick run).
 
