@@ -366,3 +366,22 @@ def test_verbatims_are_the_most_frequent_comments_per_theme(synthetic):
     neg = theme_verbatims(ds, CODEBOOK, tone="negative", n=50)
     neg_d = df[df["comment"].notna() & ((df["csat"] <= 2) | (df["nps"] <= 6))]
     assert neg["count"].sum() == match_themes(neg_d["comment"], CODEBOOK).to_numpy().sum()
+
+
+def test_share_chart_survives_an_interval_end_that_rounds_past_the_estimate():
+    """Fuzz finding: a theme with share 0 whose Wilson lower bound came out as 1e-17 made errorbar raise
+    "'xerr' must not contain negative values" and failed the whole voice report."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from helpers.voice_effects import ThemeShares, _nonnegative_errors
+
+    low, high = _nonnegative_errors([0.0, 5.0], [1e-17, 4.0], [0.5, 4.5])  # second: interval below the estimate
+    assert (low >= 0).all() and (high >= 0).all() and high[1] == 0 and low[1] == 1.0
+    table = pd.DataFrame({"theme": ["a", "b"], "label": ["A", "B"], "share": [0.0, 12.0], "ci_low": [1e-17, 9.0],
+                          "ci_high": [3.0, 15.0], "n": [0, 30]})
+    fields = {f: None for f in ThemeShares.__dataclass_fields__}
+    fields.update(table=table, confidence=0.95)
+    ax = ThemeShares(**fields).plot()
+    assert len(ax.get_yticklabels()) == 2

@@ -82,7 +82,7 @@ class ThemeShares:
         t = self.table.sort_values("share")
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
-        ax.errorbar(t["share"], t["label"], xerr=[t["share"] - t["ci_low"], t["ci_high"] - t["share"]],
+        ax.errorbar(t["share"], t["label"], xerr=_nonnegative_errors(t["share"], t["ci_low"], t["ci_high"]),
                     fmt="o", color="#4477AA", ecolor="#888888", capsize=3)
         ax.set_xlabel(f"% of comments ({int(round(self.confidence * 100))}% CI)")
         ax.set_title("Share of comments mentioning each theme")
@@ -361,7 +361,7 @@ class ThemeEffects:
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
         ax.errorbar(t["csat_adjusted"], t["label"],
-                    xerr=[t["csat_adjusted"] - t["csat_adjusted_low"], t["csat_adjusted_high"] - t["csat_adjusted"]],
+                    xerr=_nonnegative_errors(t["csat_adjusted"], t["csat_adjusted_low"], t["csat_adjusted_high"]),
                     fmt="o", color="#CC6677", ecolor="#888888", capsize=3)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlabel("CSAT difference when mentioned, adjusted for attribute ratings (points on 1-5)")
@@ -658,3 +658,13 @@ def follow_up_display(follow_up: FollowUpList | pd.DataFrame, how: str = "html")
                              "ticket_id") if c in t]
     t = escape_text(t, text_cols, how)
     return t.rename(columns=_FOLLOW_UP_LABELS)
+
+
+def _nonnegative_errors(value, low, high):
+    """``xerr`` for ``errorbar``: distances from the estimate to its interval's ends, never negative (an end
+    that rounds past the estimate, e.g. a Wilson lower bound of 1e-17 at a share of 0, or an interval that
+    does not contain the estimate, draws no bar on that side instead of raising)."""
+    import numpy as np
+
+    v, lo, hi = (np.asarray(x, dtype=float) for x in (value, low, high))
+    return [np.clip(np.nan_to_num(v - lo), 0, None), np.clip(np.nan_to_num(hi - v), 0, None)]

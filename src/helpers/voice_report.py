@@ -411,7 +411,9 @@ class VoiceReport:
         colours = ["#CC6677" if th in unasked else "#4477AA" for th in t["theme"]]
         y = np.arange(len(t))
         ax.barh(y, t["share"], color=colours, alpha=0.85)
-        ax.errorbar(t["share"], y, xerr=[t["share"] - t["ci_low"], t["ci_high"] - t["share"]], fmt="none",
+        from helpers.voice_effects import _nonnegative_errors
+
+        ax.errorbar(t["share"], y, xerr=_nonnegative_errors(t["share"], t["ci_low"], t["ci_high"]), fmt="none",
                     ecolor="black", capsize=3, lw=1)
         ax.set_yticks(y, [chart_text(x) + (" *" if th in unasked else "") for x, th in zip(t["label"], t["theme"])])
         ax.set_xlabel("% of comments mentioning the theme (95% CI)")
@@ -434,9 +436,11 @@ class VoiceReport:
             _, ax = plt.subplots(figsize=(8, 0.4 * len(t) + 1.4))
         y = np.arange(len(t))
         colours = np.where(t["unasked"], "#CC6677", "#4477AA")
+        from helpers.voice_effects import _nonnegative_errors
+
         for yi, (_, r), c in zip(y, t.iterrows(), colours):
-            ax.errorbar(r["csat_adjusted"], yi, xerr=[[r["csat_adjusted"] - r["csat_adjusted_low"]],
-                                                      [r["csat_adjusted_high"] - r["csat_adjusted"]]],
+            ax.errorbar(r["csat_adjusted"], yi, xerr=_nonnegative_errors([r["csat_adjusted"]], [r["csat_adjusted_low"]],
+                                                                [r["csat_adjusted_high"]]),
                         fmt="o" if r["unasked"] else "s", color=c, ecolor="#555555", capsize=3)
         ax.set_yticks(y, [chart_text(x) + (" *" if u else "") for x, u in zip(t["label"], t["unasked"])])
         ax.axvline(0, color="black", lw=0.8)
