@@ -177,6 +177,141 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
 
 
 # ----------------------------------------------------------------------------------------------------------
+# What satisfaction is worth (issue 15): one computation per run, shown by both company pages
+# ----------------------------------------------------------------------------------------------------------
+WORTH_N_BOOT = 200  # joint customer resamples of the satisfaction-value chain and of the churn link
+WORTH_DELTA = 0.5  # the improvement priced on the drivers page: half a point of an attribute's ratings
+WORTH_TOP = 3  # drivers priced
+WORTH_HORIZON = 12  # months
+WORTH_VERSION = 1  # bump when CompanyWorthPage or the chain changes: old cache files are then not read
+
+
+@dataclass
+class CompanyWorthPage:
+    """What the company pages show of issue 15: ``drivers`` (the chain for the top drivers, a
+    :class:`helpers.impact_report.WorthTable`), ``risk`` (revenue at risk per department and segment) and
+    ``link`` (:class:`helpers.churn_link.ChurnLinkResult`: naive and corrected hazard ratio per CSAT point and
+    the reliability of the mean rating). A part that cannot be estimated is None and its ``*_message`` says
+    what is missing, in one line."""
+
+    as_of: str
+    currency: str
+    n_boot: int = WORTH_N_BOOT
+    delta: float = WORTH_DELTA
+    horizon: int = WORTH_HORIZON
+    drivers: object = None
+    risk: object = None
+    link: object = None
+    chain_message: str = ""
+    link_message: str = ""
+    seconds: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+
+def _worth_missing(customers: pd.DataFrame | None, responses: pd.DataFrame | None, has_customers: bool,
+                   has_revenue: bool) -> tuple[str, str]:
+    """(chain message, link message): what the data lack for the chain and for the churn link, or ""."""
+    if not has_customers or customers is None or not len(customers):
+        m = ("needs the customers table (signup and churn dates, monthly revenue), which the data do not have: "
+             "add customers to the data folder")
+        return m, m
+    if responses is None or not len(responses) or "csat" not in responses.columns:
+        m = "needs CSAT answers of the customers, which the data do not have"
+        return m, m
+    if not has_revenue:
+        return ("needs each customer's monthly revenue, which the customers table does not have (the "
+                "satisfaction-churn link below does not need it)"), ""
+    return "", ""
+
+
+def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFrame | None, as_of: object, *,
+                           currency: str = "", drivers: list[str] | None = None, has_customers: bool = True,
+                           has_revenue: bool = True, fingerprint: str = "", cache_folder: Path | None = None,
+                           n_boot: int = WORTH_N_BOOT, seed: int = SEED) -> CompanyWorthPage:
+    """The chain for the top :data:`WORTH_TOP` drivers, revenue at risk (per department and segment; reference:
+    the median customer's satisfaction) and the corrected satisfaction -> churn link, as of ``as_of`` (the
+    day customers are followed up to), with ``n_boot`` joint customer resamples
+    (:func:`helpers.impact_report.company_worth` with no objectives: one chain for drivers and risk;
+    :func:`helpers.churn_link.fit_churn_link`). Both company pages call it; in a run the result is cached in
+    the run folder (``cache/worth/``, keyed by the data's fingerprint, the date and the settings) and a page
+    that finds the other computing it waits for it (a file lock), so the run computes it once.
+    ``drivers``: the attributes to consider (None: every ``attr_*`` column). Never raises for data problems:
+    a part that cannot be estimated is None with a one-line reason."""
+    import fcntl
+    import time
+
+    from helpers.reports import atomic_write_bytes
+
+    day = pd.Timestamp(as_of).normalize()
+    settings = {"version": WORTH_VERSION, "as_of": f"{day:%Y-%m-%d}", "currency": str(currency or ""),
+                "drivers": list(drivers or []), "n_boot": int(n_boot), "seed": int(seed), "delta": WORTH_DELTA,
+                "top": WORTH_TOP, "horizon": WORTH_HORIZON, "data": str(fingerprint),
+                "has": [bool(has_customers), bool(has_revenue)]}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+    file = Path(cache_folder) / f"worth-{key}.pkl" if cache_folder is not None and fingerprint else None
+    lock = None
+    if file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(file.with_suffix(".lock"), "a")  # noqa: SIM115 - held until the result is written
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other page computes it: wait, then read
+        except OSError:
+            lock = None
+    try:
+        if file is not None and file.is_file():
+            try:
+                with file.open("rb") as fh:
+                    cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
+                if isinstance(cached, CompanyWorthPage) and cached.settings == settings:
+                    return cached
+            except Exception:  # noqa: BLE001 - an unreadable cache file is recomputed, never shown
+                pass
+        result = _compute_worth(customers, responses, day, settings, has_customers, has_revenue, time.perf_counter)
+        if file is not None:
+            try:
+                atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                pass  # a read-only run folder: the result is still returned
+        return result
+    finally:
+        if lock is not None:
+            lock.close()  # releases the flock
+
+
+def _compute_worth(customers, responses, day, settings, has_customers, has_revenue, clock) -> CompanyWorthPage:
+    from helpers import churn_link as CL
+    from helpers import impact as I
+    from helpers import impact_report as IR
+    from helpers.retention import customer_durations
+
+    start = clock()
+    currency = I.resolve_currency(settings["currency"] or None)
+    out = CompanyWorthPage(as_of=settings["as_of"], currency=currency, n_boot=settings["n_boot"],
+                           settings=settings)
+    out.chain_message, out.link_message = _worth_missing(customers, responses, has_customers, has_revenue)
+    if not out.chain_message:
+        attrs = [d for d in (settings["drivers"] or []) if d in responses.columns] or None
+        try:
+            cw = IR.company_worth([], customers, responses, drivers=None, attributes=attrs, delta=WORTH_DELTA,
+                                  top=WORTH_TOP, as_of=day, horizon=WORTH_HORIZON, n_boot=settings["n_boot"],
+                                  seed=settings["seed"] % (2 ** 32), currency=currency)
+            out.drivers, out.risk = cw.drivers, cw.risk
+        except (KitError, np.linalg.LinAlgError) as exc:
+            out.chain_message = f"cannot be estimated from these data: {exc}"
+    if not out.link_message:
+        try:
+            r = responses[pd.to_datetime(responses["response_date"]) <= day]
+            surv = customer_durations(customers, as_of=day)
+            covs = ("segment",) if "segment" in surv.columns and surv["segment"].nunique() > 1 else ()
+            out.link = CL.fit_churn_link(surv, CL.rating_summary(r), covs, n_boot=settings["n_boot"],
+                                         seed=settings["seed"] % (2 ** 32))
+        except (KitError, np.linalg.LinAlgError) as exc:
+            out.link_message = f"cannot be estimated from these data: {exc}"
+    out.seconds = clock() - start
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The drivers page
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
@@ -193,6 +328,7 @@ class DriversReport:
     by_department: SegmentDrivers | None = None
     departments: dict[str, DepartmentDrivers] = field(default_factory=dict)
     differences: pd.DataFrame | None = None
+    worth: CompanyWorthPage | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -325,6 +461,48 @@ class DriversReport:
             return ""
         return " ".join(self.main.notes())
 
+    # ------------------------------------------------------------------ what improving a driver is worth
+    def worth_markdown(self) -> str:
+        """The section "What improving a driver is worth": what it is (for the whole company, how computed,
+        an association), then one sentence per driver; or one line saying what is missing."""
+        w = self.worth
+        if w is None:
+            return "*Not computed: the data could not be read (see the notes at the top).*"
+        if w.drivers is None:
+            return f"*What improving a driver is worth {md_escape(w.chain_message)}.*"
+        intro = (f"For the whole company, as of {md_escape(w.as_of)}: what raising the ratings of the "
+                 f"{len(w.drivers.table)} attributes worth most by {md_escape(_points_text(w.delta))} goes with, "
+                 f"through three links: the attribute's effect on each {md_escape(_label('csat'))} answer (the "
+                 f"drivers regression), {md_escape(_label('csat'))} and the risk of leaving (a churn model "
+                 f"corrected for the noise in ratings) and the revenue of the customers kept over "
+                 f"{w.horizon} months (discounted at 10% a year), in {md_escape(_currency_name(w.currency))}. "
+                 f"The 95% intervals come from {w.n_boot} re-samples of the customers that redo every link "
+                 "together. **This is an association under stated assumptions** (the attribute's regression slope "
+                 "is its effect on satisfaction, rating noise is random and corrected for, proportional hazards), "
+                 "**not the result of a controlled experiment**.")
+        return intro
+
+    def worth_sentences_markdown(self) -> str:
+        w = self.worth
+        if w is None or w.drivers is None:
+            return ""
+        text = w.drivers.markdown()
+        notes = " ".join(w.drivers.notes).replace("monthly_revenue", "monthly revenue")
+        return text + ("\n\n*" + md_escape(notes) + "*" if notes else "")
+
+    def worth_table_html(self) -> str:
+        w = self.worth
+        if w is None or w.drivers is None:
+            return ""
+        import dataclasses
+
+        labels = {**w.drivers.labels, "label": "Driver raised by " + _points_text(w.delta),
+                  "kept_ci": f"More customers kept after {w.horizon} months (95% CI)",
+                  "revenue_ci": f"More revenue over {w.horizon} months (95% CI)"}
+        table = dataclasses.replace(w.drivers, labels=labels)
+        return table.reader_table(caption=f"What raising a driver by {_points_text(w.delta)} is worth over "
+                                          f"{w.horizon} months (whole company)")
+
     # ------------------------------------------------------------------ tables (HTML for readers)
     def drivers_table_html(self) -> str:
         return "" if self.main is None else self.main.reader_table_html()
@@ -434,6 +612,20 @@ class DriversReport:
         if self.by_department is not None and self.by_department.results:
             n += 1
         return n
+
+
+def _points_text(delta: float) -> str:
+    a = abs(delta)
+    return "half a point" if a == 0.5 else ("a point" if a == 1 else f"{a:g} points")
+
+
+def _currency_name(code: str) -> str:
+    """"euros (EUR)" for the sentence that states the currency; the code alone when it has no name here."""
+    names = {"EUR": "euros", "USD": "US dollars", "GBP": "pounds sterling", "CHF": "Swiss francs",
+             "SEK": "Swedish kronor", "JPY": "yen"}
+    if not code:
+        return "the data's currency"
+    return f"{names[code]} ({code})" if code in names else code
 
 
 def _percent_decimals(low: float, high: float) -> int:
@@ -568,7 +760,28 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     report.by_department = SegmentDrivers(segment="department", outcome=report.outcome, results=results,
                                           sizes=size_frame, warnings=[])
     report.differences = _differences(report.by_department, report.department)
+    report.worth = _page_worth(ds, cfg, report)
     return report
+
+
+def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
+    """The company's satisfaction-value chain for this page (:func:`company_worth_analysis`, shared with the
+    retention page through the run's cache)."""
+    try:
+        last = ds.date_range()[1]
+        day = min(pd.Timestamp(report.as_of), pd.Timestamp(last)) if not pd.isna(last) else pd.Timestamp(
+            report.as_of)
+    except (KitError, ValueError):
+        day = pd.Timestamp(report.as_of)
+    has_customers = ds.has("customers")
+    folder = _cache_folder(ds)
+    return company_worth_analysis(ds.customers if has_customers else None, ds.responses, day,
+                                  currency=str(getattr(cfg, "currency", "") or ""),
+                                  drivers=list(getattr(cfg, "drivers", []) or []) or None,
+                                  has_customers=has_customers,
+                                  has_revenue=has_customers and ds.has("customers", "monthly_revenue"),
+                                  fingerprint=str(getattr(ds, "fingerprint", "") or ""),
+                                  cache_folder=folder.parent / "worth" if folder is not None else None)
 
 
 def _department_main(ds, cfg, report: DriversReport, selected: pd.DataFrame, period, responses, seed):
@@ -618,6 +831,6 @@ def _differences(seg: SegmentDrivers, department: str) -> pd.DataFrame:
     return out.sort_values("difference", ascending=False, kind="stable").reset_index(drop=True)
 
 
-__all__ = ["DEPARTMENT_MONTHS", "DEPARTMENT_N_BOOT", "SEED", "DepartmentDrivers", "DriversReport",
+__all__ = ["CompanyWorthPage", "company_worth_analysis", "DEPARTMENT_MONTHS", "DEPARTMENT_N_BOOT", "SEED", "DepartmentDrivers", "DriversReport",
            "department_driver_analysis", "department_seed", "department_window", "prepare_drivers_report",
            "show_chart", "fmt_p_value", "html_escape"]

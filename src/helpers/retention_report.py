@@ -50,6 +50,8 @@ class RetentionReport:
     rates: R.RateForecast | None = None
     value: pd.DataFrame | None = None
     currency: str = ""  # ISO code from report.yaml (CLV)
+    worth: object = None  # helpers.drivers_report.CompanyWorthPage: corrected churn link, revenue at risk
+    worth_inputs: dict = field(default_factory=dict)  # what the data have for it (set when loading)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -92,8 +94,14 @@ class RetentionReport:
             hr, lo, hi = self.hazards.per_step(self.satisfaction_covariate)
             point, interval = hazard_change_text(hr, lo, hi)
             amount, way = point.rsplit(" ", 1)
-            out.append(f"Each extra CSAT point (customer's mean rating) **{'lowers' if way == 'lower' else 'raises'} "
-                       f"the monthly churn hazard by {amount}** (95% CI {interval}), other factors held equal.")
+            text = (f"Each extra CSAT point (customer's mean rating) **{'lowers' if way == 'lower' else 'raises'} "
+                    f"the monthly churn hazard by {amount}** (95% CI {interval}), other factors held equal")
+            link = self.link
+            if link is not None:
+                c_point, c_interval = hazard_change_text(*link.hazard_ratio("corrected"))
+                text += (f"; corrected for the noise in single ratings, a point of true satisfaction goes with a "
+                         f"{c_point} hazard (95% CI {c_interval})")
+            out.append(text + ".")
         if self.survival is not None and len(self.survival.medians):
             out.append(self._survival_finding())
         if self.rates is not None:
@@ -109,9 +117,118 @@ class RetentionReport:
                        f"{'' if value['segment'] == 'all' else ' (' + md_escape(value_label(value['segment'])) + ')'}"
                        f" is worth about **{self.money(value['clv'])}** in revenue over their lifetime (95% CI "
                        f"{self.money_interval(value['clv_low'], value['clv_high'])}).")
+        risk = self.risk_row()
+        if risk is not None and len(out) < 6:
+            out.append(f"**{self.money(risk['revenue_at_risk'])} of revenue over the next {self.worth.horizon} months "
+                       f"goes with dissatisfaction** (95% CI {self.money_interval(risk['revenue_at_risk_low'], risk['revenue_at_risk_high'])}, "
+                       f"{fmt_percent(risk['share_of_revenue'], 1)} of the expected revenue): what customers below the "
+                       "median satisfaction would add if they were at it; an association, not an experiment.")
         if self.sbg_groups is not None and len(self.sbg_groups.fits) > 1 and len(out) < 6:
             out.append(md_escape(self.sbg_groups.summary(horizon=12).split(" Not fitted:")[0]))
         return out[:6]
+
+    # ------------------------------------------------------------------ what satisfaction is worth (issue 15)
+    @property
+    def link(self):
+        """The corrected satisfaction -> churn link (:class:`helpers.churn_link.ChurnLinkResult`) or None."""
+        return None if self.worth is None else self.worth.link
+
+    @property
+    def risk(self):
+        """Revenue at risk per department and segment (:class:`helpers.impact_report.WorthTable`) or None."""
+        return None if self.worth is None else self.worth.risk
+
+    def risk_row(self):
+        """The company's row of the revenue-at-risk table, or None."""
+        if self.risk is None:
+            return None
+        t = self.risk.table
+        rows = t[t["dimension"] == "all"]
+        return rows.iloc[0] if len(rows) else None
+
+    def churn_link_markdown(self) -> str:
+        """What the corrected link is and what it says, or one line saying what is missing."""
+        if self.worth is None:
+            return "*The corrected satisfaction-churn link was not computed (see the notes at the top).*"
+        link = self.link
+        if link is None:
+            return f"*The corrected satisfaction-churn link {md_escape(self.worth.link_message)}.*"
+        return md_escape(_reader_text(link.summary()))
+
+    def churn_link_table_html(self) -> str:
+        """Naive and corrected hazard ratio per CSAT point and the reliability that links them, with intervals."""
+        link = self.link
+        if link is None:
+            return ""
+        rows = []
+        for model, what in (("naive", "As observed: per point of a customer's mean CSAT"),
+                            ("corrected", "Corrected for rating noise: per point of true satisfaction")):
+            hr, lo, hi = link.hazard_ratio(model)
+            point, interval = hazard_change_text(hr, lo, hi)
+            d = max(2, interval_decimals(lo, hi))
+            rows.append({"Churn hazard ratio": what, "Hazard ratio": fmt_number(hr, d),
+                         "95% CI": fmt_interval(lo, hi, d), "Change in monthly churn risk": point,
+                         "Change 95% CI": interval})
+        rel = link.reliability.set_index("k").loc["all"]
+        d = max(2, interval_decimals(rel["ci_low"], rel["ci_high"]))
+        rows.append({"Churn hazard ratio": "Reliability of a customer's mean CSAT (1 = no noise)",
+                     "Hazard ratio": fmt_number(rel["reliability"], d),
+                     "95% CI": fmt_interval(rel["ci_low"], rel["ci_high"], d), "Change in monthly churn risk": NA,
+                     "Change 95% CI": NA})
+        shown = pd.DataFrame(rows).rename(columns={"Churn hazard ratio": "Link", "Hazard ratio": "Value"})
+        return _table(shown, formats={c: "text" for c in shown.columns},
+                      caption=f"Satisfaction and churn, {link.n_customers:,} customers with ratings, "
+                              f"{link.n_events:,} of whom left ({link.n_boot} re-samples)")
+
+    def risk_markdown(self) -> str:
+        """What revenue at risk is, with its reference, or one line saying what is missing."""
+        if self.worth is None:
+            return "*Revenue at risk was not computed (see the notes at the top).*"
+        if self.risk is None:
+            return f"*Revenue at risk {md_escape(self.worth.chain_message)}.*"
+        r = self.risk_row()
+        ref = next((n for n in self.risk.notes if n.startswith("Reference:")), "")
+        text = (f"If every customer below the median satisfaction were at it, the expected revenue of today's "
+                f"customers over the next {self.worth.horizon} months (discounted at 10% a year) would be "
+                f"**{self.money(r['revenue_at_risk'])} higher** (95% CI "
+                f"{self.money_interval(r['revenue_at_risk_low'], r['revenue_at_risk_high'])}): the revenue at risk "
+                f"from dissatisfaction. Per department (each customer's department with the most survey answers) "
+                f"and per segment below; the parts are summed re-sample by re-sample, so the intervals agree. "
+                f"{ref} Intervals from {self.worth.n_boot} re-samples of the customers that redo every link. "
+                "This is an association under stated assumptions (rating noise is random and corrected for, "
+                "proportional hazards), not the result of a controlled experiment.")
+        return md_escape(_reader_text(text)).replace("\\*\\*", "**")
+
+    def risk_notes_markdown(self) -> str:
+        if self.risk is None:
+            return ""
+        notes = [n for n in self.risk.notes if not n.startswith("Reference:")]
+        return "*" + md_escape(_reader_text(" ".join(notes))) + "*" if notes else ""
+
+    def risk_table_html(self) -> str:
+        if self.risk is None:
+            return ""
+        t = self.risk.table.copy()
+        t["group"] = [("company" if d == "all" else "customers without answers" if g == "no answers"
+                       else value_label(g)) for d, g in zip(t["dimension"], t["group"])]
+        labels = dict(self.risk.labels)
+        return reader_table(t, formats=self.risk.formats, labels=labels, columns=self.risk.columns,
+                            currency=self.risk.currency, caption=self.risk.title)
+
+    def fig_churn_link(self):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        self.link.plot(ax=ax)
+        ax.set_title("Churn hazard ratio per CSAT point: as observed and corrected for rating noise")
+        fig.tight_layout()
+        return fig
+
+    def alt_churn_link(self) -> str:
+        hr_n, lo_n, hi_n = self.link.hazard_ratio("naive")
+        hr_c, lo_c, hi_c = self.link.hazard_ratio("corrected")
+        return (f"Dot chart of the churn hazard ratio per CSAT point with 95% intervals: as observed (a customer's "
+                f"mean CSAT) {hr_n:.2f} ({lo_n:.2f} to {hi_n:.2f}); corrected for rating noise {hr_c:.2f} "
+                f"({lo_c:.2f} to {hi_c:.2f}). Below 1: more satisfied customers leave more slowly.")
 
     def findings_markdown(self) -> str:
         items = self.findings()
@@ -322,6 +439,7 @@ class RetentionReport:
         wanted = [("cohorts", self.cohorts is not None, self.fig_cohorts),
                   ("survival", self.survival is not None, self.fig_survival),
                   ("hazards", self.hazards is not None, self.fig_hazards),
+                  ("churn link", self.link is not None, self.fig_churn_link),
                   ("projection", self.main_fit is not None, self.fig_sbg),
                   ("segments", self.sbg_groups is not None and len(self.sbg_groups.fits) > 1, self.fig_segments),
                   ("rates", self.rates is not None, self.fig_rates)]
@@ -331,6 +449,7 @@ class RetentionReport:
     def expected_charts(self) -> int:
         """How many charts the page shows (the runner fails a page with fewer)."""
         return sum([self.cohorts is not None, self.survival is not None, self.hazards is not None,
+                    self.link is not None,
                     self.main_fit is not None, self.sbg_groups is not None and len(self.sbg_groups.fits) > 1,
                     self.rates is not None])
 
@@ -360,6 +479,12 @@ class RetentionReport:
     def status_counts(self) -> dict[str, int]:
         """The company retention page judges no objectives: no status counts."""
         return {}
+
+
+def _reader_text(text: str) -> str:
+    """Library notes made readable: column names in words."""
+    return (text.replace("monthly_revenue", "monthly revenue").replace("mean_csat", "mean CSAT")
+            .replace("small_business", "small business"))
 
 
 def _table(frame: pd.DataFrame, **kwargs) -> str:
@@ -394,6 +519,7 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
         try:
             customers, responses = ds.customers, ds.responses
             report.source = inputs.data_label
+            report.worth_inputs = _worth_inputs(ds, cfg)
             report.warnings.extend(ds.excluded_messages())
             last_date = ds.date_range()[1]
             if not as_of:
@@ -461,6 +587,7 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
          if report.has_dates else None)
     _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
     _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col, settings))
+    _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
     _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
     _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
     _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
@@ -544,6 +671,31 @@ def _hazards(report, frame, responses, seg_col, settings) -> None:
         return
     report.hazards = R.fit_cox(data, "duration", "event", covs)
     report.hazards.labels["mean_csat"] = "each extra point of a customer's mean CSAT"
+
+
+def _worth_inputs(ds, cfg) -> dict:
+    from helpers.drivers_report import _cache_folder
+
+    folder = _cache_folder(ds)
+    has_customers = ds.has("customers")
+    return {"has_customers": has_customers,
+            "has_revenue": has_customers and ds.has("customers", "monthly_revenue"),
+            "fingerprint": str(getattr(ds, "fingerprint", "") or ""),
+            "cache_folder": folder.parent / "worth" if folder is not None else None,
+            "drivers": list(getattr(cfg, "drivers", []) or []) or None}
+
+
+def _worth(report, customers, responses) -> None:
+    """The corrected churn link and revenue at risk (shared with the drivers page through the run's cache)."""
+    from helpers.drivers_report import company_worth_analysis
+
+    inputs = report.worth_inputs
+    if not inputs:  # a separate retention export: no survey answers to link
+        inputs = {"has_customers": True, "has_revenue": "monthly_revenue" in customers.columns}
+    day = report.observed_to if report.observed_to is not None else report.as_of
+    if day is None:
+        return
+    report.worth = company_worth_analysis(customers, responses, day, currency=report.currency, **inputs)
 
 
 def _sbg_fits(report, frame, seg_col, n_boot) -> None:
