@@ -198,3 +198,16 @@ def test_company_worth_equals_the_three_pieces(demo):
                                   risk.table[["dimension", "group", "revenue_at_risk", "revenue_at_risk_low",
                                               "revenue_at_risk_high"]], rtol=1e-6)
     assert cw.objectives.sentences == obj.sentences
+
+
+def test_no_satisfaction_objective_gives_an_empty_table_that_renders(demo):
+    """Regression: a plan without csat/nps objectives (or company_worth with no plans) gave a table without
+    columns, and reader_table raised KeyError."""
+    customers, responses = demo
+    plan = SimpleNamespace(department="Billing", objectives=[objective("speed", "first_response_hours", 10.0)])
+    w = IR.objective_worth(plan, customers, responses, n_boot=20)
+    assert w.table.empty and w.sentences == []
+    html = w.reader_table()
+    assert "<th>Objective</th>" in html and "<td" not in html
+    cw = IR.company_worth([], customers, responses, n_boot=20, top=1)
+    assert cw.objectives.table.empty and "<th>Objective</th>" in cw.objectives.reader_table()

@@ -711,11 +711,22 @@ class SegmentDrivers:
         return f"The top driver differs by {_chart_text(self.segment)} ({tops.nunique()} different leaders)"
 
 
-def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str, method: str = "shapley",
+def analyze_by_segment(data: pd.DataFrame, outcome: str, drivers, segment: str | None = None, method: str = "shapley",
                        weights=None, n_boot: int = 300, ci: float = 0.95, seed=None, missing: str = "listwise",
-                       min_n: int | None = None, ordinal: bool = False) -> SegmentDrivers:
+                       min_n: int | None = None, ordinal: bool = False, *, by=None, filters=None, start=None,
+                       end=None) -> SegmentDrivers:
     """:func:`analyze_drivers` for each level of ``segment`` with at least ``min_n`` usable responses
-    (default ``max(30, 10 * number of drivers)``); smaller segments are listed in ``sizes`` and warned about."""
+    (default ``max(30, 10 * number of drivers)``); smaller segments are listed in ``sizes`` and warned about.
+    ``by`` is another name of ``segment``; ``data`` may be a Dataset, and ``segment`` a customer column
+    (joined in DuckDB); ``filters``/``start``/``end`` select the responses (see :mod:`helpers.selection`)."""
+    from helpers import selection as sel  # noqa: PLC0415
+
+    segment = sel.canonical(by if by is not None else segment) if (by is not None or segment is not None) else None
+    if segment is None:
+        raise DriverInputError("analyze_by_segment needs the grouping column: segment= (or by=)")
+    drivers = as_driver_list(drivers)
+    if not isinstance(data, pd.DataFrame) or filters or start is not None or end is not None:
+        data = driver_rows(data, outcome, drivers, weights, filters, start, end, extra=[segment])
     if segment not in data.columns:
         raise DriverInputError(f"segment column {segment!r} is not in the data")
     drivers = as_driver_list(drivers)

@@ -255,8 +255,12 @@ def _all_row(w: I.WhatIfResult) -> dict:
     return {"customers": float(t.loc["all", "customers"]), **{k: float(t.loc["all", k]) for k in KEYS}}
 
 
+OBJECTIVE_COLUMNS = ["department", "objective", "title", "metric", "target", "current", "latent_shift",
+                     "rating_change", "note", "customers", *KEYS]
+
+
 def _objective_table(rows: list, horizon: int, level: float, cur: str, title: str, notes: list) -> WorthTable:
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=OBJECTIVE_COLUMNS)
     sentences = [_objective_sentence(r, r.department, horizon, level, cur) for r in table.itertuples()]
     table["sentence"] = sentences
     table = _add_ci_text(table, cur)
