@@ -221,3 +221,13 @@ def test_one_kpi_for_a_customer_segment_from_the_dataset(ds, merged):
                     period_a=(START, END))
     assert c.labels == ("consumer", "enterprise") and c.b.n == e.n + int(
         (_window(merged, "response_date").query("segment == 'enterprise' and department != 'Sales'")["nps"].notna()).sum())
+
+
+def test_drivers_by_customer_segment_from_the_dataset(ds, merged):
+    from helpers.drivers_analysis import analyze_by_segment
+
+    got = analyze_by_segment(ds, "csat", ds.attributes, by="segment", n_boot=0)
+    ref = analyze_by_segment(merged, "csat", ds.attributes, "segment", n_boot=0)
+    assert set(got.results) == set(ref.results) == {"consumer", "enterprise", "small_business"}
+    for seg in got.results:
+        pd.testing.assert_series_equal(got.results[seg].table["importance"], ref.results[seg].table["importance"])

@@ -886,15 +886,17 @@ def relative_importance(data, outcome: str, drivers, method: str = "shapley", we
     return DriverImportance.from_table(table, draws, r2_draws if draws is not None else None)
 
 
-def driver_rows(data, outcome: str, drivers, weights=None, filters=None, start=None, end=None) -> pd.DataFrame:
+def driver_rows(data, outcome: str, drivers, weights=None, filters=None, start=None, end=None,
+                extra=()) -> pd.DataFrame:
     """The responses a driver analysis uses: ``data`` itself (a DataFrame without filters) or the rows of
     ``filters``/``start``/``end`` (a Dataset: selected in DuckDB with customer columns joined; a DataFrame:
-    filtered in pandas), see :func:`helpers.selection.select_rows`."""
+    filtered in pandas), see :func:`helpers.selection.select_rows`; ``extra``: more columns to fetch (a
+    grouping column such as the customer's segment)."""
     from helpers import selection as sel  # noqa: PLC0415
 
     if isinstance(data, pd.DataFrame) and not filters and start is None and end is None:
         return data
-    cols = [outcome, *as_driver_list(drivers)] + ([weights] if isinstance(weights, str) else [])
+    cols = [outcome, *as_driver_list(drivers), *extra] + ([weights] if isinstance(weights, str) else [])
     if isinstance(data, pd.DataFrame):
         cols = None  # keep every column of the caller's frame
     try:
