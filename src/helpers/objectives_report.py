@@ -284,6 +284,9 @@ class DepartmentReport:
             f"{_esc(self._chance_text(r))}",
             f"- **Assessment:** {_esc(self.reader_text(r['sentence']))}",
         ]
+        worth = self.worth_text(objective_id)
+        if worth:
+            lines.append(f"- **What meeting it is worth:** {_esc(worth)}")
         if r["change"]:
             lines.append(f"- **Last period against the one before:** {_esc(r['change'])}")
         if o.note:
@@ -521,6 +524,146 @@ class DepartmentReport:
             if bits:
                 parts.append(f"{who}: " + "; ".join(bits) + ".")
         return " ".join(parts)
+
+    # ------------------------------------------------------------------ what customers say (issue 13)
+    def customers_say(self, months: int = 12):
+        """The department's "What customers say" (:func:`helpers.voice_report.what_customers_say`) over the page's
+        ``months``-month window: ``(CustomersSay or None, message)``; the message is one line saying why the
+        section is missing (no data, no survey answers, no comments). The result holds no customer or response
+        id (only theme shares, effects and comment texts), so it is the same whatever ``show_customer_ids``."""
+        if self.dataset is None:
+            return None, "No data loaded."
+        if not self.dataset.has("responses"):
+            return None, ("What customers say needs the survey answers with their comments (the responses "
+                          "table): add responses.csv")
+        if not self.dataset.has("responses", "comment"):
+            return None, "The survey answers carry no comments, so there is nothing customers said to show."
+        if "_customers_say" not in self.__dict__:
+            from helpers.voice_report import what_customers_say  # noqa: PLC0415
+
+            start, end = self._period(months)
+            try:
+                self.__dict__["_customers_say"] = (what_customers_say(self.dataset, self.department, start, end), "")
+            except (KitError, ValueError) as exc:
+                self.__dict__["_customers_say"] = (None, f"No comment themes for {self.department}: {exc}")
+        return self.__dict__["_customers_say"]
+
+    def customers_say_html(self) -> str:
+        """The section's body for readers: how many comments, the top themes (share with 95% CI, change against
+        the 12 months before with its test, CSAT effect with 95% CI) and three example comments, every text
+        escaped (:meth:`CustomersSay.html`); or one line saying why it is missing."""
+        say, message = self.customers_say()
+        if say is None:
+            return f'<p class="dept-note">{html_escape(self.reader_text(message))}</p>'
+        start, end = (pd.Timestamp(d) for d in say.period)
+        if say.n_comments == 0:
+            return (f'<p class="dept-note">No comments from {html_escape(self.department)}\'s customers between '
+                    f"{start:%b %Y} and {end:%b %Y}.</p>")
+        lead = (f"<p>{say.n_comments:,} comments about {html_escape(self.department)} between {start:%b %Y} and "
+                f"{end:%b %Y}; the {len(say.table)} most frequent themes:</p>")
+        return lead + _narrow(say.html())
+
+    # ------------------------------------------------------------------ what meeting an objective is worth (issue 15)
+    WORTH_N_BOOT = 200
+    WORTH_HORIZON = 12
+    WORTH_SEED = 15
+
+    def worth(self):
+        """What meeting each satisfaction objective (CSAT, NPS) is worth over :attr:`WORTH_HORIZON` months
+        (:func:`helpers.impact_report.objective_worth`, joint customer bootstrap with :attr:`WORTH_N_BOOT`
+        resamples): ``(table or None, message)``, ``table`` indexed by objective id; the message is one line
+        saying what is missing when the chain cannot be estimated.
+
+        Cost: one chain per KPI takes a few seconds on 20,000 customers. Within a report run (data from the run's
+        snapshot) the chain is computed once for every department's objectives (one chain prices them all, with
+        the same resamples, so each department's numbers are those of its own chain) and cached in the run
+        folder (``cache/worth/``, keyed by the objectives, as-of date, settings and the data's fingerprint; a lock
+        lets one report compute while the others wait); outside a run only this department's objectives."""
+        if "_worth" not in self.__dict__:
+            self.__dict__["_worth"] = self._compute_worth()
+        return self.__dict__["_worth"]
+
+    def _worth_objectives(self) -> list:
+        from helpers.impact_report import PRICEABLE  # noqa: PLC0415
+
+        return [] if self.plan is None else [o for o in self.plan.objectives if o.metric in PRICEABLE]
+
+    def _compute_worth(self):
+        if self.dataset is None or not self._worth_objectives():
+            return None, ""
+        what = "What meeting the satisfaction objectives is worth"
+        if not self.dataset.has("customers"):
+            return None, (f"{what} needs the customers table (signup and churn dates, monthly revenue): add "
+                          "customers.csv.")
+        if not self.dataset.has("customers", "monthly_revenue"):
+            return None, f"{what} needs the customers' monthly revenue, which the customers table does not have."
+        if not self.dataset.has("responses"):
+            return None, f"{what} needs the survey answers (the responses table): add responses.csv."
+        from helpers.impact_report import objective_worth  # noqa: PLC0415
+
+        currency = getattr(self.config, "currency", "") or "EUR"
+        settings = {"version": 1, "as_of": f"{self.as_of:%Y-%m-%d}", "n_boot": self.WORTH_N_BOOT,
+                    "seed": self.WORTH_SEED, "horizon": self.WORTH_HORIZON, "currency": currency,
+                    "data": str(getattr(self.dataset, "fingerprint", ""))}
+        folder = _worth_cache_folder(self.dataset)
+        plans = _all_plans(self.plan, Path(self.params_file).parent) if folder is not None else [self.plan]
+        settings["objectives"] = [[p.department, o.id, o.metric, float(o.target),
+                                   {k: list(v) for k, v in o.filters.items()}]
+                                  for p in plans for o in p.objectives]
+
+        def compute():
+            return objective_worth(plans, self.dataset.customers, self.dataset.responses, as_of=self.as_of,
+                                   horizon=self.WORTH_HORIZON, n_boot=self.WORTH_N_BOOT, seed=self.WORTH_SEED,
+                                   currency=currency)
+
+        try:
+            result = _cached(folder, "objectives", settings, compute)
+        except (KitError, ValueError, np.linalg.LinAlgError) as exc:
+            return None, f"{what} cannot be estimated on this data: {exc}"
+        table = result.table[result.table["department"] == self.department].set_index("objective")
+        return table.assign(currency=result.currency), ""
+
+    def worth_text(self, objective_id: str) -> str:
+        """One sentence for the objective's section: what meeting its target is worth (customers kept after
+        12 months and revenue over them, each with its 95% CI, money in the report's currency), or why it is not
+        priced; "" for an objective on another KPI."""
+        from helpers.formatting import column_label, fmt_currency, interval_decimals  # noqa: PLC0415
+        from helpers.impact_report import PRICEABLE  # noqa: PLC0415
+
+        o = self.plan.get(objective_id)
+        if o.metric not in PRICEABLE:
+            return ""
+        table, message = self.worth()
+        if table is None:
+            return self.reader_text(message)
+        if objective_id not in table.index:
+            return "not priced."
+        r = table.loc[objective_id]
+        label, h = column_label(o.metric), self.WORTH_HORIZON
+        unit = "%" if o.metric == "csat" else ""
+        value = (lambda v: f"{fmt_number(v, 1, signed=o.metric == 'nps')}{unit}")
+        now = f"{label} {value(r['current'])} in the last 12 months' answers"
+        note = str(r["note"] or "")
+        if note.startswith("target already met"):
+            return (f"not priced: the last 12 months' answers taken together ({label} {value(r['current'])}) meet "
+                    "the target already, so raising them is not needed to reach it (the status above is about the "
+                    "period the objective is judged on).")
+        if note:
+            why = ("its filter names something survey answers do not carry" if "filter" in note else
+                   "no rise of the ratings reaches it" if "no uniform rise" in note else
+                   "there are no answers for it in the last 12 months" if "no " in note else note)
+            return f"not priced: {why}."
+        cur = str(r["currency"])
+        d = interval_decimals(r["extra_kept_low"], r["extra_kept_high"], least=0, most=2)
+        money = (lambda v: fmt_currency(v, cur))  # unsigned: "+" before "€" lets a browser break the line there
+        more = "more" if r["extra_revenue"] >= 0 else "less"
+        return (f"about {fmt_number(r['extra_kept'], d)} more customers kept after {h} months (95% CI "
+                f"{fmt_interval(r['extra_kept_low'], r['extra_kept_high'], d)}) and {money(abs(r['extra_revenue']))} "
+                f"{more} revenue over those {h} months (95% CI {money(r['extra_revenue_low'])} to "
+                f"{money(r['extra_revenue_high'])}), "
+                f"if {self.department}'s ratings rose by {fmt_number(r['rating_change'], 2)} points on average, enough "
+                f"to lift {label} from {value(r['current'])} (last 12 months) to the target of {value(r['target'])}. "
+                f"This is {WORTH_ASSOCIATION}.")
 
     # ------------------------------------------------------------------ teams and agents
     FUNNEL_BY = (("team", "team", "teams", "tickets"), ("agent_id", "agent", "agents", "tickets"))
@@ -956,6 +1099,76 @@ def delayed_entry_survival(data: pd.DataFrame, duration: str = "duration", event
         meds.append({group: k, **mrow} if group is not None else mrow)
     return KaplanMeierResult(table=pd.concat(rows, ignore_index=True), medians=pd.DataFrame(meds), group=group,
                              alpha=alpha, log_rank_note="curves with delayed entry are not compared by a test here")
+
+
+WORTH_ASSOCIATION = "an association under stated assumptions, not the result of a controlled experiment"
+
+
+def _worth_cache_folder(dataset) -> Path | None:
+    """``<run folder>/cache/worth`` when the data is a report run's snapshot, else None (no cache)."""
+    from helpers.drivers_report import _cache_folder  # noqa: PLC0415
+
+    drivers = _cache_folder(dataset)
+    return drivers.parent / "worth" if drivers is not None else None
+
+
+def _all_plans(own: ObjectivePlan, folder: Path) -> list[ObjectivePlan]:
+    """This department's plan and every other readable objectives file of its folder (in file-name order), so
+    one chain prices every department's objectives in a run."""
+    plans = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        if Path(str(own.path)).resolve() == path.resolve():
+            plans.append(own)
+            continue
+        try:
+            plans.append(load_objectives(path))
+        except KitError:
+            continue  # that department's own page reports the problem
+    if own not in plans:
+        plans.append(own)
+    return plans
+
+
+def _cached(folder: Path | None, name: str, settings: dict, compute):
+    """``compute()`` once per ``settings`` in ``folder`` (a pickle keyed by a hash of the settings; an exclusive
+    lock while computing, so parallel reports of one run wait for the first instead of computing again); no
+    folder: compute."""
+    import fcntl  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import pickle  # noqa: PLC0415
+
+    if folder is None:
+        return compute()
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
+    file = folder / f"{name}-{key}.pkl"
+
+    def read():
+        try:
+            with file.open("rb") as fh:
+                cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
+            return cached[1] if cached[0] == settings else None
+        except Exception:  # noqa: BLE001 - missing or unreadable: computed again
+            return None
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = (folder / f"{name}-{key}.lock").open("w")
+    except OSError:
+        return compute()
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = read()
+        if found is not None:
+            return found
+        result = compute()
+        try:
+            from helpers.reports import atomic_write_bytes  # noqa: PLC0415
+
+            atomic_write_bytes(file, pickle.dumps((settings, result), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass
+        return result
 
 
 def _scope_text(filters, names) -> str:
