@@ -76,8 +76,9 @@ def period_sql(date_column: str, freq: str | None) -> str:
 
 
 def hours_sql(start_column: str, end_column: str) -> str:
-    """Hours between two timestamps (milliseconds exact: the same double on every engine)."""
-    return f"(date_diff('millisecond', {q(start_column)}, {q(end_column)}) / 3600000.0)"
+    """Hours between two timestamps (milliseconds exact: the same double on every engine). Divisions are
+    written on DOUBLE operands: Spark reads ``3600000.0`` as a DECIMAL and would round the quotient to its scale."""
+    return f"(CAST(date_diff('millisecond', {q(start_column)}, {q(end_column)}) AS DOUBLE) / 3600000.0)"
 
 
 def hash_uint32_sql(text_sql: str, offset: int = 0) -> str:
@@ -85,7 +86,8 @@ def hash_uint32_sql(text_sql: str, offset: int = 0) -> str:
     every engine (md5 and text functions only), so samples and bootstrap weights do not depend on the engine,
     the row order or the partitioning."""
     h = f"md5({text_sql})"
-    terms = [f"(instr('0123456789abcdef', substr({h}, {offset + k + 1}, 1)) - 1) * {16 ** (7 - k)}"
+    # BIGINT before multiplying: Spark's 32-bit INT arithmetic would wrap around above 2^31
+    terms = [f"CAST(instr('0123456789abcdef', substr({h}, {offset + k + 1}, 1)) - 1 AS BIGINT) * {16 ** (7 - k)}"
              for k in range(8)]
     return "(" + " + ".join(terms) + ")"
 
@@ -436,8 +438,8 @@ def sbg_counts(engine: Engine, by=None, as_of=None, filters=None, table: str = "
     by_cols = [c for c in as_columns(by) if c != "cohort"]
     churned, stop = _stop_sql(as_of)
     m = repr(AVG_DAYS_PER_MONTH)
-    dur = f"(date_diff('day', signup_date, {stop}) / {m})"
-    exposure = f"CAST(floor(date_diff('day', signup_date, {sql_literal(as_of)}) / {m} + 1e-9) AS BIGINT)"
+    dur = f"(CAST(date_diff('day', signup_date, {stop}) AS DOUBLE) / {m})"  # DOUBLE: see hours_sql
+    exposure = f"CAST(floor(CAST(date_diff('day', signup_date, {sql_literal(as_of)}) AS DOUBLE) / {m} + 1e-9) AS BIGINT)"
     churn_period = f"CAST(greatest(1, ceil({dur} - 1e-9)) AS BIGINT)"
     observed = f"({churned} AND {churn_period} <= {exposure})"
     lifetime = (f"CASE WHEN {observed} THEN {churn_period} "
