@@ -270,12 +270,25 @@ def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFra
         if file is not None:
             try:
                 atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                pass  # a read-only run folder: the result is still returned
+            except (OSError, pickle.PicklingError, AttributeError, TypeError):
+                pass  # a read-only run folder or an unpicklable part: the result is still returned
         return result
     finally:
         if lock is not None:
             lock.close()  # releases the flock
+
+
+def _picklable(table):
+    """The WorthTable without callable column formats (a lambda cannot go into the run's cache); the pages
+    that show it give their own (e.g. :func:`dimension_label`)."""
+    import dataclasses
+
+    return dataclasses.replace(table, formats={k: v for k, v in table.formats.items() if not callable(v)})
+
+
+def dimension_label(value) -> str:
+    """'all' -> 'Company', 'department' -> 'Department' (the revenue-at-risk table's first column)."""
+    return "Company" if value == "all" else column_label(value)
 
 
 def _compute_worth(customers, responses, day, settings, has_customers, has_revenue, clock) -> CompanyWorthPage:
@@ -295,7 +308,7 @@ def _compute_worth(customers, responses, day, settings, has_customers, has_reven
             cw = IR.company_worth([], customers, responses, drivers=None, attributes=attrs, delta=WORTH_DELTA,
                                   top=WORTH_TOP, as_of=day, horizon=WORTH_HORIZON, n_boot=settings["n_boot"],
                                   seed=settings["seed"] % (2 ** 32), currency=currency)
-            out.drivers, out.risk = cw.drivers, cw.risk
+            out.drivers, out.risk = _picklable(cw.drivers), _picklable(cw.risk)
         except (KitError, np.linalg.LinAlgError) as exc:
             out.chain_message = f"cannot be estimated from these data: {exc}"
     if not out.link_message:
@@ -470,16 +483,13 @@ class DriversReport:
             return "*Not computed: the data could not be read (see the notes at the top).*"
         if w.drivers is None:
             return f"*What improving a driver is worth {md_escape(w.chain_message)}.*"
-        intro = (f"For the whole company, as of {md_escape(w.as_of)}: what raising the ratings of the "
-                 f"{len(w.drivers.table)} attributes worth most by {md_escape(_points_text(w.delta))} goes with, "
-                 f"through three links: the attribute's effect on each {md_escape(_label('csat'))} answer (the "
-                 f"drivers regression), {md_escape(_label('csat'))} and the risk of leaving (a churn model "
-                 f"corrected for the noise in ratings) and the revenue of the customers kept over "
-                 f"{w.horizon} months (discounted at 10% a year), in {md_escape(_currency_name(w.currency))}. "
-                 f"The 95% intervals come from {w.n_boot} re-samples of the customers that redo every link "
-                 "together. **This is an association under stated assumptions** (the attribute's regression slope "
-                 "is its effect on satisfaction, rating noise is random and corrected for, proportional hazards), "
-                 "**not the result of a controlled experiment**.")
+        intro = (f"The whole company as of {md_escape(w.as_of)}, the {len(w.drivers.table)} attributes worth most; "
+                 f"amounts in {md_escape(_currency_name(w.currency))} over the next {w.horizon} months, discounted at "
+                 f"10% a year. The 95% intervals come from {w.n_boot} re-samples of the customers that redo every "
+                 f"link together (attribute -> {md_escape(_label('csat'))} -> risk of leaving, corrected for the "
+                 "noise in ratings -> revenue). **This is an association under stated assumptions** (the "
+                 "attribute's regression slope is its effect on satisfaction, rating noise is random, proportional "
+                 "hazards), **not the result of a controlled experiment**.")
         return intro
 
     def worth_sentences_markdown(self) -> str:

@@ -205,15 +205,20 @@ class RetentionReport:
         notes = [n for n in self.risk.notes if not n.startswith("Reference:")]
         return "*" + md_escape(_reader_text(" ".join(notes))) + "*" if notes else ""
 
-    def risk_table_html(self) -> str:
+    def risk_table_html(self, dimension: str = "department") -> str:
+        """Revenue at risk per ``dimension`` ("department": each customer's department with the most answers,
+        or "segment"), then all customers, with intervals."""
         if self.risk is None:
             return ""
-        t = self.risk.table.copy()
-        t["group"] = [("company" if d == "all" else "customers without answers" if g == "no answers"
+        t = self.risk.table
+        t = t[t["dimension"].isin([dimension, "all"])].copy()
+        t["group"] = [("all customers" if d == "all" else "customers without answers" if g == "no answers"
                        else value_label(g)) for d, g in zip(t["dimension"], t["group"])]
-        labels = dict(self.risk.labels)
-        return reader_table(t, formats=self.risk.formats, labels=labels, columns=self.risk.columns,
-                            currency=self.risk.currency, caption=self.risk.title)
+        labels = {**self.risk.labels, "group": column_label(dimension)}
+        columns = [c for c in self.risk.columns if c != "dimension"]
+        return reader_table(t, formats=self.risk.formats, labels=labels, columns=columns,
+                            currency=self.risk.currency,
+                            caption=f"{self.risk.title}, by {column_label(dimension).lower()}")
 
     def fig_churn_link(self):
         import matplotlib.pyplot as plt
