@@ -24,15 +24,16 @@ comma := ,
 # What each command installs (extras of pyproject.toml; tests/test_environment.py checks these names):
 #   reports, data, bench, install: the dependencies a scheduled server needs to render the reports
 #   lab:  + the `lab` extra (JupyterLab)
-#   test: + the `test` and `lab` extras (the suite checks the whole environment, JupyterLab included)
+#   test: + the `test`, `lab` and `spark` extras (the suite checks the whole environment, JupyterLab included,
+#         and runs the Spark engine tests in local mode, which also need a Java runtime: `make java`)
 EXTRAS_reports :=
 EXTRAS_lab := lab
-EXTRAS_test := test,lab
+EXTRAS_test := test,lab,spark
 READY_reports := $(VENV)/.installed-reports
 READY_lab := $(VENV)/.installed-lab
 READY_test := $(VENV)/.installed-test
 
-.PHONY: help install data reports test lab bench bench-setup lock browser clean
+.PHONY: help install data reports test lab bench bench-setup lock browser java clean
 
 help:
 	@echo "make reports  - set up, generate demo data if needed, render the HTML reports into reports/"
@@ -110,12 +111,19 @@ browser:
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) ) || \
 		  echo "WARNING: could not install chromium; browser tests will be skipped"
 
+# PySpark (the spark extra) runs on the JVM: Debian's headless Java runtime when no java is found and we are root
+java:
+	@command -v java >/dev/null 2>&1 || test -x "$${JAVA_HOME:-/nonexistent}/bin/java" || \
+		( $(call step,java,installing Debian's Java runtime for the Spark engine tests,\
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) ) || \
+		  echo "WARNING: could not install Java; the Spark engine tests will be skipped"
+
 $(TEST_DEMO)/ground_truth.json: src/helpers/demo.py src/helpers/schema.py | $(READY_test)
 	@rm -rf $(TEST_DEMO)
 	@$(call step,data,generating the test demo data into $(TEST_DEMO),\
 		$(PY) -m helpers.demo --out $(TEST_DEMO) --customers 2000 --seed 7)
 
-test: $(READY_test) browser $(TEST_DEMO)/ground_truth.json
+test: $(READY_test) browser java $(TEST_DEMO)/ground_truth.json
 	SATISFACTION_KIT_DATA=$(CURDIR)/$(TEST_DEMO) $(PY) -m pytest -n $(WORKERS) --dist loadfile \
 		tests --nbval-lax notebooks $(PYTEST_ARGS)
 
