@@ -39,6 +39,7 @@ class DuckDBEngine(Engine):
         self.max_result_rows = int(max_result_rows)
         if self._owned:
             self.con.execute("SET TimeZone = 'UTC'")
+            self.con.execute("SET enable_progress_bar = false")  # no progress bars in notebooks or logs
             if threads:
                 self.con.execute(f"SET threads = {int(threads)}")
             if memory_limit:

@@ -85,19 +85,21 @@ def driver_moments(engine: Engine, outcome: str, drivers: Sequence[str], by="dep
     if absent:
         raise EngineError(f"driver_moments: table {table} has no column(s) {absent}")
     key = f"CAST({q(id_column)} AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}"
-    xs = ", ".join(f"CAST({q(c)} AS BIGINT) AS _x{i}" for i, c in enumerate(cols))
+    k = len(cols)
+    x = [f"CAST({q(c)} AS BIGINT)" for c in cols]
+    # each row's values and cross products once; a replicate then only weights them
+    xs = ", ".join([f"{x[i]} AS _x{i}" for i in range(k)] + [f"{x[i]} * {x[j]} AS _x{i}_{j}" for i, j in _pairs(k)])
     complete = [f"{q(c)} IS NOT NULL" for c in cols]
     gsel = "".join(f"{q(c)}, " for c in by_cols)
     base = (f"SELECT {gsel}{xs}, {hash_uint32_sql(key, 0)} % {POISSON_MODULUS} AS _h1, "
             f"{hash_uint32_sql(key, 8)} % {POISSON_MODULUS} AS _h2 "
             f"FROM {q(table)} {where_sql(filters, date_column, start, end, extra=complete)}")
     engine.register(REPLICATES_TABLE, pd.DataFrame({"_b": np.arange(n_boot + 1, dtype="int64")}))
-    k = len(cols)
     weighted = (f"SELECT _base.*, r._b AS _b, (_h1 + r._b * _h2) % {POISSON_MODULUS} AS _v "
                 f"FROM ({base}) AS _base CROSS JOIN {REPLICATES_TABLE} AS r")
     w = f"(CASE WHEN _b = 0 THEN 1 ELSE {poisson_weight_sql('_v')} END)"
     sums = [("_w", "n")] + [(f"_w * _x{i}", f"s_{i}") for i in range(k)] + \
-           [(f"_w * _x{i} * _x{j}", f"s_{i}_{j}") for i, j in _pairs(k)]
+           [(f"_w * _x{i}_{j}", f"s_{i}_{j}") for i, j in _pairs(k)]
     select = ", ".join(f"CAST(sum({expr}) AS BIGINT) AS {name}" for expr, name in sums)
     sql = (f"SELECT {gsel}_b AS replicate, {select} "
            f"FROM (SELECT *, {w} AS _w FROM ({weighted}) AS _r) AS _rw GROUP BY {gsel}_b")
