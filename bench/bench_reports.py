@@ -33,14 +33,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-NOTEBOOKS = ("department_report.ipynb", "satisfaction_drivers.ipynb", "retention_forecast.ipynb")
+
+
+def registered_notebooks() -> tuple[str, ...]:
+    """Every report notebook of the registry (helpers.reports.registry.REPORTS): the bench runs what a run runs."""
+    from helpers.reports.registry import REPORTS
+    return tuple(spec.notebook for spec in REPORTS)
 
 
 def assemble_notebooks(dest: Path) -> list[str]:
     """The real report notebooks; a fixture stand-in for any that does not exist yet (returned)."""
     dest.mkdir(parents=True, exist_ok=True)
     stand_ins = []
-    for name in NOTEBOOKS:
+    for name in registered_notebooks():
         real = REPO / "notebooks" / "reports" / name
         src = real if real.exists() else REPO / "tests" / "fixtures" / "notebooks" / name
         if src != real:

@@ -6,6 +6,7 @@
 >>> ds.responses                                          # pandas frame (cached), contract dtypes
 >>> ds.snapshot("build/run/data.duckdb")                  # validated tables in one file ...
 >>> load_dataset("build/run/data.duckdb", validate=False)  # ... read back fast, no re-validation
+>>> ds.snapshot("build/run/data.duckdb", by_reference=True)  # Parquet: views + file references, no rows copied
 
 How it works: DuckDB (embedded, in memory) reads the files; the column mapping renames the user's columns
 to the contract's names; validation runs as SQL aggregates over the raw columns (one scan per table for
@@ -911,15 +912,59 @@ def _cut_by_date(con: duckdb.DuckDBPyConnection, files: Mapping[str, str], as_of
 
 # --- fingerprint -----------------------------------------------------------------------------------------
 
-def _hash_files(paths: Mapping[str, Path], extra: object = None) -> str:
+def _hash_files(paths: Mapping[str, Path], extra: object = None, references: dict | None = None) -> str:
+    """BLAKE2b-128 over every file's name, suffix and bytes, then ``extra`` (the column mapping...). With
+    ``references`` (a dict), also records per table the file's immutable reference in the same read: absolute
+    path, size, modification time (ns) and the BLAKE2b-128 of its bytes (what a snapshot by reference checks)."""
     h = hashlib.blake2b(digest_size=16)
     for name, p in paths.items():
         h.update(f"{name}\0{p.suffix}\0".encode())
+        own = hashlib.blake2b(digest_size=16) if references is not None else None
+        before = p.stat() if own is not None else None
         with p.open("rb") as fh:
             while chunk := fh.read(FINGERPRINT_CHUNK):
                 h.update(chunk)
+                if own is not None:
+                    own.update(chunk)
+        if own is not None:
+            references[name] = {"path": str(p.resolve()), "size": before.st_size, "mtime_ns": before.st_mtime_ns,
+                                "blake2b": own.hexdigest()}
     h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def _file_blake2b(path: Path) -> str:
+    own = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as fh:
+        while chunk := fh.read(FINGERPRINT_CHUNK):
+            own.update(chunk)
+    return own.hexdigest()
+
+
+def reference_changes(references: Mapping[str, Mapping[str, object]], *, content: bool = False) -> list[str]:
+    """What changed in the files a snapshot by reference points to (``[]``: nothing), one sentence per file.
+
+    ``references``: ``{table: {"path", "size", "mtime_ns", "blake2b"}}`` (:attr:`Dataset.file_references`). A
+    file that is gone or has another size has changed; one with the recorded size and modification time is taken
+    as unchanged unless ``content=True``; otherwise its bytes are hashed again and compared (a file that was only
+    touched or copied, same bytes, is unchanged)."""
+    changes = []
+    for table, ref in references.items():
+        path = Path(str(ref.get("path", "")))
+        try:
+            st = path.stat()
+        except OSError:
+            changes.append(f"{table}: {path} is gone (the run read it; it was {int(ref.get('size', 0)):,} bytes)")
+            continue
+        if st.st_size != ref.get("size"):
+            changes.append(f"{table}: {path} changed (size {int(ref.get('size', 0)):,} -> {st.st_size:,} bytes)")
+            continue
+        if st.st_mtime_ns == ref.get("mtime_ns") and not content:
+            continue
+        if _file_blake2b(path) != ref.get("blake2b"):
+            when = _dt.datetime.fromtimestamp(st.st_mtime, _dt.UTC).isoformat(timespec="seconds")
+            changes.append(f"{table}: {path} changed (same size, other content; modified {when})")
+    return changes
 
 
 # --- the dataset -----------------------------------------------------------------------------------------
@@ -955,6 +1000,10 @@ class Dataset:
         self.excluded = list(excluded or [])
         self.as_of = as_of
         self.cutoff: pd.Timestamp | None = None  # the day the tables were cut at: min(as_of, today)
+        # per table the file read and its immutable reference (path, size, mtime_ns, blake2b): folder sources,
+        # and snapshots by reference (which read those files); {} otherwise
+        self.file_references: dict[str, dict[str, object]] = {}
+        self.storage = "files"  # where the rows live: "files" (the source), "copy"/"reference" (a kit snapshot)
 
     def excluded_messages(self, future_only: bool = False) -> list[str]:
         """The cuts as sentences for a report's data-quality section (``future_only``: only the dates after
@@ -1064,20 +1113,40 @@ class Dataset:
                                     expected="dated rows to take the as-of date from")
         return default_as_of(last, today=today)
 
-    def snapshot(self, path: str | os.PathLike[str]) -> Path:
+    def snapshot(self, path: str | os.PathLike[str], *, by_reference: bool = False) -> Path:
         """Write the loaded, validated, column-mapped tables (and fingerprint, warnings) into one DuckDB file,
         atomically (a temporary file renamed into place). ``load_dataset(path, validate=False)`` reads it
-        back without re-validating; its fingerprint is this dataset's."""
+        back without re-validating; its fingerprint is this dataset's.
+
+        ``by_reference=True`` (what a report run uses): when every table is a Parquet file of a folder (absolute
+        paths), the file holds no rows, only views: per table the raw read (``read_parquet`` of the file), the
+        typed select and the as-of cut, exactly those this dataset queries, plus each file's immutable reference
+        (:attr:`file_references`: path, size, modification time, BLAKE2b of the bytes). Reading it checks the
+        references first (:func:`reference_changes`) and refuses files that changed since, with a
+        :class:`DataContractError` naming them; so every reader sees exactly the validated, cut data, and the
+        file stays a few hundred KB whatever the data's size. Other sources (CSV files, a DuckDB file, a source
+        set, a snapshot) are copied as with ``by_reference=False``. :attr:`storage` of the loaded snapshot says
+        which ("reference" or "copy")."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         for p in (tmp, Path(str(tmp) + ".wal")):
             p.unlink(missing_ok=True)
+        views = self._reference_views() if by_reference else None
         alias = "__kit_snapshot"
         self.con.execute(f"ATTACH {_lit(str(tmp))} AS {alias}")
         try:
-            for t in self.tables:
-                self.con.execute(f"CREATE TABLE {alias}.main.{t} AS SELECT * FROM {t}")
+            if views is not None:
+                home = self.con.execute("SELECT current_database()").fetchone()[0]
+                self.con.execute(f"USE {alias}")
+                try:  # DuckDB's own serialisation of each view, created in the snapshot (resolved there)
+                    for sql in views:
+                        self.con.execute(sql)
+                finally:
+                    self.con.execute(f"USE {quote_ident(home)}")
+            else:
+                for t in self.tables:
+                    self.con.execute(f"CREATE TABLE {alias}.main.{t} AS SELECT * FROM {t}")
             self.con.execute(f"CREATE TABLE {alias}.main.{META_TABLE} (key VARCHAR, value VARCHAR)")
             meta = {"fingerprint": self.fingerprint, "source": self.origin,
                     "warnings": json.dumps(self.warnings), "files": json.dumps(self.files),
@@ -1087,6 +1156,8 @@ class Dataset:
                     "tables": json.dumps(list(self.tables)), "absent_columns": json.dumps(self.absent_columns),
                     "dimensions": json.dumps(self.dimensions),
                     "problems": json.dumps([p.to_dict() for p in self.problems]),
+                    "storage": "reference" if views is not None else "copy",
+                    "references": json.dumps(self.file_references if views is not None else {}),
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
         finally:
@@ -1094,6 +1165,27 @@ class Dataset:
         os.replace(tmp, path)
         return path
 
+    def _reference_views(self) -> list[str] | None:
+        """The ``CREATE VIEW`` statements (raw read, typed select, as-of cut per table, in that order) that
+        rebuild this dataset's tables from its files, or None when a table is not a Parquet file read in place
+        (CSV is parsed into memory, DuckDB sources and snapshots are attached under names a snapshot cannot
+        keep)."""
+        if self.storage != "files" or not self.tables or set(self.tables) - set(self.file_references):
+            return None
+        home = self.con.execute("SELECT current_database()").fetchone()[0]
+        found = dict(self.con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal "
+            "AND NOT temporary", [home]).fetchall())
+        views = []
+        for t in self.tables:
+            file = Path(str(self.file_references[t]["path"]))
+            names = (f"__raw_{t}", f"{_TYPED}{t}", t)
+            if not (file.is_absolute() and file.suffix.lower() == ".parquet" and all(n in found for n in names)):
+                return None
+            if "read_parquet(" not in found[names[0]]:
+                return None
+            views += [found[n] for n in names]
+        return views
     def close(self) -> None:
         self.con.close()
 
@@ -1273,17 +1365,33 @@ def _open_duckdb(con, src: Path, problems: list[DataProblem]) -> tuple[dict[str,
     return relations, meta
 
 
+def _check_references(references: Mapping[str, Mapping[str, object]], src: Path, meta: Mapping[str, str]) -> None:
+    """Refuse a snapshot by reference whose files changed since it was written (:func:`reference_changes`)."""
+    changes = reference_changes(references)
+    if changes:
+        raise DataContractError(
+            "dataset", "the data this snapshot refers to changed since it was validated"
+                       f"{' on ' + meta['created_at'] if meta.get('created_at') else ''}: " + "; ".join(changes),
+            source=str(src), expected=f"the files it validated (fingerprint {str(meta.get('fingerprint', ''))[:16]}); "
+                                      "restore them, or start a new run on the current data")
+
+
 def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool,
           as_of: _dt.date | None, today: _dt.date, dimensions: Mapping[str, tuple[str, ...]] | None = None) -> Dataset:
     dimensions = dict(dimensions or {})
     problems: list[DataProblem] = []
     meta: dict[str, str] = {}
+    references: dict[str, dict[str, object]] = {}  # per table its file's immutable reference (Parquet, snapshots)
     if src.is_dir():
         relations, paths = _open_folder(con, src, problems)
-        fingerprint = _hash_files(paths, mapping if not dimensions else {"mapping": mapping, "dimensions": dimensions})
+        fingerprint = _hash_files(paths, mapping if not dimensions else {"mapping": mapping, "dimensions": dimensions},
+                                  references)
     elif _is_duckdb_file(src):
         relations, meta = _open_duckdb(con, src, problems)
         fingerprint = meta.get("fingerprint") or _hash_files({"duckdb": src}, mapping)
+        if meta.get("storage") == "reference":  # a snapshot by reference: its files must be the ones validated
+            references = json.loads(meta.get("references") or "{}")
+            _check_references(references, src, meta)
         if meta:  # a snapshot: already mapped; its kept dimensions are its own
             dimensions = {t: tuple(c) for t, c in json.loads(meta.get("dimensions", "{}")).items()}
     elif src.suffix.lower() in (".yaml", ".yml"):  # a source set: exports read through profiles (helpers.sources)
@@ -1349,6 +1457,8 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
     dataset.problems = soft
     dataset.dimensions = {t: list(c) for t, c in dimensions.items() if t in tables}
     dataset.cutoff = pd.Timestamp(cutoff)
+    dataset.storage = (meta.get("storage") or "copy") if meta else "files"
+    dataset.file_references = {t: r for t, r in references.items() if t in tables}
     # where the data originally came from (a snapshot remembers its source; shown to readers, not the
     # temporary path of a run folder)
     dataset.origin = (meta or {}).get("source", str(src))
@@ -1433,6 +1543,25 @@ def is_snapshot(path: str | os.PathLike[str]) -> bool:
                                 "AND table_name = ?", [META_TABLE]).fetchone()[0])
     except duckdb.Error:
         return False
+    finally:
+        con.close()
+
+
+def snapshot_meta(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The record a kit snapshot keeps (fingerprint, source, as_of, cutoff, ``storage`` "reference" or "copy",
+    ``references`` as JSON, ...) without loading its tables; ``{}`` when ``path`` is not a kit snapshot."""
+    p = Path(path)
+    if not p.is_file() or not _is_duckdb_file(p):
+        return {}
+    con = _connect()
+    try:
+        con.execute(f"ATTACH {_lit(str(p))} AS __probe (READ_ONLY)")
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = '__probe' "
+                           "AND table_name = ?", [META_TABLE]).fetchone()[0]:
+            return {}
+        return dict(con.execute(f"SELECT key, value FROM __probe.main.{META_TABLE}").fetchall())
+    except duckdb.Error:
+        return {}
     finally:
         con.close()
 

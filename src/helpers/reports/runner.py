@@ -7,9 +7,12 @@ Stages (``run_reports``):
    registry (:data:`helpers.reports.registry.REPORTS`); check each notebook has one ``parameters`` cell declaring
    every parameter we pass, and that its kernel exists. One bad file -> a
    :class:`~helpers.errors.ParamsError`/:class:`ReportRunError` naming it, before minutes are spent.
-2. **Data, once**: :func:`helpers.data.load_dataset` validates the data; ``Dataset.snapshot`` writes
-   ``data.duckdb`` into the run folder; every notebook gets ``data_source=<that snapshot>`` and loads it without
-   re-validating.
+2. **Data, once**: :func:`helpers.data.load_dataset` validates the data; ``Dataset.snapshot(by_reference=True)``
+   writes ``data.duckdb`` into the run folder: for a folder of Parquet files only views (read, type, as-of cut)
+   over the source files and each file's size, modification time and content hash, no rows (a few hundred KB
+   whatever the data's size); a copy of the tables for other sources. Every notebook gets
+   ``data_source=<that snapshot>`` and loads it without re-validating (a referenced file that changed since is
+   refused); ``reproduce`` re-hashes the referenced files and refuses when one changed.
 3. **Execute** in ``--workers`` worker processes (forked once, papermill and nbconvert imported once): papermill's
    Python API with a warm kernel per report (:mod:`helpers.reports.warm_kernels`: a fresh process forked from a
    server that has already imported the scientific stack; the inline matplotlib backend forced, whatever
@@ -112,6 +115,8 @@ class DataInfo:
     as_of: str = ""  # the run's as-of date: --as-of, else the last complete month of the data (data cut there)
     excluded: list[dict] = dataclasses.field(default_factory=list)  # rows/values dated after it (DateFinding)
     departments: list[str] = dataclasses.field(default_factory=list)  # department names found in the data
+    storage: str = ""  # the snapshot: "reference" (views over the source files) or "copy" (tables)
+    references: dict = dataclasses.field(default_factory=dict)  # per table: path, size, mtime_ns, blake2b
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -329,7 +334,9 @@ def _check_kernels(names: set[str]) -> None:
 def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = None) -> DataInfo:
     """Load and validate the data once, cut at the run's as-of date (``as_of``, else the last complete month
     of the data: rows dated later are left out and listed in the warnings); snapshot it into
-    ``run_dir/data.duckdb`` (not in a dry run)."""
+    ``run_dir/data.duckdb`` (not in a dry run): by reference for Parquet folders (views over the source files
+    plus each file's size, modification time and content hash; no rows are copied), a copy otherwise
+    (:meth:`helpers.data.Dataset.snapshot`)."""
     import warnings as _warnings
     from helpers.data import LAST_COMPLETE_MONTH, load_dataset
     with _warnings.catch_warnings():
@@ -343,13 +350,21 @@ def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = Non
         rows = {t: int(ds.count(t)) for t in getattr(ds, "tables", ("customers", "responses", "tickets", "org"))}
         snapshot = ""
         if run_dir is not None:
-            snapshot = str(ds.snapshot(run_dir / "data.duckdb"))
+            snapshot = str(ds.snapshot(run_dir / "data.duckdb", by_reference=True))
+        by_reference = bool(snapshot) and _snapshot_storage(Path(snapshot)) == "reference"
         return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
                         first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings) + params_warnings,
                         rows=rows, as_of=as_of or str(ds.as_of.date()),
-                        excluded=[f.to_dict() for f in ds.excluded], departments=list(ds.departments))
+                        excluded=[f.to_dict() for f in ds.excluded], departments=list(ds.departments),
+                        storage=("reference" if by_reference else "copy") if snapshot else "",
+                        references=dict(ds.file_references) if by_reference else {})
     finally:
         ds.close()
+
+
+def _snapshot_storage(path: Path) -> str:
+    from helpers.data import snapshot_meta
+    return snapshot_meta(path).get("storage") or "copy"
 
 
 # ------------------------------------------------------------------------------------------------- execution (worker)
@@ -1360,6 +1375,7 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         "status": "complete" if all(r["status"] == "ok" for r in reports) else "complete with failures",
         "run_dir_at_execution": str(tmp_dir),
         "data": {"source": info.source, "fingerprint": info.fingerprint, "snapshot": "data.duckdb",
+                 "storage": info.storage, "references": info.references,
                  "first_date": info.first_date, "last_date": info.last_date, "rows": info.rows,
                  "warnings": info.warnings, "departments": list(info.departments)},
         "warnings": run_warnings,
@@ -1448,12 +1464,18 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     Uses the run's own ``data.duckdb`` snapshot and the exact recorded papermill parameters
     (:func:`rerun_parameters`), cold kernels, one report after another. Differences that would make the result
     differ are reported, not hidden: a notebook or params file whose SHA-256 changed since the run, or other
-    package versions. The new run's manifest says which run it reproduces. Holds ``out/.lock`` like a run
+    package versions. The new run's manifest says which run it reproduces.
+
+    A snapshot by reference (views over the source's Parquet files) is only as good as those files: every file's
+    bytes are hashed again first, and when one is gone or changed the reproduction is refused
+    (:class:`ReportRunError`, exit code 2) naming each file, before anything is written; a file that was only
+    touched or copied (same bytes) is fine. A reproduction never silently reads other data than the run did. Holds ``out/.lock`` like a run
     (and fails at once when another run holds it); faults and signals remove the unfinished folder.
     """
     echo = _console_echo(echo)
     run_dir = Path(run_dir).resolve()
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    check_referenced_data(run_dir, manifest)
     out = Path(out).resolve() if out else run_dir.parent
     state = _RunState(started=_dt.datetime.now(_dt.UTC), t0=time.perf_counter(), out=out)
     with _faults_handled(state):
@@ -1467,6 +1489,26 @@ def reproduce_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
         result = _reproduce(run_dir, manifest, out, state.started, state.run_id, echo)
         state.tmp_dir = None
         return result
+
+
+def check_referenced_data(run_dir: Path, manifest: dict) -> None:
+    """Raise :class:`ReportRunError` naming every file a run's snapshot by reference points to that is gone or
+    whose bytes changed since the run (:func:`helpers.data.reference_changes` with ``content=True``); nothing
+    for a snapshot that holds its own copy of the data."""
+    from helpers.data import reference_changes, snapshot_meta
+    snapshot = run_dir / "data.duckdb"
+    meta = snapshot_meta(snapshot)
+    if not meta:
+        raise ReportRunError(f"{snapshot}: the run's data snapshot is missing or unreadable; a reproduction needs it")
+    if meta.get("storage") != "reference":
+        return
+    changes = reference_changes(json.loads(meta.get("references") or "{}"), content=True)
+    if changes:
+        raise ReportRunError(
+            f"run {manifest.get('run_id', run_dir.name)} read its data by reference (fingerprint "
+            f"{str(meta.get('fingerprint', ''))[:16]}), and that data changed since: " + "; ".join(changes)
+            + ". A reproduction must read the data the run validated: restore those files (same bytes), or start "
+              f"a new run on the current data (python -m helpers.reports run --as-of {manifest.get('as_of', '')})")
 
 
 def _reproduce(run_dir: Path, manifest: dict, out: Path, started: _dt.datetime, new_id: str,
