@@ -119,8 +119,9 @@ class RetentionReport:
                        f"{self.money_interval(value['clv_low'], value['clv_high'])}).")
         risk = self.risk_row()
         if risk is not None and len(out) < 6:
+            ci = self.money_interval(risk["revenue_at_risk_low"], risk["revenue_at_risk_high"])
             out.append(f"**{self.money(risk['revenue_at_risk'])} of revenue over the next {self.worth.horizon} months "
-                       f"goes with dissatisfaction** (95% CI {self.money_interval(risk['revenue_at_risk_low'], risk['revenue_at_risk_high'])}, "
+                       f"goes with dissatisfaction** (95% CI {ci}, "
                        f"{fmt_percent(risk['share_of_revenue'], 1)} of the expected revenue): what customers below the "
                        "median satisfaction would add if they were at it; an association, not an experiment.")
         if self.sbg_groups is not None and len(self.sbg_groups.fits) > 1 and len(out) < 6:
