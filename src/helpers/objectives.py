@@ -518,7 +518,9 @@ TABLE_COLUMNS = ["id", "parent", "level", "title", "owner", "owner_role", "metri
                  "start", "deadline", "window", "window_start", "window_end", "current", "ci_low", "ci_high", "n",
                  "current_period", "current_label", "baseline", "target", "progress", "expected_progress",
                  "forecast", "forecast_low", "forecast_high", "forecast_method", "p_met", "status",
-                 "status_detail", "sentence", "change", "message"]
+                 "status_detail", "sentence", "change", "message", "reason"]
+"""``message``: why an objective has no verdict, for the analyst (file, objective id, field: where to fix it);
+``reason``: the same for readers (no path, id or KPI code name), used in ``sentence``."""
 
 
 from helpers.selection import ALIASES as FILTER_COLUMNS  # noqa: E402  (agent -> agent_id, customer -> customer_id)
@@ -592,6 +594,70 @@ def format_value(value: float, info: "MetricInfo | None") -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
+def _unit_decimals(values, info: "MetricInfo | None") -> int:
+    """The decimals :func:`format_value` gives the largest of ``values`` (in the unit shown)."""
+    unit = info.unit if info else ""
+    big = max((abs(float(v)) for v in values if v is not None and np.isfinite(v)), default=0.0)
+    if info is not None and info.per_day or unit in ("hours", "h", "percent", "%", "share", "proportion", "rate",
+                                                       "fraction"):
+        return 1
+    if unit == "points":
+        return 0 if big >= 10 else 1
+    return 0 if big >= 100 else 1 if big >= 10 else 2
+
+
+def value_and_interval(value: float, low: float, high: float, info: "MetricInfo | None") -> tuple[str, str]:
+    """A KPI value and its interval for text, rounded alike: the unit's usual decimals (:func:`format_value`,
+    from the largest of the three), more only where the two ends would print alike
+    (:func:`helpers.formatting.interval_decimals`); ``("+14", "-10 to +37")``, ``("81.3%", "78.5% to 83.6%")``.
+    The interval is ``""`` when an end is missing."""
+    from helpers.formatting import fmt_number, interval_decimals  # noqa: PLC0415
+
+    if value is None or not np.isfinite(value):
+        return "n/a", ""
+    scale = 100.0 if info is not None and not info.per_day and info.unit in ("share", "proportion", "rate",
+                                                                               "fraction") else 1.0
+    has_ci = all(v is not None and np.isfinite(v) for v in (low, high))
+    d = _unit_decimals([value, low, high] if has_ci else [value], info)
+    if has_ci:
+        low, high = sorted((float(low), float(high)))
+        d = interval_decimals(low * scale, high * scale, least=d, most=d + 2)
+    unit = info.unit if info else ""
+    signed = unit == "points" and not (info is not None and info.per_day)
+
+    def text(v: float) -> str:
+        number = fmt_number(v * scale, d, signed=signed)
+        if info is not None and info.per_day:
+            return f"{number} per day"
+        if scale != 1.0 or unit in ("percent", "%"):
+            return f"{number}%"
+        if unit in ("hours", "h"):
+            return f"{number} h"
+        return number
+
+    return text(float(value)), (f"{text(low)} to {text(high)}" if has_ci else "")
+
+
+def chance_text(p) -> str:
+    """A chance for readers: whole percent, but "<1%" / ">99%" where rounding shows 0% or 100% (a forecast never
+    makes an open objective impossible or certain); "n/a" when missing."""
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not np.isfinite(v):
+        return "n/a"
+    from helpers.formatting import fmt_percent  # noqa: PLC0415
+
+    text = fmt_percent(v)
+    return {"0%": "<1%", "100%": ">99%"}.get(text, text)
+
+
+FILTER_LABELS = {"team": "team", "channel": "channel", "segment": "segment", "region": "region", "agent": "agent",
+                 "agent_id": "agent", "plan": "plan"}
+"""How a filter reads in a reason: ``team Invoicing``, ``channel fax``."""
+
+
 OPEN_STATUSES = ("on track", "at risk", "off track")
 """Statuses of objectives still open (deadline ahead, not yet achieved): the candidates for "look first"."""
 
@@ -624,23 +690,6 @@ class ObjectiveEvaluation:
         if rows.empty:
             raise KeyError(f"no objective {objective_id!r}; objectives are {list(self.table['id'])}")
         return rows.iloc[0]
-
-    def plot_objective(self, objective_id: str, ax=None):
-        """Trend with its confidence band, target line, deadline marker and forecast band."""
-        from helpers.charts import kpi_trend  # noqa: PLC0415
-
-        r = self.row(objective_id)
-        o = self.plan.get(objective_id)
-        info = self.metrics.get(o.metric)
-        per = "quarterly" if o.frequency == "quarter" else "monthly"
-        return kpi_trend(self.series.get(objective_id), target=o.target, deadline=o.deadline, start=o.start,
-                         forecast=self.forecasts.get(objective_id), status=r["status"],
-                         title=f"{o.title} - {r['owner']}",
-                         ylabel=(info.label + (" per day" if info.per_day else "")) if info else o.metric,
-                         value_label=f"{per} value",
-                         percent=(100.0 if info and info.unit in ("%", "percent") else
-                                  1.0 if info and info.unit in ("share", "proportion", "rate", "fraction")
-                                  else None), ax=ax)
 
     def cascade(self) -> pd.DataFrame:
         """The objective tree in depth-first order: id, parent, level, title, owner, status, label."""
@@ -693,7 +742,7 @@ class ObjectiveEvaluation:
                + ", ".join(parts) + "."
         first = self.look_first()
         if first is not None:
-            text += (f" Look first at \"{first['title']}\" ({first['owner']}): {first['p_met']:.0%} chance of "
+            text += (f" Look first at \"{first['title']}\" ({first['owner']}): {chance_text(first['p_met'])} chance of "
                      f"meeting its target. {first['sentence']}")
         else:
             text += " No open objective needs attention."
@@ -711,7 +760,8 @@ def _row_for(o: Objective, plan: ObjectivePlan, names: Mapping[str, str], info: 
             "current_label": "", "baseline": o.baseline.value if o.baseline.value is not None else np.nan,
             "target": o.target, "progress": np.nan, "expected_progress": expected_progress(o.start, o.deadline, as_of),
             "forecast": np.nan, "forecast_low": np.nan, "forecast_high": np.nan, "forecast_method": "",
-            "p_met": np.nan, "status": "no data", "status_detail": "", "sentence": "", "change": "", "message": ""}
+            "p_met": np.nan, "status": "no data", "status_detail": "", "sentence": "", "change": "", "message": "",
+            "reason": ""}
 
 
 def _days(start, end) -> float:
@@ -799,21 +849,23 @@ def _sentence(o: Objective, r: dict, info: MetricInfo | None, level: float) -> s
     fmt = (lambda v: format_value(v, info))
     status, detail = r["status"], r["status_detail"]
     if status == "no data":
-        return f"No data to judge this objective: {r['message']}" if r["message"] else \
+        return f"No data to judge this objective: {r['reason']}." if r["reason"] else \
             "No data to judge this objective."
-    cur = f"{fmt(r['current'])} in {r['current_label']}"
-    if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
-        cur += f" (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}, n={int(r['n']):,})"
+    value, ci = value_and_interval(r["current"], r["ci_low"], r["ci_high"], info)
+    cur = f"{value} in {r['current_label']}"
+    if ci:
+        cur += f" (95% CI {ci}, n={int(r['n']):,})"
     tgt = f"the target of {fmt(o.target)} for {r['window']}"
     if status == "too little data":
-        return (f"Too little data to judge: {r['message'] or 'fewer observations than min_responses'}; now {cur}.")
+        return f"Too little data to judge: {r['reason'] or 'fewer observations than the minimum'}; now {cur}."
     if status in ("achieved", "missed") and r["forecast_method"] == "observed":
         verb = "Reached" if status == "achieved" else "Missed"
         margin = " (within the margin of error)" if detail else ""
         return f"{verb} {tgt}: {cur}{margin}."
-    chance = f"{r['p_met']:.0%} chance of meeting it" if np.isfinite(r["p_met"]) else "chance unknown"
-    fc = (f"the forecast for {r['window']} is {fmt(r['forecast'])} ({level:.0%} prediction interval "
-          f"{fmt(r['forecast_low'])} to {fmt(r['forecast_high'])}; {r['forecast_method']})")
+    chance = f"{chance_text(r['p_met'])} chance of meeting it" if np.isfinite(r["p_met"]) else "chance unknown"
+    fc_value, fc_interval = value_and_interval(r["forecast"], r["forecast_low"], r["forecast_high"], info)
+    fc = (f"the forecast for {r['window']} is {fc_value} ({level:.0%} prediction interval {fc_interval}; "
+          f"{r['forecast_method']})")
     lead = {"achieved": "Achieved early", "on track": "On track", "off track": "Off track",
             "at risk": f"At risk, {detail}" if detail else "At risk"}.get(status, status.capitalize())
     return f"{lead}: now {cur}; {fc}: {chance}, {tgt}."
@@ -842,17 +894,16 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
         if what == "current":
             if not np.isfinite(row["current"]):
                 return "n/a"
-            ci = (f" ({format_value(row['ci_low'], info)} to {format_value(row['ci_high'], info)})"
-                  if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
+            value, ci = value_and_interval(row["current"], row["ci_low"], row["ci_high"], info)
             n = f", n={int(row['n']):,}" if np.isfinite(row["n"]) else ""
-            return f"{format_value(row['current'], info)}{ci}{n}, {row['current_label']}"
+            return f"{value}{f' (95% CI {ci})' if ci else ''}{n}, {row['current_label']}"
         if what == "forecast":
             if not np.isfinite(row["forecast"]):
                 return "n/a"
             if row["forecast_method"] == "observed":
                 return f"{format_value(row['forecast'], info)} (observed)"
-            return (f"{format_value(row['forecast'], info)} ({level:.0%} PI {format_value(row['forecast_low'], info)}"
-                    f" to {format_value(row['forecast_high'], info)})")
+            value, pi = value_and_interval(row["forecast"], row["forecast_low"], row["forecast_high"], info)
+            return f"{value} ({level:.0%} PI {pi})" if pi else value
         if what == "target":
             return f"{format_value(row['target'], info)} (from {format_value(row['baseline'], info)})"
         if what == "progress":
@@ -862,7 +913,7 @@ def _with_display_text(table: pd.DataFrame, metrics: Mapping[str, MetricInfo], l
         if what == "chance":
             if row["status"] in ("achieved", "missed") and row["forecast_method"] == "observed":
                 return "closed"
-            return f"{row['p_met']:.0%}" if np.isfinite(row["p_met"]) else "n/a"
+            return chance_text(row["p_met"])
         if what == "window":
             return str(row["window"])
         return ""
@@ -963,6 +1014,8 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
         w = o.judged_on
         r = _row_for(o, plan, names, info, as_of)
         where = f"{plan.path}: objective {o.id!r}"
+        label = info.label if info is not None else o.metric
+        scope = ", ".join(f"{FILTER_LABELS.get(k, k)} {' or '.join(v)}" for k, v in o.filters.items())
         s = fetched.get(o.id)
         if s is not None:  # complete periods only: a half-month (or half-quarter) is not a finished period
             s = s[s["period"].map(lambda p, f=o.frequency: period_end(p, f)) <= as_of].reset_index(drop=True)
@@ -972,17 +1025,23 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
         deadline_passed = as_of >= w.end
         if o.id in errors:
             r["message"] = f"{where}, field 'metric': {errors[o.id]}"
+            r["reason"] = errors[o.id].replace(f"metric {o.metric!r}", label, 1)
         elif s is None or s.empty:
             r["message"] = (f"{where}, field 'metric': no {o.metric} data for this department"
                             f"{' with filters ' + str(dict(o.filters)) if o.filters else ''} up to {as_of:%Y-%m-%d}")
+            r["reason"] = (f"no {label} data for this department{' for ' + scope if scope else ''} up to "
+                           f"{as_of:%d %b %Y}")
         elif as_of >= o.start and s["period"].max() < period_start(o.start, o.frequency) - pd.DateOffset(
                 months=FREQ_MONTHS[o.frequency]):
             r["message"] = (f"{where}, field 'start': no {o.metric} data since {s['period'].max():%Y-%m}, before "
                             f"the objective's period starting {o.start:%Y-%m-%d}")
+            r["reason"] = (f"no {label} data since {s['period'].max():%b %Y}, before the objective's period "
+                           f"starting {o.start:%d %b %Y}")
         elif deadline_passed and period_end(s["period"].max(), o.frequency) < w.end:
             r["message"] = (f"{where}, field 'deadline': the deadline {o.deadline:%Y-%m-%d} has passed but its "
                             f"window ({w.label}) is not fully in the data (the data ends in "
                             f"{period_label(s['period'].max(), o.frequency)})")
+            r["reason"] = r["message"].split(": ", 2)[-1].replace(f"{o.deadline:%Y-%m-%d}", f"{o.deadline:%d %b %Y}")
         else:
             _judge(o, r, s, w, as_of, series_provider, info, per_day, level, history, min_responses, where,
                    forecasts, forecast_window, kpi_scale)
@@ -1045,6 +1104,8 @@ def _judge(o, r, s, w, as_of, source, info, per_day, level, history, min_respons
         if thin:
             r["message"] = (f"{where}: its window {w.label} has {int(now['n'])} observations, fewer than "
                             f"min_responses = {min_responses}")
+            r["reason"] = (f"its period {w.label} has {int(now['n'])} answers or tickets, fewer than the minimum of "
+                           f"{min_responses}")
         return
     scale = kpi_scale(info.unit if info else "", info.bounds if info else (None, None), info.kind if info else "")
     hist = s.iloc[-history:] if history else s
@@ -1053,9 +1114,11 @@ def _judge(o, r, s, w, as_of, source, info, per_day, level, history, min_respons
                              direction=o.direction, per_day=per_day)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # a degenerate series: said, not raised
         r["message"] = f"{where}: the forecast of {w.label} failed on this history ({type(exc).__name__}: {exc})"
+        r["reason"] = f"the forecast of {w.label} failed on this history"
         return
     if fc is None or not np.isfinite(fc.p_met):
         r["message"] = f"{where}: no history to forecast {w.label} from"
+        r["reason"] = f"no history to forecast {w.label} from"
         return
     forecasts[o.id] = fc.path
     expected_n = _expected_window_n(s, w, as_of, o.frequency)
@@ -1067,6 +1130,8 @@ def _judge(o, r, s, w, as_of, source, info, per_day, level, history, min_respons
     r.update(forecast=fc.value, forecast_low=fc.low, forecast_high=fc.high, forecast_method=fc.method,
              p_met=fc.p_met, status=status, status_detail=detail)
     if thin:
+        r["reason"] = (f"its period {w.label} is expected to hold about {expected_n:.0f} answers or tickets, "
+                       f"fewer than the minimum of {min_responses}")
         r["message"] = (f"{where}: its window {w.label} is expected to hold about {expected_n:.0f} observations, "
                         f"fewer than min_responses = {min_responses}")
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from helpers.errors import KitError, ParamsError
 from helpers.formatting import fmt_interval, fmt_number, fmt_percent, html_escape, md_escape, reader_table, shorten
-from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, department_slug, evaluate_objectives,
+from helpers.objectives import (ObjectiveEvaluation, ObjectivePlan, chance_text, department_slug, evaluate_objectives,
                                 format_value, load_objectives, period_label)
 from helpers.objectives_status import STATUSES
 
@@ -148,7 +148,7 @@ class DepartmentReport:
         if self.evaluation is None:
             return ('<p class="objective-status-missing">No objectives to show: '
                     + "; ".join(html_escape(self.reader_text(p)) for p in self.problems) + "</p>")
-        head = ("<tr><th>Status</th><th>Objective</th><th>Now (95% CI, n)</th><th>Target</th><th>Forecast for the window</th>"
+        head = ("<tr><th>Status</th><th>Objective</th><th>Now</th><th>Target</th><th>Forecast for the window</th>"
                 '<th class="num">Chance</th></tr>')
         body = []
         for _, r in self.evaluation.table.iterrows():
@@ -277,12 +277,12 @@ class DepartmentReport:
               f"between {o.start:%d %b %Y} and {o.deadline:%d %b %Y}, judged on {_esc(window.label)} "
               f"({how}).{parent}",
             f"- **Status:** {_esc(status)}",
-            f"- **Now** (95% CI, n): {_esc(r['current_text'])}",
+            f"- **Now:** {_esc(r['current_text'])}",
             f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target (negative: moved "
             "the wrong way)",
             f"- **Forecast for {_esc(window.label)}:** {_esc(r['forecast_text'])}; chance of meeting the target: "
             f"{_esc(self._chance_text(r))}",
-            f"- **Assessment:** {_esc(self.reader_text(r['sentence']))}",
+            f"- **Assessment:** {_esc(r['sentence'])}",
         ]
         worth = self.worth_text(objective_id)
         if worth:
@@ -784,7 +784,7 @@ class DepartmentReport:
                          "first": f"{s['period'].min():%Y-%m}" if has else "",
                          "last": f"{s['period'].max():%Y-%m}" if has else "",
                          "n now": int(r["n"]) if np.isfinite(r["n"]) else 0,
-                         "status": r["status"], "message": r["message"]})
+                         "status": r["status"], "message": r["reason"]})
         return pd.DataFrame(rows).set_index("objective")
 
     def missing_values(self) -> pd.DataFrame:
@@ -1183,13 +1183,6 @@ def _narrow(table_html: str) -> str:
 
 
 def chance_percent(p) -> str:
-    """A probability for readers: whole percent rounded as in the objectives' sentences, but "<1%" and ">99%"
-    where that shows 0% or 100% (a forecast never makes an open objective certain; "0%" reads as impossible)."""
-    try:
-        v = float(p)
-    except (TypeError, ValueError):
-        return "n/a"
-    if not np.isfinite(v):
-        return "n/a"
-    text = fmt_percent(v)  # the rounding of the objectives' sentences ("46% chance of meeting it")
-    return {"0%": "<1%", "100%": ">99%"}.get(text, text)
+    """A probability for readers (:func:`helpers.objectives.chance_text`: whole percent as in the objectives'
+    sentences, "<1%" and ">99%" where that shows 0% or 100%, "n/a" when missing)."""
+    return chance_text(p)
