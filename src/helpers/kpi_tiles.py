@@ -143,9 +143,11 @@ def tiles_from_evaluation(evaluation, *, periods: int = 12, names: Mapping[str, 
             tile.period = period_label(last["period"], o.frequency)
             tile.value, tile.n = float(last["value"]), float(last.get("n", np.nan))
             tile.ci_low, tile.ci_high = float(last.get("ci_low", np.nan)), float(last.get("ci_high", np.nan))
-            tile.value_text = fmt(tile.value)
-            if np.isfinite(tile.ci_low) and np.isfinite(tile.ci_high):
-                tile.interval_text = f"95% CI {fmt(tile.ci_low)} to {fmt(tile.ci_high)}"
+            from helpers.objectives import value_and_interval  # noqa: PLC0415 (rounded as the "Now" cell)
+
+            tile.value_text, ci = value_and_interval(tile.value, tile.ci_low, tile.ci_high, info)
+            if ci:
+                tile.interval_text = f"95% CI {ci}"
             tile.spark = series[["period", "value"]].tail(periods).reset_index(drop=True)
             met = meets(tile.value, o.target, o.direction)
             tile.target_met = bool(met)
