@@ -35,6 +35,7 @@ from scipy import stats
 
 from helpers.engine.aggregates import as_columns, hash_uint32_sql, where_sql
 from helpers.engine.base import Engine, EngineError, quote_ident as q, sql_literal
+from helpers.errors import KitError
 
 POISSON_MODULUS = 2_147_483_647  # 2^31 - 1, prime
 REPLICATES_TABLE = "_kit_replicates"
@@ -131,7 +132,9 @@ def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley
     """Relative importance per group from :func:`driver_moments`: one row per group and driver with
     ``importance`` (units of R^2), ``share``, ``rank``, ``sign``, ``n``, ``r2`` and, with replicates,
     ``ci_low``/``ci_high`` (importance), ``share_low``/``share_high`` (share of R^2 per replicate), ``r2_low``/
-    ``r2_high`` and ``n_boot`` (usable replicates)."""
+    ``r2_high`` and ``n_boot`` (usable replicates). A group without an analysis (too few rows, a constant
+    outcome) or without intervals (fewer than 90% usable replicates, as in :func:`helpers.drivers.relative_importance`)
+    is named with the reason in ``attrs["skipped"]``."""
     from helpers.drivers import (NONNEGATIVE_METHODS, _importance_stack,  # noqa: PLC0415
                                  consistent_interval, relative_importance_from_corr)
 
@@ -141,7 +144,7 @@ def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley
         raise EngineError("driver_importance_from_moments: expected the output of driver_moments (attrs['columns'])")
     outcome, drivers, k = cols[0], cols[1:], len(cols)
     alpha = (1 - ci) / 2
-    parts = []
+    parts, skipped = [], {}
     groups = moments.groupby(by_cols, sort=True, dropna=False) if by_cols else [((), moments)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
@@ -150,8 +153,12 @@ def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley
         if not point.any():
             raise EngineError("driver_importance_from_moments: replicate 0 (the sample) is missing")
         R0, n0 = R[point][0], int(n[point][0])
-        res = relative_importance_from_corr(pd.DataFrame(R0, index=cols, columns=cols), outcome, drivers,
-                                            method=method, n=n0)
+        try:
+            res = relative_importance_from_corr(pd.DataFrame(R0, index=cols, columns=cols), outcome, drivers,
+                                                method=method, n=n0)
+        except KitError as exc:  # a constant outcome, too few rows: this group has no analysis, the others do
+            skipped[key] = str(exc)
+            continue
         t = res.table.copy()
         t["n"], t["r2"] = n0, res.r2
         reps = R[~point]
@@ -160,10 +167,15 @@ def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley
             idx = [0, *[cols.index(p) for p in players]]
             sub = reps[:, idx][:, :, idx]
             ok = np.all(np.isfinite(sub.reshape(len(sub), -1)), axis=1)
-            imp, r2, _ = _importance_stack(sub[ok], [np.array([i]) for i in range(len(players))],
-                                           res.attrs["method_used"], [False] * len(players))
+            imp, r2 = _replicate_importances(sub[ok], len(players), res.attrs["method_used"])
             good = np.all(np.isfinite(imp), axis=1) & np.isfinite(r2)
             imp, r2 = imp[good], r2[good]
+            if len(imp) < max(10, 0.9 * len(reps)):  # the rule of helpers.drivers' row bootstrap
+                skipped[key] = (f"only {len(imp)} of {len(reps)} bootstrap replicates gave a usable model "
+                                "(singular in the others): too few responses for intervals")
+                t["n_boot"] = int(len(imp))
+                parts.append(_with_keys(t.reset_index(), by_cols, key))
+                continue
             lo, hi = np.quantile(imp, alpha, axis=0), np.quantile(imp, 1 - alpha, axis=0)
             est = t["importance"].to_numpy(float)
             lo, hi, _ = consistent_interval(est, lo, hi, res.attrs["method_used"] in NONNEGATIVE_METHODS)
@@ -173,11 +185,35 @@ def driver_importance_from_moments(moments: pd.DataFrame, method: str = "shapley
             r2_lo, r2_hi, _ = consistent_interval(res.r2, *np.quantile(r2, [alpha, 1 - alpha]), nonnegative=False)
             t["ci_low"], t["ci_high"], t["share_low"], t["share_high"] = lo, hi, s_lo, s_hi
             t["r2_low"], t["r2_high"], t["n_boot"] = float(r2_lo), float(r2_hi), int(good.sum())
-        t = t.reset_index()
-        for i, (c, v) in enumerate(zip(by_cols, key)):
-            t.insert(i, c, v)
-        parts.append(t)
-    return pd.concat(parts, ignore_index=True)
+        parts.append(_with_keys(t.reset_index(), by_cols, key))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*by_cols, "driver", "importance"])
+    out.attrs["skipped"] = {(k[0] if len(k) == 1 else k): v for k, v in skipped.items()}
+    return out
+
+
+def _with_keys(t: pd.DataFrame, by_cols: list[str], key: tuple) -> pd.DataFrame:
+    for i, (c, v) in enumerate(zip(by_cols, key)):
+        t.insert(i, c, v)
+    return t
+
+
+def _replicate_importances(corr: np.ndarray, players: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Importances of a stack of replicate matrices; a singular replicate gives NaN (as in the row bootstrap)."""
+    from helpers.drivers import _importance_stack  # noqa: PLC0415
+
+    cols = [np.array([i]) for i in range(players)]
+    try:
+        imp, r2, _ = _importance_stack(corr, cols, method, [False] * players)
+        return imp, r2
+    except np.linalg.LinAlgError:
+        imp, r2 = np.full((len(corr), players), np.nan), np.full(len(corr), np.nan)
+        for i in range(len(corr)):
+            try:
+                a, r, _ = _importance_stack(corr[i], cols, method, [False] * players)
+                imp[i], r2[i] = a[0], r[0]
+            except np.linalg.LinAlgError:
+                pass
+        return imp, r2
 
 
 def replicate_draws(moments: pd.DataFrame, players: Sequence[str], method: str = "shapley") -> tuple[np.ndarray, np.ndarray]:
