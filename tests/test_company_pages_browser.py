@@ -100,3 +100,35 @@ def test_findings_come_first_and_repeat_the_tables(company_run, chromium, page):
         m = re.search(r"lowers the monthly churn hazard by (\S+) \(95% CI (.+?)\)", findings[1])
         assert m and f"{m.group(1)} lower\t{m.group(2)}" in text  # the hazard table's CSAT row
         assert all("95%" in f for f in findings)
+
+
+def test_what_satisfaction_is_worth_reads_as_its_tables(company_run, chromium):
+    """Issue 15 as a CFO reads it: the drivers page prices the top drivers (sentence = table row, money in the
+    params' currency, stated as an association); the retention page shows the corrected link next to the naive one
+    (finding = table) and revenue at risk (finding = the all-customers row of both tables)."""
+    run_dir, _ = company_run
+    text = chromium.open(run_dir / "satisfaction_drivers.html", width=1366, height=768,
+                         facts_js=FACTS_JS).facts["text"]
+    assert "What improving a driver is worth" in text
+    assert "not the result of a controlled experiment" in text and "euros (EUR)" in text
+    m = re.search(r"Raising (\w[\w ]*) by half a point: (\+[\d.]+) CSAT points \(95% CI (\+[\d.]+) to (\+[\d.]+)\), "
+                  r"([\d,]+) fewer customers lost over 12 months \((.+?)\) and (\+€[\d,]+) revenue \((.+?)\)", text)
+    assert m, text[text.find("What improving"):][:1500]
+    label, _, _, _, kept, kept_ci, revenue, revenue_ci = m.groups()
+    assert f"{label}\t" in text and f"{kept} ({kept_ci})\t{revenue} ({revenue_ci})" in text
+    facts = chromium.open(run_dir / "retention_forecast.html", width=1366, height=768, facts_js=FACTS_JS).facts
+    text, findings = facts["text"], facts["findings"]
+    assert len(findings) <= 6
+    m = re.search(r"a point of true satisfaction goes with a (\S+) lower hazard \(95% CI (.+?)\)", findings[1])
+    assert m, findings[1]
+    assert "Corrected for rating noise: per point of true satisfaction\t" in text
+    assert f"{m.group(1)} lower\t{m.group(2)}" in text
+    assert "Reliability of a customer's mean CSAT (1 = no noise)\t0." in text
+    risk = next((f for f in findings if "goes with dissatisfaction" in f), None)
+    assert risk, findings
+    m = re.match(r"(€[\d,]+) of revenue over the next 12 months goes with dissatisfaction \(95% CI (€[\d,]+) to "
+                 r"(€[\d,]+),", risk)
+    assert m, risk
+    row = "all customers\t"
+    assert text.count(f"{m.group(1)} ({m.group(2)} to {m.group(3)})") >= 2 and text.count(row) >= 2
+    assert "Revenue at risk from dissatisfaction over 12 months, by department" in text

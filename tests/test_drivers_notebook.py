@@ -87,6 +87,10 @@ def test_notebook_runs_on_small_demo(small_demo, tmp_path):
         in text.replace("\\", "")
     assert f"<td>{label}</td><td class=\"num\">1</td><td>{point}</td><td>{ci}</td>" in html
     assert f"between {rep.main.n:,} responses" in text
+    # issue 15: the chain for the top drivers, for the whole company, in the params' currency
+    assert "What raising a driver by half a point is worth over 12 months (whole company)" in html
+    assert "Raising " in text and "revenue" in text and "not the result of a controlled experiment" in text
+    assert "+€" in html
     findings = re.findall(r"^- ", rep.what_to_fix_markdown(), flags=re.M)
     assert 1 <= len(findings) <= 6
 

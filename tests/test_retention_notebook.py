@@ -70,6 +70,11 @@ def test_retention_notebook_on_demo(tmp_path, small_demo):
     assert 3 <= len(bullets) <= 6 and all("95%" in b for b in bullets), bullets
     assert "€" in html_text and any("worth about **€" in b for b in bullets)
     assert "of a new cohort are expected to still be customers after 12 months (95% CI" in summary["headline"]
+    # issue 15: the corrected link next to the naive one, and revenue at risk (one finding carries it)
+    assert "Corrected for rating noise: per point of true satisfaction" in html_text
+    assert "Revenue at risk from dissatisfaction over 12 months, by segment" in html_text
+    assert any("goes with dissatisfaction**" in b for b in bullets)
+    assert any("corrected for the noise in single ratings" in b for b in bullets)
 
 
 def test_retention_notebook_on_a_telecom_export(tmp_path):
