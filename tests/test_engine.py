@@ -259,3 +259,21 @@ def test_engine_settings_are_strict():
                 {"max_result_rows": 0}):
         with pytest.raises(ValueError):
             EngineSettings.model_validate(bad)
+
+
+def test_driver_groups_without_enough_answers_are_named_not_dropped(eng, attributes):
+    # ten months: the small Marketing department has a dozen complete answers, too few for usable replicates
+    moments = P.driver_moments(eng, "csat", attributes, by="department", start="2026-01-01", end="2026-10-31",
+                               n_boot=30, seed=1)
+    got = P.driver_importance_from_moments(moments)
+    skipped = got.attrs["skipped"]
+    assert set(skipped) == {"Marketing"} and "usable model" in skipped["Marketing"]
+    marketing = got[got["department"] == "Marketing"]
+    assert marketing["importance"].notna().all() and marketing["ci_low"].isna().all()  # estimate, no interval
+    assert marketing["n"].iloc[0] < 20
+    assert got.loc[got["department"] != "Marketing", "ci_low"].notna().all()
+
+
+def test_unknown_metric_is_named(eng):
+    with pytest.raises(EngineError, match="'clv'.*known"):
+        A.kpi_aggregates(eng, "clv")
