@@ -6,6 +6,7 @@ import re
 import pandas as pd
 import pytest
 
+from helpers.formatting import interval_decimals, md_escape
 from helpers.objectives_report import chance_percent, prepare_department_report
 
 
@@ -257,3 +258,161 @@ def test_messages_are_worded_for_readers(billing):
     assert "fewer than the minimum of 30" in text and "no NPS data since 2025-04" in text
     assert f"'{billing.names['billing-rep001']}'" in text
     assert "<1% chance of meeting it; 10% chance" in text
+
+
+# ---------------------------------------------------------------------------------------- issues 13 and 15
+HOSTILE_COMMENTS = ['<script>alert("bill")</script> I waited so long, terrible',
+                    "[pay here](javascript:alert(1)) waited for days, awful",
+                    "<img src=x onerror=alert(1)> so slow & <b>bad</b>"]
+
+
+def _copy_demo(small_demo, tmp_path, name: str, *, responses=None, customers=None):
+    """A copy of the small demo with ``responses(frame) -> frame`` / ``customers(frame) -> frame | None``
+    applied (None: the table is left out)."""
+    import shutil
+
+    out = tmp_path / name
+    shutil.copytree(small_demo, out)
+    for table, change in (("responses", responses), ("customers", customers)):
+        if change is not None:
+            frame = change(pd.read_parquet(out / f"{table}.parquet"))
+            if frame is None:
+                (out / f"{table}.parquet").unlink()
+            else:
+                frame.to_parquet(out / f"{table}.parquet", index=False)
+    return out
+
+
+def _config(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("company: Example Company\nmin_responses: 30\n" + text)
+    return str(path)
+
+
+def _hostile(responses: pd.DataFrame) -> pd.DataFrame:
+    when = pd.to_datetime(responses["response_date"])
+    pick = ((responses["department"] == "Billing") & (when >= "2025-11-01") & (responses["nps"] <= 6)).to_numpy()
+    assert pick.sum() >= 30
+    texts = [HOSTILE_COMMENTS[i % len(HOSTILE_COMMENTS)] for i in range(int(pick.sum()))]
+    responses.loc[pick, "comment"] = texts
+    return responses
+
+
+@pytest.mark.parametrize("show_ids", [False, True])
+def test_what_customers_say_is_escaped_and_names_no_customer(small_demo, tmp_path, show_ids):
+    """Issue 13: the department page's comment section shows hostile comments as text (no tag, no link) and never
+    a customer or response id, whatever show_customer_ids says (the section lists themes and texts only)."""
+    data = _copy_demo(small_demo, tmp_path, "hostile", responses=_hostile)
+    config = _config(tmp_path, "ids", f"show_customer_ids: {str(show_ids).lower()}\n")
+    report = prepare_department_report("billing", data_source=str(data), report_config=config, as_of="2026-10-31")
+    say, message = report.customers_say()
+    assert say is not None and not message and say.n_comments > 30
+    assert 0 < len(say.table) <= 3 and len(say.examples) == 3
+    assert any(h in say.examples for h in HOSTILE_COMMENTS)  # the hostile texts are the most frequent complaints
+    html = report.customers_say_html()
+    assert f"{say.n_comments:,} comments about Billing between Nov 2025 and Oct 2026" in html
+    assert "<script" not in html and "<img" not in html and "<b>" not in html and "<a " not in html
+    assert "&lt;script&gt;alert(&quot;bill&quot;)&lt;/script&gt;" in html and "&lt;b&gt;bad&lt;/b&gt;" in html
+    responses = report.dataset.responses
+    billing = responses[responses["department"] == "Billing"]
+    for ident in list(billing["customer_id"].astype(str).unique()) + list(billing["response_id"].astype(str)):
+        assert ident not in html
+    # the section's table is the library's, over the page's twelve months
+    from helpers.voice_report import what_customers_say
+
+    direct = what_customers_say(report.dataset, "Billing", "2025-11-01", "2026-10-31")
+    pd.testing.assert_frame_equal(say.table, direct.table)
+
+
+def test_what_customers_say_without_comments_says_why_in_one_line(small_demo, tmp_path):
+    data = _copy_demo(small_demo, tmp_path, "no_comments", responses=lambda r: r.drop(columns=["comment"]))
+    report = prepare_department_report("billing", data_source=str(data), as_of="2026-10-31")
+    say, message = report.customers_say()
+    assert say is None and message == "The survey answers carry no comments, so there is nothing customers said to show."
+    assert report.customers_say_html() == f'<p class="dept-note">{message}</p>'
+
+
+PRICED_BILLING = """\
+department: Billing
+objectives:
+  - id: billing-csat-up
+    title: "Billing CSAT to 90% <b>now</b>"
+    metric: csat
+    baseline: 78
+    target: 90
+    start: 2026-01-01
+    deadline: 2026-12-31
+    owner: {person: billing-dir, role: director}
+  - id: billing-fcr
+    title: Billing first-contact resolution
+    metric: fcr
+    baseline: 70
+    target: 80
+    start: 2026-01-01
+    deadline: 2026-12-31
+    owner: {person: billing-dir, role: director}
+"""
+
+
+@pytest.fixture(scope="module")
+def priced(small_demo, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("priced")
+    (folder / "billing.yaml").write_text(PRICED_BILLING)
+    config = folder / "report.yaml"
+    config.write_text("company: Example Company\nmin_responses: 30\ncurrency: USD\n")
+    return folder, str(config)
+
+
+def test_what_meeting_an_objective_is_worth(small_demo, priced, tmp_path, monkeypatch):
+    """Issue 15: a CSAT objective shows customers kept and revenue over 12 months with 95% intervals in the
+    params' currency and the association statement; another KPI shows nothing; the numbers are
+    helpers.impact_report.objective_worth's; within a run the chain is computed once and then read from the
+    run's cache."""
+    import helpers.impact_report as IR
+    import helpers.objectives_report as OR
+
+    folder, config = priced
+    report = prepare_department_report("billing", params_file=str(folder / "billing.yaml"),
+                                       data_source=str(small_demo), report_config=config, as_of="2026-10-31")
+    table, message = report.worth()
+    assert not message and list(table.index) == ["billing-csat-up"]
+    direct = IR.objective_worth(report.plan, report.dataset.customers, report.dataset.responses, as_of=report.as_of,
+                                n_boot=report.WORTH_N_BOOT, seed=report.WORTH_SEED, currency="USD").table
+    row = direct.set_index("objective").loc["billing-csat-up"]
+    assert 0 < row["extra_kept_low"] <= row["extra_kept"] <= row["extra_kept_high"]
+    text = report.worth_text("billing-csat-up")
+    d = interval_decimals(row["extra_kept_low"], row["extra_kept_high"], 0, 2)
+    assert text.startswith(f"about {row['extra_kept']:,.{d}f} more customers kept after 12 months (95% CI "
+                           f"{row['extra_kept_low']:,.{d}f} to {row['extra_kept_high']:,.{d}f}) and "
+                           f"${row['extra_revenue']:,.0f} more revenue over those 12 months (95% CI "
+                           f"${row['extra_revenue_low']:,.0f} to ${row['extra_revenue_high']:,.0f})")
+    assert text.endswith("an association under stated assumptions, not the result of a controlled experiment.")
+    assert report.worth_text("billing-fcr") == ""
+    section = report.objective_markdown("billing-csat-up")
+    assert "- **What meeting it is worth:** about" in section and "&lt;b&gt;now" in section
+    assert "What meeting it is worth" not in report.objective_markdown("billing-fcr")
+    # within a run: computed once (for every objectives file of the folder), then read from the cache
+    monkeypatch.setattr(OR, "_worth_cache_folder", lambda dataset: tmp_path / "cache" / "worth")
+    calls = []
+    real = IR.objective_worth
+    monkeypatch.setattr(IR, "objective_worth", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for _ in range(2):
+        again = prepare_department_report("billing", params_file=str(folder / "billing.yaml"),
+                                          data_source=str(small_demo), report_config=config, as_of="2026-10-31")
+        assert again.worth_text("billing-csat-up") == text
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "worth").glob("objectives-*.pkl"))) == 1
+
+
+@pytest.mark.parametrize("case, change, expected", [
+    ("no customers table", lambda c: None, "needs the customers table"),
+    ("no revenue", lambda c: c.drop(columns=["monthly_revenue"]), "needs the customers' monthly revenue"),
+])
+def test_worth_says_in_one_line_what_is_missing(small_demo, priced, tmp_path, case, change, expected):
+    folder, config = priced
+    data = _copy_demo(small_demo, tmp_path, case.replace(" ", "_"), customers=change)
+    report = prepare_department_report("billing", params_file=str(folder / "billing.yaml"), data_source=str(data),
+                                       report_config=config, as_of="2026-10-31")
+    table, message = report.worth()
+    assert table is None and expected in message
+    assert report.worth_text("billing-csat-up") == message and "\n" not in message
+    assert f"- **What meeting it is worth:** {md_escape(message)}" in report.objective_markdown("billing-csat-up")
