@@ -157,3 +157,46 @@ def test_dry_run_prints_every_data_problem_at_once(tmp_path, capsys):
     assert "column 'response_date' has values of the wrong type ('03/14/2024') in 8 rows" in err
     assert "is this a 1-10 scale? set `scale: [1, 10]`" in err
     assert "column 'role' has values not allowed ('agent', 'boss') in 2 rows e.g. 'sales-mgr1', 'billing-rep001'" in err
+
+
+def test_objective_filters_naming_a_missing_column_or_value_fail_dry_run_all_at_once(tmp_path, capsys):
+    """Issue 17: an objective filtered by a column the KPI's table and the customers lack, or by a value that occurs
+    nowhere in the department, passed --dry-run and failed (or came out empty) in the run. Checked with
+    helpers.selection's rules: aliases (agent -> agent_id), values by case or slug, customer columns joined."""
+    params = write_params(tmp_path, {"sales": "Sales"})
+    doc = department_doc("Sales", "sales")
+    common = {"baseline": 70.0, "target": 75.0, "start": "2026-01-01", "deadline": "2026-12-31"}
+    doc["objectives"] += [{**o, "owner": {"name": "Jo", "role": "manager"}} for o in [
+        # fine: a customer column, a value by case, the agent alias, a team by slug
+        {"id": "ok-seg", "title": "Enterprise CSAT", "metric": "csat", "filters": {"segment": "Enterprise"}, **common},
+        {"id": "ok-agent", "title": "Agent FCR", "metric": "fcr", "filters": {"agent": "SALES-REP001", "team": "a"},
+         **common},
+        # a bad value of a customer column (two bad values in one list: both named)
+        {"id": "bad-seg", "title": "Big CSAT", "metric": "csat", "filters": {"segment": ["enterprise", "Giant", "Huge"]},
+         **common},
+        # a bad column: survey answers have no team, and customers have none either
+        {"id": "bad-col", "title": "Team CSAT", "metric": "csat", "filters": {"team": "A"}, **common},
+        # a team that exists, but in another department (Billing's team B)
+        {"id": "bad-team", "title": "Team B FCR", "metric": "fcr", "filters": {"team": "B"}, **common}]]
+    (params / "departments" / "sales.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    data = write(tmp_path / "data")
+    check = check_params(load_quiet(data, min_responses=1), load_report_config(params / "report.yaml"))
+    found = {(p.objective, p.field): p.message for p in check.problems}
+    assert set(found) == {("bad-seg", "filters.segment"), ("bad-col", "filters.team"), ("bad-team", "filters.team")}
+    assert found["bad-seg", "filters.segment"].startswith("segment='Giant', 'Huge' matches no rows of Sales's "
+                                                          "responses: segment has the values")
+    # the values of the department's own answers (Sales' respondents are C1 and C2)
+    assert found["bad-seg", "filters.segment"].endswith("segment has the values 'consumer', 'enterprise' (names "
+                                                        "match exactly, by case or by slug)")
+    assert found["bad-col", "filters.team"].startswith("'csat' is computed from responses, which has no column "
+                                                        "'team' to filter by; its columns are 'response_id'")
+    assert "the customers' 'signup_date', 'end_date', 'segment', 'region'" in found["bad-col", "filters.team"]
+    assert found["bad-team", "filters.team"] == ("team='B' matches no rows of Sales's tickets: team has the values "
+                                                 "'A' (names match exactly, by case or by slug)")
+    # the dry run prints all three with file, objective and field, and stops before anything runs
+    code, err = dry_run(params, data, tmp_path, capsys)
+    assert code == 2, err
+    assert "3 problems: the params do not match the data" in err
+    for oid, fld in (("bad-seg", "segment"), ("bad-col", "team"), ("bad-team", "team")):
+        assert f"sales.yaml: objective '{oid}', field 'filters.{fld}':" in err
+    assert not (tmp_path / "out").exists()

@@ -12,8 +12,13 @@ checks what only the data can say, and lists every mismatch with its file and fi
   ``customer_service`` matches "Customer Service"); when *none* of them occurs the first line says that these
   params were written for other data (the demo's params against a company's own data);
 - an objective on a KPI the data cannot compute: its table is absent (a survey-only data set has no tickets,
-  so ``fcr`` cannot be computed), or its column is (no ``nps`` question), or a filter names a column the data
-  does not have; the reason is :func:`helpers.data.missing_reason`'s;
+  so ``fcr`` cannot be computed), or its column is (no ``nps`` question); the reason is
+  :func:`helpers.data.missing_reason`'s;
+- an objective's ``filters:`` naming a column that neither the KPI's table nor (for survey and ticket KPIs) the
+  customers table has (``team`` on a survey KPI: responses have no team), or a value that occurs in none of
+  the department's rows (``team: Front Dsk``); the rules are :mod:`helpers.selection`'s (alias ``agent`` ->
+  ``agent_id``; values by exact name, case or slug), so a filter that passes here selects rows in the run, and
+  the message lists the values that exist;
 - retention settings naming columns the customer table (or ``retention.file``) does not have, e.g. a wrong
   ``event_column``; settings written for a customers table the data does not have;
 - ``outcome`` or ``drivers`` naming ratings the responses do not have.
@@ -133,8 +138,6 @@ def _check_departments(dataset, params_dir: Path, check: ParamsCheck) -> list:
 
 def _check_objectives(dataset, plans, check: ParamsCheck) -> None:
     from helpers.data import kpi_needs, missing_reason  # noqa: PLC0415
-    from helpers.schema import TABLES  # noqa: PLC0415
-    from helpers.selection import ALIASES  # noqa: PLC0415
 
     for plan in plans:
         for o in plan.objectives:
@@ -147,19 +150,57 @@ def _check_objectives(dataset, plans, check: ParamsCheck) -> None:
                 check.problems.append(ParamsProblem(str(plan.path), "metric", f"{shorten(o.metric)} cannot be "
                                                     f"computed on this data: {reason}", objective=o.id))
                 continue
-            for key in dict(o.filters):
-                column = ALIASES.get(key, key)
-                own = dataset.columns(table)
-                if column not in own and column in TABLES["customers"].column_names and not dataset.has("customers"):
-                    check.problems.append(ParamsProblem(
-                        str(plan.path), f"filters.{key}", f"{shorten(o.metric)} by {column!r} needs the customers "
-                                                          f"table ({column} comes from it): add customers.csv or drop "
-                                                          "the filter", objective=o.id))
-                elif column in dataset.absent_columns.get(table, []):
-                    check.problems.append(ParamsProblem(
-                        str(plan.path), f"filters.{key}", f"the {table} data has no {column!r} column to filter "
-                                                          f"{shorten(o.metric)} by (add it to {table}.csv or drop "
-                                                          "the filter)", objective=o.id))
+            for key, values in dict(o.filters).items():
+                message = _filter_problem(dataset, table, plan.department, o.metric, key, values)
+                if message:
+                    check.problems.append(ParamsProblem(str(plan.path), f"filters.{key}", message, objective=o.id))
+
+
+def _filter_problem(dataset, table: str, department: str, metric: str, key: str, values) -> str:
+    """What is wrong with an objective's filter ``key: values`` on this data, or "": the column must be in the
+    KPI's table or (survey and ticket KPIs) in ``customers`` (joined on ``customer_id``), and every value must
+    occur in the department's rows under :mod:`helpers.selection`'s rules (alias ``agent`` -> ``agent_id``,
+    values by exact name, case or slug), as the objective's evaluation will select them."""
+    from helpers import selection as sel  # noqa: PLC0415
+    from helpers.schema import TABLES  # noqa: PLC0415
+
+    column = sel.canonical(key)
+    own = dataset.columns(table)
+    if column not in own and column in TABLES["customers"].column_names and not dataset.has("customers"):
+        return (f"{shorten(metric)} by {column!r} needs the customers table ({column} comes from it): add "
+                "customers.csv or drop the filter")
+    if column in dataset.absent_columns.get(table, []) or (
+            column not in own and column in dataset.absent_columns.get("customers", [])):
+        where = table if column in own else "customers"
+        return (f"the {where} data has no {column!r} column to filter {shorten(metric)} by (add it to {where}.csv "
+                "or drop the filter)")
+    con = dataset.con
+    scoped = table != "customers" and "department" in own
+    try:
+        source, _ = sel.source_sql(con, table, [column], what="")
+    except sel.SelectionError:
+        joinable = [c for c in (sel.table_columns(con, "customers") or []) if c != "customer_id"] \
+            if table != "customers" and "customer_id" in own else []
+        usable = [c for c in own if c not in dataset.absent_columns.get(table, [])]
+        return (f"{shorten(metric)} is computed from {table}, which has no column {column!r} to filter by; its "
+                f"columns are {_shown_names(usable, 30)}"
+                + (f", and the customers' {_shown_names(joinable, 30)} can filter it too" if joinable else ""))
+    params: list = []
+    where = ""
+    if scoped:
+        names = [d for d in dataset.departments if slug(d) == slug(department)] or [department]
+        where = f' WHERE "department" IN ({", ".join("?" for _ in names)})'
+        params = names
+    quoted = '"' + column.replace('"', '""') + '"'
+    available = [r[0] for r in con.execute(f"SELECT DISTINCT {quoted} FROM {source}{where}", params).fetchall()
+                 if r[0] is not None]
+    bad = sel.unmatched_values(values, available)
+    if not bad:
+        return ""
+    scope = f"{department}'s {table}" if scoped else table
+    shown = shorten(bad[0], 60) if len(bad) == 1 else ", ".join(shorten(b, 40) for b in bad)
+    return (f"{key}={shown} matches no rows of {scope}: {column} has the values {sel.listing(available)} "
+            f"(names match exactly, by case or by slug)")
 
 
 _RETENTION_KEYS = ("id_column", "start_column", "end_column", "duration_column", "event_column", "segment_column")

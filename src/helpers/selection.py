@@ -22,7 +22,7 @@ from helpers.formatting import shorten, slug
 
 __all__ = ["ALIASES", "SelectionError", "canonical", "as_columns", "normalize_filters", "match_values",
            "table_columns", "source_sql", "resolve_filters", "where_sql", "describe_filters", "connection_of",
-           "select_rows"]
+           "select_rows", "unmatched_values", "listing"]
 
 ALIASES = {"agent": "agent_id", "customer": "customer_id", "person": "person_id", "manager": "manager_id"}
 """Short names (as written in ``params/departments/*.yaml`` filters) -> contract column names."""
@@ -78,7 +78,8 @@ def describe_filters(filters) -> str:
     return ", ".join(parts) or "no filters"
 
 
-def _listing(values: Iterable[object]) -> str:
+def listing(values: Iterable[object]) -> str:
+    """The distinct values, sorted and quoted, at most :data:`MAX_LISTED` (for messages)."""
     vals = sorted({str(v) for v in values if v is not None})
     shown = ", ".join(shorten(v, 40) for v in vals[:MAX_LISTED])
     more = len(vals) - MAX_LISTED
@@ -111,9 +112,22 @@ def match_values(column: str, wanted: Iterable[object], available: Iterable[obje
         if not hit:
             where = f" in {table}" if table else ""
             raise SelectionError(f"filter {column}={shorten(w, 60)} matches no rows{where}: {column} has the "
-                                 f"values {_listing(avail)}")
+                                 f"values {listing(avail)}")
         out.extend(h for h in hit if h not in out)
     return out
+
+
+def unmatched_values(wanted: Iterable[object], available: Iterable[object]) -> list:
+    """The values of ``wanted`` that select nothing in ``available`` under :func:`match_values`' rules (exact,
+    case, slug), all of them (:func:`match_values` stops at the first), e.g. to list every bad value at once."""
+    avail = list(available)
+    bad = []
+    for w in wanted:
+        try:
+            match_values("", [w], avail)
+        except SelectionError:
+            bad.append(w)
+    return bad
 
 
 # ---------------------------------------------------------------------------------------------- DuckDB
