@@ -1,5 +1,6 @@
 """Objectives: params schema and errors, SMART lint, progress, the trend forecast and the status rule."""
 import copy
+import re
 import textwrap
 
 import numpy as np
@@ -395,3 +396,56 @@ def test_implausible_target_is_warned_at_evaluation():
     ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=calm)
     assert any("not plausible from history" in w and "'good'" in w for w in ev.warnings)
     assert ev.row("good")["status"] == "off track"
+
+
+def test_value_and_interval_are_rounded_alike():
+    """Issue 11 (follow-up): a forecast read "+14 (80% PI -9.6 to +37)"; a value and its interval now share
+    their decimals (the unit's usual ones, from the largest of the three), more only where the ends would print
+    alike."""
+    from helpers.objectives import MetricInfo, value_and_interval
+
+    nps = MetricInfo("nps", "NPS", "points", True, (-100, 100))
+    assert value_and_interval(14.2, -9.6, 37.4, nps) == ("+14", "-10 to +37")
+    assert value_and_interval(4.3, -1.2, 8.9, nps) == ("+4.3", "-1.2 to +8.9")
+    assert value_and_interval(4.3, -18.4, 26.0, nps) == ("+4", "-18 to +26")
+    assert value_and_interval(12.0, 11.96, 12.04, nps) == ("+12.00", "+11.96 to +12.04")  # ends never alike
+    assert value_and_interval(3.0, float("nan"), 4.0, nps) == ("+3.0", "")
+    share = MetricInfo("fcr", "FCR", "share", True, (0, 1))
+    assert value_and_interval(0.8125, 0.7851, 0.8362, share) == ("81.2%", "78.5% to 83.6%")
+    hours = MetricInfo("first_response_hours", "Median first response time", "hours", False, (0, None))
+    assert value_and_interval(16.02, 16.01, 16.04, hours) == ("16.02 h", "16.01 h to 16.04 h")
+    assert value_and_interval(float("nan"), 1, 2, hours) == ("n/a", "")
+
+
+def test_texts_for_readers_come_clean_from_the_source(tmp_path):
+    """The sentence and the reader reason of an objective name no file, objective id, KPI code or setting;
+    the analyst's message still names the file, objective and field; "Now" says what its interval is; the
+    forecast's interval is rounded like its value."""
+    doc = yaml.safe_load(SERIES_DOC)
+    for o in doc["objectives"]:
+        o["filters"] = {"channel": o["id"]}
+    plan = parse_objectives(doc, str(tmp_path / "support.yaml"))
+
+    def provider(metric, filters, start, end, freq):
+        if metric == "csat":
+            raise ValueError("the survey answers hold no satisfaction ratings")
+        if filters.get("channel") == ("close",):
+            return pd.DataFrame({"period": pd.to_datetime([]), "value": [], "ci_low": [], "ci_high": [], "n": []})
+        return _flat_provider(np.linspace(55, 66, 24))(metric, filters, start, end, freq)
+
+    ev = evaluate_objectives(plan, as_of="2026-10-31", series_provider=provider)
+    for _, r in ev.table.iterrows():
+        for text in (r["sentence"], r["reason"], r["current_text"], r["forecast_text"]):
+            for leak in ("support.yaml", str(tmp_path), f"'{r['id']}'", "field '", "min_responses", "'fcr'",
+                         "'csat'", " fcr ", " csat "):
+                assert leak not in text, (leak, text)
+    empty = ev.row("close")
+    assert empty["status"] == "no data" and "support.yaml" in empty["message"] and "field 'metric'" in empty["message"]
+    assert empty["reason"].startswith("no First-contact resolution data for this department for channel close")
+    assert empty["sentence"] == f"No data to judge this objective: {empty['reason']}."
+    good = ev.row("good")
+    assert good["current_text"].startswith("66.0% (95% CI 65.0% to 67.0%), n=100, ")
+    assert re.fullmatch(r"\d+\.\d% \(80% PI \d+\.\d% to \d+\.\d%\)", good["forecast_text"])
+    broken = ev.row("broken")
+    assert broken["reason"] == "CSAT cannot be computed: the survey answers hold no satisfaction ratings"
+    assert "metric 'csat' cannot be computed" in broken["message"]
