@@ -120,6 +120,17 @@ def test_drivers_page_without_customers_renders_the_rest(small_demo, tmp_path):
     assert "customers table" in report.worth_markdown()
 
 
+def test_an_as_of_inside_the_data_counts_only_customers_known_then(demo_frames):
+    """Regression: customers who signed up after the as-of date made the churn link fail ("start dates after
+    the as-of date") on a drivers page run with an earlier as-of outside a run (the data not cut)."""
+    customers, responses, _ = demo_frames
+    w = DR.company_worth_analysis(customers, responses, "2025-06-30", n_boot=20)
+    assert w.link is not None and w.link_message == "", w.link_message
+    assert w.drivers is not None and w.as_of == "2025-06-30"
+    known = pd.to_datetime(customers["signup_date"]) <= pd.Timestamp("2025-06-30")
+    assert w.link.n_customers + w.link.n_without_ratings == int(known.sum())
+
+
 # ------------------------------------------------------------------------------------------- one computation
 
 def test_worth_is_computed_once_per_run_even_when_both_pages_ask_at_once(demo_frames, tmp_path, monkeypatch):

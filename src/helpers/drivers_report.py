@@ -314,7 +314,8 @@ def _compute_worth(customers, responses, day, settings, has_customers, has_reven
     if not out.link_message:
         try:
             r = responses[pd.to_datetime(responses["response_date"]) <= day]
-            surv = customer_durations(customers, as_of=day)
+            known = customers[pd.to_datetime(customers["signup_date"], errors="coerce") <= day]  # as of the day
+            surv = customer_durations(known, as_of=day)
             covs = ("segment",) if "segment" in surv.columns and surv["segment"].nunique() > 1 else ()
             out.link = CL.fit_churn_link(surv, CL.rating_summary(r), covs, n_boot=settings["n_boot"],
                                          seed=settings["seed"] % (2 ** 32))
