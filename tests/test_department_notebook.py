@@ -4,6 +4,7 @@ helpers.objectives_report directly in test_objectives_report.py)."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+import yaml
 
 from helpers.formatting import md_escape
 
@@ -91,6 +93,14 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     assert "](#calibration-detail)" in markdown and 'id="calibration-detail"' in _markdown_cells(nb)
     assert "chance of meeting the target" in markdown
     assert "after 12 months" in markdown  # retention section, counted from the first contact (delayed entry)
+    # issue 13: what customers say (themes, three comments as text); issue 15: what meeting an objective is worth
+    assert re.search(r"<p>[\d,]+ comments about Customer Service between Nov 2025 and Oct 2026; the 3 most", html_out)
+    assert html_out.count("<li>\u201c") == 3 and "In their words" in html_out
+    plan = yaml.safe_load((ROOT / "params" / "departments" / "customer_service.yaml").read_text())
+    satisfaction = [o for o in plan["objectives"] if o["metric"] in ("csat", "nps")]
+    assert satisfaction and markdown.count("- **What meeting it is worth:** ") == len(satisfaction)
+    assert "not the result of a controlled experiment" in markdown
+    assert "**What meeting it is worth.**" in _markdown_cells(nb) and "**What customers say.**" in _markdown_cells(nb)
     # every chart is a PNG with an alt text saying what it shows; the summary counts them
     images = _image_outputs(nb)
     assert len(images) == summary["charts"] >= 7 + 1 + 1 + 1  # objectives, cascade, a funnel, drivers
