@@ -105,7 +105,7 @@ STEPS = {
     "pandas str.contains (baseline)": (['unique'], """
 import re
 from helpers.voice import load_codebook
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 s = frame["unique"]
 t = time.perf_counter()
 out = {{}}
@@ -116,7 +116,7 @@ dt = time.perf_counter() - t
 """),
     "codebook in DuckDB (all rows)": (['response_id', 'unique'], """
 from helpers.voice import load_codebook, theme_flags_sql
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
 con.execute('CREATE TABLE responses AS SELECT response_id, "unique" AS comment FROM frame')
 t = time.perf_counter()
@@ -125,14 +125,14 @@ dt = time.perf_counter() - t
 """),
     "match_themes on a Series (unique texts)": (['unique'], """
 from helpers.voice import load_codebook, match_themes
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 t = time.perf_counter()
 flags = match_themes(frame["unique"], cb)
 dt = time.perf_counter() - t
 """),
     "match_themes on a Series (repeated texts)": (['repeated'], """
 from helpers.voice import load_codebook, match_themes
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 t = time.perf_counter()
 flags = match_themes(frame["repeated"], cb)
 dt = time.perf_counter() - t
@@ -178,7 +178,7 @@ extra = {{"n_terms": len(res.terms), "n_topics": 0 if res.suggested is None else
 from helpers.data import Dataset
 from helpers.voice import load_codebook
 from helpers.voice_effects import theme_shares, theme_trends
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
 con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
 ds = Dataset(con, "bench", "x", [], {{}})
@@ -190,7 +190,7 @@ dt = time.perf_counter() - t
 from helpers.data import Dataset
 from helpers.voice import load_codebook
 from helpers.voice_effects import theme_effects
-cb = load_codebook()
+cb = load_codebook("params/themes.yaml")
 con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
 con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
 ds = Dataset(con, "bench", "x", [], {{}})

@@ -14,7 +14,8 @@ import pytest
 from helpers import demo
 from helpers.data import load_dataset
 from helpers.demo_text import HTML_SPECIAL_COMMENTS, UNASKED_COMMENTS
-from helpers.voice import emerging_themes, load_codebook, load_comments, match_themes
+from helpers.voice import emerging_themes, load_comments, match_themes
+from helpers.voice_report import load_themes
 from helpers.voice_effects import theme_effects, theme_trends
 
 MEDIUM = 20_000
@@ -33,7 +34,7 @@ def _truth(folder: Path) -> dict:
 
 def test_ground_truth_records_the_unasked_themes(small_demo):
     gt = _truth(small_demo)
-    cb = load_codebook()
+    cb = load_themes()
     assert set(gt) == {t.name for t in demo.UNASKED_THEMES} == {"mobile_app", "price_increase"}
     for th in demo.UNASKED_THEMES:
         g = gt[th.name]
@@ -88,7 +89,7 @@ def test_the_themes_move_only_csat_nps_and_comment_of_the_affected_responses(tmp
 def test_the_codebook_finds_dates_and_prices_the_unasked_themes(medium_voice_demo):
     gt = _truth(medium_voice_demo)
     ds = load_dataset(medium_voice_demo, emit_warnings=False)
-    cb = load_codebook()
+    cb = load_themes()
     comments = load_comments(ds)
     flags = match_themes(comments["comment"], cb)
     for name, g in gt.items():
@@ -118,7 +119,7 @@ def test_suggested_themes_find_the_new_problems_without_the_codebook(medium_voic
     ds = load_dataset(medium_voice_demo, emit_warnings=False)
     recent = load_comments(ds, "2025-11-01", "2026-10-31")["comment"]
     before = load_comments(ds, None, "2025-10-31")["comment"]
-    em = emerging_themes(recent, before, codebook=load_codebook())
+    em = emerging_themes(recent, before, codebook=load_themes())
     words = set(em.terms["term"].head(6))
     assert "app" in words and words & {"fee", "subscription", "increase"}, em.terms.head(10)
     table = em.suggested.table

@@ -309,9 +309,9 @@ def test_follow_up_ids_only_when_allowed_and_display_escapes():
 
 def test_on_the_small_demo(small_demo):
     ds = load_dataset(small_demo)
-    from helpers.voice import load_codebook
+    from helpers.voice_report import load_themes
 
-    cb = load_codebook()
+    cb = load_themes()
     shares = theme_shares(ds, cb)
     n = ds.con.execute("SELECT count(*) FROM responses WHERE comment IS NOT NULL AND trim(comment) <> ''").fetchone()[0]
     assert shares.n_comments == n > 0 and (shares.table["comments"] == n).all()
@@ -385,3 +385,27 @@ def test_share_chart_survives_an_interval_end_that_rounds_past_the_estimate():
     fields.update(table=table, confidence=0.95)
     ax = ThemeShares(**fields).plot()
     assert len(ax.get_yticklabels()) == 2
+
+
+def test_the_codebook_is_an_argument_never_read_from_params(synthetic, monkeypatch, tmp_path):
+    """Issue 11: analysis modules never read params. Every theme function takes the codebook explicitly; none,
+    or a path, is a clear KitError saying how to load one; and nothing is read from the working directory."""
+    import inspect
+
+    from helpers import voice, voice_effects
+    from helpers.errors import KitError
+
+    _, ds = synthetic
+    monkeypatch.chdir(tmp_path)  # no params/ here: a function that read params/themes.yaml would fail differently
+    for fn in (theme_shares, theme_trends, theme_effects, theme_verbatims, follow_up_list, match_themes):
+        assert inspect.signature(fn).parameters["codebook"].default is inspect.Parameter.empty, fn.__name__
+    for bad in (None, "params/themes.yaml"):
+        with pytest.raises(KitError, match="codebook of comment themes.*load_themes"):
+            theme_shares(ds, bad)
+        with pytest.raises(KitError, match="match themes"):
+            match_themes(pd.Series(["the app crashed"]), bad)
+    assert not hasattr(voice, "DEFAULT_CODEBOOK")
+    for module in (voice, voice_effects):
+        code = inspect.getsource(module)
+        assert "load_codebook()" not in code and "load_themes(" not in code.replace("voice_report.load_themes(", "")
+    assert theme_shares(ds, CODEBOOK).n_comments > 0  # a codebook given: works anywhere

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.data import Dataset, load_dataset
-from helpers.voice import codebook_from_text, load_codebook, match_themes
-from helpers.voice_report import contact_kpi, prepare_voice_report, what_customers_say
+from helpers.voice import codebook_from_text, match_themes
+from helpers.voice_report import contact_kpi, load_themes, prepare_voice_report, what_customers_say
 
 IDS = re.compile(r"\b[CR]\d{7,8}\b")
 HOSTILE = ['<script>alert("app")</script> The app crashed', "[click](javascript:alert(1)) app **bold**",
@@ -56,7 +56,7 @@ def test_company_page_content(company, small_demo):
                        "response_date BETWEEN DATE '2025-11-01' AND DATE '2026-10-31'").fetchone()[0]
     assert r.n_comments == n > 0
     t = r.theme_table()
-    assert list(t["theme"]) == list(r.shares.table["theme"]) and set(t["theme"]) == set(load_codebook().names)
+    assert list(t["theme"]) == list(r.shares.table["theme"]) and set(t["theme"]) == set(load_themes().names)
     assert t.loc[t["theme"] == "mobile_app", "unasked"].item() and not t.loc[t["theme"] == "waiting", "unasked"].item()
     # the costliest unasked theme is the one with the lowest adjusted effect whose interval is below 0
     worst = r.costliest_unasked()
@@ -71,7 +71,10 @@ def test_company_page_content(company, small_demo):
     fu = r.follow_up.table
     assert len(fu) > 0 and ((fu["nps"] <= 6) | (fu["csat"] <= 1)).all() and fu["comment"].notna().all()
     assert fu["response_date"].min() >= pd.Timestamp("2026-10-01")
-    assert "followed_up_at" in r.contact.missing and "not measured" in r.follow_up_markdown()
+    # the demo records when unhappy customers were contacted (responses.followed_up_at): the KPI is measured
+    assert r.contact.estimate is not None and not r.contact.missing
+    assert "not measured" not in r.follow_up_markdown()
+    assert f"n = {r.contact.estimate.n:,}" in r.follow_up_markdown() and "95% CI" in r.contact.markdown()
 
 
 def test_company_page_never_shows_ids_or_comments_of_customers(company, small_demo, tmp_path):
@@ -136,7 +139,7 @@ def test_every_text_is_escaped(hostile_demo, tmp_path):
 
 def test_what_customers_say(small_demo):
     ds = load_dataset(small_demo, emit_warnings=False)
-    cb = load_codebook()
+    cb = load_themes()
     say = what_customers_say(ds, "Technical Support", "2025-11-01", "2026-10-31", cb)
     assert 0 < len(say.table) <= 3 and len(say.examples) <= 3
     assert say.table["share"].is_monotonic_decreasing
@@ -177,3 +180,7 @@ def test_contact_kpi_counts_answers_followed_up_in_time():
     assert "60% of unhappy customers" in k.markdown() and "n = 5" in k.markdown()
     none = contact_kpi(ds, "2027-01-01", "2027-01-31")
     assert none.estimate is None and "No unhappy answers" in none.missing
+    # without the column: not measured, and the sentence names the column to add
+    con.execute("ALTER TABLE responses DROP COLUMN followed_up_at")
+    absent = contact_kpi(Dataset(con, "synthetic", "x", [], {}), "2026-03-01", "2026-03-31")
+    assert absent.estimate is None and "followed_up_at" in absent.missing and "not measured" in absent.markdown()

@@ -82,6 +82,13 @@ their own, ``default_rng([seed, k, VOICE_STREAM])``, so every other column is ex
 windows and rates were chosen so that the demo objectives' statuses (``tests/test_objectives_demo.py``) do not
 move.
 
+**Closing the loop** (:data:`FOLLOW_UP`). ``responses.followed_up_at`` is when an unhappy customer (NPS 0-6 or CSAT
+1) was contacted: per department with probability ``contact_rate`` (0.60 Marketing to 0.93 Customer Service), after
+a log-normal delay with a department median of 20-70 hours; the rest, and every other answer, stay empty. Drawn
+from ``default_rng([seed, k, FOLLOW_UP_STREAM])`` (17), two draws per answer, so every other column is exactly as
+without it; ``ground_truth.json`` (``follow_up``) records the parameters and the true share contacted within 24,
+48 and 72 hours per department.
+
 **Determinism.** Customers are generated in fixed chunks of :data:`CHUNK_SIZE`; chunk *k* draws from
 ``numpy.random.default_rng([seed, k])``, so the same ``--customers``/``--seed`` gives byte-identical
 files and memory stays bounded (1M customers stream through ``pyarrow.parquet.ParquetWriter``).
@@ -257,6 +264,36 @@ UNASKED_THEMES: tuple[UnaskedTheme, ...] = (
 VOICE_STREAM = 13  # third entropy word of the unasked themes' random stream (chunk streams are [seed, k])
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """How a department closes the loop with an unhappy customer (responses.followed_up_at): an unhappy answer
+    (NPS 0-6 or CSAT 1, the voice report's rule) is followed up with probability ``contact_rate``, after a
+    log-normal delay in hours with median ``median_hours`` and log-sd :data:`FOLLOW_UP_SIGMA`, counted from the
+    start of the response day; a contact that would fall after the demo's end is not (yet) made. Other answers
+    are never followed up. The true share contacted within h hours is ``contact_rate * Phi((log h - log
+    median_hours) / FOLLOW_UP_SIGMA)`` (:func:`follow_up_within`)."""
+
+    contact_rate: float
+    median_hours: float
+
+
+FOLLOW_UP = {  # by department slug: most unhappy customers are called back within 1-3 days, some never
+    "customer_service": FollowUp(0.93, 20.0), "sales": FollowUp(0.85, 30.0), "marketing": FollowUp(0.60, 70.0),
+    "delivery": FollowUp(0.75, 52.0), "billing": FollowUp(0.88, 34.0), "technical_support": FollowUp(0.80, 44.0),
+}
+FOLLOW_UP_SIGMA = 0.6
+FOLLOW_UP_UNHAPPY = dict(nps_max=6, csat_max=1)  # as helpers.voice_report.contact_kpi's defaults
+FOLLOW_UP_STREAM = 17  # third entropy word of the follow-up stream: default_rng([seed, chunk, 17])
+
+
+def follow_up_within(department_slug: str, hours: float) -> float:
+    """The true probability that an unhappy answer in ``department_slug`` is followed up within ``hours``."""
+    from scipy import stats
+
+    f = FOLLOW_UP[department_slug]
+    return float(f.contact_rate * stats.norm.cdf((np.log(hours) - np.log(f.median_hours)) / FOLLOW_UP_SIGMA))
+
+
 class DemoError(KitError):
     """Bad arguments for the demo generator."""
 
@@ -273,7 +310,7 @@ SCHEMAS = {
                             ("response_date", pa.date32()), ("department", pa.string()),
                             ("channel", pa.string()), ("csat", pa.int8()), ("nps", pa.int8()),
                             ("ces", pa.int8()), *[(a, pa.int8()) for a in ATTRIBUTES],
-                            ("comment", pa.string())]),
+                            ("comment", pa.string()), ("followed_up_at", TS)]),
     "tickets": pa.schema([("ticket_id", pa.string()), ("customer_id", pa.string()),
                           ("department", pa.string()), ("team", pa.string()), ("agent_id", pa.string()),
                           ("channel", pa.string()), ("created_at", TS), ("first_response_at", TS),
@@ -783,12 +820,15 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
                                                   y, nps_noise, csat, nps, comment, attrs,
                                                   miss_csat, miss_nps, miss_attr)
 
+    followed_up = _follow_up(seed, k, r_dept, r_day, csat, nps, miss_csat, miss_nps)
+
     responses = pa.table([
         _ids("R", response_id0 + 1, nr, 8), customer_ids.take(pa.array(r_cust)), _dates(r_day),
         _labels(DEPARTMENT_NAMES, r_dept),
         _labels(CHANNELS, r_chan),
         _masked_int(csat, miss_csat), _masked_int(nps, miss_nps), _masked_int(ces, miss_ces),
-        *[_masked_int(attrs[:, j], miss_attr[:, j]) for j in range(N_ATTR)], comment],
+        *[_masked_int(attrs[:, j], miss_attr[:, j]) for j in range(N_ATTR)], comment,
+        _timestamps(np.nan_to_num(followed_up, nan=0.0), np.isnan(followed_up))],
         schema=SCHEMAS["responses"])
 
     # --- per-customer truth and latent moments for the drivers' ground truth ----------------------
@@ -816,6 +856,38 @@ def _generate_chunk(seed: int, k: int, first: int, n: int, org: Org, offsets: tu
             counterfactual, customers, tickets, responses, signup, tau, lam, revenue, owner, t, r_cust, r_day)
     return ({"customers": customers, "tickets": tickets, "responses": responses, "customer_truth": truth},
             ChunkStats(nr, nt, moments, unasked, counterfactual=cf_stats))
+
+
+def _follow_up(seed, k, r_dept, r_day, csat, nps, miss_csat, miss_nps) -> np.ndarray:
+    """Days since START at which each answer was followed up (NaN: never), by :data:`FOLLOW_UP` from its own
+    stream ``default_rng([seed, k, FOLLOW_UP_STREAM])`` (two draws per answer, whoever is unhappy, so no other
+    column moves and a counterfactual shift changes only who is unhappy)."""
+    frng = np.random.default_rng([seed, k, FOLLOW_UP_STREAM])
+    nr = len(r_day)
+    u, z = frng.random(nr), frng.standard_normal(nr)
+    rate = np.array([FOLLOW_UP[d.slug].contact_rate for d in DEPARTMENTS])[r_dept]
+    median = np.array([FOLLOW_UP[d.slug].median_hours for d in DEPARTMENTS])[r_dept]
+    unhappy = ((~miss_nps & (nps <= FOLLOW_UP_UNHAPPY["nps_max"]))
+               | (~miss_csat & (csat <= FOLLOW_UP_UNHAPPY["csat_max"])))
+    when = r_day + median * np.exp(FOLLOW_UP_SIGMA * z) / 24.0
+    return np.where(unhappy & (u < rate) & (when < END_DAY), when, np.nan)
+
+
+def _follow_up_truth() -> dict:
+    """The ``follow_up`` section of ground_truth.json (see :class:`FollowUp`)."""
+    return {
+        "column": "responses.followed_up_at",
+        "unhappy_rule": f"NPS 0-{FOLLOW_UP_UNHAPPY['nps_max']} or CSAT <= {FOLLOW_UP_UNHAPPY['csat_max']} (answered)",
+        "model": ("an unhappy answer is followed up with probability contact_rate, after a log-normal delay "
+                  "(median_hours, log-sd delay_log_sd) from the start of the response day; contacts after the "
+                  "demo's end are not made (empty); other answers are never followed up"),
+        "delay_log_sd": FOLLOW_UP_SIGMA,
+        "by_department": {d.name: {"contact_rate": FOLLOW_UP[d.slug].contact_rate,
+                                   "median_hours": FOLLOW_UP[d.slug].median_hours,
+                                   "within_hours": {str(h): round(follow_up_within(d.slug, h), 6)
+                                                    for h in (24, 48, 72)}}
+                          for d in DEPARTMENTS},
+    }
 
 
 def _unasked_themes(seed, k, r_day, r_seg, seg_names, can_mention, y, nps_noise, csat, nps, comment, attrs,
@@ -1124,6 +1196,7 @@ def generate_demo(out: str | os.PathLike[str], n_customers: int = 20_000, seed: 
     counts = {"customers": n_customers, "responses": n_resp, "tickets": n_tick, "org": org.table.num_rows}
     truth = _ground_truth(n_customers, seed, moments, counts, proxy)
     truth["unasked_themes"] = _unasked_truth(unasked)
+    truth["follow_up"] = _follow_up_truth()
     if counterfactual is not None:  # issue 15; rows actually written (a negative shift drops some)
         truth["counterfactual"] = _counterfactual_truth(counterfactual, cf_active, cf_sums)
         for t in ("responses", "tickets"):

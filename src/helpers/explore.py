@@ -14,6 +14,7 @@ import pandas as pd
 from helpers.charts import ACCENT, PALETTE, new_axis
 from helpers.data import quote_ident
 from helpers.errors import KitError
+from helpers.kpis import NPS_GROUPS, nps_group  # noqa: F401 - nps_group: the kit's one definition, used here
 from helpers.results import displayable
 
 # the date column that places each table's rows in time
@@ -45,14 +46,6 @@ def missing_answers(dataset) -> pd.DataFrame:
     return out.sort_values("missing share", ascending=False)
 
 
-def nps_group(scores: pd.Series) -> pd.Series:
-    """Promoter (9-10), passive (7-8), detractor (0-6) - Reichheld (2003); NaN stays missing."""
-    s = pd.to_numeric(scores, errors="coerce")
-    groups = np.select([s >= 9, s >= 7, s >= 0], ["promoter", "passive", "detractor"], default="")
-    return pd.Series(pd.Categorical(np.where(s.isna(), None, groups),
-                                    categories=["detractor", "passive", "promoter"]), index=scores.index)
-
-
 def plot_rating_distribution(responses: pd.DataFrame, column: str, ax=None):
     """Bar chart of the share of each answer of a rating question (1-5, 0-10, 1-7), with n in the title."""
     ax = new_axis(ax)
@@ -73,7 +66,7 @@ def plot_nps_groups(responses: pd.DataFrame, by: str = "department", ax=None):
     table = pd.crosstab(responses[by], groups, normalize="index") * 100
     colours = {"detractor": PALETTE["off track"], "passive": "#8c959f", "promoter": PALETTE["on track"]}
     left = np.zeros(len(table))
-    for g in ["detractor", "passive", "promoter"]:
+    for g in NPS_GROUPS:
         vals = table[g].to_numpy() if g in table else np.zeros(len(table))
         ax.barh(table.index.astype(str), vals, left=left, color=colours[g], label=g)
         left += vals

@@ -93,7 +93,7 @@ __all__ = [
     "churn_rate", "repeat_purchase_rate", "clv_simple", "clv_discounted", "clv", "count_estimate",
     "compare_nps", "compare_proportions", "compare_csat", "compare_means", "compare_medians",
     "compare_rates", "compare_kpi", "compute_kpi", "kpi_series", "kpi_overview", "KpiTable", "forest_plot", "plot_series",
-    "DEFAULT_OVERVIEW",
+    "DEFAULT_OVERVIEW", "NPS_PROMOTER_MIN", "NPS_DETRACTOR_MAX", "NPS_GROUPS", "nps_group",
 ]
 
 
@@ -313,6 +313,22 @@ def wilson_interval(k, n, confidence: float = 0.95):
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
+#: The NPS groups (Reichheld 2003): promoters answer 9-10, passives 7-8, detractors 0-6 on the 0-10 scale. The kit's
+#: one definition: every count of promoters or detractors (KPIs, voice of the customer, explorer) uses these.
+NPS_PROMOTER_MIN = 9
+NPS_DETRACTOR_MAX = 6
+NPS_GROUPS = ("detractor", "passive", "promoter")
+
+
+def nps_group(scores) -> pd.Series:
+    """``detractor`` (0 to :data:`NPS_DETRACTOR_MAX`), ``passive``, ``promoter`` (:data:`NPS_PROMOTER_MIN` to 10)
+    per score as a categorical Series (categories in that order); missing or non-numeric scores stay missing."""
+    s = pd.to_numeric(pd.Series(scores), errors="coerce")
+    groups = np.select([s >= NPS_PROMOTER_MIN, s > NPS_DETRACTOR_MAX, s >= 0], list(NPS_GROUPS[::-1]), default="")
+    return pd.Series(pd.Categorical(np.where(s.isna() | (groups == ""), None, groups), categories=NPS_GROUPS),
+                     index=s.index)
+
+
 NPS_PSEUDO_PROMOTERS = 0.75
 NPS_PSEUDO_DETRACTORS = 0.75
 NPS_PSEUDO_N = 3.0
@@ -432,7 +448,7 @@ def _clean(values, metric: str, what: str, lo: float | None = None, hi: float | 
 
 def _nps_counts(scores) -> tuple[int, int, int]:
     s = _clean(scores, "nps", "NPS scores", 0, 10, integer=True, scale="0-10 (integers)")
-    return int((s >= 9).sum()), int((s <= 6).sum()), int(s.size)
+    return int((s >= NPS_PROMOTER_MIN).sum()), int((s <= NPS_DETRACTOR_MAX).sum()), int(s.size)
 
 
 def nps_from_counts(promoters: int, detractors: int, n: int, confidence: float = 0.95) -> Estimate:
@@ -1507,7 +1523,8 @@ def kpi_series(con, metric: str, freq: str | None = "month", by=None, filters=No
     col = _quote(k.column) if k.column else None
     if k.kind == "nps":
         _check_range(con, k, col, where, params, 0, 10, True, "0-10 (integers)", source)
-        aggs = f"count({col}) AS n, count_if({col} >= 9) AS a, count_if({col} <= 6) AS b"
+        aggs = (f"count({col}) AS n, count_if({col} >= {NPS_PROMOTER_MIN}) AS a, "
+                f"count_if({col} <= {NPS_DETRACTOR_MAX}) AS b")
     elif k.kind == "top_box":
         _check_range(con, k, col, where, params, 1, 5, True, "1-5 (integers)", source)
         aggs = f"count({col}) AS n, count_if({col} >= 4) AS a, 0 AS b"

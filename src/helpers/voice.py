@@ -2,8 +2,9 @@
 
 Three tools, all offline, seeded and deterministic:
 
-- **Codebook themes** (:func:`load_codebook`, :func:`match_themes`, :func:`theme_flags_sql`): ``params/themes.yaml``
-  maps a theme to phrases with simple boolean rules, as CX teams write them (``any`` of these phrases, ``all`` of
+- **Codebook themes** (:func:`parse_codebook`, :func:`match_themes`, :func:`theme_flags_sql`): a codebook (the
+  kit's is ``params/themes.yaml``, read by the report layer, :func:`helpers.voice_report.load_themes`, and passed to
+  every analysis function as ``codebook``; no function here reads params on its own) maps a theme to phrases with simple boolean rules, as CX teams write them (``any`` of these phrases, ``all`` of
   these, ``none`` of those). Matching is case-insensitive, accent-tolerant (``cafe`` finds ``Café``),
   punctuation-tolerant (``don't`` finds ``don’t`` and ``don t``) and on word boundaries (``app`` does not find
   ``apply``; ``charg*`` finds ``charge``, ``charged``, ``charges``). A comment is searched in lower case without
@@ -46,11 +47,10 @@ __all__ = [
     "normalise_text", "match_themes", "theme_flags_sql",
     "search_comments", "load_comments", "nps_group", "sentiment", "SuggestedThemes", "suggest_themes",
     "DistinctiveTerms",
-    "distinctive_terms", "log_odds_dirichlet", "escape_text", "DEFAULT_CODEBOOK", "MAX_SAMPLE",
+    "distinctive_terms", "log_odds_dirichlet", "escape_text", "MAX_SAMPLE",
     "EmergingThemes", "emerging_themes",
 ]
 
-DEFAULT_CODEBOOK = "params/themes.yaml"
 MAX_SAMPLE = 200_000  # the largest sample the suggested-theme model is fitted on
 
 # --- normalisation -----------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def _compile(phrases: list[str], path: str, where: str) -> list[Pattern]:
     return out
 
 
-def parse_codebook(raw: object, path: object = DEFAULT_CODEBOOK) -> Codebook:
+def parse_codebook(raw: object, path: object = "<codebook>") -> Codebook:
     """Validate the parsed YAML of a codebook (``{"themes": {name: {label, any, all, none, description}}}``).
 
     Raises :class:`ParamsError` naming the file, the theme (``themes.<name>.<field>``) and the problem.
@@ -312,10 +312,12 @@ def parse_codebook(raw: object, path: object = DEFAULT_CODEBOOK) -> Codebook:
     return Codebook(tuple(themes), path)
 
 
-def load_codebook(path: str | Path = DEFAULT_CODEBOOK) -> Codebook:
-    """Read and validate a codebook file (bounded YAML, no anchors/aliases; see :mod:`helpers.params_yaml`).
+def load_codebook(path: str | Path) -> Codebook:
+    """Read and validate the codebook file ``path`` (bounded YAML, no anchors/aliases; see
+    :mod:`helpers.params_yaml`). A relative path that does not exist is taken from the repository root.
 
-    A relative path that does not exist is taken from the repository root.
+    The analysis functions never read a file themselves: the report layer and the notebooks load the codebook
+    (:func:`helpers.voice_report.load_themes` reads ``params/themes.yaml``) and pass it in.
     """
     p = Path(path)
     if not p.is_absolute() and not p.exists():
@@ -335,12 +337,18 @@ def codebook_from_text(text: str, path: object = "<text>") -> Codebook:
 
 # --- matching ----------------------------------------------------------------------------------------------
 
-def _as_codebook(codebook: Codebook | str | Path | None) -> Codebook:
-    if codebook is None:
-        return load_codebook()
+def _as_codebook(codebook: object, what: str = "comment themes") -> Codebook:
+    """``codebook`` itself when it is a :class:`Codebook`; otherwise a :class:`KitError` saying how to get one
+    (the analysis functions take the codebook as an argument and never read params themselves)."""
     if isinstance(codebook, Codebook):
         return codebook
-    return load_codebook(codebook)
+    how = ("load it with helpers.voice_report.load_themes() (params/themes.yaml) or "
+           "helpers.voice.load_codebook(path), or write one with helpers.voice.codebook_from_text(yaml_text), "
+           "and pass it as codebook=")
+    if codebook is None:
+        raise KitError(f"{what}: no codebook of comment themes given; {how}")
+    raise KitError(f"{what}: expected a codebook of comment themes, got {type(codebook).__name__} "
+                   f"{shorten(codebook)}; {how}")
 
 
 def theme_flags_sql(codebook: Codebook, source: str = "responses", text_column: str = "comment",
@@ -361,12 +369,12 @@ def theme_flags_sql(codebook: Codebook, source: str = "responses", text_column: 
             f"{_match_text_sql(quote_ident(text_column))} AS _text FROM {source} WHERE {cond})")
 
 
-def match_themes(comments, codebook: Codebook | str | Path | None = None) -> pd.DataFrame:
+def match_themes(comments, codebook: Codebook) -> pd.DataFrame:
     """One boolean column per theme for each comment (index of ``comments`` kept; a missing comment matches none).
 
     ``comments`` is a pandas Series (or a list) of raw texts. Runs the codebook as one DuckDB query.
     """
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "match themes")
     s = comments if isinstance(comments, pd.Series) else pd.Series(list(comments), dtype=object)
     codes, uniques = pd.factorize(s.astype(object).where(s.notna(), None))  # each distinct text matched once
     con = _connect()
@@ -412,10 +420,12 @@ def load_comments(ds, start=None, end=None, department: str | None = None) -> pd
 
 
 def nps_group(nps) -> pd.Series:
-    """``detractor`` (0-6), ``passive`` (7-8), ``promoter`` (9-10), None when missing."""
-    x = pd.Series(nps, dtype=float)
-    lab = np.where(x <= 6, "detractor", np.where(x >= 9, "promoter", "passive"))
-    return pd.Series(lab, index=x.index, dtype=object).where(x.notna(), None)
+    """``detractor`` (0-6), ``passive`` (7-8), ``promoter`` (9-10), None when missing: the groups of
+    :func:`helpers.kpis.nps_group` as plain text."""
+    from helpers.kpis import nps_group as _nps_group
+
+    g = _nps_group(pd.Series(nps, dtype=float))
+    return g.astype(object).where(g.notna(), None)
 
 
 # --- sentiment ---------------------------------------------------------------------------------------------

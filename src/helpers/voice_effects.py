@@ -24,8 +24,8 @@ import pandas as pd
 from scipy import stats
 
 from helpers.errors import KitError
-from helpers.formatting import shorten
-from helpers.kpis import compare_proportions, wilson_interval
+from helpers.formatting import fmt_p_value, shorten
+from helpers.kpis import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN, compare_proportions, wilson_interval
 from helpers.voice import Codebook, _as_codebook, escape_text, match_themes, sentiment, theme_flags_sql
 
 __all__ = ["ThemeShares", "theme_shares", "theme_verbatims", "ThemeTrends", "theme_trends", "binomial_change_point",
@@ -112,12 +112,12 @@ def _long(counts: pd.DataFrame, cb: Codebook, keys: list[str], confidence: float
     return long[keys + ["theme", "label", "mentions", "comments", "share", "ci_low", "ci_high"]]
 
 
-def theme_shares(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
+def theme_shares(ds, codebook: Codebook, start=None, end=None, department: str | None = None,
                  by: str | Sequence[str] | None = None, confidence: float = 0.95) -> ThemeShares:
     """Share of comments mentioning each theme, ``mentions / comments`` with the Wilson interval (Wilson 1927,
     :func:`helpers.kpis.wilson_interval`), counted in DuckDB over ``ds.con`` (responses with a comment in
     ``[start, end]``, optionally one ``department`` and grouped ``by`` responses columns)."""
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "theme shares")
     by_cols = [by] if isinstance(by, str) else list(by or [])
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
@@ -133,7 +133,7 @@ def theme_shares(ds, codebook: Codebook | str | None = None, start=None, end=Non
     return ThemeShares(table, n, confidence, by_cols)
 
 
-def theme_verbatims(ds, codebook: Codebook | str | None = None, start=None, end=None,
+def theme_verbatims(ds, codebook: Codebook, start=None, end=None,
                     department: str | None = None, n: int = 3, tone: str | None = None) -> pd.DataFrame:
     """Representative comments per theme: its ``n`` most frequent distinct comments in the period (ties by
     text), with how many responses wrote each (``count``). ``tone`` = "negative" keeps comments with CSAT 1-2 or
@@ -141,12 +141,13 @@ def theme_verbatims(ds, codebook: Codebook | str | None = None, start=None, end=
     Counted in DuckDB."""
     from helpers.data import quote_ident
 
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "theme verbatims")
     if tone not in (None, "negative", "positive"):
         raise KitError(f"theme verbatims: tone must be None, 'negative' or 'positive', got {shorten(tone)}")
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
-    tw = {"negative": "csat <= 2 OR nps <= 6", "positive": "csat >= 4 OR nps >= 9"}.get(tone, "")
+    tw = {"negative": f"csat <= 2 OR nps <= {NPS_DETRACTOR_MAX}",
+          "positive": f"csat >= 4 OR nps >= {NPS_PROMOTER_MIN}"}.get(tone, "")
     flags = theme_flags_sql(cb, "responses", "comment", ["comment"], _and(dw, fw, tw))
     union = " UNION ALL ".join(
         f"SELECT '{name}' AS theme, comment FROM f WHERE {quote_ident(name)}" for name in cb.names)
@@ -263,7 +264,7 @@ class ThemeTrends:
         if sig.empty:
             return head + "no theme's share changed significantly."
         parts = [f"{r.label} {'rose' if r.difference > 0 else 'fell'} from {r.share_before:.1f}% to "
-                 f"{r.share:.1f}% (p = {r.p_value:.3f})" for r in sig.itertuples()]
+                 f"{r.share:.1f}% ({fmt_p_value(r.p_value, prefix=True)})" for r in sig.itertuples()]
         return head + "; ".join(parts) + "."
 
     def plot(self, ax=None, themes: Sequence[str] | None = None):
@@ -281,14 +282,14 @@ class ThemeTrends:
         return ax
 
 
-def theme_trends(ds, codebook: Codebook | str | None = None, freq: str = "month", start=None, end=None,
+def theme_trends(ds, codebook: Codebook, freq: str = "month", start=None, end=None,
                  department: str | None = None, confidence: float = 0.95, min_segment: int = 2) -> ThemeTrends:
     """Each theme's share of comments per ``freq`` (month or quarter) with Wilson intervals, the latest period
     against the previous one (:func:`helpers.kpis.compare_proportions`, as for the KPIs), and its onset (and end)
     (:func:`binomial_epidemic_change`). Counted in DuckDB."""
     if freq not in _FREQS:
         raise KitError(f"theme trends: freq must be one of {_FREQS}, got {shorten(freq)}")
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "theme trends")
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
     flags = theme_flags_sql(cb, "responses", "comment", ["response_date", "department"], _and(dw, fw))
@@ -395,7 +396,7 @@ def _logit(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], al
     import statsmodels.api as sm
 
     d = frame[["nps", *themes, *attributes]].dropna()
-    y = (d["nps"] <= 6).to_numpy(float)
+    y = (d["nps"] <= NPS_DETRACTOR_MAX).to_numpy(float)
     if not 0 < y.sum() < len(y):
         return {}
     X = np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in [*themes, *attributes]])
@@ -483,7 +484,7 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
         m = int((mention & csat_rows).sum())
         if m >= min_mentions and int(csat_rows.sum()) - m >= min_mentions:
             ols_ok.append(theme)
-        det = frame.loc[nps_rows, "nps"] <= 6
+        det = frame.loc[nps_rows, "nps"] <= NPS_DETRACTOR_MAX
         mn = mention[nps_rows]
         row["detractor_share_with"] = float(det[mn].mean()) if mn.any() else np.nan
         row["detractor_share_without"] = float(det[~mn].mean()) if (~mn).any() else np.nan
@@ -512,13 +513,13 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
     return ThemeEffects(table, attrs, confidence, joint)
 
 
-def theme_effects(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
+def theme_effects(ds, codebook: Codebook, start=None, end=None, department: str | None = None,
                   attributes: Sequence[str] | None = None, confidence: float = 0.95,
                   min_mentions: int = 10, joint: bool = True) -> ThemeEffects:
     """:func:`theme_effects_frame` on the responses with a comment in ``[start, end]`` (optionally one
     department), adjusted for ``attributes`` (default: all ``attr_*`` columns). Only the theme flags, CSAT, NPS and
     the attribute ratings are pulled from DuckDB."""
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "theme effects")
     attrs = list(ds.attributes if attributes is None else attributes)
     missing = [a for a in attrs if a not in ds.columns("responses")]
     if missing:
@@ -561,8 +562,8 @@ class FollowUpList:
                 f"has waited {int(self.table['days_waiting'].max())} days.")
 
 
-def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=None, department: str | None = None,
-                   nps_max: int = 6, csat_max: int = 1, ticket_days: int = 30,
+def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str | None = None,
+                   nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1, ticket_days: int = 30,
                    show_customer_ids: bool = False, require_comment: bool = False) -> FollowUpList:
     """Responses in ``[start, end]`` (default: the calendar month of the latest response) with NPS ``<= nps_max``
     (detractors) or CSAT ``<= csat_max`` (very dissatisfied).
@@ -574,7 +575,7 @@ def follow_up_list(ds, codebook: Codebook | str | None = None, start=None, end=N
     ``show_customer_ids`` is True. ``require_comment``: only responses with a comment (the closed loop on what
     they wrote).
     """
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(codebook, "follow-up list")
     con = ds.con
     if end is None:
         last = con.execute("SELECT max(response_date) FROM responses").fetchone()[0]

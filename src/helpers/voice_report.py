@@ -37,11 +37,14 @@ import numpy as np
 import pandas as pd
 
 from helpers.errors import KitError
+from helpers.kpis import NPS_DETRACTOR_MAX
 from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
                                 reader_table, shorten, slug)
 
 __all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "CustomersSay",
-           "what_customers_say", "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN"]
+           "what_customers_say", "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
+
+THEMES_FILE = "params/themes.yaml"  # the kit's codebook of comment themes (params/README.md)
 
 FOLLOW_UP_HOURS = 48
 FOLLOW_UP_COLUMN = "followed_up_at"  # optional responses column: when the unhappy customer was contacted
@@ -50,6 +53,17 @@ SEED = 20_261_130
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+def load_themes(path: str = THEMES_FILE):
+    """The codebook of comment themes for reports and notebooks: ``params/themes.yaml`` unless ``path`` names
+    another file (relative paths from the repository root when not found here), validated
+    (:func:`helpers.voice.load_codebook`; a :class:`helpers.errors.ParamsError` names the file, theme and field).
+    The analysis functions of :mod:`helpers.voice` / :mod:`helpers.voice_effects` take what it returns as
+    ``codebook``."""
+    from helpers.voice import load_codebook
+
+    return load_codebook(path or THEMES_FILE)
+
 
 def _resolve_department(names: list[str], department: str) -> str | None:
     """``"all"`` -> None; a display name or its slug -> the display name; unknown -> KitError naming the choices."""
@@ -97,7 +111,7 @@ class ContactKpi:
 
 
 def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | None = None,
-                nps_max: int = 6, csat_max: int = 1) -> ContactKpi:
+                nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1) -> ContactKpi:
     """Share of unhappy responses (NPS ``<= nps_max`` or CSAT ``<= csat_max``) in ``[start, end]`` followed up
     within ``hours`` hours: ``followed_up_at - response_date <= hours`` (response dates have no time of day, so
     the clock starts at the start of the response day). Responses younger than ``hours`` at the end of the
@@ -534,12 +548,12 @@ def _sentiment_table(scores: pd.Series) -> pd.DataFrame:
 
 def prepare_voice_report(department: str = "all", period_start: str = "", period_end: str = "",
                          data_source: str = "", report_config: str = "params/report.yaml", as_of: str = "",
-                         codebook: str = "params/themes.yaml", follow_up_hours: int = FOLLOW_UP_HOURS,
+                         codebook: str = THEMES_FILE, follow_up_hours: int = FOLLOW_UP_HOURS,
                          n_suggested: int = SUGGESTED_THEMES, seed: int = SEED) -> VoiceReport:
     """Load, select and analyse (see the module docstring). Problems become ``warnings`` (shown at the top of the
     page), never a traceback."""
     from helpers.reports.loader import load_report_inputs
-    from helpers.voice import emerging_themes, load_codebook, load_comments, sentiment, suggest_themes
+    from helpers.voice import emerging_themes, load_comments, sentiment, suggest_themes
     from helpers.voice_effects import follow_up_list, theme_effects, theme_shares, theme_trends, theme_verbatims
 
     report = VoiceReport(department=department or "all")
@@ -551,7 +565,7 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
             return report
     try:
         inputs = load_report_inputs(data_source, report_config)
-        report.codebook = load_codebook(codebook)
+        report.codebook = load_themes(codebook)
     except KitError as exc:
         report.warnings.append(str(exc))
         return report
@@ -663,12 +677,13 @@ def what_customers_say(ds, department: str, start, end, codebook=None, n_themes:
                        n_examples: int = 3) -> CustomersSay:
     """Top ``n_themes`` themes of ``department``'s comments in ``[start, end]`` by share, with their change against
     the previous period of the same length (the KPIs' two-proportion test) and adjusted CSAT effect, and
-    ``n_examples`` example comments (the most frequent negative texts of the top themes, one per theme first)."""
+    ``n_examples`` example comments (the most frequent negative texts of the top themes, one per theme first).
+    ``codebook``: a :class:`helpers.voice.Codebook`; None reads the kit's (:func:`load_themes`)."""
     from helpers.kpis import compare_proportions
     from helpers.voice import _as_codebook
     from helpers.voice_effects import theme_effects, theme_shares, theme_verbatims
 
-    cb = _as_codebook(codebook)
+    cb = _as_codebook(load_themes() if codebook is None else codebook, "what customers say")
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     now = theme_shares(ds, cb, start, end, department)
     empty = pd.DataFrame(columns=["theme", "label", "share", "ci_low", "ci_high", "change", "p_value",
