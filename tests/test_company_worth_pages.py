@@ -234,3 +234,15 @@ def test_retention_page_without_revenue_says_so_in_one_line(retention):
     assert r.risk_markdown().startswith("*Revenue at risk needs each customer") and "\n" not in r.risk_markdown()
     assert r.risk_table_html() == "" and not any("dissatisfaction" in f for f in r.findings())
     assert r.churn_link_table_html()  # the link is still shown
+
+
+def test_a_segment_page_states_its_segments_revenue_at_risk(retention):
+    import copy
+
+    r = copy.copy(retention)
+    r.segment = "consumer"
+    t = r.risk.table
+    row = t[(t["dimension"] == "segment") & (t["group"] == "consumer")].iloc[0]
+    finding = next(f for f in r.findings() if "goes with dissatisfaction" in f)
+    assert finding.startswith(f"**{r.money(row['revenue_at_risk'])} of revenue over the next 12 months from consumer "
+                              "customers goes with dissatisfaction**")

@@ -120,8 +120,9 @@ class RetentionReport:
         risk = self.risk_row()
         if risk is not None and len(out) < 6:
             ci = self.money_interval(risk["revenue_at_risk_low"], risk["revenue_at_risk_high"])
-            out.append(f"**{self.money(risk['revenue_at_risk'])} of revenue over the next {self.worth.horizon} months "
-                       f"goes with dissatisfaction** (95% CI {ci}, "
+            who = "" if risk["dimension"] == "all" else f" from {md_escape(value_label(risk['group']))} customers"
+            out.append(f"**{self.money(risk['revenue_at_risk'])} of revenue over the next {self.worth.horizon} months"
+                       f"{who} goes with dissatisfaction** (95% CI {ci}, "
                        f"{fmt_percent(risk['share_of_revenue'], 1)} of the expected revenue): what customers below the "
                        "median satisfaction would add if they were at it; an association, not an experiment.")
         if self.sbg_groups is not None and len(self.sbg_groups.fits) > 1 and len(out) < 6:
@@ -140,11 +141,13 @@ class RetentionReport:
         return None if self.worth is None else self.worth.risk
 
     def risk_row(self):
-        """The company's row of the revenue-at-risk table, or None."""
+        """The revenue-at-risk row of the page's customers (the chosen segment's, else the company's), or None."""
         if self.risk is None:
             return None
         t = self.risk.table
-        rows = t[t["dimension"] == "all"]
+        rows = t[(t["dimension"] == "segment") & (t["group"].astype(str) == self.segment)]
+        if self.segment == "all" or not len(rows):
+            rows = t[t["dimension"] == "all"]
         return rows.iloc[0] if len(rows) else None
 
     def churn_link_markdown(self) -> str:
@@ -187,7 +190,7 @@ class RetentionReport:
             return "*Revenue at risk was not computed (see the notes at the top).*"
         if self.risk is None:
             return f"*Revenue at risk {md_escape(self.worth.chain_message)}.*"
-        r = self.risk_row()
+        r = self.risk.table[self.risk.table["dimension"] == "all"].iloc[0]
         ref = next((n for n in self.risk.notes if n.startswith("Reference:")), "")
         text = (f"If every customer below the median satisfaction were at it, the expected revenue of today's "
                 f"customers over the next {self.worth.horizon} months (discounted at 10% a year) would be "
