@@ -150,6 +150,8 @@ def test_revenue_at_risk_per_department_and_segment_adds_up(demo):
     assert rr.sentences[-1].startswith("In the company, £") and "not the result of a controlled" in rr.sentences[-1]
     assert rr.notes[0].startswith("Reference: the median satisfaction")
     assert "Company" in rr.reader_table() and "£" in rr.reader_table()
+    import pickle
+    assert pickle.loads(pickle.dumps(rr)).reader_table() == rr.reader_table()  # results cache as they are
 
 
 def test_main_department_is_the_most_answered():

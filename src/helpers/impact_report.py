@@ -422,6 +422,12 @@ def _with_cells(customers: pd.DataFrame, responses: pd.DataFrame, as_of, segment
     return customers.assign(_cell=cell)
 
 
+def dimension_label(value) -> str:
+    """"Company" for the all-customers row, else the dimension's reader label (a module function, so a
+    result pickles for the run's cache)."""
+    return "Company" if value == "all" else column_label(value)
+
+
 def _risk_table(cells: pd.DataFrame, boot: pd.DataFrame, reference: tuple, rule: str, horizon: int, level: float,
                 cur: str, notes: list) -> WorthTable:
     """Margins per department, per segment and for the company from per-cell results (columns customers,
@@ -472,7 +478,7 @@ def _risk_table(cells: pd.DataFrame, boot: pd.DataFrame, reference: tuple, rule:
                               "risk_ci": f"Revenue at risk ({lvl} CI)", "share_of_revenue": "Share at risk",
                               "customers_ci": f"Customers at risk ({lvl} CI)"},
                       formats={"revenue": "currency", "share_of_revenue": "percent:1", "customers": "int",
-                               "dimension": lambda v: "Company" if v == "all" else column_label(v)},
+                               "dimension": dimension_label},
                       title=f"Revenue at risk from dissatisfaction over {horizon} months", notes=notes)
 
 
