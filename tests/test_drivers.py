@@ -404,3 +404,81 @@ def test_vif_matches_statsmodels(swiss):
     X = np.column_stack([np.ones(len(swiss)), swiss[SWISS_X].to_numpy()])
     expected = [variance_inflation_factor(X, i) for i in range(1, X.shape[1])]
     np.testing.assert_allclose(vif(swiss, SWISS_X).loc[SWISS_X], expected, rtol=1e-9)
+
+
+# --- by=: one analysis per group (issue 17) ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(small_demo):
+    from helpers.data import load_dataset
+    return load_dataset(small_demo)
+
+
+def test_by_a_customer_column_equals_the_analysis_of_each_groups_filter(demo):
+    """relative_importance(ds, by="segment"): per group the shares, n and R^2 of relative_importance on that
+    segment's filter (customer column joined in DuckDB), intervals alike within bootstrap error."""
+    from helpers.drivers import GroupedDriverImportance
+    drivers = demo.attributes
+    grouped = relative_importance(demo, "nps", drivers, by="segment", n_boot=200, seed=4,
+                                  filters={"department": "billing"}, start="2025-01-01")
+    assert isinstance(grouped, GroupedDriverImportance)
+    segments = sorted(demo.customers["segment"].dropna().unique())
+    assert grouped.sizes["group"].tolist() == segments and not grouped.sizes["small"].any()
+    for seg in segments:
+        alone = relative_importance(demo, "nps", drivers, n_boot=200, seed=4, start="2025-01-01",
+                                    filters={"department": "Billing", "segment": seg})
+        rows = grouped.table[grouped.table["segment"] == seg].set_index("driver")
+        np.testing.assert_allclose(rows.loc[alone.table.index, "share"], alone.table["share"], rtol=1e-10)
+        np.testing.assert_allclose(rows.loc[alone.table.index, "importance"], alone.table["importance"], rtol=1e-10)
+        assert (rows["rank"].loc[alone.table.index] == alone.table["rank"]).all()
+        assert (rows["n"] == alone.n).all() and grouped.sizes.set_index("group").loc[seg, "n"] == alone.n
+        assert grouped[seg].r2 == pytest.approx(alone.r2, rel=1e-10)
+        ref = alone.share_intervals()
+        # same seed, rows possibly in another order: the percentile ends agree within bootstrap error
+        np.testing.assert_allclose(rows.loc[ref.index, "share_low"], ref["share_low"], atol=0.04)
+        np.testing.assert_allclose(rows.loc[ref.index, "share_high"], ref["share_high"], atol=0.04)
+        assert (rows["share_low"] <= rows["share"]).all() and (rows["share"] <= rows["share_high"]).all()
+    # and by hand, independently of the kit's selection: pandas merge of the raw tables, n counted listwise
+    merged = demo.responses.merge(demo.customers[["customer_id", "segment"]], on="customer_id", how="left")
+    part = merged[(merged["department"] == "Billing") & (merged["response_date"] >= "2025-01-01")
+                  & (merged["segment"] == "enterprise")]
+    by_hand = relative_importance(part, "nps", drivers)
+    np.testing.assert_allclose(grouped["enterprise"].table["share"], by_hand.table["share"], rtol=1e-10)
+
+
+def test_by_flags_small_groups_and_does_not_analyse_them(demo):
+    grouped = relative_importance(demo, "csat", demo.attributes, by=["segment"], filters={"department": "Billing"},
+                                  start="2026-01-01", min_responses=100)
+    sizes = grouped.sizes.set_index("group")
+    small = sizes.index[sizes["small"]].tolist()
+    assert small and len(small) < len(sizes)  # the fixture has both kinds
+    assert (sizes.loc[small, "n"] < 100).all() and (sizes.loc[~sizes["small"], "n"] >= 100).all()
+    assert set(grouped.results) == set(sizes.index[~sizes["small"]])
+    assert not grouped.table["segment"].isin(small).any()
+    assert all(np.isnan(sizes.loc[s, "r2"]) for s in small)
+    assert f"Not analysed (fewer than 100 usable responses): {small[0]} (n = " in grouped.summary()
+    assert any(f"{small[0]!r}: only" in w for w in grouped.warnings)
+    html = grouped._repr_html_()
+    assert "not analysed" in html and "Share 95% CI" in html and "GroupedDriverImportance" in html
+    assert repr(grouped).startswith(f"<GroupedDriverImportance [{len(grouped.results)} of {len(sizes)} groups]")
+    # n is the listwise-complete count of the group's rows
+    merged = demo.responses.merge(demo.customers[["customer_id", "segment"]], on="customer_id")
+    sel = merged[(merged["department"] == "Billing") & (merged["response_date"] >= "2026-01-01")]
+    complete = sel[["csat", *demo.attributes]].notna().all(axis=1)
+    assert sizes["n"].to_dict() == complete.groupby(sel["segment"]).sum().astype(int).to_dict()
+
+
+def test_by_on_a_frame_and_share_intervals(swiss):
+    df = swiss.assign(grp=np.where(swiss["Catholic"] > 50, "catholic", "protestant"))
+    grouped = relative_importance(df, "Fertility", ["Agriculture", "Examination", "Education"], by="grp",
+                                  min_responses=10, n_boot=300, seed=1)
+    for g in ("catholic", "protestant"):
+        alone = relative_importance(df[df["grp"] == g], "Fertility", ["Agriculture", "Examination", "Education"],
+                                    n_boot=300, seed=1)
+        # a frame keeps its row order: even the bootstrap intervals are those of the group's own analysis
+        pd.testing.assert_frame_equal(grouped[g].share_intervals(), alone.share_intervals())
+        q = np.quantile(alone.draws / alone.boot_r2[:, None], [0.025, 0.975], axis=0)
+        si = alone.share_intervals()
+        np.testing.assert_allclose(si["share_low"], np.minimum(q[0], si["share"]))
+        np.testing.assert_allclose(si["share_high"], np.maximum(q[1], si["share"]))
+    with pytest.raises(KitError, match=r"by 'segment': the responses frame has no such column.*pass the Dataset"):
+        relative_importance(df, "Fertility", ["Agriculture"], by="segment")

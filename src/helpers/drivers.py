@@ -796,7 +796,7 @@ def consistent_interval(est, low, high, nonnegative: bool = True):
 def relative_importance(data, outcome: str, drivers, method: str = "shapley", weights=None,
                         n_boot: int = 0, ci: float = 0.95, seed=None, missing: str = "listwise",
                         max_exact: int = MAX_EXACT, ci_method: str = "percentile", *, filters=None,
-                        start=None, end=None) -> "DriverImportance":
+                        start=None, end=None, by=None, min_responses: int | None = None):
     """Relative importance of ``drivers`` for ``outcome`` (see the module docstring for the formulas).
 
     ``data``: the responses as a DataFrame, or a Dataset (the rows are selected in DuckDB). ``filters``
@@ -823,11 +823,22 @@ def relative_importance(data, outcome: str, drivers, method: str = "shapley", we
     the batched sweep; ``ci_method`` "percentile" or "bca" (bias-corrected and accelerated, Efron 1987,
     acceleration from a grouped jackknife of 20 groups). Intervals are made to contain their estimate
     (:func:`consistent_interval`: an importance near 0 gets ``[0, upper]``).
+
+    ``by`` (a column or list of columns, e.g. ``"segment"``: a customer column is joined in DuckDB, as for
+    ``filters``) gives one analysis per group instead: a :class:`GroupedDriverImportance` whose ``.results[group]``
+    is exactly ``relative_importance`` on that group's rows (same arguments and seed) and whose ``.table`` is tidy
+    (group, driver, share with its interval, rank, n). Groups with fewer than ``min_responses`` usable responses
+    (default ``max(30, 10 * drivers)``, the rule of :func:`helpers.drivers_analysis.analyze_by_segment`) are
+    flagged ``small`` in ``.sizes`` and not analysed.
     """
     asked, method = method, canonical_method(method)
     drivers = as_driver_list(drivers)
     if not 0 < ci < 1:
         raise DriverInputError(f"ci={ci}; expected a confidence level between 0 and 1, e.g. 0.95")
+    if by is not None:
+        return _grouped_importance(data, outcome, drivers, by, min_responses, filters, start, end, weights,
+                                   dict(method=asked, n_boot=n_boot, ci=ci, seed=seed, missing=missing,
+                                        max_exact=max_exact, ci_method=ci_method))
     data = driver_rows(data, outcome, drivers, weights, filters, start, end)
     design = _build_design(data, outcome, drivers, weights, missing)
     n_rows = design.X.shape[0]
@@ -954,14 +965,31 @@ class DriverImportance:
         ci = ""
         if self.draws is not None and self.boot_r2 is not None:
             lv = self.attrs.get("ci", 0.95)
-            q = np.nanquantile(self.draws[:, 0] / self.boot_r2, [(1 - lv) / 2, (1 + lv) / 2])
-            ci = f" ({lv:.0%} CI {fmt_interval(min(q[0], share), max(q[1], share), percent=True)})"
+            top_ci = self.share_intervals().iloc[0]
+            ci = f" ({lv:.0%} CI {fmt_interval(top_ci['share_low'], top_ci['share_high'], percent=True)})"
         n = self.n
         method = {"shapley": "Shapley/LMG", "relative_weights": "relative weights"}.get(
             self.attrs.get("method_used", ""), self.attrs.get("method_used", ""))
         return (f"{column_label(top)} is the strongest of {len(t)} drivers of {column_label(self.outcome)}: "
                 f"{share:.0%} of the explained variance{ci}; R² = {self.r2:.2f}"
                 + (f", n = {fmt_number(n)}" if n is not None else "") + f" ({method}).")
+
+    def share_intervals(self) -> pd.DataFrame:
+        """Each driver's share of R^2 with its bootstrap interval (columns ``share``, ``share_low``,
+        ``share_high``, indexed by driver in table order): percentiles of the replicate ratios
+        importance* / R^2* at ``attrs["ci"]``, widened to contain the estimate (:func:`consistent_interval`);
+        NaN without bootstrap."""
+        share = self.table["share"].to_numpy(dtype=float)
+        lo = hi = np.full(share.shape, np.nan)
+        if self.draws is not None and self.boot_r2 is not None and len(self.draws):
+            lv = float(self.attrs.get("ci", 0.95))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios = self.draws / np.asarray(self.boot_r2, dtype=float)[:, None]
+            ratios[~np.isfinite(ratios)] = np.nan
+            lo, hi = np.nanquantile(ratios, [(1 - lv) / 2, (1 + lv) / 2], axis=0)
+            lo, hi, _ = consistent_interval(share, lo, hi,
+                                            self.attrs.get("method_used") in NONNEGATIVE_METHODS)
+        return pd.DataFrame({"share": share, "share_low": lo, "share_high": hi}, index=self.table.index)
 
     def plot(self, ax=None):
         """Horizontal bars: each driver's share of the explained variance, with its interval when bootstrapped."""
@@ -988,10 +1016,10 @@ class DriverImportance:
         t = self.table.reset_index()
         out = pd.DataFrame({"driver": t["driver"].map(str), "rank": t["rank"], "share": t["share"],
                             "direction": np.where(t["sign"] < 0, "negative", np.where(t["sign"] > 0, "positive", "factor"))})
-        if "ci_low" in t and self.r2 > 0:
+        if self.draws is not None and self.boot_r2 is not None:
             from helpers.formatting import fmt_interval  # noqa: PLC0415
-            out["Share 95% CI"] = [fmt_interval(a / self.r2, b / self.r2, percent=True)
-                                   for a, b in zip(t["ci_low"], t["ci_high"])]
+            si = self.share_intervals()  # the same interval as the summary's
+            out["Share 95% CI"] = [fmt_interval(a, b, percent=True) for a, b in zip(si["share_low"], si["share_high"])]
         from helpers.formatting import column_label  # noqa: PLC0415
         out["driver"] = out["driver"].map(column_label)
         return out, {"share": "percent:1", "rank": "int"}
@@ -1033,6 +1061,193 @@ class DriverImportance:
         if name.startswith("__") or name in ("table", "attrs", "draws", "boot_r2"):
             raise AttributeError(name)
         return getattr(self.table, name)
+
+
+OKABE_ITO = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000", "#f0e442")
+"""Colours told apart with every common colour-vision deficiency (Okabe & Ito 2008), one per group."""
+
+
+class GroupedDriverImportance:
+    """:func:`relative_importance` per group (``by=``): ``.results`` {group: :class:`DriverImportance`} for the
+    groups analysed; ``.table``, tidy: one row per group and driver with ``n``, ``importance``, ``share``,
+    ``share_low``/``share_high`` (bootstrap, see :meth:`DriverImportance.share_intervals`), ``rank``, ``r2``;
+    ``.sizes``: every group with its usable responses ``n``, ``small`` (below ``min_responses``: not analysed)
+    and ``r2``; ``.warnings``; ``.plot(ax)``, ``.summary()``."""
+
+    _full_table_hint = "`.table` (every group × driver), `.results[group]` (one analysis), `.sizes` (every group)"
+
+    def __init__(self, by: list[str], outcome: str, results: dict, sizes: pd.DataFrame, table: pd.DataFrame,
+                 min_responses: int, warnings: list[str]):
+        self.by, self.outcome, self.results, self.sizes = by, outcome, results, sizes
+        self.table, self.min_responses, self.warnings = table, min_responses, warnings
+
+    def __getitem__(self, group) -> "DriverImportance":
+        return self.results[group]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def _group_text(self, key) -> str:
+        return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+    def small_groups(self) -> list:
+        return [g for g, small in zip(self.sizes["group"], self.sizes["small"]) if small]
+
+    def summary(self) -> str:
+        from helpers.formatting import column_label, fmt_interval, fmt_number  # noqa: PLC0415
+
+        by = " and ".join(column_label(b).lower() for b in self.by)
+        parts = []
+        for key, res in self.results.items():
+            if res.table.empty:
+                continue
+            top = res.share_intervals().iloc[0]
+            ci = (f" ({fmt_interval(top['share_low'], top['share_high'], percent=True)})"
+                  if np.isfinite(top["share_low"]) else "")
+            parts.append(f"{self._group_text(key)}: {column_label(res.table.index[0])} {top['share']:.0%}{ci}, "
+                         f"n = {fmt_number(res.n)}")
+        leaders = {res.table.index[0] for res in self.results.values() if not res.table.empty}
+        if not parts:
+            head = (f"No {by} group has {fmt_number(self.min_responses)} or more usable responses for a driver "
+                    f"analysis of {column_label(self.outcome)}.")
+        else:
+            lead = (f"{column_label(next(iter(leaders)))} is the strongest driver of {column_label(self.outcome)} in "
+                    f"every {by} analysed" if len(leaders) == 1 else
+                    f"The strongest driver of {column_label(self.outcome)} differs by {by} ({len(leaders)} leaders)")
+            head = f"{lead}: " + "; ".join(parts[:6]) + (f"; and {len(parts) - 6} more" if len(parts) > 6 else "") + "."
+        small = self.small_groups()
+        if small:
+            head += (f" Not analysed (fewer than {fmt_number(self.min_responses)} usable responses): "
+                     + ", ".join(f"{self._group_text(g)} (n = {fmt_number(n)})" for g, n in
+                                 zip(small[:5], self.sizes.loc[self.sizes["small"], "n"][:5]))
+                     + (f" and {len(small) - 5} more" if len(small) > 5 else "") + ".")
+        return head
+
+    def plot(self, ax=None):
+        """Dots and intervals: each driver's share of the explained variance in each group analysed (drivers in the
+        order of the first group's ranking)."""
+        from helpers.charts import new_axis  # noqa: PLC0415
+        from helpers.formatting import chart_text, column_label  # noqa: PLC0415
+
+        drivers = list(dict.fromkeys(self.table["driver"]))
+        groups = list(self.results)
+        ax = new_axis(ax, figsize=(7.5, 0.25 * len(drivers) * max(len(groups), 2) + 1.8))
+        step = 0.8 / max(len(groups), 1)
+        for i, key in enumerate(groups):
+            part = self.results[key].share_intervals().reindex(drivers)
+            y = np.arange(len(drivers))[::-1] + 0.4 - step * (i + 0.5)
+            x = 100 * part["share"].to_numpy(dtype=float)
+            lo, hi = 100 * part["share_low"].to_numpy(dtype=float), 100 * part["share_high"].to_numpy(dtype=float)
+            err = np.vstack([np.clip(x - lo, 0, None), np.clip(hi - x, 0, None)]) if np.isfinite(lo).any() else None
+            ax.errorbar(x, y, xerr=err, fmt="o", ms=5, capsize=2, lw=1, color=OKABE_ITO[i % len(OKABE_ITO)],
+                        label=chart_text(f"{self._group_text(key)} (n = {self.results[key].n:,})"))
+        ax.set_yticks(np.arange(len(drivers))[::-1], [chart_text(column_label(d)) for d in drivers])
+        ax.set_xlabel(f"% of explained variance in {column_label(self.outcome)}")
+        ax.set_title(chart_text(f"Drivers of {column_label(self.outcome)} by "
+                                + " and ".join(column_label(b).lower() for b in self.by)))
+        ax.legend(fontsize=8, loc="lower right")
+        return ax
+
+    # display
+    def _display_frame(self):
+        from helpers.formatting import NA, column_label, fmt_interval  # noqa: PLC0415
+
+        rows = []
+        for g, n, small in zip(self.sizes["group"], self.sizes["n"], self.sizes["small"]):
+            res = self.results.get(g)
+            if res is None or res.table.empty:
+                rows.append({"group": self._group_text(g), "n": n, "strongest driver": "not analysed" if small else NA,
+                             "share": np.nan, "Share 95% CI": NA, "R²": np.nan})
+                continue
+            top = res.share_intervals().iloc[0]
+            rows.append({"group": self._group_text(g), "n": n,
+                         "strongest driver": column_label(res.table.index[0]), "share": top["share"],
+                         "Share 95% CI": fmt_interval(top["share_low"], top["share_high"], percent=True),
+                         "R²": res.r2})
+        out = pd.DataFrame(rows)
+        out["small"] = np.where(self.sizes["small"].to_numpy(), "yes", "")
+        return out, {"n": "int", "share": "percent:1", "R²": "number:2"}
+
+    def _repr_html_(self) -> str:
+        from helpers.results import ResultDisplay  # noqa: PLC0415
+        return ResultDisplay._repr_html_(self)
+
+    def _display_sentence(self) -> str:
+        from helpers.results import first_sentence  # noqa: PLC0415
+        return first_sentence(self.summary())
+
+    def _display_table(self):
+        return self.table
+
+    def __repr__(self) -> str:
+        from helpers.results import clip  # noqa: PLC0415
+        return f"<GroupedDriverImportance [{len(self.results)} of {len(self.sizes)} groups]: {clip(self.summary(), 160)}>"
+
+
+def _grouped_importance(data, outcome, drivers, by, min_responses, filters, start, end, weights, options):
+    """:func:`relative_importance` with ``by=``: the rows fetched once (customer columns joined in DuckDB), split by
+    group, each group with enough usable responses analysed with the same arguments and seed."""
+    from helpers import selection as sel  # noqa: PLC0415
+    from helpers.formatting import shorten  # noqa: PLC0415
+
+    try:
+        by_cols = sel.as_columns(by)
+    except sel.SelectionError as exc:
+        raise DriverInputError(str(exc)) from None
+    if not by_cols:
+        raise DriverInputError("by= names no column; give a column such as 'segment' or a list of columns")
+    if not isinstance(data, pd.DataFrame):
+        rows = driver_rows(data, outcome, drivers, weights, filters, start, end, extra=by_cols)
+    else:
+        rows = driver_rows(data, outcome, drivers, weights, filters, start, end)
+        absent = [c for c in by_cols if c not in rows.columns]
+        if absent:
+            raise DriverInputError(f"drivers of {outcome} by {absent[0]!r}: the responses frame has no such column "
+                                   f"(columns: {shorten(list(map(str, rows.columns)), 200)}); pass the Dataset to "
+                                   "group by a customer column (segment, region, ...)")
+    min_responses = int(min_responses) if min_responses is not None else max(30, 10 * len(drivers))
+    for c in [outcome, *drivers]:
+        if c not in rows.columns:
+            raise DriverInputError(f"drivers of {outcome}: the data has no column {c!r}")
+    usable = rows[outcome].notna()
+    if options["missing"] == "listwise":
+        usable &= rows[drivers].notna().all(axis=1)
+    if isinstance(weights, str) and weights in rows.columns:
+        usable &= rows[weights].notna()
+    warnings = []
+    keys = rows[by_cols].copy()
+    no_group = keys.isna().any(axis=1)
+    if no_group.any():
+        warnings.append(f"{int(no_group.sum()):,} responses have no {' / '.join(by_cols)} and are in no group")
+    counts = usable[~no_group].groupby([rows.loc[~no_group, c] for c in by_cols], observed=True, sort=True).sum()
+    sizes = pd.DataFrame({"group": list(counts.index), "n": counts.to_numpy(dtype=int)})
+    sizes["small"] = sizes["n"] < min_responses
+    results, frames = {}, []
+    w_all = None if (weights is None or isinstance(weights, str)) else np.asarray(weights, dtype=float)
+    for key, small in zip(sizes["group"], sizes["small"]):
+        if small:
+            warnings.append(f"{' / '.join(by_cols)} {key!r}: only {int(sizes.loc[sizes['group'] == key, 'n'].iloc[0])} "
+                            f"usable responses (< {min_responses}); not analysed")
+            continue
+        values = key if isinstance(key, tuple) else (key,)
+        mask = np.ones(len(rows), dtype=bool)
+        for c, v in zip(by_cols, values):
+            mask &= (rows[c] == v).to_numpy(dtype=bool, na_value=False)
+        w = weights if w_all is None else w_all[mask]
+        res = relative_importance(rows.loc[mask], outcome, drivers, weights=w, **options)
+        results[key] = res
+        shares = res.share_intervals()
+        part = pd.DataFrame({**{c: v for c, v in zip(by_cols, values)}, "driver": list(res.table.index),
+                             "n": int(res.n), "importance": res.table["importance"].to_numpy(),
+                             "share": shares["share"].to_numpy(), "share_low": shares["share_low"].to_numpy(),
+                             "share_high": shares["share_high"].to_numpy(),
+                             "rank": res.table["rank"].to_numpy(), "r2": res.r2})
+        frames.append(part)
+    columns = [*by_cols, "driver", "n", "importance", "share", "share_low", "share_high", "rank", "r2"]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    sizes["r2"] = [results[k].r2 if k in results else np.nan for k in sizes["group"]]
+    table.attrs = {}
+    return GroupedDriverImportance(by_cols, outcome, results, sizes, table, min_responses, warnings)
 
 
 def _resample_weights(n: int, w: np.ndarray, n_boot: int, rng) -> np.ndarray:
