@@ -120,6 +120,58 @@ def test_snapshot_is_the_validated_data(run):
         orig.close()
 
 
+def test_snapshot_refers_to_the_data_instead_of_copying_it(run):
+    """Issue 14: the run folder held a copy of every table (404 MB at 1M customers, once per kept run). Now
+    data.duckdb holds only views over the source's Parquet files and their immutable references."""
+    import duckdb
+    m = run["result"].manifest
+    snap = run["result"].run_dir / "data.duckdb"
+    assert m["data"]["storage"] == "reference"
+    refs = m["data"]["references"]
+    assert set(refs) == {"customers", "responses", "tickets", "org"}
+    for table, ref in refs.items():
+        f = Path(ref["path"])
+        assert f == (run["data"] / f"{table}.parquet").resolve() and ref["size"] == f.stat().st_size
+    assert snap.stat().st_size < 1_000_000  # a copy of the small demo's tables is about 1.8 MB
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{snap}' AS s (READ_ONLY)")
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 's'").fetchall()}
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = 's'").fetchall()}
+    con.close()
+    assert tables == {"_kit_meta"} and {"customers", "responses", "tickets", "org"} <= views
+
+
+def test_reproduce_refuses_when_the_referenced_data_changed(tmp_path, small_demo, capsys):
+    import shutil
+
+    import pandas as pd
+    data = tmp_path / "data"
+    shutil.copytree(small_demo, data)
+    params = write_params(tmp_path, {"sales": "Sales"})
+    out = tmp_path / "o"
+    opts = runner.RunOptions(params=params, data=str(data), out=out, notebooks=FIXTURE_NOTEBOOKS, workers=1,
+                             company_reports=False, progress=False, run_id="r1")
+    first = runner.run_reports(opts, echo=lambda m: None)
+    assert first.exit_code == 0 and first.manifest["data"]["storage"] == "reference"
+    shutil.copytree(data, tmp_path / "moved", copy_function=shutil.copy)  # copied (new mtimes), then put back
+    shutil.rmtree(data)
+    (tmp_path / "moved").rename(data)
+    runner.check_referenced_data(first.run_dir, first.manifest)  # same bytes: still reproducible
+    responses = pd.read_parquet(data / "responses.parquet")
+    responses.iloc[:-1].to_parquet(data / "responses.parquet", index=False)  # the export was replaced
+    before = sorted(p.name for p in out.iterdir())
+    code = cli_main(["reproduce", str(first.run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot reproduce" in err and "responses.parquet changed" in err and "run r1 read its data by reference" in err
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written
+    # the run's notebooks would not read other data either: loading the snapshot now fails, naming the file
+    from helpers.data import load_dataset
+    from helpers.errors import DataContractError
+    with pytest.raises(DataContractError, match="responses.parquet changed"):
+        load_dataset(first.run_dir / "data.duckdb", validate=False)
+
+
 def test_index_lists_every_report_with_badges(run):
     index = (run["result"].run_dir / "index.html").read_text()
     for name in ("department_sales", "department_delivery", "department_broken", "satisfaction_drivers",

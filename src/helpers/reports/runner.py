@@ -1211,6 +1211,16 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
     t0 = state.t0
     out = state.out
     run_id = state.run_id
+    # the warm-kernel server starts first: its preload of the scientific stack (the longest step before the first
+    # report can start) overlaps with planning, the lock and the data load in this process. Bad input found by
+    # the plan stops it again (run_reports' clean-up); it writes nothing into the output folder.
+    server = None
+    kernel_mode = "cold"
+    if not opts.dry_run and opts.warm_kernels and hasattr(os, "fork"):
+        from helpers.reports.warm_kernels import ForkServer
+        with kernel_environment():  # the server preloads matplotlib: it must pick the inline backend
+            server = state.server = ForkServer().start()
+        kernel_mode = "warm (forked from a preloaded server)"
     config_path, cfg = load_report_settings(Path(opts.params))
     if opts.data:
         source = str(Path(opts.data).resolve())
@@ -1240,14 +1250,6 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
     # the output folder's lock (one run at a time); then the run id is final (unique, even within one second)
     run_id = _lock_output(opts, state, jobs, echo)
     final_dir, tmp_dir = out / run_id, out / f".tmp-{run_id}"
-    # the warm-kernel server preloads the scientific stack while this process loads the data
-    server = None
-    kernel_mode = "cold"
-    if opts.warm_kernels and hasattr(os, "fork"):
-        from helpers.reports.warm_kernels import ForkServer
-        with kernel_environment():  # the server preloads matplotlib: it must pick the inline backend
-            server = state.server = ForkServer().start()
-        kernel_mode = "warm (forked from a preloaded server)"
 
     # workers and the warm-kernel server start before the data is loaded, so they overlap with it
     import multiprocessing as mp

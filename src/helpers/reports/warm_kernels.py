@@ -208,6 +208,7 @@ class ForkServer:
         self.proc: subprocess.Popen | None = None
         self.socket_path = ""
         self.skipped: list[str] = []
+        self.ready = False  # the server said it has preloaded and listens
         self._tmp: str | None = None
 
     def start(self) -> "ForkServer":
@@ -241,17 +242,20 @@ class ForkServer:
                     break
                 info = json.loads(line)
                 self.skipped = info.get("skipped", [])
+                self.ready = True
                 return
             if self.proc.poll() is not None:
                 break
         raise RuntimeError("the warm-kernel fork server did not start")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to end (stdin closed, then SIGTERM; SIGKILL after ``timeout`` s); it kills its kernels."""
+        """Ask the server to end (stdin closed, then SIGTERM; SIGKILL after ``timeout`` s); it kills its kernels.
+        A server still preloading (not :attr:`ready`: a run stopped by bad input) reads its stdin only after the
+        preload, so it gets SIGTERM at once."""
         if self.proc is not None:
             try:
                 self.proc.stdin.close()
-                self.proc.wait(timeout=min(timeout, 2.0))
+                self.proc.wait(timeout=min(timeout, 2.0) if self.ready else 0.05)
             except Exception:  # noqa: BLE001 - still running (or the pipe is gone): terminate it
                 try:
                     self.proc.terminate()
