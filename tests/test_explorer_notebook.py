@@ -56,6 +56,33 @@ def test_explorer_kpi_table_matches_independent_estimates_for_the_period(small_d
     drivers_cell = next(c for c in nb.cells if c.cell_type == "code" and "relative_importance(" in c.source)
     drivers_html = _output_text(drivers_cell)
     assert "attr_" not in drivers_html.split("<table")[1] and "signed_importance" not in drivers_html
+    # what customers write: the theme shares equal an independent count (the codebook matched on the period's
+    # comments in pandas, Wilson interval from statsmodels), every text escaped, suggestions with a codebook entry
+    from statsmodels.stats.proportion import proportion_confint
+
+    from helpers.voice import match_themes
+    from helpers.voice_report import load_themes
+
+    themes_cell = next(c for c in nb.cells if c.cell_type == "code" and "comment_themes(" in c.source)
+    themes_html = _output_text(themes_cell)
+    commented = in_period[in_period["comment"].notna() & in_period["comment"].str.strip().ne("")]
+    codebook = load_themes()
+    flags = match_themes(commented["comment"], codebook)
+    for name in codebook.names:
+        k, n = int(flags[name].sum()), len(commented)
+        lo, hi = proportion_confint(k, n, method="wilson")
+        label = codebook.labels[name].replace("&", "&amp;").replace("<", "&lt;")
+        assert label in themes_html, name
+        assert f"{100 * lo:.1f}% to {100 * hi:.1f}%" in themes_html, (name, k, n)
+    assert f"{len(commented):,} of {len(in_period):,} responses" in themes_html
+    suggestions_html = _output_text(next(c for c in nb.cells if c.cell_type == "code"
+                                         and "suggest_comment_themes(" in c.source))
+    assert suggestions_html.count("Representative comments") == 6 and "params/themes.yaml" in suggestions_html
+    assert suggestions_html.count("<pre>") == 6 and "any: [" in suggestions_html
+    search_cell = next(c for c in nb.cells if c.cell_type == "code" and "search_period_comments(" in c.source)
+    assert "contain “price*”" in _output_text(search_cell)
+    for html in (themes_html, suggestions_html, _output_text(search_cell)):
+        assert "<script" not in html and "<b>" not in html  # the demo's hostile comments arrive escaped
 
 
 def test_default_period_is_the_last_complete_quarter(small_demo):

@@ -62,7 +62,8 @@ def test_ground_truth_records_the_unasked_themes(small_demo):
 
 def test_the_themes_move_only_csat_nps_and_comment_of_the_affected_responses(tmp_path, monkeypatch):
     """An independent random stream: without the themes every table is identical except those three columns
-    of the mentioning responses (and the per-customer mean CSAT that follows from CSAT)."""
+    of the mentioning responses (and the per-customer mean CSAT that follows from CSAT, and the follow-up time of
+    an answer the problem made unhappy)."""
     with_themes = demo.generate_demo(tmp_path / "with", 1_500, seed=5).parent
     monkeypatch.setattr(demo, "UNASKED_THEMES",
                         tuple(dataclasses.replace(t, mention_rate=0.0) for t in demo.UNASKED_THEMES))
@@ -76,7 +77,11 @@ def test_the_themes_move_only_csat_nps_and_comment_of_the_affected_responses(tmp
     assert hit.sum() == sum(g["n_mentions"] for g in gt.values()) > 0
     for col in a.columns:
         same = (a[col].astype(object).fillna("NA") == b[col].astype(object).fillna("NA"))
-        if col in ("csat", "nps", "comment"):
+        if col == "followed_up_at":  # its own stream: only answers the problem made unhappy can gain a contact
+            assert same[~hit].all()
+            gained = ~same & hit
+            assert a.loc[gained, col].notna().all() and b.loc[gained, col].isna().all()
+        elif col in ("csat", "nps", "comment"):
             assert same[~hit].all(), col
             if col != "comment":  # a problem never raises a score; missing answers stay missing
                 x, y = a.loc[hit, col].astype(float), b.loc[hit, col].astype(float)

@@ -295,3 +295,249 @@ def date_axis(ax, maxticks: int = 8):
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     return ax
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What customers write: comment themes, suggested themes, search (issue 13)
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CommentThemes:
+    """The comments of the explorer's period sorted into the codebook's themes: each theme's share of comments
+    with its 95% Wilson interval (:func:`helpers.voice_effects.theme_shares`), the same per ``by`` group, and its
+    effect on satisfaction at equal attribute ratings (:func:`helpers.voice_effects.theme_effects`: CSAT points by
+    OLS with HC3 intervals, the change in the share of detractors by logistic regression)."""
+    periods: Periods
+    by: str
+    n_responses: int
+    shares: object            # helpers.voice_effects.ThemeShares
+    by_group: object          # ThemeShares grouped by ``by``
+    effects: object | None    # helpers.voice_effects.ThemeEffects (None when it could not be estimated)
+    effects_note: str
+    unasked: tuple[str, ...]
+
+    def table(self) -> pd.DataFrame:
+        """One row per theme: share and interval, mentions, adjusted effects with intervals, whether a rating
+        question asks about it."""
+        t = self.shares.table.drop(columns=["comments"]).set_index("theme")
+        if self.effects is not None:
+            e = self.effects.table.set_index("theme")
+            for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "detractor_change",
+                      "detractor_change_low", "detractor_change_high"):
+                t[c] = e[c]
+        t["unasked"] = [name in self.unasked for name in t.index]
+        return t.reset_index()
+
+    def summary(self) -> str:
+        p = self.periods
+        if self.shares.n_comments == 0:
+            return f"No comments between {p.start.date()} and {p.end.date()}."
+        text = (f"{self.shares.n_comments:,} of {self.n_responses:,} responses between {p.start.date()} and "
+                f"{p.end.date()} have a comment. {self.shares.summary()}")
+        if self.effects is not None:
+            text += " " + self.effects.summary()
+        elif self.effects_note:
+            text += " " + self.effects_note
+        return text
+
+    def reader_frame(self) -> pd.DataFrame:
+        from helpers.formatting import fmt_interval  # noqa: PLC0415
+
+        t = self.table()
+
+        def ci(lo, hi, d, percent=False):
+            return [fmt_interval(a, b, d, percent=percent, share=False) if np.isfinite(a) and np.isfinite(b)
+                    else "n/a" for a, b in zip(lo, hi)]
+
+        out = pd.DataFrame({"Theme": t["label"], "Asked by a rating?": np.where(t["unasked"], "no", "yes"),
+                            "Share of comments (%)": t["share"], "95% CI": ci(t["ci_low"], t["ci_high"], 1, True),
+                            "Mentions": t["mentions"]})
+        if "csat_adjusted" in t:
+            out["CSAT when mentioned, same ratings (points)"] = t["csat_adjusted"]
+            out["95% CI "] = ci(t["csat_adjusted_low"], t["csat_adjusted_high"], 2)
+            out["Detractor share change (points)"] = t["detractor_change"]
+            out["95% CI  "] = ci(t["detractor_change_low"], t["detractor_change_high"], 0)
+        return out
+
+    def by_group_frame(self) -> pd.DataFrame:
+        """Theme x group: the share of the group's comments mentioning the theme, with the mentions."""
+        t = self.by_group.table
+        if t.empty:
+            return pd.DataFrame()
+        cells = [f"{s:.0f}% ({m:,})" for s, m in zip(t["share"], t["mentions"])]
+        wide = t.assign(cell=cells).pivot(index="label", columns=self.by, values="cell")
+        order = self.shares.table["label"].tolist()
+        wide = wide.reindex([x for x in order if x in wide.index]).fillna("n/a")
+        wide.columns = [str(c) for c in wide.columns]
+        return wide.reset_index().rename(columns={"label": "Theme"})
+
+    def _repr_html_(self) -> str:
+        from helpers.formatting import fmt_number, html_escape, reader_table  # noqa: PLC0415
+
+        if self.shares.n_comments == 0:
+            return f"<p>{html_escape(self.summary())}</p>"
+        signed = {c: (lambda v, d=d: fmt_number(v, d, signed=True)) for c, d in
+                  (("CSAT when mentioned, same ratings (points)", 2), ("Detractor share change (points)", 0))}
+        frame = self.reader_frame()
+        main = reader_table(frame, formats={"Share of comments (%)": "number:1", "Mentions": "int", **signed},
+                            labels={c: c.strip() for c in frame.columns})
+        groups = self.by_group_frame()
+        by = (f"<p>Share of each {html_escape(self.by)}'s comments that mention the theme (mentions):</p>"
+              + reader_table(groups, labels={c: c for c in groups.columns})) if len(groups) else ""
+        return f"<p>{html_escape(self.summary())}</p>{main}{by}"
+
+    def __repr__(self) -> str:
+        return f"<CommentThemes [{len(self.shares.table)} themes]: {self.summary()}>"
+
+    def plot(self, ax=None):
+        return self.shares.plot(ax=ax)
+
+
+def comment_themes(dataset, periods: Periods, codebook, by: str = "department",
+                   min_mentions: int = 10) -> CommentThemes:
+    """The codebook's themes in the comments of ``periods`` (start to end): shares with 95% intervals, per
+    ``by`` (a responses column), and adjusted effects on CSAT and on the share of detractors. ``codebook``: a
+    :class:`helpers.voice.Codebook` (``helpers.voice_report.load_themes()`` reads params/themes.yaml)."""
+    from helpers.voice import _as_codebook  # noqa: PLC0415
+    from helpers.voice_effects import theme_effects, theme_shares  # noqa: PLC0415
+
+    cb = _as_codebook(codebook, "comment themes")
+    start, end = periods.start, periods.end
+    if by not in dataset.columns("responses"):
+        raise KitError(f"comment themes: responses have no column {by!r}; group by one of "
+                       f"{', '.join(c for c in dataset.columns('responses') if not c.startswith('attr_'))}")
+    n = int(dataset.con.execute("SELECT count(*) FROM responses WHERE CAST(response_date AS DATE) BETWEEN "
+                                "CAST(? AS DATE) AND CAST(? AS DATE)", [start.date(), end.date()]).fetchone()[0])
+    shares = theme_shares(dataset, cb, start, end)
+    by_group = theme_shares(dataset, cb, start, end, by=by)
+    effects, note = None, ""
+    if shares.n_comments:
+        import warnings  # noqa: PLC0415
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                effects = theme_effects(dataset, cb, start, end, min_mentions=min_mentions)
+            except (KitError, ValueError, np.linalg.LinAlgError) as exc:
+                note = f"Theme effects could not be estimated: {exc}"
+    return CommentThemes(periods, by, n, shares, by_group, effects, note, tuple(cb.unasked))
+
+
+@dataclass(frozen=True)
+class ThemeSuggestions:
+    """Suggested themes for the codebook from the period's comments (:func:`helpers.voice.suggest_themes`:
+    TF-IDF + NMF, seeded), each with its top terms, three representative comments, how much of it an existing
+    theme already covers, and a codebook entry to paste into ``params/themes.yaml`` (:meth:`yaml_snippet`)."""
+    suggested: object         # helpers.voice.SuggestedThemes
+    periods: Periods
+    labels: dict
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.suggested.table
+
+    def summary(self) -> str:
+        return self.suggested.summary()
+
+    def phrases(self, i: int, n_terms: int = 6) -> list[str]:
+        """The phrases of suggestion ``i`` for a codebook entry: its top terms that occur as written in at least
+        one of its representative comments (the model drops stop words, so a bigram such as "crashed login" may
+        not be a phrase anyone wrote), else its top single words."""
+        from helpers.voice import normalise_text  # noqa: PLC0415
+
+        row = self.table.iloc[i]
+        examples = [" " + x + " " for x in normalise_text(row["examples"])]
+        terms = [str(t) for t in row["top_terms"]]
+        written = [t for t in terms if any(" " + " ".join(normalise_text([t])) + " " in x for x in examples)]
+        chosen = written or [t for t in terms if " " not in t] or terms
+        return chosen[:n_terms]
+
+    def yaml_snippet(self, i: int) -> str:
+        """A codebook entry for suggestion ``i`` to paste under ``themes:`` in params/themes.yaml (then rename
+        it, write a label readers understand, trim the phrases and add ``rating:`` when a rating question
+        already asks about it)."""
+        import json  # noqa: PLC0415
+
+        from helpers.formatting import slug  # noqa: PLC0415
+
+        phrases = self.phrases(i)
+        name = slug("_".join(phrases[:2])) or f"theme_{i + 1}"
+        name = ("suggested_" + name)[:63].rstrip("_")
+        label = "Suggested: " + ", ".join(phrases[:3])
+        quoted = ", ".join(json.dumps(p, ensure_ascii=False) for p in phrases)  # JSON strings are YAML strings
+        return (f"  {name}:\n    label: {json.dumps(label, ensure_ascii=False)}\n"
+                f"    description: {json.dumps('suggested from the comments; edit before use', ensure_ascii=False)}"
+                f"\n    any: [{quoted}]\n")
+
+    def _repr_html_(self) -> str:
+        from helpers.formatting import fmt_number, html_escape  # noqa: PLC0415
+
+        parts = [f"<p>{html_escape(self.summary())}</p>"]
+        for i, r in self.table.iterrows():
+            overlap = r.get("overlap", np.nan)
+            closest = self.labels.get(r.get("closest_theme"), "")
+            cover = (f"{fmt_number(100 * overlap, 0)}% of its comments are already in “{html_escape(closest)}”"
+                     if closest and np.isfinite(overlap) else "no codebook theme covers it")
+            new = " <strong>(new: mostly outside the codebook)</strong>" if not (np.isfinite(overlap)
+                                                                                  and overlap >= 0.5) else ""
+            examples = "".join(f"<li>“{html_escape(x)}”</li>" for x in r["examples"][:3])
+            parts.append(f"<h4>{i + 1}. {html_escape(', '.join(r['top_terms'][:8]))}{new}</h4>"
+                         f"<p>{fmt_number(100 * r['share'], 0)}% of the {self.suggested.n_sample:,} comments "
+                         f"analysed; {cover}. Representative comments:</p><ul>{examples}</ul>"
+                         f"<p>To promote it, paste under <code>themes:</code> in <code>params/themes.yaml</code>:"
+                         f"</p><pre>{html_escape(self.yaml_snippet(i))}</pre>")
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<ThemeSuggestions [{len(self.table)} suggestions]: {self.summary()}>"
+
+
+def suggest_comment_themes(dataset, periods: Periods, codebook, n_themes: int = 6, seed: int = 0,
+                           department: str | None = None) -> ThemeSuggestions:
+    """Suggested themes (:func:`helpers.voice.suggest_themes`, TF-IDF + NMF with ``random_state=seed`` on a
+    seeded sample of at most 200,000 comments) of the comments of ``periods``, compared with ``codebook``."""
+    import warnings  # noqa: PLC0415
+
+    from helpers.voice import _as_codebook, load_comments, suggest_themes  # noqa: PLC0415
+
+    cb = _as_codebook(codebook, "suggested themes")
+    comments = load_comments(dataset, periods.start, periods.end, department)["comment"]
+    with warnings.catch_warnings():  # NMF's convergence note: the fit is seeded and bounded
+        warnings.simplefilter("ignore")
+        suggested = suggest_themes(comments, n_themes=n_themes, seed=seed, codebook=cb)
+    return ThemeSuggestions(suggested, periods, cb.labels)
+
+
+@dataclass(frozen=True)
+class CommentSearch:
+    """Comments of the period that contain a phrase under the codebook's rules (case, accents and punctuation
+    ignored, whole words, ``prefix*``), newest first, without ids; shown escaped."""
+    phrase: str
+    periods: Periods
+    matches: pd.DataFrame
+    n_comments: int
+
+    def summary(self) -> str:
+        return (f"{len(self.matches):,} of {self.n_comments:,} comments between {self.periods.start.date()} and "
+                f"{self.periods.end.date()} contain “{self.phrase}”.")
+
+    def _repr_html_(self) -> str:
+        from helpers.formatting import html_escape, reader_table  # noqa: PLC0415
+
+        return (f"<p>{html_escape(self.summary())}</p>"
+                + reader_table(self.matches, max_rows=20,
+                               formats={"response_date": "date", "csat": "int", "nps": "int"},
+                               labels={"response_date": "Answered", "department": "Department",
+                                       "csat": "CSAT (1-5)", "nps": "NPS (0-10)", "comment": "Comment"}))
+
+    def __repr__(self) -> str:
+        return f"<CommentSearch: {self.summary()}>"
+
+
+def search_period_comments(dataset, phrase: str, periods: Periods, department: str | None = None) -> CommentSearch:
+    """The comments of ``periods`` containing ``phrase`` (:func:`helpers.voice.search_comments`), newest first."""
+    from helpers.voice import load_comments, search_comments  # noqa: PLC0415
+
+    comments = load_comments(dataset, periods.start, periods.end, department)
+    hit = search_comments(comments["comment"], phrase) if len(comments) else pd.Series([], dtype=bool)
+    found = comments[hit.to_numpy()].sort_values("response_date", ascending=False, kind="stable")
+    return CommentSearch(str(phrase), periods, found.reset_index(drop=True), len(comments))
