@@ -101,6 +101,9 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     assert satisfaction and markdown.count("- **What meeting it is worth:** ") == len(satisfaction)
     assert "not the result of a controlled experiment" in markdown
     assert "**What meeting it is worth.**" in _markdown_cells(nb) and "**What customers say.**" in _markdown_cells(nb)
+    from helpers.objectives_report import DepartmentReport
+
+    assert f"from {DepartmentReport.WORTH_N_BOOT} resamples of the customers" in _markdown_cells(nb)
     # every chart is a PNG with an alt text saying what it shows; the summary counts them
     images = _image_outputs(nb)
     assert len(images) == summary["charts"] >= 7 + 1 + 1 + 1  # objectives, cascade, a funnel, drivers

@@ -449,3 +449,19 @@ def test_texts_for_readers_come_clean_from_the_source(tmp_path):
     broken = ev.row("broken")
     assert broken["reason"] == "CSAT cannot be computed: the survey answers hold no satisfaction ratings"
     assert "metric 'csat' cannot be computed" in broken["message"]
+
+
+def test_chances_read_as_not_certain_at_the_source():
+    """A forecast never makes an open objective impossible or certain: the sentence says "<1%" where rounding
+    would show 0% (the page used to reword "0% chance" afterwards)."""
+    from helpers.objectives import chance_text
+
+    assert [chance_text(p) for p in (0.0, 0.004, 0.01, 0.46, 0.995, 1.0, float("nan"), None)] == \
+        ["<1%", "<1%", "1%", "46%", ">99%", ">99%", "n/a", "n/a"]
+    doc = yaml.safe_load(SERIES_DOC)
+    doc["objectives"] = doc["objectives"][:1]
+    ev = evaluate_objectives(parse_objectives(doc, "support.yaml"), as_of="2026-10-31",
+                             series_provider=_flat_provider([40.0] * 24))  # far below the target of 70
+    row = ev.row("good")
+    assert row["p_met"] < 0.005 and "<1% chance of meeting it" in row["sentence"]
+    assert row["chance_text"] == "<1%" and "<1% chance" in ev.summary()

@@ -876,7 +876,12 @@ class DepartmentReport:
 
     def reader_text(self, text: str) -> str:
         """A message for stakeholders: the objectives file's path becomes "the objectives file", an objective's
-        id its title, and setting names plain words (no paths or code names on the page)."""
+        id its title, and setting names plain words (no paths or code names on the page).
+
+        For the messages written for analysts, which by the kit's rule name the file, objective and field to fix:
+        problems loading the objectives file or the data, the evaluation's and the data's warnings, and text
+        from the KPI layer inside them. The objectives' own texts for readers (``sentence``, ``reason``,
+        ``current_text``, ``forecast_text``) come clean from :mod:`helpers.objectives` and are shown as they are."""
         import re  # noqa: PLC0415
 
         from helpers.formatting import column_label  # noqa: PLC0415
@@ -904,8 +909,6 @@ class DepartmentReport:
         out = re.sub(r"filter (\w+)='([^']*)' matches no rows in (responses|tickets)",
                      lambda m: (f"no {'survey answers' if m.group(3) == 'responses' else 'tickets'} have "
                                 f"{column_label(m.group(1)).lower()} '{m.group(2)}'"), out)
-        out = re.sub(r"(?<![\d.])0% chance", "<1% chance", out)
-        out = re.sub(r"(?<![\d.])100% chance", ">99% chance", out)
         return out.replace("min_responses", "the minimum number of answers")
 
     def _metric_label(self, metric: str) -> str:
