@@ -322,7 +322,7 @@ def test_disk_full_is_one_line_exit_3_and_removes_partial_output(setup, monkeypa
     """Regression (item 7): ENOSPC gave a raw traceback, exit 1, and left .tmp-<run> behind."""
     if write_point == "snapshot":
         from helpers import data
-        monkeypatch.setattr(data.Dataset, "snapshot", lambda self, path: (_ for _ in ()).throw(_enospc(path)))
+        monkeypatch.setattr(data.Dataset, "snapshot", lambda self, path, **kw: (_ for _ in ()).throw(_enospc(path)))
     elif write_point == "executed notebook":  # papermill saves the notebook after every cell (in the worker)
         import papermill.engines
         monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: (_ for _ in ()).throw(_enospc(path)))
