@@ -409,3 +409,13 @@ def test_the_codebook_is_an_argument_never_read_from_params(synthetic, monkeypat
         code = inspect.getsource(module)
         assert "load_codebook()" not in code and "load_themes(" not in code.replace("voice_report.load_themes(", "")
     assert theme_shares(ds, CODEBOOK).n_comments > 0  # a codebook given: works anywhere
+
+
+def test_trend_summary_formats_p_values_like_every_page():
+    from helpers.voice_effects import ThemeTrends
+
+    changes = pd.DataFrame({"period": [pd.Timestamp("2026-03-01")] * 2, "theme": ["a", "b"], "label": ["A", "B"],
+                            "share_before": [1.0, 5.0], "share": [9.0, 2.0], "difference": [8.0, -3.0],
+                            "p_value": [1e-6, 0.0312], "significant": [True, True]})
+    text = ThemeTrends(pd.DataFrame(), changes, pd.DataFrame(), "month").summary()
+    assert "A rose from 1.0% to 9.0% (p < 0.001)" in text and "B fell from 5.0% to 2.0% (p = 0.031)" in text

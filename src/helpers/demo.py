@@ -113,6 +113,7 @@ from scipy import special
 from helpers.demo_text import (FIRST_NAMES, HTML_SPECIAL_COMMENTS, LAST_NAMES, UNASKED_BACKGROUND,
                                 UNASKED_COMMENTS, comment_catalogue)
 from helpers.errors import KitError
+from helpers.kpis import NPS_DETRACTOR_MAX
 from helpers.schema import STANDARD_ATTRIBUTES
 
 START = dt.date(2023, 11, 1)
@@ -282,7 +283,7 @@ FOLLOW_UP = {  # by department slug: most unhappy customers are called back with
     "delivery": FollowUp(0.75, 52.0), "billing": FollowUp(0.88, 34.0), "technical_support": FollowUp(0.80, 44.0),
 }
 FOLLOW_UP_SIGMA = 0.6
-FOLLOW_UP_UNHAPPY = dict(nps_max=6, csat_max=1)  # as helpers.voice_report.contact_kpi's defaults
+FOLLOW_UP_UNHAPPY = dict(nps_max=NPS_DETRACTOR_MAX, csat_max=1)  # as helpers.voice_report.contact_kpi's defaults
 FOLLOW_UP_STREAM = 17  # third entropy word of the follow-up stream: default_rng([seed, chunk, 17])
 
 
