@@ -487,8 +487,8 @@ class DriversReport:
         intro = (f"The whole company as of {md_escape(w.as_of)}, the {len(w.drivers.table)} attributes worth most; "
                  f"amounts in {md_escape(_currency_name(w.currency))} over the next {w.horizon} months, discounted at "
                  f"10% a year. The 95% intervals come from {w.n_boot} re-samples of the customers that redo every "
-                 f"link together (attribute -> {md_escape(_label('csat'))} -> risk of leaving, corrected for the "
-                 "noise in ratings -> revenue). **This is an association under stated assumptions** (the "
+                 f"link together (attribute → {md_escape(_label('csat'))} → risk of leaving, corrected for the "
+                 "noise in ratings → revenue). **This is an association under stated assumptions** (the "
                  "attribute's regression slope is its effect on satisfaction, rating noise is random, proportional "
                  "hazards), **not the result of a controlled experiment**.")
         return intro
