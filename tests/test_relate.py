@@ -153,3 +153,116 @@ def test_relate_errors_name_the_problem(ds):
         relate("csat", "channel", ds, filters={"department": "nowhere"})
     with pytest.raises(KitError, match=r"cannot filter or group by 'planet'"):
         relate("csat", "planet", ds)
+
+
+# ---------------------------------------------------------------- effect sizes with intervals (issue 17)
+from helpers.relate import (_cells, _epsilon_squared_replicates, bias_corrected_interval,  # noqa: E402
+                            cramers_v_interval, eta_squared_interval, kruskal_from_counts, noncentrality_limits)
+
+
+def test_eta_squared_noncentrality_limits_match_r_effectsize():
+    """R effectsize::eta_squared(aov(value ~ treatment), alternative = "two.sided") on afex's obk.long (every third
+    row: N = 80, 3 groups) prints Eta2 = 0.22348040, 95% CI [0.07209814, 0.36848290] (effectsize issue #611);
+    effectsize maps the noncentral-F limits of lambda as lambda / (lambda + df_error)."""
+    eta2, df1, df2 = 0.22348040, 2, 77
+    f_value = eta2 / (1 - eta2) * df2 / df1
+    lo, hi = noncentrality_limits(lambda x, lam: stats.ncf.cdf(x, df1, df2, lam), f_value)
+    np.testing.assert_allclose([lo / (lo + df2), hi / (hi + df2)], [0.07209814, 0.36848290], atol=3e-7)
+    # the kit's estimand (Steiger 2004): lambda / (lambda + N)
+    assert eta_squared_interval(f_value, df1, df2, 80) == pytest.approx((lo / (lo + 80), hi / (hi + 80)))
+    # the limits put the observed F at the 97.5% and 2.5% points of their noncentral F
+    assert stats.ncf.cdf(f_value, df1, df2, lo) == pytest.approx(0.975, abs=1e-8)
+    assert stats.ncf.cdf(f_value, df1, df2, hi) == pytest.approx(0.025, abs=1e-8)
+
+
+def test_kruskal_from_counts_is_scipys_kruskal_on_the_resampled_rows():
+    rng = np.random.default_rng(21)
+    data = [np.round(rng.normal(0.3 * j, 1, n), 1) for j, n in enumerate((20, 30, 25))]  # many ties
+    cell_value, cell_group, cell_n, starts, _, _ = _cells(data)
+    values = np.unique(np.concatenate(data))
+    counts = rng.integers(0, 3, size=(5, cell_value.size))
+    h = kruskal_from_counts(counts, cell_value, cell_group, starts, 3)
+    for row, hb in zip(counts, h):
+        groups = [np.repeat(values[cell_value[cell_group == j]], row[cell_group == j]) for j in range(3)]
+        assert hb == pytest.approx(stats.kruskal(*groups).statistic, rel=1e-12)
+    assert kruskal_from_counts(cell_n, cell_value, cell_group, starts, 3)[0] == pytest.approx(
+        stats.kruskal(*data).statistic, rel=1e-12)
+    # resamples keep each group's size and only its own values
+    reps = _epsilon_squared_replicates([np.array([1.0, 2, 3]), np.array([2.0, 5, 6, 7])], 50, 3)
+    assert reps.shape == (50,) and np.all((reps >= 0) & (reps <= 1))
+
+
+def _coverage_limit(reps):
+    return 3.5 * np.sqrt(0.95 * 0.05 / reps)
+
+
+def test_cramers_v_interval_covers_the_population_v_at_nominal_rate():
+    """Fixed group sizes, known shares: noncentrality lambda = sum n_j (p_j - p)^2 / (p (1 - p)), population
+    V = sqrt(lambda / N). The relate() interval must cover it in about 95% of samples."""
+    shares = {"a": 0.55, "b": 0.6, "c": 0.7, "d": 0.6}
+    n = np.array([SIZES[g] for g in shares])
+    p = np.array(list(shares.values()))
+    pbar = (n * p).sum() / n.sum()
+    v_true = np.sqrt((n * (p - pbar) ** 2).sum() / (pbar * (1 - pbar)) / n.sum())
+    rng = np.random.default_rng(31)
+    reps, covered = 400, 0
+    for _ in range(reps):
+        df = pd.concat([pd.DataFrame({"grp": g, "y": (rng.random(SIZES[g]) < shares[g]).astype(float)})
+                        for g in shares], ignore_index=True)
+        r = relate("y", "grp", df, n_boot=0)
+        covered += r.effect_ci[0] <= v_true <= r.effect_ci[1]
+    assert abs(covered / reps - 0.95) < _coverage_limit(reps), covered / reps
+    # the interval is the noncentral chi-square inversion of the test's own statistic
+    assert r.effect_ci == pytest.approx(cramers_v_interval(r.statistic, 3, len(df), 1))
+    assert "noncentral chi-square" in r.effect_ci_method
+
+
+def test_eta_squared_interval_covers_the_population_eta_squared_at_nominal_rate():
+    means = {"a": 0.0, "b": 0.25, "c": 0.4, "d": 0.1}
+    n = np.array([SIZES[g] for g in means])
+    mu = np.array(list(means.values()))
+    lam = (n * (mu - (n * mu).sum() / n.sum()) ** 2).sum()  # sigma = 1
+    eta2_true = lam / (lam + n.sum())
+    rng = np.random.default_rng(32)
+    reps, covered = 400, 0
+    for _ in range(reps):
+        df = pd.concat([pd.DataFrame({"grp": g, "y": rng.normal(means[g], 1, SIZES[g])}) for g in means],
+                       ignore_index=True)
+        r = relate("y", "grp", df, kind="mean")
+        covered += r.effect_ci[0] <= eta2_true <= r.effect_ci[1]
+    assert abs(covered / reps - 0.95) < _coverage_limit(reps), covered / reps
+
+
+def test_epsilon_squared_bootstrap_interval_covers_the_population_value():
+    """Skewed outcome (lognormal, groups scaled): the population epsilon squared is the limit of H / (N - 1) with
+    the same group shares, taken from one very large sample (its bias (k - 1) / N is 1e-5 there)."""
+    scale = {"a": 1.0, "b": 1.4, "c": 1.8, "d": 1.0}
+
+    def draw(rng, mult):
+        return [rng.lognormal(0, 1, SIZES[g] * mult) * scale[g] for g in scale]
+
+    big = draw(np.random.default_rng(0), 1000)
+    eps_true = stats.kruskal(*big).statistic / (sum(v.size for v in big) - 1)
+    rng = np.random.default_rng(33)
+    reps, covered = 200, 0
+    for i in range(reps):
+        data = draw(rng, 1)
+        est = stats.kruskal(*data).statistic / (sum(v.size for v in data) - 1)
+        lo, hi = bias_corrected_interval(est, _epsilon_squared_replicates(data, 400, i))
+        covered += lo <= eps_true <= hi
+    assert abs(covered / reps - 0.95) < _coverage_limit(reps), covered / reps
+
+
+def test_effect_interval_is_in_the_overall_table_summary_and_display():
+    rng = np.random.default_rng(5)
+    df = _groups(rng, SIZES, lambda r, n: r.lognormal(2, 1, n))
+    r = relate("y", "grp", df, n_boot=300, seed=2)
+    data = [df.loc[df.grp == g, "y"].to_numpy() for g in sorted(SIZES)]
+    want = bias_corrected_interval(r.effect_size, _epsilon_squared_replicates(data, 300, 2))
+    assert r.effect_ci == pytest.approx(want) and r.effect_ci[0] <= r.effect_size <= r.effect_ci[1]
+    row = r.overall.iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(want) and row["effect"] == "epsilon²"
+    from helpers.formatting import fmt_interval
+    text = f"epsilon² {r.effect_size:.3f}, 95% CI {fmt_interval(*want, 3)}"
+    assert text in r.summary() and text in r._repr_html_() and "bias-corrected percentile bootstrap" in r._repr_html_()
+    assert "no interval (n_boot=0)" in relate("y", "grp", df, n_boot=0).summary()

@@ -28,6 +28,23 @@ The outcome's kind (``kind=`` overrides it):
   test instead (said in ``notes``). Pairwise: Mann-Whitney U p-values and the difference of mean ratings
   with its Welch interval. Above ``max_model_rows`` rows the model is fitted on a seeded subsample (stated).
 
+Every overall effect size comes with a 95% interval (``effect_ci``, ``effect_ci_method``; in ``.overall``, the
+summary and the notebook display):
+
+* Cramér's V (proportions, NPS): the noncentrality ``lambda`` of the chi-square statistic inverted (Smithson
+  2003, *Confidence Intervals*, ch. 5; Steiger 2004): ``lambda_L`` and ``lambda_U`` solve
+  ``P(chi2'(df, lambda) <= X2) = 0.975`` and ``0.025`` (0 when not reachable), and
+  ``V = sqrt(lambda / (n (min(r, c) - 1)))``. The interval is for the population V; the sample V, which
+  estimates ``sqrt((df + lambda) / ...)``, is biased upward when differences are small and the table wide (a
+  note says so when it lies above the upper end).
+* eta squared (means): the noncentral-F inversion of the classical one-way ANOVA F (Steiger 2004; Smithson 2003;
+  MBESS ``conf.limits.ncf``), ``eta2 = lambda / (lambda + N)``; the limits of lambda agree with R effectsize's
+  ``eta_squared(alternative = "two.sided")``, which maps them as ``lambda / (lambda + df_error)``.
+* epsilon squared (skewed and ordinal outcomes): bias-corrected percentile bootstrap (Efron 1982, ch. 10; as R
+  effectsize's ``rank_epsilon_squared``, which bootstraps): ``n_boot`` resamples of the rows within each group
+  (seeded), ``z0 = Phi^-1(share of replicates below the estimate)``, ends at the ``Phi(2 z0 -/+ 1.96)``
+  quantiles; each replicate's H from counts of the distinct values (ties corrected), no re-sorting.
+
 Pairwise p-values are adjusted with Holm's step-down method (Holm 1979; ``statsmodels multipletests``), which
 controls the family-wise error rate; a pair "survives" when its adjusted p-value is below ``alpha``. Groups with
 fewer than ``min_responses`` observations are flagged ``small`` (their estimates are shown, with wide
@@ -82,6 +99,22 @@ class RelateResult(ResultDisplay):
     unit: str = ""
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    effect_ci: tuple[float, float] = (np.nan, np.nan)
+    effect_ci_method: str = ""
+
+    @property
+    def overall(self) -> pd.DataFrame:
+        """One row: the test, its statistic, df, p-value and the effect size with its 95% interval and method."""
+        return pd.DataFrame([{"test": self.test, "statistic": self.statistic, "df": self.df, "p_value": self.p_value,
+                              "effect": self.effect_name, "effect_size": self.effect_size,
+                              "ci_low": self.effect_ci[0], "ci_high": self.effect_ci[1],
+                              "interval_method": self.effect_ci_method}])
+
+    def _effect_text(self) -> str:
+        lo, hi = self.effect_ci
+        ci = (f", 95% CI {fmt_interval(lo, hi, 3)}" if np.isfinite(lo) and np.isfinite(hi) else
+              ", no interval (n_boot=0)" if self.kind in ("skewed", "ordinal") else "")
+        return f"{self.effect_name} {fmt_number(self.effect_size, 3)}{ci}"
 
     @property
     def significant(self) -> bool:
@@ -98,7 +131,7 @@ class RelateResult(ResultDisplay):
         head = (f"{name} {'differs' if self.significant else 'does not differ significantly'} between "
                 f"{by.lower() if by[:1].isupper() and by[1:].islower() else by} groups ({self.test}: statistic "
                 f"{fmt_number(self.statistic, 2)}, df {dfs}, {fmt_p_value(self.p_value, prefix=True)}; "
-                f"{self.effect_name} {fmt_number(self.effect_size, 3)}).")
+                f"{self._effect_text()}).")
         surv = self.surviving()
         if len(self.pairwise):
             if len(surv):
@@ -132,7 +165,18 @@ class RelateResult(ResultDisplay):
                             "small": np.where(t["small"], "yes", "")})
         return out, {"n": "int"}
 
-    _full_table_hint = "`.table` (groups), `.pairwise` (every pair with Holm-adjusted p)"
+    _full_table_hint = ("`.table` (groups), `.pairwise` (every pair with Holm-adjusted p), `.overall` (test and "
+                        "effect size with its interval)")
+
+    def _repr_html_(self) -> str:
+        from helpers.formatting import html_escape  # noqa: PLC0415
+
+        html = ResultDisplay._repr_html_(self)
+        lo, hi = self.effect_ci
+        line = (f'<p class="kit-result-effect">Effect size: {html_escape(self._effect_text())}'
+                + (f" ({html_escape(self.effect_ci_method)})" if np.isfinite(lo) else "") + ".</p>")
+        cut = html.find('<p class="kit-result-hint">')
+        return html[:cut] + line + html[cut:] if cut >= 0 else html + line
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
@@ -209,7 +253,8 @@ def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, k
     ``first_response_hours``) or a column (``attr_speed``); ``by``: a column of the outcome's table or of
     ``customers`` (segment, region, ...: joined in DuckDB); ``data``: a Dataset or a DataFrame with both
     columns. ``filters``/``start``/``end`` select the rows as everywhere in the kit (:mod:`helpers.selection`).
-    ``n_boot``: bootstrap resamples for the intervals of differences of medians (skewed outcomes; 0: none).
+    ``n_boot``: bootstrap resamples for the intervals of differences of medians and of epsilon squared (skewed
+    and ordinal outcomes; 0: none).
     """
     if kind is not None and kind not in KINDS:
         raise RelateError(f"relate: kind={kind!r}; expected one of {KINDS}")
@@ -259,6 +304,7 @@ def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, k
     test, stat, dfree, p, effect, effect_name, rows, pairs, more = runner(tested, alpha, max_model_rows,
                                                                          (seed, n_boot))
     notes.extend(more)
+    effect_ci, ci_method = _effect_interval(kind, tested, float(effect), stat, dfree, seed, n_boot, notes)
     table = pd.DataFrame(rows)
     table["small"] = table["n"] < min_responses
     for lev in tiny:
@@ -271,7 +317,174 @@ def relate(outcome: str, by: str, data, *, filters=None, start=None, end=None, k
     pw = pw.sort_values("p_adjusted", kind="stable").reset_index(drop=True)
     unit = K.KPIS[outcome].unit if outcome in K.KPIS else ""
     return RelateResult(outcome, by, kind, test, float(stat), dfree, float(p), float(effect), effect_name, table,
-                        pw, alpha, min_responses, unit, tuple(notes))
+                        pw, alpha, min_responses, unit, tuple(notes), effect_ci=effect_ci, effect_ci_method=ci_method)
+
+
+# ---------------------------------------------------------------------------------------------- effect intervals
+def noncentrality_limits(cdf, observed: float, level: float = 0.95) -> tuple[float, float]:
+    """The noncentrality parameters whose distribution puts ``observed`` at its ``(1 + level) / 2`` and
+    ``(1 - level) / 2`` quantiles (Smithson 2003; Steiger & Fouladi 1997): ``lambda_L`` solves
+    ``cdf(observed, lambda_L) = (1 + level) / 2``, ``lambda_U`` solves ``cdf(observed, lambda_U) = (1 - level) / 2``
+    (``cdf`` decreases in lambda); a limit that no lambda >= 0 reaches is 0."""
+    from scipy.optimize import brentq  # noqa: PLC0415
+
+    def solve(p: float) -> float:
+        def f(lam):
+            return float(cdf(observed, lam)) - p
+        if not np.isfinite(observed) or f(0.0) <= 0:
+            return 0.0
+        top = max(10.0, 2.0 * observed)
+        for _ in range(60):
+            if f(top) < 0:
+                break
+            top *= 2
+        return float(brentq(f, 0.0, top, xtol=1e-10, rtol=1e-12))
+
+    return solve((1 + level) / 2), solve((1 - level) / 2)
+
+
+def cramers_v_interval(chi2: float, df: int, n: int, m: int, level: float = 0.95) -> tuple[float, float]:
+    """Cramér's V interval from the chi-square statistic (noncentral chi-square inversion, Smithson 2003):
+    ``V = sqrt(lambda / (n m))`` at the limits of lambda, ``m = min(rows, columns) - 1``."""
+    lo, hi = noncentrality_limits(lambda x, lam: stats.ncx2.cdf(x, df, lam) if lam > 0 else stats.chi2.cdf(x, df),
+                                  chi2, level)
+    return tuple(float(min(1.0, np.sqrt(lam / (n * max(m, 1))))) for lam in (lo, hi))
+
+
+def eta_squared_interval(f_value: float, df1: float, df2: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Eta squared interval from the one-way ANOVA F (noncentral-F inversion, Steiger 2004; Smithson 2003):
+    ``eta2 = lambda / (lambda + N)`` at the limits of lambda."""
+    lo, hi = noncentrality_limits(lambda x, lam: stats.ncf.cdf(x, df1, df2, lam) if lam > 0 else
+                                  stats.f.cdf(x, df1, df2), f_value, level)
+    return lo / (lo + n), hi / (hi + n)
+
+
+BOOT_WORK = 20_000_000
+"""Row draws an effect-size bootstrap may make (resamples x rows): above it fewer resamples (at least 200) are
+drawn, and the interval says how many."""
+
+
+def _cells(data: list[np.ndarray]):
+    """The distinct (value, group) cells of the pooled data, sorted by value: (cell value id, cell group, cell
+    size, index of the first cell of each distinct value, each row's cell)."""
+    k = len(data)
+    y = np.concatenate(data)
+    g = np.concatenate([np.full(v.size, j) for j, v in enumerate(data)])
+    _, value_id = np.unique(y, return_inverse=True)
+    cells, row_cell, cell_n = np.unique(value_id * k + g, return_inverse=True, return_counts=True)
+    cell_value, cell_group = cells // k, cells % k
+    starts = np.r_[0, np.flatnonzero(np.diff(cell_value)) + 1]
+    return cell_value, cell_group, cell_n, starts, row_cell, g
+
+
+def kruskal_from_counts(T: np.ndarray, cell_value: np.ndarray, cell_group: np.ndarray, starts: np.ndarray,
+                        k: int) -> np.ndarray:
+    """Kruskal-Wallis H (ties corrected) for each row of ``T`` (counts of each (value, group) cell, cells sorted
+    by value): average rank of a value ``= (copies of smaller values) + (copies + 1) / 2``, ``R_j`` the rank sum
+    of group j, ``H = (12 / (N (N + 1)) sum_j R_j^2 / n_j - 3 (N + 1)) / (1 - sum_u (t_u^3 - t_u) / (N^3 - N))``."""
+    T = np.atleast_2d(np.asarray(T, dtype=float))
+    Tu = np.add.reduceat(T, starts, axis=1)
+    rank = np.cumsum(Tu, axis=1) - Tu + (Tu + 1) / 2
+    contrib = T * rank[:, cell_value]
+    R = np.stack([contrib[:, cell_group == j].sum(axis=1) for j in range(k)], axis=1)
+    nj = np.stack([T[:, cell_group == j].sum(axis=1) for j in range(k)], axis=1)
+    N = T.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = 12.0 / (N * (N + 1)) * np.where(nj > 0, R ** 2 / nj, 0.0).sum(axis=1) - 3.0 * (N + 1)
+        ties = 1.0 - (Tu ** 3 - Tu).sum(axis=1) / (N ** 3 - N)
+        return np.where(ties > 0, h / ties, 0.0)
+
+
+def _epsilon_squared_replicates(data: list[np.ndarray], n_boot: int, seed) -> np.ndarray:
+    """epsilon squared = H / (N - 1) for ``n_boot`` resamples of the rows within each group: each replicate is a
+    count per (value, group) cell (multinomial over a group's cells when it has few distinct values, as 1-5
+    ratings do; else row draws counted per cell), and H comes from the counts (:func:`kruskal_from_counts`)
+    without re-sorting."""
+    k = len(data)
+    cell_value, cell_group, cell_n, starts, row_cell, g = _cells(data)
+    N, C = int(cell_n.sum()), cell_value.size
+    groups = []
+    for j in range(k):
+        mine = np.flatnonzero(cell_group == j)
+        local = np.searchsorted(mine, row_cell[g == j]) if mine.size > 1000 else None
+        groups.append((mine, cell_n[mine] / cell_n[mine].sum(), int(cell_n[mine].sum()), local))
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    widest = max(C, max(n for _, _, n, local in groups if local is not None) if any(
+        gr[3] is not None for gr in groups) else 0)
+    block = max(1, int(4_000_000 // max(widest, 1)))
+    for b0 in range(0, n_boot, block):
+        b = min(block, n_boot - b0)
+        T = np.zeros((b, C))
+        for mine, prob, n, local in groups:
+            if local is None:
+                T[:, mine] = rng.multinomial(n, prob, size=b)
+            else:
+                draws = local[rng.integers(0, n, size=(b, n))] + (np.arange(b) * mine.size)[:, None]
+                T[:, mine] = np.bincount(draws.ravel(), minlength=b * mine.size).reshape(b, mine.size)
+        out[b0:b0 + b] = kruskal_from_counts(T, cell_value, cell_group, starts, k) / (N - 1)
+    return out
+
+
+def bias_corrected_interval(estimate: float, replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Bias-corrected percentile interval (Efron 1982; Efron & Tibshirani 1993, sec. 14.3 with acceleration 0):
+    ``z0 = Phi^-1(#{replicates < estimate} / B)`` (ties counted half, kept within [1/(B+1), B/(B+1)]),
+    ends at the ``Phi(2 z0 + z_{(1 -/+ level)/2})`` quantiles of the replicates."""
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 10:
+        return np.nan, np.nan
+    share = (np.sum(r < estimate) + 0.5 * np.sum(r == estimate)) / r.size
+    share = min(max(share, 1.0 / (r.size + 1)), r.size / (r.size + 1))
+    z0 = stats.norm.ppf(share)
+    z = stats.norm.ppf((1 + level) / 2)
+    lo, hi = np.quantile(r, stats.norm.cdf([2 * z0 - z, 2 * z0 + z]))
+    return float(lo), float(hi)
+
+
+def _effect_interval(kind, groups, effect, stat, dfree, seed, n_boot, notes):
+    """The 95% interval of the overall effect size and the name of its method (see the module docstring)."""
+    data = [np.asarray(v, dtype=float) for v in groups.values()]
+    n = int(sum(v.size for v in data))
+    if kind in ("proportion", "nps"):
+        if kind == "proportion":
+            rows = 2 if any((v > 0).any() for v in data) and any((v <= 0).any() for v in data) else 1
+        else:
+            rows = sum(1 for lo_, hi_ in ((0, 6), (7, 8), (9, 10))
+                       if any(((v >= lo_) & (v <= hi_)).any() for v in data))
+        m = min(rows, len(data)) - 1
+        if m < 1 or not np.isfinite(stat):
+            return (np.nan, np.nan), ""
+        lo, hi = cramers_v_interval(float(stat), int(dfree), n, m)
+        if effect > hi:
+            notes.append(f"Cramér's V of the sample ({effect:.3f}) lies above its interval: with many groups and "
+                         "small differences the sample V overstates the population V (the interval is for the latter)")
+        return (lo, hi), "noncentral chi-square inversion (Smithson 2003)"
+    if kind == "mean":
+        allv = np.concatenate(data)
+        k = len(data)
+        ssb = float(sum(v.size * (v.mean() - allv.mean()) ** 2 for v in data))
+        ssw = float(sum(((v - v.mean()) ** 2).sum() for v in data))
+        if ssw <= 0 or n <= k:
+            return (np.nan, np.nan), ""
+        f_classic = (ssb / (k - 1)) / (ssw / (n - k))
+        lo, hi = eta_squared_interval(f_classic, k - 1, n - k, n)
+        if effect > hi:
+            notes.append(f"eta squared of the sample ({effect:.3f}) lies above its interval: it overstates the "
+                         "population value when differences are small (the interval is for the latter)")
+        return (lo, hi), "noncentral-F inversion of the one-way ANOVA F (Steiger 2004)"
+    if not n_boot:
+        return (np.nan, np.nan), ""
+    allv = np.concatenate(data)
+    if np.all(allv == allv[0]):
+        return (0.0, 0.0), "every value equal"
+    used = int(n_boot)
+    if len(np.unique(allv)) > 1000 and used * n > BOOT_WORK:
+        used = max(200, BOOT_WORK // n)
+    reps = _epsilon_squared_replicates(data, used, seed)
+    lo, hi = bias_corrected_interval(effect, reps)
+    return (lo, hi), (f"bias-corrected percentile bootstrap, {used} resamples within groups (seed {seed})"
+                      + (f"; {int(n_boot)} asked, fewer drawn on {n:,} rows" if used < n_boot else ""))
 
 
 # ---------------------------------------------------------------------------------------------- tests per kind
