@@ -81,7 +81,7 @@ from scipy import stats
 
 from helpers import selection as sel
 from helpers.errors import KitError
-from helpers.formatting import shorten
+from helpers.formatting import fmt_p_value, shorten
 from helpers.results import ResultDisplay
 
 __all__ = [
@@ -229,7 +229,7 @@ class Comparison(ResultDisplay):
         hi_u = hi + (" points" if diff_unit == "points" else (f" {diff_unit}" if diff_unit not in (
             "count", "currency", "score", "") else ""))
         ci = f"{self.confidence * 100:.0f}% CI {lo} to {hi_u}"
-        p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
+        p = fmt_p_value(self.p_value, prefix=True)
         if self.between_groups:
             la, lb = (str(x)[:60] for x in self.labels)
             if self.significant(alpha):
@@ -257,7 +257,7 @@ class Comparison(ResultDisplay):
     def plot(self, ax=None, labels: tuple[str, str] | None = None):
         """Both estimates with their intervals; the title states the difference and its p-value."""
         kpi = KPIS.get(self.metric)
-        p = f"p = {self.p_value:.3f}" if self.p_value >= 0.001 else "p < 0.001"
+        p = fmt_p_value(self.p_value, prefix=True)
         title = (f"{kpi.label if kpi else self.metric}: difference "
                  f"{_fmt_number(self.difference, self.b.unit, True)} ({p})")
         return _plot_estimates([self.a, self.b], list(labels or self.labels), ax=ax, title=title)
