@@ -172,8 +172,8 @@ def test_objective_filters_naming_a_missing_column_or_value_fail_dry_run_all_at_
         {"id": "ok-agent", "title": "Agent FCR", "metric": "fcr", "filters": {"agent": "SALES-REP001", "team": "a"},
          **common},
         # a bad value of a customer column (two bad values in one list: both named)
-        {"id": "bad-seg", "title": "Big CSAT", "metric": "csat", "filters": {"segment": ["enterprise", "Giant", "Huge"]},
-         **common},
+        {"id": "bad-seg", "title": "Big CSAT", "metric": "csat",
+         "filters": {"segment": ["enterprise", "Giant", "Huge"]}, **common},
         # a bad column: survey answers have no team, and customers have none either
         {"id": "bad-col", "title": "Team CSAT", "metric": "csat", "filters": {"team": "A"}, **common},
         # a team that exists, but in another department (Billing's team B)

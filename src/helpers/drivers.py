@@ -1001,8 +1001,9 @@ class DriverImportance:
         y = np.arange(len(t))[::-1]
         share = 100 * t["share"].to_numpy(dtype=float)
         ax.barh(y, share, color=ACCENT, alpha=0.85)
-        if "ci_low" in t and self.r2 > 0:
-            lo, hi = 100 * t["ci_low"].to_numpy(dtype=float) / self.r2, 100 * t["ci_high"].to_numpy(dtype=float) / self.r2
+        if self.draws is not None and self.boot_r2 is not None and self.r2 > 0:
+            si = self.share_intervals()  # the interval the summary and the table state
+            lo, hi = 100 * si["share_low"].to_numpy(dtype=float), 100 * si["share_high"].to_numpy(dtype=float)
             ax.errorbar(share, y, xerr=np.vstack([np.clip(share - lo, 0, None), np.clip(hi - share, 0, None)]),
                         fmt="none", ecolor="#24292f", capsize=3, lw=1)
         ax.set_yticks(y, [chart_text(column_label(i)) for i in t.index])
@@ -1181,7 +1182,8 @@ class GroupedDriverImportance:
 
     def __repr__(self) -> str:
         from helpers.results import clip  # noqa: PLC0415
-        return f"<GroupedDriverImportance [{len(self.results)} of {len(self.sizes)} groups]: {clip(self.summary(), 160)}>"
+        return (f"<GroupedDriverImportance [{len(self.results)} of {len(self.sizes)} groups]: "
+                f"{clip(self.summary(), 160)}>")
 
 
 def _grouped_importance(data, outcome, drivers, by, min_responses, filters, start, end, weights, options):
