@@ -391,6 +391,13 @@ def test_what_meeting_an_objective_is_worth(small_demo, priced, tmp_path, monkey
     section = report.objective_markdown("billing-csat-up")
     assert "- **What meeting it is worth:** about" in section and "&lt;b&gt;now" in section
     assert "What meeting it is worth" not in report.objective_markdown("billing-fcr")
+    records = {o["id"]: o for o in report.summary_objectives()}
+    assert "worth" not in records["billing-fcr"]
+    assert records["billing-csat-up"]["worth"] == {
+        "horizon_months": 12, "currency": "USD", "customers_kept": pytest.approx(row["extra_kept"]),
+        "customers_kept_low": pytest.approx(row["extra_kept_low"]), "customers_kept_high": pytest.approx(row["extra_kept_high"]),
+        "revenue": pytest.approx(row["extra_revenue"]), "revenue_low": pytest.approx(row["extra_revenue_low"]),
+        "revenue_high": pytest.approx(row["extra_revenue_high"])}
     # within a run: computed once (for every objectives file of the folder), then read from the cache
     monkeypatch.setattr(OR, "_worth_cache_folder", lambda dataset: tmp_path / "cache" / "worth")
     calls = []
@@ -416,3 +423,4 @@ def test_worth_says_in_one_line_what_is_missing(small_demo, priced, tmp_path, ca
     assert table is None and expected in message
     assert report.worth_text("billing-csat-up") == message and "\n" not in message
     assert f"- **What meeting it is worth:** {md_escape(message)}" in report.objective_markdown("billing-csat-up")
+    assert {o["id"]: o.get("worth") for o in report.summary_objectives()}["billing-csat-up"] == {"note": message}

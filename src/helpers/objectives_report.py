@@ -841,13 +841,31 @@ class DepartmentReport:
                             formats={"rows": "int", "missing": "int", "share": "percent:1"}))
 
     def summary_objectives(self) -> list[dict]:
-        """The page protocol's objective records."""
+        """The page protocol's objective records; a CSAT/NPS objective's record also has ``worth``: what meeting it
+        is worth (``customers_kept`` and ``revenue`` over ``horizon_months`` with their 95% ``*_low``/``*_high``
+        and the ``currency``), or ``{"note": ...}`` saying why it is not priced."""
         if self.evaluation is None:
             return []
         return [{"id": r["id"], "title": r["title"], "owner": r["owner"], "status": r["status"],
                  "p_met": float(r["p_met"]) if np.isfinite(float(r["p_met"])) and r["status"] not in
-                 ("no data", "too little data") else None, "kpi": r["metric"]}
+                 ("no data", "too little data") else None, "kpi": r["metric"],
+                 **({"worth": w} if (w := self._worth_record(r["id"])) else {})}
                 for _, r in self.evaluation.table.iterrows()]
+
+    def _worth_record(self, objective_id: str) -> dict | None:
+        from helpers.impact_report import PRICEABLE  # noqa: PLC0415
+
+        if self.plan is None or self.plan.get(objective_id).metric not in PRICEABLE:
+            return None
+        table, message = self.worth()
+        if table is None or objective_id not in table.index:
+            return {"note": self.reader_text(message) or "not priced"}
+        r = table.loc[objective_id]
+        if r["note"] or not np.isfinite(r["extra_kept"]):
+            return {"note": self.worth_text(objective_id)}
+        return {"horizon_months": self.WORTH_HORIZON, "currency": str(r["currency"]),
+                **{f"customers_kept{s}": float(r[f"extra_kept{s}"]) for s in ("", "_low", "_high")},
+                **{f"revenue{s}": float(r[f"extra_revenue{s}"]) for s in ("", "_low", "_high")}}
 
     def summary_kpis(self) -> list[dict]:
         """The page protocol's KPI records (the tiles)."""
