@@ -544,7 +544,7 @@ class DepartmentReport:
             start, end = self._period(months)
             try:
                 self.__dict__["_customers_say"] = (what_customers_say(self.dataset, self.department, start, end), "")
-            except (KitError, ValueError) as exc:
+            except (KitError, ValueError, np.linalg.LinAlgError) as exc:
                 self.__dict__["_customers_say"] = (None, f"No comment themes for {self.department}: {exc}")
         return self.__dict__["_customers_say"]
 
