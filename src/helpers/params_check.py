@@ -182,7 +182,8 @@ def _filter_problem(dataset, table: str, department: str, metric: str, key: str,
         joinable = [c for c in (sel.table_columns(con, "customers") or []) if c != "customer_id"] \
             if table != "customers" and "customer_id" in own else []
         usable = [c for c in own if c not in dataset.absent_columns.get(table, [])]
-        return (f"{shorten(metric)} is computed from {table}, which has no column {column!r} to filter by; its "
+        named = f"{column!r} (the filter {key!r})" if column != key else repr(column)
+        return (f"{shorten(metric)} is computed from {table}, which has no column {named} to filter by; its "
                 f"columns are {_shown_names(usable, 30)}"
                 + (f", and the customers' {_shown_names(joinable, 30)} can filter it too" if joinable else ""))
     params: list = []
