@@ -7,9 +7,12 @@ for a bad department file, absent data or an unknown department: the problem bec
 the report (naming the file and field) and the remaining sections still render. The sections:
 
 - executive summary: :meth:`DepartmentReport.status_table_html` (badges; all free text escaped);
-- one section per objective: :meth:`DepartmentReport.objective_markdown` and ``plot_objective``;
+- one section per objective: :meth:`DepartmentReport.objective_markdown` and ``plot_objective``; for CSAT/NPS
+  objectives what meeting the target is worth (:meth:`DepartmentReport.worth`, ``helpers.impact_report``; one
+  chain per run, cached);
 - the cascade tree: :meth:`DepartmentReport.plot_cascade`;
 - drivers and "fix first": :meth:`DepartmentReport.drivers` (``helpers.drivers_analysis``);
+- what customers say: :meth:`DepartmentReport.customers_say_html` (``helpers.voice_report``; escaped, no ids);
 - the department's customers' retention: :meth:`DepartmentReport.retention` (``helpers.retention``);
 - data quality: :meth:`DepartmentReport.data_quality` and :meth:`DepartmentReport.all_warnings`.
 """
