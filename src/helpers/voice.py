@@ -4,8 +4,9 @@ Three tools, all offline, seeded and deterministic:
 
 - **Codebook themes** (:func:`parse_codebook`, :func:`match_themes`, :func:`theme_flags_sql`): a codebook (the
   kit's is ``params/themes.yaml``, read by the report layer, :func:`helpers.voice_report.load_themes`, and passed to
-  every analysis function as ``codebook``; no function here reads params on its own) maps a theme to phrases with simple boolean rules, as CX teams write them (``any`` of these phrases, ``all`` of
-  these, ``none`` of those). Matching is case-insensitive, accent-tolerant (``cafe`` finds ``Café``),
+  every analysis function as ``codebook``; no function here reads params on its own) maps a theme to phrases with
+  simple boolean rules, as CX teams write them (``any`` of these phrases, ``all`` of these, ``none`` of those).
+  Matching is case-insensitive, accent-tolerant (``cafe`` finds ``Café``),
   punctuation-tolerant (``don't`` finds ``don’t`` and ``don t``) and on word boundaries (``app`` does not find
   ``apply``; ``charg*`` finds ``charge``, ``charged``, ``charges``). A comment is searched in lower case without
   accents (DuckDB ``lower(strip_accents(...))``); a phrase is split into words the same way, and matches when its
