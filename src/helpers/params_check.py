@@ -152,8 +152,17 @@ def _check_objectives(dataset, plans, check: ParamsCheck) -> None:
                 continue
             for key, values in dict(o.filters).items():
                 message = _filter_problem(dataset, table, plan.department, o.metric, key, values)
-                if message:
+                if message.startswith(_NO_ROWS_YET):
+                    # a value with no rows may be a team that has not worked yet (or a typo): the objective is
+                    # judged "no data" and the dry run and the page say so; the other objectives still run
+                    check.warnings.append(ParamsProblem(str(plan.path), f"filters.{key}",
+                                                        message[len(_NO_ROWS_YET):], objective=o.id,
+                                                        severity="warning"))
+                elif message:
                     check.problems.append(ParamsProblem(str(plan.path), f"filters.{key}", message, objective=o.id))
+
+
+_NO_ROWS_YET = "\0no-rows:"  # marks a filter value that occurs in no row (a warning, not an error)
 
 
 def _filter_problem(dataset, table: str, department: str, metric: str, key: str, values) -> str:
@@ -200,8 +209,9 @@ def _filter_problem(dataset, table: str, department: str, metric: str, key: str,
         return ""
     scope = f"{department}'s {table}" if scoped else table
     shown = shorten(bad[0], 60) if len(bad) == 1 else ", ".join(shorten(b, 40) for b in bad)
-    return (f"{key}={shown} matches no rows of {scope}: {column} has the values {sel.listing(available)} "
-            f"(names match exactly, by case or by slug)")
+    return (f"{_NO_ROWS_YET}{key}={shown} matches no rows of {scope} (the objective will have no data; check "
+            f"the spelling): {column} has the values {sel.listing(available)} (names match exactly, by case or "
+            "by slug)")
 
 
 _RETENTION_KEYS = ("id_column", "start_column", "end_column", "duration_column", "event_column", "segment_column")
