@@ -94,3 +94,14 @@ def test_default_period_is_the_last_complete_quarter(small_demo):
     assert p.compare_end == p.start - pd.Timedelta(days=1) and p.compare_start.month in (1, 4, 7, 10)
     assert last_complete_quarter("2026-10-31") == (pd.Timestamp("2026-07-01"), pd.Timestamp("2026-09-30"))
     assert last_complete_quarter("2026-09-30") == (pd.Timestamp("2026-07-01"), pd.Timestamp("2026-09-30"))
+
+
+def test_every_parameter_line_is_understood_by_papermill():
+    """Regression: a comment with '=' (or an apostrophe in an older line) made papermill skip the parameter."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in nbformat.read(EXPLORER, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    lines = [x for x in cell.source.splitlines() if x.strip()]
+    parsed = PythonTranslator.inspect({"source": cell.source})
+    assert [p.name for p in parsed] == [x.split(":")[0] for x in lines]
+    assert all(p.inferred_type_name and p.help for p in parsed)
