@@ -19,6 +19,13 @@ Printed: per step seconds and the ratios spark / duckdb and rows / duckdb, and t
 with their ratio. The machine is shared: run the default size at most once.
 
     .venv/bin/python bench/bench_engine.py [--customers 1000000] [--n-boot 200] [--no-spark] [--no-rows]
+
+Measured here (2026-11-30, 1,000,000 customers, 5.1M responses, 9.9M tickets; 2 cores shared with other jobs,
+load average about 12): DuckDB 117 s in all at 899 MiB peak; the row-level path 4,190 MiB (4.7x); Spark
+local[2] 945 s (8.1x DuckDB; 50 s to start). Per-row Poisson replicates of the drivers: DuckDB 78 s, Spark 461 s,
+the kit's in-memory pattern bootstrap 11 s; the pattern path (``driver_patterns`` + ``moments_from_patterns``,
+added after that run and timed alone on the same data: 0.2 s for 89,773 patterns + 1.4 s for 200 replicates and
+the importances, 411 MiB peak) is the one to use in reports.
 """
 from __future__ import annotations
 
@@ -85,6 +92,9 @@ def run_engine(kind: str, data: Path, n_boot: int, cox_size: int) -> dict:
                    lambda: P.driver_moments(engine, "csat", ATTRS, by="department", start=start, end=end,
                                             n_boot=n_boot, seed=1))
     step("driver importances from moments", lambda: P.driver_importance_from_moments(moments))
+    step(f"driver patterns + {n_boot} pattern Poisson replicates", lambda: P.driver_importance_from_moments(
+        P.moments_from_patterns(P.driver_patterns(engine, "csat", ATTRS, by="department", start=start, end=end),
+                                n_boot=n_boot, seed=1)))
     engine.close()
     return {"steps": steps, "total": time.perf_counter() - t0, "peak_mib": _peak_mib(),
             "rows": int(moments.loc[moments["replicate"] == 0, "n"].sum())}

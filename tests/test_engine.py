@@ -277,3 +277,25 @@ def test_driver_groups_without_enough_answers_are_named_not_dropped(eng, attribu
 def test_unknown_metric_is_named(eng):
     with pytest.raises(EngineError, match="'clv'.*known"):
         A.kpi_aggregates(eng, "clv")
+
+
+def test_pattern_moments_equal_engine_moments_and_bootstrap_like_rows(ds, eng, attributes):
+    """The answer-sized path: distinct rating patterns per group from the engine, Poisson(count) weights per
+    pattern in numpy. Replicate 0 is the engine's sums exactly; the replicates agree with the row bootstrap
+    within Monte-Carlo error (as in the per-row Poisson test)."""
+    patterns = P.driver_patterns(eng, "csat", attributes, by="department")
+    assert patterns["count"].sum() == ds.responses[["csat", *attributes]].dropna().shape[0]
+    from_patterns = P.moments_from_patterns(patterns, n_boot=400, seed=2)
+    engine_sums = P.driver_moments(eng, "csat", attributes, by="department")
+    pd.testing.assert_frame_equal(from_patterns[from_patterns["replicate"] == 0].reset_index(drop=True),
+                                  engine_sums, check_dtype=False)
+    dept, B = "Customer Service", 400
+    rows = ds.responses[ds.responses["department"] == dept]
+    row_boot = relative_importance(rows, "csat", attributes, n_boot=B, seed=2)
+    one = from_patterns[from_patterns["department"] == dept]
+    one.attrs.update(from_patterns.attrs)
+    draws, _ = P.replicate_draws(one, list(row_boot.table.index))
+    ratio = draws.std(axis=0, ddof=1) / row_boot.draws.std(axis=0, ddof=1)
+    assert np.all(np.abs(np.log(ratio)) < 4 / np.sqrt(B)), ratio
+    again = P.moments_from_patterns(P.driver_patterns(eng, "csat", attributes, by="department"), n_boot=400, seed=2)
+    pd.testing.assert_frame_equal(again, from_patterns)

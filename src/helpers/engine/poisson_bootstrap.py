@@ -20,6 +20,13 @@ and b: ``h1, h2`` = two 32-bit words of ``md5(row_id || ':' || seed)`` reduced m
 ``w_rb = F^-1((v_b + 0.5) / p)`` by inversion of the Poisson(1) CDF at integer thresholds ``floor(F(k) p)``.
 Results therefore do not depend on the engine, the row order or the partitioning.
 
+**Cost, and the answer-sized path.** The per-row weights cost ``rows x (n_boot + 1)`` weighted cross products in
+the engine: at 1M customers (1.6M complete responses in 12 months, 200 replicates) 78 s on DuckDB and 461 s on
+Spark local[2] here, where the kit's in-memory bootstrap (which draws over distinct rating patterns) took 11 s.
+Ratings take few values, so :func:`driver_patterns` (the distinct patterns per group with their row counts, one
+GROUP BY) is a sufficient statistic of the rows, and :func:`moments_from_patterns` draws each pattern's weight as
+``Poisson(count)`` (the sum of its rows' Poisson(1) weights: the same bootstrap distribution) in numpy.
+
 :func:`driver_importance_from_moments` turns the matrices into the kit's relative importance
 (:func:`helpers.drivers.relative_importance_from_corr` for the estimate; the replicate matrices through the same
 Shapley/relative-weights code for percentile intervals made to contain the estimate,
@@ -228,3 +235,60 @@ def replicate_draws(moments: pd.DataFrame, players: Sequence[str], method: str =
     imp, r2, _ = _importance_stack(reps[:, idx][:, :, idx], [np.array([i]) for i in range(len(players))], method,
                                    [False] * len(players))
     return imp, r2
+
+
+def driver_patterns(engine: Engine, outcome: str, drivers: Sequence[str], by="department", filters=None,
+                    start=None, end=None, table: str = "responses",
+                    date_column: str = "response_date") -> pd.DataFrame:
+    """Per group: each distinct pattern of ``[outcome, *drivers]`` over the complete rows, with its number of
+    rows ``count`` (columns ``x0..xq``). Ratings on 1-5 / 0-10 scales have at most a few thousand patterns per
+    group, so this answer-sized table is a sufficient statistic of the rows for the moments and the bootstrap."""
+    drivers = list(drivers)
+    cols = [outcome, *drivers]
+    by_cols = as_columns(by)
+    have = set(engine.columns(table))
+    absent = [c for c in [*cols, *by_cols] if c not in have]
+    if absent:
+        raise EngineError(f"driver_patterns: table {table} has no column(s) {absent}")
+    xs = [f"CAST({q(c)} AS BIGINT) AS x{i}" for i, c in enumerate(cols)]
+    keys = [*[q(c) for c in by_cols], *[f"x{i}" for i in range(len(cols))]]
+    complete = [f"{q(c)} IS NOT NULL" for c in cols]
+    inner = (f"SELECT {''.join(f'{q(c)}, ' for c in by_cols)}{', '.join(xs)} FROM {q(table)} "
+             f"{where_sql(filters, date_column, start, end, extra=complete)}")
+    out = engine.query(f"SELECT {', '.join(keys)}, count(*) AS count FROM ({inner}) AS _p GROUP BY {', '.join(keys)}")
+    out = out.sort_values([*by_cols, *[f"x{i}" for i in range(len(cols))]], kind="stable").reset_index(drop=True)
+    out.attrs.update(columns=cols, by=by_cols)
+    return out
+
+
+def moments_from_patterns(patterns: pd.DataFrame, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """:func:`driver_moments`' table from :func:`driver_patterns`: replicate 0 from the counts (the same
+    integers as the engine's sums), replicates 1..n_boot with pattern weights ``W_pb ~ Poisson(c_p)`` - the sum of
+    the Poisson(1) weights of the ``c_p`` rows of pattern p, so the same Poisson bootstrap distribution, drawn per
+    pattern instead of per row (numpy, seeded by ``seed`` and the group's name; independent of row order and
+    partitioning, but not the same draws as :func:`driver_moments`)."""
+    import zlib  # noqa: PLC0415
+
+    cols = list(patterns.attrs["columns"])
+    by_cols = list(patterns.attrs["by"])
+    k = len(cols)
+    parts = []
+    groups = patterns.groupby(by_cols, sort=True, dropna=False) if by_cols else [((), patterns)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        X = g[[f"x{i}" for i in range(k)]].to_numpy("int64")
+        c = g["count"].to_numpy("int64")
+        rng = np.random.default_rng([int(seed), zlib.crc32(repr(key).encode())])
+        W = np.vstack([c[None, :], rng.poisson(c, size=(int(n_boot), len(c)))]).astype("int64")
+        data = {"replicate": np.arange(n_boot + 1, dtype="int64"), "n": W.sum(axis=1)}
+        for i in range(k):
+            data[f"s_{i}"] = W @ X[:, i]
+        for i, j in _pairs(k):
+            data[f"s_{i}_{j}"] = W @ (X[:, i] * X[:, j])
+        part = pd.DataFrame(data)
+        for i, (col, v) in enumerate(zip(by_cols, key)):
+            part.insert(i, col, v)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(columns=cols, by=by_cols, n_boot=int(n_boot), seed=int(seed))
+    return out
