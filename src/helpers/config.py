@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from helpers.engine.settings import EngineSettings
 from helpers.errors import ParamsError
 from helpers.formatting import shorten
 from helpers.params_yaml import load_params_yaml
@@ -115,6 +116,7 @@ class ReportConfig(_Strict):
     outcome: str = "csat"
     drivers: list[str] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    engine: EngineSettings = Field(default_factory=EngineSettings)  # where aggregates are computed (DuckDB/Spark)
     show_customer_ids: bool = False  # department pages may list customer/response ids (follow-up list); never company pages
 
     @field_validator("data_source")
