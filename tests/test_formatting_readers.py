@@ -69,3 +69,20 @@ def test_reader_table_has_no_index_nan_or_raw_names_and_escapes():
     assert ">5<" not in html and ">9<" not in html  # no index
     more = reader_table(pd.DataFrame({"x": range(30)}), max_rows=10)
     assert more.count("<tr>") == 11 and "first 10 of 30" in more
+
+
+def test_chances_never_read_impossible_or_certain():
+    from helpers.formatting import fmt_chance
+    assert fmt_chance(0.001) == "<1%" and fmt_chance(0.999) == ">99%" and fmt_chance(0.42) == "42%"
+    assert fmt_chance(None) == "n/a"
+
+
+def test_portal_status_badges_use_the_charts_palette():
+    """The index's status badges read like the department pages' (same Okabe-Ito colours and shapes)."""
+    from helpers.charts import PALETTE
+    from helpers.reports.export import kit_css
+    css = kit_css().lower()
+    for status in ("on track", "at risk", "off track", "missed", "achieved"):
+        cls = status.replace(" ", "-")
+        assert f".badge.{cls} {{ background: {PALETTE[status].lower()}" in css, status
+        assert f".badge.{cls}::before" in css, status

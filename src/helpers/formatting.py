@@ -81,7 +81,7 @@ _BOUNDED_REPR.maxlong = 40
 import math as _math  # noqa: E402
 import unicodedata as _unicodedata  # noqa: E402
 
-__all__ += ["NA", "column_label", "fmt_currency", "fmt_interval", "fmt_number", "fmt_p_value", "fmt_percent",
+__all__ += ["NA", "column_label", "fmt_chance", "fmt_currency", "fmt_interval", "fmt_number", "fmt_p_value", "fmt_percent",
             "interval_decimals", "reader_table", "slug"]
 
 NA = "n/a"
@@ -125,6 +125,13 @@ def fmt_percent(x: object, decimals: int = 0, *, share: bool = True, signed: boo
         return na
     text = fmt_number(v, decimals, signed=signed, na=na)
     return text if text == na else text + "%"
+
+
+def fmt_chance(p: object, na: str = NA) -> str:
+    """A probability for readers: whole percent, but ``"<1%"`` / ``">99%"`` where rounding would show 0% or 100%
+    (a forecast never makes an open objective impossible or certain); ``na`` when missing."""
+    text = fmt_percent(p, 0, na=na)
+    return {"0%": "<1%", "-0%": "<1%", "100%": ">99%"}.get(text, text)
 
 
 def fmt_currency(x: object, currency: str = "", decimals: int = 0, *, signed: bool = False, na: str = NA) -> str:

@@ -343,7 +343,7 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
 
 def look_first(summary: dict) -> str:
     """The objective to look at first (worst status, then lowest chance of meeting its target), in words."""
-    from helpers.formatting import fmt_percent
+    from helpers.formatting import fmt_chance
     # open objectives that can be judged (as the department page's own "look first"): the lowest chance first
     objectives = [o for o in summary.get("objectives", []) or [] if isinstance(o, dict)
                   and o.get("status") in ("on track", "at risk", "off track")]
@@ -355,7 +355,7 @@ def look_first(summary: dict) -> str:
         return (p if _finite(p) else 2.0, STATUS_RANK.get(str(o["status"]), 3))
 
     o = min(objectives, key=key)
-    chance = f", {fmt_percent(o['p_met'])} chance of meeting its target" if _finite(o.get("p_met")) else ""
+    chance = f", {fmt_chance(o['p_met'])} chance of meeting its target" if _finite(o.get("p_met")) else ""
     return f"{o.get('title') or o.get('id')} ({o['status']}{chance})"
 
 

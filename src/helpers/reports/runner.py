@@ -803,7 +803,8 @@ def write_index(run_dir: Path, manifest: dict, company: str, previous: list[dict
         value = k.get("value")
         decimals = 0 if value is not None and abs(value) >= 100 else 1
         card = {"label": k.get("label") or k.get("kpi"), "period": k.get("period", ""),
-                "value": (fmt_number(value, decimals) + ("%" if pct else "")) if value is not None else NA,
+                "value": (fmt_number(value, 0, signed=True) if unit == "points"  # NPS reads "+21", as on the pages
+                          else fmt_number(value, decimals) + ("%" if pct else "")) if value is not None else NA,
                 "interval": f"95% CI {fmt_interval(k.get('ci_low'), k.get('ci_high'), percent=pct, share=False)}, "
                             f"n = {fmt_number(k.get('n'))}",
                 "change": "", "direction": "", "since_run": ""}
