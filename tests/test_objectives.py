@@ -87,7 +87,13 @@ def test_valid_file_loads_with_tree_and_types(tmp_path):
     ({"0.owner": {"person": "x", "role": "boss"}}, "retention", "owner.role", "role must be one of"),
     ({"0.owner": "Ann"}, "retention", "owner", "expected a mapping"),
     ({"0.colour": "red"}, "retention", "colour", "unknown field"),
-    ({"1.filters": {"planet": "mars"}}, "fcr", "filters.planet", "unknown filter"),
+    ({"1.filters": {1: "mars"}}, "fcr", "filters.1", "must be a column name"),
+    ({"1.filters": {"my plan": "gold"}}, "fcr", "filters.my plan", "must be a column name"),
+    ({"1.filters": {"plan": {"name": "gold"}}}, "fcr", "filters.plan", "expected text or a list of text"),
+    ({"1.filters": {"plan": [["gold"]]}}, "fcr", "filters.plan", "expected text or a list of text"),
+    ({"1.filters": {"plan": []}}, "fcr", "filters.plan", "expected text or a list of text"),
+    ({"1.filters": {"department": "Sales"}}, "fcr", "filters.department", "cannot name the department"),
+    ({"1.filters": {"agent": "a1", "agent_id": "a2"}}, "fcr", "filters.agent_id", "name the same column"),
     ({"0.target": 94.0}, "retention", "target", "already met by the baseline"),
     ({"1.baseline": {"start": "2025-12-01", "end": "2025-01-01"}}, "fcr", "baseline.end", "before its start"),
 ])
@@ -465,3 +471,36 @@ def test_chances_read_as_not_certain_at_the_source():
     row = ev.row("good")
     assert row["p_met"] < 0.005 and "<1% chance of meeting it" in row["sentence"]
     assert row["chance_text"] == "<1%" and "<1% chance" in ev.summary()
+
+
+def test_objective_filtered_by_a_customer_column_evaluates_on_the_joined_rows(small_demo, tmp_path):
+    """Issue 17: any customers column (here ``plan``, kept by the export profile as a dimension) filters an
+    objective on a survey KPI; the window's value is CSAT (top-2-box) of the department's answers whose customer
+    has that plan, as a hand merge of the two tables gives it."""
+    import shutil
+
+    from helpers.data import load_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(small_demo, data)
+    customers = pd.read_parquet(data / "customers.parquet")
+    customers["plan"] = np.where(customers["customer_id"].str[-1].isin(list("02468")), "gold", "basic")
+    customers.to_parquet(data / "customers.parquet", index=False)
+    ds = load_dataset(data, emit_warnings=False, dimensions={"customers": ["plan"]})
+    doc = {"department": "Billing", "objectives": [
+        {"id": "gold-csat", "title": "Gold customers satisfied", "metric": "csat", "filters": {"plan": "gold"},
+         "baseline": 70, "target": 90, "start": "2026-01-01", "deadline": "2026-09-30", "window": "quarter",
+         "owner": {"person": "billing-dir", "role": "director"}}]}
+    plan = load_objectives(_write(tmp_path, doc, name="billing.yaml"))
+    assert plan.get("gold-csat").filters == {"plan": ("gold",)}
+    row = evaluate_objectives(plan, ds, "2026-10-31", min_responses=1).table.iloc[0]
+    joined = ds.responses.merge(customers[["customer_id", "plan"]], on="customer_id", how="left")
+    days = pd.to_datetime(joined["response_date"])
+    window = joined[(joined["department"] == "Billing") & (joined["plan"] == "gold") & joined["csat"].notna()
+                    & (days >= "2026-07-01") & (days <= "2026-09-30")]
+    everyone = joined[(joined["department"] == "Billing") & joined["csat"].notna()
+                      & (days >= "2026-07-01") & (days <= "2026-09-30")]
+    assert 0 < len(window) < len(everyone)  # the filter selects a real subset
+    assert row["status"] not in ("no data",), row["message"]
+    assert int(row["n"]) == len(window)
+    assert row["current"] == pytest.approx(100 * (window["csat"] >= 4).mean())

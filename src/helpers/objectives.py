@@ -48,6 +48,8 @@ from helpers.objectives_status import (DEFAULT_LEVEL, FREQ_MONTHS, STATUSES, For
 ROLES = ("director", "manager", "representative")
 DIRECTIONS = ("raise", "lower")
 FILTER_KEYS = ("channel", "team", "segment", "region", "agent")
+"""The usual filters (examples in messages); any other column of the data can filter too (checked at --dry-run)."""
+_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOP_LEVEL_KEYS = ("department", "people", "objectives")
 OBJECTIVE_KEYS = ("id", "title", "metric", "filters", "baseline", "target", "direction", "start", "deadline",
                   "owner", "parent", "frequency", "window", "note")
@@ -249,16 +251,32 @@ def _parse_baseline(raw, path, oid) -> Baseline:
 
 
 def _parse_filters(raw, path, oid) -> dict[str, tuple[str, ...]]:
+    """An objective's ``filters:``: column -> text or a list of text. Any column name is accepted here (the
+    contract's channel/team/agent_id..., a customer dimension such as segment, region, plan or any column an
+    export profile keeps); whether the data has it, and the values, is checked against the data at
+    ``--dry-run`` (:mod:`helpers.params_check`, by :mod:`helpers.selection`'s rules). The short names of
+    :data:`helpers.selection.ALIASES` (``agent`` -> ``agent_id``) stay accepted. Refused here: keys that are
+    not text, the department (the file's own), two keys naming one column, and values that are not text."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         raise ObjectiveError(path, f"expected a mapping like {{channel: phone}}, got {shorten(raw)}", objective_id=oid,
                              field="filters")
-    out = {}
+    out: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
     for key, val in raw.items():
-        if key not in FILTER_KEYS:
-            raise ObjectiveError(path, f"unknown filter {shorten(key)}; filters are {list(FILTER_KEYS)}",
-                                 objective_id=oid, field=f"filters.{key}")
+        if not isinstance(key, str) or not _FILTER_KEY.match(key):
+            raise ObjectiveError(path, f"a filter must be a column name (letters, digits, _), got {shorten(key)}; "
+                                       f"e.g. {list(FILTER_KEYS)} or a customers column such as plan",
+                                 objective_id=oid, field=f"filters.{key[:40] if isinstance(key, str) else shorten(key, 40)}")
+        column = FILTER_COLUMNS.get(key, key)
+        if column == "department":
+            raise ObjectiveError(path, "filters cannot name the department: the file's department already selects "
+                                       "its rows", objective_id=oid, field=f"filters.{key}")
+        if column in seen:
+            raise ObjectiveError(path, f"filters {seen[column]!r} and {key!r} name the same column {column!r}; keep "
+                                       "one", objective_id=oid, field=f"filters.{key}")
+        seen[column] = key
         vals = val if isinstance(val, list) else [val]
         if not vals or not all(isinstance(v, str) and v for v in vals):
             raise ObjectiveError(path, f"expected text or a list of text, got {shorten(val)}", objective_id=oid,
@@ -658,6 +676,14 @@ FILTER_LABELS = {"team": "team", "channel": "channel", "segment": "segment", "re
 """How a filter reads in a reason: ``team Invoicing``, ``channel fax``."""
 
 
+def filter_label(key: str) -> str:
+    """A filter's name in a reader's sentence: :data:`FILTER_LABELS`, else the column's label in lower case
+    (``contract_type`` -> ``contract type``)."""
+    from helpers.formatting import column_label  # noqa: PLC0415
+
+    return FILTER_LABELS.get(key) or column_label(key).lower()
+
+
 OPEN_STATUSES = ("on track", "at risk", "off track")
 """Statuses of objectives still open (deadline ahead, not yet achieved): the candidates for "look first"."""
 
@@ -1015,7 +1041,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
         r = _row_for(o, plan, names, info, as_of)
         where = f"{plan.path}: objective {o.id!r}"
         label = info.label if info is not None else o.metric
-        scope = ", ".join(f"{FILTER_LABELS.get(k, k)} {' or '.join(v)}" for k, v in o.filters.items())
+        scope = ", ".join(f"{filter_label(k)} {' or '.join(v)}" for k, v in o.filters.items())
         s = fetched.get(o.id)
         if s is not None:  # complete periods only: a half-month (or half-quarter) is not a finished period
             s = s[s["period"].map(lambda p, f=o.frequency: period_end(p, f)) <= as_of].reset_index(drop=True)
