@@ -52,6 +52,9 @@ class RetentionReport:
     currency: str = ""  # ISO code from report.yaml (CLV)
     worth: object = None  # helpers.drivers_report.CompanyWorthPage: corrected churn link, revenue at risk
     worth_inputs: dict = field(default_factory=dict)  # what the data have for it (set when loading)
+    engine_name: str = ""  # the engine that computed the curves, sBG counts and the Cox sample ("" = in memory)
+    cox_population: int | None = None  # customers the Cox model could use ...
+    cox_sample_size: int | None = None  # ... and how many it was fitted on (a seeded sample when fewer)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -320,7 +323,18 @@ class RetentionReport:
         return "" if self.survival is None else survival_table_html(self.survival)
 
     def hazard_table_html(self) -> str:
-        return "" if self.hazards is None else hazard_table_html(self.hazards)
+        if self.hazards is None:
+            return ""
+        return hazard_table_html(self.hazards, caption=self.cox_sample_text())
+
+    def cox_sample_text(self) -> str:
+        """The Cox model's sample as the page states it ("" when it was fitted on every customer)."""
+        if self.cox_sample_size is None or self.cox_population is None or \
+                self.cox_sample_size >= self.cox_population:
+            return ""
+        return (f"Fitted on a seeded random sample of {self.cox_sample_size:,} of the {self.cox_population:,} "
+                f"customers ({fmt_percent(self.cox_sample_size / self.cox_population, 1)}); the intervals are "
+                "those of the sample")
 
     def projection_table_html(self) -> str:
         fit = self.main_fit
@@ -533,12 +547,36 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
             last_date = ds.date_range()[1]
             if not as_of:
                 report.as_of = ds.default_as_of()
-        finally:
+        except BaseException:
             ds.close()
+            raise
     if as_of:
         report.as_of = pd.Timestamp(as_of)
     report.data_end = None if last_date is None or pd.isna(last_date) else pd.Timestamp(last_date).normalize()
-    return settings, customers, responses
+    return settings, customers, responses, (cfg, ds if file is None else None)
+
+
+def _uses_contract_dates(settings) -> bool:
+    """Whether the retention settings read the data contract's ``signup_date``/``end_date`` (what the engine's
+    survival queries assume); a tenure or churn-flag layout keeps the in-memory path."""
+    return (settings.duration_column is None and settings.event_column is None
+            and settings.start_column == "signup_date" and settings.end_column == "end_date"
+            and settings.id_column == "customer_id")
+
+
+def _open_engine(report: RetentionReport, cfg, ds, settings):
+    """The engine of ``report.yaml`` (``engine:``) over the run's dataset, or None (in-memory path) with a
+    note when it cannot be reached."""
+    if ds is None or cfg is None or not _uses_contract_dates(settings) or not ds.has("customers"):
+        return None
+    try:
+        engine = cfg.engine.connect(dataset=ds)
+    except KitError as exc:
+        report.warnings.append(f"The {cfg.engine.kind} engine is not available ({exc}); the retention analyses "
+                               "were computed in memory.")
+        return None
+    report.engine_name = engine.name
+    return engine
 
 
 def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: int = 6,
@@ -569,11 +607,28 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
     report = RetentionReport(segment=segment or "all", horizon=int(horizon), holdout=int(holdout),
                              discount_rate=float(discount_rate))
     try:
-        settings, customers, responses = _load_customers(data_source, report_config, as_of, report)
-        frame = _survival_data(customers, settings, report)
+        settings, customers, responses, (cfg, ds) = _load_customers(data_source, report_config, as_of, report)
     except KitError as exc:
         report.warnings.append(str(exc))
         return report
+    engine = None
+    try:
+        frame = _survival_data(customers, settings, report)
+        engine = _open_engine(report, cfg, ds, settings) if report.has_dates else None
+        _analyse(report, frame, customers, responses, settings, engine, n_boot, monthly_rate)
+    except KitError as exc:
+        report.warnings.append(str(exc))
+    finally:
+        if engine is not None:
+            engine.close()
+        if ds is not None:
+            ds.close()
+    return report
+
+
+def _analyse(report: RetentionReport, frame, customers, responses, settings, engine, n_boot, monthly_rate) -> None:
+    """Every analysis of the page: curves, sBG counts and the Cox sample from ``engine`` aggregates when there is
+    one (the same numbers as the in-memory path, see tests/test_retention_engine.py), else from ``frame``."""
     seg_col = settings.segment_column if settings.segment_column in frame.columns else None
     if settings.segment_column and seg_col is None:
         report.warnings.append(f"segment column {shorten(settings.segment_column)} is not in the customer table; "
@@ -594,14 +649,22 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
 
     _run(report, "cohort table", lambda: setattr(report, "cohorts", R.cohort_table(sel))
          if report.has_dates else None)
-    _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
-    _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col, settings))
+    if engine is None:
+        _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
+        _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col, settings))
+    else:
+        _run(report, "survival curves", lambda: _engine_survival(report, engine, seg_col))
+        _run(report, "satisfaction and churn", lambda: _engine_hazards(report, engine, responses, seg_col))
     _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
-    _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
-    _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
+    if engine is None:
+        _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
+        _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
+    else:
+        counts = {}
+        _run(report, "sBG projections", lambda: _engine_sbg_fits(report, engine, seg_col, n_boot, counts))
+        _run(report, "sBG holdout check", lambda: _engine_sbg_holdout(report, counts.get("sbg"), seg_col, n_boot))
     _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
     _run(report, "lifetime value", lambda: _value(report, frame, seg_col, monthly_rate))
-    return report
 
 
 def _run(report: RetentionReport, what: str, step) -> None:
@@ -658,6 +721,113 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
     if id_col != "customer_id":
         frame["customer_id"] = frame[id_col].astype(str)
     return frame
+
+
+COX_SAMPLE_SIZE = 100_000  # customers the Cox model is fitted on at most (a seeded sample above it)
+COX_SAMPLE_SEED = 20261125
+SBG_MIN_CUSTOMERS = 30  # helpers.retention.fit_sbg_by's default: fewer customers, no segment fit
+
+
+def _engine_survival(report, engine, seg_col) -> None:
+    """Kaplan-Meier curves (and the log-rank test) from the engine's events and numbers at risk per day."""
+    from helpers.engine import aggregates as A
+
+    counts = A.survival_counts(engine, by=seg_col, as_of=report.observed_to)
+    report.survival = A.kaplan_meier_from_counts(counts, group=seg_col)
+
+
+def _engine_hazards(report, engine, responses, seg_col, sample_size: int = COX_SAMPLE_SIZE) -> None:
+    """The Cox model on the engine's seeded sample of at most ``sample_size`` customers (everyone when there are
+    fewer), with each customer's mean CSAT up to the observed day; the page states the sample and population."""
+    from helpers.engine import aggregates as A
+
+    satisfaction = (responses is not None and len(responses) > 0 and engine.has("responses")
+                    and "csat" in engine.columns("responses"))
+    data = A.cox_sample(engine, sample_size, seed=COX_SAMPLE_SEED, covariates=[seg_col] if seg_col else [],
+                        satisfaction=satisfaction, as_of=report.observed_to)
+    report.cox_population, report.cox_sample_size = int(data.attrs["population"]), int(data.attrs["size"])
+    covs = []
+    if satisfaction and data["mean_csat"].notna().sum() >= 30:
+        covs.append("mean_csat")
+        report.satisfaction_covariate = "mean_csat"
+        share = data["mean_csat"].notna().mean()
+        if share < 0.9:
+            report.warnings.append(f"{1 - share:.0%} of customers never answered a CSAT survey and are "
+                                   "left out of the hazard-ratio model.")
+    if seg_col and data[seg_col].nunique() > 1:
+        covs.append(seg_col)
+    if not covs:
+        report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
+        return
+    report.hazards = R.fit_cox(data, "duration", "event", covs)
+    report.hazards.labels["mean_csat"] = "each extra point of a customer's mean CSAT"
+
+
+def _engine_sbg_fits(report, engine, seg_col, n_boot, keep: dict) -> None:
+    """sBG fits (all customers, then each segment with the rule of :func:`helpers.retention.fit_sbg_by`) from
+    the engine's customer counts per (segment, cohort, lifetime, churned, exposure)."""
+    from helpers.engine import aggregates as A
+
+    counts = A.sbg_counts(engine, by=seg_col, as_of=report.observed_to)
+    keep["sbg"] = counts
+    try:
+        report.sbg["all"] = A.fit_sbg_from_counts(counts, n_boot=n_boot, label="all customers")
+    except KitError as exc:
+        report.warnings.append(f"sBG for all customers: {exc}")
+    if not seg_col:
+        return
+    R._check_horizon(report.horizon)
+    rows, fits, skipped = [], {}, {}
+    groups = counts.assign(_g=counts[seg_col].astype(str)).groupby("_g", sort=True)
+    for key, g in groups:
+        size = int(g["customers"].sum())
+        if size < SBG_MIN_CUSTOMERS:
+            skipped[key] = f"{size} customers"
+            continue
+        try:
+            fit = A.fit_sbg_from_counts(g, n_boot=n_boot, label=key)
+        except KitError as exc:
+            skipped[key] = str(exc).split(";")[0]
+            continue
+        fits[key] = fit
+        tab = fit.table
+        proj = fit.projection(report.horizon).iloc[-1]
+        h = report.horizon
+        rows.append({seg_col: key, "customers": size, "alpha": fit.alpha, "alpha_low": tab.loc["alpha", "ci_low"],
+                     "alpha_high": tab.loc["alpha", "ci_high"], "beta": fit.beta,
+                     "beta_low": tab.loc["beta", "ci_low"], "beta_high": tab.loc["beta", "ci_high"],
+                     f"survival_{h}": proj["survival"], f"survival_{h}_low": proj["ci_low"],
+                     f"survival_{h}_high": proj["ci_high"]})
+    report.sbg_groups = R.SBGGroups(table=pd.DataFrame(rows), fits=fits, by=seg_col, skipped=skipped)
+    report.sbg.update(fits)
+    for name, why in skipped.items():
+        report.warnings.append(f"sBG projection for {value_label(name)} customers: {why}.")
+
+
+def _engine_sbg_holdout(report, counts, seg_col, n_boot) -> None:
+    """The held-out check on the first three signup cohorts, from the engine's sBG counts (the survivor counts of
+    :func:`helpers.retention.cohort_survivors` for those customers)."""
+    from helpers.engine import aggregates as A
+
+    if counts is None or not report.has_dates:
+        return
+    if report.segment != "all" and seg_col:
+        counts = counts[counts[seg_col].astype(str) == report.segment]
+    if counts.empty:
+        return
+    first = counts["cohort"].min()
+    old = counts[counts["cohort"] <= first + 2]
+    months = int(old["exposure_periods"].min())
+    if months - report.holdout < 3:
+        raise report.too_little_history(f"the oldest cohorts are followed for {months} months, too few for a "
+                                        f"{report.holdout}-month holdout (needs {report.holdout + 3})")
+    size = int(old["customers"].sum())
+    if size < 30:  # the rule of helpers.retention.cohort_survivors
+        raise R.RetentionInputError(f"cohort has only {size} customers", table="customers",
+                                    expected="at least 30 for a stable sBG fit")
+    surv = A.cohort_survivor_counts(old.assign(cohort=first))
+    report.sbg_check = R.sbg_holdout(surv["survivors"].to_numpy(), holdout=report.holdout, n_boot=n_boot,
+                                     label=f"cohorts {first}-{first + 2}")
 
 
 def _hazards(report, frame, responses, seg_col, settings) -> None:
@@ -780,7 +950,7 @@ def survival_table_html(km: R.KaplanMeierResult) -> str:
     return _table(pd.DataFrame(rows), formats={"Customers": "int", "Have left": "int"})
 
 
-def hazard_table_html(cox: R.CoxResult) -> str:
+def hazard_table_html(cox: R.CoxResult, caption: str = "") -> str:
     """The Cox model for readers: each factor's change of the monthly churn risk with its interval in the same
     words as the sentences ("60% lower", "56% to 63% lower"), the hazard ratio with its interval, the p-value."""
     rows = []
@@ -792,4 +962,5 @@ def hazard_table_html(cox: R.CoxResult) -> str:
                      "95% CI": interval, "Hazard ratio": fmt_number(hr, 2),
                      "Hazard ratio 95% CI": fmt_interval(lo, hi, max(2, interval_decimals(lo, hi))),
                      "p-value": fmt_p_value(cox.table.loc[cov, "p_value"])})
-    return _table(pd.DataFrame(rows), formats={c: "text" for c in ("Hazard ratio", "Hazard ratio 95% CI")})
+    return _table(pd.DataFrame(rows), formats={c: "text" for c in ("Hazard ratio", "Hazard ratio 95% CI")},
+                  caption=caption)
