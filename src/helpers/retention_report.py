@@ -736,14 +736,14 @@ def _engine_survival(report, engine, seg_col) -> None:
     report.survival = A.kaplan_meier_from_counts(counts, group=seg_col)
 
 
-def _engine_hazards(report, engine, responses, seg_col, sample_size: int = COX_SAMPLE_SIZE) -> None:
+def _engine_hazards(report, engine, responses, seg_col, sample_size: int | None = None) -> None:
     """The Cox model on the engine's seeded sample of at most ``sample_size`` customers (everyone when there are
     fewer), with each customer's mean CSAT up to the observed day; the page states the sample and population."""
     from helpers.engine import aggregates as A
 
     satisfaction = (responses is not None and len(responses) > 0 and engine.has("responses")
                     and "csat" in engine.columns("responses"))
-    data = A.cox_sample(engine, sample_size, seed=COX_SAMPLE_SEED, covariates=[seg_col] if seg_col else [],
+    data = A.cox_sample(engine, sample_size or COX_SAMPLE_SIZE, seed=COX_SAMPLE_SEED, covariates=[seg_col] if seg_col else [],
                         satisfaction=satisfaction, as_of=report.observed_to)
     report.cox_population, report.cox_sample_size = int(data.attrs["population"]), int(data.attrs["size"])
     covs = []
