@@ -12,7 +12,10 @@ the report (naming the file and field) and the remaining sections still render. 
   chain per run, cached);
 - the cascade tree: :meth:`DepartmentReport.plot_cascade`;
 - drivers and "fix first": :meth:`DepartmentReport.drivers` (``helpers.drivers_analysis``);
-- what customers say: :meth:`DepartmentReport.customers_say_html` (``helpers.voice_report``; escaped, no ids);
+- what customers say: :meth:`DepartmentReport.customers_say_html` (``helpers.voice_report``; escaped, no ids),
+  with the costliest theme no rating question asks about when it is estimable;
+- customers to call back: :meth:`DepartmentReport.call_backs_html` (unhappy customers with a comment not yet
+  followed up, the "contacted within 48 hours" KPI; ids only with ``show_customer_ids``);
 - the department's customers' retention: :meth:`DepartmentReport.retention` (``helpers.retention``);
 - data quality: :meth:`DepartmentReport.data_quality` and :meth:`DepartmentReport.all_warnings`.
 """
@@ -565,6 +568,34 @@ class DepartmentReport:
         lead = (f"<p>{say.n_comments:,} comments about {html_escape(self.department)} between {start:%b %Y} and "
                 f"{end:%b %Y}; the {len(say.table)} most frequent themes:</p>")
         return lead + _narrow(say.html())
+
+    # ------------------------------------------------------------------ customers to call back (issue 13)
+    def call_backs(self):
+        """The department's unhappy customers with a comment of the last weeks not yet followed up, with the
+        "contacted within 48 hours" KPI (:func:`helpers.voice_report.customers_to_call_back`), up to the page's
+        as-of date; customer ids only when ``show_customer_ids`` is on in report.yaml. ``(CallBackList or None,
+        message)``."""
+        if self.dataset is None:
+            return None, "No data loaded."
+        if "_call_backs" not in self.__dict__:
+            from helpers.voice_report import customers_to_call_back  # noqa: PLC0415
+
+            ids = bool(getattr(self.config, "show_customer_ids", False))
+            end = self.as_of if self.as_of is not None else self.dataset.default_as_of()
+            try:
+                self.__dict__["_call_backs"] = (customers_to_call_back(self.dataset, self.department, end,
+                                                                       show_customer_ids=ids), "")
+            except (KitError, ValueError) as exc:
+                self.__dict__["_call_backs"] = (None, f"No list of customers to call back: {exc}")
+        return self.__dict__["_call_backs"]
+
+    def call_backs_html(self) -> str:
+        """The section's body (:meth:`helpers.voice_report.CallBackList.html`: every text escaped, cards on a
+        phone) or one line saying why it is missing."""
+        calls, message = self.call_backs()
+        if calls is None:
+            return f'<p class="dept-note">{html_escape(self.reader_text(message))}</p>'
+        return calls.html()
 
     # ------------------------------------------------------------------ what meeting an objective is worth (issue 15)
     WORTH_N_BOOT = 200

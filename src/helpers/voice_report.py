@@ -42,7 +42,8 @@ from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_valu
                                 reader_table, shorten, slug)
 
 __all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "CustomersSay",
-           "what_customers_say", "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
+           "what_customers_say", "costliest_unasked", "CallBackList", "customers_to_call_back",
+           "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
 
 THEMES_FILE = "params/themes.yaml"  # the kit's codebook of comment themes (params/README.md)
 
@@ -634,6 +635,24 @@ class CustomersSay:
     n_comments: int
     table: pd.DataFrame
     examples: list[str]
+    costliest: dict | None = None  # the costliest unasked theme (costliest_unasked), when estimable
+
+    def costliest_sentence(self, html: bool = False) -> str:
+        """One plain sentence on the costliest theme no rating question asks about, or "" when no such theme's
+        effect is estimable and clearly below zero. Raw text (escape it), or with ``html`` escaped HTML with the
+        theme in bold."""
+        c = self.costliest
+        if not c:
+            return ""
+        label = f"<strong>{html_escape(c['label'])}</strong>" if html else str(c["label"])
+        rest = (f"Answers that mention it rate CSAT {fmt_number(abs(c['csat_adjusted']), 2)} points lower (on 1-5) "
+                f"than answers with the same attribute ratings (95% CI "
+                f"{fmt_interval(abs(c['csat_adjusted_high']), abs(c['csat_adjusted_low']), 2)}; "
+                f"{int(c['mentions']):,} comments mention it)")
+        if np.isfinite(c.get("detractor_change", np.nan)):
+            rest += (f", and {fmt_number(c['detractor_change'], 0)} points more of them are detractors (95% CI "
+                     f"{fmt_interval(c['detractor_change_low'], c['detractor_change_high'], 0)})")
+        return f"The costliest problem no rating question asks about: {label}. {rest}."
 
     def markdown(self) -> str:
         """Bullet points, every text escaped."""
@@ -650,6 +669,8 @@ class CustomersSay:
                 text += (f"; CSAT {_signed(r['csat_adjusted'], 2)} points when mentioned, same ratings (95% CI "
                          f"{fmt_interval(r['csat_adjusted_low'], r['csat_adjusted_high'])})")
             lines.append(f"- {text}")
+        if self.costliest_sentence():
+            lines.append(f"\n{md_escape(self.costliest_sentence())}\n")
         if self.examples:
             lines.append("\nIn their words:\n")
             lines += [f"> “{md_escape(x)}”\n" for x in self.examples]
@@ -670,7 +691,9 @@ class CustomersSay:
                                             "Change vs previous period (points)": lambda v: _signed(v, 1),
                                             "CSAT when mentioned (points)": lambda v: _signed(v, 2)})
         ex = "".join(f"<li>“{html_escape(x)}”</li>" for x in self.examples)
-        return table + (f"<p>In their words:</p><ul>{ex}</ul>" if ex else "")
+        costly = (f'<p class="voice-costliest">{self.costliest_sentence(html=True)}</p>'
+                  if self.costliest else "")
+        return table + costly + (f"<p>In their words:</p><ul>{ex}</ul>" if ex else "")
 
 
 def what_customers_say(ds, department: str, start, end, codebook=None, n_themes: int = 3,
@@ -705,10 +728,13 @@ def what_customers_say(ds, department: str, start, end, codebook=None, n_themes:
             changes.append(np.nan)
             pvals.append(np.nan)
     t["change"], t["p_value"] = changes, pvals
+    costliest = None
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         try:
-            eff = theme_effects(ds, cb, start, end, department).table.set_index("theme")
+            effects = theme_effects(ds, cb, start, end, department).table
+            costliest = costliest_unasked(effects, cb)
+            eff = effects.set_index("theme")
             for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"):
                 t[c] = t["theme"].map(eff[c])
         except (KitError, ValueError, np.linalg.LinAlgError):
@@ -722,4 +748,164 @@ def what_customers_say(ds, department: str, start, end, codebook=None, n_themes:
             if rank < len(v) and v[rank] not in examples and len(examples) < n_examples:
                 examples.append(v[rank])
     return CustomersSay(department, (str(start.date()), str(end.date())), now.n_comments,
-                        t.reset_index(drop=True)[list(empty.columns)], examples)
+                        t.reset_index(drop=True)[list(empty.columns)], examples, costliest)
+
+
+def costliest_unasked(effects: pd.DataFrame, codebook) -> dict | None:
+    """The theme no rating question asks about (no ``rating:`` in the codebook) with the most negative adjusted
+    CSAT effect whose 95% interval lies below zero (:func:`helpers.voice_effects.theme_effects`' ``table``), as a
+    dict of that row; None when no unasked theme's effect is estimable and clearly negative (too few mentions,
+    or an interval that includes 0). Same rule as :meth:`VoiceReport.costliest_unasked`."""
+    if effects is None or effects.empty or "csat_adjusted" not in effects:
+        return None
+    unasked = set(codebook.unasked)
+    cand = effects[effects["theme"].isin(unasked) & np.isfinite(effects["csat_adjusted"])
+                   & (effects["csat_adjusted_high"] < 0)].sort_values("csat_adjusted")
+    return None if cand.empty else cand.iloc[0].to_dict()
+
+
+# ------------------------------------------------------------------------------------------------ department call-backs
+
+CALL_BACK_WEEKS = 4
+CALL_BACK_LIMIT = 20
+
+
+@dataclass
+class CallBackList:
+    """The department page's "Customers to call back" (issue 13's closed loop): the unhappy answers (NPS 0-6 or
+    CSAT 1, the rule of :func:`contact_kpi` and of the follow-up list) with a comment in ``[start, end]`` that
+    nobody has followed up by ``end`` (``followed_up_at`` empty or later), most recent first. ``table`` holds the
+    first ``limit`` (raw text: :meth:`html` escapes it); ``total`` counts them all. Customer and response ids are
+    in ``table`` only when ``show_customer_ids``. ``missing``: one sentence saying why there is no list (no
+    follow-up column, no survey answers); ``contact``: "contacted within 48 hours" for the department over the
+    same weeks, with its interval and n."""
+
+    department: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    table: pd.DataFrame
+    total: int
+    show_customer_ids: bool = False
+    contact: ContactKpi | None = None
+    missing: str = ""
+    rule: str = f"NPS 0-{NPS_DETRACTOR_MAX} or CSAT 1"
+
+    def lead(self) -> str:
+        """The sentence above the list (raw text)."""
+        period = f"{self.start.day} {self.start:%b} and {self.end.day} {self.end:%b %Y}"
+        if self.total == 0:
+            return (f"No unhappy customer of {self.department} who left a comment between {period} is waiting for a "
+                    "call back.")
+        shown = (f"the {len(self.table)} most recent first" if self.total > len(self.table) else "most recent first")
+        return (f"{self.total:,} unhappy customer{'s' if self.total != 1 else ''} ({self.rule}) of {self.department} "
+                f"left a comment between {period} and {'have' if self.total != 1 else 'has'} not been followed up "
+                f"yet; {shown}:")
+
+    def ids_note(self) -> str:
+        if self.show_customer_ids:
+            return ""
+        return ("Customer ids are not shown on this page: the analytics team can list them here by setting "
+                "show_customer_ids: true in the reports' settings (report.yaml).")
+
+    def html(self) -> str:
+        """Lead, the contact KPI, the list (a reader table: cards on a phone; every text escaped), "and N more",
+        and how to show ids; or the one line saying what is missing."""
+        if self.missing:
+            return f'<p class="dept-note">{html_escape(self.missing)}</p>'
+        parts = []
+        if self.contact is not None:
+            contact = self.contact
+            if contact.estimate is None:
+                parts.append(f"<p><strong>Contacted within {contact.hours} hours:</strong> not measured. "
+                             f"{html_escape(contact.missing)}</p>")
+            else:
+                e = contact.estimate
+                parts.append(f'<p class="voice-contact"><strong>Contacted within {contact.hours} hours:</strong> '
+                             f"{fmt_number(e.value, 0)}% of {html_escape(self.department)}'s unhappy customers "
+                             f"of these weeks (95% CI {fmt_interval(e.ci_low, e.ci_high, percent=True, share=False)}"
+                             f", n = {e.n:,} answers at least {contact.hours} hours old, with or without a "
+                             "comment).</p>")
+        parts.append(f"<p>{html_escape(self.lead())}</p>")
+        if len(self.table):
+            t = self.table
+            show = pd.DataFrame({
+                "Answered": [f"{pd.Timestamp(d).day} {pd.Timestamp(d):%b}" for d in t["response_date"]],
+                "Days waiting": t["days_waiting"],
+                "Score": [_score_text(c, n) for c, n in zip(t["csat"], t["nps"])],
+                "Team (last agent)": [_team_text(a, b) for a, b in zip(t["team"], t["owner"])],
+                "Themes": [", ".join(x) if isinstance(x, (list, tuple)) and len(x) else "none" for x in t["themes"]],
+                "Comment": t["comment"]})
+            if self.show_customer_ids:
+                show.insert(0, "Customer", t["customer_id"])
+            parts.append('<div class="dept-table">' + _table(show, formats={"Answered": "text", "Days waiting": "int",
+                                                                          "Comment": "text"}) + "</div>")
+            more = self.total - len(t)
+            if more > 0:
+                parts.append(f"<p>And {more:,} more, older answers of the same weeks.</p>")
+        note = self.ids_note()
+        if note and self.total:
+            parts.append(f'<p class="dept-note">{html_escape(note)}</p>')
+        return "".join(parts)
+
+
+def _score_text(csat, nps) -> str:
+    bits = []
+    if pd.notna(nps):
+        bits.append(f"NPS {int(nps)}")
+    if pd.notna(csat):
+        bits.append(f"CSAT {int(csat)}")
+    return ", ".join(bits) or "n/a"
+
+
+def _team_text(team, owner) -> str:
+    team = "" if team is None or (isinstance(team, float) and np.isnan(team)) else str(team)
+    owner = "" if owner is None or (isinstance(owner, float) and np.isnan(owner)) else str(owner)
+    if team in ("", "(no linked ticket)"):
+        return "no ticket in the 30 days before"
+    return f"{team} ({owner})" if owner else team
+
+
+def customers_to_call_back(ds, department: str, end, codebook=None, weeks: int = CALL_BACK_WEEKS,
+                           limit: int = CALL_BACK_LIMIT, show_customer_ids: bool = False,
+                           hours: int = FOLLOW_UP_HOURS) -> CallBackList:
+    """Unhappy customers of ``department`` (NPS 0-6 or CSAT 1) of the ``weeks`` weeks up to ``end`` who left a
+    comment and have not been followed up by the end of ``end`` (``responses.followed_up_at`` empty, or later:
+    a report as of a past date does not know of later calls), most recent first, at most ``limit`` rows (team and
+    last agent, themes, days waiting from :func:`helpers.voice_effects.follow_up_list`), and "contacted within
+    ``hours`` hours" (:func:`contact_kpi`) over the same weeks. Without a ``followed_up_at`` column the list cannot
+    tell who is still waiting: ``missing`` says so in one line."""
+    from helpers.voice import _as_codebook
+    from helpers.voice_effects import follow_up_list
+
+    end = pd.Timestamp(end).normalize()
+    start = end - pd.Timedelta(days=7 * int(weeks) - 1)
+    empty = pd.DataFrame()
+    has = getattr(ds, "has", None)
+    if callable(has) and not has("responses"):
+        return CallBackList(department, start, end, empty, 0, missing="Customers to call back needs the survey "
+                            "answers (the responses table).")
+    present = has("responses", FOLLOW_UP_COLUMN) if callable(has) else FOLLOW_UP_COLUMN in ds.columns("responses")
+    if not present:
+        return CallBackList(department, start, end, empty, 0, missing=(
+            "No list of customers to call back: the survey answers have no follow-up time (followed_up_at, when an "
+            "unhappy customer was contacted), so the page cannot tell who is still waiting; add it to the survey "
+            "export."))
+    cb = _as_codebook(load_themes() if codebook is None else codebook, "customers to call back")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        fl = follow_up_list(ds, cb, start, end, department, show_customer_ids=True, require_comment=True)
+    t = fl.table
+    if len(t):
+        done = ds.con.execute(
+            f"SELECT response_id FROM responses WHERE department = ? AND CAST(response_date AS DATE) BETWEEN "
+            f"CAST(? AS DATE) AND CAST(? AS DATE) AND {FOLLOW_UP_COLUMN} IS NOT NULL AND "
+            f"CAST({FOLLOW_UP_COLUMN} AS TIMESTAMP) < CAST(? AS DATE) + INTERVAL 1 DAY",
+            [department, start.date(), end.date(), end.date()]).df()["response_id"]
+        t = t[~t["response_id"].isin(set(done))]
+        t = t.sort_values(["response_date", "response_id"], ascending=[False, False], kind="stable")
+    total = int(len(t))
+    t = t.head(int(limit)).reset_index(drop=True)
+    if not show_customer_ids:
+        t = t.drop(columns=[c for c in ("customer_id", "response_id", "ticket_id") if c in t.columns])
+    return CallBackList(department, start, end, t, total, bool(show_customer_ids),
+                        contact_kpi(ds, start, end, hours, department))
