@@ -667,7 +667,7 @@ class CustomersSay:
                          f" ({fmt_p_value(r['p_value'], prefix=True)})")
             if np.isfinite(r.get("csat_adjusted", np.nan)):
                 text += (f"; CSAT {_signed(r['csat_adjusted'], 2)} points when mentioned, same ratings (95% CI "
-                         f"{fmt_interval(r['csat_adjusted_low'], r['csat_adjusted_high'])})")
+                         f"{fmt_interval(r['csat_adjusted_low'], r['csat_adjusted_high'], 2)})")
             lines.append(f"- {text}")
         if self.costliest_sentence():
             lines.append(f"\n{md_escape(self.costliest_sentence())}\n")
