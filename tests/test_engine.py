@@ -134,6 +134,24 @@ def test_sbg_counts_fit_and_cohort_survivors_equal_row_level(eng, durations):
     assert checked >= 20
 
 
+@pytest.mark.parametrize("as_of", [None, "2024-06-30"])
+def test_retention_rate_counts_equal_monthly_retention_rates(eng, ds, as_of):
+    """At risk and churned per calendar month (and segment) from one engine query: the row-level table exactly,
+    for the data's end and for an as-of inside the data (later signups left out, later churn not counted)."""
+    day = A.customers_as_of(eng) if as_of is None else pd.Timestamp(as_of)
+    customers = ds.customers[pd.to_datetime(ds.customers["signup_date"]) <= day]
+    frame = R.customer_durations(customers, as_of=day)
+    for by in (None, "segment"):
+        want = R.monthly_retention_rates(frame, as_of=day, by=by)
+        got = A.retention_rate_counts(eng, as_of=day, by=by)
+        assert len(want) > 3
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, check_exact=True)
+    one = frame[frame["segment"] == "enterprise"]
+    pd.testing.assert_frame_equal(A.retention_rate_counts(eng, as_of=day, filters={"segment": "enterprise"}),
+                                  R.monthly_retention_rates(one, as_of=day), check_dtype=False, check_exact=True)
+    assert A.retention_rate_counts(eng, as_of=pd.Timestamp(frame["signup_date"].min())).empty
+
+
 def test_weighted_median_is_numpy_median_of_repeats():
     v, w = np.array([3, 1, 2, 7]), np.array([2, 1, 4, 1])
     assert A._weighted_median(v, w) == np.median(np.repeat(v, w))

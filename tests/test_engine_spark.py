@@ -71,6 +71,7 @@ def test_survival_sbg_and_cox_sample_equal_duckdb(spark, duck):
     _same(A.survival_counts(spark, by="segment"), A.survival_counts(duck, by="segment"), "survival")
     _same(A.sbg_counts(spark, by="segment"), A.sbg_counts(duck, by="segment"), "sbg")
     _same(A.cox_sample(spark, 300, seed=4), A.cox_sample(duck, 300, seed=4), "cox sample")
+    _same(A.retention_rate_counts(spark, by="segment"), A.retention_rate_counts(duck, by="segment"), "rates")
 
 
 def test_driver_moments_with_poisson_replicates_equal_duckdb(spark, duck):

@@ -1,5 +1,5 @@
 """The retention page from engine aggregates (issue 14): the curves, the log-rank test, the sBG fits and their
-holdout check and the Cox model come from the engine of ``report.yaml`` (DuckDB by default, Spark on request)
+holdout check, the monthly retention rates and the Cox model come from the engine of ``report.yaml`` (DuckDB by default, Spark on request)
 and every number the page shows equals the in-memory path; above ``COX_SAMPLE_SIZE`` customers the Cox model is
 fitted on a seeded sample that the page states, and that fit agrees with the full fit within its intervals."""
 from __future__ import annotations
@@ -48,13 +48,18 @@ def _assert_same_numbers(a: RR.RetentionReport, b: RR.RetentionReport) -> None:
     assert (a.sbg_check is None) == (b.sbg_check is None)
     if a.sbg_check is not None:
         pd.testing.assert_frame_equal(a.sbg_check.table, b.sbg_check.table, check_exact=False, rtol=1e-9)
+    assert (a.rates is None) == (b.rates is None)
+    if a.rates is not None:
+        pd.testing.assert_frame_equal(a.rates.table, b.rates.table, check_exact=False, rtol=1e-12)
+        assert a.rates.summary() == b.rates.summary()
     assert _page(a) == _page(b)
 
 
 @pytest.mark.parametrize("segment", ["all", "enterprise"])
 def test_engine_page_equals_in_memory_page(small_demo, monkeypatch, segment):
     engine = RR.prepare_retention_report(segment=segment, n_boot=N_BOOT, data_source=str(small_demo))
-    assert engine.engine_name == "duckdb"
+    assert engine.engine_name == "duckdb" and engine.rates is not None
+    assert (engine.sbg_check is not None) == (segment == "all")  # enterprise's first cohorts are too small
     assert engine.cox_population == engine.cox_sample_size == len(engine.frame)  # everyone: no sample stated
     assert engine.cox_sample_text() == ""
     rows = _in_memory(monkeypatch, segment=segment, data_source=str(small_demo))

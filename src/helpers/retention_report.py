@@ -663,7 +663,7 @@ def _analyse(report: RetentionReport, frame, customers, responses, settings, eng
         counts = {}
         _run(report, "sBG projections", lambda: _engine_sbg_fits(report, engine, seg_col, n_boot, counts))
         _run(report, "sBG holdout check", lambda: _engine_sbg_holdout(report, counts.get("sbg"), seg_col, n_boot))
-    _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
+    _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel, engine, seg_col))
     _run(report, "lifetime value", lambda: _value(report, frame, seg_col, monthly_rate))
 
 
@@ -743,7 +743,8 @@ def _engine_hazards(report, engine, responses, seg_col, sample_size: int | None 
 
     satisfaction = (responses is not None and len(responses) > 0 and engine.has("responses")
                     and "csat" in engine.columns("responses"))
-    data = A.cox_sample(engine, sample_size or COX_SAMPLE_SIZE, seed=COX_SAMPLE_SEED, covariates=[seg_col] if seg_col else [],
+    data = A.cox_sample(engine, sample_size or COX_SAMPLE_SIZE, seed=COX_SAMPLE_SEED,
+                        covariates=[seg_col] if seg_col else [],
                         satisfaction=satisfaction, as_of=report.observed_to)
     report.cox_population, report.cox_sample_size = int(data.attrs["population"]), int(data.attrs["size"])
     covs = []
@@ -904,10 +905,16 @@ def _sbg_holdout(report, sel, n_boot) -> None:
                                      label=f"cohorts {first}-{first + 2}")
 
 
-def _rate_forecast(report, sel) -> None:
+def _rate_forecast(report, sel, engine=None, seg_col=None) -> None:
     if not report.has_dates:
         return
-    rates = R.monthly_retention_rates(sel, as_of=report.observed_to)
+    if engine is None:
+        rates = R.monthly_retention_rates(sel, as_of=report.observed_to)
+    else:  # the same table from one engine query (helpers.engine.aggregates.retention_rate_counts)
+        from helpers.engine import aggregates as A
+
+        chosen = {seg_col: report.segment} if seg_col and report.segment != "all" else None
+        rates = A.retention_rate_counts(engine, as_of=report.observed_to, filters=chosen)
     need = report.holdout + 8
     if len(rates) < need:
         raise report.too_little_history(f"{len(rates)} full months with at least 20 customers, the forecast and "

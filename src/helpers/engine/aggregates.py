@@ -556,3 +556,39 @@ def cox_sample(engine: Engine, size: int, seed: int = 0, covariates: Sequence[st
     sample = sample.sort_values("customer_id", kind="stable").reset_index(drop=True)
     sample.attrs.update(population=population, size=len(sample), seed=int(seed))
     return sample
+
+
+def retention_rate_counts(engine: Engine, as_of=None, by=None, filters=None, min_at_risk: int = 20,
+                          table: str = "customers") -> pd.DataFrame:
+    """:func:`helpers.retention.monthly_retention_rates` from the engine: per full calendar month m (from the
+    month after the first signup to the last month ending on or before ``as_of``) and ``by`` group, ``at_risk``
+    (signed up before m and not churned before m) and ``churned`` (of those, churned during m; a churn is an end
+    date on or before ``as_of``), ``retention = 1 - churned / at_risk``; months with fewer than ``min_at_risk``
+    customers at risk are left out. One query over the customers and a small table of months."""
+    as_of_ts = customers_as_of(engine, table) if as_of is None else pd.Timestamp(as_of)
+    by_cols = as_columns(by)
+    columns = ["month", *by_cols, "at_risk", "churned", "retention"]
+    extra = [f"signup_date <= {sql_literal(as_of_ts)}", *[f"{q(c)} IS NOT NULL" for c in by_cols]]
+    where = where_sql(filters, extra=extra)
+    first = engine.query(f"SELECT min(signup_date) AS s FROM {q(table)} {where}")["s"].iloc[0]
+    if first is None or pd.isna(first):
+        return pd.DataFrame(columns=columns)
+    start = pd.Timestamp(first).to_period("M").to_timestamp() + pd.offsets.MonthBegin(1)
+    last_full = (as_of_ts + pd.Timedelta(days=1)).to_period("M").to_timestamp() - pd.offsets.MonthBegin(1)
+    months = pd.date_range(start, last_full, freq="MS")
+    if not len(months):
+        return pd.DataFrame(columns=columns)
+    engine.register("_kit_months", pd.DataFrame({"_m": months, "_next": months + pd.offsets.MonthBegin(1)}))
+    churned = f"(c.end_date IS NOT NULL AND c.end_date <= {sql_literal(as_of_ts)})"
+    active = f"(c.signup_date < m._m AND NOT ({churned} AND c.end_date < m._m))"
+    gsel = "".join(f", c.{q(col)}" for col in by_cols)
+    sql = (f"SELECT m._m AS month{gsel}, {_int(f'count_if({active})')} AS at_risk, "
+           f"{_int(f'count_if({active} AND {churned} AND c.end_date < m._next)')} AS churned "
+           f"FROM (SELECT * FROM {q(table)} {where}) AS c CROSS JOIN _kit_months AS m "
+           f"GROUP BY m._m{gsel}")
+    out = engine.query(sql)
+    out["month"] = pd.to_datetime(out["month"])
+    out = out[out["at_risk"] >= min_at_risk].copy()
+    out["at_risk"], out["churned"] = out["at_risk"].astype("int64"), out["churned"].astype("int64")
+    out["retention"] = 1 - out["churned"] / out["at_risk"]
+    return out.sort_values([*by_cols, "month"], kind="stable")[columns].reset_index(drop=True)
