@@ -101,6 +101,16 @@ def test_department_report_renders_every_section(tmp_path, small_demo):
     assert satisfaction and markdown.count("- **What meeting it is worth:** ") == len(satisfaction)
     assert "not the result of a controlled experiment" in markdown
     assert "**What meeting it is worth.**" in _markdown_cells(nb) and "**What customers say.**" in _markdown_cells(nb)
+    # issue 13's closed loop: customers to call back, after what customers say, with the contact KPI; no ids
+    # (params/report.yaml leaves show_customer_ids off) but the line saying how to show them
+    cells = _markdown_cells(nb)
+    assert cells.index("## What customers say") < cells.index("## Customers to call back") < cells.index(
+        "## Our customers' retention") and "**Customers to call back.**" in cells
+    assert re.search(r"<strong>Contacted within 48 hours:</strong> \d+% of Customer Service's unhappy customers of "
+                     r"these weeks \(95% CI \d+% to \d+%, n = \d+", html_out)
+    assert re.search(r"(\d+ unhappy customers? \(NPS 0-6 or CSAT 1\) of Customer Service left a comment between "
+                     r"4 Oct and 31 Oct 2026|No unhappy customer of Customer Service)", html_out)
+    assert not re.search(r"\b[CR]\d{7,8}\b", html_out) and "show_customer_ids: true" in html_out
     from helpers.objectives_report import DepartmentReport
 
     assert f"from {DepartmentReport.WORTH_N_BOOT} resamples of the customers" in _markdown_cells(nb)

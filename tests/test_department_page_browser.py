@@ -34,7 +34,17 @@ SECTIONS_JS = r"""(() => {
   const r = table ? table.getBoundingClientRect() : null;
   const worth = Array.from(document.querySelectorAll('li')).map(li => li.textContent)
                      .filter(t => t.startsWith('What meeting it is worth:'));
-  return {order, paras, quotes, themeRows: table ? table.tBodies[0].rows.length : 0,
+  const calls = h2.find(h => h.textContent.trim().startsWith('Customers to call back'));
+  const after = h2[h2.indexOf(calls) + 1];
+  const inCalls = el => calls && (calls.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)
+                        && (!after || (after.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_PRECEDING));
+  const callTable = Array.from(document.querySelectorAll('table')).find(inCalls) || null;
+  const cr = callTable ? callTable.getBoundingClientRect() : null;
+  const callParas = Array.from(document.querySelectorAll('p')).filter(inCalls).map(p => p.textContent);
+  const callCells = callTable ? Array.from(callTable.querySelectorAll('td')).map(td => td.textContent) : [];
+  return {order, paras, quotes, callParas, callCells, callRows: callTable ? callTable.tBodies[0].rows.length : 0,
+          callTableFits: cr ? (cr.right <= document.documentElement.clientWidth + 1 && cr.left >= -1) : null,
+          callCardsOnPhone: callTable ? getComputedStyle(callTable.tBodies[0].rows[0]).display === 'block' : null, themeRows: table ? table.tBodies[0].rows.length : 0,
           tableFits: r ? (r.right <= vw + 1 && r.left >= -1) : null, worth,
           scriptsRun: typeof window.__kitHostile !== 'undefined'};
 })()"""
@@ -73,6 +83,18 @@ def test_billing_page_shows_what_customers_say_and_what_objectives_are_worth(bil
                             r"themes:", p.strip()) for p in facts["paras"]), facts["paras"]
     assert facts["themeRows"] == 3 and len(facts["quotes"]) == 3 and not facts["scriptsRun"]
     assert phone_facts["tableFits"] is True
+    # issue 13's closed loop: the call-back list right after what customers say, with the contact KPI
+    # (interval and n), the customers as rows (cards on a phone), no ids and the line saying how to show them
+    assert order.index("Customers to call back") == order.index("What customers say") + 1
+    paras = " ".join(facts["callParas"])
+    assert re.search(r"Contacted within 48 hours: \d+% of Billing's unhappy customers of these weeks \(95% CI "
+                     r"\d+% to \d+%, n = \d+ answers at least 48 hours old", paras), paras
+    assert re.search(r"\d+ unhappy customers? \(NPS 0-6 or CSAT 1\) of Billing left a comment between 4 Oct and "
+                     r"31 Oct 2026", paras), paras
+    assert 0 < facts["callRows"] <= 20 and "show_customer_ids: true" in paras
+    assert not any(re.fullmatch(r"[CR]\d{7,8}", c.strip()) for c in facts["callCells"])
+    assert phone_facts["callTableFits"] is True and phone_facts["callCardsOnPhone"] is True
+    assert facts["callCardsOnPhone"] is False
     plan = __import__("yaml").safe_load((REPO / "params" / "departments" / "billing.yaml").read_text())
     priced = [o for o in plan["objectives"] if o["metric"] in ("csat", "nps")]
     assert len(facts["worth"]) == len(priced) > 0
