@@ -11,6 +11,14 @@ earlier of the as-of date and the data's last day (nothing is known after it, so
 make still-active customers survive until 2099); customers who signed up later are not counted, and a churn
 after it is censored there (the data layer already reads it as empty). An analysis without enough history
 before that day says so ("too little history before <date>: ...") instead of failing.
+Engine (issue 14): with the contract's ``signup_date``/``end_date`` the curves and log-rank test, the sBG fits
+and holdout check, the monthly retention rates and the Cox model come from aggregates computed by the engine of
+``report.yaml`` (``engine:``; DuckDB by default, Spark on request): events and numbers at risk per day, customer
+counts per (segment, cohort, lifetime, churned, exposure), at-risk/churned per calendar month, and a seeded Cox
+sample of at most :data:`COX_SAMPLE_SIZE` customers (everyone below it; the page states a sample). The numbers
+equal the in-memory path (tests/test_retention_engine.py). A ``retention.file`` export or a tenure column keeps
+the in-memory path. Still in memory on this page: the cohort heatmap, the headline counts, lifetime values and
+what satisfaction is worth (:func:`helpers.drivers_report.company_worth_analysis` reads the rows).
 """
 from __future__ import annotations
 
