@@ -129,3 +129,16 @@ def test_sources_that_cannot_be_referenced_are_copied(demo, tmp_path):
     assert _load(second, validate=False).origin == str(demo)
     again.close()
     ds.close()
+
+
+def test_a_source_read_through_a_relative_path_is_copied(demo, tmp_path, monkeypatch):
+    """Views over a relative path would read whatever the reader's working folder holds: copy instead."""
+    monkeypatch.chdir(demo.parent)
+    ds = _load(demo.name)
+    snap = ds.snapshot(tmp_path / "rel.duckdb", by_reference=True)
+    ds.close()
+    assert snapshot_meta(snap)["storage"] == "copy"
+    monkeypatch.chdir(tmp_path)
+    again = _load(snap, validate=False)
+    assert again.count("responses") > 0
+    again.close()

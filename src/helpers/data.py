@@ -927,7 +927,7 @@ def _hash_files(paths: Mapping[str, Path], extra: object = None, references: dic
                 if own is not None:
                     own.update(chunk)
         if own is not None:
-            references[name] = {"path": str(p.resolve()), "size": before.st_size, "mtime_ns": before.st_mtime_ns,
+            references[name] = {"path": os.path.abspath(p), "size": before.st_size, "mtime_ns": before.st_mtime_ns,
                                 "blake2b": own.hexdigest()}
     h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
@@ -1182,8 +1182,8 @@ class Dataset:
             names = (f"__raw_{t}", f"{_TYPED}{t}", t)
             if not (file.is_absolute() and file.suffix.lower() == ".parquet" and all(n in found for n in names)):
                 return None
-            if "read_parquet(" not in found[names[0]]:
-                return None
+            if f"read_parquet({_lit(str(file))})" not in found[names[0]]:
+                return None  # read through a relative path (the snapshot would depend on the reader's folder)
             views += [found[n] for n in names]
         return views
     def close(self) -> None:
