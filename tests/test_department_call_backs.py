@@ -143,7 +143,7 @@ def test_what_customers_say_names_the_costliest_unasked_theme(ds):
     sentence = f"(95% CI {low:.2f} to {high:.2f}; {int(ref.loc['mobile_app', 'mentions']):,} comments mention it)"
     assert sentence in say.html() and "<strong>Mobile app</strong>" in say.html()
     md = say.markdown().replace("\\", "")  # md_escape's backslashes
-    assert "Mobile app" in md and "points more of them are detractors (95% CI" in md
+    assert "Mobile app" in md and "the share of detractors among them is " in md and "points higher (95% CI" in md
     # a department where no unasked theme is clear shows nothing about it
     quiet = what_customers_say(ds, "Billing", "2025-11-01", "2026-10-31", cb)
     assert quiet.costliest is None and "costliest" not in quiet.html() and "costliest" not in quiet.markdown()
@@ -157,3 +157,20 @@ def test_effect_intervals_in_markdown_keep_two_decimals(ds):
     for r in say.table.dropna(subset=["csat_adjusted"]).itertuples():
         lo, hi = sorted((r.csat_adjusted_low, r.csat_adjusted_high))
         assert f"{lo:.2f}".replace("-", "") in md.replace("\\", "").replace("-", "")
+
+
+def test_costliest_sentence_reads_the_detractor_change_both_ways():
+    from helpers.voice_report import CustomersSay
+
+    row = {"theme": "app", "label": "Mobile app", "mentions": 40, "csat_adjusted": -0.6, "csat_adjusted_low": -0.9,
+           "csat_adjusted_high": -0.3, "detractor_change": 12.0, "detractor_change_low": 4.0,
+           "detractor_change_high": 20.0}
+    say = CustomersSay("Billing", ("2025-11-01", "2026-10-31"), 100, pd.DataFrame(), [], row)
+    text = say.costliest_sentence()
+    assert "CSAT 0.60 points lower" in text and "(95% CI 0.30 to 0.90; 40 comments mention it)" in text
+    assert "is 12 points higher (95% CI 4 to 20)" in text
+    say.costliest = {**row, "detractor_change": -6.0, "detractor_change_low": -10.0, "detractor_change_high": -2.0}
+    assert "is 6 points lower (95% CI 2 to 10)" in say.costliest_sentence()
+    say.costliest = {**row, "label": "<b>App</b>"}
+    assert "<b>" not in say.costliest_sentence(html=True) and "<strong>&lt;b&gt;App&lt;/b&gt;</strong>" in \
+        say.costliest_sentence(html=True)

@@ -650,8 +650,11 @@ class CustomersSay:
                 f"{fmt_interval(abs(c['csat_adjusted_high']), abs(c['csat_adjusted_low']), 2)}; "
                 f"{int(c['mentions']):,} comments mention it)")
         if np.isfinite(c.get("detractor_change", np.nan)):
-            rest += (f", and {fmt_number(c['detractor_change'], 0)} points more of them are detractors (95% CI "
-                     f"{fmt_interval(c['detractor_change_low'], c['detractor_change_high'], 0)})")
+            d = float(c["detractor_change"])
+            lo, hi = float(c["detractor_change_low"]), float(c["detractor_change_high"])
+            lo, hi = (lo, hi) if d >= 0 else (-hi, -lo)  # "lower by x": the interval of x
+            rest += (f", and the share of detractors among them is {fmt_number(abs(d), 0)} points "
+                     f"{'higher' if d >= 0 else 'lower'} (95% CI {fmt_interval(lo, hi, 0)})")
         return f"The costliest problem no rating question asks about: {label}. {rest}."
 
     def markdown(self) -> str:
