@@ -108,3 +108,27 @@ def test_spark_engine_gives_the_duckdb_page(small_demo, tmp_path):
     duck = RR.prepare_retention_report(n_boot=N_BOOT, data_source=str(small_demo))
     assert duck.engine_name == "duckdb"
     _assert_same_numbers(spark, duck)
+
+
+def test_unreachable_engine_is_named_and_the_page_computed_in_memory(small_demo, tmp_path, monkeypatch):
+    """An engine whose tables cannot be read: one note naming the engine and the table, the in-memory numbers."""
+    cfg = yaml.safe_load(CONFIG.read_text()) or {}
+    cfg["engine"] = {"tables": {"customers": str(tmp_path / "gone" / "customers.parquet")}}
+    broken = tmp_path / "report.yaml"
+    broken.write_text(yaml.safe_dump(cfg))
+    page = RR.prepare_retention_report(n_boot=N_BOOT, data_source=str(small_demo), report_config=str(broken))
+    assert page.engine_name == ""
+    notes = [w for w in page.warnings if "engine is not available" in w]
+    assert len(notes) == 1 and "customers" in notes[0] and "computed in memory" in notes[0]
+    rows = _in_memory(monkeypatch, data_source=str(small_demo))
+    assert page.findings() == rows.findings() and page.hazard_table_html() == rows.hazard_table_html()
+
+
+def test_tenure_layout_keeps_the_in_memory_path():
+    """The engine's survival queries assume signup_date/end_date: other retention layouts are not sent to it."""
+    from helpers.config import RetentionConfig
+
+    assert RR._uses_contract_dates(RetentionConfig())
+    assert not RR._uses_contract_dates(RetentionConfig(duration_column="tenure", event_column="Churn",
+                                                       start_column=None, end_column=None))
+    assert not RR._uses_contract_dates(RetentionConfig(start_column="joined"))
