@@ -174,3 +174,20 @@ def test_costliest_sentence_reads_the_detractor_change_both_ways():
     say.costliest = {**row, "label": "<b>App</b>"}
     assert "<b>" not in say.costliest_sentence(html=True) and "<strong>&lt;b&gt;App&lt;/b&gt;</strong>" in \
         say.costliest_sentence(html=True)
+
+
+def test_survey_only_data_lists_customers_without_a_team_column(small_demo, tmp_path):
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    shutil.copy(small_demo / "responses.parquet", folder)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        survey = load_dataset(folder, emit_warnings=False)
+    calls = customers_to_call_back(survey, "Delivery", END, weeks=26)
+    assert calls.total > 0 and not calls.has_tickets
+    html = calls.html()
+    assert "Team (last agent)" not in html and "no ticket in the 30 days before" not in html and "Comment" in html
+    with_tickets = customers_to_call_back(load_dataset(small_demo, emit_warnings=False), "Delivery", END, weeks=26)
+    assert with_tickets.total == calls.total and "Team (last agent)" in with_tickets.html()

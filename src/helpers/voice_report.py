@@ -792,6 +792,7 @@ class CallBackList:
     contact: ContactKpi | None = None
     missing: str = ""
     rule: str = f"NPS 0-{NPS_DETRACTOR_MAX} or CSAT 1"
+    has_tickets: bool = True  # survey-only data: no team or agent to show
 
     def lead(self) -> str:
         """The sentence above the list (raw text)."""
@@ -838,6 +839,8 @@ class CallBackList:
                 "Team (last agent)": [_team_text(a, b) for a, b in zip(t["team"], t["owner"])],
                 "Themes": [", ".join(x) if isinstance(x, (list, tuple)) and len(x) else "none" for x in t["themes"]],
                 "Comment": t["comment"]})
+            if not self.has_tickets:
+                show = show.drop(columns=["Team (last agent)"])
             if self.show_customer_ids:
                 show.insert(0, "Customer", t["customer_id"])
             parts.append('<div class="dept-table">' + _table(show, formats={"Answered": "text", "Days waiting": "int",
@@ -911,4 +914,5 @@ def customers_to_call_back(ds, department: str, end, codebook=None, weeks: int =
     if not show_customer_ids:
         t = t.drop(columns=[c for c in ("customer_id", "response_id", "ticket_id") if c in t.columns])
     return CallBackList(department, start, end, t, total, bool(show_customer_ids),
-                        contact_kpi(ds, start, end, hours, department))
+                        contact_kpi(ds, start, end, hours, department),
+                        has_tickets=bool(has("tickets")) if callable(has) else True)
