@@ -362,6 +362,18 @@ def importance_performance(importance: pd.DataFrame, data: pd.DataFrame, weights
         x = data[d].to_numpy(dtype=float, na_value=np.nan)
         ok = ~np.isnan(x) & (w > 0)
         perf[d] = float(np.average(x[ok], weights=w[ok])) if ok.any() else np.nan
+    top = scale_max if scale_max is not None else float(np.nanmax([data[d].max() for d in drivers]))
+    return importance_performance_from_means(importance, pd.Series(perf), top)
+
+
+def importance_performance_from_means(importance: pd.DataFrame, performance: pd.Series,
+                                      scale_max: float) -> ImportancePerformance:
+    """Quadrants from an importance table (index = drivers, column ``share``) and the drivers' mean ratings
+    ``performance`` (index = drivers; :func:`importance_performance` computes them from rows,
+    :func:`analyze_drivers_from_patterns` from rating patterns); ``scale_max``: the best rating."""
+    drivers = list(performance.index)
+    perf = performance
+    top = scale_max
     t = pd.DataFrame({"share": importance.loc[drivers, "share"], "performance": pd.Series(perf)})
     t.index.name = "driver"
     icut = 1.0 / len(importance)
@@ -370,7 +382,6 @@ def importance_performance(importance: pd.DataFrame, data: pd.DataFrame, weights
     high_p = t["performance"] >= pcut
     t["quadrant"] = np.select([high_i & ~high_p, high_i & high_p, ~high_i & ~high_p],
                               ["fix first", "keep up", "low priority"], "possible overkill")
-    top = scale_max if scale_max is not None else float(np.nanmax([data[d].max() for d in drivers]))
     t["opportunity"] = t["share"] * (top - t["performance"])
     return ImportancePerformance(table=t, importance_cut=icut, performance_cut=pcut, scale_max=top)
 
@@ -567,6 +578,32 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
     data = driver_rows(data, outcome, drivers, weights, filters, start, end)
     t = relative_importance(data, outcome, drivers, method=method, weights=weights, n_boot=n_boot, ci=ci,
                             seed=seed, missing=missing)
+    numeric = [d for d in t.table.index if pd.api.types.is_numeric_dtype(data[d])]
+
+    def vif_of(cols):
+        return vif(data, cols, weights=weights)
+
+    def ipa_of(table):
+        return importance_performance(table, data, weights=weights, scale_max=scale_max)
+
+    result = _analysis_from_importance(t, outcome, drivers, ci, label, min_n, numeric, vif_of, ipa_of)
+    if ordinal and len(numeric) >= 1:
+        try:
+            result.ordinal = ordinal_check(data, outcome, numeric, shapley_rank=result.table["rank"], ci=ci,
+                                           seed=seed, max_rows=ordinal_max_rows)
+            if weights is not None:
+                result.ordinal.notes.append("the ordinal model is unweighted (statsmodels OrderedModel takes no "
+                                            "case weights)")
+        except (DriverInputError, np.linalg.LinAlgError, ValueError) as e:
+            result.warnings.append(f"ordinal check not available: {e}")
+    return result
+
+
+def _analysis_from_importance(t, outcome: str, drivers: list[str], ci: float, label: str, min_n: int | None,
+                              numeric: list[str], vif_of, ipa_of) -> DriverAnalysis:
+    """The :class:`DriverAnalysis` of an importance result ``t`` (:func:`helpers.drivers.relative_importance`
+    or its pattern twin): share intervals, the at-zero rule, the sample warning, VIF (``vif_of(columns)``) and
+    the importance-performance map (``ipa_of(table)``); no ordinal check."""
     attrs = dict(t.attrs)
     table = t.table.sort_values("importance", ascending=False).copy()
     draws, boot_r2 = t.draws, t.boot_r2
@@ -587,10 +624,10 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
     min_n = min_n if min_n is not None else max(30, 10 * len(drivers))
     if attrs["n"] < min_n and not any("fewer than 10 per driver" in w for w in warnings):
         warnings.append(f"only {attrs['n']} responses (fewer than {min_n}): read the intervals")
-    numeric = [d for d in table.index if pd.api.types.is_numeric_dtype(data[d])]
+    numeric = [d for d in table.index if d in numeric]
     if len(numeric) >= 2:
         try:
-            table["vif"] = vif(data, numeric, weights=weights).reindex(table.index)
+            table["vif"] = vif_of(numeric).reindex(table.index)
         except DriverInputError:
             table["vif"] = np.nan
         high = table.index[table["vif"] > 5].tolist()
@@ -599,21 +636,246 @@ def analyze_drivers(data: pd.DataFrame, outcome: str, drivers, method: str = "sh
                             + "): importance is shared between them")
     ipa = None
     if numeric:
-        ipa = importance_performance(table, data, weights=weights, scale_max=scale_max)
+        ipa = ipa_of(table)
         table["performance"] = ipa.table["performance"].reindex(table.index)
         table["quadrant"] = ipa.table["quadrant"].reindex(table.index)
     oc = None
-    if ordinal and len(numeric) >= 1:
-        try:
-            oc = ordinal_check(data, outcome, numeric, shapley_rank=table["rank"], ci=ci, seed=seed,
-                               max_rows=ordinal_max_rows)
-            if weights is not None:
-                oc.notes.append("the ordinal model is unweighted (statsmodels OrderedModel takes no case weights)")
-        except (DriverInputError, np.linalg.LinAlgError, ValueError) as e:
-            warnings.append(f"ordinal check not available: {e}")
     return DriverAnalysis(table=table, outcome=outcome, label=label, r2=attrs["r2"], n=attrs["n"],
                           method=attrs["method_used"], ci=ci, warnings=warnings, dropped=attrs["dropped"],
                           ipa=ipa, ordinal=oc, draws=draws, r2_ci=attrs.get("r2_ci"), attrs=attrs, boot_r2=boot_r2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The same analysis from rating patterns (engine aggregates instead of rows)
+# ----------------------------------------------------------------------------------------------------
+def _corr_from_moments(n: float, s: np.ndarray, SS: np.ndarray, X: np.ndarray, c: np.ndarray):
+    """Correlation matrix and SDs from the count ``n``, sums ``s`` and cross products ``SS`` of the complete
+    patterns ``X`` (counts ``c``): the formula of ``helpers.drivers._weighted_corr`` for unweighted rows,
+    ``C = S/n - m m'`` (``S = SS/n``, ``m = s/n``), with its centred fallback when more than 6 digits would
+    cancel. The sums of integer ratings are exact in floating point, so the matrix is the row-level one bit
+    for bit."""
+    m = s / n
+    S = SS / n
+    C = S - np.outer(m, m)
+    d = np.diag(C)
+    if np.all(d > 0) and np.all(np.diag(S) / d < 1e6):
+        sd = np.sqrt(d)
+        return C / np.outer(sd, sd), sd
+    Xc = X - m
+    C = (Xc * c[:, None]).T @ Xc / n
+    sd = np.sqrt(np.clip(np.diag(C), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R = C / np.outer(sd, sd)
+    return R, sd
+
+
+def _pattern_corr(X: np.ndarray, c: np.ndarray):
+    """(R, sd, n) of complete patterns ``X`` with counts ``c`` (float)."""
+    n = float(c.sum())
+    return (*_corr_from_moments(n, c @ X, (X * c[:, None]).T @ X, X, c), n)
+
+
+def _pattern_bootstrap(X: np.ndarray, c: np.ndarray, design, n_boot: int, seed, method_used: str,
+                       chunk: int = 50):
+    """Pattern bootstrap: replicate b weights pattern p by its count in a re-sample of the n rows,
+    ``(W_b1..W_bP) ~ Multinomial(n, c / n)`` - exactly the distribution of the row bootstrap's counts summed
+    within patterns (as ``helpers.drivers._bootstrap`` does for large data), so the intervals are the row
+    bootstrap's up to Monte-Carlo error at any n. (The Poisson weights of ``helpers.engine.poisson_bootstrap``,
+    ``W_bp ~ Poisson(c_p)``, agree only up to O(1/n): with 14 rows and 6 attributes they left 15% of the
+    replicates singular against 3-4% for the row bootstrap.) Then the correlation of the weighted patterns
+    (centred once at the sample means: correlations do not change with a shift) and the importances of the
+    kept players. Returns the usable draws and their R^2 (the row bootstrap's rule: at least max(10, 90%)
+    usable)."""
+    from helpers.drivers import _importance_stack  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    n_rows = int(c.sum())
+    p_rows = c / c.sum()
+    Xc = X - (c @ X) / c.sum()
+    k = X.shape[1]
+    iu = np.triu_indices(k)
+    prods = Xc[:, iu[0]] * Xc[:, iu[1]]  # patterns x k(k+1)/2
+    draws, r2s = [], []
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        W = rng.multinomial(n_rows, p_rows, size=b).astype(float)
+        nb = W.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = (W @ Xc) / nb[:, None]
+            upper = (W @ prods) / nb[:, None]
+            S = np.empty((b, k, k))
+            S[:, iu[0], iu[1]] = upper
+            S[:, iu[1], iu[0]] = upper
+            C = S - m[:, :, None] * m[:, None, :]
+            sd = np.sqrt(np.clip(np.einsum("bii->bi", C), 0, None))
+            corr = C / (sd[:, :, None] * sd[:, None, :])
+        ok = np.all(np.isfinite(corr.reshape(b, -1)), axis=1)
+        imp = np.full((b, len(design.players)), np.nan)
+        r2 = np.full(b, np.nan)
+        if ok.any():
+            try:
+                imp[ok], r2[ok], _ = _importance_stack(corr[ok], design.player_cols, method_used,
+                                                       design.categorical)
+            except np.linalg.LinAlgError:
+                for i in np.nonzero(ok)[0]:
+                    try:
+                        a, r, _ = _importance_stack(corr[i], design.player_cols, method_used, design.categorical)
+                        imp[i], r2[i] = a[0], r[0]
+                    except np.linalg.LinAlgError:
+                        pass
+        draws.append(imp)
+        r2s.append(r2)
+        done += b
+    draws, r2s = np.vstack(draws), np.concatenate(r2s)
+    good = np.all(np.isfinite(draws), axis=1)
+    if n_boot < 10:
+        raise DriverInputError(f"n_boot = {n_boot}: at least 10 bootstrap re-samples are needed for intervals "
+                               "(n_boot = 0 for none)")
+    if good.sum() < max(10, 0.9 * n_boot):
+        raise DriverInputError(f"only {int(good.sum())} of {n_boot} bootstrap samples gave a usable model "
+                               "(singular in the others): too few rows or categories too rare")
+    return draws[good], r2s[good]
+
+
+def patterns_usable_rows(patterns: pd.DataFrame, outcome: str, drivers: list[str]) -> int:
+    """Complete rows of ``outcome`` and the answered ``drivers`` (a driver nobody answered does not count
+    against them) in :func:`helpers.engine.poisson_bootstrap.rating_patterns` of ``[outcome, *drivers]``."""
+    cols = list(patterns.attrs["columns"])
+    X = patterns[[f"x{i}" for i in range(len(cols))]].to_numpy(float)
+    c = patterns["count"].to_numpy(float)
+    if not len(c):
+        return 0
+    have = ~np.isnan(X)
+    answered = [cols.index(d) for d in drivers if (have[:, cols.index(d)] & (c > 0)).any()]
+    ok = have[:, [cols.index(outcome), *answered]].all(axis=1)
+    return int(c[ok].sum())
+
+
+def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers, n_boot: int = 500,
+                                  ci: float = 0.95, seed=None, label: str = "all responses",
+                                  min_n: int | None = None, method: str = "shapley") -> DriverAnalysis:
+    """:func:`analyze_drivers` (listwise deletion, unweighted, numeric ratings, ``ordinal=False``) from the
+    distinct rating patterns of the selection with their counts
+    (:func:`helpers.engine.poisson_bootstrap.rating_patterns` of ``[outcome, *drivers]``, missing values
+    kept) instead of its rows: memory follows the number of patterns, not of responses.
+
+    Point estimates are the row-level ones: the correlation matrix of the complete patterns is that of the
+    complete rows (:func:`_corr_from_moments`), the cleaning (attributes never answered, constant or aliased),
+    Shapley values, signs, ranks and R^2 go through the same code as :func:`helpers.drivers.relative_importance`;
+    the VIF comes from the patterns complete in the kept attributes and each mean rating from the patterns in
+    which that attribute is answered, as :func:`helpers.drivers.vif` and :func:`importance_performance` do on
+    rows. Intervals: the pattern bootstrap (:func:`_pattern_bootstrap`: multinomial pattern counts, the row
+    bootstrap's distribution; tests/test_drivers_patterns.py checks the agreement within Monte-Carlo error),
+    then the same percentile intervals, at-zero rule and R^2 interval. The random draws differ from the row
+    path's, so intervals agree within Monte-Carlo error, not digit for digit."""
+    from helpers.drivers import (MAX_EXACT, NONNEGATIVE_METHODS, DriverImportance, _Design,  # noqa: PLC0415
+                                 _drop_degenerate, _importance_stack, _player_signs, bootstrap_draws,
+                                 canonical_method)
+
+    asked, method = method, canonical_method(method)
+    drivers = as_driver_list(drivers)
+    cols = list(patterns.attrs.get("columns") or [])
+    if cols[:1] != [outcome] or any(d not in cols for d in drivers):
+        raise DriverInputError(f"the rating patterns have columns {cols}; expected [{outcome!r}, *drivers]")
+    X_all = patterns[[f"x{i}" for i in range(len(cols))]].to_numpy(float)
+    c_all = patterns["count"].to_numpy(float)
+    have = ~np.isnan(X_all) & (c_all > 0)[:, None]
+    n_total = int(c_all.sum())
+    dropped = {}
+    players = []
+    for d in drivers:
+        if not have[:, cols.index(d)].any():
+            dropped[d] = "all values missing"
+        else:
+            players.append(d)
+    if not have[:, 0].any():
+        raise DriverInputError(f"outcome {outcome!r} is missing in all {n_total} rows")
+    if not players:
+        raise DriverInputError(f"none of the drivers {drivers} is usable: {dropped}")
+    idx = [0, *[cols.index(d) for d in players]]
+    ok = have[:, idx].all(axis=1)
+    X, c = X_all[ok][:, idx], c_all[ok]
+    n_rows = int(c.sum())
+    if n_rows < 3:
+        raise DriverInputError(f"only {n_rows} usable rows for outcome {outcome!r} and drivers "
+                               f"{list(drivers)} (listwise deletion); expected at least drivers + 2")
+    corr, sd, _ = _pattern_corr(X, c)
+    if not np.isfinite(sd[0]) or sd[0] <= 0:
+        raise DriverInputError(f"outcome {outcome!r} is constant in the {n_rows} usable rows; nothing to explain")
+    q = len(players)
+    if n_rows < q + 2:
+        raise DriverInputError(f"{n_rows} usable rows for {q} driver columns (listwise deletion); expected at "
+                               f"least {q + 2} (drivers + 2)")
+    design = _Design(X=X, w=np.ones(0), columns=list(players), players=list(players),
+                     player_cols=[np.array([i]) for i in range(q)], categorical=[False] * q, dropped=dropped)
+    corr, design = _drop_degenerate(corr, design, sd)
+    X = design.X  # the kept columns (outcome first)
+    q = len(design.columns)
+    imp, r2, info = _importance_stack(corr, design.player_cols, method, design.categorical, MAX_EXACT)
+    imp, r2 = imp[0], float(r2[0])
+    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
+        raise DriverInputError("the importances could not be computed (singular correlation matrix); "
+                               f"check drivers {design.players} for collinearity")
+    signs = _player_signs(corr, design.player_cols, design.categorical)
+    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
+                         index=pd.Index(design.players, name="driver"))
+    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
+    table["sign"] = signs.astype(int)
+    table["signed_importance"] = table["importance"] * np.where(signs == 0, 1.0, signs)
+    warnings = []
+    if info["fallback"]:
+        warnings.append(info["fallback"])
+    if n_rows < 10 * q:
+        warnings.append(f"only {n_rows} responses for {q} driver columns (fewer than 10 per driver): "
+                        "importances are unstable, read the intervals")
+    draws = r2_draws = None
+    n_used, boot_reason, at_zero = 0, "", []
+    if n_boot and n_boot > 0:
+        n_used, boot_reason = bootstrap_draws(n_boot, len(design.players), n_rows, q, info["method_used"])
+        draws, r2_draws = _pattern_bootstrap(X, c, design, n_used, seed, info["method_used"])
+        alpha = (1 - ci) / 2
+        lo, hi = np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0)
+        lo, hi, zero = consistent_interval(imp, lo, hi, info["method_used"] in NONNEGATIVE_METHODS)
+        at_zero = [p for p, z in zip(design.players, zero) if z]
+        table["ci_low"], table["ci_high"] = lo, hi
+        r2_lo, r2_hi, _ = consistent_interval(r2, *np.nanquantile(r2_draws, [alpha, 1 - alpha]), nonnegative=False)
+        table.attrs["r2_ci"] = (float(r2_lo), float(r2_hi))
+    table.attrs.update(r2=r2, n=n_rows, method=asked, method_used=info["method_used"], exact=info["exact"],
+                       fallback=info["fallback"], missing="listwise", dropped=dict(design.dropped),
+                       weighted=False, ci=ci, ci_method="percentile", n_boot=int(n_used),
+                       n_boot_requested=int(n_boot or 0), n_boot_reason=boot_reason,
+                       n_boot_usable=0 if draws is None else int(draws.shape[0]), ci_at_zero=at_zero,
+                       warnings=warnings, outcome=outcome, columns=list(design.columns), filters={},
+                       bootstrap="multinomial patterns" if draws is not None else "")
+    t = DriverImportance.from_table(table, draws, r2_draws)
+
+    def vif_of(names):
+        """:func:`helpers.drivers.vif` from the patterns complete in ``names``."""
+        j = [cols.index(d) for d in names]
+        rows = have[:, j].all(axis=1)
+        if not rows.any():
+            raise DriverInputError(f"no complete rows for {names}: VIF undefined")
+        R, sdv, _ = _pattern_corr(X_all[rows][:, j], c_all[rows])
+        if np.any(sdv <= 0):
+            raise DriverInputError(f"constant driver(s) {[n for n, v in zip(names, sdv) if v <= 0]}: VIF undefined")
+        try:
+            inv = np.linalg.inv(R)
+        except np.linalg.LinAlgError:
+            raise DriverInputError(f"drivers {names} are perfectly collinear: VIF is infinite") from None
+        return pd.Series(np.diag(inv), index=pd.Index(names, name="driver"), name="vif")
+
+    def ipa_of(table):
+        """:func:`importance_performance` with each mean rating over the patterns that answer it."""
+        perf = {}
+        for d in table.index:
+            j = cols.index(d)
+            a = have[:, j]
+            perf[d] = float(np.average(X_all[a, j], weights=c_all[a])) if a.any() else np.nan
+        top = float(np.nanmax([np.nanmax(X_all[have[:, cols.index(d)], cols.index(d)]) for d in table.index]))
+        return importance_performance_from_means(table, pd.Series(perf), top)
+
+    return _analysis_from_importance(t, outcome, drivers, ci, label, min_n, list(design.players), vif_of, ipa_of)
 
 
 # ----------------------------------------------------------------------------------------------------

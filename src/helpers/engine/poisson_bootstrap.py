@@ -292,3 +292,33 @@ def moments_from_patterns(patterns: pd.DataFrame, n_boot: int = 0, seed: int = 0
     out = pd.concat(parts, ignore_index=True)
     out.attrs.update(columns=cols, by=by_cols, n_boot=int(n_boot), seed=int(seed))
     return out
+
+
+def rating_patterns(engine: Engine, columns: Sequence[str], filters=None, start=None, end=None,
+                    table: str = "responses", date_column: str = "response_date") -> pd.DataFrame:
+    """Each distinct pattern of ``columns`` over the selected rows **missing values included** (a missing
+    rating is a value of the pattern, NaN here), with its number of rows ``count``; columns ``x0..x(k-1)`` as
+    DOUBLE (exact for ratings; any numeric column groups by its exact value). ``filters``, ``start``/``end``
+    (inclusive days of ``date_column``) select the rows, as in :func:`driver_patterns`.
+
+    Unlike :func:`driver_patterns` (complete rows only) this table is a sufficient statistic for everything
+    a listwise-deletion driver analysis computes from the rows of its selection: which attributes were
+    answered at all, the complete rows of any subset of columns (the analysis, the VIF), and each attribute's
+    mean over its own answers (the importance-performance map)."""
+    cols = list(columns)
+    if not cols or len(set(cols)) != len(cols):
+        raise EngineError(f"rating_patterns: expected distinct columns, got {cols}")
+    have = set(engine.columns(table))
+    absent = [c for c in [*cols, *(filters or {})] if c not in have]
+    if absent:
+        raise EngineError(f"rating_patterns: table {table} has no column(s) {absent}")
+    xs = [f"CAST({q(c)} AS DOUBLE) AS x{i}" for i, c in enumerate(cols)]
+    keys = [f"x{i}" for i in range(len(cols))]
+    inner = f"SELECT {', '.join(xs)} FROM {q(table)} {where_sql(filters, date_column, start, end)}"
+    out = engine.query(f"SELECT {', '.join(keys)}, count(*) AS count FROM ({inner}) AS _p GROUP BY {', '.join(keys)}")
+    for c in keys:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    out["count"] = out["count"].astype("int64")
+    out = out.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+    out.attrs.update(columns=cols)
+    return out
