@@ -547,19 +547,25 @@ from helpers.selection import ALIASES as FILTER_COLUMNS  # noqa: E402  (agent ->
 
 
 class KpiSource:
-    """KPI values for one department from a ``helpers.data.Dataset`` via ``helpers.kpis``.
+    """KPI values for one department from a ``helpers.data.Dataset``.
 
-    ``series`` (per period, computed in DuckDB by ``kpi_series``), ``window_value`` (one value for a window,
-    from its rows: ``kpi_series(freq=None)``), ``estimate`` (one pooled value for a period, ``compute_kpi``)
-    and ``compare`` (period-over-period test, ``compare_kpi``; counts per day). The department filter applies
-    to the KPIs of responses and tickets; customers carry no department, so customer KPIs (retention, churn)
-    are company-wide unless the objective filters them by segment or region.
+    ``series`` (per period), ``window_value`` (one value for a window: ``freq=None``), ``estimate`` (one pooled
+    value for a period, ``compute_kpi``) and ``compare`` (period-over-period test; counts per day). With an
+    ``engine`` (:mod:`helpers.engine`; DuckDB over the dataset's connection by default, Spark from the report
+    config) the series, windows and comparisons of the responses' and tickets' KPIs come from engine aggregates
+    (:func:`helpers.engine.aggregates.kpi_series_from_aggregates`, ``compare_from_aggregates``: grouped counts,
+    sums, sums of squares, order statistics), so no department rows reach pandas; the numbers equal
+    ``helpers.kpis.kpi_series``/``compare_kpi`` (tests/test_objectives_engine.py). Customer KPIs (retention,
+    churn) and the bootstrap comparison of medians keep the ``helpers.kpis`` path. The department filter
+    applies to the KPIs of responses and tickets; customers carry no department, so customer KPIs are
+    company-wide unless the objective filters them by segment or region.
     """
 
-    def __init__(self, dataset, department: str, *, freq: str = "month"):
+    def __init__(self, dataset, department: str, *, freq: str = "month", engine=None):
         from helpers import kpis  # noqa: PLC0415
 
         self.kpis, self.dataset, self.department, self.freq = kpis, dataset, department, freq
+        self.engine = engine
 
     def filters(self, metric: str, filters: Mapping[str, tuple[str, ...]]) -> dict:
         table = self.kpis.KPIS[metric].table
@@ -568,8 +574,27 @@ class KpiSource:
             merged[FILTER_COLUMNS.get(key, key)] = list(vals) if len(vals) > 1 else vals[0]
         return merged
 
+    def _engine_for(self, metric: str):
+        """The engine when it aggregates ``metric`` (responses and tickets KPIs), else None."""
+        if self.engine is None:
+            return None
+        from helpers.engine.aggregates import _KPI_TABLE  # noqa: PLC0415
+
+        return self.engine if metric in _KPI_TABLE else None
+
     def series(self, metric, filters, start, end, freq: str | None = "") -> pd.DataFrame:
-        return self.kpis.kpi_series(self.dataset.con, metric, freq=(freq if freq != "" else self.freq), by=None,
+        freq = freq if freq != "" else self.freq
+        engine = self._engine_for(metric)
+        if engine is not None:
+            from helpers import selection as sel  # noqa: PLC0415
+            from helpers.engine import aggregates as A  # noqa: PLC0415
+
+            try:
+                return A.kpi_series_from_aggregates(engine, metric, freq=freq, filters=self.filters(metric, filters),
+                                                    start=start, end=end, resolve=True)
+            except sel.SelectionError as exc:  # as helpers.kpis.kpi_series words it
+                raise self.kpis.KPIError(metric, str(exc)) from None
+        return self.kpis.kpi_series(self.dataset.con, metric, freq=freq, by=None,
                                     filters=self.filters(metric, filters), start=start, end=end)
 
     def __call__(self, metric, filters, start, end, freq: str | None = "") -> pd.DataFrame:
@@ -585,13 +610,49 @@ class KpiSource:
 
     def compare(self, metric, filters, period_a, period_b):
         f = self.filters(metric, filters)
+        engine = self._engine_for(metric)
+        if engine is not None and self.kpis.KPIS[metric].kind != "median_hours":
+            from helpers import selection as sel  # noqa: PLC0415
+            from helpers.engine import aggregates as A  # noqa: PLC0415
+
+            try:
+                return A.compare_from_aggregates(engine, metric, f, period_a, period_b)
+            except sel.SelectionError as exc:
+                raise self.kpis.KPIError(metric, str(exc)) from None
         return self.kpis.compare_kpi(metric, self.dataset, self.dataset, filters_a=f, filters_b=f,
                                      period_a=period_a, period_b=period_b)
 
 
-def kpi_series_provider(dataset, department: str, *, freq: str = "month") -> KpiSource:
+def kpi_series_provider(dataset, department: str, *, freq: str = "month", engine=None) -> KpiSource:
     """The default KPI source for ``evaluate_objectives`` (kept for callers that want a callable)."""
-    return KpiSource(dataset, department, freq=freq)
+    return KpiSource(dataset, department, freq=freq, engine=engine)
+
+
+def _open_kpi_engine(dataset, engine):
+    """``(engine, owned)``: ``engine`` as given (an :class:`helpers.engine.Engine`; ``False``: none, the
+    ``helpers.kpis`` path), opened from :class:`helpers.engine.EngineSettings` (the report config's ``engine:``;
+    closed by the caller), or by default DuckDB over the dataset's own connection."""
+    if engine is False or dataset is None:
+        return None, False
+    from helpers.engine import DuckDBEngine, Engine, EngineSettings  # noqa: PLC0415
+
+    if isinstance(engine, Engine):
+        return engine, False
+    if isinstance(engine, (EngineSettings, Mapping)):
+        settings = engine if isinstance(engine, EngineSettings) else EngineSettings.model_validate(dict(engine))
+        base = getattr(dataset, "_dataset", dataset)  # a department slice: the full dataset's tables
+        return settings.connect(dataset=base), True
+    con = getattr(dataset, "con", None)
+    if con is None:
+        return None, False
+    try:
+        import duckdb  # noqa: PLC0415
+
+        if not isinstance(con, duckdb.DuckDBPyConnection):
+            return None, False
+    except ImportError:  # pragma: no cover
+        return None, False
+    return DuckDBEngine(con), False
 
 
 def format_value(value: float, info: "MetricInfo | None") -> str:
@@ -958,7 +1019,7 @@ def _is_sample_kpi(info: MetricInfo | None) -> bool:
 def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series_provider: SeriesProvider | None = None,
                         level: float = DEFAULT_LEVEL, history: int = 36, min_n: int = 1,
                         min_responses: int | None = None, names: Mapping[str, str] | None = None,
-                        metrics: Mapping[str, MetricInfo] | None = None) -> ObjectiveEvaluation:
+                        metrics: Mapping[str, MetricInfo] | None = None, engine=None) -> ObjectiveEvaluation:
     """Evaluate every objective of ``plan`` as of ``as_of`` (default: the last day of the last complete month
     in the data, :func:`helpers.data.default_as_of`), each on its own window (``Objective.judged_on``).
 
@@ -968,7 +1029,27 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     answers or tickets is "too little data". The forecast uses the last ``history`` periods
     (:func:`helpers.objectives_forecast.forecast_window`). Never raises for one objective's data problem:
     that objective gets status ``"no data"`` and a message naming the file, objective and field.
+
+    ``engine``: where the KPIs of responses and tickets are aggregated (:class:`KpiSource`): None = DuckDB over
+    the dataset's connection; an :class:`helpers.engine.Engine`; the report config's ``engine`` settings
+    (:class:`helpers.engine.EngineSettings`, opened over the dataset and closed here); ``False`` = the
+    ``helpers.kpis`` path. Ignored with a ``series_provider``.
     """
+    opened, owned = (None, False) if series_provider is not None else _open_kpi_engine(dataset, engine)
+    try:
+        return _evaluate_objectives(plan, dataset, as_of, series_provider=series_provider, level=level,
+                                    history=history, min_n=min_n, min_responses=min_responses, names=names,
+                                    metrics=metrics, engine=opened)
+    finally:
+        if owned:
+            opened.close()
+
+
+def _evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series_provider: SeriesProvider | None = None,
+                        level: float = DEFAULT_LEVEL, history: int = 36, min_n: int = 1,
+                        min_responses: int | None = None, names: Mapping[str, str] | None = None,
+                        metrics: Mapping[str, MetricInfo] | None = None, engine=None) -> ObjectiveEvaluation:
+    """:func:`evaluate_objectives` with its engine open (None: the ``helpers.kpis`` path)."""
     from helpers.objectives_forecast import forecast_window, kpi_scale  # noqa: PLC0415
 
     if isinstance(plan, (str, Path)):  # a department's slug or file: load its plan (unknown ones are listed)
@@ -991,7 +1072,7 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
                         f"in the data are {list(known)}")
     if series_provider is None and dataset is not None and department_known:
         try:
-            series_provider = kpi_series_provider(dataset, plan.department)
+            series_provider = kpi_series_provider(dataset, plan.department, engine=engine)
         except ImportError:
             warnings.append("helpers.kpis is not available: objectives cannot be computed")
     if names:

@@ -59,7 +59,11 @@ def where_sql(filters: Mapping[str, object] | None = None, date_column: str | No
     clauses = list(extra)
     for col, value in (filters or {}).items():
         values = list(value) if isinstance(value, (list, tuple, set)) else [value]
-        clauses.append(f"{q(col)} IN ({', '.join(sql_literal(v) for v in values)})")
+        plain = [v for v in values if v is not None]
+        parts = [f"{q(col)} IN ({', '.join(sql_literal(v) for v in plain)})"] if plain else []
+        if len(plain) < len(values):
+            parts.append(f"{q(col)} IS NULL")
+        clauses.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts or ["FALSE"]) + ")")
     if date_column is not None and start is not None:
         clauses.append(f"{q(date_column)} >= {sql_literal(pd.Timestamp(start).normalize())}")
     if date_column is not None and end is not None:
@@ -118,10 +122,11 @@ def _kpi_spec(metric: str):
 
 
 def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None, start=None,
-                   end=None) -> pd.DataFrame:
+                   end=None, *, source: str | None = None) -> pd.DataFrame:
     """Per period (and ``by`` group): ``n``, ``total``, ``total_sq``, ``k1``, ``k2`` of a KPI (see the module
     docstring), computed by the engine. Ratings are summed as integers (exact on every engine). Medians:
-    :func:`quantile_aggregates` (``kpi_series_from_aggregates`` calls it for the median KPIs)."""
+    :func:`quantile_aggregates` (``kpi_series_from_aggregates`` calls it for the median KPIs). ``source``: a
+    FROM item replacing the KPI's table (:func:`selected_source`: the table joined with customer columns)."""
     k, later = _kpi_spec(metric)
     by_cols = as_columns(by)
     table = k.table
@@ -150,7 +155,7 @@ def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=N
         raise EngineError(f"kpi_aggregates: kind {k.kind!r}")
     groups = ", ".join(["period", *[q(c) for c in by_cols]])
     sql = (f"SELECT {period_sql(date_col, freq)} AS period{''.join(f', {q(c)}' for c in by_cols)}, {aggs} "
-           f"FROM {q(table)} {where} GROUP BY {groups}")
+           f"FROM {source or q(table)} {where} GROUP BY {groups}")
     out = engine.query(sql)
     out["period"] = pd.to_datetime(out["period"])
     for c in ("n", "k1", "k2"):
@@ -160,22 +165,28 @@ def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=N
 
 
 def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None,
-                               start=None, end=None, confidence: float = 0.95) -> pd.DataFrame:
+                               start=None, end=None, confidence: float = 0.95, *,
+                               resolve: bool = False) -> pd.DataFrame:
     """:func:`helpers.kpis.kpi_series`' table (period, by columns, value, ci_low, ci_high, n, metric) from
     engine aggregates: the same interval formulas on ``n``, the numerators, the mean and SD from the sums, and
     for median KPIs the order statistics of :func:`quantile_aggregates`. ``freq=None``: one row per group with
-    ``period`` the window start (or the first date in the data)."""
+    ``period`` the window start (or the first date in the data). ``resolve``: filters and groups as
+    :func:`helpers.kpis.kpi_series` takes them (aliases, values matched by case or slug, customer columns such
+    as segment joined on ``customer_id``; :func:`selected_source`)."""
     from helpers.kpis import _finish_series  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
     by_cols = as_columns(by)
+    source = None
+    if resolve:
+        source, filters = selected_source(engine, k.table, filters, by_cols, what=f"KPI {metric!r}")
     if k.kind == "median_hours":
         qa = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,),
                                  by=by_cols, freq=freq, date_column=k.date_column, filters=filters, start=start,
-                                 end=end, confidence=confidence)
+                                 end=end, confidence=confidence, source=source)
         df = qa.rename(columns={"value": "a", "ci_low": "lo", "ci_high": "hi"})
     else:
-        agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end)
+        agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end, source=source)
         n = agg["n"].to_numpy(dtype=float)
         df = agg[["period", *by_cols, "n"]].copy()
         if k.kind in ("mean", "mean_hours"):
@@ -196,10 +207,141 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     if freq is None:
         first = start
         if first is None:
-            first = engine.query(f"SELECT min(CAST({q(k.date_column)} AS DATE)) AS d FROM {q(k.table)} "
+            first = engine.query(f"SELECT min(CAST({q(k.date_column)} AS DATE)) AS d FROM {source or q(k.table)} "
                                  f"{where_sql(filters, k.date_column, start, end)}")["d"].iloc[0]
         df = df.assign(period=pd.Timestamp(first).normalize() if first is not None else pd.NaT)
     return _finish_series(df.reset_index(drop=True), k, by_cols, confidence)
+
+
+def selected_source(engine: Engine, table: str, filters=None, by=None, *, what: str = "") -> tuple[str, dict]:
+    """``(FROM item, filters)`` for ``table`` as :mod:`helpers.selection` reads filters: aliases resolved
+    (``agent`` -> ``agent_id``), values matched to the data (exact, else by case, else by slug; a value matching
+    nothing raises :class:`helpers.selection.SelectionError` listing the values there are), and customer columns
+    the table lacks (segment, region...) joined from ``customers`` on ``customer_id`` (a LEFT JOIN aliased to
+    the table's name, as :func:`helpers.selection.source_sql`). Same SQL on every engine."""
+    from helpers import selection as sel  # noqa: PLC0415
+
+    wanted = sel.normalize_filters(filters) if filters else {}
+    own = engine.columns(table)
+    extra = [c for c in dict.fromkeys([*as_columns(by), *wanted]) if c not in own]
+    source = q(table)
+    if extra:
+        cust = engine.columns("customers") if table != "customers" and engine.has("customers") else []
+        joinable = "customer_id" in own and "customer_id" in cust
+        missing = [c for c in extra if not (joinable and c in cust)]
+        if missing:
+            other = f"; customers has {', '.join(c for c in cust if c != 'customer_id')}" if joinable else ""
+            raise sel.SelectionError(f"{what + ': ' if what else ''}cannot filter or group by {missing[0]!r}: table "
+                                     f"{table} has no such column (its columns: {', '.join(own)}){other}")
+        picks = ", ".join(f"c.{q(c)}" for c in extra)
+        source = (f"(SELECT t.*, {picks} FROM {q(table)} AS t LEFT JOIN {q('customers')} AS c "
+                  f"ON t.customer_id = c.customer_id) AS {q(table)}")
+    resolved: dict[str, list] = {}
+    for col, values in wanted.items():
+        plain = [v for v in values if v is not None]
+        found: list = []
+        if plain:
+            try:
+                found = engine.query(f"SELECT DISTINCT {q(col)} AS v FROM {source} WHERE {q(col)} IN "
+                                     f"({', '.join(sql_literal(v) for v in plain)})")["v"].tolist()
+            except EngineError:  # a value of another type: matched below by its text
+                found = []
+        if len(found) >= len(set(map(str, plain))) and None not in values:
+            resolved[col] = found
+            continue
+        avail = engine.query(f"SELECT DISTINCT {q(col)} AS v FROM {source} LIMIT 100000")["v"].tolist()
+        avail = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in avail]
+        resolved[col] = sel.match_values(col, plain, avail, table=table) if plain else []
+        if None in values:
+            resolved[col].append(None)
+    return source, resolved
+
+
+def kpi_totals(engine: Engine, metric: str, filters=None, start=None, end=None, *, resolve: bool = True) -> dict:
+    """One selection's aggregates of a KPI (``n``, ``total``, ``total_sq``, ``k1``, ``k2`` over ``start ..
+    end``), the inputs of :func:`compare_from_aggregates`."""
+    k, _ = _kpi_spec(metric)
+    source = None
+    if resolve:
+        source, filters = selected_source(engine, k.table, filters, what=f"KPI {metric!r}")
+    agg = kpi_aggregates(engine, metric, None, None, filters, start, end, source=source)
+    if agg.empty:
+        return {"n": 0, "total": 0, "total_sq": 0, "k1": 0, "k2": 0}
+    row = agg.iloc[0]
+    return {c: row[c] for c in ("n", "total", "total_sq", "k1", "k2")}
+
+
+def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=(None, None),
+                            period_b=(None, None), confidence: float = 0.95):
+    """:func:`helpers.kpis.compare_kpi` (one selection, two periods: b - a) from engine aggregates, with the
+    same tests: NPS adjusted-Wald, proportions Newcombe + pooled z, means Welch (from n, sums and sums of
+    squares: ``t = (m_b - m_a) / sqrt(v_a/n_a + v_b/n_b)``, Welch-Satterthwaite df), counts Poisson per day.
+    Median KPIs need the rows (bootstrap of medians): :class:`EngineError`, the caller keeps the row path."""
+    from helpers import kpis as K  # noqa: PLC0415
+
+    k, _ = _kpi_spec(metric)
+    if k.kind == "median_hours":
+        raise EngineError(f"compare_from_aggregates: {metric!r} compares medians by bootstrap (rows)")
+    a = kpi_totals(engine, metric, filters, *period_a)
+    b = kpi_totals(engine, metric, filters, *period_b)
+    for side, period in ((a, period_a), (b, period_b)):
+        if side["n"] == 0 and k.kind != "count":
+            raise K.KPIError(metric, f"no values from {period[0]} to {period[1]} for the filters {filters!r}")
+    labels = tuple(f"{p[0] or 'start'} to {p[1] or 'end'}" for p in (period_a, period_b))
+    from dataclasses import replace  # noqa: PLC0415
+
+    if k.kind == "nps":
+        comp = K._compare_nps_counts((int(a["k1"]), int(a["k2"]), int(a["n"])), (int(b["k1"]), int(b["k2"]),
+                                     int(b["n"])), confidence)
+    elif k.kind in ("top_box", "share_eq1", "flag"):
+        comp = K.compare_proportions(int(a["k1"]), int(a["n"]), int(b["k1"]), int(b["n"]), metric, confidence)
+    elif k.kind == "count":
+        days = [K._period_days(p, metric) for p in (period_a, period_b)]
+        if None in days or days[0] == days[1]:
+            comp = K.compare_rates(int(a["n"]), int(b["n"]), metric=metric, confidence=confidence)
+        else:
+            comp = K.compare_rates(int(a["n"]), int(b["n"]), days[0], days[1], metric=metric,
+                                   confidence=confidence, unit="per day")
+    elif k.kind in ("mean", "mean_hours"):
+        comp = _compare_means_from_sums(k, a, b, metric, confidence)
+    else:  # pragma: no cover
+        raise EngineError(f"compare_from_aggregates: kind {k.kind!r}")
+    return replace(comp, labels=labels, between_groups=False)
+
+
+def _mean_sd(k, t: dict) -> tuple[float, float, int]:
+    n = int(t["n"])
+    if k.kind == "mean":  # integer sums: exact numerator
+        m = int(t["total"]) / n
+        var = (n * int(t["total_sq"]) - int(t["total"]) ** 2) / (n * (n - 1)) if n > 1 else float("nan")
+    else:
+        tot, tsq = float(t["total"]), float(t["total_sq"])
+        m = tot / n
+        var = (tsq - tot * tot / n) / (n - 1) if n > 1 else float("nan")
+    return m, float(np.sqrt(max(var, 0.0))) if np.isfinite(var) else float("nan"), n
+
+
+def _compare_means_from_sums(k, a: dict, b: dict, metric: str, confidence: float):
+    """Welch's test and interval from the two groups' n, mean and SD (scipy ``ttest_ind(equal_var=False)``)."""
+    from helpers.kpis import Comparison, Estimate, KPIError, t_interval  # noqa: PLC0415
+
+    ma, sa, na = _mean_sd(k, a)
+    mb, sb, nb = _mean_sd(k, b)
+    if na < 2 or nb < 2:
+        raise KPIError(metric, f"each group needs at least 2 values for Welch's test (got {na}, {nb})")
+    res = stats.ttest_ind_from_stats(mb, sb, nb, ma, sa, na, equal_var=False)
+    va, vb = sa * sa / na, sb * sb / nb
+    se = float(np.sqrt(va + vb))
+    df = (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1)) if se > 0 else float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, df) * se) if se > 0 else 0.0
+    unit = "hours" if k.kind == "mean_hours" else k.unit
+    ests = []
+    for m, s, n in ((ma, sa, na), (mb, sb, nb)):
+        lo, hi = t_interval(m, s, n, confidence)
+        ests.append(Estimate(m, float(lo), float(hi), n, metric, unit, "Student t", confidence))
+    diff = mb - ma
+    p = float(res.pvalue) if np.isfinite(res.pvalue) else (1.0 if ma == mb else 0.0)
+    return Comparison(ests[0], ests[1], diff, diff - half, diff + half, p, "Welch t-test", confidence)
 
 
 def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int]:
@@ -217,7 +359,7 @@ def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int
 
 def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Sequence[float] = (0.5,), by=None,
                         freq: str | None = None, date_column: str | None = None, filters=None, start=None,
-                        end=None, confidence: float = 0.95) -> pd.DataFrame:
+                        end=None, confidence: float = 0.95, *, source: str | None = None) -> pd.DataFrame:
     """Quantiles of ``value_sql`` (a column or expression of ``table``) per period and group, with their
     order-statistic intervals: columns ``period``, the ``by`` columns, ``prob``, ``n``, ``value``, ``ci_low``,
     ``ci_high``. Two queries: the group sizes, then only the needed order statistics of each group."""
@@ -225,7 +367,7 @@ def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Seque
     keys = ["period", *by_cols]
     kq = ", ".join(q(c) for c in keys)
     per = period_sql(date_column, freq) if date_column else "CAST(NULL AS TIMESTAMP)"
-    base = (f"SELECT {per} AS period{''.join(f', {q(c)}' for c in by_cols)}, {value_sql} AS _v FROM {q(table)} "
+    base = (f"SELECT {per} AS period{''.join(f', {q(c)}' for c in by_cols)}, {value_sql} AS _v FROM {source or q(table)} "
             f"{where_sql(filters, date_column, start, end, extra=[f'{value_sql} IS NOT NULL'])}")
     sizes = engine.query(f"SELECT DISTINCT count(*) AS n FROM ({base}) AS _b GROUP BY {kq}")
     ns = sorted(int(v) for v in sizes["n"] if v)
@@ -260,7 +402,8 @@ def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Seque
         at = dict(zip(g["_r"].astype(int), g["_v"].astype(float)))
         n = int(g["_n"].iloc[0])
         for _, p, j1, j2, frac, lo, hi in plan_by_n[n]:
-            value = at[j1] + frac * (at[j2] - at[j1]) if frac else at[j1]
+            # (1 - f) x_(j+1) + f x_(j+2): DuckDB's quantile_cont and np.median bit for bit at the median
+            value = (1 - frac) * at[j1] + frac * at[j2] if frac else at[j1]
             rows.append((*key, p, n, value, at[lo], at[hi]))
     out = pd.DataFrame(rows, columns=columns)
     out["period"] = pd.to_datetime(out["period"])
