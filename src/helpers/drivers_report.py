@@ -11,9 +11,11 @@ analysis per department that every page shows.
   :data:`DEPARTMENT_MONTHS` months up to the as-of date), one seed (:data:`SEED`, split per department), one
   bootstrap count (:data:`DEPARTMENT_N_BOOT`) and one sample rule (:func:`helpers.reports.loader.
   driver_min_responses`). The drivers page's department comparison and the department page call it, so both
-  show the same shares. Within a run (data from a run's snapshot) the result is cached in the run folder
-  (``cache/drivers/<department>-<key>.pkl``, keyed by department, settings and the data's fingerprint, written
-  atomically): whichever report computes it first writes it, the other reads it.
+  show the same shares. It is computed from engine aggregates (the department's distinct rating patterns with
+  their counts), not from the department's rows. Within a run (data from a run's snapshot) the result is cached
+  in the run folder (``cache/drivers/<department>-<key>.pkl``, keyed by department, settings and the data's
+  fingerprint; :func:`cached_once`: written atomically, under a file lock): whichever report computes it first
+  writes it, the others wait for it and read it.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers, headed_table,
+from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers,
+                                      analyze_drivers_from_patterns, headed_table, patterns_usable_rows,
                                       select_responses, share_text)
 from helpers.errors import KitError
 from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
@@ -36,7 +39,8 @@ from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_
 SEED = 20261125  # fixed so a report run is reproducible
 DEPARTMENT_N_BOOT = 200  # bootstrap re-samples of every per-department driver analysis (all pages)
 DEPARTMENT_MONTHS = 12  # a department's driver analysis covers the months up to the as-of date
-CACHE_VERSION = 1  # bump when DepartmentDrivers or the analysis changes: old cache files are then not read
+CACHE_VERSION = 2  # bump when DepartmentDrivers or the analysis changes: old cache files are then not read
+# (2: computed from the engine's rating patterns, DepartmentDrivers.engine)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -55,6 +59,7 @@ class DepartmentDrivers:
     analysis: DriverAnalysis | None = None
     message: str = ""
     settings: dict = field(default_factory=dict)
+    engine: str = ""  # the engine whose rating patterns gave the analysis ("" = the rows in memory)
 
     @property
     def shares(self) -> pd.Series:
@@ -105,6 +110,61 @@ def _cache_folder(dataset) -> Path | None:
     return None
 
 
+def cached_once(file: Path | None, settings: dict, kind: type, compute):
+    """``compute()`` once per run: the result is stored in ``file`` (pickled, written atomically) and read back
+    by every later call with the same ``settings`` (a result of type ``kind`` whose ``.settings`` equal them);
+    while one process computes it, the others wait on a file lock next to it (``<file>.lock``) and then read
+    it. ``file`` None: no cache, ``compute()``. An unreadable or stale file is recomputed, never shown; a
+    read-only folder or an unpicklable result is returned without being stored."""
+    import fcntl
+
+    from helpers.reports import atomic_write_bytes
+
+    if file is None:
+        return compute()
+    lock = None
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(file.with_suffix(".lock"), "a")  # noqa: SIM115 - held until the result is written
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another page computes it: wait, then read
+    except OSError:
+        if lock is not None:
+            lock.close()
+        lock = None
+    try:
+        if file.is_file():
+            try:
+                with file.open("rb") as fh:
+                    cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
+                if isinstance(cached, kind) and getattr(cached, "settings", None) == settings:
+                    return cached
+            except Exception:  # noqa: BLE001 - an unreadable cache file is recomputed, never shown
+                pass
+        result = compute()
+        try:
+            atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, pickle.PicklingError, AttributeError, TypeError):
+            pass  # a read-only run folder or an unpicklable part: the result is still returned
+        return result
+    finally:
+        if lock is not None:
+            lock.close()  # releases the flock
+
+
+def _open_engine(dataset, config):
+    """The engine of ``report.yaml`` (``config.engine``; DuckDB by default) over ``dataset``, or None when it
+    cannot be reached (the analysis then reads the rows in memory)."""
+    from helpers.engine import EngineSettings
+
+    settings = getattr(config, "engine", None) or EngineSettings()
+    if settings.kind == "duckdb" and not settings.tables and getattr(dataset, "con", None) is None:
+        return None
+    try:
+        return settings.connect(dataset=dataset)
+    except (KitError, OSError, ImportError):
+        return None
+
+
 def department_driver_analysis(dataset, config, department: str, as_of: object = None, *,
                                period: tuple[str, str] | None = None, responses: pd.DataFrame | None = None,
                                outcome: str = "", drivers: list[str] | None = None,
@@ -115,13 +175,18 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     ``dataset``: a :class:`helpers.data.Dataset` (its ``responses``, ``fingerprint`` and ``source``);
     ``config``: the :class:`helpers.config.ReportConfig` (outcome, drivers, ``min_responses``); ``as_of``: the
     report date (None: the dataset's :meth:`default_as_of`). The period is the :data:`DEPARTMENT_MONTHS` months
-    up to ``as_of`` unless ``period`` is given. ``responses``: the dataset's responses when the caller has them
-    already (saves a read). The analysis is :func:`helpers.drivers_analysis.analyze_drivers` with ``n_boot``
-    re-samples, the department's own seed (:func:`department_seed`) and no ordinal check; below
+    up to ``as_of`` unless ``period`` is given. The analysis comes from engine aggregates: the engine of the
+    report config (``config.engine``, DuckDB by default, over the dataset) returns the department's distinct
+    rating patterns with their counts (:func:`helpers.engine.poisson_bootstrap.rating_patterns`; memory follows
+    the number of patterns, not of responses) and
+    :func:`helpers.drivers_analysis.analyze_drivers_from_patterns` gives the same point estimates as
+    :func:`helpers.drivers_analysis.analyze_drivers` on the rows (listwise deletion), with intervals from
+    ``n_boot`` pattern re-samples (the row bootstrap's distribution) under the department's own seed
+    (:func:`department_seed`); no ordinal check. Only when no engine can be reached are the rows read
+    (``responses`` if the caller has them, else the dataset's) and analysed in memory. Below
     :func:`helpers.reports.loader.driver_min_responses` usable responses there is no analysis and ``message``
     says why. ``cache``: True = the run folder's cache when the data is a run's snapshot; a folder = there;
     False = no cache."""
-    from helpers.reports import atomic_write_bytes
     from helpers.reports.loader import driver_min_responses
 
     outcome = outcome or getattr(config, "outcome", "csat") or "csat"
@@ -136,44 +201,91 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:20]
     folder = (_cache_folder(dataset) if cache is True else Path(cache) if cache else None)
     file = folder / f"{slug(name) or 'department'}-{key}.pkl" if folder is not None else None
-    if file is not None and file.is_file():
+
+    def compute() -> DepartmentDrivers:
+        result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
+                                   drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
+        engine = _open_engine(dataset, config)
         try:
-            with file.open("rb") as fh:
-                cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
-            if isinstance(cached, DepartmentDrivers) and cached.settings == settings:
-                return cached
-        except Exception:  # noqa: BLE001 - an unreadable cache file is recomputed, never shown
-            pass
-    result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
-                               drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
-    frame = dataset.responses if responses is None else responses
+            if engine is not None:
+                try:
+                    columns = engine.columns("responses")
+                except KitError:
+                    engine.close()
+                    engine = None
+            if engine is not None:
+                _department_from_engine(result, engine, columns, seed, n_boot)
+            else:
+                _department_from_rows(result, dataset.responses if responses is None else responses, seed, n_boot)
+        finally:
+            if engine is not None:
+                engine.close()
+        return result
+
+    return cached_once(file, settings, DepartmentDrivers, compute)
+
+
+def _missing_message(missing: list[str]) -> str:
+    return (f"the responses have no column {', '.join(column_label(c) for c in missing)}, "
+            "so there is no driver analysis")
+
+
+def _too_few_message(result: DepartmentDrivers) -> str:
+    period = result.period
+    return (f"too few answers for a driver analysis: {result.n_usable:,} complete responses between "
+            f"{period[0]} and {period[1]}, at least {result.min_n:,} needed (the minimum number of responses in "
+            "report.yaml, and 10 per attribute)")
+
+
+def _department_from_engine(result: DepartmentDrivers, engine, columns: list[str], seed: int, n_boot: int) -> None:
+    """The analysis from the engine's rating patterns of the department and period
+    (:func:`helpers.engine.poisson_bootstrap.rating_patterns`, missing values kept; answer-sized) through
+    :func:`helpers.drivers_analysis.analyze_drivers_from_patterns`: the same point estimates as the rows."""
+    from helpers.engine.poisson_bootstrap import rating_patterns
+
+    name, period, outcome, drivers = result.department, result.period, result.outcome, result.drivers
+    missing = [c for c in [outcome, *drivers] if c not in columns]
+    if missing:
+        result.message = _missing_message(missing)
+        return
+    patterns = rating_patterns(engine, [outcome, *drivers], filters={"department": name}, start=period[0],
+                               end=period[1])
+    result.engine = engine.name
+    result.n_usable = patterns_usable_rows(patterns, outcome, drivers)
+    if result.n_usable < result.min_n:
+        result.message = _too_few_message(result)
+        return
+    try:
+        result.analysis = analyze_drivers_from_patterns(patterns, outcome, drivers, n_boot=n_boot,
+                                                        seed=department_seed(name, seed),
+                                                        label=f"{name}, {period[0]} to {period[1]}",
+                                                        min_n=result.min_n)
+    except KitError as exc:
+        result.message = f"no driver analysis: {exc}"
+
+
+def _department_from_rows(result: DepartmentDrivers, frame: pd.DataFrame, seed: int, n_boot: int) -> None:
+    """The row path (no engine reachable): the department's responses in memory through
+    :func:`helpers.drivers_analysis.analyze_drivers`."""
+    name, period, outcome, drivers = result.department, result.period, result.outcome, result.drivers
     missing = [c for c in [outcome, *drivers] if c not in frame.columns]
     if missing:
-        result.message = (f"the responses have no column {', '.join(column_label(c) for c in missing)}, "
-                          "so there is no driver analysis")
-        return result
+        result.message = _missing_message(missing)
+        return
     try:
         data = select_responses(frame, name, *period)
     except KitError:
         data = frame.iloc[0:0]
     result.n_usable = _usable_rows(data, outcome, drivers)
-    if result.n_usable < min_n:
-        result.message = (f"too few answers for a driver analysis: {result.n_usable:,} complete responses between "
-                          f"{period[0]} and {period[1]}, at least {min_n:,} needed (the minimum number of responses in "
-                          "report.yaml, and 10 per attribute)")
-    else:
-        try:
-            result.analysis = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=department_seed(name, seed),
-                                              ordinal=False, label=f"{name}, {period[0]} to {period[1]}",
-                                              min_n=min_n)
-        except KitError as exc:
-            result.message = f"no driver analysis: {exc}"
-    if file is not None:
-        try:
-            atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass  # a read-only run folder: the result is still returned
-    return result
+    if result.n_usable < result.min_n:
+        result.message = _too_few_message(result)
+        return
+    try:
+        result.analysis = analyze_drivers(data, outcome, drivers, n_boot=n_boot, seed=department_seed(name, seed),
+                                          ordinal=False, label=f"{name}, {period[0]} to {period[1]}",
+                                          min_n=result.min_n)
+    except KitError as exc:
+        result.message = f"no driver analysis: {exc}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -237,10 +349,7 @@ def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFra
     that finds the other computing it waits for it (a file lock), so the run computes it once.
     ``drivers``: the attributes to consider (None: every ``attr_*`` column). Never raises for data problems:
     a part that cannot be estimated is None with a one-line reason."""
-    import fcntl
     import time
-
-    from helpers.reports import atomic_write_bytes
 
     day = pd.Timestamp(as_of).normalize()
     settings = {"version": WORTH_VERSION, "as_of": f"{day:%Y-%m-%d}", "currency": str(currency or ""),
@@ -249,33 +358,9 @@ def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFra
                 "has": [bool(has_customers), bool(has_revenue)]}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:20]
     file = Path(cache_folder) / f"worth-{key}.pkl" if cache_folder is not None and fingerprint else None
-    lock = None
-    if file is not None:
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(file.with_suffix(".lock"), "a")  # noqa: SIM115 - held until the result is written
-            fcntl.flock(lock, fcntl.LOCK_EX)  # the other page computes it: wait, then read
-        except OSError:
-            lock = None
-    try:
-        if file is not None and file.is_file():
-            try:
-                with file.open("rb") as fh:
-                    cached = pickle.load(fh)  # noqa: S301 - written by this function into the run's own folder
-                if isinstance(cached, CompanyWorthPage) and cached.settings == settings:
-                    return cached
-            except Exception:  # noqa: BLE001 - an unreadable cache file is recomputed, never shown
-                pass
-        result = _compute_worth(customers, responses, day, settings, has_customers, has_revenue, time.perf_counter)
-        if file is not None:
-            try:
-                atomic_write_bytes(file, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-            except (OSError, pickle.PicklingError, AttributeError, TypeError):
-                pass  # a read-only run folder or an unpicklable part: the result is still returned
-        return result
-    finally:
-        if lock is not None:
-            lock.close()  # releases the flock
+    return cached_once(file, settings, CompanyWorthPage,
+                       lambda: _compute_worth(customers, responses, day, settings, has_customers, has_revenue,
+                                              time.perf_counter))
 
 
 def _picklable(table):
@@ -759,8 +844,8 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
     results, sizes = {}, []
     for name in names:
-        dd = department_driver_analysis(ds, cfg, name, period=(start, end), responses=responses,
-                                        outcome=report.outcome, drivers=report.drivers, seed=seed)
+        dd = department_driver_analysis(ds, cfg, name, period=(start, end), outcome=report.outcome,
+                                        drivers=report.drivers, seed=seed)
         report.departments[name] = dd
         sizes.append({"department": name, "n": dd.n_usable, "analysed": dd.analysis is not None})
         if dd.analysis is not None:
@@ -802,8 +887,8 @@ def _department_main(ds, cfg, report: DriversReport, selected: pd.DataFrame, per
 
     from helpers.drivers_analysis import ordinal_check
 
-    dd = department_driver_analysis(ds, cfg, report.department, period=period, responses=responses,
-                                    outcome=report.outcome, drivers=report.drivers, seed=seed)
+    dd = department_driver_analysis(ds, cfg, report.department, period=period, outcome=report.outcome,
+                                    drivers=report.drivers, seed=seed)
     if dd.analysis is None:
         report.warnings.append(f"{report.department}: {dd.message}")
         return None
