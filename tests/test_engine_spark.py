@@ -88,3 +88,43 @@ def test_settings_select_spark_and_name_missing_tables(spark):
     with pytest.raises(EngineError, match="no tables"):
         connect(EngineSettings(kind="spark"))
     assert spark.has("responses") and "csat" in spark.columns("responses")
+
+
+def test_department_objectives_on_spark_equal_duckdb(spark, tables):
+    """One department's objectives evaluated with the Spark engine (series, windows, baselines, forecasts,
+    period-over-period tests, tiles) give the page DuckDB gives: statuses and texts identical, numbers within
+    1e-9; and a KPI series filtered by a customer column (joined on the engine) equals DuckDB's."""
+    from helpers.data import load_dataset
+    from helpers.kpi_tiles import tiles_from_evaluation
+    from helpers.objectives import evaluate_objectives, load_department
+
+    ds = load_dataset(Path(tables["customers"]).parent, emit_warnings=False)
+    plan = load_department("billing")  # team and agent filters, NPS, CSAT, FCR, median hours
+    want = evaluate_objectives(plan, ds, min_responses=30)
+    got = evaluate_objectives(plan, ds, min_responses=30, engine=spark)
+    _same(got.table, want.table, "objectives", check_exact=False, rtol=0, atol=1e-9)
+    assert set(got.series) == set(want.series)
+    for oid, s in want.series.items():
+        _same(got.series[oid], s, oid, check_exact=False, rtol=0, atol=1e-9)
+    for oid, c in want.changes.items():
+        assert (c is None) == (got.changes[oid] is None) and (c is None or c.describe() == got.changes[oid].describe())
+    assert [t.to_summary() for t in tiles_from_evaluation(got)] == [t.to_summary() for t in tiles_from_evaluation(want)]
+    seg = ds.customers["segment"].dropna().iloc[0]
+    f = {"department": "billing", "segment": seg.upper()}
+    _same(A.kpi_series_from_aggregates(spark, "fcr", freq="quarter", filters=f, resolve=True),
+          A.kpi_series_from_aggregates(DuckDBEngine(ds.con), "fcr", freq="quarter", filters=f, resolve=True),
+          "fcr by segment", check_exact=True)
+
+
+def test_rating_patterns_with_missing_values_equal_duckdb(spark, duck):
+    """The department driver analysis' aggregate (distinct rating patterns, missing values kept) on Spark."""
+    from helpers.drivers_analysis import analyze_drivers_from_patterns
+
+    cols = ["csat", "attr_speed", "attr_resolution", "attr_value"]
+    kw = {"filters": {"department": "Billing"}, "start": "2025-11-01", "end": "2026-10-31"}
+    got, want = P.rating_patterns(spark, cols, **kw), P.rating_patterns(duck, cols, **kw)
+    assert want[["x0", "x1"]].isna().any().any()  # missing values are patterns too
+    _same(got, want)
+    a = analyze_drivers_from_patterns(got, "csat", cols[1:], n_boot=0).table
+    b = analyze_drivers_from_patterns(want, "csat", cols[1:], n_boot=0).table
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
