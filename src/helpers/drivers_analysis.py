@@ -686,7 +686,7 @@ def _pattern_bootstrap(X: np.ndarray, c: np.ndarray, design, n_boot: int, seed, 
     (centred once at the sample means: correlations do not change with a shift) and the importances of the
     kept players. Returns the usable draws and their R^2 (the row bootstrap's rule: at least max(10, 90%)
     usable)."""
-    from helpers.drivers import _importance_stack  # noqa: PLC0415
+    from helpers.engine.poisson_bootstrap import _replicate_importances  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     n_rows = int(c.sum())
@@ -713,17 +713,8 @@ def _pattern_bootstrap(X: np.ndarray, c: np.ndarray, design, n_boot: int, seed, 
         ok = np.all(np.isfinite(corr.reshape(b, -1)), axis=1)
         imp = np.full((b, len(design.players)), np.nan)
         r2 = np.full(b, np.nan)
-        if ok.any():
-            try:
-                imp[ok], r2[ok], _ = _importance_stack(corr[ok], design.player_cols, method_used,
-                                                       design.categorical)
-            except np.linalg.LinAlgError:
-                for i in np.nonzero(ok)[0]:
-                    try:
-                        a, r, _ = _importance_stack(corr[i], design.player_cols, method_used, design.categorical)
-                        imp[i], r2[i] = a[0], r[0]
-                    except np.linalg.LinAlgError:
-                        pass
+        if ok.any():  # a singular replicate gives NaN, as in the row bootstrap
+            imp[ok], r2[ok] = _replicate_importances(corr[ok], len(design.players), method_used)
         draws.append(imp)
         r2s.append(r2)
         done += b
