@@ -45,8 +45,9 @@ from scipy import stats
 
 from helpers.errors import KitError
 
-__all__ = ["LEVELS", "MIN_UNITS_FOR_OVERDISPERSION", "FunnelResult", "binomial_limits", "funnel", "funnel_values",
-           "mean_limits", "median_limits", "overdispersion"]
+__all__ = ["LEVELS", "MIN_UNITS_FOR_OVERDISPERSION", "FunnelResult", "binomial_limits", "funnel",
+           "funnel_from_engine", "funnel_values", "mean_limits", "median_limit_probs", "median_limits",
+           "overdispersion"]
 
 MIN_UNITS_FOR_OVERDISPERSION = 10
 """Fewer units than this: no between-unit variance is estimated (it cannot be, reliably)."""
@@ -88,12 +89,21 @@ def median_limits(reference: np.ndarray, n, level: float) -> tuple[np.ndarray, n
     the ``Beta(k, n + 1 - k)`` quantiles, ``k = (n + 1) / 2`` (distribution-free; see the module docstring)."""
     ref = np.sort(np.asarray(reference, dtype=float))
     ref = ref[np.isfinite(ref)]
+    return _median_limits_at(lambda probs: np.quantile(ref, probs), n, level)
+
+
+def median_limit_probs(n, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities at which :func:`median_limits` reads the department's quantiles:
+    the ``Beta(k, n + 1 - k)`` quantiles at ``(1 - level) / 2`` and ``(1 + level) / 2``, ``k = (n + 1) / 2``."""
     n = np.asarray(n, dtype=float)
     k = (n + 1) / 2
     tail = (1 - level) / 2
-    lo_q = stats.beta.ppf(tail, k, n + 1 - k)
-    hi_q = stats.beta.ppf(1 - tail, k, n + 1 - k)
-    return np.quantile(ref, lo_q), np.quantile(ref, hi_q)
+    return stats.beta.ppf(tail, k, n + 1 - k), stats.beta.ppf(1 - tail, k, n + 1 - k)
+
+
+def _median_limits_at(quantile, n, level: float) -> tuple[np.ndarray, np.ndarray]:
+    lo_q, hi_q = median_limit_probs(n, level)
+    return quantile(lo_q), quantile(hi_q)
 
 
 @dataclass
@@ -194,21 +204,32 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
         raise KitError(f"funnel: {k.table} have no column {by!r} to compare {k.label} by")
     values = funnel_values(frame, metric)
     data = pd.DataFrame({"unit": frame[by].astype("string"), "value": values}).dropna()
-    notes = []
     if data.empty:
         raise KitError(f"funnel: no {k.label} values with a {by} to compare")
     x = data["value"].to_numpy(dtype=float)
     if k.kind in _MEDIAN_KINDS:
         theta0 = float(np.median(x)) if centre is None else float(centre)
-        method = "median: exact order-statistic limits from the department's distribution"
     else:
         theta0 = float(np.mean(x)) if centre is None else float(centre)
-        method = ("proportion: exact binomial limits (Spiegelhalter 2005)" if k.kind in _PROPORTION_KINDS
-                  else "mean: normal limits, department standard deviation / sqrt(n)")
     sd = float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
     grouped = data.groupby("unit", observed=True)["value"]
     stat = grouped.median() if k.kind in _MEDIAN_KINDS else grouped.mean()
     table = pd.DataFrame({"unit": stat.index.astype(str), "n": grouped.size().to_numpy(), "value": stat.to_numpy()})
+    ref = np.sort(x[np.isfinite(x)])
+    return _funnel_from_units(k, metric, by, table, theta0, sd, lambda probs: np.quantile(ref, probs), len(data),
+                              min_n, adjust_overdispersion)
+
+
+def _funnel_from_units(k, metric: str, by: str, table: pd.DataFrame, theta0: float, sd: float, quantile,
+                       n_total: int, min_n: int, adjust_overdispersion: bool | None) -> FunnelResult:
+    """The funnel from the units' ``n`` and values, the department's centre and SD, and ``quantile(probs)``
+    of the department's values (median KPIs): the part shared by the row and the engine paths."""
+    notes = []
+    if k.kind in _MEDIAN_KINDS:
+        method = "median: exact order-statistic limits from the department's distribution"
+    else:
+        method = ("proportion: exact binomial limits (Spiegelhalter 2005)" if k.kind in _PROPORTION_KINDS
+                  else "mean: normal limits, department standard deviation / sqrt(n)")
     small = table["n"] < min_n
     if small.any():
         notes.append(f"{int(small.sum())} {'unit' if small.sum() == 1 else 'units'} with fewer than {min_n} "
@@ -220,7 +241,7 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
             lo, hi = binomial_limits(theta0 / 100.0, n, level)
             return lo * 100.0, hi * 100.0
         if k.kind in _MEDIAN_KINDS:
-            return median_limits(x, n, level)
+            return _median_limits_at(quantile, n, level)
         return mean_limits(theta0, sd, n, level)
 
     def null_se(n):
@@ -261,6 +282,71 @@ def funnel(frame: pd.DataFrame, metric: str, by: str, *, min_n: int = 5, centre:
     for level, tag in zip(LEVELS, ("95", "998")):
         lo, hi = limits(grid, level)
         curve[f"low_{tag}"], curve[f"high_{tag}"] = np.asarray(lo, float), np.asarray(hi, float)
-    return FunnelResult(metric=metric, label=k.label, unit=k.unit, by=by, centre=theta0, n_total=int(len(data)),
+    return FunnelResult(metric=metric, label=k.label, unit=k.unit, by=by, centre=theta0, n_total=int(n_total),
                         table=table, curve=curve, method=method, higher_is_better=k.higher_is_better, notes=notes,
                         phi=phi, tau2=tau2)
+
+
+def funnel_from_engine(engine, metric: str, by: str, *, filters=None, start=None, end=None, min_n: int = 5,
+                       centre: float | None = None, adjust_overdispersion: bool | None = None) -> FunnelResult:
+    """:func:`funnel` of the rows that ``filters`` select (one department: ``{"department": ...}``, matched as
+    :mod:`helpers.selection` does) between the inclusive days ``start`` and ``end``, from engine aggregates
+    (:mod:`helpers.engine`, DuckDB or Spark): per unit ``n`` and the numerators or sums (proportions, NPS as
+    ``100 (promoters - detractors) / n``, means), the department's SD from the sum of squares, and for median
+    KPIs the order statistics the limits read (:func:`helpers.engine.aggregates.quantile_aggregates`). No row
+    reaches pandas; the result equals :func:`funnel` on those rows (tests/test_funnel_engine.py)."""
+    from helpers.engine import aggregates as A  # noqa: PLC0415
+    from helpers.engine.base import quote_ident as q  # noqa: PLC0415
+    from helpers.kpis import _TIME_COLUMNS, KPIS  # noqa: PLC0415
+
+    if metric not in KPIS:
+        raise KitError(f"funnel: unknown KPI {metric!r}")
+    k = KPIS[metric]
+    if k.kind not in SUPPORTED_KINDS:
+        raise KitError(f"funnel: KPI {metric!r} ({k.label}) is a {k.kind} and has no per-unit rate to compare")
+    if not engine.has(k.table) or by not in engine.columns(k.table):
+        raise KitError(f"funnel: {k.table} have no column {by!r} to compare {k.label} by")
+    source, resolved = A.selected_source(engine, k.table, filters, what=f"funnel of {metric!r}")
+    source = f"(SELECT * FROM {source} WHERE {q(by)} IS NOT NULL) AS {q(k.table)}"
+    quantile = None
+    if k.kind in _MEDIAN_KINDS:
+        value_sql = A.hours_sql(k.date_column, _TIME_COLUMNS[k.column])
+        common = dict(date_column=k.date_column, filters=resolved, start=start, end=end, source=source)
+        units = A.quantile_aggregates(engine, k.table, value_sql, probs=(0.5,), by=[by], **common)
+        if units.empty:
+            raise KitError(f"funnel: no {k.label} values with a {by} to compare")
+        table = pd.DataFrame({"unit": units[by].astype(str).to_numpy(), "n": units["n"].to_numpy("int64"),
+                              "value": units["value"].to_numpy(float)})
+        n_total = int(table["n"].sum())
+        cache: dict[float, float] = {}
+
+        def quantile(probs):
+            probs = np.asarray(probs, dtype=float)
+            todo = sorted({float(p) for p in np.ravel(probs)} - set(cache))
+            if todo:
+                got = A.quantile_aggregates(engine, k.table, value_sql, probs=todo, **common)
+                cache.update(zip(got["prob"].astype(float), got["value"].astype(float)))
+            return np.vectorize(lambda p: cache[float(p)], otypes=[float])(probs)
+
+        theta0 = float(quantile([0.5])[0]) if centre is None else float(centre)
+        sd = float("nan")
+    else:
+        agg = A.kpi_aggregates(engine, metric, None, [by], resolved, start, end, source=source)
+        agg = agg[agg["n"] > 0]
+        if agg.empty:
+            raise KitError(f"funnel: no {k.label} values with a {by} to compare")
+        n = agg["n"].to_numpy("int64")
+        if k.kind in _PROPORTION_KINDS:  # rows are 0/100: sums are exact
+            sums, sq = 100.0 * agg["k1"].to_numpy("int64"), 10_000.0 * agg["k1"].to_numpy("int64")
+        elif k.kind == "nps":  # rows are -100/0/+100
+            sums = 100.0 * (agg["k1"].to_numpy("int64") - agg["k2"].to_numpy("int64"))
+            sq = 10_000.0 * (agg["k1"].to_numpy("int64") + agg["k2"].to_numpy("int64"))
+        else:
+            sums, sq = agg["total"].to_numpy(float), agg["total_sq"].to_numpy(float)
+        table = pd.DataFrame({"unit": agg[by].astype(str).to_numpy(), "n": n, "value": sums / n})
+        n_total, total, total_sq = int(n.sum()), float(sums.sum()), float(sq.sum())
+        theta0 = total / n_total if centre is None else float(centre)
+        var = (total_sq - total * total / n_total) / (n_total - 1) if n_total > 1 else float("nan")
+        sd = float(np.sqrt(max(var, 0.0))) if np.isfinite(var) else float("nan")
+    table = table.sort_values("unit", kind="stable").reset_index(drop=True)
+    return _funnel_from_units(k, metric, by, table, theta0, sd, quantile, n_total, min_n, adjust_overdispersion)
