@@ -241,3 +241,27 @@ def test_cached_once_computes_once_and_recomputes_stale_or_broken_files(tmp_path
         assert DR.cached_once(None, {"k": 1}, Result, lambda: compute(5)).value == 5 and calls[-1] == 5
     finally:
         del DR._TestResult
+
+
+def test_a_failing_engine_falls_back_to_the_rows_and_a_given_engine_stays_open(inputs):
+    import helpers.drivers_report as DR
+    from helpers.engine import EngineError
+
+    ds, cfg = inputs.dataset, inputs.config
+
+    class Broken:
+        name, closed = "broken", False
+
+        def columns(self, table):
+            raise EngineError("the cluster is gone")
+
+        def close(self):
+            self.closed = True
+
+    broken = Broken()
+    res = DR.department_driver_analysis(ds, cfg, "Billing", "2026-10-31", cache=False, engine=broken)
+    assert res.engine == "" and res.analysis is not None and not broken.closed
+    with cfg.engine.connect(dataset=ds) as eng:
+        shared = DR.department_driver_analysis(ds, cfg, "Billing", "2026-10-31", cache=False, engine=eng)
+        assert shared.engine == "duckdb" and len(eng.query("SELECT 1 AS one")) == 1  # still open
+    pd.testing.assert_frame_equal(res.analysis.table[POINT], shared.analysis.table[POINT], check_exact=True)

@@ -169,7 +169,7 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
                                period: tuple[str, str] | None = None, responses: pd.DataFrame | None = None,
                                outcome: str = "", drivers: list[str] | None = None,
                                n_boot: int = DEPARTMENT_N_BOOT, seed: int = SEED,
-                               cache: bool | str | Path = True) -> DepartmentDrivers:
+                               cache: bool | str | Path = True, engine=None) -> DepartmentDrivers:
     """The one driver analysis of ``department`` (display name or slug) that every page shows.
 
     ``dataset``: a :class:`helpers.data.Dataset` (its ``responses``, ``fingerprint`` and ``source``);
@@ -182,7 +182,8 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     :func:`helpers.drivers_analysis.analyze_drivers_from_patterns` gives the same point estimates as
     :func:`helpers.drivers_analysis.analyze_drivers` on the rows (listwise deletion), with intervals from
     ``n_boot`` pattern re-samples (the row bootstrap's distribution) under the department's own seed
-    (:func:`department_seed`); no ordinal check. Only when no engine can be reached are the rows read
+    (:func:`department_seed`); no ordinal check. ``engine``: an open engine to use (left open; None = open
+    and close the config's). Only when no engine can be reached, or its query fails, are the rows read
     (``responses`` if the caller has them, else the dataset's) and analysed in memory. Below
     :func:`helpers.reports.loader.driver_min_responses` usable responses there is no analysis and ``message``
     says why. ``cache``: True = the run folder's cache when the data is a run's snapshot; a folder = there;
@@ -205,22 +206,20 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     def compute() -> DepartmentDrivers:
         result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
                                    drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
-        engine = _open_engine(dataset, config)
+        own = engine is None
+        eng = _open_engine(dataset, config) if own else engine
         try:
-            if engine is not None:
+            if eng is not None:
                 try:
-                    columns = engine.columns("responses")
-                except KitError:
-                    engine.close()
-                    engine = None
-            if engine is not None:
-                _department_from_engine(result, engine, columns, seed, n_boot)
-            else:
-                _department_from_rows(result, dataset.responses if responses is None else responses, seed, n_boot)
+                    _department_from_engine(result, eng, eng.columns("responses"), seed, n_boot)
+                    return result
+                except KitError:  # the engine failed (not the data: those problems are in result.message)
+                    result.engine, result.n_usable, result.message = "", 0, ""
+            _department_from_rows(result, dataset.responses if responses is None else responses, seed, n_boot)
+            return result
         finally:
-            if engine is not None:
-                engine.close()
-        return result
+            if own and eng is not None:
+                eng.close()
 
     return cached_once(file, settings, DepartmentDrivers, compute)
 
@@ -843,9 +842,16 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     # the departments: the same analysis as on each department page (shared, cached per run)
     names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
     results, sizes = {}, []
+    engine = _open_engine(ds, cfg)  # one engine for every department's rating patterns
+    try:
+        analyses = {name: department_driver_analysis(ds, cfg, name, period=(start, end), outcome=report.outcome,
+                                                     drivers=report.drivers, seed=seed, engine=engine)
+                    for name in names}
+    finally:
+        if engine is not None:
+            engine.close()
     for name in names:
-        dd = department_driver_analysis(ds, cfg, name, period=(start, end), outcome=report.outcome,
-                                        drivers=report.drivers, seed=seed)
+        dd = analyses[name]
         report.departments[name] = dd
         sizes.append({"department": name, "n": dd.n_usable, "analysed": dd.analysis is not None})
         if dd.analysis is not None:
