@@ -128,3 +128,16 @@ def test_rating_patterns_with_missing_values_equal_duckdb(spark, duck):
     a = analyze_drivers_from_patterns(got, "csat", cols[1:], n_boot=0).table
     b = analyze_drivers_from_patterns(want, "csat", cols[1:], n_boot=0).table
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_department_funnels_on_spark_equal_duckdb(spark, duck):
+    """Team and agent funnels (a proportion, a median of hours) from Spark aggregates equal DuckDB's."""
+    from helpers.funnel import funnel_from_engine
+
+    for metric, by in (("fcr", "team"), ("first_response_hours", "agent_id")):
+        kw = dict(filters={"department": "Billing"}, start="2025-07-01", end="2025-12-31")
+        got, want = funnel_from_engine(spark, metric, by, **kw), funnel_from_engine(duck, metric, by, **kw)
+        assert (got.n_total, got.notes, got.method) == (want.n_total, want.notes, want.method)
+        assert got.centre == pytest.approx(want.centre, rel=0, abs=1e-9)
+        _same(got.table, want.table, f"{metric} by {by}", check_exact=False, rtol=0, atol=1e-9)
+        _same(got.curve, want.curve, f"{metric} by {by} curve", check_exact=False, rtol=0, atol=1e-9)
