@@ -158,3 +158,19 @@ def test_a_filter_that_matches_nothing_gets_the_same_message(ds):
     assert new.table["status"].iloc[0] == "no data"
     assert "matches no rows" in new.table["message"].iloc[0]
     assert list(old.table["message"]) == list(new.table["message"])
+
+
+def test_an_unreachable_engine_is_named_once_and_duckdb_computes_the_page(ds, monkeypatch):
+    from helpers.engine import EngineError
+
+    def unreachable(self, tables=None, dataset=None):
+        raise EngineError("spark engine: no Java runtime")
+
+    monkeypatch.setattr(EngineSettings, "connect", unreachable)
+    plan = load_department("billing")
+    got = evaluate_objectives(plan, ds, min_responses=30, engine=EngineSettings(kind="spark"))
+    notes = [w for w in got.warnings if "not available" in w]
+    assert notes == ["The spark engine is not available (spark engine: no Java runtime); the KPIs were computed "
+                     "with DuckDB."]
+    want = evaluate_objectives(plan, ds, min_responses=30, engine=False)
+    pd.testing.assert_frame_equal(got.table, want.table, check_exact=False, rtol=0, atol=1e-9)

@@ -628,6 +628,14 @@ def kpi_series_provider(dataset, department: str, *, freq: str = "month", engine
     return KpiSource(dataset, department, freq=freq, engine=engine)
 
 
+class _EngineFallback(Exception):
+    """The configured engine could not be opened: ``engine`` is the DuckDB fallback, ``note`` says so."""
+
+    def __init__(self, engine, note: str):
+        super().__init__(note)
+        self.engine, self.note = engine, note
+
+
 def _open_kpi_engine(dataset, engine):
     """``(engine, owned)``: ``engine`` as given (an :class:`helpers.engine.Engine`; ``False``: none, the
     ``helpers.kpis`` path), opened from :class:`helpers.engine.EngineSettings` (the report config's ``engine:``;
@@ -641,7 +649,12 @@ def _open_kpi_engine(dataset, engine):
     if isinstance(engine, (EngineSettings, Mapping)):
         settings = engine if isinstance(engine, EngineSettings) else EngineSettings.model_validate(dict(engine))
         base = getattr(dataset, "_dataset", dataset)  # a department slice: the full dataset's tables
-        return settings.connect(dataset=base), True
+        try:
+            return settings.connect(dataset=base), True
+        except KitError as exc:  # e.g. Spark not installed or unreachable: DuckDB over the dataset, said once
+            fallback, _ = _open_kpi_engine(dataset, None)
+            raise _EngineFallback(fallback, f"The {settings.kind} engine is not available ({exc}); the KPIs "
+                                  "were computed with DuckDB.") from None
     con = getattr(dataset, "con", None)
     if con is None:
         return None, False
@@ -1035,11 +1048,18 @@ def evaluate_objectives(plan: ObjectivePlan, dataset=None, as_of=None, *, series
     (:class:`helpers.engine.EngineSettings`, opened over the dataset and closed here); ``False`` = the
     ``helpers.kpis`` path. Ignored with a ``series_provider``.
     """
-    opened, owned = (None, False) if series_provider is not None else _open_kpi_engine(dataset, engine)
+    note = ""
     try:
-        return _evaluate_objectives(plan, dataset, as_of, series_provider=series_provider, level=level,
-                                    history=history, min_n=min_n, min_responses=min_responses, names=names,
-                                    metrics=metrics, engine=opened)
+        opened, owned = (None, False) if series_provider is not None else _open_kpi_engine(dataset, engine)
+    except _EngineFallback as fb:
+        opened, owned, note = fb.engine, False, fb.note
+    try:
+        result = _evaluate_objectives(plan, dataset, as_of, series_provider=series_provider, level=level,
+                                      history=history, min_n=min_n, min_responses=min_responses, names=names,
+                                      metrics=metrics, engine=opened)
+        if note:
+            result.warnings.append(note)
+        return result
     finally:
         if owned:
             opened.close()

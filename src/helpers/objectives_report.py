@@ -1075,7 +1075,7 @@ def prepare_department_report(department: str, params_file: str = "", data_sourc
                              "observed month is not treated as finished)")
     if report.plan is not None and report.dataset is not None:
         min_n = int(getattr(report.config, "min_responses", 1) or 1)
-        kwargs = {} if level is None else {"level": level}
+        kwargs = {"engine": getattr(report.config, "engine", None), **({} if level is None else {"level": level})}
         report.evaluation = evaluate_objectives(report.plan, report.department_data.for_kpis(), report.as_of, min_n=1,
                                                 min_responses=min_n, **kwargs)
     return report
