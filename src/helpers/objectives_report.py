@@ -709,12 +709,49 @@ class DepartmentReport:
         """Funnel plots (``helpers.funnel``) of every objective KPI that tickets carry, by team and by agent,
         over the last ``months`` months: ``([{"result", "by", "unit", "units"}...], notes)``. The notes say
         which KPIs cannot be compared by team (survey answers carry no team or agent) or why one is missing."""
-        from helpers.funnel import SUPPORTED_KINDS, funnel  # noqa: PLC0415
+        from helpers.funnel import SUPPORTED_KINDS  # noqa: PLC0415
         from helpers.kpis import KPIS  # noqa: PLC0415
 
         if self.evaluation is None or self.dataset is None:
             return [], []
         start, end = self.funnel_period(months)
+        engine = self._funnel_engine()
+        try:
+            return self._funnels(engine, start, end, SUPPORTED_KINDS, KPIS)
+        finally:
+            if engine is not None:
+                engine.close()
+
+    def _funnel_engine(self):
+        """The report config's engine over this dataset (aggregates: no ticket row reaches pandas), or None when
+        it cannot be opened (the funnels are then computed from the department's rows, with the same result)."""
+        settings = getattr(self.config, "engine", None)
+        if settings is None:
+            return None
+        try:
+            return settings.connect(dataset=self.dataset)
+        except Exception:  # noqa: BLE001 - the row path gives the same funnels (tests/test_funnel_engine.py)
+            return None
+
+    def _funnel_result(self, engine, metric: str, column: str, start, end):
+        from helpers.funnel import funnel, funnel_from_engine  # noqa: PLC0415
+        from helpers.kpis import KPIS  # noqa: PLC0415
+
+        if engine is not None:
+            try:
+                return funnel_from_engine(engine, metric, column, filters={"department": self.department},
+                                          start=start, end=end)
+            except KitError:
+                raise
+            except Exception:  # noqa: BLE001 - an engine query that fails falls back to the rows
+                pass
+        k = KPIS[metric]
+        frame = self.department_data.tickets
+        dates = pd.to_datetime(frame[k.date_column])
+        frame = frame[(dates >= pd.Timestamp(start)) & (dates < pd.Timestamp(end) + pd.Timedelta(days=1))]
+        return funnel(frame, metric, column)
+
+    def _funnels(self, engine, start, end, SUPPORTED_KINDS, KPIS) -> tuple[list[dict], list[str]]:
         out, notes, seen = [], [], []
         for oid in self.objective_ids:
             metric = self.plan.get(oid).metric
@@ -731,12 +768,9 @@ class DepartmentReport:
             if "tickets" not in getattr(self.dataset, "tables", ("tickets",)):  # survey-only data (issue 12)
                 notes.append(self.dataset.missing_reason(metric))
                 continue
-            frame = self.department_data.tickets
-            dates = pd.to_datetime(frame[k.date_column])
-            frame = frame[(dates >= pd.Timestamp(start)) & (dates < pd.Timestamp(end) + pd.Timedelta(days=1))]
             for column, unit, units, _ in self.FUNNEL_BY:
                 try:
-                    result = funnel(frame, metric, column)
+                    result = self._funnel_result(engine, metric, column, start, end)
                 except (KitError, ValueError) as exc:
                     notes.append(f"{k.label} by {unit}: {exc}")
                     continue
