@@ -424,3 +424,15 @@ def test_worth_says_in_one_line_what_is_missing(small_demo, priced, tmp_path, ca
     assert report.worth_text("billing-csat-up") == message and "\n" not in message
     assert f"- **What meeting it is worth:** {md_escape(message)}" in report.objective_markdown("billing-csat-up")
     assert {o["id"]: o.get("worth") for o in report.summary_objectives()}["billing-csat-up"] == {"note": message}
+
+
+def test_progress_says_wrong_way_only_when_it_is_negative(cs_report):
+    table = cs_report.evaluation.table.set_index("id")
+    seen = set()
+    for oid in cs_report.objective_ids:
+        text = cs_report.objective_markdown(oid)
+        line = next(x for x in text.splitlines() if x.startswith("- **Progress:**"))
+        negative = str(table.loc[oid, "progress_text"]).startswith("-")
+        assert ("moved the wrong way" in line) == negative, line
+        seen.add(negative)
+    assert False in seen  # the demo department has objectives that moved the right way

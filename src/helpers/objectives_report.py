@@ -284,8 +284,8 @@ class DepartmentReport:
               f"({how}).{parent}",
             f"- **Status:** {_esc(status)}",
             f"- **Now:** {_esc(r['current_text'])}",
-            f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target (negative: moved "
-            "the wrong way)",
+            f"- **Progress:** {_esc(r['progress_text'])} of the way from baseline to target"
+            + (" (negative: it moved the wrong way)" if str(r["progress_text"]).lstrip().startswith("-") else ""),
             f"- **Forecast for {_esc(window.label)}:** {_esc(r['forecast_text'])}; chance of meeting the target: "
             f"{_esc(self._chance_text(r))}",
             f"- **Assessment:** {_esc(r['sentence'])}",
