@@ -472,6 +472,14 @@ def kernel_environment():
                 os.environ[key] = value
 
 
+def _kernel_start_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a kernel that died or never answered before its first cell (nbclient / the warm kernel
+    client raise ``RuntimeError("Kernel died before replying to kernel_info")`` / ``"Kernel didn't respond"``)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("before replying to kernel_info" in text
+                                               or "Kernel didn't respond" in text)
+
+
 def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
     """Execute one notebook with papermill and write its HTML (or error page). Never raises."""
     import papermill as pm
@@ -508,11 +516,24 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
             if km_class is not None:
                 extra["kernel_manager_class"] = km_class
             try:
-                with kernel_environment():  # the inline backend, whatever MPLBACKEND the scheduler set
-                    pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
-                                        kernel_name=job.parameters["__kernel__"], progress_bar=False,
-                                        log_output=True, stdout_file=stream_log, stderr_file=stream_log,
-                                        cwd=context["cwd"], execution_timeout=context.get("timeout"), **extra)
+                for attempt in (1, 2):
+                    try:
+                        with kernel_environment():  # the inline backend, whatever MPLBACKEND the scheduler set
+                            pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
+                                                kernel_name=job.parameters["__kernel__"], progress_bar=False,
+                                                log_output=True, stdout_file=stream_log, stderr_file=stream_log,
+                                                cwd=context["cwd"], execution_timeout=context.get("timeout"),
+                                                **extra)
+                        break
+                    except RuntimeError as exc:
+                        # a kernel that died before answering kernel_info ran no cell: start one fresh kernel
+                        # (a cold one, not forked) once, so a transient start-up failure (e.g. a port another
+                        # process took in between) does not fail the report; a second failure is reported
+                        if attempt == 2 or not _kernel_start_failure(exc):
+                            raise
+                        stream_log.write(f"kernel start-up failed ({exc}); retrying once with a fresh kernel\n")
+                        stream_log.flush()
+                        extra.pop("kernel_manager_class", None)
             except pm.PapermillExecutionError as exc:
                 if environment_fault(exc):  # e.g. the notebook could not write its summary: disk full
                     raise
