@@ -793,6 +793,25 @@ def consistent_interval(est, low, high, nonnegative: bool = True):
 # ----------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------
+
+def importance_table(corr, design, method: str, max_exact: int):
+    """``(table, importance, r2, info)`` of one correlation matrix: each player's importance, its share of R²,
+    rank, sign and signed importance (the table ``relative_importance`` returns before intervals); raises
+    :class:`DriverInputError` when the matrix is singular. Shared by the row path and the pattern path
+    (:func:`helpers.drivers_analysis.analyze_drivers_from_patterns`)."""
+    imp, r2, info = _importance_stack(corr, design.player_cols, method, design.categorical, max_exact)
+    imp, r2 = imp[0], float(r2[0])
+    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
+        raise DriverInputError("the importances could not be computed (singular correlation matrix); "
+                               f"check drivers {design.players} for collinearity")
+    signs = _player_signs(corr, design.player_cols, design.categorical)
+    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
+                         index=pd.Index(design.players, name="driver"))
+    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
+    table["sign"] = signs.astype(int)
+    table["signed_importance"] = table["importance"] * np.where(signs == 0, 1.0, signs)
+    return table, imp, r2, info
+
 def relative_importance(data, outcome: str, drivers, method: str = "shapley", weights=None,
                         n_boot: int = 0, ci: float = 0.95, seed=None, missing: str = "listwise",
                         max_exact: int = MAX_EXACT, ci_method: str = "percentile", *, filters=None,
@@ -858,17 +877,7 @@ def relative_importance(data, outcome: str, drivers, method: str = "shapley", we
     if missing == "pairwise" and np.linalg.eigvalsh(corr).min() < -1e-10:
         raise DriverInputError("the pairwise-complete correlation matrix is not positive semi-definite "
                                "(too much missing data in different rows); use missing='listwise'")
-    imp, r2, info = _importance_stack(corr, design.player_cols, method, design.categorical, max_exact)
-    imp, r2 = imp[0], float(r2[0])
-    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
-        raise DriverInputError("the importances could not be computed (singular correlation matrix); "
-                               f"check drivers {design.players} for collinearity")
-    signs = _player_signs(corr, design.player_cols, design.categorical)
-    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
-                         index=pd.Index(design.players, name="driver"))
-    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
-    table["sign"] = signs.astype(int)
-    table["signed_importance"] = table["importance"] * np.where(signs == 0, 1.0, signs)
+    table, imp, r2, info = importance_table(corr, design, method, max_exact)
     warnings = list(design.warnings)
     if info["fallback"]:
         warnings.append(info["fallback"])

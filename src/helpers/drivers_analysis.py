@@ -27,7 +27,7 @@ import pandas as pd
 from helpers import charts
 from helpers.results import displayable
 from helpers.drivers import (NONNEGATIVE_METHODS, DriverInputError, as_driver_list, consistent_interval, driver_rows,
-                             relative_importance, vif)
+                             importance_table, relative_importance, vif)
 from helpers.formatting import (NA, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals,
                                 md_escape, reader_table)
 
@@ -761,7 +761,7 @@ def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers,
     then the same percentile intervals, at-zero rule and R^2 interval. The random draws differ from the row
     path's, so intervals agree within Monte-Carlo error, not digit for digit."""
     from helpers.drivers import (MAX_EXACT, NONNEGATIVE_METHODS, DriverImportance, _Design,  # noqa: PLC0415
-                                 _drop_degenerate, _importance_stack, _player_signs, bootstrap_draws,
+                                 _drop_degenerate, bootstrap_draws,
                                  canonical_method)
 
     asked, method = method, canonical_method(method)
@@ -803,17 +803,7 @@ def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers,
     corr, design = _drop_degenerate(corr, design, sd)
     X = design.X  # the kept columns (outcome first)
     q = len(design.columns)
-    imp, r2, info = _importance_stack(corr, design.player_cols, method, design.categorical, MAX_EXACT)
-    imp, r2 = imp[0], float(r2[0])
-    if not np.all(np.isfinite(imp)) or not np.isfinite(r2):
-        raise DriverInputError("the importances could not be computed (singular correlation matrix); "
-                               f"check drivers {design.players} for collinearity")
-    signs = _player_signs(corr, design.player_cols, design.categorical)
-    table = pd.DataFrame({"importance": imp, "share": imp / r2 if r2 > 0 else np.zeros_like(imp)},
-                         index=pd.Index(design.players, name="driver"))
-    table["rank"] = table["importance"].rank(ascending=False, method="min").astype(int)
-    table["sign"] = signs.astype(int)
-    table["signed_importance"] = table["importance"] * np.where(signs == 0, 1.0, signs)
+    table, imp, r2, info = importance_table(corr, design, method, MAX_EXACT)
     warnings = []
     if info["fallback"]:
         warnings.append(info["fallback"])
