@@ -263,6 +263,9 @@ def _outputs(nb, out_dir):
             d = {"type": o.output_type, "name": o.get("name"),
                  "mimes": sorted(o.get("data", {})), "text": re.sub(r"ipykernel_\d+", "ipykernel_N",
                                                                    o.get("text", ""))}
+            if cell and d["type"] == "stream" and cell[-1]["type"] == "stream" and cell[-1]["name"] == d["name"]:
+                cell[-1]["text"] += d["text"]  # one print may arrive as two stream messages (kernel timing)
+                continue
             cell.append(d)
         out.append((c.source.replace(str(out_dir), "OUT"), c.execution_count, cell))
     return out
