@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from helpers.errors import KitError
 from helpers.engine.base import Engine, EngineError, quote_ident, sql_literal
 from helpers.engine.duckdb_engine import DuckDBEngine
 from helpers.engine.settings import EngineSettings, SparkSettings
 
-__all__ = ["Engine", "EngineError", "DuckDBEngine", "EngineSettings", "SparkSettings", "connect",
+__all__ = ["Engine", "EngineError", "DuckDBEngine", "EngineSettings", "SparkSettings", "connect", "open_report_engine",
            "quote_ident", "sql_literal", "dataset_tables"]
 
 
@@ -65,3 +66,23 @@ def connect(settings: EngineSettings | Mapping | None = None, tables: Mapping[st
                           "or catalog table), or use a data_source folder of Parquet/CSV files")
     return SparkEngine(paths, master=settings.spark.master, app_name=settings.spark.app_name,
                        conf=settings.spark.conf, max_result_rows=settings.max_result_rows)
+
+
+def open_report_engine(dataset, config=None) -> tuple[Engine | None, str | None]:
+    """``(engine, note)``: the engine a report's ``config.engine`` (params/report.yaml ``engine:``; DuckDB by
+    default) selects, over ``dataset``. When it cannot be opened (Spark not installed or unreachable, no
+    tables), ``engine`` is None and ``note`` says why in one sentence for the page; the caller then uses its
+    in-memory path. The caller closes the engine. One rule for every report (department, drivers, retention,
+    voice, worth)."""
+    settings = getattr(config, "engine", None) or EngineSettings()
+    if not isinstance(settings, EngineSettings):
+        settings = EngineSettings.model_validate(dict(settings))
+    if settings.kind == "duckdb" and not settings.tables and getattr(dataset, "con", None) is None:
+        return None, None
+    try:
+        return connect(settings, dataset=dataset), None
+    except (KitError, OSError, ImportError) as exc:
+        from helpers.formatting import shorten  # noqa: PLC0415
+
+        return None, (f"The {settings.kind} engine could not be opened ({shorten(str(exc), 160)}); these "
+                      "figures were computed in memory.")
