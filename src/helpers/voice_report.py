@@ -553,17 +553,15 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
                          n_suggested: int = SUGGESTED_THEMES, seed: int = SEED) -> VoiceReport:
     """Load, select and analyse (see the module docstring). Problems become ``warnings`` (shown at the top of the
     page), never a traceback."""
-    from helpers.reports.loader import load_report_inputs
+    from helpers.reports.loader import date_parameter_problem, load_report_inputs
     from helpers.voice import emerging_themes, load_comments, sentiment, suggest_themes
     from helpers.voice_effects import follow_up_list, theme_effects, theme_shares, theme_trends, theme_verbatims
 
     report = VoiceReport(department=department or "all")
-    for name, value in (("as_of", as_of), ("period_end", period_end), ("period_start", period_start)):
-        try:
-            pd.Timestamp(value or "2000-01-01")
-        except ValueError:
-            report.warnings.append(f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)")
-            return report
+    problem = date_parameter_problem(as_of=as_of, period_end=period_end, period_start=period_start)
+    if problem:
+        report.warnings.append(problem)
+        return report
     try:
         inputs = load_report_inputs(data_source, report_config)
         report.codebook = load_themes(codebook)

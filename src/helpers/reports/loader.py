@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReportInputs", "driver_min_responses", "load_report_inputs", "resolve_config_path"]
+__all__ = ["ReportInputs", "date_parameter_problem", "driver_min_responses", "load_report_inputs",
+           "resolve_config_path"]
 
 
 @dataclass
@@ -92,6 +93,25 @@ def load_report_inputs(data_source: str | os.PathLike = "", report_config: str |
     dataset = load_report_dataset(str(source), cfg_path, validate=not snapshot, emit_warnings=emit_warnings,
                                   as_of=as_of or None)
     return ReportInputs(config=cfg, config_path=cfg_path, dataset=dataset, snapshot=snapshot)
+
+
+def date_parameter_problem(**dates: object) -> str | None:
+    """The first of the report's date parameters (``name=value``, in the order given; ``""``/None = unset) that
+    is not a date, as one sentence for the page ("period_end '2026-13-01' is not an ISO date (YYYY-MM-DD)"), or
+    None when every one reads as a date (:class:`pandas.Timestamp`). The drivers and voice pages check their
+    ``as_of``, ``period_end`` and ``period_start`` with it before loading anything."""
+    import pandas as pd  # noqa: PLC0415
+
+    from helpers.formatting import shorten  # noqa: PLC0415
+
+    for name, value in dates.items():
+        if value is None or (isinstance(value, str) and not value):
+            continue
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return f"{name} {shorten(value)} is not an ISO date (YYYY-MM-DD)"
+    return None
 
 
 def driver_min_responses(min_responses: int, n_drivers: int) -> int:
