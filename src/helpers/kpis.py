@@ -207,6 +207,9 @@ class Comparison(ResultDisplay):
     """What ``a`` and ``b`` are (two periods, or two selections such as two channels)."""
     between_groups: bool = False
     """True when ``a`` and ``b`` are two selections of the same period (then "higher/lower", not "rose/fell")."""
+    sample: dict = field(default_factory=dict)
+    """When the test ran on seeded samples (engine comparisons of medians): ``{"a": (size, population), "b":
+    (...)}``; empty when every value was used."""
 
     @property
     def metric(self) -> str:
@@ -798,14 +801,8 @@ def compare_medians(a, b, metric: str = "median", unit: str = "", confidence: fl
     """
     xa = _clean(a, metric, "values")
     xb = _clean(b, metric, "values")
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    chunk = max(1, int(2_000_000 // max(xa.size, xb.size)))
-    for i in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - i)
-        ma = np.median(xa[rng.integers(0, xa.size, (m, xa.size))], axis=1)
-        mb = np.median(xb[rng.integers(0, xb.size, (m, xb.size))], axis=1)
-        diffs[i:i + m] = mb - ma
+    ma, mb = _bootstrap_median_pairs(xa, xb, n_boot, seed)
+    diffs = mb - ma
     alpha = 1 - confidence
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
@@ -813,6 +810,19 @@ def compare_medians(a, b, metric: str = "median", unit: str = "", confidence: fl
     eb = median_estimate(xb, metric, unit, confidence)
     return Comparison(ea, eb, eb.value - ea.value, float(lo), float(hi), float(p),
                       f"bootstrap difference of medians ({n_boot} resamples)", confidence)
+
+
+def _bootstrap_median_pairs(xa: np.ndarray, xb: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The medians of ``n_boot`` independent resamples (with replacement) of ``xa`` and of ``xb`` (seeded; in
+    chunks of about two million draws, ``a`` then ``b`` in each chunk)."""
+    rng = np.random.default_rng(seed)
+    ma, mb = np.empty(n_boot), np.empty(n_boot)
+    chunk = max(1, int(2_000_000 // max(xa.size, xb.size)))
+    for i in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - i)
+        ma[i:i + m] = np.median(xa[rng.integers(0, xa.size, (m, xa.size))], axis=1)
+        mb[i:i + m] = np.median(xb[rng.integers(0, xb.size, (m, xb.size))], axis=1)
+    return ma, mb
 
 
 def compare_rates(count_a: int, count_b: int, exposure_a: float = 1.0, exposure_b: float = 1.0,
@@ -1298,7 +1308,8 @@ def _period_days(period, metric: str) -> float | None:
 
 
 def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, period_a=(None, None),
-                period_b=(None, None), confidence: float = 0.95, *, filters=None, labels=None) -> Comparison:
+                period_b=(None, None), confidence: float = 0.95, *, filters=None, labels=None,
+                engine=None) -> Comparison:
     """Compare one KPI between two selections, b - a: one filter and two periods
     (``compare_kpi("csat", ds, filters={"department": "Billing"}, period_a=(...), period_b=(...))``), or two
     filters in one period with ``labels`` (``filters_a={"channel": "email"}, filters_b={"channel": "phone"},
@@ -1307,6 +1318,13 @@ def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, 
     ``data_b`` defaults to ``data_a`` (older code passed the same Dataset twice; that still works). ``filters``
     applies to both sides, ``filters_a``/``filters_b`` to one each (customer columns such as segment are
     joined in DuckDB; see :mod:`helpers.selection`).
+
+    ``engine`` (a :class:`helpers.engine.Engine` over the same tables as ``data_a``): the comparison is computed
+    from engine aggregates (:func:`helpers.engine.aggregates.compare_from_aggregates`: counts, sums and sums of
+    squares; the same numbers as the rows; medians from at most 20,000 values per side, sampled by a seeded
+    hash above that and said in ``method``), so no table reaches pandas. Without one, and for the KPIs the
+    engine does not compare (CLV, repeat purchases), the rows of ``data_a``/``data_b`` are compared (the
+    reference implementation).
     """
     k = _kpi(name)
     data_b = data_a if data_b is None else data_b
@@ -1330,7 +1348,18 @@ def compare_kpi(name: str, data_a, data_b=None, filters_a=None, filters_b=None, 
     labels = tuple(str(x) for x in labels)
     if len(labels) != 2:
         raise KPIError(name, f"labels must be two names (a, b), got {labels!r}")
-    comp = _compare_selected(k, name, data_a, data_b, filters_a, filters_b, period_a, period_b, confidence)
+    comp = None
+    if engine is not None:
+        from helpers.engine import aggregates as A  # noqa: PLC0415
+
+        if A.compares_on_engine(name):
+            try:
+                comp = A.compare_from_aggregates(engine, name, None, period_a, period_b, confidence,
+                                                 filters_a=filters_a, filters_b=filters_b)
+            except sel.SelectionError as exc:
+                raise KPIError(name, str(exc)) from None
+    if comp is None:
+        comp = _compare_selected(k, name, data_a, data_b, filters_a, filters_b, period_a, period_b, confidence)
     from dataclasses import replace  # noqa: PLC0415
 
     return replace(comp, labels=labels, between_groups=groups and period_a == period_b)

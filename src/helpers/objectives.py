@@ -552,11 +552,14 @@ class KpiSource:
     ``series`` (per period), ``window_value`` (one value for a window: ``freq=None``), ``estimate`` (one pooled
     value for a period, ``compute_kpi``) and ``compare`` (period-over-period test; counts per day). With an
     ``engine`` (:mod:`helpers.engine`; DuckDB over the dataset's connection by default, Spark from the report
-    config) the series, windows and comparisons of the responses' and tickets' KPIs come from engine aggregates
-    (:func:`helpers.engine.aggregates.kpi_series_from_aggregates`, ``compare_from_aggregates``: grouped counts,
-    sums, sums of squares, order statistics), so no department rows reach pandas; the numbers equal
-    ``helpers.kpis.kpi_series``/``compare_kpi`` (tests/test_objectives_engine.py). Customer KPIs (retention,
-    churn) and the bootstrap comparison of medians keep the ``helpers.kpis`` path. The department filter
+    config) the series and windows of the responses' and tickets' KPIs and every comparison come from engine
+    aggregates (:func:`helpers.engine.aggregates.kpi_series_from_aggregates`, ``compare_from_aggregates``:
+    grouped counts, sums, sums of squares, order statistics, retention counts; segment filters joined in the
+    engine), so no rows reach pandas; the numbers equal ``helpers.kpis.kpi_series``/``compare_kpi`` on the rows
+    (tests/test_objectives_engine.py, tests/test_compare_engine.py). The bootstrap comparison of medians reads
+    at most 20,000 values per period (all of them below that: the same numbers; a seeded sample above, said in
+    the comparison's method). The series of customer KPIs (retention, churn) are counted by
+    ``helpers.kpis.kpi_series`` in the dataset's DuckDB. The department filter
     applies to the KPIs of responses and tickets; customers carry no department, so customer KPIs are
     company-wide unless the objective filters them by segment or region.
     """
@@ -609,18 +612,10 @@ class KpiSource:
                                      end=end)
 
     def compare(self, metric, filters, period_a, period_b):
+        """The period-over-period test (``helpers.kpis.compare_kpi``; on the engine when there is one)."""
         f = self.filters(metric, filters)
-        engine = self._engine_for(metric)
-        if engine is not None and self.kpis.KPIS[metric].kind != "median_hours":
-            from helpers import selection as sel  # noqa: PLC0415
-            from helpers.engine import aggregates as A  # noqa: PLC0415
-
-            try:
-                return A.compare_from_aggregates(engine, metric, f, period_a, period_b)
-            except sel.SelectionError as exc:
-                raise self.kpis.KPIError(metric, str(exc)) from None
         return self.kpis.compare_kpi(metric, self.dataset, self.dataset, filters_a=f, filters_b=f,
-                                     period_a=period_a, period_b=period_b)
+                                     period_a=period_a, period_b=period_b, engine=self.engine)
 
 
 def kpi_series_provider(dataset, department: str, *, freq: str = "month", engine=None) -> KpiSource:

@@ -166,13 +166,15 @@ def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=N
 
 def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None,
                                start=None, end=None, confidence: float = 0.95, *,
-                               resolve: bool = False) -> pd.DataFrame:
+                               resolve: bool = False, check: bool = True) -> pd.DataFrame:
     """:func:`helpers.kpis.kpi_series`' table (period, by columns, value, ci_low, ci_high, n, metric) from
     engine aggregates: the same interval formulas on ``n``, the numerators, the mean and SD from the sums, and
     for median KPIs the order statistics of :func:`quantile_aggregates`. ``freq=None``: one row per group with
     ``period`` the window start (or the first date in the data). ``resolve``: filters and groups as
     :func:`helpers.kpis.kpi_series` takes them (aliases, values matched by case or slug, customer columns such
-    as segment joined on ``customer_id``; :func:`selected_source`)."""
+    as segment joined on ``customer_id``; :func:`selected_source`). ``check``: impossible values in the selection
+    (a rating off its scale, a negative duration) raise :class:`helpers.kpis.KPIError` with
+    :func:`helpers.kpis.kpi_series`' message (:func:`check_kpi_range`: one SQL count)."""
     from helpers.kpis import _finish_series  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
@@ -180,6 +182,8 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     source = None
     if resolve:
         source, filters = selected_source(engine, k.table, filters, by_cols, what=f"KPI {metric!r}")
+    if check:
+        check_kpi_range(engine, metric, filters, start, end, source=source, style="series")
     if k.kind == "median_hours":
         qa = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,),
                                  by=by_cols, freq=freq, date_column=k.date_column, filters=filters, start=start,
@@ -257,13 +261,80 @@ def selected_source(engine: Engine, table: str, filters=None, by=None, *, what: 
     return source, resolved
 
 
-def kpi_totals(engine: Engine, metric: str, filters=None, start=None, end=None, *, resolve: bool = True) -> dict:
+MEDIAN_SAMPLE_ROWS = 20_000
+"""At most this many rows per period are read for the bootstrap comparison of medians (:func:`median_sample`);
+a period with fewer rows is read whole (then the comparison equals :func:`helpers.kpis.compare_medians` on the
+rows). 20,000 values per side keep the 2,000 bootstrap resamples near a second and the rows a few hundred KB."""
+
+
+def _range_rule(k):
+    """``(impossible-value condition on _v, kpi_series' scale text, the row path's words for the values, its
+    scale text)`` of a KPI kind, or None when no value is impossible (flags, counts)."""
+    if k.kind == "nps":
+        return "(_v < 0 OR _v > 10 OR _v <> round(_v))", "0-10 (integers)", "NPS scores", "0-10 (integers)"
+    if k.kind == "top_box":
+        return "(_v < 1 OR _v > 5 OR _v <> round(_v))", "1-5 (integers)", "CSAT scores", "1-5 (integers)"
+    if k.kind == "mean":
+        return "(_v < 1 OR _v > 7 OR _v <> round(_v))", "1-7 (integers)", "CES scores", "1..7"
+    if k.kind == "share_eq1":
+        return ("(_v < 1 OR _v <> round(_v))", "integers >= 1", "contacts_to_resolve values", "integers >= 1")
+    if k.kind in ("median_hours", "mean_hours"):
+        from helpers.kpis import _TIME_COLUMNS  # noqa: PLC0415
+
+        later = _TIME_COLUMNS[k.column]
+        return "(_v < 0)", f">= 0 hours ({later} before created_at)", "", ""
+    return None
+
+
+def check_kpi_range(engine: Engine, metric: str, filters=None, start=None, end=None, *, source: str | None = None,
+                    style: str = "series") -> int:
+    """The impossible values of a KPI in one selection (``filters`` as resolved, ``start .. end``), counted by
+    the engine: ratings off their scale or not whole (NPS 0-10, CSAT 1-5, CES 1-7, contacts >= 1), durations
+    below zero. None: returns 0. Some: :class:`helpers.kpis.KPIError` with the message of the path the engine
+    replaces: ``style="series"`` as :func:`helpers.kpis.kpi_series` (``"3 values of responses.csat outside the
+    scale 1-5 (integers) (e.g. [6, 7, 9])"``), ``style="rows"`` as :func:`helpers.kpis.compare_kpi` on rows
+    (``"3 CSAT scores outside the scale 1-5 (integers) (e.g. 6, 7, 9)"``; durations: ``"2 tickets have
+    resolved_at before created_at (negative durations), e.g. ['T1', 'T2']"``). One count query; the examples
+    (at most 5) only when there is a problem."""
+    from helpers.kpis import KPIError  # noqa: PLC0415
+
+    k, later = _kpi_spec(metric)
+    rule = _range_rule(k)
+    if rule is None:
+        return 0
+    cond, scale, what, row_scale = rule
+    value = hours_sql(k.date_column, later) if later else q(k.column)
+    table = source or q(k.table)
+    base = f"SELECT {value} AS _v FROM {table} {where_sql(filters, k.date_column, start, end)}"
+    bad = int(engine.query(f"SELECT count(*) AS n FROM ({base}) AS _b WHERE {cond}")["n"].iloc[0])
+    if not bad:
+        return 0
+    examples = engine.query(f"SELECT _v FROM ({base}) AS _b WHERE {cond} LIMIT 5")["_v"].tolist()
+    if style == "series":
+        raise KPIError(metric, f"{bad} values of {k.table}.{k.column} outside the scale {scale} (e.g. {examples})")
+    if later:  # helpers.kpis.ticket_hours
+        ids = []
+        if "ticket_id" in engine.columns(k.table):
+            ids = engine.query(f"SELECT ticket_id FROM {table} "
+                               f"{where_sql(filters, k.date_column, start, end, extra=[f'{value} < 0'])} "
+                               "LIMIT 5")["ticket_id"].tolist()
+        raise KPIError(f"{k.column}_hours", f"{bad} tickets have {later} before created_at (negative durations)"
+                                            + (f", e.g. {ids}" if ids else ""))
+    ex = ", ".join(f"{float(v):g}" for v in examples)
+    raise KPIError(metric, f"{bad} {what} outside the scale {row_scale} (e.g. {ex})")
+
+
+def kpi_totals(engine: Engine, metric: str, filters=None, start=None, end=None, *, resolve: bool = True,
+               check: str | None = None) -> dict:
     """One selection's aggregates of a KPI (``n``, ``total``, ``total_sq``, ``k1``, ``k2`` over ``start ..
-    end``), the inputs of :func:`compare_from_aggregates`."""
+    end``), the inputs of :func:`compare_from_aggregates`. ``check``: ``"series"``/``"rows"`` runs
+    :func:`check_kpi_range` first (with that message style)."""
     k, _ = _kpi_spec(metric)
     source = None
     if resolve:
         source, filters = selected_source(engine, k.table, filters, what=f"KPI {metric!r}")
+    if check:
+        check_kpi_range(engine, metric, filters, start, end, source=source, style=check)
     agg = kpi_aggregates(engine, metric, None, None, filters, start, end, source=source)
     if agg.empty:
         return {"n": 0, "total": 0, "total_sq": 0, "k1": 0, "k2": 0}
@@ -271,24 +342,65 @@ def kpi_totals(engine: Engine, metric: str, filters=None, start=None, end=None, 
     return {c: row[c] for c in ("n", "total", "total_sq", "k1", "k2")}
 
 
-def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=(None, None),
-                            period_b=(None, None), confidence: float = 0.95):
-    """:func:`helpers.kpis.compare_kpi` (one selection, two periods: b - a) from engine aggregates, with the
-    same tests: NPS adjusted-Wald, proportions Newcombe + pooled z, means Welch (from n, sums and sums of
-    squares: ``t = (m_b - m_a) / sqrt(v_a/n_a + v_b/n_b)``, Welch-Satterthwaite df), counts Poisson per day.
-    Median KPIs need the rows (bootstrap of medians): :class:`EngineError`, the caller keeps the row path."""
-    from helpers import kpis as K  # noqa: PLC0415
+def compares_on_engine(metric: str) -> bool:
+    """Whether :func:`compare_from_aggregates` compares ``metric`` (responses' and tickets' KPIs, retention and
+    churn); other KPIs (CLV, repeat purchases) keep :func:`helpers.kpis.compare_kpi`'s rows."""
+    from helpers.kpis import KPIS  # noqa: PLC0415
 
+    return metric in _KPI_TABLE or (metric in KPIS and KPIS[metric].kind in ("retention", "churn"))
+
+
+def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=(None, None),
+                            period_b=(None, None), confidence: float = 0.95, *, filters_a=None, filters_b=None,
+                            n_boot: int = 2000, seed: int = 0, max_sample: int = MEDIAN_SAMPLE_ROWS):
+    """:func:`helpers.kpis.compare_kpi` (b - a: two periods of one selection, or two selections ``filters_a`` /
+    ``filters_b``, each merged over ``filters``) from engine aggregates, with the same tests and numbers:
+
+    * NPS adjusted-Wald, proportions Newcombe + pooled z (counts), means Welch from n, sums and sums of squares
+      (``t = (m_b - m_a) / sqrt(v_a/n_a + v_b/n_b)``, Welch-Satterthwaite df), counts Poisson per day when the
+      periods differ in length; retention/churn from the counts S (active at the start) and R (of those, active
+      after the end) of :func:`retention_window_counts` (Newcombe + pooled z). Exactly the row path's numbers.
+    * medians (resolution/first-response hours): each side's median and order-statistic interval from
+      :func:`quantile_aggregates` (exact), the difference's interval and p-value by the row path's bootstrap
+      (:func:`helpers.kpis.compare_medians`: ``n_boot`` resamples, ``seed``) on at most ``max_sample`` values
+      per side (:func:`median_sample`: all values in ticket order when the period has no more, the same
+      numbers as the rows; else a seeded hash sample of ``max_sample``, stated in ``method`` and ``sample``).
+      With a sample of ``m`` of ``n`` values the bootstrap deviations of that side's median are rescaled by
+      ``sqrt(m / n)`` and centred on the exact difference (the median's sampling spread shrinks as
+      ``1 / sqrt(n)``: the m-out-of-n bootstrap, Bickel, Götze & van Zwet 1997, *Statistica Sinica* 7), so the
+      interval estimates the full data's, within Monte-Carlo error (tests/test_compare_engine.py).
+
+    Customer columns in the filters (segment, region) are joined in the engine (:func:`selected_source`).
+    Impossible values raise :class:`helpers.kpis.KPIError` with the row path's message (:func:`check_kpi_range`).
+    """
+    from dataclasses import replace  # noqa: PLC0415
+
+    from helpers import kpis as K  # noqa: PLC0415
+    from helpers import selection as sel  # noqa: PLC0415
+
+    common = sel.normalize_filters(filters)
+    fa = {**common, **sel.normalize_filters(filters_a)}
+    fb = {**common, **sel.normalize_filters(filters_b)}
+    period_a = tuple(period_a) if period_a is not None else (None, None)
+    period_b = tuple(period_b) if period_b is not None else (None, None)
+    if fa != fb and period_b == (None, None):
+        period_b = period_a
+    labels = tuple(f"{p[0] or 'start'} to {p[1] or 'end'}" for p in (period_a, period_b))
+    kind = K.KPIS[metric].kind if metric in K.KPIS else None
+    if kind in ("retention", "churn"):
+        ca = retention_window_counts(engine, fa, *period_a, metric=metric)
+        cb = retention_window_counts(engine, fb, *period_b, metric=metric)
+        return replace(K._retention_comparison(ca, cb, metric, confidence), labels=labels, between_groups=False)
     k, _ = _kpi_spec(metric)
     if k.kind == "median_hours":
-        raise EngineError(f"compare_from_aggregates: {metric!r} compares medians by bootstrap (rows)")
-    a = kpi_totals(engine, metric, filters, *period_a)
-    b = kpi_totals(engine, metric, filters, *period_b)
-    for side, period in ((a, period_a), (b, period_b)):
+        comp = compare_medians_from_engine(engine, metric, fa, fb, period_a, period_b, confidence, n_boot=n_boot,
+                                           seed=seed, max_sample=max_sample)
+        return replace(comp, labels=labels, between_groups=False)
+    a = kpi_totals(engine, metric, fa, *period_a, check="rows")
+    b = kpi_totals(engine, metric, fb, *period_b, check="rows")
+    for side, period, f in ((a, period_a, fa), (b, period_b, fb)):
         if side["n"] == 0 and k.kind != "count":
-            raise K.KPIError(metric, f"no values from {period[0]} to {period[1]} for the filters {filters!r}")
-    labels = tuple(f"{p[0] or 'start'} to {p[1] or 'end'}" for p in (period_a, period_b))
-    from dataclasses import replace  # noqa: PLC0415
+            raise K.KPIError(metric, f"no values from {period[0]} to {period[1]} for the filters {f!r}")
 
     if k.kind == "nps":
         comp = K._compare_nps_counts((int(a["k1"]), int(a["k2"]), int(a["n"])), (int(b["k1"]), int(b["k2"]),
@@ -307,6 +419,107 @@ def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=
     else:  # pragma: no cover
         raise EngineError(f"compare_from_aggregates: kind {k.kind!r}")
     return replace(comp, labels=labels, between_groups=False)
+
+
+def retention_window_counts(engine: Engine, filters=None, start=None, end=None, *, metric: str = "retention_rate",
+                            table: str = "customers"):
+    """:class:`helpers.kpis.RetentionCounts` ``(S, N, E, R)`` of the selected customers for the days ``start ..
+    end`` (:func:`helpers.kpis.retention_counts`), counted by the engine. As the row path: ``end`` is clipped to
+    the selection's data end (its latest signup or end date), ``start`` defaults to its first signup."""
+    from helpers import kpis as K  # noqa: PLC0415
+
+    source, filters = selected_source(engine, table, filters, what=f"KPI {metric!r}")
+    w = where_sql(filters)
+    if start is None or end is None:
+        raise K.KPIError(metric, "needs the period: pass start and end (e.g. the first and last day of a month)")
+    info = engine.query(f"SELECT count(*) AS n, max(signup_date) AS last_signup, max(end_date) AS last_end "
+                        f"FROM {source} {w}").iloc[0]
+    if int(info["n"]) == 0:
+        raise K.KPIError(metric, "the customers table is empty")
+    days = [pd.Timestamp(v) for v in (info["last_signup"], info["last_end"]) if v is not None and not pd.isna(v)]
+    data_end = max(days).normalize()
+    s = K._to_day(start, metric, "start")
+    e = min(K._to_day(end, metric, "end"), data_end)
+    if s > data_end:
+        raise K.KPIError(metric, f"the period starts {s.date()}, after the last date in the customers table "
+                                 f"({data_end.date()})")
+    if e < s:
+        raise K.KPIError(metric, f"end {e.date()} is before start {s.date()}")
+    s_, e_ = sql_literal(s), sql_literal(e)
+    in_s = f"(signup_date < {s_} AND (end_date IS NULL OR end_date >= {s_}))"
+    in_e = f"(signup_date <= {e_} AND (end_date IS NULL OR end_date > {e_}))"
+    got = engine.query(f"SELECT {_int(f'count_if({in_s})')} AS s, "
+                       f"{_int(f'count_if(signup_date >= {s_} AND signup_date <= {e_})')} AS n, "
+                       f"{_int(f'count_if({in_e})')} AS e, {_int(f'count_if({in_s} AND {in_e})')} AS r "
+                       f"FROM {source} {w}").iloc[0]
+    return K.RetentionCounts(int(got["s"]), int(got["n"]), int(got["e"]), int(got["r"]))
+
+
+def median_sample(engine: Engine, metric: str, filters=None, start=None, end=None, *, source: str | None = None,
+                  max_rows: int = MEDIAN_SAMPLE_ROWS, seed: int = 0) -> tuple[np.ndarray, int]:
+    """The durations (hours) of a median KPI in one selection, at most ``max_rows`` of them: all, in ticket
+    order (``ticket_id``: the order of the rows the row path bootstraps), when there are no more; else the
+    ``max_rows`` with the smallest hash of (ticket_id, seed) (:func:`hash_uint32_sql`: the same sample on
+    every engine, row order or partitioning), in ticket order. Returns ``(values, population)``: the sample
+    (a float array) and the number of values in the selection."""
+    k, later = _kpi_spec(metric)
+    value = hours_sql(k.date_column, later)
+    table = source or q(k.table)
+    key = "ticket_id" if "ticket_id" in engine.columns(k.table) else k.date_column
+    base = (f"SELECT {value} AS _v, {q(key)} AS _id FROM {table} "
+            f"{where_sql(filters, k.date_column, start, end, extra=[f'{value} IS NOT NULL'])}")
+    n = int(engine.query(f"SELECT count(*) AS n FROM ({base}) AS _b")["n"].iloc[0])
+    if n <= int(max_rows):
+        sql = f"SELECT _v FROM ({base}) AS _b ORDER BY _id, _v"
+    else:
+        h = hash_uint32_sql(f"CAST(_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+        sql = (f"SELECT _v FROM (SELECT _v, _id FROM ({base}) AS _b ORDER BY {h}, _id, _v LIMIT {int(max_rows)}) "
+               f"AS _s ORDER BY _id, _v")
+    return engine.query(sql)["_v"].to_numpy(dtype=float), n
+
+
+def compare_medians_from_engine(engine: Engine, metric: str, filters_a, filters_b, period_a, period_b,
+                                confidence: float = 0.95, *, n_boot: int = 2000, seed: int = 0,
+                                max_sample: int = MEDIAN_SAMPLE_ROWS):
+    """The difference of two medians (b - a) of a duration KPI (see :func:`compare_from_aggregates`)."""
+    from helpers import kpis as K  # noqa: PLC0415
+
+    k, later = _kpi_spec(metric)
+    sides = []
+    for f, (start, end) in ((filters_a, period_a), (filters_b, period_b)):
+        source, resolved = selected_source(engine, k.table, f, what=f"KPI {metric!r}")
+        check_kpi_range(engine, metric, resolved, start, end, source=source, style="rows")
+        x, n = median_sample(engine, metric, resolved, start, end, source=source, max_rows=max_sample, seed=seed)
+        if n == 0:
+            raise K.KPIError(metric, f"no values from {start} to {end} for the filters {f!r}")
+        sides.append((x, n, (source, resolved, start, end)))
+    (xa, na, sel_a), (xb, nb, sel_b) = sides
+    if len(xa) == na and len(xb) == nb:  # nothing sampled: the row path on the same values
+        return K.compare_medians(xa, xb, metric, "hours", confidence, n_boot=n_boot, seed=seed)
+    ests = []
+    for source, resolved, start, end in (sel_a, sel_b):  # each median and its interval from all the values
+        r = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,), freq=None,
+                                date_column=k.date_column, filters=resolved, start=start, end=end,
+                                confidence=confidence, source=source).iloc[0]
+        n = int(r["n"])
+        method = "exact order statistics (binomial)"
+        coverage = K.median_order_ranks(n, confidence)[2]
+        if coverage < confidence:
+            method += f"; n too small, [min, max] covers only {coverage:.1%}"
+        ests.append(K.Estimate(float(r["value"]), float(r["ci_low"]), float(r["ci_high"]), n, metric, "hours",
+                               method, confidence))
+    ma, mb = K._bootstrap_median_pairs(xa, xb, n_boot, seed)
+    diff = ests[1].value - ests[0].value
+    scale_a, scale_b = np.sqrt(len(xa) / na), np.sqrt(len(xb) / nb)
+    diffs = diff + scale_b * (mb - np.median(xb)) - scale_a * (ma - np.median(xa))
+    alpha = 1 - confidence
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    sizes = " and ".join(f"{len(x):,} of {n:,}" if len(x) < n else f"all {n:,}" for x, n in ((xa, na), (xb, nb)))
+    method = (f"bootstrap difference of medians ({n_boot} resamples of seeded samples of {sizes} tickets, "
+              "spread rescaled to all tickets)")
+    return K.Comparison(ests[0], ests[1], diff, float(lo), float(hi), float(p), method, confidence,
+                        sample={"a": (len(xa), na), "b": (len(xb), nb)})
 
 
 def _mean_sd(k, t: dict) -> tuple[float, float, int]:

@@ -308,11 +308,14 @@ COMPANY_KPIS = ("csat", "nps", "fcr")
 def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS) -> list[dict]:
     """The company's headline KPIs for the as-of month (the last complete month of a run), each with its 95%
     interval and n, and its change against the month before (``helpers.kpis.compare_kpi``: the KPI's own test;
-    ``change_significant`` at the 5% level). Entries have the ``kpis`` fields of the page protocol, so
-    :func:`kpi_change` compares them run over run. A KPI that cannot be computed is left out."""
+    ``change_significant`` at the 5% level), computed from engine aggregates (DuckDB over the snapshot,
+    :func:`helpers.engine.open_report_engine`; the rows only when no engine opens). Entries have the ``kpis``
+    fields of the page protocol, so :func:`kpi_change` compares them run over run. A KPI that cannot be computed
+    is left out."""
     import pandas as pd
 
     from helpers.data import load_dataset
+    from helpers.engine import open_report_engine
     from helpers.kpis import KPIS, compare_kpi
 
     end = pd.Timestamp(as_of)
@@ -321,10 +324,11 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
     prev_start = prev_end.replace(day=1)
     out = []
     ds = load_dataset(snapshot, validate=False, emit_warnings=False)
+    engine, _ = open_report_engine(ds)
     try:
         for name in kpis:
             try:
-                cmp = compare_kpi(name, ds, period_a=(prev_start, prev_end), period_b=(start, end))
+                cmp = compare_kpi(name, ds, period_a=(prev_start, prev_end), period_b=(start, end), engine=engine)
             except (ValueError, KeyError):
                 continue
             b = cmp.b
@@ -336,6 +340,8 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
                         "change_ci_low": float(cmp.ci_low), "change_ci_high": float(cmp.ci_high),
                         "change_significant": cmp.significant()})
     finally:
+        if engine is not None:
+            engine.close()
         ds.close()
     from helpers.reports import _json_safe
     return [_json_safe(e) for e in out]
