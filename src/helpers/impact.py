@@ -175,12 +175,13 @@ def _extended_cumhaz(fit: CL.CoxFit, t: np.ndarray, tail_months: float = 12.0) -
 
 def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarray, eta: np.ndarray,
                       shifts: list, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
-                      n_groups: int):
+                      n_groups: int, weights: np.ndarray | None = None):
     """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
     it as-is, and (lists, one per element of ``shifts``) their changes when the linear predictor is shifted
     by the shift (a number, or one per customer). Tenures come as distinct values
     ``t0_values`` and each customer's index into them (tenures repeat: whole days), so the baseline is
-    evaluated once per distinct tenure."""
+    evaluated once per distinct tenure. ``weights``: one per customer (None: 1), e.g. a resample's
+    weights of a sample's customers."""
     h = np.arange(1, horizon + 1)
     grid = _extended_cumhaz(fit, (t0_values[:, None] + h[None, :]).ravel()).reshape(len(t0_values), horizon)
     cum = (grid - _extended_cumhaz(fit, t0_values)[:, None]).astype(np.float32)
@@ -189,13 +190,15 @@ def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarra
     # and the what-if differences are taken per customer before summing, so they keep their precision
     E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
     S0 = np.exp(-E)
-    kept = np.bincount(groups, S0[:, -1], n_groups)
+    if weights is not None:
+        revenue = revenue * weights
+    kept = np.bincount(groups, S0[:, -1] if weights is None else weights * S0[:, -1], n_groups)
     rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
     extra_kept, extra_rev = [], []
     for shift in shifts:
         mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)  # scalar, or one per customer
         D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
-        extra_kept.append(np.bincount(groups, D[:, -1], n_groups))
+        extra_kept.append(np.bincount(groups, D[:, -1] if weights is None else weights * D[:, -1], n_groups))
         extra_rev.append(np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups))
     return kept, rev, extra_kept, extra_rev
 
@@ -368,13 +371,17 @@ def what_if_many(customers: pd.DataFrame, responses: pd.DataFrame | None, scenar
                  n_boot: int = 200, level: float = 0.95, seed: int = 0, max_customers: int | None = 200_000,
                  min_events: int = 20, currency: str | None = None, ratings: pd.DataFrame | None = None,
                  crossproducts: pd.DataFrame | None = None,
-                 max_predicted: int | None = 100_000, integrate: bool = True) -> list[WhatIfResult]:
+                 max_predicted: int | None = 100_000, integrate: bool = True,
+                 population: pd.DataFrame | None = None, sample_fraction: float = 1.0) -> list[WhatIfResult]:
     """:func:`what_if` for several changes at once, sharing every resample's regression, calibration and Cox
     fit (so their intervals come from the same resamples and cost one chain): ``scenarios`` is a list of
     ``(attribute, delta)`` or ``(attribute, delta, exposure)``, ``exposure`` a Series by customer id of the
     share (0-1) of each customer's experience the change reaches (e.g. their share of answers about one
     department; customers not in it: 0). ``max_predicted``: above this many of today's customers, each
     resample's predictions are evaluated on a stratified random sample of them (:func:`_prediction_sets`).
+    ``customers`` may be a seeded sample of the customers: then ``population`` (per group of ``by``: the
+    population's active ``customers`` and their monthly ``revenue``) and ``sample_fraction`` turn its sums
+    into population figures with the sampling error in the intervals (:func:`_chain`).
     Returns one :class:`WhatIfResult` per scenario."""
     scen = []
     for sc in scenarios:
@@ -389,7 +396,7 @@ def what_if_many(customers: pd.DataFrame, responses: pd.DataFrame | None, scenar
         outcome=outcome, attributes=attributes, revenue=revenue, annual_discount_rate=annual_discount_rate,
         corrected=corrected, n_boot=n_boot, level=level, seed=seed, max_customers=max_customers,
         min_events=min_events, ratings=ratings, crossproducts=crossproducts, max_predicted=max_predicted,
-        integrate=integrate)
+        integrate=integrate, population=population, sample_fraction=sample_fraction)
     cur = resolve_currency(currency)
     return [WhatIfResult(table=table, links=links, boot=boot, attribute=a, delta=d, horizon=int(horizon),
                          level=level, corrected=corrected, currency=cur, annual_discount_rate=annual_discount_rate,
@@ -430,14 +437,19 @@ def _prediction_sets(a_idx: np.ndarray, groups: np.ndarray, n_groups: int, max_p
 
 def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, outcome, attributes,
            revenue, annual_discount_rate, corrected, n_boot, level, seed, max_customers, min_events, ratings,
-           crossproducts, max_predicted=100_000, integrate=True):
+           crossproducts, max_predicted=100_000, integrate=True, population=None, sample_fraction=1.0):
     """The body of :func:`what_if`, :func:`what_if_many` and :func:`revenue_at_risk`. ``scenarios`` is a list
     of (attribute, delta, exposure), all sharing each resample's fits: the shift of true satisfaction is
     slope x delta (slope 1 when attribute is the outcome itself), times the customer's ``exposure`` (a Series
     by customer id, 0 where missing; None = 1 for everyone). Attribute None: delta is a reference level
     ("median" or a number) to which every customer below it is raised (link 1 unused; the shift is
-    E[max(T, r) | ratings] - E[T | ratings], module docstring). Returns [(table, links, boot) per
-    scenario], notes."""
+    E[max(T, r) | ratings] - E[T | ratings], module docstring). ``population`` (a seeded sample of the
+    customers, :mod:`helpers.engine.worth_sample`): per group of ``by`` the population's ``customers`` (active)
+    and ``revenue`` (their monthly revenue), and ``sample_fraction`` = sample size / customers: the sums over
+    the sample's active customers become population figures by ratio estimators per group (:func:`_to_population`);
+    in each resample the predictions are weighted by the resample's counts rescaled to carry the finite-population
+    correction, w = 1 - c + c f, c = sqrt(1 - sample_fraction) (Rao & Wu 1988), so the intervals include the
+    sampling error (c = 0, every customer: the row path). Returns [(table, links, boot) per scenario], notes."""
     kinds = ["reference" if a is None else "direct" if a == outcome else "attribute" for a, _, _ in scenarios]
     any_attr = "attribute" in kinds
     if not any_attr:
@@ -534,6 +546,7 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
     if rev.notna().sum() == 0:
         raise ImpactInputError(f"column {shorten(revenue)} has no values", expected="monthly revenue per customer")
     grp_all = frame[by].astype(str)
+    rev_known = rev.fillna(0.0).to_numpy("float64")[active]  # the revenue the population totals sum
     miss_rev = rev.isna() & active
     if miss_rev.any():
         rev = rev.fillna(rev.groupby(grp_all).transform("median")).fillna(rev.median())
@@ -545,6 +558,10 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
     t0_values, t0_index = np.unique(t0, return_inverse=True)
     rev_a = rev.to_numpy("float64")[active]
     n_groups = len(levels)
+    scaler = None
+    if population is not None:
+        max_predicted = None  # the sample is the prediction set
+        scaler = _PopulationScaler(population, levels, g_code, rev_known, sample_fraction, notes)
     exposures = []
     for _, _, expo in scenarios:
         if expo is None:
@@ -611,9 +628,10 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
             fit = CL.cox_efron(None, None, X, weights=cd.sort(fc), init=init, data=cd, sorted_input=True)
         return fit, slopes, cal
 
-    def predict(fit, slopes, cal, P: dict):
+    def predict(fit, slopes, cal, P: dict, weights: np.ndarray | None = None):
         """Links 3-4 for the prediction set ``P``: per group kept and revenue as is, and per scenario their
-        changes; the reference level per scenario (NaN for attribute/direct scenarios)."""
+        changes; the reference level per scenario (NaN for attribute/direct scenarios). ``weights``: per
+        customer of ``P`` (a resample of a sample; None: 1)."""
         Za, k_a, w_a, rated_a = P["Z"], P["k"], P["w"], P["rated"]
         # calibrated satisfaction (covariates' mean for customers who never answered)
         prior = np.einsum("ij,j->i", np.column_stack([np.ones(len(k_a)), Za]), cal.alpha)
@@ -630,7 +648,10 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
                 refs.append(np.nan)
                 continue
             # raise to the reference: E[max(T, r)] - E[T] for T ~ N(x_a, v) (v = 0: naive)
-            ref = float(np.median(x_a)) if dl == "median" else float(dl)
+            if dl != "median":
+                ref = float(dl)
+            else:
+                ref = float(np.median(x_a)) if weights is None else _weighted_median(x_a, weights)
             if corrected:
                 v = np.where(rated_a, cal.true_variance * (1 - lam), cal.true_variance)
             else:
@@ -653,10 +674,12 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
         dks = drs = None
         for eta_k, wk in nodes:
             k_, r_, dk_, dr_ = _kept_and_revenue(fit, P["t0_values"], P["t0_index"], eta_k, shifts, P["rev"],
-                                                 horizon, d_month, P["groups"], n_groups)
+                                                 horizon, d_month, P["groups"], n_groups, weights)
             kb, rb = kb + wk * k_, rb + wk * r_
             dks = [wk * d for d in dk_] if dks is None else [a + wk * d for a, d in zip(dks, dk_)]
             drs = [wk * d for d in dr_] if drs is None else [a + wk * d for a, d in zip(drs, dr_)]
+        if scaler is not None:
+            kb, rb, dks, drs = scaler.scale(kb, rb, dks, drs, weights)
         return kb, rb, dks, drs, refs
 
     n_all = len(ids)
@@ -676,7 +699,8 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
         f = np.bincount(rng.integers(0, n_all, n_all), minlength=n_all).astype("float64")
         try:
             fit, slopes, cal = fit_links(f, init=fit0.coef, info=fit0.information)
-            _, _, dks, drs, refs = predict(fit, slopes, cal, P_sub if P_sub is not None else P_full)
+            w_pred = scaler.weights(f[a_idx]) if scaler is not None else None
+            _, _, dks, drs, refs = predict(fit, slopes, cal, P_sub if P_sub is not None else P_full, w_pred)
         except KitError as exc:
             failed += 1
             reasons.append(str(exc))
@@ -697,7 +721,7 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
         notes.append(f"{failed} of {n_boot} bootstrap resamples could not be fitted and were left out.")
     names = levels + ["all"]
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
-    counts = np.bincount(g_code, minlength=n_groups)
+    counts = np.bincount(g_code, minlength=n_groups) if scaler is None else scaler.customers
     beta0 = float(fit0.coef[0])
     results = []
     for i_s, ((_, delta, _), kind) in enumerate(zip(scenarios, kinds)):
@@ -739,6 +763,57 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
                  **dict(zip(("ci_low", "ci_high"), np.exp(np.quantile(b_beta, q))))}])
         results.append((pd.DataFrame(tab), links, boot))
     return results, notes
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The median of ``values`` with ``weights``: the smallest value whose cumulative weight reaches half
+    (the mean of the two middle values when it is exactly half, as ``np.median`` for equal weights)."""
+    order = np.argsort(values, kind="stable")
+    v, cw = values[order], np.cumsum(weights[order])
+    half = cw[-1] / 2
+    i = int(np.searchsorted(cw, half))
+    if np.isclose(cw[i], half, rtol=1e-12, atol=0) and i + 1 < len(v):
+        return float((v[i] + v[i + 1]) / 2)
+    return float(v[i])
+
+
+class _PopulationScaler:
+    """Sums over a sample's active customers per group -> population figures (:func:`_chain`, ``population``):
+    customers kept x N_g / n_g(w), revenue x R_g / r_g(w) (ratio estimators, Cochran 1977, ch. 6), n_g(w) and
+    r_g(w) the sample's (weighted) customers and monthly revenue in the group; when the sample is every
+    customer the factors are 1 exactly. Groups of the population without a sampled customer cannot be
+    predicted: they are named in the notes."""
+
+    def __init__(self, population: pd.DataFrame, levels: list, groups: np.ndarray, revenue_known: np.ndarray,
+                 fraction: float, notes: list):
+        pop = population.copy()
+        pop.index = pop.index.astype(str)
+        missing = [g for g in pop.index if g not in set(levels)]
+        if missing:
+            lost = int(pop.loc[missing, "customers"].sum())
+            notes.append(f"{lost:,} of today's {int(pop['customers'].sum()):,} customers are in groups without a "
+                         "customer in the sample and are not in these figures.")
+        n_g = np.bincount(groups, minlength=len(levels)).astype("float64")
+        pop = pop.reindex(levels)
+        self.customers = pop["customers"].fillna(pd.Series(n_g, index=levels)).to_numpy("int64")
+        self.revenue = pop["revenue"].fillna(0.0).to_numpy("float64")
+        self.groups, self.revenue_known, self.n_groups = groups, revenue_known, len(levels)
+        self.all = fraction >= 1.0
+        self.c = 0.0 if self.all else float(np.sqrt(max(0.0, 1.0 - fraction)))
+
+    def weights(self, counts: np.ndarray) -> np.ndarray | None:
+        """Prediction weights of a resample (its counts of the sample's active customers): 1 - c + c f."""
+        return None if self.c == 0 else (1.0 - self.c) + self.c * counts
+
+    def scale(self, kb, rb, dks, drs, weights: np.ndarray | None):
+        if self.all:
+            return kb, rb, dks, drs
+        w = np.ones(len(self.groups)) if weights is None else weights
+        n_w = np.bincount(self.groups, w, self.n_groups)
+        r_w = np.bincount(self.groups, w * self.revenue_known, self.n_groups)
+        sk = np.divide(self.customers, n_w, out=np.zeros(self.n_groups), where=n_w > 0)
+        sr = np.divide(self.revenue, r_w, out=sk.copy(), where=r_w > 0)
+        return kb * sk, rb * sr, [d * sk for d in dks], [d * sr for d in drs]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -89,7 +89,15 @@ def rating_shift_for_target(metric: str, ratings, target: float) -> tuple[float,
     if r.empty:
         raise ImpactReportError(f"no {metric} answers to read the target against")
     values, counts = np.unique(np.rint(r.to_numpy("float64")), return_counts=True)
-    counts = counts.astype("float64")
+    return rating_shift_from_counts(metric, values, counts, target)
+
+
+def rating_shift_from_counts(metric: str, values, counts, target: float) -> tuple[float, float, float]:
+    """:func:`rating_shift_for_target` from the distinct whole ratings ``values`` and their ``counts`` (e.g.
+    an engine's GROUP BY, :func:`helpers.engine.worth_sample.rating_distribution`)."""
+    values, counts = np.asarray(values, dtype="float64"), np.asarray(counts, dtype="float64")
+    if not len(values) or counts.sum() <= 0:
+        raise ImpactReportError(f"no {metric} answers to read the target against")
     current = kpi_after_shift(metric, values, counts, 0.0)
     if target <= current:
         return current, 0.0, 0.0
@@ -204,10 +212,27 @@ def _objective_rows(plans, customers: pd.DataFrame, responses: pd.DataFrame, as_
     since = as_of - pd.DateOffset(months=int(window_months))
     rdate = pd.to_datetime(responses["response_date"])
     in_window = (rdate > since) & (rdate <= as_of)
+
+    def distribution(dept, metric, filters):
+        sel = responses[in_window & (responses["department"] == dept)]
+        for k, vals in filters.items():
+            sel = sel[sel[k].astype(str).isin([str(v) for v in vals])]
+        r = pd.to_numeric(sel[metric], errors="coerce").dropna()
+        values, counts = np.unique(np.rint(r.to_numpy("float64")), return_counts=True)
+        return values, counts.astype("float64")
+
+    return _objective_rows_from(plans, list(responses.columns), distribution,
+                                lambda dept: department_exposure(responses, dept, as_of, customers["customer_id"]),
+                                as_of, window_months)
+
+
+def _objective_rows_from(plans, columns: list, distribution, exposure_of, as_of: pd.Timestamp,
+                         window_months: int):
+    """:func:`_objective_rows` from ``distribution(department, metric, filters) -> (values, counts)`` of the
+    window's answers and ``exposure_of(department)`` (the rows' or the engine's)."""
     rows, todo = [], []
     for plan in plans:
         dept = plan.department
-        recent = responses[in_window & (responses["department"] == dept)]
         exposure = None
         for o in plan.objectives:
             if o.metric not in PRICEABLE:
@@ -218,18 +243,16 @@ def _objective_rows(plans, customers: pd.DataFrame, responses: pd.DataFrame, as_
             for k in ("extra_kept", "extra_kept_low", "extra_kept_high", "extra_revenue", "extra_revenue_low",
                       "extra_revenue_high"):
                 row[k] = np.nan
-            sel = recent
-            bad = [k for k in o.filters if k not in responses.columns]
+            bad = [k for k in o.filters if k not in columns]
             if bad:
                 row["note"] = f"not priced: its filter on {', '.join(bad)} cannot be traced to survey answers"
             else:
-                for k, vals in o.filters.items():
-                    sel = sel[sel[k].astype(str).isin([str(v) for v in vals])]
-                if sel[o.metric].notna().sum() == 0:
+                values, counts = distribution(dept, o.metric, dict(o.filters))
+                if not len(counts) or float(np.sum(counts)) == 0:
                     row["note"] = (f"not priced: no {o.metric} answers in the {window_months} months before "
                                    f"{as_of:%Y-%m-%d}")
                 else:
-                    current, d, change = rating_shift_for_target(o.metric, sel[o.metric], float(o.target))
+                    current, d, change = rating_shift_from_counts(o.metric, values, counts, float(o.target))
                     row.update(current=current, latent_shift=d, rating_change=change)
                     if not np.isfinite(d):
                         row["note"] = "not priced: no uniform rise of the ratings reaches the target"
@@ -239,7 +262,7 @@ def _objective_rows(plans, customers: pd.DataFrame, responses: pd.DataFrame, as_
                                    extra_revenue_low=0.0, extra_revenue_high=0.0)
                     else:
                         if exposure is None:
-                            exposure = department_exposure(responses, dept, as_of, customers["customer_id"])
+                            exposure = exposure_of(dept)
                         todo.append((len(rows), o.metric, (o.metric, change, exposure)))
             rows.append(row)
     return rows, todo
@@ -285,14 +308,22 @@ def objective_worth(plan, customers: pd.DataFrame, responses: pd.DataFrame, *, a
     cur = I.resolve_currency(currency)
     as_of = _as_of(responses, as_of)
     rows, todo = _objective_rows(plans, customers, responses, as_of, window_months)
-    notes: list[str] = []
+    return _price_objectives(plans, rows, todo, lambda metric: {"customers": customers, "responses": responses},
+                             [], horizon=horizon, as_of=as_of, covariates=covariates, n_boot=n_boot, level=level,
+                             seed=seed, currency=cur, min_events=min_events)
+
+
+def _price_objectives(plans, rows, todo, data_for, notes: list, *, horizon, level, currency, **chain) -> WorthTable:
+    """One chain per KPI for the objectives ``todo`` (:func:`_objective_rows`); ``data_for(metric)``: the
+    chain's data arguments (rows, or a sample with its population)."""
+    notes = list(notes)
+    cur = currency
     for metric in PRICEABLE:
         mine = [(i, sc) for i, mt, sc in todo if mt == metric]
         if not mine:
             continue
-        res = I.what_if_many(customers, responses, [sc for _, sc in mine], horizon=horizon, as_of=as_of,
-                             covariates=covariates, outcome=metric, n_boot=n_boot, level=level, seed=seed,
-                             currency=cur, min_events=min_events)
+        res = I.what_if_many(scenarios=[sc for _, sc in mine], outcome=metric, horizon=horizon, level=level,
+                             currency=cur, **chain, **data_for(metric))
         for (i, _), w in zip(mine, res):
             rows[i].update(_all_row(w))
         notes.extend(n for n in res[0].notes if n not in notes)
@@ -516,6 +547,7 @@ class CompanyWorth:
     objectives: WorthTable
     drivers: WorthTable
     risk: WorthTable
+    sample: object = None  # the engine path's helpers.engine.worth_sample.WorthSample (None: every row)
 
 
 def company_worth(plans, customers: pd.DataFrame, responses: pd.DataFrame, *, drivers: Sequence[str] | None = None,
@@ -535,17 +567,27 @@ def company_worth(plans, customers: pd.DataFrame, responses: pd.DataFrame, *, dr
     attrs, chosen = _check_drivers(responses.columns, drivers, attributes)
     cust = _with_cells(customers, responses, as_of, segment)
     rows, todo = _objective_rows(plans, customers, responses, as_of, window_months)
-    ratings = ratings or {}
+    return _company_chains(plans, cust, responses, rows, todo, attrs, chosen, drivers is None, ratings or {},
+                           crossproducts, {}, [], delta=delta, top=top, reference=reference, as_of=as_of,
+                           horizon=horizon, n_boot=n_boot, level=level, seed=seed, cur=cur, segment=segment,
+                           min_events=min_events)
+
+
+def _company_chains(plans, cust, responses, rows, todo, attrs, chosen, ranked, ratings, crossproducts, sampled,
+                    extra_notes, *, delta, top, reference, as_of, horizon, n_boot, level, seed, cur, segment,
+                    min_events) -> CompanyWorth:
+    """The two chains of :func:`company_worth` (rows, or a sample: ``sampled`` = the population arguments of
+    :func:`helpers.impact.what_if_many`)."""
     common = dict(horizon=horizon, as_of=as_of, covariates=(segment,), by="_cell", n_boot=n_boot, level=level,
-                  seed=seed, currency=cur, min_events=min_events)
+                  seed=seed, currency=cur, min_events=min_events, **sampled)
     mine = [(i, sc) for i, mt, sc in todo if mt == "csat"]
     scen = [sc for _, sc in mine] + [(a, delta) for a in chosen] + [(None, reference)]
     res = I.what_if_many(cust, responses, scen, outcome="csat", attributes=attrs, ratings=ratings.get("csat"),
                          crossproducts=crossproducts, **common)
-    notes = list(res[0].notes)
+    notes = list(extra_notes) + list(res[0].notes)
     for (i, _), w in zip(mine, res):
         rows[i].update(_all_row(w))
-    drv = _driver_table(chosen, res[len(mine):len(mine) + len(chosen)], drivers is None, top, delta, horizon,
+    drv = _driver_table(chosen, res[len(mine):len(mine) + len(chosen)], ranked, top, delta, horizon,
                         level, cur, "csat", notes)
     rr = res[-1]
     risk = _risk_table(rr.table, rr.boot, rr.link("reference"), _rule(reference), horizon, level, cur, notes)
@@ -560,3 +602,120 @@ def company_worth(plans, customers: pd.DataFrame, responses: pd.DataFrame, *, dr
     obj = _objective_table(rows, horizon, level, cur, f"What meeting each department's satisfaction objectives "
                            f"is worth over {horizon} months", notes)
     return CompanyWorth(objectives=obj, drivers=drv, risk=risk)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the engine path: the chain on a seeded sample of customers, customers and revenue from aggregates
+# ----------------------------------------------------------------------------------------------------
+
+def population_by(sample, by: str) -> pd.DataFrame:
+    """The sample's population totals (customers active at the as-of day, their monthly revenue) per group of
+    ``by``: ``_cell`` (main department x segment) or the segment."""
+    if by == "_cell":
+        return sample.population
+    pop = sample.population
+    segment = pd.Index(pop.index.astype(str)).str.split(CELL_SEP, n=1).str[1]
+    return pop.groupby(segment.to_numpy(), sort=True)[["customers", "revenue"]].sum()
+
+
+def sample_note(sample) -> str:
+    """The sentence the pages show: "The chain was fitted on a seeded sample of 100,000 of 1,000,000 customers
+    (...)" (or on all of them)."""
+    return f"The satisfaction-value chain was {sample.sentence()}."
+
+
+def _engine_objective_rows(plans, engine, sample, as_of: pd.Timestamp, window_months: int):
+    from helpers.engine.worth_sample import rating_distribution  # noqa: PLC0415
+
+    columns = engine.columns("responses")
+    if "department" not in columns:
+        raise ImpactReportError("responses have no department column, so a department's reach is unknown")
+    since = as_of - pd.DateOffset(months=int(window_months))
+    return _objective_rows_from(plans, columns,
+                                lambda dept, metric, filters: rating_distribution(engine, metric, dept, filters,
+                                                                                  since, as_of),
+                                sample.exposure, as_of, window_months)
+
+
+def _open_sample(engine, sample, as_of, size, seed, segment, covariates=(), attributes=None):
+    from helpers.engine.worth_sample import responses_as_of, worth_sample  # noqa: PLC0415
+
+    as_of = pd.Timestamp(as_of) if as_of not in (None, "") else responses_as_of(engine)
+    if sample is None:
+        sample = worth_sample(engine, size, seed, as_of, segment=segment, attributes=attributes,
+                              extra_columns=[c for c in covariates if c != segment])
+    return sample, as_of
+
+
+def objective_worth_engine(plan, engine, *, as_of=None, horizon: int = 12, window_months: int = 12,
+                           n_boot: int = 200, level: float = 0.95, seed: int = 0, currency: str | None = None,
+                           covariates: Sequence[str] = ("segment",), min_events: int = 20,
+                           sample_size: int | None = None, sample_seed: int = 0, sample=None) -> WorthTable:
+    """:func:`objective_worth` from an engine (:class:`helpers.engine.Engine`): the current levels and rating
+    distributions of the objectives by GROUP BY over all answers (exact), the chain on a seeded sample of
+    ``sample_size`` customers (:mod:`helpers.engine.worth_sample`; default 100,000) scaled to the population's
+    customers and revenue per segment, the sampling error in the intervals. Equal to :func:`objective_worth`
+    when the sample holds every customer. ``sample``: a :class:`helpers.engine.worth_sample.WorthSample`
+    already drawn (e.g. shared with :func:`company_worth_engine`)."""
+    from helpers.engine.worth_sample import DEFAULT_SIZE  # noqa: PLC0415
+
+    plans = list(plan) if isinstance(plan, (list, tuple)) else [plan]
+    cur = I.resolve_currency(currency)
+    segment = covariates[0] if covariates else "segment"
+    sample, as_of = _open_sample(engine, sample, as_of, sample_size or DEFAULT_SIZE, sample_seed, segment,
+                                 covariates)
+    rows, todo = _engine_objective_rows(plans, engine, sample, as_of, window_months)
+    population = population_by(sample, "segment")
+
+    def data_for(metric):
+        if metric not in sample.ratings:
+            raise ImpactReportError(f"responses have no {metric} column to price the objectives on")
+        return {"customers": sample.customers, "responses": None, "ratings": sample.ratings[metric],
+                "crossproducts": pd.DataFrame(), "attributes": [], "population": population,
+                "sample_fraction": sample.fraction}
+
+    return _price_objectives(plans, rows, todo, data_for, [sample_note(sample)], horizon=horizon, as_of=as_of,
+                             covariates=covariates, n_boot=n_boot, level=level, seed=seed, currency=cur,
+                             min_events=min_events)
+
+
+def company_worth_engine(plans, engine, *, drivers: Sequence[str] | None = None, delta: float = 0.5,
+                         top: int | None = 3, reference: float | str = "median", as_of=None, horizon: int = 12,
+                         window_months: int = 12, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                         currency: str | None = None, segment: str = "segment", min_events: int = 20,
+                         attributes: Sequence[str] | None = None, sample_size: int | None = None,
+                         sample_seed: int = 0, sample=None) -> CompanyWorth:
+    """:func:`company_worth` from an engine: objectives' levels by GROUP BY (exact), the two chains on a seeded
+    sample of ``sample_size`` customers (default 100,000; :mod:`helpers.engine.worth_sample`) with the
+    customers and revenue of each department x segment cell from aggregates over all customers (ratio
+    estimators; intervals with the sampling error). Equal to :func:`company_worth` when the sample holds every
+    customer. The result's ``sample`` is the sample (its size and population for the page, and the rows the
+    churn link is fitted on)."""
+    from helpers.engine.worth_sample import DEFAULT_SIZE  # noqa: PLC0415
+
+    plans = list(plans) if isinstance(plans, (list, tuple)) else [plans]
+    cur = I.resolve_currency(currency)
+    columns = engine.columns("responses")
+    attrs, chosen = _check_drivers(columns, drivers, attributes)
+    sample, as_of = _open_sample(engine, sample, as_of, sample_size or DEFAULT_SIZE, sample_seed, segment,
+                                 attributes=attrs)
+    if list(sample.attributes) != list(attrs):
+        raise ImpactReportError(f"the sample's attributes {shorten(sample.attributes)} are not {shorten(attrs)}")
+    rows, todo = _engine_objective_rows(plans, engine, sample, as_of, window_months) if plans else ([], [])
+    sampled = {"population": population_by(sample, "_cell"), "sample_fraction": sample.fraction}
+    out = _company_chains(plans, sample.customers, None, rows, todo, attrs, chosen, drivers is None, sample.ratings,
+                          sample.crossproducts, sampled, [sample_note(sample)], delta=delta, top=top,
+                          reference=reference, as_of=as_of, horizon=horizon, n_boot=n_boot, level=level, seed=seed,
+                          cur=cur, segment=segment, min_events=min_events)
+    out.sample = sample
+    return out
+
+
+def churn_link_inputs(sample) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(survival frame, CSAT rating summary) of the sample's customers for
+    :func:`helpers.churn_link.fit_churn_link` (the corrected link on the same sample as the chain)."""
+    from helpers.retention import customer_durations  # noqa: PLC0415
+
+    if "csat" not in sample.ratings:
+        raise ImpactReportError("responses have no csat column for the satisfaction-churn link")
+    return customer_durations(sample.customers, as_of=sample.as_of), sample.ratings["csat"]
