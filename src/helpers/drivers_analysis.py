@@ -6,6 +6,9 @@
   rating on the drivers (statsmodels ``OrderedModel``, McCullagh 1980); odds ratio per one-point higher
   driver rating, and where its ranking (by the standardized log-odds ``|b_j| * sd_j``) disagrees with the
   Shapley ranking.
+* :func:`analyze_drivers_from_patterns` and :func:`ordinal_check_from_patterns`: the same from the engine's
+  rating patterns with their counts (memory follows the number of patterns, not of responses); the ordinal
+  model as a frequency-weighted likelihood over the covariate patterns.
 * :func:`importance_performance` -> :class:`ImportancePerformance`: importance-performance analysis
   (Martilla & James 1977): each driver's share of explained variance against its mean rating, split at
   the average share (1/p) and the average of the drivers' mean ratings into "fix first" (high importance,
@@ -208,6 +211,8 @@ def _prop_odds_model_class():
     from statsmodels.tools.numdiff import approx_fprime
 
     class PropOddsModel(OrderedModel):
+        freq_weights = None  # None: one row each (WeightedPropOddsModel sets the patterns' counts)
+
         def score(self, params):
             params = np.asarray(params, dtype=float)
             low, upp = self._bounds(params)
@@ -215,11 +220,14 @@ def _prop_odds_model_class():
             fu, fl = self.pdf(upp), self.pdf(low)
             fu = np.where(np.isfinite(upp), fu, 0.0)
             fl = np.where(np.isfinite(low), fl, 0.0)
-            g_beta = -(self.exog * ((fu - fl) / prob)[:, None]).sum(axis=0)
+            ru, rl = fu / prob, fl / prob
+            if self.freq_weights is not None:
+                ru, rl = ru * self.freq_weights, rl * self.freq_weights
+            g_beta = -(self.exog * (ru - rl)[:, None]).sum(axis=0)
             K = self.k_levels - 1
             code = np.asarray(self.endog, dtype=int)
-            g_theta = np.bincount(code, weights=fu / prob, minlength=K + 1)[:K]
-            g_theta -= np.bincount(code, weights=fl / prob, minlength=K + 1)[1:K + 1]
+            g_theta = np.bincount(code, weights=ru, minlength=K + 1)[:K]
+            g_theta -= np.bincount(code, weights=rl, minlength=K + 1)[1:K + 1]
             a = params[-K:]
             tail = np.cumsum(g_theta[::-1])[::-1]  # sum_{j >= i} g_theta_j
             g_a = np.concatenate(([tail[0]], np.exp(a[1:]) * tail[1:]))
@@ -230,6 +238,57 @@ def _prop_odds_model_class():
             return (h + h.T) / 2
 
     return PropOddsModel
+
+
+def _weighted_prop_odds_model_class():
+    """:func:`_prop_odds_model_class` with frequency weights: ``WeightedPropOddsModel(endog, exog,
+    freq_weights=c)`` fits the distinct covariate patterns (rows ``endog``/``exog``) each standing for ``c_p``
+    identical rows. statsmodels' OrderedModel takes no weights, so the subclass weights the log-likelihood,
+    ``logL = sum_p c_p log P(y_p | x_p)``, its analytic score (each pattern's term times ``c_p``) and the start
+    values (the threshold start values from the weighted outcome frequencies): the same function of the
+    parameters as the unweighted likelihood of the expanded rows, so the same estimates and Hessian (standard
+    errors; tests/test_drivers_engine.py compares the fit with the expanded rows' to 1e-6). ``n_rows`` is the
+    number of rows ``sum c_p`` (statsmodels' ``nobs`` stays the number of patterns)."""
+    base = _prop_odds_model_class()
+
+    class WeightedPropOddsModel(base):
+        def __init__(self, endog, exog, freq_weights=None, **kwds):
+            super().__init__(endog, exog, **kwds)
+            w = np.ones(len(self.endog)) if freq_weights is None else np.asarray(freq_weights, dtype=float)
+            if w.shape != (len(self.endog),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise DriverInputError(f"frequency weights: expected {len(self.endog)} finite counts >= 0, got "
+                                       f"shape {w.shape}")
+            self.freq_weights = w
+            self.n_rows = float(w.sum())  # statsmodels' nobs stays the number of model rows (patterns)
+
+        def loglike(self, params):
+            return float(self.freq_weights @ self.loglikeobs(params))
+
+        @property
+        def start_params(self):
+            freq = np.bincount(self.endog, weights=self.freq_weights) / self.freq_weights.sum()
+            start = self.transform_reverse_threshold_params(self.distr.ppf(np.clip(freq.cumsum(), 0, 1)))
+            return np.concatenate((np.zeros(self.k_vars), start))
+
+    return WeightedPropOddsModel
+
+
+def fit_prop_odds(model):
+    """Maximum likelihood of a proportional-odds ``model``: BFGS from the start values, then Newton steps
+    (analytic score, Hessian from its central differences) until the parameters move less than 1e-10. Newton
+    steps do not depend on the scale of the objective (statsmodels divides it by the number of model rows, the
+    patterns for a weighted fit, the rows for the expanded one), so a weighted and an expanded fit end at the
+    same maximum to rounding. Returns the statsmodels results (``mle_retvals['converged']``)."""
+    first = model.fit(method="bfgs", disp=False, maxiter=500)
+    try:
+        polished = model.fit(start_params=np.asarray(first.params), method="newton", disp=False, maxiter=50,
+                             tol=1e-10)
+    except (np.linalg.LinAlgError, ValueError):
+        return first
+    if np.all(np.isfinite(np.asarray(polished.params))) and np.isfinite(polished.llf) and \
+            polished.llf >= first.llf - 1e-9 * abs(first.llf):
+        return polished
+    return first
 
 
 def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Series | None = None,
@@ -244,9 +303,8 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
     (reproducible for a fixed seed). The result says so (``n`` = rows fitted, ``n_available`` = complete rows,
     a note, and the summary text). This is an approximation: the estimates are those of a sample of 100,000
     responses, whose standard errors are at most a few thousandths on the log-odds scale, so the ranking
-    check is unaffected in practice, while the fit on a million rows would take minutes."""
-    from scipy.stats import norm, spearmanr
-
+    check is unaffected in practice, while the fit on a million rows would take minutes
+    (:func:`ordinal_check_from_patterns` fits every complete response from their rating patterns)."""
     drivers = [d for d in drivers if pd.api.types.is_numeric_dtype(data[d])]
     notes = []
     df = data[[outcome, *drivers]].apply(pd.to_numeric, errors="coerce").dropna()
@@ -268,13 +326,23 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
                                f"{len(drivers)} drivers and {len(levels)} outcome levels")
     y = pd.Series(pd.Categorical(df[outcome], categories=levels, ordered=True), index=df.index)
     res = _prop_odds_model_class()(y, df[drivers], distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    return _ordinal_result(res, outcome, drivers, df[drivers].std(), len(df), ci, shapley_rank, notes, n_available)
+
+
+def _ordinal_result(res, outcome: str, drivers: list[str], sd: pd.Series, n: int, ci: float,
+                    shapley_rank: pd.Series | None, notes: list[str], n_available: int | None) -> OrdinalCheck:
+    """The :class:`OrdinalCheck` of a fitted proportional-odds model ``res``: odds ratios with Wald intervals,
+    p-values, the standardized log-odds ``b_j * sd_j`` (``sd``: the drivers' standard deviations in the fitted
+    rows) and its ranking against ``shapley_rank``."""
+    from scipy.stats import norm, spearmanr
+
     if not res.mle_retvals.get("converged", True):
         notes.append("the ordinal model did not fully converge")
     b = res.params[drivers]
     se = res.bse[drivers]
     z = norm.ppf(0.5 + ci / 2)
     t = pd.DataFrame({"odds_ratio": np.exp(b), "or_low": np.exp(b - z * se), "or_high": np.exp(b + z * se),
-                      "p_value": res.pvalues[drivers], "std_log_odds": b * df[drivers].std()})
+                      "p_value": res.pvalues[drivers], "std_log_odds": b * sd})
     t.index.name = "driver"
     t["ordinal_rank"] = t["std_log_odds"].abs().rank(ascending=False, method="min").astype(int)
     rho = None
@@ -284,7 +352,63 @@ def ordinal_check(data: pd.DataFrame, outcome: str, drivers, shapley_rank: pd.Se
         t["shapley_rank"] = sr.rank(method="min").astype(int)
         t["agree"] = t["shapley_rank"] == t["ordinal_rank"]
         rho = float(spearmanr(t["shapley_rank"], t["ordinal_rank"]).statistic) if len(t) > 2 else None
-    return OrdinalCheck(table=t, outcome=outcome, n=len(df), spearman=rho, notes=notes, n_available=n_available)
+    return OrdinalCheck(table=t, outcome=outcome, n=int(n), spearman=rho, notes=notes, n_available=n_available)
+
+
+def ordinal_check_from_patterns(patterns: pd.DataFrame, outcome: str, drivers,
+                                shapley_rank: pd.Series | None = None, ci: float = 0.95,
+                                max_rows: int | None = ORDINAL_MAX_ROWS, seed=None) -> OrdinalCheck:
+    """:func:`ordinal_check` from the distinct rating patterns of the selection with their counts
+    (:func:`helpers.engine.poisson_bootstrap.rating_patterns` of columns including ``[outcome, *drivers]``,
+    missing values kept) instead of its rows.
+
+    The complete patterns of ``[outcome, *drivers]`` (listwise deletion, as on rows) are the covariate patterns
+    of the proportional-odds model, each with its number of rows as a frequency weight
+    (:func:`_weighted_prop_odds_model_class`: the expanded rows' likelihood, so the same estimates and standard
+    errors, fitted to convergence by :func:`fit_prop_odds`). Ratings are integers, so the patterns are few and
+    the fit uses every complete response (the row path subsamples above ``max_rows`` rows). Only when there are
+    more than ``max_rows`` distinct patterns is the model fitted on a simple random sample of ``max_rows`` rows
+    without replacement, drawn in pattern form (multivariate hypergeometric counts,
+    ``numpy.random.default_rng(seed)``); the result then says so as :func:`ordinal_check` does (``n``,
+    ``n_available``, a note). A driver constant in the complete rows is left out; ``sd_j`` of the standardized
+    log-odds is the drivers' standard deviation over the rows (divisor n - 1)."""
+    drivers = as_driver_list(drivers)
+    cols = list(patterns.attrs.get("columns") or [])
+    absent = [c for c in [outcome, *drivers] if c not in cols]
+    if absent:
+        raise DriverInputError(f"the rating patterns have columns {cols}; the ordinal model needs {absent}")
+    X = patterns[[f"x{cols.index(c)}" for c in [outcome, *drivers]]].to_numpy(float)
+    c = patterns["count"].to_numpy(float)
+    ok = ~np.isnan(X).any(axis=1) & (c > 0)
+    df = pd.DataFrame(X[ok], columns=[outcome, *drivers])
+    df["_count"] = c[ok]
+    df = df.groupby([outcome, *drivers], sort=True, as_index=False)["_count"].sum()  # patterns of these columns
+    notes = []
+    n_available = None
+    n = int(df["_count"].sum())
+    if max_rows is not None and len(df) > max_rows:
+        n_available = n
+        rng = np.random.default_rng(seed)
+        df["_count"] = rng.multivariate_hypergeometric(df["_count"].to_numpy("int64"), int(max_rows))
+        df = df[df["_count"] > 0].reset_index(drop=True)
+        n = int(df["_count"].sum())
+        notes.append(f"the ordinal model was fitted on a random subsample of {n:,} of the {n_available:,} complete "
+                     "responses (seeded, reproducible)")
+    drivers = [d for d in drivers if df[d].nunique() > 1]  # a constant driver (sd 0) is left out, as on rows
+    levels = np.sort(df[outcome].unique())
+    if len(levels) < 3:
+        raise DriverInputError(f"outcome {outcome!r} has {len(levels)} distinct values in the complete rows; "
+                               "an ordinal model needs at least 3")
+    if n < len(drivers) + len(levels) + 5:
+        raise DriverInputError(f"{n} complete rows are too few for an ordinal model with "
+                               f"{len(drivers)} drivers and {len(levels)} outcome levels")
+    w = df["_count"].to_numpy(float)
+    values = df[drivers].to_numpy(float)
+    mean = (w @ values) / w.sum()
+    sd = pd.Series(np.sqrt((w @ (values - mean) ** 2) / (w.sum() - 1)), index=drivers)
+    y = pd.Series(pd.Categorical(df[outcome], categories=levels, ordered=True), index=df.index)
+    model = _weighted_prop_odds_model_class()(y, df[drivers], freq_weights=w, distr="logit")
+    return _ordinal_result(fit_prop_odds(model), outcome, drivers, sd, n, ci, shapley_rank, notes, n_available)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -745,8 +869,9 @@ def patterns_usable_rows(patterns: pd.DataFrame, outcome: str, drivers: list[str
 
 def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers, n_boot: int = 500,
                                   ci: float = 0.95, seed=None, label: str = "all responses",
-                                  min_n: int | None = None, method: str = "shapley") -> DriverAnalysis:
-    """:func:`analyze_drivers` (listwise deletion, unweighted, numeric ratings, ``ordinal=False``) from the
+                                  min_n: int | None = None, method: str = "shapley", ordinal: bool = False,
+                                  ordinal_max_rows: int | None = ORDINAL_MAX_ROWS) -> DriverAnalysis:
+    """:func:`analyze_drivers` (listwise deletion, unweighted, numeric ratings) from the
     distinct rating patterns of the selection with their counts
     (:func:`helpers.engine.poisson_bootstrap.rating_patterns` of ``[outcome, *drivers]``, missing values
     kept) instead of its rows: memory follows the number of patterns, not of responses.
@@ -759,7 +884,9 @@ def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers,
     rows. Intervals: the pattern bootstrap (:func:`_pattern_bootstrap`: multinomial pattern counts, the row
     bootstrap's distribution; tests/test_drivers_patterns.py checks the agreement within Monte-Carlo error),
     then the same percentile intervals, at-zero rule and R^2 interval. The random draws differ from the row
-    path's, so intervals agree within Monte-Carlo error, not digit for digit."""
+    path's, so intervals agree within Monte-Carlo error, not digit for digit. ``ordinal=True`` adds the
+    proportional-odds check fitted on the same patterns with frequency weights
+    (:func:`ordinal_check_from_patterns`, seeded by ``seed`` where it must subsample)."""
     from helpers.drivers import (MAX_EXACT, NONNEGATIVE_METHODS, DriverImportance, _Design,  # noqa: PLC0415
                                  _drop_degenerate, bootstrap_draws,
                                  canonical_method)
@@ -856,7 +983,15 @@ def analyze_drivers_from_patterns(patterns: pd.DataFrame, outcome: str, drivers,
         top = float(np.nanmax([np.nanmax(X_all[have[:, cols.index(d)], cols.index(d)]) for d in table.index]))
         return importance_performance_from_means(table, pd.Series(perf), top)
 
-    return _analysis_from_importance(t, outcome, drivers, ci, label, min_n, list(design.players), vif_of, ipa_of)
+    result = _analysis_from_importance(t, outcome, drivers, ci, label, min_n, list(design.players), vif_of, ipa_of)
+    if ordinal:
+        try:
+            result.ordinal = ordinal_check_from_patterns(patterns, outcome, list(result.table.index),
+                                                         shapley_rank=result.table["rank"], ci=ci, seed=seed,
+                                                         max_rows=ordinal_max_rows)
+        except (DriverInputError, np.linalg.LinAlgError, ValueError) as e:
+            result.warnings.append(f"ordinal check not available: {e}")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------
