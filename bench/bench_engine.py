@@ -159,11 +159,9 @@ def main(argv=None) -> int:
             run_engine(args.child, args.data, args.n_boot, args.cox_size)
         print(json.dumps(out))
         return 0
-    if not (args.data / "ground_truth.json").exists():
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "helpers.demo", "--out", str(args.data), "--customers",
-                        str(args.customers), "--seed", "42"], check=True, cwd=ROOT)
-        print(f"generated {args.customers:,} customers into {args.data} in {time.perf_counter() - t:.0f} s")
+    from generated_data import generated_demo  # noqa: PLC0415 - bench/, shared with bench_scale.py
+
+    generated_demo(args.customers, folder=args.data)  # generate once: reused when present and matching
     results = {"duckdb": _child("duckdb", args)}
     if not args.no_spark:
         from helpers.engine.spark_engine import spark_unavailable_reason  # noqa: PLC0415

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from helpers.engine.settings import EngineSettings
+from helpers.engine.settings import EngineSettings, use_duckdb_settings
 from helpers.errors import ParamsError
 from helpers.formatting import shorten
 from helpers.params_yaml import load_params_yaml
@@ -210,6 +210,7 @@ def load_report_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> ReportC
             msg += f" (+{more} more problem{'s' if more > 1 else ''})"
         raise ParamsError(p, msg, field=field or None) from None
     _remember_path(cfg, p)
+    use_duckdb_settings(cfg.engine.duckdb)  # this process's DuckDB connections: memory limit, threads, spill folder
     return cfg
 
 

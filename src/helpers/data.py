@@ -112,15 +112,12 @@ def _shown(values, limit: int = 12, quote: bool = True) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    # local files only: no extension auto-install/-load (e.g. httpfs), timestamps read in UTC
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
-    con.execute("SET TimeZone = 'UTC'")
-    try:  # no progress bars in notebook outputs or logs
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.InvalidInputException:
-        pass  # inside Jupyter without ipywidgets DuckDB refuses the setting; it then shows no bar anyway
-    return con
+    """A new in-memory connection: local files only (no extension auto-install/-load, e.g. httpfs), timestamps
+    read in UTC, no progress bars, and the memory limit, threads and spill folder of ``engine.duckdb``
+    (:func:`helpers.engine.duckdb_engine.duckdb_connection`; 1GB per connection by default)."""
+    from helpers.engine.duckdb_engine import duckdb_connection  # noqa: PLC0415 - helpers.engine imports data lazily
+
+    return duckdb_connection()
 
 
 # --- typed expressions over raw columns ------------------------------------------------------------------

@@ -56,7 +56,7 @@ def connect(settings: EngineSettings | Mapping | None = None, tables: Mapping[st
     if settings.kind == "duckdb":
         if dataset is not None and not paths:
             return DuckDBEngine(dataset.con, max_result_rows=settings.max_result_rows)
-        return DuckDBEngine(tables=paths, max_result_rows=settings.max_result_rows)
+        return DuckDBEngine(tables=paths, max_result_rows=settings.max_result_rows, settings=settings.duckdb)
     from helpers.engine.spark_engine import SparkEngine  # noqa: PLC0415
 
     if not paths and dataset is not None:

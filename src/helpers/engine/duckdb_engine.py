@@ -1,7 +1,16 @@
 """DuckDB, the embedded default engine: tables are views over Parquet/CSV files, or the validated views of a
-:class:`helpers.data.Dataset` (``DuckDBEngine(dataset.con)``), queried where they are."""
+:class:`helpers.data.Dataset` (``DuckDBEngine(dataset.con)``), queried where they are.
+
+Every DuckDB connection the kit opens (:func:`duckdb_connection`: the dataset's in :mod:`helpers.data`, this
+engine's own) is configured by :func:`configure` with ``engine.duckdb`` of params/report.yaml
+(:class:`helpers.engine.settings.DuckDBSettings`: a memory limit, 1GB by default instead of DuckDB's 80% of
+the machine's memory per connection; threads; a spill folder in the system temp folder instead of ``.tmp`` of
+the working folder)."""
 from __future__ import annotations
 
+import itertools
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,7 +18,58 @@ import duckdb
 import pandas as pd
 
 from helpers.engine.base import Engine, EngineError, quote_ident, sql_literal
+from helpers.engine.settings import DuckDBSettings, process_duckdb_settings
 from helpers.formatting import shorten
+
+SPILL_FOLDER = "satisfaction-kit-duckdb"  # inside temp_directory (default: the system temp folder)
+_spill_counter = itertools.count(1)
+
+
+def spill_directory(settings: DuckDBSettings | None = None) -> Path:
+    """A new folder name for one connection's spill files: ``<temp_directory>/satisfaction-kit-duckdb/<pid>-<n>``
+    (the parent is created here; DuckDB creates the folder itself when it first spills and removes it when the
+    connection closes)."""
+    settings = settings or process_duckdb_settings()
+    base = Path(settings.temp_directory).expanduser() if settings.temp_directory else Path(tempfile.gettempdir())
+    parent = base / SPILL_FOLDER
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineError(f"duckdb: cannot create the spill folder {shorten(str(parent))} (engine.duckdb."
+                          f"temp_directory): {exc.strerror or exc}") from None
+    return parent / f"{os.getpid()}-{next(_spill_counter)}"
+
+
+def configure(con: duckdb.DuckDBPyConnection, settings: DuckDBSettings | None = None) -> duckdb.DuckDBPyConnection:
+    """Apply ``settings`` (default: the process's, :func:`helpers.engine.settings.process_duckdb_settings`) to a
+    connection the kit opened: memory limit, threads, spill folder; returns ``con``."""
+    settings = settings or process_duckdb_settings()
+    try:
+        if settings.memory_limit:
+            con.execute(f"SET memory_limit = {sql_literal(settings.memory_limit)}")
+        if settings.threads:
+            con.execute(f"SET threads = {int(settings.threads)}")
+        con.execute(f"SET temp_directory = {sql_literal(str(spill_directory(settings)))}")
+    except duckdb.Error as exc:
+        raise EngineError(f"duckdb: engine.duckdb settings refused: {shorten(str(exc).splitlines()[0], 200)}") from None
+    return con
+
+
+def duckdb_connection(settings: DuckDBSettings | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection as the kit opens them: local files only (no extension auto-install or
+    -load, e.g. httpfs), timestamps in UTC, no progress bars, and :func:`configure`'s resources."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
+    try:  # no progress bars in notebook outputs or logs
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside Jupyter without ipywidgets DuckDB refuses the setting; it then shows no bar anyway
+    try:
+        return configure(con, settings)
+    except BaseException:
+        con.close()
+        raise
 
 
 def file_relation(path: str | Path) -> str:
@@ -27,23 +87,23 @@ def file_relation(path: str | Path) -> str:
 class DuckDBEngine(Engine):
     """``DuckDBEngine(con)`` queries the tables of an existing connection (not closed by the engine);
     ``DuckDBEngine(tables={"responses": "data/demo/responses.parquet", ...})`` opens an in-memory connection
-    with one view per file. ``threads`` limits DuckDB's threads (None: DuckDB's default)."""
+    (:func:`duckdb_connection`) with one view per file, configured by ``settings`` (``engine.duckdb``; default:
+    the process's); ``threads`` and ``memory_limit`` override those two."""
 
     name = "duckdb"
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None, tables: Mapping[str, str] | None = None,
-                 *, max_result_rows: int = 1_000_000, threads: int | None = None, memory_limit: str | None = None):
+                 *, max_result_rows: int = 1_000_000, threads: int | None = None, memory_limit: str | None = None,
+                 settings: DuckDBSettings | None = None):
         self._owned = con is None
-        self.con = con if con is not None else duckdb.connect(":memory:", config={
-            "autoinstall_known_extensions": False, "autoload_known_extensions": False})
-        self.max_result_rows = int(max_result_rows)
         if self._owned:
-            self.con.execute("SET TimeZone = 'UTC'")
-            self.con.execute("SET enable_progress_bar = false")  # no progress bars in notebooks or logs
-            if threads:
-                self.con.execute(f"SET threads = {int(threads)}")
-            if memory_limit:
-                self.con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+            settings = settings or process_duckdb_settings()
+            if threads or memory_limit:
+                settings = settings.model_copy(update={k: v for k, v in (("threads", threads),
+                                                                          ("memory_limit", memory_limit)) if v})
+            con = duckdb_connection(settings)
+        self.con = con
+        self.max_result_rows = int(max_result_rows)
         for name, path in (tables or {}).items():
             if not Path(path).exists() and "*" not in str(path):
                 raise EngineError(f"duckdb engine: table {name!r}: no file or folder {shorten(str(path))}")
