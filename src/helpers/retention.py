@@ -366,12 +366,19 @@ class CohortTable:
                 f"still customers (median {vals.median():.0%}, {len(vals)} cohorts observed that long).")
 
 
+def whole_months(months) -> np.ndarray:
+    """Whole months survived, ``floor(months + 1e-9)``: a customer with duration ``d`` months is still a customer
+    ``k`` months after signup when ``k <= floor(d + 1e-9)`` (the tolerance keeps 12.0 months from reading 11)."""
+    return np.floor(np.asarray(months, dtype="float64") + 1e-9).astype("int64")
+
+
 def cohort_table(frame: pd.DataFrame, freq: str = "M", max_periods: int | None = None) -> CohortTable:
     """Cohorts by signup month (``freq="M"``) or quarter (``"Q"``) x whole months since signup.
 
     ``frame`` is the output of :func:`customer_durations` (or any frame with ``signup_date``,
     ``duration``, ``event``, ``exposure_periods``). Cell (c, k) = share of cohort c with duration >= k
     (still a customer k months after signup), shown only when every member could be observed for k months.
+    The counts go through :func:`cohort_table_from_counts` (the engine path gives it the same counts by SQL).
     """
     for col in ("signup_date", "duration", "exposure_periods"):
         if col not in frame.columns:
@@ -379,19 +386,28 @@ def cohort_table(frame: pd.DataFrame, freq: str = "M", max_periods: int | None =
                                       expected="the output of customer_durations()")
     if freq not in ("M", "Q"):
         raise RetentionInputError(f"cohort frequency {shorten(freq)} is unknown", expected="'M' or 'Q'")
-    cohort = pd.to_datetime(frame["signup_date"]).dt.to_period(freq).astype(str)
-    kmax = int(frame["exposure_periods"].max())
-    if max_periods is not None:
-        kmax = min(kmax, int(max_periods))
+    cohort = pd.to_datetime(frame["signup_date"]).dt.to_period(freq).astype(str).to_numpy()
+    survived = (pd.DataFrame({"cohort": cohort, "months": whole_months(frame["duration"]), "customers": 1})
+                .groupby(["cohort", "months"], as_index=False)["customers"].sum())
+    exposure = frame["exposure_periods"].groupby(cohort).min()
+    return cohort_table_from_counts(survived, exposure, int(frame["exposure_periods"].max()), max_periods)
+
+
+def cohort_table_from_counts(survived: pd.DataFrame, exposure: pd.Series, longest: int,
+                             max_periods: int | None = None) -> CohortTable:
+    """:class:`CohortTable` from counts: ``survived`` has ``cohort`` (label), ``months`` (whole months survived,
+    :func:`whole_months`) and ``customers``; ``exposure`` is each cohort's shortest observation in whole months
+    (cells after it are not shown); ``longest`` the longest observation of any customer (the last column).
+    Cell (c, k) = customers of c with months >= k / customers of c."""
+    kmax = int(longest) if max_periods is None else min(int(longest), int(max_periods))
     ks = np.arange(kmax + 1)
     rows, sizes = {}, {}
-    dur = frame["duration"].to_numpy()
-    expo = frame["exposure_periods"].to_numpy()
-    for c, idx in frame.groupby(cohort).indices.items():
-        d, e = dur[idx], expo[idx]
-        share = (d[:, None] >= ks[None, :] - 1e-9).mean(axis=0)
-        share = np.where(ks <= e.min(), share, np.nan)
-        rows[c], sizes[c] = share, len(idx)
+    for c, g in survived.groupby("cohort", sort=True):
+        months, n = g["months"].to_numpy(), g["customers"].to_numpy()
+        size = int(n.sum())
+        share = np.array([n[months >= k].sum() for k in ks], dtype="float64") / size
+        rows[c] = np.where(ks <= exposure[c], share, np.nan)
+        sizes[c] = size
     table = pd.DataFrame.from_dict(rows, orient="index", columns=ks).sort_index()
     table.index.name = "cohort"
     return CohortTable(table=table, sizes=pd.Series(sizes).sort_index())
@@ -1551,40 +1567,28 @@ def monthly_retention_rates(frame: pd.DataFrame, as_of: object = None, by: str |
     (``month`` (Timestamp, month start), [``by``], ``at_risk``, ``churned``, ``retention``); months with
     fewer than ``min_at_risk`` customers at risk are left out (too noisy to forecast from). Only months that
     end on or before ``as_of`` count; an ``as_of`` before the first full month gives an empty table (with the
-    same columns), never an error."""
+    same columns), never an error.
+
+    The counts are those of :func:`helpers.engine.aggregates.retention_rate_counts` (one query; here over the
+    frame in an in-memory DuckDB), with the frame's ``event`` deciding who churned (on their end date)."""
     for col in ("signup_date", "event", "duration"):
         if col not in frame.columns:
             raise RetentionInputError(f"has no column {col!r}", table="customers",
                                       expected="the output of customer_durations()")
+    from helpers.engine import DuckDBEngine  # noqa: PLC0415
+    from helpers.engine.aggregates import retention_rate_counts  # noqa: PLC0415
+
     st = pd.to_datetime(frame["signup_date"])
     end = pd.to_datetime(frame["end_date"]) if "end_date" in frame.columns else pd.Series(pd.NaT, index=frame.index)
     as_of_ts = pd.Timestamp(as_of) if as_of not in (None, "") else max(st.max(), end.max() if end.notna().any()
                                                                       else st.max())
     churn_date = end.where((frame["event"] == 1) & end.notna())
-    first = st.min().to_period("M").to_timestamp() + pd.offsets.MonthBegin(1)
-    last_full = (as_of_ts + pd.Timedelta(days=1)).to_period("M").to_timestamp() - pd.offsets.MonthBegin(1)
-    months = pd.date_range(first, last_full, freq="MS")
-    groups = [(None, np.ones(len(frame), bool))] if by is None else \
-        [(g, (frame[by] == g).to_numpy()) for g in sorted(frame[by].dropna().unique(), key=str)]
-    rows = []
-    stv, cdv = st.to_numpy(), churn_date.to_numpy()
-    for g, m in groups:
-        s_g, c_g = stv[m], cdv[m]
-        for mo in months:
-            mo64 = np.datetime64(mo)
-            nxt = np.datetime64(mo + pd.offsets.MonthBegin(1))
-            active = (s_g < mo64) & (pd.isna(c_g) | (c_g >= mo64))
-            n = int(active.sum())
-            churned = int((active & ~pd.isna(c_g) & (c_g < nxt)).sum())
-            row = {"month": mo, "at_risk": n, "churned": churned}
-            if by is not None:
-                row[by] = g
-            rows.append(row)
-    cols = ["month"] + ([by] if by else []) + ["at_risk", "churned", "retention"]
-    out = pd.DataFrame(rows, columns=[c for c in cols if c != "retention"])
-    out = out[out["at_risk"] >= min_at_risk].copy()
-    out["retention"] = 1 - out["churned"] / out["at_risk"]
-    return out[cols].reset_index(drop=True)
+    data = pd.DataFrame({"signup_date": st.to_numpy(), "end_date": churn_date.to_numpy()})
+    if by is not None:
+        data[by] = frame[by].to_numpy()
+    with DuckDBEngine(threads=1) as engine:
+        engine.register("customers", data)
+        return retention_rate_counts(engine, as_of=as_of_ts, by=by, min_at_risk=min_at_risk)
 
 
 @displayable

@@ -17,8 +17,13 @@ and holdout check, the monthly retention rates and the Cox model come from aggre
 counts per (segment, cohort, lifetime, churned, exposure), at-risk/churned per calendar month, and a seeded Cox
 sample of at most :data:`COX_SAMPLE_SIZE` customers (everyone below it; the page states a sample). The numbers
 equal the in-memory path (tests/test_retention_engine.py). A ``retention.file`` export or a tenure column keeps
-the in-memory path. Still in memory on this page: the cohort heatmap, the headline counts, lifetime values and
-what satisfaction is worth (:func:`helpers.drivers_report.company_worth_analysis` reads the rows).
+the in-memory path. The cohort heatmap, the headline counts and the lifetime values' customer counts and average
+revenue are exact engine aggregates too (:mod:`helpers.engine.retention_queries`); what satisfaction is worth
+(the corrected churn link and revenue at risk, :func:`helpers.drivers_report.company_worth_analysis`, which needs
+rows) reads the customers of the same seeded sample and their answers, at most :data:`WORTH_SAMPLE_SIZE`
+customers (everyone below it: the same numbers as the in-memory path); above it the page states the sample and
+revenue at risk is scaled from the sample to all customers (totals x population / sample, intervals likewise).
+Nothing on the engine path builds a whole-table frame, so memory follows the answer, not the data.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import retention as R
+from helpers.engine import open_report_engine
 from helpers.errors import KitError
 from helpers.formatting import (NA, column_label, fmt_currency, fmt_interval, fmt_number, fmt_p_value, fmt_percent,
                                 interval_decimals, md_escape, reader_table, shorten)
@@ -63,6 +69,10 @@ class RetentionReport:
     engine_name: str = ""  # the engine that computed the curves, sBG counts and the Cox sample ("" = in memory)
     cox_population: int | None = None  # customers the Cox model could use ...
     cox_sample_size: int | None = None  # ... and how many it was fitted on (a seeded sample when fewer)
+    n_customers: int | None = None  # customers of the chosen segment analysed (the headline) ...
+    n_churned: int | None = None  # ... and how many of them have left
+    last_signup: pd.Timestamp | None = None  # the latest signup counted (on or before observed_to)
+    worth_sample: tuple[int, int] | None = None  # (sample, population) when the worth chain ran on a sample
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -80,13 +90,12 @@ class RetentionReport:
 
     def headline_markdown(self) -> str:
         """Who is analysed, as of when, and how many have left (free text escaped)."""
-        if self.frame is None:
+        if self.n_customers is None:
             return "**The retention analysis could not run:** " + " ".join(md_escape(w) for w in self.warnings)
-        sel = self.selected
-        churned = int(sel["event"].sum())
+        n, churned = self.n_customers, self.n_churned
         who = "customers (all segments)" if self.segment == "all" else md_escape(self.segment_label)
-        text = (f"**{len(sel):,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
-                f"have left ({fmt_percent(churned / max(len(sel), 1), 0)}).")
+        text = (f"**{n:,} {who}** analysed as of {self._as_of_text()}; {churned:,} "
+                f"have left ({fmt_percent(churned / max(n, 1), 0)}).")
         if self.source:
             text += f" Data: {md_escape(self.source)}."
         return text
@@ -523,32 +532,28 @@ def _table(frame: pd.DataFrame, **kwargs) -> str:
     return reader_table(frame, labels={c: str(c) for c in frame.columns}, **kwargs)
 
 
-def _load_customers(data_source: str, report_config: str, as_of: str, report: RetentionReport):
-    """Read settings and the customer table (plus responses when the dataset has them), through the report
-    layer's loader (:func:`helpers.reports.loader.load_report_inputs`) unless ``retention.file`` names a
-    separate customer export."""
+def _load_inputs(data_source: str, report_config: str, as_of: str, report: RetentionReport):
+    """Read the settings and open the data: ``(settings, cfg, dataset or None, retention file or None)``, through
+    the report layer's loader (:func:`helpers.reports.loader.load_report_inputs`) unless ``retention.file`` names
+    a separate customer export. No table is read into pandas here."""
     from helpers.config import load_report_config, resolve_retention_file
-    from helpers.data import load_retention_table
     from helpers.reports.loader import data_name, load_report_inputs, resolve_config_path
 
     cfg_path = resolve_config_path(report_config)
     cfg = load_report_config(cfg_path)
-    settings = cfg.retention
     report.currency = str(getattr(cfg, "currency", "") or "")
-    responses = None
-    last_date = None
     file = resolve_retention_file(cfg, cfg_path)
+    ds = None
+    last_date = None
     if file is not None:
         if not file.exists():
             raise R.RetentionInputError(f"retention file {file} not found", table="retention.file")
-        customers = load_retention_table(cfg, config_path=cfg_path)  # checks the configured columns exist
         report.source = data_name(file)
     else:
         # the data as of the report date: later signups, answers and tickets left out, later churn censored
         inputs = load_report_inputs(data_source, cfg_path, as_of=as_of or None)
         ds = inputs.dataset
         try:
-            customers, responses = ds.customers, ds.responses
             report.source = inputs.data_label
             report.worth_inputs = _worth_inputs(ds, cfg)
             report.warnings.extend(ds.excluded_messages())
@@ -561,7 +566,17 @@ def _load_customers(data_source: str, report_config: str, as_of: str, report: Re
     if as_of:
         report.as_of = pd.Timestamp(as_of)
     report.data_end = None if last_date is None or pd.isna(last_date) else pd.Timestamp(last_date).normalize()
-    return settings, customers, responses, (cfg, ds if file is None else None)
+    return cfg.retention, cfg, ds, (cfg, cfg_path, file)
+
+
+def _load_rows(ds, file_info):
+    """The customer table (and the answers when the dataset has them) as frames: the in-memory path."""
+    from helpers.data import load_retention_table
+
+    cfg, cfg_path, file = file_info
+    if file is not None:
+        return load_retention_table(cfg, config_path=cfg_path), None  # checks the configured columns exist
+    return ds.customers, ds.responses
 
 
 def _uses_contract_dates(settings) -> bool:
@@ -572,18 +587,17 @@ def _uses_contract_dates(settings) -> bool:
             and settings.id_column == "customer_id")
 
 
-def _open_engine(report: RetentionReport, cfg, ds, settings):
-    """The engine of ``report.yaml`` (``engine:``) over the run's dataset, or None (in-memory path) with a
-    note when it cannot be reached."""
-    if ds is None or cfg is None or not _uses_contract_dates(settings) or not ds.has("customers"):
+def _report_engine(report: RetentionReport, cfg, ds, settings):
+    """The engine of ``report.yaml`` over the run's dataset (:func:`helpers.engine.open_report_engine`), or None
+    for the in-memory path: a separate retention export, another retention layout, no customers table, or an
+    engine that cannot be opened (its note goes to the page)."""
+    if ds is None or not _uses_contract_dates(settings) or not ds.has("customers"):
         return None
-    try:
-        engine = cfg.engine.connect(dataset=ds)
-    except KitError as exc:
-        report.warnings.append(f"The {cfg.engine.kind} engine is not available ({exc}); the retention analyses "
-                               "were computed in memory.")
-        return None
-    report.engine_name = engine.name
+    engine, note = open_report_engine(ds, cfg)
+    if note:
+        report.warnings.append(note)
+    if engine is not None:
+        report.engine_name = engine.name
     return engine
 
 
@@ -615,15 +629,20 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
     report = RetentionReport(segment=segment or "all", horizon=int(horizon), holdout=int(holdout),
                              discount_rate=float(discount_rate))
     try:
-        settings, customers, responses, (cfg, ds) = _load_customers(data_source, report_config, as_of, report)
+        settings, cfg, ds, file_info = _load_inputs(data_source, report_config, as_of, report)
     except KitError as exc:
         report.warnings.append(str(exc))
         return report
     engine = None
     try:
-        frame = _survival_data(customers, settings, report)
-        engine = _open_engine(report, cfg, ds, settings) if report.has_dates else None
-        _analyse(report, frame, customers, responses, settings, engine, n_boot, monthly_rate)
+        engine = _report_engine(report, cfg, ds, settings)
+        if engine is not None:
+            _engine_observation(report, engine, ds)
+            _analyse(report, None, None, None, settings, engine, n_boot, monthly_rate, ds=ds)
+        else:
+            customers, responses = _load_rows(ds, file_info)
+            frame = _survival_data(customers, settings, report)
+            _analyse(report, frame, customers, responses, settings, None, n_boot, monthly_rate)
     except KitError as exc:
         report.warnings.append(str(exc))
     finally:
@@ -634,10 +653,15 @@ def prepare_retention_report(segment: str = "all", horizon: int = 12, holdout: i
     return report
 
 
-def _analyse(report: RetentionReport, frame, customers, responses, settings, engine, n_boot, monthly_rate) -> None:
-    """Every analysis of the page: curves, sBG counts and the Cox sample from ``engine`` aggregates when there is
-    one (the same numbers as the in-memory path, see tests/test_retention_engine.py), else from ``frame``."""
-    seg_col = settings.segment_column if settings.segment_column in frame.columns else None
+def _analyse(report: RetentionReport, frame, customers, responses, settings, engine, n_boot, monthly_rate,
+             ds=None) -> None:
+    """Every analysis of the page: from ``engine`` aggregates when there is one (the same numbers as the
+    in-memory path, see tests/test_retention_engine*.py; ``frame``/``customers``/``responses`` are then None),
+    else from ``frame`` (:func:`_survival_data`)."""
+    from helpers.engine import retention_queries as Q
+
+    columns = engine.columns("customers") if engine is not None else frame.columns
+    seg_col = settings.segment_column if settings.segment_column in columns else None
     if settings.segment_column and seg_col is None:
         report.warnings.append(f"segment column {shorten(settings.segment_column)} is not in the customer table; "
                                "no segments are compared.")
@@ -645,34 +669,47 @@ def _analyse(report: RetentionReport, frame, customers, responses, settings, eng
     if seg_col is None and report.segment != "all":
         report.warnings.append(f"segment {shorten(report.segment)} asked for but there are no segments: showing all.")
         report.segment = "all"
-    if seg_col is not None and report.segment != "all" and \
-            report.segment not in set(frame[seg_col].astype(str)):
-        known = sorted(frame[seg_col].astype(str).unique())
+    counts = None
+    if engine is not None:  # customers, churned and revenue per segment: the headline and lifetime values
+        counts = Q.customer_counts(engine, report.observed_to, by=seg_col)
+        known = set(counts[seg_col].astype(str)) if seg_col else set()
+    else:
+        known = set(frame[seg_col].astype(str)) if seg_col else set()
+    if seg_col is not None and report.segment != "all" and report.segment not in known:
+        known = sorted(known)
         report.warnings.append(f"segment {shorten(report.segment)} is not in column {shorten(seg_col)} (known: "
                                f"{', '.join(shorten(k, 40) for k in known[:12])}{' ...' if len(known) > 12 else ''}); "
                                "showing all customers.")
         report.segment = "all"
     report.frame = frame
-    sel = report.selected
-
-    _run(report, "cohort table", lambda: setattr(report, "cohorts", R.cohort_table(sel))
-         if report.has_dates else None)
+    chosen = {seg_col: report.segment} if seg_col and report.segment != "all" else None
     if engine is None:
+        sel = report.selected
+        report.n_customers, report.n_churned = len(sel), int(sel["event"].sum())
+        if report.has_dates:
+            report.last_signup = pd.Timestamp(pd.to_datetime(sel["signup_date"]).max())
+        _run(report, "cohort table", lambda: setattr(report, "cohorts", R.cohort_table(sel))
+             if report.has_dates else None)
         _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
-        _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col, settings))
-    else:
-        _run(report, "survival curves", lambda: _engine_survival(report, engine, seg_col))
-        _run(report, "satisfaction and churn", lambda: _engine_hazards(report, engine, responses, seg_col))
-    _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
-    if engine is None:
+        _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col))
+        _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
         _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
         _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
-    else:
-        counts = {}
-        _run(report, "sBG projections", lambda: _engine_sbg_fits(report, engine, seg_col, n_boot, counts))
-        _run(report, "sBG holdout check", lambda: _engine_sbg_holdout(report, counts.get("sbg"), seg_col, n_boot))
-    _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel, engine, seg_col))
-    _run(report, "lifetime value", lambda: _value(report, frame, seg_col, monthly_rate))
+        _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
+        _run(report, "lifetime value", lambda: _value(report, _row_margins(frame, seg_col, report.sbg),
+                                                      monthly_rate))
+        return
+    part = counts if chosen is None else counts[counts[seg_col].astype(str) == report.segment]
+    report.n_customers, report.n_churned = int(part["customers"].sum()), int(part["churned"].sum())
+    _run(report, "cohort table", lambda: _engine_cohorts(report, engine, chosen))
+    _run(report, "survival curves", lambda: _engine_survival(report, engine, seg_col))
+    _run(report, "satisfaction and churn", lambda: _engine_hazards(report, engine, seg_col))
+    _run(report, "what satisfaction is worth", lambda: _engine_worth(report, engine, ds))
+    sbg = {}
+    _run(report, "sBG projections", lambda: _engine_sbg_fits(report, engine, seg_col, n_boot, sbg))
+    _run(report, "sBG holdout check", lambda: _engine_sbg_holdout(report, sbg.get("sbg"), seg_col, n_boot))
+    _run(report, "retention-rate forecast", lambda: _rate_forecast(report, None, engine, chosen))
+    _run(report, "lifetime value", lambda: _value(report, _count_margins(counts, seg_col, report.sbg), monthly_rate))
 
 
 def _run(report: RetentionReport, what: str, step) -> None:
@@ -680,6 +717,54 @@ def _run(report: RetentionReport, what: str, step) -> None:
         step()
     except KitError as exc:
         report.warnings.append(f"{what}: {exc}")
+
+
+def _observation_window(report: RetentionReport, customers: int, first_signup, last_signup, last_end,
+                        later: int) -> None:
+    """``data_end``, ``observed_to`` (the earlier of the as-of date and the data's last day) and their notes, from
+    the customers' first and last signup, last end date and how many signed up after ``observed_to`` (a
+    function of it: ``later(observed_to)``). Raises when every customer signed up later."""
+    days = [d for d in (report.data_end, last_signup, last_end) if d is not None and not pd.isna(d)]
+    report.data_end = pd.Timestamp(max(days)).normalize()  # answers/tickets (dataset) or the customers' own dates
+    if report.as_of is None:
+        report.as_of = report.data_end
+    report.observed_to = min(report.as_of, report.data_end)
+    if report.observed_to < report.as_of:
+        report.warnings.append(f"The data end on {report.data_end.date()}, before the as-of date "
+                               f"{report.as_of.date()}: customers without an end date are counted as customers "
+                               f"up to {report.data_end.date()} only (nothing is known after it).")
+    n_later = later(report.observed_to)
+    if n_later == customers:
+        raise report.too_little_history(
+            f"all {customers:,} customers signed up later"
+            + (f" (the first on {pd.Timestamp(first_signup).date()})" if not pd.isna(first_signup) else ""))
+    if n_later:
+        report.warnings.append(f"{n_later:,} customers who signed up after the as-of date "
+                               f"{report.observed_to.date()} are not counted.")
+
+
+def _engine_observation(report: RetentionReport, engine, ds) -> None:
+    """:func:`_survival_data` of the engine path: the customers' dates checked and the observation window set,
+    from one query (no customer row read)."""
+    from helpers.engine import retention_queries as Q
+
+    d = Q.customer_dates(engine, cutoff=getattr(ds, "cutoff", None))
+    if d["customers"] == 0:
+        raise R.RetentionInputError("has no rows", table="customers", expected="at least one customer")
+    if d["no_signup"]:
+        raise R.RetentionInputError("has missing or unreadable start dates", table="customers",
+                                    column="signup_date", n_rows=d["no_signup"], expected="a date on every row")
+    if d["end_before_signup"]:
+        raise R.RetentionInputError("has end dates before the start date (signup_date)", table="customers",
+                                    column="end_date", n_rows=d["end_before_signup"], expected="end on or after start")
+
+    def later(day):
+        counted = Q.customer_counts(engine, day)
+        return d["customers"] - int(counted["customers"].sum())
+
+    _observation_window(report, d["customers"], d["first_signup"], d["last_signup"], d["last_end"], later)
+    report.last_signup = min(d["last_signup"], report.observed_to)
+    report.has_dates = True
 
 
 def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -> pd.DataFrame:
@@ -704,26 +789,11 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
                                             settings.end_column: "end_date"})
         signup = pd.to_datetime(renamed["signup_date"], errors="coerce")
         ends = pd.to_datetime(renamed["end_date"], errors="coerce") if "end_date" in renamed.columns else signup
-        # the last day the data covers: answers/tickets (dataset) or the customers' own dates
-        data_end = max(d for d in (report.data_end, signup.max(), ends.max()) if d is not None and not pd.isna(d))
-        report.data_end = pd.Timestamp(data_end).normalize()
-        if report.as_of is None:
-            report.as_of = report.data_end
-        report.observed_to = min(report.as_of, report.data_end)
-        if report.observed_to < report.as_of:
-            report.warnings.append(f"The data end on {report.data_end.date()}, before the as-of date "
-                                   f"{report.as_of.date()}: customers without an end date are counted as customers "
-                                   f"up to {report.data_end.date()} only (nothing is known after it).")
+        _observation_window(report, len(renamed), signup.min(), signup.max(), ends.max(),
+                            lambda day: int((signup > day).sum()))
         later = signup > report.observed_to
-        if later.all():
-            first = signup.min()
-            raise report.too_little_history(
-                f"all {len(renamed):,} customers signed up later"
-                + (f" (the first on {first.date()})" if not pd.isna(first) else ""))
         if later.any():
             renamed = renamed[~later]
-            report.warnings.append(f"{int(later.sum()):,} customers who signed up after the as-of date "
-                                   f"{report.observed_to.date()} are not counted.")
         frame = R.customer_durations(renamed, as_of=report.observed_to)
         report.has_dates = True
     if id_col != "customer_id":
@@ -733,7 +803,21 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
 
 COX_SAMPLE_SIZE = 100_000  # customers the Cox model is fitted on at most (a seeded sample above it)
 COX_SAMPLE_SEED = 20261125
+WORTH_SAMPLE_SIZE = COX_SAMPLE_SIZE  # customers the worth chain reads at most (the Cox sample's customers)
 SBG_MIN_CUSTOMERS = 30  # helpers.retention.fit_sbg_by's default: fewer customers, no segment fit
+
+
+def _engine_cohorts(report, engine, chosen) -> None:
+    """The cohort heatmap from the engine's customers per (signup month, days as a customer): the counts
+    :func:`helpers.retention.cohort_table` takes from the rows, so the same table."""
+    from helpers.engine import retention_queries as Q
+
+    counts = Q.cohort_counts(engine, report.observed_to, filters=chosen)
+    if counts.empty:
+        return
+    survived, exposure = Q.cohort_table_inputs(counts, report.observed_to)
+    longest = R.whole_months([(report.observed_to - counts["first_signup"].min()).days / R.AVG_DAYS_PER_MONTH])[0]
+    report.cohorts = R.cohort_table_from_counts(survived, exposure, int(longest))
 
 
 def _engine_survival(report, engine, seg_col) -> None:
@@ -744,26 +828,32 @@ def _engine_survival(report, engine, seg_col) -> None:
     report.survival = A.kaplan_meier_from_counts(counts, group=seg_col)
 
 
-def _engine_hazards(report, engine, responses, seg_col, sample_size: int | None = None) -> None:
+def _engine_hazards(report, engine, seg_col, sample_size: int | None = None) -> None:
     """The Cox model on the engine's seeded sample of at most ``sample_size`` customers (everyone when there are
     fewer), with each customer's mean CSAT up to the observed day; the page states the sample and population."""
     from helpers.engine import aggregates as A
 
-    satisfaction = (responses is not None and len(responses) > 0 and engine.has("responses")
-                    and "csat" in engine.columns("responses"))
+    satisfaction = engine.has("responses") and "csat" in engine.columns("responses")
     data = A.cox_sample(engine, sample_size or COX_SAMPLE_SIZE, seed=COX_SAMPLE_SEED,
                         covariates=[seg_col] if seg_col else [],
                         satisfaction=satisfaction, as_of=report.observed_to)
     report.cox_population, report.cox_sample_size = int(data.attrs["population"]), int(data.attrs["size"])
+    _fit_hazards(report, data, seg_col)
+
+
+def _fit_hazards(report, data: pd.DataFrame, seg_col) -> None:
+    """The Cox model of both paths on ``data`` (duration, event, the segment and, when there, each customer's
+    ``mean_csat``): mean CSAT enters when at least 30 customers have one (a note when more than a tenth have
+    none), the segment when it varies."""
     covs = []
-    if satisfaction and data["mean_csat"].notna().sum() >= 30:
+    if "mean_csat" in data.columns and data["mean_csat"].notna().sum() >= 30:
         covs.append("mean_csat")
         report.satisfaction_covariate = "mean_csat"
         share = data["mean_csat"].notna().mean()
         if share < 0.9:
             report.warnings.append(f"{1 - share:.0%} of customers never answered a CSAT survey and are "
                                    "left out of the hazard-ratio model.")
-    if seg_col and data[seg_col].nunique() > 1:
+    if seg_col and data[seg_col].nunique() > 1:  # a single segment has nothing to compare
         covs.append(seg_col)
     if not covs:
         report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
@@ -839,26 +929,12 @@ def _engine_sbg_holdout(report, counts, seg_col, n_boot) -> None:
                                      label=f"cohorts {first}-{first + 2}")
 
 
-def _hazards(report, frame, responses, seg_col, settings) -> None:
-    covs = []
+def _hazards(report, frame, responses, seg_col) -> None:
     data = frame
     if responses is not None and len(responses) and "csat" in responses.columns:
         sat = R.customer_satisfaction(responses, as_of=report.observed_to)
         data = frame.merge(sat[["customer_id", "mean_csat"]], on="customer_id", how="left")
-        if data["mean_csat"].notna().sum() >= 30:
-            covs.append("mean_csat")
-            report.satisfaction_covariate = "mean_csat"
-            share = data["mean_csat"].notna().mean()
-            if share < 0.9:
-                report.warnings.append(f"{1 - share:.0%} of customers never answered a CSAT survey and are "
-                                       "left out of the hazard-ratio model.")
-    if seg_col and data[seg_col].nunique() > 1:  # a single segment has nothing to compare
-        covs.append(seg_col)
-    if not covs:
-        report.warnings.append("no satisfaction data and no segments: no hazard-ratio model.")
-        return
-    report.hazards = R.fit_cox(data, "duration", "event", covs)
-    report.hazards.labels["mean_csat"] = "each extra point of a customer's mean CSAT"
+    _fit_hazards(report, data, seg_col)
 
 
 def _worth_inputs(ds, cfg) -> dict:
@@ -873,17 +949,75 @@ def _worth_inputs(ds, cfg) -> dict:
             "drivers": list(getattr(cfg, "drivers", []) or []) or None}
 
 
-def _worth(report, customers, responses) -> None:
+def _worth(report, customers, responses, fingerprint: str | None = None) -> None:
     """The corrected churn link and revenue at risk (shared with the drivers page through the run's cache)."""
     from helpers.drivers_report import company_worth_analysis
 
     inputs = report.worth_inputs
     if not inputs:  # a separate retention export: no survey answers to link
         inputs = {"has_customers": True, "has_revenue": "monthly_revenue" in customers.columns}
+    if fingerprint is not None:
+        inputs = {**inputs, "fingerprint": fingerprint}
     day = report.observed_to if report.observed_to is not None else report.as_of
     if day is None:
         return
     report.worth = company_worth_analysis(customers, responses, day, currency=report.currency, **inputs)
+
+
+def _engine_worth(report, engine, ds, size: int | None = None) -> None:
+    """:func:`_worth` on at most ``size`` customers (:data:`WORTH_SAMPLE_SIZE`): every customer when the table
+    has no more (the dataset's frames, bounded by that size: the in-memory path's numbers), else the seeded
+    sample of the Cox model (:func:`helpers.engine.retention_queries.customer_sample_frames`), with revenue at
+    risk scaled to all customers (:func:`scale_revenue_at_risk`) and the sample stated."""
+    from helpers.engine import retention_queries as Q
+
+    size = int(size or WORTH_SAMPLE_SIZE)
+    total = int(engine.query("SELECT count(*) AS n FROM customers")["n"].iloc[0])
+    if total <= size:
+        _worth(report, ds.customers, ds.responses if ds.has("responses") else None)
+        return
+    customers, responses, population = Q.customer_sample_frames(engine, size, COX_SAMPLE_SEED, report.observed_to)
+    key = f"{report.worth_inputs.get('fingerprint', '')}|sample {len(customers)} of {population}, seed {COX_SAMPLE_SEED}"
+    _worth(report, customers, responses, fingerprint=key)
+    report.worth_sample = (len(customers), population)
+    if report.worth is not None and report.worth.risk is not None:
+        import dataclasses
+
+        report.worth = dataclasses.replace(report.worth, risk=scale_revenue_at_risk(
+            report.worth.risk, population / len(customers), len(customers), population))
+
+
+def scale_revenue_at_risk(risk, factor: float, sample: int, population: int):
+    """Revenue at risk of a seeded simple random sample of ``sample`` of ``population`` customers as the
+    population's: every total (customers, expected revenue, customers and revenue at risk, and their bootstrap
+    interval ends) times ``factor = population / sample`` (the expansion estimator of a total; the bootstrap over
+    the sample's customers is the sampling distribution of that estimate), shares unchanged; the readers' texts
+    rebuilt and the sample stated in the notes."""
+    import dataclasses
+
+    from helpers import impact_report as IR
+    from helpers.formatting import fmt_currency
+
+    t = risk.table.copy()
+    money = ["revenue", "revenue_at_risk", "revenue_at_risk_low", "revenue_at_risk_high", "customers_at_risk",
+             "customers_at_risk_low", "customers_at_risk_high"]
+    for c in money:
+        t[c] = t[c].astype(float) * factor
+    t["customers"] = np.rint(t["customers"].astype(float) * factor).astype("int64")
+    t["share_of_revenue"] = t["revenue_at_risk"] / t["revenue"]
+    cur = risk.currency
+    t["risk_ci"] = [f"{fmt_currency(r.revenue_at_risk, cur)} ({fmt_currency(r.revenue_at_risk_low, cur)} to "
+                    f"{fmt_currency(r.revenue_at_risk_high, cur)})" for r in t.itertuples()]
+    t["customers_ci"] = [IR._count_ci(r.customers_at_risk, r.customers_at_risk_low, r.customers_at_risk_high)
+                         for r in t.itertuples()]
+    stated = (f"Estimated from a seeded random sample of {sample:,} of the {population:,} customers (totals "
+              f"scaled by {population:,} / {sample:,}; the intervals include the sampling).")
+    sentences = [
+        f"In {'the company' if r.dimension == 'all' else column_label(r.dimension).lower() + ' ' + str(r.group)}, "
+        f"{r.risk_ci} of revenue at risk ({fmt_number(100 * r.share_of_revenue, 1)}% of the expected revenue); "
+        f"{IR.ASSOCIATION}." for r in t.itertuples()]
+    t["sentence"] = sentences
+    return dataclasses.replace(risk, table=t, sentences=sentences, notes=[*risk.notes, stated])
 
 
 def _sbg_fits(report, frame, seg_col, n_boot) -> None:
@@ -913,7 +1047,7 @@ def _sbg_holdout(report, sel, n_boot) -> None:
                                      label=f"cohorts {first}-{first + 2}")
 
 
-def _rate_forecast(report, sel, engine=None, seg_col=None) -> None:
+def _rate_forecast(report, sel, engine=None, chosen=None) -> None:
     if not report.has_dates:
         return
     if engine is None:
@@ -921,7 +1055,6 @@ def _rate_forecast(report, sel, engine=None, seg_col=None) -> None:
     else:  # the same table from one engine query (helpers.engine.aggregates.retention_rate_counts)
         from helpers.engine import aggregates as A
 
-        chosen = {seg_col: report.segment} if seg_col and report.segment != "all" else None
         rates = A.retention_rate_counts(engine, as_of=report.observed_to, filters=chosen)
     need = report.holdout + 8
     if len(rates) < need:
@@ -931,14 +1064,33 @@ def _rate_forecast(report, sel, engine=None, seg_col=None) -> None:
                                              label=report.segment_label)
 
 
-def _value(report, frame, seg_col, monthly_rate) -> None:
+def _row_margins(frame, seg_col, fits) -> dict:
+    """``{fit name: (customers, average monthly revenue)}`` from the rows ("all" = every customer)."""
+    out = {}
+    for name in fits:
+        g = frame if name == "all" else frame[frame[seg_col].astype(str) == name]
+        out[name] = (len(g), float(g["monthly_revenue"].mean()) if "monthly_revenue" in g.columns else np.nan)
+    return out
+
+
+def _count_margins(counts, seg_col, fits) -> dict:
+    """:func:`_row_margins` from :func:`helpers.engine.retention_queries.customer_counts` per segment."""
+    out = {}
+    for name in fits:
+        g = counts if name == "all" else counts[counts[seg_col].astype(str) == name]
+        n_rev = int(g["revenue_n"].sum())
+        out[name] = (int(g["customers"].sum()), float(g["revenue_total"].sum()) / n_rev if n_rev else np.nan)
+    return out
+
+
+def _value(report, margins: dict, monthly_rate) -> None:
+    """Lifetime value per sBG fit: margin x discounted expected lifetime, with the fit's interval."""
     rows = []
     for name, fit in report.sbg.items():
-        g = frame if name == "all" else frame[frame[seg_col].astype(str) == name]
-        margin = float(g["monthly_revenue"].mean()) if "monthly_revenue" in g.columns else np.nan
+        customers, margin = margins[name]
         dl = fit.discounted_lifetime(monthly_rate)
         lo, hi = fit.discounted_lifetime_interval(monthly_rate) if len(fit.boot) else (np.nan, np.nan)
-        rows.append({"segment": name, "customers": len(g), "alpha": fit.alpha, "beta": fit.beta,
+        rows.append({"segment": name, "customers": customers, "alpha": fit.alpha, "beta": fit.beta,
                      "expected_months_in_horizon": fit.expected_lifetime(horizon=report.horizon),
                      "del": dl, "del_low": lo, "del_high": hi, "monthly_margin": margin,
                      "clv": margin * dl, "clv_low": margin * lo, "clv_high": margin * hi})

@@ -1,0 +1,261 @@
+"""Engine queries of the retention pages (issue 14): what the company retention page and the department page's
+retention section still read as rows, as aggregates (DuckDB dialect, transpiled for Spark like
+:mod:`helpers.engine.aggregates`, whose conventions they follow: months = days / 30.4375, a customer churned when
+the end date is on or before the as-of day, customers who signed up later are not counted).
+
+* :func:`customer_dates`: first and last signup, last end date, customers, rows without a signup date and rows
+  ending before they start (what :func:`helpers.retention.survival_frame` checks on the rows).
+* :func:`customer_counts`: per group, customers, churned, and the count and sum of ``monthly_revenue`` (the
+  page's headline counts and the lifetime values' average monthly revenue).
+* :func:`cohort_counts`: customers per signup month and whole days as a customer, with each month's last
+  signup; :func:`helpers.retention.cohort_table_from_counts` turns them into the heatmap exactly.
+* :func:`delayed_entry_counts`: one department's customers per (group, entry day, exit day, churned): entry =
+  days from signup to the first ticket or survey answer with the department, exit = days from signup to churn or
+  the as-of day; :func:`delayed_entry_km_from_counts` gives the Kaplan-Meier curves with delayed entry (left
+  truncation: at risk at t when entry < t <= exit, so the number at risk is the number entered before t minus
+  the number exited before t; Klein & Moeschberger, *Survival Analysis*, 2nd ed., 4.6) of
+  :func:`helpers.objectives_report.delayed_entry_survival`, exactly.
+* :func:`customer_sample_frames`: the customers of the seeded sample of
+  :func:`helpers.engine.aggregates.cox_sample` (smallest hash of customer id and seed) and their survey answers,
+  as the frames :class:`helpers.data.Dataset` builds (row-level inputs bounded by the sample size, for the
+  analyses that need rows: the corrected churn link and revenue at risk).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers.engine.aggregates import AVG_DAYS_PER_MONTH, _int, _stop_sql, as_columns, hash_uint32_sql, where_sql
+from helpers.engine.base import Engine, quote_ident as q, sql_literal
+
+
+def _day(value) -> pd.Timestamp | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).normalize()
+
+
+def customer_dates(engine: Engine, cutoff=None, table: str = "customers") -> dict:
+    """``first_signup``, ``last_signup``, ``last_end`` (Timestamps or None), ``customers``, ``no_signup`` (rows
+    without a signup date) and ``end_before_signup``. ``cutoff``: the day the data were cut at (signups after it
+    left out, end dates after it read as empty), for an engine reading the uncut files (Spark)."""
+    signup, end = "signup_date", "end_date"
+    where = ""
+    if cutoff is not None:
+        day = sql_literal(pd.Timestamp(cutoff).normalize())
+        where = f"WHERE signup_date IS NULL OR signup_date <= {day}"
+        end = f"CASE WHEN end_date <= {day} THEN end_date END"
+    got = engine.query(f"SELECT min({signup}) AS first_signup, max({signup}) AS last_signup, max({end}) AS last_end, "
+                       f"count(*) AS customers, {_int('count_if(signup_date IS NULL)')} AS no_signup, "
+                       f"{_int(f'count_if({end} < signup_date)')} AS end_before_signup FROM {q(table)} {where}")
+    row = got.iloc[0]
+    return {"first_signup": _day(row["first_signup"]), "last_signup": _day(row["last_signup"]),
+            "last_end": _day(row["last_end"]), "customers": int(row["customers"]),
+            "no_signup": int(row["no_signup"]), "end_before_signup": int(row["end_before_signup"])}
+
+
+def customer_counts(engine: Engine, as_of, by=None, filters=None, table: str = "customers") -> pd.DataFrame:
+    """Per ``by`` group (customers who signed up on or before ``as_of``): ``customers``, ``churned`` (end date on
+    or before ``as_of``), ``revenue_n`` and ``revenue_total`` (count and sum of ``monthly_revenue``; 0 and NaN
+    without that column). Groups in sorted order (a missing group value last)."""
+    day = sql_literal(pd.Timestamp(as_of).normalize())
+    by_cols = as_columns(by)
+    churned, _ = _stop_sql(pd.Timestamp(as_of).normalize())
+    revenue = "monthly_revenue" in engine.columns(table)
+    rev = (f"count(monthly_revenue) AS revenue_n, sum(CAST(monthly_revenue AS DOUBLE)) AS revenue_total"
+           if revenue else "0 AS revenue_n, CAST(NULL AS DOUBLE) AS revenue_total")
+    gsel = "".join(f"{q(c)}, " for c in by_cols)
+    group = f"GROUP BY {', '.join(q(c) for c in by_cols)}" if by_cols else ""
+    out = engine.query(f"SELECT {gsel}count(*) AS customers, {_int(f'count_if({churned})')} AS churned, {rev} "
+                       f"FROM {q(table)} {where_sql(filters, extra=[f'signup_date <= {day}'])} {group}")
+    for c in ("customers", "churned", "revenue_n"):
+        out[c] = out[c].astype("int64")
+    out["revenue_total"] = out["revenue_total"].astype("float64")
+    if by_cols:
+        out = out.sort_values(by_cols, kind="stable", na_position="last", key=lambda s: s.astype(str)
+                              .where(s.notna(), None))
+    return out.reset_index(drop=True)
+
+
+def cohort_counts(engine: Engine, as_of, filters=None, table: str = "customers") -> pd.DataFrame:
+    """Customers per signup month (``cohort``, a month start) and whole ``days`` from signup to churn (end date
+    on or before ``as_of``) or ``as_of``, with the first and last signup among them (the customers observed the
+    longest and the shortest)."""
+    as_of = pd.Timestamp(as_of).normalize()
+    _, stop = _stop_sql(as_of)
+    cohort = "CAST(date_trunc('month', signup_date) AS DATE)"
+    days = f"date_diff('day', signup_date, {stop})"
+    inner = (f"SELECT {cohort} AS cohort, {days} AS days, signup_date FROM {q(table)} "
+             f"{where_sql(filters, extra=[f'signup_date <= {sql_literal(as_of)}'])}")
+    out = engine.query(f"SELECT cohort, days, count(*) AS customers, min(signup_date) AS first_signup, "
+                       f"max(signup_date) AS last_signup FROM ({inner}) AS _c GROUP BY cohort, days")
+    for c in ("cohort", "first_signup", "last_signup"):
+        out[c] = pd.to_datetime(out[c])
+    out["days"], out["customers"] = out["days"].astype("int64"), out["customers"].astype("int64")
+    return out.sort_values(["cohort", "days"], kind="stable").reset_index(drop=True)
+
+
+def cohort_table_inputs(counts: pd.DataFrame, as_of) -> tuple[pd.DataFrame, pd.Series]:
+    """:func:`cohort_counts` as the inputs of :func:`helpers.retention.cohort_table_from_counts`: customers per
+    (cohort label ``YYYY-MM``, whole months survived = floor(days / 30.4375 + 1e-9)) and each cohort's
+    exposure (whole months from its last signup to ``as_of``, :func:`helpers.retention.customer_durations`)."""
+    from helpers.retention import whole_months  # noqa: PLC0415
+
+    label = counts["cohort"].dt.to_period("M").astype(str)
+    months = whole_months(counts["days"].to_numpy() / AVG_DAYS_PER_MONTH)
+    survived = (pd.DataFrame({"cohort": label.to_numpy(), "months": months, "customers": counts["customers"].to_numpy()})
+                .groupby(["cohort", "months"], as_index=False)["customers"].sum())
+    last = counts.assign(cohort=label).groupby("cohort")["last_signup"].max()
+    days_observed = (pd.Timestamp(as_of).normalize() - last).dt.days.to_numpy()
+    exposure = pd.Series(whole_months(days_observed / AVG_DAYS_PER_MONTH), index=last.index)
+    return survived, exposure
+
+
+def _contacts_sql(engine: Engine, department: str, until) -> str | None:
+    """Every ticket and survey answer of ``department`` (customer id as text, when as a timestamp), up to
+    ``until`` (inclusive, a timestamp) when given."""
+    parts = []
+    for table, col in (("tickets", "created_at"), ("responses", "response_date")):
+        if not engine.has(table):
+            continue
+        when = f"CAST({q(col)} AS TIMESTAMP)"
+        extra = [f"{q(col)} IS NOT NULL"] + ([f"{when} <= {sql_literal(pd.Timestamp(until))}"]
+                                               if until is not None else [])
+        parts.append(f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, {when} AS contact FROM {q(table)} "
+                     f"{where_sql({'department': department}, extra=extra)}")
+    return " UNION ALL ".join(parts) if parts else None
+
+
+def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, contacts_until=None,
+                         table: str = "customers") -> pd.DataFrame:
+    """One department's customers (a ticket or survey answer with it up to ``contacts_until``) per ``by`` group,
+    ``entry_days`` (signup to the first contact's day, not clipped), ``exit_days`` (signup to churn or ``as_of``),
+    ``event`` (churned on or before ``as_of``): ``customers``. ``as_of`` None: the latest signup or end date of
+    those customers (:func:`helpers.retention.customer_durations`). ``attrs["as_of"]``: the day used."""
+    by_cols = as_columns(by)
+    contacts = _contacts_sql(engine, department, contacts_until)
+    columns = [*by_cols, "entry_days", "exit_days", "event", "customers"]
+    if contacts is None:
+        return pd.DataFrame(columns=columns)
+    joined = (f"(SELECT c.*, f.first_contact FROM {q(table)} AS c JOIN (SELECT customer_id, min(contact) AS "
+              f"first_contact FROM ({contacts}) AS _t GROUP BY customer_id) AS f "
+              f"ON CAST(c.customer_id AS VARCHAR) = f.customer_id) AS _d")
+    if as_of is None:
+        got = engine.query(f"SELECT max(signup_date) AS s, max(end_date) AS e FROM {joined}")
+        days = [_day(got[c].iloc[0]) for c in ("s", "e")]
+        days = [d for d in days if d is not None]
+        as_of = max(days) if days else None
+    if as_of is None:
+        return pd.DataFrame(columns=columns)
+    as_of = pd.Timestamp(as_of).normalize()
+    churned, stop = _stop_sql(as_of)
+    keys = [*[q(c) for c in by_cols], "entry_days", "exit_days", "event"]
+    inner = (f"SELECT {''.join(f'{q(c)}, ' for c in by_cols)}"
+             f"date_diff('day', signup_date, CAST(first_contact AS DATE)) AS entry_days, "
+             f"date_diff('day', signup_date, {stop}) AS exit_days, CASE WHEN {churned} THEN 1 ELSE 0 END AS event "
+             f"FROM {joined} WHERE signup_date <= {sql_literal(as_of)}")
+    out = engine.query(f"SELECT {', '.join(keys)}, count(*) AS customers FROM ({inner}) AS _e "
+                       f"GROUP BY {', '.join(keys)}")
+    for c in ("entry_days", "exit_days", "event", "customers"):
+        out[c] = out[c].astype("int64")
+    out = out.sort_values([*by_cols, "entry_days", "exit_days", "event"], kind="stable").reset_index(drop=True)
+    out.attrs["as_of"] = as_of
+    return out[columns]
+
+
+def delayed_entry_km_from_counts(counts: pd.DataFrame, group: str | None = None, alpha: float = 0.05):
+    """:func:`helpers.objectives_report.delayed_entry_survival` from :func:`delayed_entry_counts`: months =
+    days / 30.4375, entry clipped at 0, customers with entry at or after their exit left out; statsmodels
+    ``SurvfuncRight(time, status, entry=, freq_weights=)`` (numbers at risk = entered before t minus exited
+    before t) with Greenwood standard errors as without weights, log-log intervals, the median with its
+    ``cloglog`` interval. Returns a :class:`helpers.retention.KaplanMeierResult`."""
+    from scipy import stats  # noqa: PLC0415
+    from statsmodels.duration.survfunc import SurvfuncRight  # noqa: PLC0415
+
+    from helpers.engine.aggregates import _greenwood_se  # noqa: PLC0415
+    from helpers.errors import KitError  # noqa: PLC0415
+    from helpers.retention import KaplanMeierResult  # noqa: PLC0415
+
+    c = counts.assign(entry=np.maximum(counts["entry_days"].to_numpy() / AVG_DAYS_PER_MONTH, 0.0),
+                      duration=counts["exit_days"].to_numpy() / AVG_DAYS_PER_MONTH)
+    c = c[c["entry"] < c["duration"]]
+    if c.empty or c["customers"].sum() == 0:
+        raise KitError("no customer has time at risk after entering the sample (entry before the end)")
+    z = stats.norm.ppf(1 - alpha / 2)
+    keys = [None] if group is None else sorted(c[group].dropna().unique(), key=str)
+    rows, meds = [], []
+    for k in keys:
+        part = c if k is None else c[c[group] == k]
+        d, e = part["duration"].to_numpy(float), part["event"].to_numpy(float)
+        w, en = part["customers"].to_numpy(float), part["entry"].to_numpy(float)
+        sf = SurvfuncRight(d, e, entry=en, freq_weights=w)
+        s = np.asarray(sf.surv_prob, float)
+        se = sf.surv_prob_se = _greenwood_se(s, np.asarray(sf.n_risk, float), np.asarray(sf.n_events, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.log(-np.log(s))
+            sell = se / (s * np.abs(np.log(s)))
+            lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll + z * sell))))
+            hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll - z * sell))))
+        n_total = int(w.sum())
+        table = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
+                              "at_risk": np.rint(np.asarray(sf.n_risk, float)).astype("int64"),
+                              "events": np.rint(np.asarray(sf.n_events, float)).astype("int64")})
+        if table.empty:
+            table = pd.DataFrame({"time": [float(d.max())], "survival": [1.0], "ci_low": [1.0], "ci_high": [1.0],
+                                  "at_risk": [n_total], "events": [0]})
+        if group is not None:
+            table.insert(0, group, k)
+        rows.append(table)
+        med, lo_m, hi_m = float("nan"), float("nan"), float("inf")
+        if (s <= 0.5).any():
+            med = float(sf.quantile(0.5))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ci = sf.quantile_ci(0.5, alpha=alpha, method="cloglog")
+            lo_m = float(ci[0]) if ci[0] is not None else float("nan")
+            hi_m = float(ci[1]) if ci[1] is not None else float("inf")
+        mrow = {"n": n_total, "events": int((e * w).sum()), "median": med, "ci_low": lo_m, "ci_high": hi_m,
+                "last_time": float(d.max()), "survival_at_end": float(s[-1]) if len(s) else 1.0}
+        meds.append({group: k, **mrow} if group is not None else mrow)
+    return KaplanMeierResult(table=pd.concat(rows, ignore_index=True), medians=pd.DataFrame(meds), group=group,
+                             alpha=alpha, log_rank_note="curves with delayed entry are not compared by a test here")
+
+
+def customer_sample_frames(engine: Engine, size: int, seed: int, as_of, *, skip_columns: Sequence[str] = ("comment",),
+                           table: str = "customers") -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    """``(customers, responses, population)``: the seeded sample of :func:`helpers.engine.aggregates.cox_sample`
+    (the ``size`` customers signed up on or before ``as_of`` with the smallest hash of id and seed; the same
+    customers on every engine) with every column, and their survey answers up to ``as_of`` (without the
+    ``skip_columns``, free text no analysis of these frames reads), typed as :meth:`helpers.data.Dataset.frame`
+    types them, sorted by customer id (answers by customer, date and id). ``population``: the customers signed
+    up on or before ``as_of``."""
+    from helpers.data import column_spec  # noqa: PLC0415
+    from helpers.schema import PANDAS_DTYPES  # noqa: PLC0415
+
+    day = sql_literal(pd.Timestamp(as_of).normalize())
+    where = f"WHERE c.signup_date <= {day}"
+    u = hash_uint32_sql(f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+    picked = f"(SELECT c.customer_id FROM {q(table)} AS c {where} ORDER BY {u}, c.customer_id LIMIT {int(size)})"
+
+    def typed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        for col in frame.columns:
+            try:
+                dtype = PANDAS_DTYPES[column_spec(name, col).dtype]
+            except (KeyError, ValueError):
+                continue
+            if str(dtype).startswith("datetime"):
+                frame[col] = pd.to_datetime(frame[col])
+            frame[col] = frame[col].astype(dtype)
+        return frame
+
+    cols = ", ".join(f"c.{q(col)}" for col in engine.columns(table))
+    customers = engine.query(f"SELECT {cols} FROM {q(table)} AS c WHERE c.customer_id IN {picked} "
+                             f"ORDER BY c.customer_id")
+    population = int(engine.query(f"SELECT count(*) AS n FROM {q(table)} AS c {where}")["n"].iloc[0])
+    responses = None
+    if engine.has("responses"):
+        rcols = [col for col in engine.columns("responses") if col not in skip_columns]
+        order = ", ".join(f"r.{q(c)}" for c in ("customer_id", "response_date", "response_id") if c in rcols)
+        responses = engine.query(f"SELECT {', '.join(f'r.{q(col)}' for col in rcols)} FROM responses AS r "
+                                 f"WHERE r.customer_id IN {picked} AND r.response_date <= {day} ORDER BY {order}")
+        responses = typed("responses", responses)
+    return typed(table, customers), responses, population
