@@ -45,7 +45,7 @@ from helpers.params_yaml import load_params_yaml, parse_params_yaml
 
 __all__ = [
     "Theme", "Codebook", "load_codebook", "parse_codebook", "codebook_from_text", "sentiment_label",
-    "normalise_text", "match_themes", "theme_flags_sql",
+    "normalise_text", "match_themes", "theme_flags_sql", "accent_table",
     "search_comments", "load_comments", "nps_group", "sentiment", "SuggestedThemes", "suggest_themes",
     "DistinctiveTerms",
     "distinctive_terms", "log_odds_dirichlet", "escape_text", "MAX_SAMPLE",
@@ -76,8 +76,40 @@ _SEPARATOR_PY = re.compile(_class(lambda c: "\\U%08X" % c) + "+")
 MATCH_TEXT_SQL = "lower(strip_accents(coalesce({x}, '')))"
 
 
-def _match_text_sql(expr: str) -> str:
-    return MATCH_TEXT_SQL.format(x=expr)
+def _match_text_sql(expr: str, portable: bool = False) -> str:
+    """The text the matcher searches. ``portable``: the same text without DuckDB's ``strip_accents`` (Spark
+    has none), by ``translate`` with :func:`accent_table` (lower case, accents mapped to their letters,
+    combining accents deleted), so the query transpiles to Spark SQL unchanged."""
+    if not portable:
+        return MATCH_TEXT_SQL.format(x=expr)
+    src, dst = accent_table()
+    lit = (lambda t: "'" + t.replace("'", "''") + "'")
+    return f"lower(translate(coalesce({expr}, ''), {lit(src)}, {lit(dst)}))"
+
+
+#: the code points :func:`accent_table` maps: Latin-1 to Greek Extended (Latin, Greek, Cyrillic letters with
+#: accents; combining accents U+0300-U+036F)
+_ACCENT_RANGE = (0xC0, 0x2000)
+_ACCENTS: tuple[str, str] | None = None
+
+
+def accent_table() -> tuple[str, str]:
+    """``(from, to)`` for SQL ``translate``: each letter of :data:`_ACCENT_RANGE` that DuckDB's ``strip_accents``
+    changes into one other character (``é`` -> ``e``), then the characters it deletes (combining accents;
+    ``translate`` deletes the characters of ``from`` beyond the length of ``to``). Taken from DuckDB itself, so
+    the portable matcher equals the DuckDB one on these characters (tests check it on every one of them)."""
+    global _ACCENTS
+    if _ACCENTS is None:
+        con = _connect()
+        try:
+            rows = con.execute(f"SELECT i, strip_accents(chr(CAST(i AS INTEGER))) FROM range({_ACCENT_RANGE[0]}, {_ACCENT_RANGE[1]}) "
+                               "AS t(i) WHERE i NOT BETWEEN 55296 AND 57343 ORDER BY i").fetchall()
+        finally:
+            con.close()
+        mapped = [(chr(i), out) for i, out in rows if out != chr(i) and len(out) == 1]
+        deleted = [chr(i) for i, out in rows if out == ""]
+        _ACCENTS = ("".join(a for a, _ in mapped) + "".join(deleted), "".join(b for _, b in mapped))
+    return _ACCENTS
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -353,11 +385,13 @@ def _as_codebook(codebook: object, what: str = "comment themes") -> Codebook:
 
 
 def theme_flags_sql(codebook: Codebook, source: str = "responses", text_column: str = "comment",
-                    columns: Sequence[str] = ("response_id",), where: str = "") -> str:
+                    columns: Sequence[str] = ("response_id",), where: str = "", portable: bool = False) -> str:
     """SQL selecting ``columns`` and one boolean column per theme for the rows of ``source`` with a comment.
 
     Rows whose comment is empty or only spaces are left out (they are no comment). ``where`` is an extra SQL
     condition (without ``WHERE``). The theme columns are named after the themes (quoted identifiers).
+    ``portable``: the text normalised without DuckDB-only functions (:func:`_match_text_sql`), for any engine
+    (:mod:`helpers.engine`; Spark through SQLGlot).
     """
     from helpers.data import quote_ident
 
@@ -367,7 +401,7 @@ def theme_flags_sql(codebook: Codebook, source: str = "responses", text_column: 
         cond += f" AND ({where})"
     flags = ", ".join(f"{t.sql('_text')} AS {quote_ident(t.name)}" for t in codebook.themes)
     return (f"SELECT {cols}{', ' if cols else ''}{flags} FROM (SELECT *, "
-            f"{_match_text_sql(quote_ident(text_column))} AS _text FROM {source} WHERE {cond})")
+            f"{_match_text_sql(quote_ident(text_column), portable)} AS _text FROM {source} WHERE {cond})")
 
 
 def match_themes(comments, codebook: Codebook) -> pd.DataFrame:

@@ -37,14 +37,16 @@ _FREQS = ("month", "quarter")
 
 
 def _date_where(start, end, column: str = "response_date") -> tuple[str, list]:
-    parts, params = [], []
+    """The period's condition as SQL with its dates written in (``DATE '...'``: every engine reads it alike);
+    the empty list keeps the ``(sql, params)`` shape of the callers."""
+    from helpers.engine.base import sql_literal
+
+    parts = []
     if start is not None:
-        parts.append(f"CAST({column} AS DATE) >= CAST(? AS DATE)")
-        params.append(pd.Timestamp(start).date())
+        parts.append(f"CAST({column} AS DATE) >= {sql_literal(pd.Timestamp(start).normalize())}")
     if end is not None:
-        parts.append(f"CAST({column} AS DATE) <= CAST(? AS DATE)")
-        params.append(pd.Timestamp(end).date())
-    return " AND ".join(parts), params
+        parts.append(f"CAST({column} AS DATE) <= {sql_literal(pd.Timestamp(end).normalize())}")
+    return " AND ".join(parts), []
 
 
 def _and(*conds: str) -> str:
@@ -52,7 +54,29 @@ def _and(*conds: str) -> str:
 
 
 def _filter_sql(department: str | None) -> tuple[str, list]:
-    return ("department = ?", [department]) if department is not None else ("", [])
+    from helpers.engine.base import sql_literal
+
+    return (f"department = {sql_literal(str(department))}", []) if department is not None else ("", [])
+
+
+def _is_engine(source) -> bool:
+    from helpers.engine.base import Engine
+
+    return isinstance(source, Engine)
+
+
+def _run(source, sql: str) -> pd.DataFrame:
+    """``sql`` (DuckDB dialect, values written in) on ``source``: an engine (:mod:`helpers.engine`: DuckDB or
+    Spark; only aggregates or bounded answers come back) or a :class:`helpers.data.Dataset` (its DuckDB
+    connection)."""
+    if _is_engine(source):
+        return source.query(sql)
+    return source.con.execute(sql).df()
+
+
+def _flags_sql(source, cb: Codebook, columns: Sequence[str], where: str) -> str:
+    """:func:`helpers.voice.theme_flags_sql` over ``responses``, portable when ``source`` is an engine."""
+    return theme_flags_sql(cb, "responses", "comment", list(columns), where, portable=_is_engine(source))
 
 
 # --- shares --------------------------------------------------------------------------------------------------
@@ -89,12 +113,12 @@ class ThemeShares:
         return ax
 
 
-def _count_sql(cb: Codebook, where: str, group_cols: Sequence[str]) -> str:
+def _count_sql(cb: Codebook, where: str, group_cols: Sequence[str], source=None) -> str:
     from helpers.data import quote_ident
 
     keys = [quote_ident(c) for c in group_cols]
     sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
-    flags = theme_flags_sql(cb, "responses", "comment", ["response_date", "department", *group_cols], where)
+    flags = _flags_sql(source, cb, ["response_date", "department", *group_cols], where)
     sel = ", ".join(keys + ["count(*) AS comments", sums])
     return f"SELECT {sel} FROM ({flags})" + (f" GROUP BY {', '.join(keys)}" if keys else "")
 
@@ -121,7 +145,7 @@ def theme_shares(ds, codebook: Codebook, start=None, end=None, department: str |
     by_cols = [by] if isinstance(by, str) else list(by or [])
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
-    counts = ds.con.execute(_count_sql(cb, _and(dw, fw), by_cols), params + fparams).df()
+    counts = _run(ds, _count_sql(cb, _and(dw, fw), by_cols, ds))
     counts = counts[counts["comments"] > 0]
     n = int(counts["comments"].sum()) if len(counts) else 0
     if not len(counts):
@@ -148,13 +172,13 @@ def theme_verbatims(ds, codebook: Codebook, start=None, end=None,
     fw, fparams = _filter_sql(department)
     tw = {"negative": f"csat <= 2 OR nps <= {NPS_DETRACTOR_MAX}",
           "positive": f"csat >= 4 OR nps >= {NPS_PROMOTER_MIN}"}.get(tone, "")
-    flags = theme_flags_sql(cb, "responses", "comment", ["comment"], _and(dw, fw, tw))
+    flags = _flags_sql(ds, cb, ["comment"], _and(dw, fw, tw))
     union = " UNION ALL ".join(
         f"SELECT '{name}' AS theme, comment FROM f WHERE {quote_ident(name)}" for name in cb.names)
     sql = (f"WITH f AS ({flags}), m AS ({union}) SELECT theme, comment, count(*) AS count, "
            f"row_number() OVER (PARTITION BY theme ORDER BY count(*) DESC, comment) AS rank FROM m "
            f"GROUP BY theme, comment QUALIFY rank <= {int(n)}")
-    out = ds.con.execute(sql, params + fparams).df()
+    out = _run(ds, sql)
     order = {name: i for i, name in enumerate(cb.names)}
     out = out.sort_values(["theme", "rank"], key=lambda s: s.map(order) if s.name == "theme" else s, kind="stable")
     out.insert(1, "label", out["theme"].map(cb.labels))
@@ -292,13 +316,13 @@ def theme_trends(ds, codebook: Codebook, freq: str = "month", start=None, end=No
     cb = _as_codebook(codebook, "theme trends")
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
-    flags = theme_flags_sql(cb, "responses", "comment", ["response_date", "department"], _and(dw, fw))
+    flags = _flags_sql(ds, cb, ["response_date", "department"], _and(dw, fw))
     from helpers.data import quote_ident
 
     sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
     sql = (f"SELECT CAST(date_trunc('{freq}', response_date) AS TIMESTAMP) AS period, count(*) AS comments, "
            f"{sums} FROM ({flags}) GROUP BY 1 ORDER BY 1")
-    counts = ds.con.execute(sql, params + fparams).df()
+    counts = _run(ds, sql)
     if counts.empty:
         return ThemeTrends(_long(counts, cb, ["period"], confidence), pd.DataFrame(), pd.DataFrame(), freq,
                            confidence)
@@ -528,7 +552,7 @@ def theme_effects(ds, codebook: Codebook, start=None, end=None, department: str 
     dw, params = _date_where(start, end)
     fw, fparams = _filter_sql(department)
     sql = theme_flags_sql(cb, "responses", "comment", ["csat", "nps", *attrs], _and(dw, fw))
-    frame = ds.con.execute(sql, params + fparams).df()
+    frame = ds.con.execute(sql).df()
     return theme_effects_frame(frame, cb.names, attrs, cb.labels, confidence, min_mentions, joint)
 
 
@@ -540,31 +564,48 @@ class FollowUpList:
     :func:`follow_up_display`): ``department``, ``team``, ``owner`` (agent name), ``response_date``,
     ``days_waiting``, ``csat``, ``nps``, ``themes``, ``sentiment``, ``comment``, ``open_tickets``,
     ``recent_tickets`` (plus ``customer_id``, ``response_id``, ``ticket_id`` when ids are shown), sorted by
-    department, team and oldest response first."""
+    department, team and oldest response first (or newest first). A bounded list (``limit``) holds the first
+    rows; ``total`` counts them all, ``n_teams`` their teams, ``oldest`` the longest wait in days; ``teams``
+    (when asked for) has per department and team ``customers``, ``oldest``, ``median_wait`` and
+    ``open_tickets`` (customers with an open ticket), counted by the engine."""
 
     table: pd.DataFrame
     start: pd.Timestamp
     end: pd.Timestamp
     show_customer_ids: bool
     rule: str
+    total: int | None = None
+    n_teams: int | None = None
+    oldest: int | None = None
+    teams: pd.DataFrame | None = None
+
+    def __post_init__(self):
+        if self.total is None:
+            self.total = int(len(self.table))
+        if self.n_teams is None:
+            self.n_teams = int(self.table.groupby(["department", "team"], dropna=False).ngroups) if len(
+                self.table) else 0
+        if self.oldest is None:
+            self.oldest = int(self.table["days_waiting"].max()) if len(self.table) else None
 
     def by_team(self) -> dict[tuple[str, str], pd.DataFrame]:
         return {k: g.reset_index(drop=True) for k, g in
                 self.table.groupby(["department", "team"], sort=True, dropna=False)}
 
     def summary(self) -> str:
-        n = len(self.table)
+        n = int(self.total)
         period = f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
         if n == 0:
             return f"No customers to follow up ({self.rule}, {period})."
-        teams = self.table.groupby(["department", "team"], dropna=False).size()
-        return (f"{n:,} customers to follow up ({self.rule}, {period}) across {len(teams)} teams; the oldest "
-                f"has waited {int(self.table['days_waiting'].max())} days.")
+        shown = (f" The list shows the first {len(self.table):,}." if 0 < len(self.table) < n else "")
+        return (f"{n:,} customers to follow up ({self.rule}, {period}) across {self.n_teams} teams; the oldest "
+                f"has waited {int(self.oldest)} days.{shown}")
 
 
 def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str | None = None,
                    nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1, ticket_days: int = 30,
-                   show_customer_ids: bool = False, require_comment: bool = False) -> FollowUpList:
+                   show_customer_ids: bool = False, require_comment: bool = False, limit: int | None = None,
+                   newest_first: bool = False, waiting_only: bool = False, teams: bool = False) -> FollowUpList:
     """Responses in ``[start, end]`` (default: the calendar month of the latest response) with NPS ``<= nps_max``
     (detractors) or CSAT ``<= csat_max`` (very dissatisfied).
 
@@ -573,8 +614,16 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
     ``resolved_at``; ``recent_tickets``: tickets created in the ``ticket_days`` days up to ``end``.
     ``days_waiting`` counts from the response to ``end``. Customer, response and ticket ids are included only when
     ``show_customer_ids`` is True. ``require_comment``: only responses with a comment (the closed loop on what
-    they wrote).
+    they wrote). ``waiting_only``: only responses nobody followed up by the end of ``end`` (``followed_up_at``
+    empty or later; the column must exist).
+
+    Bounded: ``limit`` rows at most (``ORDER BY`` department, team, oldest first, or with ``newest_first`` the
+    most recent first, then ``LIMIT``), with ``total`` counting them all; themes and sentiment are computed for
+    the listed rows only. ``teams``: the counts per department and team as well (the company-wide page shows
+    those, no rows: ``limit=0``).
     """
+    from helpers.engine.base import sql_literal
+
     cb = _as_codebook(codebook, "follow-up list")
     con = ds.con
     if end is None:
@@ -585,16 +634,19 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
         start = end.replace(day=1) if start is None else start
     start = pd.Timestamp(start) if start is not None else pd.Timestamp(end).replace(day=1)
     end = pd.Timestamp(end)
-    fw, fparams = _filter_sql(department)
+    end_day = sql_literal(end.normalize())
     present = getattr(ds, "tables", ("tickets", "org"))  # survey-only data (issue 12): no ticket links, no owners
     tickets = "tickets" if "tickets" in present else (
         "(SELECT NULL::VARCHAR AS ticket_id, NULL::VARCHAR AS customer_id, NULL::VARCHAR AS department, NULL::VARCHAR"
         " AS team, NULL::VARCHAR AS agent_id, NULL::TIMESTAMP AS created_at, NULL::TIMESTAMP AS resolved_at LIMIT 0)")
     org = "org" if "org" in present else "(SELECT NULL::VARCHAR AS person_id, NULL::VARCHAR AS name LIMIT 0)"
-    where = _and("CAST(r.response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)",
-                 "r.nps <= ? OR r.csat <= ?", fw.replace("department", "r.department"),
-                 "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "")
-    sql = f"""
+    where = _and(f"CAST(r.response_date AS DATE) BETWEEN {sql_literal(start.normalize())} AND {end_day}",
+                 f"r.nps <= {int(nps_max)} OR r.csat <= {int(csat_max)}",
+                 f"r.department = {sql_literal(str(department))}" if department is not None else "",
+                 "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "",
+                 f"r.followed_up_at IS NULL OR CAST(r.followed_up_at AS TIMESTAMP) >= {end_day} + INTERVAL 1 DAY"
+                 if waiting_only else "")
+    base = f"""
     WITH flagged AS (
         SELECT r.response_id, r.customer_id, CAST(r.response_date AS DATE) AS response_date, r.department,
                r.csat, r.nps, r.comment
@@ -608,32 +660,49 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
     counts AS (
         SELECT f.response_id,
                count(t.ticket_id) FILTER (WHERE t.resolved_at IS NULL) AS open_tickets,
-               count(t.ticket_id) FILTER (WHERE CAST(t.created_at AS DATE) > CAST(? AS DATE) - INTERVAL
-                   {int(ticket_days)} DAY AND CAST(t.created_at AS DATE) <= CAST(? AS DATE)) AS recent_tickets
-        FROM flagged f LEFT JOIN {tickets} t ON t.customer_id = f.customer_id GROUP BY f.response_id)
-    SELECT f.*, l.ticket_id, l.team, o.name AS owner, c.open_tickets, c.recent_tickets
-    FROM flagged f
-    LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
-    LEFT JOIN {org} o ON o.person_id = l.agent_id
-    LEFT JOIN counts c ON c.response_id = f.response_id
+               count(t.ticket_id) FILTER (WHERE CAST(t.created_at AS DATE) > {end_day} - INTERVAL
+                   {int(ticket_days)} DAY AND CAST(t.created_at AS DATE) <= {end_day}) AS recent_tickets
+        FROM flagged f LEFT JOIN {tickets} t ON t.customer_id = f.customer_id GROUP BY f.response_id),
+    listed AS (
+        SELECT f.*, l.ticket_id, coalesce(l.team, '(no linked ticket)') AS team, o.name AS owner,
+               coalesce(c.open_tickets, 0) AS open_tickets, coalesce(c.recent_tickets, 0) AS recent_tickets,
+               date_diff('day', f.response_date, {end_day}) AS days_waiting
+        FROM flagged f
+        LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
+        LEFT JOIN {org} o ON o.person_id = l.agent_id
+        LEFT JOIN counts c ON c.response_id = f.response_id)
     """
-    params = [start.date(), end.date(), nps_max, csat_max, *fparams, end.date(), end.date()]
-    t = con.execute(sql, params).df()
+    total, n_teams, oldest = con.execute(
+        base + "SELECT count(*), count(DISTINCT (department, team)), max(days_waiting) FROM listed").fetchone()
+    order = ("response_date DESC, response_id DESC" if newest_first
+             else "department, team, response_date, response_id")
+    bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
+    t = con.execute(base + f"SELECT * FROM listed ORDER BY {order}{bound}").df()
+    per_team = None
+    if teams:
+        per_team = con.execute(
+            base + "SELECT department, team, count(*) AS customers, max(days_waiting) AS oldest, "
+                   "median(days_waiting) AS median_wait, count_if(open_tickets > 0) AS open_tickets FROM listed "
+                   "GROUP BY department, team ORDER BY customers DESC, oldest DESC, department, team").df()
+        for c in ("customers", "oldest", "open_tickets"):
+            per_team[c] = per_team[c].astype(int)
+        per_team["median_wait"] = per_team["median_wait"].astype(float)
     t["response_date"] = pd.to_datetime(t["response_date"])
     flags = match_themes(t["comment"], cb)
     t["themes"] = [[cb.labels[n] for n, hit in zip(cb.names, row) if hit] for row in flags.to_numpy()]
     t["sentiment"] = sentiment(t["comment"]).to_numpy()
-    t["days_waiting"] = (end.normalize() - t["response_date"]).dt.days.astype(int)
+    t["days_waiting"] = t["days_waiting"].astype(int)
     for c in ("open_tickets", "recent_tickets"):
         t[c] = t[c].fillna(0).astype(int)
-    t["team"] = t["team"].astype(object).where(t["team"].notna(), "(no linked ticket)")
-    t = t.sort_values(["department", "team", "response_date", "response_id"], kind="stable").reset_index(drop=True)
+    t["team"] = t["team"].astype(object)
+    t = t.reset_index(drop=True)
     cols = ["department", "team", "owner", "response_date", "days_waiting", "csat", "nps", "themes", "sentiment",
             "comment", "open_tickets", "recent_tickets"]
     if show_customer_ids:
         cols += ["customer_id", "response_id", "ticket_id"]
     rule = f"NPS 0-{nps_max} or CSAT <= {csat_max}" + (", with a comment" if require_comment else "")
-    return FollowUpList(t[cols], start, end, bool(show_customer_ids), rule)
+    return FollowUpList(t[cols], start, end, bool(show_customer_ids), rule, int(total or 0), int(n_teams or 0),
+                        None if oldest is None else int(oldest), per_team)
 
 
 _FOLLOW_UP_LABELS = {"department": "Department", "team": "Team", "owner": "Owner", "response_date": "Answered",
