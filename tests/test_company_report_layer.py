@@ -131,7 +131,7 @@ def test_department_analysis_is_cached_once_per_run(run_snapshot, monkeypatch):
 
     monkeypatch.setattr(DR, "analyze_drivers", must_not_run)
     monkeypatch.setattr(DR, "analyze_drivers_from_patterns", must_not_run)
-    monkeypatch.setattr(DR, "_open_engine", must_not_run)
+    monkeypatch.setattr(DR, "open_report_engine", must_not_run)
     again = DR.department_driver_analysis(load_report_inputs(str(snapshot), str(CONFIG)).dataset, inputs.config,
                                           "Billing", as_of, n_boot=50)
     pd.testing.assert_frame_equal(again.analysis.table, first.analysis.table)

@@ -193,7 +193,7 @@ def test_department_analysis_reads_no_rows_and_falls_back_without_an_engine(inpu
         m.setattr(cls, "responses", property(no_rows))
         aggregated = DR.department_driver_analysis(ds, cfg, "Billing", "2026-10-31", cache=False)
     assert aggregated.analysis is not None and aggregated.engine == "duckdb"
-    monkeypatch.setattr(DR, "_open_engine", lambda dataset, config: None)
+    monkeypatch.setattr(DR, "open_report_engine", lambda dataset, config=None: (None, None))
     in_memory = DR.department_driver_analysis(ds, cfg, "Billing", "2026-10-31", cache=False)
     assert in_memory.engine == "" and in_memory.n_usable == aggregated.n_usable
     pd.testing.assert_frame_equal(in_memory.analysis.table[POINT], aggregated.analysis.table[POINT],

@@ -29,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.drivers import DriverInputError
 from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers,
-                                      analyze_drivers_from_patterns, headed_table, patterns_usable_rows,
-                                      select_responses, share_text)
+                                      analyze_drivers_from_patterns, headed_table, ordinal_check,
+                                      ordinal_check_from_patterns, patterns_usable_rows, select_responses,
+                                      share_text)
+from helpers.engine import EngineError, open_report_engine
+from helpers.engine.poisson_bootstrap import rating_patterns
 from helpers.errors import KitError
 from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
                                 reader_table, shorten, slug)
@@ -151,22 +155,8 @@ def cached_once(file: Path | None, settings: dict, kind: type, compute):
             lock.close()  # releases the flock
 
 
-def _open_engine(dataset, config):
-    """The engine of ``report.yaml`` (``config.engine``; DuckDB by default) over ``dataset``, or None when it
-    cannot be reached (the analysis then reads the rows in memory)."""
-    from helpers.engine import EngineSettings
-
-    settings = getattr(config, "engine", None) or EngineSettings()
-    if settings.kind == "duckdb" and not settings.tables and getattr(dataset, "con", None) is None:
-        return None
-    try:
-        return settings.connect(dataset=dataset)
-    except (KitError, OSError, ImportError):
-        return None
-
-
 def department_driver_analysis(dataset, config, department: str, as_of: object = None, *,
-                               period: tuple[str, str] | None = None, responses: pd.DataFrame | None = None,
+                               period: tuple[str, str] | None = None, responses=None,
                                outcome: str = "", drivers: list[str] | None = None,
                                n_boot: int = DEPARTMENT_N_BOOT, seed: int = SEED,
                                cache: bool | str | Path = True, engine=None) -> DepartmentDrivers:
@@ -183,8 +173,9 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     :func:`helpers.drivers_analysis.analyze_drivers` on the rows (listwise deletion), with intervals from
     ``n_boot`` pattern re-samples (the row bootstrap's distribution) under the department's own seed
     (:func:`department_seed`); no ordinal check. ``engine``: an open engine to use (left open; None = open
-    and close the config's). Only when no engine can be reached, or its query fails, are the rows read
-    (``responses`` if the caller has them, else the dataset's) and analysed in memory. Below
+    and close the config's through :func:`helpers.engine.open_report_engine`). Only when no engine can be
+    reached, or its query fails, are the rows read (``responses``: a frame or a function returning one, e.g.
+    the department's rows, called only then; None = the dataset's) and analysed in memory. Below
     :func:`helpers.reports.loader.driver_min_responses` usable responses there is no analysis and ``message``
     says why. ``cache``: True = the run folder's cache when the data is a run's snapshot; a folder = there;
     False = no cache."""
@@ -207,7 +198,7 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
         result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
                                    drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
         own = engine is None
-        eng = _open_engine(dataset, config) if own else engine
+        eng = open_report_engine(dataset, config)[0] if own else engine
         try:
             if eng is not None:
                 try:
@@ -215,7 +206,8 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
                     return result
                 except KitError:  # the engine failed (not the data: those problems are in result.message)
                     result.engine, result.n_usable, result.message = "", 0, ""
-            _department_from_rows(result, dataset.responses if responses is None else responses, seed, n_boot)
+            rows = dataset.responses if responses is None else responses() if callable(responses) else responses
+            _department_from_rows(result, rows, seed, n_boot)
             return result
         finally:
             if own and eng is not None:
@@ -317,6 +309,7 @@ class CompanyWorthPage:
     link_message: str = ""
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
+    sample: tuple | None = None  # (sample size, population) when the chain ran on a seeded sample (engine path)
 
 
 def _worth_missing(customers: pd.DataFrame | None, responses: pd.DataFrame | None, has_customers: bool,
@@ -338,7 +331,8 @@ def _worth_missing(customers: pd.DataFrame | None, responses: pd.DataFrame | Non
 def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFrame | None, as_of: object, *,
                            currency: str = "", drivers: list[str] | None = None, has_customers: bool = True,
                            has_revenue: bool = True, fingerprint: str = "", cache_folder: Path | None = None,
-                           n_boot: int = WORTH_N_BOOT, seed: int = SEED) -> CompanyWorthPage:
+                           n_boot: int = WORTH_N_BOOT, seed: int = SEED, dataset=None,
+                           config=None) -> CompanyWorthPage:
     """The chain for the top :data:`WORTH_TOP` drivers, revenue at risk (per department and segment; reference:
     the median customer's satisfaction) and the corrected satisfaction -> churn link, as of ``as_of`` (the
     day customers are followed up to), with ``n_boot`` joint customer resamples
@@ -347,7 +341,9 @@ def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFra
     the run folder (``cache/worth/``, keyed by the data's fingerprint, the date and the settings) and a page
     that finds the other computing it waits for it (a file lock), so the run computes it once.
     ``drivers``: the attributes to consider (None: every ``attr_*`` column). Never raises for data problems:
-    a part that cannot be estimated is None with a one-line reason."""
+    a part that cannot be estimated is None with a one-line reason. ``dataset`` (a :class:`helpers.data.Dataset`,
+    with the report ``config``): the engine path instead of the frames (:func:`_compute_worth_engine`: a seeded
+    sample of customers, customers and revenue from aggregates)."""
     import time
 
     day = pd.Timestamp(as_of).normalize()
@@ -355,11 +351,17 @@ def company_worth_analysis(customers: pd.DataFrame | None, responses: pd.DataFra
                 "drivers": list(drivers or []), "n_boot": int(n_boot), "seed": int(seed), "delta": WORTH_DELTA,
                 "top": WORTH_TOP, "horizon": WORTH_HORIZON, "data": str(fingerprint),
                 "has": [bool(has_customers), bool(has_revenue)]}
+    if dataset is not None:
+        from helpers.engine.worth_sample import DEFAULT_SIZE  # noqa: PLC0415
+
+        settings["sample"] = DEFAULT_SIZE
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:20]
     file = Path(cache_folder) / f"worth-{key}.pkl" if cache_folder is not None and fingerprint else None
     return cached_once(file, settings, CompanyWorthPage,
-                       lambda: _compute_worth(customers, responses, day, settings, has_customers, has_revenue,
-                                              time.perf_counter))
+                       lambda: _compute_worth_engine(dataset, config, day, settings, has_customers, has_revenue,
+                                                     time.perf_counter) if dataset is not None else
+                       _compute_worth(customers, responses, day, settings, has_customers, has_revenue,
+                                      time.perf_counter))
 
 
 def _picklable(table):
@@ -405,6 +407,71 @@ def _compute_worth(customers, responses, day, settings, has_customers, has_reven
                                          seed=settings["seed"] % (2 ** 32))
         except (KitError, np.linalg.LinAlgError) as exc:
             out.link_message = f"cannot be estimated from these data: {exc}"
+    out.seconds = clock() - start
+    return out
+
+
+def _compute_worth_engine(dataset, config, day, settings, has_customers, has_revenue, clock) -> CompanyWorthPage:
+    """:func:`_compute_worth` from the report's engine (:func:`helpers.engine.open_report_engine`): the chain and
+    the churn link on one seeded sample of ``settings["sample"]`` customers (:mod:`helpers.engine.worth_sample`;
+    stated in the notes), customers and revenue per department x segment from aggregates
+    (:func:`helpers.impact_report.company_worth_engine`). Equal to the frames' result when the sample holds every
+    customer; the frames only when the engine cannot be opened."""
+    from helpers import churn_link as CL
+    from helpers import impact as I
+    from helpers import impact_report as IR
+    from helpers.engine import open_report_engine
+    from helpers.engine.worth_sample import worth_sample
+
+    engine, note = open_report_engine(dataset, config)
+    if engine is None:
+        out = _compute_worth(dataset.customers if has_customers else None,
+                             dataset.responses if dataset.has("responses") else None, day, settings, has_customers,
+                             has_revenue, clock)
+        if note and out.drivers is not None:
+            out.drivers.notes.append(note)
+        return out
+    start = clock()
+    out = CompanyWorthPage(as_of=settings["as_of"], currency=I.resolve_currency(settings["currency"] or None),
+                           n_boot=settings["n_boot"], settings=settings)
+    seed = settings["seed"] % (2 ** 32)
+    try:
+        columns = engine.columns("responses") if engine.has("responses") else []
+        has_customers = has_customers and engine.has("customers")
+        answered = int(engine.query("SELECT count(*) AS n FROM responses")["n"].iloc[0]) if columns else 0
+        out.chain_message, out.link_message = _worth_missing(  # the same messages as the frames' path
+            pd.DataFrame(index=[0]) if has_customers else None,
+            pd.DataFrame(columns=columns, index=range(min(answered, 1))), has_customers, has_revenue)
+        attrs = [d for d in (settings["drivers"] or []) if d in columns] or None
+        sample = None
+        if not (out.chain_message and out.link_message):
+            try:
+                sample = worth_sample(engine, settings["sample"], seed, day, attributes=attrs)
+                out.sample = (sample.size, sample.population_size)
+            except (KitError, np.linalg.LinAlgError) as exc:
+                out.chain_message = out.chain_message or f"cannot be estimated from these data: {exc}"
+                out.link_message = out.link_message or f"cannot be estimated from these data: {exc}"
+        if not out.chain_message:
+            try:
+                cw = IR.company_worth_engine([], engine, drivers=None, attributes=attrs, delta=WORTH_DELTA,
+                                             top=WORTH_TOP, as_of=day, horizon=WORTH_HORIZON,
+                                             n_boot=settings["n_boot"], seed=seed, currency=out.currency,
+                                             sample=sample)
+                out.drivers, out.risk = _picklable(cw.drivers), _picklable(cw.risk)
+            except (KitError, np.linalg.LinAlgError) as exc:
+                out.chain_message = f"cannot be estimated from these data: {exc}"
+        if not out.link_message:
+            try:
+                surv, ratings = IR.churn_link_inputs(sample)
+                covs = ("segment",) if "segment" in surv.columns and surv["segment"].nunique() > 1 else ()
+                out.link = CL.fit_churn_link(surv, ratings, covs, n_boot=settings["n_boot"], seed=seed)
+                if not sample.covers_all:
+                    out.link.notes.append(IR.sample_note(sample).replace("satisfaction-value chain",
+                                                                         "satisfaction-churn link"))
+            except (KitError, np.linalg.LinAlgError) as exc:
+                out.link_message = f"cannot be estimated from these data: {exc}"
+    finally:
+        engine.close()
     out.seconds = clock() - start
     return out
 
@@ -766,6 +833,88 @@ def show_chart(fig, alt: str) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # Preparing the page
 # ----------------------------------------------------------------------------------------------------------
+class _EngineResponses:
+    """The responses as the engine's aggregates: column names, date range, responses per department in the
+    period, and rating patterns (answer-sized; no response row is read into memory)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.name = engine.name
+        self.columns = list(engine.columns("responses"))
+
+    def last_date(self):
+        """The last response date (NaT when no response has one)."""
+        if "response_date" not in self.columns:
+            return pd.NaT
+        out = self.engine.query("SELECT max(response_date) AS last FROM responses")
+        return pd.Timestamp(out["last"].iloc[0]) if len(out) and not pd.isna(out["last"].iloc[0]) else pd.NaT
+
+    def select(self, department: str, start: str, end: str) -> tuple[list[str], str]:
+        """(departments with responses in the period, the selected department's name or "all"); the errors
+        of :func:`helpers.drivers_analysis.select_responses`."""
+        from helpers.engine.aggregates import where_sql
+
+        counts = self.engine.query(f"SELECT department, count(*) AS n FROM responses "
+                                   f"{where_sql(None, 'response_date', start, end)} GROUP BY department")
+        if not int(counts["n"].sum()):
+            raise DriverInputError(f"no responses for department 'all' between {start or 'the start'} "
+                                   f"and {end or 'the end'}")
+        names = sorted(str(n) for n in counts["department"] if not pd.isna(n))
+        if department.lower() == "all":
+            return names, department
+        match = [n for n in names if n == department or slug(n) == slug(department)]
+        if not match:
+            raise DriverInputError(f"department {department!r} has no responses; departments in the data: "
+                                   + ", ".join(names) + " (or 'all')")
+        return names, match[0]
+
+    def analyse_all(self, outcome: str, drivers: list[str], period, n_boot: int, seed: int,
+                    min_n: int) -> DriverAnalysis:
+        """The company's analysis from the period's rating patterns (all departments), with the ordinal check
+        on the same patterns."""
+        patterns = rating_patterns(self.engine, [outcome, *drivers], start=period[0], end=period[1])
+        return analyze_drivers_from_patterns(patterns, outcome, drivers, n_boot=n_boot, seed=seed,
+                                             label="all departments", min_n=min_n, ordinal=True)
+
+    def ordinal(self, department: str, outcome: str, drivers: list[str], period, shapley_rank, seed):
+        patterns = rating_patterns(self.engine, [outcome, *drivers], filters={"department": department},
+                                   start=period[0], end=period[1])
+        return ordinal_check_from_patterns(patterns, outcome, drivers, shapley_rank=shapley_rank, seed=seed)
+
+
+class _RowResponses:
+    """The responses as rows in memory (no engine could be opened, or its query failed): the former path."""
+
+    name = ""
+
+    def __init__(self, dataset):
+        self.frame = dataset.responses
+        self.columns = list(self.frame.columns)
+        self.selected = None
+
+    def last_date(self):
+        if "response_date" not in self.frame.columns:
+            return pd.NaT
+        return pd.to_datetime(self.frame["response_date"]).max()
+
+    def select(self, department: str, start: str, end: str) -> tuple[list[str], str]:
+        in_period = select_responses(self.frame, "all", start, end)
+        self.selected = select_responses(in_period, department)
+        names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
+        return names, (department if department.lower() == "all" else str(self.selected["department"].iloc[0]))
+
+    def analyse_all(self, outcome: str, drivers: list[str], period, n_boot: int, seed: int,
+                    min_n: int) -> DriverAnalysis:
+        return analyze_drivers(self.selected, outcome, drivers, n_boot=n_boot, seed=seed, label="all departments",
+                               min_n=min_n)
+
+    def ordinal(self, department: str, outcome: str, drivers: list[str], period, shapley_rank, seed):
+        numeric = [d for d in drivers if pd.api.types.is_numeric_dtype(self.selected[d])]
+        if not numeric:
+            return None
+        return ordinal_check(self.selected, outcome, numeric, shapley_rank=shapley_rank, seed=seed)
+
+
 def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: list | None = None,
                            period_start: str = "", period_end: str = "", n_boot: int = 500,
                            data_source: str = "", report_config: str = "params/report.yaml",
@@ -774,8 +923,16 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     else every ``attr_*`` column; for one ``department`` the main analysis is :func:`department_driver_analysis`
     (its :data:`DEPARTMENT_N_BOOT` re-samples; ``n_boot`` is for "all"); ``period_end`` "" = the as-of date (``as_of`` "" = the data's last complete
     month; ``as_of`` caps ``period_end``); ``period_start`` "" = :data:`DEPARTMENT_MONTHS` months before the
-    period's end (the window of the department pages)."""
-    from helpers.reports.loader import driver_min_responses, load_report_inputs
+    period's end (the window of the department pages).
+
+    Everything comes from engine aggregates (the config's engine through
+    :func:`helpers.engine.open_report_engine`; DuckDB by default): the company's analysis, its
+    importance-performance means and the ordinal check from the period's rating patterns
+    (:func:`helpers.drivers_analysis.analyze_drivers_from_patterns` with ``ordinal=True``: the same point
+    estimates as the rows, intervals from the pattern bootstrap, the ordinal model weighted by the patterns'
+    counts), each department's from :func:`department_driver_analysis`. Only when no engine can be opened,
+    or one of its queries fails, are the responses read as rows (the page then says so)."""
+    from helpers.reports.loader import load_report_inputs
 
     report = DriversReport(department=department or "all", outcome=outcome, drivers=list(drivers or []),
                            period=(period_start, period_end), n_boot=int(n_boot))
@@ -795,56 +952,29 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     report.warnings.extend(ds.excluded_messages(future_only=True))  # future-dated rows left out (helpers.data)
     report.outcome = outcome or cfg.outcome
     report.drivers = list(drivers or cfg.drivers or ds.attributes)
-    responses = ds.responses
-    missing_cols = [c for c in [report.outcome, *report.drivers] if c not in responses.columns]
-    if missing_cols:
-        report.warnings.append(f"responses has no column {missing_cols}; available ratings: "
-                               + ", ".join(c for c in responses.columns if c in ("csat", "nps", "ces")
-                                           or c.startswith("attr_")))
-        return report
-    dates = pd.to_datetime(responses["response_date"])
-    if dates.isna().all():
-        report.warnings.append("no response has a date")
-        return report
+    engine, note = open_report_engine(ds, cfg)  # one engine for every aggregate of the page
+    if note:
+        report.warnings.append(note)
     try:
-        default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if ds.as_of is not None else ds.default_as_of())
-    except KitError:
-        default_end = dates.max()
-    end = period_end or str(default_end.date())
-    if as_of and pd.Timestamp(as_of) < pd.Timestamp(end):
-        end = as_of
-    report.as_of = str(pd.Timestamp(as_of or default_end).date())
-    start = period_start or department_window(end)[0]
-    report.period = (start, end)
-    min_n = driver_min_responses(inputs.min_responses, len(report.drivers))
-    try:
-        in_period = select_responses(responses, "all", start, end)
-        selected = select_responses(in_period, report.department)
-    except KitError as exc:
-        report.warnings.append(str(exc))
-        return report
-    if report.department.lower() != "all":
-        report.department = str(selected["department"].iloc[0])
-    try:
-        if report.department.lower() == "all":
-            report.main = analyze_drivers(selected, report.outcome, report.drivers, n_boot=report.n_boot, seed=seed,
-                                          label="all departments", min_n=min_n)
-        else:  # one department: its one analysis (the one its page and the comparison below show), plus the check
-            report.main = _department_main(ds, cfg, report, selected, (start, end), responses, seed)
-            if report.main is None:
-                return report
-        report.warnings.extend(report.main.warnings)
-        if report.main.dropped:
-            report.warnings.append("left out of the analysis: " + "; ".join(
-                f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
-    except KitError as exc:
-        report.warnings.append(f"{report.department}: {exc}")
-    # the departments: the same analysis as on each department page (shared, cached per run)
-    names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
-    results, sizes = {}, []
-    engine = _open_engine(ds, cfg)  # one engine for every department's rating patterns
-    try:
-        analyses = {name: department_driver_analysis(ds, cfg, name, period=(start, end), outcome=report.outcome,
+        names = None
+        before = (list(report.warnings), report.department)
+        if engine is not None:
+            try:
+                names = _analyse_selection(report, ds, cfg, inputs, _EngineResponses(engine), engine, as_of,
+                                           period_start, period_end, seed)
+            except EngineError as exc:  # the engine failed (not the data): the rows in memory
+                report.warnings[:], report.department, report.main = before[0], before[1], None
+                report.warnings.append(f"The {engine.name} engine failed ({shorten(str(exc), 160)}); these "
+                                       "figures were computed in memory.")
+                names = None
+        if names is None:
+            names = _analyse_selection(report, ds, cfg, inputs, _RowResponses(ds), engine, as_of, period_start,
+                                       period_end, seed)
+        if names is False:
+            return report
+        # the departments: the same analysis as on each department page (shared, cached per run)
+        results, sizes = {}, []
+        analyses = {name: department_driver_analysis(ds, cfg, name, period=report.period, outcome=report.outcome,
                                                      drivers=report.drivers, seed=seed, engine=engine)
                     for name in names}
     finally:
@@ -866,6 +996,60 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     return report
 
 
+def _analyse_selection(report: DriversReport, ds, cfg, inputs, source, engine, as_of: str, period_start: str,
+                       period_end: str, seed: int):
+    """Period, selection and main analysis of the page from ``source`` (:class:`_EngineResponses` or
+    :class:`_RowResponses`). Returns the departments with responses in the period, or False when the page
+    stops at a warning (a missing column, no dates, an empty selection)."""
+    from helpers.reports.loader import driver_min_responses
+
+    missing_cols = [c for c in [report.outcome, *report.drivers] if c not in source.columns]
+    if missing_cols:
+        report.warnings.append(f"responses has no column {missing_cols}; available ratings: "
+                               + ", ".join(c for c in source.columns if c in ("csat", "nps", "ces")
+                                           or c.startswith("attr_")))
+        return False
+    last = source.last_date()
+    if pd.isna(last):
+        report.warnings.append("no response has a date")
+        return False
+    try:
+        default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if ds.as_of is not None else ds.default_as_of())
+    except KitError:
+        default_end = last
+    end = period_end or str(default_end.date())
+    if as_of and pd.Timestamp(as_of) < pd.Timestamp(end):
+        end = as_of
+    report.as_of = str(pd.Timestamp(as_of or default_end).date())
+    start = period_start or department_window(end)[0]
+    report.period = (start, end)
+    min_n = driver_min_responses(inputs.min_responses, len(report.drivers))
+    try:
+        names, report.department = source.select(report.department, start, end)
+    except KitError as exc:
+        if isinstance(exc, EngineError):
+            raise
+        report.warnings.append(str(exc))
+        return False
+    try:
+        if report.department.lower() == "all":
+            report.main = source.analyse_all(report.outcome, report.drivers, (start, end), report.n_boot, seed,
+                                             min_n)
+        else:  # one department: its one analysis (the one its page and the comparison below show), plus the check
+            report.main = _department_main(ds, cfg, report, source, (start, end), seed, engine)
+            if report.main is None:
+                return False
+        report.warnings.extend(report.main.warnings)
+        if report.main.dropped:
+            report.warnings.append("left out of the analysis: " + "; ".join(
+                f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
+    except EngineError:
+        raise
+    except KitError as exc:
+        report.warnings.append(f"{report.department}: {exc}")
+    return names
+
+
 def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
     """The company's satisfaction-value chain for this page (:func:`company_worth_analysis`, shared with the
     retention page through the run's cache)."""
@@ -877,7 +1061,7 @@ def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
         day = pd.Timestamp(report.as_of)
     has_customers = ds.has("customers")
     folder = _cache_folder(ds)
-    return company_worth_analysis(ds.customers if has_customers else None, ds.responses, day,
+    return company_worth_analysis(None, None, day, dataset=ds, config=cfg,
                                   currency=str(getattr(cfg, "currency", "") or ""),
                                   drivers=list(getattr(cfg, "drivers", []) or []) or None,
                                   has_customers=has_customers,
@@ -886,27 +1070,26 @@ def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
                                   cache_folder=folder.parent / "worth" if folder is not None else None)
 
 
-def _department_main(ds, cfg, report: DriversReport, selected: pd.DataFrame, period, responses, seed):
+def _department_main(ds, cfg, report: DriversReport, source, period, seed, engine=None):
     """The drivers page of one department: the shared department analysis (same numbers as its page and the
-    comparison), with the ordinal check fitted on the same responses; None with a warning below the sample rule."""
+    comparison), with the ordinal check fitted on the same responses (from ``source``: the engine's rating
+    patterns with frequency weights, or the rows); None with a warning below the sample rule."""
     import copy
 
-    from helpers.drivers_analysis import ordinal_check
-
     dd = department_driver_analysis(ds, cfg, report.department, period=period, outcome=report.outcome,
-                                    drivers=report.drivers, seed=seed)
+                                    drivers=report.drivers, seed=seed, engine=engine)
     if dd.analysis is None:
         report.warnings.append(f"{report.department}: {dd.message}")
         return None
     main = copy.copy(dd.analysis)  # the shared result stays as cached
     main.label, main.warnings = report.department, list(dd.analysis.warnings)
-    numeric = [d for d in main.table.index if pd.api.types.is_numeric_dtype(selected[d])]
-    if numeric:
-        try:
-            main.ordinal = ordinal_check(selected, report.outcome, numeric, shapley_rank=main.table["rank"],
-                                         seed=department_seed(report.department, seed))
-        except (KitError, np.linalg.LinAlgError, ValueError) as exc:
-            main.warnings.append(f"ordinal check not available: {exc}")
+    try:
+        main.ordinal = source.ordinal(report.department, report.outcome, list(main.table.index), period,
+                                      main.table["rank"], department_seed(report.department, seed))
+    except EngineError:
+        raise
+    except (KitError, np.linalg.LinAlgError, ValueError) as exc:
+        main.warnings.append(f"ordinal check not available: {exc}")
     return main
 
 
