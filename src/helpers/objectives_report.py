@@ -404,8 +404,9 @@ class DepartmentReport:
         if months is not None:
             kwargs["period"] = self._period(months)
         try:
+            # engine aggregates; the department's rows are read only when no engine can be reached
             result = department_driver_analysis(self.dataset, self.config, self.department, self.as_of,
-                                                responses=self.department_data.responses, **kwargs)
+                                                responses=lambda: self.department_data.responses, **kwargs)
         except (KitError, ValueError) as exc:
             return None, f"No driver analysis for {self.department}: {exc}"
         if result.analysis is None:
