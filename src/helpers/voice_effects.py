@@ -30,7 +30,8 @@ from helpers.voice import Codebook, _as_codebook, escape_text, match_themes, sen
 
 __all__ = ["ThemeShares", "theme_shares", "theme_verbatims", "ThemeTrends", "theme_trends", "binomial_change_point",
            "binomial_epidemic_change",
-           "ThemeEffects", "theme_effects", "theme_effects_frame", "FollowUpList", "follow_up_list",
+           "ThemeEffects", "theme_effects", "theme_effects_frame", "theme_effect_patterns",
+           "theme_effects_from_patterns", "PATTERN_WEIGHT", "comment_sample", "TEXT_SAMPLE", "FollowUpList", "follow_up_list",
            "follow_up_display"]
 
 _FREQS = ("month", "quarter")
@@ -443,7 +444,7 @@ def _logit(frame: pd.DataFrame, themes: list[str], attributes: Sequence[str], al
     return out
 
 
-def _detractor_change(fit, X: np.ndarray, col: int, alpha: float) -> dict:
+def _detractor_change(fit, X: np.ndarray, col: int, alpha: float, weights=None) -> dict:
     """Adjusted change in the detractor share among the responses that mention the theme (g-computation).
 
     ``D = mean_{i: x_it = 1} [L(x_i^(1) b) - L(x_i^(0) b)]`` with ``x^(1)``/``x^(0)`` the row with the theme set
@@ -462,8 +463,9 @@ def _detractor_change(fit, X: np.ndarray, col: int, alpha: float) -> dict:
     x1[:, col], x0[:, col] = 1.0, 0.0
     b = np.asarray(fit.params)
     p1, p0 = expit(x1 @ b), expit(x0 @ b)
-    d = float(np.mean(p1 - p0))
-    g = np.mean((p1 * (1 - p1))[:, None] * x1 - (p0 * (1 - p0))[:, None] * x0, axis=0)
+    wt = None if weights is None else np.asarray(weights, float)[rows]  # patterns: each row counts w times
+    d = float(np.average(p1 - p0, weights=wt))
+    g = np.average((p1 * (1 - p1))[:, None] * x1 - (p0 * (1 - p0))[:, None] * x0, axis=0, weights=wt)
     se = float(np.sqrt(g @ np.asarray(fit.cov_params()) @ g))
     z = stats.norm.ppf(1 - alpha / 2)
     return dict(detractor_change=100 * d, detractor_change_low=100 * (d - z * se),
@@ -554,6 +556,218 @@ def theme_effects(ds, codebook: Codebook, start=None, end=None, department: str 
     sql = theme_flags_sql(cb, "responses", "comment", ["csat", "nps", *attrs], _and(dw, fw))
     frame = ds.con.execute(sql).df()
     return theme_effects_frame(frame, cb.names, attrs, cb.labels, confidence, min_mentions, joint)
+
+
+TEXT_SAMPLE = 100_000  # the most comments the text analyses (tone, emerging and suggested themes) read as rows
+
+
+def comment_sample(source, start=None, end=None, department: str | None = None, size: int = TEXT_SAMPLE,
+                   seed: int = 0) -> pd.DataFrame:
+    """The responses with a comment in ``[start, end]`` (optionally one ``department``) as rows for the text
+    analyses that need them (sentiment, emerging and suggested themes): ``response_date``, ``department``,
+    ``csat``, ``nps``, ``comment``, ordered by date and response (as :func:`helpers.voice.load_comments`). All
+    of them when there are at most ``size``; else the seeded sample of the ``size`` responses with the smallest
+    hash of (response id, ``seed``) (:func:`helpers.engine.aggregates.hash_uint32_sql`: the same responses on
+    every engine and in every run). ``attrs``: ``population`` (comments in the period), ``size`` (rows
+    returned), ``seed``, ``sampled``."""
+    from helpers.engine.aggregates import hash_uint32_sql
+    from helpers.engine.base import sql_literal
+
+    if int(size) < 1:
+        raise KitError(f"comment sample: size must be at least 1, got {shorten(size)}")
+    dw, _ = _date_where(start, end)
+    fw, _ = _filter_sql(department)
+    where = _and("comment IS NOT NULL AND trim(comment) <> ''", dw, fw)
+    population = int(_run(source, f"SELECT count(*) AS n FROM responses WHERE {where}")["n"].iloc[0])
+    cols = "response_date, department, csat, nps, comment"
+    if population <= int(size):
+        sql = f"SELECT {cols} FROM responses WHERE {where} ORDER BY response_date, response_id"
+    else:
+        u = hash_uint32_sql(f"CAST(response_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+        sql = (f"SELECT {cols} FROM (SELECT {cols}, response_id, {u} AS _u FROM responses WHERE {where} "
+               f"ORDER BY _u, response_id LIMIT {int(size)}) AS s ORDER BY response_date, response_id")
+    out = _run(source, sql)
+    out.attrs.update(population=population, size=len(out), seed=int(seed), sampled=len(out) < population)
+    return out
+
+
+PATTERN_WEIGHT = "_count"  # the count column of theme_effect_patterns (theme names start with a letter)
+
+
+def theme_effect_patterns(source, codebook: Codebook, start=None, end=None, department: str | None = None,
+                          attributes: Sequence[str] | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The responses with a comment in ``[start, end]`` (optionally one ``department``) as distinct patterns of
+    (``by`` columns, ``csat``, ``nps``, the ``attributes``, one 0/1 flag per theme) with their count
+    (:data:`PATTERN_WEIGHT`), counted by the engine (``source``: an engine or a dataset). Missing values stay
+    missing (a pattern of its own). :func:`theme_effects_from_patterns` fits on them what
+    :func:`theme_effects_frame` fits on the rows, so memory follows the number of distinct answers (bounded by
+    the rating scales), not the number of comments."""
+    from helpers.data import quote_ident
+
+    cb = _as_codebook(codebook, "theme effects")
+    attrs = list(attributes or [])
+    dw, _ = _date_where(start, end)
+    fw, _ = _filter_sql(department)
+    cols = [*by, "csat", "nps", *attrs]
+    keys = ", ".join(quote_ident(c) for c in [*cols, *cb.names])
+    sql = (f"SELECT {keys}, count(*) AS {PATTERN_WEIGHT} FROM ({_flags_sql(source, cb, cols, _and(dw, fw))}) "
+           f"GROUP BY {keys}")
+    out = _run(source, sql)
+    for name in cb.names:
+        out[name] = out[name].astype(bool)
+    for c in ["csat", "nps", *attrs]:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    out[PATTERN_WEIGHT] = out[PATTERN_WEIGHT].astype("int64")
+    return out
+
+
+def _weighted_mean_var(y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """``(n, mean, sample variance)`` of values ``y`` repeated ``w`` times."""
+    n = float(w.sum())
+    if n == 0:
+        return 0.0, np.nan, np.nan
+    mean = float((w * y).sum() / n)
+    var = float((w * (y - mean) ** 2).sum() / (n - 1)) if n > 1 else np.nan
+    return n, mean, var
+
+
+def _welch_interval(n1, m1, v1, n0, m0, v0, confidence: float) -> tuple[float, float]:
+    """Welch's interval for ``m1 - m0``: ``se = sqrt(v1/n1 + v0/n0)`` with the Welch-Satterthwaite degrees of
+    freedom (as scipy's ``ttest_ind(equal_var=False).confidence_interval``)."""
+    a, b = v1 / n1, v0 / n0
+    se = np.sqrt(a + b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = (a + b) ** 2 / (a ** 2 / (n1 - 1) + b ** 2 / (n0 - 1))
+        t = stats.t.ppf(1 - (1 - confidence) / 2, df)
+    d = m1 - m0
+    return float(d - t * se), float(d + t * se)
+
+
+def theme_effects_from_patterns(patterns: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str],
+                                labels: dict | None = None, confidence: float = 0.95, min_mentions: int = 10,
+                                joint: bool = True, weight: str = PATTERN_WEIGHT) -> ThemeEffects:
+    """:func:`theme_effects_frame` on distinct patterns with frequency weights (``weight``: how many responses
+    each pattern stands for): the same table, equal to the row fit (tests check it). OLS by weighted least
+    squares with HC3 (``h_i = x_i'(X'WX)^-1 x_i`` and the residual are the same for every response of a
+    pattern, so ``sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2`` is the row sum); the logistic fit as a binomial GLM
+    with ``freq_weights`` (statsmodels; the same likelihood as the rows); means, Welch intervals, detractor
+    shares and the g-computed detractor change as weighted sums."""
+    labels = labels or {t: t for t in themes}
+    alpha = 1 - confidence
+    attrs = list(attributes)
+    w = patterns[weight].to_numpy(float)
+    csat = patterns["csat"].to_numpy(float)
+    nps = patterns["nps"].to_numpy(float)
+    attr_ok = patterns[attrs].notna().all(axis=1).to_numpy() if attrs else np.ones(len(patterns), bool)
+    csat_rows = ~np.isnan(csat) & attr_ok
+    nps_rows = ~np.isnan(nps) & attr_ok
+    has_csat = ~np.isnan(csat)
+    det = nps <= NPS_DETRACTOR_MAX
+    rows, ols_ok, logit_ok = {}, [], []
+    for theme in themes:
+        mention = patterns[theme].to_numpy(bool)
+        row = {"theme": theme, "label": labels.get(theme, theme)}
+        n1, m1, v1 = _weighted_mean_var(csat[mention & has_csat], w[mention & has_csat])
+        n0, m0, v0 = _weighted_mean_var(csat[~mention & has_csat], w[~mention & has_csat])
+        row.update(mentions=int(n1), csat_with=m1, csat_without=m0)
+        if n1 >= 2 and n0 >= 2:
+            low, high = _welch_interval(n1, m1, v1, n0, m0, v0, confidence)
+            row.update(csat_difference=m1 - m0, csat_difference_low=low, csat_difference_high=high)
+        m = float(w[mention & csat_rows].sum())
+        if m >= min_mentions and float(w[csat_rows].sum()) - m >= min_mentions:
+            ols_ok.append(theme)
+        wn_with, wn_without = w[nps_rows & mention], w[nps_rows & ~mention]
+        row["detractor_share_with"] = (float((wn_with * det[nps_rows & mention]).sum() / wn_with.sum())
+                                       if wn_with.sum() > 0 else np.nan)
+        row["detractor_share_without"] = (float((wn_without * det[nps_rows & ~mention]).sum() / wn_without.sum())
+                                          if wn_without.sum() > 0 else np.nan)
+        if (wn_with.sum() >= min_mentions and wn_without.sum() >= min_mentions
+                and 0 < row["detractor_share_with"] < 1):
+            logit_ok.append(theme)
+        rows[theme] = row
+    ols = (lambda ths: _ols_weighted(patterns, ths, attrs, alpha, weight))
+    logit = (lambda ths: _logit_weighted(patterns, ths, attrs, alpha, weight))
+    if joint:
+        ols_fits = ols(ols_ok) if ols_ok else {}
+        logit_fits = logit(logit_ok) if logit_ok else {}
+        if logit_ok and not logit_fits:
+            logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
+    else:
+        ols_fits = {k: v for th in ols_ok for k, v in ols([th]).items()}
+        logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
+    for theme, fit in ols_fits.items():
+        rows[theme].update(fit)
+    for theme, fit in logit_fits.items():
+        rows[theme].update(fit)
+    cols = ["theme", "label", "mentions", "csat_with", "csat_without", "csat_difference", "csat_difference_low",
+            "csat_difference_high", "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "csat_adjusted_p",
+            "n_csat", "detractor_share_with", "detractor_share_without", "detractor_odds_ratio",
+            "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "detractor_change",
+            "detractor_change_low", "detractor_change_high", "n_nps"]
+    table = pd.DataFrame(list(rows.values())).reindex(columns=cols)
+    table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
+    return ThemeEffects(table, attrs, confidence, joint)
+
+
+def _design(d: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str]) -> np.ndarray:
+    return np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in [*themes, *attributes]])
+
+
+def _ols_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float,
+                  weight: str) -> dict:
+    """WLS with frequency weights and the HC3 covariance of the rows they stand for (MacKinnon & White 1985):
+    ``b = (X'WX)^-1 X'Wy``, ``V = (X'WX)^-1 [sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2] (X'WX)^-1``; normal
+    intervals, as statsmodels' ``OLS(...).fit(cov_type="HC3")`` on the rows."""
+    d = patterns[["csat", *themes, *attributes, weight]].dropna()
+    w = d[weight].to_numpy(float)
+    X, y = _design(d, themes, attributes), d["csat"].to_numpy(float)
+    xtwx = X.T @ (w[:, None] * X)
+    inv = np.linalg.pinv(xtwx)
+    b = inv @ (X.T @ (w * y))
+    e = y - X @ b
+    h = np.einsum("ij,jk,ik->i", X, inv, X)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = w * (e / (1 - h)) ** 2
+    cov = inv @ ((X * scale[:, None]).T @ X) @ inv
+    se = np.sqrt(np.diag(cov))
+    z = stats.norm.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.norm.sf(np.abs(b / se))
+    n = int(w.sum())
+    return {th: dict(csat_adjusted=float(b[i + 1]), csat_adjusted_low=float(b[i + 1] - z * se[i + 1]),
+                     csat_adjusted_high=float(b[i + 1] + z * se[i + 1]), csat_adjusted_p=float(p[i + 1]),
+                     n_csat=n) for i, th in enumerate(themes)}
+
+
+def _logit_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float,
+                    weight: str) -> dict:
+    """The logit of P(nps <= 6) as a binomial GLM with ``freq_weights`` (statsmodels): the likelihood, estimates
+    and covariance of the row-level ``Logit``; {} when it does not converge or a coefficient is not estimable."""
+    import statsmodels.api as sm
+
+    d = patterns[["nps", *themes, *attributes, weight]].dropna()
+    w = d[weight].to_numpy(float)
+    y = (d["nps"] <= NPS_DETRACTOR_MAX).to_numpy(float)
+    if not 0 < (w * y).sum() < w.sum():
+        return {}
+    X = _design(d, themes, attributes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.GLM(y, X, family=sm.families.Binomial(), freq_weights=w).fit(maxiter=200, tol=1e-12)
+    except (np.linalg.LinAlgError, ValueError):
+        return {}
+    if not getattr(fit, "converged", True) or not np.all(np.isfinite(fit.bse)):
+        return {}
+    ci = fit.conf_int(alpha)
+    out = {}
+    for i, th in enumerate(themes):
+        out[th] = dict(detractor_odds_ratio=float(np.exp(fit.params[i + 1])),
+                       detractor_odds_ratio_low=float(np.exp(ci[i + 1, 0])),
+                       detractor_odds_ratio_high=float(np.exp(ci[i + 1, 1])), detractor_p=float(fit.pvalues[i + 1]),
+                       n_nps=int(w.sum()))
+        out[th].update(_detractor_change(fit, X, i + 1, alpha, w))
+    return out
 
 
 # --- the closed loop ----------------------------------------------------------------------------------------
