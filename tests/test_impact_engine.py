@@ -56,8 +56,8 @@ def test_engine_equals_rows_when_the_sample_holds_every_customer(demo):
     for a, b in ((row.objectives, eng.objectives), (row.drivers, eng.drivers), (row.risk, eng.risk)):
         pd.testing.assert_frame_equal(a.table, b.table, rtol=1e-9)
         assert a.sentences == b.sentences
-        assert [n for n in b.notes if "value chain was fitted on" not in n] == a.notes  # + the sample's sentence
-    assert any("fitted on all" in n for n in eng.drivers.notes)
+        assert a.notes == b.notes  # no sample sentence: the page reads as before
+    assert IR.sample_note(eng.sample) == "The satisfaction-value chain was fitted on all 2,000 customers."
     t = eng.objectives.table.set_index("objective")
     assert "filter on team" in t.loc["team", "note"] and t.loc["chat", "extra_kept"] > 0  # filters as rows
     # the objectives of one department alone (the department page), on its own chain
@@ -76,6 +76,8 @@ def test_sample_statistics_equal_the_row_statistics(demo):
     s = WS.worth_sample(engine, 500, seed=3, as_of=as_of)
     known = pd.to_datetime(customers["signup_date"]) <= as_of
     assert s.size == 500 and not s.covers_all and s.population_size == int(known.sum())
+    assert IR.sample_note(s).startswith(f"The satisfaction-value chain was fitted on a seeded sample of 500 of "
+                                        f"{int(known.sum()):,} customers (seed 3)")
     again = WS.worth_sample(engine, 500, seed=3, as_of=as_of)
     assert again.customers["customer_id"].tolist() == s.customers["customer_id"].tolist()  # seeded
     assert WS.worth_sample(engine, 500, seed=4, as_of=as_of).customers["customer_id"].tolist() != \
@@ -158,6 +160,8 @@ def test_engine_errors_name_what_is_missing(demo):
     with pytest.raises(EngineError, match="size must be at least 1"):
         WS.worth_sample(engine, 0)
     with pytest.raises(EngineError, match="no column"):
-        WS.worth_sample(engine, 100, revenue="margin")
+        WS.worth_sample(engine, 100, segment="tier")
+    no_revenue = WS.worth_sample(engine, 100, revenue="margin")  # still a sample for the churn link
+    assert no_revenue.customers["margin"].isna().all() and (no_revenue.population["revenue"] == 0).all()
     with pytest.raises(IR.ImpactReportError, match="no attribute rating"):
         IR.company_worth_engine([], engine, drivers=["attr_nope"], n_boot=20)

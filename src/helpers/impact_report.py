@@ -619,9 +619,14 @@ def population_by(sample, by: str) -> pd.DataFrame:
 
 
 def sample_note(sample) -> str:
-    """The sentence the pages show: "The chain was fitted on a seeded sample of 100,000 of 1,000,000 customers
-    (...)" (or on all of them)."""
+    """The sentence the pages show: "The satisfaction-value chain was fitted on a seeded sample of 100,000 of
+    1,000,000 customers (...)" (or on all of them)."""
     return f"The satisfaction-value chain was {sample.sentence()}."
+
+
+def _sample_notes(sample) -> list[str]:
+    """The notes a sampled result adds (none when the sample is every customer: the row path's result)."""
+    return [] if sample.covers_all else [sample_note(sample)]
 
 
 def _engine_objective_rows(plans, engine, sample, as_of: pd.Timestamp, window_months: int):
@@ -674,7 +679,7 @@ def objective_worth_engine(plan, engine, *, as_of=None, horizon: int = 12, windo
                 "crossproducts": pd.DataFrame(), "attributes": [], "population": population,
                 "sample_fraction": sample.fraction}
 
-    return _price_objectives(plans, rows, todo, data_for, [sample_note(sample)], horizon=horizon, as_of=as_of,
+    return _price_objectives(plans, rows, todo, data_for, _sample_notes(sample), horizon=horizon, as_of=as_of,
                              covariates=covariates, n_boot=n_boot, level=level, seed=seed, currency=cur,
                              min_events=min_events)
 
@@ -704,7 +709,7 @@ def company_worth_engine(plans, engine, *, drivers: Sequence[str] | None = None,
     rows, todo = _engine_objective_rows(plans, engine, sample, as_of, window_months) if plans else ([], [])
     sampled = {"population": population_by(sample, "_cell"), "sample_fraction": sample.fraction}
     out = _company_chains(plans, sample.customers, None, rows, todo, attrs, chosen, drivers is None, sample.ratings,
-                          sample.crossproducts, sampled, [sample_note(sample)], delta=delta, top=top,
+                          sample.crossproducts, sampled, _sample_notes(sample), delta=delta, top=top,
                           reference=reference, as_of=as_of, horizon=horizon, n_boot=n_boot, level=level, seed=seed,
                           cur=cur, segment=segment, min_events=min_events)
     out.sample = sample

@@ -164,7 +164,7 @@ def worth_sample(engine: Engine, size: int = DEFAULT_SIZE, seed: int = 0, as_of=
     ccols = engine.columns("customers")
     extra = [c for c in dict.fromkeys(extra_columns) if c not in ("customer_id", "signup_date", "end_date", segment,
                                                                    revenue)]
-    missing = [c for c in ("customer_id", "signup_date", "end_date", segment, revenue, *extra) if c not in ccols]
+    missing = [c for c in ("customer_id", "signup_date", "end_date", segment, *extra) if c not in ccols]
     if missing:
         raise EngineError(f"{engine.name} engine: the customers table has no column(s) {missing}")
     attrs = list(attributes) if attributes is not None else [c for c in rcols if str(c).startswith("attr_")]
@@ -172,7 +172,10 @@ def worth_sample(engine: Engine, size: int = DEFAULT_SIZE, seed: int = 0, as_of=
     u = hash_uint32_sql(f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
     known = f"c.signup_date <= {asof_lit}"
     more = "".join(f", c.{q(c)}" for c in extra)
-    cust = engine.query(f"SELECT c.customer_id, c.signup_date, c.end_date, c.{q(segment)}, c.{q(revenue)}{more} "
+    # without a revenue column the sample still serves the churn link (the chain then says what is missing)
+    rev_sql = f"CAST(c.{q(revenue)} AS DOUBLE)" if revenue in ccols else "CAST(NULL AS DOUBLE)"
+    cust = engine.query(f"SELECT c.customer_id, c.signup_date, c.end_date, c.{q(segment)}, "
+                        f"{rev_sql} AS {q(revenue)}{more} "
                         f"FROM customers AS c WHERE {known} ORDER BY {u}, c.customer_id LIMIT {int(size)}")
     population_size = int(engine.query(f"SELECT count(*) AS n FROM customers AS c WHERE {known}")["n"].iloc[0])
     cust = cust.sort_values("customer_id", kind="stable").reset_index(drop=True)
@@ -214,7 +217,7 @@ def worth_sample(engine: Engine, size: int = DEFAULT_SIZE, seed: int = 0, as_of=
     cell = (f"coalesce(m.main_department, {sql_literal(NO_ANSWERS)}) || {sql_literal(CELL_SEP)} || "
             f"CAST(c.{q(segment)} AS VARCHAR)")
     pop = engine.query(f"WITH m AS ({main_sql}) SELECT {cell} AS cell, count(*) AS customers, "
-                       f"sum(CAST(c.{q(revenue)} AS DOUBLE)) AS revenue FROM customers AS c "
+                       f"sum({rev_sql}) AS revenue FROM customers AS c "
                        f"LEFT JOIN m ON m.customer_id = c.customer_id WHERE {active} GROUP BY {cell}")
     pop = pop.set_index("cell").sort_index()
     pop["customers"] = pop["customers"].astype("int64")
