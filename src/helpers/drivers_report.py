@@ -29,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.drivers import DriverInputError
 from helpers.drivers_analysis import (DriverAnalysis, SegmentDrivers, _label, analyze_drivers,
-                                      analyze_drivers_from_patterns, headed_table, patterns_usable_rows,
-                                      select_responses, share_text)
+                                      analyze_drivers_from_patterns, headed_table, ordinal_check,
+                                      ordinal_check_from_patterns, patterns_usable_rows, select_responses,
+                                      share_text)
+from helpers.engine import EngineError, open_report_engine
+from helpers.engine.poisson_bootstrap import rating_patterns
 from helpers.errors import KitError
 from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
                                 reader_table, shorten, slug)
@@ -151,22 +155,8 @@ def cached_once(file: Path | None, settings: dict, kind: type, compute):
             lock.close()  # releases the flock
 
 
-def _open_engine(dataset, config):
-    """The engine of ``report.yaml`` (``config.engine``; DuckDB by default) over ``dataset``, or None when it
-    cannot be reached (the analysis then reads the rows in memory)."""
-    from helpers.engine import EngineSettings
-
-    settings = getattr(config, "engine", None) or EngineSettings()
-    if settings.kind == "duckdb" and not settings.tables and getattr(dataset, "con", None) is None:
-        return None
-    try:
-        return settings.connect(dataset=dataset)
-    except (KitError, OSError, ImportError):
-        return None
-
-
 def department_driver_analysis(dataset, config, department: str, as_of: object = None, *,
-                               period: tuple[str, str] | None = None, responses: pd.DataFrame | None = None,
+                               period: tuple[str, str] | None = None, responses=None,
                                outcome: str = "", drivers: list[str] | None = None,
                                n_boot: int = DEPARTMENT_N_BOOT, seed: int = SEED,
                                cache: bool | str | Path = True, engine=None) -> DepartmentDrivers:
@@ -183,8 +173,9 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
     :func:`helpers.drivers_analysis.analyze_drivers` on the rows (listwise deletion), with intervals from
     ``n_boot`` pattern re-samples (the row bootstrap's distribution) under the department's own seed
     (:func:`department_seed`); no ordinal check. ``engine``: an open engine to use (left open; None = open
-    and close the config's). Only when no engine can be reached, or its query fails, are the rows read
-    (``responses`` if the caller has them, else the dataset's) and analysed in memory. Below
+    and close the config's through :func:`helpers.engine.open_report_engine`). Only when no engine can be
+    reached, or its query fails, are the rows read (``responses``: a frame or a function returning one, e.g.
+    the department's rows, called only then; None = the dataset's) and analysed in memory. Below
     :func:`helpers.reports.loader.driver_min_responses` usable responses there is no analysis and ``message``
     says why. ``cache``: True = the run folder's cache when the data is a run's snapshot; a folder = there;
     False = no cache."""
@@ -207,7 +198,7 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
         result = DepartmentDrivers(department=name, period=(str(period[0]), str(period[1])), outcome=outcome,
                                    drivers=drivers, n_usable=0, min_n=min_n, settings=settings)
         own = engine is None
-        eng = _open_engine(dataset, config) if own else engine
+        eng = open_report_engine(dataset, config)[0] if own else engine
         try:
             if eng is not None:
                 try:
@@ -215,7 +206,8 @@ def department_driver_analysis(dataset, config, department: str, as_of: object =
                     return result
                 except KitError:  # the engine failed (not the data: those problems are in result.message)
                     result.engine, result.n_usable, result.message = "", 0, ""
-            _department_from_rows(result, dataset.responses if responses is None else responses, seed, n_boot)
+            rows = dataset.responses if responses is None else responses() if callable(responses) else responses
+            _department_from_rows(result, rows, seed, n_boot)
             return result
         finally:
             if own and eng is not None:
@@ -841,6 +833,88 @@ def show_chart(fig, alt: str) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # Preparing the page
 # ----------------------------------------------------------------------------------------------------------
+class _EngineResponses:
+    """The responses as the engine's aggregates: column names, date range, responses per department in the
+    period, and rating patterns (answer-sized; no response row is read into memory)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.name = engine.name
+        self.columns = list(engine.columns("responses"))
+
+    def last_date(self):
+        """The last response date (NaT when no response has one)."""
+        if "response_date" not in self.columns:
+            return pd.NaT
+        out = self.engine.query("SELECT max(response_date) AS last FROM responses")
+        return pd.Timestamp(out["last"].iloc[0]) if len(out) and not pd.isna(out["last"].iloc[0]) else pd.NaT
+
+    def select(self, department: str, start: str, end: str) -> tuple[list[str], str]:
+        """(departments with responses in the period, the selected department's name or "all"); the errors
+        of :func:`helpers.drivers_analysis.select_responses`."""
+        from helpers.engine.aggregates import where_sql
+
+        counts = self.engine.query(f"SELECT department, count(*) AS n FROM responses "
+                                   f"{where_sql(None, 'response_date', start, end)} GROUP BY department")
+        if not int(counts["n"].sum()):
+            raise DriverInputError(f"no responses for department 'all' between {start or 'the start'} "
+                                   f"and {end or 'the end'}")
+        names = sorted(str(n) for n in counts["department"] if not pd.isna(n))
+        if department.lower() == "all":
+            return names, department
+        match = [n for n in names if n == department or slug(n) == slug(department)]
+        if not match:
+            raise DriverInputError(f"department {department!r} has no responses; departments in the data: "
+                                   + ", ".join(names) + " (or 'all')")
+        return names, match[0]
+
+    def analyse_all(self, outcome: str, drivers: list[str], period, n_boot: int, seed: int,
+                    min_n: int) -> DriverAnalysis:
+        """The company's analysis from the period's rating patterns (all departments), with the ordinal check
+        on the same patterns."""
+        patterns = rating_patterns(self.engine, [outcome, *drivers], start=period[0], end=period[1])
+        return analyze_drivers_from_patterns(patterns, outcome, drivers, n_boot=n_boot, seed=seed,
+                                             label="all departments", min_n=min_n, ordinal=True)
+
+    def ordinal(self, department: str, outcome: str, drivers: list[str], period, shapley_rank, seed):
+        patterns = rating_patterns(self.engine, [outcome, *drivers], filters={"department": department},
+                                   start=period[0], end=period[1])
+        return ordinal_check_from_patterns(patterns, outcome, drivers, shapley_rank=shapley_rank, seed=seed)
+
+
+class _RowResponses:
+    """The responses as rows in memory (no engine could be opened, or its query failed): the former path."""
+
+    name = ""
+
+    def __init__(self, dataset):
+        self.frame = dataset.responses
+        self.columns = list(self.frame.columns)
+        self.selected = None
+
+    def last_date(self):
+        if "response_date" not in self.frame.columns:
+            return pd.NaT
+        return pd.to_datetime(self.frame["response_date"]).max()
+
+    def select(self, department: str, start: str, end: str) -> tuple[list[str], str]:
+        in_period = select_responses(self.frame, "all", start, end)
+        self.selected = select_responses(in_period, department)
+        names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
+        return names, (department if department.lower() == "all" else str(self.selected["department"].iloc[0]))
+
+    def analyse_all(self, outcome: str, drivers: list[str], period, n_boot: int, seed: int,
+                    min_n: int) -> DriverAnalysis:
+        return analyze_drivers(self.selected, outcome, drivers, n_boot=n_boot, seed=seed, label="all departments",
+                               min_n=min_n)
+
+    def ordinal(self, department: str, outcome: str, drivers: list[str], period, shapley_rank, seed):
+        numeric = [d for d in drivers if pd.api.types.is_numeric_dtype(self.selected[d])]
+        if not numeric:
+            return None
+        return ordinal_check(self.selected, outcome, numeric, shapley_rank=shapley_rank, seed=seed)
+
+
 def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: list | None = None,
                            period_start: str = "", period_end: str = "", n_boot: int = 500,
                            data_source: str = "", report_config: str = "params/report.yaml",
@@ -849,8 +923,16 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     else every ``attr_*`` column; for one ``department`` the main analysis is :func:`department_driver_analysis`
     (its :data:`DEPARTMENT_N_BOOT` re-samples; ``n_boot`` is for "all"); ``period_end`` "" = the as-of date (``as_of`` "" = the data's last complete
     month; ``as_of`` caps ``period_end``); ``period_start`` "" = :data:`DEPARTMENT_MONTHS` months before the
-    period's end (the window of the department pages)."""
-    from helpers.reports.loader import driver_min_responses, load_report_inputs
+    period's end (the window of the department pages).
+
+    Everything comes from engine aggregates (the config's engine through
+    :func:`helpers.engine.open_report_engine`; DuckDB by default): the company's analysis, its
+    importance-performance means and the ordinal check from the period's rating patterns
+    (:func:`helpers.drivers_analysis.analyze_drivers_from_patterns` with ``ordinal=True``: the same point
+    estimates as the rows, intervals from the pattern bootstrap, the ordinal model weighted by the patterns'
+    counts), each department's from :func:`department_driver_analysis`. Only when no engine can be opened,
+    or one of its queries fails, are the responses read as rows (the page then says so)."""
+    from helpers.reports.loader import load_report_inputs
 
     report = DriversReport(department=department or "all", outcome=outcome, drivers=list(drivers or []),
                            period=(period_start, period_end), n_boot=int(n_boot))
@@ -870,56 +952,29 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     report.warnings.extend(ds.excluded_messages(future_only=True))  # future-dated rows left out (helpers.data)
     report.outcome = outcome or cfg.outcome
     report.drivers = list(drivers or cfg.drivers or ds.attributes)
-    responses = ds.responses
-    missing_cols = [c for c in [report.outcome, *report.drivers] if c not in responses.columns]
-    if missing_cols:
-        report.warnings.append(f"responses has no column {missing_cols}; available ratings: "
-                               + ", ".join(c for c in responses.columns if c in ("csat", "nps", "ces")
-                                           or c.startswith("attr_")))
-        return report
-    dates = pd.to_datetime(responses["response_date"])
-    if dates.isna().all():
-        report.warnings.append("no response has a date")
-        return report
+    engine, note = open_report_engine(ds, cfg)  # one engine for every aggregate of the page
+    if note:
+        report.warnings.append(note)
     try:
-        default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if ds.as_of is not None else ds.default_as_of())
-    except KitError:
-        default_end = dates.max()
-    end = period_end or str(default_end.date())
-    if as_of and pd.Timestamp(as_of) < pd.Timestamp(end):
-        end = as_of
-    report.as_of = str(pd.Timestamp(as_of or default_end).date())
-    start = period_start or department_window(end)[0]
-    report.period = (start, end)
-    min_n = driver_min_responses(inputs.min_responses, len(report.drivers))
-    try:
-        in_period = select_responses(responses, "all", start, end)
-        selected = select_responses(in_period, report.department)
-    except KitError as exc:
-        report.warnings.append(str(exc))
-        return report
-    if report.department.lower() != "all":
-        report.department = str(selected["department"].iloc[0])
-    try:
-        if report.department.lower() == "all":
-            report.main = analyze_drivers(selected, report.outcome, report.drivers, n_boot=report.n_boot, seed=seed,
-                                          label="all departments", min_n=min_n)
-        else:  # one department: its one analysis (the one its page and the comparison below show), plus the check
-            report.main = _department_main(ds, cfg, report, selected, (start, end), responses, seed)
-            if report.main is None:
-                return report
-        report.warnings.extend(report.main.warnings)
-        if report.main.dropped:
-            report.warnings.append("left out of the analysis: " + "; ".join(
-                f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
-    except KitError as exc:
-        report.warnings.append(f"{report.department}: {exc}")
-    # the departments: the same analysis as on each department page (shared, cached per run)
-    names = sorted(str(n) for n in pd.unique(in_period["department"].dropna()))
-    results, sizes = {}, []
-    engine = _open_engine(ds, cfg)  # one engine for every department's rating patterns
-    try:
-        analyses = {name: department_driver_analysis(ds, cfg, name, period=(start, end), outcome=report.outcome,
+        names = None
+        before = (list(report.warnings), report.department)
+        if engine is not None:
+            try:
+                names = _analyse_selection(report, ds, cfg, inputs, _EngineResponses(engine), engine, as_of,
+                                           period_start, period_end, seed)
+            except EngineError as exc:  # the engine failed (not the data): the rows in memory
+                report.warnings[:], report.department, report.main = before[0], before[1], None
+                report.warnings.append(f"The {engine.name} engine failed ({shorten(str(exc), 160)}); these "
+                                       "figures were computed in memory.")
+                names = None
+        if names is None:
+            names = _analyse_selection(report, ds, cfg, inputs, _RowResponses(ds), engine, as_of, period_start,
+                                       period_end, seed)
+        if names is False:
+            return report
+        # the departments: the same analysis as on each department page (shared, cached per run)
+        results, sizes = {}, []
+        analyses = {name: department_driver_analysis(ds, cfg, name, period=report.period, outcome=report.outcome,
                                                      drivers=report.drivers, seed=seed, engine=engine)
                     for name in names}
     finally:
@@ -939,6 +994,60 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     report.differences = _differences(report.by_department, report.department)
     report.worth = _page_worth(ds, cfg, report)
     return report
+
+
+def _analyse_selection(report: DriversReport, ds, cfg, inputs, source, engine, as_of: str, period_start: str,
+                       period_end: str, seed: int):
+    """Period, selection and main analysis of the page from ``source`` (:class:`_EngineResponses` or
+    :class:`_RowResponses`). Returns the departments with responses in the period, or False when the page
+    stops at a warning (a missing column, no dates, an empty selection)."""
+    from helpers.reports.loader import driver_min_responses
+
+    missing_cols = [c for c in [report.outcome, *report.drivers] if c not in source.columns]
+    if missing_cols:
+        report.warnings.append(f"responses has no column {missing_cols}; available ratings: "
+                               + ", ".join(c for c in source.columns if c in ("csat", "nps", "ces")
+                                           or c.startswith("attr_")))
+        return False
+    last = source.last_date()
+    if pd.isna(last):
+        report.warnings.append("no response has a date")
+        return False
+    try:
+        default_end = pd.Timestamp(as_of) if as_of else (ds.as_of if ds.as_of is not None else ds.default_as_of())
+    except KitError:
+        default_end = last
+    end = period_end or str(default_end.date())
+    if as_of and pd.Timestamp(as_of) < pd.Timestamp(end):
+        end = as_of
+    report.as_of = str(pd.Timestamp(as_of or default_end).date())
+    start = period_start or department_window(end)[0]
+    report.period = (start, end)
+    min_n = driver_min_responses(inputs.min_responses, len(report.drivers))
+    try:
+        names, report.department = source.select(report.department, start, end)
+    except KitError as exc:
+        if isinstance(exc, EngineError):
+            raise
+        report.warnings.append(str(exc))
+        return False
+    try:
+        if report.department.lower() == "all":
+            report.main = source.analyse_all(report.outcome, report.drivers, (start, end), report.n_boot, seed,
+                                             min_n)
+        else:  # one department: its one analysis (the one its page and the comparison below show), plus the check
+            report.main = _department_main(ds, cfg, report, source, (start, end), seed, engine)
+            if report.main is None:
+                return False
+        report.warnings.extend(report.main.warnings)
+        if report.main.dropped:
+            report.warnings.append("left out of the analysis: " + "; ".join(
+                f"{_label(k)} ({v})" for k, v in report.main.dropped.items()))
+    except EngineError:
+        raise
+    except KitError as exc:
+        report.warnings.append(f"{report.department}: {exc}")
+    return names
 
 
 def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
@@ -961,27 +1070,26 @@ def _page_worth(ds, cfg, report: DriversReport) -> CompanyWorthPage:
                                   cache_folder=folder.parent / "worth" if folder is not None else None)
 
 
-def _department_main(ds, cfg, report: DriversReport, selected: pd.DataFrame, period, responses, seed):
+def _department_main(ds, cfg, report: DriversReport, source, period, seed, engine=None):
     """The drivers page of one department: the shared department analysis (same numbers as its page and the
-    comparison), with the ordinal check fitted on the same responses; None with a warning below the sample rule."""
+    comparison), with the ordinal check fitted on the same responses (from ``source``: the engine's rating
+    patterns with frequency weights, or the rows); None with a warning below the sample rule."""
     import copy
 
-    from helpers.drivers_analysis import ordinal_check
-
     dd = department_driver_analysis(ds, cfg, report.department, period=period, outcome=report.outcome,
-                                    drivers=report.drivers, seed=seed)
+                                    drivers=report.drivers, seed=seed, engine=engine)
     if dd.analysis is None:
         report.warnings.append(f"{report.department}: {dd.message}")
         return None
     main = copy.copy(dd.analysis)  # the shared result stays as cached
     main.label, main.warnings = report.department, list(dd.analysis.warnings)
-    numeric = [d for d in main.table.index if pd.api.types.is_numeric_dtype(selected[d])]
-    if numeric:
-        try:
-            main.ordinal = ordinal_check(selected, report.outcome, numeric, shapley_rank=main.table["rank"],
-                                         seed=department_seed(report.department, seed))
-        except (KitError, np.linalg.LinAlgError, ValueError) as exc:
-            main.warnings.append(f"ordinal check not available: {exc}")
+    try:
+        main.ordinal = source.ordinal(report.department, report.outcome, list(main.table.index), period,
+                                      main.table["rank"], department_seed(report.department, seed))
+    except EngineError:
+        raise
+    except (KitError, np.linalg.LinAlgError, ValueError) as exc:
+        main.warnings.append(f"ordinal check not available: {exc}")
     return main
 
 
