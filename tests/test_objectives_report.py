@@ -401,8 +401,8 @@ def test_what_meeting_an_objective_is_worth(small_demo, priced, tmp_path, monkey
     # within a run: computed once (for every objectives file of the folder), then read from the cache
     monkeypatch.setattr(OR, "_worth_cache_folder", lambda dataset: tmp_path / "cache" / "worth")
     calls = []
-    real = IR.objective_worth
-    monkeypatch.setattr(IR, "objective_worth", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = IR.objective_worth_engine  # the page prices on the report's engine (equal to the rows on the demo)
+    monkeypatch.setattr(IR, "objective_worth_engine", lambda *a, **k: calls.append(1) or real(*a, **k))
     for _ in range(2):
         again = prepare_department_report("billing", params_file=str(folder / "billing.yaml"),
                                           data_source=str(small_demo), report_config=config, as_of="2026-10-31")

@@ -446,7 +446,8 @@ class DepartmentReport:
 
     def department_customers(self) -> pd.DataFrame:
         """Customers who had a ticket or a survey response with this department up to the as-of date (the
-        customers keep the table's order)."""
+        customers keep the table's order): rows for an analyst (the whole customers table is read). The page's
+        retention section does not use it: :meth:`retention` counts these customers in the engine."""
         ids = set(self.first_contacts()["customer_id"])
         customers = self.dataset.customers
         return customers[customers["customer_id"].astype(str).isin(ids)]
@@ -457,15 +458,29 @@ class DepartmentReport:
 
         A customer enters the risk set at their first contact with the department (left truncation), not at
         signup: they were, by that selection, still customers until then, and counting that time as survived
-        would inflate survival (:func:`delayed_entry_survival`). Time is months since signup."""
+        would inflate survival (:func:`delayed_entry_survival`). Time is months since signup.
+
+        Computed from the engine of the report config (entry day, exit day and churn per customer counted by SQL,
+        :func:`helpers.engine.retention_queries.department_survival`: no customer row is read); the rows below
+        only when the engine cannot be opened or a query fails (the same curves, tests/test_retention_engine_*)."""
         if self.dataset is None:
             return None, "No data loaded."
         missing = getattr(self.dataset, "missing_reason", lambda _what: "")("retention")
         if missing:  # survey-only data (issue 12): the one-line reason, naming the table it needs
             return None, missing
+        from helpers.engine import EngineError, open_report_engine  # noqa: PLC0415
+        from helpers.engine.retention_queries import department_survival  # noqa: PLC0415
         from helpers.retention import customer_durations, months_between  # noqa: PLC0415
 
         try:
+            engine = open_report_engine(self.dataset, self.config)[0] if hasattr(self.dataset, "con") else None
+            if engine is not None:
+                try:
+                    return department_survival(engine, self.department, self.as_of)
+                except EngineError:
+                    pass  # a query the engine cannot run: the rows below give the same curves
+                finally:
+                    engine.close()
             customers = self.department_customers()
             if customers.empty:
                 return None, f"No customers contacted {self.department} up to the as-of date."
@@ -634,12 +649,13 @@ class DepartmentReport:
             return None, f"{what} needs the customers' monthly revenue, which the customers table does not have."
         if not self.dataset.has("responses"):
             return None, f"{what} needs the survey answers (the responses table): add responses.csv."
-        from helpers.impact_report import objective_worth  # noqa: PLC0415
+        from helpers.engine.worth_sample import DEFAULT_SIZE  # noqa: PLC0415
+        from helpers.impact_report import objective_worth, objective_worth_engine  # noqa: PLC0415
 
         currency = getattr(self.config, "currency", "") or "EUR"
         settings = {"version": 1, "as_of": f"{self.as_of:%Y-%m-%d}", "n_boot": self.WORTH_N_BOOT,
                     "seed": self.WORTH_SEED, "horizon": self.WORTH_HORIZON, "currency": currency,
-                    "data": str(getattr(self.dataset, "fingerprint", ""))}
+                    "data": str(getattr(self.dataset, "fingerprint", "")), "sample": DEFAULT_SIZE}
         folder = _worth_cache_folder(self.dataset)
         plans = _all_plans(self.plan, Path(self.params_file).parent) if folder is not None else [self.plan]
         settings["objectives"] = [[p.department, o.id, o.metric, float(o.target),
@@ -647,9 +663,23 @@ class DepartmentReport:
                                   for p in plans for o in p.objectives]
 
         def compute():
-            return objective_worth(plans, self.dataset.customers, self.dataset.responses, as_of=self.as_of,
-                                   horizon=self.WORTH_HORIZON, n_boot=self.WORTH_N_BOOT, seed=self.WORTH_SEED,
-                                   currency=currency)
+            # the report's engine: levels by GROUP BY, the chain on a seeded customer sample (stated in the notes
+            # when it is not every customer); the frames only when the engine cannot be opened
+            from helpers.engine import open_report_engine  # noqa: PLC0415
+
+            engine, note = open_report_engine(self.dataset, self.config)
+            if engine is None:
+                result = objective_worth(plans, self.dataset.customers, self.dataset.responses, as_of=self.as_of,
+                                         horizon=self.WORTH_HORIZON, n_boot=self.WORTH_N_BOOT, seed=self.WORTH_SEED,
+                                         currency=currency)
+                result.notes.extend([note] if note else [])
+                return result
+            try:
+                return objective_worth_engine(plans, engine, as_of=self.as_of, horizon=self.WORTH_HORIZON,
+                                              n_boot=self.WORTH_N_BOOT, seed=self.WORTH_SEED, currency=currency,
+                                              sample_seed=self.WORTH_SEED)
+            finally:
+                engine.close()
 
         try:
             result = _cached(folder, "objectives", settings, compute)
