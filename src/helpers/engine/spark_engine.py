@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,19 +92,36 @@ def _python_value(v):
 
 class SparkEngine(Engine):
     """``SparkEngine(tables={...}, master="local[2]", conf={...})`` starts (or reuses) a SparkSession;
-    ``SparkEngine(session=spark, tables={...})`` uses a session the caller owns (never stopped by the engine)."""
+    ``SparkEngine(session=spark, tables={...})`` uses a session the caller owns (never stopped by the engine).
+    ``views``: ``(name, Spark SQL)`` created as temporary views after the tables, in order (a dataset's typed,
+    column-mapped and cut tables over its files: :func:`helpers.engine.spark_dataset_sources`)."""
 
     name = "spark"
 
     def __init__(self, tables: Mapping[str, str] | None = None, *, session=None, master: str | None = "local[2]",
                  app_name: str = "satisfaction-kit", conf: Mapping[str, object] | None = None,
-                 max_result_rows: int = 1_000_000):
+                 max_result_rows: int = 1_000_000, views: Sequence[tuple[str, str]] = ()):
         self._owned = session is None
         self.spark = session if session is not None else start_spark_session(master, app_name, conf)
         self.max_result_rows = int(max_result_rows)
         self._views: set[str] = set()
-        for name, where in (tables or {}).items():
-            self._register_source(name, str(where))
+        try:
+            for name, where in (tables or {}).items():
+                self._register_source(name, str(where))
+            for name, sql in views:
+                self._register_view(name, sql)
+        except BaseException:
+            self.close()
+            raise
+
+    def _register_view(self, name: str, sql: str) -> None:
+        try:
+            self.spark.sql(sql).createOrReplaceTempView(name)
+        except Exception as exc:  # AnalysisException, ParseException
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"spark engine: view {name!r}: {shorten(first, 200)} (query: "
+                              f"{shorten(' '.join(sql.split()), 200)})") from None
+        self._views.add(name)
 
     def _register_source(self, name: str, where: str) -> None:
         p = Path(where)
