@@ -25,7 +25,7 @@ PAGE_TABLES = ("survival_table_html", "hazard_table_html", "projection_table_htm
 
 def _in_memory(monkeypatch, **kwargs) -> RR.RetentionReport:
     with monkeypatch.context() as m:
-        m.setattr(RR, "_open_engine", lambda *a, **k: None)
+        m.setattr(RR, "open_report_engine", lambda *a, **k: (None, None))
         return RR.prepare_retention_report(n_boot=N_BOOT, **kwargs)
 
 
@@ -60,7 +60,7 @@ def test_engine_page_equals_in_memory_page(small_demo, monkeypatch, segment):
     engine = RR.prepare_retention_report(segment=segment, n_boot=N_BOOT, data_source=str(small_demo))
     assert engine.engine_name == "duckdb" and engine.rates is not None
     assert (engine.sbg_check is not None) == (segment == "all")  # enterprise's first cohorts are too small
-    assert engine.cox_population == engine.cox_sample_size == len(engine.frame)  # everyone: no sample stated
+    assert engine.cox_population == engine.cox_sample_size == engine.n_customers  # everyone: no sample stated
     assert engine.cox_sample_text() == ""
     rows = _in_memory(monkeypatch, segment=segment, data_source=str(small_demo))
     assert rows.engine_name == ""
@@ -79,7 +79,7 @@ def test_cox_sample_is_stated_and_agrees_with_the_full_fit(small_demo, monkeypat
     full = RR.prepare_retention_report(n_boot=N_BOOT, data_source=str(small_demo))
     monkeypatch.setattr(RR, "COX_SAMPLE_SIZE", 900)
     sampled = RR.prepare_retention_report(n_boot=N_BOOT, data_source=str(small_demo))
-    n = len(full.frame)
+    n = full.n_customers
     assert (sampled.cox_sample_size, sampled.cox_population) == (900, n)
     statement = f"sample of 900 of the {n:,} customers"
     assert statement in sampled.cox_sample_text() and statement in sampled.hazard_table_html()
@@ -118,7 +118,7 @@ def test_unreachable_engine_is_named_and_the_page_computed_in_memory(small_demo,
     broken.write_text(yaml.safe_dump(cfg))
     page = RR.prepare_retention_report(n_boot=N_BOOT, data_source=str(small_demo), report_config=str(broken))
     assert page.engine_name == ""
-    notes = [w for w in page.warnings if "engine is not available" in w]
+    notes = [w for w in page.warnings if "engine could not be opened" in w]
     assert len(notes) == 1 and "customers" in notes[0] and "computed in memory" in notes[0]
     rows = _in_memory(monkeypatch, data_source=str(small_demo))
     assert page.findings() == rows.findings() and page.hazard_table_html() == rows.hazard_table_html()

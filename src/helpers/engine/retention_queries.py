@@ -15,6 +15,7 @@ the end date is on or before the as-of day, customers who signed up later are no
   truncation: at risk at t when entry < t <= exit, so the number at risk is the number entered before t minus
   the number exited before t; Klein & Moeschberger, *Survival Analysis*, 2nd ed., 4.6) of
   :func:`helpers.objectives_report.delayed_entry_survival`, exactly.
+* :func:`department_survival`: that section of the department page in one call.
 * :func:`customer_sample_frames`: the customers of the seeded sample of
   :func:`helpers.engine.aggregates.cox_sample` (smallest hash of customer id and seed) and their survey answers,
   as the frames :class:`helpers.data.Dataset` builds (row-level inputs bounded by the sample size, for the
@@ -259,3 +260,19 @@ def customer_sample_frames(engine: Engine, size: int, seed: int, as_of, *, skip_
                                  f"WHERE r.customer_id IN {picked} AND r.response_date <= {day} ORDER BY {order}")
         responses = typed("responses", responses)
     return typed(table, customers), responses, population
+
+
+def department_survival(engine: Engine, department: str, as_of=None, by: str = "segment"):
+    """``(KaplanMeierResult or None, message)``: the department page's retention section from the engine (the
+    curves of :meth:`helpers.objectives_report.DepartmentReport.retention` on the rows): the department's
+    customers (a ticket or answer with it up to the end of the as-of day) counted from their first contact,
+    by ``by`` when it has two or more values. Raises :class:`helpers.errors.KitError` when nobody has time at
+    risk after entering."""
+    until = None if as_of is None else pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    group = by if by and by in engine.columns("customers") else None
+    counts = delayed_entry_counts(engine, department, as_of=as_of, by=group, contacts_until=until)
+    if counts.empty or int(counts["customers"].sum()) == 0:
+        return None, f"No customers contacted {department} up to the as-of date."
+    if group is not None and counts[group].nunique() < 2:
+        group = None
+    return delayed_entry_km_from_counts(counts, group=group), ""
