@@ -446,7 +446,8 @@ class DepartmentReport:
 
     def department_customers(self) -> pd.DataFrame:
         """Customers who had a ticket or a survey response with this department up to the as-of date (the
-        customers keep the table's order)."""
+        customers keep the table's order): rows for an analyst (the whole customers table is read). The page's
+        retention section does not use it: :meth:`retention` counts these customers in the engine."""
         ids = set(self.first_contacts()["customer_id"])
         customers = self.dataset.customers
         return customers[customers["customer_id"].astype(str).isin(ids)]
@@ -457,15 +458,29 @@ class DepartmentReport:
 
         A customer enters the risk set at their first contact with the department (left truncation), not at
         signup: they were, by that selection, still customers until then, and counting that time as survived
-        would inflate survival (:func:`delayed_entry_survival`). Time is months since signup."""
+        would inflate survival (:func:`delayed_entry_survival`). Time is months since signup.
+
+        Computed from the engine of the report config (entry day, exit day and churn per customer counted by SQL,
+        :func:`helpers.engine.retention_queries.department_survival`: no customer row is read); the rows below
+        only when the engine cannot be opened or a query fails (the same curves, tests/test_retention_engine_*)."""
         if self.dataset is None:
             return None, "No data loaded."
         missing = getattr(self.dataset, "missing_reason", lambda _what: "")("retention")
         if missing:  # survey-only data (issue 12): the one-line reason, naming the table it needs
             return None, missing
+        from helpers.engine import EngineError, open_report_engine  # noqa: PLC0415
+        from helpers.engine.retention_queries import department_survival  # noqa: PLC0415
         from helpers.retention import customer_durations, months_between  # noqa: PLC0415
 
         try:
+            engine = open_report_engine(self.dataset, self.config)[0] if hasattr(self.dataset, "con") else None
+            if engine is not None:
+                try:
+                    return department_survival(engine, self.department, self.as_of)
+                except EngineError:
+                    pass  # a query the engine cannot run: the rows below give the same curves
+                finally:
+                    engine.close()
             customers = self.department_customers()
             if customers.empty:
                 return None, f"No customers contacted {self.department} up to the as-of date."
