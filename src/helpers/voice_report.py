@@ -40,9 +40,10 @@ from helpers.errors import KitError
 from helpers.kpis import NPS_DETRACTOR_MAX
 from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
                                 reader_table, shorten, slug)
+from helpers.voice_effects import TEXT_SAMPLE  # the most comments the text analyses read as rows
 
 __all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "CustomersSay",
-           "what_customers_say", "costliest_unasked", "CallBackList", "customers_to_call_back",
+           "what_customers_say", "WindowThemes", "window_themes", "costliest_unasked", "CallBackList", "customers_to_call_back",
            "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
 
 THEMES_FILE = "params/themes.yaml"  # the kit's codebook of comment themes (params/README.md)
@@ -161,8 +162,11 @@ class VoiceReport:
     emerging: object = None        # helpers.voice.EmergingThemes (the period against the history before it)
     verbatims: pd.DataFrame | None = None
     sentiment: pd.DataFrame | None = None
-    follow_up: object = None       # FollowUpList of the period's last month
+    follow_up: object = None       # FollowUpList of the period's last month (bounded: FOLLOW_UP_ROWS rows, total)
     contact: ContactKpi | None = None
+    text_sample: tuple[int, int] = (0, 0)     # comments of the period read as rows for the text analyses, of all
+    history_sample: tuple[int, int] = (0, 0)  # the same for the comments before the period (emerging themes)
+    seed: int = 0
     warnings: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ basics
@@ -224,12 +228,32 @@ class VoiceReport:
                 f"{abs(r['csat_adjusted']):.2f} CSAT points lower for the responses mentioning it "
                 f"(95% CI {abs(r['csat_adjusted_high']):.2f} to {abs(r['csat_adjusted_low']):.2f}).")
 
+    @property
+    def sampled(self) -> bool:
+        """True when the text analyses read a seeded sample instead of every comment."""
+        return self.text_sample[0] < self.text_sample[1] or self.history_sample[0] < self.history_sample[1]
+
+    def sample_note(self) -> str:
+        """One sentence naming the sample the tone, emerging and suggested themes are computed on (its size and
+        the population), or "" when they read every comment."""
+        if not self.sampled:
+            return ""
+        (n, pop), (hn, hpop) = self.text_sample, self.history_sample
+        now = (f"a seeded sample of {n:,} of the period's {pop:,} comments" if n < pop
+               else f"all {pop:,} comments of the period")
+        before = (f"a seeded sample of {hn:,} of the {hpop:,} earlier comments" if hn < hpop
+                  else f"all {hpop:,} earlier comments")
+        return (f"Tone, emerging and suggested themes are computed on {now} and {before} (seed {self.seed}); "
+                "theme shares, trends and effects count every comment.")
+
     def headline_markdown(self) -> str:
         lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
                  f"**Comments:** {self.n_comments:,} of {self.n_responses:,} survey responses"]
         if self.source:
             lines.append(f"**Data:** {md_escape(self.source)}" + (f", as of {md_escape(self.as_of)}"
                                                                     if self.as_of else ""))
+        if self.sample_note():
+            lines.append(f"**Sample:** {md_escape(self.sample_note())}")
         if self.warnings:
             lines.append("**Please note:**\n\n" + "\n".join(f"- {md_escape(w)}" for w in self.warnings))
         return "\n\n".join(lines)
@@ -270,9 +294,11 @@ class VoiceReport:
                 out.append("No theme's share changed significantly in the latest month against the month before.")
         if self.sentiment is not None and len(self.sentiment):
             neg = self.sentiment.set_index("tone").loc["negative"]
+            n, pop = self.text_sample
+            sample = (f" (a seeded sample of {n:,} of {pop:,} comments)" if 0 < n < pop else "")
             out.append(f"**Tone:** {fmt_number(neg['share'], 0)}% of comments are negative (95% CI "
                        f"{fmt_interval(neg['ci_low'], neg['ci_high'], percent=True, share=False)}), by the VADER "
-                       "sentiment lexicon.")
+                       f"sentiment lexicon{sample}.")
         return "\n".join(f"- {x}" for x in out)
 
     # ------------------------------------------------------------------ tables
@@ -370,7 +396,10 @@ class VoiceReport:
         s = self.sentiment
         show = pd.DataFrame({"Tone": s["tone"], "Comments": s["n"], "Share": s["share"],
                              "95% CI": [_ci(a, b, 1, percent=True) for a, b in zip(s["ci_low"], s["ci_high"])]})
-        return _table(show, formats={"Comments": "int", "Share": "points:1"})
+        n, pop = self.text_sample
+        note = (f"<p>From a seeded sample of {n:,} of the period's {pop:,} comments (seed {self.seed}); the "
+                "intervals are those of the sample.</p>" if 0 < n < pop else "")
+        return _table(show, formats={"Comments": "int", "Share": "points:1"}) + note
 
     def follow_up_markdown(self) -> str:
         if self.follow_up is None:
@@ -388,16 +417,21 @@ class VoiceReport:
         return text
 
     def follow_up_html(self, max_rows: int = 40) -> str:
-        """Company-wide: counts per department and team. Department: the customers, oldest first (ids only when
-        allowed), every text escaped by :func:`helpers.formatting.reader_table`."""
-        if self.follow_up is None or self.follow_up.table.empty:
+        """Company-wide: counts per department and team (counted by the engine). Department: the customers,
+        oldest first (ids only when allowed; at most ``max_rows``, the total stated above), every text escaped by
+        :func:`helpers.formatting.reader_table`."""
+        if self.follow_up is None or not self.follow_up.total:
             return "<p>Nobody to follow up.</p>"
         t = self.follow_up.table
         if self.company_wide:
-            g = t.groupby(["department", "team"], dropna=False).agg(
-                customers=("days_waiting", "size"), oldest=("days_waiting", "max"),
-                median_wait=("days_waiting", "median"), open_tickets=("open_tickets", lambda x: int((x > 0).sum())))
-            g = g.reset_index().sort_values(["customers", "oldest"], ascending=False)
+            if self.follow_up.teams is not None:
+                g = self.follow_up.teams
+            else:
+                g = t.groupby(["department", "team"], dropna=False).agg(
+                    customers=("days_waiting", "size"), oldest=("days_waiting", "max"),
+                    median_wait=("days_waiting", "median"),
+                    open_tickets=("open_tickets", lambda x: int((x > 0).sum())))
+                g = g.reset_index().sort_values(["customers", "oldest"], ascending=False)
             return reader_table(g, labels={"customers": "Customers to call back", "oldest": "Oldest (days waiting)",
                                            "median_wait": "Median days waiting",
                                            "open_tickets": "With an open ticket"},
@@ -550,12 +584,19 @@ def _sentiment_table(scores: pd.Series) -> pd.DataFrame:
 def prepare_voice_report(department: str = "all", period_start: str = "", period_end: str = "",
                          data_source: str = "", report_config: str = "params/report.yaml", as_of: str = "",
                          codebook: str = THEMES_FILE, follow_up_hours: int = FOLLOW_UP_HOURS,
-                         n_suggested: int = SUGGESTED_THEMES, seed: int = SEED) -> VoiceReport:
+                         n_suggested: int = SUGGESTED_THEMES, seed: int = SEED,
+                         text_sample: int = TEXT_SAMPLE) -> VoiceReport:
     """Load, select and analyse (see the module docstring). Problems become ``warnings`` (shown at the top of the
-    page), never a traceback."""
+    page), never a traceback.
+
+    Memory follows the answer: counts, shares, trends and the effects' patterns come from the report's engine
+    (:func:`helpers.engine.open_report_engine`; DuckDB over the dataset when it cannot be opened, with a note);
+    the text analyses (tone, emerging and suggested themes) read at most ``text_sample`` comments of the period
+    and as many before it (a seeded sample, :func:`helpers.voice_effects.comment_sample`, stated on the page);
+    the follow-up list is bounded (the company page gets counts per team, a department page at most
+    :data:`FOLLOW_UP_ROWS` customers with the total)."""
+    from helpers.engine import DuckDBEngine, open_report_engine
     from helpers.reports.loader import date_parameter_problem, load_report_inputs
-    from helpers.voice import emerging_themes, load_comments, sentiment, suggest_themes
-    from helpers.voice_effects import follow_up_list, theme_effects, theme_shares, theme_trends, theme_verbatims
 
     report = VoiceReport(department=department or "all")
     problem = date_parameter_problem(as_of=as_of, period_end=period_end, period_start=period_start)
@@ -581,27 +622,50 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
     report.department = dept or "all"
     report.period = (start, end)
     report.show_customer_ids = bool(getattr(cfg, "show_customer_ids", False)) and dept is not None
-    where, params = "CAST(response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)", [start, end]
-    if dept is not None:
-        where += " AND department = ?"
-        params.append(dept)
-    report.n_responses = int(ds.con.execute(f"SELECT count(*) FROM responses WHERE {where}", params).fetchone()[0])
-    report.shares = theme_shares(ds, cb, start, end, dept)
+    report.seed = int(seed)
+    engine, note = open_report_engine(ds, cfg)
+    if note:
+        report.warnings.append(note)
+    engine = engine if engine is not None else DuckDBEngine(ds.con)
+    try:
+        _analyse(report, ds, engine, cfg, cb, dept, start, end, follow_up_hours, n_suggested, seed, text_sample)
+    finally:
+        engine.close()
+    return report
+
+
+FOLLOW_UP_ROWS = 40  # the department voice page lists at most this many customers (the total is stated)
+
+
+def _analyse(report: VoiceReport, ds, engine, cfg, cb, dept, start, end, follow_up_hours, n_suggested, seed,
+             text_sample) -> None:
+    """The page's analyses on ``engine`` (aggregates; rows only in bounded samples and lists)."""
+    from helpers.voice import emerging_themes, sentiment, suggest_themes
+    from helpers.voice_effects import (_and, _date_where, _filter_sql, comment_sample, follow_up_list, theme_trends,
+                                       theme_verbatims)
+
+    dw, _ = _date_where(start, end)
+    fw, _ = _filter_sql(dept)
+    report.n_responses = int(engine.query(f"SELECT count(*) AS n FROM responses WHERE {_and(dw, fw)}")["n"].iloc[0])
+    shared = window_themes(ds, start, end, cb, config=cfg, engine=engine)
+    report.shares = shared.shares(cb, dept)
     report.n_comments = report.shares.n_comments
     if report.n_comments == 0:
         report.warnings.append(f"no comments between {start} and {end}")
-        return report
+        return
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
-        report.trends = theme_trends(ds, cb, "month", None, end, dept)
+        report.trends = theme_trends(engine, cb, "month", None, end, dept)
         try:
-            report.effects = theme_effects(ds, cb, start, end, dept)
+            report.effects = shared.effects(cb, dept)
         except (KitError, ValueError, np.linalg.LinAlgError) as exc:
             report.warnings.append(f"theme effects could not be estimated: {exc}")
-    report.verbatims = theme_verbatims(ds, cb, start, end, dept, n=3)
-    comments = load_comments(ds, start, end, dept)
+    report.verbatims = theme_verbatims(engine, cb, start, end, dept, n=3)
+    comments = comment_sample(engine, start, end, dept, text_sample, seed)
+    report.text_sample = (len(comments), int(comments.attrs["population"]))
     report.sentiment = _sentiment_table(sentiment(comments["comment"]))
-    before = load_comments(ds, None, pd.Timestamp(start) - pd.Timedelta(days=1), dept)
+    before = comment_sample(engine, None, pd.Timestamp(start) - pd.Timedelta(days=1), dept, text_sample, seed)
+    report.history_sample = (len(before), int(before.attrs["population"]))
     with _warnings.catch_warnings():  # NMF's convergence note is not for readers; the fit is seeded and bounded
         _warnings.simplefilter("ignore")
         report.emerging = emerging_themes(comments["comment"], before["comment"], seed=seed, codebook=cb)
@@ -612,12 +676,13 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
                                                   codebook=cb)
             except KitError as exc:
                 report.warnings.append(str(exc))
+    del comments, before
     last_month = pd.Timestamp(end).replace(day=1)
     fu_start = max(last_month, pd.Timestamp(start))
     report.follow_up = follow_up_list(ds, cb, fu_start, end, dept, show_customer_ids=report.show_customer_ids,
-                                      require_comment=True)
+                                      require_comment=True, limit=0 if dept is None else FOLLOW_UP_ROWS,
+                                      teams=dept is None)
     report.contact = contact_kpi(ds, fu_start, end, follow_up_hours, dept)
-    return report
 
 
 # ------------------------------------------------------------------------------------------------ department section
@@ -697,25 +762,214 @@ class CustomersSay:
         return table + costly + (f"<p>In their words:</p><ul>{ex}</ul>" if ex else "")
 
 
-def what_customers_say(ds, department: str, start, end, codebook=None, n_themes: int = 3,
-                       n_examples: int = 3) -> CustomersSay:
+@dataclass
+class WindowThemes:
+    """The comment aggregates every page of a run shares for one window ``[start, end]`` (all departments, one
+    engine pass each): ``patterns`` (:func:`helpers.voice_effects.theme_effect_patterns` by department: the
+    theme shares and effects of the window), ``previous`` (per department the comments and mentions of each
+    theme in the window of the same length before it) and ``verbatims`` (per department and theme the
+    ``n_examples`` most frequent negative comments). ``settings`` key the per-run cache."""
+
+    settings: dict
+    patterns: pd.DataFrame
+    previous: pd.DataFrame
+    verbatims: pd.DataFrame
+
+    def _slice(self, frame: pd.DataFrame, department: str | None) -> pd.DataFrame:
+        return frame if department is None else frame[frame["department"] == department]
+
+    def shares(self, codebook, department: str | None = None):
+        """The window's :class:`helpers.voice_effects.ThemeShares` (one department, or all)."""
+        from helpers.voice_effects import PATTERN_WEIGHT
+
+        p = self._slice(self.patterns, department)
+        w = p[PATTERN_WEIGHT].to_numpy("int64")
+        counts = pd.DataFrame([{"comments": int(w.sum()),
+                                **{n: int(w[p[n].to_numpy(bool)].sum()) for n in codebook.names}}])
+        return _shares_from_counts(counts, codebook)
+
+    def previous_shares(self, codebook, department: str | None = None):
+        prev = self._slice(self.previous, department)
+        counts = prev[["comments", *codebook.names]].sum().to_frame().T.astype("int64")
+        return _shares_from_counts(counts, codebook)
+
+    def effects(self, codebook, department: str | None = None):
+        from helpers.voice_effects import theme_effects_from_patterns
+
+        return theme_effects_from_patterns(self._slice(self.patterns, department), codebook.names,
+                                           self.settings["attributes"], codebook.labels)
+
+    def examples(self, department: str | None) -> pd.DataFrame:
+        """``theme``, ``comment``, ``count``: the most frequent negative comments of each theme, most frequent
+        first (ties by text), of one department or over all of them."""
+        v = self.verbatims
+        if department is None:
+            return v[v["scope"] == "all"]
+        return v[(v["scope"] == "department") & (v["department"] == department)]
+
+
+def _shares_from_counts(counts: pd.DataFrame, codebook):
+    """:class:`helpers.voice_effects.ThemeShares` of one row of counts (``comments`` and one column per theme),
+    as :func:`helpers.voice_effects.theme_shares` builds it."""
+    from helpers.voice_effects import ThemeShares, _long
+
+    n = int(counts["comments"].sum()) if len(counts) else 0
+    if n == 0:
+        return ThemeShares(pd.DataFrame(columns=["theme", "label", "mentions", "comments", "share", "ci_low",
+                                                 "ci_high"]), 0)
+    table = _long(counts, codebook, [], 0.95).sort_values(["share"], ascending=[False], kind="stable")
+    return ThemeShares(table.reset_index(drop=True), n)
+
+
+CUSTOMERS_SAY_CACHE_VERSION = 1
+_MEMO: dict[str, object] = {}  # this process's results by settings (a kernel that builds several pages)
+_MEMO_SIZE = 8
+
+
+def _codebook_key(codebook) -> str:
+    import hashlib
+
+    return hashlib.sha256(codebook.table.to_json(orient="records").encode("utf-8")).hexdigest()[:16]
+
+
+def _run_cache_folder(ds):
+    """The run folder's ``cache/voice`` when ``ds`` is a run's snapshot (what every page of the run shares),
+    else None (outside a run nothing is written)."""
+    from helpers.drivers_report import _cache_folder
+
+    drivers = _cache_folder(ds)
+    return drivers.parent / "voice" if drivers is not None else None
+
+
+def _shared(name: str, settings: dict, folder, compute):
+    """``compute()`` once per ``settings``: from this process's memo, else from the run's cache folder
+    (:func:`helpers.objectives_report._cached`: one pickle per settings, a lock while one page computes),
+    else computed (and stored in both). Without a data fingerprint nothing is kept."""
+    import json
+
+    from helpers.objectives_report import _cached
+
+    if not settings.get("data"):
+        return compute()
+    key = name + json.dumps(settings, sort_keys=True, default=str)
+    if key in _MEMO:
+        return _MEMO[key]
+    result = _cached(folder, name, settings, compute)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = result
+    return result
+
+
+def window_themes(ds, start, end, codebook=None, *, config=None, engine=None, n_examples: int = 3,
+                  cache_folder="run") -> WindowThemes:
+    """The :class:`WindowThemes` of ``[start, end]`` over every department, computed by the report's engine
+    (``engine``, else :func:`helpers.engine.open_report_engine` of ``config``, else DuckDB over the dataset)
+    once per run: keyed by the window, the codebook, the attributes and the data's fingerprint, kept in this
+    process and in the run folder (``cache_folder`` "run": the run's ``cache/voice`` when the data is a run's
+    snapshot; a folder; None: no file)."""
+    from helpers.voice import _as_codebook
+
+    cb = _as_codebook(load_themes() if codebook is None else codebook, "what customers say")
+    start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    attrs = [a for a in ds.attributes]
+    settings = {"version": CUSTOMERS_SAY_CACHE_VERSION, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
+                "codebook": _codebook_key(cb), "attributes": attrs, "n_examples": int(n_examples),
+                "data": str(getattr(ds, "fingerprint", "") or ""),
+                "as_of": str(getattr(ds, "as_of", "") or "")}
+    folder = _run_cache_folder(ds) if cache_folder == "run" else cache_folder
+
+    def compute():
+        return _compute_window_themes(ds, cb, start, end, settings, config=config, engine=engine,
+                                      n_examples=n_examples)
+
+    return _shared("window-themes", settings, folder, compute)
+
+
+def _compute_window_themes(ds, cb, start, end, settings, *, config=None, engine=None, n_examples: int = 3):
+    """One engine pass for the window's patterns (by department), one for the previous window's counts, one for
+    the negative examples (see :class:`WindowThemes`)."""
+    from helpers.data import quote_ident
+    from helpers.engine import DuckDBEngine, open_report_engine
+    from helpers.voice_effects import _and, _date_where, _flags_sql, _run, theme_effect_patterns
+
+    own = engine is None
+    if own:
+        engine, _note = open_report_engine(ds, config)
+        engine = engine if engine is not None else DuckDBEngine(ds.con)
+    try:
+        patterns = theme_effect_patterns(engine, cb, start, end, None, settings["attributes"], by=["department"])
+        length = end - start
+        p_start, p_end = start - length - pd.Timedelta(days=1), start - pd.Timedelta(days=1)
+        dw, _ = _date_where(p_start, p_end)
+        sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
+        previous = _run(engine, f"SELECT department, count(*) AS comments, {sums} FROM "
+                                f"({_flags_sql(engine, cb, ['department'], dw)}) GROUP BY department")
+        for c in ["comments", *cb.names]:
+            previous[c] = previous[c].astype("int64")
+        tone = f"csat <= 2 OR nps <= {NPS_DETRACTOR_MAX}"
+        dw, _ = _date_where(start, end)
+        flags = _flags_sql(engine, cb, ["department", "comment"], _and(dw, tone))
+        union = " UNION ALL ".join(f"SELECT department, '{name}' AS theme, comment FROM f WHERE {quote_ident(name)}"
+                                   for name in cb.names)
+        verbatims = _run(engine, (  # per department (scope 'department') and over all of them (scope 'all')
+            f"WITH f AS ({flags}), m AS ({union}), c AS (SELECT department, theme, comment, count(*) AS count "
+            f"FROM m GROUP BY department, theme, comment), b AS (SELECT 'department' AS scope, department, theme, "
+            f"comment, count FROM c UNION ALL SELECT 'all' AS scope, CAST(NULL AS VARCHAR) AS department, theme, "
+            f"comment, sum(count) AS count FROM c GROUP BY theme, comment), r AS (SELECT *, row_number() OVER "
+            f"(PARTITION BY scope, department, theme ORDER BY count DESC, comment) AS rank FROM b) SELECT scope, "
+            f"department, theme, comment, count FROM r WHERE rank <= {int(n_examples)} "
+            f"ORDER BY scope, department, theme, rank"))
+        verbatims["count"] = verbatims["count"].astype("int64")
+    finally:
+        if own:
+            engine.close()
+    return WindowThemes(settings, patterns, previous, verbatims)
+
+
+def what_customers_say(ds, department: str | None, start, end, codebook=None, n_themes: int = 3,
+                       n_examples: int = 3, *, config=None, engine=None, cache_folder="run") -> CustomersSay:
     """Top ``n_themes`` themes of ``department``'s comments in ``[start, end]`` by share, with their change against
     the previous period of the same length (the KPIs' two-proportion test) and adjusted CSAT effect, and
     ``n_examples`` example comments (the most frequent negative texts of the top themes, one per theme first).
-    ``codebook``: a :class:`helpers.voice.Codebook`; None reads the kit's (:func:`load_themes`)."""
-    from helpers.kpis import compare_proportions
+    ``codebook``: a :class:`helpers.voice.Codebook`; None reads the kit's (:func:`load_themes`).
+
+    From the run's shared :func:`window_themes` (every department at once, by the report's engine; computed once
+    per run and data: the six department pages and the voice page of a run share one computation), and kept
+    per department, window and data fingerprint in this process, so a second call is a lookup."""
+    import json
+
     from helpers.voice import _as_codebook
-    from helpers.voice_effects import theme_effects, theme_shares, theme_verbatims
 
     cb = _as_codebook(load_themes() if codebook is None else codebook, "what customers say")
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    now = theme_shares(ds, cb, start, end, department)
+    dept = None if department is None or str(department).strip().lower() == "all" else department
+    key_settings = {"department": dept, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
+                    "codebook": _codebook_key(cb), "n_themes": int(n_themes), "n_examples": int(n_examples),
+                    "data": str(getattr(ds, "fingerprint", "") or ""), "as_of": str(getattr(ds, "as_of", "") or "")}
+    key = "customers-say" + json.dumps(key_settings, sort_keys=True, default=str)
+    if key_settings["data"] and key in _MEMO:
+        return _MEMO[key]
+    shared = window_themes(ds, start, end, cb, config=config, engine=engine, n_examples=n_examples,
+                           cache_folder=cache_folder)
+    say = _customers_say_from(shared, cb, department, dept, start, end, n_themes, n_examples)
+    if key_settings["data"]:
+        if len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = say
+    return say
+
+
+def _customers_say_from(shared: WindowThemes, cb, department, dept, start, end, n_themes: int,
+                        n_examples: int) -> CustomersSay:
+    from helpers.kpis import compare_proportions
+
+    now = shared.shares(cb, dept)
     empty = pd.DataFrame(columns=["theme", "label", "share", "ci_low", "ci_high", "change", "p_value",
                                   "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"])
     if now.n_comments == 0:
         return CustomersSay(department, (str(start.date()), str(end.date())), 0, empty, [])
-    length = end - start
-    before = theme_shares(ds, cb, start - length - pd.Timedelta(days=1), start - pd.Timedelta(days=1), department)
+    before = shared.previous_shares(cb, dept)
     t = now.table.head(n_themes).copy()
     prev = before.table.set_index("theme") if before.n_comments else None
     changes, pvals = [], []
@@ -733,7 +987,7 @@ def what_customers_say(ds, department: str, start, end, codebook=None, n_themes:
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         try:
-            effects = theme_effects(ds, cb, start, end, department).table
+            effects = shared.effects(cb, dept).table
             costliest = costliest_unasked(effects, cb)
             eff = effects.set_index("theme")
             for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"):
@@ -741,7 +995,7 @@ def what_customers_say(ds, department: str, start, end, codebook=None, n_themes:
         except (KitError, ValueError, np.linalg.LinAlgError):
             for c in ("csat_adjusted", "csat_adjusted_low", "csat_adjusted_high"):
                 t[c] = np.nan
-    verb = theme_verbatims(ds, cb, start, end, department, n=n_examples, tone="negative")
+    verb = shared.examples(dept)
     examples: list[str] = []
     for rank in range(n_examples):  # one per top theme first, then the next ones
         for theme in t["theme"]:
