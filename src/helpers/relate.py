@@ -492,27 +492,42 @@ def _cramers_v(chi2: float, n: int, shape: tuple[int, int]) -> float:
     return float(np.sqrt(chi2 / (n * max(min(shape) - 1, 1))))
 
 
+def _chi_square(table: np.ndarray, n_levels: int, *, testable: bool, untestable: str):
+    """``(chi2, p, df, notes)``: Pearson's chi-square test of independence on ``table`` (no continuity
+    correction), or p = 1 with the note ``untestable`` when ``testable`` is false; notes expected counts below 5."""
+    if not testable:
+        return 0.0, 1.0, n_levels - 1, [f"{untestable}: no test possible (p set to 1)"]
+    chi2, p, dfree, expected = stats.chi2_contingency(table, correction=False)
+    notes = (["some expected counts are below 5: the chi-square p-value is approximate"]
+             if (expected < 5).any() else [])
+    return chi2, p, dfree, notes
+
+
+def _estimate_row(level, n: int, estimate) -> dict:
+    """One group's row of the estimates table from a :class:`helpers.kpis.Estimate`-like value."""
+    return {"group": level, "n": int(n), "estimate": estimate.value, "ci_low": estimate.ci_low,
+            "ci_high": estimate.ci_high}
+
+
+def _pairwise(levels: list, compare) -> list[tuple]:
+    """Every pair of levels ``(a, b, difference, ci_low, ci_high, p)`` from ``compare(i, j)`` (a comparison
+    result with ``difference``, ``ci_low``, ``ci_high``, ``p_value``)."""
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(levels), 2):
+        c = compare(i, j)
+        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    return pairs
+
+
 def _proportion(groups, alpha, max_rows, seed):
     levels = list(groups)
     k_yes = np.array([int((groups[lev] > 0).sum()) for lev in levels])
     n = np.array([groups[lev].size for lev in levels])
     table = np.vstack([k_yes, n - k_yes])
-    notes = []
-    if (table.sum(axis=1) == 0).any():
-        chi2, p, dfree = 0.0, 1.0, len(levels) - 1
-        notes.append("every observation has the same value: no test possible (p set to 1)")
-    else:
-        chi2, p, dfree, expected = stats.chi2_contingency(table, correction=False)
-        if (expected < 5).any():
-            notes.append("some expected counts are below 5: the chi-square p-value is approximate")
-    rows = []
-    for lev, k, m in zip(levels, k_yes, n):
-        e = K.proportion(int(k), int(m))
-        rows.append({"group": lev, "n": int(m), "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high})
-    pairs = []
-    for (i, a), (j, b) in combinations(enumerate(levels), 2):
-        c = K.compare_proportions(int(k_yes[i]), int(n[i]), int(k_yes[j]), int(n[j]))
-        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    chi2, p, dfree, notes = _chi_square(table, len(levels), testable=not (table.sum(axis=1) == 0).any(),
+                                        untestable="every observation has the same value")
+    rows = [_estimate_row(lev, int(m), K.proportion(int(k), int(m))) for lev, k, m in zip(levels, k_yes, n)]
+    pairs = _pairwise(levels, lambda i, j: K.compare_proportions(int(k_yes[i]), int(n[i]), int(k_yes[j]), int(n[j])))
     return ("chi-square test of independence", chi2, int(dfree), p, _cramers_v(chi2, int(n.sum()), table.shape),
             "Cramér's V", rows, pairs, notes)
 
@@ -528,22 +543,10 @@ def _nps(groups, alpha, max_rows, seed):
     n = np.array([c[2] for c in counts])
     table = np.vstack([D, n - P - D, P])
     table = table[table.sum(axis=1) > 0]
-    notes = []
-    if table.shape[0] < 2:
-        chi2, p, dfree = 0.0, 1.0, len(levels) - 1
-        notes.append("every answer is in the same NPS group: no test possible (p set to 1)")
-    else:
-        chi2, p, dfree, expected = stats.chi2_contingency(table, correction=False)
-        if (expected < 5).any():
-            notes.append("some expected counts are below 5: the chi-square p-value is approximate")
-    rows = []
-    for lev, c in zip(levels, counts):
-        e = K.nps_from_counts(*c)
-        rows.append({"group": lev, "n": c[2], "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high})
-    pairs = []
-    for (i, a), (j, b) in combinations(enumerate(levels), 2):
-        c = K._compare_nps_counts(counts[i], counts[j], 0.95)
-        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
+    chi2, p, dfree, notes = _chi_square(table, len(levels), testable=table.shape[0] >= 2,
+                                        untestable="every answer is in the same NPS group")
+    rows = [_estimate_row(lev, c[2], K.nps_from_counts(*c)) for lev, c in zip(levels, counts)]
+    pairs = _pairwise(levels, lambda i, j: K._compare_nps_counts(counts[i], counts[j], 0.95))
     return ("chi-square test on promoters/passives/detractors", chi2, int(dfree), p,
             _cramers_v(chi2, int(n.sum()), table.shape), "Cramér's V", rows, pairs, notes)
 
@@ -564,16 +567,19 @@ def _mean(groups, alpha, max_rows, seed):
     allv = np.concatenate(data)
     sst = float(((allv - allv.mean()) ** 2).sum())
     ssb = float(sum(v.size * (v.mean() - allv.mean()) ** 2 for v in data))
+    rows = _mean_rows(levels, data)
+    pairs = _pairwise(levels, lambda i, j: K.compare_means(data[i], data[j]))
+    return ("Welch's ANOVA", stat, dfree, p, ssb / sst if sst > 0 else 0.0, "eta²", rows, pairs, notes)
+
+
+def _mean_rows(levels, data):
+    """Each group's mean with its t interval."""
     rows = []
     for lev, v in zip(levels, data):
         lo, hi = K.t_interval(v.mean(), v.std(ddof=1), v.size)
         rows.append({"group": lev, "n": int(v.size), "estimate": float(v.mean()), "ci_low": float(lo),
                      "ci_high": float(hi)})
-    pairs = []
-    for (i, a), (j, b) in combinations(enumerate(levels), 2):
-        c = K.compare_means(data[i], data[j])
-        pairs.append((a, b, c.difference, c.ci_low, c.ci_high, c.p_value))
-    return ("Welch's ANOVA", stat, dfree, p, ssb / sst if sst > 0 else 0.0, "eta²", rows, pairs, notes)
+    return rows
 
 
 def _median_rows(levels, data):
@@ -615,11 +621,7 @@ def _ordinal(groups, alpha, max_rows, seed):
     y = np.concatenate(data)
     g = np.concatenate([[i] * v.size for i, v in enumerate(data)])
     notes = []
-    rows = []
-    for lev, v in zip(levels, data):
-        lo, hi = K.t_interval(v.mean(), v.std(ddof=1), v.size)
-        rows.append({"group": lev, "n": int(v.size), "estimate": float(v.mean()), "ci_low": float(lo),
-                     "ci_high": float(hi)})
+    rows = _mean_rows(levels, data)
     pairs = []
     for (i, a), (j, b) in combinations(enumerate(levels), 2):
         both = np.concatenate([data[i], data[j]])
