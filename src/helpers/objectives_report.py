@@ -565,7 +565,8 @@ class DepartmentReport:
 
             start, end = self._period(months)
             try:
-                self.__dict__["_customers_say"] = (what_customers_say(self.dataset, self.department, start, end), "")
+                self.__dict__["_customers_say"] = (what_customers_say(self.dataset, self.department, start, end,
+                                                                      config=self.config), "")  # once per run
             except (KitError, ValueError, np.linalg.LinAlgError) as exc:
                 self.__dict__["_customers_say"] = (None, f"No comment themes for {self.department}: {exc}")
         return self.__dict__["_customers_say"]

@@ -1149,20 +1149,12 @@ def customers_to_call_back(ds, department: str, end, codebook=None, weeks: int =
             "unhappy customer was contacted), so the page cannot tell who is still waiting; add it to the survey "
             "export."))
     cb = _as_codebook(load_themes() if codebook is None else codebook, "customers to call back")
-    with _warnings.catch_warnings():
+    with _warnings.catch_warnings():  # bounded: the engine orders and cuts the list and counts the total
         _warnings.simplefilter("ignore")
-        fl = follow_up_list(ds, cb, start, end, department, show_customer_ids=True, require_comment=True)
-    t = fl.table
-    if len(t):
-        done = ds.con.execute(
-            f"SELECT response_id FROM responses WHERE department = ? AND CAST(response_date AS DATE) BETWEEN "
-            f"CAST(? AS DATE) AND CAST(? AS DATE) AND {FOLLOW_UP_COLUMN} IS NOT NULL AND "
-            f"CAST({FOLLOW_UP_COLUMN} AS TIMESTAMP) < CAST(? AS DATE) + INTERVAL 1 DAY",
-            [department, start.date(), end.date(), end.date()]).df()["response_id"]
-        t = t[~t["response_id"].isin(set(done))]
-        t = t.sort_values(["response_date", "response_id"], ascending=[False, False], kind="stable")
-    total = int(len(t))
-    t = t.head(int(limit)).reset_index(drop=True)
+        fl = follow_up_list(ds, cb, start, end, department, show_customer_ids=True, require_comment=True,
+                            limit=int(limit), newest_first=True, waiting_only=True)
+    t = fl.table.reset_index(drop=True)
+    total = int(fl.total)
     if not show_customer_ids:
         t = t.drop(columns=[c for c in ("customer_id", "response_id", "ticket_id") if c in t.columns])
     return CallBackList(department, start, end, t, total, bool(show_customer_ids),
