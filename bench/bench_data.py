@@ -31,14 +31,14 @@ TARGET_VALIDATE = 3.0
 TARGET_RELOAD = 0.05
 
 
-def build(folder: Path, scale: float) -> dict[str, int]:
-    n_cust, n_resp, n_tick = int(1_000_000 * scale), int(5_000_000 * scale), int(10_000_000 * scale)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    depts = ["Customer Service", "Sales", "Marketing", "Delivery", "Billing", "Technical Support"]
-    con.execute(f"CREATE TABLE depts AS SELECT unnest({depts}) AS department, "
-                "unnest(['customer_service','sales','marketing','delivery','billing','technical_support']) AS slug")
+DEPTS = ["Customer Service", "Sales", "Marketing", "Delivery", "Billing", "Technical Support"]
+SLUGS = ["customer_service", "sales", "marketing", "delivery", "billing", "technical_support"]
+
+
+def create_org(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables ``depts`` (department, slug) and ``org`` in ``con``: per department a director, 10 managers (one
+    team each) and 200 representatives spread over the teams (the benches' shared organisation chart)."""
+    con.execute(f"CREATE TABLE depts AS SELECT unnest({DEPTS!r}) AS department, unnest({SLUGS!r}) AS slug")
     con.execute("""CREATE TABLE org AS
         SELECT slug || '-dir' AS person_id, 'Director ' || slug AS name, 'director' AS role, department,
                NULL::VARCHAR AS team, NULL::VARCHAR AS manager_id FROM depts
@@ -46,6 +46,14 @@ def build(folder: Path, scale: float) -> dict[str, int]:
                FROM depts, range(1, 11) t(k)
         UNION ALL SELECT slug || '-rep' || lpad(CAST(r AS VARCHAR), 3, '0'), 'Rep ' || r, 'representative',
                department, 'Team ' || (r % 10 + 1), slug || '-mgr' || (r % 10 + 1) FROM depts, range(0, 200) t(r)""")
+
+
+def build(folder: Path, scale: float) -> dict[str, int]:
+    n_cust, n_resp, n_tick = int(1_000_000 * scale), int(5_000_000 * scale), int(10_000_000 * scale)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    create_org(con)
     p = lambda name: str(folder / f"{name}.parquet")  # noqa: E731
     con.execute(f"COPY org TO '{p('org')}' (FORMAT parquet)")
     con.execute(f"""COPY (SELECT 'C' || i AS customer_id,
