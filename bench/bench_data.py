@@ -67,7 +67,7 @@ def build(folder: Path, scale: float) -> dict[str, int]:
                       enumerate(["speed", "resolution", "knowledge", "courtesy", "ease", "value"]))
     con.execute(f"""COPY (SELECT 'R' || i AS response_id, 'C' || (hash(i) % {n_cust}) AS customer_id,
             DATE '2023-11-01' + CAST(hash(i, 'd') % 1095 AS INTEGER) AS response_date,
-            {depts}[i % 6 + 1] AS department, ['phone','email','chat','web'][i % 4 + 1] AS channel,
+            {DEPTS}[i % 6 + 1] AS department, ['phone','email','chat','web'][i % 4 + 1] AS channel,
             CASE WHEN i % 10 = 0 THEN NULL ELSE 1 + (hash(i, 'c') % 5)::BIGINT END AS csat,
             (hash(i, 'n') % 11)::BIGINT AS nps, 1 + (hash(i, 'e') % 7)::BIGINT AS ces, {attrs},
             CASE WHEN i % 7 = 0 THEN 'comment ' || i END AS comment
@@ -80,7 +80,7 @@ def build(folder: Path, scale: float) -> dict[str, int]:
             created_at + to_seconds(600 + i % 7200) AS first_response_at,
             CASE WHEN i % 20 = 0 THEN NULL ELSE created_at + to_seconds(3600 + i % 400000) END AS resolved_at,
             1 + i % 3 AS contacts_to_resolve, i % 11 = 0 AS reopened
-        FROM range({n_tick}) t(i) JOIN depts d ON d.department = {depts}[i % 6 + 1])
+        FROM range({n_tick}) t(i) JOIN depts d ON d.department = {DEPTS}[i % 6 + 1])
         TO '{p('tickets')}' (FORMAT parquet)""")
     con.close()
     return {"customers": n_cust, "responses": n_resp, "tickets": n_tick}
