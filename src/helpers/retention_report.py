@@ -19,11 +19,10 @@ sample of at most :data:`COX_SAMPLE_SIZE` customers (everyone below it; the page
 equal the in-memory path (tests/test_retention_engine.py). A ``retention.file`` export or a tenure column keeps
 the in-memory path. The cohort heatmap, the headline counts and the lifetime values' customer counts and average
 revenue are exact engine aggregates too (:mod:`helpers.engine.retention_queries`); what satisfaction is worth
-(the corrected churn link and revenue at risk, :func:`helpers.drivers_report.company_worth_analysis`, which needs
-rows) reads the customers of the same seeded sample and their answers, at most :data:`WORTH_SAMPLE_SIZE`
-customers (everyone below it: the same numbers as the in-memory path); above it the page states the sample and
-revenue at risk is scaled from the sample to all customers (totals x population / sample, intervals likewise).
-Nothing on the engine path builds a whole-table frame, so memory follows the answer, not the data.
+(the corrected churn link and revenue at risk) is the drivers page's computation on the engine
+(:func:`helpers.drivers_report.company_worth_analysis` with ``dataset=``: a seeded customer sample, population
+totals from aggregates, the sample stated; one computation per run for both pages). Nothing on the engine path
+builds a whole-table frame, so memory follows the answer, not the data.
 """
 from __future__ import annotations
 
@@ -71,7 +70,7 @@ class RetentionReport:
     cox_sample_size: int | None = None  # ... and how many it was fitted on (a seeded sample when fewer)
     n_customers: int | None = None  # customers of the chosen segment analysed (the headline) ...
     n_churned: int | None = None  # ... and how many of them have left
-    last_signup: pd.Timestamp | None = None  # the latest signup counted (on or before observed_to)
+    last_signup: pd.Timestamp | None = None  # the latest signup counted, any segment (on or before observed_to)
     worth_sample: tuple[int, int] | None = None  # (sample, population) when the worth chain ran on a sample
     warnings: list[str] = field(default_factory=list)
 
@@ -202,7 +201,16 @@ class RetentionReport:
         shown = pd.DataFrame(rows).rename(columns={"Churn hazard ratio": "Link", "Hazard ratio": "Value"})
         return _table(shown, formats={c: "text" for c in shown.columns},
                       caption=f"Satisfaction and churn, {link.n_customers:,} customers with ratings, "
-                              f"{link.n_events:,} of whom left ({link.n_boot} re-samples)")
+                              f"{link.n_events:,} of whom left ({link.n_boot} re-samples)"
+                              + (f"; {self.worth_sample_text()}" if self.worth_sample else ""))
+
+    def worth_sample_text(self) -> str:
+        """The worth chain's sample as the page states it ("" when it read every customer)."""
+        if not self.worth_sample:
+            return ""
+        size, population = self.worth_sample
+        return (f"fitted on a seeded random sample of {size:,} of the {population:,} customers "
+                f"({fmt_percent(size / population, 1)}); the intervals are those of the sample")
 
     def risk_markdown(self) -> str:
         """What revenue at risk is, with its reference, or one line saying what is missing."""
@@ -687,7 +695,7 @@ def _analyse(report: RetentionReport, frame, customers, responses, settings, eng
         sel = report.selected
         report.n_customers, report.n_churned = len(sel), int(sel["event"].sum())
         if report.has_dates:
-            report.last_signup = pd.Timestamp(pd.to_datetime(sel["signup_date"]).max())
+            report.last_signup = pd.Timestamp(pd.to_datetime(frame["signup_date"]).max())
         _run(report, "cohort table", lambda: setattr(report, "cohorts", R.cohort_table(sel))
              if report.has_dates else None)
         _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
@@ -803,7 +811,6 @@ def _survival_data(customers: pd.DataFrame, settings, report: RetentionReport) -
 
 COX_SAMPLE_SIZE = 100_000  # customers the Cox model is fitted on at most (a seeded sample above it)
 COX_SAMPLE_SEED = 20261125
-WORTH_SAMPLE_SIZE = COX_SAMPLE_SIZE  # customers the worth chain reads at most (the Cox sample's customers)
 SBG_MIN_CUSTOMERS = 30  # helpers.retention.fit_sbg_by's default: fewer customers, no segment fit
 
 
@@ -946,78 +953,37 @@ def _worth_inputs(ds, cfg) -> dict:
             "has_revenue": has_customers and ds.has("customers", "monthly_revenue"),
             "fingerprint": str(getattr(ds, "fingerprint", "") or ""),
             "cache_folder": folder.parent / "worth" if folder is not None else None,
-            "drivers": list(getattr(cfg, "drivers", []) or []) or None}
+            "drivers": list(getattr(cfg, "drivers", []) or []) or None, "config": cfg}
 
 
-def _worth(report, customers, responses, fingerprint: str | None = None) -> None:
+def _worth(report, customers, responses) -> None:
     """The corrected churn link and revenue at risk (shared with the drivers page through the run's cache)."""
     from helpers.drivers_report import company_worth_analysis
 
     inputs = report.worth_inputs
     if not inputs:  # a separate retention export: no survey answers to link
         inputs = {"has_customers": True, "has_revenue": "monthly_revenue" in customers.columns}
-    if fingerprint is not None:
-        inputs = {**inputs, "fingerprint": fingerprint}
     day = report.observed_to if report.observed_to is not None else report.as_of
     if day is None:
         return
     report.worth = company_worth_analysis(customers, responses, day, currency=report.currency, **inputs)
 
 
-def _engine_worth(report, engine, ds, size: int | None = None) -> None:
-    """:func:`_worth` on at most ``size`` customers (:data:`WORTH_SAMPLE_SIZE`): every customer when the table
-    has no more (the dataset's frames, bounded by that size: the in-memory path's numbers), else the seeded
-    sample of the Cox model (:func:`helpers.engine.retention_queries.customer_sample_frames`), with revenue at
-    risk scaled to all customers (:func:`scale_revenue_at_risk`) and the sample stated."""
-    from helpers.engine import retention_queries as Q
+def _engine_worth(report, engine, ds) -> None:
+    """:func:`_worth` from the report's engine: the drivers page's computation
+    (:func:`helpers.drivers_report.company_worth_analysis` with ``dataset=``: the chain and the churn link on one
+    seeded sample of customers, :mod:`helpers.engine.worth_sample`, with customers and revenue per department x
+    segment from aggregates and the sampling error in the intervals; the sample stated in the notes; shared with
+    the drivers page through the run's cache, so both pages show the same numbers)."""
+    from helpers.drivers_report import company_worth_analysis
 
-    size = int(size or WORTH_SAMPLE_SIZE)
-    total = int(engine.query("SELECT count(*) AS n FROM customers")["n"].iloc[0])
-    if total <= size:
-        _worth(report, ds.customers, ds.responses if ds.has("responses") else None)
+    day = report.observed_to if report.observed_to is not None else report.as_of
+    if day is None or not report.worth_inputs:
         return
-    customers, responses, population = Q.customer_sample_frames(engine, size, COX_SAMPLE_SEED, report.observed_to)
-    key = f"{report.worth_inputs.get('fingerprint', '')}|sample {len(customers)} of {population}, seed {COX_SAMPLE_SEED}"
-    _worth(report, customers, responses, fingerprint=key)
-    report.worth_sample = (len(customers), population)
-    if report.worth is not None and report.worth.risk is not None:
-        import dataclasses
-
-        report.worth = dataclasses.replace(report.worth, risk=scale_revenue_at_risk(
-            report.worth.risk, population / len(customers), len(customers), population))
-
-
-def scale_revenue_at_risk(risk, factor: float, sample: int, population: int):
-    """Revenue at risk of a seeded simple random sample of ``sample`` of ``population`` customers as the
-    population's: every total (customers, expected revenue, customers and revenue at risk, and their bootstrap
-    interval ends) times ``factor = population / sample`` (the expansion estimator of a total; the bootstrap over
-    the sample's customers is the sampling distribution of that estimate), shares unchanged; the readers' texts
-    rebuilt and the sample stated in the notes."""
-    import dataclasses
-
-    from helpers import impact_report as IR
-    from helpers.formatting import fmt_currency
-
-    t = risk.table.copy()
-    money = ["revenue", "revenue_at_risk", "revenue_at_risk_low", "revenue_at_risk_high", "customers_at_risk",
-             "customers_at_risk_low", "customers_at_risk_high"]
-    for c in money:
-        t[c] = t[c].astype(float) * factor
-    t["customers"] = np.rint(t["customers"].astype(float) * factor).astype("int64")
-    t["share_of_revenue"] = t["revenue_at_risk"] / t["revenue"]
-    cur = risk.currency
-    t["risk_ci"] = [f"{fmt_currency(r.revenue_at_risk, cur)} ({fmt_currency(r.revenue_at_risk_low, cur)} to "
-                    f"{fmt_currency(r.revenue_at_risk_high, cur)})" for r in t.itertuples()]
-    t["customers_ci"] = [IR._count_ci(r.customers_at_risk, r.customers_at_risk_low, r.customers_at_risk_high)
-                         for r in t.itertuples()]
-    stated = (f"Estimated from a seeded random sample of {sample:,} of the {population:,} customers (totals "
-              f"scaled by {population:,} / {sample:,}; the intervals include the sampling).")
-    sentences = [
-        f"In {'the company' if r.dimension == 'all' else column_label(r.dimension).lower() + ' ' + str(r.group)}, "
-        f"{r.risk_ci} of revenue at risk ({fmt_number(100 * r.share_of_revenue, 1)}% of the expected revenue); "
-        f"{IR.ASSOCIATION}." for r in t.itertuples()]
-    t["sentence"] = sentences
-    return dataclasses.replace(risk, table=t, sentences=sentences, notes=[*risk.notes, stated])
+    report.worth = company_worth_analysis(None, None, day, currency=report.currency, dataset=ds,
+                                          **report.worth_inputs)
+    sample = report.worth.sample
+    report.worth_sample = tuple(sample) if sample and sample[0] < sample[1] else None
 
 
 def _sbg_fits(report, frame, seg_col, n_boot) -> None:

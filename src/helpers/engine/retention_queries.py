@@ -16,19 +16,13 @@ the end date is on or before the as-of day, customers who signed up later are no
   the number exited before t; Klein & Moeschberger, *Survival Analysis*, 2nd ed., 4.6) of
   :func:`helpers.objectives_report.delayed_entry_survival`, exactly.
 * :func:`department_survival`: that section of the department page in one call.
-* :func:`customer_sample_frames`: the customers of the seeded sample of
-  :func:`helpers.engine.aggregates.cox_sample` (smallest hash of customer id and seed) and their survey answers,
-  as the frames :class:`helpers.data.Dataset` builds (row-level inputs bounded by the sample size, for the
-  analyses that need rows: the corrected churn link and revenue at risk).
 """
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from helpers.engine.aggregates import AVG_DAYS_PER_MONTH, _int, _stop_sql, as_columns, hash_uint32_sql, where_sql
+from helpers.engine.aggregates import AVG_DAYS_PER_MONTH, _int, _stop_sql, as_columns, where_sql
 from helpers.engine.base import Engine, quote_ident as q, sql_literal
 
 
@@ -219,47 +213,6 @@ def delayed_entry_km_from_counts(counts: pd.DataFrame, group: str | None = None,
         meds.append({group: k, **mrow} if group is not None else mrow)
     return KaplanMeierResult(table=pd.concat(rows, ignore_index=True), medians=pd.DataFrame(meds), group=group,
                              alpha=alpha, log_rank_note="curves with delayed entry are not compared by a test here")
-
-
-def customer_sample_frames(engine: Engine, size: int, seed: int, as_of, *, skip_columns: Sequence[str] = ("comment",),
-                           table: str = "customers") -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
-    """``(customers, responses, population)``: the seeded sample of :func:`helpers.engine.aggregates.cox_sample`
-    (the ``size`` customers signed up on or before ``as_of`` with the smallest hash of id and seed; the same
-    customers on every engine) with every column, and their survey answers up to ``as_of`` (without the
-    ``skip_columns``, free text no analysis of these frames reads), typed as :meth:`helpers.data.Dataset.frame`
-    types them, sorted by customer id (answers by customer, date and id). ``population``: the customers signed
-    up on or before ``as_of``."""
-    from helpers.data import column_spec  # noqa: PLC0415
-    from helpers.schema import PANDAS_DTYPES  # noqa: PLC0415
-
-    day = sql_literal(pd.Timestamp(as_of).normalize())
-    where = f"WHERE c.signup_date <= {day}"
-    u = hash_uint32_sql(f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
-    picked = f"(SELECT c.customer_id FROM {q(table)} AS c {where} ORDER BY {u}, c.customer_id LIMIT {int(size)})"
-
-    def typed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-        for col in frame.columns:
-            try:
-                dtype = PANDAS_DTYPES[column_spec(name, col).dtype]
-            except (KeyError, ValueError):
-                continue
-            if str(dtype).startswith("datetime"):
-                frame[col] = pd.to_datetime(frame[col])
-            frame[col] = frame[col].astype(dtype)
-        return frame
-
-    cols = ", ".join(f"c.{q(col)}" for col in engine.columns(table))
-    customers = engine.query(f"SELECT {cols} FROM {q(table)} AS c WHERE c.customer_id IN {picked} "
-                             f"ORDER BY c.customer_id")
-    population = int(engine.query(f"SELECT count(*) AS n FROM {q(table)} AS c {where}")["n"].iloc[0])
-    responses = None
-    if engine.has("responses"):
-        rcols = [col for col in engine.columns("responses") if col not in skip_columns]
-        order = ", ".join(f"r.{q(c)}" for c in ("customer_id", "response_date", "response_id") if c in rcols)
-        responses = engine.query(f"SELECT {', '.join(f'r.{q(col)}' for col in rcols)} FROM responses AS r "
-                                 f"WHERE r.customer_id IN {picked} AND r.response_date <= {day} ORDER BY {order}")
-        responses = typed("responses", responses)
-    return typed(table, customers), responses, population
 
 
 def department_survival(engine: Engine, department: str, as_of=None, by: str = "segment"):
