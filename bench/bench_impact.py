@@ -31,7 +31,17 @@ like the demo (so the corrected HR is near, not at, 0.30: see helpers.churn_link
    default 200,000-customer sample, the resamples' predictions on a stratified 105,000 of the 391,000
    customers active at the end (notes printed).
 
+   5e. The same on the engine path first (``helpers.impact_report.company_worth_engine`` over DuckDB views of
+   the Parquet files: objectives' levels by GROUP BY, both chains on a seeded sample of 100,000 customers,
+   customers and revenue per department x segment from aggregates; the sampling error in the intervals), so
+   its peak RSS is its own; then section 5 for comparison.
+
 ``--scale F`` runs everything on F x 1,000,000 customers (e.g. 0.05 for a quick run).
+
+7. ``--worth-dataset DIR``: the drivers page's ``helpers.drivers_report.company_worth_analysis`` on a kit data
+   folder (e.g. build/bench-engine-1000000), once from whole frames (``Dataset.customers``/``.responses``, the
+   path before issue 14) and once from the engine (``dataset=``), each in a fresh process: seconds and peak
+   memory (VmHWM, including loading the dataset) of each, and the ratios engine / rows.
 
 4. ``--coverage R``: interval coverage by simulation at larger sizes than the unit tests afford (R
    replications of tests/test_impact.py's synthetic data: the link with 1,000 customers and the chain with
@@ -165,6 +175,88 @@ def all_departments(folder: Path, n_boot: int) -> float:
     return t_all
 
 
+def all_departments_engine(folder: Path, n_boot: int, sample_size: int = 100_000) -> float:
+    """Section 5e: helpers.impact_report.company_worth_engine on the engine path; returns the seconds."""
+    from types import SimpleNamespace
+
+    from helpers import impact_report as IR
+    from helpers.engine import DuckDBEngine
+    from helpers.engine.worth_sample import rating_distribution, responses_as_of
+    from helpers.formatting import slug
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    engine = DuckDBEngine(tables={t: str(folder / f"{t}.parquet") for t in ("customers", "responses")})
+    as_of = responses_as_of(engine)
+    since = as_of - pd.DateOffset(months=12)
+    plans = []
+    depts = engine.query("SELECT DISTINCT CAST(department AS VARCHAR) AS d FROM responses WHERE department IS NOT NULL")
+    for dept in sorted(depts["d"]):
+        csat_now = IR.kpi_after_shift("csat", *rating_distribution(engine, "csat", dept, {}, since, as_of), 0.0)
+        nps_now = IR.kpi_after_shift("nps", *rating_distribution(engine, "nps", dept, {}, since, as_of), 0.0)
+        plans.append(SimpleNamespace(department=str(dept), objectives=[
+            SimpleNamespace(id=f"{slug(dept)}-csat", title=f"{dept} CSAT +3", metric="csat",
+                            target=min(csat_now + 3, 99.0), filters={}),
+            SimpleNamespace(id=f"{slug(dept)}-nps", title=f"{dept} NPS +5", metric="nps",
+                            target=min(nps_now + 5, 99.0), filters={})]))
+    cw = IR.company_worth_engine(plans, engine, top=None, as_of=as_of, n_boot=n_boot, seed=1, currency="EUR",
+                                 sample_size=sample_size)
+    engine.close()
+    t_all, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"5e. engine path, all {len(plans)} departments (sample {cw.sample.size:,} of {cw.sample.population_size:,} "
+          f"customers; {n_boot} joint resamples): {t_all:.1f} s wall, {cpu:.1f} s CPU of this process, peak RSS "
+          f"{peak_rss_mib():.0f} MiB", flush=True)
+    print("   " + cw.objectives.sentences[0])
+    print("   " + cw.drivers.sentences[0])
+    print("   " + cw.risk.sentences[-1])
+    for n in cw.risk.notes:
+        print("   note: " + n)
+    return t_all
+
+
+WORTH_CHILD = """
+import sys, time
+import pandas as pd
+from helpers.data import load_dataset
+from helpers import drivers_report as DR
+t0 = time.perf_counter()
+ds = load_dataset(sys.argv[1])
+day = pd.Timestamp(ds.date_range()[1])
+t1 = time.perf_counter()
+if sys.argv[2] == "rows":
+    w = DR.company_worth_analysis(ds.customers, ds.responses, day, currency="EUR")
+else:
+    w = DR.company_worth_analysis(None, None, day, currency="EUR", dataset=ds)
+t2 = time.perf_counter()
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(f"RESULT {t2 - t1:.1f} {int(hwm) / 1024:.0f} {t1 - t0:.1f}")
+print(w.drivers.sentences[0] if w.drivers is not None else w.chain_message)
+print(w.risk.sentences[-1] if w.risk is not None else "")
+print(" ".join(w.drivers.notes) if w.drivers is not None else "")
+"""
+
+
+def worth_dataset(folder: str) -> None:
+    """Section 7: company_worth_analysis from frames and from the engine, each in a fresh process."""
+    import subprocess
+
+    out = {}
+    for path in ("rows", "engine"):
+        got = subprocess.run([sys.executable, "-c", WORTH_CHILD, folder, path], capture_output=True, text=True)
+        if got.returncode:
+            print(f"7. {path}: failed\n{got.stderr[-2000:]}")
+            return
+        lines = got.stdout.splitlines()
+        res = next(line for line in lines if line.startswith("RESULT")).split()
+        out[path] = (float(res[1]), float(res[2]))
+        print(f"7. company_worth_analysis from {path}: {res[1]} s (dataset loaded in {res[3]} s), peak memory "
+              f"(VmHWM) {res[2]} MiB", flush=True)
+        for line in lines[lines.index(" ".join(res)) + 1:]:
+            if line:
+                print("   " + line)
+    (tr, mr), (te, me) = out["rows"], out["engine"]
+    print(f"   engine / rows: time {te / tr:.2f}x, peak memory {me / mr:.2f}x")
+
+
 def counterfactual_check(reps: int, n: int = 4000, first_seed: int = 5, shift: float = 0.3) -> None:
     """Section 6: the kit's prediction on the factual demo against the generated counterfactual company."""
     import json
@@ -217,7 +309,11 @@ def main(argv=None) -> int:
     ap.add_argument("--coverage", type=int, default=0, help="replications of the coverage simulation (0 = skip)")
     ap.add_argument("--counterfactual", type=int, default=0, help="demo companies for section 6 (0 = skip)")
     ap.add_argument("--only-departments", action="store_true", help="data and section 5 only")
+    ap.add_argument("--worth-dataset", default=None, help="section 7 on a kit data folder (rows vs engine)")
     args = ap.parse_args(argv)
+    if args.worth_dataset:
+        worth_dataset(args.worth_dataset)
+        return 0
     if args.scale is not None:
         args.customers = max(1000, int(round(args.scale * 1_000_000)))
     if args.counterfactual:
@@ -253,9 +349,12 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - t0:.1f} s to generate)")
         rss_before = peak_rss_mib()
         if args.only_departments:
+            all_departments_engine(folder, args.n_boot)
             t_all = all_departments(folder, args.n_boot)
             print("all targets met" if t_all <= 120 else "TARGET MISSED")
             return 0 if t_all <= 120 else 1
+
+        all_departments_engine(folder, args.n_boot)  # first: its peak RSS is its own
 
         # 1. the whole corrected link
         t0 = time.perf_counter()
