@@ -65,6 +65,38 @@ def start_spark_session(master: str | None = "local[2]", app_name: str = "satisf
     return session
 
 
+_PROCESS_SESSION: list = []  # the session this module started for the process (stopped when it exits)
+
+
+def process_spark_session(master: str | None = "local[2]", app_name: str = "satisfaction-kit",
+                          conf: Mapping[str, object] | None = None):
+    """The process's SparkSession: the one already running (started by the caller, a notebook, ``spark-submit``
+    or an earlier engine), else a new one from these settings, stopped when the process exits. Starting Spark
+    takes seconds to a minute, so the engines a report opens one after the other share it (each in a
+    ``newSession()`` of its own: separate temporary views and SQL settings, one SparkContext)."""
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    session = start_spark_session(master, app_name, conf)
+    if not _PROCESS_SESSION:
+        import atexit  # noqa: PLC0415
+
+        atexit.register(_stop_process_session)
+    _PROCESS_SESSION[:] = [session]
+    return session
+
+
+def _stop_process_session() -> None:
+    for session in _PROCESS_SESSION:
+        try:
+            session.stop()
+        except Exception:  # noqa: BLE001 - the JVM may already be gone at exit
+            pass
+    _PROCESS_SESSION.clear()
+
+
 def to_spark_sql(sql: str) -> str:
     """DuckDB-dialect SQL as Spark SQL (SQLGlot)."""
     import sqlglot  # noqa: PLC0415
@@ -91,18 +123,25 @@ def _python_value(v):
 
 
 class SparkEngine(Engine):
-    """``SparkEngine(tables={...}, master="local[2]", conf={...})`` starts (or reuses) a SparkSession;
-    ``SparkEngine(session=spark, tables={...})`` uses a session the caller owns (never stopped by the engine).
-    ``views``: ``(name, Spark SQL)`` created as temporary views after the tables, in order (a dataset's typed,
-    column-mapped and cut tables over its files: :func:`helpers.engine.spark_dataset_sources`)."""
+    """``SparkEngine(tables={...}, master="local[2]", conf={...})`` works in a ``newSession()`` of the process's
+    SparkSession (:func:`process_spark_session`: the running one, else started with these settings and kept
+    until the process exits), with its own temporary views and ``spark.sql.*`` settings, so engines opened one
+    after the other (or at once, over other data) neither restart Spark nor see each other's tables;
+    ``SparkEngine(session=spark, tables={...})`` uses a session the caller owns as it is. The engine never stops
+    a session. ``views``: ``(name, Spark SQL)`` created as temporary views after the tables, in order (a
+    dataset's typed, column-mapped and cut tables over its files: :func:`helpers.engine.spark_dataset_sources`)."""
 
     name = "spark"
 
     def __init__(self, tables: Mapping[str, str] | None = None, *, session=None, master: str | None = "local[2]",
                  app_name: str = "satisfaction-kit", conf: Mapping[str, object] | None = None,
                  max_result_rows: int = 1_000_000, views: Sequence[tuple[str, str]] = ()):
-        self._owned = session is None
-        self.spark = session if session is not None else start_spark_session(master, app_name, conf)
+        if session is None:
+            session = process_spark_session(master, app_name, conf).newSession()
+            for key, value in {**SPARK_DEFAULT_CONF, **(conf or {})}.items():
+                if key.startswith("spark.sql."):  # the SQL settings are per session (the rest: the context's)
+                    session.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+        self.spark = session
         self.max_result_rows = int(max_result_rows)
         self._views: set[str] = set()
         try:
@@ -174,8 +213,9 @@ class SparkEngine(Engine):
         return table in self._views or self.spark.catalog.tableExists(table)
 
     def close(self) -> None:
-        for v in self._views:
-            self.spark.catalog.dropTempView(v)
+        try:
+            for v in self._views:
+                self.spark.catalog.dropTempView(v)
+        except Exception:  # noqa: BLE001 - the session was stopped meanwhile: nothing left to drop
+            pass
         self._views.clear()
-        if self._owned:
-            self.spark.stop()
