@@ -811,9 +811,8 @@ class FollowUpList:
         period = f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
         if n == 0:
             return f"No customers to follow up ({self.rule}, {period})."
-        shown = (f" The list shows the first {len(self.table):,}." if 0 < len(self.table) < n else "")
         return (f"{n:,} customers to follow up ({self.rule}, {period}) across {self.n_teams} teams; the oldest "
-                f"has waited {int(self.oldest)} days.{shown}")
+                f"has waited {int(self.oldest)} days.")
 
 
 def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str | None = None,

@@ -444,10 +444,15 @@ class VoiceReport:
                   "days_waiting": "Days waiting", "csat": "CSAT (1-5)", "nps": "NPS (0-10)", "themes": "Themes",
                   "comment": "Comment", "open_tickets": "Open tickets", "customer_id": "Customer",
                   "response_id": "Response"}
-        return reader_table(t[cols], labels=labels, max_rows=max_rows,
+        html = reader_table(t[cols], labels=labels, max_rows=max_rows,
                             formats={"response_date": "date", "days_waiting": "int", "csat": "int", "nps": "int",
                                      "themes": lambda v: ", ".join(v) if isinstance(v, (list, tuple)) else "",
                                      "open_tickets": "int"})
+        shown = min(len(t), max_rows)
+        if self.follow_up.total > shown and len(t) <= max_rows:  # a bounded list: the total from the engine
+            html += (f'<p class="kit-table-more">Showing the first {fmt_number(shown)} of '
+                     f"{fmt_number(self.follow_up.total)} rows.</p>")
+        return html
 
     # ------------------------------------------------------------------ charts
     def plot_shares(self, ax=None):
