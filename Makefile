@@ -33,7 +33,7 @@ READY_reports := $(VENV)/.installed-reports
 READY_lab := $(VENV)/.installed-lab
 READY_test := $(VENV)/.installed-test
 
-.PHONY: help install data reports test lab bench bench-setup lock browser java clean
+.PHONY: help install data reports test lab bench bench-scale bench-setup lock browser java clean
 
 help:
 	@echo "make reports  - set up, generate demo data if needed, render the HTML reports into reports/"
@@ -41,6 +41,7 @@ help:
 	@echo "make lab      - JupyterLab with the kit's kernel registered"
 	@echo "make data     - generate the demo data into $(DEMO_DIR)"
 	@echo "make bench    - run the benchmarks in bench/ (prints ratios against in-run baselines)"
+	@echo "make bench-scale - report runs on 20k/1M/10M customers: peak memory of all processes, time (long)"
 	@echo "make bench-setup - time 'make reports' from fresh clones, cold and warm package cache (minutes)"
 	@echo "make lock     - re-resolve the dependencies and rewrite $(CONSTRAINTS)"
 
@@ -135,7 +136,12 @@ lab: $(READY_lab)
 		$(if $(filter 0,$(shell id -u)),--allow-root) notebooks/exploratory/satisfaction_explorer.ipynb
 
 bench: $(READY_reports)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/bench_scale.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# issue #14: whole report runs on 20k, 1M and 10M generated customers (generated once into build/, ~5 GB), the
+# summed memory of all the run's processes and the time; then Spark on 1M. Long: SIZES=20000,1000000 NO_SPARK=1
+bench-scale: $(READY_reports)
+	$(PY) bench/bench_scale.py $(if $(SIZES),--sizes $(SIZES)) $(if $(NO_SPARK),--no-spark)
 
 # minutes: `make reports` in fresh clones, cold and warm package cache (BASELINE=REV: also REV's set-up)
 bench-setup:
