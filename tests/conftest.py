@@ -1,5 +1,8 @@
 """Shared pytest fixtures.
 
+``chromium``: one headless Chromium (:class:`browser_check.Chromium`) per test session for the browser tests;
+skips them when Chromium is not installed.
+
 ``small_demo``: the Path of a small demo data set (2,000 customers, seed 7) generated once per test
 session by :func:`helpers.demo.generate_demo` into a temporary folder. Treat it as read-only.
 """
@@ -25,3 +28,15 @@ def small_demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_demo")
     generate_demo(out, n_customers=SMALL_DEMO_CUSTOMERS, seed=SMALL_DEMO_SEED)
     return out
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium for the browser tests (skipped when not installed: ``make browser``)."""
+    from browser_check import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
+    with Chromium(binary) as browser:
+        yield browser

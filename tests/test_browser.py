@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_check import PAGE_FACTS_JS, READER_CHECKS_JS, Chromium, find_chromium, reader_problems
+from browser_check import PAGE_FACTS_JS, READER_CHECKS_JS, reader_problems
 from helpers.reports import registry, runner
 from reports_support import FIXTURE_NOTEBOOKS, REPO
 
@@ -31,15 +31,6 @@ PAGES = (["index"] + [f"{spec.name}_{runner.safe_slug(f.stem)}" for spec in regi
                       for f in runner.department_files(REPO / "params" / "departments")]
          + [spec.name for spec in registry.reports("company")])
 VIEWPORTS = {"laptop": (1366, 768, False), "phone": (390, 844, True)}
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
-    with Chromium(binary) as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_check import READER_CHECKS_JS, Chromium, find_chromium, reader_problems
+from browser_check import READER_CHECKS_JS, reader_problems
 from helpers.reports import runner
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("company_pages")]
@@ -35,15 +35,6 @@ FACTS_JS = r"""(() => {
   return {plainTop: plain ? plain.getBoundingClientRect().top : null, findings: items,
           text: document.body.innerText};
 })()"""
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
-    with Chromium(binary) as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
