@@ -66,6 +66,39 @@ def test_engine_equals_rows_when_the_sample_holds_every_customer(demo):
     pd.testing.assert_frame_equal(one.table, one_e.table, rtol=1e-9)
 
 
+def test_sampled_company_worth_states_the_sample_and_agrees_with_the_rows(demo):
+    """On a seeded sample of 1,000 of the demo's 2,000 customers: the sample is stated in every table's notes,
+    the customers are the population's exactly (per department and segment), and the row path's estimates
+    lie within the sampled intervals."""
+    customers, responses, engine = demo
+    as_of = pd.to_datetime(responses["response_date"]).max()
+    row = IR.company_worth(PLANS, customers, responses, as_of=as_of, n_boot=40, seed=5, currency="EUR", top=None)
+    eng = IR.company_worth_engine(PLANS, engine, as_of=as_of, n_boot=40, seed=5, currency="EUR", top=None,
+                                  sample_size=1000, sample_seed=11)
+    assert eng.sample.size == 1000 and not eng.sample.covers_all
+    for table in (eng.objectives, eng.drivers, eng.risk):
+        assert any(n.startswith("The satisfaction-value chain was fitted on a seeded sample of 1,000 of 2,000 "
+                                "customers (seed 11)") for n in table.notes)
+    key = ["dimension", "group"]
+    r, e = row.risk.table.set_index(key), eng.risk.table.set_index(key)
+    # population totals from aggregates, not the sample; a department x segment cell whose customers today
+    # have no one in the sample cannot be predicted: left out and counted in the notes (here 1 customer)
+    lost = sum(int(n.split(" of today's")[0].replace(",", "")) for n in eng.risk.notes if "in groups without" in n)
+    assert lost == 1 and e.loc[("all", "all"), "customers"] == r.loc[("all", "all"), "customers"] - lost
+    assert ((r["customers"] - e["customers"]).between(0, lost)).all()
+    assert (e["customers"] == r["customers"]).sum() >= len(r) - 3
+    inside = ((e["revenue_at_risk_low"] <= r["revenue_at_risk"]) & (r["revenue_at_risk"] <= e["revenue_at_risk_high"]))
+    assert inside["all"].all() and inside.mean() >= 0.8, inside
+    d_row, d_eng = row.drivers.table.set_index("driver"), eng.drivers.table.set_index("driver")
+    held = [(d_eng.loc[a, "extra_kept_low"] <= d_row.loc[a, "extra_kept"] <= d_eng.loc[a, "extra_kept_high"])
+            for a in d_row.index]
+    assert sum(held) >= len(held) - 1, held
+    o_row, o_eng = row.objectives.table.set_index("objective"), eng.objectives.table.set_index("objective")
+    assert o_eng["current"].equals(o_row["current"])  # the objectives' levels: every answer, exact
+    for oid in ("ts", "b"):
+        assert o_eng.loc[oid, "extra_kept_low"] <= o_row.loc[oid, "extra_kept"] <= o_eng.loc[oid, "extra_kept_high"]
+
+
 def test_sample_statistics_equal_the_row_statistics(demo):
     """Per-customer statistics of a real sample equal the pandas ones for the same customers; the population
     totals per cell equal the row computation over every customer."""
