@@ -467,8 +467,7 @@ def _compute_worth_engine(dataset, config, day, settings, has_customers, has_rev
                 covs = ("segment",) if "segment" in surv.columns and surv["segment"].nunique() > 1 else ()
                 out.link = CL.fit_churn_link(surv, ratings, covs, n_boot=settings["n_boot"], seed=seed)
                 if not sample.covers_all:
-                    out.link.notes.append(IR.sample_note(sample).replace("satisfaction-value chain",
-                                                                         "satisfaction-churn link"))
+                    out.link.notes.append(IR.link_sample_note(sample))
             except (KitError, np.linalg.LinAlgError) as exc:
                 out.link_message = f"cannot be estimated from these data: {exc}"
     finally:

@@ -624,6 +624,15 @@ def sample_note(sample) -> str:
     return f"The satisfaction-value chain was {sample.sentence()}."
 
 
+def link_sample_note(sample) -> str:
+    """The churn link's sentence: "The satisfaction-churn link was fitted on a seeded sample of 100,000 of
+    1,000,000 customers (seed 7)." (its intervals come from resampling that sample)."""
+    if sample.covers_all:
+        return f"The satisfaction-churn link was fitted on all {sample.population_size:,} customers."
+    return (f"The satisfaction-churn link was fitted on a seeded sample of {sample.size:,} of "
+            f"{sample.population_size:,} customers (seed {sample.seed}).")
+
+
 def _sample_notes(sample) -> list[str]:
     """The notes a sampled result adds (none when the sample is every customer: the row path's result)."""
     return [] if sample.covers_all else [sample_note(sample)]
