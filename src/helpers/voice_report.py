@@ -64,7 +64,24 @@ def load_themes(path: str = THEMES_FILE):
     ``codebook``."""
     from helpers.voice import load_codebook
 
-    return load_codebook(path or THEMES_FILE)
+    from pathlib import Path
+
+    from helpers.config import repo_root
+
+    file = Path(path or THEMES_FILE)
+    file = file if file.is_absolute() or file.exists() else repo_root() / file
+    try:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return load_codebook(path or THEMES_FILE)  # the loader names the missing file
+    if key not in _CODEBOOKS:  # parsed once per file version in this process (a Codebook is immutable)
+        _CODEBOOKS.clear()
+        _CODEBOOKS[key] = load_codebook(path or THEMES_FILE)
+    return _CODEBOOKS[key]
+
+
+_CODEBOOKS: dict = {}
 
 
 def _resolve_department(names: list[str], department: str) -> str | None:
@@ -779,6 +796,18 @@ class WindowThemes:
     patterns: pd.DataFrame
     previous: pd.DataFrame
     verbatims: pd.DataFrame
+    fitted: dict = field(default_factory=dict)  # department ("" = all) -> ThemeEffects, or the reason it failed
+
+    def fit_all(self, codebook) -> None:
+        """Fit the effects of every department and of all of them once (what every page of the run reads)."""
+        names = [""] + sorted(self.patterns["department"].dropna().unique().tolist())
+        for name in names:
+            with _warnings.catch_warnings():
+                _warnings.simplefilter("ignore")
+                try:
+                    self.fitted[name] = self._fit(codebook, name or None)
+                except (KitError, ValueError, np.linalg.LinAlgError) as exc:
+                    self.fitted[name] = f"{type(exc).__name__}: {exc}"
 
     def _slice(self, frame: pd.DataFrame, department: str | None) -> pd.DataFrame:
         return frame if department is None else frame[frame["department"] == department]
@@ -799,6 +828,16 @@ class WindowThemes:
         return _shares_from_counts(counts, codebook)
 
     def effects(self, codebook, department: str | None = None):
+        """The window's :class:`helpers.voice_effects.ThemeEffects` (fitted once, :meth:`fit_all`); a
+        :class:`KitError` naming why when it could not be estimated."""
+        found = self.fitted.get(department or "")
+        if found is None:
+            found = self.fitted[department or ""] = self._fit(codebook, department)
+        if isinstance(found, str):
+            raise KitError(found)
+        return found
+
+    def _fit(self, codebook, department: str | None):
         from helpers.voice_effects import theme_effects_from_patterns
 
         return theme_effects_from_patterns(self._slice(self.patterns, department), codebook.names,
@@ -929,7 +968,9 @@ def _compute_window_themes(ds, cb, start, end, settings, *, config=None, engine=
     finally:
         if own:
             engine.close()
-    return WindowThemes(settings, patterns, previous, verbatims)
+    shared = WindowThemes(settings, patterns, previous, verbatims)
+    shared.fit_all(cb)
+    return shared
 
 
 def what_customers_say(ds, department: str | None, start, end, codebook=None, n_themes: int = 3,
