@@ -122,11 +122,12 @@ def _kpi_spec(metric: str):
 
 
 def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=None, filters=None, start=None,
-                   end=None, *, source: str | None = None) -> pd.DataFrame:
+                   end=None, *, source: str | None = None, bad: bool = False) -> pd.DataFrame:
     """Per period (and ``by`` group): ``n``, ``total``, ``total_sq``, ``k1``, ``k2`` of a KPI (see the module
     docstring), computed by the engine. Ratings are summed as integers (exact on every engine). Medians:
     :func:`quantile_aggregates` (``kpi_series_from_aggregates`` calls it for the median KPIs). ``source``: a
-    FROM item replacing the KPI's table (:func:`selected_source`: the table joined with customer columns)."""
+    FROM item replacing the KPI's table (:func:`selected_source`: the table joined with customer columns).
+    ``bad``: also ``bad``, the impossible values counted in the same pass (:func:`check_kpi_range`)."""
     k, later = _kpi_spec(metric)
     by_cols = as_columns(by)
     table = k.table
@@ -153,12 +154,15 @@ def kpi_aggregates(engine: Engine, metric: str, freq: str | None = "month", by=N
         aggs = "count(*) AS n, count(*) AS total, 0 AS total_sq, count(*) AS k1, 0 AS k2"
     else:  # pragma: no cover - _KPI_TABLE lists the kinds above
         raise EngineError(f"kpi_aggregates: kind {k.kind!r}")
+    if bad:
+        cond = _bad_sql(k, later)
+        aggs += f", {_int(f'count_if({cond})') if cond else '0'} AS bad"
     groups = ", ".join(["period", *[q(c) for c in by_cols]])
     sql = (f"SELECT {period_sql(date_col, freq)} AS period{''.join(f', {q(c)}' for c in by_cols)}, {aggs} "
            f"FROM {source or q(table)} {where} GROUP BY {groups}")
     out = engine.query(sql)
     out["period"] = pd.to_datetime(out["period"])
-    for c in ("n", "k1", "k2"):
+    for c in ("n", "k1", "k2", *(["bad"] if bad else [])):
         out[c] = out[c].astype("int64")
     out.insert(0, "metric", metric)
     return out.sort_values([*by_cols, "period"], kind="stable").reset_index(drop=True)
@@ -174,7 +178,7 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     :func:`helpers.kpis.kpi_series` takes them (aliases, values matched by case or slug, customer columns such
     as segment joined on ``customer_id``; :func:`selected_source`). ``check``: impossible values in the selection
     (a rating off its scale, a negative duration) raise :class:`helpers.kpis.KPIError` with
-    :func:`helpers.kpis.kpi_series`' message (:func:`check_kpi_range`: one SQL count)."""
+    :func:`helpers.kpis.kpi_series`' message (:func:`check_kpi_range`: counted in the aggregation's pass)."""
     from helpers.kpis import _finish_series  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
@@ -182,7 +186,7 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     source = None
     if resolve:
         source, filters = selected_source(engine, k.table, filters, by_cols, what=f"KPI {metric!r}")
-    if check:
+    if check and k.kind == "median_hours":
         check_kpi_range(engine, metric, filters, start, end, source=source, style="series")
     if k.kind == "median_hours":
         qa = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,),
@@ -190,7 +194,10 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
                                  end=end, confidence=confidence, source=source)
         df = qa.rename(columns={"value": "a", "ci_low": "lo", "ci_high": "hi"})
     else:
-        agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end, source=source)
+        agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end, source=source, bad=check)
+        if check:
+            check_kpi_range(engine, metric, filters, start, end, source=source, style="series",
+                            bad=int(agg["bad"].sum()))
         n = agg["n"].to_numpy(dtype=float)
         df = agg[["period", *by_cols, "n"]].copy()
         if k.kind in ("mean", "mean_hours"):
@@ -286,16 +293,26 @@ def _range_rule(k):
     return None
 
 
+def _bad_sql(k, later) -> str | None:
+    """The impossible-value condition of :func:`_range_rule` on the KPI's value (column or hours)."""
+    rule = _range_rule(k)
+    if rule is None:
+        return None
+    value = hours_sql(k.date_column, later) if later else q(k.column)
+    return rule[0].replace("_v", f"({value})")
+
+
 def check_kpi_range(engine: Engine, metric: str, filters=None, start=None, end=None, *, source: str | None = None,
-                    style: str = "series") -> int:
+                    style: str = "series", bad: int | None = None) -> int:
     """The impossible values of a KPI in one selection (``filters`` as resolved, ``start .. end``), counted by
     the engine: ratings off their scale or not whole (NPS 0-10, CSAT 1-5, CES 1-7, contacts >= 1), durations
     below zero. None: returns 0. Some: :class:`helpers.kpis.KPIError` with the message of the path the engine
     replaces: ``style="series"`` as :func:`helpers.kpis.kpi_series` (``"3 values of responses.csat outside the
     scale 1-5 (integers) (e.g. [6, 7, 9])"``), ``style="rows"`` as :func:`helpers.kpis.compare_kpi` on rows
     (``"3 CSAT scores outside the scale 1-5 (integers) (e.g. 6, 7, 9)"``; durations: ``"2 tickets have
-    resolved_at before created_at (negative durations), e.g. ['T1', 'T2']"``). One count query; the examples
-    (at most 5) only when there is a problem."""
+    resolved_at before created_at (negative durations), e.g. ['T1', 'T2']"``). One count query (``bad``: the
+    count already made, e.g. by :func:`kpi_aggregates` in its pass); the examples (at most 5) only when there
+    is a problem."""
     from helpers.kpis import KPIError  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
@@ -306,7 +323,8 @@ def check_kpi_range(engine: Engine, metric: str, filters=None, start=None, end=N
     value = hours_sql(k.date_column, later) if later else q(k.column)
     table = source or q(k.table)
     base = f"SELECT {value} AS _v FROM {table} {where_sql(filters, k.date_column, start, end)}"
-    bad = int(engine.query(f"SELECT count(*) AS n FROM ({base}) AS _b WHERE {cond}")["n"].iloc[0])
+    if bad is None:
+        bad = int(engine.query(f"SELECT count(*) AS n FROM ({base}) AS _b WHERE {cond}")["n"].iloc[0])
     if not bad:
         return 0
     examples = engine.query(f"SELECT _v FROM ({base}) AS _b WHERE {cond} LIMIT 5")["_v"].tolist()
@@ -325,17 +343,18 @@ def check_kpi_range(engine: Engine, metric: str, filters=None, start=None, end=N
 
 
 def kpi_totals(engine: Engine, metric: str, filters=None, start=None, end=None, *, resolve: bool = True,
-               check: str | None = None) -> dict:
+               check: str | None = None, source: str | None = None) -> dict:
     """One selection's aggregates of a KPI (``n``, ``total``, ``total_sq``, ``k1``, ``k2`` over ``start ..
-    end``), the inputs of :func:`compare_from_aggregates`. ``check``: ``"series"``/``"rows"`` runs
-    :func:`check_kpi_range` first (with that message style)."""
+    end``), the inputs of :func:`compare_from_aggregates`. ``check``: ``"series"``/``"rows"``: impossible values
+    raise (:func:`check_kpi_range`, that message style; counted in the same pass). ``source``: the FROM item
+    of filters already resolved (:func:`selected_source`; then nothing is resolved)."""
     k, _ = _kpi_spec(metric)
-    source = None
-    if resolve:
+    if resolve and source is None:
         source, filters = selected_source(engine, k.table, filters, what=f"KPI {metric!r}")
+    agg = kpi_aggregates(engine, metric, None, None, filters, start, end, source=source, bad=bool(check))
     if check:
-        check_kpi_range(engine, metric, filters, start, end, source=source, style=check)
-    agg = kpi_aggregates(engine, metric, None, None, filters, start, end, source=source)
+        check_kpi_range(engine, metric, filters, start, end, source=source, style=check,
+                        bad=int(agg["bad"].sum()) if len(agg) else 0)
     if agg.empty:
         return {"n": 0, "total": 0, "total_sq": 0, "k1": 0, "k2": 0}
     row = agg.iloc[0]
@@ -396,8 +415,10 @@ def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=
         comp = compare_medians_from_engine(engine, metric, fa, fb, period_a, period_b, confidence, n_boot=n_boot,
                                            seed=seed, max_sample=max_sample)
         return replace(comp, labels=labels, between_groups=False)
-    a = kpi_totals(engine, metric, fa, *period_a, check="rows")
-    b = kpi_totals(engine, metric, fb, *period_b, check="rows")
+    src_a, ra = selected_source(engine, k.table, fa, what=f"KPI {metric!r}")
+    src_b, rb = (src_a, ra) if fb == fa else selected_source(engine, k.table, fb, what=f"KPI {metric!r}")
+    a = kpi_totals(engine, metric, ra, *period_a, check="rows", source=src_a)
+    b = kpi_totals(engine, metric, rb, *period_b, check="rows", source=src_b)
     for side, period, f in ((a, period_a, fa), (b, period_b, fb)):
         if side["n"] == 0 and k.kind != "count":
             raise K.KPIError(metric, f"no values from {period[0]} to {period[1]} for the filters {f!r}")
@@ -456,19 +477,23 @@ def retention_window_counts(engine: Engine, filters=None, start=None, end=None, 
 
 
 def median_sample(engine: Engine, metric: str, filters=None, start=None, end=None, *, source: str | None = None,
-                  max_rows: int = MEDIAN_SAMPLE_ROWS, seed: int = 0) -> tuple[np.ndarray, int]:
+                  max_rows: int = MEDIAN_SAMPLE_ROWS, seed: int = 0, check: str | None = None) -> tuple[np.ndarray, int]:
     """The durations (hours) of a median KPI in one selection, at most ``max_rows`` of them: all, in ticket
     order (``ticket_id``: the order of the rows the row path bootstraps), when there are no more; else the
     ``max_rows`` with the smallest hash of (ticket_id, seed) (:func:`hash_uint32_sql`: the same sample on
     every engine, row order or partitioning), in ticket order. Returns ``(values, population)``: the sample
-    (a float array) and the number of values in the selection."""
+    (a float array) and the number of values in the selection. ``check``: negative durations raise
+    (:func:`check_kpi_range` with that message style, counted with the values)."""
     k, later = _kpi_spec(metric)
     value = hours_sql(k.date_column, later)
     table = source or q(k.table)
     key = "ticket_id" if "ticket_id" in engine.columns(k.table) else k.date_column
     base = (f"SELECT {value} AS _v, {q(key)} AS _id FROM {table} "
             f"{where_sql(filters, k.date_column, start, end, extra=[f'{value} IS NOT NULL'])}")
-    n = int(engine.query(f"SELECT count(*) AS n FROM ({base}) AS _b")["n"].iloc[0])
+    sizes = engine.query(f"SELECT count(*) AS n, {_int('count_if(_v < 0)')} AS bad FROM ({base}) AS _b").iloc[0]
+    n = int(sizes["n"])
+    if check:
+        check_kpi_range(engine, metric, filters, start, end, source=source, style=check, bad=int(sizes["bad"]))
     if n <= int(max_rows):
         sql = f"SELECT _v FROM ({base}) AS _b ORDER BY _id, _v"
     else:
@@ -485,11 +510,14 @@ def compare_medians_from_engine(engine: Engine, metric: str, filters_a, filters_
     from helpers import kpis as K  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
-    sides = []
+    sides, resolved_by = [], {}
     for f, (start, end) in ((filters_a, period_a), (filters_b, period_b)):
-        source, resolved = selected_source(engine, k.table, f, what=f"KPI {metric!r}")
-        check_kpi_range(engine, metric, resolved, start, end, source=source, style="rows")
-        x, n = median_sample(engine, metric, resolved, start, end, source=source, max_rows=max_sample, seed=seed)
+        key = repr(f)
+        if key not in resolved_by:
+            resolved_by[key] = selected_source(engine, k.table, f, what=f"KPI {metric!r}")
+        source, resolved = resolved_by[key]
+        x, n = median_sample(engine, metric, resolved, start, end, source=source, max_rows=max_sample, seed=seed,
+                             check="rows")
         if n == 0:
             raise K.KPIError(metric, f"no values from {start} to {end} for the filters {f!r}")
         sides.append((x, n, (source, resolved, start, end)))
