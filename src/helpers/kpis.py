@@ -62,6 +62,11 @@ Comparisons (``b`` is the later/current group, ``a`` the baseline; difference = 
 * :func:`compare_rates`: exact conditional (binomial) test for the ratio of two Poisson counts, reported as
   the difference of counts per period with a Wald interval.
 
+:func:`compare_kpi` compares the rows of a Dataset (the reference implementation) or, with ``engine=``, the
+same tests from engine aggregates (:func:`helpers.engine.aggregates.compare_from_aggregates`: counts, sums, sums
+of squares, retention counts; medians bootstrapped on at most 20,000 values per period, all of them below that:
+the same numbers).
+
 :func:`kpi_series` computes any KPI by month/quarter/year and by department/team/agent (or any column of
 the table) in DuckDB SQL: counts, sums and sums of squares are aggregated in SQL and the interval is
 computed from the aggregates with the same vectorised formulas as the one-sample estimators; medians come

@@ -11,6 +11,11 @@ from them. The queries are written once (DuckDB dialect, see :mod:`helpers.engin
   & Fan type 7) and the interval ``[x_(l), x_(u)]`` with ``l = F^-1(alpha/2)``, ``u = F^-1(1 - alpha/2) + 1``,
   ``F`` the Binomial(n, p) CDF (Conover, *Practical Nonparametric Statistics*, 3rd ed., sec. 3.2; for the
   median exactly :func:`helpers.kpis.median_order_ranks`).
+* :func:`compare_from_aggregates`: :func:`helpers.kpis.compare_kpi` from the aggregates of two selections
+  (the same tests and numbers; retention from SQL counts; medians by the row path's bootstrap on at most
+  :data:`MEDIAN_SAMPLE_ROWS` values per period, a seeded hash sample above, rescaled and stated);
+  :func:`check_kpi_range` counts impossible values (ratings off their scale, negative durations) and raises
+  the messages of the row paths.
 * :func:`survival_counts`: customers and churn events per duration (whole days) and group;
   :func:`kaplan_meier_from_counts` / :func:`log_rank_from_counts` give the table of
   :func:`helpers.retention.kaplan_meier` (statsmodels ``SurvfuncRight`` with frequency weights, the same
