@@ -691,14 +691,15 @@ def theme_effects_from_patterns(patterns: pd.DataFrame, themes: Sequence[str], a
         rows[theme] = row
     ols = (lambda ths: _ols_weighted(patterns, ths, attrs, alpha, weight))
     logit = (lambda ths: _logit_weighted(patterns, ths, attrs, alpha, weight))
-    if joint:
-        ols_fits = ols(ols_ok) if ols_ok else {}
-        logit_fits = logit(logit_ok) if logit_ok else {}
-        if logit_ok and not logit_fits:
+    with _one_blas_thread():
+        if joint:
+            ols_fits = ols(ols_ok) if ols_ok else {}
+            logit_fits = logit(logit_ok) if logit_ok else {}
+            if logit_ok and not logit_fits:
+                logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
+        else:
+            ols_fits = {k: v for th in ols_ok for k, v in ols([th]).items()}
             logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
-    else:
-        ols_fits = {k: v for th in ols_ok for k, v in ols([th]).items()}
-        logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
     for theme, fit in ols_fits.items():
         rows[theme].update(fit)
     for theme, fit in logit_fits.items():
@@ -711,6 +712,18 @@ def theme_effects_from_patterns(patterns: pd.DataFrame, themes: Sequence[str], a
     table = pd.DataFrame(list(rows.values())).reindex(columns=cols)
     table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
     return ThemeEffects(table, attrs, confidence, joint)
+
+
+def _one_blas_thread():
+    """One BLAS thread for the small fits (at most a few dozen columns): on a shared machine a multi-threaded
+    BLAS made each IRLS step of the logit 40-80 times slower (threadpoolctl, a scikit-learn dependency)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _design(d: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str]) -> np.ndarray:
@@ -729,7 +742,7 @@ def _ols_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequenc
     inv = np.linalg.pinv(xtwx)
     b = inv @ (X.T @ (w * y))
     e = y - X @ b
-    h = np.einsum("ij,jk,ik->i", X, inv, X)
+    h = ((X @ inv) * X).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = w * (e / (1 - h)) ** 2
     cov = inv @ ((X * scale[:, None]).T @ X) @ inv

@@ -879,10 +879,17 @@ def _codebook_key(codebook) -> str:
 def _run_cache_folder(ds):
     """The run folder's ``cache/voice`` when ``ds`` is a run's snapshot (what every page of the run shares),
     else None (outside a run nothing is written)."""
-    from helpers.drivers_report import _cache_folder
+    from pathlib import Path
 
-    drivers = _cache_folder(ds)
-    return drivers.parent / "voice" if drivers is not None else None
+    from helpers.data import is_snapshot
+
+    source = Path(str(getattr(ds, "source", "") or ""))
+    try:  # the drivers and worth caches' rule (helpers.drivers_report._cache_folder), without importing it
+        if source.is_file() and is_snapshot(source):
+            return source.resolve().parent / "cache" / "voice"
+    except OSError:
+        return None
+    return None
 
 
 def _shared(name: str, settings: dict, folder, compute):
