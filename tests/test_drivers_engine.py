@@ -307,6 +307,8 @@ def test_department_page_drivers_from_the_engine_equal_the_row_path(demo, monkey
 
 
 # --------------------------------------------------------------------------- Spark (one session)
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_company_selection_and_analysis_on_spark_equal_duckdb(demo):
     from helpers.engine.spark_engine import SparkEngine, spark_unavailable_reason, start_spark_session
 
