@@ -235,6 +235,11 @@ def _funnel_from_units(k, metric: str, by: str, table: pd.DataFrame, theta0: flo
         notes.append(f"{int(small.sum())} {'unit' if small.sum() == 1 else 'units'} with fewer than {min_n} "
                      f"observations left out")
     table = table[~small].reset_index(drop=True)
+    n_max = int(max(table["n"].max() if len(table) else 1, 2))
+    grid = np.unique(np.round(np.geomspace(max(min_n, 2), n_max * 1.3, 80)).astype(int))
+    if k.kind in _MEDIAN_KINDS:  # every quantile the limits below read, asked for at once (one engine query)
+        quantile(np.concatenate([np.ravel(p) for n in (table["n"].to_numpy(), grid) for level in LEVELS
+                                 for p in median_limit_probs(n, level)]))
 
     def exact_limits(n, level):
         if k.kind in _PROPORTION_KINDS:
@@ -276,8 +281,6 @@ def _funnel_from_units(k, metric: str, by: str, table: pd.DataFrame, theta0: flo
     above = v > theta0
     good = above if k.higher_is_better else ~above
     table["direction"] = np.where(table["outside"] != "", np.where(good, "better", "worse"), "")
-    n_max = int(max(table["n"].max() if len(table) else 1, 2))
-    grid = np.unique(np.round(np.geomspace(max(min_n, 2), n_max * 1.3, 80)).astype(int))
     curve = pd.DataFrame({"n": grid})
     for level, tag in zip(LEVELS, ("95", "998")):
         lo, hi = limits(grid, level)
