@@ -21,7 +21,15 @@ most once at a time.
     .venv/bin/python bench/bench_scale.py [--sizes 20000,1000000] [--no-spark] [--workers 2] [--interval 0.2]
     make bench-scale
 
-Measured here: see MEASURED below (filled in from the runs of 2026-11-30).
+Measured here (2026-11-30; 2 cores shared with seven other sessions, load average 12-20, so times are
+loose; memory is what matters):
+
+- starting point (commit c195a1e, ``--repo`` of it), 1,000,000 customers: 1,575 s; peak of summed RSS 8,362 MiB
+  (PSS 7,452 MiB), 9 reports ok; largest process the retention_forecast kernel, 5,078 MiB; then the
+  department_billing kernel 3,096 MiB and satisfaction_drivers 2,779 MiB. 20,000 customers (code of ~16:20):
+  194 s, peak 1,730 MiB (PSS 1,002 MiB), largest a kernel of 540 MiB.
+- the runner's load + validation + snapshot alone at 1M (``load_dataset``, DuckDB): 1,152 MiB with
+  ``engine.duckdb.memory_limit`` 1GB, 1,696 MiB with DuckDB's default limit.
 """
 from __future__ import annotations
 
@@ -46,11 +54,6 @@ MiB = 1024 * 1024
 TARGET_PEAK_10M_MIB = 6 * 1024
 TARGET_PEAK_RATIO = 1.5
 DEFAULT_SIZES = (20_000, 1_000_000, 10_000_000)
-
-MEASURED = """
-(to be filled in by the runs of 2026-11-30)
-"""
-
 
 @dataclass
 class ProcessPeak:
