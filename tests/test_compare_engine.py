@@ -287,3 +287,25 @@ def test_company_kpis_come_from_the_engine_with_the_rows_numbers(demo_dir, monke
     got = company_kpis(demo_dir, as_of)
     assert [e["kpi"] for e in got] == [e["kpi"] for e in ref] == ["csat", "nps", "fcr"]
     assert got == ref
+
+
+def test_a_sampled_median_change_says_its_sample_on_the_tile(ds, monkeypatch):
+    """Above the cap (here 60 values per period) the department page's median change is tested on seeded samples,
+    and its tile says how large (the demo's periods are far below the real cap of 20,000: nothing sampled)."""
+    from helpers.kpi_tiles import tiles_from_evaluation
+    from helpers.objectives import evaluate_objectives, load_department
+
+    plan = load_department("customer_service")
+    full = evaluate_objectives(plan, ds, min_responses=30)
+    assert all(not c.sample for c in full.changes.values() if c is not None)
+    assert all("seeded samples" not in t.change_note for t in tiles_from_evaluation(full))
+    monkeypatch.setattr(A, "MEDIAN_SAMPLE_ROWS", 60)
+    small = evaluate_objectives(plan, ds, min_responses=30)
+    sampled = {oid: c for oid, c in small.changes.items() if c is not None and c.sample}
+    assert "cs-resolution-retention-desk" in sampled
+    c = sampled["cs-resolution-retention-desk"]
+    ref = full.changes["cs-resolution-retention-desk"]
+    assert (c.a.value, c.b.value, c.difference) == (ref.a.value, ref.b.value, ref.difference)
+    tile = next(t for t in tiles_from_evaluation(small) if t.objective_id == "cs-resolution-retention-desk")
+    (ma, na), (mb, nb) = c.sample["a"], c.sample["b"]
+    assert f"tested on seeded samples of {ma} of {na:,} and {mb} of {nb:,}" in tile.change_note

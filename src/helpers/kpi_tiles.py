@@ -163,6 +163,9 @@ def tiles_from_evaluation(evaluation, *, periods: int = 12, names: Mapping[str, 
             tile.change_text = f"{_difference_text(tile.change, unit, per_day)} vs {tile.previous_period}"
             tile.change_note = (("significant, " if tile.change_significant else "within noise, ")
                                 + fmt_p_value(tile.change_p, prefix=True))
+            if getattr(change, "sample", None):  # an engine test of medians on seeded samples: say how large
+                tile.change_note += "; tested on seeded samples of " + " and ".join(
+                    f"{fmt_number(m)} of {fmt_number(n)}" for m, n in change.sample.values())
         tiles.append(tile)
     return tiles
 

@@ -376,7 +376,7 @@ def compares_on_engine(metric: str) -> bool:
 
 def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=(None, None),
                             period_b=(None, None), confidence: float = 0.95, *, filters_a=None, filters_b=None,
-                            n_boot: int = 2000, seed: int = 0, max_sample: int = MEDIAN_SAMPLE_ROWS):
+                            n_boot: int = 2000, seed: int = 0, max_sample: int | None = None):
     """:func:`helpers.kpis.compare_kpi` (b - a: two periods of one selection, or two selections ``filters_a`` /
     ``filters_b``, each merged over ``filters``) from engine aggregates, with the same tests and numbers:
 
@@ -387,7 +387,7 @@ def compare_from_aggregates(engine: Engine, metric: str, filters=None, period_a=
     * medians (resolution/first-response hours): each side's median and order-statistic interval from
       :func:`quantile_aggregates` (exact), the difference's interval and p-value by the row path's bootstrap
       (:func:`helpers.kpis.compare_medians`: ``n_boot`` resamples, ``seed``) on at most ``max_sample`` values
-      per side (:func:`median_sample`: all values in ticket order when the period has no more, the same
+      (default :data:`MEDIAN_SAMPLE_ROWS`) per side (:func:`median_sample`: all values in ticket order when the period has no more, the same
       numbers as the rows; else a seeded hash sample of ``max_sample``, stated in ``method`` and ``sample``).
       With a sample of ``m`` of ``n`` values the bootstrap deviations of that side's median are rescaled by
       ``sqrt(m / n)`` and centred on the exact difference (the median's sampling spread shrinks as
@@ -482,7 +482,7 @@ def retention_window_counts(engine: Engine, filters=None, start=None, end=None, 
 
 
 def median_sample(engine: Engine, metric: str, filters=None, start=None, end=None, *, source: str | None = None,
-                  max_rows: int = MEDIAN_SAMPLE_ROWS, seed: int = 0, check: str | None = None) -> tuple[np.ndarray, int]:
+                  max_rows: int | None = None, seed: int = 0, check: str | None = None) -> tuple[np.ndarray, int]:
     """The durations (hours) of a median KPI in one selection, at most ``max_rows`` of them: all, in ticket
     order (``ticket_id``: the order of the rows the row path bootstraps), when there are no more; else the
     ``max_rows`` with the smallest hash of (ticket_id, seed) (:func:`hash_uint32_sql`: the same sample on
@@ -490,6 +490,7 @@ def median_sample(engine: Engine, metric: str, filters=None, start=None, end=Non
     (a float array) and the number of values in the selection. ``check``: negative durations raise
     (:func:`check_kpi_range` with that message style, counted with the values)."""
     k, later = _kpi_spec(metric)
+    max_rows = MEDIAN_SAMPLE_ROWS if max_rows is None else int(max_rows)
     value = hours_sql(k.date_column, later)
     table = source or q(k.table)
     key = "ticket_id" if "ticket_id" in engine.columns(k.table) else k.date_column
@@ -510,11 +511,12 @@ def median_sample(engine: Engine, metric: str, filters=None, start=None, end=Non
 
 def compare_medians_from_engine(engine: Engine, metric: str, filters_a, filters_b, period_a, period_b,
                                 confidence: float = 0.95, *, n_boot: int = 2000, seed: int = 0,
-                                max_sample: int = MEDIAN_SAMPLE_ROWS):
+                                max_sample: int | None = None):
     """The difference of two medians (b - a) of a duration KPI (see :func:`compare_from_aggregates`)."""
     from helpers import kpis as K  # noqa: PLC0415
 
     k, later = _kpi_spec(metric)
+    max_sample = MEDIAN_SAMPLE_ROWS if max_sample is None else int(max_sample)
     sides, resolved_by = [], {}
     for f, (start, end) in ((filters_a, period_a), (filters_b, period_b)):
         key = repr(f)
