@@ -34,7 +34,7 @@ from helpers.drivers import (NONNEGATIVE_METHODS, DriverInputError, as_driver_li
 from helpers.formatting import (NA, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals,
                                 md_escape, reader_table)
 
-ORDINAL_MAX_ROWS = 100_000  # rows (patterns for ordinal_check_from_patterns) above which the ordinal check is fitted on a seeded random subsample
+ORDINAL_MAX_ROWS = 100_000  # above this many rows (patterns, from rating patterns) the ordinal check is subsampled
 QUADRANTS = ("fix first", "keep up", "low priority", "possible overkill")
 # Okabe & Ito (2008) colours, told apart under every common colour-vision deficiency; each quadrant also has its
 # own marker shape and is named in the legend and the labels
