@@ -7,7 +7,8 @@ analysis per department that every page shows.
   counts; the response rows only when no engine can be opened or a query fails). The notebook only displays
   what the :class:`DriversReport` offers: findings (at most six sentences, each with its number and
   interval), reader tables (HTML through :func:`helpers.formatting.reader_table`) and charts
-  (:func:`show_chart`). Input problems (an unknown department, too few responses...) never crash the page: they become ``warnings`` shown at the top.
+  (:func:`show_chart`). Input problems (an unknown department, too few responses...) never crash the page:
+  they become ``warnings`` shown at the top.
 * :func:`department_driver_analysis` is **the** driver analysis of one department: one period rule (the
   :data:`DEPARTMENT_MONTHS` months up to the as-of date), one seed (:data:`SEED`, split per department), one
   bootstrap count (:data:`DEPARTMENT_N_BOOT`) and one sample rule (:func:`helpers.reports.loader.
