@@ -922,6 +922,8 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
     t["themes"] = [[cb.labels[n] for n, hit in zip(cb.names, row) if hit] for row in flags.to_numpy()]
     t["sentiment"] = sentiment(t["comment"]).to_numpy()
     t["days_waiting"] = t["days_waiting"].astype(int)
+    for c in ("csat", "nps"):  # one dtype whether or not the listed rows have a missing score
+        t[c] = pd.to_numeric(t[c]).astype("Int64")
     for c in ("open_tickets", "recent_tickets"):
         t[c] = t[c].fillna(0).astype(int)
     t["team"] = t["team"].astype(object)
