@@ -191,12 +191,14 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     source = None
     if resolve:
         source, filters = selected_source(engine, k.table, filters, by_cols, what=f"KPI {metric!r}")
-    if check and k.kind == "median_hours":
-        check_kpi_range(engine, metric, filters, start, end, source=source, style="series")
     if k.kind == "median_hours":
         qa = quantile_aggregates(engine, k.table, hours_sql(k.date_column, later), probs=(0.5,),
                                  by=by_cols, freq=freq, date_column=k.date_column, filters=filters, start=start,
-                                 end=end, confidence=confidence, source=source)
+                                 end=end, confidence=confidence, source=source,
+                                 count_bad=_range_rule(k)[0] if check else None)
+        if check:
+            check_kpi_range(engine, metric, filters, start, end, source=source, style="series",
+                            bad=qa.attrs.get("bad", 0))
         df = qa.rename(columns={"value": "a", "ci_low": "lo", "ci_high": "hi"})
     else:
         agg = kpi_aggregates(engine, metric, freq, by_cols, filters, start, end, source=source, bad=check)
@@ -489,24 +491,52 @@ def median_sample(engine: Engine, metric: str, filters=None, start=None, end=Non
     every engine, row order or partitioning), in ticket order. Returns ``(values, population)``: the sample
     (a float array) and the number of values in the selection. ``check``: negative durations raise
     (:func:`check_kpi_range` with that message style, counted with the values)."""
+    return median_samples(engine, metric, filters, [(start, end)], source=source, max_rows=max_rows, seed=seed,
+                          check=check)[0]
+
+
+def median_samples(engine: Engine, metric: str, filters, periods: Sequence[tuple], *, source: str | None = None,
+                   max_rows: int | None = None, seed: int = 0, check: str | None = None) -> list[tuple[np.ndarray, int]]:
+    """:func:`median_sample` for several disjoint periods of one selection: one query counts every period's
+    values (and impossible ones), one reads the values of all the periods that need no sample."""
     k, later = _kpi_spec(metric)
     max_rows = MEDIAN_SAMPLE_ROWS if max_rows is None else int(max_rows)
     value = hours_sql(k.date_column, later)
     table = source or q(k.table)
     key = "ticket_id" if "ticket_id" in engine.columns(k.table) else k.date_column
-    base = (f"SELECT {value} AS _v, {q(key)} AS _id FROM {table} "
-            f"{where_sql(filters, k.date_column, start, end, extra=[f'{value} IS NOT NULL'])}")
-    sizes = engine.query(f"SELECT count(*) AS n, {_int('count_if(_v < 0)')} AS bad FROM ({base}) AS _b").iloc[0]
-    n = int(sizes["n"])
+    inside = [where_sql(None, k.date_column, s, e)[len("WHERE "):] or "TRUE" for s, e in periods]
+    which = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(inside)) + " END"
+    base = (f"SELECT {value} AS _v, {q(key)} AS _id, {which} AS _p FROM {table} "
+            f"{where_sql(filters, extra=[f'{value} IS NOT NULL', '(' + ' OR '.join(inside) + ')'])}")
+    sizes = engine.query(f"SELECT _p, count(*) AS n, {_int('count_if(_v < 0)')} AS bad FROM ({base}) AS _b "
+                         f"GROUP BY _p")
+    got = {int(p): (int(n), int(b)) for p, n, b in zip(sizes["_p"], sizes["n"], sizes["bad"])}
+    counts = [got.get(i, (0, 0)) for i in range(len(periods))]
     if check:
-        check_kpi_range(engine, metric, filters, start, end, source=source, style=check, bad=int(sizes["bad"]))
-    if n <= int(max_rows):
-        sql = f"SELECT _v FROM ({base}) AS _b ORDER BY _id, _v"
-    else:
-        h = hash_uint32_sql(f"CAST(_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
-        sql = (f"SELECT _v FROM (SELECT _v, _id FROM ({base}) AS _b ORDER BY {h}, _id, _v LIMIT {int(max_rows)}) "
-               f"AS _s ORDER BY _id, _v")
-    return engine.query(sql)["_v"].to_numpy(dtype=float), n
+        for (s, e), (_, bad) in zip(periods, counts):
+            check_kpi_range(engine, metric, filters, s, e, source=source, style=check, bad=bad)
+    whole = [i for i, (n, _) in enumerate(counts) if 0 < n <= max_rows]
+    values = {i: np.empty(0) for i in range(len(periods))}
+    if whole:
+        rows = engine.query(f"SELECT _p, _v FROM ({base}) AS _b WHERE _p IN ({', '.join(map(str, whole))}) "
+                            f"ORDER BY _p, _id, _v")
+        for i in whole:
+            values[i] = rows.loc[rows["_p"] == i, "_v"].to_numpy(dtype=float)
+    h = hash_uint32_sql(f"CAST(_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+    for i, (n, _) in enumerate(counts):
+        if n > max_rows:
+            values[i] = engine.query(
+                f"SELECT _v FROM (SELECT _v, _id FROM ({base}) AS _b WHERE _p = {i} ORDER BY {h}, _id, _v "
+                f"LIMIT {int(max_rows)}) AS _s ORDER BY _id, _v")["_v"].to_numpy(dtype=float)
+    return [(values[i], counts[i][0]) for i in range(len(periods))]
+
+
+def _disjoint(period_a, period_b) -> bool:
+    """Whether two inclusive day ranges (None: open) share no day."""
+    a0, a1 = (pd.Timestamp(x) if x is not None else None for x in period_a)
+    b0, b1 = (pd.Timestamp(x) if x is not None else None for x in period_b)
+    return (a1 is not None and b0 is not None and a1.normalize() < b0.normalize()) or \
+        (b1 is not None and a0 is not None and b1.normalize() < a0.normalize())
 
 
 def compare_medians_from_engine(engine: Engine, metric: str, filters_a, filters_b, period_a, period_b,
@@ -517,18 +547,19 @@ def compare_medians_from_engine(engine: Engine, metric: str, filters_a, filters_
 
     k, later = _kpi_spec(metric)
     max_sample = MEDIAN_SAMPLE_ROWS if max_sample is None else int(max_sample)
-    sides, resolved_by = [], {}
-    for f, (start, end) in ((filters_a, period_a), (filters_b, period_b)):
-        key = repr(f)
-        if key not in resolved_by:
-            resolved_by[key] = selected_source(engine, k.table, f, what=f"KPI {metric!r}")
-        source, resolved = resolved_by[key]
-        x, n = median_sample(engine, metric, resolved, start, end, source=source, max_rows=max_sample, seed=seed,
-                             check="rows")
+    what = f"KPI {metric!r}"
+    src_a, res_a = selected_source(engine, k.table, filters_a, what=what)
+    src_b, res_b = (src_a, res_a) if filters_b == filters_a else selected_source(engine, k.table, filters_b, what=what)
+    kw = dict(max_rows=max_sample, seed=seed, check="rows")
+    if filters_b == filters_a and _disjoint(period_a, period_b):  # one selection, two periods: counted together
+        (xa, na), (xb, nb) = median_samples(engine, metric, res_a, [period_a, period_b], source=src_a, **kw)
+    else:
+        xa, na = median_sample(engine, metric, res_a, *period_a, source=src_a, **kw)
+        xb, nb = median_sample(engine, metric, res_b, *period_b, source=src_b, **kw)
+    for n, (start, end), f in ((na, period_a, filters_a), (nb, period_b, filters_b)):
         if n == 0:
             raise K.KPIError(metric, f"no values from {start} to {end} for the filters {f!r}")
-        sides.append((x, n, (source, resolved, start, end)))
-    (xa, na, sel_a), (xb, nb, sel_b) = sides
+    sel_a, sel_b = (src_a, res_a, *period_a), (src_b, res_b, *period_b)
     if len(xa) == na and len(xb) == nb:  # nothing sampled: the row path on the same values
         return K.compare_medians(xa, xb, metric, "hours", confidence, n_boot=n_boot, seed=seed)
     ests = []
@@ -607,21 +638,28 @@ def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int
 
 def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Sequence[float] = (0.5,), by=None,
                         freq: str | None = None, date_column: str | None = None, filters=None, start=None,
-                        end=None, confidence: float = 0.95, *, source: str | None = None) -> pd.DataFrame:
+                        end=None, confidence: float = 0.95, *, source: str | None = None,
+                        count_bad: str | None = None) -> pd.DataFrame:
     """Quantiles of ``value_sql`` (a column or expression of ``table``) per period and group, with their
     order-statistic intervals: columns ``period``, the ``by`` columns, ``prob``, ``n``, ``value``, ``ci_low``,
-    ``ci_high``. Two queries: the group sizes, then only the needed order statistics of each group."""
+    ``ci_high``. Two queries: the group sizes, then only the needed order statistics of each group.
+    ``count_bad``: a condition on the value ``_v`` (e.g. ``_v < 0``) counted with the sizes, in ``attrs["bad"]``."""
     by_cols = as_columns(by)
     keys = ["period", *by_cols]
     kq = ", ".join(q(c) for c in keys)
     per = period_sql(date_column, freq) if date_column else "CAST(NULL AS TIMESTAMP)"
     base = (f"SELECT {per} AS period{''.join(f', {q(c)}' for c in by_cols)}, {value_sql} AS _v FROM {source or q(table)} "
             f"{where_sql(filters, date_column, start, end, extra=[f'{value_sql} IS NOT NULL'])}")
-    sizes = engine.query(f"SELECT DISTINCT count(*) AS n FROM ({base}) AS _b GROUP BY {kq}")
-    ns = sorted(int(v) for v in sizes["n"] if v)
+    bad_sql = f", {_int(f'count_if({count_bad})')} AS bad" if count_bad else ""
+    sizes = engine.query(f"SELECT {'' if count_bad else 'DISTINCT '}count(*) AS n{bad_sql} FROM ({base}) AS _b "
+                         f"GROUP BY {kq}")
+    bad = int(sizes["bad"].sum()) if count_bad else 0
+    ns = sorted({int(v) for v in sizes["n"] if v})
     columns = [*keys, "prob", "n", "value", "ci_low", "ci_high"]
     if not ns:
-        return pd.DataFrame(columns=columns)
+        empty = pd.DataFrame(columns=columns)
+        empty.attrs["bad"] = bad
+        return empty
     plan = []  # (n, prob, j1, j2, frac, l, u)
     need = []
     for n in ns:
@@ -655,7 +693,9 @@ def quantile_aggregates(engine: Engine, table: str, value_sql: str, probs: Seque
             rows.append((*key, p, n, value, at[lo], at[hi]))
     out = pd.DataFrame(rows, columns=columns)
     out["period"] = pd.to_datetime(out["period"])
-    return out.sort_values([*by_cols, "period", "prob"], kind="stable").reset_index(drop=True)
+    out = out.sort_values([*by_cols, "period", "prob"], kind="stable").reset_index(drop=True)
+    out.attrs["bad"] = bad
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
