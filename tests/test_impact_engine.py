@@ -99,7 +99,7 @@ def test_sampled_company_worth_states_the_sample_and_agrees_with_the_rows(demo):
         assert o_eng.loc[oid, "extra_kept_low"] <= o_row.loc[oid, "extra_kept"] <= o_eng.loc[oid, "extra_kept_high"]
 
 
-def test_sample_statistics_equal_the_row_statistics(demo):
+def test_sample_statistics_equal_the_row_statistics(demo, monkeypatch):
     """Per-customer statistics of a real sample equal the pandas ones for the same customers; the population
     totals per cell equal the row computation over every customer."""
     from helpers import churn_link as CL
@@ -133,6 +133,10 @@ def test_sample_statistics_equal_the_row_statistics(demo):
     pd.testing.assert_frame_equal(s.population.rename_axis("_cell"), pop, check_dtype=False)
     assert IR.population_by(s, "segment")["customers"].to_dict() == \
         active.groupby("segment").size().to_dict()
+    # in parts (by the first hex digit of md5(customer_id)): the same totals
+    monkeypatch.setattr(WS, "PART_CUSTOMERS", 300)
+    parted = WS.worth_sample(engine, 500, seed=3, as_of=as_of)
+    pd.testing.assert_frame_equal(parted.population, s.population, check_exact=False, rtol=1e-12)
 
 
 def _engine_over(customers: pd.DataFrame, responses: pd.DataFrame) -> DuckDBEngine:

@@ -44,6 +44,8 @@ NO_ANSWERS = "no answers"  # helpers.impact_report.NO_ANSWERS
 CELL_SEP = "\x1f"          # helpers.impact_report.CELL_SEP
 SAMPLE_TABLE = "_kit_worth_sample"
 DEFAULT_SIZE = 100_000
+PART_CUSTOMERS = 1_500_000  # customers per part of the population query (its hash table follows the part)
+HEX = "0123456789abcdef"
 
 
 @dataclass
@@ -138,7 +140,7 @@ def crossproducts_engine(engine: Engine, attributes: Sequence[str], as_of, outco
 
 def _main_department_sql(as_of, join: str = "") -> str:
     """Per customer the department with the most answers up to the as-of day (ties: alphabetical), by two
-    GROUP BYs (no window: the same memory as an aggregate on any engine)."""
+    GROUP BYs (no window: the same memory as an aggregate on any engine); ``join``: the customers to count."""
     n = (f"SELECT r.customer_id, r.department, count(*) AS n FROM responses AS r {join} "
          f"WHERE r.department IS NOT NULL AND r.{_until(as_of)} GROUP BY r.customer_id, r.department")
     return (f"WITH n AS ({n}), mx AS (SELECT customer_id, max(n) AS n FROM n GROUP BY customer_id) "
@@ -204,22 +206,30 @@ def worth_sample(engine: Engine, size: int = DEFAULT_SIZE, seed: int = 0, as_of=
         named = da[da["department"].notna()].sort_values(["customer_id", "n", "department"],
                                                          ascending=[True, False, True], kind="stable")
         main = named.drop_duplicates("customer_id").set_index("customer_id")["department"]
-        main_sql = _main_department_sql(as_of)
     else:
         da = pd.DataFrame({"customer_id": pd.Series(dtype=object), "department": pd.Series(dtype=object),
                            "n": pd.Series(dtype="int64")})
         share, main = pd.Series(dtype="float64"), pd.Series(dtype=object)
-        main_sql = "SELECT customer_id, CAST(NULL AS VARCHAR) AS main_department FROM customers WHERE FALSE"
     dept = main.reindex(cust["customer_id"]).fillna(NO_ANSWERS).to_numpy()
     cust["_cell"] = pd.Series(dept, index=cust.index).astype(str) + CELL_SEP + cust[segment].astype(str)
     # population per cell: today's customers (not churned by the as-of day, segment known) and their revenue
+    # in parts of about PART_CUSTOMERS customers (by the first hex digit of md5(customer_id)), so the per
+    # (customer, department) hash table of the main department follows a part, not the data
     active = f"{known} AND NOT (c.end_date IS NOT NULL AND c.end_date <= {asof_lit}) AND c.{q(segment)} IS NOT NULL"
     cell = (f"coalesce(m.main_department, {sql_literal(NO_ANSWERS)}) || {sql_literal(CELL_SEP)} || "
             f"CAST(c.{q(segment)} AS VARCHAR)")
-    pop = engine.query(f"WITH m AS ({main_sql}) SELECT {cell} AS cell, count(*) AS customers, "
-                       f"sum({rev_sql}) AS revenue FROM customers AS c "
-                       f"LEFT JOIN m ON m.customer_id = c.customer_id WHERE {active} GROUP BY {cell}")
-    pop = pop.set_index("cell").sort_index()
+    parts = min(len(HEX), max(1, -(-population_size // PART_CUSTOMERS)))
+    got = []
+    for k in range(parts):
+        digits = ", ".join(sql_literal(h) for i, h in enumerate(HEX) if i % parts == k)
+        part = "" if parts == 1 else f" AND substr(md5(CAST(c.customer_id AS VARCHAR)), 1, 1) IN ({digits})"
+        today = f"SELECT c.* FROM customers AS c WHERE {active}{part}"
+        main_sql = (_main_department_sql(as_of, "JOIN t ON t.customer_id = r.customer_id") if has_dept else
+                    "SELECT customer_id, CAST(NULL AS VARCHAR) AS main_department FROM t WHERE FALSE")
+        got.append(engine.query(f"WITH t AS ({today}), m AS ({main_sql}) SELECT {cell} AS cell, count(*) AS customers, "
+                                f"sum({rev_sql}) AS revenue FROM t AS c "
+                                f"LEFT JOIN m ON m.customer_id = c.customer_id GROUP BY {cell}"))
+    pop = pd.concat(got).groupby("cell", sort=True)[["customers", "revenue"]].sum(min_count=1)
     pop["customers"] = pop["customers"].astype("int64")
     pop["revenue"] = pop["revenue"].astype("float64").fillna(0.0)
     return WorthSample(customers=cust, ratings=summaries, crossproducts=cps, attributes=attrs,
