@@ -26,6 +26,11 @@ comments, under 0.4 s for the demo-like repeated texts); TF-IDF + NMF on the 200
 distinctive n-grams 2.4-3.8 s; shares + monthly trends 9-15 s (two matching passes); joint OLS (HC3) + Logit on
 1M rows 13-23 s (+670 MiB).
 
+Issue 14 (memory follows the answer): the same effects from the engine's distinct patterns (csat, nps, ratings,
+theme flags with counts; :func:`helpers.voice_effects.theme_effect_patterns`, equal to the row fit) and the seeded
+comment sample the text analyses read (at most 100,000 comments, :func:`helpers.voice_effects.comment_sample`)
+are measured next to them; the pattern/row ratio of time and peak RSS is printed.
+
     .venv/bin/python bench/bench_voice.py [--comments 1000000] [--sentiment-sample 20000]
 """
 from __future__ import annotations
@@ -199,6 +204,33 @@ eff = theme_effects(ds, cb, attributes=["attr_a", "attr_b"])
 dt = time.perf_counter() - t
 extra = {{"n_csat": int(eff.table["n_csat"].max())}}
 """),
+    "adjusted effects from engine patterns (issue 14)": (['csat', 'nps', 'attr_a', 'attr_b', 'unique'], """
+from helpers.data import Dataset
+from helpers.engine import DuckDBEngine
+from helpers.voice import load_codebook
+from helpers.voice_effects import theme_effect_patterns, theme_effects_from_patterns
+cb = load_codebook("params/themes.yaml")
+con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
+del frame
+t = time.perf_counter()
+pat = theme_effect_patterns(DuckDBEngine(con), cb, attributes=["attr_a", "attr_b"])
+eff = theme_effects_from_patterns(pat, cb.names, ["attr_a", "attr_b"], cb.labels)
+dt = time.perf_counter() - t
+extra = {{"n_csat": int(eff.table["n_csat"].max()), "patterns": len(pat)}}
+"""),
+    "seeded comment sample of 100,000 (engine, issue 14)": (['response_id', 'response_date', 'department', 'csat',
+                                                             'nps', 'unique'], """
+from helpers.engine import DuckDBEngine
+from helpers.voice_effects import comment_sample
+con = duckdb.connect(); con.execute("SET enable_progress_bar = false")
+con.execute('CREATE TABLE responses AS SELECT * EXCLUDE ("unique"), "unique" AS comment FROM frame')
+del frame
+t = time.perf_counter()
+s = comment_sample(DuckDBEngine(con), size=100_000, seed=1)
+dt = time.perf_counter() - t
+extra = {{"population": s.attrs["population"], "size": s.attrs["size"]}}
+"""),
 }
 
 EPILOGUE = """
@@ -241,6 +273,11 @@ def main() -> int:
     series = results["match_themes on a Series (unique texts)"]["seconds"]
     print(f"codebook matching / pandas str.contains: DuckDB {duck / base:.2f}x, match_themes(Series) "
           f"{series / base:.2f}x (target <= {TARGET_RATIO:.0f}x)")
+    rows = results["adjusted effects (joint OLS + Logit, all rows)"]
+    pats = results["adjusted effects from engine patterns (issue 14)"]
+    print(f"adjusted effects, engine patterns / rows: {pats['seconds'] / rows['seconds']:.2f}x time, peak RSS "
+          f"{pats['peak_rss_mib']:.0f} vs {rows['peak_rss_mib']:.0f} MiB ({pats.get('patterns', 0):,} patterns for "
+          f"{rows.get('n_csat', 0):,} comments)")
     ok = duck / base <= TARGET_RATIO
     print("target met" if ok else "TARGET MISSED")
     return 0 if ok else 1

@@ -615,8 +615,8 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
     (:func:`helpers.engine.open_report_engine`; DuckDB over the dataset when it cannot be opened, with a note);
     the text analyses (tone, emerging and suggested themes) read at most ``text_sample`` comments of the period
     and as many before it (a seeded sample, :func:`helpers.voice_effects.comment_sample`, stated on the page);
-    the follow-up list is bounded (the company page gets counts per team, a department page at most
-    :data:`FOLLOW_UP_ROWS` customers with the total)."""
+    the follow-up list is bounded (at most :data:`FOLLOW_UP_ROWS` rows with the total; the company page shows
+    the engine's counts per team, never the rows)."""
     from helpers.engine import DuckDBEngine, open_report_engine
     from helpers.reports.loader import date_parameter_problem, load_report_inputs
 
@@ -656,7 +656,7 @@ def prepare_voice_report(department: str = "all", period_start: str = "", period
     return report
 
 
-FOLLOW_UP_ROWS = 40  # the department voice page lists at most this many customers (the total is stated)
+FOLLOW_UP_ROWS = 40  # the follow-up rows a voice page holds (a department page lists them; the total is stated)
 
 
 def _analyse(report: VoiceReport, ds, engine, cfg, cb, dept, start, end, follow_up_hours, n_suggested, seed,
@@ -702,8 +702,7 @@ def _analyse(report: VoiceReport, ds, engine, cfg, cb, dept, start, end, follow_
     last_month = pd.Timestamp(end).replace(day=1)
     fu_start = max(last_month, pd.Timestamp(start))
     report.follow_up = follow_up_list(ds, cb, fu_start, end, dept, show_customer_ids=report.show_customer_ids,
-                                      require_comment=True, limit=0 if dept is None else FOLLOW_UP_ROWS,
-                                      teams=dept is None)
+                                      require_comment=True, limit=FOLLOW_UP_ROWS, teams=dept is None)
     report.contact = contact_kpi(ds, fu_start, end, follow_up_hours, dept)
 
 
