@@ -12,6 +12,12 @@
   and response ids only when ``show_customer_ids=True`` (default off). :func:`follow_up_display` escapes the text.
 
 Population: the effects and shares are among responses *with a comment* (a theme is only defined there).
+
+Every query runs on a :class:`helpers.data.Dataset` (its DuckDB connection) or on an engine
+(:mod:`helpers.engine`, values written into the SQL): :func:`theme_effect_patterns` +
+:func:`theme_effects_from_patterns` give :func:`theme_effects` from distinct patterns with frequency weights,
+:func:`comment_sample` the seeded, bounded rows the text analyses read, and :func:`follow_up_list` takes a
+``limit`` (the total is counted by the engine).
 """
 from __future__ import annotations
 

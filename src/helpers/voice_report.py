@@ -27,6 +27,15 @@ escaping), Markdown through :func:`helpers.formatting.md_escape`, lists of comme
 
 :func:`what_customers_say` is the short section a department page shows (top themes with share, change and
 effect, three example comments).
+
+Memory follows the answer (issue 14): everything is counted by the report's engine
+(:func:`helpers.engine.open_report_engine`: DuckDB by default, Spark through SQLGlot with the portable matcher);
+the effects are fitted on distinct answer patterns with counts (:func:`helpers.voice_effects.theme_effect_patterns`,
+equal to the row fit); rows are read only where the text analysis needs them (tone, emerging and suggested
+themes: a seeded sample of at most ``TEXT_SAMPLE`` comments, stated on the page) and where a person reads a list
+(the follow-up and call-back lists: ``ORDER BY`` + ``LIMIT`` with the total counted). The window's aggregates
+for every department (:func:`window_themes`) are computed once per run and data (issue 16) and shared by the
+department pages and the voice page.
 """
 from __future__ import annotations
 
