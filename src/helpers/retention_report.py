@@ -27,7 +27,6 @@ builds a whole-table frame, so memory follows the answer, not the data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
