@@ -115,6 +115,13 @@ def test_sample_statistics_equal_the_row_statistics(demo, monkeypatch):
     assert again.customers["customer_id"].tolist() == s.customers["customer_id"].tolist()  # seeded
     assert WS.worth_sample(engine, 500, seed=4, as_of=as_of).customers["customer_id"].tolist() != \
         s.customers["customer_id"].tolist()
+    # the same customers as the Cox sample of helpers.engine.aggregates (smallest hashes over every customer;
+    # worth_sample first bounds the hash, which must not change who is in)
+    from helpers.engine.aggregates import cox_sample
+
+    for seed in (3, 4, 5):
+        ids = WS.worth_sample(engine, 700, seed=seed, as_of=as_of).customers["customer_id"].tolist()
+        assert ids == cox_sample(engine, 700, seed=seed, as_of=as_of, satisfaction=False)["customer_id"].tolist()
     ids = set(s.customers["customer_id"])
     r = responses[responses["customer_id"].isin(ids) & (pd.to_datetime(responses["response_date"]) <= as_of)]
     ref = CL.rating_summary(r, "nps")
