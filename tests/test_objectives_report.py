@@ -436,3 +436,23 @@ def test_progress_says_wrong_way_only_when_it_is_negative(cs_report):
         assert ("moved the wrong way" in line) == negative, line
         seen.add(negative)
     assert False in seen  # the demo department has objectives that moved the right way
+
+
+def test_missing_values_are_counted_in_duckdb_and_equal_the_rows(small_demo, monkeypatch):
+    """Issue 14: the completeness table counts NULLs in the engine; no department frame is built for it."""
+    from helpers.data import Dataset
+
+    report = prepare_department_report("billing", data_source=str(small_demo), as_of="2026-10-31")
+    built = []
+    real_frame = Dataset.frame
+    monkeypatch.setattr(Dataset, "frame", lambda self, table, department=None: built.append(table)
+                        or real_frame(self, table, department))
+    counted = report.missing_values()
+    assert built == []
+    monkeypatch.undo()
+    for table in ("responses", "tickets"):
+        rows = report.dataset.frame(table, department="Billing")
+        for column in counted.loc[table].index:
+            assert counted.loc[(table, column), "rows"] == len(rows)
+            assert counted.loc[(table, column), "missing"] == int(rows[column].isna().sum()), (table, column)
+    assert counted["missing"].sum() > 0  # the demo has missing answers: the comparison is not vacuous

@@ -892,16 +892,28 @@ class DepartmentReport:
         if self.dataset is None:
             return pd.DataFrame(columns=["table", "column", "rows", "missing", "missing share"]).set_index(
                 ["table", "column"])
+        from helpers.engine import quote_ident  # noqa: PLC0415
+
         out = []
         for table, cols in (("responses", ["csat", "nps", "ces", *self.dataset.attributes]),
                             ("tickets", ["team", "agent_id", "first_response_at", "resolved_at",
                                          "contacts_to_resolve"])):
-            df = getattr(self.department_data, table, None)  # None: the data has no such table (issue 12)
-            for c in cols if df is not None else ():
-                if c in df.columns:
-                    miss = int(df[c].isna().sum())
-                    out.append({"table": table, "column": c, "rows": len(df), "missing": miss,
-                                "missing share": f"{miss / len(df):.1%}" if len(df) else "n/a"})
+            if not self.dataset.has(table):  # the data has no such table (issue 12)
+                continue
+            cols = [c for c in cols if c in self.dataset.columns(table)]
+            if not cols:
+                continue
+            # counted in DuckDB: no row of the department reaches pandas (issue 14)
+            counts = ", ".join(f"count(*) - count({quote_ident(c)})" for c in cols)
+            rows, *missing = self.dataset.con.execute(
+                f"SELECT count(*), {counts} FROM {quote_ident(table)} WHERE department = $department",
+                {"department": self.department}).fetchone()
+            for c, miss in zip(cols, missing):
+                out.append({"table": table, "column": c, "rows": int(rows), "missing": int(miss),
+                            "missing share": f"{miss / rows:.1%}" if rows else "n/a"})
+        if not out:
+            return pd.DataFrame(columns=["table", "column", "rows", "missing", "missing share"]).set_index(
+                ["table", "column"])
         return pd.DataFrame(out).set_index(["table", "column"])
 
     def data_quality_html(self) -> str:
