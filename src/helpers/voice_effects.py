@@ -659,8 +659,8 @@ def theme_effects_from_patterns(patterns: pd.DataFrame, themes: Sequence[str], a
     """:func:`theme_effects_frame` on distinct patterns with frequency weights (``weight``: how many responses
     each pattern stands for): the same table, equal to the row fit (tests check it). OLS by weighted least
     squares with HC3 (``h_i = x_i'(X'WX)^-1 x_i`` and the residual are the same for every response of a
-    pattern, so ``sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2`` is the row sum); the logistic fit as a binomial GLM
-    with ``freq_weights`` (statsmodels; the same likelihood as the rows); means, Welch intervals, detractor
+    pattern, so ``sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2`` is the row sum); the logistic fit by Newton-Raphson on
+    the weighted likelihood (the rows' likelihood; :func:`_weighted_logit`); means, Welch intervals, detractor
     shares and the g-computed detractor change as weighted sums."""
     labels = labels or {t: t for t in themes}
     alpha = 1 - confidence
@@ -732,26 +732,50 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _design(d: pd.DataFrame, themes: Sequence[str], attributes: Sequence[str]) -> np.ndarray:
-    return np.column_stack([np.ones(len(d))] + [d[c].to_numpy(float) for c in [*themes, *attributes]])
+_CHUNK = 65_536  # rows per block of the pattern fits' sums (bounded temporaries)
+
+
+def _blocks(n: int):
+    return (slice(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK))
+
+
+def _weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``X' diag(w) X`` summed block by block."""
+    out = np.zeros((X.shape[1], X.shape[1]))
+    for sl in _blocks(len(X)):
+        out += X[sl].T @ (X[sl] * w[sl, None])
+    return out
+
+
+def _pattern_arrays(patterns: pd.DataFrame, outcome: str, themes: Sequence[str], attributes: Sequence[str],
+                    weight: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, y, w)`` of the complete patterns: intercept, theme flags, attributes; no DataFrame copy."""
+    cols = [outcome, *attributes]
+    ok = patterns[cols].notna().all(axis=1).to_numpy()
+    X = np.empty((int(ok.sum()), 1 + len(themes) + len(attributes)))
+    X[:, 0] = 1.0
+    for j, c in enumerate([*themes, *attributes], start=1):
+        X[:, j] = patterns[c].to_numpy(float)[ok]
+    return X, patterns[outcome].to_numpy(float)[ok], patterns[weight].to_numpy(float)[ok]
 
 
 def _ols_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float,
                   weight: str) -> dict:
     """WLS with frequency weights and the HC3 covariance of the rows they stand for (MacKinnon & White 1985):
-    ``b = (X'WX)^-1 X'Wy``, ``V = (X'WX)^-1 [sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2] (X'WX)^-1``; normal
-    intervals, as statsmodels' ``OLS(...).fit(cov_type="HC3")`` on the rows."""
-    d = patterns[["csat", *themes, *attributes, weight]].dropna()
-    w = d[weight].to_numpy(float)
-    X, y = _design(d, themes, attributes), d["csat"].to_numpy(float)
-    xtwx = X.T @ (w[:, None] * X)
-    inv = np.linalg.pinv(xtwx)
+    ``b = (X'WX)^-1 X'Wy``, ``V = (X'WX)^-1 [sum_p w_p x_p x_p' e_p^2 / (1 - h_p)^2] (X'WX)^-1`` with
+    ``h_p = x_p'(X'WX)^-1 x_p``; normal intervals, as statsmodels' ``OLS(...).fit(cov_type="HC3")`` on the
+    rows (tests). Sums block by block, so memory stays a few copies of the patterns' design."""
+    X, y, w = _pattern_arrays(patterns, "csat", themes, attributes, weight)
+    inv = np.linalg.pinv(_weighted_gram(X, w))
     b = inv @ (X.T @ (w * y))
-    e = y - X @ b
-    h = ((X @ inv) * X).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = w * (e / (1 - h)) ** 2
-    cov = inv @ ((X * scale[:, None]).T @ X) @ inv
+    meat = np.zeros_like(inv)
+    for sl in _blocks(len(X)):
+        Xb = X[sl]
+        h = ((Xb @ inv) * Xb).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = w[sl] * ((y[sl] - Xb @ b) / (1 - h)) ** 2
+        meat += Xb.T @ (Xb * scale[:, None])
+    cov = inv @ meat @ inv
     se = np.sqrt(np.diag(cov))
     z = stats.norm.ppf(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -762,34 +786,66 @@ def _ols_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequenc
                      n_csat=n) for i, th in enumerate(themes)}
 
 
+@dataclass
+class _LogitFit:
+    params: np.ndarray
+    cov: np.ndarray
+
+    def cov_params(self) -> np.ndarray:
+        return self.cov
+
+
+def _weighted_logit(X: np.ndarray, y: np.ndarray, w: np.ndarray, maxiter: int = 100,
+                    tol: float = 1e-10) -> _LogitFit | None:
+    """Maximum likelihood of ``logit P(y = 1) = X b`` with frequency weights by Newton-Raphson (the likelihood
+    of the rows the patterns stand for: ``l(b) = sum_p w_p [y_p x_p'b - log(1 + exp(x_p'b))]``, score
+    ``X'W(y - p)``, information ``X' diag(w p (1 - p)) X``; its inverse at the optimum is the covariance, as
+    statsmodels' ``Logit`` on the rows, tests). None when it does not converge (separation) or the
+    information is singular."""
+    from scipy.special import expit
+
+    b = np.zeros(X.shape[1])
+    for _ in range(maxiter):
+        p = expit(X @ b)
+        info = _weighted_gram(X, w * p * (1 - p))
+        try:
+            step = np.linalg.solve(info, X.T @ (w * (y - p)))
+        except np.linalg.LinAlgError:
+            return None
+        b = b + step
+        if not np.all(np.isfinite(b)):
+            return None
+        if np.max(np.abs(step)) < tol:
+            p = expit(X @ b)
+            try:
+                cov = np.linalg.inv(_weighted_gram(X, w * p * (1 - p)))
+            except np.linalg.LinAlgError:
+                return None
+            return _LogitFit(b, cov) if np.all(np.isfinite(np.diag(cov))) and np.all(np.diag(cov) > 0) else None
+    return None
+
+
 def _logit_weighted(patterns: pd.DataFrame, themes: list[str], attributes: Sequence[str], alpha: float,
                     weight: str) -> dict:
-    """The logit of P(nps <= 6) as a binomial GLM with ``freq_weights`` (statsmodels): the likelihood, estimates
-    and covariance of the row-level ``Logit``; {} when it does not converge or a coefficient is not estimable."""
-    import statsmodels.api as sm
-
-    d = patterns[["nps", *themes, *attributes, weight]].dropna()
-    w = d[weight].to_numpy(float)
-    y = (d["nps"] <= NPS_DETRACTOR_MAX).to_numpy(float)
+    """The logit of P(nps <= 6) on the patterns with frequency weights (:func:`_weighted_logit`): estimates and
+    covariance of the row-level ``Logit``; {} when it does not converge or a coefficient is not estimable."""
+    X, nps, w = _pattern_arrays(patterns, "nps", themes, attributes, weight)
+    y = (nps <= NPS_DETRACTOR_MAX).astype(float)
     if not 0 < (w * y).sum() < w.sum():
         return {}
-    X = _design(d, themes, attributes)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = sm.GLM(y, X, family=sm.families.Binomial(), freq_weights=w).fit(maxiter=200, tol=1e-12)
-    except (np.linalg.LinAlgError, ValueError):
+    fit = _weighted_logit(X, y, w)
+    if fit is None:
         return {}
-    if not getattr(fit, "converged", True) or not np.all(np.isfinite(fit.bse)):
-        return {}
-    ci = fit.conf_int(alpha)
+    se = np.sqrt(np.diag(fit.cov))
+    z = stats.norm.ppf(1 - alpha / 2)
     out = {}
     for i, th in enumerate(themes):
-        out[th] = dict(detractor_odds_ratio=float(np.exp(fit.params[i + 1])),
-                       detractor_odds_ratio_low=float(np.exp(ci[i + 1, 0])),
-                       detractor_odds_ratio_high=float(np.exp(ci[i + 1, 1])), detractor_p=float(fit.pvalues[i + 1]),
-                       n_nps=int(w.sum()))
-        out[th].update(_detractor_change(fit, X, i + 1, alpha, w))
+        j = i + 1
+        out[th] = dict(detractor_odds_ratio=float(np.exp(fit.params[j])),
+                       detractor_odds_ratio_low=float(np.exp(fit.params[j] - z * se[j])),
+                       detractor_odds_ratio_high=float(np.exp(fit.params[j] + z * se[j])),
+                       detractor_p=float(2 * stats.norm.sf(abs(fit.params[j] / se[j]))), n_nps=int(w.sum()))
+        out[th].update(_detractor_change(fit, X, j, alpha, w))
     return out
 
 

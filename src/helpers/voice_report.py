@@ -846,10 +846,13 @@ class WindowThemes:
         return found
 
     def _fit(self, codebook, department: str | None):
-        from helpers.voice_effects import theme_effects_from_patterns
+        from helpers.voice_effects import PATTERN_WEIGHT, theme_effects_from_patterns
 
-        return theme_effects_from_patterns(self._slice(self.patterns, department), codebook.names,
-                                           self.settings["attributes"], codebook.labels)
+        patterns = self._slice(self.patterns, department)
+        if department is None:  # the same answers in several departments are one pattern of all of them
+            keys = ["csat", "nps", *self.settings["attributes"], *codebook.names]
+            patterns = patterns.groupby(keys, dropna=False, sort=False)[PATTERN_WEIGHT].sum().reset_index()
+        return theme_effects_from_patterns(patterns, codebook.names, self.settings["attributes"], codebook.labels)
 
     def examples(self, department: str | None) -> pd.DataFrame:
         """``theme``, ``comment``, ``count``: the most frequent negative comments of each theme, most frequent
