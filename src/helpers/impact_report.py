@@ -37,8 +37,9 @@ its size and the population in the notes), scaled to the population's customers 
 segment cell (aggregates) by ratio estimators, with the sampling error carried into the intervals by rescaled
 bootstrap weights (:func:`helpers.impact._chain`). With a sample that holds every customer the result is the row
 path's, table for table (``tests/test_impact_engine.py``); on a sample the intervals hold a synthetic company's
-known effect. Memory: the drivers page's worth on 1,000,000 customers peaked at 5.0 GiB from frames and at
-1.2 GiB (no more than loading the data) from the engine (``bench/bench_impact.py --worth-dataset``).
+known effect. The drivers page's worth on 1,000,000 customers (build/bench-engine-1000000, 2026-11-30): from
+frames 277 s, process peak 5.0 GiB; from the engine 86 s, 0.58 GiB including loading the data
+(``bench/bench_impact.py --worth-dataset``).
 """
 from __future__ import annotations
 
