@@ -43,10 +43,24 @@ PRELOAD_MODULES = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython",
     "numpy", "pandas", "scipy.stats", "scipy.optimize", "statsmodels.api", "statsmodels.formula.api",
     "matplotlib.pyplot", "seaborn", "pyarrow", "pyarrow.parquet", "duckdb", "yaml", "pydantic",
+    # what the report pages import later, inside functions (measured with -X importtime: about a second per
+    # kernel, paid by every report): pydantic's models (lazy in ``import pydantic``), the statsmodels parts the
+    # analyses use, the comment analysis' scikit-learn and VADER, matplotlib's Agg and inline backends
+    "pydantic.main", "pydantic.fields", "statsmodels.tsa.statespace.mlemodel", "statsmodels.duration.survfunc",
+    "statsmodels.duration.hazard_regression", "statsmodels.miscmodels.ordinal_model",
+    "statsmodels.stats.proportion", "sklearn.feature_extraction.text", "sklearn.decomposition",
+    "vaderSentiment.vaderSentiment", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
+    "PIL.PngImagePlugin",
+    # the kit's modules the reports import. None has an import-time effect that depends on the process: the one
+    # module-level action (helpers.charts choosing the Agg backend) applies only outside a kernel, and
+    # ipykernel is imported above, as it is in every kernel before a notebook runs; nothing reads the
+    # environment, the working directory or a file at import (tests/test_speed_kernels.py checks this list)
+    "helpers.config", "helpers.data", "helpers.formatting", "helpers.charts", "helpers.kpis",
+    "helpers.objectives", "helpers.objectives_forecast", "helpers.objectives_backtest", "helpers.objectives_report",
+    "helpers.kpi_tiles", "helpers.funnel", "helpers.impact_report", "helpers.drivers_report",
+    "helpers.retention_report", "helpers.voice_report", "helpers.voice_effects", "helpers.engine.aggregates",
+    "helpers.reports.loader",
 )
-# Deliberately not preloaded: the kit's own modules (helpers.*). Some have import-time side effects on shared
-# libraries (helpers.charts selects a matplotlib backend); in a cold kernel those happen when the notebook
-# imports them, after the kernel has started, and they must happen at the same moment here.
 
 
 def _recv_json_line(conn: socket.socket, fds: list[int] | None = None, maxfds: int = 0) -> dict:
