@@ -134,3 +134,28 @@ def test_null_memory_limit_keeps_duckdbs_default():
     finally:
         con.close()
         default.close()
+
+
+def test_spill_folders_of_dead_processes_are_removed(tmp_path):
+    """A killed process leaves its spill files (DuckDB removes them only when the connection closes): the next
+    process that opens a connection with the same temp_directory removes them; a live process's stay."""
+    import subprocess
+    import sys
+
+    from helpers.engine import duckdb_engine
+
+    parent = tmp_path / SPILL_FOLDER
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = parent / f"{int(gone.stdout)}-1"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "duckdb_temp_block-1.block").write_bytes(b"x" * 1000)
+    alive = parent / f"{os.getppid()}-3"  # the test runner's parent: alive
+    alive.mkdir()
+    other = parent / "notes-1"  # not a spill folder
+    other.mkdir()
+    duckdb_engine._swept.discard(parent)
+    con = duckdb_connection(DuckDBSettings(temp_directory=str(tmp_path)))
+    con.close()
+    assert not dead.exists()
+    assert alive.is_dir() and other.is_dir()

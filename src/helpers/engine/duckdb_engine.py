@@ -37,7 +37,35 @@ def spill_directory(settings: DuckDBSettings | None = None) -> Path:
     except OSError as exc:
         raise EngineError(f"duckdb: cannot create the spill folder {shorten(str(parent))} (engine.duckdb."
                           f"temp_directory): {exc.strerror or exc}") from None
+    if parent not in _swept:
+        _swept.add(parent)
+        remove_stale_spill(parent)
     return parent / f"{os.getpid()}-{next(_spill_counter)}"
+
+
+_swept: set[Path] = set()
+
+
+def remove_stale_spill(parent: Path) -> list[Path]:
+    """Remove the spill folders (``<pid>-<n>``) of processes that are gone: DuckDB removes its own when the
+    connection closes, but a killed process leaves its files (GBs at scale). Returns what was removed."""
+    import shutil  # noqa: PLC0415
+
+    removed = []
+    for folder in Path(parent).glob("*-*"):
+        pid = folder.name.split("-", 1)[0]
+        if not (pid.isdigit() and folder.is_dir()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive
+        except PermissionError:
+            continue  # alive, another user's
+        except (ProcessLookupError, OverflowError, OSError):
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def configure(con: duckdb.DuckDBPyConnection, settings: DuckDBSettings | None = None) -> duckdb.DuckDBPyConnection:
