@@ -53,6 +53,7 @@ from generated_data import ROOT, generated_demo  # noqa: E402
 MiB = 1024 * 1024
 TARGET_PEAK_10M_MIB = 6 * 1024
 TARGET_PEAK_RATIO = 1.5
+MIN_AVAILABLE = 1536 * MiB  # a run that leaves the shared machine less than this is stopped (--kill-above too)
 DEFAULT_SIZES = (20_000, 1_000_000, 10_000_000)
 
 @dataclass
@@ -74,6 +75,8 @@ class TreeSampler:
     peak_pss: int = 0
     peak_processes: int = 0
     samples: int = 0
+    kill_above: int = 0  # bytes of summed RSS (0: never), or when the machine has less than MIN_AVAILABLE left
+    killed: str = ""  # why the run was stopped
     processes: dict[int, ProcessPeak] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -121,6 +124,14 @@ class TreeSampler:
             seen.peak_rss = max(seen.peak_rss, rss)
         self._name_reports(procs)
         self.samples += 1
+        if not self.killed and procs:
+            available = psutil.virtual_memory().available
+            if self.kill_above and total_rss > self.kill_above:
+                self.killed = f"summed RSS {_mib(total_rss)} above --kill-above {_mib(self.kill_above)}"
+            elif available < MIN_AVAILABLE:
+                self.killed = f"the machine had {_mib(available)} available (RSS of the run {_mib(total_rss)})"
+            if self.killed:  # the runner stops its workers, kernels and fork server on SIGTERM
+                procs[0].terminate()
         self.peak_rss = max(self.peak_rss, total_rss)
         if with_pss:
             self.peak_pss = max(self.peak_pss, total_pss)
@@ -229,7 +240,8 @@ def _spark_params(workdir: Path, repo: Path = ROOT) -> Path:
 
 
 def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: int = 2,
-                interval: float = 0.2, keep_output: Path | None = None, repo: Path = ROOT) -> RunResult:
+                interval: float = 0.2, keep_output: Path | None = None, repo: Path = ROOT,
+                kill_above_mib: float = 0) -> RunResult:
     """One full report run over ``data`` through the CLI, its process tree's memory sampled meanwhile.
     ``repo``: the checkout whose code, notebooks and params run (another one: a baseline commit)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-scale-{customers}-", dir=ROOT / "build") as tmp:
@@ -245,7 +257,7 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
         t0 = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=repo, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            sampler = TreeSampler(proc.pid, interval=interval).start()
+            sampler = TreeSampler(proc.pid, interval=interval, kill_above=int(kill_above_mib * MiB)).start()
             rc = proc.wait()
             sampler.stop()
         seconds = time.perf_counter() - t0
@@ -255,6 +267,8 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
             for r in json.loads(manifests[-1].read_text()).get("reports", []):
                 reports[r.get("status", "?")] = reports.get(r.get("status", "?"), 0) + 1
         tail = "" if rc == 0 else log.read_text(errors="replace")[-3000:]
+        if sampler.killed:
+            tail = f"STOPPED: {sampler.killed}\n{tail}"
         if keep_output is not None and manifests:
             shutil.copytree(manifests[-1].parent, keep_output, dirs_exist_ok=True)
     return RunResult(customers, engine, seconds, rc, sampler.peak_rss, sampler.peak_pss,
@@ -294,6 +308,9 @@ def main(argv=None) -> int:
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
     ap.add_argument("--generate-only", action="store_true", help="generate the data of --sizes, run nothing")
     ap.add_argument("--keep-output", type=Path, default=None, help="copy each run folder into this folder")
+    ap.add_argument("--kill-above", type=float, default=16384, metavar="MIB",
+                    help="stop a run whose summed RSS passes this (default 16384; 0: never); a run that leaves the "
+                         "machine less than 1.5 GiB available is stopped too")
     ap.add_argument("--repo", type=Path, default=ROOT,
                     help="run the code, notebooks and params of this checkout (e.g. a baseline commit unpacked "
                          "with git archive); the data stays in this repository's build/")
@@ -306,7 +323,7 @@ def main(argv=None) -> int:
     for n in sizes:
         keep = args.keep_output / f"duckdb-{n}" if args.keep_output else None
         results[n] = run_reports(folders[n], n, workers=args.workers, interval=args.interval, keep_output=keep,
-                                 repo=args.repo.resolve())
+                                 repo=args.repo.resolve(), kill_above_mib=args.kill_above)
         print(describe(results[n]), flush=True)
     spark = None
     if not args.no_spark:
@@ -319,7 +336,8 @@ def main(argv=None) -> int:
             n = 1_000_000
             keep = args.keep_output / f"spark-{n}" if args.keep_output else None
             spark = run_reports(generated_demo(n, nice=10), n, engine="spark", workers=args.workers,
-                                interval=args.interval, keep_output=keep, repo=args.repo.resolve())
+                                interval=args.interval, keep_output=keep, repo=args.repo.resolve(),
+                                kill_above_mib=args.kill_above)
             print(describe(spark), flush=True)
     ok = all(r.returncode == 0 for r in results.values())
     small, mid, big = results.get(20_000), results.get(1_000_000), results.get(10_000_000)
