@@ -34,6 +34,7 @@ loose; memory is what matters):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -271,8 +272,12 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
             tail = f"STOPPED: {sampler.killed}\n{tail}"
         if keep_output is not None and manifests:
             shutil.copytree(manifests[-1].parent, keep_output, dirs_exist_ok=True)
-    return RunResult(customers, engine, seconds, rc, sampler.peak_rss, sampler.peak_pss,
-                     sorted(sampler.processes.values(), key=lambda p: -p.peak_rss), sampler.samples, reports, tail)
+    result = RunResult(customers, engine, seconds, rc, sampler.peak_rss, sampler.peak_pss,
+                       sorted(sampler.processes.values(), key=lambda p: -p.peak_rss), sampler.samples, reports, tail)
+    if keep_output is not None:
+        keep_output.mkdir(parents=True, exist_ok=True)
+        (keep_output / "bench_scale.json").write_text(json.dumps(dataclasses.asdict(result), indent=1))
+    return result
 
 
 def _mib(n: int) -> str:
@@ -290,10 +295,12 @@ def describe(r: RunResult) -> str:
     if big is not None:
         lines.append(f"{'':>12}largest process: {big.role}{f' ({big.report})' if big.report else ''} "
                      f"{_mib(big.peak_rss)}")
-        kernels = [p for p in r.processes if p.role == "kernel"][:3]
+        kernels = [p for p in r.processes if p.role in ("kernel", "spark jvm")]
         if kernels:
-            lines.append(f"{'':>12}largest kernels: " + ", ".join(
-                f"{p.report or p.pid} {_mib(p.peak_rss)}" for p in kernels))
+            lines.append(f"{'':>12}per report (kernel peak RSS): " + ", ".join(
+                f"{p.report or p.pid}{' jvm' if p.role == 'spark jvm' else ''} {_mib(p.peak_rss)}" for p in kernels))
+        others = [p for p in r.processes if p.role not in ("kernel", "spark jvm", "kernel client")]
+        lines.append(f"{'':>12}other processes: " + ", ".join(f"{p.role} {_mib(p.peak_rss)}" for p in others))
     if r.returncode != 0:
         lines.append(r.tail)
     return "\n".join(lines)
