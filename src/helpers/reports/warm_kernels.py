@@ -45,12 +45,13 @@ PRELOAD_MODULES = (
     "matplotlib.pyplot", "seaborn", "pyarrow", "pyarrow.parquet", "duckdb", "yaml", "pydantic",
     # what the report pages import later, inside functions (measured with -X importtime: about a second per
     # kernel, paid by every report): pydantic's models (lazy in ``import pydantic``), the statsmodels parts the
-    # analyses use, the comment analysis' scikit-learn and VADER, matplotlib's Agg and inline backends
+    # analyses use, the comment analysis' scikit-learn and VADER, matplotlib's Agg backend. Not the inline
+    # backend: importing it hooks it into the running IPython shell, and the server has none (plt.show() would
+    # then display no image in the kernels; tests/test_reports_run.py compares warm and cold kernels)
     "pydantic.main", "pydantic.fields", "statsmodels.tsa.statespace.mlemodel", "statsmodels.duration.survfunc",
     "statsmodels.duration.hazard_regression", "statsmodels.miscmodels.ordinal_model",
     "statsmodels.stats.proportion", "sklearn.feature_extraction.text", "sklearn.decomposition",
-    "vaderSentiment.vaderSentiment", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
-    "PIL.PngImagePlugin",
+    "vaderSentiment.vaderSentiment", "matplotlib.backends.backend_agg", "PIL.PngImagePlugin",
     # the kit's modules the reports import. None has an import-time effect that depends on the process: the one
     # module-level action (helpers.charts choosing the Agg backend) applies only outside a kernel, and
     # ipykernel is imported above, as it is in every kernel before a notebook runs; nothing reads the
