@@ -11,7 +11,11 @@
 How it works: DuckDB (embedded, in memory) reads the files; the column mapping renames the user's columns
 to the contract's names; validation runs as SQL aggregates over the raw columns (one scan per table for
 types, missing values, ranges and order rules; one aggregate each for duplicate keys and foreign keys), so
-a million customers and ten million tickets validate in seconds without building pandas frames. The typed
+a million customers and ten million tickets validate in seconds without building pandas frames. Memory
+follows the answer, not the rows: no query keeps more than a referenced table's keys (the foreign keys are
+anti joins over the two key columns; ids in increasing order are proven unique by one streaming pass, other
+orders are counted in DuckDB's hash aggregate, which spills past ``engine.duckdb.memory_limit``); only counts
+and a few example rows come back to Python (``tests/test_data_memory.py``). The typed
 tables are then views (Parquet, DuckDB) or in-memory tables (CSV, parsed once) named ``customers``,
 ``responses``, ``tickets`` and ``org`` in ``Dataset.con``; pandas frames are built on first access.
 
