@@ -14,7 +14,14 @@ Targets (the issue "Report runner"), each checked here, exit code 1 when one is 
    The large data set is the default demo with responses and tickets replicated under new ids (same
    customers and organisation, so every key still resolves); ``--skip-large`` leaves it out.
 
-Usage: .venv/bin/python bench/bench_reports.py [--workers 2] [--customers 20000] [--skip-large] [--keep DIR]
+Also measured (``--parts cpu``, no target): the CPU time of each page's own work, less noisy than wall time on a
+shared machine. Each report of the run's manifest is executed once more, one after another, each in a fresh
+process that has first imported what a warm kernel has (``helpers.reports.warm_kernels.PRELOAD_MODULES``), on a
+fresh copy of the run's snapshot (empty per-run caches, so the first page computes what the run shares): the
+process CPU time (``time.process_time``) of its code cells, with ``display`` formatting the objects it is given.
+
+Usage: .venv/bin/python bench/bench_reports.py [--workers 2] [--customers 20000] [--skip-large] [--parts 1,2,3,cpu]
+[--keep DIR]
 """
 from __future__ import annotations
 
@@ -129,6 +136,67 @@ def run_naive(manifest: dict, work: Path) -> float:
     return time.perf_counter() - t0
 
 
+def exec_page(notebook: str, parameters: dict) -> dict:
+    """Run the code cells of ``notebook`` in this process with ``parameters`` (after the parameters cell) and
+    return the process CPU and wall seconds of those cells: the modules of a warm kernel imported first, the
+    Agg backend, ``display`` replaced by one that formats each object as the kernel would (HTML, Markdown, PNG)."""
+    import importlib
+
+    os.environ["MPLBACKEND"] = "Agg"
+    from helpers.reports.warm_kernels import PRELOAD_MODULES
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - as the fork server: an optional module is skipped
+            pass
+    import IPython.display
+
+    def display(*objs, raw=False, metadata=None, **_kwargs):
+        for obj in objs:
+            if raw:
+                continue
+            for method in ("_repr_html_", "_repr_markdown_", "_repr_png_"):
+                if callable(getattr(obj, method, None)):
+                    getattr(obj, method)()
+                    break
+
+    IPython.display.display = display
+    nb = nbformat.read(notebook, as_version=4)
+    namespace: dict = {"__name__": "__main__"}
+    cpu, wall = time.process_time(), time.perf_counter()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "parameters" in cell.metadata.get("tags", []):
+            exec(cell.source, namespace)  # noqa: S102 - the kit's own report notebooks
+            namespace.update(parameters)
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        exec(compile(source, notebook, "exec"), namespace)  # noqa: S102
+        namespace["display"] = display
+    return {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall}
+
+
+def page_cpu(manifest: dict, work: Path) -> dict[str, float]:
+    """CPU seconds of each report's own work (module docstring), in the manifest's order."""
+    from helpers.reports.runner import rerun_parameters
+    work.mkdir(parents=True)
+    (work / "summaries").mkdir()
+    shutil.copy(Path(manifest["_run_dir"]) / "data.duckdb", work / "data.duckdb")
+    out = {}
+    for report in manifest["reports"]:
+        params = rerun_parameters(manifest, report, work)
+        notebook = report["notebook"] if Path(report["notebook"]).is_absolute() else str(REPO / report["notebook"])
+        proc = subprocess.run([sys.executable, __file__, "--exec-page", notebook, json.dumps(params)], cwd=REPO,
+                              capture_output=True, text=True)
+        try:
+            out[report["name"]] = json.loads(proc.stdout.strip().splitlines()[-1])["cpu"]
+        except (IndexError, ValueError, KeyError):
+            print(f"    ({report['name']} failed: {proc.stderr.strip().splitlines()[-1:]})")
+            out[report["name"]] = float("nan")
+    return out
+
+
 def cold_start(work: Path) -> float:
     """papermill CLI on a notebook that only imports what every report imports (one notebook's fixed cost)."""
     nb = nbformat.v4.new_notebook()
@@ -155,7 +223,11 @@ def main() -> int:
     ap.add_argument("--skip-large", action="store_true", help="leave out target 3 (large data)")
     ap.add_argument("--parts", default="1,2,3", help="which targets to measure, e.g. 1,3 (default: all)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    ap.add_argument("--exec-page", nargs=2, metavar=("NOTEBOOK", "PARAMETERS_JSON"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.exec_page:
+        print(json.dumps(exec_page(args.exec_page[0], json.loads(args.exec_page[1]))))
+        return 0
     work = Path(tempfile.mkdtemp(prefix="bench_reports_")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     ok = True
@@ -192,6 +264,13 @@ def main() -> int:
             fixed = sum((r["seconds"] or 0) for r in manifest["reports"])
             print(f"   (sum of the runner's per-report seconds {fixed:.1f} s: the notebooks' own work; "
                   f"naive minus that = {t_naive - fixed:.1f} s of start-up and export overhead)")
+
+        if "cpu" in parts:
+            print("   CPU time of each page's own work (fresh process per page, warm-kernel imports done) ...",
+                  flush=True)
+            cpu = page_cpu(manifest, work / "cpu")
+            print("   page CPU seconds: " + ", ".join(f"{n} {s:.2f}" for n, s in cpu.items())
+                  + f"; total {sum(cpu.values()):.1f} s")
 
         if "2" in parts:
             print("2. cost per extra department ...", flush=True)
