@@ -76,7 +76,8 @@ class TreeSampler:
     peak_pss: int = 0
     peak_processes: int = 0
     samples: int = 0
-    kill_above: int = 0  # bytes of summed RSS (0: never), or when the machine has less than MIN_AVAILABLE left
+    kill_above: int = 0  # bytes of summed RSS (0: never), or when the machine has less than min_available left
+    min_available: int = 0
     killed: str = ""  # why the run was stopped
     processes: dict[int, ProcessPeak] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -129,7 +130,7 @@ class TreeSampler:
             available = psutil.virtual_memory().available
             if self.kill_above and total_rss > self.kill_above:
                 self.killed = f"summed RSS {_mib(total_rss)} above --kill-above {_mib(self.kill_above)}"
-            elif available < MIN_AVAILABLE:
+            elif available < (self.min_available or MIN_AVAILABLE):
                 self.killed = f"the machine had {_mib(available)} available (RSS of the run {_mib(total_rss)})"
             if self.killed:  # the runner stops its workers, kernels and fork server on SIGTERM
                 procs[0].terminate()
@@ -242,7 +243,7 @@ def _spark_params(workdir: Path, repo: Path = ROOT) -> Path:
 
 def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: int = 2,
                 interval: float = 0.2, keep_output: Path | None = None, repo: Path = ROOT,
-                kill_above_mib: float = 0) -> RunResult:
+                kill_above_mib: float = 0, min_available_mib: float = 0) -> RunResult:
     """One full report run over ``data`` through the CLI, its process tree's memory sampled meanwhile.
     ``repo``: the checkout whose code, notebooks and params run (another one: a baseline commit)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-scale-{customers}-", dir=ROOT / "build") as tmp:
@@ -258,7 +259,8 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
         t0 = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=repo, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            sampler = TreeSampler(proc.pid, interval=interval, kill_above=int(kill_above_mib * MiB)).start()
+            sampler = TreeSampler(proc.pid, interval=interval, kill_above=int(kill_above_mib * MiB),
+                                  min_available=int(min_available_mib * MiB)).start()
             rc = proc.wait()
             sampler.stop()
         seconds = time.perf_counter() - t0
@@ -317,7 +319,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-output", type=Path, default=None, help="copy each run folder into this folder")
     ap.add_argument("--kill-above", type=float, default=16384, metavar="MIB",
                     help="stop a run whose summed RSS passes this (default 16384; 0: never); a run that leaves the "
-                         "machine less than 1.5 GiB available is stopped too")
+                         "machine less than --min-available is stopped too")
+    ap.add_argument("--min-available", type=float, default=MIN_AVAILABLE / MiB, metavar="MIB",
+                    help="stop a run when the machine has less memory available than this (default 1536)")
     ap.add_argument("--repo", type=Path, default=ROOT,
                     help="run the code, notebooks and params of this checkout (e.g. a baseline commit unpacked "
                          "with git archive); the data stays in this repository's build/")
@@ -330,7 +334,8 @@ def main(argv=None) -> int:
     for n in sizes:
         keep = args.keep_output / f"duckdb-{n}" if args.keep_output else None
         results[n] = run_reports(folders[n], n, workers=args.workers, interval=args.interval, keep_output=keep,
-                                 repo=args.repo.resolve(), kill_above_mib=args.kill_above)
+                                 repo=args.repo.resolve(), kill_above_mib=args.kill_above,
+                                 min_available_mib=args.min_available)
         print(describe(results[n]), flush=True)
     spark = None
     if not args.no_spark:
@@ -344,7 +349,7 @@ def main(argv=None) -> int:
             keep = args.keep_output / f"spark-{n}" if args.keep_output else None
             spark = run_reports(generated_demo(n, nice=10), n, engine="spark", workers=args.workers,
                                 interval=args.interval, keep_output=keep, repo=args.repo.resolve(),
-                                kill_above_mib=args.kill_above)
+                                kill_above_mib=args.kill_above, min_available_mib=args.min_available)
             print(describe(spark), flush=True)
     ok = all(r.returncode == 0 for r in results.values())
     small, mid, big = results.get(20_000), results.get(1_000_000), results.get(10_000_000)
