@@ -40,6 +40,7 @@ department pages and the voice page.
 from __future__ import annotations
 
 import warnings as _warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1001,27 +1002,37 @@ def what_customers_say(ds, department: str | None, start, end, codebook=None, n_
     From the run's shared :func:`window_themes` (every department at once, by the report's engine; computed once
     per run and data: the six department pages and the voice page of a run share one computation), and kept
     per department, window and data fingerprint in this process, so a second call is a lookup."""
-    import json
+    import hashlib
 
     from helpers.voice import _as_codebook
 
-    cb = _as_codebook(load_themes() if codebook is None else codebook, "what customers say")
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     dept = None if department is None or str(department).strip().lower() == "all" else department
-    key_settings = {"department": dept, "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
-                    "codebook": _codebook_key(cb), "n_themes": int(n_themes), "n_examples": int(n_examples),
-                    "data": str(getattr(ds, "fingerprint", "") or ""), "as_of": str(getattr(ds, "as_of", "") or "")}
-    key = "customers-say" + json.dumps(key_settings, sort_keys=True, default=str)
-    if key_settings["data"] and key in _MEMO:
-        return _MEMO[key]
-    shared = window_themes(ds, start, end, cb, config=config, engine=engine, n_examples=n_examples,
-                           cache_folder=cache_folder)
-    say = _customers_say_from(shared, cb, department, dept, start, end, n_themes, n_examples)
-    if key_settings["data"]:
-        if len(_MEMO) >= _MEMO_SIZE:
-            _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = say
-    return say
+    if codebook is None:  # the kit's file: keyed by its bytes, so a cache hit needs no parsing
+        from helpers.config import repo_root
+
+        file = Path(THEMES_FILE) if Path(THEMES_FILE).exists() else repo_root() / THEMES_FILE
+        try:
+            book_key = "file:" + hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+        except OSError:
+            book_key = ""
+    else:
+        book_key = _codebook_key(_as_codebook(codebook, "what customers say"))
+    settings = {"version": CUSTOMERS_SAY_CACHE_VERSION, "department": dept, "label": str(department),
+                "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}", "codebook": book_key,
+                "n_themes": int(n_themes), "n_examples": int(n_examples),
+                "data": str(getattr(ds, "fingerprint", "") or ""), "as_of": str(getattr(ds, "as_of", "") or "")}
+    folder = _run_cache_folder(ds) if cache_folder == "run" else cache_folder
+
+    def compute():
+        cb = _as_codebook(load_themes() if codebook is None else codebook, "what customers say")
+        shared = window_themes(ds, start, end, cb, config=config, engine=engine, n_examples=n_examples,
+                               cache_folder=cache_folder)
+        return _customers_say_from(shared, cb, department, dept, start, end, n_themes, n_examples)
+
+    if not book_key:
+        return compute()
+    return _shared(f"customers-say-{slug(str(department or 'all'))}", settings, folder, compute)
 
 
 def _customers_say_from(shared: WindowThemes, cb, department, dept, start, end, n_themes: int,
