@@ -72,11 +72,8 @@ def load_themes(path: str = THEMES_FILE):
     (:func:`helpers.voice.load_codebook`; a :class:`helpers.errors.ParamsError` names the file, theme and field).
     The analysis functions of :mod:`helpers.voice` / :mod:`helpers.voice_effects` take what it returns as
     ``codebook``."""
-    from helpers.voice import load_codebook
-
-    from pathlib import Path
-
     from helpers.config import repo_root
+    from helpers.voice import load_codebook
 
     file = Path(path or THEMES_FILE)
     file = file if file.is_absolute() or file.exists() else repo_root() / file
