@@ -122,7 +122,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-_NORMALISER: duckdb.DuckDBPyConnection | None = None
+_NORMALISER: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
 
 def normalise_text(texts: Iterable[object]) -> list[str]:
@@ -135,9 +135,11 @@ def normalise_text(texts: Iterable[object]) -> list[str]:
     if not values:
         return []
     global _NORMALISER
-    if _NORMALISER is None:  # one in-memory connection per process; a cursor per call (opening one costs ~30 ms)
-        _NORMALISER = _connect()
-    con = _NORMALISER.cursor()
+    import os
+
+    if _NORMALISER is None or _NORMALISER[0] != os.getpid():  # one connection per process (never across a
+        _NORMALISER = (os.getpid(), _connect())                # fork); a cursor per call (a connection: ~30 ms)
+    con = _NORMALISER[1].cursor()
     try:
         con.register("_texts", pd.DataFrame({"i": np.arange(len(values)), "t": values}))
         out = con.execute(f"SELECT {_match_text_sql('t')} FROM _texts ORDER BY i").fetchall()
