@@ -271,3 +271,22 @@ def test_customers_say_is_computed_once_per_run_and_data(ds, cb, tmp_path, monke
     assert len(calls) == 2 and changed.html() == first.html()  # same data, so the same result, recomputed
     assert len(list(folder.glob("window-themes-*.pkl"))) == 2
     _MEMO.clear()
+
+
+def test_welch_interval_of_constant_ratings_is_undefined_like_scipy_not_an_error():
+    """Fuzz regression: every csat equal (variance 0 on both sides) raised ZeroDivisionError in the pattern
+    path; the row path (scipy) gives the empty interval (0, 0)."""
+    import numpy as np
+    from scipy import stats
+
+    from helpers.voice_effects import _welch_interval
+
+    low, high = _welch_interval(4.0, 3.0, 0.0, 6.0, 3.0, 0.0, 0.95)
+    ref = stats.ttest_ind([3.0] * 4, [3.0] * 6, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == (ref.low, ref.high) == (0.0, 0.0)  # scipy: df 1, standard error 0
+    low, high = _welch_interval(4.0, 3.5, 0.5, 6.0, 3.0, 0.4, 0.95)  # the ordinary case is unchanged
+    a, b = [3.0, 4.0, 3.0, 4.0], [3.0, 3.0, 2.0, 4.0, 3.0, 3.0]
+    n1, m1, v1 = 4.0, np.mean(a), np.var(a, ddof=1)
+    n0, m0, v0 = 6.0, np.mean(b), np.var(b, ddof=1)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert np.allclose(_welch_interval(n1, m1, v1, n0, m0, v0, 0.95), (ref.low, ref.high))

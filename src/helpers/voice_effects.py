@@ -644,10 +644,11 @@ def _weighted_mean_var(y: np.ndarray, w: np.ndarray) -> tuple[float, float, floa
 def _welch_interval(n1, m1, v1, n0, m0, v0, confidence: float) -> tuple[float, float]:
     """Welch's interval for ``m1 - m0``: ``se = sqrt(v1/n1 + v0/n0)`` with the Welch-Satterthwaite degrees of
     freedom (as scipy's ``ttest_ind(equal_var=False).confidence_interval``)."""
-    a, b = v1 / n1, v0 / n0
-    se = np.sqrt(a + b)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # numpy floats: 0/0 (constant ratings) is NaN, not an error
+        a, b = np.float64(v1) / n1, np.float64(v0) / n0
+        se = np.sqrt(a + b)
         df = (a + b) ** 2 / (a ** 2 / (n1 - 1) + b ** 2 / (n0 - 1))
+        df = 1.0 if np.isnan(df) else df  # as scipy: both sides constant -> df 1 (and se 0)
         t = stats.t.ppf(1 - (1 - confidence) / 2, df)
     d = m1 - m0
     return float(d - t * se), float(d + t * se)
