@@ -527,14 +527,28 @@ def theme_effects_frame(frame: pd.DataFrame, themes: Sequence[str], attributes: 
         if int(mn.sum()) >= min_mentions and int((~mn).sum()) >= min_mentions and 0 < row["detractor_share_with"] < 1:
             logit_ok.append(theme)
         rows[theme] = row
+    ols_fits, logit_fits = _fit_themes(lambda ths: _ols(frame, ths, attrs, alpha),
+                                       lambda ths: _logit(frame, ths, attrs, alpha), ols_ok, logit_ok, joint)
+    return _effects_result(rows, ols_fits, logit_fits, attrs, confidence, joint)
+
+
+def _fit_themes(ols, logit, ols_ok: list, logit_ok: list, joint: bool) -> tuple[dict, dict]:
+    """The adjusted CSAT and detractor fits of the themes that have enough mentions (``ols(themes)`` and
+    ``logit(themes)`` -> {theme: fields}): jointly (one model with every theme, the attributes held fixed; a
+    failed joint logistic fit falls back to one model per theme), or one model per theme."""
     if joint:
-        ols_fits = _ols(frame, ols_ok, attrs, alpha) if ols_ok else {}
-        logit_fits = _logit(frame, logit_ok, attrs, alpha) if logit_ok else {}
+        ols_fits = ols(ols_ok) if ols_ok else {}
+        logit_fits = logit(logit_ok) if logit_ok else {}
         if logit_ok and not logit_fits:  # the joint fit failed: one model per theme
-            logit_fits = {k: v for th in logit_ok for k, v in _logit(frame, [th], attrs, alpha).items()}
+            logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
     else:
-        ols_fits = {k: v for th in ols_ok for k, v in _ols(frame, [th], attrs, alpha).items()}
-        logit_fits = {k: v for th in logit_ok for k, v in _logit(frame, [th], attrs, alpha).items()}
+        ols_fits = {k: v for th in ols_ok for k, v in ols([th]).items()}
+        logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
+    return ols_fits, logit_fits
+
+
+def _effects_result(rows: dict, ols_fits: dict, logit_fits: dict, attrs, confidence, joint) -> ThemeEffects:
+    """The per-theme rows with their fits as the :class:`ThemeEffects` table (weakest adjusted CSAT first)."""
     for theme, fit in ols_fits.items():
         rows[theme].update(fit)
     for theme, fit in logit_fits.items():
@@ -699,26 +713,8 @@ def theme_effects_from_patterns(patterns: pd.DataFrame, themes: Sequence[str], a
     ols = (lambda ths: _ols_weighted(patterns, ths, attrs, alpha, weight))
     logit = (lambda ths: _logit_weighted(patterns, ths, attrs, alpha, weight))
     with _one_blas_thread():
-        if joint:
-            ols_fits = ols(ols_ok) if ols_ok else {}
-            logit_fits = logit(logit_ok) if logit_ok else {}
-            if logit_ok and not logit_fits:
-                logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
-        else:
-            ols_fits = {k: v for th in ols_ok for k, v in ols([th]).items()}
-            logit_fits = {k: v for th in logit_ok for k, v in logit([th]).items()}
-    for theme, fit in ols_fits.items():
-        rows[theme].update(fit)
-    for theme, fit in logit_fits.items():
-        rows[theme].update(fit)
-    cols = ["theme", "label", "mentions", "csat_with", "csat_without", "csat_difference", "csat_difference_low",
-            "csat_difference_high", "csat_adjusted", "csat_adjusted_low", "csat_adjusted_high", "csat_adjusted_p",
-            "n_csat", "detractor_share_with", "detractor_share_without", "detractor_odds_ratio",
-            "detractor_odds_ratio_low", "detractor_odds_ratio_high", "detractor_p", "detractor_change",
-            "detractor_change_low", "detractor_change_high", "n_nps"]
-    table = pd.DataFrame(list(rows.values())).reindex(columns=cols)
-    table = table.sort_values("csat_adjusted", kind="stable", na_position="last").reset_index(drop=True)
-    return ThemeEffects(table, attrs, confidence, joint)
+        ols_fits, logit_fits = _fit_themes(ols, logit, ols_ok, logit_ok, joint)
+    return _effects_result(rows, ols_fits, logit_fits, attrs, confidence, joint)
 
 
 def _one_blas_thread():
