@@ -88,10 +88,25 @@ def test_figure_png_with_a_legend_below_the_figure_keeps_the_legend():
 def test_figure_png_falls_back_to_the_tight_box_when_the_drawing_reaches_past_its_margin():
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.plot([0, 1], [0, 1])
-    ax.text(0.5, -3.0, "far below the figure", transform=ax.transAxes, ha="center")  # > 2 inches below
+    ax.text(0.5, -3.0, "far below the figure", transform=ax.transAxes, ha="center")  # > 6 inches below
     ours, tight = _pixels(charts.figure_png(fig)), _pixels(_tight_png(fig))
     assert ours.shape == tight.shape
-    assert ours.shape[0] > (3 + charts.RENDER_MARGIN_INCHES) * 110
+    assert ours.shape[0] > (3 + charts.RENDER_MARGIN_INCHES[1]) * 110
+
+
+def test_figure_png_keeps_long_category_labels_on_the_left():
+    """Regression: long y tick labels (comment themes) reached past a 2-inch margin and forced the slow path."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"A long comment theme name number {i} (waiting or quick replies)" for i in range(6)]
+    ax.barh(labels, range(1, 7))
+    ax.set_title("Themes")
+    draws = []
+    real = fig.savefig
+    fig.savefig = lambda *a, **k: draws.append(k.get("bbox_inches")) or real(*a, **k)
+    ours = _pixels(charts.figure_png(fig))
+    assert len(draws) == 1 and draws[0] != "tight"  # drawn once, no fallback to the tight box
+    tight = _pixels(_tight_png(fig))
+    assert abs(ours.shape[1] - tight.shape[1]) <= 2 and abs(ours.shape[0] - tight.shape[0]) <= 12
 
 
 def test_titles_pinned_only_where_matplotlib_would_not_move_them_and_the_pixels_are_the_same():

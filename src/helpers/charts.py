@@ -70,8 +70,9 @@ def show_figure(fig=None, alt: str = "", *, dpi: int = 110) -> None:
     display({"image/png": data}, raw=True, metadata={"image/png": {"alt": " ".join(str(alt).split())}})
 
 
-RENDER_MARGIN_INCHES = 2.0
-"""Room drawn around the figure by :func:`figure_png`, for legends and labels placed outside it."""
+RENDER_MARGIN_INCHES = (5.0, 2.5, 2.0, 2.0)
+"""Room drawn around the figure by :func:`figure_png` (left, bottom, right, top; inches), for labels and legends
+placed outside it: most on the left (long category names as y tick labels) and below (legends)."""
 PAD_INCHES = 0.1
 """White space kept around the drawn content (matplotlib's ``savefig.pad_inches`` default)."""
 
@@ -81,7 +82,7 @@ def figure_png(fig, *, dpi: int = 110) -> bytes:
 
     ``savefig(bbox_inches="tight")`` lays the figure out twice (a draw to measure every artist's extent, then
     the real draw): about half of a report chart's time. Here the figure is drawn once over its own area
-    widened by :data:`RENDER_MARGIN_INCHES` on each side (an explicit ``bbox_inches``, which needs no
+    widened by :data:`RENDER_MARGIN_INCHES` (an explicit ``bbox_inches``, which needs no
     measuring draw), and the image is cropped to its non-background pixels plus the pad. So labels, legends
     and annotations outside the axes, or outside the figure, stay in the picture as with the tight bounding
     box; the crop follows the ink rather than the artists' boxes (a white axes area with nothing drawn at its
@@ -95,8 +96,8 @@ def figure_png(fig, *, dpi: int = 110) -> bytes:
     from matplotlib.transforms import Bbox  # noqa: PLC0415
 
     width_in, height_in = fig.get_size_inches()
-    margin = RENDER_MARGIN_INCHES
-    region = Bbox.from_extents(-margin, -margin, width_in + margin, height_in + margin)
+    left, bottom, right, top = RENDER_MARGIN_INCHES
+    region = Bbox.from_extents(-left, -bottom, width_in + right, height_in + top)
     raw = io.BytesIO()
     fixed = _fix_title_positions(fig)
     try:
