@@ -35,6 +35,15 @@ loose; memory is what matters):
   1,000,000 customers 571 s, peak 1,984 MiB (PSS 1,216 MiB; 4.2x less than the starting point), largest kernel
   department_customer_service 656 MiB, every other kernel 360-623 MiB, runner 441 MiB, fork server 296 MiB.
   Peak 1M / 20k 1.16x, time 1M / 20k 3.3x.
+- 10,000,000 customers (same commit, concurrently with the 1M run): STOPPED by ``--kill-above`` after 1,244 s at
+  16,630 MiB summed RSS (target 6,144 MiB: missed), two department kernels at once: department_billing 9,473 MiB
+  and department_customer_service 6,251 MiB (at 1M: 590 and 656 MiB, so something in the department page still
+  grows with the data); the others: retention_forecast 1,298 MiB, voice_of_customer 946 MiB,
+  satisfaction_drivers 410 MiB (about 1.1-2.2x their 1M peaks); the runner (load, validation with the 1GB DuckDB
+  limit, spilling, and the snapshot) 874 MiB.
+- Spark, 1,000,000 customers (local[2] per kernel, code of ~16:53): 4,129 s, every report ok, peak 6,981 MiB
+  summed RSS (PSS 6,157 MiB) with up to two JVMs; the largest process a Spark JVM (department_customer_service)
+  2,597 MiB; largest kernel retention_forecast 1,488 MiB.
 """
 from __future__ import annotations
 
