@@ -92,6 +92,7 @@ class TreeSampler:
     samples: int = 0
     kill_above: int = 0  # bytes of summed RSS (0: never), or when the machine has less than min_available left
     min_available: int = 0
+    on_kill: object = None  # called before the runner is stopped (it removes its folder, logs included)
     killed: str = ""  # why the run was stopped
     processes: dict[int, ProcessPeak] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -147,6 +148,8 @@ class TreeSampler:
             elif available < (self.min_available or MIN_AVAILABLE):
                 self.killed = f"the machine had {_mib(available)} available (RSS of the run {_mib(total_rss)})"
             if self.killed:  # the runner stops its workers, kernels and fork server on SIGTERM
+                if callable(self.on_kill):
+                    self.on_kill()
                 procs[0].terminate()
         self.peak_rss = max(self.peak_rss, total_rss)
         if with_pss:
@@ -273,8 +276,14 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
         t0 = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=repo, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            kept_logs = Path(tmp) / "logs-of-the-stopped-run"
+
+            def keep_logs() -> None:  # which cell each report was in when the run was stopped
+                for folder in out.glob(".tmp-*/logs"):
+                    shutil.copytree(folder, kept_logs, dirs_exist_ok=True)
+
             sampler = TreeSampler(proc.pid, interval=interval, kill_above=int(kill_above_mib * MiB),
-                                  min_available=int(min_available_mib * MiB)).start()
+                                  min_available=int(min_available_mib * MiB), on_kill=keep_logs).start()
             rc = proc.wait()
             sampler.stop()
         seconds = time.perf_counter() - t0
@@ -288,6 +297,8 @@ def run_reports(data: Path, customers: int, *, engine: str = "duckdb", workers: 
             tail = f"STOPPED: {sampler.killed}\n{tail}"
         if keep_output is not None and manifests:
             shutil.copytree(manifests[-1].parent, keep_output, dirs_exist_ok=True)
+        if keep_output is not None and kept_logs.is_dir():
+            shutil.copytree(kept_logs, keep_output / kept_logs.name, dirs_exist_ok=True)
     result = RunResult(customers, engine, seconds, rc, sampler.peak_rss, sampler.peak_pss,
                        sorted(sampler.processes.values(), key=lambda p: -p.peak_rss), sampler.samples, reports, tail)
     if keep_output is not None:
