@@ -290,3 +290,31 @@ def test_welch_interval_of_constant_ratings_is_undefined_like_scipy_not_an_error
     n0, m0, v0 = 6.0, np.mean(b), np.var(b, ddof=1)
     ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert np.allclose(_welch_interval(n1, m1, v1, n0, m0, v0, 0.95), (ref.low, ref.high))
+
+
+def test_window_effects_are_fitted_on_a_stated_seeded_sample_above_the_bound(ds, cb, monkeypatch):
+    """Issue 14 (10M customers: the effects' patterns grew with the comments, 9.5 GB in a department kernel):
+    above ``EFFECT_SAMPLE`` comments the effects are fitted on a seeded hash sample of about that many, stated
+    on the page; the theme shares stay exact (the same as without a sample)."""
+    import helpers.voice_report as V
+
+    _MEMO.clear()
+    exact = window_themes(ds, START, END, cb, cache_folder=None)
+    population = exact.shares(cb, None).n_comments
+    assert exact.effect_sample is None and exact.effects(cb, None).sample_note == ""
+    monkeypatch.setattr(V, "EFFECT_SAMPLE", population // 3)
+    _MEMO.clear()
+    sampled = window_themes(ds, START, END, cb, cache_folder=None)
+    _MEMO.clear()
+    again = window_themes(ds, START, END, cb, cache_folder=None)
+    size = sampled.effect_sample["size"]
+    assert sampled.effect_sample["population"] == population
+    assert 0.7 * population / 3 < size < 1.3 * population / 3  # a hash sample of about the bound
+    assert int(sampled.patterns[PATTERN_WEIGHT].sum()) == size == again.effect_sample["size"]  # seeded
+    pd.testing.assert_frame_equal(sampled.shares(cb, None).table, exact.shares(cb, None).table)
+    pd.testing.assert_frame_equal(sampled.shares(cb, "Billing").table, exact.shares(cb, "Billing").table)
+    effects = sampled.effects(cb, None)
+    assert f"{size:,} of the {population:,} comments" in effects.sample_note
+    assert effects.sample_note in effects.summary()
+    assert effects.table["mentions"].sum() < exact.effects(cb, None).table["mentions"].sum()
+    _MEMO.clear()

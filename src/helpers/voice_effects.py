@@ -376,8 +376,13 @@ class ThemeEffects:
     attributes: list[str]
     confidence: float = 0.95
     joint: bool = True
+    sample_note: str = ""  # set when the fits used a seeded sample of the comments (said after the summary)
 
     def summary(self) -> str:
+        text = self._summary()
+        return f"{text} {self.sample_note}" if self.sample_note else text
+
+    def _summary(self) -> str:
         t = self.table.dropna(subset=["csat_adjusted"])
         hurt = t[t["csat_adjusted_high"] < 0]
         pct = int(round(self.confidence * 100))
@@ -619,13 +624,14 @@ PATTERN_WEIGHT = "_count"  # the count column of theme_effect_patterns (theme na
 
 
 def theme_effect_patterns(source, codebook: Codebook, start=None, end=None, department: str | None = None,
-                          attributes: Sequence[str] | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
+                          attributes: Sequence[str] | None = None, by: Sequence[str] = (),
+                          where: str | None = None) -> pd.DataFrame:
     """The responses with a comment in ``[start, end]`` (optionally one ``department``) as distinct patterns of
     (``by`` columns, ``csat``, ``nps``, the ``attributes``, one 0/1 flag per theme) with their count
     (:data:`PATTERN_WEIGHT`), counted by the engine (``source``: an engine or a dataset). Missing values stay
     missing (a pattern of its own). :func:`theme_effects_from_patterns` fits on them what
-    :func:`theme_effects_frame` fits on the rows, so memory follows the number of distinct answers (bounded by
-    the rating scales), not the number of comments."""
+    :func:`theme_effects_frame` fits on the rows, so memory follows the number of distinct answers, not the
+    number of comments. ``where``: one more SQL condition on the responses (e.g. a seeded sample)."""
     from helpers.data import quote_ident
 
     cb = _as_codebook(codebook, "theme effects")
@@ -634,7 +640,8 @@ def theme_effect_patterns(source, codebook: Codebook, start=None, end=None, depa
     fw, _ = _filter_sql(department)
     cols = [*by, "csat", "nps", *attrs]
     keys = ", ".join(quote_ident(c) for c in [*cols, *cb.names])
-    sql = (f"SELECT {keys}, count(*) AS {PATTERN_WEIGHT} FROM ({_flags_sql(source, cb, cols, _and(dw, fw))}) "
+    flags = _flags_sql(source, cb, cols, _and(dw, fw, where or ""))
+    sql = (f"SELECT {keys}, count(*) AS {PATTERN_WEIGHT} FROM ({flags}) "
            f"GROUP BY {keys}")
     out = _run(source, sql)
     for name in cb.names:

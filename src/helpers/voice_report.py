@@ -267,8 +267,9 @@ class VoiceReport:
                else f"all {pop:,} comments of the period")
         before = (f"a seeded sample of {hn:,} of the {hpop:,} earlier comments" if hn < hpop
                   else f"all {hpop:,} earlier comments")
-        return (f"Tone, emerging and suggested themes are computed on {now} and {before} (seed {self.seed}); "
-                "theme shares, trends and effects count every comment.")
+        counted = ("theme shares and trends count every comment (the effects: see below their table)"
+                   if getattr(self.effects, "sample_note", "") else "theme shares, trends and effects count every comment")
+        return f"Tone, emerging and suggested themes are computed on {now} and {before} (seed {self.seed}); {counted}."
 
     def headline_markdown(self) -> str:
         lines = [f"**Period:** {md_escape(self.period[0])} to {md_escape(self.period[1])} · "
@@ -362,9 +363,11 @@ class VoiceReport:
             "95% CI  ": [_ci(a, b, 2) for a, b in zip(t["detractor_odds_ratio_low"], t["detractor_odds_ratio_high"])],
             "Mentions": t["mentions"],
         })
-        return _table(show, formats={"CSAT when mentioned, same ratings (points)": lambda v: _signed(v, 2),
+        html = _table(show, formats={"CSAT when mentioned, same ratings (points)": lambda v: _signed(v, 2),
                                            "Detractor share change (points)": lambda v: _signed(v, 0),
                                            "Odds of detractor (x)": "number:2", "Mentions": "int"})
+        note = getattr(self.effects, "sample_note", "")
+        return html + (f"<p>{html_escape(note)}</p>" if note else "")
 
     def suggested_markdown(self) -> str:
         """What the suggestions are computed from."""
@@ -802,6 +805,8 @@ class WindowThemes:
     patterns: pd.DataFrame
     previous: pd.DataFrame
     verbatims: pd.DataFrame
+    current: pd.DataFrame | None = None  # per department the window's comments and mentions (exact counts)
+    effect_sample: dict | None = None  # {"size", "population", "seed"} when the patterns are of a seeded sample
     fitted: dict = field(default_factory=dict)  # department ("" = all) -> ThemeEffects, or the reason it failed
 
     def fit_all(self, codebook) -> None:
@@ -822,6 +827,10 @@ class WindowThemes:
         """The window's :class:`helpers.voice_effects.ThemeShares` (one department, or all)."""
         from helpers.voice_effects import PATTERN_WEIGHT
 
+        if self.current is not None:  # exact counts, also when the effects' patterns are of a sample
+            cur = self._slice(self.current, department)
+            return _shares_from_counts(cur[["comments", *codebook.names]].sum().to_frame().T.astype("int64"),
+                                       codebook)
         p = self._slice(self.patterns, department)
         w = p[PATTERN_WEIGHT].to_numpy("int64")
         counts = pd.DataFrame([{"comments": int(w.sum()),
@@ -850,7 +859,13 @@ class WindowThemes:
         if department is None:  # the same answers in several departments are one pattern of all of them
             keys = ["csat", "nps", *self.settings["attributes"], *codebook.names]
             patterns = patterns.groupby(keys, dropna=False, sort=False)[PATTERN_WEIGHT].sum().reset_index()
-        return theme_effects_from_patterns(patterns, codebook.names, self.settings["attributes"], codebook.labels)
+        effects = theme_effects_from_patterns(patterns, codebook.names, self.settings["attributes"], codebook.labels)
+        if self.effect_sample:
+            s = self.effect_sample
+            effects.sample_note = (f"The effects were fitted on a seeded random sample of {s['size']:,} of the "
+                                   f"{s['population']:,} comments of the period (seed {s['seed']}); theme shares "
+                                   "and counts are over all comments.")
+        return effects
 
     def examples(self, department: str | None) -> pd.DataFrame:
         """``theme``, ``comment``, ``count``: the most frequent negative comments of each theme, most frequent
@@ -874,7 +889,9 @@ def _shares_from_counts(counts: pd.DataFrame, codebook):
     return ThemeShares(table.reset_index(drop=True), n)
 
 
-CUSTOMERS_SAY_CACHE_VERSION = 1
+CUSTOMERS_SAY_CACHE_VERSION = 2  # 2: exact window counts and the effects' seeded sample kept with the patterns
+EFFECT_SAMPLE = 300_000  # the most comments of a window whose patterns the theme effects are fitted on
+EFFECT_SAMPLE_SEED = ":voice-effects"  # appended to the response id before hashing (the sample is seeded)
 _MEMO: dict[str, object] = {}  # this process's results by settings (a kernel that builds several pages)
 _MEMO_SIZE = 8
 
@@ -951,22 +968,39 @@ def _compute_window_themes(ds, cb, start, end, settings, *, config=None, engine=
     the negative examples (see :class:`WindowThemes`)."""
     from helpers.data import quote_ident
     from helpers.engine import DuckDBEngine, open_report_engine
-    from helpers.voice_effects import _and, _date_where, _flags_sql, _run, theme_effect_patterns
+    from helpers.voice_effects import PATTERN_WEIGHT, _and, _date_where, _flags_sql, _run, theme_effect_patterns
 
     own = engine is None
     if own:
         engine, _note = open_report_engine(ds, config)
         engine = engine if engine is not None else DuckDBEngine(ds.con)
     try:
-        patterns = theme_effect_patterns(engine, cb, start, end, None, settings["attributes"], by=["department"])
+        sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
+
+        def counts(where):  # per department: comments and mentions of each theme (exact, a few rows)
+            out = _run(engine, f"SELECT department, count(*) AS comments, {sums} FROM "
+                               f"({_flags_sql(engine, cb, ['department'], where)}) GROUP BY department")
+            for c in ["comments", *cb.names]:
+                out[c] = out[c].astype("int64")
+            return out
+
+        current = counts(_date_where(start, end)[0])
+        population = int(current["comments"].sum())
+        sample, sample_where = None, None
+        if population > EFFECT_SAMPLE:  # memory follows the answer: the effects' patterns from a seeded sample
+            from helpers.engine.aggregates import hash_uint32_sql
+
+            threshold = int(2 ** 32 * EFFECT_SAMPLE / population)
+            sample_where = (f"{hash_uint32_sql(f'CAST(response_id AS VARCHAR) || {EFFECT_SAMPLE_SEED!r}')}"
+                            f" < {threshold}")
+        patterns = theme_effect_patterns(engine, cb, start, end, None, settings["attributes"], by=["department"],
+                                         where=sample_where)
+        if sample_where is not None:
+            sample = {"size": int(patterns[PATTERN_WEIGHT].sum()), "population": population,
+                      "seed": EFFECT_SAMPLE_SEED}
         length = end - start
         p_start, p_end = start - length - pd.Timedelta(days=1), start - pd.Timedelta(days=1)
-        dw, _ = _date_where(p_start, p_end)
-        sums = ", ".join(f"count_if({quote_ident(n)}) AS {quote_ident(n)}" for n in cb.names)
-        previous = _run(engine, f"SELECT department, count(*) AS comments, {sums} FROM "
-                                f"({_flags_sql(engine, cb, ['department'], dw)}) GROUP BY department")
-        for c in ["comments", *cb.names]:
-            previous[c] = previous[c].astype("int64")
+        previous = counts(_date_where(p_start, p_end)[0])
         tone = f"csat <= 2 OR nps <= {NPS_DETRACTOR_MAX}"
         dw, _ = _date_where(start, end)
         flags = _flags_sql(engine, cb, ["department", "comment"], _and(dw, tone))
@@ -984,7 +1018,7 @@ def _compute_window_themes(ds, cb, start, end, settings, *, config=None, engine=
     finally:
         if own:
             engine.close()
-    shared = WindowThemes(settings, patterns, previous, verbatims)
+    shared = WindowThemes(settings, patterns, previous, verbatims, current=current, effect_sample=sample)
     shared.fit_all(cb)
     return shared
 
