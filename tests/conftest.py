@@ -3,11 +3,15 @@
 ``chromium``: one headless Chromium (:class:`browser_check.Chromium`) per test session for the browser tests;
 skips them when Chromium is not installed.
 
+``demo_dir``: the demo data the engine tests read: ``SATISFACTION_KIT_DATA`` when it holds the tables, else
+``small_demo``.
+
 ``small_demo``: the Path of a small demo data set (2,000 customers, seed 7) generated once per test
 session by :func:`helpers.demo.generate_demo` into a temporary folder. Treat it as read-only.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -40,3 +44,12 @@ def chromium():
         pytest.skip("chromium is not installed (run `make browser`: apt-get install chromium)")
     with Chromium(binary) as browser:
         yield browser
+
+
+@pytest.fixture(scope="session")
+def demo_dir(request) -> Path:
+    """``SATISFACTION_KIT_DATA`` when it holds the demo tables (a developer's generated demo), else ``small_demo``."""
+    env = os.environ.get("SATISFACTION_KIT_DATA")
+    if env and (Path(env) / "customers.parquet").exists():
+        return Path(env)
+    return request.getfixturevalue("small_demo")

@@ -9,8 +9,6 @@ messages of the paths the engine replaces. The Spark engine: tests/test_compare_
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -25,14 +23,6 @@ from helpers.engine import aggregates as A
 PERIODS = (("2025-01-01", "2025-03-31"), ("2025-04-01", "2025-05-31"))  # different lengths: counts per day
 METRICS = ["csat", "nps", "ces", "response_count", "fcr", "reopen_rate", "ticket_volume", "first_response_hours",
            "resolution_hours", "first_response_hours_mean", "resolution_hours_mean", "retention_rate", "churn_rate"]
-
-
-@pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    env = os.environ.get("SATISFACTION_KIT_DATA")
-    if env and (Path(env) / "customers.parquet").exists():
-        return Path(env)
-    return request.getfixturevalue("small_demo")
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ log_rank, customer_durations, fit_sbg_durations, cohort_survivors, fit_cox) and 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,14 +22,6 @@ from helpers.engine import poisson_bootstrap as P
 
 KPI_METRICS = ["csat", "nps", "ces", "response_count", "fcr", "reopen_rate", "ticket_volume",
                "first_response_hours", "resolution_hours", "first_response_hours_mean", "resolution_hours_mean"]
-
-
-@pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    env = os.environ.get("SATISFACTION_KIT_DATA")
-    if env and (Path(env) / "customers.parquet").exists():
-        return Path(env)
-    return request.getfixturevalue("small_demo")
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ demo: one department's tickets over six months, by team and by agent, for every 
 limits and curves within 1e-9 (hours are summed in another order, SDs come from sums of squares)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,10 +18,8 @@ START, END = pd.Timestamp("2025-07-01"), pd.Timestamp("2025-12-31")
 
 
 @pytest.fixture(scope="module")
-def ds(request):
-    env = os.environ.get("SATISFACTION_KIT_DATA")
-    folder = Path(env) if env and (Path(env) / "customers.parquet").exists() else request.getfixturevalue("small_demo")
-    return load_dataset(folder, emit_warnings=False)
+def ds(demo_dir):
+    return load_dataset(demo_dir, emit_warnings=False)
 
 
 def rows(ds, table: str, department: str, date_column: str) -> pd.DataFrame:

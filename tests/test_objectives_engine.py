@@ -7,7 +7,6 @@ numbers and texts on both paths. The Spark engine is checked against DuckDB in t
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,6 @@ from helpers.kpi_tiles import tiles_from_evaluation
 from helpers.objectives import KpiSource, evaluate_objectives, load_department, parse_objectives
 
 DEPARTMENT_FILES = sorted(p.stem for p in Path("params/departments").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    env = os.environ.get("SATISFACTION_KIT_DATA")
-    if env and (Path(env) / "customers.parquet").exists():
-        return Path(env)
-    return request.getfixturevalue("small_demo")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 query), with the same result as the row funnel (tests/test_funnel_engine.py checks every kind)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,10 +14,8 @@ START, END = pd.Timestamp("2025-07-01"), pd.Timestamp("2025-12-31")
 
 
 @pytest.fixture(scope="module")
-def ds(request):
-    env = os.environ.get("SATISFACTION_KIT_DATA")
-    folder = Path(env) if env and (Path(env) / "customers.parquet").exists() else request.getfixturevalue("small_demo")
-    return load_dataset(folder, emit_warnings=False)
+def ds(demo_dir):
+    return load_dataset(demo_dir, emit_warnings=False)
 
 
 @pytest.mark.parametrize("by", ["team", "agent_id"])
