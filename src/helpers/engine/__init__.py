@@ -52,95 +52,10 @@ def dataset_tables(dataset) -> dict[str, str]:
 
 
 def spark_dataset_sources(dataset) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """What a Spark engine needs to see exactly the tables ``dataset`` shows in DuckDB: ``(files, views)``.
+    """:func:`helpers.engine.spark_engine.spark_dataset_sources` (in the Spark extra's module: it needs SQLGlot)."""
+    from helpers.engine.spark_engine import spark_dataset_sources as sources  # noqa: PLC0415
 
-    The dataset's contract tables are DuckDB views over its Parquet files (raw read -> typed select with the
-    column mapping -> as-of cut; for a run's snapshot by reference the same chain, stored in the snapshot). Each
-    view of the chain is parsed with SQLGlot, its ``*`` expanded with the columns DuckDB knows (``* REPLACE``
-    has no Spark form), its sources renamed, and written as Spark SQL; the Parquet files at its leaves become
-    ``files`` (Spark view name -> path). ``views`` are ``(name, Spark SQL)`` in dependency order, ending with
-    ``customers``, ``responses``... When a table is not such a chain over Parquet files (CSV parsed into memory,
-    a copy snapshot, a DuckDB file), the raw files of :func:`dataset_tables` are used instead, without the
-    dataset's mapping and cut (``views`` empty); with none, ``({}, [])``."""
-    con = getattr(dataset, "con", None)
-    if con is not None:
-        try:
-            return _view_chain(dataset, con)
-        except _NotAChain:
-            pass
-    return dataset_tables(dataset), []
-
-
-class _NotAChain(Exception):
-    """A contract table of the dataset is not a chain of DuckDB views over Parquet files."""
-
-
-def _view_chain(dataset, con) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    import re  # noqa: PLC0415
-
-    import sqlglot  # noqa: PLC0415
-    from sqlglot import exp  # noqa: PLC0415
-    from sqlglot.optimizer.qualify import qualify  # noqa: PLC0415
-
-    from helpers.data import TABLE_ORDER  # noqa: PLC0415
-
-    home = con.execute("SELECT current_database()").fetchone()[0]
-    known = {(db, schema, name): sql for db, schema, name, sql in con.execute(
-        "SELECT database_name, schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
-    tables = [t for t in TABLE_ORDER if t in getattr(dataset, "tables", TABLE_ORDER)]
-    names: dict[tuple[str, str, str], str] = {}
-    files: dict[str, str] = {}
-    views: list[tuple[str, str]] = []
-
-    def spark_name(key: tuple[str, str, str]) -> str:
-        if key[0] == home and key[1] == "main" and key[2] in tables:
-            return key[2]
-        return "__kit_" + re.sub(r"\W", "_", f"{key[0]}_{key[1]}_{key[2]}")
-
-    def columns(key: tuple[str, str, str]) -> dict[str, str]:
-        rel = ".".join(quote_ident(k) for k in key)
-        return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
-
-    def resolve(key: tuple[str, str, str]) -> str:
-        if key in names:
-            return names[key]
-        sql = known.get(key)
-        if sql is None:  # a table (a copy), not a view over files
-            raise _NotAChain(key)
-        create = sqlglot.parse_one(sql, read="duckdb")
-        select = create.expression if isinstance(create, exp.Create) else None
-        if not isinstance(select, exp.Query):
-            raise _NotAChain(key)
-        schema: dict[str, dict[str, str]] = {}
-        for table in list(select.find_all(exp.Table)):
-            if isinstance(table.this, exp.ReadParquet):
-                paths = [e for e in table.this.expressions if isinstance(e, exp.Literal) and e.is_string]
-                if len(paths) != 1 or len(table.this.expressions) != 1 or any(ch in paths[0].this for ch in "*?["):
-                    raise _NotAChain(key)
-                leaf = f"__kit_file_{len(files)}"
-                files[leaf] = paths[0].this
-                table.replace(exp.to_table(leaf))
-                continue
-            if not isinstance(table.this, exp.Identifier):
-                raise _NotAChain(key)  # another table function (read_csv...)
-            ref = (table.catalog or key[0], table.db or key[1], table.name)
-            if ref not in known and (home, "main", table.name) in known and not table.catalog:
-                ref = (home, "main", table.name)
-            target = resolve(ref)
-            schema[target] = columns(ref)
-            table.replace(exp.to_table(target))
-        if any(isinstance(star, exp.Star) and (star.args.get("replace") or star.args.get("except"))
-               for star in select.find_all(exp.Star)):
-            select = qualify(select, schema=schema, dialect="duckdb", validate_qualify_columns=False,
-                             quote_identifiers=True)
-        name = spark_name(key)
-        names[key] = name
-        views.append((name, select.sql(dialect="spark")))
-        return name
-
-    for t in tables:
-        resolve((home, "main", t))
-    return files, views
+    return sources(dataset)
 
 
 def connect(settings: EngineSettings | Mapping | None = None, tables: Mapping[str, str] | None = None,
