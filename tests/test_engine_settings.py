@@ -159,3 +159,18 @@ def test_spill_folders_of_dead_processes_are_removed(tmp_path):
     con.close()
     assert not dead.exists()
     assert alive.is_dir() and other.is_dir()
+
+
+def test_every_connection_the_kit_opens_has_the_process_memory_limit(monkeypatch):
+    """Issue 14 (10M bench): the voice, KPI row path and selection connections were opened with DuckDB's default
+    (80% of the machine per connection)."""
+    import pandas as pd
+
+    from helpers import selection, voice
+    from helpers.engine.duckdb_engine import duckdb_connection
+
+    reference = duckdb_connection().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    default = __import__("duckdb").connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert reference != default  # the kit's limit differs from DuckDB's default, so the check below can fail
+    for con in (voice._connect(), selection.connection_of({"t": pd.DataFrame({"a": [1]})})):
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == reference

@@ -997,7 +997,9 @@ def _join_customer_columns(df: pd.DataFrame, table: str, columns: list[str], met
         raise KPIError(metric, f"table {table} has no column(s) {missing}; it has {list(df.columns)}{more}")
     import duckdb  # noqa: PLC0415
 
-    local = duckdb.connect()
+    from helpers.engine.duckdb_engine import duckdb_connection  # noqa: PLC0415 - memory limit, spill folder
+
+    local = duckdb_connection()
     try:
         local.register("_rows", df)
         rel = con.execute("SELECT customer_id, " + ", ".join(_quote(c) for c in columns) + " FROM customers")

@@ -147,7 +147,9 @@ def connection_of(data):
     if con is not None:
         return con
     if isinstance(data, Mapping):
-        con = duckdb.connect()
+        from helpers.engine.duckdb_engine import duckdb_connection  # noqa: PLC0415 - memory limit, spill folder
+
+        con = duckdb_connection()
         for name, frame in data.items():
             con.register(str(name), frame)
         return con

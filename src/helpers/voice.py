@@ -113,13 +113,11 @@ def accent_table() -> tuple[str, str]:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
-    try:
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.InvalidInputException:  # pragma: no cover - Jupyter without ipywidgets
-        pass
-    return con
+    """A DuckDB connection as the kit opens them (no extension loading, no progress bar, the process's memory
+    limit and spill folder: :func:`helpers.engine.duckdb_engine.duckdb_connection`)."""
+    from helpers.engine.duckdb_engine import duckdb_connection  # noqa: PLC0415
+
+    return duckdb_connection()
 
 
 _NORMALISER: tuple[int, duckdb.DuckDBPyConnection] | None = None
