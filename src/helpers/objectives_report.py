@@ -1189,6 +1189,7 @@ def delayed_entry_survival(data: pd.DataFrame, duration: str = "duration", event
     from scipy import stats  # noqa: PLC0415
     from statsmodels.duration.survfunc import SurvfuncRight  # noqa: PLC0415
 
+    from helpers.engine.retention_queries import loglog_survival_interval  # noqa: PLC0415
     from helpers.retention import KaplanMeierResult  # noqa: PLC0415
 
     frame = data[[c for c in (duration, event, entry, group) if c]].copy()
@@ -1207,11 +1208,7 @@ def delayed_entry_survival(data: pd.DataFrame, duration: str = "duration", event
         sf = SurvfuncRight(d, e, entry=en)
         s = np.asarray(sf.surv_prob, float)
         se = np.asarray(sf.surv_prob_se, float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ll = np.log(-np.log(s))
-            sell = se / (s * np.abs(np.log(s)))
-            lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll + z * sell))))
-            hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll - z * sell))))
+        lo, hi = loglog_survival_interval(s, se, z)
         part = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
                              "at_risk": np.asarray(sf.n_risk, "int64"), "events": np.asarray(sf.n_events, "int64")})
         if part.empty:

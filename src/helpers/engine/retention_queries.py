@@ -158,6 +158,18 @@ def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, c
     return out[columns]
 
 
+def loglog_survival_interval(s: np.ndarray, se: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Log-log (complementary log-log) pointwise interval of a survival curve ``s`` with standard errors ``se``:
+    ``exp(-exp(log(-log s) -/+ z se / (s |log s|)))``, 1 where ``s = 1`` and 0 where ``s = 0`` (Kalbfleisch &
+    Prentice 2002, 4.3; R survival's ``conf.type = "log-log"``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = np.log(-np.log(s))
+        sell = se / (s * np.abs(np.log(s)))
+        lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll + z * sell))))
+        hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll - z * sell))))
+    return lo, hi
+
+
 def delayed_entry_km_from_counts(counts: pd.DataFrame, group: str | None = None, alpha: float = 0.05):
     """:func:`helpers.objectives_report.delayed_entry_survival` from :func:`delayed_entry_counts`: months =
     days / 30.4375, entry clipped at 0, customers with entry at or after their exit left out; statsmodels
@@ -186,11 +198,7 @@ def delayed_entry_km_from_counts(counts: pd.DataFrame, group: str | None = None,
         sf = SurvfuncRight(d, e, entry=en, freq_weights=w)
         s = np.asarray(sf.surv_prob, float)
         se = sf.surv_prob_se = _greenwood_se(s, np.asarray(sf.n_risk, float), np.asarray(sf.n_events, float))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ll = np.log(-np.log(s))
-            sell = se / (s * np.abs(np.log(s)))
-            lo = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll + z * sell))))
-            hi = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, np.exp(-np.exp(ll - z * sell))))
+        lo, hi = loglog_survival_interval(s, se, z)
         n_total = int(w.sum())
         table = pd.DataFrame({"time": sf.surv_times, "survival": s, "ci_low": lo, "ci_high": hi,
                               "at_risk": np.rint(np.asarray(sf.n_risk, float)).astype("int64"),
