@@ -16,7 +16,8 @@ Stages (``run_reports``):
 3. **Execute** in ``--workers`` worker processes (forked once, papermill and nbconvert imported once): papermill's
    Python API with a warm kernel per report (:mod:`helpers.reports.warm_kernels`: a fresh process forked from a
    server that has already imported the scientific stack; the inline matplotlib backend forced, whatever
-   ``MPLBACKEND`` says), then the page protocol check (:func:`helpers.reports.registry.check_summary`,
+   ``MPLBACKEND`` says; the executed notebook written once when it ends, :mod:`helpers.reports.papermill_engine`),
+   then the page protocol check (:func:`helpers.reports.registry.check_summary`,
    :func:`~helpers.reports.registry.charts_problem`) and HTML export in the same worker, with what changed since
    the previous complete run (:mod:`helpers.reports.changes`) at the top of department pages.
    A failing report gets an error page and keeps its executed notebook; the others go on.
@@ -484,6 +485,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
     """Execute one notebook with papermill and write its HTML (or error page). Never raises."""
     import papermill as pm
     from helpers.reports import export
+    from helpers.reports.papermill_engine import ENGINE_NAME
     t0 = time.perf_counter()
     run_dir_p = Path(run_dir)
     out_nb = run_dir_p / job.executed_notebook
@@ -493,6 +495,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
         p.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in job.parameters.items() if not k.startswith("__")}
     result = {"name": job.name, "status": "ok", "error": None}
+    executed = None  # the executed notebook (papermill also wrote it to out_nb)
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     pm_logger = logging.getLogger("papermill")
@@ -519,11 +522,11 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                 for attempt in (1, 2):
                     try:
                         with kernel_environment():  # the inline backend, whatever MPLBACKEND the scheduler set
-                            pm.execute_notebook(job.notebook, str(out_nb), parameters=params,
-                                                kernel_name=job.parameters["__kernel__"], progress_bar=False,
-                                                log_output=True, stdout_file=stream_log, stderr_file=stream_log,
-                                                cwd=context["cwd"], execution_timeout=context.get("timeout"),
-                                                **extra)
+                            executed = pm.execute_notebook(
+                                job.notebook, str(out_nb), parameters=params, engine_name=ENGINE_NAME,
+                                kernel_name=job.parameters["__kernel__"], progress_bar=False, log_output=True,
+                                stdout_file=stream_log, stderr_file=stream_log, cwd=context["cwd"],
+                                execution_timeout=context.get("timeout"), **extra)
                         break
                     except RuntimeError as exc:
                         # a kernel that died before answering kernel_info ran no cell: start one fresh kernel
@@ -560,7 +563,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
                     from helpers.reports.changes import changes_for_report
                     changes = changes_for_report(job.name, summary, context.get("previous"))
                     result["changes"] = changes.to_dict()
-                nb = export.read_notebook(out_nb)
+                nb = executed if executed is not None else export.read_notebook(out_nb)
                 html = export.render_report(nb, freshness=context["freshness"],
                                             fingerprint=context["fingerprint"],
                                             warnings=summary.get("warnings", []), changes=changes, **page_ctx)
@@ -1279,6 +1282,7 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
     import papermill  # noqa: F401 - imported once here, inherited by the forked workers
     import nbconvert  # noqa: F401
     from helpers.reports import export as _export  # noqa: F401
+    from helpers.reports import papermill_engine as _engine  # noqa: F401
     state.tmp_dir = tmp_dir
     tmp_dir.mkdir(parents=True, exist_ok=False)
     for sub in ("notebooks", "logs", "summaries"):
