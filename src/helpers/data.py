@@ -985,6 +985,113 @@ def reference_changes(references: Mapping[str, Mapping[str, object]], *, content
     return changes
 
 
+# --- the run store: validated tables once per data fingerprint ----------------------------------------------
+
+STORE_VERSION = 1
+STORE_RECORD = "entry.json"
+_STORE_TMP = ".tmp-"
+
+
+def _store_code_digest() -> str:
+    """BLAKE2b of the modules that shape the typed tables (reading, typing, export profiles): a kit whose typing
+    rules changed does not reuse tables typed by an older one."""
+    h = hashlib.blake2b(digest_size=8)
+    here = Path(__file__).resolve().parent
+    for name in ("data.py", "schema.py", "sources.py"):
+        try:
+            h.update((here / name).read_bytes())
+        except OSError:  # pragma: no cover - an installed kit without sources
+            h.update(name.encode())
+    return h.hexdigest()
+
+
+def store_key(fingerprint: str, source: str | os.PathLike[str], mapping: object = None,
+              dimensions: object = None) -> str:
+    """The name of a dataset's entry in a run store: BLAKE2b-128 of the data's fingerprint (source bytes and what
+    shaped the tables), the source's absolute location, the column mapping and kept dimensions, the store's
+    format and the kit's typing code (:func:`_store_code_digest`). Equal keys hold the same typed tables."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"version": STORE_VERSION, "code": _store_code_digest(), "fingerprint": fingerprint,
+                         "source": os.path.abspath(source), "mapping": mapping or {},
+                         "dimensions": {t: list(c) for t, c in sorted((dimensions or {}).items()) if c}},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def read_store_entry(store: str | os.PathLike[str], key: str, *, content: bool = True) -> dict | None:
+    """The record of the run store's entry ``key`` (``store/<key>/entry.json``: tables, files, soft problems,
+    per table the Parquet file's reference) or None when there is none or it cannot be trusted: its record is
+    unreadable or of another key, or a file is gone or changed (:func:`reference_changes`; ``content=True``
+    hashes the files' bytes again)."""
+    folder = Path(store) / key
+    try:
+        record = json.loads((folder / STORE_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key or record.get("version") != STORE_VERSION:
+        return None
+    refs = record.get("references") or {}
+    if set(refs) != set(record.get("tables") or ()) or reference_changes(refs, content=content):
+        return None
+    return record
+
+
+def write_store_entry(dataset: "Dataset", store: str | os.PathLike[str]) -> dict:
+    """Store ``dataset``'s typed tables (validated, column-mapped, *before* the as-of cut) once under
+    ``store/<key>/<table>.parquet`` (:func:`store_key`) and return the entry's record; an entry already there
+    whose files are intact is reused as it is (nothing written). Written by DuckDB's ``COPY ... TO`` (streams,
+    spills past ``engine.duckdb.memory_limit``; no pandas frame) into ``store/.tmp-<key>-<pid>``, then renamed
+    into place in one step, so an entry is complete or absent. A damaged entry is replaced."""
+    if dataset.store_inputs is None:
+        raise ValueError(f"{dataset.source}: only a dataset loaded from its source can be stored (not a snapshot)")
+    store = Path(os.path.abspath(store))
+    key = store_key(dataset.fingerprint, dataset.source, **dataset.store_inputs)
+    found = read_store_entry(store, key)
+    if found is not None:
+        return found
+    final = store / key
+    tmp = store / f"{_STORE_TMP}{key}-{os.getpid()}"
+    if tmp.exists():
+        import shutil  # noqa: PLC0415
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        references: dict[str, dict[str, object]] = {}
+        for t in dataset.tables:
+            out = tmp / f"{t}.parquet"
+            dataset.con.execute(f"COPY (SELECT * FROM {_TYPED}{t}) TO {_lit(str(out))} "
+                                "(FORMAT parquet, COMPRESSION zstd)")
+            st = out.stat()
+            references[t] = {"path": str(final / out.name), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                             "blake2b": _file_blake2b(out)}
+        record = {"version": STORE_VERSION, "key": key, "fingerprint": dataset.fingerprint,
+                  "source": dataset.origin, "tables": list(dataset.tables), "files": dataset.files,
+                  "absent_columns": dataset.absent_columns, "dimensions": dataset.dimensions,
+                  "problems": [p.to_dict() for p in dataset.problems], "validated": dataset.validated,
+                  "references": references,
+                  "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+        (tmp / STORE_RECORD).write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
+        if final.exists():  # damaged (read_store_entry refused it): set aside, then replaced in one step
+            import shutil  # noqa: PLC0415
+            aside = store / f"{_STORE_TMP}{key}-{os.getpid()}-damaged"
+            os.replace(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        import shutil  # noqa: PLC0415
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def store_entries(store: str | os.PathLike[str]) -> list[str]:
+    """The keys of a run store's entries (complete or not; not the temporary folders of a write under way)."""
+    store = Path(store)
+    if not store.is_dir():
+        return []
+    return sorted(d.name for d in store.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 # --- the dataset -----------------------------------------------------------------------------------------
 
 class Dataset:
@@ -1022,6 +1129,11 @@ class Dataset:
         # and snapshots by reference (which read those files); {} otherwise
         self.file_references: dict[str, dict[str, object]] = {}
         self.storage = "files"  # where the rows live: "files" (the source), "copy"/"reference" (a kit snapshot)
+        self.validated = True  # loaded with validate=True (a run store keeps only what its entry says)
+        # what shaped the tables besides the source's bytes (column mapping, kept dimensions): the run store's
+        # key (:func:`store_key`); None for a snapshot (its tables are already cut)
+        self.store_inputs: dict[str, object] | None = None
+        self.store_key = ""  # the run store entry the tables were read from or stored in ("" : none)
 
     def excluded_messages(self, future_only: bool = False) -> list[str]:
         """The cuts as sentences for a report's data-quality section (``future_only``: only the dates after
@@ -1131,7 +1243,8 @@ class Dataset:
                                     expected="dated rows to take the as-of date from")
         return default_as_of(last, today=today)
 
-    def snapshot(self, path: str | os.PathLike[str], *, by_reference: bool = False) -> Path:
+    def snapshot(self, path: str | os.PathLike[str], *, by_reference: bool = False,
+                 store: str | os.PathLike[str] | None = None) -> Path:
         """Write the loaded, validated, column-mapped tables (and fingerprint, warnings) into one DuckDB file,
         atomically (a temporary file renamed into place). ``load_dataset(path, validate=False)`` reads it
         back without re-validating; its fingerprint is this dataset's.
@@ -1143,14 +1256,23 @@ class Dataset:
         references first (:func:`reference_changes`) and refuses files that changed since, with a
         :class:`DataContractError` naming them; so every reader sees exactly the validated, cut data, and the
         file stays a few hundred KB whatever the data's size. Other sources (CSV files, a DuckDB file, a source
-        set, a snapshot) are copied as with ``by_reference=False``. :attr:`storage` of the loaded snapshot says
-        which ("reference" or "copy")."""
+        set) are copied as with ``by_reference=False``, unless ``store`` names a run store (a report run's
+        ``<out>/.data``): then their typed tables are written there once per data (:func:`write_store_entry`:
+        ``<store>/<key>/<table>.parquet``; a second run on the same data reuses the entry) and the snapshot
+        references those Parquet files exactly like a Parquet source's. A snapshot loaded from a snapshot is
+        always copied. :attr:`storage` of the loaded snapshot says which ("reference" or "copy")."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         for p in (tmp, Path(str(tmp) + ".wal")):
             p.unlink(missing_ok=True)
         views = self._reference_views() if by_reference else None
+        references, store_key_ = (self.file_references, self.store_key) if views is not None else ({}, "")
+        if views is None and by_reference and store is not None and self.store_inputs is not None \
+                and self.storage == "files":
+            record = write_store_entry(self, store)
+            views, references, store_key_ = self._store_views(record), record["references"], record["key"]
+            self.store_key = store_key_
         alias = "__kit_snapshot"
         self.con.execute(f"ATTACH {_lit(str(tmp))} AS {alias}")
         try:
@@ -1175,7 +1297,7 @@ class Dataset:
                     "dimensions": json.dumps(self.dimensions),
                     "problems": json.dumps([p.to_dict() for p in self.problems]),
                     "storage": "reference" if views is not None else "copy",
-                    "references": json.dumps(self.file_references if views is not None else {}),
+                    "references": json.dumps(references), "store": store_key_,
                     "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
             self.con.executemany(f"INSERT INTO {alias}.main.{META_TABLE} VALUES (?, ?)", list(meta.items()))
         finally:
@@ -1190,10 +1312,7 @@ class Dataset:
         keep)."""
         if self.storage != "files" or not self.tables or set(self.tables) - set(self.file_references):
             return None
-        home = self.con.execute("SELECT current_database()").fetchone()[0]
-        found = dict(self.con.execute(
-            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal "
-            "AND NOT temporary", [home]).fetchall())
+        found = self._own_views()
         views = []
         for t in self.tables:
             file = Path(str(self.file_references[t]["path"]))
@@ -1204,6 +1323,25 @@ class Dataset:
                 return None  # read through a relative path (the snapshot would depend on the reader's folder)
             views += [found[n] for n in names]
         return views
+
+    def _own_views(self) -> dict[str, str]:
+        """``{view name: CREATE VIEW statement}`` of the views of this dataset's connection (DuckDB's own
+        serialisation)."""
+        home = self.con.execute("SELECT current_database()").fetchone()[0]
+        return dict(self.con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal "
+            "AND NOT temporary", [home]).fetchall())
+
+    def _store_views(self, record: Mapping[str, object]) -> list[str]:
+        """The ``CREATE VIEW`` statements that rebuild this dataset's tables from a run store entry: per table the
+        read of the stored Parquet file (typed already), the typed view over it and this dataset's as-of cut."""
+        found, views = self._own_views(), []
+        for t in self.tables:
+            file = str(record["references"][t]["path"])  # type: ignore[index]
+            views += [f"CREATE VIEW __raw_{t} AS SELECT * FROM read_parquet({_lit(file)});",
+                      f"CREATE VIEW {_TYPED}{t} AS SELECT * FROM __raw_{t};", found[t]]
+        return views
+
     def close(self) -> None:
         self.con.close()
 
@@ -1283,7 +1421,8 @@ def _table_name(table: str) -> str:
 def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Mapping[str, str]] | None = None,
                  validate: bool = True, *, min_responses: int = 30, emit_warnings: bool = True,
                  as_of: object = None, today: object = None,
-                 dimensions: Mapping[str, Sequence[str]] | None = None) -> Dataset:
+                 dimensions: Mapping[str, Sequence[str]] | None = None,
+                 store: str | os.PathLike[str] | None = None) -> Dataset:
     """Load the contract tables from a folder (``<table>.parquet`` or ``<table>.csv``) or a DuckDB file
     (tables ``customers``, ``responses``, ``tickets``, ``org``; or a kit snapshot). Only ``responses`` is
     required: a table without a file is absent (``Dataset.tables``, ``Dataset.has``), never an empty table.
@@ -1305,6 +1444,12 @@ def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Ma
     :func:`default_as_of` of the data up to today (what a report run uses by default; a partly observed last
     month is left out). The cuts are in ``Dataset.excluded`` and ``Dataset.warnings``; ``Dataset.as_of`` is
     the date cut at.
+
+    ``store`` (a run store, see :meth:`Dataset.snapshot`): a folder source whose entry is there, intact and of
+    the same key (:func:`store_key`: the files' bytes, the folder, the mapping, the dimensions, the kit's
+    typing code) is read from the stored Parquet files instead of parsing its CSV files again; the validation
+    they passed is not repeated (its soft problems are kept in the entry; the as-of cut and the warnings that
+    depend on it are computed again). The result is the same dataset.
     """
     src = Path(source)
     try:
@@ -1325,36 +1470,37 @@ def load_dataset(source: str | os.PathLike[str], column_mapping: Mapping[str, Ma
                                                  f"{', '.join(TABLE_ORDER)}", field="dimensions")
     con = _connect()
     try:
-        return _load(con, src, mapping, validate, min_responses, emit_warnings, as_of_day, today_day, dims)
+        return _load(con, src, mapping, validate, min_responses, emit_warnings, as_of_day, today_day, dims, store)
     except BaseException:
         con.close()
         raise
 
 
-def _open_folder(con, src: Path, problems: list[DataProblem]) -> tuple[dict[str, tuple[str, str]], dict[str, Path]]:
-    """Each table file of a folder as a raw relation: ``{table: (file shown in messages, relation)}``."""
-    paths, found = _find_table_files(src)
-    problems += found
+def _open_folder(con, paths: Mapping[str, Path], problems: list[DataProblem]) -> dict[str, tuple[str, str]]:
+    """Each table file of a folder (:func:`_find_table_files`) as a raw relation: ``{table: (file shown in
+    messages, relation)}``. Files are read through their absolute path (a snapshot by reference keeps the
+    views, which must not depend on the reader's working folder); messages show the path as given."""
     relations: dict[str, tuple[str, str]] = {}
     for name, p in paths.items():
         rel = f"__raw_{name}"
+        absolute = os.path.abspath(p)
         if p.name.endswith((".csv", ".csv.gz")):
             nulls = "[" + ", ".join(map(_lit, CSV_NULLS)) + "]"
             try:
-                con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(str(p))}, "
+                con.execute(f"CREATE TEMP TABLE {rel} AS SELECT * FROM read_csv({_lit(absolute)}, "
                             f"all_varchar = true, header = true, nullstr = {nulls})")
             except duckdb.Error as exc:
                 problems.append(_csv_read_problem(name, p, exc))
                 continue
         else:
             try:
-                con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(str(p))})")
+                con.execute(f"CREATE VIEW {rel} AS SELECT * FROM read_parquet({_lit(absolute)})")
             except duckdb.Error as exc:
                 problems.append(DataProblem(name, f"cannot be read as Parquet: {str(exc).splitlines()[0]}",
                                             source=str(p), expected="a Parquet file", rule="file"))
                 continue
         relations[name] = (str(p), rel)
-    return relations, paths
+    return relations
 
 
 def _open_duckdb(con, src: Path, problems: list[DataProblem]) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
@@ -1395,15 +1541,24 @@ def _check_references(references: Mapping[str, Mapping[str, object]], src: Path,
 
 
 def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warnings: bool,
-          as_of: _dt.date | None, today: _dt.date, dimensions: Mapping[str, tuple[str, ...]] | None = None) -> Dataset:
+          as_of: _dt.date | None, today: _dt.date, dimensions: Mapping[str, tuple[str, ...]] | None = None,
+          store: str | os.PathLike[str] | None = None) -> Dataset:
     dimensions = dict(dimensions or {})
     problems: list[DataProblem] = []
     meta: dict[str, str] = {}
     references: dict[str, dict[str, object]] = {}  # per table its file's immutable reference (Parquet, snapshots)
     if src.is_dir():
-        relations, paths = _open_folder(con, src, problems)
+        paths, found_files = _find_table_files(src)
+        problems += found_files
         fingerprint = _hash_files(paths, mapping if not dimensions else {"mapping": mapping, "dimensions": dimensions},
                                   references)
+        if store is not None and not found_files:
+            record = read_store_entry(store, store_key(fingerprint, src, mapping, dimensions))
+            if record is not None and (record.get("validated") or not validate) \
+                    and set(record.get("tables") or ()) == set(paths):
+                return _load_stored(con, src, record, paths, fingerprint, validate, min_responses, emit_warnings,
+                                    as_of, today, {"mapping": mapping, "dimensions": dimensions})
+        relations = _open_folder(con, paths, problems)
     elif _is_duckdb_file(src):
         relations, meta = _open_duckdb(con, src, problems)
         fingerprint = meta.get("fingerprint") or _hash_files({"duckdb": src}, mapping)
@@ -1480,6 +1635,47 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
     # where the data originally came from (a snapshot remembers its source; shown to readers, not the
     # temporary path of a run folder)
     dataset.origin = (meta or {}).get("source", str(src))
+    dataset.validated = validate
+    dataset.store_inputs = None if meta else {"mapping": mapping, "dimensions": dimensions}
+    return dataset
+
+
+def _load_stored(con, src: Path, record: Mapping[str, object], paths: Mapping[str, Path], fingerprint: str,
+                 validate: bool, min_responses: int, emit_warnings: bool, as_of, today: _dt.date,
+                 store_inputs: dict[str, object]) -> Dataset:
+    """The dataset of a folder source read from its run store entry (:func:`read_store_entry`): the stored
+    Parquet files are the typed tables (views, nothing parsed); the as-of cut and the warnings that depend on it
+    are computed as :func:`_load` does, the soft problems found when the entry was validated are its record's."""
+    tables = tuple(t for t in TABLE_ORDER if t in record["tables"])  # type: ignore[operator]
+    refs: Mapping[str, Mapping[str, object]] = record["references"]  # type: ignore[assignment]
+    for t in tables:
+        con.execute(f"CREATE VIEW __raw_{t} AS SELECT * FROM read_parquet({_lit(str(refs[t]['path']))})")
+        con.execute(f"CREATE VIEW {_TYPED}{t} AS SELECT * FROM __raw_{t}")
+    files = {t: str(paths[t]) for t in tables}
+    absent = {t: list(c) for t, c in dict(record.get("absent_columns") or {}).items() if t in tables}
+    if as_of == LAST_COMPLETE_MONTH:
+        last = _last_day_until(con, today, tables)
+        as_of = None if last is None else default_as_of(last, today=today).date()
+    cutoff, excluded = _cut_by_date(con, files, as_of, today, None, tables)
+    if validate:
+        soft = [DataProblem.from_dict(d) for d in record.get("problems") or []]  # type: ignore[union-attr]
+        attributes = [c for c in _describe(con, f"{_TYPED}responses") if attribute_column(TABLES["responses"], c)]
+        found = date_warnings(excluded) + [p.message() for p in soft] + _soft_warnings(
+            con, min_responses, attributes, tables, absent)
+    else:
+        soft, found = [], date_warnings(excluded)
+    if emit_warnings:
+        for w in found:
+            _warnings.warn(w, DataQualityWarning, stacklevel=4)
+    dataset = Dataset(con, str(src), fingerprint, found, files, excluded=excluded,
+                      as_of=pd.Timestamp(as_of) if as_of is not None else None, tables=tables, absent_columns=absent)
+    dataset.problems = soft
+    dataset.dimensions = {t: list(c) for t, c in dict(record.get("dimensions") or {}).items() if t in tables}
+    dataset.cutoff = pd.Timestamp(cutoff)
+    dataset.file_references = {t: dict(refs[t]) for t in tables}  # the stored files are what it reads
+    dataset.validated = validate
+    dataset.store_inputs = store_inputs
+    dataset.store_key = str(record["key"])
     return dataset
 
 
