@@ -987,6 +987,7 @@ def reference_changes(references: Mapping[str, Mapping[str, object]], *, content
 
 # --- the run store: validated tables once per data fingerprint ----------------------------------------------
 
+RUN_STORE = ".data"  # a report output folder's run store (helpers.reports.runner): <out>/.data/<key>/<table>.parquet
 STORE_VERSION = 1
 STORE_RECORD = "entry.json"
 _STORE_TMP = ".tmp-"

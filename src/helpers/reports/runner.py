@@ -335,30 +335,36 @@ def _check_kernels(names: set[str]) -> None:
 def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = None) -> DataInfo:
     """Load and validate the data once, cut at the run's as-of date (``as_of``, else the last complete month
     of the data: rows dated later are left out and listed in the warnings); snapshot it into
-    ``run_dir/data.duckdb`` (not in a dry run): by reference for Parquet folders (views over the source files
-    plus each file's size, modification time and content hash; no rows are copied), a copy otherwise
-    (:meth:`helpers.data.Dataset.snapshot`)."""
+    ``run_dir/data.duckdb`` (not in a dry run), always by reference (views plus each referenced file's size,
+    modification time and content hash; no rows are copied): Parquet files of a folder are referenced where they
+    are; other sources (CSV folders, export profiles, a DuckDB file) have their validated tables stored once per
+    data in the output folder's run store ``<out>/.data/<key>/<table>.parquet`` (shared by its runs; a second
+    run on the same CSV folder reads the entry instead of parsing the files again) and the snapshot references
+    those (:meth:`helpers.data.Dataset.snapshot`). :func:`prune_runs` removes entries no kept run uses."""
     import warnings as _warnings
-    from helpers.data import LAST_COMPLETE_MONTH, load_dataset
+    from helpers.data import LAST_COMPLETE_MONTH, RUN_STORE, load_dataset, snapshot_meta
+    store = run_dir.parent / RUN_STORE if run_dir is not None else None
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         ds = load_dataset(source, column_mapping=getattr(cfg, "column_mapping", None) or None,
-                          min_responses=getattr(cfg, "min_responses", 30), as_of=as_of or LAST_COMPLETE_MONTH)
+                          min_responses=getattr(cfg, "min_responses", 30), as_of=as_of or LAST_COMPLETE_MONTH,
+                          store=store)
     try:
         from helpers.params_check import check_params_for_run  # params vs data, every mismatch at once (issue 12)
         params_warnings = check_params_for_run(cfg, ds, dry_run=run_dir is None)
         first, last = ds.date_range()
         rows = {t: int(ds.count(t)) for t in getattr(ds, "tables", ("customers", "responses", "tickets", "org"))}
-        snapshot = ""
+        snapshot, meta = "", {}
         if run_dir is not None:
-            snapshot = str(ds.snapshot(run_dir / "data.duckdb", by_reference=True))
-        by_reference = bool(snapshot) and _snapshot_storage(Path(snapshot)) == "reference"
+            snapshot = str(ds.snapshot(run_dir / "data.duckdb", by_reference=True, store=store))
+            meta = snapshot_meta(snapshot)
+        by_reference = (meta.get("storage") or "copy") == "reference"
         return DataInfo(source=str(source), fingerprint=ds.fingerprint, snapshot=snapshot,
                         first_date=str(first.date()), last_date=str(last.date()), warnings=list(ds.warnings) + params_warnings,
                         rows=rows, as_of=as_of or str(ds.as_of.date()),
                         excluded=[f.to_dict() for f in ds.excluded], departments=list(ds.departments),
                         storage=("reference" if by_reference else "copy") if snapshot else "",
-                        references=dict(ds.file_references) if by_reference else {})
+                        references=json.loads(meta.get("references") or "{}") if by_reference else {})
     finally:
         ds.close()
 
@@ -742,8 +748,10 @@ def switch_latest(out: Path, run_id: str) -> str:
 
 
 def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
-    """Delete complete runs older than the newest ``keep`` (by start time, :func:`list_runs`; never ``protect``).
-    ``.tmp-*`` folders of killed runs are removed at the start of the next run (:func:`remove_stale_runs`)."""
+    """Delete complete runs older than the newest ``keep`` (by start time, :func:`list_runs`; never ``protect``),
+    then the run store's entries (``out/.data``) that no remaining run folder references (:func:`_prune_store`).
+    ``.tmp-*`` folders of killed runs are removed at the start of the next run (:func:`remove_stale_runs`).
+    Only called while holding ``out/.lock``: no other run is writing or reading a new entry meanwhile."""
     if keep is None:
         return []
     if keep < 1:
@@ -755,6 +763,47 @@ def prune_runs(out: Path, keep: int, protect: str) -> list[str]:
         target = ensure_inside(run["path"], out)
         shutil.rmtree(target)
         removed.append(run["run_id"])
+    _prune_store(out)
+    return removed
+
+
+def _prune_store(out: Path) -> list[str]:
+    """Remove the entries of ``out``'s run store that no folder of ``out`` (complete runs, reproductions, a run
+    under way) references in its ``data.duckdb`` (or, when that cannot be read, its manifest), and the temporary
+    folders of writes a killed run left; the keys removed. When a run's references cannot be read at all,
+    nothing is removed (an entry it may use is never taken away)."""
+    from helpers.data import RUN_STORE, snapshot_meta, store_entries
+    store = out / RUN_STORE
+    if not store.is_dir():
+        return []
+    used: set[str] = set()
+    for folder in out.iterdir():
+        if folder.name == RUN_STORE or folder.is_symlink() or not folder.is_dir():
+            continue
+        snapshot, manifest = folder / "data.duckdb", folder / "manifest.json"
+        if not snapshot.exists() and not manifest.exists():
+            continue
+        meta = snapshot_meta(snapshot)
+        if meta:
+            refs = json.loads(meta.get("references") or "{}")
+            used.add(meta.get("store") or "")
+        else:
+            try:
+                refs = dict(json.loads(manifest.read_text(encoding="utf-8"))["data"].get("references") or {})
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return []  # a run whose data we cannot tell: keep every entry
+        for ref in refs.values():
+            path = Path(str(ref.get("path", "")))
+            if path.parent.parent == store:
+                used.add(path.parent.name)
+    removed = []
+    for leftover in store.iterdir():
+        if leftover.name.startswith(".tmp-") and leftover.is_dir():
+            shutil.rmtree(ensure_inside(leftover, out), ignore_errors=True)
+    for key in store_entries(store):
+        if key not in used:
+            shutil.rmtree(ensure_inside(store / key, out))
+            removed.append(key)
     return removed
 
 
@@ -1532,8 +1581,10 @@ def check_referenced_data(run_dir: Path, manifest: dict) -> None:
         return
     changes = reference_changes(json.loads(meta.get("references") or "{}"), content=True)
     if changes:
+        stored = (f" (the validated tables of {meta.get('source', 'the source')}, kept in the output folder's run "
+                  f"store, entry {meta['store']})") if meta.get("store") else ""
         raise ReportRunError(
-            f"run {manifest.get('run_id', run_dir.name)} read its data by reference (fingerprint "
+            f"run {manifest.get('run_id', run_dir.name)} read its data by reference{stored} (fingerprint "
             f"{str(meta.get('fingerprint', ''))[:16]}), and that data changed since: " + "; ".join(changes)
             + ". A reproduction must read the data the run validated: restore those files (same bytes), or start "
               f"a new run on the current data (python -m helpers.reports run --as-of {manifest.get('as_of', '')})")
