@@ -792,10 +792,9 @@ def _prune_store(out: Path) -> list[str]:
                 refs = dict(json.loads(manifest.read_text(encoding="utf-8"))["data"].get("references") or {})
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return []  # a run whose data we cannot tell: keep every entry
-        for ref in refs.values():
-            path = Path(str(ref.get("path", "")))
-            if path.parent.parent == store:
-                used.add(path.parent.name)
+        # by the entry's name (the key), whatever spelling of the output folder the run used (relative,
+        # through a symlink): keeping an entry too many is harmless, removing one a run reads is not
+        used.update(Path(str(ref.get("path", ""))).parent.name for ref in refs.values())
     removed = []
     for leftover in store.iterdir():
         if leftover.name.startswith(".tmp-") and leftover.is_dir():
