@@ -131,13 +131,14 @@ def test_sources_that_cannot_be_referenced_are_copied(demo, tmp_path):
     ds.close()
 
 
-def test_a_source_read_through_a_relative_path_is_copied(demo, tmp_path, monkeypatch):
-    """Views over a relative path would read whatever the reader's working folder holds: copy instead."""
+def test_a_source_given_by_a_relative_path_is_referenced_by_its_absolute_path(demo, tmp_path, monkeypatch):
+    """Views over a relative path would read whatever the reader's working folder holds: the files are read (and
+    referenced) through their absolute path, so the snapshot reads the same files from any folder."""
     monkeypatch.chdir(demo.parent)
     ds = _load(demo.name)
     snap = ds.snapshot(tmp_path / "rel.duckdb", by_reference=True)
     ds.close()
-    assert snapshot_meta(snap)["storage"] == "copy"
+    assert snapshot_meta(snap)["storage"] == "reference"
     monkeypatch.chdir(tmp_path)
     again = _load(snap, validate=False)
     assert again.count("responses") > 0
