@@ -973,6 +973,9 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
                                        period_end, seed)
         if names is False:
             return report
+        # the company's value chain first: the retention page shares it and asks for it last, so in a run the
+        # two company pages do not both wait for it (the first to ask computes it, the other reads the cache)
+        report.worth = _page_worth(ds, cfg, report)
         # the departments: the same analysis as on each department page (shared, cached per run)
         results, sizes = {}, []
         analyses = {name: department_driver_analysis(ds, cfg, name, period=report.period, outcome=report.outcome,
@@ -993,7 +996,6 @@ def prepare_drivers_report(department: str = "all", outcome: str = "", drivers: 
     report.by_department = SegmentDrivers(segment="department", outcome=report.outcome, results=results,
                                           sizes=size_frame, warnings=[])
     report.differences = _differences(report.by_department, report.department)
-    report.worth = _page_worth(ds, cfg, report)
     return report
 
 

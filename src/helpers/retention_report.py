@@ -699,24 +699,26 @@ def _analyse(report: RetentionReport, frame, customers, responses, settings, eng
              if report.has_dates else None)
         _run(report, "survival curves", lambda: setattr(report, "survival", R.kaplan_meier(frame, group=seg_col)))
         _run(report, "satisfaction and churn", lambda: _hazards(report, frame, responses, seg_col))
-        _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
         _run(report, "sBG projections", lambda: _sbg_fits(report, frame, seg_col, n_boot))
         _run(report, "sBG holdout check", lambda: _sbg_holdout(report, sel, n_boot))
         _run(report, "retention-rate forecast", lambda: _rate_forecast(report, sel))
         _run(report, "lifetime value", lambda: _value(report, _row_margins(frame, seg_col, report.sbg),
                                                       monthly_rate))
+        _run(report, "what satisfaction is worth", lambda: _worth(report, customers, responses))
         return
     part = counts if chosen is None else counts[counts[seg_col].astype(str) == report.segment]
     report.n_customers, report.n_churned = int(part["customers"].sum()), int(part["churned"].sum())
     _run(report, "cohort table", lambda: _engine_cohorts(report, engine, chosen))
     _run(report, "survival curves", lambda: _engine_survival(report, engine, seg_col))
     _run(report, "satisfaction and churn", lambda: _engine_hazards(report, engine, seg_col))
-    _run(report, "what satisfaction is worth", lambda: _engine_worth(report, engine, ds))
     sbg = {}
     _run(report, "sBG projections", lambda: _engine_sbg_fits(report, engine, seg_col, n_boot, sbg))
     _run(report, "sBG holdout check", lambda: _engine_sbg_holdout(report, sbg.get("sbg"), seg_col, n_boot))
     _run(report, "retention-rate forecast", lambda: _rate_forecast(report, None, engine, chosen))
     _run(report, "lifetime value", lambda: _value(report, _count_margins(counts, seg_col, report.sbg), monthly_rate))
+    # last: the drivers page computes this chain first and shares it through the run's cache, so when both
+    # company pages run side by side this one has done its own work by the time it reads the chain
+    _run(report, "what satisfaction is worth", lambda: _engine_worth(report, engine, ds))
 
 
 def _run(report: RetentionReport, what: str, step) -> None:
