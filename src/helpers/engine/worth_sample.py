@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from helpers.engine.aggregates import hash_uint32_sql
+from helpers.engine.aggregates import hash_uint32_sql, smallest_hash_rows
 from helpers.engine.base import Engine, EngineError, quote_ident as q, sql_literal
 
 NO_ANSWERS = "no answers"  # helpers.impact_report.NO_ANSWERS
@@ -171,23 +171,19 @@ def worth_sample(engine: Engine, size: int = DEFAULT_SIZE, seed: int = 0, as_of=
         raise EngineError(f"{engine.name} engine: the customers table has no column(s) {missing}")
     attrs = list(attributes) if attributes is not None else [c for c in rcols if str(c).startswith("attr_")]
     asof_lit = sql_literal(pd.Timestamp(as_of))
-    u = hash_uint32_sql(f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}")
+    text = f"CAST(c.customer_id AS VARCHAR) || ':' || {sql_literal(str(int(seed)))}"
+    u = hash_uint32_sql(text)
     known = f"c.signup_date <= {asof_lit}"
     more = "".join(f", c.{q(c)}" for c in extra)
     # without a revenue column the sample still serves the churn link (the chain then says what is missing)
     rev_sql = f"CAST(c.{q(revenue)} AS DOUBLE)" if revenue in ccols else "CAST(NULL AS DOUBLE)"
     population_size = int(engine.query(f"SELECT count(*) AS n FROM customers AS c WHERE {known}")["n"].iloc[0])
-    # the smallest hashes: first only the customers below a hash bound that holds about 5% more than the sample
-    # (an ORDER BY over every customer sorted them all: 1.2 GB at 10,000,000), the full order when it held fewer
-    expected = int(size) * 1.05 + 6 * np.sqrt(int(size)) + 100
-    bounds = [int(expected / population_size * 2 ** 32)] if expected < population_size else []
-    for bound in [*bounds, None]:
-        below = f" AND {u} < {bound}" if bound is not None else ""
-        cust = engine.query(f"SELECT c.customer_id, c.signup_date, c.end_date, c.{q(segment)}, "
-                            f"{rev_sql} AS {q(revenue)}{more} FROM customers AS c WHERE {known}{below} "
-                            f"ORDER BY {u}, c.customer_id LIMIT {int(size)}")
-        if len(cust) >= min(int(size), population_size):
-            break
+    # the smallest hashes, ordering only the customers below a hash bound (aggregates.smallest_hash_rows)
+    cust = smallest_hash_rows(
+        engine, lambda condition: (f"SELECT c.customer_id, c.signup_date, c.end_date, c.{q(segment)}, {rev_sql} AS "
+                                   f"{q(revenue)}{more} FROM customers AS c WHERE {known} AND {condition} "
+                                   f"ORDER BY {u}, c.customer_id LIMIT {int(size)}"),
+        text, size, population_size)
     cust = cust.sort_values("customer_id", kind="stable").reset_index(drop=True)
     for c in ("signup_date", "end_date"):
         cust[c] = pd.to_datetime(cust[c])
