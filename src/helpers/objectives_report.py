@@ -595,15 +595,28 @@ class DepartmentReport:
         if self.dataset is None:
             return None, "No data loaded."
         if "_call_backs" not in self.__dict__:
+            from helpers.engine import EngineError, open_report_engine  # noqa: PLC0415
             from helpers.voice_report import customers_to_call_back  # noqa: PLC0415
 
             ids = bool(getattr(self.config, "show_customer_ids", False))
             end = self.as_of if self.as_of is not None else self.dataset.default_as_of()
+            # the report's engine (DuckDB or Spark) orders and cuts the list and counts; DuckDB over the dataset
+            # when it cannot be opened or a query fails (the same list: tests/test_voice_followup_engine.py)
+            engine = open_report_engine(self.dataset, self.config)[0] if hasattr(self.dataset, "con") else None
             try:
-                self.__dict__["_call_backs"] = (customers_to_call_back(self.dataset, self.department, end,
-                                                                       show_customer_ids=ids), "")
+                try:
+                    calls = customers_to_call_back(self.dataset, self.department, end, show_customer_ids=ids,
+                                                   engine=engine)
+                except EngineError:
+                    if engine is None:
+                        raise
+                    calls = customers_to_call_back(self.dataset, self.department, end, show_customer_ids=ids)
+                self.__dict__["_call_backs"] = (calls, "")
             except (KitError, ValueError) as exc:
                 self.__dict__["_call_backs"] = (None, f"No list of customers to call back: {exc}")
+            finally:
+                if engine is not None:
+                    engine.close()
         return self.__dict__["_call_backs"]
 
     def call_backs_html(self) -> str:

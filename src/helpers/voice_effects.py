@@ -38,7 +38,7 @@ __all__ = ["ThemeShares", "theme_shares", "theme_verbatims", "ThemeTrends", "the
            "binomial_epidemic_change",
            "ThemeEffects", "theme_effects", "theme_effects_frame", "theme_effect_patterns",
            "theme_effects_from_patterns", "PATTERN_WEIGHT", "comment_sample", "TEXT_SAMPLE", "FollowUpList", "follow_up_list",
-           "follow_up_display"]
+           "follow_up_sql", "follow_up_display"]
 
 _FREQS = ("month", "quarter")
 
@@ -898,10 +898,81 @@ class FollowUpList:
                 f"has waited {int(self.oldest)} days.")
 
 
+def _follow_up_engine(ds, engine):
+    """``(engine, owned, present)``: the engine the follow-up queries run on (``engine``, or ``ds`` when it is
+    one, else DuckDB over the dataset's connection, closed by the caller when ``owned``) and which of tickets
+    and org the data has (survey-only data, issue 12: no ticket links, no owners)."""
+    from helpers.engine import DuckDBEngine
+
+    if engine is None and _is_engine(ds):
+        engine, ds = ds, None
+    owned = engine is None
+    if owned:
+        engine = DuckDBEngine(ds.con)
+    if ds is not None and hasattr(ds, "tables"):
+        present = {t for t in ("tickets", "org") if t in ds.tables}
+    elif ds is not None:
+        present = {"tickets", "org"}
+    else:
+        present = {t for t in ("tickets", "org") if engine.has(t)}
+    return engine, owned, present
+
+
+def follow_up_sql(start, end, department: str | None = None, nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1,
+                  ticket_days: int = 30, require_comment: bool = False, waiting_only: bool = False,
+                  tickets: bool = True, org: bool = True) -> str:
+    """The ``WITH`` clauses of the follow-up list ending in ``listed`` (one row per flagged response with its
+    linked ticket, owner, ticket counts and ``days_waiting``), in the portable DuckDB dialect the engines share
+    (SQLGlot writes it for Spark): day arithmetic by ``date_diff('day', ...)`` on dates, no ``FILTER``, no
+    ``INTERVAL`` on dates. ``tickets`` / ``org``: whether the data has them (else empty stand-ins)."""
+    from helpers.engine.base import sql_literal
+
+    end_day = sql_literal(pd.Timestamp(end).normalize())
+    days = int(ticket_days)
+    ticket_rel = "tickets" if tickets else (
+        "(SELECT CAST(NULL AS VARCHAR) AS ticket_id, CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) "
+        "AS department, CAST(NULL AS VARCHAR) AS team, CAST(NULL AS VARCHAR) AS agent_id, CAST(NULL AS TIMESTAMP) "
+        "AS created_at, CAST(NULL AS TIMESTAMP) AS resolved_at LIMIT 0)")
+    org_rel = "org" if org else "(SELECT CAST(NULL AS VARCHAR) AS person_id, CAST(NULL AS VARCHAR) AS name LIMIT 0)"
+    where = _and(f"CAST(r.response_date AS DATE) BETWEEN {sql_literal(pd.Timestamp(start).normalize())} AND {end_day}",
+                 f"r.nps <= {int(nps_max)} OR r.csat <= {int(csat_max)}",
+                 f"r.department = {sql_literal(str(department))}" if department is not None else "",
+                 "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "",
+                 f"r.followed_up_at IS NULL OR CAST(r.followed_up_at AS DATE) > {end_day}" if waiting_only else "")
+    created = "CAST(t.created_at AS DATE)"
+    return f"""
+    WITH flagged AS (
+        SELECT r.response_id, r.customer_id, CAST(r.response_date AS DATE) AS response_date, r.department,
+               r.csat, r.nps, r.comment
+        FROM responses r WHERE {where}),
+    linked AS (
+        SELECT f.response_id, t.ticket_id, t.team, t.agent_id,
+               row_number() OVER (PARTITION BY f.response_id ORDER BY t.created_at DESC, t.ticket_id DESC) AS rk
+        FROM flagged f JOIN {ticket_rel} t ON t.customer_id = f.customer_id AND t.department = f.department
+        WHERE date_diff('day', {created}, f.response_date) BETWEEN 0 AND {days}),
+    counts AS (
+        SELECT f.response_id,
+               count_if(t.ticket_id IS NOT NULL AND t.resolved_at IS NULL) AS open_tickets,
+               count_if(t.ticket_id IS NOT NULL AND date_diff('day', {created}, {end_day}) BETWEEN 0 AND {days - 1})
+                   AS recent_tickets
+        FROM flagged f LEFT JOIN {ticket_rel} t ON t.customer_id = f.customer_id GROUP BY f.response_id),
+    listed AS (
+        SELECT f.response_id, f.customer_id, f.response_date, f.department, f.csat, f.nps, f.comment,
+               l.ticket_id, coalesce(l.team, '(no linked ticket)') AS team, o.name AS owner,
+               coalesce(c.open_tickets, 0) AS open_tickets, coalesce(c.recent_tickets, 0) AS recent_tickets,
+               date_diff('day', f.response_date, {end_day}) AS days_waiting
+        FROM flagged f
+        LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
+        LEFT JOIN {org_rel} o ON o.person_id = l.agent_id
+        LEFT JOIN counts c ON c.response_id = f.response_id)
+    """
+
+
 def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str | None = None,
                    nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1, ticket_days: int = 30,
                    show_customer_ids: bool = False, require_comment: bool = False, limit: int | None = None,
-                   newest_first: bool = False, waiting_only: bool = False, teams: bool = False) -> FollowUpList:
+                   newest_first: bool = False, waiting_only: bool = False, teams: bool = False,
+                   engine=None) -> FollowUpList:
     """Responses in ``[start, end]`` (default: the calendar month of the latest response) with NPS ``<= nps_max``
     (detractors) or CSAT ``<= csat_max`` (very dissatisfied).
 
@@ -914,75 +985,46 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
     empty or later; the column must exist).
 
     Bounded: ``limit`` rows at most (``ORDER BY`` department, team, oldest first, or with ``newest_first`` the
-    most recent first, then ``LIMIT``), with ``total`` counting them all; themes and sentiment are computed for
-    the listed rows only. ``teams``: the counts per department and team as well (the company-wide page shows
-    those, no rows: ``limit=0``).
-    """
-    from helpers.engine.base import sql_literal
+    most recent first, ties by response id, then ``LIMIT``, in the engine), with ``total`` counting them all;
+    themes and sentiment are computed for the listed rows only. ``teams``: the counts per department and team
+    as well (the company-wide page shows those, no rows: ``limit=0``; the median wait from the middle order
+    statistics, exact).
 
+    Runs on ``engine`` (:func:`helpers.engine.open_report_engine`: DuckDB or Spark, the SQL of
+    :func:`follow_up_sql`); without one on DuckDB over the dataset ``ds`` (``ds`` may also be an engine).
+    """
     cb = _as_codebook(codebook, "follow-up list")
-    con = ds.con
+    engine, owned, present = _follow_up_engine(ds, engine)
+    try:
+        return _follow_up_list(engine, present, cb, start, end, department, nps_max, csat_max, ticket_days,
+                               show_customer_ids, require_comment, limit, newest_first, waiting_only, teams)
+    finally:
+        if owned:
+            engine.close()
+
+
+def _follow_up_list(engine, present, cb, start, end, department, nps_max, csat_max, ticket_days,
+                    show_customer_ids, require_comment, limit, newest_first, waiting_only, teams) -> FollowUpList:
     if end is None:
-        last = con.execute("SELECT max(response_date) FROM responses").fetchone()[0]
-        if last is None:
+        last = engine.query("SELECT max(response_date) AS last FROM responses")["last"].iloc[0]
+        if last is None or pd.isna(last):
             raise KitError("follow-up list: the responses table is empty")
         end = pd.Timestamp(last)
         start = end.replace(day=1) if start is None else start
     start = pd.Timestamp(start) if start is not None else pd.Timestamp(end).replace(day=1)
     end = pd.Timestamp(end)
-    end_day = sql_literal(end.normalize())
-    present = getattr(ds, "tables", ("tickets", "org"))  # survey-only data (issue 12): no ticket links, no owners
-    tickets = "tickets" if "tickets" in present else (
-        "(SELECT NULL::VARCHAR AS ticket_id, NULL::VARCHAR AS customer_id, NULL::VARCHAR AS department, NULL::VARCHAR"
-        " AS team, NULL::VARCHAR AS agent_id, NULL::TIMESTAMP AS created_at, NULL::TIMESTAMP AS resolved_at LIMIT 0)")
-    org = "org" if "org" in present else "(SELECT NULL::VARCHAR AS person_id, NULL::VARCHAR AS name LIMIT 0)"
-    where = _and(f"CAST(r.response_date AS DATE) BETWEEN {sql_literal(start.normalize())} AND {end_day}",
-                 f"r.nps <= {int(nps_max)} OR r.csat <= {int(csat_max)}",
-                 f"r.department = {sql_literal(str(department))}" if department is not None else "",
-                 "r.comment IS NOT NULL AND trim(r.comment) <> ''" if require_comment else "",
-                 f"r.followed_up_at IS NULL OR CAST(r.followed_up_at AS TIMESTAMP) >= {end_day} + INTERVAL 1 DAY"
-                 if waiting_only else "")
-    base = f"""
-    WITH flagged AS (
-        SELECT r.response_id, r.customer_id, CAST(r.response_date AS DATE) AS response_date, r.department,
-               r.csat, r.nps, r.comment
-        FROM responses r WHERE {where}),
-    linked AS (
-        SELECT f.response_id, t.ticket_id, t.team, t.agent_id,
-               row_number() OVER (PARTITION BY f.response_id ORDER BY t.created_at DESC, t.ticket_id DESC) AS rk
-        FROM flagged f JOIN {tickets} t ON t.customer_id = f.customer_id AND t.department = f.department
-             AND CAST(t.created_at AS DATE) <= f.response_date
-             AND CAST(t.created_at AS DATE) >= f.response_date - INTERVAL {int(ticket_days)} DAY),
-    counts AS (
-        SELECT f.response_id,
-               count(t.ticket_id) FILTER (WHERE t.resolved_at IS NULL) AS open_tickets,
-               count(t.ticket_id) FILTER (WHERE CAST(t.created_at AS DATE) > {end_day} - INTERVAL
-                   {int(ticket_days)} DAY AND CAST(t.created_at AS DATE) <= {end_day}) AS recent_tickets
-        FROM flagged f LEFT JOIN {tickets} t ON t.customer_id = f.customer_id GROUP BY f.response_id),
-    listed AS (
-        SELECT f.*, l.ticket_id, coalesce(l.team, '(no linked ticket)') AS team, o.name AS owner,
-               coalesce(c.open_tickets, 0) AS open_tickets, coalesce(c.recent_tickets, 0) AS recent_tickets,
-               date_diff('day', f.response_date, {end_day}) AS days_waiting
-        FROM flagged f
-        LEFT JOIN linked l ON l.response_id = f.response_id AND l.rk = 1
-        LEFT JOIN {org} o ON o.person_id = l.agent_id
-        LEFT JOIN counts c ON c.response_id = f.response_id)
-    """
-    total, n_teams, oldest = con.execute(
-        base + "SELECT count(*), count(DISTINCT (department, team)), max(days_waiting) FROM listed").fetchone()
+    base = follow_up_sql(start, end, department, nps_max, csat_max, ticket_days, require_comment, waiting_only,
+                         tickets="tickets" in present, org="org" in present)
+    groups = ("SELECT department, team, count(*) AS customers, max(days_waiting) AS oldest FROM listed "
+              "GROUP BY department, team")
+    got = engine.query(base + f"SELECT CAST(coalesce(sum(customers), 0) AS BIGINT) AS total, count(*) AS n_teams, "
+                              f"max(oldest) AS oldest FROM ({groups}) AS g").iloc[0]
+    total, n_teams, oldest = got["total"], got["n_teams"], got["oldest"]
     order = ("response_date DESC, response_id DESC" if newest_first
              else "department, team, response_date, response_id")
     bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
-    t = con.execute(base + f"SELECT * FROM listed ORDER BY {order}{bound}").df()
-    per_team = None
-    if teams:
-        per_team = con.execute(
-            base + "SELECT department, team, count(*) AS customers, max(days_waiting) AS oldest, "
-                   "median(days_waiting) AS median_wait, count_if(open_tickets > 0) AS open_tickets FROM listed "
-                   "GROUP BY department, team ORDER BY customers DESC, oldest DESC, department, team").df()
-        for c in ("customers", "oldest", "open_tickets"):
-            per_team[c] = per_team[c].astype(int)
-        per_team["median_wait"] = per_team["median_wait"].astype(float)
+    t = engine.query(base + f"SELECT * FROM listed ORDER BY {order}{bound}")
+    per_team = _follow_up_teams(engine, base) if teams else None
     t["response_date"] = pd.to_datetime(t["response_date"])
     flags = match_themes(t["comment"], cb)
     t["themes"] = [[cb.labels[n] for n, hit in zip(cb.names, row) if hit] for row in flags.to_numpy()]
@@ -992,7 +1034,8 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
         t[c] = pd.to_numeric(t[c]).astype("Int64")
     for c in ("open_tickets", "recent_tickets"):
         t[c] = t[c].fillna(0).astype(int)
-    t["team"] = t["team"].astype(object)
+    for c in ("department", "team", "owner", "comment", "customer_id", "response_id", "ticket_id"):
+        t[c] = t[c].astype(object).where(t[c].notna(), None)  # missing text as None on every engine
     t = t.reset_index(drop=True)
     cols = ["department", "team", "owner", "response_date", "days_waiting", "csat", "nps", "themes", "sentiment",
             "comment", "open_tickets", "recent_tickets"]
@@ -1000,7 +1043,31 @@ def follow_up_list(ds, codebook: Codebook, start=None, end=None, department: str
         cols += ["customer_id", "response_id", "ticket_id"]
     rule = f"NPS 0-{nps_max} or CSAT <= {csat_max}" + (", with a comment" if require_comment else "")
     return FollowUpList(t[cols], start, end, bool(show_customer_ids), rule, int(total or 0), int(n_teams or 0),
-                        None if oldest is None else int(oldest), per_team)
+                        None if oldest is None or pd.isna(oldest) else int(oldest), per_team)
+
+
+def _follow_up_teams(engine, base: str) -> pd.DataFrame:
+    """Per department and team: ``customers``, ``oldest`` and ``median_wait`` (days; the median as the mean of
+    the middle order statistics: rank ``r`` with ``n <= 2r <= n + 2``, i.e. ``(n+1)/2`` for odd ``n`` and
+    ``n/2, n/2+1`` for even ``n``, exact on every engine), ``open_tickets`` (customers with an open ticket),
+    ordered by customers, oldest wait, department and team."""
+    sql = base + """,
+    ranked AS (
+        SELECT department, team, days_waiting, open_tickets,
+               row_number() OVER (PARTITION BY department, team ORDER BY days_waiting) AS rk,
+               count(*) OVER (PARTITION BY department, team) AS n
+        FROM listed)
+    SELECT department, team, count(*) AS customers, max(days_waiting) AS oldest,
+           avg(CASE WHEN 2 * rk BETWEEN n AND n + 2 THEN CAST(days_waiting AS DOUBLE) END) AS median_wait,
+           count_if(open_tickets > 0) AS open_tickets
+    FROM ranked GROUP BY department, team ORDER BY customers DESC, oldest DESC, department, team"""
+    per_team = engine.query(sql)
+    for c in ("customers", "oldest", "open_tickets"):
+        per_team[c] = per_team[c].astype(int)
+    per_team["median_wait"] = per_team["median_wait"].astype(float)
+    for c in ("department", "team"):
+        per_team[c] = per_team[c].astype(object).where(per_team[c].notna(), None)
+    return per_team
 
 
 _FOLLOW_UP_LABELS = {"department": "Department", "team": "Team", "owner": "Owner", "response_date": "Answered",

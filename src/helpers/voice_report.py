@@ -52,7 +52,7 @@ from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_valu
                                 reader_table, shorten, slug)
 from helpers.voice_effects import TEXT_SAMPLE  # the most comments the text analyses read as rows
 
-__all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "CustomersSay",
+__all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "contact_kpi_sql", "CustomersSay",
            "what_customers_say", "WindowThemes", "window_themes", "costliest_unasked", "CallBackList", "customers_to_call_back",
            "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
 
@@ -137,12 +137,16 @@ class ContactKpi:
 
 
 def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | None = None,
-                nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1) -> ContactKpi:
+                nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1, engine=None) -> ContactKpi:
     """Share of unhappy responses (NPS ``<= nps_max`` or CSAT ``<= csat_max``) in ``[start, end]`` followed up
     within ``hours`` hours: ``followed_up_at - response_date <= hours`` (response dates have no time of day, so
     the clock starts at the start of the response day). Responses younger than ``hours`` at the end of the
     period are left out (they cannot have failed yet). Wilson interval (:func:`helpers.kpis.proportion`).
-    Without a ``followed_up_at`` column in responses, ``missing`` says so."""
+    Without a ``followed_up_at`` column in responses, ``missing`` says so.
+
+    Counted by ``engine`` (:func:`helpers.engine.open_report_engine`: DuckDB or Spark; :func:`contact_kpi_sql`),
+    without one by DuckDB over the dataset ``ds``."""
+    from helpers.engine import DuckDBEngine
     from helpers.kpis import proportion
 
     has = getattr(ds, "has", None)
@@ -151,19 +155,36 @@ def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | 
         return ContactKpi(hours, None, f"The responses have no {FOLLOW_UP_COLUMN} column (when the customer was "
                                        "contacted after an unhappy answer); add it to the survey export to measure "
                                        "how fast teams close the loop.")
-    conds = ["CAST(response_date AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE)", "(nps <= ? OR csat <= ?)",
-             f"CAST(response_date AS TIMESTAMP) + INTERVAL {int(hours)} HOUR <= CAST(? AS DATE) + INTERVAL 1 DAY"]
-    params = [pd.Timestamp(start).date(), pd.Timestamp(end).date(), nps_max, csat_max, pd.Timestamp(end).date()]
-    if department is not None:
-        conds.append("department = ?")
-        params.append(department)
-    k, n = ds.con.execute(
-        f"SELECT count_if(followed_up_at IS NOT NULL AND CAST(followed_up_at AS TIMESTAMP) <= "
-        f"CAST(response_date AS TIMESTAMP) + INTERVAL {int(hours)} HOUR), count(*) FROM responses WHERE "
-        + " AND ".join(conds), params).fetchone()
+    sql = contact_kpi_sql(start, end, hours, department, nps_max, csat_max)
+    if engine is None:
+        with DuckDBEngine(ds.con) as duck:
+            got = duck.query(sql)
+    else:
+        got = engine.query(sql)
+    k, n = (0 if pd.isna(got[c].iloc[0]) else int(got[c].iloc[0]) for c in ("k", "n"))
     if not n:
         return ContactKpi(hours, None, "No unhappy answers old enough to judge in this period.")
-    return ContactKpi(hours, proportion(int(k), int(n), metric="contacted_within"))
+    return ContactKpi(hours, proportion(k, n, metric="contacted_within"))
+
+
+def contact_kpi_sql(start, end, hours: int = FOLLOW_UP_HOURS, department: str | None = None,
+                    nps_max: int = NPS_DETRACTOR_MAX, csat_max: int = 1) -> str:
+    """The counts of :func:`contact_kpi` (``k`` followed up in time, ``n`` judged) as one query in the portable
+    DuckDB dialect (SQLGlot writes it for Spark): the period's unhappy answers whose day started at least
+    ``hours`` hours before the end of ``end`` (that latest start written in as a literal)."""
+    from helpers.engine.base import sql_literal
+    from helpers.voice_effects import _and
+
+    end_day = pd.Timestamp(end).normalize()
+    latest = end_day + pd.Timedelta(days=1) - pd.Timedelta(hours=int(hours))
+    where = _and(f"CAST(response_date AS DATE) BETWEEN {sql_literal(pd.Timestamp(start).normalize())} AND "
+                 f"{sql_literal(end_day)}",
+                 f"nps <= {int(nps_max)} OR csat <= {int(csat_max)}",
+                 f"CAST(response_date AS TIMESTAMP) <= CAST({sql_literal(latest)} AS TIMESTAMP)",
+                 f"department = {sql_literal(str(department))}" if department is not None else "")
+    return (f"SELECT CAST(coalesce(count_if(followed_up_at IS NOT NULL AND CAST(followed_up_at AS TIMESTAMP) <= "
+            f"CAST(response_date AS TIMESTAMP) + INTERVAL {int(hours)} HOUR), 0) AS BIGINT) AS k, count(*) AS n "
+            f"FROM responses WHERE {where}")
 
 
 # ------------------------------------------------------------------------------------------------ the page
@@ -712,8 +733,8 @@ def _analyse(report: VoiceReport, ds, engine, cfg, cb, dept, start, end, follow_
     last_month = pd.Timestamp(end).replace(day=1)
     fu_start = max(last_month, pd.Timestamp(start))
     report.follow_up = follow_up_list(ds, cb, fu_start, end, dept, show_customer_ids=report.show_customer_ids,
-                                      require_comment=True, limit=FOLLOW_UP_ROWS, teams=dept is None)
-    report.contact = contact_kpi(ds, fu_start, end, follow_up_hours, dept)
+                                      require_comment=True, limit=FOLLOW_UP_ROWS, teams=dept is None, engine=engine)
+    report.contact = contact_kpi(ds, fu_start, end, follow_up_hours, dept, engine=engine)
 
 
 # ------------------------------------------------------------------------------------------------ department section
@@ -1231,13 +1252,14 @@ def _team_text(team, owner) -> str:
 
 def customers_to_call_back(ds, department: str, end, codebook=None, weeks: int = CALL_BACK_WEEKS,
                            limit: int = CALL_BACK_LIMIT, show_customer_ids: bool = False,
-                           hours: int = FOLLOW_UP_HOURS) -> CallBackList:
+                           hours: int = FOLLOW_UP_HOURS, engine=None) -> CallBackList:
     """Unhappy customers of ``department`` (NPS 0-6 or CSAT 1) of the ``weeks`` weeks up to ``end`` who left a
     comment and have not been followed up by the end of ``end`` (``responses.followed_up_at`` empty, or later:
     a report as of a past date does not know of later calls), most recent first, at most ``limit`` rows (team and
     last agent, themes, days waiting from :func:`helpers.voice_effects.follow_up_list`), and "contacted within
     ``hours`` hours" (:func:`contact_kpi`) over the same weeks. Without a ``followed_up_at`` column the list cannot
-    tell who is still waiting: ``missing`` says so in one line."""
+    tell who is still waiting: ``missing`` says so in one line. Both are counted by ``engine`` (the report's,
+    :func:`helpers.engine.open_report_engine`: DuckDB or Spark), without one by DuckDB over ``ds``."""
     from helpers.voice import _as_codebook
     from helpers.voice_effects import follow_up_list
 
@@ -1258,11 +1280,11 @@ def customers_to_call_back(ds, department: str, end, codebook=None, weeks: int =
     with _warnings.catch_warnings():  # bounded: the engine orders and cuts the list and counts the total
         _warnings.simplefilter("ignore")
         fl = follow_up_list(ds, cb, start, end, department, show_customer_ids=True, require_comment=True,
-                            limit=int(limit), newest_first=True, waiting_only=True)
+                            limit=int(limit), newest_first=True, waiting_only=True, engine=engine)
     t = fl.table.reset_index(drop=True)
     total = int(fl.total)
     if not show_customer_ids:
         t = t.drop(columns=[c for c in ("customer_id", "response_id", "ticket_id") if c in t.columns])
     return CallBackList(department, start, end, t, total, bool(show_customer_ids),
-                        contact_kpi(ds, start, end, hours, department),
+                        contact_kpi(ds, start, end, hours, department, engine=engine),
                         has_tickets=bool(has("tickets")) if callable(has) else True)
