@@ -7,6 +7,7 @@
 >>> ds.snapshot("build/run/data.duckdb")                  # validated tables in one file ...
 >>> load_dataset("build/run/data.duckdb", validate=False)  # ... read back fast, no re-validation
 >>> ds.snapshot("build/run/data.duckdb", by_reference=True)  # Parquet: views + file references, no rows copied
+>>> ds.snapshot("reports/r1/data.duckdb", by_reference=True, store="reports/.data")  # CSV...: stored once, referenced
 
 How it works: DuckDB (embedded, in memory) reads the files; the column mapping renames the user's columns
 to the contract's names; validation runs as SQL aggregates over the raw columns (one scan per table for
