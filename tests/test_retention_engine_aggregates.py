@@ -250,7 +250,10 @@ def test_retention_queries_on_spark_equal_duckdb(small_demo, eng):
                            ("counts", lambda e: Q.customer_counts(e, day, by="segment")),
                            ("cohorts", lambda e: Q.cohort_counts(e, day, filters={"segment": "enterprise"})),
                            ("entry", lambda e: Q.delayed_entry_counts(e, "Billing", day, by="segment",
-                                                                      contacts_until=day + pd.Timedelta(days=1)))):
+                                                                      contacts_until=day + pd.Timedelta(days=1))),
+                           *((f"margins {i}", lambda e, i=i: Q.delayed_entry_margins(
+                               e, "Billing", day, by="segment", contacts_until=day + pd.Timedelta(days=1))[i])
+                             for i in range(3))):
             pd.testing.assert_frame_equal(call(spark), call(eng), check_dtype=False, obj=name)
     finally:
         spark.close()

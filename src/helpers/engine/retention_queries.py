@@ -15,7 +15,10 @@ the end date is on or before the as-of day, customers who signed up later are no
   truncation: at risk at t when entry < t <= exit, so the number at risk is the number entered before t minus
   the number exited before t; Klein & Moeschberger, *Survival Analysis*, 2nd ed., 4.6) of
   :func:`helpers.objectives_report.delayed_entry_survival`, exactly.
-* :func:`department_survival`: that section of the department page in one call.
+* :func:`delayed_entry_margins`: the same customers' entries and exits counted separately (bounded by the
+  number of days, not customers), which is all those curves need; :func:`couple_margins` pairs them back into
+  records for ``SurvfuncRight``.
+* :func:`department_survival`: that section of the department page in one call (from the margins).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import pandas as pd
 
 from helpers.engine.aggregates import AVG_DAYS_PER_MONTH, _int, _stop_sql, as_columns, where_sql
 from helpers.engine.base import Engine, quote_ident as q, sql_literal
+from helpers.errors import KitError
 
 
 def _day(value) -> pd.Timestamp | None:
@@ -121,17 +125,13 @@ def _contacts_sql(engine: Engine, department: str, until) -> str | None:
     return " UNION ALL ".join(parts) if parts else None
 
 
-def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, contacts_until=None,
-                         table: str = "customers") -> pd.DataFrame:
-    """One department's customers (a ticket or survey answer with it up to ``contacts_until``) per ``by`` group,
-    ``entry_days`` (signup to the first contact's day, not clipped), ``exit_days`` (signup to churn or ``as_of``),
-    ``event`` (churned on or before ``as_of``): ``customers``. ``as_of`` None: the latest signup or end date of
-    those customers (:func:`helpers.retention.customer_durations`). ``attrs["as_of"]``: the day used."""
-    by_cols = as_columns(by)
+def _delayed_entry_rows(engine: Engine, department: str, as_of, by_cols: list[str], contacts_until,
+                        table: str) -> tuple[str | None, pd.Timestamp | None]:
+    """``(SQL of one row per customer: by columns, entry_days, exit_days, event; the as-of day)`` for
+    :func:`delayed_entry_counts` and :func:`delayed_entry_margins`; ``(None, None)`` without contacts or dates."""
     contacts = _contacts_sql(engine, department, contacts_until)
-    columns = [*by_cols, "entry_days", "exit_days", "event", "customers"]
     if contacts is None:
-        return pd.DataFrame(columns=columns)
+        return None, None
     joined = (f"(SELECT c.*, f.first_contact FROM {q(table)} AS c JOIN (SELECT customer_id, min(contact) AS "
               f"first_contact FROM ({contacts}) AS _t GROUP BY customer_id) AS f "
               f"ON CAST(c.customer_id AS VARCHAR) = f.customer_id) AS _d")
@@ -141,14 +141,31 @@ def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, c
         days = [d for d in days if d is not None]
         as_of = max(days) if days else None
     if as_of is None:
-        return pd.DataFrame(columns=columns)
+        return None, None
     as_of = pd.Timestamp(as_of).normalize()
     churned, stop = _stop_sql(as_of)
-    keys = [*[q(c) for c in by_cols], "entry_days", "exit_days", "event"]
     inner = (f"SELECT {''.join(f'{q(c)}, ' for c in by_cols)}"
              f"date_diff('day', signup_date, CAST(first_contact AS DATE)) AS entry_days, "
              f"date_diff('day', signup_date, {stop}) AS exit_days, CASE WHEN {churned} THEN 1 ELSE 0 END AS event "
              f"FROM {joined} WHERE signup_date <= {sql_literal(as_of)}")
+    return inner, as_of
+
+
+def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, contacts_until=None,
+                         table: str = "customers") -> pd.DataFrame:
+    """One department's customers (a ticket or survey answer with it up to ``contacts_until``) per ``by`` group,
+    ``entry_days`` (signup to the first contact's day, not clipped), ``exit_days`` (signup to churn or ``as_of``),
+    ``event`` (churned on or before ``as_of``): ``customers``. ``as_of`` None: the latest signup or end date of
+    those customers (:func:`helpers.retention.customer_durations`). ``attrs["as_of"]``: the day used.
+
+    The joint table has up to (days of entry) x (days of exit) rows per group, which grows with the data (380,000
+    rows for one department at 1M customers): the department page uses :func:`delayed_entry_margins` instead."""
+    by_cols = as_columns(by)
+    columns = [*by_cols, "entry_days", "exit_days", "event", "customers"]
+    inner, as_of = _delayed_entry_rows(engine, department, as_of, by_cols, contacts_until, table)
+    if inner is None:
+        return pd.DataFrame(columns=columns)
+    keys = [*[q(c) for c in by_cols], "entry_days", "exit_days", "event"]
     out = engine.query(f"SELECT {', '.join(keys)}, count(*) AS customers FROM ({inner}) AS _e "
                        f"GROUP BY {', '.join(keys)}")
     for c in ("entry_days", "exit_days", "event", "customers"):
@@ -156,6 +173,78 @@ def delayed_entry_counts(engine: Engine, department: str, as_of=None, by=None, c
     out = out.sort_values([*by_cols, "entry_days", "exit_days", "event"], kind="stable").reset_index(drop=True)
     out.attrs["as_of"] = as_of
     return out[columns]
+
+
+def delayed_entry_margins(engine: Engine, department: str, as_of=None, by=None, contacts_until=None,
+                          table: str = "customers") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the Kaplan-Meier curve with delayed entry needs from :func:`delayed_entry_counts`, in one pass and
+    bounded by the number of days rather than the number of customers: ``(entries, exits, totals)``.
+
+    Of the customers with time at risk (entry clipped at 0 before exit): ``entries`` = customers per (group,
+    ``entry_days`` clipped at 0), ``exits`` = customers per (group, ``exit_days``, ``event``); ``totals`` = all
+    the department's customers per group, with or without time at risk. At risk at t is the number entered before
+    t minus the number exited before t, so these margins give the curve exactly (statsmodels ``SurvfuncRight``
+    counts them so: :func:`couple_margins` turns them back into records). ``attrs["as_of"]`` of each: the day."""
+    by_cols = as_columns(by)
+    frames = (pd.DataFrame(columns=[*by_cols, "entry_days", "customers"]),
+              pd.DataFrame(columns=[*by_cols, "exit_days", "event", "customers"]),
+              pd.DataFrame(columns=[*by_cols, "customers"]))
+    inner, as_of = _delayed_entry_rows(engine, department, as_of, by_cols, contacts_until, table)
+    if inner is None:
+        return frames
+    group = [q(c) for c in by_cols]
+    sets = [[*group, "entry_days", "at_risk"], [*group, "exit_days", "event", "at_risk"]]
+    out = engine.query(
+        f"SELECT {''.join(f'{c}, ' for c in group)}entry_days, exit_days, event, at_risk, "
+        f"grouping(exit_days) AS entry_set, count(*) AS customers FROM (SELECT {''.join(f'{c}, ' for c in group)}"
+        f"greatest(entry_days, 0) AS entry_days, exit_days, event, "
+        f"CASE WHEN greatest(entry_days, 0) < exit_days THEN 1 ELSE 0 END AS at_risk FROM ({inner}) AS _e) AS _m "
+        f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(s) + ')' for s in sets)})")
+    for c in ("at_risk", "entry_set", "customers"):
+        out[c] = out[c].astype("int64")
+    entry_rows = out[out["entry_set"] == 1]
+    totals = entry_rows.groupby(by_cols, dropna=False, sort=True)["customers"].sum().reset_index() if by_cols \
+        else pd.DataFrame({"customers": [int(entry_rows["customers"].sum())]})
+    entries = entry_rows[entry_rows["at_risk"] == 1][[*by_cols, "entry_days", "customers"]]
+    exits = out[(out["entry_set"] == 0) & (out["at_risk"] == 1)][[*by_cols, "exit_days", "event", "customers"]]
+    entries = entries.astype({"entry_days": "int64"}).sort_values([*by_cols, "entry_days"], kind="stable")
+    exits = exits.astype({"exit_days": "int64", "event": "int64"}).sort_values([*by_cols, "exit_days", "event"],
+                                                                                kind="stable")
+    result = (entries.reset_index(drop=True), exits.reset_index(drop=True), totals.reset_index(drop=True))
+    for frame in result:
+        frame.attrs["as_of"] = as_of
+    return result
+
+
+def couple_margins(entries: pd.DataFrame, exits: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """Records (``entry_days``, ``exit_days``, ``event``, ``customers``) with the margins of
+    :func:`delayed_entry_margins`, each with entry before exit: the k-th earliest entry paired with the k-th
+    earliest exit (the quantile coupling of the two weighted margins; at most ``len(entries) + len(exits)``
+    records per group). Every quantity of the Kaplan-Meier curve with delayed entry (numbers at risk, events,
+    times) depends on the margins only, so :func:`delayed_entry_km_from_counts` gives the same curve as on the
+    customers' own (entry, exit) pairs. Entry before exit holds for each pair: the k customers who exit first
+    all entered before the k-th exit, so the k-th entry comes before it."""
+    keys = [None] if group is None else sorted(set(entries[group]) | set(exits[group]), key=str)
+    parts = []
+    for k in keys:
+        e = entries if k is None else entries[entries[group] == k]
+        x = exits if k is None else exits[exits[group] == k]
+        e = e.groupby("entry_days", sort=True)["customers"].sum()
+        x = x.groupby(["exit_days", "event"], sort=True)["customers"].sum()
+        ce, cx = np.cumsum(e.to_numpy(np.int64)), np.cumsum(x.to_numpy(np.int64))
+        if not len(ce) or not len(cx) or ce[-1] != cx[-1]:
+            raise ValueError("couple_margins: the entry and exit margins must count the same customers")
+        cuts = np.union1d(ce, cx)
+        weights = np.diff(np.concatenate([[0], cuts]))
+        ie, ix = np.searchsorted(ce, cuts, side="left"), np.searchsorted(cx, cuts, side="left")
+        exit_days, events = x.index.get_level_values(0).to_numpy(), x.index.get_level_values(1).to_numpy()
+        part = pd.DataFrame({"entry_days": e.index.to_numpy()[ie], "exit_days": exit_days[ix],
+                             "event": events[ix], "customers": weights})
+        if group is not None:
+            part.insert(0, group, k)
+        parts.append(part)
+    cols = ([group] if group is not None else []) + ["entry_days", "exit_days", "event", "customers"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def loglog_survival_interval(s: np.ndarray, se: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
@@ -231,9 +320,11 @@ def department_survival(engine: Engine, department: str, as_of=None, by: str = "
     risk after entering."""
     until = None if as_of is None else pd.Timestamp(as_of) + pd.Timedelta(days=1)
     group = by if by and by in engine.columns("customers") else None
-    counts = delayed_entry_counts(engine, department, as_of=as_of, by=group, contacts_until=until)
-    if counts.empty or int(counts["customers"].sum()) == 0:
+    entries, exits, totals = delayed_entry_margins(engine, department, as_of=as_of, by=group, contacts_until=until)
+    if totals.empty or int(totals["customers"].sum()) == 0:
         return None, f"No customers contacted {department} up to the as-of date."
-    if group is not None and counts[group].nunique() < 2:
+    if group is not None and totals[group].nunique() < 2:
         group = None
-    return delayed_entry_km_from_counts(counts, group=group), ""
+    if entries.empty:
+        raise KitError("no customer has time at risk after entering the sample (entry before the end)")
+    return delayed_entry_km_from_counts(couple_margins(entries, exits, group), group=group), ""
