@@ -1035,7 +1035,8 @@ def _follow_up_list(engine, present, cb, start, end, department, nps_max, csat_m
     for c in ("open_tickets", "recent_tickets"):
         t[c] = t[c].fillna(0).astype(int)
     for c in ("department", "team", "owner", "comment", "customer_id", "response_id", "ticket_id"):
-        t[c] = t[c].astype(object).where(t[c].notna(), None)  # missing text as None on every engine
+        t[c] = _text_column(t[c])
+    t["team"] = t["team"].astype(object)
     t = t.reset_index(drop=True)
     cols = ["department", "team", "owner", "response_date", "days_waiting", "csat", "nps", "themes", "sentiment",
             "comment", "open_tickets", "recent_tickets"]
@@ -1066,8 +1067,17 @@ def _follow_up_teams(engine, base: str) -> pd.DataFrame:
         per_team[c] = per_team[c].astype(int)
     per_team["median_wait"] = per_team["median_wait"].astype(float)
     for c in ("department", "team"):
-        per_team[c] = per_team[c].astype(object).where(per_team[c].notna(), None)
+        per_team[c] = _text_column(per_team[c])
     return per_team
+
+
+def _text_column(col: pd.Series) -> pd.Series:
+    """Text as DuckDB's ``.df()`` gives it, on every engine (Spark's answer is object with None): with a value
+    present the dtype pandas infers for text (``str`` in pandas 3) and missing as NaN; else object and None."""
+    col = col.astype(object)
+    if not col.notna().any():
+        return col.where(col.notna(), None)
+    return col.where(col.notna(), np.nan).infer_objects()
 
 
 _FOLLOW_UP_LABELS = {"department": "Department", "team": "Team", "owner": "Owner", "response_date": "Answered",
