@@ -68,6 +68,11 @@ from helpers.schema import (DUCKDB_TYPES, PANDAS_DTYPES, TABLES, Column, Table, 
                             attribute_column)
 
 TABLE_ORDER = ("customers", "responses", "tickets", "org")
+FRAME_ROW_LIMIT_ENV = "SATISFACTION_KIT_MAX_FRAME_ROWS"
+"""Environment variable: the most rows :meth:`Dataset.frame` reads into pandas (unset or 0: no limit). The report
+runner sets it in report kernels (:data:`helpers.reports.runner.KERNEL_DEFAULTS`), where every figure comes from
+engine aggregates and a table read as rows is only a fallback after an engine query failed: above the limit that
+section is left out with a clear message instead of the kernel running out of memory."""
 REQUIRED_TABLES = tuple(t for t in TABLE_ORDER if TABLES[t].required)  # ("responses",): a survey-only start
 TABLE_NEEDS = {
     "customers": "Retention needs the customers table (signup and churn dates): add customers.csv",
@@ -1096,6 +1101,14 @@ def store_entries(store: str | os.PathLike[str]) -> list[str]:
 
 # --- the dataset -----------------------------------------------------------------------------------------
 
+def _frame_row_limit() -> int:
+    """:data:`FRAME_ROW_LIMIT_ENV` as a number (0: no limit, also when it is not a whole number)."""
+    try:
+        return max(0, int(os.environ.get(FRAME_ROW_LIMIT_ENV, "") or 0))
+    except ValueError:
+        return 0
+
+
 class Dataset:
     """The contract tables the data has: in DuckDB (``.con``: views customers, responses, tickets, org) and
     as pandas frames built on first access (``.customers`` ...; ids str, dates datetime64, numbers float64
@@ -1192,11 +1205,17 @@ class Dataset:
             cast = {"integer": "DOUBLE", "float": "DOUBLE", "date": "TIMESTAMP"}.get(col.dtype)
             select.append(f"CAST({quote_ident(name)} AS {cast}) AS {quote_ident(name)}" if cast
                           else quote_ident(name))
-        if department is None:
-            relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name}")
-        else:
-            relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name} WHERE department = $department",
-                                    params={"department": department})
+        where, params = ("", None) if department is None else ("WHERE department = $department",
+                                                                {"department": department})
+        limit = _frame_row_limit()
+        if limit:
+            rows = self.con.execute(f"SELECT count(*) FROM {spec.name} {where}", params or {}).fetchall()[0][0]
+            if rows > limit:
+                part = f" of {shorten(department)}" if department is not None else ""
+                raise DataContractError(
+                    f"{spec.name}{part}", f"{rows:,} rows are more than this process reads into memory ({limit:,}, "
+                    f"{FRAME_ROW_LIMIT_ENV}); the figures that need them are computed by the engine instead")
+        relation = self.con.sql(f"SELECT {', '.join(select)} FROM {spec.name} {where}", params=params)
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         df = fetch().to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
         return df.astype(dtypes)

@@ -460,6 +460,10 @@ def _noop(_index: int = 0) -> int:
 # what every report kernel gets in its environment, whatever the scheduler's (a headless server often sets
 # MPLBACKEND=Agg, under which plt.show() draws nothing and every chart vanished from the pages)
 KERNEL_ENVIRONMENT = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+# ... and what they get unless the operator set it: the most rows a report reads into pandas when an engine query
+# failed and a section falls back to rows (helpers.data.FRAME_ROW_LIMIT_ENV): that section is then left out with
+# a message instead of the kernel taking the machine's memory (at 10M customers one such fallback reached 15 GB)
+KERNEL_DEFAULTS = {"SATISFACTION_KIT_MAX_FRAME_ROWS": "2000000"}
 
 
 @contextlib.contextmanager
@@ -467,8 +471,10 @@ def kernel_environment():
     """Set :data:`KERNEL_ENVIRONMENT` in this process while a kernel (or the warm-kernel server that forks
     them) is started from it, then restore what was there: kernels inherit the environment of the process
     that starts them."""
-    saved = {k: os.environ.get(k) for k in KERNEL_ENVIRONMENT}
+    saved = {k: os.environ.get(k) for k in (*KERNEL_ENVIRONMENT, *KERNEL_DEFAULTS)}
     os.environ.update(KERNEL_ENVIRONMENT)
+    for key, value in KERNEL_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     try:
         yield
     finally:
@@ -1585,8 +1591,10 @@ def check_referenced_data(run_dir: Path, manifest: dict) -> None:
         raise ReportRunError(
             f"run {manifest.get('run_id', run_dir.name)} read its data by reference{stored} (fingerprint "
             f"{str(meta.get('fingerprint', ''))[:16]}), and that data changed since: " + "; ".join(changes)
-            + ". A reproduction must read the data the run validated: restore those files (same bytes), or start "
-              f"a new run on the current data (python -m helpers.reports run --as-of {manifest.get('as_of', '')})")
+            + ". A reproduction must read the data the run validated: "
+            + ("the run store's files are the kit's own, so start a new run on the source (it stores its tables "
+               "again)" if stored else "restore those files (same bytes), or start a new run on the current data")
+            + f" (python -m helpers.reports run --as-of {manifest.get('as_of', '')})")
 
 
 def _reproduce(run_dir: Path, manifest: dict, out: Path, started: _dt.datetime, new_id: str,
