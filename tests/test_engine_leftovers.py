@@ -201,3 +201,94 @@ def test_params_check_reads_filter_values_in_few_queries_with_the_same_messages(
     full = check_params(ds, load_report_config(params / "report.yaml"))
     assert [x.text() for x in full.warnings if x.field.startswith("filters.")] == \
         [x.text() for x in together.warnings]
+
+
+# --- the index page's company KPIs on the configured engine --------------------------------------------------
+def _report_yaml(folder, engine: dict):
+    import yaml
+
+    from tests.reports_support import REPO
+
+    doc = yaml.safe_load((REPO / "params" / "report.yaml").read_text()) or {}
+    doc["engine"] = engine
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder / "report.yaml"
+
+
+@pytest.fixture(scope="module")
+def snapshot(demo_dir, tmp_path_factory):
+    """The run's snapshot of the demo data, by reference (what the runner hands company_kpis)."""
+    from tests.test_data import load_quiet
+
+    ds = load_quiet(demo_dir)
+    try:
+        return ds.snapshot(tmp_path_factory.mktemp("kpi_snapshot") / "data.duckdb", by_reference=True)
+    finally:
+        ds.close()
+
+
+def test_company_kpis_use_the_configured_engine(snapshot, demo_dir, tmp_path, monkeypatch):
+    """Before: company_kpis opened DuckDB over the snapshot whatever report.yaml's ``engine:`` said. Now the run's
+    config selects the engine (here DuckDB over the Parquet files named in ``engine.tables``); the entries are
+    the same numbers as the default engine's."""
+    from helpers import engine as engine_module
+    from helpers.config import load_report_config
+    from helpers.reports.changes import company_kpis
+
+    as_of = "2026-06-30"
+    opened = []
+    real_open = engine_module.open_report_engine
+
+    def spy(dataset, config=None):
+        engine, note = real_open(dataset, config)
+        opened.append((config, engine is not None and engine.con is not dataset.con, note))
+        return engine, note
+
+    monkeypatch.setattr(engine_module, "open_report_engine", spy)
+    default = company_kpis(snapshot, as_of)
+    assert opened[-1] == (None, False, None)  # DuckDB over the snapshot's own views
+    tables = {t: str(demo_dir / f"{t}.parquet") for t in ("customers", "responses", "tickets")}
+    path = _report_yaml(tmp_path / "params", {"kind": "duckdb", "tables": tables})
+    cfg = load_report_config(path)
+    for config in (cfg, path, str(path)):
+        got = company_kpis(snapshot, as_of, config=config)
+        used, own_connection, note = opened[-1]
+        assert used is not None and dict(used.engine.tables) == tables and note is None
+        assert own_connection  # DuckDB over the configured files, not the snapshot's connection
+        assert [e["kpi"] for e in got] == ["csat", "nps", "fcr"]
+        assert got == default
+
+
+def _spark_reason():
+    from helpers.engine.spark_engine import spark_unavailable_reason
+
+    return spark_unavailable_reason()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_company_kpis_on_spark_equal_duckdb(snapshot, tmp_path, monkeypatch):
+    """``engine: {kind: spark}``: the index's KPIs come from Spark (local mode) over the snapshot's referenced
+    files, with DuckDB's numbers (integer counts and sums: exactly)."""
+    reason = _spark_reason()
+    if reason is not None:
+        pytest.skip(f"needs Spark: {reason}")
+    from helpers.reports.changes import company_kpis
+
+    as_of = "2026-06-30"
+    path = _report_yaml(tmp_path / "params", {"kind": "spark", "spark": {
+        "master": "local[1]", "conf": {"spark.sql.shuffle.partitions": 2, "spark.ui.enabled": False}}})
+    import helpers.kpis as K
+
+    calls = []
+    real = K.compare_kpi
+
+    def spy(*a, **kw):
+        calls.append(getattr(kw.get("engine"), "name", None))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(K, "compare_kpi", spy)
+    got = company_kpis(snapshot, as_of, config=path)
+    monkeypatch.setattr(K, "compare_kpi", real)
+    assert calls and set(calls) == {"spark"}
+    assert got == company_kpis(snapshot, as_of)

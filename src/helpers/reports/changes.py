@@ -305,13 +305,14 @@ def attention_key(report: dict) -> tuple:
 COMPANY_KPIS = ("csat", "nps", "fcr")
 
 
-def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS) -> list[dict]:
+def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS, config=None) -> list[dict]:
     """The company's headline KPIs for the as-of month (the last complete month of a run), each with its 95%
     interval and n, and its change against the month before (``helpers.kpis.compare_kpi``: the KPI's own test;
-    ``change_significant`` at the 5% level), computed from engine aggregates (DuckDB over the snapshot,
-    :func:`helpers.engine.open_report_engine`; the rows only when no engine opens). Entries have the ``kpis``
-    fields of the page protocol, so :func:`kpi_change` compares them run over run. A KPI that cannot be computed
-    is left out."""
+    ``change_significant`` at the 5% level), computed from engine aggregates by the engine the run's report
+    config selects (``config``: a :class:`helpers.config.ReportConfig` or the path of its report.yaml; its
+    ``engine:``, as every page: :func:`helpers.engine.open_report_engine`; DuckDB over the snapshot by default and
+    without a config; the rows only when no engine opens). Entries have the ``kpis`` fields of the page protocol,
+    so :func:`kpi_change` compares them run over run. A KPI that cannot be computed is left out."""
     import pandas as pd
 
     from helpers.data import load_dataset
@@ -323,8 +324,12 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
     prev_end = start - pd.Timedelta(days=1)
     prev_start = prev_end.replace(day=1)
     out = []
+    if isinstance(config, (str, Path)):
+        from helpers.config import load_report_config
+
+        config = load_report_config(config)
     ds = load_dataset(snapshot, validate=False, emit_warnings=False)
-    engine, _ = open_report_engine(ds)
+    engine, _ = open_report_engine(ds, config)
     try:
         for name in kpis:
             try:

@@ -1380,7 +1380,7 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         futures = {pool.submit(execute_report, j, str(tmp_dir), context): j
                    for j in schedule_order([j for j in jobs if j.name not in results], previous_timings(out))}
         # the index's headline company KPIs, computed by the first worker that is free (not on the critical path)
-        kpis_future = pool.submit(company_kpis_of, info.snapshot, as_of) if info.snapshot else None
+        kpis_future = pool.submit(company_kpis_of, info.snapshot, as_of, config=cfg) if info.snapshot else None
         try:
             from tqdm import tqdm
             bar = state.bar = tqdm(total=len(jobs), initial=len(results), desc="reports", unit="report", disable=(
