@@ -363,20 +363,25 @@ def _fit_model(y: np.ndarray, v: np.ndarray, spec: Spec, period: int = 12,
                 opt = optimize.minimize(objective, start, jac=lambda u: _forward_gradient(objective, u),
                                         method="BFGS", options=options)
             params = model.transform_params(opt.x)
-            res = model.filter(params, cov_type="none")
+            if likelihood is None:
+                res = model.filter(params, cov_type="none")
+                loglike_at = float(res.llf)
+                # the state after the last observation: filtered state and its covariance at T
+                state = np.asarray(res.filter_results.filtered_state[:, -1], dtype=float)
+                state_cov = np.asarray(res.filter_results.filtered_state_cov[:, :, -1], dtype=float)
+            else:  # the same filter at the optimum (the results object of model.filter is not needed)
+                loglike_at, state, state_cov = likelihood.final_state(opt.x)
+                model.update(params)
         except (np.linalg.LinAlgError, ValueError):
             return None
-    if not np.all(np.isfinite(res.params)) or not np.isfinite(res.llf):
+    if not np.all(np.isfinite(params)) or not np.isfinite(loglike_at):
         return None
-    # the state after the last observation: filtered state and its covariance at T
-    state = np.asarray(res.filter_results.filtered_state[:, -1], dtype=float)
-    state_cov = np.asarray(res.filter_results.filtered_state_cov[:, :, -1], dtype=float)
     if not (np.all(np.isfinite(state)) and np.all(np.isfinite(state_cov))):
         return None
     R = model["selection"]
     Q = model["state_cov"]
-    return FittedModel(spec, np.asarray(res.params), state, state_cov, np.array(model["transition"]),
-                       np.array(model["design"]), R @ Q @ R.T, float(res.params[0]), float(res.llf))
+    return FittedModel(spec, np.asarray(params, dtype=float), state, state_cov, np.array(model["transition"]),
+                       np.array(model["design"]), R @ Q @ R.T, float(params[0]), loglike_at)
 
 
 FIT_PATH = "filter"
@@ -456,6 +461,15 @@ class _FilterLikelihood:
         self._statespace.initialize(self._initialization, complex_step=False)
         self._filter()
         return np.sum(self._filter.loglikelihood)
+
+    def final_state(self, u: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The log-likelihood at ``u`` and the filtered state and its covariance after the last period (what
+        ``model.filter(...).filter_results.filtered_state[:, -1]`` holds: the filter keeps the latest state in
+        both columns of its memory-saving arrays)."""
+        loglike = float(self(u))
+        state = np.array(np.asarray(self._filter.filtered_state)[:, -1], dtype=float)
+        state_cov = np.array(np.asarray(self._filter.filtered_state_cov)[:, :, -1], dtype=float)
+        return loglike, state, state_cov
 
 
 def _holdout_score(y, v, spec, period, h) -> tuple[float, np.ndarray | None]:
