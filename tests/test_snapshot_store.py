@@ -145,6 +145,7 @@ def test_reproduce_refuses_a_tampered_store_file_and_the_next_run_replaces_it(tm
     assert cli_main(["reproduce", str(first.run_dir)]) == 2
     err = capsys.readouterr().err
     assert "cannot reproduce" in err and "responses.parquet changed" in err and "run store" in err
+    assert "start a new run on the source" in err
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written
     # a new run on the same data does not trust the damaged entry: it stores the tables again
     assert read_store_entry(out / RUN_STORE, key) is None
