@@ -292,3 +292,22 @@ def test_company_kpis_on_spark_equal_duckdb(snapshot, tmp_path, monkeypatch):
     monkeypatch.setattr(K, "compare_kpi", real)
     assert calls and set(calls) == {"spark"}
     assert got == company_kpis(snapshot, as_of)
+
+
+# --- Comparison.to_dict carries the sample ------------------------------------------------------------------
+def test_comparison_to_dict_carries_the_sample_through_json(eng):
+    """Before: the engine's median comparison on seeded samples set ``Comparison.sample``, but ``to_dict`` (what
+    is written out) dropped it. Now it is there, JSON-safe, and reads back as the same sizes and populations."""
+    periods = dict(period_a=("2025-01-01", "2025-06-30"), period_b=("2025-07-01", "2025-12-31"))
+    sampled = A.compare_from_aggregates(eng, "resolution_hours", n_boot=200, max_sample=150, **periods)
+    assert sampled.sample and all(m == 150 < n for m, n in sampled.sample.values())
+    d = json.loads(json.dumps(sampled.to_dict()))
+    assert {k: tuple(v) for k, v in d["sample"].items()} == sampled.sample
+    assert d["sample"]["a"][1] == sampled.a.n and d["sample"]["b"][1] == sampled.b.n
+    assert sampled.table[["sample_a", "sample_b"]].iloc[0].tolist() == [150, 150]
+    whole = A.compare_from_aggregates(eng, "resolution_hours", n_boot=200, **periods)
+    assert not whole.sample
+    d = json.loads(json.dumps(whole.to_dict()))
+    assert d["sample"] == {} and "sample_a" not in whole.table.columns
+    without = {k: v for k, v in d.items() if k != "sample"}
+    assert list(without) == [c for c in whole.table.columns]  # the table: the same scalars as before

@@ -271,14 +271,21 @@ class Comparison(ResultDisplay):
         return _plot_estimates([self.a, self.b], list(labels or self.labels), ax=ax, title=title)
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison's fields, JSON-safe; ``sample``: ``{"a": [size, population], "b": [...]}`` when the test
+        ran on seeded samples ({} when every value was used), as :attr:`sample` with lists for tuples."""
         return {"metric": self.metric, "label_a": self.labels[0], "label_b": self.labels[1], "a": self.a.value,
                 "b": self.b.value, "difference": self.difference, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "p_value": self.p_value, "n_a": self.a.n, "n_b": self.b.n, "method": self.method,
-                "confidence": self.confidence}
+                "confidence": self.confidence,
+                "sample": {str(k): [int(x) for x in v] for k, v in (self.sample or {}).items()}}
 
     @property
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([self.to_dict()])
+        """One row of :meth:`to_dict`'s scalars; a sampled test adds ``sample_a``/``sample_b`` (values used)."""
+        row = self.to_dict()
+        sample = row.pop("sample")
+        row.update({f"sample_{k}": v[0] for k, v in sample.items()})
+        return pd.DataFrame([row])
 
     def __str__(self) -> str:
         return self.describe()
