@@ -311,3 +311,98 @@ def test_comparison_to_dict_carries_the_sample_through_json(eng):
     assert d["sample"] == {} and "sample_a" not in whole.table.columns
     without = {k: v for k, v in d.items() if k != "sample"}
     assert list(without) == [c for c in whole.table.columns]  # the table: the same scalars as before
+
+
+# --- funnel range checks: the engine path raises the row path's message ---------------------------------------
+FUNNEL_START, FUNNEL_END = pd.Timestamp("2025-07-01"), pd.Timestamp("2025-12-31")
+
+
+@pytest.fixture(scope="module")
+def funnel_rows(demo_dir):
+    """Billing's responses and tickets of the funnel window (the frames the row path is given)."""
+    from tests.test_data import load_quiet
+
+    ds = load_quiet(demo_dir)
+    out = {}
+    for table, date in (("responses", "response_date"), ("tickets", "created_at")):
+        frame = ds.frame(table, department="Billing")
+        d = pd.to_datetime(frame[date])
+        out[table] = frame[(d >= FUNNEL_START) & (d < FUNNEL_END + pd.Timedelta(days=1))].reset_index(drop=True)
+    ds.close()
+    return out
+
+
+def _both_errors(funnel_rows, table, edit, metric, by):
+    """The funnel's error on the rows and on the engine (the same edited rows registered as the table)."""
+    from helpers.errors import KitError
+    from helpers.funnel import funnel, funnel_from_engine
+
+    frame = funnel_rows[table].copy()
+    edit(frame)
+    errors = []
+    with pytest.raises(KitError) as rows_error:
+        funnel(frame, metric, by, min_n=2)
+    errors.append(rows_error.value)
+    with DuckDBEngine() as engine:
+        engine.register(table, frame)
+        with pytest.raises(KitError) as engine_error:
+            funnel_from_engine(engine, metric, by, filters={"department": "billing"}, start=FUNNEL_START,
+                               end=FUNNEL_END, min_n=2)
+    errors.append(engine_error.value)
+    return [(type(e).__name__, str(e)) for e in errors]
+
+
+def _set(column, rows, value):
+    def edit(frame):
+        if pd.api.types.is_integer_dtype(frame[column].dtype) and not float(value).is_integer():
+            frame[column] = frame[column].astype("float64")
+        frame.loc[rows, column] = value
+    return edit
+
+
+@pytest.mark.parametrize("table, metric, by, edit, expected", [
+    ("responses", "nps", "channel", _set("nps", [3, 8], 11), "2 NPS scores outside the scale 0-10 (integers) "
+                                                            "(e.g. 11, 11)"),
+    ("responses", "csat", "channel", _set("csat", [5], 6), "1 CSAT scores outside the scale 1-5 (integers) (e.g. 6)"),
+    ("responses", "ces", "channel", _set("ces", [7], 7.5), "1 CES scores outside the scale 1..7 (e.g. 7.5)"),
+    ("tickets", "fcr", "team", _set("contacts_to_resolve", [2], 0),
+     "1 contacts_to_resolve values outside the scale integers >= 1 (e.g. 0)"),
+])
+def test_funnel_rating_off_its_scale_is_the_same_error_on_both_paths(funnel_rows, table, metric, by, edit, expected):
+    """Before: the engine path counted NPS 11 as a promoter (and the row path did too); now both raise the KPI
+    row path's message, naming the column's values and how many."""
+    got = _both_errors(funnel_rows, table, edit, metric, by)
+    assert got[0] == got[1] == ("KPIError", f"KPI {metric!r}: {expected}"), got
+
+
+@pytest.mark.parametrize("metric", ["resolution_hours", "resolution_hours_mean", "first_response_hours"])
+def test_funnel_negative_duration_is_the_same_error_on_both_paths(funnel_rows, metric):
+    """A ticket answered or resolved before it was created: both paths name the ticket (the row path raised
+    already; the engine path computed a funnel with a negative median)."""
+    from helpers.kpis import _TIME_COLUMNS, KPIS
+
+    later = _TIME_COLUMNS[KPIS[metric].column]
+
+    def edit(frame):
+        i = frame.index[frame[later].notna()][4]
+        frame.loc[i, later] = pd.Timestamp(frame.loc[i, "created_at"]) - pd.Timedelta(hours=3)
+        frame.loc[i, "team"] = None  # a ticket without a team still counts: the row path reads every row
+        edit.ticket = frame.loc[i, "ticket_id"]
+
+    got = _both_errors(funnel_rows, "tickets", edit, metric, "team")
+    assert got[0] == got[1] == ("KPIError", f"KPI '{KPIS[metric].column}_hours': 1 tickets have {later} before "
+                                            f"created_at (negative durations), e.g. [{edit.ticket!r}]"), got
+
+
+def test_funnel_with_possible_values_is_unchanged_by_the_check(funnel_rows):
+    """The check raises only on impossible values: a 10 and a 0 are NPS answers, and both paths still agree."""
+    from helpers.funnel import funnel, funnel_from_engine
+
+    frame = funnel_rows["responses"].copy()
+    frame.loc[[3, 8], "nps"] = [10, 0]
+    want = funnel(frame, "nps", "channel", min_n=2)
+    with DuckDBEngine() as engine:
+        engine.register("responses", frame)
+        got = funnel_from_engine(engine, "nps", "channel", filters={"department": "billing"}, start=FUNNEL_START,
+                                 end=FUNNEL_END, min_n=2)
+    assert got.n_total == want.n_total and got.centre == pytest.approx(want.centre, abs=1e-9)

@@ -47,7 +47,7 @@ from helpers.errors import KitError
 
 __all__ = ["LEVELS", "MIN_UNITS_FOR_OVERDISPERSION", "FunnelResult", "binomial_limits", "funnel",
            "funnel_from_engine", "funnel_values", "mean_limits", "median_limit_probs", "median_limits",
-           "overdispersion"]
+           "overdispersion", "check_funnel_range"]
 
 MIN_UNITS_FOR_OVERDISPERSION = 10
 """Fewer units than this: no between-unit variance is estimated (it cannot be, reliably)."""
@@ -135,12 +135,39 @@ class FunnelResult:
         return self.table[self.table["outside"] != ""]
 
 
+_RATING_BOUNDS = {"nps": (0, 10), "top_box": (1, 5), "mean": (1, 7), "share_eq1": (1, None)}
+"""The possible values of the rated columns a funnel reads (whole numbers): NPS 0-10, CSAT 1-5, CES 1-7,
+contacts to resolve 1 or more (:func:`helpers.engine.aggregates.check_kpi_range`'s rules)."""
+
+
+def check_funnel_range(frame: pd.DataFrame, metric: str) -> None:
+    """Impossible values of ``metric``'s rated column in ``frame`` (a rating off its scale or not whole)
+    raise :class:`helpers.kpis.KPIError` with the message of the KPI's row path (``"1 NPS scores outside the
+    scale 0-10 (integers) (e.g. 11)"``, as :func:`helpers.kpis.compare_kpi`); the engine path counts the same
+    values by :func:`helpers.engine.aggregates.check_kpi_range` (``style="rows"``). Negative durations raise
+    in :func:`helpers.kpis.ticket_hours`."""
+    from helpers.engine.aggregates import _range_rule  # noqa: PLC0415 - the scale texts of both paths
+    from helpers.kpis import KPIS, _clean  # noqa: PLC0415
+
+    k = KPIS[metric]
+    if k.kind not in _RATING_BOUNDS or k.column not in frame.columns:
+        return
+    values = pd.to_numeric(frame[k.column], errors="coerce").astype(float)
+    values = values[values.notna()]
+    if len(values):
+        lo, hi = _RATING_BOUNDS[k.kind]
+        _, _, what, scale = _range_rule(k)
+        _clean(values, metric, what, lo, hi, integer=True, scale=scale)
+
+
 def funnel_values(frame: pd.DataFrame, metric: str) -> pd.Series:
     """The per-row values a KPI averages (on its reporting scale), NaN where the row does not count:
-    proportions as 0/100, NPS as -100/0/+100, hours from the ticket timestamps."""
+    proportions as 0/100, NPS as -100/0/+100, hours from the ticket timestamps. Impossible values (NPS 11,
+    contacts 0, negative durations) raise :class:`helpers.kpis.KPIError` (:func:`check_funnel_range`)."""
     from helpers.kpis import KPIS, ticket_hours  # noqa: PLC0415
 
     k = KPIS[metric]
+    check_funnel_range(frame, metric)
     if k.kind == "share_eq1":
         c = pd.to_numeric(frame[k.column], errors="coerce").astype(float)
         return pd.Series(np.where(c.isna(), np.nan, (c == 1) * 100.0), index=frame.index)
@@ -310,6 +337,9 @@ def funnel_from_engine(engine, metric: str, by: str, *, filters=None, start=None
     if not engine.has(k.table) or by not in engine.columns(k.table):
         raise KitError(f"funnel: {k.table} have no column {by!r} to compare {k.label} by")
     source, resolved = A.selected_source(engine, k.table, filters, what=f"funnel of {metric!r}")
+    # impossible values (ratings off their scale, negative durations) of the selection, with or without a unit
+    # (the row path checks every row of its frame): the row path's message, one count query
+    A.check_kpi_range(engine, metric, resolved, start, end, source=source, style="rows")
     source = f"(SELECT * FROM {source} WHERE {q(by)} IS NOT NULL) AS {q(k.table)}"
     quantile = None
     if k.kind in _MEDIAN_KINDS:
