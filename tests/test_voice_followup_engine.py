@@ -359,3 +359,35 @@ def test_the_voice_page_counts_its_follow_up_on_the_report_engine(demo_dir, reco
     assert report.follow_up is not None and report.follow_up.total > 0 and report.contact is not None
     lists, contacts = _follow_up_queries(recording)
     assert lists >= 2 and contacts == 1
+
+
+# --- Spark (local mode) ------------------------------------------------------------------------------------------
+
+def _spark_reason():
+    from helpers.engine.spark_engine import spark_unavailable_reason
+
+    return spark_unavailable_reason()
+
+
+SPARK_REASON = _spark_reason()
+if SPARK_REASON is None:
+    from test_engine_spark import spark, tables  # noqa: F401 - the Spark session fixture (local[1]) for this module
+
+
+@pytest.mark.skipif(SPARK_REASON is not None, reason=f"Spark engine tests need Spark: {SPARK_REASON}")
+def test_follow_up_on_spark_equals_the_reference(spark, ds, cb):  # noqa: F811
+    """The report's Spark engine over the dataset (its typed, cut views: helpers.engine.spark_dataset_sources):
+    the voice page's list with its team counts, the call-backs' list (newest first, still waiting, bounded) at a
+    past as-of date, the default period, an empty period, and "contacted within" (what customers_to_call_back
+    asks the engine for; its page is compared on DuckDB above)."""
+    from helpers.engine import EngineSettings, connect
+
+    with connect(EngineSettings(kind="spark", spark={"master": "local[1]"}), dataset=ds) as engine:
+        assert engine.name == "spark"
+        for start, end, dept, opts in (CASES[0], CASES[4], CASES[5], CASES[6]):
+            got, want = _both(ds, cb, start, end, dept, opts, engine)
+            _same_list(got, want, ("spark", start, end, dept, opts))
+        for dept, start, hours in ((None, "2026-08-01", 48), ("Delivery", "2026-05-03", 24)):
+            k, n = _reference_contact_counts(ds, start, END, hours, dept)
+            assert n > 30
+            _same_contact(contact_kpi(ds, start, END, hours, dept, engine=engine), k, n, ("spark", dept, hours))

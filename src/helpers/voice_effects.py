@@ -1025,7 +1025,7 @@ def _follow_up_list(engine, present, cb, start, end, department, nps_max, csat_m
     bound = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
     t = engine.query(base + f"SELECT * FROM listed ORDER BY {order}{bound}")
     per_team = _follow_up_teams(engine, base) if teams else None
-    t["response_date"] = pd.to_datetime(t["response_date"])
+    t["response_date"] = pd.to_datetime(t["response_date"]).astype("datetime64[us]")  # one unit on every engine
     flags = match_themes(t["comment"], cb)
     t["themes"] = [[cb.labels[n] for n, hit in zip(cb.names, row) if hit] for row in flags.to_numpy()]
     t["sentiment"] = sentiment(t["comment"]).to_numpy()
