@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from helpers.objectives_forecast import Scale, forecast_window, kpi_scale, model_for, regular_grid
-from helpers.objectives_status import _clean_series, forecast_at, period_end
+from helpers.objectives_status import _clean_series, _observed_up_to, _predict, period_end, period_start
 
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Bins of predicted probability for the reliability table."""
@@ -161,6 +161,12 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
             selected = model_for(hist, freq=freq, scale=scale, per_day=per_day, grid=grid)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue
+        simple_intervals = {}
+        if simple:  # the straight line of every horizon at once (one fit per origin)
+            targets = [origin_period + pd.DateOffset(months=step * h) for h in range(1, max_horizon + 1)]
+            simple_intervals = simple_rule_intervals(hist if hist_clean is None else hist_clean, targets, as_of,
+                                                     level=level, bounds=(scale.lo, scale.hi), freq=freq,
+                                                     cleaned=hist_clean is not None)
         for h in range(1, max_horizon + 1):
             target_period = origin_period + pd.DateOffset(months=step * h)
             realised = s[s["period"] == target_period]
@@ -176,11 +182,9 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
             if f is None:
                 continue
             covered_simple = np.nan
-            if simple:
-                b = forecast_at(hist if hist_clean is None else hist_clean, we, as_of, level=level, window=24,
-                                bounds=(scale.lo, scale.hi), freq=freq, cleaned=hist_clean is not None)
-                if b is not None and b.method == "linear trend":
-                    covered_simple = float(b.low <= truth <= b.high)
+            if target_period in simple_intervals:
+                low, high = simple_intervals[target_period]
+                covered_simple = float(low <= truth <= high)
             rows.append({"series": name, "origin": origin_period, "horizon": h, "period": target_period,
                          "realised": truth, "forecast": f.value, "low": f.low, "high": f.high,
                          "method": f.method, "covered": float(f.low <= truth <= f.high),
@@ -202,6 +206,26 @@ def backtest_series(series: pd.DataFrame, *, name: str = "series", freq: str = "
                                                 "low", "high", "method", "covered", "covered_simple", "pit"]),
                     pd.DataFrame(events, columns=["series", "origin", "horizon", "threshold", "direction", "p",
                                                   "met"]), level)
+
+
+def simple_rule_intervals(series: pd.DataFrame, target_periods, as_of, *, level: float, bounds, freq: str = "month",
+                          cleaned: bool = False, window: int = 24, min_points: int = 4) -> dict:
+    """The earlier simple rule's prediction intervals (:func:`helpers.objectives_status.forecast_at`: a straight
+    line by OLS over the last ``window`` months up to ``as_of``) for several target periods from one fit:
+    ``{target period: (low, high)}`` for the targets past the last observed period, empty when the rule does not
+    draw a line (fewer than ``min_points`` periods). ``forecast_at(series, period_end(p), as_of, ...)`` of each
+    target gives the same interval with ``method == "linear trend"``; the backtest used to call it per horizon."""
+    s = series if cleaned else _clean_series(series, freq)
+    observed = _observed_up_to(s, as_of, window=10_000, freq=freq, cleaned=True)
+    if observed.empty:
+        return {}
+    last = observed["period"].iloc[-1]
+    ahead = {t: p for t in target_periods if (p := period_start(period_end(t, freq), freq)) > last}
+    recent = _observed_up_to(s, as_of, window, freq, cleaned=True)
+    if not ahead or len(recent) < min_points:
+        return {}
+    _, _, _, lows, highs = _predict(recent, list(ahead.values()), level, min_points, bounds)
+    return {t: (float(lo), float(hi)) for t, lo, hi in zip(ahead, lows, highs)}
 
 
 def combine(backtests: Sequence[Backtest]) -> Backtest:
@@ -236,4 +260,4 @@ def backtest_objectives(evaluation, *, origins: int = 6, max_horizon: int = 6, m
     return combine(parts)
 
 
-__all__ = ["BINS", "Backtest", "backtest_objectives", "backtest_series", "combine"]
+__all__ = ["BINS", "Backtest", "backtest_objectives", "backtest_series", "combine", "simple_rule_intervals"]
