@@ -91,6 +91,7 @@ def _page(snapshot: Path, config: Path, summary: Path) -> dict:
                          kpis=report.summary_kpis(), charts=report.charts_shown)
     return {"summary": json.loads(summary.read_text(encoding="utf-8")),
             "funnels": [report.funnel_table_html(item) for item in funnels],
+            "call_backs": report.call_backs_html(),  # the follow-up list and contacted-within on the engine
             "drivers": None if analysis is None else analysis.table.round(9).to_dict("records")}
 
 
