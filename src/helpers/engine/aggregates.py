@@ -25,7 +25,9 @@ from them. The queries are written once (DuckDB dialect, see :mod:`helpers.engin
   survivors seen alive and exposures :func:`helpers.retention.fit_sbg_durations` fits, and
   :func:`cohort_survivor_counts` the survivor counts of each signup cohort (:func:`helpers.retention.cohort_survivors`).
 * :func:`cox_sample`: a seeded sample of ``size`` customers (the smallest hash values of ``customer_id`` and
-  the seed: the same sample on any engine, row order or partitioning) with duration, event and covariates.
+  the seed: the same sample on any engine, row order or partitioning) with duration, event and covariates;
+  :func:`smallest_hash_rows` (shared with :mod:`helpers.engine.worth_sample`) orders only the customers below a
+  hash bound, so memory follows the sample, not the customers.
 
 Durations follow :mod:`helpers.retention`: months = days / 30.4375; a customer churned when the end date is on
 or before the as-of date (default: the latest signup or end date).
