@@ -642,13 +642,15 @@ def regular_grid(series: pd.DataFrame, freq: str, scale: Scale, per_day: bool = 
         count = s["count"].to_numpy(dtype=float) if "count" in s else n
         days = s["days"].to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            s["y"] = np.log((count + 0.5) / days)
-            s["v"] = 1 / (count + 0.5)
+            y = np.log((count + 0.5) / days)
+            v = 1 / (count + 0.5)
     else:
-        s["y"] = scale.forward(s["value"].to_numpy(dtype=float), n)
-        s["v"] = scale.sampling_variance(s["value"], s["ci_low"], s["ci_high"], n)
-    bad = ~np.isfinite(s["y"]) | ~np.isfinite(s["v"])
-    s.loc[bad, ["y", "v"]] = np.nan
+        y = scale.forward(s["value"].to_numpy(dtype=float), n)
+        v = scale.sampling_variance(s["value"], s["ci_low"], s["ci_high"], n)
+    y, v = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(v, dtype=float))
+    bad = ~np.isfinite(y) | ~np.isfinite(v)
+    s["y"] = np.where(bad, np.nan, y)
+    s["v"] = np.where(bad, np.nan, v)
     return s
 
 
@@ -725,14 +727,18 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
 
     # the window aggregate: n-weighted mean of its periods on the model scale, per member model
     weights, known, idx = [], [], []
+    grid_rows = {}  # period -> (y, n) of the grid's first row of that period
+    if past:
+        for p, y_p, n_p in zip(g["period"], y, g["n"].to_numpy(dtype=float)):
+            grid_rows.setdefault(p, (float(y_p), float(n_p)))
     for p in w_periods:
         overlap = _overlap_share(p, ws, we, freq)
         if p <= last:
-            row = g[g["period"] == p]
-            if row.empty or not np.isfinite(row["y"].iloc[0]):
+            if p not in grid_rows or not np.isfinite(grid_rows[p][0]):
                 continue
-            weights.append(overlap * float(row["n"].iloc[0]))
-            known.append(float(row["y"].iloc[0]))
+            y_p, n_p = grid_rows[p]
+            weights.append(overlap * n_p)
+            known.append(y_p)
             idx.append(None)
         else:
             weights.append(overlap * (recent_n if np.isfinite(recent_n) else 1.0))
@@ -757,8 +763,9 @@ def forecast_window(series: pd.DataFrame, window_start, window_end, *, freq: str
     back = (lambda x: math.exp(x)) if per_day else (lambda x: float(scale.inverse(x)))
     value, lo, hi = back(q_mid), back(q_lo), back(q_hi)
     # the per-period path for the chart (each period's own prediction interval, moments of the average)
-    path = pd.DataFrame()
-    if horizon > 0:
+    if horizon <= 0:
+        path = pd.DataFrame()
+    else:
         periods = [last + step * (h + 1) for h in range(horizon)]
         pm = sum(share * mean for share, mean, _, _ in members)
         pv = sum(share * (np.diag(cov) + irregular + recent_v + mean ** 2) for share, mean, cov, irregular
