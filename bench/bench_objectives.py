@@ -7,11 +7,16 @@ Prints, measured in the same run:
    its 80% interval; a copy of that rule is kept below as ``simple_rule``), seconds and ratio;
 2. the backtest of every department's forecasts (``helpers.objectives_backtest.backtest_objectives``):
    seconds, coverage of the 80% intervals (new model and simple rule) and the reliability table;
-3. the department report's own work (``prepare_department_report`` + its calibration statement) against the
+3. the forecast fits' two likelihood paths (``helpers.objectives_forecast.FIT_PATH``): evaluation + backtest of
+   every department with the plain statsmodels path (``MLEModel.loglike``, scipy's finite differences) against
+   the default compiled-filter path, CPU seconds in total and in the fits, ratio, and whether the evaluation and
+   backtest tables are identical;
+4. the department report's own work (``prepare_department_report`` + its calibration statement) against the
    same step of the code before issue 10 (``git archive <baseline commit> src`` run in a subprocess), seconds,
    ratio (target: at most 1.5) and peak memory.
 
     .venv/bin/python bench/bench_objectives.py [--data data/demo] [--as-of 2026-10-31] [--baseline 37fb9bd]
+    .venv/bin/python bench/bench_objectives.py --fits-only     # section 3 alone
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from helpers import objectives_forecast  # noqa: E402
 from helpers.data import load_dataset  # noqa: E402
 from helpers.objectives import KpiSource, evaluate_objectives, load_department, metric_registry  # noqa: E402
 from helpers.objectives_backtest import backtest_objectives, combine  # noqa: E402
@@ -96,6 +102,66 @@ def simple_rule(plan, dataset, as_of) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- the fits' likelihood paths
+def fit_paths(plans, ds, as_of: str, origins: int) -> dict:
+    """Evaluation + backtest of every plan with each ``FIT_PATH`` (fit cache emptied before each): CPU seconds in
+    total and inside ``_fit_model``, number of fits, and the tables to compare."""
+    fit = objectives_forecast._fit_model
+    spent = {"cpu": 0.0, "fits": 0}
+
+    def timed_fit(*args, **kwargs):
+        t = time.process_time()
+        try:
+            return fit(*args, **kwargs)
+        finally:
+            spent["cpu"] += time.process_time() - t
+            spent["fits"] += 1
+
+    saved = objectives_forecast.FIT_PATH
+    out = {}
+    objectives_forecast._fit_model = timed_fit
+    try:
+        for path in ("statsmodels", "filter"):
+            objectives_forecast.FIT_PATH = path
+            objectives_forecast._fit_cache.clear()
+            spent.update(cpu=0.0, fits=0)
+            t0 = time.process_time()
+            ev = {d: evaluate_objectives(p, ds, as_of, min_responses=30) for d, p in plans.items()}
+            bt = combine([backtest_objectives(e, origins=origins) for e in ev.values()])
+            out[path] = {"cpu": time.process_time() - t0, "fit_cpu": spent["cpu"], "fits": spent["fits"],
+                         "table": pd.concat(e.table for e in ev.values()), "backtest": bt}
+    finally:
+        objectives_forecast._fit_model = fit
+        objectives_forecast.FIT_PATH = saved
+        objectives_forecast._fit_cache.clear()
+    return out
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    try:
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+        return "identical"
+    except AssertionError:
+        try:
+            pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), rtol=1e-6)
+            return "equal within 1e-6"
+        except AssertionError as exc:
+            return "DIFFERENT: " + str(exc).splitlines()[0]
+
+
+def print_fit_paths(plans, ds, args) -> None:
+    paths = fit_paths(plans, ds, args.as_of, args.origins)
+    ref, fast = paths["statsmodels"], paths["filter"]
+    print(f"forecast fits, evaluation + backtest ({args.origins} origins) of all departments (CPU seconds)")
+    for name, run in (("statsmodels path (before)", ref), ("compiled-filter path", fast)):
+        print(f"  {name:26s} {run['cpu']:7.2f} s, of which {run['fits']} fits {run['fit_cpu']:6.2f} s")
+    print(f"  ratio: fits {ref['fit_cpu'] / fast['fit_cpu']:4.2f}x faster, evaluation + backtest "
+          f"{ref['cpu'] / fast['cpu']:4.2f}x faster")
+    print(f"  evaluation table {_same(ref['table'], fast['table'])}; backtest forecasts "
+          f"{_same(ref['backtest'].forecasts, fast['backtest'].forecasts)}, events "
+          f"{_same(ref['backtest'].events, fast['backtest'].events)}")
+
+
 # --------------------------------------------------------------------------- the department report step
 REPORT_STEP = """
 import json, resource, sys, time
@@ -147,6 +213,7 @@ def main() -> None:
     ap.add_argument("--origins", type=int, default=6, help="backtest origins per objective")
     ap.add_argument("--notebooks", nargs="*", default=["customer_service", "delivery"],
                     help="departments whose whole report notebook is timed before/now")
+    ap.add_argument("--fits-only", action="store_true", help="only the fits' likelihood paths (section 3)")
     args = ap.parse_args()
     if not Path(args.data).exists():
         sys.exit(f"{args.data} not found: generate it with .venv/bin/python -m helpers.demo --out data/demo "
@@ -155,6 +222,11 @@ def main() -> None:
     plans = {d: load_department(d, ROOT / "params" / "departments") for d in DEPARTMENTS}
     n_obj = sum(len(p.objectives) for p in plans.values())
 
+    if args.fits_only:  # the KPI series once, so both paths time the same work
+        for p in plans.values():
+            evaluate_objectives(p, ds, args.as_of, min_responses=30)
+        print_fit_paths(plans, ds, args)
+        return
     t0 = time.process_time()
     old = {d: simple_rule(p, ds, args.as_of) for d, p in plans.items()}
     t_old = time.process_time() - t0
@@ -187,6 +259,8 @@ def main() -> None:
           f"{pit.between(0.25, 0.75).mean():.0%} (50% when calibrated; more: intervals too wide)")
     print("  reliability:")
     print(bt.reliability().round(3).to_string(index=False))
+
+    print_fit_paths(plans, ds, args)
 
     with tempfile.TemporaryDirectory(prefix="bench-objectives-") as tmp:
         archive = subprocess.run(["git", "archive", args.baseline, "src"], cwd=ROOT, capture_output=True,
