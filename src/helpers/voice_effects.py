@@ -16,8 +16,9 @@ Population: the effects and shares are among responses *with a comment* (a theme
 Every query runs on a :class:`helpers.data.Dataset` (its DuckDB connection) or on an engine
 (:mod:`helpers.engine`, values written into the SQL): :func:`theme_effect_patterns` +
 :func:`theme_effects_from_patterns` give :func:`theme_effects` from distinct patterns with frequency weights,
-:func:`comment_sample` the seeded, bounded rows the text analyses read, and :func:`follow_up_list` takes a
-``limit`` (the total is counted by the engine).
+:func:`comment_sample` the seeded, bounded rows the text analyses read, and :func:`follow_up_list` takes the
+report's ``engine`` and a ``limit`` (ordered and cut by the engine, the total counted there; its SQL,
+:func:`follow_up_sql`, is portable: SQLGlot writes it for Spark).
 """
 from __future__ import annotations
 

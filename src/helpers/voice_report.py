@@ -52,8 +52,8 @@ from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_valu
                                 reader_table, shorten, slug)
 from helpers.voice_effects import TEXT_SAMPLE  # the most comments the text analyses read as rows
 
-__all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "contact_kpi_sql", "CustomersSay",
-           "what_customers_say", "WindowThemes", "window_themes", "costliest_unasked", "CallBackList", "customers_to_call_back",
+__all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "contact_kpi_sql",
+           "CustomersSay", "what_customers_say", "WindowThemes", "window_themes", "costliest_unasked", "CallBackList", "customers_to_call_back",
            "FOLLOW_UP_HOURS", "FOLLOW_UP_COLUMN", "THEMES_FILE", "load_themes"]
 
 THEMES_FILE = "params/themes.yaml"  # the kit's codebook of comment themes (params/README.md)
