@@ -369,11 +369,6 @@ def prepare_data(source: str, cfg, run_dir: Path | None, as_of: str | None = Non
         ds.close()
 
 
-def _snapshot_storage(path: Path) -> str:
-    from helpers.data import snapshot_meta
-    return snapshot_meta(path).get("storage") or "copy"
-
-
 # ------------------------------------------------------------------------------------------------- execution (worker)
 
 _WORKER: dict = {}
