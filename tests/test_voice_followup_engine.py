@@ -301,6 +301,12 @@ def test_survey_only_data_on_the_engine_equals_the_reference(demo_dir, tmp_path,
             # an engine alone (no dataset to ask): the tables it has decide
             _same_list(follow_up_list(engine, cb, "2026-08-01", END, "Delivery", require_comment=True, limit=10,
                                       teams=True, show_customer_ids=True), want, "engine alone")
+        # an engine configured with fewer tables than the dataset has (engine.tables): it is not asked for them
+        full = load_dataset(demo_dir, emit_warnings=False)
+        with DuckDBEngine(tables={"responses": str(demo_dir / "responses.parquet")}) as engine:
+            _same_list(follow_up_list(full, cb, "2026-08-01", END, "Delivery", require_comment=True, limit=10,
+                                      teams=True, show_customer_ids=True, engine=engine), want, "fewer tables")
+        full.close()
     finally:
         survey.close()
 

@@ -910,12 +910,11 @@ def _follow_up_engine(ds, engine):
     owned = engine is None
     if owned:
         engine = DuckDBEngine(ds.con)
+    present = {"tickets", "org"}
     if ds is not None and hasattr(ds, "tables"):
-        present = {t for t in ("tickets", "org") if t in ds.tables}
-    elif ds is not None:
-        present = {"tickets", "org"}
-    else:
-        present = {t for t in ("tickets", "org") if engine.has(t)}
+        present &= set(ds.tables)
+    if ds is None or not owned:  # an engine given: also the tables it holds (engine.tables may name fewer)
+        present = {t for t in present if engine.has(t)}
     return engine, owned, present
 
 
