@@ -23,7 +23,8 @@ Model (:class:`StructuralModel`, a statsmodels ``MLEModel``)
     (random walk), a local linear trend (level and slope both random walks) or a deterministic linear
     trend, ``gamma_t`` an optional fixed calendar effect (dummy seasonal, 12 months or 4 quarters) and
     ``a_t`` an optional stationary AR(1). Parameters by maximum likelihood (Kalman filter; diffuse initial
-    level/trend/seasonal, stationary AR).
+    level/trend/seasonal, stationary AR; BFGS with forward differences, the likelihood evaluated on statsmodels'
+    compiled filter directly, :data:`FIT_PATH`).
 
 Candidates and averaging (:func:`select_model`)
     ``local level``; ``local linear trend`` (the recent pace continues, and may change); ``linear trend``;
