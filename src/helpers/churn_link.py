@@ -200,6 +200,22 @@ class Calibration:
         return float(self.true_variance / (self.true_variance + self.error_variance * self.mean_inverse_k))
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """sum_i a_i b_i (einsum: no BLAS, whose threads stall on a busy machine)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _weighted_gram(cols: list, f: np.ndarray) -> np.ndarray:
+    """X'FX for the columns ``cols`` of X and weights f (p x p, one dot product per pair)."""
+    p = len(cols)
+    G = np.empty((p, p))
+    for a in range(p):
+        fa = f * cols[a]
+        for b in range(a, p):
+            G[a, b] = G[b, a] = _dot(fa, cols[b])
+    return G
+
+
 def calibrate_ratings(n_ratings, mean_rating, within_ss, Z: np.ndarray | None = None,
                       weights: np.ndarray | None = None, rating: str = "csat") -> Calibration:
     """Regression calibration with replicates (module docstring; Carroll et al. 2006 ch. 4).
@@ -212,39 +228,44 @@ def calibrate_ratings(n_ratings, mean_rating, within_ss, Z: np.ndarray | None = 
     ss = np.asarray(within_ss, dtype="float64")
     f = np.ones_like(k) if weights is None else np.asarray(weights, dtype="float64")
     rep = (k >= 2) & (f > 0)
-    repeat_df = float(np.sum(f[rep] * (k[rep] - 1)))
+    repeat_df = _dot(f, np.where(rep, k - 1, 0.0))
     if repeat_df <= 0:
         raise ChurnLinkError(f"no customer has two or more {rating} ratings, so the noise in a single rating "
                              "cannot be estimated and the satisfaction-churn link cannot be corrected; needed: "
                              "repeated ratings of the same customers")
-    s_u2 = float(np.sum(f * ss) / repeat_df)
+    s_u2 = _dot(f, ss) / repeat_df
     n_eff = float(f.sum())
-    X = np.ones((len(k), 1)) if Z is None or np.size(Z) == 0 else np.column_stack([np.ones(len(k)), Z])
-    sw = np.sqrt(f)
-    A = X * sw[:, None]
-    XtX = np.einsum("ia,ib->ab", A, A)
+    cols = [np.ones(len(k))] + ([] if Z is None or np.size(Z) == 0 else
+                                list(np.asarray(Z, dtype="float64").reshape(len(k), -1).T))
+    fk = f / k
+    XtX, XkX = _weighted_gram(cols, f), _weighted_gram(cols, fk)
     try:
         XtX_inv = np.linalg.inv(XtX)
     except np.linalg.LinAlgError:
         raise ChurnLinkError("the covariates of the calibration model are collinear (a segment with no "
                              "customers?)") from None
-    alpha = XtX_inv @ np.einsum("ia,i->a", A, w * sw)
-    fitted = np.einsum("ia,a->i", X, alpha)
+    fw = f * w
+    alpha = XtX_inv @ np.array([_dot(c, fw) for c in cols])
+    fitted = alpha[0] * cols[0]
+    for a_j, c in zip(alpha[1:], cols[1:]):
+        fitted += a_j * c
     resid = w - fitted
-    rss = float(np.sum(f * resid ** 2))
-    lev = np.einsum("ij,jk,ik->i", X, XtX_inv, X)  # leverage of one copy of customer i
-    p = X.shape[1]
-    tau2 = (rss - s_u2 * float(np.sum(f * (1 - lev) / k))) / (n_eff - p)
+    rss = _dot(f, resid * resid)
+    # sum_i f_i (1 - h_ii) / k_i with h_ii = x_i'(X'FX)^{-1} x_i the leverage of one copy of customer i:
+    # sum f/k - tr[(X'FX)^{-1} X'(F/K)X] (one p x p product instead of n of them)
+    lev_sum = float(fk.sum() - np.sum(XtX_inv * XkX))
+    p = len(cols)
+    tau2 = (rss - s_u2 * lev_sum) / (n_eff - p)
     if not np.isfinite(tau2) or tau2 <= 0:
         raise ChurnLinkError(f"the customers' mean {rating} ratings differ no more than their rating noise "
                              f"(error variance {s_u2:.3g} of one rating), so the reliability of the mean is 0 "
                              "and true satisfaction cannot be separated from noise")
     lam = tau2 / (tau2 + s_u2 / k)
     pred = fitted + lam * resid
-    fmean = float(np.sum(f * fitted) / n_eff)
-    total = tau2 + float(np.sum(f * (fitted - fmean) ** 2) / n_eff)
+    fmean = _dot(f, fitted) / n_eff
+    total = tau2 + _dot(f, (fitted - fmean) ** 2) / n_eff
     return Calibration(error_variance=s_u2, true_variance=float(tau2), total_true_variance=total, alpha=alpha,
-                       predicted=pred, mean_inverse_k=float(np.sum(f / k) / n_eff),
+                       predicted=pred, mean_inverse_k=float(fk.sum() / n_eff),
                        n_repeated=int(np.sum(rep)), repeat_df=repeat_df)
 
 
@@ -311,6 +332,8 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     ``fixed_information`` (bootstrap refits): iterate b <- b + I0^{-1} U(b) with the full-sample information
     I0 instead of the replicate's own (the same root, reached in a few more but much cheaper steps); the
     returned ``se`` is then NaN.
+
+    Rows of weight 0 (a resample's customers not drawn) add nothing to any sum and are dropped first.
     """
     X = np.asarray(X, dtype="float64")
     if X.ndim == 1:
@@ -322,13 +345,20 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     n, p = X.shape
     f = np.ones(n) if weights is None else (np.asarray(weights, dtype="float64") if sorted_input
                                             else cd.sort(weights))
-    ev = cd.event * f  # weighted event indicator
+    event, group, starts, times = cd.event, cd.group, cd.starts, cd.times
+    if weights is not None and not np.all(f != 0):  # a resample: the customers not drawn add nothing
+        rows = np.flatnonzero(f != 0)
+        X, f, event, group = np.asfortranarray(X[rows]), f[rows], event[rows], group[rows]
+        new = np.r_[True, group[1:] != group[:-1]] if len(rows) else np.zeros(0, dtype=bool)
+        starts, times, group = np.flatnonzero(new), times[group[new]], np.cumsum(new) - 1
+        n = len(rows)
+    ev = event * f  # weighted event indicator
     ev_rows = np.flatnonzero(ev > 0)
     if len(ev_rows) == 0:
         raise ChurnLinkError("no churn events: the Cox model has nothing to fit")
     ev_w = ev[ev_rows]
     X_ev = np.asfortranarray(X[ev_rows])
-    e_group = cd.group[ev_rows]
+    e_group = group[ev_rows]
     e_starts = np.flatnonzero(np.r_[True, e_group[1:] != e_group[:-1]])
     gsel = e_group[e_starts]  # distinct times with events
     d = np.add.reduceat(ev_w, e_starts)
@@ -347,7 +377,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     ia, ib = np.triu_indices(p)
     fixed = fixed_information is not None
     XX = None if fixed else np.asfortranarray(X[:, ia] * X[:, ib])
-    XX_ev = None if fixed else np.asfortranarray(XX[ev_rows])
+    XX_ev = None if XX is None else np.asfortranarray(XX[ev_rows])
     beta = np.zeros(p) if init is None else np.asarray(init, dtype="float64").copy()
 
     def revcum(a):
@@ -358,7 +388,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         eta = np.einsum("ij,j->i", X, b)
         shift = eta.max()
         r = f * np.exp(eta - shift)
-        S0 = revcum(np.add.reduceat(r, cd.starts))
+        S0 = revcum(np.add.reduceat(r, starts))
         re = r[ev_rows]
         A0 = np.add.reduceat(re, e_starts)
         phi = S0[rep_g] - c * A0[rep_g]
@@ -370,7 +400,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         inv = 1.0 / phi
         q0 = per_time(inv)
         q1 = per_time(c * inv)
-        S1 = revcum(_column_sums(r, X, cd.starts))
+        S1 = revcum(_column_sums(r, X, starts))
         A1 = _column_sums(re, X_ev, e_starts)
         grad = sx - (S1 * q0[:, None] - A1 * q1[:, None]).sum(axis=0)
         if level == 1:
@@ -379,7 +409,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         s0 = per_time(inv2)
         s1 = per_time(c * inv2)
         s2 = per_time(c * c * inv2)
-        S2 = revcum(_column_sums(r, XX, cd.starts))
+        S2 = revcum(_column_sums(r, XX, starts))
         A2 = _column_sums(re, XX_ev, e_starts)
         h2 = (S2 * q0[:, None] - A2 * q1[:, None]).sum(axis=0)
         H2 = np.zeros((p, p))
@@ -422,10 +452,10 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     eta = np.einsum("ij,j->i", X, beta)
     shift = eta.max()
     r = f * np.exp(eta - shift)
-    S0 = revcum(np.add.reduceat(r, cd.starts))
+    S0 = revcum(np.add.reduceat(r, starts))
     A0 = np.add.reduceat(r[ev_rows], e_starts)
     inc = per_time(1.0 / (S0[rep_g] - c * A0[rep_g])) * np.exp(-shift)
-    base_t, base_h = cd.times[gsel], np.cumsum(inc)
+    base_t, base_h = times[gsel], np.cumsum(inc)
     if fixed:
         return CoxFit(coef=beta, se=np.full(p, np.nan), loglik=ll, n_iter=it, baseline_times=base_t,
                       baseline_cumhaz=base_h)
