@@ -126,3 +126,27 @@ def test_forecast_window_same_forecast_and_p_met_on_both_paths(fit_path):
     for attr in ("value", "low", "high", "p_met", "mean_model", "sd_model"):
         assert getattr(fast, attr) == pytest.approx(getattr(ref, attr), rel=1e-9, abs=1e-12), attr
     pd.testing.assert_frame_equal(fast.candidates, ref.candidates, rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["constant", "short", "no sampling error", "heavy tails"])
+def test_fit_model_same_fit_on_both_paths_on_awkward_series(case, fit_path):
+    rng = np.random.default_rng(17)
+    if case == "constant":
+        y, v = np.full(20, 0.7), np.full(20, 0.01)
+    elif case == "short":
+        y, v = rng.normal(0, 1, 6), rng.uniform(0.01, 0.1, 6)
+    elif case == "no sampling error":
+        t = np.arange(30)
+        y, v = 0.05 * t + np.sin(2 * np.pi * t / 12), np.zeros(30)
+    else:
+        y, v = rng.standard_t(2, 26) * 3, rng.uniform(0, 0.5, 26)
+    for spec in F.CANDIDATES:
+        fits = []
+        for path in ("statsmodels", "filter"):
+            fit_path(path)
+            fits.append(F._fit_model(y, v, spec, 12))
+        ref, fast = fits
+        assert (ref is None) == (fast is None), spec.name
+        if ref is not None:
+            np.testing.assert_allclose(fast.params, ref.params, rtol=1e-10, atol=1e-14, err_msg=spec.name)
+            assert fast.loglike == pytest.approx(ref.loglike, rel=1e-12), spec.name
