@@ -1767,10 +1767,25 @@ def data_quality_html(problems, *, title: str = "Data quality", source: str = ""
 # --- entry points driven by params/report.yaml -----------------------------------------------------------
 
 def is_snapshot(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a DuckDB file written by :meth:`Dataset.snapshot`."""
+    """Whether ``path`` is a DuckDB file written by :meth:`Dataset.snapshot` (a yes is remembered for that
+    version of the file: a department report asks four times, each with a new connection)."""
     p = Path(path)
     if not p.is_file() or not _is_duckdb_file(p):
         return False
+    st = p.stat()
+    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _SNAPSHOT_FILES:
+        return True
+    found = _probe_snapshot(p)
+    if found:  # a no may be passing (a file still being written, or locked by its writer): asked again
+        _SNAPSHOT_FILES.add(key)
+    return found
+
+
+_SNAPSHOT_FILES: set[tuple] = set()
+
+
+def _probe_snapshot(p: Path) -> bool:
     con = _connect()
     try:
         con.execute(f"ATTACH {_lit(str(p))} AS __probe (READ_ONLY)")

@@ -781,10 +781,15 @@ class ObjectiveEvaluation:
         return {s: int(counts.get(s, 0)) for s in STATUSES}
 
     def row(self, objective_id: str) -> pd.Series:
-        rows = self.table[self.table["id"] == objective_id]
-        if rows.empty:
+        """The objective's row of :attr:`table` (a copy; the first when an id repeats)."""
+        positions = self.__dict__.get("_row_positions")
+        if positions is None or positions[0] is not self.table or positions[1] != len(self.table):
+            ids = list(self.table["id"])
+            positions = (self.table, len(ids), {i: ids.index(i) for i in dict.fromkeys(ids)})
+            self.__dict__["_row_positions"] = positions
+        if objective_id not in positions[2]:
             raise KeyError(f"no objective {objective_id!r}; objectives are {list(self.table['id'])}")
-        return rows.iloc[0]
+        return self.table.iloc[positions[2][objective_id]].copy()
 
     def cascade(self) -> pd.DataFrame:
         """The objective tree in depth-first order: id, parent, level, title, owner, status, label."""

@@ -192,11 +192,14 @@ class DepartmentReport:
     # ------------------------------------------------------------------ first screen
     @property
     def names(self) -> dict[str, str]:
-        """person_id -> display name (the org table), for agents and owners."""
-        org = getattr(self.dataset, "org", None) if self.dataset is not None else None
-        if org is None or not {"person_id", "name"} <= set(org.columns):
-            return {}
-        return dict(zip(org["person_id"].astype(str), org["name"].astype(str)))
+        """person_id -> display name (the org table), for agents and owners (read once per dataset; a copy)."""
+        cached = self.__dict__.get("_names")
+        if cached is None or cached[0] is not self.dataset:
+            org = getattr(self.dataset, "org", None) if self.dataset is not None else None
+            names = {} if org is None or not {"person_id", "name"} <= set(org.columns) else \
+                dict(zip(org["person_id"].astype(str), org["name"].astype(str)))
+            cached = self.__dict__["_names"] = (self.dataset, names)
+        return dict(cached[1])
 
     def kpi_tiles(self):
         """The KPI tiles (``helpers.kpi_tiles``), built once from the evaluation."""
@@ -300,6 +303,16 @@ class DepartmentReport:
         return "\n".join(lines)
 
     def _objective_bits(self, objective_id: str) -> dict:
+        """What the objective's title, alt text, axis label and chart are made of: its row, objective, KPI, value
+        format, whether it is closed and its name with its scope; built once per objective and evaluation."""
+        cache = self.__dict__.get("_bits")
+        if cache is None or cache[0] is not self.evaluation or cache[1] is not self.plan:
+            cache = self.__dict__["_bits"] = (self.evaluation, self.plan, {})
+        if objective_id not in cache[2]:
+            cache[2][objective_id] = self._make_objective_bits(objective_id)
+        return cache[2][objective_id]
+
+    def _make_objective_bits(self, objective_id: str) -> dict:
         from helpers.objectives import format_value  # noqa: PLC0415
 
         r = self.evaluation.row(objective_id)

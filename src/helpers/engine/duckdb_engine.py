@@ -132,6 +132,7 @@ class DuckDBEngine(Engine):
             con = duckdb_connection(settings)
         self.con = con
         self.max_result_rows = int(max_result_rows)
+        self._columns: dict[str, list[str]] = {}  # columns of the tables found (see columns())
         for name, path in (tables or {}).items():
             if not Path(path).exists() and "*" not in str(path):
                 raise EngineError(f"duckdb engine: table {name!r}: no file or folder {shorten(str(path))}")
@@ -145,19 +146,36 @@ class DuckDBEngine(Engine):
             raise EngineError(f"duckdb engine: {shorten(first, 300)}") from None
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
+        self._columns.pop(name, None)
         self.con.register(f"__frame_{name}", frame)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS SELECT * FROM {quote_ident('__frame_' + name)}")
         self.con.unregister(f"__frame_{name}")
 
     def columns(self, table: str) -> list[str]:
-        if not self.has(table):
-            raise EngineError(f"duckdb engine: no table {table!r}")
-        return [r[0] for r in self.con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
+        """The columns of ``table``, looked up once per engine (a page asks for the same few tables dozens of
+        times, ~2 ms each): the engine's own :meth:`register` forgets a replaced table's; tables are not
+        expected to change under a running engine otherwise."""
+        if table not in self._columns:
+            try:
+                self._columns[table] = [r[0] for r in self.con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
+            except duckdb.CatalogException:
+                raise EngineError(f"duckdb engine: no table {table!r}") from None
+        return list(self._columns[table])
 
     def has(self, table: str) -> bool:
+        """Whether a table or view ``table`` exists (in any attached database or schema). Found once, it is
+        remembered with its columns (:meth:`columns`); an absence is asked again each time."""
+        if table in self._columns:
+            return True
         rows = self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? UNION ALL "
                                 "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [table, table]).fetchall()
-        return sum(r[0] for r in rows) > 0
+        if sum(r[0] for r in rows) == 0:
+            return False
+        try:
+            self.columns(table)
+        except (EngineError, duckdb.Error):
+            pass  # e.g. only in another attached database: it exists, but not by its bare name
+        return True
 
     def close(self) -> None:
         if self._owned:
