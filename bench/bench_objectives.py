@@ -174,7 +174,9 @@ t2, c2 = time.perf_counter(), time.process_time()
 # VmHWM of this process (ru_maxrss would keep the forking parent's peak across exec)
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 peak = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"report": t2 - t1, "cpu": c2 - c1, "peak_mb": peak}}))
+print(json.dumps({{"report": t2 - t1, "cpu": c2 - c1, "peak_mb": peak,
+                  "evaluated": getattr(r, "evaluation", None) is not None,
+                  "problem": (list(getattr(r, "problems", [])) or [""])[0][:160]}}))
 """
 
 
@@ -275,6 +277,10 @@ def main() -> None:
         for d in DEPARTMENTS:
             before = report_step(Path(tmp) / "src", d, args.data, args.as_of)
             after = report_step(ROOT / "src", d, args.data, args.as_of)
+            for key, run in (("before", before), ("now", after)):
+                if not run.get("evaluated", True):  # e.g. the old code refuses today's params or data
+                    print(f"  WARNING {d} {key}: no objectives evaluated, so its time is not comparable "
+                          f"({run.get('problem', '')})")
             for key, run in (("before", before), ("now", after)):
                 total[key][0] += run["cpu"]
                 total[key][1] += run["report"]
