@@ -173,31 +173,44 @@ def _extended_cumhaz(fit: CL.CoxFit, t: np.ndarray, tail_months: float = 12.0) -
     return np.where(t <= t_last, fit.cumulative_hazard(np.minimum(t, t_last)), h_last + slope * (t - t_last))
 
 
+def _cumhaz_increments(fit: CL.CoxFit, t0_values: np.ndarray, horizon: int) -> np.ndarray:
+    """H0(t0 + h) - H0(t0) for each distinct tenure t0 (rows) and h = 1..horizon (columns), float32."""
+    h = np.arange(1, horizon + 1)
+    grid = _extended_cumhaz(fit, (t0_values[:, None] + h[None, :]).ravel()).reshape(len(t0_values), horizon)
+    return (grid - _extended_cumhaz(fit, t0_values)[:, None]).astype(np.float32)
+
+
 def _kept_and_revenue(fit: CL.CoxFit, t0_values: np.ndarray, t0_index: np.ndarray, eta: np.ndarray,
                       shifts: list, revenue: np.ndarray, horizon: int, monthly_rate: float, groups: np.ndarray,
-                      n_groups: int, weights: np.ndarray | None = None):
+                      n_groups: int, weights: np.ndarray | None = None, increments: np.ndarray | None = None):
     """Per group: expected customers kept after ``horizon`` months and discounted expected revenue over
     it as-is, and (lists, one per element of ``shifts``) their changes when the linear predictor is shifted
     by the shift (a number, or one per customer). Tenures come as distinct values
     ``t0_values`` and each customer's index into them (tenures repeat: whole days), so the baseline is
     evaluated once per distinct tenure. ``weights``: one per customer (None: 1), e.g. a resample's
-    weights of a sample's customers."""
+    weights of a sample's customers. ``increments``: the baseline's increments per customer,
+    ``_cumhaz_increments(fit, t0_values, horizon)[t0_index]``, when the caller has them (the same for every
+    linear predictor of one fit)."""
     h = np.arange(1, horizon + 1)
-    grid = _extended_cumhaz(fit, (t0_values[:, None] + h[None, :]).ravel()).reshape(len(t0_values), horizon)
-    cum = (grid - _extended_cumhaz(fit, t0_values)[:, None]).astype(np.float32)
+    if increments is None:
+        increments = _cumhaz_increments(fit, t0_values, horizon)[t0_index]
     disc = ((1 + monthly_rate) ** -h.astype(float)).astype(np.float32)
     # float32 for the n x horizon survival matrix (halves the time on 1,000,000 customers); sums in float64,
     # and the what-if differences are taken per customer before summing, so they keep their precision
-    E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
-    S0 = np.exp(-E)
+    neg_E = increments * np.exp(eta).astype(np.float32)[:, None]
+    np.negative(neg_E, out=neg_E)
+    S0 = np.exp(neg_E)
     if weights is not None:
         revenue = revenue * weights
     kept = np.bincount(groups, S0[:, -1] if weights is None else weights * S0[:, -1], n_groups)
     rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
     extra_kept, extra_rev = [], []
+    D = np.empty_like(S0)
     for shift in shifts:
         mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)  # scalar, or one per customer
-        D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
+        np.multiply(neg_E, mult[:, None] if mult.ndim else mult, out=D)
+        np.exp(D, out=D)
+        D -= S0
         extra_kept.append(np.bincount(groups, D[:, -1] if weights is None else weights * D[:, -1], n_groups))
         extra_rev.append(np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups))
     return kept, rev, extra_kept, extra_rev
@@ -672,9 +685,10 @@ def _chain(customers, responses, scenarios, *, horizon, as_of, covariates, by, o
             nodes = [(eta, 1.0)]
         kb = rb = 0.0
         dks = drs = None
+        increments = _cumhaz_increments(fit, P["t0_values"], horizon)[P["t0_index"]]  # the same for every node
         for eta_k, wk in nodes:
             k_, r_, dk_, dr_ = _kept_and_revenue(fit, P["t0_values"], P["t0_index"], eta_k, shifts, P["rev"],
-                                                 horizon, d_month, P["groups"], n_groups, weights)
+                                                 horizon, d_month, P["groups"], n_groups, weights, increments)
             kb, rb = kb + wk * k_, rb + wk * r_
             dks = [wk * d for d in dk_] if dks is None else [a + wk * d for a, d in zip(dks, dk_)]
             drs = [wk * d for d in dr_] if drs is None else [a + wk * d for a, d in zip(drs, dr_)]
