@@ -392,6 +392,8 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     def revcum(a):
         return np.cumsum(a[::-1], axis=0)[::-1][gsel]
 
+    last: dict = {}
+
     def evaluate(b, level):
         """level 0: log-likelihood; 1: + gradient; 2: + information (minus the Hessian)."""
         eta = np.einsum("ij,j->i", X, b)
@@ -409,6 +411,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         inv = 1.0 / phi
         q0 = per_time(inv)
         q1 = per_time(c * inv)
+        last.update(b=b, q0=q0, shift=shift)  # the baseline's increments at b, if b is the optimum
         S1 = revcum(_column_sums(r, X, starts))
         A1 = _column_sums(re, X_ev, e_starts)
         grad = sx - (S1 * q0[:, None] - A1 * q1[:, None]).sum(axis=0)
@@ -464,12 +467,15 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         raise ChurnLinkError("the Cox model ran to an infinite coefficient (a covariate separates churners)")
     # baseline cumulative hazard at x = 0 (Efron's increments: sum_l 1 / (S0_j - (l/d_j) A0_j), the
     # estimator of R survfit.coxph for Efron ties; Breslow's d_j / S0_j when there are no ties)
-    eta = np.einsum("ij,j->i", X, beta)
-    shift = eta.max()
-    r = f * np.exp(eta - shift)
-    S0 = revcum(np.add.reduceat(r, starts))
-    A0 = np.add.reduceat(r[ev_rows], e_starts)
-    inc = per_time(1.0 / (S0[rep_g] - c * A0[rep_g])) * np.exp(-shift)
+    if "b" in last and np.array_equal(last["b"], beta):  # the last evaluation was at the optimum
+        inc = last["q0"] * np.exp(-last["shift"])
+    else:
+        eta = np.einsum("ij,j->i", X, beta)
+        shift = eta.max()
+        r = f * np.exp(eta - shift)
+        S0 = revcum(np.add.reduceat(r, starts))
+        A0 = np.add.reduceat(r[ev_rows], e_starts)
+        inc = per_time(1.0 / (S0[rep_g] - c * A0[rep_g])) * np.exp(-shift)
     base_t, base_h = times[gsel], np.cumsum(inc)
     if fixed:
         return CoxFit(coef=beta, se=np.full(p, np.nan), loglik=ll, n_iter=it, baseline_times=base_t,
