@@ -150,3 +150,16 @@ def test_fit_model_same_fit_on_both_paths_on_awkward_series(case, fit_path):
         if ref is not None:
             np.testing.assert_allclose(fast.params, ref.params, rtol=1e-10, atol=1e-14, err_msg=spec.name)
             assert fast.loglike == pytest.approx(ref.loglike, rel=1e-12), spec.name
+
+
+def test_scale_inverse_and_normal_quantiles_equal_scipy_stats_distributions():
+    """expit/ndtri replace stats.logistic.cdf/stats.norm.ppf on the hot path: the same values bit for bit."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    y = np.concatenate([rng.normal(0, 5, 5000), [np.inf, -np.inf, np.nan, 0.0, 800.0, -800.0]])
+    scale = F.kpi_scale("%", (0, 100))
+    np.testing.assert_array_equal(scale.inverse(y), 0 + 100 * stats.logistic.cdf(y))
+    np.testing.assert_array_equal(scale.inverse(y.reshape(-1, 2)), 100 * stats.logistic.cdf(y.reshape(-1, 2)))
+    for q in (0.1, 0.5, 0.9, 0.975, 1e-9):
+        assert F.mixture_quantile(((1.0, 0.3, 2.0),), q) == float(0.3 + 2.0 * stats.norm.ppf(q))
