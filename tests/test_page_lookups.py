@@ -140,3 +140,20 @@ def test_page_names_and_chart_texts_are_built_once_and_follow_a_new_evaluation()
     again = _evaluation(target_b=64)
     report.evaluation, report.plan = again, again.plan
     assert "64.0%" in report.objective_chart_title("b")  # a new evaluation: built again
+
+
+def test_missing_values_asks_each_tables_columns_once(small_demo, monkeypatch):
+    from helpers.data import Dataset, load_dataset
+    from helpers.objectives_report import DepartmentReport
+
+    dataset = load_dataset(small_demo)
+    asked = []
+    real = Dataset.columns
+    monkeypatch.setattr(Dataset, "columns", lambda self, table: asked.append(table) or real(self, table))
+    report = DepartmentReport(slug="billing", department="Billing", params_file="billing.yaml",
+                              as_of=pd.Timestamp("2026-10-31"), dataset=dataset)
+    table = report.missing_values()
+    assert sorted(asked) == ["responses", "tickets"]
+    rows = dataset.con.execute("SELECT count(*), count(*) - count(csat) FROM responses WHERE department = 'Billing'"
+                               ).fetchone()
+    assert (table.loc[("responses", "csat"), "rows"], table.loc[("responses", "csat"), "missing"]) == rows

@@ -926,7 +926,8 @@ class DepartmentReport:
                                          "contacts_to_resolve"])):
             if not self.dataset.has(table):  # the data has no such table (issue 12)
                 continue
-            cols = [c for c in cols if c in self.dataset.columns(table)]
+            present = set(self.dataset.columns(table))  # asked once (a DESCRIBE each time)
+            cols = [c for c in cols if c in present]
             if not cols:
                 continue
             # counted in DuckDB: no row of the department reaches pandas (issue 14)
