@@ -46,6 +46,17 @@ like the demo (so the corrected HR is near, not at, 0.30: see helpers.churn_link
    engine (sample of 100,000) 86 s, VmHWM 0.58 GiB (0.46 GiB of it loading the dataset). The sample's inputs
    (helpers.engine.worth_sample) on the 10,000,000-customer set: 0.64 GiB peak.
 
+8. ``--worth-cpu DIR``: process CPU seconds of the chains a run computes once (issue 16, run speed): the drivers
+   and retention pages' ``helpers.drivers_report.company_worth_analysis`` (engine path: the chain for the drivers
+   and revenue at risk, and the corrected churn link, each with 200 resamples) and the objectives pages'
+   ``helpers.impact_report.objective_worth_engine`` (every department's objectives, CSAT and NPS chains), on a
+   kit data folder (e.g. data/demo), each in a fresh process after a warm-up call, with the kit's source and with
+   the source of ``--baseline-rev`` (default 823af9c, before the bootstrap refits were made faster; unpacked by
+   ``git archive``); prints both, the ratio and the largest relative difference of the result tables (the same
+   seeded resamples: rounding and the optimiser's tolerance only).
+   Measured on data/demo (2026-11-30, shared machine, load ~8): company 2.95 -> 2.2 s CPU, objectives
+   see the printed line (relative differences <= 2e-8).
+
 4. ``--coverage R``: interval coverage by simulation at larger sizes than the unit tests afford (R
    replications of tests/test_impact.py's synthetic data: the link with 1,000 customers and the chain with
    3,000, 200 bootstrap resamples each); prints the share of intervals holding the truth (target: 0.93-0.97
@@ -56,7 +67,8 @@ like the demo (so the corrected HR is near, not at, 0.30: see helpers.churn_link
    factual company, and the share of seeds whose interval holds each.
 
 Usage: .venv/bin/python bench/bench_impact.py [--customers 1000000 | --scale F] [--n-boot 200] [--keep DIR]
-       [--coverage R] [--counterfactual R] [--only-departments]
+       [--coverage R] [--counterfactual R] [--only-departments] [--worth-dataset DIR]
+       [--worth-cpu DIR [--baseline-rev REV]]
 """
 from __future__ import annotations
 
@@ -260,6 +272,83 @@ def worth_dataset(folder: str) -> None:
     print(f"   engine / rows: time {te / tr:.2f}x, peak memory {me / mr:.2f}x")
 
 
+WORTH_CPU_CHILD = """
+import pickle, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import pandas as pd
+from helpers import drivers_report as DR
+from helpers import impact_report as IR
+from helpers.config import load_report_config
+from helpers.data import load_dataset
+from helpers.engine import open_report_engine
+from helpers.objectives import load_objectives
+
+ds = load_dataset(sys.argv[2])
+cfg = load_report_config()
+day = pd.Timestamp(ds.date_range()[1])
+plans = [load_objectives(p) for p in sorted(Path(sys.argv[3]).glob("*.yaml"))]
+
+
+def company():
+    w = DR.company_worth_analysis(None, None, day, dataset=ds, config=cfg, currency="EUR")
+    return {"drivers": w.drivers.table, "risk": w.risk.table, "link": w.link.table}
+
+
+def objectives():
+    engine, _ = open_report_engine(ds, cfg)
+    return {"objectives": IR.objective_worth_engine(plans, engine, as_of=day, n_boot=200, seed=15,
+                                                    currency="EUR").table}
+
+
+out = {}
+for name, fn in (("company", company), ("objectives", objectives)):
+    fn()  # warm-up: imports, the engine's views
+    t0 = time.process_time()
+    tables = fn()
+    out[name] = (time.process_time() - t0, tables)
+pickle.dump(out, open(sys.argv[4], "wb"))
+"""
+
+
+def worth_cpu(folder: str, baseline_rev: str) -> None:
+    """Section 8: CPU of the run's shared worth chains with this source and with ``baseline_rev``'s."""
+    import pickle
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="bench-worth-cpu-") as tmp:
+        base = Path(tmp) / "base"
+        base.mkdir()
+        archive = subprocess.run(["git", "archive", baseline_rev, "src"], cwd=repo, capture_output=True)
+        if archive.returncode:
+            print(f"8. cannot read revision {baseline_rev}: {archive.stderr.decode()[-300:]}")
+            return
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+        got = {}
+        for label, src in (("baseline", base / "src"), ("current", repo / "src")):
+            out = Path(tmp) / f"{label}.pkl"
+            run = subprocess.run([sys.executable, "-c", WORTH_CPU_CHILD, str(src), folder,
+                                  str(repo / "params" / "departments"), str(out)], cwd=repo, capture_output=True,
+                                 text=True)
+            if run.returncode:
+                print(f"8. {label}: failed\n{run.stderr[-2000:]}")
+                return
+            got[label] = pickle.loads(out.read_bytes())
+    for name in ("company", "objectives"):
+        (t_base, tab_base), (t_cur, tab_cur) = got["baseline"][name], got["current"][name]
+        worst = 0.0
+        for key, a in tab_base.items():
+            b = tab_cur[key]
+            num = a.select_dtypes("number").columns
+            x, y = a[num].to_numpy("float64"), b[num].to_numpy("float64")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.abs(x - y) / np.maximum(np.abs(x), 1e-9)
+            worst = max(worst, float(np.nanmax(rel)) if rel.size else 0.0)
+        print(f"8. {name} worth chains on {folder}: {t_base:.2f} s CPU at {baseline_rev}, {t_cur:.2f} s now "
+              f"-> {t_base / t_cur:.2f}x less CPU; largest relative difference of the tables {worst:.1e}")
+
+
 def counterfactual_check(reps: int, n: int = 4000, first_seed: int = 5, shift: float = 0.3) -> None:
     """Section 6: the kit's prediction on the factual demo against the generated counterfactual company."""
     import json
@@ -313,7 +402,12 @@ def main(argv=None) -> int:
     ap.add_argument("--counterfactual", type=int, default=0, help="demo companies for section 6 (0 = skip)")
     ap.add_argument("--only-departments", action="store_true", help="data and section 5 only")
     ap.add_argument("--worth-dataset", default=None, help="section 7 on a kit data folder (rows vs engine)")
+    ap.add_argument("--worth-cpu", default=None, help="section 8 on a kit data folder (CPU of the worth chains)")
+    ap.add_argument("--baseline-rev", default="823af9c", help="section 8's baseline revision (git)")
     args = ap.parse_args(argv)
+    if args.worth_cpu:
+        worth_cpu(args.worth_cpu, args.baseline_rev)
+        return 0
     if args.worth_dataset:
         worth_dataset(args.worth_dataset)
         return 0
