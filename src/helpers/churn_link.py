@@ -310,6 +310,14 @@ class CoxData:
         return np.asarray(a, dtype="float64")[self.order]
 
 
+def _block_starts(sorted_ids: np.ndarray) -> np.ndarray:
+    """True where a run of equal values begins (``np.r_[True, a[1:] != a[:-1]]`` without its overhead)."""
+    out = np.empty(len(sorted_ids), dtype=bool)
+    out[:1] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=out[1:])
+    return out
+
+
 def _column_sums(r: np.ndarray, M: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Per-group sums of r * M[:, j] for every column j (groups = contiguous row blocks at ``starts``)."""
     return np.add.reduceat(r[:, None] * M, starts, axis=0)
@@ -358,7 +366,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     if weights is not None and not np.all(f != 0):  # a resample: the customers not drawn add nothing
         rows = np.flatnonzero(f != 0)
         X, f, event, group = np.asfortranarray(X[rows]), f[rows], event[rows], group[rows]
-        new = np.r_[True, group[1:] != group[:-1]] if len(rows) else np.zeros(0, dtype=bool)
+        new = _block_starts(group)
         starts, times, group = np.flatnonzero(new), times[group[new]], np.cumsum(new) - 1
         n = len(rows)
     ev = event * f  # weighted event indicator
@@ -368,7 +376,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
     ev_w = ev[ev_rows]
     X_ev = np.asfortranarray(X[ev_rows])
     e_group = group[ev_rows]
-    e_starts = np.flatnonzero(np.r_[True, e_group[1:] != e_group[:-1]])
+    e_starts = np.flatnonzero(_block_starts(e_group))
     gsel = e_group[e_starts]  # distinct times with events
     d = np.add.reduceat(ev_w, e_starts)
     d_int = np.rint(d).astype(np.int64)
@@ -377,7 +385,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
                                   expected="integer frequency weights (e.g. bootstrap counts)")
     ng = len(gsel)
     rep_g = np.repeat(np.arange(ng), d_int)  # one entry per tied event l = 0..d_j - 1 of each time j
-    first = np.r_[0, np.cumsum(d_int)[:-1]]  # where each time's entries start (contiguous blocks)
+    first = np.cumsum(d_int) - d_int  # where each time's entries start (contiguous blocks)
     c = (np.arange(len(rep_g)) - first[rep_g]) / d_int[rep_g]
 
     def per_time(v):
@@ -453,7 +461,7 @@ def cox_efron(time, event, X, weights=None, init=None, max_iter: int = 50, tol: 
         if fixed and secant:  # BFGS on the information (the Hessian of -l): y = U_k - U_{k+1} ~ I s
             s, y = lam * step, grad - grad_new
             sy, Is = float(s @ y), info @ s
-            if sy > 1e-12 * np.linalg.norm(s) * np.linalg.norm(y) and np.max(np.abs(s)) > 1e3 * tol:
+            if sy > 1e-12 * np.sqrt(float(s @ s) * float(y @ y)) and np.max(np.abs(s)) > 1e3 * tol:
                 info = info - np.outer(Is, Is) / float(s @ Is) + np.outer(y, y) / sy
         beta, ll, grad = beta + lam * step, ll_new, grad_new
         if not fixed:
