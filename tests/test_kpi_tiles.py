@@ -68,3 +68,13 @@ def test_customer_kpi_tiles_say_they_are_company_wide(small_demo):
     tiles = {t.kpi: t for t in report.kpi_tiles()}
     assert tiles["retention_rate"].scope.startswith("all customers")
     assert tiles["nps"].scope == "" and tiles["fcr"].scope == "team Front Desk"
+
+
+def test_changes_and_gaps_in_points_keep_the_values_decimal():
+    """At 10M customers an NPS change of +0.4 points is significant: it must not read "0 points"."""
+    from helpers.kpi_tiles import _difference_text
+
+    assert _difference_text(0.4, "points", False) == "+0.4 points"
+    assert _difference_text(-1.0, "points", False) == "-1.0 point"
+    assert _difference_text(0.04, "%", False) == "0.0 points"
+    assert _difference_text(2.35, "%", False) == "+2.4 points"

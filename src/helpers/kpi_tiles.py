@@ -87,9 +87,9 @@ def _scope(filters: Mapping[str, tuple[str, ...]], names: Mapping[str, str]) -> 
 def _difference_text(diff: float, unit: str, per_day: bool) -> str:
     if per_day:
         return f"{fmt_number(diff, 1, signed=True)} per day"
-    if unit in ("%", "points"):
-        text = fmt_number(diff, 0 if unit == "points" else 1, signed=True)
-        return f"{text} {'point' if text.lstrip('+-') in ('1', '1.0') else 'points'}"
+    if unit in ("%", "points"):  # one decimal, as the NPS value itself: a 0.4-point change is not "0 points"
+        text = fmt_number(diff, 1, signed=True)
+        return f"{text} {'point' if text.lstrip('+-') == '1.0' else 'points'}"
     if unit == "hours":
         return f"{fmt_number(diff, 1, signed=True)} h"
     return fmt_number(diff, 2, signed=True)
