@@ -114,3 +114,14 @@ def test_model_comparison_rounds_like_the_forecast_sentence(small_demo):
     chosen = rep.rates.holdout
     assert f"the {chosen.model} forecast was off by {chosen.mape:.1f}% on average" in rep.rates.summary()
     assert f"<td>{chosen.model}</td><td>{chosen.mape:.1f}%</td>" in rep.model_comparison_table_html()
+
+
+def test_month_intervals_never_print_both_ends_alike():
+    """With millions of customers a median's interval is narrower than a tenth of a month (seen at 10M:
+    "after 7.8 months (95% CI 7.8 to 7.8)"): the median and its ends get the decimals the ends need."""
+    from helpers.retention import months_and_interval
+
+    assert fmt_months_interval(7.81, 7.84) == "7.81 to 7.84"
+    assert months_and_interval(7.826, 7.81, 7.84) == ("7.83", "7.81 to 7.84")
+    assert months_and_interval(7.4, 7.0, 8.0) == ("7.4", "7 to 8")
+    assert months_and_interval(12.0, 11.5, float("inf")) == ("12", "11.5 to not yet reached")

@@ -39,7 +39,8 @@ from scipy import optimize, special, stats
 
 from helpers.errors import DataContractError, KitError
 from helpers.results import displayable
-from helpers.formatting import column_label, fmt_interval, fmt_number, fmt_p_value, fmt_percent, interval_decimals, shorten
+from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, fmt_percent,
+                                interval_decimals, shorten)
 
 # Okabe & Ito (2008) colours (told apart under every common colour-vision deficiency), with a line style each
 SERIES_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
@@ -60,9 +61,20 @@ def fmt_months(x: float) -> str:
 
 
 def fmt_months_interval(low: float, high: float, upper_na: str = "not yet reached") -> str:
-    lo = fmt_months(low) if np.isfinite(low) else "not estimable"
-    hi = fmt_months(high) if np.isfinite(high) else upper_na
-    return f"{lo} to {hi}"
+    """An interval of months as :func:`fmt_months`, with more decimals when its ends would print alike (with
+    millions of customers a median's interval is narrower than a tenth of a month: ``7.81 to 7.84``)."""
+    return months_and_interval(np.nan, low, high, upper_na)[1]
+
+
+def months_and_interval(point: float, low: float, high: float,
+                        upper_na: str = "not yet reached") -> tuple[str, str]:
+    """A number of months and its interval with the same decimals: one (none when whole, :func:`fmt_months`),
+    or as many as the interval's ends need to differ (:func:`helpers.formatting.interval_decimals`)."""
+    d = interval_decimals(low, high, least=1) if np.isfinite(low) and np.isfinite(high) else 1
+    fmt = fmt_months if d == 1 else (lambda x: fmt_number(x, d))
+    lo = fmt(low) if np.isfinite(low) else "not estimable"
+    hi = fmt(high) if np.isfinite(high) else upper_na
+    return (fmt(point) if np.isfinite(point) else NA), f"{lo} to {hi}"
 
 
 def percent_interval(point: float, low: float, high: float) -> tuple[str, str]:
@@ -534,8 +546,8 @@ class KaplanMeierResult:
         for _, row in self.medians.iterrows():
             who = "Customers" if self.group is None else f"{value_label(row[self.group]).capitalize()} customers"
             if np.isfinite(row["median"]):
-                parts.append(f"{who}: half have left after {fmt_months(row['median'])} months (95% CI "
-                             f"{fmt_months_interval(row['ci_low'], row['ci_high'])}).")
+                median, ci = months_and_interval(row["median"], row["ci_low"], row["ci_high"])
+                parts.append(f"{who}: half have left after {median} months (95% CI {ci}).")
             else:
                 s_end = row["survival_at_end"]
                 parts.append(f"{who}: more than half are still customers after {row['last_time']:.0f} months "

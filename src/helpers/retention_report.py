@@ -289,8 +289,8 @@ class RetentionReport:
         for _, row in m.iterrows():
             who = "customers" if km.group is None else f"{md_escape(value_label(row[km.group]))} customers"
             if np.isfinite(row["median"]):
-                parts.append(f"{who} after {R.fmt_months(row['median'])} months (95% CI "
-                             f"{R.fmt_months_interval(row['ci_low'], row['ci_high'])})")
+                median, ci = R.months_and_interval(row["median"], row["ci_low"], row["ci_high"])
+                parts.append(f"{who} after {median} months (95% CI {ci})")
             else:
                 parts.append(f"{who}: not yet ({fmt_percent(row['survival_at_end'], 0)} still customers after "
                              f"{row['last_time']:.0f} months)")
