@@ -135,3 +135,39 @@ def test_kept_and_revenue_with_increments_given_equals_computed(rossi):
     given = I._kept_and_revenue(*args, None, I._cumhaz_increments(fit, t0_values, 12)[t0_index])
     for a, b in zip(computed, given):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _kept_and_revenue_reference(fit, t0_values, t0_index, eta, shifts, revenue, horizon, monthly_rate, groups,
+                                 n_groups):
+    """The function before issue 16's speed work (per node grid, einsum discounting, new arrays per shift)."""
+    h = np.arange(1, horizon + 1)
+    grid = I._extended_cumhaz(fit, (t0_values[:, None] + h[None, :]).ravel()).reshape(len(t0_values), horizon)
+    cum = (grid - I._extended_cumhaz(fit, t0_values)[:, None]).astype(np.float32)
+    disc = ((1 + monthly_rate) ** -h.astype(float)).astype(np.float32)
+    E = cum[t0_index] * np.exp(eta).astype(np.float32)[:, None]
+    S0 = np.exp(-E)
+    kept = np.bincount(groups, S0[:, -1], n_groups)
+    rev = np.bincount(groups, revenue * np.einsum("ij,j->i", S0, disc), n_groups)
+    extra_kept, extra_rev = [], []
+    for shift in shifts:
+        mult = np.exp(np.asarray(shift, dtype="float64")).astype(np.float32)
+        D = np.exp(-E * (mult[:, None] if mult.ndim else mult)) - S0
+        extra_kept.append(np.bincount(groups, D[:, -1], n_groups))
+        extra_rev.append(np.bincount(groups, revenue * np.einsum("ij,j->i", D, disc), n_groups))
+    return kept, rev, extra_kept, extra_rev
+
+
+def test_kept_and_revenue_equals_the_reference_implementation(rossi):
+    fit = CL.cox_efron(rossi["week"] / 4.0, rossi["arrest"], rossi[["age", "prio"]].to_numpy("float64"))
+    rng = np.random.default_rng(8)
+    n = 5000
+    t0_values, t0_index = np.unique(rng.integers(0, 60, n) / 3.0, return_inverse=True)
+    shifts = [0.15, -0.2, np.where(rng.random(n) < 0.4, rng.normal(0.2, 0.05, n), 0.0)]
+    args = (fit, t0_values, t0_index, rng.normal(0, 0.4, n), shifts, rng.uniform(10, 80, n), 12, 0.008,
+            rng.integers(0, 4, n), 4)
+    new, ref = I._kept_and_revenue(*args), _kept_and_revenue_reference(*args)
+    np.testing.assert_array_equal(new[0], ref[0])  # kept: the same float32 survival, summed alike
+    np.testing.assert_array_equal(np.asarray(new[2]), np.asarray(ref[2]))
+    # revenue: discounting by sgemv instead of einsum (float32 sums over the 12 months in another order)
+    np.testing.assert_allclose(new[1], ref[1], rtol=1e-7)  # 1.3e-9 here
+    np.testing.assert_allclose(np.asarray(new[3]), np.asarray(ref[3]), rtol=1e-7)  # 1.7e-9 here

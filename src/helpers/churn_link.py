@@ -603,8 +603,8 @@ def fit_churn_link(survival: pd.DataFrame, ratings: pd.DataFrame, covariates: Se
 
     Naive: Cox (Efron ties) on [mean rating, covariates]. Corrected: regression calibration (module
     docstring), Cox on [E(true | mean, k, covariates), covariates], with a bootstrap over customers that
-    redoes the calibration and the Cox fit in every replicate (``n_boot``; warm-started Newton with the
-    full-sample information). Above ``max_customers`` customers a seeded random sample of that size is
+    redoes the calibration and the Cox fit in every replicate (``n_boot``; warm-started at the full-sample
+    estimate with its information, updated by BFGS, :func:`cox_efron`). Above ``max_customers`` customers a seeded random sample of that size is
     analysed (stated in ``notes``; the interval then reflects the sample).
 
     Raises :class:`ChurnLinkInputError` for missing columns, bad values or no customer in both tables, and
