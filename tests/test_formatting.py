@@ -50,3 +50,14 @@ def test_shorten_bounds_long_and_nested_values():
 ])
 def test_default_as_of_is_the_last_complete_month(last, today, expected):
     assert default_as_of(last, today=today) == pd.Timestamp(expected)
+
+
+def test_fmt_estimate_prints_the_estimate_with_its_intervals_decimals():
+    """At 10M customers the voice page read "9% of comments are negative (95% CI 8.9% to 9.2%)"."""
+    from helpers.formatting import fmt_estimate
+
+    assert fmt_estimate(9.04, 8.9, 9.2, percent=True, share=False) == ("9.0%", "8.9% to 9.2%")
+    assert fmt_estimate(0.41, 0.39, 0.43, percent=True) == ("41%", "39% to 43%")
+    assert fmt_estimate(7.83, 7.81, 7.84) == ("7.83", "7.81 to 7.84")
+    assert fmt_estimate(7.8, 7.0, 9.0, least=1) == ("7.8", "7.0 to 9.0")
+    assert fmt_estimate(5.0, float("nan"), 6.0) == ("5", "n/a to 6")

@@ -186,6 +186,20 @@ def fmt_interval(low: object, high: object, decimals: int | None = None, *, unit
     return f"{lo} to {hi}" + (f" {unit}" if unit else "")
 
 
+def fmt_estimate(point: object, low: object, high: object, *, percent: bool = False, share: bool = True,
+                 least: int = 0, unit: str = "", na: str = NA) -> tuple[str, str]:
+    """``(estimate, interval)`` printed with the same decimals: the fewest (at least ``least``) at which the
+    interval's ends differ (:func:`interval_decimals`), so a sentence never reads "9% (95% CI 8.9% to 9.2%)"
+    when millions of answers make the interval narrow. ``percent``/``share``/``unit`` as :func:`fmt_interval`."""
+    scale = 100.0 if percent and share else 1.0
+    if _finite(low) and _finite(high):
+        d = interval_decimals(float(low) * scale, float(high) * scale, least=least)
+    else:
+        d = least
+    point_text = fmt_percent(point, d, share=share, na=na) if percent else fmt_number(point, d, na=na)
+    return point_text, fmt_interval(low, high, d, unit=unit, percent=percent, share=share, na=na)
+
+
 def fmt_p_value(p: object, *, prefix: bool = False) -> str:
     """``"<0.001"`` below one in a thousand, else three decimals (``"0.031"``); ``prefix``: ``"p < 0.001"`` /
     ``"p = 0.031"``; missing -> ``"n/a"``."""

@@ -39,7 +39,7 @@ from scipy import optimize, special, stats
 
 from helpers.errors import DataContractError, KitError
 from helpers.results import displayable
-from helpers.formatting import (NA, column_label, fmt_interval, fmt_number, fmt_p_value, fmt_percent,
+from helpers.formatting import (NA, column_label, fmt_estimate, fmt_interval, fmt_number, fmt_p_value, fmt_percent,
                                 interval_decimals, shorten)
 
 # Okabe & Ito (2008) colours (told apart under every common colour-vision deficiency), with a line style each
@@ -82,8 +82,7 @@ def percent_interval(point: float, low: float, high: float) -> tuple[str, str]:
     ``("41%", "39% to 43%")``."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return fmt_percent(point, 0), "n/a"
-    d = interval_decimals(100 * low, 100 * high)
-    return fmt_percent(point, d), fmt_interval(low, high, d, percent=True)
+    return fmt_estimate(point, low, high, percent=True)
 
 
 def hazard_change_text(ratio: float, low: float, high: float) -> tuple[str, str]:

@@ -48,8 +48,8 @@ import pandas as pd
 
 from helpers.errors import KitError
 from helpers.kpis import NPS_DETRACTOR_MAX
-from helpers.formatting import (chart_text, fmt_interval, fmt_number, fmt_p_value, html_escape, md_escape,
-                                reader_table, shorten, slug)
+from helpers.formatting import (chart_text, fmt_estimate, fmt_interval, fmt_number, fmt_p_value, html_escape,
+                                md_escape, reader_table, shorten, slug)
 from helpers.voice_effects import TEXT_SAMPLE  # the most comments the text analyses read as rows
 
 __all__ = ["VoiceReport", "prepare_voice_report", "ContactKpi", "contact_kpi", "contact_kpi_sql",
@@ -132,8 +132,8 @@ class ContactKpi:
         if self.estimate is None:
             return f"**Contacted within {self.hours} hours:** not measured. {md_escape(self.missing)}"
         e = self.estimate
-        return (f"**Contacted within {self.hours} hours:** {fmt_number(e.value, 0)}% of unhappy customers "
-                f"(95% CI {fmt_interval(e.ci_low, e.ci_high, percent=True, share=False)}, n = {e.n:,}).")
+        value, ci = fmt_estimate(e.value, e.ci_low, e.ci_high, percent=True, share=False)
+        return f"**Contacted within {self.hours} hours:** {value} of unhappy customers (95% CI {ci}, n = {e.n:,})."
 
 
 def contact_kpi(ds, start, end, hours: int = FOLLOW_UP_HOURS, department: str | None = None,
@@ -326,8 +326,8 @@ class VoiceReport:
                     text += f" and faded in {pd.Timestamp(r['end']):%B %Y}"
             out.append(text + ".")
         top = t.sort_values("share", ascending=False).iloc[0]
-        out.append(f"**Most mentioned:** {md_escape(top['label'])}, in {fmt_number(top['share'], 0)}% of comments "
-                   f"(95% CI {fmt_interval(top['ci_low'], top['ci_high'], percent=True, share=False)}).")
+        share, ci = fmt_estimate(top["share"], top["ci_low"], top["ci_high"], percent=True, share=False)
+        out.append(f"**Most mentioned:** {md_escape(top['label'])}, in {share} of comments (95% CI {ci}).")
         if "significant" in t:
             sig = t[t["significant"].fillna(False).astype(bool)]
             if len(sig):
@@ -342,9 +342,9 @@ class VoiceReport:
             neg = self.sentiment.set_index("tone").loc["negative"]
             n, pop = self.text_sample
             sample = (f" (a seeded sample of {n:,} of {pop:,} comments)" if 0 < n < pop else "")
-            out.append(f"**Tone:** {fmt_number(neg['share'], 0)}% of comments are negative (95% CI "
-                       f"{fmt_interval(neg['ci_low'], neg['ci_high'], percent=True, share=False)}), by the VADER "
-                       f"sentiment lexicon{sample}.")
+            share, ci = fmt_estimate(neg["share"], neg["ci_low"], neg["ci_high"], percent=True, share=False)
+            out.append(f"**Tone:** {share} of comments are negative (95% CI {ci}), by the VADER sentiment "
+                       f"lexicon{sample}.")
         return "\n".join(f"- {x}" for x in out)
 
     # ------------------------------------------------------------------ tables
@@ -778,8 +778,8 @@ class CustomersSay:
             return "*No comments in this period.*"
         lines = []
         for _, r in self.table.iterrows():
-            text = (f"**{md_escape(r['label'])}**: {fmt_number(r['share'], 0)}% of comments (95% CI "
-                    f"{fmt_interval(r['ci_low'], r['ci_high'], percent=True, share=False)})")
+            share, ci = fmt_estimate(r["share"], r["ci_low"], r["ci_high"], percent=True, share=False)
+            text = f"**{md_escape(r['label'])}**: {share} of comments (95% CI {ci})"
             if np.isfinite(r.get("change", np.nan)):
                 text += (f", {_signed(r['change'], 1)} points against the previous period"
                          f" ({fmt_p_value(r['p_value'], prefix=True)})")
@@ -1203,11 +1203,11 @@ class CallBackList:
                              f"{html_escape(contact.missing)}</p>")
             else:
                 e = contact.estimate
+                value, ci = fmt_estimate(e.value, e.ci_low, e.ci_high, percent=True, share=False)
                 parts.append(f'<p class="voice-contact"><strong>Contacted within {contact.hours} hours:</strong> '
-                             f"{fmt_number(e.value, 0)}% of {html_escape(self.department)}'s unhappy customers "
-                             f"of these weeks (95% CI {fmt_interval(e.ci_low, e.ci_high, percent=True, share=False)}"
-                             f", n = {e.n:,} answers at least {contact.hours} hours old, with or without a "
-                             "comment).</p>")
+                             f"{value} of {html_escape(self.department)}'s unhappy customers of these weeks "
+                             f"(95% CI {ci}, n = {e.n:,} answers at least {contact.hours} hours old, with or "
+                             "without a comment).</p>")
         parts.append(f"<p>{html_escape(self.lead())}</p>")
         if len(self.table):
             t = self.table
