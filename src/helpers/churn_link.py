@@ -236,7 +236,7 @@ def calibrate_ratings(n_ratings, mean_rating, within_ss, Z: np.ndarray | None = 
     s_u2 = _dot(f, ss) / repeat_df
     n_eff = float(f.sum())
     cols = [np.ones(len(k))] + ([] if Z is None or np.size(Z) == 0 else
-                                list(np.asarray(Z, dtype="float64").reshape(len(k), -1).T))
+                                list(np.ascontiguousarray(np.asarray(Z, dtype="float64").reshape(len(k), -1).T)))
     fk = f / k
     XtX, XkX = _weighted_gram(cols, f), _weighted_gram(cols, fk)
     try:

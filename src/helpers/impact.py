@@ -148,7 +148,7 @@ def driver_crossproducts_sql(con, attributes: Sequence[str], outcome: str = "csa
 
 def _ols_from_crossproducts(cp: np.ndarray, weights: np.ndarray, m: int) -> np.ndarray:
     """Coefficients [intercept, attributes] of the OLS of the outcome (last element of v) on the rest."""
-    tot = np.einsum("ij,i->j", cp, weights)
+    tot = weights @ cp  # BLAS (the chain runs with one BLAS thread)
     M = np.zeros((m, m))
     ia, ib = np.triu_indices(m)
     M[ia, ib] = tot
