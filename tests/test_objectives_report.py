@@ -128,6 +128,10 @@ def test_department_retention_counts_from_first_contact(billing):
     assert set(contacts["customer_id"]) == set(customers["customer_id"].astype(str))
     text = billing.retention_text(survival)
     assert "after 12 months" in text and "95% CI" in text and "_" not in text
+    # each share is printed with its interval's decimals (at 10M: "38% after 12 months (95% CI 38.4% to 38.5%)")
+    import re
+    found = re.findall(r"(\d+(?:\.(\d+))?)% after \d+ months \(95% CI (\d+(?:\.(\d+))?)% to", text)
+    assert found and all(len(point_dec) == len(ci_dec) for _, point_dec, _, ci_dec in found)
     assert "counted from their first contact" in billing.retention_alt(survival)
 
 

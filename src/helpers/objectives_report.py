@@ -545,7 +545,7 @@ class DepartmentReport:
 
     def retention_text(self, survival, months: tuple[int, ...] = (12, 24)) -> str:
         """Plain sentences: per segment, the share still customers ``months`` after signup with its 95% CI."""
-        from helpers.formatting import fmt_percent  # noqa: PLC0415
+        from helpers.formatting import fmt_estimate  # noqa: PLC0415
 
         parts = []
         groups = [None] if survival.group is None else list(survival.medians[survival.group])
@@ -554,7 +554,8 @@ class DepartmentReport:
             for m in months:
                 s, lo, hi = survival_at_with_ci(survival, m, g)
                 if np.isfinite(s):
-                    bits.append(f"{fmt_percent(s)} after {m} months (95% CI {fmt_interval(lo, hi, percent=True)})")
+                    share, ci = fmt_estimate(s, lo, hi, percent=True)
+                    bits.append(f"{share} after {m} months (95% CI {ci})")
             who = "All customers" if g is None else f"{str(g).replace('_', ' ').capitalize()} customers"
             if bits:
                 parts.append(f"{who}: " + "; ".join(bits) + ".")
