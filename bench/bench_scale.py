@@ -41,6 +41,15 @@ loose; memory is what matters):
   grows with the data); the others: retention_forecast 1,298 MiB, voice_of_customer 946 MiB,
   satisfaction_drivers 410 MiB (about 1.1-2.2x their 1M peaks); the runner (load, validation with the 1GB DuckDB
   limit, spilling, and the snapshot) 874 MiB.
+- session 5 (2026-11-30). The 10M stop above: the department page's retention section asked for the joint
+  (entry day, exit day) counts, more rows than the engine's result cap at 10M; it fell back to reading the
+  department's customers as rows (15 GB). Now it asks for the entry and exit margins (bounded by days), and a
+  kernel reads at most 2M rows into pandas (``SATISFACTION_KIT_MAX_FRAME_ROWS``). Measured through ``--repo``
+  snapshots on a machine shared with other work (so seconds are loose):
+  at 734a166 (memory_limit 1GB): 20k 23 s, 1,695 MiB; 1M 145 s, 1,970 MiB; 10M 883 s, 2,901 MiB (largest kernel
+  department_billing 1,421 MiB, runner 871 MiB during the load): 10M/1M 1.47x, all 9 reports ok, no section
+  missing. At b0c398e with memory_limit 768MB (then made the default): 1M 92 s, 1,974 MiB; 10M 728 s, 2,666 MiB
+  (largest kernel 1,259 MiB): 10M/1M 1.35x, all 9 reports ok, no engine failure or missing section on any page.
 - Spark, 1,000,000 customers (local[2] per kernel, code of ~16:53): 4,129 s, every report ok, peak 6,981 MiB
   summed RSS (PSS 6,157 MiB) with up to two JVMs; the largest process a Spark JVM (department_customer_service)
   2,597 MiB; largest kernel retention_forecast 1,488 MiB.

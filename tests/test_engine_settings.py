@@ -46,7 +46,7 @@ def _as_duckdb_shows(name: str, value) -> str:
 def test_default_connection_has_the_kit_limit_not_duckdbs():
     con = duckdb_connection()
     try:
-        assert _setting(con, "memory_limit") == _as_duckdb_shows("memory_limit", "1GB")
+        assert _setting(con, "memory_limit") == _as_duckdb_shows("memory_limit", "768MB")
         default = duckdb.connect(":memory:")
         assert _setting(default, "memory_limit") != _setting(con, "memory_limit")  # DuckDB's own: 80% of RAM
         assert _setting(default, "temp_directory") == ".tmp"  # why the kit sets a spill folder
@@ -76,7 +76,7 @@ def test_report_yaml_setting_reaches_the_dataset_connection(tmp_path):
     assert process_duckdb_settings().memory_limit == "300MB"
     (tmp_path / "empty.yaml").write_text("", encoding="utf-8")
     load_report_config(tmp_path / "empty.yaml")
-    assert process_duckdb_settings().memory_limit == "1GB"  # another config: its (default) settings
+    assert process_duckdb_settings().memory_limit == "768MB"  # another config: its (default) settings
 
 
 def test_duckdb_engine_over_files_gets_the_engine_settings(tmp_path):

@@ -124,7 +124,7 @@ def _shown(values, limit: int = 12, quote: bool = True) -> str:
 def _connect() -> duckdb.DuckDBPyConnection:
     """A new in-memory connection: local files only (no extension auto-install/-load, e.g. httpfs), timestamps
     read in UTC, no progress bars, and the memory limit, threads and spill folder of ``engine.duckdb``
-    (:func:`helpers.engine.duckdb_engine.duckdb_connection`; 1GB per connection by default)."""
+    (:func:`helpers.engine.duckdb_engine.duckdb_connection`; 768MB per connection by default)."""
     from helpers.engine.duckdb_engine import duckdb_connection  # noqa: PLC0415 - helpers.engine imports data lazily
 
     return duckdb_connection()

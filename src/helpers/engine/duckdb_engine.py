@@ -3,7 +3,7 @@
 
 Every DuckDB connection the kit opens (:func:`duckdb_connection`: the dataset's in :mod:`helpers.data`, this
 engine's own) is configured by :func:`configure` with ``engine.duckdb`` of params/report.yaml
-(:class:`helpers.engine.settings.DuckDBSettings`: a memory limit, 1GB by default instead of DuckDB's 80% of
+(:class:`helpers.engine.settings.DuckDBSettings`: a memory limit, 768MB by default instead of DuckDB's 80% of
 the machine's memory per connection; threads; a spill folder in the system temp folder instead of ``.tmp`` of
 the working folder)."""
 from __future__ import annotations

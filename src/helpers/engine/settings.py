@@ -15,7 +15,7 @@ Fields (documented for users in ``params/README.md``, section "Engine"):
 * ``spark.app_name``; ``spark.conf``: any Spark settings as ``key: value`` (``spark.executor.memory``,
   ``spark.sql.shuffle.partitions``...), applied when the session is built.
 * ``max_result_rows``: a query whose answer has more rows than this is refused (aggregates, not rows).
-* ``duckdb.memory_limit`` (default ``1GB``), ``duckdb.threads`` (default: DuckDB's, one per core),
+* ``duckdb.memory_limit`` (default ``768MB``), ``duckdb.threads`` (default: DuckDB's, one per core),
   ``duckdb.temp_directory`` (default: the system temp folder): every DuckDB connection the kit opens (the
   dataset's, :class:`~helpers.engine.DuckDBEngine`'s) gets them (:func:`helpers.engine.duckdb_engine.configure`),
   instead of DuckDB's own defaults (80% of the machine's memory per connection, spilling into ``.tmp`` of the
@@ -61,14 +61,14 @@ MEMORY_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$
 
 
 class DuckDBSettings(BaseModel):
-    """DuckDB's resources per connection the kit opens: ``memory_limit`` (``"1GB"``; DuckDB's own default,
+    """DuckDB's resources per connection the kit opens: ``memory_limit`` (``"768MB"``; DuckDB's own default,
     80% of RAM per connection, lets several report kernels each grow to GBs; ``null`` restores it), ``threads``
     (None: one per core) and ``temp_directory`` (where connections spill past the limit; None: the system temp
     folder; each connection spills into a folder of its own inside it, removed when it closes)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    memory_limit: str | None = "1GB"
+    memory_limit: str | None = "768MB"
     threads: int | None = Field(default=None, gt=0)
     temp_directory: str | None = None
 
