@@ -1392,7 +1392,7 @@ _SECTIONS = {"retention": "customers", "churn": "customers", "customers": "custo
 def kpi_needs(metric: str) -> tuple[str, tuple[str, ...]]:
     """The table and the columns a KPI of ``helpers.kpis.KPIS`` needs, e.g. ``("tickets",
     ("contacts_to_resolve",))`` for ``fcr``; ``KeyError`` for an unknown KPI."""
-    from helpers.kpis import KPIS  # noqa: PLC0415 - kpis is heavier; only needed here
+    from helpers.kpi_registry import KPIS  # noqa: PLC0415 - the registry alone
     k = KPIS[metric]
     if k.table == "responses":
         cols = (k.column,) if k.column else ()
@@ -1420,7 +1420,7 @@ def missing_reason(what: str, dataset: "Dataset | None" = None, *, tables=None,
         table, columns = kpi_needs(what)
     except KeyError:
         raise KeyError(f"{shorten(what)} is neither a table, a section ({', '.join(_SECTIONS)}) nor a KPI") from None
-    from helpers.kpis import KPIS  # noqa: PLC0415
+    from helpers.kpi_registry import KPIS  # noqa: PLC0415
     label = KPIS[what].label
     if table not in tables:
         what = {"customers": " (signup and churn dates)", "tickets": " (one row per ticket)"}.get(table, "")

@@ -78,7 +78,7 @@ class MetricInfo:
 
 def metric_registry() -> dict[str, MetricInfo]:
     """The KPIs an objective may use: the registry ``helpers.kpis.KPIS`` (label, unit, direction, bounds)."""
-    from helpers.kpis import KPIS  # noqa: PLC0415 (imported late: kpis is heavy and optional for parsing tests)
+    from helpers.kpi_registry import KPIS  # noqa: PLC0415 (the registry alone: no pandas/SciPy statistics)
 
     out = {}
     for name, spec in KPIS.items():
