@@ -95,3 +95,16 @@ def fake_previous_run(out: Path, run_id: str = "2026-01-01T000000Z", link: bool 
     if link:
         os.symlink(run_id, out / "latest")
     return run_id
+
+
+def snapshot_base_tables(path) -> list[str]:
+    """The tables a DuckDB snapshot file holds itself (views are not tables: a snapshot by reference has none)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{path}' AS s (READ_ONLY)")
+        return sorted(r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 's'").fetchall())
+    finally:
+        con.close()

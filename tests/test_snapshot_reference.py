@@ -13,6 +13,7 @@ import pytest
 
 from helpers.data import load_dataset, reference_changes, snapshot_meta
 from helpers.errors import DataContractError
+from reports_support import snapshot_base_tables
 
 AS_OF = "2025-03-31"  # inside the small demo's range: the cut leaves rows out and empties later events
 
@@ -31,14 +32,7 @@ def demo(small_demo, tmp_path):
     return folder
 
 
-def _base_tables(path) -> list[str]:
-    con = duckdb.connect()
-    try:
-        con.execute(f"ATTACH '{path}' AS s (READ_ONLY)")
-        return sorted(r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 's'").fetchall())
-    finally:
-        con.close()
+_base_tables = snapshot_base_tables
 
 
 def test_reference_snapshot_holds_no_rows_and_reads_the_same_cut_data(demo, tmp_path):

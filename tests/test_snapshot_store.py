@@ -22,7 +22,7 @@ from helpers.data import RUN_STORE, load_dataset, read_store_entry, snapshot_met
 from helpers.reports import ReportRunError
 from helpers.reports import runner
 from helpers.reports.__main__ import main as cli_main
-from reports_support import FIXTURE_NOTEBOOKS, write_params
+from reports_support import FIXTURE_NOTEBOOKS, snapshot_base_tables, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SET = ROOT / "params" / "sources" / "samples.yaml"
@@ -64,14 +64,7 @@ def _run(tmp_path: Path, data: Path, out: Path, run_id: str):
     return result
 
 
-def _base_tables(path: Path) -> list[str]:
-    con = duckdb.connect()
-    try:
-        con.execute(f"ATTACH '{path}' AS s (READ_ONLY)")
-        return sorted(r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 's'").fetchall())
-    finally:
-        con.close()
+_base_tables = snapshot_base_tables
 
 
 def _stored_key(result) -> str:
