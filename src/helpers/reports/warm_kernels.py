@@ -129,8 +129,16 @@ def serve(socket_path: str, parent_pid: int | None = None) -> None:
     ``kit-forksrv-*`` folder."""
     from helpers.reports import die_with_parent
 
+    stopping = False
+
     def stop(signum, _frame):
-        raise SystemExit(128 + signum)
+        # once only: when the runner dies, its stdin's EOF, the parent-death SIGTERM and the watchdog's SIGTERM
+        # arrive together, and a second SystemExit raised inside the clean-up below would abort it half-way
+        # (kernels not killed, the folder left behind; tests/test_warm_kernels_stop.py sends a burst of SIGTERMs)
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides; Ctrl-C reaches it, not us
@@ -139,6 +147,7 @@ def serve(socket_path: str, parent_pid: int | None = None) -> None:
     try:
         _serve(socket_path, children)
     finally:
+        stopping = True  # no bytecode in between checks for signals: from here on a SIGTERM is a no-op
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
