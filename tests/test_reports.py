@@ -376,16 +376,72 @@ def test_error_page_escapes_the_traceback():
     assert 'href="logs/x.log"' in page and 'href="notebooks/x.ipynb"' in page
 
 
+def _job(name: str, kind: str = "department", shares: tuple = (), cost: float = 1.0):
+    return runner.ReportJob(name=name, kind=kind, title=name, department="", notebook="", parameters={},
+                            shares=shares, cost=cost)
+
+
 def test_schedule_longest_first():
-    jobs = [runner.ReportJob(name=n, kind=k, title=n, department="", notebook="", parameters={})
-            for n, k in [("department_a", "department"), ("department_b", "department"),
-                         ("satisfaction_drivers", "company"), ("retention_forecast", "company")]]
-    # no history: company-wide first, then plan order
-    assert [j.name for j in runner.schedule_order(jobs, {})] == ["satisfaction_drivers", "retention_forecast",
-                                                                 "department_a", "department_b"]
+    jobs = [_job("department_a"), _job("department_b"), _job("satisfaction_drivers", "company", cost=1.5),
+            _job("retention_forecast", "company", cost=0.5)]
+    # no history: by cost (relative page time), ties in plan order
+    assert [j.name for j in runner.schedule_order(jobs, {})] == ["satisfaction_drivers", "department_a",
+                                                                 "department_b", "retention_forecast"]
     timings = {"department_a": 5.0, "department_b": 30.0, "satisfaction_drivers": 20.0, "retention_forecast": 2.0}
     assert [j.name for j in runner.schedule_order(jobs, timings)] == ["department_b", "satisfaction_drivers",
                                                                       "department_a", "retention_forecast"]
+    # a report the previous run did not have: its cost times that run's average page (14.25 s)
+    new = _job("department_new", cost=0.5)
+    assert [j.name for j in runner.schedule_order(jobs + [new], timings)] == [
+        "department_b", "satisfaction_drivers", "department_new", "department_a", "retention_forecast"]
+
+
+def test_schedule_starts_one_producer_of_each_shared_result_first():
+    """A page computes a shared run-wide result when it is the first to need it and the others wait for it: the
+    longest page of each shared result starts first, so two producers work in parallel and no worker idles."""
+    chain, themes, company = "objectives worth chain", "window themes", "company worth chain"
+    jobs = [_job("department_a", shares=(chain, themes), cost=0.9), _job("department_b", shares=(chain, themes)),
+            _job("satisfaction_drivers", "company", shares=(company,), cost=0.95),
+            _job("retention_forecast", "company", shares=(company,), cost=0.7),
+            _job("voice_of_customer", "company", shares=(themes,), cost=0.4)]
+    order = [j.name for j in runner.schedule_order(jobs, {})]
+    # department_b (the longest of the chain's pages) and the drivers page (of the company chain) first; voice's
+    # themes are computed by department_b already; then longest first
+    assert order == ["department_b", "satisfaction_drivers", "department_a", "retention_forecast",
+                     "voice_of_customer"]
+    timings = {"department_a": 4.0, "department_b": 3.0, "satisfaction_drivers": 2.0, "retention_forecast": 5.0,
+               "voice_of_customer": 1.0}
+    assert [j.name for j in runner.schedule_order(jobs, timings)] == [
+        "retention_forecast", "department_a", "department_b", "satisfaction_drivers", "voice_of_customer"]
+    # nothing shared: plain longest first; every job is scheduled exactly once
+    plain = [_job(n, cost=c) for n, c in (("x", 1.0), ("y", 3.0), ("z", 2.0))]
+    assert [j.name for j in runner.schedule_order(plain, {})] == ["y", "z", "x"]
+
+
+def test_plan_gives_department_pages_a_cost_by_their_number_of_objectives(tmp_path):
+    """With no previous run, a department page's time is estimated from its objectives (about half a second
+    each on the demo): the department with the most objectives gets the highest cost."""
+    import shutil
+
+    from helpers.objectives import load_objectives
+    from helpers.reports import registry
+    from reports_support import REPO
+
+    params = tmp_path / "params"
+    shutil.copytree(REPO / "params", params)
+    opts = runner.RunOptions(params=params, data="", out=tmp_path / "o", notebooks=REPO / "notebooks" / "reports",
+                             progress=False)
+    config_path, cfg = runner.load_report_settings(params)
+    jobs = runner.plan_reports(opts, cfg, config_path, "2026-10-31", "r", "x.duckdb", tmp_path / "run")
+    sizes = {j.name: len(load_objectives(Path(j.parameters["params_file"])).objectives)
+             for j in jobs if j.kind == "department"}
+    mean = sum(sizes.values()) / len(sizes)
+    for job in jobs:
+        spec = next(s for s in registry.REPORTS if job.name == s.name or job.name.startswith(s.name + "_"))
+        assert job.shares == spec.shares
+        expected = spec.cost * sizes[job.name] / mean if job.kind == "department" else spec.cost
+        assert job.cost == pytest.approx(expected)
+    assert max(sizes, key=sizes.get) == max((j for j in jobs if j.kind == "department"), key=lambda j: j.cost).name
 
 
 # ---------------------------------------------------------------------------------------------- styles, alt text
@@ -477,6 +533,8 @@ def test_registry_is_what_the_runner_plans(tmp_path):
     (("x", "x.ipynb", "team", "t"), "kind 'team'"),
     (("x", "x.ipynb", "company", "t", ("colour",)), "colour have no source"),
     (("department", "x.ipynb", "company", "t"), "registered twice"),
+    (("x", "x.ipynb", "company", "t", (), (), 0), "cost 0; expected a positive number"),
+    (("x", "x.ipynb", "company", "t", (), "window themes"), "shares must be a tuple"),
 ])
 def test_registry_entries_are_checked(spec, message):
     from helpers.reports import registry

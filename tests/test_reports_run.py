@@ -297,8 +297,14 @@ def _images(html: str) -> list[str]:
 @pytest.mark.parametrize("warm", [True, False])
 def test_mplbackend_agg_in_the_environment_still_gives_charts(run, tmp_path, monkeypatch, warm):
     """Regression (issue 11): with MPLBACKEND=Agg in the scheduler's environment plt.show() drew nothing and
-    every page lost its charts with exit code 0. The runner forces the inline backend in its kernels."""
+    every page lost its charts with exit code 0. The runner forces the inline backend in its kernels.
+
+    Also (both kernel kinds): the report kernels keep no IPython history. The kit's kernel is not named
+    python3, so nbclient did not keep its history in memory and every report run appended every cell to the
+    user's ~/.ipython/profile_default/history.sqlite."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    ipython_dir = tmp_path / "ipython"
+    monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
     opts = runner.RunOptions(params=run["params"], data=str(run["data"]), out=tmp_path / "o",
                              notebooks=FIXTURE_NOTEBOOKS, workers=1, only=["sales"], company_reports=False,
                              warm_kernels=warm, progress=False)
@@ -308,6 +314,8 @@ def test_mplbackend_agg_in_the_environment_still_gives_charts(run, tmp_path, mon
     assert len(images) == 2  # the plt.show() chart and the show_figure chart
     assert any('alt="Bar chart for sales: b is twice a"' in i for i in images)  # alt text from the metadata
     assert os.environ["MPLBACKEND"] == "Agg"  # the runner's own environment is left as it was
+    assert ipython_dir.is_dir()  # the kernel ran with this IPython folder ...
+    assert not list(ipython_dir.rglob("history.sqlite"))  # ... and wrote no history into it
 
 
 def _variant_notebooks(folder: Path, replace: dict[str, str]) -> Path:

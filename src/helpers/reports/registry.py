@@ -45,21 +45,40 @@ class ReportSpec:
     ``name``: output file stem (company-wide: ``<name>.html``; department: ``<name>_<slug>.html``);
     ``notebook``: file name in the notebooks folder; ``kind``: ``department`` or ``company``; ``title``: the
     page title until the notebook's summary gives its own (``{department}`` is replaced by the department's
-    display name); ``parameters``: the parameters the runner passes beyond :data:`COMMON_PARAMETERS`."""
+    display name); ``parameters``: the parameters the runner passes beyond :data:`COMMON_PARAMETERS`.
+
+    For the run's schedule (:func:`helpers.reports.runner.schedule_order`): ``shares`` names the run-wide results
+    the page computes when it is the first to need them (kept in the run folder; a page that needs one while
+    another computes it waits for it), so the runner starts one page per shared result first and no worker
+    waits; ``cost`` is the page's typical time relative to an average department page, used when the output
+    folder has no previous run to take the times from (a department page's is scaled by its number of
+    objectives)."""
     name: str
     notebook: str
     kind: str
     title: str
     parameters: tuple[str, ...] = ()
+    shares: tuple[str, ...] = ()
+    cost: float = 1.0
 
 
+# the run-wide results pages share (each computed once per run, by the first page that needs it)
+OBJECTIVES_WORTH = "objectives worth chain"  # helpers.objectives_report: every department's objectives priced
+COMPANY_WORTH = "company worth chain"  # helpers.drivers_report.company_worth_analysis
+WINDOW_THEMES = "window themes"  # helpers.voice_report.window_themes
+
+# costs measured on the demo data (bench/bench_reports.py): a department page ~3.5 s, the drivers page ~3.7 s
+# (it also computes every department's driver analysis), retention ~2.5 s and voice ~1.5 s once the shared
+# results exist
 REPORTS: tuple[ReportSpec, ...] = (
     ReportSpec("department", "department_report.ipynb", "department", "{department} report",
-               ("department", "params_file")),
+               ("department", "params_file"), shares=(OBJECTIVES_WORTH, WINDOW_THEMES), cost=1.0),
     ReportSpec("satisfaction_drivers", "satisfaction_drivers.ipynb", "company", "Satisfaction drivers",
-               ("department", "outcome", "drivers")),
-    ReportSpec("retention_forecast", "retention_forecast.ipynb", "company", "Retention forecast"),
-    ReportSpec("voice_of_customer", "voice_of_customer.ipynb", "company", "Voice of the customer", ("department",)),
+               ("department", "outcome", "drivers"), shares=(COMPANY_WORTH,), cost=1.1),
+    ReportSpec("retention_forecast", "retention_forecast.ipynb", "company", "Retention forecast",
+               shares=(COMPANY_WORTH,), cost=0.7),
+    ReportSpec("voice_of_customer", "voice_of_customer.ipynb", "company", "Voice of the customer", ("department",),
+               shares=(WINDOW_THEMES,), cost=0.4),
 )
 
 
@@ -77,6 +96,10 @@ def check_registry(specs: tuple[ReportSpec, ...] = REPORTS) -> None:
         if unknown:
             raise ValueError(f"{where}: parameters {', '.join(unknown)} have no source; known: "
                              f"{', '.join(PARAMETER_SOURCES)}")
+        if not (isinstance(spec.cost, (int, float)) and spec.cost > 0):
+            raise ValueError(f"{where}: cost {spec.cost!r}; expected a positive number (relative page time)")
+        if isinstance(spec.shares, str) or not all(isinstance(x, str) and x for x in spec.shares):
+            raise ValueError(f"{where}: shares must be a tuple of names of shared results")
         if spec.name in names or spec.notebook in notebooks:
             raise ValueError(f"{where}: its name or notebook is registered twice")
         names.add(spec.name)

@@ -102,6 +102,8 @@ class ReportJob:
     executed_notebook: str = ""
     log: str = ""
     summary: str = ""
+    shares: tuple[str, ...] = ()  # run-wide results the page computes if first (registry.ReportSpec.shares)
+    cost: float = 1.0         # relative time when no previous run says (registry.ReportSpec.cost)
 
 
 @dataclasses.dataclass
@@ -180,9 +182,10 @@ def notebook_parameters(path: Path) -> dict[str, object]:
     return names
 
 
-def _load_department_file(path: Path, lint: list[str] | None = None) -> str:
+def _load_department_file(path: Path, lint: list[str] | None = None,
+                          sizes: dict[Path, int] | None = None) -> str:
     """Validate a department params file; returns the department's display name. The file's SMART-lint
-    warnings (helpers.objectives) are appended to ``lint``."""
+    warnings (helpers.objectives) are appended to ``lint``; its number of objectives goes into ``sizes``."""
     try:
         from helpers.objectives import load_objectives
     except ImportError:
@@ -191,11 +194,15 @@ def _load_department_file(path: Path, lint: list[str] | None = None) -> str:
         plan = load_objectives(path)  # raises ObjectiveError (a ParamsError) naming file, id and field
         if lint is not None:
             lint.extend(str(w) for w in getattr(plan, "warnings", ()) or ())
+        if sizes is not None:
+            sizes[path] = len(getattr(plan, "objectives", ()) or ())
         return getattr(plan, "department", "") or path.stem.replace("_", " ").title()
     from helpers.params_yaml import load_params_yaml
     doc = load_params_yaml(path)  # bounded, no anchors/aliases; ParamsError naming file and line
     if not isinstance(doc, dict):
         raise ParamsError(path, "expected a mapping with the department's objectives")
+    if sizes is not None and isinstance(doc.get("objectives"), list):
+        sizes[path] = len(doc["objectives"])
     return str(doc.get("department") or path.stem.replace("_", " ").title())
 
 
@@ -240,9 +247,10 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
     departments = []
     errors: list[KitError] = []
     lint: list[str] = []
+    sizes: dict[Path, int] = {}  # objectives per department file: a department page's time grows with them
     for f in files:
         try:
-            departments.append((f, _load_department_file(f, lint)))
+            departments.append((f, _load_department_file(f, lint, sizes)))
         except KitError as exc:
             errors.append(exc)
     for warning in lint:  # SMART lint: printed here, and shown again in each department's report
@@ -276,6 +284,8 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
         raise ParamsError(dept_dir, "no department params files (*.yaml) and no company-wide reports to run")
     jobs: list[ReportJob] = []
     slugs = unique_slugs([f.stem for f, _ in departments])
+    known_sizes = [sizes[f] for f, _ in departments if sizes.get(f)]
+    mean_size = sum(known_sizes) / len(known_sizes) if known_sizes else 0.0
     common = {"data_source": data_source, "report_config": str(Path(config_path).resolve()),
               "as_of": as_of, "run_id": run_id}
     specs = registry.reports(specs=registry_specs)
@@ -291,15 +301,18 @@ def plan_reports(opts: RunOptions, cfg, config_path: Path, as_of: str, run_id: s
                 slug = slugs[f.stem]
                 params = dict(common, **registry.parameter_values(spec, cfg, department=safe_slug(f.stem),
                                                                   params_file=str(f.resolve())))
+                size = sizes.get(f) or mean_size
                 jobs.append(ReportJob(name=f"{spec.name}_{slug}", kind="department",
                                       title=spec.title.format(department=display), department=display,
-                                      notebook=str(nb.resolve()), parameters=params))
+                                      notebook=str(nb.resolve()), parameters=params, shares=spec.shares,
+                                      cost=spec.cost * (size / mean_size if mean_size and size else 1.0)))
         elif opts.company_reports:
             if not nb.is_file():
                 raise ReportRunError(f"{nb}: the company-wide report notebook {spec.notebook} is missing")
             jobs.append(ReportJob(name=spec.name, kind="company", title=spec.title, department="",
                                   notebook=str(nb.resolve()),
-                                  parameters=dict(common, **registry.parameter_values(spec, cfg))))
+                                  parameters=dict(common, **registry.parameter_values(spec, cfg)),
+                                  shares=spec.shares, cost=spec.cost))
     declared_cache: dict[str, dict] = {}
     for job in jobs:
         declared = declared_cache.setdefault(job.notebook, notebook_parameters(Path(job.notebook)))
@@ -459,6 +472,10 @@ KERNEL_ENVIRONMENT = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 # failed and a section falls back to rows (helpers.data.FRAME_ROW_LIMIT_ENV): that section is then left out with
 # a message instead of the kernel taking the machine's memory (at 10M customers one such fallback reached 15 GB)
 KERNEL_DEFAULTS = {"SATISFACTION_KIT_MAX_FRAME_ROWS": "2000000"}
+# ... and on their command line: no IPython history. nbclient keeps a kernel's history in memory only for kernels
+# named python/python3; the kit's kernel (satisfaction-kit) wrote every cell of every report into the user's
+# ~/.ipython history.sqlite (tens of MB after some runs; one SQLite file written by parallel kernels)
+KERNEL_ARGUMENTS = ("--HistoryManager.hist_file=:memory:",)
 
 
 @contextlib.contextmanager
@@ -521,7 +538,7 @@ def execute_report(job: ReportJob, run_dir: str, context: dict) -> dict:
         with open(log_path, "a", encoding="utf-8") as stream_log:
             stream_log.write(f"report {job.name}: {job.notebook}\nparameters: {json.dumps(params)}\n")
             stream_log.flush()
-            extra = {}
+            extra = {"extra_arguments": list(KERNEL_ARGUMENTS)}
             km_class = _kernel_manager_class(context.get("fork_socket"))
             if km_class is not None:
                 extra["kernel_manager_class"] = km_class
@@ -675,16 +692,35 @@ def previous_timings(out: Path) -> dict[str, float]:
 
 
 def schedule_order(jobs: list[ReportJob], timings: dict[str, float]) -> list[ReportJob]:
-    """Longest report first (LPT scheduling: the run ends sooner when the long ones do not start last).
+    """The order the workers take the reports in: the pages that compute the run's shared results first, then
+    the longest first.
 
-    Durations come from the previous run; reports it did not have go by kind (company-wide reports cover
-    all the data and usually take longest), then in plan order.
-    """
+    1. Longest first (LPT scheduling: the run ends sooner when the long pages do not start last). A report's
+       time is its seconds in the previous run; one that run did not have is estimated by its ``cost`` (relative
+       page time, :class:`helpers.reports.registry.ReportSpec`) times the previous run's average page (times
+       1 in a first run), ties in plan order.
+    2. Then, walking that order, a report is moved to the front when it computes a shared result (its
+       ``shares``) that no report already moved computes. Every page needing a shared result computes it if it
+       is the first, while the others wait for it (a lock in the run folder); started together, the producers
+       of different results each compute their own in parallel, and the pages after them find the results
+       ready instead of idling a worker (measured: about 0.9 s of a 19 s demo run)."""
     known = [t for t in timings.values() if t > 0]
-    default = {"company": max(known, default=0.0) + 1.0, "department": sum(known) / len(known) if known else 0.0}
-    indexed = list(enumerate(jobs))
-    indexed.sort(key=lambda ij: (-timings.get(ij[1].name, default[ij[1].kind]), ij[0]))
-    return [j for _, j in indexed]
+    scale = sum(known) / len(known) if known else 1.0
+
+    def estimate(job: ReportJob) -> float:
+        seconds = timings.get(job.name)
+        return seconds if seconds and seconds > 0 else job.cost * scale
+
+    indexed = sorted(enumerate(jobs), key=lambda ij: (-estimate(ij[1]), ij[0]))
+    longest_first = [j for _, j in indexed]
+    first: list[ReportJob] = []
+    covered: set[str] = set()
+    for job in longest_first:
+        new = set(job.shares) - covered
+        if new:
+            first.append(job)
+            covered |= new
+    return first + [j for j in longest_first if not any(j is f for f in first)]
 
 
 # ------------------------------------------------------------------------------------------------- reproduce
