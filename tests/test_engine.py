@@ -307,3 +307,26 @@ def test_pattern_moments_equal_engine_moments_and_bootstrap_like_rows(ds, eng, a
     assert np.all(np.abs(np.log(ratio)) < 4 / np.sqrt(B)), ratio
     again = P.moments_from_patterns(P.driver_patterns(eng, "csat", attributes, by="department"), n_boot=400, seed=2)
     pd.testing.assert_frame_equal(again, from_patterns)
+
+
+def test_filter_values_are_looked_up_once_per_engine_and_forgotten_on_register():
+    """A department page checks the same filter values for every KPI it reads (24 identical queries on the
+    billing page): an engine answers each lookup once; a registered table may replace one, so register()
+    forgets them."""
+    engine = DuckDBEngine()
+    try:
+        engine.register("tickets", pd.DataFrame({"department": ["Billing", "Sales"], "x": [1, 2]}))
+        sent = []
+        real = engine._run
+        engine._run = lambda sql: (sent.append(sql), real(sql))[1]
+        for _ in range(3):
+            _, resolved = A.selected_source(engine, "tickets", {"department": "billing"})
+            assert resolved == {"department": ["Billing"]}  # matched by case
+        lookups = [s for s in sent if "SELECT DISTINCT" in s and "IN (" in s]
+        assert len(lookups) == 1, sent
+        engine.register("tickets", pd.DataFrame({"department": ["billing"], "x": [1]}))
+        _, resolved = A.selected_source(engine, "tickets", {"department": "billing"})
+        assert resolved == {"department": ["billing"]}  # the new table's value, not the remembered one
+        assert len([s for s in sent if "SELECT DISTINCT" in s and "IN (" in s]) == 2
+    finally:
+        engine.close()

@@ -278,6 +278,10 @@ def kpi_series_from_aggregates(engine: Engine, metric: str, freq: str | None = "
     return _finish_series(df.reset_index(drop=True), k, by_cols, confidence)
 
 
+VALUE_LOOKUPS = "_filter_value_lookups"
+"""Attribute of an engine holding :func:`selected_source`'s answers (SQL -> values found); ``register`` drops it."""
+
+
 def selected_source(engine: Engine, table: str, filters=None, by=None, *, what: str = "") -> tuple[str, dict]:
     """``(FROM item, filters)`` for ``table`` as :mod:`helpers.selection` reads filters: aliases resolved
     (``agent`` -> ``agent_id``), values matched to the data (exact, else by case, else by slug; a value matching
@@ -302,15 +306,22 @@ def selected_source(engine: Engine, table: str, filters=None, by=None, *, what: 
         source = (f"(SELECT t.*, {picks} FROM {q(table)} AS t LEFT JOIN {q('customers')} AS c "
                   f"ON t.customer_id = c.customer_id) AS {q(table)}")
     resolved: dict[str, list] = {}
+    # which of the filter values the data has: asked once per engine (a department page checks the same
+    # department, team and agent for every KPI it reads: two dozen identical queries); the engine's register()
+    # forgets the answers, as a registered table may replace one of these
+    known_values = engine.__dict__.setdefault(VALUE_LOOKUPS, {})
     for col, values in wanted.items():
         plain = [v for v in values if v is not None]
         found: list = []
         if plain:
-            try:
-                found = engine.query(f"SELECT DISTINCT {q(col)} AS v FROM {source} WHERE {q(col)} IN "
-                                     f"({', '.join(sql_literal(v) for v in plain)})")["v"].tolist()
-            except EngineError:  # a value of another type: matched below by its text
-                found = []
+            sql = (f"SELECT DISTINCT {q(col)} AS v FROM {source} WHERE {q(col)} IN "
+                   f"({', '.join(sql_literal(v) for v in plain)})")
+            if sql not in known_values:
+                try:
+                    known_values[sql] = engine.query(sql)["v"].tolist()
+                except EngineError:  # a value of another type: matched below by its text
+                    known_values[sql] = []
+            found = list(known_values[sql])
         if len(found) >= len(set(map(str, plain))) and None not in values:
             resolved[col] = found
             continue

@@ -147,6 +147,7 @@ class DuckDBEngine(Engine):
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         self._columns.pop(name, None)
+        self.__dict__.pop("_filter_value_lookups", None)  # helpers.engine.aggregates.VALUE_LOOKUPS
         self.con.register(f"__frame_{name}", frame)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS SELECT * FROM {quote_ident('__frame_' + name)}")
         self.con.unregister(f"__frame_{name}")

@@ -198,6 +198,7 @@ class SparkEngine(Engine):
         return out
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
+        self.__dict__.pop("_filter_value_lookups", None)  # helpers.engine.aggregates.VALUE_LOOKUPS
         records = [tuple(_python_value(v) for v in row) for row in frame.itertuples(index=False, name=None)]
         if not records:
             raise EngineError(f"spark engine: cannot register the empty frame {name!r}")
