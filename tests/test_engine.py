@@ -330,3 +330,14 @@ def test_filter_values_are_looked_up_once_per_engine_and_forgotten_on_register()
         assert len([s for s in sent if "SELECT DISTINCT" in s and "IN (" in s]) == 2
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_quantile_ranks_of_many_sizes_equal_the_ranks_one_size_at_a_time(confidence):
+    ns = [*range(1, 300), 1_000, 12_345, 10**6]
+    probs = [0.5, 0.01, 0.1, 0.25, 0.5, 0.9, 0.99, 0.731]
+    lo, hi = A.quantile_ranks_many(ns, probs, confidence)
+    assert lo.shape == hi.shape == (len(ns), len(probs))
+    for j, p in enumerate(probs):
+        assert [(int(a), int(b)) for a, b in zip(lo[:, j], hi[:, j])] == [A.quantile_ranks(n, p, confidence)
+                                                                          for n in ns], p
