@@ -586,3 +586,21 @@ def test_latin1_file_read_as_utf8_names_the_encoding_setting(tmp_path):
     with pytest.raises(DataValidationError) as err:
         load_dataset(sset, emit_warnings=False)
     assert "encoding" in str(err.value) and "latin-1" in str(err.value)
+
+
+def test_column_mapping_of_report_yaml_is_part_of_a_source_sets_fingerprint(tmp_path):
+    """Regression: report.yaml's column_mapping renames a source set's columns, but the fingerprint hashed only the
+    set, its profiles and the exports, so two runs on differently mapped data looked like the same data (the
+    run-over-run comparison, the run's caches and reproductions key on it)."""
+    csv = """
+        id,cust,day,dept,q_speed
+        R1,C1,2025-01-02,Billing,5
+        R2,C1,2025-01-02,Billing,3
+    """
+    src = _responses(tmp_path, csv, "  attr_speed: q_speed\n")
+    plain = load_dataset(src, emit_warnings=False)
+    mapped = load_dataset(src, column_mapping={"responses": {"attr_speed": "attr_ease"}}, emit_warnings=False)
+    again = load_dataset(src, column_mapping={"responses": {"attr_speed": "attr_ease"}}, emit_warnings=False)
+    assert "attr_ease" in mapped.responses.columns and "attr_ease" not in plain.responses.columns
+    assert mapped.fingerprint != plain.fingerprint
+    assert mapped.fingerprint == again.fingerprint  # still a function of the inputs

@@ -1592,6 +1592,9 @@ def _load(con, src: Path, mapping, validate: bool, min_responses: int, emit_warn
         from helpers.sources import read_source_set
         loaded = read_source_set(con, src, problems)
         relations, fingerprint, dimensions = loaded.tables, loaded.fingerprint, {**loaded.dimensions, **dimensions}
+        if mapping:  # report.yaml's column_mapping renames the set's columns too: other data, other fingerprint
+            fingerprint = hashlib.blake2b(json.dumps([fingerprint, mapping], sort_keys=True).encode(),
+                                          digest_size=16).hexdigest()
     else:
         raise DataContractError("dataset", "is neither a folder nor a DuckDB file", source=str(src),
                                 expected="a folder with responses (and optionally customers, tickets, org) as "
