@@ -406,3 +406,31 @@ def test_funnel_with_possible_values_is_unchanged_by_the_check(funnel_rows):
         got = funnel_from_engine(engine, "nps", "channel", filters={"department": "billing"}, start=FUNNEL_START,
                                  end=FUNNEL_END, min_n=2)
     assert got.n_total == want.n_total and got.centre == pytest.approx(want.centre, abs=1e-9)
+
+
+def test_a_company_kpi_left_out_says_why_on_the_index(demo_dir, tmp_path, monkeypatch):
+    """Before: a company KPI that could not be computed (here: no tickets, so no first-contact resolution)
+    silently vanished from the index. Now the runner's worker returns a note per KPI left out (shown with the
+    run's warnings), and it reads rows under the kernels' row limit unless the operator set one."""
+    import os
+    import shutil
+
+    from helpers.data import FRAME_ROW_LIMIT_ENV
+    from helpers.reports import runner
+
+    folder = tmp_path / "no_tickets"
+    folder.mkdir()
+    for table in ("customers", "responses", "org"):
+        shutil.copy(demo_dir / f"{table}.parquet", folder / f"{table}.parquet")
+    monkeypatch.delenv(FRAME_ROW_LIMIT_ENV, raising=False)
+    seen = []
+    real = runner.company_kpis_of
+    monkeypatch.setattr(runner, "company_kpis_of",
+                        lambda *a, **k: (seen.append(os.environ.get(FRAME_ROW_LIMIT_ENV)), real(*a, **k))[1])
+    kpis, notes = runner.company_kpis_with_notes(str(folder), "2026-06-30")
+    assert [e["kpi"] for e in kpis] == ["csat", "nps"]
+    assert len(notes) == 1 and notes[0].startswith("The company's First-contact resolution for June 2026 is not "
+                                                   "shown: "), notes
+    assert "tickets" in notes[0].lower()
+    assert seen == [runner.KERNEL_DEFAULTS[FRAME_ROW_LIMIT_ENV]]  # the limit while it ran ...
+    assert FRAME_ROW_LIMIT_ENV not in os.environ  # ... and the worker's environment as it was after

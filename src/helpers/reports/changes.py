@@ -305,14 +305,16 @@ def attention_key(report: dict) -> tuple:
 COMPANY_KPIS = ("csat", "nps", "fcr")
 
 
-def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS, config=None) -> list[dict]:
+def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPANY_KPIS, config=None,
+                 notes: list[str] | None = None) -> list[dict]:
     """The company's headline KPIs for the as-of month (the last complete month of a run), each with its 95%
     interval and n, and its change against the month before (``helpers.kpis.compare_kpi``: the KPI's own test;
     ``change_significant`` at the 5% level), computed from engine aggregates by the engine the run's report
     config selects (``config``: a :class:`helpers.config.ReportConfig` or the path of its report.yaml; its
     ``engine:``, as every page: :func:`helpers.engine.open_report_engine`; DuckDB over the snapshot by default and
     without a config; the rows only when no engine opens). Entries have the ``kpis`` fields of the page protocol,
-    so :func:`kpi_change` compares them run over run. A KPI that cannot be computed is left out."""
+    so :func:`kpi_change` compares them run over run. A KPI that cannot be computed is left out; ``notes``
+    (a list) receives one sentence per KPI left out and the engine's note when it could not be opened."""
     import pandas as pd
 
     from helpers.data import load_dataset
@@ -329,12 +331,19 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
 
         config = load_report_config(config)
     ds = load_dataset(snapshot, validate=False, emit_warnings=False)
-    engine, _ = open_report_engine(ds, config)
+    engine, engine_note = open_report_engine(ds, config)
+    notes = [] if notes is None else notes
+    if engine_note:
+        notes.append(f"Company KPIs: {engine_note}")
     try:
         for name in kpis:
             try:
                 cmp = compare_kpi(name, ds, period_a=(prev_start, prev_end), period_b=(start, end), engine=engine)
-            except (ValueError, KeyError):
+            except (ValueError, KeyError) as exc:  # KitError is a ValueError: no data, too few answers, ...
+                from helpers.formatting import shorten  # noqa: PLC0415
+
+                label = getattr(KPIS.get(name), "label", name)
+                notes.append(f"The company's {label} for {start:%B %Y} is not shown: {shorten(str(exc), 200)}")
                 continue
             b = cmp.b
             out.append({"kpi": name, "label": getattr(KPIS.get(name), "label", name), "value": float(b.value),

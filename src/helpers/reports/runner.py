@@ -478,6 +478,24 @@ KERNEL_DEFAULTS = {"SATISFACTION_KIT_MAX_FRAME_ROWS": "2000000"}
 KERNEL_ARGUMENTS = ("--HistoryManager.hist_file=:memory:",)
 
 
+def company_kpis_with_notes(snapshot: str, as_of: str, config=None) -> tuple[list[dict], list[str]]:
+    """In a pool worker: the index's company KPIs (:func:`helpers.reports.changes.company_kpis`) and the notes on
+    what was left out. The worker reads rows into pandas under the kernels' limit
+    (:data:`KERNEL_DEFAULTS`) unless the operator set one: a KPI whose engine query failed is then left out
+    with a note instead of the worker reading a large table."""
+    from helpers.data import FRAME_ROW_LIMIT_ENV  # noqa: PLC0415
+
+    notes: list[str] = []
+    saved = os.environ.get(FRAME_ROW_LIMIT_ENV)
+    if saved is None and FRAME_ROW_LIMIT_ENV in KERNEL_DEFAULTS:
+        os.environ[FRAME_ROW_LIMIT_ENV] = KERNEL_DEFAULTS[FRAME_ROW_LIMIT_ENV]
+    try:
+        return company_kpis_of(snapshot, as_of, config=config, notes=notes), notes
+    finally:
+        if saved is None:
+            os.environ.pop(FRAME_ROW_LIMIT_ENV, None)
+
+
 @contextlib.contextmanager
 def kernel_environment():
     """Set :data:`KERNEL_ENVIRONMENT` in this process while a kernel (or the warm-kernel server that forks
@@ -1411,7 +1429,7 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         futures = {pool.submit(execute_report, j, str(tmp_dir), context): j
                    for j in schedule_order([j for j in jobs if j.name not in results], previous_timings(out))}
         # the index's headline company KPIs, computed by the first worker that is free (not on the critical path)
-        kpis_future = pool.submit(company_kpis_of, info.snapshot, as_of, config=cfg) if info.snapshot else None
+        kpis_future = pool.submit(company_kpis_with_notes, info.snapshot, as_of, cfg) if info.snapshot else None
         try:
             from tqdm import tqdm
             bar = state.bar = tqdm(total=len(jobs), initial=len(results), desc="reports", unit="report", disable=(
@@ -1440,7 +1458,8 @@ def _run(opts: RunOptions, state: _RunState, data_preparer: Callable[..., DataIn
         company_kpis = []
         if kpis_future is not None:
             try:
-                company_kpis = kpis_future.result()
+                company_kpis, kpi_notes = kpis_future.result()
+                run_warnings.extend(kpi_notes)  # a KPI left out says why on the index
             except Exception as exc:  # noqa: BLE001 - the index then shows no KPI cards; the reports are unaffected
                 if environment_fault(exc):
                     raise
