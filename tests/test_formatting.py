@@ -61,3 +61,12 @@ def test_fmt_estimate_prints_the_estimate_with_its_intervals_decimals():
     assert fmt_estimate(7.83, 7.81, 7.84) == ("7.83", "7.81 to 7.84")
     assert fmt_estimate(7.8, 7.0, 9.0, least=1) == ("7.8", "7.0 to 9.0")
     assert fmt_estimate(5.0, float("nan"), 6.0) == ("5", "n/a to 6")
+
+
+def test_clip_text_is_one_unquoted_line_cut_with_an_ellipsis():
+    from helpers.formatting import clip_text
+
+    assert clip_text("spark engine:\n  the cluster\twent away") == "spark engine: the cluster went away"
+    assert clip_text(ValueError("no tickets")) == "no tickets"  # an exception's message, not its repr
+    cut = clip_text("word " * 100, 20)
+    assert len(cut) == 20 and cut.endswith("\u2026") and cut.startswith("word word")

@@ -397,3 +397,35 @@ def test_follow_up_on_spark_equals_the_reference(spark, ds, cb):  # noqa: F811
             k, n = _reference_contact_counts(ds, start, END, hours, dept)
             assert n > 30
             _same_contact(contact_kpi(ds, start, END, hours, dept, engine=engine), k, n, ("spark", dept, hours))
+
+
+def test_when_the_report_engine_fails_on_the_list_the_page_says_what_computed_it(demo_dir, monkeypatch):
+    """Before: an engine error on the call-back list made the page recompute it with DuckDB over the dataset
+    without a word. The list is the same (test above); the page now says the engine failed and what computed it."""
+    from pathlib import Path
+
+    import helpers.engine as engine_module
+    from helpers.engine import EngineError
+    from helpers.objectives_report import prepare_department_report
+
+    class Failing(_Recording):
+        name = "spark"
+
+        def query(self, sql):
+            if "WITH flagged AS" in sql:
+                raise EngineError("spark engine: the cluster went away <b>")
+            return super().query(sql)
+
+    monkeypatch.setattr(engine_module, "open_report_engine", lambda dataset, config=None: (Failing(dataset.con), None))
+    root = Path(__file__).resolve().parents[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = prepare_department_report("delivery", data_source=str(demo_dir),
+                                           report_config=str(root / "params" / "report.yaml"), as_of=END)
+        calls, message = report.call_backs()
+    assert calls is not None and not message and calls.total > 0
+    assert calls.table.equals(customers_to_call_back(report.dataset, report.department, END).table)
+    assert calls.engine_note.startswith("The spark engine could not give this list (spark engine: the cluster")
+    page = report.call_backs_html()
+    assert "DuckDB computed it over the run" in page and "copy of the data.</p>" in page
+    assert "<b>" not in page.split("could not give this list")[1]  # the error text is escaped

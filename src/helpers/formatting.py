@@ -50,6 +50,13 @@ def chart_text(text: object) -> str:
     return "" if text is None else str(text).replace("$", r"\$")
 
 
+def clip_text(text: object, limit: int = 160) -> str:
+    """``text`` for a sentence on a page: one line (whitespace collapsed), at most ``limit`` characters, cut with
+    an ellipsis; not quoted (:func:`shorten` quotes, for error messages). Escape it where it goes into HTML."""
+    one = " ".join(str(text).split())
+    return one if len(one) <= limit else one[: max(limit - 1, 0)].rstrip() + "\u2026"
+
+
 def shorten(value: object, limit: int = 80) -> str:
     """``repr``-like display of a value for an error message, at most ``limit`` characters.
 

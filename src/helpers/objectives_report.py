@@ -616,15 +616,24 @@ class DepartmentReport:
             end = self.as_of if self.as_of is not None else self.dataset.default_as_of()
             # the report's engine (DuckDB or Spark) orders and cuts the list and counts; DuckDB over the dataset
             # when it cannot be opened or a query fails (the same list: tests/test_voice_followup_engine.py)
-            engine = open_report_engine(self.dataset, self.config)[0] if hasattr(self.dataset, "con") else None
+            engine, note = open_report_engine(self.dataset, self.config) if hasattr(self.dataset, "con") \
+                else (None, None)
             try:
                 try:
                     calls = customers_to_call_back(self.dataset, self.department, end, show_customer_ids=ids,
                                                    engine=engine)
-                except EngineError:
+                except EngineError as exc:
                     if engine is None:
                         raise
+                    from helpers.formatting import clip_text  # noqa: PLC0415
+
                     calls = customers_to_call_back(self.dataset, self.department, end, show_customer_ids=ids)
+                    note = (f"The {engine.name} engine could not give this list ({clip_text(exc)}); DuckDB "
+                            "computed it over the run's copy of the data.")
+                if note:  # said on the page, not only in the log
+                    import dataclasses  # noqa: PLC0415
+
+                    calls = dataclasses.replace(calls, engine_note=note)
                 self.__dict__["_call_backs"] = (calls, "")
             except (KitError, ValueError) as exc:
                 self.__dict__["_call_backs"] = (None, f"No list of customers to call back: {exc}")

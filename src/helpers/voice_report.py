@@ -1172,6 +1172,7 @@ class CallBackList:
     missing: str = ""
     rule: str = f"NPS 0-{NPS_DETRACTOR_MAX} or CSAT 1"
     has_tickets: bool = True  # survey-only data: no team or agent to show
+    engine_note: str = ""  # the report's engine could not give the list: what computed it instead (one sentence)
 
     def lead(self) -> str:
         """The sentence above the list (raw text)."""
@@ -1230,6 +1231,8 @@ class CallBackList:
         note = self.ids_note()
         if note and self.total:
             parts.append(f'<p class="dept-note">{html_escape(note)}</p>')
+        if self.engine_note:
+            parts.append(f'<p class="dept-note">{html_escape(self.engine_note)}</p>')
         return "".join(parts)
 
 

@@ -340,10 +340,10 @@ def company_kpis(snapshot: str | Path, as_of: str, kpis: tuple[str, ...] = COMPA
             try:
                 cmp = compare_kpi(name, ds, period_a=(prev_start, prev_end), period_b=(start, end), engine=engine)
             except (ValueError, KeyError) as exc:  # KitError is a ValueError: no data, too few answers, ...
-                from helpers.formatting import shorten  # noqa: PLC0415
+                from helpers.formatting import clip_text  # noqa: PLC0415
 
                 label = getattr(KPIS.get(name), "label", name)
-                notes.append(f"The company's {label} for {start:%B %Y} is not shown: {shorten(str(exc), 200)}")
+                notes.append(f"The company's {label} for {start:%B %Y} is not shown: {clip_text(exc, 200)}")
                 continue
             b = cmp.b
             out.append({"kpi": name, "label": getattr(KPIS.get(name), "label", name), "value": float(b.value),
