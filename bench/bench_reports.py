@@ -21,7 +21,7 @@ fresh copy of the run's snapshot (empty per-run caches, so the first page comput
 process CPU time (``time.process_time``) of its code cells, with ``display`` formatting the objects it is given.
 
 Measured 2026-11-30 on this project's 2-core machine, quiet (target 1, ``--skip-large --parts 1``): the command line
-18.2 s against the naive loop's 75-81 s, 4.1x to 4.4x over five runs of the same code (the naive loop varies most). The run
+18.2-18.3 s against the naive loop's 75-81 s: 4.41x, 4.37x and 4.12x in three runs (the naive loop varies most). The run
 is CPU-bound: about 33 CPU-seconds in 18 s; what is left is the pages' own work (a third of it matplotlib drawing).
 
 Usage: .venv/bin/python bench/bench_reports.py [--workers 2] [--customers 20000] [--skip-large] [--parts 1,2,3,cpu]
