@@ -90,8 +90,12 @@ def _child_main(conn: socket.socket, listener: socket.socket, request: dict, fds
     """Runs in the forked child: become a fresh ipykernel."""
     try:
         forked_with = frozenset(sys.modules)
-        import importlib  # noqa: PLC0415 - the server runs as __main__: record it on the importable module
-        importlib.import_module("helpers.reports.warm_kernels").FORKED_WITH_MODULES = forked_with
+        try:  # the server runs as __main__: record it on the importable module (only informative)
+            import importlib  # noqa: PLC0415
+
+            importlib.import_module("helpers.reports.warm_kernels").FORKED_WITH_MODULES = forked_with
+        except Exception:  # noqa: BLE001 - never a reason for a kernel not to start
+            pass
         server_pid = os.getppid()
         listener.close()
         conn.close()
