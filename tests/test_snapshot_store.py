@@ -258,3 +258,36 @@ def test_prune_keeps_entries_a_run_under_way_or_an_unreadable_run_may_use(tmp_pa
     runner.prune_runs(out, 1, protect="")
     assert store_entries(out / RUN_STORE) == [] and not (out / RUN_STORE / ".tmp-abc-1").exists()
     assert info.storage == "reference"
+
+
+@pytest.mark.slow
+def test_a_reproduction_into_another_folder_keeps_its_data_when_the_original_folder_prunes(tmp_path, csv_data,
+                                                                                          capsys):
+    """Regression: a reproduction into another output folder copied the run's snapshot, which read the original
+    folder's run store; once that folder's --keep pruned the entry (no run of *its* used it any more), the
+    reproduction's data were gone. Now the reproduction's folder gets the entry (hard links) and its snapshot
+    reads it there."""
+    out, elsewhere = tmp_path / "reports", tmp_path / "elsewhere"
+    first = _run(tmp_path, csv_data, out, "r1")
+    key = _stored_key(first)
+    assert cli_main(["reproduce", str(first.run_dir), "--out", str(elsewhere)]) in (0, 1)
+    assert f"run store entry {key}" in capsys.readouterr().err
+    repro = next(p for p in elsewhere.iterdir() if p.name.startswith("r1-repro-"))
+    meta = snapshot_meta(repro / "data.duckdb")
+    assert meta["store"] == key
+    assert {Path(r["path"]).parent for r in json.loads(meta["references"]).values()} == {elsewhere / RUN_STORE / key}
+    assert read_store_entry(elsewhere / RUN_STORE, key) is not None  # a complete, intact entry of its own
+    # the original folder prunes its run (and with it the entry): the reproduction still has its data
+    shutil.rmtree(first.run_dir)
+    runner._prune_store(out)
+    assert store_entries(out / RUN_STORE) == []
+    manifest = json.loads((repro / "manifest.json").read_text())
+    runner.check_referenced_data(repro, manifest)  # nothing changed or gone
+    snap = _load(repro / "data.duckdb", validate=False)
+    try:
+        assert snap.storage == "reference"
+        assert snap.count("responses") == first.manifest["data"]["rows"]["responses"]
+    finally:
+        snap.close()
+    assert runner._prune_store(elsewhere) == []  # the new folder keeps the entry its reproduction reads
+    assert store_entries(elsewhere / RUN_STORE) == [key]

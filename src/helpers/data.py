@@ -52,6 +52,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings as _warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -1089,6 +1090,65 @@ def write_store_entry(dataset: "Dataset", store: str | os.PathLike[str]) -> dict
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+def adopt_store_entry(snapshot: str | os.PathLike[str], store: str | os.PathLike[str]) -> str | None:
+    """Make the snapshot ``snapshot`` (a copy of a run's ``data.duckdb``) read its run-store entry from ``store``
+    instead of another output folder's run store; the entry's key, or None when there was nothing to do (a
+    snapshot that copies its data, references source files, or already reads from ``store``).
+
+    Why: a reproduction into another output folder copies the run's snapshot, whose views read
+    ``<original output folder>/.data/<key>/<table>.parquet``; that folder's ``--keep`` prunes the entry once none
+    of *its* runs uses it, and the reproduction lost its data. Here ``store`` gets the entry (its files hard-linked,
+    else copied: the same bytes and modification times, written into a temporary folder and renamed into place,
+    an entry already there and intact is used as it is), and the snapshot's ``__raw_<table>`` views, its
+    references and the entry's record point at ``store``; so the new folder's pruning keeps the entry while the
+    reproduction is there. Run on a copy the caller owns (no other process reads it)."""
+    snapshot, store = Path(snapshot), Path(os.path.abspath(store))
+    meta = snapshot_meta(snapshot)
+    key = meta.get("store") or ""
+    if not key or meta.get("storage") != "reference":
+        return None
+    references = json.loads(meta.get("references") or "{}")
+    paths = {t: Path(str(ref.get("path", ""))) for t, ref in references.items()}
+    homes = {p.parent for p in paths.values()}
+    if len(homes) != 1:
+        return None
+    home = homes.pop()
+    target = store / key
+    if home.name != key or os.path.abspath(home) == os.path.abspath(target):
+        return None
+    if read_store_entry(store, key) is None:  # not there (or damaged): give the store this entry
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = store / f"{_STORE_TMP}{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for f in home.iterdir():
+            if f.is_file() and f.name != STORE_RECORD:
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:  # another file system, or no hard links: a copy with the same times
+                    shutil.copy2(f, tmp / f.name)
+        record = json.loads((home / STORE_RECORD).read_text(encoding="utf-8"))
+        for ref in (record.get("references") or {}).values():
+            ref["path"] = str(target / Path(str(ref.get("path", ""))).name)
+        (tmp / STORE_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    for table, ref in references.items():
+        ref["path"] = str(target / paths[table].name)
+    con = _connect()
+    try:
+        con.execute(f"ATTACH {_lit(str(snapshot))} AS __adopt")
+        for table, ref in references.items():
+            con.execute(f"CREATE OR REPLACE VIEW __adopt.main.__raw_{table} AS "
+                        f"SELECT * FROM read_parquet({_lit(ref['path'])})")
+        con.execute(f"UPDATE __adopt.main.{META_TABLE} SET value = ? WHERE key = 'references'",
+                    [json.dumps(references)])
+        con.execute("DETACH __adopt")
+    finally:
+        con.close()
+    return key
 
 
 def store_entries(store: str | os.PathLike[str]) -> list[str]:

@@ -1653,6 +1653,13 @@ def _reproduce(run_dir: Path, manifest: dict, out: Path, started: _dt.datetime, 
     for sub in ("notebooks", "logs", "summaries"):
         (tmp_dir / sub).mkdir(parents=True)
     shutil.copy2(run_dir / "data.duckdb", tmp_dir / "data.duckdb")
+    from helpers.data import RUN_STORE, adopt_store_entry  # noqa: PLC0415
+
+    # into another output folder: the run store entry the snapshot reads comes along (that folder's --keep
+    # must not take it away from this reproduction)
+    adopted = adopt_store_entry(tmp_dir / "data.duckdb", out / RUN_STORE)
+    if adopted:
+        echo(f"the run's stored tables (run store entry {adopted}) are now also in {out / RUN_STORE}")
     drift = []
     for path, digest in manifest.get("params", {}).get("files_sha256", {}).items():
         if not Path(path).is_file() or _sha256(Path(path)) != digest:
